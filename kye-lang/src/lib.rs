@@ -1,0 +1,14 @@
+//! The kye language: lexer, parser, diagnostics, compiled models and the validator.
+//!
+//! This crate is pure: no I/O and no async. Give it source text, get a checked
+//! [`schema::Schema`] or a list of [`diagnostic::Diagnostic`]s.
+
+#![warn(missing_docs)]
+
+pub mod diagnostic;
+pub mod schema;
+pub mod span;
+
+pub use diagnostic::{Diagnostic, Label, Severity};
+pub use schema::{Cardinality, Edge, Index, Model, Primitive, Schema, Type};
+pub use span::{FileId, SourceMap, Span};

@@ -1,0 +1,372 @@
+//! Compiled schemas: what the parser and checker produce and what the validator,
+//! the macros and the runtime consume.
+//!
+//! A [`Schema`] is always fully checked: every type reference resolves, every index names
+//! an edge of its model, aliases are inlined. Code holding a `Schema` never has to handle
+//! a dangling name.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::span::{SourceMap, Span};
+
+/// A checked set of models compiled from one or more `.kye` files.
+#[derive(Debug, Clone)]
+pub struct Schema {
+    /// The source files the schema was compiled from (kept for diagnostics).
+    pub sources: SourceMap,
+    models: Vec<Model>,
+    by_name: BTreeMap<String, usize>,
+}
+
+impl Schema {
+    /// Builds a schema from already-checked models. Used by the checker; model names must be unique.
+    pub fn from_models(sources: SourceMap, models: Vec<Model>) -> Self {
+        let by_name = models
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.name.clone(), i))
+            .collect();
+        Schema {
+            sources,
+            models,
+            by_name,
+        }
+    }
+
+    /// The model with this name.
+    pub fn model(&self, name: &str) -> Option<&Model> {
+        self.by_name.get(name).map(|&i| &self.models[i])
+    }
+
+    /// All models, in declaration order.
+    pub fn models(&self) -> &[Model] {
+        &self.models
+    }
+
+    /// All model names, sorted.
+    pub fn model_names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+
+    /// `file:line:col` of a span, for messages.
+    pub fn location(&self, span: Span) -> String {
+        self.sources.location(span)
+    }
+}
+
+/// A model: a named record type with one or more unique indexes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    /// Model name, e.g. `Pokemon`.
+    pub name: String,
+    /// Span of the model name in its declaration.
+    pub span: Span,
+    /// Unique indexes; the first is the primary one. Never empty.
+    pub indexes: Vec<Index>,
+    /// Edges in declaration order.
+    pub edges: Vec<Edge>,
+    /// `assert` statements of the model.
+    pub assertions: Vec<Assertion>,
+    /// Text of `#` comment lines directly above the model, if any.
+    pub doc: Option<String>,
+}
+
+impl Model {
+    /// The edge with this name.
+    pub fn edge(&self, name: &str) -> Option<&Edge> {
+        self.edges.iter().find(|e| e.name == name)
+    }
+
+    /// Position of the edge with this name in [`Model::edges`].
+    pub fn edge_position(&self, name: &str) -> Option<usize> {
+        self.edges.iter().position(|e| e.name == name)
+    }
+
+    /// The edge whose source column is `column` (its title if it has one, else its name).
+    pub fn edge_by_column(&self, column: &str) -> Option<&Edge> {
+        self.edges.iter().find(|e| e.column() == column)
+    }
+
+    /// The primary (first) index.
+    pub fn primary_index(&self) -> &Index {
+        &self.indexes[0]
+    }
+
+    /// The index whose edges are exactly `edges` (order-sensitive), if any.
+    pub fn index_named(&self, edges: &[&str]) -> Option<&Index> {
+        self.indexes
+            .iter()
+            .find(|ix| ix.edges.len() == edges.len() && ix.edges.iter().zip(edges).all(|(a, b)| a == b))
+    }
+
+    /// True when `edge` is part of any index.
+    pub fn is_index_edge(&self, edge: &str) -> bool {
+        self.indexes.iter().any(|ix| ix.edges.iter().any(|e| e == edge))
+    }
+}
+
+/// A unique index: a list of edge names, e.g. `(year, month, day)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Index {
+    /// Names of the edges making up the index, in order.
+    pub edges: Vec<String>,
+    /// Span of the parenthesised group.
+    pub span: Span,
+}
+
+impl fmt::Display for Index {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "({})", self.edges.join(", "))
+    }
+}
+
+/// How many values an edge holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cardinality {
+    /// No marker or `!`: exactly one.
+    One,
+    /// `?`: zero or one.
+    Optional,
+    /// `*`: any number.
+    Many,
+    /// `+`: one or more.
+    AtLeastOne,
+}
+
+impl Cardinality {
+    /// True for `*` and `+`.
+    pub fn is_multiple(self) -> bool {
+        matches!(self, Cardinality::Many | Cardinality::AtLeastOne)
+    }
+
+    /// True for `?` and `*`.
+    pub fn allows_none(self) -> bool {
+        matches!(self, Cardinality::Optional | Cardinality::Many)
+    }
+
+    /// The suffix character used in kye source (`""`, `"?"`, `"*"`, `"+"`).
+    pub fn marker(self) -> &'static str {
+        match self {
+            Cardinality::One => "",
+            Cardinality::Optional => "?",
+            Cardinality::Many => "*",
+            Cardinality::AtLeastOne => "+",
+        }
+    }
+}
+
+/// An edge (field) of a model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Edge {
+    /// Edge name, e.g. `base_experience`.
+    pub name: String,
+    /// Optional quoted title naming the source column: `id "User Id": Number`.
+    pub title: Option<String>,
+    /// How many values the edge holds.
+    pub cardinality: Cardinality,
+    /// The value type.
+    pub ty: Type,
+    /// Span of the whole edge declaration.
+    pub span: Span,
+    /// Text of `#` comment lines directly above the edge, if any.
+    pub doc: Option<String>,
+}
+
+impl Edge {
+    /// The name the edge has in source data: its title if it has one, else its name.
+    pub fn column(&self) -> &str {
+        self.title.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// The built-in value types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Primitive {
+    /// Text. Numbers are accepted and read as their decimal text.
+    String,
+    /// A number (f64). Strings that parse as numbers are accepted.
+    Number,
+    /// `true`/`false`.
+    Boolean,
+}
+
+impl fmt::Display for Primitive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Primitive::String => "String",
+            Primitive::Number => "Number",
+            Primitive::Boolean => "Boolean",
+        })
+    }
+}
+
+/// The type of an edge after aliases are resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Type {
+    /// `String`, `Number` or `Boolean`.
+    Primitive(Primitive),
+    /// Another model, by name: a nested record, or a reference by its index value.
+    Model(String),
+    /// A value of `base` type that must satisfy `constraint`, an expression in which
+    /// [`ExprKind::This`] stands for the value. Literal constants (`"SuperMart"`), enums
+    /// (`"A" | "B"`), logic (`("E1" | "E2") & !"E3"`) and regexes (`/a+/`) compile to this.
+    Constrained {
+        /// The primitive the value must first be.
+        base: Primitive,
+        /// The predicate over the value.
+        constraint: Expr,
+        /// The alias name the type came from, if any (for messages).
+        alias: Option<String>,
+    },
+}
+
+impl Type {
+    /// The primitive a value of this type is stored as, or `None` for model types.
+    pub fn primitive(&self) -> Option<Primitive> {
+        match self {
+            Type::Primitive(p) | Type::Constrained { base: p, .. } => Some(*p),
+            Type::Model(_) => None,
+        }
+    }
+}
+
+/// An `assert` statement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assertion {
+    /// The asserted expression.
+    pub expr: Expr,
+    /// Span of the whole statement.
+    pub span: Span,
+    /// The expression's source text, for messages (e.g. `age >= 0`).
+    pub text: String,
+    /// Edges the expression reads, sorted and deduplicated.
+    pub edges: Vec<String>,
+}
+
+/// An expression with its span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expr {
+    /// What the expression is.
+    pub kind: ExprKind,
+    /// Where it is in the source.
+    pub span: Span,
+}
+
+/// The kinds of expressions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExprKind {
+    /// The value being checked, inside a [`Type::Constrained`] constraint.
+    This,
+    /// An edge of the enclosing model, inside an assertion.
+    Edge(String),
+    /// A literal constant.
+    Literal(Literal),
+    /// A regular expression literal `/.../`; a value matches when the pattern matches the whole value.
+    Regex(Pattern),
+    /// A unary operation.
+    Unary(UnaryOp, Box<Expr>),
+    /// A binary operation.
+    Binary(BinaryOp, Box<Expr>, Box<Expr>),
+}
+
+/// A literal constant.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Literal {
+    /// `"text"`.
+    String(String),
+    /// `42`, `-1.5e3`.
+    Number(f64),
+    /// `TRUE`, `FALSE`, `true`, `false`.
+    Boolean(bool),
+}
+
+impl fmt::Display for Literal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Literal::String(s) => write!(f, "{s:?}"),
+            Literal::Number(n) => write!(f, "{n}"),
+            Literal::Boolean(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// A compiled regular expression that remembers its source pattern.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    /// The pattern as written between the slashes.
+    pub source: String,
+    /// The compiled regex (anchored so that it matches the whole value).
+    pub regex: regex::Regex,
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+/// Unary operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnaryOp {
+    /// `!x`: logical not (on a constraint: the value must not satisfy `x`).
+    Not,
+    /// `-x`: numeric negation.
+    Neg,
+}
+
+/// Binary operators, from loosest to tightest binding:
+/// `|`, `^`, `&`, comparisons, `+ -`, `* / %`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryOp {
+    /// `|`
+    Or,
+    /// `^`
+    Xor,
+    /// `&`
+    And,
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `+`
+    Add,
+    /// `-`
+    Sub,
+    /// `*`
+    Mul,
+    /// `/`
+    Div,
+    /// `%`
+    Mod,
+}
+
+impl BinaryOp {
+    /// The operator as written in kye source.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinaryOp::Or => "|",
+            BinaryOp::Xor => "^",
+            BinaryOp::And => "&",
+            BinaryOp::Eq => "==",
+            BinaryOp::Ne => "!=",
+            BinaryOp::Lt => "<",
+            BinaryOp::Le => "<=",
+            BinaryOp::Gt => ">",
+            BinaryOp::Ge => ">=",
+            BinaryOp::Add => "+",
+            BinaryOp::Sub => "-",
+            BinaryOp::Mul => "*",
+            BinaryOp::Div => "/",
+            BinaryOp::Mod => "%",
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Procedural macros for kye. Use them through the `kye` facade crate.

@@ -1,0 +1,1 @@
+//! The kye runtime. Use it through the `kye` facade crate.
