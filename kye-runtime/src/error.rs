@@ -1,0 +1,129 @@
+//! The error type fetchers return and the runtime reports.
+//!
+//! Every error has a [`ErrorClass`] that decides what the executor does with it:
+//! retry it, record the key as missing, or fail the key with a reason.
+
+use std::time::Duration;
+
+/// What the executor should do about an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The source has no such key (e.g. HTTP 404): recorded as missing, not retried.
+    Missing,
+    /// A transient failure (timeout, connection error, 429, 5xx, truncated body): retried.
+    Retryable,
+    /// A failure that retrying cannot fix (400, 401, 403, a bug): the key fails with the reason.
+    Permanent,
+}
+
+/// An error from a fetcher or from the runtime.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    class: ErrorClass,
+    message: String,
+    url: Option<String>,
+    status: Option<u16>,
+    retry_after: Option<Duration>,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+/// `Result` with [`Error`] as the error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    fn with_class(class: ErrorClass, message: impl Into<String>) -> Self {
+        Error {
+            class,
+            message: message.into(),
+            url: None,
+            status: None,
+            retry_after: None,
+            source: None,
+        }
+    }
+
+    /// The source has no value for the requested key.
+    pub fn missing(message: impl Into<String>) -> Self {
+        Self::with_class(ErrorClass::Missing, message)
+    }
+
+    /// A transient failure worth retrying.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self::with_class(ErrorClass::Retryable, message)
+    }
+
+    /// A failure that retrying will not fix.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self::with_class(ErrorClass::Permanent, message)
+    }
+
+    /// Wraps any error as a permanent failure.
+    pub fn other<E>(error: E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let mut e = Self::with_class(ErrorClass::Permanent, error.to_string());
+        e.source = Some(Box::new(error));
+        e
+    }
+
+    /// What the executor should do about this error.
+    pub fn class(&self) -> ErrorClass {
+        self.class
+    }
+
+    /// The human-readable message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The request URL the error is about, if any (secrets already redacted).
+    pub fn url(&self) -> Option<&str> {
+        self.url.as_deref()
+    }
+
+    /// The HTTP status, if the error came from a response.
+    pub fn status(&self) -> Option<u16> {
+        self.status
+    }
+
+    /// How long the server asked us to wait (`Retry-After`), if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// Attaches the request URL.
+    pub fn with_url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+
+    /// Attaches the HTTP status.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Attaches a `Retry-After` delay.
+    pub fn with_retry_after(mut self, delay: Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::other(e)
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        // A body that does not parse is usually a truncated response: worth a retry.
+        let mut err = Error::retryable(format!("invalid JSON: {e}"));
+        err.source = Some(Box::new(e));
+        err
+    }
+}
