@@ -4,6 +4,7 @@
 
 pub mod context;
 pub mod error;
+pub mod testing;
 
 pub use context::Context;
 pub use error::{Error, ErrorClass, Result};
