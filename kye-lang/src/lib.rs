@@ -8,7 +8,9 @@
 pub mod diagnostic;
 pub mod schema;
 pub mod span;
+pub mod validate;
 
 pub use diagnostic::{Diagnostic, Label, Severity};
 pub use schema::{Cardinality, Edge, Index, Model, Primitive, Schema, Type};
 pub use span::{FileId, SourceMap, Span};
+pub use validate::{validate_record, BatchValidator, ErrorKind, RecordReport, ValidationError};

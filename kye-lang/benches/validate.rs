@@ -1,0 +1,2 @@
+//! Batch validation benchmark (filled in below).
+fn main() {}

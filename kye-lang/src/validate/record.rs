@@ -1,0 +1,533 @@
+//! Validation of one JSON record, recursively through nested records.
+
+use serde_json::{Map, Value};
+
+use super::error::{cut, show_json, ErrorKind, RecordReport, ValidationError};
+use super::value::{coerce_json, eval, satisfies, truthy, val_eq, Val};
+use super::{edge_kind, expected_text, ref_prim, EdgeKind};
+use crate::schema::{Assertion, Edge, Model, Schema};
+
+/// Nesting deeper than this is reported instead of followed (self-referencing models).
+const MAX_DEPTH: usize = 64;
+/// At most this many value combinations are tried for an assertion over multi-valued edges.
+const MAX_COMBINATIONS: usize = 4096;
+
+/// Validates one record (a JSON object) against `model` of `schema`.
+///
+/// Never stops at the first problem: every edge, every nested record and every assertion is
+/// checked. Fields are matched to edges by title, else by name; unknown fields are dropped from
+/// the normalized value and reported as [`ErrorKind::UnknownEdge`] warnings. All required edges
+/// must have a value (a record is complete; partial rows are for [`super::BatchValidator`]).
+///
+/// ```
+/// # let schema = kye_lang::validate::doc_example_schema();
+/// use kye_lang::validate::validate_record;
+/// let r = validate_record(&schema, "User", &serde_json::json!({"id": 1, "name": "Ann", "extra": 1}));
+/// assert!(r.is_valid());
+/// assert_eq!(r.warnings[0].kind.name(), "UnknownEdge");
+/// assert_eq!(r.value, serde_json::json!({"id": 1, "name": "Ann"}));
+/// ```
+pub fn validate_record(schema: &Schema, model: &str, record: &Value) -> RecordReport {
+    let mut cx = RecordCx::new(schema);
+    let value = match schema.model(model) {
+        Some(m) => cx.record(m, record, "", 0),
+        None => {
+            cx.errors.push(unknown_model(schema, model));
+            Value::Null
+        }
+    };
+    RecordReport {
+        value,
+        errors: cx.errors,
+        warnings: cx.warnings,
+    }
+}
+
+pub(crate) fn unknown_model(schema: &Schema, model: &str) -> ValidationError {
+    let known: Vec<&str> = schema.model_names().collect();
+    ValidationError::new(
+        ErrorKind::UnknownModel,
+        model,
+        format!(
+            "no model named '{model}' in the schema (models: {})",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        ),
+    )
+}
+
+/// Finds the edge a field name refers to: by title first, then by name.
+pub(crate) fn edge_for_field<'m>(model: &'m Model, field: &str) -> Option<(usize, &'m Edge)> {
+    model
+        .edges
+        .iter()
+        .enumerate()
+        .find(|(_, e)| e.column() == field)
+        .or_else(|| {
+            model
+                .edges
+                .iter()
+                .enumerate()
+                .find(|(_, e)| e.name == field)
+        })
+}
+
+pub(crate) fn join(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+/// Outcome of an assertion over the values of its edges.
+pub(crate) enum AssertOutcome {
+    Holds,
+    NotApplicable,
+    /// Failed for this combination of values, shown as `age=-14`.
+    Fails(String),
+}
+
+/// Runs an assertion over every combination of the values of its edges. `values(i)` gives the
+/// values of `a.edges[i]` (empty = missing).
+pub(crate) fn check_assertion<'a>(
+    a: &'a Assertion,
+    values: &dyn Fn(usize) -> &'a [Val<'a>],
+) -> AssertOutcome {
+    const MISSING: &[Val<'static>] = &[Val::Missing];
+    let lists: Vec<&[Val<'a>]> = (0..a.edges.len())
+        .map(|i| {
+            let v = values(i);
+            if v.is_empty() {
+                MISSING
+            } else {
+                v
+            }
+        })
+        .collect();
+    let mut pos = vec![0usize; lists.len()];
+    let mut any_true = false;
+    for _ in 0..MAX_COMBINATIONS {
+        let lookup = |name: &str| -> Val<'a> {
+            match a.edges.iter().position(|e| e == name) {
+                Some(i) => lists[i][pos[i]].clone(),
+                None => Val::Missing,
+            }
+        };
+        match truthy(&eval(&a.expr, &Val::Missing, &lookup)) {
+            Some(false) => {
+                let shown: Vec<String> = a
+                    .edges
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| format!("{e}={}", lists[i][pos[i]].show()))
+                    .collect();
+                return AssertOutcome::Fails(shown.join(", "));
+            }
+            Some(true) => any_true = true,
+            None => {}
+        }
+        // Odometer over the value lists.
+        let mut i = 0;
+        loop {
+            if i == pos.len() {
+                return if any_true {
+                    AssertOutcome::Holds
+                } else {
+                    AssertOutcome::NotApplicable
+                };
+            }
+            pos[i] += 1;
+            if pos[i] < lists[i].len() {
+                break;
+            }
+            pos[i] = 0;
+            i += 1;
+        }
+    }
+    if any_true {
+        AssertOutcome::Holds
+    } else {
+        AssertOutcome::NotApplicable
+    }
+}
+
+pub(crate) struct RecordCx<'s> {
+    pub(crate) schema: &'s Schema,
+    pub(crate) errors: Vec<ValidationError>,
+    pub(crate) warnings: Vec<ValidationError>,
+}
+
+impl<'s> RecordCx<'s> {
+    pub(crate) fn new(schema: &'s Schema) -> Self {
+        RecordCx {
+            schema,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn err(
+        &mut self,
+        model: &Model,
+        edge: Option<&Edge>,
+        kind: ErrorKind,
+        msg: String,
+    ) -> &mut ValidationError {
+        let mut e = ValidationError::new(kind, &model.name, msg);
+        if let Some(edge) = edge {
+            e.edges.push(edge.name.clone());
+            e = e.at(self.schema, edge.span);
+        }
+        self.errors.push(e);
+        self.errors.last_mut().expect("just pushed")
+    }
+
+    /// Validates `rec` as a `model` record at `path`; returns the normalized value.
+    pub(crate) fn record(
+        &mut self,
+        model: &'s Model,
+        rec: &Value,
+        path: &str,
+        depth: usize,
+    ) -> Value {
+        let schema = self.schema;
+        let Value::Object(obj) = rec else {
+            let e = self.err(
+                model,
+                None,
+                ErrorKind::InvalidType,
+                format!(
+                    "{}: expected a {} record (an object), found {}",
+                    if path.is_empty() { "record" } else { path },
+                    model.name,
+                    show_json(rec)
+                ),
+            );
+            e.value = Some(show_json(rec));
+            e.expected = Some(model.name.clone());
+            e.path = (!path.is_empty()).then(|| path.to_string());
+            e.span = Some(model.span);
+            e.location = Some(schema.location(model.span));
+            return Value::Null;
+        };
+        if depth > MAX_DEPTH {
+            let e = self.err(
+                model,
+                None,
+                ErrorKind::InvalidType,
+                format!(
+                    "{path}: records nested more than {MAX_DEPTH} levels deep are not followed"
+                ),
+            );
+            e.path = Some(path.to_string());
+            return Value::Null;
+        }
+
+        // Field → edge.
+        let mut fields: Vec<Option<&Value>> = vec![None; model.edges.len()];
+        for (k, v) in obj {
+            match edge_for_field(model, k) {
+                Some((i, _)) if fields[i].is_none() => fields[i] = Some(v),
+                Some((i, e)) => {
+                    // Both the title and the name given: both values count.
+                    let _ = (i, e);
+                    let mut w = ValidationError::new(
+                        ErrorKind::UnknownEdge,
+                        &model.name,
+                        format!(
+                            "{}: field '{k}' repeats edge {}.{} (given by title and by name); the second is ignored",
+                            if path.is_empty() { "record" } else { path },
+                            model.name,
+                            e.name
+                        ),
+                    );
+                    w.path = Some(join(path, k));
+                    w.value = Some(show_json(v));
+                    self.warnings.push(w);
+                }
+                None => {
+                    let mut w = ValidationError::new(
+                        ErrorKind::UnknownEdge,
+                        &model.name,
+                        format!(
+                            "{}: '{k}' is not an edge of {}; dropped",
+                            join(path, k),
+                            model.name
+                        ),
+                    );
+                    w.edges.push(k.clone());
+                    w.path = Some(join(path, k));
+                    w.value = Some(show_json(v));
+                    self.warnings.push(w.at(self.schema, model.span));
+                }
+            }
+        }
+
+        let mut out = Map::new();
+        let mut values: Vec<Vec<Val<'_>>> = Vec::with_capacity(model.edges.len());
+        for (i, edge) in model.edges.iter().enumerate() {
+            let epath = join(path, &edge.name);
+            let (items, is_list): (Vec<&Value>, bool) = match fields[i] {
+                None | Some(Value::Null) => (Vec::new(), false),
+                Some(Value::Array(a)) => (a.iter().filter(|v| !v.is_null()).collect(), true),
+                Some(v) => (vec![v], false),
+            };
+            let mut vals: Vec<Val<'_>> = Vec::with_capacity(items.len());
+            let mut normalized: Vec<Value> = Vec::with_capacity(items.len());
+            let mut had_invalid = false;
+            for (j, item) in items.iter().enumerate() {
+                let ipath = if is_list {
+                    format!("{epath}[{j}]")
+                } else {
+                    epath.clone()
+                };
+                match self.value(model, edge, item, &ipath, depth) {
+                    Some((v, n)) => {
+                        vals.push(v);
+                        normalized.push(n);
+                    }
+                    None => had_invalid = true,
+                }
+            }
+            // Distinct values (identical repeats are fine).
+            let mut distinct: Vec<usize> = Vec::new();
+            for j in 0..normalized.len() {
+                let dup = distinct.iter().any(|&d| {
+                    if matches!(vals[d], Val::Missing) {
+                        normalized[d] == normalized[j]
+                    } else {
+                        val_eq(&vals[d], &vals[j])
+                    }
+                });
+                if !dup {
+                    distinct.push(j);
+                }
+            }
+            if !edge.cardinality.is_multiple() && distinct.len() > 1 {
+                let shown: Vec<String> = distinct
+                    .iter()
+                    .map(|&d| show_json(&normalized[d]))
+                    .collect();
+                let e = self.err(
+                    model,
+                    Some(edge),
+                    ErrorKind::MultipleValues,
+                    format!(
+                        "{epath}: {}.{} holds one value, found {}: {}",
+                        model.name,
+                        edge.name,
+                        distinct.len(),
+                        shown.join(", ")
+                    ),
+                );
+                e.path = Some(epath.clone());
+                e.value = Some(cut(&shown.join(", ")));
+                e.expected = Some(format!("one {}", expected_text(schema, &edge.ty)));
+            }
+            if distinct.is_empty() && !had_invalid && !edge.cardinality.allows_none() {
+                let is_index = model.is_index_edge(&edge.name);
+                let kind = if is_index {
+                    ErrorKind::MissingIndex
+                } else {
+                    ErrorKind::MissingValue
+                };
+                let e = self.err(
+                    model,
+                    Some(edge),
+                    kind,
+                    format!(
+                        "{epath}: {}.{} is required{} but has no value",
+                        model.name,
+                        edge.name,
+                        if is_index { " (index edge)" } else { "" }
+                    ),
+                );
+                e.path = Some(epath.clone());
+                e.expected = Some(format!(
+                    "{}{}",
+                    expected_text(schema, &edge.ty),
+                    edge.cardinality.marker()
+                ));
+            }
+            if edge.cardinality.is_multiple() {
+                let list: Vec<Value> = distinct.iter().map(|&d| normalized[d].clone()).collect();
+                out.insert(edge.name.clone(), Value::Array(list));
+            } else if let Some(&d) = distinct.first() {
+                out.insert(edge.name.clone(), normalized[d].clone());
+            }
+            let kept: Vec<Val<'_>> = distinct.iter().map(|&d| vals[d].clone()).collect();
+            values.push(kept);
+        }
+
+        // Assertions over the record's values.
+        for a in &model.assertions {
+            let idx: Vec<Option<usize>> = a.edges.iter().map(|n| model.edge_position(n)).collect();
+            let lookup =
+                |i: usize| -> &[Val<'_>] { idx[i].map(|p| values[p].as_slice()).unwrap_or(&[]) };
+            if let AssertOutcome::Fails(shown) = check_assertion(a, &lookup) {
+                let mut e = ValidationError::new(
+                    ErrorKind::AssertionFailed,
+                    &model.name,
+                    format!(
+                        "{}assertion `{}` failed for {shown}",
+                        if path.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{path}: ")
+                        },
+                        a.text
+                    ),
+                );
+                e.edges = a.edges.clone();
+                e.value = Some(cut(&shown));
+                e.expected = Some(a.text.clone());
+                e.path = (!path.is_empty()).then(|| path.to_string());
+                self.errors.push(e.at(self.schema, a.span));
+            }
+        }
+
+        // Record key for messages of this record's errors.
+        Value::Object(out)
+    }
+
+    /// Checks one value of `edge`. Returns the comparable value and the normalized JSON, or
+    /// `None` when invalid (the error is recorded).
+    pub(crate) fn value<'r>(
+        &mut self,
+        model: &'s Model,
+        edge: &'s Edge,
+        item: &'r Value,
+        path: &str,
+        depth: usize,
+    ) -> Option<(Val<'r>, Value)>
+    where
+        's: 'r,
+    {
+        match edge_kind(self.schema, &edge.ty) {
+            EdgeKind::Prim(p, constraint) => {
+                let bad = match coerce_json(p, item) {
+                    Ok(v) => match constraint {
+                        Some(c) if !satisfies(c, &v) => true,
+                        _ => {
+                            let n = v.to_json();
+                            return Some((v, n));
+                        }
+                    },
+                    Err(()) => true,
+                };
+                debug_assert!(bad);
+                let expected = expected_text(self.schema, &edge.ty);
+                let shown = show_json(item);
+                let e = self.err(
+                    model,
+                    Some(edge),
+                    ErrorKind::InvalidType,
+                    format!("{path}: '{shown}' is not a valid {expected}"),
+                );
+                e.path = Some(path.to_string());
+                e.value = Some(shown);
+                e.expected = Some(expected);
+                None
+            }
+            EdgeKind::Model(target) => {
+                let is_reference = match item {
+                    Value::Object(o) => {
+                        o.keys().all(|k| {
+                            edge_for_field(target, k)
+                                .is_some_and(|(_, e)| target.is_index_edge(&e.name))
+                        }) && !o.is_empty()
+                    }
+                    _ => true,
+                };
+                if let (true, Value::Object(_)) = (is_reference, item) {
+                    // {"id": 25}: a reference by index edges; check their types only.
+                    let before = self.errors.len();
+                    let mut cx = RecordCx::new(self.schema);
+                    let n = cx.record(target, item, path, depth + 1);
+                    // Only type problems of the given index edges count for a reference.
+                    let errs: Vec<ValidationError> = cx
+                        .errors
+                        .into_iter()
+                        .filter(|e| {
+                            !matches!(e.kind, ErrorKind::MissingValue | ErrorKind::MissingIndex)
+                        })
+                        .collect();
+                    let ok = errs.is_empty();
+                    self.errors.extend(errs);
+                    self.warnings.extend(cx.warnings);
+                    let _ = before;
+                    return ok.then(|| (Val::Str(n.to_string().into()), n));
+                }
+                if !is_reference {
+                    let before = self.errors.len();
+                    let n = self.record(target, item, path, depth + 1);
+                    if self.errors.len() > before {
+                        return None;
+                    }
+                    return Some((Val::Str(n.to_string().into()), n));
+                }
+                // A bare scalar: the target's single-edge primary index value.
+                let Some((p, constraint, ix_edge)) = ref_prim(self.schema, target) else {
+                    let shown = show_json(item);
+                    let e = self.err(
+                        model,
+                        Some(edge),
+                        ErrorKind::InvalidType,
+                        format!(
+                            "{path}: '{shown}' is not a {} record; a bare value can only reference a model with a one-edge primary index",
+                            target.name
+                        ),
+                    );
+                    e.path = Some(path.to_string());
+                    e.value = Some(shown);
+                    e.expected = Some(target.name.clone());
+                    return None;
+                };
+                match coerce_json(p, item) {
+                    Ok(v) if constraint.is_none_or(|c| satisfies(c, &v)) => {
+                        let n = v.to_json();
+                        Some((v, n))
+                    }
+                    _ => {
+                        let shown = show_json(item);
+                        let expected = format!(
+                            "{} (a {} record or its {} {})",
+                            target.name,
+                            target.name,
+                            ix_edge.name,
+                            expected_text(self.schema, &ix_edge.ty)
+                        );
+                        let e = self.err(
+                            model,
+                            Some(edge),
+                            ErrorKind::InvalidType,
+                            format!("{path}: '{shown}' is not a valid reference to {expected}"),
+                        );
+                        e.path = Some(path.to_string());
+                        e.value = Some(shown);
+                        e.expected = Some(expected);
+                        None
+                    }
+                }
+            }
+            EdgeKind::Unknown => {
+                let mut e = ValidationError::new(
+                    ErrorKind::UnknownModel,
+                    &model.name,
+                    format!(
+                        "{path}: edge type {:?} is not a model of the schema",
+                        edge.ty
+                    ),
+                );
+                e.edges.push(edge.name.clone());
+                e.path = Some(path.to_string());
+                self.errors.push(e.at(self.schema, edge.span));
+                None
+            }
+        }
+    }
+}
