@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::diagnostic::Diagnostic;
 use crate::span::{SourceMap, Span};
 
 /// A checked set of models compiled from one or more `.kye` files.
@@ -17,6 +18,7 @@ pub struct Schema {
     pub sources: SourceMap,
     models: Vec<Model>,
     by_name: BTreeMap<String, usize>,
+    warnings: Vec<Diagnostic>,
 }
 
 impl Schema {
@@ -31,7 +33,20 @@ impl Schema {
             sources,
             models,
             by_name,
+            warnings: Vec::new(),
         }
+    }
+
+    /// Attaches the warnings found while compiling.
+    pub fn with_warnings(mut self, warnings: Vec<Diagnostic>) -> Self {
+        self.warnings = warnings;
+        self
+    }
+
+    /// Warnings found while compiling (the schema is usable; they point at likely mistakes).
+    /// Render one with [`Diagnostic::render`] and [`Schema::sources`].
+    pub fn warnings(&self) -> &[Diagnostic] {
+        &self.warnings
     }
 
     /// The model with this name.
@@ -95,14 +110,16 @@ impl Model {
 
     /// The index whose edges are exactly `edges` (order-sensitive), if any.
     pub fn index_named(&self, edges: &[&str]) -> Option<&Index> {
-        self.indexes
-            .iter()
-            .find(|ix| ix.edges.len() == edges.len() && ix.edges.iter().zip(edges).all(|(a, b)| a == b))
+        self.indexes.iter().find(|ix| {
+            ix.edges.len() == edges.len() && ix.edges.iter().zip(edges).all(|(a, b)| a == b)
+        })
     }
 
     /// True when `edge` is part of any index.
     pub fn is_index_edge(&self, edge: &str) -> bool {
-        self.indexes.iter().any(|ix| ix.edges.iter().any(|e| e == edge))
+        self.indexes
+            .iter()
+            .any(|ix| ix.edges.iter().any(|e| e == edge))
     }
 }
 

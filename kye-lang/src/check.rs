@@ -1,0 +1,1178 @@
+//! The checker: syntax trees of all files to checked [`Model`]s.
+//!
+//! It resolves every name (models and aliases are global across files), inlines aliases into
+//! [`Type::Constrained`] constraints, validates indexes and assertions, and reports every problem
+//! it finds. Parts the parser already reported as broken ([`ast::ExprKind::Error`], models
+//! marked `recovered`) are skipped quietly so one mistake gives one error.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::ast::{self, Item, Member};
+use crate::diagnostic::{did_you_mean, CompileError, Diagnostic};
+use crate::parser::parse;
+use crate::schema::{
+    Assertion, BinaryOp, Cardinality, Edge, Expr, ExprKind, Index, Literal, Model, Pattern,
+    Primitive, Schema, Type, UnaryOp,
+};
+use crate::span::{SourceMap, Span};
+
+/// Highest compiled constraint or assertion tree accepted after aliases are inlined.
+pub const MAX_COMPILED_DEPTH: u32 = 256;
+/// Most nodes in one compiled constraint after aliases are inlined.
+pub const MAX_COMPILED_SIZE: u32 = 20_000;
+/// Longest chain of aliases referring to aliases.
+pub const MAX_ALIAS_CHAIN: usize = 64;
+
+const BUILTINS: [(&str, Primitive); 3] = [
+    ("String", Primitive::String),
+    ("Number", Primitive::Number),
+    ("Boolean", Primitive::Boolean),
+];
+
+/// Compiles the files of `sources` into one checked [`Schema`].
+///
+/// Every file is parsed (all syntax errors are collected), then all files are checked together:
+/// a model in one file may use a model or alias defined in another. On success the schema
+/// carries the warnings ([`Schema::warnings`]); on failure [`CompileError`] holds every
+/// diagnostic, errors first.
+///
+/// ```
+/// use kye_lang::{compile, SourceMap};
+/// let mut sources = SourceMap::new();
+/// sources.add("types.kye", "Status: \"OPEN\" | \"CLOSED\"");
+/// sources.add("models.kye", "Ticket(id) { id: Number, status: Status }");
+/// let schema = compile(sources).unwrap();
+/// assert_eq!(schema.model("Ticket").unwrap().edges.len(), 2);
+/// ```
+pub fn compile(sources: SourceMap) -> Result<Schema, CompileError> {
+    let mut diagnostics = Vec::new();
+    let mut files = Vec::new();
+    for (id, file) in sources.files() {
+        let parsed = parse(id, &file.text);
+        diagnostics.extend(parsed.diagnostics);
+        files.push(parsed.file);
+    }
+    let (models, more) = check(&sources, &files);
+    diagnostics.extend(more);
+    diagnostics.sort_by_key(|d| {
+        (
+            d.severity,
+            d.primary.span.file,
+            d.primary.span.start,
+            d.primary.span.end,
+        )
+    });
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        return Err(CompileError {
+            sources,
+            diagnostics,
+        });
+    }
+    Ok(Schema::from_models(sources, models).with_warnings(diagnostics))
+}
+
+/// Compiles one source text named `name` (the name shows in diagnostics).
+///
+/// ```
+/// let err = kye_lang::compile_str("models.kye", "User(id) { id: Numbr }").unwrap_err();
+/// assert_eq!(err.diagnostics[0].code, "kye::unknown-type");
+/// assert_eq!(err.diagnostics[0].hint.as_deref(), Some("did you mean `Number`?"));
+/// ```
+pub fn compile_str(name: &str, text: &str) -> Result<Schema, CompileError> {
+    let mut sources = SourceMap::new();
+    sources.add(name, text);
+    compile(sources)
+}
+
+/// Checks the parsed files of one schema. Returns the models (meaningful only when no
+/// diagnostic is an error) and all diagnostics found.
+pub fn check(sources: &SourceMap, files: &[ast::File]) -> (Vec<Model>, Vec<Diagnostic>) {
+    let mut cx = Checker {
+        sources,
+        defs: HashMap::new(),
+        order: Vec::new(),
+        alias_state: HashMap::new(),
+        stack: Vec::new(),
+        diags: Vec::new(),
+    };
+    cx.collect(files);
+    let models = cx.models(files);
+    (models, cx.diags)
+}
+
+#[derive(Clone, Copy)]
+enum Def<'a> {
+    Model(&'a ast::ModelDef),
+    Alias(&'a ast::AliasDef),
+}
+
+impl Def<'_> {
+    fn name_span(&self) -> Span {
+        match self {
+            Def::Model(m) => m.name.span,
+            Def::Alias(a) => a.name.span,
+        }
+    }
+}
+
+/// A compiled constraint with its size and height, so inlining cannot blow up.
+#[derive(Clone)]
+struct Constraint {
+    expr: Expr,
+    size: u32,
+    depth: u32,
+}
+
+/// What a type expression means.
+#[derive(Clone)]
+enum TypeVal {
+    Model(String),
+    Value {
+        base: Primitive,
+        /// `None` means every value of `base` is allowed.
+        constraint: Option<Constraint>,
+    },
+}
+
+#[derive(Clone)]
+enum AliasState {
+    Resolving,
+    Done(Option<TypeVal>),
+}
+
+struct Checker<'a> {
+    sources: &'a SourceMap,
+    defs: HashMap<&'a str, Def<'a>>,
+    /// Global names in definition order (for suggestions).
+    order: Vec<&'a str>,
+    alias_state: HashMap<&'a str, AliasState>,
+    stack: Vec<&'a str>,
+    diags: Vec<Diagnostic>,
+}
+
+fn builtin(name: &str) -> Option<Primitive> {
+    BUILTINS.iter().find(|(n, _)| *n == name).map(|(_, p)| *p)
+}
+
+fn leaf(kind: ExprKind, span: Span) -> Constraint {
+    Constraint {
+        expr: Expr { kind, span },
+        size: 1,
+        depth: 1,
+    }
+}
+
+fn this_eq(lit: Literal, span: Span) -> Constraint {
+    Constraint {
+        expr: Expr {
+            kind: ExprKind::Binary(
+                BinaryOp::Eq,
+                Box::new(Expr {
+                    kind: ExprKind::This,
+                    span,
+                }),
+                Box::new(Expr {
+                    kind: ExprKind::Literal(lit),
+                    span,
+                }),
+            ),
+            span,
+        },
+        size: 3,
+        depth: 2,
+    }
+}
+
+fn primitive_of(lit: &Literal) -> Primitive {
+    match lit {
+        Literal::String(_) => Primitive::String,
+        Literal::Number(_) => Primitive::Number,
+        Literal::Boolean(_) => Primitive::Boolean,
+    }
+}
+
+/// Compiles `/pattern/` so that it must match the whole value.
+fn compile_regex(pattern: &str) -> Result<Pattern, String> {
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(1 << 20)
+        .nest_limit(64)
+        .build()
+        .map(|regex| Pattern {
+            source: pattern.to_string(),
+            regex,
+        })
+        .map_err(|e| {
+            // The regex crate's messages are multi-line with their own caret; keep the last line.
+            let text = e.to_string();
+            text.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid pattern")
+                .trim()
+                .trim_start_matches("error: ")
+                .to_string()
+        })
+}
+
+impl<'a> Checker<'a> {
+    fn error(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
+    fn text(&self, span: Span) -> &'a str {
+        self.sources
+            .get(span.file)
+            .map(|f| f.slice(span))
+            .unwrap_or("")
+    }
+
+    // ---- global names -------------------------------------------------------------------
+
+    fn collect(&mut self, files: &'a [ast::File]) {
+        for file in files {
+            for item in &file.items {
+                let (name, def) = match item {
+                    Item::Model(m) => (&m.name, Def::Model(m)),
+                    Item::Alias(a) => (&a.name, Def::Alias(a)),
+                };
+                if builtin(&name.name).is_some() {
+                    self.error(
+                        Diagnostic::error(
+                            "kye::reserved-name",
+                            format!("`{}` is a built-in type and cannot be redefined", name.name),
+                            name.span,
+                            "built-in type name",
+                        )
+                        .with_hint("choose another name"),
+                    );
+                    continue;
+                }
+                if let Some(first) = self.defs.get(name.name.as_str()) {
+                    let what = |d: &Def| match d {
+                        Def::Model(_) => "model",
+                        Def::Alias(_) => "type alias",
+                    };
+                    let d = Diagnostic::error(
+                        "kye::duplicate-definition",
+                        format!("`{}` is defined more than once", name.name),
+                        name.span,
+                        format!("{} `{}` redefined here", what(&def), name.name),
+                    )
+                    .with_secondary(
+                        first.name_span(),
+                        format!("first defined here as a {}", what(first)),
+                    )
+                    .with_hint("model and alias names share one namespace across all files");
+                    self.error(d);
+                    continue;
+                }
+                self.defs.insert(&name.name, def);
+                self.order.push(&name.name);
+            }
+        }
+    }
+
+    fn suggest_type(&self, name: &str) -> Option<String> {
+        let candidates = BUILTINS
+            .iter()
+            .map(|(n, _)| *n)
+            .chain(self.order.iter().copied());
+        did_you_mean(name, candidates).map(|s| format!("did you mean `{s}`?"))
+    }
+
+    // ---- types --------------------------------------------------------------------------
+
+    fn resolve_alias(&mut self, alias: &'a ast::AliasDef, use_span: Span) -> Option<TypeVal> {
+        let name = alias.name.name.as_str();
+        match self.alias_state.get(name) {
+            Some(AliasState::Done(v)) => return v.clone(),
+            Some(AliasState::Resolving) => {
+                self.report_cycle(name, use_span);
+                return None;
+            }
+            None => {}
+        }
+        if self.stack.len() >= MAX_ALIAS_CHAIN {
+            self.error(
+                Diagnostic::error(
+                    "kye::too-complex",
+                    format!("type alias chain is longer than {MAX_ALIAS_CHAIN} aliases"),
+                    use_span,
+                    "too many aliases referring to aliases",
+                )
+                .with_hint("refer to the final type directly"),
+            );
+            self.alias_state.insert(name, AliasState::Done(None));
+            return None;
+        }
+        self.alias_state.insert(name, AliasState::Resolving);
+        self.stack.push(name);
+        let v = self.type_val(&alias.ty);
+        self.stack.pop();
+        // A cycle may already have marked this alias as failed.
+        if let Some(AliasState::Done(None)) = self.alias_state.get(name) {
+            return None;
+        }
+        self.alias_state.insert(name, AliasState::Done(v.clone()));
+        v
+    }
+
+    fn report_cycle(&mut self, name: &'a str, use_span: Span) {
+        let start = self.stack.iter().position(|n| *n == name).unwrap_or(0);
+        let cycle: Vec<&'a str> = self.stack[start..].to_vec();
+        let mut path: Vec<&str> = cycle.clone();
+        path.push(name);
+        let first_span = match self.defs.get(name) {
+            Some(d) => d.name_span(),
+            None => use_span,
+        };
+        let mut d = Diagnostic::error(
+            "kye::alias-cycle",
+            format!("type alias `{name}` refers to itself"),
+            first_span,
+            format!("cycle: {}", path.join(" -> ")),
+        )
+        .with_hint("an alias must end in a built-in type, a model, a literal or a regex");
+        d = d.with_secondary(use_span, format!("`{name}` is used here"));
+        self.error(d);
+        for n in cycle {
+            self.alias_state.insert(n, AliasState::Done(None));
+        }
+    }
+
+    /// Compiles a type expression. `None` means an error was reported (or already was).
+    fn type_val(&mut self, e: &'a ast::Expr) -> Option<TypeVal> {
+        use ast::ExprKind as K;
+        let value = |base, c| {
+            Some(TypeVal::Value {
+                base,
+                constraint: Some(c),
+            })
+        };
+        match &e.kind {
+            K::Error => None,
+            K::Type(name) => {
+                if let Some(p) = builtin(name) {
+                    return Some(TypeVal::Value {
+                        base: p,
+                        constraint: None,
+                    });
+                }
+                match self.defs.get(name.as_str()).copied() {
+                    Some(Def::Model(m)) => Some(TypeVal::Model(m.name.name.clone())),
+                    Some(Def::Alias(a)) => self.resolve_alias(a, e.span),
+                    None => {
+                        let mut d = Diagnostic::error(
+                            "kye::unknown-type",
+                            format!("unknown type `{name}`"),
+                            e.span,
+                            "not a model, alias or built-in type",
+                        );
+                        if let Some(h) = self.suggest_type(name) {
+                            d = d.with_hint(h);
+                        }
+                        self.error(d);
+                        None
+                    }
+                }
+            }
+            K::Edge(name) => {
+                // The parser reports these; keep the checker total anyway.
+                self.error(Diagnostic::error(
+                    "kye::expected-type",
+                    format!("expected a type, found edge name `{name}`"),
+                    e.span,
+                    "not a type",
+                ));
+                None
+            }
+            K::Str(s) => value(
+                Primitive::String,
+                this_eq(Literal::String(s.clone()), e.span),
+            ),
+            K::Number(n) => value(Primitive::Number, this_eq(Literal::Number(*n), e.span)),
+            K::Bool(b) => value(Primitive::Boolean, this_eq(Literal::Boolean(*b), e.span)),
+            K::Regex(r) => match compile_regex(r) {
+                Ok(p) => {
+                    let mut c = this_eq(Literal::Boolean(true), e.span);
+                    if let ExprKind::Binary(_, _, rhs) = &mut c.expr.kind {
+                        rhs.kind = ExprKind::Regex(p);
+                    }
+                    value(Primitive::String, c)
+                }
+                Err(msg) => {
+                    self.error(Diagnostic::error(
+                        "kye::invalid-regex",
+                        "invalid regular expression",
+                        e.span,
+                        msg,
+                    ));
+                    None
+                }
+            },
+            K::Unary(op, inner) => {
+                let v = self.type_val(inner)?;
+                let (base, c) =
+                    self.value_operand(v, inner, &format!("`{}`", unary_symbol(*op)))?;
+                if *op != UnaryOp::Not {
+                    self.error(Diagnostic::error(
+                        "kye::invalid-type-expression",
+                        "only `!`, `&`, `|` and `^` can combine types",
+                        e.span,
+                        "not a type operator",
+                    ));
+                    return None;
+                }
+                let Some(c) = c else {
+                    self.error(
+                        Diagnostic::error(
+                            "kye::empty-type",
+                            format!("`!{base}` matches no value"),
+                            e.span,
+                            "no value is allowed",
+                        )
+                        .with_hint("negate a constant instead: `!\"UNKNOWN\"`"),
+                    );
+                    return None;
+                };
+                let c = self.combine_unary(c, e.span)?;
+                value(base, c)
+            }
+            K::Binary(op, a, b) => {
+                let sym = format!("`{}`", op.symbol());
+                let va = self.type_val(a);
+                let vb = self.type_val(b);
+                let (va, vb) = (va?, vb?);
+                let (ba, ca) = self.value_operand(va, a, &sym)?;
+                let (bb, cb) = self.value_operand(vb, b, &sym)?;
+                if !matches!(op, BinaryOp::Or | BinaryOp::And | BinaryOp::Xor) {
+                    self.error(
+                        Diagnostic::error(
+                            "kye::invalid-type-expression",
+                            format!("`{}` cannot combine types", op.symbol()),
+                            e.span,
+                            "not a type operator",
+                        )
+                        .with_hint("types combine with `|`, `&`, `^` and `!`; put rules about values in an `assert`"),
+                    );
+                    return None;
+                }
+                if ba != bb {
+                    self.error(
+                        Diagnostic::error(
+                            "kye::mixed-types",
+                            format!("`{}` combines a {ba} with a {bb}", op.symbol()),
+                            e.span,
+                            format!("{ba} on the left, {bb} on the right"),
+                        )
+                        .with_hint(
+                            "all parts of a type expression must be of the same built-in type",
+                        ),
+                    );
+                    return None;
+                }
+                let c = match (op, ca, cb) {
+                    // `String | "A"` allows every string.
+                    (BinaryOp::Or, None, _) | (BinaryOp::Or, _, None) => None,
+                    (BinaryOp::And, None, c) | (BinaryOp::And, c, None) => c,
+                    (_, ca, cb) => {
+                        let t = || leaf(ExprKind::Literal(Literal::Boolean(true)), e.span);
+                        let ca = ca.unwrap_or_else(t);
+                        let cb = cb.unwrap_or_else(t);
+                        Some(self.combine(*op, ca, cb, e.span)?)
+                    }
+                };
+                Some(TypeVal::Value {
+                    base: ba,
+                    constraint: c,
+                })
+            }
+        }
+    }
+
+    /// Operands of type operators must be values, not models.
+    fn value_operand(
+        &mut self,
+        v: TypeVal,
+        at: &ast::Expr,
+        op: &str,
+    ) -> Option<(Primitive, Option<Constraint>)> {
+        match v {
+            TypeVal::Value { base, constraint } => Some((base, constraint)),
+            TypeVal::Model(m) => {
+                self.error(
+                    Diagnostic::error(
+                        "kye::model-in-expression",
+                        format!("model `{m}` cannot be combined with {op}"),
+                        at.span,
+                        "a model type",
+                    )
+                    .with_hint("only String, Number, Boolean, literals and regexes combine; use one model per edge"),
+                );
+                None
+            }
+        }
+    }
+
+    fn too_complex(&mut self, span: Span) {
+        self.error(
+            Diagnostic::error(
+                "kye::too-complex",
+                "type expression is too large once aliases are expanded",
+                span,
+                format!("more than {MAX_COMPILED_SIZE} parts or {MAX_COMPILED_DEPTH} levels"),
+            )
+            .with_hint("simplify the aliases it uses"),
+        );
+    }
+
+    fn combine_unary(&mut self, c: Constraint, span: Span) -> Option<Constraint> {
+        if c.depth + 1 > MAX_COMPILED_DEPTH {
+            self.too_complex(span);
+            return None;
+        }
+        Some(Constraint {
+            size: c.size + 1,
+            depth: c.depth + 1,
+            expr: Expr {
+                kind: ExprKind::Unary(UnaryOp::Not, Box::new(c.expr)),
+                span,
+            },
+        })
+    }
+
+    fn combine(
+        &mut self,
+        op: BinaryOp,
+        a: Constraint,
+        b: Constraint,
+        span: Span,
+    ) -> Option<Constraint> {
+        let size = a.size.saturating_add(b.size).saturating_add(1);
+        let depth = a.depth.max(b.depth) + 1;
+        if size > MAX_COMPILED_SIZE || depth > MAX_COMPILED_DEPTH {
+            self.too_complex(span);
+            return None;
+        }
+        Some(Constraint {
+            expr: Expr {
+                kind: ExprKind::Binary(op, Box::new(a.expr), Box::new(b.expr)),
+                span,
+            },
+            size,
+            depth,
+        })
+    }
+
+    fn edge_type(&mut self, e: &'a ast::Expr) -> Option<Type> {
+        let alias = match &e.kind {
+            ast::ExprKind::Type(n) if matches!(self.defs.get(n.as_str()), Some(Def::Alias(_))) => {
+                Some(n.clone())
+            }
+            _ => None,
+        };
+        Some(match self.type_val(e)? {
+            TypeVal::Model(m) => Type::Model(m),
+            TypeVal::Value {
+                base,
+                constraint: None,
+            } => Type::Primitive(base),
+            TypeVal::Value {
+                base,
+                constraint: Some(c),
+            } => Type::Constrained {
+                base,
+                constraint: c.expr,
+                alias,
+            },
+        })
+    }
+
+    // ---- models -------------------------------------------------------------------------
+
+    fn models(&mut self, files: &'a [ast::File]) -> Vec<Model> {
+        // Resolve every alias once, so errors inside unused aliases are reported too.
+        for file in files {
+            for item in &file.items {
+                if let Item::Alias(a) = item {
+                    if matches!(self.defs.get(a.name.name.as_str()), Some(Def::Alias(d)) if std::ptr::eq(*d, a))
+                    {
+                        self.resolve_alias(a, a.name.span);
+                    }
+                }
+            }
+        }
+        let mut models = Vec::new();
+        for file in files {
+            for item in &file.items {
+                if let Item::Model(m) = item {
+                    if let Some(model) = self.model(m) {
+                        models.push(model);
+                    }
+                }
+            }
+        }
+        models
+    }
+
+    fn model(&mut self, m: &'a ast::ModelDef) -> Option<Model> {
+        let mut edges: Vec<Edge> = Vec::new();
+        // Every declared edge name (also the broken ones), with the span of its name.
+        let mut declared: Vec<(&'a str, Span)> = Vec::new();
+        let mut columns: HashMap<String, Span> = HashMap::new();
+        let mut ok = true;
+
+        let declare =
+            |cx: &mut Self, name: &'a ast::Ident, declared: &mut Vec<(&'a str, Span)>| -> bool {
+                if let Some((_, first)) = declared.iter().find(|(n, _)| *n == name.name) {
+                    let d = Diagnostic::error(
+                        "kye::duplicate-edge",
+                        format!(
+                            "edge `{}` is declared twice in model `{}`",
+                            name.name, m.name.name
+                        ),
+                        name.span,
+                        "declared again here",
+                    )
+                    .with_secondary(*first, "first declared here");
+                    cx.error(d);
+                    return false;
+                }
+                declared.push((&name.name, name.span));
+                true
+            };
+
+        // Edges declared inline in an index: `Pokemon(id: Number)`.
+        for ix in &m.indexes {
+            for item in &ix.items {
+                if let Some(ty) = &item.ty {
+                    if !declare(self, &item.name, &mut declared) {
+                        ok = false;
+                        continue;
+                    }
+                    match self.edge_type(ty) {
+                        Some(t) => {
+                            columns.insert(item.name.name.clone(), item.name.span);
+                            edges.push(Edge {
+                                name: item.name.name.clone(),
+                                title: None,
+                                cardinality: Cardinality::One,
+                                ty: t,
+                                span: item.name.span.to(ty.span),
+                                doc: None,
+                            });
+                        }
+                        None => ok = false,
+                    }
+                }
+            }
+        }
+
+        let mut assertions_src = Vec::new();
+        for member in &m.members {
+            match member {
+                Member::Assert(a) => assertions_src.push(a),
+                Member::Edge(e) => {
+                    if !declare(self, &e.name, &mut declared) {
+                        ok = false;
+                        continue;
+                    }
+                    let card = self.cardinality(e);
+                    let Some(ty) = self.edge_type(&e.ty) else {
+                        ok = false;
+                        continue;
+                    };
+                    let Some(cardinality) = card else {
+                        ok = false;
+                        continue;
+                    };
+                    if let Some((title, span)) = &e.title {
+                        if title.trim().is_empty() {
+                            self.error(Diagnostic::error(
+                                "kye::empty-title",
+                                "an edge title cannot be empty",
+                                *span,
+                                "empty title",
+                            ));
+                            ok = false;
+                        }
+                    }
+                    let column = e
+                        .title
+                        .as_ref()
+                        .map(|(t, _)| t.clone())
+                        .unwrap_or_else(|| e.name.name.clone());
+                    let col_span = e.title.as_ref().map(|(_, s)| *s).unwrap_or(e.name.span);
+                    if let Some(first) = columns.get(&column) {
+                        self.error(
+                            Diagnostic::error(
+                                "kye::duplicate-column",
+                                format!(
+                                    "two edges of `{}` read the source column `{column}`",
+                                    m.name.name
+                                ),
+                                col_span,
+                                "reads the same column",
+                            )
+                            .with_secondary(*first, "first use of that column"),
+                        );
+                        ok = false;
+                    } else {
+                        columns.insert(column, col_span);
+                    }
+                    edges.push(Edge {
+                        name: e.name.name.clone(),
+                        title: e.title.as_ref().map(|(t, _)| t.clone()),
+                        cardinality,
+                        ty,
+                        span: e.span,
+                        doc: e.doc.clone(),
+                    });
+                }
+            }
+        }
+        let declared_names: Vec<&str> = declared.iter().map(|(n, _)| *n).collect();
+
+        // Indexes.
+        let mut indexes: Vec<Index> = Vec::new();
+        for ix in &m.indexes {
+            if ix.items.is_empty() {
+                self.error(
+                    Diagnostic::error(
+                        "kye::empty-index",
+                        format!("empty index in model `{}`", m.name.name),
+                        ix.span,
+                        "names no edge",
+                    )
+                    .with_hint("list the edges that identify a record: `(id)`"),
+                );
+                ok = false;
+                continue;
+            }
+            let mut names: Vec<String> = Vec::new();
+            let mut good = true;
+            for item in &ix.items {
+                let n = item.name.name.as_str();
+                if names.iter().any(|x| x == n) {
+                    self.error(Diagnostic::error(
+                        "kye::duplicate-index-edge",
+                        format!("edge `{n}` appears twice in the same index"),
+                        item.name.span,
+                        "repeated",
+                    ));
+                    good = false;
+                    continue;
+                }
+                names.push(n.to_string());
+                match edges.iter().find(|e| e.name == n) {
+                    None if declared_names.contains(&n) => good = false, // broken edge, already reported
+                    None => {
+                        let mut d = Diagnostic::error(
+                            "kye::unknown-index-edge",
+                            format!(
+                                "index of `{}` names `{n}`, which is not an edge of the model",
+                                m.name.name
+                            ),
+                            item.name.span,
+                            "no such edge",
+                        );
+                        d = match did_you_mean(n, declared_names.iter().copied()) {
+                            Some(s) => d.with_hint(format!("did you mean `{s}`?")),
+                            None => d.with_hint(format!(
+                                "declare it in the body (`{n}: Number`) or inline (`{}({n}: Number)`)",
+                                m.name.name
+                            )),
+                        };
+                        self.error(d);
+                        good = false;
+                    }
+                    Some(edge) => {
+                        if let Type::Model(target) = &edge.ty {
+                            self.error(
+                                Diagnostic::error(
+                                    "kye::model-in-index",
+                                    format!("index edge `{n}` has model type `{target}`"),
+                                    item.name.span,
+                                    "used in an index",
+                                )
+                                .with_secondary(edge.span, "declared with a model type here")
+                                .with_hint("index edges must be String, Number or Boolean values; index on the referenced model's key instead (e.g. `"
+                                    .to_string() + n + "_id: Number`)"),
+                            );
+                            good = false;
+                        } else if edge.cardinality != Cardinality::One {
+                            self.error(
+                                Diagnostic::error(
+                                    "kye::index-cardinality",
+                                    format!(
+                                        "index edge `{n}` is declared `{}` but indexes need exactly one value",
+                                        edge.cardinality.marker()
+                                    ),
+                                    item.name.span,
+                                    "used in an index",
+                                )
+                                .with_secondary(edge.span, "declared here")
+                                .with_hint(format!("declare it as `{n}: ...` without `?`, `*` or `+`")),
+                            );
+                            good = false;
+                        }
+                    }
+                }
+            }
+            if !good {
+                ok = false;
+                continue;
+            }
+            let mut sorted = names.clone();
+            sorted.sort();
+            if let Some(prev) = indexes.iter().find(|p| {
+                let mut s = p.edges.clone();
+                s.sort();
+                s == sorted
+            }) {
+                let d = Diagnostic::warning(
+                    "kye::duplicate-index",
+                    format!(
+                        "index {} of `{}` repeats an earlier index",
+                        ix_text(&names),
+                        m.name.name
+                    ),
+                    ix.span,
+                    "same edges as an earlier index",
+                )
+                .with_secondary(prev.span, "earlier index");
+                self.error(d);
+                continue;
+            }
+            indexes.push(Index {
+                edges: names,
+                span: ix.span,
+            });
+        }
+        if m.indexes.is_empty() && !m.recovered {
+            let key = edges
+                .first()
+                .map(|e| e.name.clone())
+                .unwrap_or_else(|| "id".to_string());
+            self.error(
+                Diagnostic::error(
+                    "kye::missing-index",
+                    format!("model `{}` has no index", m.name.name),
+                    m.name.span,
+                    "no index declared",
+                )
+                .with_hint(format!(
+                    "name the edge(s) that identify a record after the model name: `{}({key}) {{ ... }}`",
+                    m.name.name
+                )),
+            );
+            ok = false;
+        }
+        if m.recovered {
+            ok = false;
+        }
+
+        // Assertions.
+        let mut assertions = Vec::new();
+        for a in assertions_src {
+            if a.expr.has_error() {
+                ok = false;
+                continue;
+            }
+            let mut used = BTreeSet::new();
+            let Some((expr, ty)) = self.value_expr(&a.expr, &edges, &declared_names, m, &mut used)
+            else {
+                ok = false;
+                continue;
+            };
+            if let Some(t) = ty {
+                if t != Primitive::Boolean {
+                    self.error(
+                        Diagnostic::error(
+                            "kye::assertion-not-boolean",
+                            format!("an assertion must be a condition, but this is a {t}"),
+                            a.expr.span,
+                            format!("a {t}"),
+                        )
+                        .with_hint("compare it: `assert age >= 0`"),
+                    );
+                    ok = false;
+                    continue;
+                }
+            }
+            assertions.push(Assertion {
+                text: self.text(a.expr.span).to_string(),
+                expr: expr.expr,
+                span: a.span,
+                edges: used.into_iter().collect(),
+            });
+        }
+
+        if !ok || indexes.is_empty() {
+            return None;
+        }
+        Some(Model {
+            name: m.name.name.clone(),
+            span: m.name.span,
+            indexes,
+            edges,
+            assertions,
+            doc: m.doc.clone(),
+        })
+    }
+
+    fn cardinality(&mut self, e: &ast::EdgeDef) -> Option<Cardinality> {
+        match (e.name_card, e.type_card) {
+            (None, None) => Some(Cardinality::One),
+            (Some(c), None) | (None, Some(c)) => Some(c.cardinality),
+            (Some(a), Some(b)) if a.cardinality == b.cardinality => {
+                self.error(
+                    Diagnostic::warning(
+                        "kye::redundant-cardinality",
+                        format!("cardinality of `{}` is given twice", e.name.name),
+                        b.span,
+                        "repeats the marker on the name",
+                    )
+                    .with_secondary(a.span, "already given here"),
+                );
+                Some(a.cardinality)
+            }
+            (Some(a), Some(b)) => {
+                self.error(
+                    Diagnostic::error(
+                        "kye::conflicting-cardinality",
+                        format!("edge `{}` has two different cardinalities", e.name.name),
+                        b.span,
+                        "on the type",
+                    )
+                    .with_secondary(a.span, "on the name")
+                    .with_hint("write one marker, after the name or after the type"),
+                );
+                None
+            }
+        }
+    }
+
+    // ---- assertions ---------------------------------------------------------------------
+
+    /// Compiles an assertion expression; returns it with its static type (`None` = unknown).
+    fn value_expr(
+        &mut self,
+        e: &ast::Expr,
+        edges: &[Edge],
+        declared: &[&str],
+        m: &ast::ModelDef,
+        used: &mut BTreeSet<String>,
+    ) -> Option<(Constraint, Option<Primitive>)> {
+        use ast::ExprKind as K;
+        let lit = |l: Literal| {
+            let p = primitive_of(&l);
+            Some((leaf(ExprKind::Literal(l), e.span), Some(p)))
+        };
+        match &e.kind {
+            K::Error => None,
+            K::Str(s) => lit(Literal::String(s.clone())),
+            K::Number(n) => lit(Literal::Number(*n)),
+            K::Bool(b) => lit(Literal::Boolean(*b)),
+            K::Regex(_) => {
+                self.error(
+                    Diagnostic::error(
+                        "kye::regex-position",
+                        "a regular expression can only be compared with `==` or `!=`",
+                        e.span,
+                        "regex here",
+                    )
+                    .with_hint("write `assert code == /[A-Z]+/`"),
+                );
+                None
+            }
+            K::Type(name) => {
+                self.error(
+                    Diagnostic::error(
+                        "kye::type-in-assertion",
+                        format!("type name `{name}` cannot be used as a value"),
+                        e.span,
+                        "assertions use edges and literals",
+                    )
+                    .with_hint(
+                        match did_you_mean(name, declared.iter().copied()) {
+                            Some(s) => format!("did you mean the edge `{s}`?"),
+                            None => "edge names start with a lowercase letter".to_string(),
+                        },
+                    ),
+                );
+                None
+            }
+            K::Edge(name) => match edges.iter().find(|x| &x.name == name) {
+                Some(edge) => {
+                    used.insert(name.clone());
+                    match &edge.ty {
+                        Type::Model(target) => {
+                            self.error(
+                                Diagnostic::error(
+                                    "kye::model-in-assertion",
+                                    format!("edge `{name}` holds `{target}` records and cannot be used as a value"),
+                                    e.span,
+                                    "a model-typed edge",
+                                )
+                                .with_secondary(edge.span, "declared here"),
+                            );
+                            None
+                        }
+                        t => Some((leaf(ExprKind::Edge(name.clone()), e.span), t.primitive())),
+                    }
+                }
+                None if declared.contains(&name.as_str()) => None, // broken edge, reported
+                None => {
+                    let mut d = Diagnostic::error(
+                        "kye::unknown-edge",
+                        format!("model `{}` has no edge `{name}`", m.name.name),
+                        e.span,
+                        "not an edge of this model",
+                    );
+                    if let Some(s) = did_you_mean(name, declared.iter().copied()) {
+                        d = d.with_hint(format!("did you mean `{s}`?"));
+                    }
+                    self.error(d);
+                    None
+                }
+            },
+            K::Unary(op, inner) => {
+                let (c, t) = self.value_expr(inner, edges, declared, m, used)?;
+                let want = match op {
+                    UnaryOp::Not => Primitive::Boolean,
+                    UnaryOp::Neg => Primitive::Number,
+                };
+                if let Some(t) = t {
+                    if t != want {
+                        self.type_mismatch(unary_symbol(*op), want, t, inner.span);
+                        return None;
+                    }
+                }
+                let c = if *op == UnaryOp::Not {
+                    self.combine_unary(c, e.span)?
+                } else {
+                    Constraint {
+                        size: c.size + 1,
+                        depth: c.depth + 1,
+                        expr: Expr {
+                            kind: ExprKind::Unary(UnaryOp::Neg, Box::new(c.expr)),
+                            span: e.span,
+                        },
+                    }
+                };
+                Some((c, Some(want)))
+            }
+            K::Binary(op, a, b) => {
+                let is_eq = matches!(op, BinaryOp::Eq | BinaryOp::Ne);
+                // `code == /re/`: the regex side compiles to a pattern.
+                let regex_side = |x: &ast::Expr| matches!(x.kind, K::Regex(_));
+                if is_eq && (regex_side(a) || regex_side(b)) && !(regex_side(a) && regex_side(b)) {
+                    let (other, re) = if regex_side(b) { (a, b) } else { (b, a) };
+                    let (c, t) = self.value_expr(other, edges, declared, m, used)?;
+                    if let Some(t) = t {
+                        if t != Primitive::String {
+                            self.type_mismatch(op.symbol(), Primitive::String, t, other.span);
+                            return None;
+                        }
+                    }
+                    let K::Regex(src) = &re.kind else { return None };
+                    let p = match compile_regex(src) {
+                        Ok(p) => p,
+                        Err(msg) => {
+                            self.error(Diagnostic::error(
+                                "kye::invalid-regex",
+                                "invalid regular expression",
+                                re.span,
+                                msg,
+                            ));
+                            return None;
+                        }
+                    };
+                    let r = leaf(ExprKind::Regex(p), re.span);
+                    return Some((self.combine(*op, c, r, e.span)?, Some(Primitive::Boolean)));
+                }
+                let ra = self.value_expr(a, edges, declared, m, used);
+                let rb = self.value_expr(b, edges, declared, m, used);
+                let ((ca, ta), (cb, tb)) = (ra?, rb?);
+                let result = match op {
+                    BinaryOp::Or | BinaryOp::And | BinaryOp::Xor => {
+                        for (t, x) in [(ta, a), (tb, b)] {
+                            if let Some(t) = t {
+                                if t != Primitive::Boolean {
+                                    self.type_mismatch(op.symbol(), Primitive::Boolean, t, x.span);
+                                    return None;
+                                }
+                            }
+                        }
+                        Primitive::Boolean
+                    }
+                    BinaryOp::Add
+                    | BinaryOp::Sub
+                    | BinaryOp::Mul
+                    | BinaryOp::Div
+                    | BinaryOp::Mod => {
+                        for (t, x) in [(ta, a), (tb, b)] {
+                            if let Some(t) = t {
+                                if t != Primitive::Number {
+                                    self.type_mismatch(op.symbol(), Primitive::Number, t, x.span);
+                                    return None;
+                                }
+                            }
+                        }
+                        Primitive::Number
+                    }
+                    BinaryOp::Eq
+                    | BinaryOp::Ne
+                    | BinaryOp::Lt
+                    | BinaryOp::Le
+                    | BinaryOp::Gt
+                    | BinaryOp::Ge => {
+                        if let (Some(x), Some(y)) = (ta, tb) {
+                            let ordered = !is_eq;
+                            if x != y || (ordered && x == Primitive::Boolean) {
+                                let msg = if x != y {
+                                    format!("`{}` compares a {x} with a {y}", op.symbol())
+                                } else {
+                                    format!("`{}` cannot order Boolean values", op.symbol())
+                                };
+                                self.error(
+                                    Diagnostic::error(
+                                        "kye::type-mismatch",
+                                        msg,
+                                        e.span,
+                                        format!("{x} and {y}"),
+                                    )
+                                    .with_hint("compare values of the same type"),
+                                );
+                                return None;
+                            }
+                        }
+                        Primitive::Boolean
+                    }
+                };
+                Some((self.combine(*op, ca, cb, e.span)?, Some(result)))
+            }
+        }
+    }
+
+    fn type_mismatch(&mut self, op: &str, want: Primitive, found: Primitive, span: Span) {
+        self.error(Diagnostic::error(
+            "kye::type-mismatch",
+            format!("`{op}` needs a {want}, found a {found}"),
+            span,
+            format!("this is a {found}"),
+        ));
+    }
+}
+
+fn unary_symbol(op: UnaryOp) -> &'static str {
+    match op {
+        UnaryOp::Not => "!",
+        UnaryOp::Neg => "-",
+    }
+}
+
+fn ix_text(names: &[String]) -> String {
+    format!("({})", names.join(", "))
+}
