@@ -12,8 +12,10 @@ pub mod lexer;
 pub mod parser;
 pub mod schema;
 pub mod span;
+pub mod validate;
 
 pub use check::{compile, compile_str};
 pub use diagnostic::{CompileError, Diagnostic, Label, Severity};
 pub use schema::{Cardinality, Edge, Index, Model, Primitive, Schema, Type};
 pub use span::{FileId, SourceMap, Span};
+pub use validate::{validate_record, BatchValidator, ErrorKind, RecordReport, ValidationError};
