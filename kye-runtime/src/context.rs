@@ -1,19 +1,276 @@
 //! [`Context`]: what a fetcher gets from kye (HTTP client, configuration, secrets).
+//!
+//! A `Context` is a cheap handle (an `Arc` inside): clone it freely, move it into tasks. The
+//! runtime gives each fetcher call a context scoped to that fetcher (so per-fetcher
+//! authentication applies) and to the attempt number.
+//!
+//! ```no_run
+//! # async fn example(ctx: kye_runtime::Context) -> kye_runtime::Result<()> {
+//! let base = ctx.config_or("pokeapi.base_url", "https://pokeapi.co/api/v2");
+//! let pokemon: serde_json::Value = ctx.get_json_value(&format!("{base}/pokemon/25/")).await?;
+//! # Ok(()) }
+//! ```
 
+use std::fmt;
 use std::sync::Arc;
 
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+
+use crate::auth::AuthTable;
+use crate::config::Config;
+use crate::error::Result;
+use crate::exec::rate::{HostLimiter, Rate};
+use crate::http::{Http, HttpResponse, HttpSettings};
+use crate::secrets::{Secret, Secrets};
+
 /// Shared, cheaply clonable handle given to fetchers.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Context {
     inner: Arc<ContextInner>,
+    fetcher: Option<Arc<str>>,
+    attempt: u32,
 }
 
-#[derive(Debug, Default)]
-struct ContextInner {}
+#[derive(Default)]
+struct ContextInner {
+    config: Config,
+    secrets: Secrets,
+    http: Http,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("fetcher", &self.fetcher)
+            .field("attempt", &self.attempt)
+            .field("config_file", &self.inner.config.origin())
+            .finish_non_exhaustive()
+    }
+}
 
 impl Context {
     /// A context with default settings (no configuration, no secrets).
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Starts building a context from configuration and secrets.
+    pub fn builder() -> ContextBuilder {
+        ContextBuilder::default()
+    }
+
+    /// This context scoped to a fetcher (its authentication and settings apply). Used by the runtime.
+    pub fn for_fetcher(&self, fetcher: &str) -> Context {
+        Context {
+            inner: self.inner.clone(),
+            fetcher: Some(Arc::from(fetcher)),
+            attempt: self.attempt,
+        }
+    }
+
+    /// This context for a given attempt (1 = first try). Used by the executor.
+    pub fn with_attempt(&self, attempt: u32) -> Context {
+        Context {
+            inner: self.inner.clone(),
+            fetcher: self.fetcher.clone(),
+            attempt,
+        }
+    }
+
+    /// The fetcher this context is scoped to, if any.
+    pub fn fetcher(&self) -> Option<&str> {
+        self.fetcher.as_deref()
+    }
+
+    /// Which attempt at the current key this is (1 = first try; 0 outside the executor).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    // ---- configuration ----
+
+    /// The configuration value at a dotted key (`"pokeapi.base_url"`) as text, from `kye.toml`
+    /// or its `KYE_*` environment override.
+    pub fn config(&self, key: &str) -> Option<String> {
+        self.inner.config.get_str(key)
+    }
+
+    /// [`Context::config`] with a default.
+    pub fn config_or(&self, key: &str, default: &str) -> String {
+        self.config(key).unwrap_or_else(|| default.to_string())
+    }
+
+    /// The configuration value at `key` deserialized as `T` (`Ok(None)` when absent; an error
+    /// naming the key when it has the wrong type).
+    pub fn config_as<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.inner.config.get_as(key)
+    }
+
+    /// The whole configuration, for the typed getters (`get_duration`, `get_size`, ...).
+    pub fn settings(&self) -> &Config {
+        &self.inner.config
+    }
+
+    // ---- secrets ----
+
+    /// The secret called `name` (environment variable, then the secrets file). The error names
+    /// the secret and where to set it; the value is never shown.
+    pub fn secret(&self, name: &str) -> Result<Secret> {
+        self.inner.secrets.require(name)
+    }
+
+    // ---- HTTP ----
+
+    /// The shared HTTP machinery (client, limiter, settings).
+    pub fn http(&self) -> &Http {
+        &self.inner.http
+    }
+
+    /// A request builder with this fetcher's or host's authentication applied. Send it with
+    /// [`Context::send`] to get rate limiting, status mapping and the body size limit.
+    pub fn request(&self, method: Method, url: &str) -> Result<reqwest::RequestBuilder> {
+        self.inner.http.request(self.fetcher(), method, url)
+    }
+
+    /// Sends a request built by [`Context::request`] (rate limit, status → error class, size limit).
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<HttpResponse> {
+        self.inner.http.execute(request).await
+    }
+
+    /// `GET url`, body as bytes.
+    pub async fn get_bytes(&self, url: &str) -> Result<Vec<u8>> {
+        Ok(self.inner.http.get_bytes(self.fetcher(), url).await?.body)
+    }
+
+    /// `GET url`, body as text.
+    pub async fn get_text(&self, url: &str) -> Result<String> {
+        Ok(self.inner.http.get_bytes(self.fetcher(), url).await?.text())
+    }
+
+    /// `GET url`, body parsed as JSON into `T`. 404 → `Missing`; 429/5xx/timeouts/cut or
+    /// unparsable bodies → `Retryable`; 400/401/403 and a wrong JSON shape → `Permanent`.
+    pub async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<T> {
+        self.inner.http.get_bytes(self.fetcher(), url).await?.json()
+    }
+
+    /// `GET url`, body as a JSON value.
+    pub async fn get_json_value(&self, url: &str) -> Result<serde_json::Value> {
+        self.get_json(url).await
+    }
+}
+
+/// Builds a [`Context`] from configuration and secrets.
+#[derive(Default)]
+pub struct ContextBuilder {
+    config: Option<Config>,
+    secrets: Option<Secrets>,
+    auth: Option<AuthTable>,
+    http: Option<HttpSettings>,
+}
+
+impl ContextBuilder {
+    /// Uses this configuration (default: empty).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Uses these secrets (default: none).
+    pub fn secrets(mut self, secrets: Secrets) -> Self {
+        self.secrets = Some(secrets);
+        self
+    }
+
+    /// Uses this authentication table instead of reading `hosts.*.auth` / `fetchers.*.auth`.
+    pub fn auth(mut self, auth: AuthTable) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// Overrides the HTTP settings read from the configuration.
+    pub fn http_settings(mut self, settings: HttpSettings) -> Self {
+        self.http = Some(settings);
+        self
+    }
+
+    /// Resolves authentication secrets and rate limits; errors name the config key or secret.
+    pub fn build(self) -> Result<Context> {
+        let config = self.config.unwrap_or_default();
+        let secrets = self.secrets.unwrap_or_default();
+        let auth = match self.auth {
+            Some(a) => a,
+            None => AuthTable::from_config(&config, &secrets)?,
+        };
+        let http = match self.http {
+            Some(h) => h,
+            None => http_settings_from(&config)?,
+        };
+        let limiter = limiter_from(&config)?;
+        Ok(Context {
+            inner: Arc::new(ContextInner {
+                http: Http::new(http, auth, Arc::new(limiter)),
+                config,
+                secrets,
+            }),
+            fetcher: None,
+            attempt: 0,
+        })
+    }
+}
+
+/// HTTP settings from `run.max_body_size`, `http.timeout`, `http.connect_timeout`,
+/// `http.user_agent`, `http.pool_max_idle_per_host`.
+pub fn http_settings_from(config: &Config) -> Result<HttpSettings> {
+    let mut s = HttpSettings::default();
+    if let Some(v) = config.get_size("run.max_body_size")? {
+        s.max_body_size = v;
+    }
+    if let Some(v) = config.get_duration("http.timeout")? {
+        s.request_timeout = v;
+    }
+    if let Some(v) = config.get_duration("http.connect_timeout")? {
+        s.connect_timeout = v;
+    }
+    if let Some(v) = config.get_str("http.user_agent") {
+        s.user_agent = v;
+    }
+    if let Some(v) = config.get_u64("http.pool_max_idle_per_host")? {
+        s.pool_max_idle_per_host = v as usize;
+    }
+    Ok(s)
+}
+
+/// Rate limits from `run.rate_limit`/`run.burst` (every host) and `hosts."<host>".rate_limit`/`burst`.
+pub fn limiter_from(config: &Config) -> Result<HostLimiter> {
+    let rate = |prefix: &str| -> Result<Option<Rate>> {
+        let Some(per_second) = config.get_f64(&format!("{prefix}.rate_limit"))? else {
+            return Ok(None);
+        };
+        if per_second <= 0.0 {
+            return Ok(None);
+        }
+        let burst = config
+            .get_f64(&format!("{prefix}.burst"))?
+            .unwrap_or(per_second.max(1.0));
+        Ok(Some(Rate {
+            per_second,
+            burst: burst.max(1.0),
+        }))
+    };
+    let mut limiter = HostLimiter::new(rate("run")?);
+    if let Some(max) = config.get_duration("run.max_retry_after")? {
+        limiter.set_max_pause(max);
+    } else {
+        limiter.set_max_pause(crate::exec::DEFAULT_MAX_RETRY_AFTER);
+    }
+    if let Some(hosts) = config.table("hosts") {
+        for name in hosts.keys() {
+            // Quoted names with dots are found by the longest-prefix lookup.
+            if let Some(r) = rate(&format!("hosts.{name}"))? {
+                limiter.set_host(name.clone(), r);
+            }
+        }
+    }
+    Ok(limiter)
 }

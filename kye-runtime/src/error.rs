@@ -16,9 +16,31 @@ pub enum ErrorClass {
     Permanent,
 }
 
+impl ErrorClass {
+    /// Lower-case name: `missing`, `retryable` or `permanent`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Missing => "missing",
+            ErrorClass::Retryable => "retryable",
+            ErrorClass::Permanent => "permanent",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An error from a fetcher or from the runtime.
+///
+/// `Display` prints the message followed by the request URL when one is attached. URLs are
+/// redacted when attached ([`Error::with_url`]): query parameters that carry credentials
+/// (`api_key`, `token`, ... and every parameter configured for query authentication) and
+/// passwords in the authority are replaced by `[redacted]`, so an error can be logged as is.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
+#[error("{message}{}", url_suffix(url.as_deref()))]
 pub struct Error {
     class: ErrorClass,
     message: String,
@@ -27,6 +49,13 @@ pub struct Error {
     retry_after: Option<Duration>,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+fn url_suffix(url: Option<&str>) -> String {
+    match url {
+        Some(u) => format!(" ({u})"),
+        None => String::new(),
+    }
 }
 
 /// `Result` with [`Error`] as the error type.
@@ -94,10 +123,30 @@ impl Error {
         self.retry_after
     }
 
-    /// Attaches the request URL.
+    /// Attaches the request URL, with credentials redacted (see [`crate::secrets::redact_url`]).
     pub fn with_url(mut self, url: impl Into<String>) -> Self {
-        self.url = Some(url.into());
+        self.url = Some(crate::secrets::redact_url(&url.into()));
         self
+    }
+
+    /// Attaches the underlying cause (shown by `std::error::Error::source`).
+    pub fn with_source<E>(mut self, source: E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// Prefixes the message with context, e.g. the fetcher or the key: `"{context}: {message}"`.
+    pub fn context(mut self, context: impl std::fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+
+    /// Whether the executor retries this error.
+    pub fn is_retryable(&self) -> bool {
+        self.class == ErrorClass::Retryable
     }
 
     /// Attaches the HTTP status.

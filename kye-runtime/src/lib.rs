@@ -2,9 +2,16 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
+pub mod config;
 pub mod context;
 pub mod error;
+pub mod exec;
+pub mod http;
+pub mod secrets;
 pub mod testing;
 
+pub use config::Config;
 pub use context::Context;
 pub use error::{Error, ErrorClass, Result};
+pub use secrets::Secret;

@@ -1,0 +1,538 @@
+//! The executor: many keys at once, bounded, retried, rate limited, interruptible.
+//!
+//! [`Executor::run`] pulls work items lazily from an iterator, keeps at most
+//! `run.concurrency` of them in flight (so a `1..=1_000_000` range never materialises), calls
+//! each one with a per-call timeout and retries retryable failures with exponential backoff and
+//! jitter, honouring `Retry-After`. Finished items are handed one at a time to a single sink (the
+//! writer), on the task that drives the run: the sink never runs concurrently with itself.
+//!
+//! Settings (global under `[run]`, per fetcher under `[fetchers."<name>"]`, which wins):
+//!
+//! | key              | default  | meaning                                                        |
+//! |------------------|----------|----------------------------------------------------------------|
+//! | `concurrency`    | 16       | items in flight (global); per fetcher: at most this many of its calls at once (default: no extra limit) |
+//! | `timeout`        | `"60s"`  | one call of the fetcher, including all its HTTP requests       |
+//! | `max_attempts`   | 4        | tries per key (1 = no retry); only retryable errors are retried |
+//! | `backoff_base`   | `"500ms"`| delay before the 2nd try; doubles each time, with jitter        |
+//! | `backoff_max`    | `"30s"`  | longest delay between tries (a longer `Retry-After` still wins, up to `max_retry_after`) |
+//! | `max_retry_after`| `"5m"`   | (global) longest pause a `Retry-After` may impose               |
+//! | `grace_period`   | `"10s"`  | (global) after Ctrl-C, how long in-flight calls may finish      |
+
+pub mod rate;
+pub mod retry;
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::error::{Error, ErrorClass, Result};
+pub use retry::Backoff;
+
+/// Default global concurrency.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+/// Default per-call timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default attempts per key.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;
+/// Default first backoff delay.
+pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(500);
+/// Default longest backoff delay.
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Default cap on a `Retry-After` pause.
+pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// Default grace period after Ctrl-C.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
+
+/// How one fetcher's calls are made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallPolicy {
+    /// Timeout of one call.
+    pub timeout: Duration,
+    /// Tries per key, at least 1.
+    pub max_attempts: u32,
+    /// Delays between tries.
+    pub backoff: Backoff,
+    /// Extra per-fetcher concurrency limit.
+    pub concurrency: Option<usize>,
+}
+
+impl Default for CallPolicy {
+    fn default() -> Self {
+        CallPolicy {
+            timeout: DEFAULT_TIMEOUT,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            backoff: Backoff::new(DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX),
+            concurrency: None,
+        }
+    }
+}
+
+/// Executor settings: global values and per-fetcher overrides.
+#[derive(Debug, Clone)]
+pub struct ExecSettings {
+    /// Items in flight at once.
+    pub concurrency: usize,
+    /// After a stop request, how long in-flight calls may go on.
+    pub grace_period: Duration,
+    /// Policy for fetchers without overrides.
+    pub default_policy: CallPolicy,
+    /// Per-fetcher policies (by registered fetcher name).
+    pub fetchers: HashMap<String, CallPolicy>,
+}
+
+impl Default for ExecSettings {
+    fn default() -> Self {
+        ExecSettings {
+            concurrency: DEFAULT_CONCURRENCY,
+            grace_period: DEFAULT_GRACE_PERIOD,
+            default_policy: CallPolicy::default(),
+            fetchers: HashMap::new(),
+        }
+    }
+}
+
+impl ExecSettings {
+    /// Reads `[run]` and `[fetchers."<name>"]` (see the module docs); errors name the key.
+    pub fn from_config(config: &Config) -> Result<Self> {
+        let mut s = ExecSettings::default();
+        if let Some(c) = config.get_u64("run.concurrency")? {
+            s.concurrency = (c as usize).max(1);
+        }
+        if let Some(g) = config.get_duration("run.grace_period")? {
+            s.grace_period = g;
+        }
+        s.default_policy = read_policy(config, "run", &CallPolicy::default())?;
+        s.default_policy.concurrency = None;
+        if let Some(fetchers) = config.table("fetchers") {
+            for name in fetchers.keys() {
+                let p = read_policy(config, &format!("fetchers.{name}"), &s.default_policy)?;
+                s.fetchers.insert(name.clone(), p);
+            }
+        }
+        Ok(s)
+    }
+
+    /// The policy of a fetcher.
+    pub fn policy(&self, fetcher: &str) -> &CallPolicy {
+        self.fetchers.get(fetcher).unwrap_or(&self.default_policy)
+    }
+}
+
+fn read_policy(config: &Config, prefix: &str, base: &CallPolicy) -> Result<CallPolicy> {
+    let mut p = base.clone();
+    if let Some(t) = config.get_duration(&format!("{prefix}.timeout"))? {
+        p.timeout = t;
+    }
+    if let Some(a) = config.get_u64(&format!("{prefix}.max_attempts"))? {
+        p.max_attempts = (a as u32).max(1);
+    }
+    if let Some(b) = config.get_duration(&format!("{prefix}.backoff_base"))? {
+        p.backoff.base = b;
+    }
+    if let Some(m) = config.get_duration(&format!("{prefix}.backoff_max"))? {
+        p.backoff.max = m;
+    }
+    if let Some(m) = config.get_duration(&format!("{prefix}.max_retry_after"))? {
+        p.backoff.max_retry_after = m;
+    }
+    if let Some(c) = config.get_u64(&format!("{prefix}.concurrency"))? {
+        p.concurrency = Some((c as usize).max(1));
+    }
+    Ok(p)
+}
+
+/// A unit of work the executor runs: it names its fetcher, model and key (for limits and spans).
+pub trait Work: Send + Sync + 'static {
+    /// Registered name of the fetcher that will be called.
+    fn fetcher(&self) -> &str;
+    /// Model name, for spans.
+    fn model(&self) -> &str;
+    /// The key, printed, for spans.
+    fn key(&self) -> String;
+}
+
+/// How an item ended.
+#[derive(Debug)]
+pub enum Outcome<V> {
+    /// The call succeeded.
+    Done(V),
+    /// The call failed for good: a permanent or missing error, or a retryable one after the last
+    /// attempt. The error is the last one seen.
+    Failed(Error),
+    /// Stopped by a shutdown before it could finish.
+    Interrupted,
+}
+
+/// An item handed to the sink.
+#[derive(Debug)]
+pub struct Finished<T, V> {
+    /// The work item.
+    pub item: Arc<T>,
+    /// How it ended.
+    pub outcome: Outcome<V>,
+    /// Attempts made (0 when interrupted before the first).
+    pub attempts: u32,
+    /// Wall time from first attempt to the end.
+    pub elapsed: Duration,
+}
+
+/// Counts of a run of the executor.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ExecStats {
+    /// Items started.
+    pub started: u64,
+    /// Items done.
+    pub done: u64,
+    /// Items failed (any class).
+    pub failed: u64,
+    /// Items interrupted.
+    pub interrupted: u64,
+    /// Retries made (attempts beyond the first).
+    pub retries: u64,
+    /// Whether a stop was requested (items were left untaken).
+    pub stopped: bool,
+}
+
+/// A stop switch: the first [`Shutdown::trigger`] stops taking new items and starts the grace
+/// period; the second ends the grace period at once.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    tx: Arc<watch::Sender<u8>>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown {
+            tx: Arc::new(watch::channel(0).0),
+        }
+    }
+}
+
+impl Shutdown {
+    /// A new, untriggered switch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Requests a stop (again: stop now, without waiting for in-flight calls).
+    pub fn trigger(&self) {
+        self.tx.send_modify(|v| *v = v.saturating_add(1));
+    }
+
+    /// How many times a stop was requested.
+    pub fn level(&self) -> u8 {
+        *self.tx.borrow()
+    }
+
+    /// Whether a stop was requested.
+    pub fn is_triggered(&self) -> bool {
+        self.level() > 0
+    }
+
+    /// Resolves once the level reaches `level`.
+    pub async fn wait_level(&self, level: u8) {
+        let mut rx = self.tx.subscribe();
+        let _ = rx.wait_for(|v| *v >= level).await;
+    }
+
+    /// Triggers this switch on Ctrl-C (SIGINT), for as long as the returned task lives.
+    /// Returns the listener task; abort it when the run is over.
+    pub fn on_ctrl_c(&self) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if tokio::signal::ctrl_c().await.is_err() {
+                    return;
+                }
+                tracing::warn!(
+                    "interrupt: no new keys will be started; in-flight keys get the grace period \
+                     (interrupt again to stop now)"
+                );
+                me.trigger();
+            }
+        })
+    }
+}
+
+/// Runs work items with the limits of an [`ExecSettings`].
+#[derive(Debug)]
+pub struct Executor {
+    settings: ExecSettings,
+    shutdown: Shutdown,
+    fetcher_limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Executor {
+    /// An executor with these settings.
+    pub fn new(settings: ExecSettings) -> Self {
+        Executor {
+            settings,
+            shutdown: Shutdown::new(),
+            fetcher_limits: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Uses this stop switch (e.g. one shared with a Ctrl-C handler).
+    pub fn with_shutdown(mut self, shutdown: Shutdown) -> Self {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// The stop switch.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &ExecSettings {
+        &self.settings
+    }
+
+    fn fetcher_limit(&self, fetcher: &str, limit: Option<usize>) -> Option<Arc<Semaphore>> {
+        let limit = limit?;
+        let mut map = self
+            .fetcher_limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        Some(
+            map.entry(fetcher.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(limit)))
+                .clone(),
+        )
+    }
+
+    /// Runs every item from `items` through `call`, handing each finished item to `sink`.
+    ///
+    /// `call(item, attempt)` is one attempt (attempt 1 is the first). The sink runs on this task,
+    /// one item at a time, and may push follow-up items (e.g. referenced keys) into the vector it
+    /// is given; they are run before further items from `items`. A sink error stops the run: no
+    /// new items start, in-flight ones are drained without being written, and the error is returned.
+    pub async fn run<T, V, I, F, Fut, S>(&self, items: I, call: F, mut sink: S) -> Result<ExecStats>
+    where
+        T: Work,
+        V: Send + 'static,
+        I: IntoIterator<Item = T>,
+        F: Fn(Arc<T>, u32) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<V>> + Send + 'static,
+        S: FnMut(Finished<T, V>, &mut Vec<T>) -> Result<()>,
+    {
+        let call = Arc::new(call);
+        let mut items = items.into_iter();
+        let mut pending: VecDeque<T> = VecDeque::new();
+        let mut follow: Vec<T> = Vec::new();
+        let mut set: JoinSet<Finished<T, V>> = JoinSet::new();
+        let mut in_flight: HashMap<tokio::task::Id, Arc<T>> = HashMap::new();
+        let mut stats = ExecStats::default();
+        let mut sink_error: Option<Error> = None;
+        let mut grace_deadline: Option<Instant> = None;
+        let mut exhausted = false;
+        let window = self.settings.concurrency.max(1);
+
+        loop {
+            let stopping = self.shutdown.is_triggered() || sink_error.is_some();
+            if stopping && grace_deadline.is_none() {
+                stats.stopped = stats.stopped || !(exhausted && pending.is_empty());
+                grace_deadline = Some(Instant::now() + self.settings.grace_period);
+            }
+            while !stopping && set.len() < window {
+                let next = match pending.pop_front() {
+                    Some(t) => Some(t),
+                    None if !exhausted => {
+                        let n = items.next();
+                        exhausted = n.is_none();
+                        n
+                    }
+                    None => None,
+                };
+                let Some(item) = next else { break };
+                let item = Arc::new(item);
+                let policy = self.settings.policy(item.fetcher()).clone();
+                let limit = self.fetcher_limit(item.fetcher(), policy.concurrency);
+                let task = attempt_loop(
+                    item.clone(),
+                    policy,
+                    limit,
+                    call.clone(),
+                    self.shutdown.clone(),
+                );
+                let handle = set.spawn(task);
+                in_flight.insert(handle.id(), item);
+                stats.started += 1;
+            }
+            if set.is_empty() {
+                if stopping {
+                    stats.stopped = stats.stopped || !(exhausted && pending.is_empty());
+                }
+                break;
+            }
+            let deadline = grace_deadline;
+            let joined = tokio::select! {
+                j = set.join_next_with_id() => j,
+                _ = self.shutdown.wait_level(1), if !stopping => continue,
+                _ = self.shutdown.wait_level(2), if stopping => {
+                    set.abort_all();
+                    continue;
+                }
+                _ = sleep_until_opt(deadline), if deadline.is_some() => {
+                    tracing::warn!(in_flight = set.len(), "grace period over: interrupting in-flight keys");
+                    set.abort_all();
+                    continue;
+                }
+            };
+            let finished = match joined {
+                None => continue,
+                Some(Ok((id, f))) => {
+                    in_flight.remove(&id);
+                    f
+                }
+                Some(Err(e)) => {
+                    let Some(item) = in_flight.remove(&e.id()) else {
+                        continue;
+                    };
+                    if e.is_panic() {
+                        Finished {
+                            item,
+                            outcome: Outcome::Failed(Error::permanent(format!(
+                                "the fetcher panicked: {}",
+                                panic_message(e)
+                            ))),
+                            attempts: 1,
+                            elapsed: Duration::ZERO,
+                        }
+                    } else {
+                        Finished {
+                            item,
+                            outcome: Outcome::Interrupted,
+                            attempts: 0,
+                            elapsed: Duration::ZERO,
+                        }
+                    }
+                }
+            };
+            stats.retries += u64::from(finished.attempts.saturating_sub(1));
+            match &finished.outcome {
+                Outcome::Done(_) => stats.done += 1,
+                Outcome::Failed(_) => stats.failed += 1,
+                Outcome::Interrupted => stats.interrupted += 1,
+            }
+            if sink_error.is_none() {
+                if let Err(e) = sink(finished, &mut follow) {
+                    tracing::error!(error = %e, "writer failed: stopping the run");
+                    sink_error = Some(e);
+                }
+                pending.extend(follow.drain(..));
+            }
+        }
+        match sink_error {
+            Some(e) => Err(e),
+            None => Ok(stats),
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(p) => p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_string()),
+        Err(_) => "(cancelled)".to_string(),
+    }
+}
+
+async fn attempt_loop<T, V, F, Fut>(
+    item: Arc<T>,
+    policy: CallPolicy,
+    limit: Option<Arc<Semaphore>>,
+    call: Arc<F>,
+    shutdown: Shutdown,
+) -> Finished<T, V>
+where
+    T: Work,
+    F: Fn(Arc<T>, u32) -> Fut,
+    Fut: Future<Output = Result<V>>,
+{
+    let start = Instant::now();
+    let _permit = match limit {
+        Some(sem) => sem.acquire_owned().await.ok(),
+        None => None,
+    };
+    let key = item.key();
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let span = tracing::info_span!(
+            "key",
+            model = item.model(),
+            key = %key,
+            fetcher = item.fetcher(),
+            attempt
+        );
+        let result = tokio::time::timeout(policy.timeout, call(item.clone(), attempt))
+            .instrument(span.clone())
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::retryable(format!(
+                    "timed out after {} (timeout)",
+                    retry::human(policy.timeout)
+                )))
+            });
+        let error = match result {
+            Ok(v) => {
+                return Finished {
+                    item,
+                    outcome: Outcome::Done(v),
+                    attempts: attempt,
+                    elapsed: start.elapsed(),
+                }
+            }
+            Err(e) => e,
+        };
+        let last = attempt >= policy.max_attempts || error.class() != ErrorClass::Retryable;
+        if last {
+            span.in_scope(|| {
+                tracing::debug!(class = %error.class(), error = %error, "key failed");
+            });
+            let error = if error.class() == ErrorClass::Retryable && attempt > 1 {
+                error.context(format!("gave up after {attempt} attempts"))
+            } else {
+                error
+            };
+            return Finished {
+                item,
+                outcome: Outcome::Failed(error),
+                attempts: attempt,
+                elapsed: start.elapsed(),
+            };
+        }
+        let delay = policy.backoff.delay(attempt, error.retry_after());
+        span.in_scope(|| {
+            tracing::debug!(
+                error = %error,
+                retry_in_ms = delay.as_millis() as u64,
+                "retrying"
+            );
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.wait_level(1) => {
+                return Finished { item, outcome: Outcome::Interrupted, attempts: attempt, elapsed: start.elapsed() };
+            }
+        }
+    }
+}

@@ -1,0 +1,458 @@
+//! The shared HTTP client behind [`crate::Context`]'s helpers.
+//!
+//! One `reqwest::Client` per runtime (connection pooling, keep-alive), TLS by rustls with the
+//! `ring` provider. Every request goes through the same steps: authentication from `kye.toml`
+//! is added, the host's rate limiter is asked for a token, the response status is mapped to an
+//! [`ErrorClass`], and the body is read with a size limit.
+//!
+//! | response                                    | error class   | notes                                 |
+//! |---------------------------------------------|---------------|---------------------------------------|
+//! | 2xx                                         | —             | body read up to `run.max_body_size`   |
+//! | 404, 410                                    | `Missing`     | the key is recorded as missing        |
+//! | 408, 425, 429, 5xx                          | `Retryable`   | `Retry-After` (seconds or HTTP-date) kept; 429/503 pause the host |
+//! | other 4xx (400, 401, 403, ...), 3xx left    | `Permanent`   | reason = status + start of the body   |
+//! | timeout, connection error, body cut short   | `Retryable`   |                                       |
+//! | body larger than the limit                  | `Permanent`   | names the limit                       |
+//! | body not JSON / truncated JSON              | `Retryable`   | `get_json*`                           |
+//! | JSON of the wrong shape for `T`             | `Permanent`   | `get_json::<T>`                       |
+//!
+//! Every error carries the request URL with credentials redacted.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+
+use crate::auth::AuthTable;
+use crate::error::{Error, ErrorClass, Result};
+use crate::exec::rate::HostLimiter;
+use crate::secrets::{redact_text, redact_url};
+
+/// Default maximum response body: 32 MiB.
+pub const DEFAULT_MAX_BODY_SIZE: u64 = 32 << 20;
+/// Default timeout of one HTTP request (connect + headers + body): 30 s.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default connect timeout: 10 s.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Settings of the shared client.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Largest response body accepted, in bytes (`run.max_body_size`, default 32 MiB).
+    pub max_body_size: u64,
+    /// Timeout of one request (`http.timeout`, default 30 s).
+    pub request_timeout: Duration,
+    /// Connect timeout (`http.connect_timeout`, default 10 s).
+    pub connect_timeout: Duration,
+    /// `User-Agent` header (`http.user_agent`, default `kye/<version>`).
+    pub user_agent: String,
+    /// Idle connections kept per host (`http.pool_max_idle_per_host`, default 64).
+    pub pool_max_idle_per_host: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            user_agent: concat!("kye/", env!("CARGO_PKG_VERSION")).to_string(),
+            pool_max_idle_per_host: 64,
+        }
+    }
+}
+
+/// The shared client: reqwest + authentication + per-host rate limits + settings.
+#[derive(Debug)]
+pub struct Http {
+    settings: HttpSettings,
+    auth: AuthTable,
+    limiter: Arc<HostLimiter>,
+    client: OnceLock<std::result::Result<reqwest::Client, String>>,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http::new(
+            HttpSettings::default(),
+            AuthTable::default(),
+            Arc::default(),
+        )
+    }
+}
+
+/// Installs rustls' `ring` crypto provider as the process default (once; a provider installed
+/// earlier by the application is kept).
+pub fn install_crypto_provider() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+    });
+}
+
+impl Http {
+    /// A client with these settings, authentication and limiter. The reqwest client is built on
+    /// first use.
+    pub fn new(settings: HttpSettings, auth: AuthTable, limiter: Arc<HostLimiter>) -> Self {
+        Http {
+            settings,
+            auth,
+            limiter,
+            client: OnceLock::new(),
+        }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &HttpSettings {
+        &self.settings
+    }
+
+    /// The per-host limiter (shared with the executor).
+    pub fn limiter(&self) -> &Arc<HostLimiter> {
+        &self.limiter
+    }
+
+    /// The underlying reqwest client (pooled). Requests sent on it directly skip kye's
+    /// authentication, rate limits and error mapping: prefer [`crate::Context::request`].
+    pub fn client(&self) -> Result<&reqwest::Client> {
+        let built = self.client.get_or_init(|| {
+            install_crypto_provider();
+            reqwest::Client::builder()
+                .user_agent(self.settings.user_agent.clone())
+                .timeout(self.settings.request_timeout)
+                .connect_timeout(self.settings.connect_timeout)
+                .pool_max_idle_per_host(self.settings.pool_max_idle_per_host)
+                .tcp_nodelay(true)
+                .build()
+                .map_err(|e| e.to_string())
+        });
+        built
+            .as_ref()
+            .map_err(|e| Error::permanent(format!("cannot build the HTTP client: {e}")))
+    }
+
+    /// A request builder for `url` with the authentication for `fetcher`/host applied.
+    pub fn request(
+        &self,
+        fetcher: Option<&str>,
+        method: Method,
+        url: &str,
+    ) -> Result<reqwest::RequestBuilder> {
+        let mut parsed = Url::parse(url)
+            .map_err(|e| Error::permanent(format!("invalid URL: {e}")).with_url(url))?;
+        let mut headers = HeaderMap::new();
+        if let Some(auth) = self.auth.lookup(fetcher, &parsed) {
+            auth.apply(&mut parsed, &mut headers)?;
+        }
+        Ok(self.client()?.request(method, parsed).headers(headers))
+    }
+
+    /// Sends a request: waits for the host's rate limiter, maps the status to an error class and
+    /// reads the body (up to the size limit). Returns the status, headers and body.
+    pub async fn execute(&self, builder: reqwest::RequestBuilder) -> Result<HttpResponse> {
+        let request = builder
+            .build()
+            .map_err(|e| Error::permanent(format!("invalid request: {}", e.without_url())))?;
+        let url = request.url().clone();
+        let shown = redact_url(url.as_str());
+        let host = host_key(&url);
+        let method = request.method().clone();
+        self.limiter.acquire(&host).await;
+        let started = std::time::Instant::now();
+        let client = self.client()?;
+        let response = client
+            .execute(request)
+            .await
+            .map_err(|e| transport_error(&e, "request failed").with_url(shown.clone()))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        tracing::debug!(
+            method = %method,
+            url = %shown,
+            status = status.as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "response"
+        );
+        if !status.is_success() {
+            let retry_after = parse_retry_after(&headers, SystemTime::now());
+            if let (Some(delay), true) = (
+                retry_after,
+                status == StatusCode::TOO_MANY_REQUESTS
+                    || status == StatusCode::SERVICE_UNAVAILABLE,
+            ) {
+                self.limiter.pause(&host, delay);
+            }
+            // A little of the body explains most 4xx (`{"error": "invalid key"}`).
+            let snippet = read_limited(response, 1024, true)
+                .await
+                .ok()
+                .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+                .filter(|s| !s.is_empty());
+            return Err(status_error(status, snippet.as_deref(), retry_after).with_url(shown));
+        }
+        let body = read_limited(response, self.settings.max_body_size, false)
+            .await
+            .map_err(|e| e.with_url(shown.clone()))?;
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+            url: shown,
+        })
+    }
+
+    /// `GET url` → raw body.
+    pub async fn get_bytes(&self, fetcher: Option<&str>, url: &str) -> Result<HttpResponse> {
+        let builder = self.request(fetcher, Method::GET, url)?;
+        self.execute(builder).await
+    }
+}
+
+/// A successful response, body read in full.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// The status (always 2xx).
+    pub status: StatusCode,
+    /// The response headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Vec<u8>,
+    /// The request URL, credentials redacted.
+    pub url: String,
+}
+
+impl HttpResponse {
+    /// Parses the body as JSON into `T` (see the module docs for the error classes).
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        parse_json(&self.body).map_err(|e| e.with_url(self.url.clone()))
+    }
+
+    /// The body as UTF-8 text (invalid sequences replaced).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// The key used for per-host limits and configuration: `host:port`.
+pub fn host_key(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    match url.port_or_known_default() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    }
+}
+
+/// Parses a JSON body: syntax errors and truncation are retryable, shape errors permanent.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| {
+        use serde_json::error::Category;
+        let msg = match e.classify() {
+            Category::Eof => format!("truncated JSON body ({} bytes): {e}", body.len()),
+            Category::Syntax | Category::Io => format!("response is not valid JSON: {e}"),
+            Category::Data => {
+                return Error::permanent(format!(
+                    "JSON response does not have the expected shape: {e}"
+                ))
+                .with_source(e);
+            }
+        };
+        Error::retryable(msg).with_source(e)
+    })
+}
+
+fn transport_error(e: &reqwest::Error, what: &str) -> Error {
+    let detail = redact_text(&error_chain(e));
+    if e.is_timeout() {
+        Error::retryable(format!("{what}: timed out ({detail})"))
+    } else if e.is_connect() {
+        Error::retryable(format!("{what}: connection failed ({detail})"))
+    } else if e.is_redirect() {
+        Error::permanent(format!("{what}: too many redirects ({detail})"))
+    } else if e.is_builder() {
+        Error::permanent(format!("{what}: {detail}"))
+    } else {
+        Error::retryable(format!("{what}: {detail}"))
+    }
+}
+
+/// The error and its causes on one line, without the URL (which reqwest would print unredacted).
+fn error_chain(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut parts = Vec::new();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.contains(&text) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    if parts.is_empty() {
+        parts.push(
+            if e.is_timeout() {
+                "operation timed out"
+            } else if e.is_body() || e.is_decode() {
+                "error reading the body"
+            } else {
+                "error"
+            }
+            .to_string(),
+        );
+    }
+    parts.join(": ")
+}
+
+fn status_error(status: StatusCode, snippet: Option<&str>, retry_after: Option<Duration>) -> Error {
+    let reason = status.canonical_reason().unwrap_or("");
+    let mut msg = format!("HTTP {} {reason}", status.as_u16())
+        .trim_end()
+        .to_string();
+    if let Some(s) = snippet {
+        let mut s: String = redact_text(s).chars().take(200).collect();
+        s = s.replace(['\n', '\r'], " ");
+        msg.push_str(": ");
+        msg.push_str(&s);
+    }
+    let code = status.as_u16();
+    let mut err = match code {
+        404 | 410 => Error::missing(msg),
+        408 | 425 | 429 => Error::retryable(msg),
+        500..=599 => Error::retryable(msg),
+        _ => Error::permanent(msg),
+    };
+    err = err.with_status(code);
+    if let Some(d) = retry_after {
+        err = err.with_retry_after(d);
+    }
+    err
+}
+
+/// Parses `Retry-After`: a number of seconds or an HTTP-date (relative to `now`).
+pub fn parse_retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    if let Ok(secs) = value.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).ok();
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Reads a body chunk by chunk, failing as soon as it exceeds `limit`. With `truncate_ok`, stops
+/// at the limit instead (for error snippets).
+async fn read_limited(
+    mut response: reqwest::Response,
+    limit: u64,
+    truncate_ok: bool,
+) -> Result<Vec<u8>> {
+    if !truncate_ok {
+        if let Some(len) = response.content_length() {
+            if len > limit {
+                return Err(too_large(limit, Some(len)));
+            }
+        }
+    }
+    let mut body =
+        Vec::with_capacity(response.content_length().unwrap_or(8 * 1024).min(limit) as usize);
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() as u64 + chunk.len() as u64 > limit {
+                    if truncate_ok {
+                        let room = (limit as usize).saturating_sub(body.len());
+                        body.extend_from_slice(&chunk[..room.min(chunk.len())]);
+                        return Ok(body);
+                    }
+                    return Err(too_large(limit, None));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => {
+                let err = transport_error(
+                    &e,
+                    &format!("response body cut short after {} bytes", body.len()),
+                );
+                // A cut body is transient even when reqwest does not call it a timeout.
+                return Err(if err.class() == ErrorClass::Permanent {
+                    Error::retryable(err.message().to_string())
+                } else {
+                    err
+                });
+            }
+        }
+    }
+}
+
+fn too_large(limit: u64, announced: Option<u64>) -> Error {
+    let what = match announced {
+        Some(n) => format!("response body of {n} bytes"),
+        None => "response body".to_string(),
+    };
+    Error::permanent(format!(
+        "{what} exceeds the limit of {limit} bytes (run.max_body_size)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn retry_after_seconds_and_http_date() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(
+            parse_retry_after(&h, SystemTime::now()),
+            Some(Duration::from_secs(7))
+        );
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(120));
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&later).unwrap());
+        assert_eq!(parse_retry_after(&h, now), Some(Duration::from_secs(120)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(5));
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&past).unwrap());
+        assert_eq!(parse_retry_after(&h, now), Some(Duration::ZERO));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soonish"));
+        assert_eq!(parse_retry_after(&h, now), None);
+    }
+
+    #[test]
+    fn statuses_map_to_classes() {
+        let c = |s: u16| status_error(StatusCode::from_u16(s).unwrap(), None, None).class();
+        assert_eq!(c(404), ErrorClass::Missing);
+        assert_eq!(c(410), ErrorClass::Missing);
+        for s in [400, 401, 403, 422] {
+            assert_eq!(c(s), ErrorClass::Permanent, "{s}");
+        }
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert_eq!(c(s), ErrorClass::Retryable, "{s}");
+        }
+        let e = status_error(StatusCode::FORBIDDEN, Some("{\"error\":\"bad key\"}"), None);
+        assert_eq!(e.to_string(), "HTTP 403 Forbidden: {\"error\":\"bad key\"}");
+        assert_eq!(e.status(), Some(403));
+    }
+
+    #[test]
+    fn json_errors_are_classified() {
+        let e = parse_json::<serde_json::Value>(br#"{"id": 25, "na"#).unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Retryable);
+        assert!(e.message().contains("truncated"), "{e}");
+        let e = parse_json::<serde_json::Value>(b"<html>").unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Retryable);
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct P {
+            id: u32,
+        }
+        let e = parse_json::<P>(br#"{"id": "x"}"#).unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Permanent);
+    }
+}

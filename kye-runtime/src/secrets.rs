@@ -1,0 +1,333 @@
+//! Secrets: API tokens and passwords, read from the environment or a secrets file.
+//!
+//! A [`Secret`] prints as `[redacted]` in `Debug` and `Display`, so it can sit in a struct that is
+//! logged or shown in an error without leaking. The value is only reachable through
+//! [`Secret::expose`].
+//!
+//! Lookup order for [`Secrets::get`]: the environment variable of that exact name, then the
+//! secrets file. The secrets file is a dotenv-style text file (`NAME=value` lines, `#` comments,
+//! optional single or double quotes around the value), named by `[secrets] file = "..."` in
+//! `kye.toml` or by the `KYE_SECRETS_FILE` environment variable.
+//!
+//! Every secret value read through [`Secrets`] is also remembered by a process-wide redactor, and
+//! [`redact_text`] replaces such values with `[redacted]`; the runtime runs it over error messages
+//! before they are logged or stored.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use crate::error::{Error, Result};
+
+/// The text that replaces a secret wherever it would be shown.
+pub const REDACTED: &str = "[redacted]";
+
+/// A secret value. `Debug` and `Display` print `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    /// Wraps a value (and registers it with the redactor, see [`redact_text`]).
+    pub fn new(value: impl Into<String>) -> Self {
+        let value: String = value.into();
+        remember(&value);
+        Secret(value.into())
+    }
+
+    /// The secret value. Do not log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({REDACTED})")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+/// Where secrets come from: the environment, then an optional secrets file.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    env: HashMap<String, String>,
+    file: HashMap<String, String>,
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Secrets")
+            .field("file_entries", &self.file.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Secrets {
+    /// No secrets at all.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// Secrets from the given environment (name, value pairs) and an optional secrets file.
+    ///
+    /// A named file that does not exist or cannot be parsed is an error (naming the file and the
+    /// line, never the value).
+    pub fn load(
+        env: impl IntoIterator<Item = (String, String)>,
+        file: Option<&Path>,
+    ) -> Result<Self> {
+        let env: HashMap<String, String> = env.into_iter().collect();
+        let file = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::permanent(format!("cannot read secrets file {}: {e}", path.display()))
+                })?;
+                parse_dotenv(&text).map_err(|(line, why)| {
+                    Error::permanent(format!(
+                        "secrets file {}: line {line}: {why}",
+                        path.display()
+                    ))
+                })?
+            }
+            None => HashMap::new(),
+        };
+        Ok(Secrets { env, file })
+    }
+
+    /// Secrets from the process environment and an optional secrets file.
+    pub fn from_env(file: Option<&Path>) -> Result<Self> {
+        Self::load(std::env::vars(), file)
+    }
+
+    /// Adds or replaces a secret (useful in tests and for programmatic setup).
+    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.file.insert(name.into(), value.into());
+    }
+
+    /// The secret called `name`: the environment variable first, then the secrets file.
+    pub fn get(&self, name: &str) -> Option<Secret> {
+        self.env
+            .get(name)
+            .or_else(|| self.file.get(name))
+            .filter(|v| !v.is_empty())
+            .map(|v| Secret::new(v.clone()))
+    }
+
+    /// Like [`Secrets::get`], with an error naming the secret (and where it was looked for) when absent.
+    pub fn require(&self, name: &str) -> Result<Secret> {
+        self.get(name).ok_or_else(|| {
+            Error::permanent(format!(
+                "secret {name} is not set: export {name}=... or add it to the secrets file \
+                 ([secrets] file in kye.toml or KYE_SECRETS_FILE)"
+            ))
+        })
+    }
+}
+
+/// Parses `NAME=value` lines. Returns (line number, reason) on a malformed line.
+fn parse_dotenv(text: &str) -> std::result::Result<HashMap<String, String>, (usize, String)> {
+    let mut out = HashMap::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((name, value)) = line.split_once('=') else {
+            return Err((i + 1, "expected NAME=value".to_string()));
+        };
+        let name = name.trim();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
+        {
+            return Err((i + 1, "invalid secret name".to_string()));
+        }
+        let value = value.trim();
+        let value = if value.len() >= 2
+            && ((value.starts_with('"') && value.ends_with('"'))
+                || (value.starts_with('\'') && value.ends_with('\'')))
+        {
+            &value[1..value.len() - 1]
+        } else {
+            value
+        };
+        out.insert(name.to_string(), value.to_string());
+    }
+    Ok(out)
+}
+
+fn known() -> &'static RwLock<Vec<String>> {
+    static KNOWN: OnceLock<RwLock<Vec<String>>> = OnceLock::new();
+    KNOWN.get_or_init(|| RwLock::new(Vec::new()))
+}
+
+fn sensitive_params() -> &'static RwLock<Vec<String>> {
+    static PARAMS: OnceLock<RwLock<Vec<String>>> = OnceLock::new();
+    PARAMS.get_or_init(|| RwLock::new(Vec::new()))
+}
+
+fn remember(value: &str) {
+    // Very short values would redact unrelated text; they are weak secrets anyway.
+    if value.len() < 4 {
+        return;
+    }
+    if let Ok(mut k) = known().write() {
+        if !k.iter().any(|v| v == value) {
+            k.push(value.to_string());
+            // Longest first, so a secret containing another is replaced whole.
+            k.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        }
+    }
+}
+
+/// Registers a query parameter name whose value must be redacted in URLs (done automatically
+/// for parameters configured for query authentication).
+pub fn register_sensitive_param(name: &str) {
+    if let Ok(mut p) = sensitive_params().write() {
+        let lower = name.to_ascii_lowercase();
+        if !p.contains(&lower) {
+            p.push(lower);
+        }
+    }
+}
+
+/// Query parameters always treated as credentials.
+const SENSITIVE_PARAMS: &[&str] = &[
+    "key",
+    "api_key",
+    "apikey",
+    "api-key",
+    "token",
+    "access_token",
+    "auth",
+    "password",
+    "passwd",
+    "secret",
+    "client_secret",
+    "signature",
+    "sig",
+];
+
+fn is_sensitive_param(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    SENSITIVE_PARAMS.contains(&lower.as_str())
+        || sensitive_params()
+            .read()
+            .map(|p| p.contains(&lower))
+            .unwrap_or(true)
+}
+
+/// Replaces every known secret value in `text` by `[redacted]`.
+pub fn redact_text(text: &str) -> String {
+    let Ok(k) = known().read() else {
+        return text.to_string();
+    };
+    let mut out = text.to_string();
+    for v in k.iter() {
+        if out.contains(v.as_str()) {
+            out = out.replace(v.as_str(), REDACTED);
+        }
+    }
+    out
+}
+
+/// A URL safe to show: credential query parameters and a password in the authority are replaced
+/// by `[redacted]`, and known secret values anywhere in it too. Text that is not a URL is only
+/// passed through [`redact_text`].
+pub fn redact_url(url: &str) -> String {
+    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+        return redact_text(url);
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("redacted"));
+    }
+    if parsed.query().is_some() {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if is_sensitive_param(&k) {
+                    REDACTED.to_string()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        let mut ser = parsed.query_pairs_mut();
+        ser.clear();
+        for (k, v) in &pairs {
+            ser.append_pair(k, v);
+        }
+        drop(ser);
+    }
+    // The serializer percent-encodes the brackets; show them plainly.
+    let shown = parsed.as_str().replace("%5Bredacted%5D", REDACTED);
+    redact_text(&shown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_is_redacted_in_debug_and_display() {
+        let s = Secret::new("hunter2-very-secret");
+        assert_eq!(format!("{s}"), "[redacted]");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert_eq!(s.expose(), "hunter2-very-secret");
+    }
+
+    #[test]
+    fn env_wins_over_file_and_file_parses_quotes() {
+        let dir = std::env::temp_dir().join(format!("kye-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("secrets.env");
+        std::fs::write(
+            &f,
+            "# comment\nA_TOKEN=\"from-file-a\"\nexport B_TOKEN='from-file-b'\n\nC=plain\n",
+        )
+        .unwrap();
+        let s = Secrets::load(
+            [("A_TOKEN".to_string(), "from-env-a".to_string())],
+            Some(&f),
+        )
+        .unwrap();
+        assert_eq!(s.get("A_TOKEN").unwrap().expose(), "from-env-a");
+        assert_eq!(s.get("B_TOKEN").unwrap().expose(), "from-file-b");
+        assert_eq!(s.get("C").unwrap().expose(), "plain");
+        assert!(s.get("D").is_none());
+        let err = s.require("D").unwrap_err().to_string();
+        assert!(err.contains("secret D is not set"), "{err}");
+        assert!(!format!("{s:?}").contains("from-file"));
+        std::fs::write(&f, "oops no equals\n").unwrap();
+        let err = Secrets::load(Vec::new(), Some(&f)).unwrap_err().to_string();
+        assert!(err.contains("line 1"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        register_sensitive_param("X-Custom-Key");
+        let u =
+            redact_url("http://user:pw@127.0.0.1:8080/p?id=25&api_key=abc123&x-custom-key=zzz9");
+        assert!(!u.contains("abc123"), "{u}");
+        assert!(!u.contains("zzz9"), "{u}");
+        assert!(!u.contains(":pw@"), "{u}");
+        assert!(u.contains("id=25"), "{u}");
+        assert!(u.contains("api_key=[redacted]"), "{u}");
+        let _s = Secret::new("s3cr3t-value-xyz");
+        assert_eq!(
+            redact_text("token s3cr3t-value-xyz leaked"),
+            "token [redacted] leaked"
+        );
+        assert!(!redact_url("http://h/p/s3cr3t-value-xyz").contains("s3cr3t"));
+    }
+}
