@@ -1,0 +1,354 @@
+//! `Context`'s HTTP helpers against a real server on 127.0.0.1: status → error class,
+//! Retry-After, timeouts, cut and oversized bodies, authentication, secret redaction.
+
+use std::time::{Duration, Instant};
+
+use kye_runtime::config::Config;
+use kye_runtime::secrets::Secrets;
+use kye_runtime::testing::{Fault, Route, Routes, TestServer};
+use kye_runtime::{Context, ErrorClass};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PIKACHU: &str = r#"{"id": 25, "name": "pikachu", "height": 4, "weight": 60}"#;
+
+fn ctx_with(toml: &str) -> Context {
+    let config = Config::from_toml_str(toml, None).unwrap();
+    Context::builder().config(config).build().unwrap()
+}
+
+async fn server() -> TestServer {
+    let routes = Routes::new()
+        .route("/pokemon/25/", Route::json(PIKACHU))
+        .route(
+            "/flaky/",
+            Route::json(PIKACHU).fail_first(1, Fault::Status(500)),
+        )
+        .route(
+            "/limited/",
+            Route::json(PIKACHU).fail_first(
+                1,
+                Fault::RateLimited {
+                    retry_after_secs: 1,
+                },
+            ),
+        )
+        .route(
+            "/stall/",
+            Route::json(PIKACHU).always(Fault::Stall(Duration::from_secs(5))),
+        )
+        .route(
+            "/truncated/",
+            Route::json(PIKACHU).always(Fault::TruncatedJson),
+        )
+        .route("/cut/", Route::json(PIKACHU).always(Fault::CloseMidBody))
+        .route("/html/", Route::json(PIKACHU).always(Fault::NotJson))
+        .route(
+            "/huge/",
+            Route::json(PIKACHU).always(Fault::HugeBody { bytes: 3 << 20 }),
+        )
+        .route(
+            "/denied/",
+            Route::text(401, r#"{"error": "invalid token"}"#),
+        )
+        .route("/bad/", Route::text(400, "missing parameter: limit"))
+        .route("/forbidden/", Route::text(403, "forbidden"));
+    TestServer::start(routes).await.unwrap()
+}
+
+#[tokio::test]
+async fn success_parses_json_typed_and_untyped() {
+    let s = server().await;
+    let ctx = Context::new();
+    let v = ctx.get_json_value(&s.url("/pokemon/25/")).await.unwrap();
+    assert_eq!(v["name"], "pikachu");
+    #[derive(serde::Deserialize)]
+    struct P {
+        id: u32,
+        name: String,
+    }
+    let p: P = ctx.get_json(&s.url("/pokemon/25/")).await.unwrap();
+    assert_eq!((p.id, p.name.as_str()), (25, "pikachu"));
+    assert_eq!(ctx.get_text(&s.url("/pokemon/25/")).await.unwrap(), PIKACHU);
+}
+
+#[tokio::test]
+async fn status_codes_map_to_error_classes_with_url_and_reason() {
+    let s = server().await;
+    let ctx = Context::new();
+
+    let e = ctx
+        .get_json_value(&s.url("/pokemon/99999/"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Missing);
+    assert_eq!(e.status(), Some(404));
+    assert_eq!(e.url(), Some(s.url("/pokemon/99999/").as_str()));
+    assert!(e.to_string().contains("/pokemon/99999/"), "{e}");
+
+    let e = ctx.get_json_value(&s.url("/denied/")).await.unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Permanent);
+    assert!(e.to_string().contains("HTTP 401 Unauthorized"), "{e}");
+    assert!(e.to_string().contains("invalid token"), "{e}");
+
+    let e = ctx.get_json_value(&s.url("/bad/")).await.unwrap_err();
+    assert_eq!((e.class(), e.status()), (ErrorClass::Permanent, Some(400)));
+    assert!(e.to_string().contains("missing parameter: limit"), "{e}");
+    let e = ctx.get_json_value(&s.url("/forbidden/")).await.unwrap_err();
+    assert_eq!((e.class(), e.status()), (ErrorClass::Permanent, Some(403)));
+
+    // 500 first: retryable; the same URL then succeeds.
+    let e = ctx.get_json_value(&s.url("/flaky/")).await.unwrap_err();
+    assert_eq!((e.class(), e.status()), (ErrorClass::Retryable, Some(500)));
+    assert!(ctx.get_json_value(&s.url("/flaky/")).await.is_ok());
+}
+
+#[tokio::test]
+async fn retry_after_is_parsed_and_pauses_the_host() {
+    let s = server().await;
+    let ctx = Context::new();
+    let e = ctx.get_json_value(&s.url("/limited/")).await.unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Retryable);
+    assert_eq!(e.status(), Some(429));
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(1)));
+    // Any request to the same host now waits out the pause.
+    let start = Instant::now();
+    ctx.get_json_value(&s.url("/pokemon/25/")).await.unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn stalls_time_out_as_retryable() {
+    let s = server().await;
+    let ctx = ctx_with("[http]\ntimeout = \"300ms\"\n");
+    let start = Instant::now();
+    let e = ctx.get_json_value(&s.url("/stall/")).await.unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(3));
+    assert_eq!(e.class(), ErrorClass::Retryable, "{e}");
+    assert!(e.to_string().contains("timed out"), "{e}");
+    assert!(e.to_string().contains("/stall/"), "{e}");
+}
+
+#[tokio::test]
+async fn cut_truncated_and_non_json_bodies_are_retryable() {
+    let s = server().await;
+    let ctx = Context::new();
+    for path in ["/truncated/", "/cut/", "/html/"] {
+        let e = ctx.get_json_value(&s.url(path)).await.unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Retryable, "{path}: {e}");
+        assert!(e.to_string().contains(path), "{e}");
+    }
+    let e = ctx.get_json_value(&s.url("/truncated/")).await.unwrap_err();
+    assert!(e.to_string().contains("truncated JSON"), "{e}");
+    let e = ctx.get_json_value(&s.url("/cut/")).await.unwrap_err();
+    assert!(e.to_string().contains("cut short"), "{e}");
+}
+
+#[tokio::test]
+async fn oversized_bodies_fail_permanently_naming_the_limit() {
+    let s = server().await;
+    let ctx = ctx_with("[run]\nmax_body_size = \"1MiB\"\n");
+    let e = ctx.get_json_value(&s.url("/huge/")).await.unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Permanent);
+    assert!(e.to_string().contains("1048576 bytes"), "{e}");
+    assert!(e.to_string().contains("run.max_body_size"), "{e}");
+    // Under the default limit (32 MiB) the same body is fine.
+    let v = Context::new()
+        .get_json_value(&s.url("/huge/"))
+        .await
+        .unwrap();
+    assert!(v["padding"].as_str().unwrap().len() > 3_000_000);
+}
+
+/// A server that answers every request with its request head as JSON (status from the path:
+/// `/status/401` answers 401), so tests can see what the client sent.
+async fn echo_server() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).to_string();
+                let target = head.split(' ').nth(1).unwrap_or("/").to_string();
+                let status = target
+                    .strip_prefix("/status/")
+                    .and_then(|s| s.split(['?', '/']).next())
+                    .and_then(|s| s.parse::<u16>().ok())
+                    .unwrap_or(200);
+                let body = serde_json::json!({ "head": head }).to_string();
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn auth_ctx(base: &str) -> Context {
+    let port = base.rsplit(':').next().unwrap();
+    let toml = format!(
+        r#"
+        [hosts."127.0.0.1:{port}".auth]
+        type = "bearer"
+        secret = "ECHO_TOKEN"
+
+        [fetchers."keyed".auth]
+        type = "query"
+        name = "appid"
+        secret = "ECHO_APPID"
+
+        [fetchers."header".auth]
+        type = "header"
+        name = "X-Api-Key"
+        secret = "ECHO_TOKEN"
+
+        [fetchers."basic".auth]
+        type = "basic"
+        username = "reporter"
+        secret = "ECHO_PASSWORD"
+        "#
+    );
+    let config = Config::from_toml_str(&toml, None).unwrap();
+    let secrets = Secrets::load(
+        [
+            ("ECHO_TOKEN".to_string(), "tok-4f9a2b7c1d".to_string()),
+            ("ECHO_APPID".to_string(), "appid-8e3d5c9a0f".to_string()),
+            ("ECHO_PASSWORD".to_string(), "pw-77aa21c0de".to_string()),
+        ],
+        None,
+    )
+    .unwrap();
+    Context::builder()
+        .config(config)
+        .secrets(secrets)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn auth_is_applied_per_host_and_per_fetcher() {
+    let base = echo_server().await;
+    let ctx = auth_ctx(&base);
+
+    let v = ctx.get_json_value(&format!("{base}/x")).await.unwrap();
+    let head = v["head"].as_str().unwrap().to_ascii_lowercase();
+    assert!(
+        head.contains("authorization: bearer tok-4f9a2b7c1d"),
+        "{head}"
+    );
+
+    let v = ctx
+        .for_fetcher("keyed")
+        .get_json_value(&format!("{base}/x?id=1"))
+        .await
+        .unwrap();
+    let head = v["head"].as_str().unwrap();
+    assert!(
+        head.starts_with("GET /x?id=1&appid=appid-8e3d5c9a0f "),
+        "{head}"
+    );
+    assert!(
+        !head.to_ascii_lowercase().contains("authorization"),
+        "{head}"
+    );
+
+    let v = ctx
+        .for_fetcher("header")
+        .get_json_value(&format!("{base}/x"))
+        .await
+        .unwrap();
+    let head = v["head"].as_str().unwrap().to_ascii_lowercase();
+    assert!(head.contains("x-api-key: tok-4f9a2b7c1d"), "{head}");
+
+    let v = ctx
+        .for_fetcher("basic")
+        .get_json_value(&format!("{base}/x"))
+        .await
+        .unwrap();
+    let head = v["head"].as_str().unwrap().to_ascii_lowercase();
+    // base64("reporter:pw-77aa21c0de")
+    assert!(
+        head.contains("authorization: basic cmvwb3j0zxi6chctnzdhytixyzbkzq=="),
+        "{head}"
+    );
+}
+
+#[tokio::test]
+async fn secrets_never_appear_in_errors_or_debug_output() {
+    let base = echo_server().await;
+    let ctx = auth_ctx(&base);
+    let secret_values = ["tok-4f9a2b7c1d", "appid-8e3d5c9a0f", "pw-77aa21c0de"];
+
+    // The query-parameter key is in the request URL: the error must show it redacted.
+    let e = ctx
+        .for_fetcher("keyed")
+        .get_json_value(&format!("{base}/status/401?id=1"))
+        .await
+        .unwrap_err();
+    let shown = format!("{e} | {e:?} | {:?}", e.url());
+    assert!(shown.contains("appid=[redacted]"), "{shown}");
+    // The body echoes the request head (with the token): the snippet must be redacted too.
+    let e2 = ctx
+        .get_json_value(&format!("{base}/status/403"))
+        .await
+        .unwrap_err();
+    let shown2 = format!("{e2} | {e2:?}");
+    let debug_ctx = format!("{ctx:?}");
+    let secret = ctx.secret("ECHO_TOKEN").unwrap();
+    let shown_secret = format!("{secret} {secret:?}");
+    for s in secret_values {
+        assert!(!shown.contains(s), "{shown}");
+        assert!(!shown2.contains(s), "{shown2}");
+        assert!(!debug_ctx.contains(s), "{debug_ctx}");
+        assert!(!shown_secret.contains(s), "{shown_secret}");
+    }
+    assert_eq!(secret.expose(), "tok-4f9a2b7c1d");
+
+    // A missing secret names the secret, not a value.
+    let e = ctx.secret("NOT_CONFIGURED").unwrap_err();
+    assert!(e.to_string().contains("NOT_CONFIGURED"), "{e}");
+}
+
+#[tokio::test]
+async fn configuration_is_readable_by_fetchers_with_env_overrides() {
+    let mut config = Config::from_toml_str(
+        "[pokeapi]\nbase_url = \"https://pokeapi.co/api/v2\"\npage_size = 20\n",
+        None,
+    )
+    .unwrap();
+    config.apply_env([(
+        "KYE_POKEAPI__BASE_URL".to_string(),
+        "http://127.0.0.1:1/api".to_string(),
+    )]);
+    let ctx = Context::builder().config(config).build().unwrap();
+    assert_eq!(
+        ctx.config("pokeapi.base_url").as_deref(),
+        Some("http://127.0.0.1:1/api")
+    );
+    assert_eq!(ctx.config_as::<u32>("pokeapi.page_size").unwrap(), Some(20));
+    assert_eq!(ctx.config_or("pokeapi.missing", "dflt"), "dflt");
+    // Connection refused on a closed port: retryable, URL attached.
+    let e = ctx
+        .get_json_value("http://127.0.0.1:1/api/pokemon/1/")
+        .await
+        .unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Retryable, "{e}");
+    assert!(e.to_string().contains("127.0.0.1:1/api/pokemon/1/"), "{e}");
+}
