@@ -3,8 +3,10 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod context;
+pub mod data;
 pub mod error;
 pub mod exec;
 pub mod http;

@@ -389,6 +389,22 @@ impl<'s> BatchValidator<'s> {
         self.end_row();
     }
 
+    /// Counts a row that could not be read at all (e.g. a line of JSON Lines that is not JSON,
+    /// a CSV record that is not UTF-8) and reports it as an [`ErrorKind::Unreadable`] error
+    /// of that row, so the positions of later rows stay right.
+    pub fn push_unreadable_row(&mut self, message: impl Into<String>) {
+        let row = self.rows;
+        self.rows += 1;
+        let mut e = ValidationError::new(
+            ErrorKind::Unreadable,
+            &self.model.name,
+            format!("row {row}: {}", message.into()),
+        );
+        e.rows.push(row);
+        e.expected = Some(format!("a {} row", self.model.name));
+        self.errors.push(e);
+    }
+
     fn unknown_field(&mut self, row: usize, k: &str, v: &Value) {
         if let Some(&i) = self.unknown_fields.get(k) {
             self.warnings[i].rows.push(row);

@@ -41,6 +41,8 @@ pub enum ErrorKind {
     /// A required edge has no column at all in a batch (a warning: the batch provides only part
     /// of the model, as in the original, where absent columns are not checked).
     MissingColumn,
+    /// A row, or the whole data file, could not be read (not JSON, not UTF-8, ...).
+    Unreadable,
 }
 
 impl ErrorKind {
@@ -57,6 +59,7 @@ impl ErrorKind {
             ErrorKind::UnknownEdge => "UnknownEdge",
             ErrorKind::UnknownModel => "UnknownModel",
             ErrorKind::MissingColumn => "MissingColumn",
+            ErrorKind::Unreadable => "Unreadable",
         }
     }
 }

@@ -1,0 +1,306 @@
+//! Reading data files for validation: `.json`, `.jsonl`, `.csv`, `.yaml`/`.yml`.
+//!
+//! Every reader streams rows into a [`BatchValidator`]: JSON arrays are read one element at a
+//! time, JSON Lines one line at a time and CSV one record at a time into a reused buffer, so
+//! memory stays proportional to the number of distinct records, not to the file (YAML is the
+//! exception: it is parsed whole).
+//!
+//! | extension | shape |
+//! | --- | --- |
+//! | `.json` | an array of objects, or an object `{"Model": [rows], ...}` |
+//! | `.jsonl`, `.ndjson` | one object per line (blank lines skipped) |
+//! | `.csv` | a header row; columns match edges by title, else name; cells are cast per the edge's type; an empty cell is no value |
+//! | `.yaml`, `.yml` | like `.json` |
+//!
+//! Row numbers in reports are 0-based positions among the data rows (the CSV header is not a
+//! row; in JSON Lines blank lines are not rows).
+
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use kye_lang::validate::{BatchReport, BatchValidator, ValidationError};
+use kye_lang::Schema;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+
+/// A supported data file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataFormat {
+    /// `.json`
+    Json,
+    /// `.jsonl` / `.ndjson`
+    JsonLines,
+    /// `.csv`
+    Csv,
+    /// `.yaml` / `.yml`
+    Yaml,
+}
+
+impl DataFormat {
+    /// The format of a path, from its extension (case-insensitive).
+    pub fn from_path(path: &Path) -> Option<DataFormat> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        Some(match ext.as_str() {
+            "json" => DataFormat::Json,
+            "jsonl" | "ndjson" => DataFormat::JsonLines,
+            "csv" => DataFormat::Csv,
+            "yaml" | "yml" => DataFormat::Yaml,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a data file could not be validated at all (as opposed to data errors, which are in the
+/// report).
+#[derive(Debug)]
+pub enum DataError {
+    /// The file could not be opened or read.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The extension is not one of the supported formats.
+    UnknownFormat(PathBuf),
+    /// The model is not in the schema.
+    UnknownModel(ValidationError),
+    /// The file is not well-formed in its format (e.g. broken JSON): nothing after the fault
+    /// could be read.
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said, with line and column when known.
+        message: String,
+    },
+}
+
+impl fmt::Display for DataError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DataError::Io { path, source } => write!(f, "cannot read {}: {source}", path.display()),
+            DataError::UnknownFormat(p) => write!(
+                f,
+                "cannot tell the format of {}: use a .json, .jsonl, .csv, .yaml or .yml file",
+                p.display()
+            ),
+            DataError::UnknownModel(e) => write!(f, "{}", e.message),
+            DataError::Malformed { path, message } => {
+                write!(f, "{} is not well-formed: {message}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for DataError {}
+
+/// Validates the rows of `model` in the file at `path` against `schema`.
+pub fn validate_file(schema: &Schema, model: &str, path: &Path) -> Result<BatchReport, DataError> {
+    let format =
+        DataFormat::from_path(path).ok_or_else(|| DataError::UnknownFormat(path.to_path_buf()))?;
+    let mut v = BatchValidator::new(schema, model).map_err(DataError::UnknownModel)?;
+    let io = |source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    let reader = BufReader::with_capacity(1 << 16, file);
+    match format {
+        DataFormat::Csv => read_csv(reader, &mut v, path)?,
+        DataFormat::JsonLines => read_jsonl(reader, &mut v).map_err(io)?,
+        DataFormat::Json => read_json(reader, &mut v, path)?,
+        DataFormat::Yaml => {
+            let value: Value =
+                serde_yaml::from_reader(reader).map_err(|e| DataError::Malformed {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?;
+            push_document(&value, &mut v, path)?;
+        }
+    }
+    Ok(v.finish())
+}
+
+/// CSV: one reused record buffer, the header mapped to edges once.
+pub fn read_csv<R: Read>(
+    reader: R,
+    v: &mut BatchValidator<'_>,
+    path: &Path,
+) -> Result<(), DataError> {
+    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
+    let malformed = |e: csv::Error| DataError::Malformed {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let header: Vec<String> = rdr
+        .headers()
+        .map_err(malformed)?
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').to_string())
+        .collect();
+    let cols = v.columns(&header);
+    let mut rec = csv::StringRecord::new();
+    loop {
+        match rdr.read_record(&mut rec) {
+            Ok(true) => v.push_text_row(&cols, rec.iter()),
+            Ok(false) => break,
+            Err(e) => {
+                // A bad record (e.g. invalid UTF-8) is a data error of that row; go on.
+                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                v.push_unreadable_row(format!("line {line} cannot be read: {e}"));
+                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                    return Err(malformed(e));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// JSON Lines: one object per line; a line that is not JSON is an error of that row.
+pub fn read_jsonl<R: BufRead>(mut reader: R, v: &mut BatchValidator<'_>) -> std::io::Result<()> {
+    let mut line = String::new();
+    let mut lineno = 0usize;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            break;
+        }
+        lineno += 1;
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Value>(text) {
+            Ok(value) => v.push_record(&value),
+            Err(e) => {
+                v.push_unreadable_row(format!("line {lineno} is not valid JSON: {e}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// JSON: an array of rows, or an object whose `model` key holds the rows; streamed element
+/// by element.
+pub fn read_json<R: Read>(
+    reader: R,
+    v: &mut BatchValidator<'_>,
+    path: &Path,
+) -> Result<(), DataError> {
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let found = Document { v }
+        .deserialize(&mut de)
+        .and_then(|found| de.end().map(|_| found));
+    match found {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(DataError::Malformed {
+            path: path.to_path_buf(),
+            message: format!(
+                "expected an array of {m} rows or an object with a \"{m}\" key",
+                m = v.model().name
+            ),
+        }),
+        Err(e) => Err(DataError::Malformed {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// Pushes the rows of an already parsed document (YAML, or JSON given as a value).
+pub fn push_document(
+    doc: &Value,
+    v: &mut BatchValidator<'_>,
+    path: &Path,
+) -> Result<(), DataError> {
+    let rows = match doc {
+        Value::Array(rows) => rows,
+        Value::Object(map) => match map.get(&v.model().name) {
+            Some(Value::Array(rows)) => rows,
+            _ => {
+                return Err(DataError::Malformed {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "expected a \"{}\" key holding a list of rows",
+                        v.model().name
+                    ),
+                })
+            }
+        },
+        _ => {
+            return Err(DataError::Malformed {
+                path: path.to_path_buf(),
+                message: format!("expected a list of {} rows", v.model().name),
+            })
+        }
+    };
+    for row in rows {
+        v.push_record(row);
+    }
+    Ok(())
+}
+
+/// Deserializes the top level; returns whether rows for the model were found.
+struct Document<'a, 's> {
+    v: &'a mut BatchValidator<'s>,
+}
+
+impl<'de> DeserializeSeed<'de> for Document<'_, '_> {
+    type Value = bool;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Document<'_, '_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "an array of rows or an object of model name to rows")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<bool, A::Error> {
+        Rows { v: self.v }.visit_seq(seq)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let mut found = false;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == self.v.model().name {
+                found = map.next_value_seed(Rows { v: self.v })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+struct Rows<'a, 's> {
+    v: &'a mut BatchValidator<'s>,
+}
+
+impl<'de> DeserializeSeed<'de> for Rows<'_, '_> {
+    type Value = bool;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Rows<'_, '_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "an array of rows")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        while let Some(row) = seq.next_element::<Value>()? {
+            self.v.push_record(&row);
+        }
+        Ok(true)
+    }
+}
