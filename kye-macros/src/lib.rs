@@ -1,1 +1,25 @@
-//! Procedural macros for kye. Use them through the `kye` facade crate.
+//! Procedural macros for kye. Use them through the `kye` facade crate: `#[kye::get]` and
+//! `kye::models!`. Their documentation lives there.
+//!
+//! Generated code names only `::kye::__private::...` (or `<crate>::__private::...` with a
+//! `crate = path` override), so user crates never depend on `inventory` or `serde` directly.
+
+#![warn(missing_docs)]
+
+use proc_macro::TokenStream;
+
+mod get;
+mod models;
+mod names;
+
+/// Registers a fetch function for a model identifier. See `kye::get`.
+#[proc_macro_attribute]
+pub fn get(attr: TokenStream, item: TokenStream) -> TokenStream {
+    get::expand(attr.into(), item.into()).into()
+}
+
+/// Generates Rust types from `.kye` schemas. See `kye::models!`.
+#[proc_macro]
+pub fn models(input: TokenStream) -> TokenStream {
+    models::expand(input.into()).into()
+}

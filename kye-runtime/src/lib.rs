@@ -10,10 +10,18 @@ pub mod data;
 pub mod error;
 pub mod exec;
 pub mod http;
+pub mod listing;
+pub mod model;
+pub mod registry;
+pub mod request;
 pub mod secrets;
 pub mod testing;
 
 pub use config::Config;
 pub use context::Context;
 pub use error::{Error, ErrorClass, Result};
+pub use listing::Listing;
+pub use model::{Key, KeyValue, Model};
+pub use registry::{registry, Registry};
+pub use request::{Request, RequestError};
 pub use secrets::Secret;

@@ -1,2 +1,118 @@
 //! kye: a Rust SDK for data sources.
+//!
+//! Describe the models a source provides in a `.kye` schema, generate Rust types for them with
+//! [`models!`], and annotate plain fetch functions with [`get`]. kye finds every fetcher linked
+//! into the binary ([`registry`]), resolves requests such as `Pokemon.id in 1..=151` to the
+//! right function ([`Request`]), calls it, validates and stores what comes back.
+//!
+//! ```
+//! kye::models!("tests/schemas/pokemon.kye");
+//!
+//! /// Fetches one Pokémon by its national dex number.
+//! #[kye::get(Pokemon.id)]
+//! async fn get_pokemon(id: i64, _ctx: &kye::Context) -> kye::Result<Pokemon> {
+//!     Ok(Pokemon { id, name: format!("pokemon-{id}"), weight: 60.0, types: vec![] })
+//! }
+//!
+//! let registry = kye::registry().expect("no duplicate fetchers");
+//! let resolved = registry.resolve_str("Pokemon.id in 1..=151").expect("a valid request");
+//! assert_eq!(resolved.fetcher().function, "get_pokemon");
+//! assert_eq!(resolved.keys().len(), 151);
+//! // Typed builders read the same.
+//! assert_eq!(Pokemon::by_id(25).to_string(), "Pokemon.id = 25");
+//! ```
+//!
+//! # The linker pitfall
+//!
+//! Fetchers register themselves from whichever crate they are written in, but a crate that the
+//! binary never names is dropped by the linker, fetchers and all. If your fetchers live in a
+//! crate of their own, name it once in the binary:
+//!
+//! ```ignore
+//! use my_sources as _;
+//! ```
+//!
+//! [`Registry::warnings`](registry::Registry::warnings) reports an empty registry and models
+//! without fetchers, pointing at this fix.
+
+#![warn(missing_docs)]
+
 pub use kye_lang as lang;
+
+/// Registers a fetch function for a model identifier.
+///
+/// ```ignore
+/// // Explicit: the model and the index edge(s) it is keyed by.
+/// #[kye::get(Pokemon.id)]
+/// async fn get_pokemon(id: i64, ctx: &kye::Context) -> kye::Result<Pokemon> { ... }
+///
+/// // Inferred: the model from the return type, the index from the parameter names.
+/// #[kye::get]
+/// fn get_pokemon_by_name(name: String) -> kye::Result<Option<Pokemon>> { ... }
+///
+/// // Composite index: one parameter per edge, or one tuple.
+/// #[kye::get(Date(year, month, day))]
+/// fn get_date(key: (i64, u8, u8)) -> kye::Result<serde_json::Value> { ... }
+/// ```
+///
+/// * sync or `async`; the `kye::Context` parameter (`&Context` or by value) is optional. Sync
+///   functions run on tokio's blocking pool.
+/// * returns `Result<T, E>` with `E: Into<kye::Error>` and `T` the generated model type,
+///   `Option` of it (`None`: the source has no such key, recorded as missing), or
+///   `serde_json::Value` (untyped: validated at run time only).
+/// * key parameters: any integer type or `f64` for a `Number` index (values that do not fit the
+///   type are rejected before the call), `String`/`Box<str>`/`Arc<str>` for a `String` index,
+///   `bool` for a `Boolean` index.
+/// * the function stays callable by its own name, unchanged; the first paragraph of its doc
+///   comment is shown by `kye list`.
+/// * `#[kye::get(Pokemon.id, crate = my::reexport::kye)]` when kye is re-exported elsewhere.
+///
+/// Mistakes are compile errors at your tokens: unknown model, an identifier that is not an
+/// index, a parameter type that cannot hold the index's values, missing or surplus
+/// parameters, generic functions, `self` receivers, `const fn`.
+pub use kye_macros::get;
+
+/// Generates one Rust type per model of one or more `.kye` files (paths relative to the
+/// crate's `Cargo.toml`), implements [`Model`] for each and registers them with the runtime.
+///
+/// ```ignore
+/// kye::models!("pokemon.kye");
+/// kye::models!(crate = my::kye, "a.kye", "b.kye");
+/// ```
+///
+/// * Schema errors are compile errors at the path, with the `.kye` file's line and column.
+///   The crate rebuilds when a schema file changes.
+/// * Each model becomes a struct deriving `Debug`, `Clone`, `PartialEq`, serde's `Serialize`
+///   and `Deserialize`; edge names become snake_case fields (`#[serde(rename)]` when needed).
+/// * Types: `String` → `String`, `Boolean` → `bool`, `Number` → `i64` for index edges (so
+///   `Pokemon { id: 25, .. }` and `Pokemon.id = 25` read naturally) and `f64` otherwise;
+///   another model → that generated type (boxed when recursive); a set of string literals
+///   (`"red" | "blue"`) → a generated enum (named after the alias, or `ModelEdge`); other
+///   constrained types → their base type (checked by the validator).
+/// * Cardinality: `?` → `Option<T>`, `*`/`+` → `Vec<T>` (both default when absent).
+/// * Typed request builders per index: `Pokemon::by_id(25)`, `Pokemon::by_name("pikachu")`,
+///   `Date::by_year_month_day(2024, 1, 31)`.
+pub use kye_macros::models;
+
+pub use kye_runtime::listing::{Format as ListingFormat, Listing};
+pub use kye_runtime::model::{Key, KeyValue, Model};
+pub use kye_runtime::registry::{registry, Registry};
+pub use kye_runtime::request::{Request, RequestError};
+pub use kye_runtime::{Context, Error, ErrorClass, Result};
+
+/// Items used by generated code. Not public API: names here change without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use inventory;
+    pub use serde;
+    pub use serde_json;
+
+    pub use kye_lang::Schema;
+    pub use kye_runtime::model::{
+        compile_embedded, deserialize_index_int, failed_call, key_at, kind, run_blocking,
+        FetchFuture, FetchResult, IndexToken, Key, KeyError, KeyValue, Model,
+    };
+    pub use kye_runtime::registry::{FetcherRegistration, ModelRegistration};
+    pub use kye_runtime::request::Request;
+    pub use kye_runtime::Context;
+}

@@ -1,0 +1,406 @@
+//! The registry: every model and fetcher linked into the binary, collected by `inventory`.
+//!
+//! `kye::models!` submits a [`ModelRegistration`] per model and `#[kye::get]` a
+//! [`FetcherRegistration`] per fetch function, from whichever crate they are written in. The
+//! registry is built once, lazily, on first use of [`registry`]; building it checks that no two
+//! fetchers serve the same model identifier and warns about models nobody can fetch.
+//!
+//! # The linker pitfall
+//!
+//! Registrations live in statics of the crate that declares them. If your binary never names a
+//! crate of fetchers (no `use`, no call), the linker drops that crate, and its fetchers with
+//! it: the registry is then empty or misses models, and [`Registry::warnings`] says so. Name the
+//! crate once, anywhere in the binary:
+//!
+//! ```ignore
+//! use my_sources as _;
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::OnceLock;
+
+use kye_lang::Schema;
+
+use crate::context::Context;
+use crate::model::{FetchFuture, Key, KeyError, OutputKind};
+use crate::request::{Request, RequestError, ResolvedRequest};
+
+/// A model registered by `kye::models!` (generated code builds these; do not write them by hand).
+#[derive(Debug)]
+pub struct ModelRegistration {
+    /// The model's name.
+    pub name: &'static str,
+    /// The compiled schema the model belongs to.
+    pub schema: fn() -> &'static Schema,
+    /// Rust source file of the `kye::models!` invocation.
+    pub file: &'static str,
+    /// Line of the `kye::models!` invocation.
+    pub line: u32,
+    /// `module_path!()` of the invocation.
+    pub module_path: &'static str,
+}
+
+/// A fetch function registered by `#[kye::get]` (generated code builds these).
+pub struct FetcherRegistration {
+    /// The model it fetches, e.g. `"Pokemon"`.
+    pub model: &'static str,
+    /// The index edges it is keyed by, e.g. `["id"]`.
+    pub identifier: &'static [&'static str],
+    /// The function's name.
+    pub function: &'static str,
+    /// `module_path!()` of the function (its first segment is the crate).
+    pub module_path: &'static str,
+    /// Rust source file of the function (as `file!()` reports it).
+    pub file: &'static str,
+    /// Line of the function.
+    pub line: u32,
+    /// Whether the function is `async`.
+    pub is_async: bool,
+    /// The first paragraph of the function's doc comment (may be empty).
+    pub doc: &'static str,
+    /// What the function returns.
+    pub output: OutputKind,
+    /// Type-erased entry point; use [`FetcherRegistration::call`].
+    pub call: fn(&Key, Context) -> FetchFuture,
+    /// Checks that a key fits the function's parameter types without calling it.
+    pub check: fn(&Key) -> Result<(), KeyError>,
+}
+
+inventory::collect!(ModelRegistration);
+inventory::collect!(FetcherRegistration);
+
+impl FetcherRegistration {
+    /// Calls the fetcher for `key`. Sync functions run on tokio's blocking pool (inline when
+    /// there is no runtime). The future resolves to `Ok(Some(json))` for a record, `Ok(None)`
+    /// when the source has no such key, or the fetcher's error. A key whose values do not fit
+    /// the parameters resolves to a permanent error without calling the function.
+    pub fn call(&self, key: &Key, ctx: Context) -> FetchFuture {
+        (self.call)(key, ctx)
+    }
+
+    /// Checks that `key` fits the parameter types (e.g. `300` for a `u8` parameter does not).
+    pub fn check_key(&self, key: &Key) -> Result<(), KeyError> {
+        (self.check)(key)
+    }
+
+    /// `file:line` of the function.
+    pub fn location(&self) -> String {
+        format!("{}:{}", self.file, self.line)
+    }
+
+    /// The crate the function is defined in.
+    pub fn crate_name(&self) -> &'static str {
+        self.module_path
+            .split("::")
+            .next()
+            .unwrap_or(self.module_path)
+    }
+
+    /// `Model.edge` or `Model(a, b)` for composite identifiers.
+    pub fn identifier_text(&self) -> String {
+        identifier_text(self.model, self.identifier)
+    }
+}
+
+impl fmt::Debug for FetcherRegistration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FetcherRegistration")
+            .field("model", &self.model)
+            .field("identifier", &self.identifier)
+            .field("function", &self.function)
+            .field("location", &self.location())
+            .field("is_async", &self.is_async)
+            .field("output", &self.output)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `Pokemon.id`, or `Date(year, month, day)` for composite identifiers.
+pub(crate) fn identifier_text<S: AsRef<str>>(model: &str, edges: &[S]) -> String {
+    match edges {
+        [one] => format!("{model}.{}", one.as_ref()),
+        many => {
+            let list: Vec<&str> = many.iter().map(AsRef::as_ref).collect();
+            format!("{model}({})", list.join(", "))
+        }
+    }
+}
+
+/// A model known to the registry.
+#[derive(Debug, Clone)]
+pub struct RegisteredModel {
+    schema: &'static Schema,
+    definition: &'static kye_lang::Model,
+    declared_at: Option<String>,
+}
+
+impl RegisteredModel {
+    /// The model named `name` of `schema`, or `None` if the schema has no such model.
+    pub fn new(schema: &'static Schema, name: &str) -> Option<Self> {
+        Some(RegisteredModel {
+            schema,
+            definition: schema.model(name)?,
+            declared_at: None,
+        })
+    }
+
+    /// The model's name.
+    pub fn name(&self) -> &'static str {
+        &self.definition.name
+    }
+
+    /// The schema the model belongs to (for validation).
+    pub fn schema(&self) -> &'static Schema {
+        self.schema
+    }
+
+    /// The compiled model.
+    pub fn definition(&self) -> &'static kye_lang::Model {
+        self.definition
+    }
+
+    /// `file:line:col` of the model in its `.kye` file.
+    pub fn location(&self) -> String {
+        self.schema.location(self.definition.span)
+    }
+
+    /// `file:line` of the `kye::models!` invocation, when registered through it.
+    pub fn declared_at(&self) -> Option<&str> {
+        self.declared_at.as_deref()
+    }
+}
+
+/// Why the registry could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// Two functions are registered for the same model identifier.
+    #[error(
+        "two fetchers are registered for `{identifier}`: `{first_function}` at {first} and `{second_function}` at {second}; remove one, or key one by another index"
+    )]
+    DuplicateFetcher {
+        /// `Model.edge`.
+        identifier: String,
+        /// Name of the first function.
+        first_function: String,
+        /// `file:line` of the first function.
+        first: String,
+        /// Name of the second function.
+        second_function: String,
+        /// `file:line` of the second function.
+        second: String,
+    },
+    /// Two different models with the same name are linked into the binary.
+    #[error(
+        "two different models are named `{name}`: one at {first} and one at {second}; model names must be unique in a binary"
+    )]
+    DuplicateModel {
+        /// The model name.
+        name: String,
+        /// Location of the first definition.
+        first: String,
+        /// Location of the second definition.
+        second: String,
+    },
+    /// A fetcher names a model no schema in the binary declares.
+    #[error("fetcher `{function}` at {location} fetches `{model}`, but no model of that name is registered")]
+    UnknownModel {
+        /// The model name.
+        model: String,
+        /// The function.
+        function: String,
+        /// `file:line` of the function.
+        location: String,
+    },
+}
+
+/// A problem that does not stop the registry from working.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryWarning {
+    /// No fetcher at all is registered.
+    NoFetchers,
+    /// A model has no fetcher.
+    ModelWithoutFetcher {
+        /// The model.
+        model: String,
+        /// `file:line:col` of the model in its `.kye` file.
+        location: String,
+    },
+}
+
+const LINKER_HINT: &str = "if its fetchers live in a crate this binary never names, the linker dropped that crate: add `use my_sources as _;` (with that crate's name) to the binary";
+
+impl fmt::Display for RegistryWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RegistryWarning::NoFetchers => write!(
+                f,
+                "no fetchers are registered in this binary. If your fetchers live in another crate, the linker drops that crate when the binary never names it; add `use my_sources as _;` (with that crate's name) to main.rs"
+            ),
+            RegistryWarning::ModelWithoutFetcher { model, location } => write!(
+                f,
+                "model `{model}` ({location}) has no fetcher, so requests for it cannot be served; {LINKER_HINT}"
+            ),
+        }
+    }
+}
+
+/// Every model and fetcher of the binary, checked.
+#[derive(Debug)]
+pub struct Registry {
+    models: BTreeMap<&'static str, RegisteredModel>,
+    /// Sorted by model, then identifier.
+    fetchers: Vec<&'static FetcherRegistration>,
+    warnings: Vec<RegistryWarning>,
+}
+
+static GLOBAL: OnceLock<Result<Registry, RegistryError>> = OnceLock::new();
+
+/// The registry of this binary, built on first use from everything `inventory` collected.
+pub fn registry() -> Result<&'static Registry, &'static RegistryError> {
+    GLOBAL.get_or_init(Registry::from_inventory).as_ref()
+}
+
+impl Registry {
+    /// Builds a registry from everything `inventory` collected (see [`registry`] for the cached one).
+    pub fn from_inventory() -> Result<Registry, RegistryError> {
+        let mut models = Vec::new();
+        for reg in inventory::iter::<ModelRegistration> {
+            let schema = (reg.schema)();
+            if let Some(mut m) = RegisteredModel::new(schema, reg.name) {
+                m.declared_at = Some(format!("{}:{}", reg.file, reg.line));
+                models.push(m);
+            }
+        }
+        let fetchers = inventory::iter::<FetcherRegistration>
+            .into_iter()
+            .collect::<Vec<_>>();
+        Registry::from_parts(models, fetchers)
+    }
+
+    /// Builds a registry from explicit parts (tests, or a binary without `inventory`).
+    pub fn from_parts(
+        models: impl IntoIterator<Item = RegisteredModel>,
+        fetchers: impl IntoIterator<Item = &'static FetcherRegistration>,
+    ) -> Result<Registry, RegistryError> {
+        let mut by_name: BTreeMap<&'static str, RegisteredModel> = BTreeMap::new();
+        for m in models {
+            match by_name.get(m.name()) {
+                Some(existing) if same_model(existing.definition, m.definition) => {}
+                Some(existing) => {
+                    return Err(RegistryError::DuplicateModel {
+                        name: m.name().to_string(),
+                        first: existing.location(),
+                        second: m.location(),
+                    })
+                }
+                None => {
+                    by_name.insert(m.name(), m);
+                }
+            }
+        }
+        let mut fetchers: Vec<&'static FetcherRegistration> = fetchers.into_iter().collect();
+        fetchers.sort_by(|a, b| {
+            (a.model, a.identifier, a.file, a.line).cmp(&(b.model, b.identifier, b.file, b.line))
+        });
+        for pair in fetchers.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            if a.model == b.model && a.identifier == b.identifier {
+                return Err(RegistryError::DuplicateFetcher {
+                    identifier: a.identifier_text(),
+                    first_function: a.function.to_string(),
+                    first: a.location(),
+                    second_function: b.function.to_string(),
+                    second: b.location(),
+                });
+            }
+        }
+        for f in &fetchers {
+            if !by_name.contains_key(f.model) {
+                return Err(RegistryError::UnknownModel {
+                    model: f.model.to_string(),
+                    function: f.function.to_string(),
+                    location: f.location(),
+                });
+            }
+        }
+        let mut warnings = Vec::new();
+        if fetchers.is_empty() {
+            warnings.push(RegistryWarning::NoFetchers);
+        } else {
+            for m in by_name.values() {
+                if !fetchers.iter().any(|f| f.model == m.name()) {
+                    warnings.push(RegistryWarning::ModelWithoutFetcher {
+                        model: m.name().to_string(),
+                        location: m.location(),
+                    });
+                }
+            }
+        }
+        Ok(Registry {
+            models: by_name,
+            fetchers,
+            warnings,
+        })
+    }
+
+    /// All models, sorted by name.
+    pub fn models(&self) -> impl Iterator<Item = &RegisteredModel> {
+        self.models.values()
+    }
+
+    /// The model named `name`.
+    pub fn model(&self, name: &str) -> Option<&RegisteredModel> {
+        self.models.get(name)
+    }
+
+    /// All fetchers, sorted by model then identifier.
+    pub fn fetchers(&self) -> &[&'static FetcherRegistration] {
+        &self.fetchers
+    }
+
+    /// The fetchers of one model.
+    pub fn fetchers_for<'a>(
+        &'a self,
+        model: &'a str,
+    ) -> impl Iterator<Item = &'static FetcherRegistration> + 'a {
+        self.fetchers
+            .iter()
+            .copied()
+            .filter(move |f| f.model == model)
+    }
+
+    /// The fetcher keyed by exactly these index edges of `model`.
+    pub fn fetcher<S: AsRef<str>>(
+        &self,
+        model: &str,
+        identifier: &[S],
+    ) -> Option<&'static FetcherRegistration> {
+        self.fetchers_for(model).find(|f| {
+            f.identifier.len() == identifier.len()
+                && f.identifier
+                    .iter()
+                    .zip(identifier)
+                    .all(|(a, b)| *a == b.as_ref())
+        })
+    }
+
+    /// Problems worth telling the user about (no fetchers, models without fetchers).
+    pub fn warnings(&self) -> &[RegistryWarning] {
+        &self.warnings
+    }
+
+    /// Resolves a parsed request to its fetcher and keys, checking every value first.
+    pub fn resolve(&self, request: &Request) -> Result<ResolvedRequest, RequestError> {
+        crate::request::resolve(self, request)
+    }
+
+    /// Parses and resolves a request such as `Pokemon.id in 1..=151`.
+    pub fn resolve_str(&self, request: &str) -> Result<ResolvedRequest, RequestError> {
+        self.resolve(&Request::parse(request)?)
+    }
+}
+
+fn same_model(a: &kye_lang::Model, b: &kye_lang::Model) -> bool {
+    a.name == b.name && a.indexes.len() == b.indexes.len() && a == b
+}
