@@ -1,0 +1,516 @@
+//! How a model maps onto SQLite tables, and what a schema change means for stored data.
+//!
+//! A layout is derived from a model alone (plus the primary indexes of the models it
+//! references), serialized into `_kye_models.layout`, and compared with the stored one on
+//! every `prepare` to decide between "nothing to do", "add a column / child table" and
+//! "refuse".
+
+use std::collections::{BTreeMap, HashSet};
+
+use kye_lang::{Cardinality, Model, Primitive, Schema, Type};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::key::content_hash;
+use super::StoreError;
+
+/// Storage type of a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Prim {
+    String,
+    Number,
+    Boolean,
+}
+
+impl Prim {
+    fn from_primitive(p: Primitive) -> Self {
+        match p {
+            Primitive::String => Prim::String,
+            Primitive::Number => Prim::Number,
+            Primitive::Boolean => Prim::Boolean,
+        }
+    }
+
+    /// Declared SQLite column type (affinity).
+    pub(crate) fn sql_type(self) -> &'static str {
+        match self {
+            Prim::String => "TEXT",
+            // NUMERIC affinity: integral values are kept as INTEGER, others as REAL.
+            Prim::Number => "NUMERIC",
+            Prim::Boolean => "INTEGER",
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Prim::String => "String",
+            Prim::Number => "Number",
+            Prim::Boolean => "Boolean",
+        }
+    }
+}
+
+/// A stored column holding one primitive of an edge's value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Col {
+    /// Column name.
+    pub name: String,
+    /// Edges to follow inside the edge's value to reach the primitive (empty for primitives;
+    /// the referenced model's key edges for references).
+    pub path: Vec<String>,
+    /// Type.
+    pub prim: Prim,
+}
+
+/// One edge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct EdgeLayout {
+    pub name: String,
+    /// Source column name (title), if different.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// `!`/none or `+`.
+    pub required: bool,
+    /// `*` or `+`.
+    pub multiple: bool,
+    /// Referenced model for model-typed edges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// `Number`, `PokemonType+`, … for messages.
+    pub ty: String,
+    /// Child table for multi-valued edges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// Columns: in the model table (single-valued) or the value columns of the child table.
+    pub cols: Vec<Col>,
+}
+
+/// A secondary unique index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Unique {
+    pub edges: Vec<String>,
+    pub cols: Vec<String>,
+}
+
+/// The whole storage layout of a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ModelLayout {
+    pub model: String,
+    pub table: String,
+    /// Primary index edges.
+    pub key_edges: Vec<String>,
+    /// Primary key columns in the model table, in order (`path` starts with the edge name).
+    pub key: Vec<Col>,
+    /// Names of the parent key columns in child tables (same order as `key`).
+    pub parent_cols: Vec<String>,
+    pub uniques: Vec<Unique>,
+    pub edges: Vec<EdgeLayout>,
+}
+
+/// Column name of the position in child tables.
+pub(crate) const POSITION: &str = "_kye_position";
+/// Provenance columns of model tables.
+pub(crate) const PROVENANCE: [&str; 4] = [
+    "_kye_run_id",
+    "_kye_fetcher",
+    "_kye_fetched_at",
+    "_kye_hash",
+];
+
+impl ModelLayout {
+    pub(crate) fn edge(&self, name: &str) -> Option<&EdgeLayout> {
+        self.edges.iter().find(|e| e.name == name)
+    }
+
+    pub(crate) fn fingerprint(&self) -> String {
+        content_hash(&serde_json::to_value(self).unwrap_or(Value::Null))
+    }
+
+    /// Every table this layout uses.
+    pub(crate) fn tables(&self) -> Vec<&str> {
+        let mut t = vec![self.table.as_str()];
+        t.extend(self.edges.iter().filter_map(|e| e.table.as_deref()));
+        t
+    }
+}
+
+fn check_name(what: &'static str, name: &str) -> Result<(), StoreError> {
+    let bad = |reason: &str| StoreError::InvalidName {
+        what,
+        name: name.to_string(),
+        reason: reason.to_string(),
+    };
+    if name.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if name.contains('\0') {
+        return Err(bad("it contains a NUL character"));
+    }
+    let lower = name.to_ascii_lowercase();
+    if lower.starts_with("_kye_") || lower == "_kye" {
+        return Err(bad(
+            "names starting with `_kye_` are reserved for kye's own columns and tables",
+        ));
+    }
+    if what == "model" && lower.starts_with("sqlite_") {
+        return Err(bad("SQLite reserves table names starting with `sqlite_`"));
+    }
+    Ok(())
+}
+
+fn prim_of(ty: &Type) -> Option<Prim> {
+    ty.primitive().map(Prim::from_primitive)
+}
+
+fn type_desc(ty: &Type, card: Cardinality) -> String {
+    let base = match ty {
+        Type::Primitive(p) | Type::Constrained { base: p, .. } => p.to_string(),
+        Type::Model(m) => m.clone(),
+    };
+    format!("{base}{}", card.marker())
+}
+
+/// The primitives making up the primary key of `model`, as paths of edges from the model.
+fn flatten_key(
+    schema: &Schema,
+    model: &str,
+    depth: usize,
+) -> Result<Vec<(Vec<String>, Prim)>, StoreError> {
+    let m = schema
+        .model(model)
+        .ok_or_else(|| StoreError::UnknownModel {
+            model: model.to_string(),
+        })?;
+    if depth > 8 {
+        return Err(StoreError::SchemaChange {
+            model: model.to_string(),
+            edge: None,
+            message: "its primary index refers to models whose primary index refers back to it; \
+                      a key must end in String, Number or Boolean edges"
+                .to_string(),
+        });
+    }
+    let mut out = Vec::new();
+    for e in &m.primary_index().edges {
+        let edge = m.edge(e).ok_or_else(|| StoreError::SchemaChange {
+            model: model.to_string(),
+            edge: Some(e.clone()),
+            message: "the primary index names an edge the model does not have".to_string(),
+        })?;
+        if edge.cardinality.is_multiple() {
+            return Err(StoreError::SchemaChange {
+                model: model.to_string(),
+                edge: Some(e.clone()),
+                message: format!(
+                    "index edges must be single-valued; {e} is {}",
+                    type_desc(&edge.ty, edge.cardinality)
+                ),
+            });
+        }
+        match (&edge.ty, prim_of(&edge.ty)) {
+            (_, Some(p)) => out.push((vec![e.clone()], p)),
+            (Type::Model(t), None) => {
+                for (mut sub, p) in flatten_key(schema, t, depth + 1)? {
+                    sub.insert(0, e.clone());
+                    out.push((sub, p));
+                }
+            }
+            _ => unreachable!("a type without a primitive is a model type"),
+        }
+    }
+    Ok(out)
+}
+
+/// Columns for a value of `ty`: one per primitive, named `base` when there is one,
+/// `base.sub.path` otherwise.
+fn value_cols(schema: &Schema, ty: &Type, base: &str) -> Result<Vec<Col>, StoreError> {
+    match (ty, prim_of(ty)) {
+        (_, Some(p)) => Ok(vec![Col {
+            name: base.to_string(),
+            path: Vec::new(),
+            prim: p,
+        }]),
+        (Type::Model(t), None) => {
+            let flat = flatten_key(schema, t, 1)?;
+            let single = flat.len() == 1;
+            Ok(flat
+                .into_iter()
+                .map(|(path, prim)| Col {
+                    name: if single {
+                        base.to_string()
+                    } else {
+                        format!("{base}.{}", path.join("."))
+                    },
+                    path,
+                    prim,
+                })
+                .collect())
+        }
+        _ => unreachable!("a type without a primitive is a model type"),
+    }
+}
+
+/// Computes the layout of `model`.
+pub(crate) fn layout_of(schema: &Schema, model: &Model) -> Result<ModelLayout, StoreError> {
+    check_name("model", &model.name)?;
+    let mut edges = Vec::new();
+    for e in &model.edges {
+        check_name("edge", &e.name)?;
+        let multiple = e.cardinality.is_multiple();
+        let (table, cols) = if multiple {
+            let table = format!("{}__{}", model.name, e.name);
+            (Some(table), value_cols(schema, &e.ty, "value")?)
+        } else {
+            (None, value_cols(schema, &e.ty, &e.name)?)
+        };
+        edges.push(EdgeLayout {
+            name: e.name.clone(),
+            title: e.title.clone().filter(|t| *t != e.name),
+            required: matches!(e.cardinality, Cardinality::One | Cardinality::AtLeastOne),
+            multiple,
+            target: match &e.ty {
+                Type::Model(t) => Some(t.clone()),
+                _ => None,
+            },
+            ty: type_desc(&e.ty, e.cardinality),
+            table,
+            cols,
+        });
+    }
+    let index_cols = |ix: &[String]| -> Result<Vec<Col>, StoreError> {
+        let mut cols = Vec::new();
+        for name in ix {
+            let edge =
+                edges
+                    .iter()
+                    .find(|e| &e.name == name)
+                    .ok_or_else(|| StoreError::SchemaChange {
+                        model: model.name.clone(),
+                        edge: Some(name.clone()),
+                        message: "an index names an edge the model does not have".to_string(),
+                    })?;
+            if edge.multiple {
+                return Err(StoreError::SchemaChange {
+                    model: model.name.clone(),
+                    edge: Some(name.clone()),
+                    message: format!("index edges must be single-valued; {name} is {}", edge.ty),
+                });
+            }
+            for c in &edge.cols {
+                let mut path = vec![name.clone()];
+                path.extend(c.path.iter().cloned());
+                cols.push(Col {
+                    name: c.name.clone(),
+                    path,
+                    prim: c.prim,
+                });
+            }
+        }
+        Ok(cols)
+    };
+    let key_edges = model.primary_index().edges.clone();
+    let key = index_cols(&key_edges)?;
+    let mut uniques = Vec::new();
+    for ix in model.indexes.iter().skip(1) {
+        uniques.push(Unique {
+            edges: ix.edges.clone(),
+            cols: index_cols(&ix.edges)?.into_iter().map(|c| c.name).collect(),
+        });
+    }
+    // Parent key columns keep their names in child tables unless they would clash with the
+    // value or position columns there.
+    let clashes = key.iter().any(|c| {
+        let l = c.name.to_ascii_lowercase();
+        l == "value" || l.starts_with("value.") || l == POSITION
+    });
+    let parent_cols = key
+        .iter()
+        .map(|c| {
+            if clashes {
+                format!("parent.{}", c.name)
+            } else {
+                c.name.clone()
+            }
+        })
+        .collect();
+    let layout = ModelLayout {
+        model: model.name.clone(),
+        table: model.name.clone(),
+        key_edges,
+        key,
+        parent_cols,
+        uniques,
+        edges,
+    };
+    check_columns(&layout)?;
+    Ok(layout)
+}
+
+/// Column names must be unique per table (SQLite compares them case-insensitively).
+fn check_columns(l: &ModelLayout) -> Result<(), StoreError> {
+    let mut seen: HashSet<String> = PROVENANCE.iter().map(|s| s.to_string()).collect();
+    for e in l.edges.iter().filter(|e| !e.multiple) {
+        for c in &e.cols {
+            if !seen.insert(c.name.to_ascii_lowercase()) {
+                return Err(StoreError::InvalidName {
+                    what: "edge",
+                    name: format!("{}.{}", l.model, e.name),
+                    reason: format!(
+                        "its column {:?} clashes with another column of table {:?} \
+                         (SQLite column names ignore case); rename the edge",
+                        c.name, l.table
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Table names must be unique across all models (SQLite compares them case-insensitively).
+pub(crate) fn check_tables(layouts: &[ModelLayout]) -> Result<(), StoreError> {
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for l in layouts {
+        for t in l.tables() {
+            if let Some(other) = seen.insert(t.to_ascii_lowercase(), l.model.clone()) {
+                return Err(StoreError::InvalidName {
+                    what: "model",
+                    name: l.model.clone(),
+                    reason: format!(
+                        "its table {t:?} clashes with a table of model {other} \
+                         (child tables are named <Model>__<edge>; SQLite table names ignore case)"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An additive change to apply.
+#[derive(Debug, Clone)]
+pub(crate) enum Change {
+    /// New single-valued optional edge: add its columns.
+    AddColumns(EdgeLayout),
+    /// New multi-valued edge: create its child table.
+    AddTable(EdgeLayout),
+    /// Something that changes only the recorded layout (e.g. an edge became optional).
+    Relax,
+}
+
+/// What a schema change means for stored data.
+pub(crate) enum Plan {
+    Same,
+    Migrate(Vec<Change>),
+    /// Incompatible: (edge, explanation).
+    Refuse(Option<String>, String),
+}
+
+fn cols_sig(cols: &[Col]) -> Vec<(String, Vec<String>, Prim)> {
+    cols.iter()
+        .map(|c| (c.name.to_ascii_lowercase(), c.path.clone(), c.prim))
+        .collect()
+}
+
+/// Compares the stored layout with the schema's.
+pub(crate) fn plan(old: &ModelLayout, new: &ModelLayout) -> Plan {
+    if old == new {
+        return Plan::Same;
+    }
+    if old.key_edges != new.key_edges || cols_sig(&old.key) != cols_sig(&new.key) {
+        return Plan::Refuse(
+            None,
+            format!(
+                "the primary index changed from ({}) to ({})",
+                old.key_edges.join(", "),
+                new.key_edges.join(", ")
+            ),
+        );
+    }
+    let sig = |u: &[Unique]| u.iter().map(|u| u.edges.clone()).collect::<Vec<_>>();
+    if sig(&old.uniques) != sig(&new.uniques) {
+        let show = |u: &[Unique]| {
+            u.iter()
+                .map(|u| format!("({})", u.edges.join(", ")))
+                .collect::<Vec<_>>()
+                .join("")
+        };
+        return Plan::Refuse(
+            None,
+            format!(
+                "its secondary indexes changed from {} to {}",
+                non_empty(show(&old.uniques)),
+                non_empty(show(&new.uniques))
+            ),
+        );
+    }
+    let mut changes = Vec::new();
+    for o in &old.edges {
+        match new.edge(&o.name) {
+            None => {
+                return Plan::Refuse(
+                    Some(o.name.clone()),
+                    format!(
+                        "the edge ({}) was removed from the schema but is stored",
+                        o.ty
+                    ),
+                )
+            }
+            Some(n) => {
+                if o.multiple != n.multiple
+                    || o.target != n.target
+                    || cols_sig(&o.cols) != cols_sig(&n.cols)
+                    || o.table != n.table
+                {
+                    return Plan::Refuse(
+                        Some(o.name.clone()),
+                        format!("its type changed from {} to {}", o.ty, n.ty),
+                    );
+                }
+                if !o.required && n.required {
+                    return Plan::Refuse(
+                        Some(o.name.clone()),
+                        format!(
+                            "it was made required ({} → {}); stored records may have no value",
+                            o.ty, n.ty
+                        ),
+                    );
+                }
+                if o != n {
+                    changes.push(Change::Relax);
+                }
+            }
+        }
+    }
+    for n in &new.edges {
+        if old.edge(&n.name).is_none() {
+            if n.required {
+                return Plan::Refuse(
+                    Some(n.name.clone()),
+                    format!(
+                        "it is a new required edge ({}); stored records have no value for it",
+                        n.ty
+                    ),
+                );
+            }
+            changes.push(if n.multiple {
+                Change::AddTable(n.clone())
+            } else {
+                Change::AddColumns(n.clone())
+            });
+        }
+    }
+    if old.parent_cols != new.parent_cols {
+        return Plan::Refuse(None, "its child table layout changed".to_string());
+    }
+    Plan::Migrate(changes)
+}
+
+fn non_empty(s: String) -> String {
+    if s.is_empty() {
+        "none".to_string()
+    } else {
+        s
+    }
+}

@@ -1,0 +1,1635 @@
+//! The SQLite store (default): one table per model, typed columns, child tables for
+//! multi-valued edges, provenance columns, and kye's own `_kye_*` tables.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use kye_lang::Schema;
+use rusqlite::types::{Value as Sql, ValueRef};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
+use serde_json::{Map, Value};
+
+use super::key::{as_integral, canonical_json, content_hash, cut};
+use super::layout::{self, Change, Col, EdgeLayout, ModelLayout, Plan, Prim, POSITION};
+use super::lock::WriterLock;
+use super::{
+    drift_example, fold_path, DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, NewRun,
+    Provenance, RecordQuery, RejectInfo, RunCounts, RunEnd, RunId, RunInfo, RunStatus, Store,
+    StoreError, Timestamp, WriteItem,
+};
+
+/// Version of kye's own tables in a database file; bumped (with a migration) when they change.
+const FORMAT_VERSION: i64 = 1;
+
+/// Nested records deeper than this are not followed when storing (guards against cycles).
+const MAX_NESTING: usize = 32;
+
+/// The SQLite store. See the module docs and `docs/store.md`.
+///
+/// Opened for writing ([`SqliteStore::open`]) it holds the writer lock `<file>.lock`; opened
+/// with [`SqliteStore::open_read_only`] it reads alongside a writer (WAL mode).
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+    read_only: bool,
+    layouts: HashMap<String, ModelLayout>,
+    _lock: Option<WriterLock>,
+}
+
+/// Quotes an SQL identifier: `"` + name with `"` doubled + `"`.
+pub(crate) fn q(name: &str) -> String {
+    let mut s = String::with_capacity(name.len() + 2);
+    s.push('"');
+    for c in name.chars() {
+        if c == '"' {
+            s.push('"');
+        }
+        s.push(c);
+    }
+    s.push('"');
+    s
+}
+
+fn list(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
+    names
+        .into_iter()
+        .map(|n| q(n.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+fn where_eq(prefix: &str, cols: impl IntoIterator<Item = impl AsRef<str>>) -> String {
+    cols.into_iter()
+        .map(|c| format!("{prefix}{} = ?", q(c.as_ref())))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+fn lock_path(db: &Path) -> PathBuf {
+    let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".lock");
+    db.with_file_name(name)
+}
+
+const INTERNAL_TABLES: &str = r#"
+CREATE TABLE IF NOT EXISTS _kye_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS _kye_models (
+    model       TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    layout      TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS _kye_runs (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    request      TEXT NOT NULL,
+    started_at   TEXT NOT NULL,
+    ended_at     TEXT,
+    status       TEXT NOT NULL,
+    stored       INTEGER NOT NULL DEFAULT 0,
+    rejected     INTEGER NOT NULL DEFAULT 0,
+    missing      INTEGER NOT NULL DEFAULT 0,
+    failed       INTEGER NOT NULL DEFAULT 0,
+    skipped      INTEGER NOT NULL DEFAULT 0,
+    error        TEXT,
+    resumed_from INTEGER,
+    pid          INTEGER
+);
+CREATE TABLE IF NOT EXISTS _kye_rejects (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id  INTEGER NOT NULL,
+    model   TEXT NOT NULL,
+    key     TEXT,
+    fetcher TEXT NOT NULL,
+    reason  TEXT NOT NULL,
+    errors  TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    at      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS _kye_rejects_run ON _kye_rejects (run_id);
+CREATE TABLE IF NOT EXISTS _kye_drift (
+    model      TEXT NOT NULL,
+    path       TEXT NOT NULL,
+    first_seen TEXT NOT NULL,
+    last_seen  TEXT NOT NULL,
+    first_run  INTEGER NOT NULL,
+    last_run   INTEGER NOT NULL,
+    example    TEXT NOT NULL,
+    count      INTEGER NOT NULL,
+    PRIMARY KEY (model, path)
+);
+CREATE TABLE IF NOT EXISTS _kye_keys (
+    run_id INTEGER NOT NULL,
+    model  TEXT NOT NULL,
+    key    TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    at     TEXT NOT NULL,
+    PRIMARY KEY (run_id, model, key)
+);
+CREATE INDEX IF NOT EXISTS _kye_keys_by_key ON _kye_keys (model, key, at);
+"#;
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` for writing: WAL mode, kye's tables,
+    /// the writer lock. Runs left `running` by a dead process are marked `interrupted`.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+                action: "cannot create directory",
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let lock = WriterLock::acquire(&lock_path(&path), &path)?;
+        let conn = Connection::open(&path).map_err(|source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        let mut store = SqliteStore {
+            conn,
+            path,
+            read_only: false,
+            layouts: HashMap::new(),
+            _lock: Some(lock),
+        };
+        store.init_writer()?;
+        store.load_layouts()?;
+        store.recover_runs()?;
+        Ok(store)
+    }
+
+    /// Opens an existing database for reading only. Takes no lock.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if !path.is_file() {
+            return Err(StoreError::NotFound { path });
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(|source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        let mut store = SqliteStore {
+            conn,
+            path,
+            read_only: true,
+            layouts: HashMap::new(),
+            _lock: None,
+        };
+        store.sql(|c| c.busy_timeout(std::time::Duration::from_secs(5)))?;
+        let has_kye: bool = store.sql(|c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_kye_models')",
+                [],
+                |r| r.get(0),
+            )
+        })?;
+        if !has_kye {
+            return Err(StoreError::Corrupt {
+                path: store.path.clone(),
+                message: "this SQLite file has no kye tables (_kye_models); is it a kye store?"
+                    .to_string(),
+            });
+        }
+        store.load_layouts()?;
+        Ok(store)
+    }
+
+    /// The underlying connection, for queries kye does not offer. Do not write through it.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn sql<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        f(&self.conn).map_err(|source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    fn init_writer(&mut self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let mode: String = self.sql(|c| {
+            c.busy_timeout(std::time::Duration::from_secs(5))?;
+            c.set_prepared_statement_cache_capacity(512);
+            c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        })?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt {
+                path,
+                message: format!("could not switch to WAL journal mode (got {mode})"),
+            });
+        }
+        self.sql(|c| {
+            c.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;")?;
+            c.execute_batch(&format!("BEGIN IMMEDIATE; {INTERNAL_TABLES} COMMIT;"))
+        })?;
+        let version: Option<String> = self.sql(|c| {
+            c.query_row(
+                "SELECT value FROM _kye_meta WHERE key = 'format_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+        })?;
+        match version.as_deref().map(str::parse::<i64>) {
+            None => {
+                self.sql(|c| {
+                    c.execute(
+                        "INSERT INTO _kye_meta (key, value) VALUES ('format_version', ?1)",
+                        [FORMAT_VERSION.to_string()],
+                    )
+                })?;
+            }
+            Some(Ok(v)) if v <= FORMAT_VERSION => {}
+            Some(v) => {
+                return Err(StoreError::Corrupt {
+                    path: self.path.clone(),
+                    message: format!(
+                        "written by a newer kye (store format {:?}, this kye reads up to {FORMAT_VERSION}); \
+                         upgrade kye or use another database file",
+                        v.map_err(|_| version.clone().unwrap_or_default())
+                    ),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    fn load_layouts(&mut self) -> Result<(), StoreError> {
+        let rows: Vec<(String, String)> = self.sql(|c| {
+            let mut st = c.prepare("SELECT model, layout FROM _kye_models")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })?;
+        self.layouts.clear();
+        for (model, text) in rows {
+            let layout: ModelLayout =
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                    path: self.path.clone(),
+                    message: format!("stored layout of model {model} is unreadable: {e}"),
+                })?;
+            self.layouts.insert(model, layout);
+        }
+        Ok(())
+    }
+
+    /// Marks runs left `running` as interrupted, with counts from their key outcomes.
+    /// Safe because we hold the writer lock: no live process is running them.
+    fn recover_runs(&mut self) -> Result<(), StoreError> {
+        let ids: Vec<i64> = self.sql(|c| {
+            let mut st = c.prepare("SELECT id FROM _kye_runs WHERE status = 'running'")?;
+            let rows = st.query_map([], |r| r.get(0))?;
+            rows.collect()
+        })?;
+        for id in ids {
+            let counts = self.outcome_counts(RunId(id))?;
+            self.sql(|c| {
+                c.execute(
+                    "UPDATE _kye_runs SET status = 'interrupted', stored = ?2, rejected = ?3, missing = ?4, \
+                     failed = ?5, skipped = ?6, error = ?7 WHERE id = ?1 AND status = 'running'",
+                    params![
+                        id,
+                        counts.stored as i64,
+                        counts.rejected as i64,
+                        counts.missing as i64,
+                        counts.failed as i64,
+                        counts.skipped as i64,
+                        "the process stopped before the run finished (killed or crashed); \
+                         counts are the key outcomes it had recorded"
+                    ],
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    fn layout(&self, model: &str) -> Result<&ModelLayout, StoreError> {
+        self.layouts
+            .get(model)
+            .ok_or_else(|| StoreError::UnknownModel {
+                model: model.to_string(),
+            })
+    }
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        if self.read_only {
+            Err(StoreError::ReadOnly {
+                path: self.path.clone(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// DDL
+
+fn create_sql(l: &ModelLayout) -> Vec<String> {
+    let key_names: HashSet<&str> = l.key.iter().map(|c| c.name.as_str()).collect();
+    let mut cols = Vec::new();
+    for e in l.edges.iter().filter(|e| !e.multiple) {
+        for c in &e.cols {
+            let not_null = if key_names.contains(c.name.as_str()) {
+                " NOT NULL"
+            } else {
+                ""
+            };
+            cols.push(format!("{} {}{not_null}", q(&c.name), c.prim.sql_type()));
+        }
+    }
+    cols.push("\"_kye_run_id\" INTEGER NOT NULL".to_string());
+    cols.push("\"_kye_fetcher\" TEXT NOT NULL".to_string());
+    cols.push("\"_kye_fetched_at\" TEXT NOT NULL".to_string());
+    cols.push("\"_kye_hash\" TEXT NOT NULL".to_string());
+    cols.push(format!(
+        "PRIMARY KEY ({})",
+        list(l.key.iter().map(|c| &c.name))
+    ));
+    for u in &l.uniques {
+        cols.push(format!("UNIQUE ({})", list(&u.cols)));
+    }
+    let mut out = vec![format!(
+        "CREATE TABLE {} (\n    {}\n)",
+        q(&l.table),
+        cols.join(",\n    ")
+    )];
+    for e in l.edges.iter().filter(|e| e.multiple) {
+        out.push(child_create_sql(l, e));
+    }
+    out
+}
+
+fn child_create_sql(l: &ModelLayout, e: &EdgeLayout) -> String {
+    let table = e.table.as_deref().unwrap_or_default();
+    let mut cols = Vec::new();
+    for (p, k) in l.parent_cols.iter().zip(&l.key) {
+        cols.push(format!("{} {} NOT NULL", q(p), k.prim.sql_type()));
+    }
+    cols.push(format!("{} INTEGER NOT NULL", q(POSITION)));
+    for c in &e.cols {
+        cols.push(format!("{} {}", q(&c.name), c.prim.sql_type()));
+    }
+    let mut pk: Vec<&str> = l.parent_cols.iter().map(String::as_str).collect();
+    pk.push(POSITION);
+    cols.push(format!("PRIMARY KEY ({})", list(pk)));
+    format!(
+        "CREATE TABLE {} (\n    {}\n)",
+        q(table),
+        cols.join(",\n    ")
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Values
+
+/// A JSON value as an SQL value of the column's type, or why it does not fit.
+fn to_sql(v: &Value, prim: Prim) -> Result<Sql, String> {
+    Ok(match (v, prim) {
+        (Value::Null, _) => Sql::Null,
+        (Value::String(s), Prim::String) => Sql::Text(s.clone()),
+        (Value::Number(n), Prim::String) => Sql::Text(canonical_json(&Value::Number(n.clone()))),
+        (Value::Bool(b), Prim::String) => Sql::Text(b.to_string()),
+        (Value::Number(n), Prim::Number) => number_sql(n),
+        (Value::String(s), Prim::Number) => {
+            match serde_json::from_str::<serde_json::Number>(s.trim()) {
+                Ok(n) => number_sql(&n),
+                Err(_) => match s.trim().parse::<f64>() {
+                    Ok(f) if f.is_finite() => match serde_json::Number::from_f64(f) {
+                        Some(n) => number_sql(&n),
+                        None => {
+                            return Err(format!(
+                                "expected Number, got {}",
+                                cut(&canonical_json(v), 80)
+                            ))
+                        }
+                    },
+                    _ => {
+                        return Err(format!(
+                            "expected Number, got {}",
+                            cut(&canonical_json(v), 80)
+                        ))
+                    }
+                },
+            }
+        }
+        (Value::Bool(b), Prim::Boolean) => Sql::Integer(i64::from(*b)),
+        (Value::String(s), Prim::Boolean) if s.eq_ignore_ascii_case("true") => Sql::Integer(1),
+        (Value::String(s), Prim::Boolean) if s.eq_ignore_ascii_case("false") => Sql::Integer(0),
+        _ => {
+            return Err(format!(
+                "expected {}, got {}",
+                prim.name(),
+                cut(&canonical_json(v), 80)
+            ))
+        }
+    })
+}
+
+fn number_sql(n: &serde_json::Number) -> Sql {
+    match as_integral(n) {
+        Some(i) => Sql::Integer(i),
+        None => Sql::Real(n.as_f64().unwrap_or(f64::NAN)),
+    }
+}
+
+/// An SQL value read back as JSON.
+fn from_sql(v: ValueRef<'_>, prim: Prim) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => match prim {
+            Prim::Boolean => Value::Bool(i != 0),
+            Prim::String => Value::String(i.to_string()),
+            Prim::Number => Value::from(i),
+        },
+        ValueRef::Real(f) => serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
+    }
+}
+
+fn sql_to_json(v: &Sql) -> Value {
+    match v {
+        Sql::Null => Value::Null,
+        Sql::Integer(i) => Value::from(*i),
+        Sql::Real(f) => serde_json::Number::from_f64(*f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        Sql::Text(t) => Value::String(t.clone()),
+        Sql::Blob(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
+    }
+}
+
+/// The value an edge has in a record object (by name, else by title).
+fn edge_value<'a>(obj: &'a Map<String, Value>, e: &EdgeLayout) -> Option<&'a Value> {
+    obj.get(&e.name)
+        .or_else(|| e.title.as_ref().and_then(|t| obj.get(t)))
+        .filter(|v| !v.is_null())
+}
+
+/// Follows `path` inside a value of an edge. A scalar stands for the whole key when the
+/// key has one column (`"grass"` for `{"name": "grass"}`).
+fn extract<'a>(v: &'a Value, path: &[String], single: bool) -> Option<&'a Value> {
+    match (path.split_first(), v) {
+        (None, _) => Some(v),
+        (Some((first, rest)), Value::Object(o)) => extract(o.get(first)?, rest, single),
+        (Some(_), Value::Null) => None,
+        (Some(_), scalar) if single => Some(scalar),
+        _ => None,
+    }
+}
+
+/// The SQL values of an edge's columns for one value of the edge.
+fn edge_cols_sql(
+    model: &str,
+    key: &str,
+    e: &EdgeLayout,
+    v: Option<&Value>,
+) -> Result<Vec<Sql>, StoreError> {
+    let single = e.cols.len() == 1;
+    e.cols
+        .iter()
+        .map(|c| {
+            let x = v.and_then(|v| extract(v, &c.path, single));
+            match x {
+                None => Ok(Sql::Null),
+                Some(Value::Object(_)) | Some(Value::Array(_)) => Err(StoreError::InvalidValue {
+                    model: model.to_string(),
+                    key: key.to_string(),
+                    edge: e.name.clone(),
+                    message: format!(
+                        "expected {}, got {}",
+                        if c.path.is_empty() {
+                            c.prim.name().to_string()
+                        } else {
+                            format!("{} at {}", c.prim.name(), c.path.join("."))
+                        },
+                        cut(&canonical_json(x.unwrap_or(&Value::Null)), 80)
+                    ),
+                }),
+                Some(x) => to_sql(x, c.prim).map_err(|message| StoreError::InvalidValue {
+                    model: model.to_string(),
+                    key: key.to_string(),
+                    edge: e.name.clone(),
+                    message,
+                }),
+            }
+        })
+        .collect()
+}
+
+/// Items of a multi-valued edge's value (an array; a lone value counts as one item).
+fn items(v: Option<&Value>) -> Vec<&Value> {
+    match v {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a.iter().filter(|x| !x.is_null()).collect(),
+        Some(other) => vec![other],
+    }
+}
+
+/// True when a nested value carries a record of its own (more than index edges).
+fn is_full_record(target: &ModelLayout, all_index_edges: &HashSet<&str>, v: &Value) -> bool {
+    match v {
+        Value::Object(o) => o.keys().any(|k| {
+            !all_index_edges.contains(k.as_str())
+                && target
+                    .edges
+                    .iter()
+                    .any(|e| &e.name == k || e.title.as_deref() == Some(k))
+        }),
+        _ => false,
+    }
+}
+
+fn key_display(l: &ModelLayout, vals: &[Sql]) -> String {
+    // One value per key column; show by edge when the key is simple.
+    if l.key.len() == 1 {
+        format!(
+            "{} = {}",
+            l.key[0].name,
+            canonical_json(&sql_to_json(&vals[0]))
+        )
+    } else {
+        format!(
+            "({}) = ({})",
+            l.key
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            vals.iter()
+                .map(|v| canonical_json(&sql_to_json(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+fn is_constraint(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(ErrorCode::ConstraintViolation))
+}
+
+/// Stores one record (and the nested records it carries) inside the caller's transaction.
+fn store_record(
+    conn: &Connection,
+    path: &Path,
+    layouts: &HashMap<String, ModelLayout>,
+    model: &str,
+    value: &Value,
+    prov: &Provenance,
+    depth: usize,
+) -> Result<(), StoreError> {
+    let sqlerr = |source: rusqlite::Error| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let l = layouts.get(model).ok_or_else(|| StoreError::UnknownModel {
+        model: model.to_string(),
+    })?;
+    let obj = value.as_object().ok_or_else(|| StoreError::InvalidValue {
+        model: model.to_string(),
+        key: String::new(),
+        edge: String::new(),
+        message: format!(
+            "a record must be a JSON object, got {}",
+            cut(&canonical_json(value), 80)
+        ),
+    })?;
+
+    // Primary key.
+    let mut key_vals = Vec::with_capacity(l.key.len());
+    for e in l.key_edges.iter() {
+        let edge = l.edge(e).ok_or_else(|| StoreError::UnknownModel {
+            model: model.to_string(),
+        })?;
+        let vals = edge_cols_sql(model, "", edge, edge_value(obj, edge))?;
+        if vals.iter().any(|v| matches!(v, Sql::Null)) {
+            return Err(StoreError::MissingKey {
+                model: model.to_string(),
+                edge: e.clone(),
+            });
+        }
+        key_vals.extend(vals);
+    }
+    let key_text = key_display(l, &key_vals);
+
+    // Inline columns, and the nested records to store first.
+    let mut inline: Vec<(&str, Sql)> = Vec::new();
+    for e in l.edges.iter() {
+        let v = edge_value(obj, e);
+        if let (Some(target), Some(v)) = (e.target.as_deref(), v) {
+            if depth < MAX_NESTING {
+                if let Some(tl) = layouts.get(target) {
+                    let idx: HashSet<&str> = tl
+                        .key_edges
+                        .iter()
+                        .chain(tl.uniques.iter().flat_map(|u| u.edges.iter()))
+                        .map(String::as_str)
+                        .collect();
+                    let nested: Vec<&Value> = if e.multiple { items(Some(v)) } else { vec![v] };
+                    for n in nested {
+                        if is_full_record(tl, &idx, n) {
+                            store_record(conn, path, layouts, target, n, prov, depth + 1)?;
+                        }
+                    }
+                }
+            }
+        }
+        if !e.multiple {
+            let vals = edge_cols_sql(model, &key_text, e, v)?;
+            for (c, s) in e.cols.iter().zip(vals) {
+                inline.push((c.name.as_str(), s));
+            }
+        }
+    }
+
+    // Secondary indexes: a value held by another record is an error, not an overwrite.
+    let key_json: Vec<String> = key_vals
+        .iter()
+        .map(|v| canonical_json(&sql_to_json(v)))
+        .collect();
+    for u in &l.uniques {
+        let vals: Vec<&Sql> = u
+            .cols
+            .iter()
+            .map(|c| {
+                inline
+                    .iter()
+                    .find(|(n, _)| n == c)
+                    .map(|(_, v)| v)
+                    .unwrap_or(&Sql::Null)
+            })
+            .collect();
+        if vals.iter().any(|v| matches!(v, Sql::Null)) {
+            continue;
+        }
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {}",
+            list(l.key.iter().map(|c| &c.name)),
+            q(&l.table),
+            where_eq("", &u.cols)
+        );
+        let mut st = conn.prepare_cached(&sql).map_err(sqlerr)?;
+        let existing: Option<Vec<Sql>> = st
+            .query_row(rusqlite::params_from_iter(vals.iter()), |r| {
+                (0..l.key.len()).map(|i| r.get::<_, Sql>(i)).collect()
+            })
+            .optional()
+            .map_err(sqlerr)?;
+        if let Some(existing) = existing {
+            let ej: Vec<String> = existing
+                .iter()
+                .map(|v| canonical_json(&sql_to_json(v)))
+                .collect();
+            if ej != key_json {
+                return Err(StoreError::IndexConflict {
+                    model: model.to_string(),
+                    index: format!("({})", u.edges.join(", ")),
+                    value: vals
+                        .iter()
+                        .map(|v| cut(&canonical_json(&sql_to_json(v)), 100))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    existing: key_display(l, &existing),
+                    incoming: key_text,
+                });
+            }
+        }
+    }
+
+    // Replace: delete the old row and its child rows, insert the new ones.
+    let key_where = where_eq("", l.key.iter().map(|c| &c.name));
+    conn.prepare_cached(&format!("DELETE FROM {} WHERE {key_where}", q(&l.table)))
+        .and_then(|mut st| st.execute(rusqlite::params_from_iter(key_vals.iter())))
+        .map_err(sqlerr)?;
+    let parent_where = where_eq("", &l.parent_cols);
+    for e in l.edges.iter().filter(|e| e.multiple) {
+        let table = e.table.as_deref().unwrap_or_default();
+        conn.prepare_cached(&format!("DELETE FROM {} WHERE {parent_where}", q(table)))
+            .and_then(|mut st| st.execute(rusqlite::params_from_iter(key_vals.iter())))
+            .map_err(sqlerr)?;
+    }
+    let hash = content_hash(value);
+    let mut names: Vec<&str> = inline.iter().map(|(n, _)| *n).collect();
+    names.extend(layout::PROVENANCE);
+    let mut vals: Vec<Sql> = inline.into_iter().map(|(_, v)| v).collect();
+    vals.push(Sql::Integer(prov.run.0));
+    vals.push(Sql::Text(prov.fetcher.clone()));
+    vals.push(Sql::Text(prov.fetched_at.to_string()));
+    vals.push(Sql::Text(hash));
+    let sql = format!(
+        "INSERT INTO {} ({}) VALUES ({})",
+        q(&l.table),
+        list(&names),
+        placeholders(names.len())
+    );
+    let inserted = conn
+        .prepare_cached(&sql)
+        .and_then(|mut st| st.execute(rusqlite::params_from_iter(vals.iter())));
+    match inserted {
+        Ok(_) => {}
+        Err(e) if is_constraint(&e) => {
+            return Err(StoreError::InvalidValue {
+                model: model.to_string(),
+                key: key_text,
+                edge: String::new(),
+                message: format!("the database refused the record: {e}"),
+            })
+        }
+        Err(e) => return Err(sqlerr(e)),
+    }
+    for e in l.edges.iter().filter(|e| e.multiple) {
+        let table = e.table.as_deref().unwrap_or_default();
+        let mut names: Vec<&str> = l.parent_cols.iter().map(String::as_str).collect();
+        names.push(POSITION);
+        names.extend(e.cols.iter().map(|c| c.name.as_str()));
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            q(table),
+            list(&names),
+            placeholders(names.len())
+        );
+        let mut st = conn.prepare_cached(&sql).map_err(sqlerr)?;
+        for (pos, item) in items(edge_value(obj, e)).into_iter().enumerate() {
+            let mut row: Vec<Sql> = key_vals.clone();
+            row.push(Sql::Integer(pos as i64));
+            row.extend(edge_cols_sql(model, &key_text, e, Some(item))?);
+            st.execute(rusqlite::params_from_iter(row.iter()))
+                .map_err(sqlerr)?;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading records
+
+/// Builds a reference value `{"name": "grass"}` (nested for composite keys) from columns.
+fn ref_value(cols: &[Col], vals: &[Value]) -> Value {
+    if vals.iter().all(Value::is_null) {
+        return Value::Null;
+    }
+    let mut root = Map::new();
+    for (c, v) in cols.iter().zip(vals) {
+        let mut node = &mut root;
+        for (i, p) in c.path.iter().enumerate() {
+            if i + 1 == c.path.len() {
+                node.insert(p.clone(), v.clone());
+            } else {
+                let next = node
+                    .entry(p.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if !next.is_object() {
+                    *next = Value::Object(Map::new());
+                }
+                node = match next {
+                    Value::Object(m) => m,
+                    _ => unreachable!(),
+                };
+            }
+        }
+    }
+    Value::Object(root)
+}
+
+struct Reader<'a> {
+    conn: &'a Connection,
+    path: &'a Path,
+    layouts: &'a HashMap<String, ModelLayout>,
+}
+
+impl Reader<'_> {
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.to_path_buf(),
+            source,
+        }
+    }
+
+    fn select_cols(l: &ModelLayout) -> Vec<(&EdgeLayout, &Col)> {
+        l.edges
+            .iter()
+            .filter(|e| !e.multiple)
+            .flat_map(|e| e.cols.iter().map(move |c| (e, c)))
+            .collect()
+    }
+
+    /// Rows of `l` matching `where_sql`, as records.
+    fn query(
+        &self,
+        l: &ModelLayout,
+        where_sql: &str,
+        args: &[Sql],
+        limit: Option<usize>,
+        depth: usize,
+        provenance: bool,
+        visiting: &mut Vec<(String, String)>,
+    ) -> Result<Vec<Value>, StoreError> {
+        let cols = Self::select_cols(l);
+        let mut names: Vec<&str> = cols.iter().map(|(_, c)| c.name.as_str()).collect();
+        names.extend(layout::PROVENANCE);
+        let mut sql = format!("SELECT {} FROM {} AS t", list(&names), q(&l.table));
+        if !where_sql.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(where_sql);
+        }
+        sql.push_str(" ORDER BY ");
+        sql.push_str(
+            &l.key
+                .iter()
+                .map(|c| format!("t.{}", q(&c.name)))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        if let Some(n) = limit {
+            sql.push_str(&format!(" LIMIT {}", n.min(i64::MAX as usize)));
+        }
+        let rows: Vec<Vec<Value>> = {
+            let mut st = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+            let mapped = st
+                .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                    let mut out = Vec::with_capacity(names.len());
+                    for (i, (_, c)) in cols.iter().enumerate() {
+                        out.push(from_sql(r.get_ref(i)?, c.prim));
+                    }
+                    let n = cols.len();
+                    out.push(from_sql(r.get_ref(n)?, Prim::Number));
+                    for j in 1..4 {
+                        out.push(from_sql(r.get_ref(n + j)?, Prim::String));
+                    }
+                    Ok(out)
+                })
+                .map_err(|e| self.err(e))?;
+            mapped.collect::<Result<_, _>>().map_err(|e| self.err(e))?
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(self.build(l, &cols, &row, depth, provenance, visiting)?);
+        }
+        Ok(out)
+    }
+
+    fn build(
+        &self,
+        l: &ModelLayout,
+        cols: &[(&EdgeLayout, &Col)],
+        row: &[Value],
+        depth: usize,
+        provenance: bool,
+        visiting: &mut Vec<(String, String)>,
+    ) -> Result<Value, StoreError> {
+        let mut obj = Map::new();
+        let key_vals: Vec<Sql> = l
+            .key
+            .iter()
+            .map(|k| {
+                let i = cols.iter().position(|(_, c)| c.name == k.name).unwrap_or(0);
+                json_to_sql(&row[i], k.prim)
+            })
+            .collect();
+        let me = (
+            l.model.clone(),
+            canonical_json(&Value::Array(key_vals.iter().map(sql_to_json).collect())),
+        );
+        visiting.push(me);
+        for e in &l.edges {
+            if e.multiple {
+                let table = e.table.as_deref().unwrap_or_default();
+                let sql = format!(
+                    "SELECT {} FROM {} WHERE {} ORDER BY {}",
+                    list(e.cols.iter().map(|c| &c.name)),
+                    q(table),
+                    where_eq("", &l.parent_cols),
+                    q(POSITION)
+                );
+                let item_rows: Vec<Vec<Value>> = {
+                    let mut st = self.conn.prepare_cached(&sql).map_err(|x| self.err(x))?;
+                    let mapped = st
+                        .query_map(rusqlite::params_from_iter(key_vals.iter()), |r| {
+                            (0..e.cols.len())
+                                .map(|i| Ok(from_sql(r.get_ref(i)?, e.cols[i].prim)))
+                                .collect()
+                        })
+                        .map_err(|x| self.err(x))?;
+                    mapped.collect::<Result<_, _>>().map_err(|x| self.err(x))?
+                };
+                let mut arr = Vec::with_capacity(item_rows.len());
+                for vals in item_rows {
+                    arr.push(self.edge_out(e, &vals, depth, visiting)?);
+                }
+                obj.insert(e.name.clone(), Value::Array(arr));
+            } else {
+                let vals: Vec<Value> = cols
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (ce, _))| ce.name == e.name)
+                    .map(|(i, _)| row[i].clone())
+                    .collect();
+                obj.insert(e.name.clone(), self.edge_out(e, &vals, depth, visiting)?);
+            }
+        }
+        visiting.pop();
+        if provenance {
+            let n = cols.len();
+            let mut p = Map::new();
+            p.insert("run".into(), row[n].clone());
+            p.insert("fetcher".into(), row[n + 1].clone());
+            p.insert("fetched_at".into(), row[n + 2].clone());
+            p.insert("hash".into(), row[n + 3].clone());
+            obj.insert("_kye".into(), Value::Object(p));
+        }
+        Ok(Value::Object(obj))
+    }
+
+    /// One value of an edge: a primitive, or a reference (embedded when stored and depth allows).
+    fn edge_out(
+        &self,
+        e: &EdgeLayout,
+        vals: &[Value],
+        depth: usize,
+        visiting: &mut Vec<(String, String)>,
+    ) -> Result<Value, StoreError> {
+        let Some(target) = e.target.as_deref() else {
+            return Ok(vals.first().cloned().unwrap_or(Value::Null));
+        };
+        let reference = ref_value(&e.cols, vals);
+        if depth == 0 || reference.is_null() {
+            return Ok(reference);
+        }
+        let Some(tl) = self.layouts.get(target) else {
+            return Ok(reference);
+        };
+        let me = (
+            target.to_string(),
+            canonical_json(&Value::Array(vals.to_vec())),
+        );
+        if visiting.contains(&me) {
+            return Ok(reference);
+        }
+        let args: Vec<Sql> = tl
+            .key
+            .iter()
+            .zip(vals)
+            .map(|(k, v)| json_to_sql(v, k.prim))
+            .collect();
+        let where_sql = where_eq("t.", tl.key.iter().map(|c| &c.name));
+        let mut found = self.query(tl, &where_sql, &args, Some(1), depth - 1, false, visiting)?;
+        Ok(found.pop().unwrap_or(reference))
+    }
+}
+
+fn json_to_sql(v: &Value, prim: Prim) -> Sql {
+    to_sql(v, prim).unwrap_or(Sql::Null)
+}
+
+/// The key columns and values of `key` for one of `l`'s indexes.
+fn index_lookup(l: &ModelLayout, key: &IndexKey) -> Result<(Vec<String>, Vec<Sql>), StoreError> {
+    let mut want: Vec<&str> = key.edges.iter().map(String::as_str).collect();
+    want.sort_unstable();
+    let matches = |edges: &[String]| {
+        let mut e: Vec<&str> = edges.iter().map(String::as_str).collect();
+        e.sort_unstable();
+        e == want
+    };
+    if !matches(&l.key_edges) && !l.uniques.iter().any(|u| matches(&u.edges)) {
+        return Err(StoreError::InvalidFilter {
+            model: l.model.clone(),
+            message: format!(
+                "({}) is not an index of {}; its indexes are {}",
+                key.edges.join(", "),
+                l.model,
+                std::iter::once(&l.key_edges)
+                    .chain(l.uniques.iter().map(|u| &u.edges))
+                    .map(|ix| format!("({})", ix.join(", ")))
+                    .collect::<Vec<_>>()
+                    .join("")
+            ),
+        });
+    }
+    let obj: Map<String, Value> = key
+        .edges
+        .iter()
+        .cloned()
+        .zip(key.values.iter().cloned())
+        .collect();
+    let mut cols = Vec::new();
+    let mut vals = Vec::new();
+    for name in &key.edges {
+        let e = l.edge(name).ok_or_else(|| StoreError::UnknownModel {
+            model: l.model.clone(),
+        })?;
+        let v = edge_cols_sql(&l.model, &key.to_string(), e, obj.get(name))?;
+        for (c, s) in e.cols.iter().zip(v) {
+            cols.push(c.name.clone());
+            vals.push(s);
+        }
+    }
+    Ok((cols, vals))
+}
+
+fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunInfo> {
+    let ts = |s: Option<String>| s.and_then(|s| s.parse::<Timestamp>().ok());
+    let status: String = r.get(4)?;
+    Ok(RunInfo {
+        id: RunId(r.get(0)?),
+        request: r.get(1)?,
+        started_at: ts(r.get(2)?).unwrap_or(Timestamp::from_unix_millis(0)),
+        ended_at: ts(r.get(3)?),
+        status: RunStatus::parse(&status).unwrap_or(RunStatus::Failed),
+        counts: RunCounts {
+            stored: r.get::<_, i64>(5)? as u64,
+            rejected: r.get::<_, i64>(6)? as u64,
+            missing: r.get::<_, i64>(7)? as u64,
+            failed: r.get::<_, i64>(8)? as u64,
+            skipped: r.get::<_, i64>(9)? as u64,
+        },
+        error: r.get(10)?,
+        resumed_from: r.get::<_, Option<i64>>(11)?.map(RunId),
+    })
+}
+
+const RUN_COLS: &str =
+    "id, request, started_at, ended_at, status, stored, rejected, missing, failed, skipped, error, resumed_from";
+
+impl SqliteStore {
+    fn live_counts(&self, mut runs: Vec<RunInfo>) -> Result<Vec<RunInfo>, StoreError> {
+        for r in runs.iter_mut().filter(|r| r.status == RunStatus::Running) {
+            r.counts = self.outcome_counts(r.id)?;
+        }
+        Ok(runs)
+    }
+
+    fn apply_plan(
+        tx: &Connection,
+        old: Option<&ModelLayout>,
+        new: &ModelLayout,
+    ) -> Result<(), (Option<String>, String, rusqlite::Error)> {
+        let wrap = |e: rusqlite::Error| (None, String::new(), e);
+        match old {
+            None => {
+                for s in create_sql(new) {
+                    tx.execute_batch(&s).map_err(wrap)?;
+                }
+            }
+            Some(old) => match layout::plan(old, new) {
+                Plan::Same => {}
+                Plan::Migrate(changes) => {
+                    for c in changes {
+                        match c {
+                            Change::AddColumns(e) => {
+                                for col in &e.cols {
+                                    tx.execute_batch(&format!(
+                                        "ALTER TABLE {} ADD COLUMN {} {}",
+                                        q(&new.table),
+                                        q(&col.name),
+                                        col.prim.sql_type()
+                                    ))
+                                    .map_err(wrap)?;
+                                }
+                            }
+                            Change::AddTable(e) => {
+                                tx.execute_batch(&child_create_sql(new, &e)).map_err(wrap)?;
+                            }
+                            Change::Relax => {}
+                        }
+                    }
+                }
+                Plan::Refuse(edge, message) => {
+                    // Nothing stored yet: rebuild the tables instead of refusing.
+                    let mut empty = true;
+                    for t in old.tables() {
+                        let any: bool = tx
+                            .query_row(
+                                &format!("SELECT EXISTS (SELECT 1 FROM {})", q(t)),
+                                [],
+                                |r| r.get(0),
+                            )
+                            .map_err(wrap)?;
+                        empty &= !any;
+                    }
+                    if !empty {
+                        return Err((edge, message, rusqlite::Error::InvalidQuery));
+                    }
+                    for t in old.tables() {
+                        tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", q(t)))
+                            .map_err(wrap)?;
+                    }
+                    for s in create_sql(new) {
+                        tx.execute_batch(&s).map_err(wrap)?;
+                    }
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn location(&self) -> &Path {
+        &self.path
+    }
+
+    fn prepare(&mut self, schema: &Schema) -> Result<(), StoreError> {
+        self.check_writable()?;
+        let mut new_layouts = Vec::new();
+        for m in schema.models() {
+            new_layouts.push(layout::layout_of(schema, m)?);
+        }
+        // Table names must not clash with each other nor with stored models left out of this schema.
+        let mut all = new_layouts.clone();
+        for (name, l) in &self.layouts {
+            if schema.model(name).is_none() {
+                all.push(l.clone());
+            }
+        }
+        layout::check_tables(&all)?;
+        let now = Timestamp::now().to_string();
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            })?;
+        for l in &new_layouts {
+            let old = self.layouts.get(&l.model);
+            if old == Some(l) {
+                continue;
+            }
+            if old.is_none() {
+                // A table of that name that kye did not create is not ours to touch.
+                let exists: bool = tx
+                    .query_row(
+                        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE)",
+                        [&l.table],
+                        |r| r.get(0),
+                    )
+                    .map_err(|source| StoreError::Sqlite {
+                        path: path.clone(),
+                        source,
+                    })?;
+                if exists {
+                    return Err(StoreError::SchemaChange {
+                        model: l.model.clone(),
+                        edge: None,
+                        message: format!(
+                            "{} already has a table named {:?} that kye did not create; \
+                             rename or drop it, or use another database file",
+                            path.display(),
+                            l.table
+                        ),
+                    });
+                }
+            }
+            Self::apply_plan(&tx, old, l).map_err(|(edge, message, source)| {
+                if message.is_empty() {
+                    StoreError::Sqlite {
+                        path: path.clone(),
+                        source,
+                    }
+                } else {
+                    StoreError::SchemaChange {
+                        model: l.model.clone(),
+                        edge,
+                        message: format!(
+                            "{message}. {} holds records of {} in the old shape and was left unchanged. \
+                             Restore the old definition, or store into a new database file (--db), \
+                             or export and drop the table {:?} (and its {}__* child tables) with sqlite3 \
+                             to start over.",
+                            path.display(),
+                            l.model,
+                            l.table,
+                            l.table
+                        ),
+                    }
+                }
+            })?;
+            let text = serde_json::to_string(l).unwrap_or_default();
+            tx.execute(
+                "INSERT INTO _kye_models (model, fingerprint, layout, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?4) \
+                 ON CONFLICT (model) DO UPDATE SET fingerprint = excluded.fingerprint, \
+                 layout = excluded.layout, updated_at = excluded.updated_at",
+                params![l.model, l.fingerprint(), text, now],
+            )
+            .map_err(|source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        tx.commit()
+            .map_err(|source| StoreError::Sqlite { path, source })?;
+        for l in new_layouts {
+            self.layouts.insert(l.model.clone(), l);
+        }
+        Ok(())
+    }
+
+    fn begin_run(&mut self, run: &NewRun) -> Result<RunId, StoreError> {
+        self.check_writable()?;
+        self.sql(|c| {
+            c.execute(
+                "INSERT INTO _kye_runs (request, started_at, status, resumed_from, pid) VALUES (?1, ?2, 'running', ?3, ?4)",
+                params![
+                    run.request,
+                    run.started_at.to_string(),
+                    run.resumed_from.map(|r| r.0),
+                    i64::from(std::process::id())
+                ],
+            )?;
+            Ok(RunId(c.last_insert_rowid()))
+        })
+    }
+
+    fn finish_run(&mut self, run: RunId, end: &RunEnd) -> Result<(), StoreError> {
+        self.check_writable()?;
+        let n = self.sql(|c| {
+            c.execute(
+                "UPDATE _kye_runs SET ended_at = ?2, status = ?3, stored = ?4, rejected = ?5, missing = ?6, \
+                 failed = ?7, skipped = ?8, error = ?9 WHERE id = ?1",
+                params![
+                    run.0,
+                    end.ended_at.to_string(),
+                    end.status.as_str(),
+                    end.counts.stored as i64,
+                    end.counts.rejected as i64,
+                    end.counts.missing as i64,
+                    end.counts.failed as i64,
+                    end.counts.skipped as i64,
+                    end.error
+                ],
+            )
+        })?;
+        if n == 0 {
+            return Err(StoreError::UnknownRun(run));
+        }
+        Ok(())
+    }
+
+    fn write_batch(
+        &mut self,
+        items: &[WriteItem],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        self.check_writable()?;
+        let path = self.path.clone();
+        let fatal = |source: rusqlite::Error| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let layouts = &self.layouts;
+        let mut tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fatal)?;
+        let mut results = Vec::with_capacity(items.len());
+        for item in items {
+            let result = match item {
+                WriteItem::Record(r) => {
+                    let sp = tx.savepoint().map_err(fatal)?;
+                    match store_record(&sp, &path, layouts, &r.model, &r.value, &r.provenance, 0) {
+                        Ok(()) => {
+                            sp.commit().map_err(fatal)?;
+                            Ok(())
+                        }
+                        Err(e) if e.is_item_error() => Err(e), // savepoint rolled back on drop
+                        Err(e) => return Err(e),
+                    }
+                }
+                WriteItem::Reject(r) => tx
+                    .prepare_cached(
+                        "INSERT INTO _kye_rejects (run_id, model, key, fetcher, reason, errors, payload, at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )
+                    .and_then(|mut st| {
+                        st.execute(params![
+                            r.run.0,
+                            r.model,
+                            r.key.as_ref().map(IndexKey::canonical),
+                            r.fetcher,
+                            r.reason,
+                            serde_json::to_string(&r.errors).unwrap_or_else(|_| "null".into()),
+                            serde_json::to_string(&r.payload).unwrap_or_else(|_| "null".into()),
+                            r.at.to_string()
+                        ])
+                    })
+                    .map(|_| ())
+                    .map_err(fatal),
+                WriteItem::Drift(d) => {
+                    let seen = d.seen_at.to_string();
+                    tx.prepare_cached(
+                        "INSERT INTO _kye_drift (model, path, first_seen, last_seen, first_run, last_run, example, count) \
+                         VALUES (?1, ?2, ?3, ?3, ?4, ?4, ?5, 1) \
+                         ON CONFLICT (model, path) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen), \
+                         last_run = max(last_run, excluded.last_run), example = excluded.example, count = count + 1",
+                    )
+                    .and_then(|mut st| {
+                        st.execute(params![
+                            d.model,
+                            fold_path(&d.path),
+                            seen,
+                            d.run.0,
+                            canonical_json(&drift_example(&d.example))
+                        ])
+                    })
+                    .map(|_| ())
+                    .map_err(fatal)
+                }
+                WriteItem::KeyOutcome(k) => tx
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO _kye_keys (run_id, model, key, status, reason, at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )
+                    .and_then(|mut st| {
+                        st.execute(params![
+                            k.run.0,
+                            k.model,
+                            k.key.canonical(),
+                            k.status.as_str(),
+                            k.reason,
+                            k.at.to_string()
+                        ])
+                    })
+                    .map(|_| ())
+                    .map_err(fatal),
+            };
+            match result {
+                Ok(()) => results.push(Ok(())),
+                Err(e) if e.is_item_error() => results.push(Err(e)),
+                Err(e) => return Err(e),
+            }
+        }
+        tx.commit().map_err(fatal)?;
+        Ok(results)
+    }
+
+    fn last_stored(&self, model: &str, key: &IndexKey) -> Result<Option<Timestamp>, StoreError> {
+        let l = self.layout(model)?;
+        let (cols, vals) = index_lookup(l, key)?;
+        if vals.iter().any(|v| matches!(v, Sql::Null)) {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT \"_kye_fetched_at\" FROM {} WHERE {}",
+            q(&l.table),
+            where_eq("", &cols)
+        );
+        let at: Option<String> = self.sql(|c| {
+            c.prepare_cached(&sql)?
+                .query_row(rusqlite::params_from_iter(vals.iter()), |r| r.get(0))
+                .optional()
+        })?;
+        Ok(at.and_then(|s| s.parse().ok()))
+    }
+
+    fn latest_outcome(
+        &self,
+        model: &str,
+        key: &IndexKey,
+    ) -> Result<Option<KeyOutcomeInfo>, StoreError> {
+        self.sql(|c| {
+            c.prepare_cached(
+                "SELECT run_id, status, reason, at FROM _kye_keys WHERE model = ?1 AND key = ?2 \
+                 ORDER BY at DESC, run_id DESC LIMIT 1",
+            )?
+            .query_row(params![model, key.canonical()], |r| {
+                let status: String = r.get(1)?;
+                let at: String = r.get(3)?;
+                Ok(KeyOutcomeInfo {
+                    run: RunId(r.get(0)?),
+                    status: KeyStatus::parse(&status).unwrap_or(KeyStatus::Failed),
+                    reason: r.get(2)?,
+                    at: at.parse().unwrap_or(Timestamp::from_unix_millis(0)),
+                })
+            })
+            .optional()
+        })
+    }
+
+    fn outcome_counts(&self, run: RunId) -> Result<RunCounts, StoreError> {
+        let rows: Vec<(String, i64)> = self.sql(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT status, count(*) FROM _kye_keys WHERE run_id = ?1 GROUP BY status",
+            )?;
+            let rows = st.query_map([run.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })?;
+        let mut counts = RunCounts::default();
+        for (status, n) in rows {
+            let n = n as u64;
+            match KeyStatus::parse(&status) {
+                Some(KeyStatus::Stored) => counts.stored += n,
+                Some(KeyStatus::Rejected) => counts.rejected += n,
+                Some(KeyStatus::Missing) => counts.missing += n,
+                Some(KeyStatus::Skipped) => counts.skipped += n,
+                Some(KeyStatus::Failed) | None => counts.failed += n,
+            }
+        }
+        Ok(counts)
+    }
+
+    fn records(&self, query: &RecordQuery) -> Result<Vec<Value>, StoreError> {
+        let l = self.layout(&query.model)?;
+        let reader = Reader {
+            conn: &self.conn,
+            path: &self.path,
+            layouts: &self.layouts,
+        };
+        let (where_sql, args) = match &query.filter {
+            None => (String::new(), Vec::new()),
+            Some(f) => filter_sql(l, f)?,
+        };
+        reader.query(
+            l,
+            &where_sql,
+            &args,
+            query.limit,
+            query.depth,
+            query.provenance,
+            &mut Vec::new(),
+        )
+    }
+
+    fn runs(&self, limit: Option<usize>) -> Result<Vec<RunInfo>, StoreError> {
+        let limit = limit.map(|n| n.min(i64::MAX as usize) as i64).unwrap_or(-1);
+        let runs = self.sql(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {RUN_COLS} FROM _kye_runs ORDER BY id DESC LIMIT ?1"
+            ))?;
+            let rows = st.query_map([limit], run_from_row)?;
+            rows.collect::<Result<Vec<_>, _>>()
+        })?;
+        self.live_counts(runs)
+    }
+
+    fn run(&self, id: RunId) -> Result<Option<RunInfo>, StoreError> {
+        let run = self.sql(|c| {
+            c.prepare_cached(&format!("SELECT {RUN_COLS} FROM _kye_runs WHERE id = ?1"))?
+                .query_row([id.0], run_from_row)
+                .optional()
+        })?;
+        Ok(self.live_counts(run.into_iter().collect())?.pop())
+    }
+
+    fn rejects(
+        &self,
+        run: Option<RunId>,
+        limit: Option<usize>,
+    ) -> Result<Vec<RejectInfo>, StoreError> {
+        let limit = limit.map(|n| n.min(i64::MAX as usize) as i64).unwrap_or(-1);
+        self.sql(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, run_id, model, key, fetcher, reason, errors, payload, at FROM _kye_rejects \
+                 WHERE (?1 IS NULL OR run_id = ?1) ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![run.map(|r| r.0), limit], |r| {
+                let json = |s: Option<String>| s.and_then(|s| serde_json::from_str::<Value>(&s).ok());
+                let at: String = r.get(8)?;
+                Ok(RejectInfo {
+                    id: r.get(0)?,
+                    run: RunId(r.get(1)?),
+                    model: r.get(2)?,
+                    key: json(r.get(3)?),
+                    fetcher: r.get(4)?,
+                    reason: r.get(5)?,
+                    errors: json(r.get(6)?).unwrap_or(Value::Null),
+                    payload: json(r.get(7)?).unwrap_or(Value::Null),
+                    at: at.parse().unwrap_or(Timestamp::from_unix_millis(0)),
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn drift(&self) -> Result<Vec<DriftInfo>, StoreError> {
+        self.sql(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT model, path, first_seen, last_seen, first_run, last_run, example, count \
+                 FROM _kye_drift ORDER BY model, path",
+            )?;
+            let rows = st.query_map([], |r| {
+                let ts = |s: String| s.parse().unwrap_or(Timestamp::from_unix_millis(0));
+                let example: String = r.get(6)?;
+                Ok(DriftInfo {
+                    model: r.get(0)?,
+                    path: r.get(1)?,
+                    first_seen: ts(r.get(2)?),
+                    last_seen: ts(r.get(3)?),
+                    first_run: RunId(r.get(4)?),
+                    last_run: RunId(r.get(5)?),
+                    example: serde_json::from_str(&example).unwrap_or(Value::String(example)),
+                    count: r.get::<_, i64>(7)? as u64,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+}
+
+/// `WHERE` text and arguments for an `edge = value` filter.
+fn filter_sql(l: &ModelLayout, f: &Filter) -> Result<(String, Vec<Sql>), StoreError> {
+    let bad = |message: String| StoreError::InvalidFilter {
+        model: l.model.clone(),
+        message,
+    };
+    let e = l.edge(&f.edge).ok_or_else(|| {
+        bad(format!(
+            "{} has no edge {:?}; its edges are {}",
+            l.model,
+            f.edge,
+            l.edges
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    if e.cols.len() != 1 {
+        return Err(bad(format!(
+            "edge {} refers to a model with a composite key; filter on one of its own edges instead",
+            e.name
+        )));
+    }
+    let c = &e.cols[0];
+    let v = to_sql(&f.value, c.prim).map_err(|m| bad(format!("edge {}: {m}", e.name)))?;
+    if e.multiple {
+        let table = e.table.as_deref().unwrap_or_default();
+        let join = l
+            .parent_cols
+            .iter()
+            .zip(&l.key)
+            .map(|(p, k)| format!("c.{} = t.{}", q(p), q(&k.name)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        Ok((
+            format!(
+                "EXISTS (SELECT 1 FROM {} AS c WHERE {join} AND c.{} = ?)",
+                q(table),
+                q(&c.name)
+            ),
+            vec![v],
+        ))
+    } else {
+        Ok((format!("t.{} = ?", q(&c.name)), vec![v]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_doubles_quotes() {
+        assert_eq!(q("Order"), "\"Order\"");
+        assert_eq!(q("a\"b"), "\"a\"\"b\"");
+        assert_eq!(q("x\"; DROP TABLE y; --"), "\"x\"\"; DROP TABLE y; --\"");
+    }
+
+    #[test]
+    fn values_convert_per_type() {
+        assert_eq!(
+            to_sql(&Value::from(25.0), Prim::Number).unwrap(),
+            Sql::Integer(25)
+        );
+        assert_eq!(
+            to_sql(&Value::from(2.5), Prim::Number).unwrap(),
+            Sql::Real(2.5)
+        );
+        assert_eq!(
+            to_sql(&Value::from("7"), Prim::Number).unwrap(),
+            Sql::Integer(7)
+        );
+        assert!(to_sql(&Value::from("seven"), Prim::Number).is_err());
+        assert_eq!(
+            to_sql(&Value::from(true), Prim::Boolean).unwrap(),
+            Sql::Integer(1)
+        );
+        assert_eq!(
+            to_sql(&Value::from(3), Prim::String).unwrap(),
+            Sql::Text("3".into())
+        );
+        assert!(to_sql(&serde_json::json!([1]), Prim::String).is_err());
+    }
+}
