@@ -15,6 +15,7 @@ pub mod model;
 pub mod registry;
 pub mod request;
 pub mod secrets;
+pub mod store;
 pub mod testing;
 
 pub use config::Config;
