@@ -19,7 +19,9 @@ use crate::span::{SourceMap, Span};
 /// Highest compiled constraint or assertion tree accepted after aliases are inlined.
 pub const MAX_COMPILED_DEPTH: u32 = 256;
 /// Most nodes in one compiled constraint after aliases are inlined.
-pub const MAX_COMPILED_SIZE: u32 = 20_000;
+pub const MAX_COMPILED_SIZE: u32 = 100_000;
+/// Most diagnostics reported by one compile; the rest are summarised in one line.
+pub const MAX_DIAGNOSTICS: usize = 200;
 /// Longest chain of aliases referring to aliases.
 pub const MAX_ALIAS_CHAIN: usize = 64;
 
@@ -62,6 +64,20 @@ pub fn compile(sources: SourceMap) -> Result<Schema, CompileError> {
             d.primary.span.end,
         )
     });
+    if diagnostics.len() > MAX_DIAGNOSTICS {
+        let rest = diagnostics.len() - MAX_DIAGNOSTICS;
+        let at = diagnostics[MAX_DIAGNOSTICS].primary.span;
+        diagnostics.truncate(MAX_DIAGNOSTICS);
+        diagnostics.push(
+            Diagnostic::error(
+                "kye::too-many-errors",
+                format!("{rest} more problems not shown"),
+                at,
+                "the next one is here",
+            )
+            .with_hint("fix the errors above and compile again"),
+        );
+    }
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Err(CompileError {
             sources,
@@ -94,10 +110,19 @@ pub fn check(sources: &SourceMap, files: &[ast::File]) -> (Vec<Model>, Vec<Diagn
         alias_state: HashMap::new(),
         stack: Vec::new(),
         diags: Vec::new(),
+        chain_reported: false,
     };
     cx.collect(files);
     let models = cx.models(files);
     (models, cx.diags)
+}
+
+/// What an assertion can refer to.
+struct Scope<'m, 'e> {
+    model: &'m ast::ModelDef,
+    edges: HashMap<&'e str, &'e Edge>,
+    declared: Vec<&'m str>,
+    declared_at: HashMap<&'m str, Span>,
 }
 
 #[derive(Clone, Copy)]
@@ -148,6 +173,8 @@ struct Checker<'a> {
     alias_state: HashMap<&'a str, AliasState>,
     stack: Vec<&'a str>,
     diags: Vec<Diagnostic>,
+    /// The alias-chain limit was reported (once is enough).
+    chain_reported: bool,
 }
 
 fn builtin(name: &str) -> Option<Primitive> {
@@ -272,7 +299,19 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// A close edge name, unless so many errors were found that suggestions are not worth
+    /// their cost (garbage input can have thousands of names and errors).
+    fn suggest<'n>(&self, name: &str, candidates: &[&'n str]) -> Option<&'n str> {
+        if self.diags.len() > 100 {
+            return None;
+        }
+        did_you_mean(name, candidates.iter().copied())
+    }
+
     fn suggest_type(&self, name: &str) -> Option<String> {
+        if self.diags.len() > 100 {
+            return None;
+        }
         let candidates = BUILTINS
             .iter()
             .map(|(n, _)| *n)
@@ -293,15 +332,18 @@ impl<'a> Checker<'a> {
             None => {}
         }
         if self.stack.len() >= MAX_ALIAS_CHAIN {
-            self.error(
-                Diagnostic::error(
-                    "kye::too-complex",
-                    format!("type alias chain is longer than {MAX_ALIAS_CHAIN} aliases"),
-                    use_span,
-                    "too many aliases referring to aliases",
-                )
-                .with_hint("refer to the final type directly"),
-            );
+            if !self.chain_reported {
+                self.chain_reported = true;
+                self.error(
+                    Diagnostic::error(
+                        "kye::too-complex",
+                        format!("type alias chain is longer than {MAX_ALIAS_CHAIN} aliases"),
+                        use_span,
+                        "too many aliases referring to aliases",
+                    )
+                    .with_hint("refer to the final type directly"),
+                );
+            }
             self.alias_state.insert(name, AliasState::Done(None));
             return None;
         }
@@ -619,34 +661,39 @@ impl<'a> Checker<'a> {
         let mut edges: Vec<Edge> = Vec::new();
         // Every declared edge name (also the broken ones), with the span of its name.
         let mut declared: Vec<(&'a str, Span)> = Vec::new();
+        let mut declared_at: HashMap<&'a str, Span> = HashMap::new();
         let mut columns: HashMap<String, Span> = HashMap::new();
         let mut ok = true;
 
-        let declare =
-            |cx: &mut Self, name: &'a ast::Ident, declared: &mut Vec<(&'a str, Span)>| -> bool {
-                if let Some((_, first)) = declared.iter().find(|(n, _)| *n == name.name) {
-                    let d = Diagnostic::error(
-                        "kye::duplicate-edge",
-                        format!(
-                            "edge `{}` is declared twice in model `{}`",
-                            name.name, m.name.name
-                        ),
-                        name.span,
-                        "declared again here",
-                    )
-                    .with_secondary(*first, "first declared here");
-                    cx.error(d);
-                    return false;
-                }
-                declared.push((&name.name, name.span));
-                true
-            };
+        let declare = |cx: &mut Self,
+                       name: &'a ast::Ident,
+                       declared: &mut Vec<(&'a str, Span)>,
+                       declared_at: &mut HashMap<&'a str, Span>|
+         -> bool {
+            if let Some(first) = declared_at.get(name.name.as_str()) {
+                let d = Diagnostic::error(
+                    "kye::duplicate-edge",
+                    format!(
+                        "edge `{}` is declared twice in model `{}`",
+                        name.name, m.name.name
+                    ),
+                    name.span,
+                    "declared again here",
+                )
+                .with_secondary(*first, "first declared here");
+                cx.error(d);
+                return false;
+            }
+            declared.push((&name.name, name.span));
+            declared_at.insert(&name.name, name.span);
+            true
+        };
 
         // Edges declared inline in an index: `Pokemon(id: Number)`.
         for ix in &m.indexes {
             for item in &ix.items {
                 if let Some(ty) = &item.ty {
-                    if !declare(self, &item.name, &mut declared) {
+                    if !declare(self, &item.name, &mut declared, &mut declared_at) {
                         ok = false;
                         continue;
                     }
@@ -673,7 +720,7 @@ impl<'a> Checker<'a> {
             match member {
                 Member::Assert(a) => assertions_src.push(a),
                 Member::Edge(e) => {
-                    if !declare(self, &e.name, &mut declared) {
+                    if !declare(self, &e.name, &mut declared, &mut declared_at) {
                         ok = false;
                         continue;
                     }
@@ -732,6 +779,8 @@ impl<'a> Checker<'a> {
             }
         }
         let declared_names: Vec<&str> = declared.iter().map(|(n, _)| *n).collect();
+        let edge_map: HashMap<&str, &Edge> = edges.iter().map(|e| (e.name.as_str(), e)).collect();
+        let mut seen_indexes: HashMap<Vec<String>, Span> = HashMap::new();
 
         // Indexes.
         let mut indexes: Vec<Index> = Vec::new();
@@ -764,8 +813,8 @@ impl<'a> Checker<'a> {
                     continue;
                 }
                 names.push(n.to_string());
-                match edges.iter().find(|e| e.name == n) {
-                    None if declared_names.contains(&n) => good = false, // broken edge, already reported
+                match edge_map.get(n).copied() {
+                    None if declared_at.contains_key(n) => good = false, // broken edge, already reported
                     None => {
                         let mut d = Diagnostic::error(
                             "kye::unknown-index-edge",
@@ -776,7 +825,7 @@ impl<'a> Checker<'a> {
                             item.name.span,
                             "no such edge",
                         );
-                        d = match did_you_mean(n, declared_names.iter().copied()) {
+                        d = match self.suggest(n, &declared_names) {
                             Some(s) => d.with_hint(format!("did you mean `{s}`?")),
                             None => d.with_hint(format!(
                                 "declare it in the body (`{n}: Number`) or inline (`{}({n}: Number)`)",
@@ -825,11 +874,7 @@ impl<'a> Checker<'a> {
             }
             let mut sorted = names.clone();
             sorted.sort();
-            if let Some(prev) = indexes.iter().find(|p| {
-                let mut s = p.edges.clone();
-                s.sort();
-                s == sorted
-            }) {
+            if let Some(prev) = seen_indexes.get(&sorted) {
                 let d = Diagnostic::warning(
                     "kye::duplicate-index",
                     format!(
@@ -840,10 +885,11 @@ impl<'a> Checker<'a> {
                     ix.span,
                     "same edges as an earlier index",
                 )
-                .with_secondary(prev.span, "earlier index");
+                .with_secondary(*prev, "earlier index");
                 self.error(d);
                 continue;
             }
+            seen_indexes.insert(sorted, ix.span);
             indexes.push(Index {
                 edges: names,
                 span: ix.span,
@@ -873,6 +919,12 @@ impl<'a> Checker<'a> {
         }
 
         // Assertions.
+        let scope = Scope {
+            model: m,
+            edges: edge_map,
+            declared: declared_names,
+            declared_at,
+        };
         let mut assertions = Vec::new();
         for a in assertions_src {
             if a.expr.has_error() {
@@ -880,8 +932,7 @@ impl<'a> Checker<'a> {
                 continue;
             }
             let mut used = BTreeSet::new();
-            let Some((expr, ty)) = self.value_expr(&a.expr, &edges, &declared_names, m, &mut used)
-            else {
+            let Some((expr, ty)) = self.value_expr(&a.expr, &scope, &mut used) else {
                 ok = false;
                 continue;
             };
@@ -959,11 +1010,10 @@ impl<'a> Checker<'a> {
     fn value_expr(
         &mut self,
         e: &ast::Expr,
-        edges: &[Edge],
-        declared: &[&str],
-        m: &ast::ModelDef,
+        scope: &Scope,
         used: &mut BTreeSet<String>,
     ) -> Option<(Constraint, Option<Primitive>)> {
+        let m = scope.model;
         use ast::ExprKind as K;
         let lit = |l: Literal| {
             let p = primitive_of(&l);
@@ -994,16 +1044,14 @@ impl<'a> Checker<'a> {
                         e.span,
                         "assertions use edges and literals",
                     )
-                    .with_hint(
-                        match did_you_mean(name, declared.iter().copied()) {
-                            Some(s) => format!("did you mean the edge `{s}`?"),
-                            None => "edge names start with a lowercase letter".to_string(),
-                        },
-                    ),
+                    .with_hint(match self.suggest(name, &scope.declared) {
+                        Some(s) => format!("did you mean the edge `{s}`?"),
+                        None => "edge names start with a lowercase letter".to_string(),
+                    }),
                 );
                 None
             }
-            K::Edge(name) => match edges.iter().find(|x| &x.name == name) {
+            K::Edge(name) => match scope.edges.get(name.as_str()).copied() {
                 Some(edge) => {
                     used.insert(name.clone());
                     match &edge.ty {
@@ -1022,7 +1070,7 @@ impl<'a> Checker<'a> {
                         t => Some((leaf(ExprKind::Edge(name.clone()), e.span), t.primitive())),
                     }
                 }
-                None if declared.contains(&name.as_str()) => None, // broken edge, reported
+                None if scope.declared_at.contains_key(name.as_str()) => None, // broken edge, reported
                 None => {
                     let mut d = Diagnostic::error(
                         "kye::unknown-edge",
@@ -1030,7 +1078,7 @@ impl<'a> Checker<'a> {
                         e.span,
                         "not an edge of this model",
                     );
-                    if let Some(s) = did_you_mean(name, declared.iter().copied()) {
+                    if let Some(s) = self.suggest(name, &scope.declared) {
                         d = d.with_hint(format!("did you mean `{s}`?"));
                     }
                     self.error(d);
@@ -1038,7 +1086,7 @@ impl<'a> Checker<'a> {
                 }
             },
             K::Unary(op, inner) => {
-                let (c, t) = self.value_expr(inner, edges, declared, m, used)?;
+                let (c, t) = self.value_expr(inner, scope, used)?;
                 let want = match op {
                     UnaryOp::Not => Primitive::Boolean,
                     UnaryOp::Neg => Primitive::Number,
@@ -1069,7 +1117,7 @@ impl<'a> Checker<'a> {
                 let regex_side = |x: &ast::Expr| matches!(x.kind, K::Regex(_));
                 if is_eq && (regex_side(a) || regex_side(b)) && !(regex_side(a) && regex_side(b)) {
                     let (other, re) = if regex_side(b) { (a, b) } else { (b, a) };
-                    let (c, t) = self.value_expr(other, edges, declared, m, used)?;
+                    let (c, t) = self.value_expr(other, scope, used)?;
                     if let Some(t) = t {
                         if t != Primitive::String {
                             self.type_mismatch(op.symbol(), Primitive::String, t, other.span);
@@ -1092,8 +1140,8 @@ impl<'a> Checker<'a> {
                     let r = leaf(ExprKind::Regex(p), re.span);
                     return Some((self.combine(*op, c, r, e.span)?, Some(Primitive::Boolean)));
                 }
-                let ra = self.value_expr(a, edges, declared, m, used);
-                let rb = self.value_expr(b, edges, declared, m, used);
+                let ra = self.value_expr(a, scope, used);
+                let rb = self.value_expr(b, scope, used);
                 let ((ca, ta), (cb, tb)) = (ra?, rb?);
                 let result = match op {
                     BinaryOp::Or | BinaryOp::And | BinaryOp::Xor => {

@@ -1094,7 +1094,35 @@ impl Parser {
         self.unary(op, start, inner)
     }
 
+    /// True when an edge declaration (`name:`, `name?:`, `name "Title":`) starts here: such a
+    /// name is the next statement, never an operand.
+    fn at_edge_declaration(&self) -> bool {
+        if !matches!(self.kind(), TokenKind::EdgeName(_)) {
+            return false;
+        }
+        let mut i = 1;
+        if matches!(self.peek_kind(i), TokenKind::Str(_)) {
+            i += 1;
+        }
+        if card_of(self.peek_kind(i)).is_some() {
+            i += 1;
+        }
+        matches!(self.peek_kind(i), TokenKind::Colon)
+    }
+
     fn atom(&mut self) -> Expr {
+        if self.at_edge_declaration() {
+            let prev = self.prev_span();
+            let d = Diagnostic::error(
+                "kye::syntax",
+                "incomplete expression",
+                prev,
+                "expected an expression after this",
+            )
+            .with_secondary(self.span(), "the next edge declaration starts here");
+            self.report(d);
+            return Expr::leaf(ExprKind::Error, self.span());
+        }
         let t = self.tok().clone();
         let kind = match t.kind {
             TokenKind::EdgeName(n) => ExprKind::Edge(n),

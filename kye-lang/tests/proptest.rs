@@ -1,0 +1,310 @@
+//! Robustness: nothing a user types may make the compiler panic or hang, and every diagnostic
+//! must point inside the text it is about.
+//!
+//! Three generators feed `compile_str`: random bytes, random soups of kye tokens, and random
+//! mutations of valid schemas. Plus fixed adversarial inputs (deep nesting, long chains,
+//! exponential alias expansion) that must produce an error, not a stack overflow.
+
+use proptest::prelude::*;
+use proptest::test_runner::Config;
+
+use kye_lang::{compile_str, Schema, Type};
+
+/// Checks the invariants of one compile and returns whether it succeeded.
+fn check_invariants(text: &str) -> bool {
+    match compile_str("fuzz.kye", text) {
+        Ok(schema) => {
+            schema_is_closed(&schema);
+            for w in schema.warnings() {
+                span_ok(text, w.primary.span);
+                let _ = w.render(&schema.sources, true);
+            }
+            true
+        }
+        Err(err) => {
+            assert!(
+                err.diagnostics.iter().any(|d| d.is_error()),
+                "an Err without errors"
+            );
+            for d in &err.diagnostics {
+                span_ok(text, d.primary.span);
+                for l in &d.secondary {
+                    span_ok(text, l.span);
+                }
+                assert!(d.code.starts_with("kye::"), "code {}", d.code);
+            }
+            let rendered = err.render(false);
+            assert!(rendered.contains("error["));
+            let _ = err.render(true);
+            false
+        }
+    }
+}
+
+fn span_ok(text: &str, span: kye_lang::Span) {
+    let (s, e) = (span.start as usize, span.end as usize);
+    assert!(
+        s <= e && e <= text.len(),
+        "span {s}..{e} outside text of {} bytes",
+        text.len()
+    );
+    assert!(
+        text.is_char_boundary(s) && text.is_char_boundary(e),
+        "span {s}..{e} splits a character"
+    );
+}
+
+/// A successful schema has no dangling names.
+fn schema_is_closed(schema: &Schema) {
+    for m in schema.models() {
+        assert!(!m.indexes.is_empty(), "model {} without index", m.name);
+        for ix in &m.indexes {
+            for e in &ix.edges {
+                let edge = m
+                    .edge(e)
+                    .unwrap_or_else(|| panic!("index edge {e} missing"));
+                assert!(!matches!(edge.ty, Type::Model(_)));
+            }
+        }
+        for edge in &m.edges {
+            if let Type::Model(target) = &edge.ty {
+                assert!(schema.model(target).is_some(), "dangling model {target}");
+            }
+        }
+        for a in &m.assertions {
+            for e in &a.edges {
+                assert!(m.edge(e).is_some(), "assertion edge {e} missing");
+            }
+        }
+    }
+}
+
+const VALID: &[&str] = &[
+    r#"Pokemon(id: Number)(name) {
+  name: String
+  weight: Number
+  types: PokemonType+
+  abilities: PokemonAbility+
+}
+PokemonType(name) { name: String  generation?: String  double_damage_to*: String }
+PokemonAbility(name) { name: String  is_main_series?: Boolean  effect?: String }
+"#,
+    r#"# Orders of the shop.
+Alias1: "ALIAS_CONST"
+Alias2: Alias1
+Status: ("NEW" | "PAID") & !"VOID"
+Order(id)(year, month, day) {
+  id "Order Id": Number
+  year: Number, month: Number, day: Number
+  status?: Status
+  code: /[A-Z]{3}-\d+/
+  qty: Number
+  price: Number
+  assert qty * price + 1 >= 0 & status != "X"
+  assert !(qty == 0) | price > 0
+}
+"#,
+    "User(id)(username) { id: Number, username: String, admin: Boolean, assert admin | !admin }",
+];
+
+const TOKENS: &[&str] = &[
+    "User",
+    "Model",
+    "String",
+    "Number",
+    "Boolean",
+    "Status",
+    "id",
+    "name",
+    "tags",
+    "_x",
+    "assert",
+    "TRUE",
+    "false",
+    "\"A\"",
+    "\"B C\"",
+    "42",
+    "-1.5e3",
+    "/a+/",
+    "/",
+    "(",
+    ")",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    ":",
+    ".",
+    "?",
+    "!",
+    "+",
+    "*",
+    "-",
+    "%",
+    "|",
+    "&",
+    "^",
+    "~",
+    "==",
+    "=",
+    "!=",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "\n",
+    "# comment\n",
+    "\"",
+    "'x'",
+    "é",
+    "\t",
+    "0x",
+    "9abc",
+];
+
+fn token_soup() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        (0..TOKENS.len(), prop::bool::ANY).prop_map(|(i, space)| {
+            let mut s = TOKENS[i].to_string();
+            if space {
+                s.push(' ');
+            }
+            s
+        }),
+        0..80,
+    )
+    .prop_map(|v| v.concat())
+}
+
+#[derive(Debug, Clone)]
+enum Edit {
+    Delete(usize, usize),
+    Insert(usize, usize),
+    Duplicate(usize, usize),
+    Replace(usize, u8),
+}
+
+fn mutated() -> impl Strategy<Value = String> {
+    let edit = prop_oneof![
+        (any::<usize>(), 0usize..12).prop_map(|(a, n)| Edit::Delete(a, n)),
+        (any::<usize>(), 0..TOKENS.len()).prop_map(|(a, t)| Edit::Insert(a, t)),
+        (any::<usize>(), 0usize..40).prop_map(|(a, n)| Edit::Duplicate(a, n)),
+        (any::<usize>(), any::<u8>()).prop_map(|(a, b)| Edit::Replace(a, b)),
+    ];
+    (0..VALID.len(), prop::collection::vec(edit, 1..6)).prop_map(|(i, edits)| {
+        let mut bytes = VALID[i].as_bytes().to_vec();
+        for e in edits {
+            let len = bytes.len().max(1);
+            match e {
+                Edit::Delete(a, n) => {
+                    let a = a % len;
+                    let b = (a + n).min(bytes.len());
+                    if a < b {
+                        bytes.drain(a..b);
+                    }
+                }
+                Edit::Insert(a, t) => {
+                    let a = (a % len).min(bytes.len());
+                    let tok = TOKENS[t].as_bytes();
+                    bytes.splice(a..a, tok.iter().copied());
+                }
+                Edit::Duplicate(a, n) => {
+                    let a = (a % len).min(bytes.len());
+                    let b = (a + n).min(bytes.len());
+                    let chunk = bytes[a..b].to_vec();
+                    bytes.splice(b..b, chunk);
+                }
+                Edit::Replace(a, byte) => {
+                    if !bytes.is_empty() {
+                        let a = a % bytes.len();
+                        bytes[a] = byte;
+                    }
+                }
+            }
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+proptest! {
+    #![proptest_config(Config { cases: 300, failure_persistence: None, ..Config::default() })]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        check_invariants(&String::from_utf8_lossy(&bytes));
+    }
+
+    #[test]
+    fn token_soups_never_panic(text in token_soup()) {
+        check_invariants(&text);
+    }
+
+    #[test]
+    fn mutated_schemas_never_panic(text in mutated()) {
+        check_invariants(&text);
+    }
+}
+
+#[test]
+fn the_seed_schemas_are_valid() {
+    for text in VALID {
+        assert!(check_invariants(text), "seed does not compile:\n{text}");
+    }
+}
+
+/// Fixed adversarial inputs: each must finish quickly with an error, not overflow the stack.
+#[test]
+fn deep_and_long_inputs_are_errors_not_crashes() {
+    let n = 100_000;
+    let cases = [
+        format!(
+            "M(id) {{ id: Number assert {}id{} }}",
+            "(".repeat(n),
+            ")".repeat(n)
+        ),
+        format!("M(id) {{ id: Boolean assert {}id }}", "!".repeat(n)),
+        format!("M(id) {{ id: {}String{} }}", "(".repeat(n), ")".repeat(n)),
+        format!("M(id) {{ id: {}\"a\" }}", "!".repeat(n)),
+        format!(
+            "M(id) {{ id: Number assert {} > 0 }}",
+            vec!["id"; n].join(" + ")
+        ),
+        "{".repeat(n),
+        "}".repeat(n),
+        "M(id) { ".to_string() + &"{".repeat(n),
+        format!("M{}", "(id)".repeat(n)),
+        // An alias chain longer than the limit.
+        (0..n / 10)
+            .map(|i| format!("A{i}: A{}\n", i + 1))
+            .collect::<String>()
+            + &format!("A{}: String\nM(id) {{ id: A0 }}", n / 10),
+        // Each alias doubles the one before: 2^60 nodes if expanded naively.
+        (1..60)
+            .map(|i| format!("B{i}: B{} | B{}\n", i - 1, i - 1))
+            .collect::<String>()
+            + "B0: \"x\"\nM(id) { id: Number, b: B59 }",
+    ];
+    for (i, text) in cases.iter().enumerate() {
+        let start = std::time::Instant::now();
+        let ok = check_invariants(text);
+        assert!(!ok, "case {i} compiled");
+        // Generous bound: these take milliseconds; a hang or exponential blowup takes forever.
+        assert!(
+            start.elapsed().as_secs() < 20,
+            "case {i} took {:?}",
+            start.elapsed()
+        );
+    }
+}
+
+#[test]
+fn wide_enums_and_many_models_compile() {
+    let alts: Vec<String> = (0..5000).map(|i| format!("\"v{i}\"")).collect();
+    let text = format!("E: {}\nM(id) {{ id: Number, e: E }}", alts.join(" | "));
+    assert!(check_invariants(&text));
+    let models: String = (0..2000)
+        .map(|i| format!("M{i}(id) {{ id: Number, next?: M{} }}\n", (i + 1) % 2000))
+        .collect();
+    assert!(check_invariants(&models));
+}
