@@ -1,0 +1,536 @@
+//! The SQLite store against real database files: records with nested and multi-valued
+//! edges, replacement, index clashes, rejects, drift, key outcomes, runs, filters, locks.
+
+use kye_runtime::store::*;
+use serde_json::{json, Value};
+
+const POKEMON: &str = r#"
+Pokemon(id)(name) {
+  id: Number
+  name: String
+  weight: Number
+  base_experience: Number?
+  legendary: Boolean?
+  types: PokemonType+
+  tags: String*
+}
+PokemonType(name) {
+  name: String
+  generation: String?
+}
+"#;
+
+fn schema(text: &str) -> kye_lang::Schema {
+    kye_lang::compile_str("test.kye", text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn open(dir: &tempfile::TempDir) -> SqliteStore {
+    let mut s = SqliteStore::open(dir.path().join("kye.db")).expect("open store");
+    s.prepare(&schema(POKEMON)).expect("prepare");
+    s
+}
+
+fn record(run: RunId, model: &str, v: Value) -> WriteItem {
+    WriteItem::Record(RecordWrite::new(
+        model,
+        v,
+        Provenance::new(run, "test::fetch"),
+    ))
+}
+
+fn pikachu() -> Value {
+    json!({"id": 25, "name": "pikachu", "weight": 60, "base_experience": 112, "legendary": false,
+           "types": [{"name": "electric", "generation": "generation-i"}], "tags": ["mouse", "yellow"]})
+}
+
+fn count(s: &SqliteStore, sql: &str) -> i64 {
+    s.connection().query_row(sql, [], |r| r.get(0)).expect(sql)
+}
+
+#[test]
+fn stores_and_reads_back_nested_records_with_provenance() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir);
+    let run = s.begin_run(&NewRun::new("Pokemon.id = 25")).unwrap();
+    let res = s.write_batch(&[record(run, "Pokemon", pikachu())]).unwrap();
+    assert!(res[0].is_ok(), "{res:?}");
+
+    let got = s.records(&RecordQuery::new("Pokemon")).unwrap();
+    assert_eq!(
+        got,
+        vec![
+            json!({"id": 25, "name": "pikachu", "weight": 60, "base_experience": 112, "legendary": false,
+                     "types": [{"name": "electric", "generation": "generation-i"}],
+                     "tags": ["mouse", "yellow"]})
+        ]
+    );
+    // The nested type is a record of its own model.
+    let types = s.records(&RecordQuery::new("PokemonType")).unwrap();
+    assert_eq!(
+        types,
+        vec![json!({"name": "electric", "generation": "generation-i"})]
+    );
+    // Depth 0: references stay keys.
+    let mut q = RecordQuery::new("Pokemon");
+    q.depth = 0;
+    q.provenance = true;
+    let flat = s.records(&q).unwrap();
+    assert_eq!(flat[0]["types"], json!([{"name": "electric"}]));
+    let prov = &flat[0]["_kye"];
+    assert_eq!(prov["run"], json!(run.0));
+    assert_eq!(prov["fetcher"], json!("test::fetch"));
+    assert_eq!(prov["hash"], json!(content_hash(&pikachu())));
+    assert!(prov["fetched_at"]
+        .as_str()
+        .unwrap()
+        .parse::<Timestamp>()
+        .is_ok());
+
+    // Plain SQL sees typed columns: integral numbers are INTEGER, booleans 0/1.
+    assert_eq!(
+        count(
+            &s,
+            "SELECT count(*) FROM Pokemon WHERE typeof(id) = 'integer' AND legendary = 0"
+        ),
+        1
+    );
+    assert_eq!(
+        count(&s, "SELECT count(*) FROM Pokemon__tags WHERE id = 25"),
+        2
+    );
+    assert_eq!(
+        count(
+            &s,
+            "SELECT count(*) FROM Pokemon__types t JOIN PokemonType p ON p.name = t.value"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &s,
+            "SELECT count(*) FROM PokemonType WHERE _kye_run_id IS NOT NULL"
+        ),
+        1
+    );
+}
+
+#[test]
+fn restoring_a_key_replaces_the_row_and_its_child_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir);
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    s.write_batch(&[record(run, "Pokemon", pikachu())]).unwrap();
+    let mut v = pikachu();
+    v["weight"] = json!(61.5);
+    v["tags"] = json!(["only"]);
+    v["types"] = json!([{"name": "electric"}, {"name": "steel", "generation": "generation-ii"}]);
+    // Same key twice in one batch, and again in a second batch.
+    s.write_batch(&[
+        record(run, "Pokemon", pikachu()),
+        record(run, "Pokemon", v.clone()),
+    ])
+    .unwrap();
+    assert_eq!(count(&s, "SELECT count(*) FROM Pokemon"), 1);
+    assert_eq!(count(&s, "SELECT count(*) FROM Pokemon__tags"), 1);
+    assert_eq!(count(&s, "SELECT count(*) FROM Pokemon__types"), 2);
+    let got = s.records(&RecordQuery::new("Pokemon")).unwrap();
+    assert_eq!(got[0]["weight"], json!(61.5));
+    assert_eq!(got[0]["tags"], json!(["only"]));
+    // A bare reference does not overwrite the stored type; the nested full one is stored.
+    assert_eq!(
+        got[0]["types"],
+        json!([{"name": "electric", "generation": "generation-i"},
+               {"name": "steel", "generation": "generation-ii"}])
+    );
+    assert_eq!(
+        count(
+            &s,
+            "SELECT count(*) FROM Pokemon WHERE typeof(weight) = 'real'"
+        ),
+        1
+    );
+}
+
+#[test]
+fn secondary_index_clash_is_an_item_error_not_an_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir);
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    s.write_batch(&[record(run, "Pokemon", pikachu())]).unwrap();
+    let mut clash = pikachu();
+    clash["id"] = json!(26);
+    clash["tags"] = json!(["impostor"]);
+    let mut raichu = pikachu();
+    raichu["id"] = json!(26);
+    raichu["name"] = json!("raichu");
+    let res = s
+        .write_batch(&[
+            record(run, "Pokemon", clash),
+            record(run, "Pokemon", json!({"name": "nokey"})),
+            record(run, "Pokemon", raichu),
+        ])
+        .unwrap();
+    match &res[0] {
+        Err(
+            e @ StoreError::IndexConflict {
+                model,
+                index,
+                existing,
+                incoming,
+                ..
+            },
+        ) => {
+            assert_eq!(model, "Pokemon");
+            assert_eq!(index, "(name)");
+            assert_eq!(existing, "id = 25");
+            assert_eq!(incoming, "id = 26");
+            assert!(e.to_string().contains("\"pikachu\""), "{e}");
+        }
+        other => panic!("expected an index conflict, got {other:?}"),
+    }
+    assert!(
+        matches!(&res[1], Err(StoreError::MissingKey { edge, .. }) if edge == "id"),
+        "{res:?}"
+    );
+    assert!(res[2].is_ok(), "{res:?}");
+    // Nothing of the clashing record was written; the rest of the batch was.
+    assert_eq!(
+        count(
+            &s,
+            "SELECT count(*) FROM Pokemon__tags WHERE value = 'impostor'"
+        ),
+        0
+    );
+    let names: Vec<Value> = s
+        .records(&RecordQuery::new("Pokemon"))
+        .unwrap()
+        .into_iter()
+        .map(|r| r["name"].clone())
+        .collect();
+    assert_eq!(names, vec![json!("pikachu"), json!("raichu")]);
+}
+
+#[test]
+fn rejects_drift_and_key_outcomes_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir);
+    let r1 = s.begin_run(&NewRun::new("Pokemon.id in 1..=3")).unwrap();
+    let t0 = Timestamp::from_unix_millis(1_800_000_000_000);
+    let t1 = Timestamp::from_unix_millis(1_800_000_060_000);
+    let payload = json!({"id": 2, "name": "ivysaur", "weight": "heavy", "types": []});
+    let items = vec![
+        record(r1, "Pokemon", pikachu()),
+        WriteItem::Reject(RejectWrite {
+            run: r1,
+            model: "Pokemon".into(),
+            key: Some(IndexKey::single("id", 2)),
+            fetcher: "test::fetch".into(),
+            payload: payload.clone(),
+            errors: json!([{"kind": "InvalidType", "edges": ["weight"]}]),
+            reason: "weight: expected Number, got \"heavy\"".into(),
+            at: t0,
+        }),
+        WriteItem::Drift(DriftWrite {
+            run: r1,
+            model: "Pokemon".into(),
+            path: "types[0].slot".into(),
+            example: json!(1),
+            seen_at: t0,
+        }),
+        WriteItem::Drift(DriftWrite {
+            run: r1,
+            model: "Pokemon".into(),
+            path: "types[1].slot".into(),
+            example: json!(2),
+            seen_at: t1,
+        }),
+        WriteItem::KeyOutcome(KeyOutcomeWrite {
+            run: r1,
+            model: "Pokemon".into(),
+            key: IndexKey::single("id", 25),
+            status: KeyStatus::Stored,
+            reason: None,
+            at: t0,
+        }),
+        WriteItem::KeyOutcome(KeyOutcomeWrite {
+            run: r1,
+            model: "Pokemon".into(),
+            key: IndexKey::single("id", 2),
+            status: KeyStatus::Rejected,
+            reason: Some("invalid".into()),
+            at: t0,
+        }),
+        WriteItem::KeyOutcome(KeyOutcomeWrite {
+            run: r1,
+            model: "Pokemon".into(),
+            key: IndexKey::single("id", 3),
+            status: KeyStatus::Missing,
+            reason: Some("404".into()),
+            at: t0,
+        }),
+    ];
+    assert!(s.write_batch(&items).unwrap().iter().all(Result::is_ok));
+    let r2 = s.begin_run(&NewRun::new("Pokemon.id = 3")).unwrap();
+
+    let rejects = s.rejects(None, None).unwrap();
+    assert_eq!(rejects.len(), 1);
+    assert_eq!(rejects[0].payload, payload);
+    assert_eq!(rejects[0].key, Some(json!({"id": 2})));
+    assert_eq!(rejects[0].errors[0]["kind"], json!("InvalidType"));
+    assert_eq!(s.rejects(Some(r1), None).unwrap().len(), 1);
+    assert!(s.rejects(Some(r2), None).unwrap().is_empty());
+
+    let drift = s.drift().unwrap();
+    assert_eq!(drift.len(), 1, "{drift:?}");
+    assert_eq!(drift[0].path, "types[].slot");
+    assert_eq!(drift[0].count, 2);
+    assert_eq!((drift[0].first_seen, drift[0].last_seen), (t0, t1));
+    assert_eq!(drift[0].example, json!(2));
+
+    let counts = s.outcome_counts(r1).unwrap();
+    assert_eq!(
+        (
+            counts.stored,
+            counts.rejected,
+            counts.missing,
+            counts.failed
+        ),
+        (1, 1, 1, 0)
+    );
+    let o = s
+        .latest_outcome("Pokemon", &IndexKey::single("id", 3.0))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (o.run, o.status, o.reason.as_deref()),
+        (r1, KeyStatus::Missing, Some("404"))
+    );
+    assert!(s
+        .latest_outcome("Pokemon", &IndexKey::single("id", 4))
+        .unwrap()
+        .is_none());
+    // The same key recorded again in a later run wins.
+    s.write_batch(&[WriteItem::KeyOutcome(KeyOutcomeWrite {
+        run: r2,
+        model: "Pokemon".into(),
+        key: IndexKey::single("id", 3),
+        status: KeyStatus::Stored,
+        reason: None,
+        at: t1,
+    })])
+    .unwrap();
+    assert_eq!(
+        s.latest_outcome("Pokemon", &IndexKey::single("id", 3))
+            .unwrap()
+            .unwrap()
+            .status,
+        KeyStatus::Stored
+    );
+}
+
+#[test]
+fn freshness_lookup_by_any_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir);
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    let at = Timestamp::from_unix_millis(1_800_000_000_123);
+    let mut p = Provenance::new(run, "f");
+    p.fetched_at = at;
+    s.write_batch(&[WriteItem::Record(RecordWrite::new("Pokemon", pikachu(), p))])
+        .unwrap();
+    assert_eq!(
+        s.last_stored("Pokemon", &IndexKey::single("id", 25))
+            .unwrap(),
+        Some(at)
+    );
+    assert_eq!(
+        s.last_stored("Pokemon", &IndexKey::single("id", "25"))
+            .unwrap(),
+        Some(at)
+    );
+    assert_eq!(
+        s.last_stored("Pokemon", &IndexKey::single("name", "pikachu"))
+            .unwrap(),
+        Some(at)
+    );
+    assert_eq!(
+        s.last_stored("Pokemon", &IndexKey::single("id", 1))
+            .unwrap(),
+        None
+    );
+    assert!(matches!(
+        s.last_stored("Pokemon", &IndexKey::single("weight", 60)),
+        Err(StoreError::InvalidFilter { .. })
+    ));
+    assert!(matches!(
+        s.last_stored("Nope", &IndexKey::single("id", 1)),
+        Err(StoreError::UnknownModel { .. })
+    ));
+}
+
+#[test]
+fn show_filters_and_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir);
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    let mut items = Vec::new();
+    for (id, name, ty) in [
+        (1, "bulbasaur", "grass"),
+        (4, "charmander", "fire"),
+        (10, "caterpie", "bug"),
+        (2, "ivysaur", "grass"),
+    ] {
+        items.push(record(
+            run,
+            "Pokemon",
+            json!({"id": id, "name": name, "weight": 1, "types": [{"name": ty}, {"name": "poison"}], "tags": []}),
+        ));
+    }
+    assert!(s.write_batch(&items).unwrap().iter().all(Result::is_ok));
+    let ids = |q: RecordQuery| -> Vec<i64> {
+        s.records(&q)
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(ids(RecordQuery::new("Pokemon")), vec![1, 2, 4, 10]);
+    assert_eq!(ids(RecordQuery::new("Pokemon").limit(2)), vec![1, 2]);
+    assert_eq!(
+        ids(RecordQuery::new("Pokemon").filter(Filter::parse("id = 4").unwrap())),
+        vec![4]
+    );
+    assert_eq!(
+        ids(RecordQuery::new("Pokemon").filter(Filter::parse("name = 'caterpie'").unwrap())),
+        vec![10]
+    );
+    assert_eq!(
+        ids(RecordQuery::new("Pokemon").filter(Filter::parse("types = grass").unwrap())),
+        vec![1, 2]
+    );
+    let err = s
+        .records(&RecordQuery::new("Pokemon").filter(Filter::parse("colour = red").unwrap()))
+        .unwrap_err();
+    assert!(err.to_string().contains("no edge \"colour\""), "{err}");
+    let err = s
+        .records(&RecordQuery::new("Pokemon").filter(Filter::parse("id = abc").unwrap()))
+        .unwrap_err();
+    assert!(err.to_string().contains("expected Number"), "{err}");
+}
+
+#[test]
+fn runs_record_start_end_and_interruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kye.db");
+    let done;
+    let dead;
+    {
+        let mut s = open(&dir);
+        done = s.begin_run(&NewRun::new("Pokemon.id = 25")).unwrap();
+        let mut counts = RunCounts::default();
+        counts.add(KeyStatus::Stored);
+        s.finish_run(done, &RunEnd::new(RunStatus::Completed, counts))
+            .unwrap();
+        dead = s.begin_run(&NewRun::new("Pokemon.id in 1..=3")).unwrap();
+        s.write_batch(&[WriteItem::KeyOutcome(KeyOutcomeWrite {
+            run: dead,
+            model: "Pokemon".into(),
+            key: IndexKey::single("id", 1),
+            status: KeyStatus::Failed,
+            reason: Some("500 three times".into()),
+            at: Timestamp::now(),
+        })])
+        .unwrap();
+        // While running, readers see live counts.
+        let reader = SqliteStore::open_read_only(&path).unwrap();
+        let live = reader.run(dead).unwrap().unwrap();
+        assert_eq!((live.status, live.counts.failed), (RunStatus::Running, 1));
+        assert!(matches!(
+            s.finish_run(
+                RunId(999),
+                &RunEnd::new(RunStatus::Completed, RunCounts::default())
+            ),
+            Err(StoreError::UnknownRun(RunId(999)))
+        ));
+        // Dropped without finish_run: as if the process had died.
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    let runs = s.runs(None).unwrap();
+    assert_eq!(
+        runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![dead, done]
+    );
+    assert_eq!(runs[0].status, RunStatus::Interrupted);
+    assert_eq!(runs[0].counts.failed, 1);
+    assert!(runs[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("stopped before the run finished"));
+    assert_eq!(runs[1].status, RunStatus::Completed);
+    assert_eq!(runs[1].counts.stored, 1);
+    assert!(runs[1].ended_at.is_some());
+    assert_eq!(s.runs(Some(1)).unwrap().len(), 1);
+}
+
+#[test]
+fn a_second_writer_is_refused_and_readers_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kye.db");
+    let mut first = open(&dir);
+    let err = SqliteStore::open(&path).unwrap_err();
+    match &err {
+        StoreError::Locked { holder, .. } => {
+            assert_eq!(holder, &format!(" (pid {})", std::process::id()))
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    assert!(
+        err.to_string()
+            .contains("being written by another kye process"),
+        "{err}"
+    );
+    let run = first.begin_run(&NewRun::new("x")).unwrap();
+    first
+        .write_batch(&[record(run, "Pokemon", pikachu())])
+        .unwrap();
+    let mut reader = SqliteStore::open_read_only(&path).unwrap();
+    assert_eq!(
+        reader.records(&RecordQuery::new("Pokemon")).unwrap().len(),
+        1
+    );
+    assert!(matches!(
+        reader.begin_run(&NewRun::new("y")),
+        Err(StoreError::ReadOnly { .. })
+    ));
+    drop(first);
+    let again = SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        again.records(&RecordQuery::new("Pokemon")).unwrap().len(),
+        1
+    );
+    assert!(matches!(
+        SqliteStore::open_read_only(dir.path().join("missing.db")),
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn store_specs_open_the_right_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("a.db");
+    let spec: StoreSpec = db.to_str().unwrap().parse().unwrap();
+    let mut s = open_store(&spec).unwrap();
+    assert_eq!(s.kind(), "sqlite");
+    s.prepare(&schema(POKEMON)).unwrap();
+    drop(s);
+    assert!(db.is_file());
+    let spec: StoreSpec = format!("dir:{}", dir.path().join("out").display())
+        .parse()
+        .unwrap();
+    let s = open_store(&spec).unwrap();
+    assert_eq!(s.kind(), "dir");
+    assert!(dir.path().join("out/_kye").is_dir());
+    let r = open_store_read_only(&StoreSpec::Sqlite(db)).unwrap();
+    assert!(r.runs(None).unwrap().is_empty());
+}
