@@ -64,7 +64,8 @@ struct Document {
 /// `/<folder>/<name>/`, so one file answers `/pokemon/25/` and `/pokemon/pikachu/`. For each
 /// folder of such documents, `/<folder>/` lists them like a PokeAPI resource list
 /// (`{"count", "next": null, "previous": null, "results": [{"name", "url"}]}`, by id), unless
-/// a file claims that route. Files not ending in `.json` (a README) are ignored. Every document
+/// a file claims that route. Each alias is a route of its own (requests to `/pokemon/25/` and
+/// `/pokemon/pikachu/` are counted separately). Files not ending in `.json` (a README) are ignored. Every document
 /// is parsed once at load time, so a broken fixture fails loudly with its file name.
 ///
 /// ```no_run

@@ -1,0 +1,490 @@
+//! The Pokémon example's schema and hand-written PokeAPI fixtures: the schema compiles with the
+//! required edges, the fixtures are internally consistent (every link resolves, type charts
+//! and membership lists agree both ways), the documented awkward cases are present, and a
+//! faithful mapping of each document validates against the schema except where it must not.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use kye_lang::validate::{validate_record, ErrorKind};
+use kye_lang::{Cardinality, Primitive, Schema, Type};
+use kye_runtime::testing::{Fixtures, TestServer};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn example_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/pokemon")
+}
+
+fn schema() -> Schema {
+    let path = example_dir().join("pokemon.kye");
+    let text = std::fs::read_to_string(&path).unwrap();
+    kye_lang::compile_str("pokemon.kye", &text).unwrap_or_else(|e| panic!("{}", e.render(false)))
+}
+
+fn fixtures() -> Fixtures {
+    Fixtures::from_dir(example_dir().join("fixtures")).unwrap()
+}
+
+/// The document at `path`, with `{base}` left in place.
+fn doc(f: &Fixtures, path: &str) -> Value {
+    serde_json::from_str(
+        f.get(path)
+            .unwrap_or_else(|| panic!("no fixture at {path}")),
+    )
+    .unwrap()
+}
+
+/// Documents of one folder (`/pokemon/`), by id.
+fn folder(f: &Fixtures, name: &str) -> BTreeMap<i64, Value> {
+    let prefix = format!("/{name}/");
+    f.paths()
+        .filter(|p| p.starts_with(&prefix) && p.len() > prefix.len())
+        .filter_map(|p| {
+            let segment = &p[prefix.len()..p.len() - 1];
+            segment.parse::<i64>().ok().map(|id| (id, doc(f, p)))
+        })
+        .collect()
+}
+
+/// `{base}/type/13/` -> `/type/13/`.
+fn route_of(url: &Value) -> String {
+    url.as_str()
+        .unwrap()
+        .strip_prefix("{base}")
+        .unwrap_or_else(|| panic!("{url} is not relative to {{base}}"))
+        .to_owned()
+}
+
+#[test]
+fn schema_has_the_six_required_edges() {
+    let schema = schema();
+    assert!(schema.warnings().is_empty(), "{:?}", schema.warnings());
+    let pokemon = schema.model("Pokemon").unwrap();
+    assert_eq!(pokemon.indexes[0].edges, ["id"]);
+    assert_eq!(pokemon.indexes[1].edges, ["name"]);
+    let expect = [
+        ("id", Cardinality::One, Type::Primitive(Primitive::Number)),
+        ("name", Cardinality::One, Type::Primitive(Primitive::String)),
+        (
+            "weight",
+            Cardinality::One,
+            Type::Primitive(Primitive::Number),
+        ),
+        (
+            "height",
+            Cardinality::One,
+            Type::Primitive(Primitive::Number),
+        ),
+        (
+            "base_experience",
+            Cardinality::One,
+            Type::Primitive(Primitive::Number),
+        ),
+        (
+            "types",
+            Cardinality::AtLeastOne,
+            Type::Model("PokemonType".into()),
+        ),
+        (
+            "abilities",
+            Cardinality::AtLeastOne,
+            Type::Model("PokemonAbility".into()),
+        ),
+    ];
+    for (name, card, ty) in expect {
+        let edge = pokemon
+            .edge(name)
+            .unwrap_or_else(|| panic!("Pokemon.{name} missing"));
+        assert_eq!((edge.cardinality, &edge.ty), (card, &ty), "Pokemon.{name}");
+    }
+    for model in ["PokemonType", "PokemonAbility"] {
+        let m = schema.model(model).unwrap();
+        assert_eq!(m.primary_index().edges, ["name"], "{model}");
+        assert!(m.doc.is_some(), "{model} has no doc comment");
+    }
+    assert!(pokemon.doc.is_some());
+    assert!(pokemon.edge("base_experience").unwrap().doc.is_some());
+}
+
+#[test]
+fn fixtures_cover_the_documented_pokemon_with_all_their_types_and_abilities() {
+    let f = fixtures();
+    let pokemon = folder(&f, "pokemon");
+    let types = folder(&f, "type");
+    let abilities = folder(&f, "ability");
+    assert!(pokemon.len() >= 12, "{} Pokémon", pokemon.len());
+    for id in [1, 4, 7, 25, 39, 52, 92, 122, 132, 133, 143, 150] {
+        assert!(pokemon.contains_key(&id), "Pokémon {id} missing");
+    }
+    assert!(
+        f.get("/pokemon/151/").is_none(),
+        "151 is documented as absent"
+    );
+
+    for (id, p) in &pokemon {
+        assert_eq!(p["id"], *id);
+        let name = p["name"].as_str().unwrap();
+        // Served by id and by name from one file.
+        assert_eq!(
+            f.file(&format!("/pokemon/{id}/")),
+            f.file(&format!("/pokemon/{name}/"))
+        );
+        for (list, key, folder_docs) in [
+            ("types", "type", &types),
+            ("abilities", "ability", &abilities),
+        ] {
+            let entries = p[list].as_array().unwrap();
+            assert!(!entries.is_empty(), "{name} has no {list}");
+            let slots: Vec<i64> = entries
+                .iter()
+                .map(|e| e["slot"].as_i64().unwrap())
+                .collect();
+            assert!(
+                slots.windows(2).all(|w| w[0] < w[1]),
+                "{name} {list} slots {slots:?}"
+            );
+            for e in entries {
+                let link = &e[key];
+                let target = doc(&f, &route_of(&link["url"]));
+                assert_eq!(target["name"], link["name"], "{name} links {link}");
+                assert!(folder_docs.contains_key(&target["id"].as_i64().unwrap()));
+                // The target lists this Pokémon back, with the same slot (and hidden flag).
+                let back = target["pokemon"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|m| m["pokemon"]["name"] == name)
+                    .unwrap_or_else(|| panic!("{} does not list {name}", target["name"]));
+                assert_eq!(back["slot"], e["slot"], "{name} in {}", target["name"]);
+                assert_eq!(
+                    back["pokemon"]["url"],
+                    json!(format!("{{base}}/pokemon/{id}/"))
+                );
+                if key == "ability" {
+                    assert_eq!(
+                        back["is_hidden"], e["is_hidden"],
+                        "{name} {}",
+                        target["name"]
+                    );
+                }
+            }
+        }
+        // Stats: six, in PokeAPI order, with an effort yield somewhere.
+        let stats: Vec<&str> = p["stats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["stat"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            stats,
+            [
+                "hp",
+                "attack",
+                "defense",
+                "special-attack",
+                "special-defense",
+                "speed"
+            ]
+        );
+        assert!(p["stats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["effort"].as_i64() > Some(0)));
+    }
+    // Every type and ability document is used by some fixture Pokémon (no orphans), and
+    // membership lists only name fixture Pokémon by the right URL when they are fixtures.
+    for (kind, docs) in [("type", &types), ("ability", &abilities)] {
+        for d in docs.values() {
+            let members = d["pokemon"].as_array().unwrap();
+            assert!(
+                members.iter().any(|m| {
+                    let id = route_of(&m["pokemon"]["url"]);
+                    f.get(&id).is_some()
+                }),
+                "{kind} {} is used by no fixture Pokémon",
+                d["name"]
+            );
+        }
+    }
+}
+
+#[test]
+fn type_chart_is_consistent_both_ways() {
+    let f = fixtures();
+    let types: BTreeMap<String, Value> = folder(&f, "type")
+        .into_values()
+        .map(|t| (t["name"].as_str().unwrap().to_owned(), t))
+        .collect();
+    let names = |t: &Value, rel: &str| -> BTreeSet<String> {
+        t["damage_relations"][rel]
+            .as_array()
+            .unwrap_or_else(|| panic!("{} lacks {rel}", t["name"]))
+            .iter()
+            .map(|r| {
+                let n = r["name"].as_str().unwrap().to_owned();
+                // Links point at the type's real id even when that type is not a fixture.
+                assert!(route_of(&r["url"]).starts_with("/type/"));
+                n
+            })
+            .collect()
+    };
+    for (a, ta) in &types {
+        for (b, tb) in &types {
+            for (to, from) in [
+                ("double_damage_to", "double_damage_from"),
+                ("half_damage_to", "half_damage_from"),
+                ("no_damage_to", "no_damage_from"),
+            ] {
+                assert_eq!(
+                    names(ta, to).contains(b),
+                    names(tb, from).contains(a),
+                    "{a}.{to} vs {b}.{from}"
+                );
+            }
+        }
+    }
+    // Spot checks of the real chart.
+    assert_eq!(
+        names(&types["electric"], "no_damage_to"),
+        BTreeSet::from(["ground".into()])
+    );
+    assert_eq!(
+        names(&types["normal"], "no_damage_from"),
+        BTreeSet::from(["ghost".into()])
+    );
+    assert!(names(&types["fairy"], "no_damage_from").contains("dragon"));
+    assert_eq!(types["fairy"]["generation"]["name"], "generation-vi");
+}
+
+#[test]
+fn awkward_cases_are_present() {
+    let f = fixtures();
+    let pokemon = folder(&f, "pokemon");
+    let nulls: Vec<&str> = pokemon
+        .values()
+        .filter(|p| p["base_experience"].is_null())
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(nulls, ["haunter"]);
+    assert!(f.get("/pokemon/mr-mime/").is_some());
+    assert!(pokemon
+        .values()
+        .any(|p| p["types"].as_array().unwrap().len() == 2));
+    assert!(pokemon.values().any(|p| p["abilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["is_hidden"] == true)));
+    let stat = doc(&f, "/ability/static/");
+    let langs: Vec<&str> = stat["effect_entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["language"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        langs,
+        ["de", "en"],
+        "English must not be first, so [0] is wrong"
+    );
+    assert_eq!(
+        doc(&f, "/type/fire/")["damage_relations"]["no_damage_to"],
+        json!([])
+    );
+    assert!(doc(&f, "/pokemon/25/").get("cries").is_some());
+    assert_eq!(
+        pokemon
+            .values()
+            .filter(|p| p.get("cries").is_some())
+            .count(),
+        1,
+        "drift is one document only"
+    );
+}
+
+/// The mapping a fetcher does from PokeAPI documents to the example's models: pick fields,
+/// rename, take English texts, never invent a value (a `null` stays `null`). Top-level fields
+/// the mapping does not know are passed through so drift is visible.
+fn map_pokemon(p: &Value) -> Value {
+    let known = [
+        "id",
+        "name",
+        "height",
+        "weight",
+        "base_experience",
+        "order",
+        "is_default",
+        "abilities",
+        "types",
+        "stats",
+        "species",
+        "forms",
+        "game_indices",
+        "held_items",
+        "location_area_encounters",
+        "moves",
+        "past_abilities",
+        "past_types",
+        "sprites",
+    ];
+    let mut out = json!({
+        "id": p["id"], "name": p["name"], "height": p["height"], "weight": p["weight"],
+        "base_experience": p["base_experience"], "order": p["order"], "is_default": p["is_default"],
+        "species": p["species"]["name"],
+        "types": p["types"].as_array().unwrap().iter().map(|t| t["type"]["name"].clone()).collect::<Vec<_>>(),
+        "abilities": p["abilities"].as_array().unwrap().iter().map(|a| a["ability"]["name"].clone()).collect::<Vec<_>>(),
+        "hidden_abilities": p["abilities"].as_array().unwrap().iter()
+            .filter(|a| a["is_hidden"] == true).map(|a| a["ability"]["name"].clone()).collect::<Vec<_>>(),
+    });
+    for s in p["stats"].as_array().unwrap() {
+        let edge = s["stat"]["name"].as_str().unwrap().replace('-', "_");
+        out[edge] = s["base_stat"].clone();
+    }
+    for (k, v) in p.as_object().unwrap() {
+        if !known.contains(&k.as_str()) {
+            out[k] = v.clone();
+        }
+    }
+    out
+}
+
+fn relation(t: &Value, rel: &str) -> Value {
+    t["damage_relations"][rel]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].clone())
+        .collect()
+}
+
+fn map_type(t: &Value) -> Value {
+    let mut out = json!({
+        "id": t["id"], "name": t["name"], "generation": t["generation"]["name"],
+        "move_damage_class": t["move_damage_class"].get("name").cloned().unwrap_or(Value::Null),
+    });
+    for rel in [
+        "double_damage_from",
+        "double_damage_to",
+        "half_damage_from",
+        "half_damage_to",
+        "no_damage_from",
+        "no_damage_to",
+    ] {
+        out[rel] = relation(t, rel);
+    }
+    out
+}
+
+fn map_ability(a: &Value) -> Value {
+    let english = a["effect_entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["language"]["name"] == "en");
+    json!({
+        "id": a["id"], "name": a["name"], "generation": a["generation"]["name"],
+        "is_main_series": a["is_main_series"],
+        "effect": english.map(|e| e["effect"].clone()),
+        "short_effect": english.map(|e| e["short_effect"].clone()),
+    })
+}
+
+#[test]
+fn mapped_fixtures_validate_except_the_documented_cases() {
+    let schema = schema();
+    let f = fixtures();
+    let mut quarantined = Vec::new();
+    let mut drift = Vec::new();
+    for (model, folder_name, map) in [
+        ("Pokemon", "pokemon", map_pokemon as fn(&Value) -> Value),
+        ("PokemonType", "type", map_type),
+        ("PokemonAbility", "ability", map_ability),
+    ] {
+        for d in folder(&f, folder_name).values() {
+            let report = validate_record(&schema, model, &map(d));
+            let name = d["name"].as_str().unwrap().to_owned();
+            for w in &report.warnings {
+                assert_eq!(w.kind, ErrorKind::UnknownEdge, "{name}: {w}");
+                drift.push((name.clone(), w.edges.clone()));
+            }
+            if !report.is_valid() {
+                let kinds: Vec<(ErrorKind, Vec<String>)> = report
+                    .errors
+                    .iter()
+                    .map(|e| (e.kind, e.edges.clone()))
+                    .collect();
+                quarantined.push((name, kinds));
+            }
+        }
+    }
+    assert_eq!(
+        quarantined,
+        [(
+            "haunter".to_owned(),
+            vec![(ErrorKind::MissingValue, vec!["base_experience".to_owned()])]
+        )]
+    );
+    assert_eq!(drift, [("pikachu".to_owned(), vec!["cries".to_owned()])]);
+
+    // German first: the mapping took the English text.
+    let stat = map_ability(&doc(&f, "/ability/9/"));
+    assert!(stat["short_effect"]
+        .as_str()
+        .unwrap()
+        .starts_with("Has a 30% chance of paralyzing"));
+}
+
+/// One GET over a raw connection; returns status and body.
+async fn fetch(server: &TestServer, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.unwrap();
+    let status = raw[9..12].parse().unwrap();
+    let body = raw.split_once("\r\n\r\n").unwrap().1.to_owned();
+    (status, body)
+}
+
+#[tokio::test]
+async fn offline_server_serves_the_fixtures_with_absolute_urls() {
+    let f = fixtures();
+    let server = f.serve().await.unwrap();
+    let base = server.base_url().to_owned();
+
+    let (status, body) = fetch(&server, "/pokemon/pikachu/").await;
+    assert_eq!(status, 200);
+    let p: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(p["id"], 25);
+    let type_url = p["types"][0]["type"]["url"].as_str().unwrap();
+    assert_eq!(type_url, format!("{base}/type/13/"));
+    assert!(!body.contains("{base}"));
+
+    // Following the absolute URL on the same server works.
+    let (status, body) = fetch(&server, type_url.strip_prefix(&base).unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["name"],
+        "electric"
+    );
+
+    assert_eq!(fetch(&server, "/pokemon/151/").await.0, 404);
+    assert_eq!(fetch(&server, "/pokemon/25").await.0, 200);
+
+    // The generated resource list names every fixture Pokémon with an absolute URL.
+    let (status, body) = fetch(&server, "/pokemon/").await;
+    assert_eq!(status, 200);
+    let list: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(list["count"], folder(&f, "pokemon").len());
+    assert_eq!(
+        list["results"][0],
+        json!({"name": "bulbasaur", "url": format!("{base}/pokemon/1/")})
+    );
+    // Aliases are routes of their own, counted separately.
+    assert_eq!(server.requests("/pokemon/25/"), 1);
+    assert_eq!(server.requests("/pokemon/pikachu/"), 1);
+}
