@@ -751,6 +751,11 @@ impl Parser {
             };
             self.unexpected("the end of the assertion", "unexpected here", hint);
             self.recover_stmt();
+            // The expression is incomplete; checking it would only add a second error.
+            return AssertDef {
+                span: kw.to(expr.span),
+                expr: Expr::leaf(ExprKind::Error, expr.span),
+            };
         } else if expr.has_error() && !self.at_statement_end() {
             self.recover_stmt();
         }
