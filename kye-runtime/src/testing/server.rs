@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -74,6 +75,7 @@ struct Shared {
     routes: HashMap<String, Route>,
     chaos: Option<Chaos>,
     stats: Mutex<HashMap<String, PathStats>>,
+    connections: AtomicU64,
 }
 
 /// What to answer one request with.
@@ -314,8 +316,16 @@ impl TestServer {
         }
     }
 
-    /// Resets all counters. Fault plans (`fail_first`, sequences) and the chaos mix start
-    /// over too, since they are indexed by the per-path request count.
+    /// TCP connections accepted so far. With keep-alive, a pooling client such as reqwest
+    /// makes far fewer connections than requests; faults that close the connection
+    /// ([`Fault::CloseMidBody`], malformed requests) force new ones.
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// Resets all request and fault counters (not [`connections`](TestServer::connections)).
+    /// Fault plans (`fail_first`, sequences) and the chaos mix start over too, since they are
+    /// indexed by the per-path request count.
     pub fn reset_stats(&self) {
         self.shared.stats().clear();
     }
@@ -374,6 +384,7 @@ fn prepare(
         routes,
         chaos,
         stats: Mutex::new(HashMap::new()),
+        connections: AtomicU64::new(0),
     });
     Ok((addr, base_url, shared))
 }
@@ -385,6 +396,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
+                shared.connections.fetch_add(1, Ordering::Relaxed);
                 connections.spawn(serve_connection(stream, Arc::clone(&shared)));
             }
             // Out of file descriptors or a connection reset before accept: keep serving.
