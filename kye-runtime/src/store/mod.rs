@@ -17,7 +17,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let tmp = std::env::temp_dir().join(format!("kye-doc-{}", std::process::id()));
 //! # std::fs::create_dir_all(&tmp)?;
-//! let schema = kye_lang::compile_str("p.kye", "model Pokemon(id)(name) { id: Number name: String }")?;
+//! let schema = kye_lang::compile_str("p.kye", "Pokemon(id)(name) {\n  id: Number\n  name: String\n}")?;
 //! let spec: StoreSpec = format!("sqlite:{}", tmp.join("kye.db").display()).parse()?;
 //! let mut store = open_store(&spec)?;
 //! store.prepare(&schema)?;

@@ -810,6 +810,14 @@ fn ref_value(cols: &[Col], vals: &[Value]) -> Value {
     Value::Object(root)
 }
 
+/// What a query returns: how many rows, how deep, with or without provenance.
+#[derive(Clone, Copy)]
+struct Shape {
+    limit: Option<usize>,
+    depth: usize,
+    provenance: bool,
+}
+
 struct Reader<'a> {
     conn: &'a Connection,
     path: &'a Path,
@@ -838,11 +846,14 @@ impl Reader<'_> {
         l: &ModelLayout,
         where_sql: &str,
         args: &[Sql],
-        limit: Option<usize>,
-        depth: usize,
-        provenance: bool,
+        shape: Shape,
         visiting: &mut Vec<(String, String)>,
     ) -> Result<Vec<Value>, StoreError> {
+        let Shape {
+            limit,
+            depth,
+            provenance,
+        } = shape;
         let cols = Self::select_cols(l);
         let mut names: Vec<&str> = cols.iter().map(|(_, c)| c.name.as_str()).collect();
         names.extend(layout::PROVENANCE);
@@ -991,7 +1002,17 @@ impl Reader<'_> {
             .map(|(k, v)| json_to_sql(v, k.prim))
             .collect();
         let where_sql = where_eq("t.", tl.key.iter().map(|c| &c.name));
-        let mut found = self.query(tl, &where_sql, &args, Some(1), depth - 1, false, visiting)?;
+        let mut found = self.query(
+            tl,
+            &where_sql,
+            &args,
+            Shape {
+                limit: Some(1),
+                depth: depth - 1,
+                provenance: false,
+            },
+            visiting,
+        )?;
         Ok(found.pop().unwrap_or(reference))
     }
 }
@@ -1465,9 +1486,11 @@ impl Store for SqliteStore {
             l,
             &where_sql,
             &args,
-            query.limit,
-            query.depth,
-            query.provenance,
+            Shape {
+                limit: query.limit,
+                depth: query.depth,
+                provenance: query.provenance,
+            },
             &mut Vec::new(),
         )
     }
