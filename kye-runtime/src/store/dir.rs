@@ -13,7 +13,7 @@
 //!
 //! Documents are written to a temporary file in the same directory, fsynced and renamed
 //! over the old one, so a reader or a crash sees the old or the new document, never half.
-//! IndexKey values become file names through [`encode_file_name`]: every byte outside
+//! Key values become file names through [`encode_file_name`]: every byte outside
 //! `[A-Za-z0-9_-]` is percent-encoded, so a key can never name another directory.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::key::{canonical_json, canonical_value, content_hash, cut, scalar_text};
-use super::layout::{self, ModelLayout};
+use super::layout::{self, extract, ModelLayout};
 use super::lock::WriterLock;
 use super::{
     drift_example, fold_path, DriftInfo, IndexKey, KeyOutcomeInfo, KeyStatus, NewRun, Provenance,
@@ -446,7 +446,7 @@ impl DirStore {
             })
     }
 
-    /// IndexKey parts (text of each primary key primitive) of a record.
+    /// Key parts (text of each primary key primitive, in layout order) of a record.
     fn key_parts(
         &self,
         l: &ModelLayout,
@@ -458,22 +458,25 @@ impl DirStore {
             let edge = l.edge(e).ok_or_else(|| StoreError::UnknownModel {
                 model: l.model.clone(),
             })?;
+            let missing = || StoreError::MissingKey {
+                model: l.model.clone(),
+                edge: e.clone(),
+            };
             let v = obj
                 .get(e)
                 .or_else(|| edge.title.as_ref().and_then(|t| obj.get(t)))
                 .filter(|v| !v.is_null())
-                .ok_or_else(|| StoreError::MissingKey {
-                    model: l.model.clone(),
-                    edge: e.clone(),
-                })?;
+                .ok_or_else(missing)?;
+            let single = edge.cols.len() == 1;
+            for c in &edge.cols {
+                match extract(v, &c.path, single) {
+                    Some(x @ (Value::String(_) | Value::Number(_) | Value::Bool(_))) => {
+                        parts.push(scalar_text(x))
+                    }
+                    _ => return Err(missing()),
+                }
+            }
             key_obj.insert(e.clone(), canonical_value(v));
-            collect_scalars(v, &mut parts);
-        }
-        if parts.is_empty() {
-            return Err(StoreError::MissingKey {
-                model: l.model.clone(),
-                edge: l.key_edges.first().cloned().unwrap_or_default(),
-            });
         }
         Ok((parts, Value::Object(key_obj)))
     }
@@ -611,23 +614,6 @@ fn count_lines(path: &Path) -> Result<usize, StoreError> {
         Ok(f) => Ok(BufReader::new(f).split(b'\n').count()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
         Err(e) => Err(io_err("cannot open", path)(e)),
-    }
-}
-
-fn collect_scalars(v: &Value, out: &mut Vec<String>) {
-    match v {
-        Value::Object(o) => {
-            // A nested key: its own key edges are not known here, so take every scalar in
-            // the canonical (sorted) order. References are normally `{"name": ..}`.
-            let mut keys: Vec<&String> = o.keys().collect();
-            keys.sort();
-            for k in keys {
-                collect_scalars(&o[k], out);
-            }
-        }
-        Value::Array(a) => a.iter().for_each(|x| collect_scalars(x, out)),
-        Value::Null => {}
-        other => out.push(scalar_text(other)),
     }
 }
 

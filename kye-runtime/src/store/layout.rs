@@ -514,3 +514,15 @@ fn non_empty(s: String) -> String {
         s
     }
 }
+
+/// Follows `path` inside a value of an edge. A scalar stands for the whole key when the
+/// key has one column (`"grass"` for `{"name": "grass"}`).
+pub(crate) fn extract<'a>(v: &'a Value, path: &[String], single: bool) -> Option<&'a Value> {
+    match (path.split_first(), v) {
+        (None, _) => Some(v),
+        (Some((first, rest)), Value::Object(o)) => extract(o.get(first)?, rest, single),
+        (Some(_), Value::Null) => None,
+        (Some(_), scalar) if single => Some(scalar),
+        _ => None,
+    }
+}

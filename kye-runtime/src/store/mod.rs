@@ -674,7 +674,7 @@ pub enum StoreError {
     InvalidValue {
         /// Model.
         model: String,
-        /// IndexKey of the record, when known.
+        /// Key of the record, when known.
         key: String,
         /// Edge.
         edge: String,

@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Tran
 use serde_json::{Map, Value};
 
 use super::key::{as_integral, canonical_json, content_hash, cut};
-use super::layout::{self, Change, Col, EdgeLayout, ModelLayout, Plan, Prim, POSITION};
+use super::layout::{self, extract, Change, Col, EdgeLayout, ModelLayout, Plan, Prim, POSITION};
 use super::lock::WriterLock;
 use super::{
     drift_example, fold_path, DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, NewRun,
@@ -483,18 +483,6 @@ fn edge_value<'a>(obj: &'a Map<String, Value>, e: &EdgeLayout) -> Option<&'a Val
     obj.get(&e.name)
         .or_else(|| e.title.as_ref().and_then(|t| obj.get(t)))
         .filter(|v| !v.is_null())
-}
-
-/// Follows `path` inside a value of an edge. A scalar stands for the whole key when the
-/// key has one column (`"grass"` for `{"name": "grass"}`).
-fn extract<'a>(v: &'a Value, path: &[String], single: bool) -> Option<&'a Value> {
-    match (path.split_first(), v) {
-        (None, _) => Some(v),
-        (Some((first, rest)), Value::Object(o)) => extract(o.get(first)?, rest, single),
-        (Some(_), Value::Null) => None,
-        (Some(_), scalar) if single => Some(scalar),
-        _ => None,
-    }
 }
 
 /// The SQL values of an edge's columns for one value of the edge.
