@@ -534,3 +534,89 @@ fn store_specs_open_the_right_store() {
     let r = open_store_read_only(&StoreSpec::Sqlite(db)).unwrap();
     assert!(r.runs(None).unwrap().is_empty());
 }
+
+const REFS: &str = r#"
+Pokemon(id) {
+  id: Number
+  name: String
+}
+Day(year, month) {
+  year: Number
+  month: Number
+  label: String?
+}
+Event(id) {
+  id: Number
+  day: Day?
+  days: Day*
+}
+"#;
+
+#[test]
+fn references_to_models_with_composite_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SqliteStore::open(dir.path().join("kye.db")).unwrap();
+    s.prepare(&schema(REFS)).unwrap();
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    let res = s
+        .write_batch(&[record(
+            run,
+            "Event",
+            json!({"id": 1, "day": {"year": 2024, "month": 1, "label": "Jan"},
+                       "days": [{"year": 2024, "month": 2}, {"year": 2024, "month": 1}]}),
+        )])
+        .unwrap();
+    assert!(res.iter().all(Result::is_ok), "{res:?}");
+    // Composite references get one column per key part.
+    assert_eq!(
+        count(
+            &s,
+            "SELECT count(*) FROM Event WHERE \"day.year\" = 2024 AND \"day.month\" = 1"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &s,
+            "SELECT count(*) FROM Event__days WHERE \"value.month\" = 2"
+        ),
+        1
+    );
+    let events = s.records(&RecordQuery::new("Event")).unwrap();
+    assert_eq!(
+        events[0],
+        json!({"id": 1, "day": {"year": 2024, "month": 1, "label": "Jan"},
+               "days": [{"year": 2024, "month": 2}, {"year": 2024, "month": 1, "label": "Jan"}]})
+    );
+    let mut q = RecordQuery::new("Event").filter(Filter::parse("id = 1").unwrap());
+    q.depth = 0;
+    assert_eq!(
+        s.records(&q).unwrap(),
+        vec![json!({"id": 1, "day": {"year": 2024, "month": 1},
+                    "days": [{"year": 2024, "month": 2}, {"year": 2024, "month": 1}]})]
+    );
+    assert!(s
+        .last_stored("Day", &IndexKey::new(["year", "month"], [2024, 1]))
+        .unwrap()
+        .is_some());
+    assert!(s
+        .last_stored("Day", &IndexKey::new(["year", "month"], [2024, 2]))
+        .unwrap()
+        .is_none());
+
+    // The directory store names such records by their key parts in index order.
+    let root = dir.path().join("out");
+    let mut d = DirStore::open(&root).unwrap();
+    d.prepare(&schema(REFS)).unwrap();
+    let run = d.begin_run(&NewRun::new("x")).unwrap();
+    let res = d
+        .write_batch(&[record(
+            run,
+            "Event",
+            json!({"id": 1, "day": {"year": 2024, "month": 1, "label": "Jan"}}),
+        )])
+        .unwrap();
+    assert!(res[0].is_ok(), "{res:?}");
+    assert!(root.join("Day/2024,1.json").is_file());
+    assert!(root.join("Event/1.json").is_file());
+}
