@@ -7,14 +7,12 @@
 //! (`Pokemon::__kye_index_id`: not an index → "no associated item" at the identifier), and each
 //! key parameter type is converted through `FromKeyValue<Kind>` at the parameter's type.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Token, Type};
-
-use crate::names;
 
 /// `Model.edge`, `Model(a, b)`, optionally followed by `crate = path`; or just `crate = path`.
 struct Args {
@@ -123,6 +121,23 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
         Ok(registration) => quote! { #func #registration },
         Err(err) => with_error(func.into_token_stream(), err),
     }
+}
+
+/// `ts` with every token at `span`, so that rustc reports errors in it at the user's token.
+fn respan(ts: TokenStream, span: Span) -> TokenStream {
+    ts.into_iter()
+        .map(|tt| match tt {
+            TokenTree::Group(g) => {
+                let mut ng = Group::new(g.delimiter(), respan(g.stream(), span));
+                ng.set_span(span);
+                TokenTree::Group(ng)
+            }
+            mut other => {
+                other.set_span(span);
+                other
+            }
+        })
+        .collect()
 }
 
 /// The user's item unchanged, plus the error: no cascade of follow-on errors.
@@ -426,11 +441,6 @@ fn expand_fn(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
     }
 
     // Conversions: one `key_at` per index edge, spanned at the parameter's type.
-    let index_const = format_ident!(
-        "{}",
-        names::index_const_name(&edges.iter().map(Ident::to_string).collect::<Vec<_>>()),
-        span = edges[0].span()
-    );
     let mut position = 0usize;
     let mut arg_tys = Vec::new();
     let mut conversions = Vec::new();
@@ -449,7 +459,7 @@ fn expand_fn(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
                 let n = position;
                 position += 1;
                 let conv = quote_spanned! {ty.span()=>
-                    #p::key_at::<_, #n, #ty>(__kye_index, __kye_key)?
+                    #p::key_at::<__KyeKinds, #n, #ty>(__kye_key)?
                 };
                 conversions.push(conv);
                 arg_tys.push(quote!(#ty));
@@ -463,7 +473,7 @@ fn expand_fn(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
                     let n = position;
                     position += 1;
                     parts.push(quote_spanned! {ty.span()=>
-                        #p::key_at::<_, #n, #ty>(__kye_index, __kye_key)?
+                        #p::key_at::<__KyeKinds, #n, #ty>(__kye_key)?
                     });
                 }
                 conversions.push(quote!((#(#parts,)*)));
@@ -481,9 +491,17 @@ fn expand_fn(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
     let doc = doc_of(func);
     let line = fn_name.span().unwrap().line() as u32;
     let model_alias = quote_spanned! {model.span()=> type __KyeModel = #model; };
-    let index_ref = quote_spanned! {index_const.span()=>
-        let __kye_index = &<__KyeModel>::#index_const;
-    };
+    let index_ref = respan(
+        quote! {
+            const __KYE_INDEX: usize = #p::index_position(
+                <__KyeModel as #p::Model>::INDEXES,
+                &[#(#edge_strs),*],
+                <__KyeModel as #p::Model>::NOT_AN_INDEX,
+            );
+            type __KyeKinds = <__KyeModel as #p::IndexAt<__KYE_INDEX>>::Kinds;
+        },
+        edges[0].span(),
+    );
     let finish = quote_spanned! {output.span()=>
         <#output as #p::FetchResult<__KyeModel>>::into_fetch_result(__kye_out)
     };
@@ -516,11 +534,11 @@ fn expand_fn(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
         #[allow(non_upper_case_globals, non_snake_case, unused_qualifications, clippy::all)]
         const _: () = {
             #model_alias
+            #index_ref
 
             fn __kye_args(
                 __kye_key: &#p::Key,
             ) -> ::core::result::Result<(#(#arg_tys,)*), #p::KeyError> {
-                #index_ref
                 ::core::result::Result::Ok((#(#conversions,)*))
             }
 

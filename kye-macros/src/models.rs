@@ -110,13 +110,24 @@ fn expand_inner(input: TokenStream) -> syn::Result<TokenStream> {
     let mut files: Vec<(LitStr, PathBuf)> = Vec::new();
     for lit in &input.paths {
         let rel = lit.value();
-        let abs = PathBuf::from(&manifest_dir).join(&rel);
+        let mut abs = PathBuf::from(&manifest_dir).join(&rel);
+        if !abs.is_file() {
+            // Next, like `include_str!`: relative to the file that invokes the macro.
+            if let Some(dir) = proc_macro::Span::call_site()
+                .local_file()
+                .and_then(|f| f.parent().map(PathBuf::from))
+            {
+                let beside = dir.join(&rel);
+                if beside.is_file() {
+                    abs = beside;
+                }
+            }
+        }
         let text = std::fs::read_to_string(&abs).map_err(|e| {
             syn::Error::new(
                 lit.span(),
                 format!(
-                    "cannot read `{rel}`: {e} (paths are relative to the crate's Cargo.toml: {})",
-                    abs.display()
+                    "cannot read `{rel}`: {e}; paths are relative to the directory of the crate's Cargo.toml, then to the file invoking `kye::models!`"
                 ),
             )
         })?;
@@ -469,7 +480,6 @@ impl<'a> Generator<'a> {
             for ix in &m.indexes {
                 let edge_strs: Vec<&str> = ix.edges.iter().map(String::as_str).collect();
                 index_lists.push(quote!(&[#(#edge_strs),*]));
-                let konst = format_ident!("{}", names::index_const_name(&ix.edges));
                 let mut kinds = Vec::new();
                 let mut params = Vec::new();
                 let mut values = Vec::new();
@@ -502,9 +512,11 @@ impl<'a> Generator<'a> {
                         }
                     }
                 }
+                let position = consts.len();
                 consts.push(quote! {
-                    #[doc(hidden)]
-                    pub const #konst: #p::IndexToken<(#(#kinds,)*)> = #p::IndexToken::new(&[#(#edge_strs),*]);
+                    impl #p::IndexAt<#position> for #name {
+                        type Kinds = (#(#kinds,)*);
+                    }
                 });
                 if buildable {
                     let snake: Vec<String> = ix
@@ -527,15 +539,33 @@ impl<'a> Generator<'a> {
                     });
                 }
             }
+            let listed: Vec<String> = m
+                .indexes
+                .iter()
+                .map(|ix| {
+                    if ix.edges.len() == 1 {
+                        format!("`{}.{}`", m.name, ix.edges[0])
+                    } else {
+                        format!("`{}({})`", m.name, ix.edges.join(", "))
+                    }
+                })
+                .collect();
+            let not_an_index = format!(
+                "this identifier is not an index of `{}`; its indexes are {}",
+                m.name,
+                listed.join(", ")
+            );
             out.extend(quote! {
+                #(#consts)*
+
                 impl #name {
-                    #(#consts)*
                     #(#builders)*
                 }
 
                 impl #p::Model for #name {
                     const NAME: &'static str = #model_name;
                     const INDEXES: &'static [&'static [&'static str]] = &[#(#index_lists),*];
+                    const NOT_AN_INDEX: &'static str = #not_an_index;
                     fn schema() -> &'static #p::Schema {
                         __kye_schema()
                     }

@@ -74,12 +74,6 @@ pub fn is_plain_ident(name: &str) -> bool {
         && name.chars().all(|c| c.is_alphanumeric() || c == '_')
 }
 
-/// The hidden associated constant `kye::models!` emits per index and `#[kye::get]` names.
-pub fn index_const_name<S: AsRef<str>>(edges: &[S]) -> String {
-    let parts: Vec<&str> = edges.iter().map(AsRef::as_ref).collect();
-    format!("__kye_index_{}", parts.join("__"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

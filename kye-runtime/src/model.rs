@@ -12,7 +12,6 @@
 
 use std::fmt;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -32,6 +31,9 @@ pub trait Model:
     const NAME: &'static str;
     /// The model's unique indexes, each a list of edge names; the first is the primary one.
     const INDEXES: &'static [&'static [&'static str]];
+    /// Why an identifier is not an index of this model, naming the indexes (compile-time message).
+    #[doc(hidden)]
+    const NOT_AN_INDEX: &'static str = "no index of this model is made of these edges";
     /// The compiled schema the model comes from (compiled once, on first use).
     fn schema() -> &'static kye_lang::Schema;
     /// The compiled definition of this model inside [`Model::schema`].
@@ -228,8 +230,8 @@ use kind::{BooleanIndex, NumberIndex, StringIndex};
 /// index's values; the conversion itself can still fail at run time for values out of range
 /// (e.g. `300` for a `u8` parameter). Such a key is rejected before the fetcher is called.
 #[diagnostic::on_unimplemented(
-    message = "a key parameter of type `{Self}` cannot hold the values of this index ({K})",
-    label = "`{Self}` cannot hold {K} key values",
+    message = "a key parameter of type `{Self}` cannot hold the values of this index",
+    label = "`{Self}` cannot hold the values of a {K}",
     note = "Number indexes take integer types (i64, i32, u64, ...) or f64; String indexes take String, Box<str> or Arc<str>; Boolean indexes take bool"
 )]
 pub trait FromKeyValue<K>: Sized {
@@ -358,31 +360,56 @@ kinds_tuple!(6; A, B, C, D, E, F; 0 => A, 1 => B, 2 => C, 3 => D, 4 => E, 5 => F
 kinds_tuple!(7; A, B, C, D, E, F, G; 0 => A, 1 => B, 2 => C, 3 => D, 4 => E, 5 => F, 6 => G);
 kinds_tuple!(8; A, B, C, D, E, F, G, H; 0 => A, 1 => B, 2 => C, 3 => D, 4 => E, 5 => F, 6 => G, 7 => H);
 
-/// Compile-time description of one index of a model: `kye::models!` emits one per index as a
-/// hidden associated constant (`Pokemon::__kye_index_id`), which `#[kye::get]` names so that
-/// rustc checks the identifier exists and the parameter types fit.
-pub struct IndexToken<K> {
-    edges: &'static [&'static str],
-    _kinds: PhantomData<fn() -> K>,
+/// The kinds of a model's `N`th index (in [`Model::INDEXES`] order). `kye::models!` implements
+/// it for every index; `#[kye::get]` finds `N` at compile time with [`index_position`].
+pub trait IndexAt<const N: usize> {
+    /// A tuple of [`kind`] markers, one per index edge.
+    type Kinds: IndexKinds;
 }
 
-impl<K> IndexToken<K> {
-    /// A token for the index made of `edges`.
-    pub const fn new(edges: &'static [&'static str]) -> Self {
-        IndexToken {
-            edges,
-            _kinds: PhantomData,
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
         }
+        i += 1;
     }
-
-    /// The index's edge names.
-    pub const fn edges(&self) -> &'static [&'static str] {
-        self.edges
-    }
+    true
 }
 
-/// Converts the `N`th value of `key` into a parameter of type `P` (generated code calls this).
-pub fn key_at<K, const N: usize, P>(_index: &IndexToken<K>, key: &Key) -> Result<P, KeyError>
+/// Position of the index made of exactly `edges` (in order) among `indexes`. Evaluated at
+/// compile time by `#[kye::get]`: when there is no such index, compilation fails with
+/// `not_found` (which names the model's indexes) at the identifier the user wrote.
+pub const fn index_position(indexes: &[&[&str]], edges: &[&str], not_found: &'static str) -> usize {
+    let mut i = 0;
+    while i < indexes.len() {
+        let ix = indexes[i];
+        if ix.len() == edges.len() {
+            let mut j = 0;
+            let mut same = true;
+            while j < ix.len() {
+                if !str_eq(ix[j], edges[j]) {
+                    same = false;
+                }
+                j += 1;
+            }
+            if same {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("{}", not_found)
+}
+
+/// Converts the `N`th value of `key` into a parameter of type `P`, for an index whose edge kinds
+/// are `K` (generated code calls this, spanned at the parameter's type).
+pub fn key_at<K, const N: usize, P>(key: &Key) -> Result<P, KeyError>
 where
     K: KindAt<N>,
     P: FromKeyValue<<K as KindAt<N>>::Kind>,
@@ -624,12 +651,21 @@ mod tests {
     }
 
     #[test]
+    fn index_position_matches_whole_indexes_in_order() {
+        const IX: &[&[&str]] = &[&["id"], &["year", "month", "day"]];
+        assert_eq!(index_position(IX, &["id"], "x"), 0);
+        assert_eq!(index_position(IX, &["year", "month", "day"], "x"), 1);
+        let r = std::panic::catch_unwind(|| index_position(IX, &["day", "month", "year"], "nope"));
+        assert!(r.is_err());
+    }
+
+    #[test]
     fn key_at_checks_arity() {
-        const TOKEN: IndexToken<(NumberIndex, NumberIndex)> = IndexToken::new(&["a", "b"]);
+        type Kinds = (NumberIndex, NumberIndex);
         let key = Key::new(vec![1i64.into(), 2i64.into()]);
-        let b: i32 = key_at::<_, 1, i32>(&TOKEN, &key).unwrap();
+        let b: i32 = key_at::<Kinds, 1, i32>(&key).unwrap();
         assert_eq!(b, 2);
-        let err = key_at::<_, 0, i32>(&TOKEN, &Key::single(1i64)).unwrap_err();
+        let err = key_at::<Kinds, 0, i32>(&Key::single(1i64)).unwrap_err();
         assert_eq!(
             err.message(),
             "key 1 has 1 value(s) but the index has 2 edge(s)"

@@ -1,0 +1,3 @@
+kye::models!("../no_such_schema.kye");
+
+fn main() {}

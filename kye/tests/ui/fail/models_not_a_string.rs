@@ -1,0 +1,3 @@
+kye::models!(schema.kye);
+
+fn main() {}

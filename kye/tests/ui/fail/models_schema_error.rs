@@ -1,0 +1,3 @@
+kye::models!("../schema.kye", "../broken.kye");
+
+fn main() {}

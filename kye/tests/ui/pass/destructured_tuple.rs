@@ -1,0 +1,11 @@
+// Composite index as one destructured tuple, inferred from the pattern's names.
+kye::models!("../schema.kye");
+
+#[kye::get]
+fn get_date((year, month, day): (i64, i64, i64), _ctx: &kye::Context) -> kye::Result<Date> {
+    Ok(Date { year, month, day, holiday: None })
+}
+
+fn main() {
+    assert!(kye::registry().unwrap().fetcher("Date", &["year", "month", "day"]).is_some());
+}
