@@ -404,3 +404,143 @@ impl Registry {
 fn same_model(a: &kye_lang::Model, b: &kye_lang::Model) -> bool {
     a.name == b.name && a.indexes.len() == b.indexes.len() && a == b
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::OutputKind;
+
+    fn call(_: &Key, _: Context) -> FetchFuture {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    fn check(_: &Key) -> Result<(), KeyError> {
+        Ok(())
+    }
+
+    const fn fetcher(function: &'static str, file: &'static str, line: u32) -> FetcherRegistration {
+        FetcherRegistration {
+            model: "Pokemon",
+            identifier: &["id"],
+            function,
+            module_path: "sources",
+            file,
+            line,
+            is_async: false,
+            doc: "",
+            output: OutputKind::Record,
+            call,
+            check,
+        }
+    }
+
+    static A: FetcherRegistration = fetcher("get_pokemon", "src/a.rs", 3);
+    static B: FetcherRegistration = fetcher("fetch_pokemon", "src/b.rs", 7);
+
+    fn schema(text: &str) -> &'static Schema {
+        Box::leak(Box::new(kye_lang::compile_str("p.kye", text).unwrap()))
+    }
+
+    const POKEMON: &str = "Pokemon(id) {\n  id: Number\n}\nType(name) {\n  name: String\n}\n";
+
+    #[test]
+    fn duplicate_fetchers_name_both_locations() {
+        let s = schema(POKEMON);
+        let models = [RegisteredModel::new(s, "Pokemon").unwrap()];
+        let err = Registry::from_parts(models, [&A, &B]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "two fetchers are registered for `Pokemon.id`: `get_pokemon` at src/a.rs:3 and `fetch_pokemon` at src/b.rs:7; remove one, or key one by another index"
+        );
+    }
+
+    #[test]
+    fn empty_registry_and_models_without_fetchers_warn_about_the_linker() {
+        let s = schema(POKEMON);
+        let all = || ["Pokemon", "Type"].map(|n| RegisteredModel::new(s, n).unwrap());
+        let empty = Registry::from_parts(all(), []).unwrap();
+        assert_eq!(empty.warnings(), [RegistryWarning::NoFetchers]);
+        assert!(empty.warnings()[0]
+            .to_string()
+            .contains("use my_sources as _;"));
+        let some = Registry::from_parts(all(), [&A]).unwrap();
+        assert_eq!(
+            some.warnings(),
+            [RegistryWarning::ModelWithoutFetcher {
+                model: "Type".into(),
+                location: "p.kye:4:1".into()
+            }]
+        );
+        assert_eq!(
+            some.warnings()[0].to_string(),
+            "model `Type` (p.kye:4:1) has no fetcher, so requests for it cannot be served; if its fetchers live in a crate this binary never names, the linker dropped that crate: add `use my_sources as _;` (with that crate's name) to the binary"
+        );
+    }
+
+    #[test]
+    fn same_model_twice_is_fine_but_different_models_of_one_name_are_not() {
+        let a = schema(POKEMON);
+        let b = schema(POKEMON);
+        let ok = Registry::from_parts(
+            [
+                RegisteredModel::new(a, "Pokemon").unwrap(),
+                RegisteredModel::new(b, "Pokemon").unwrap(),
+            ],
+            [&A],
+        )
+        .unwrap();
+        assert_eq!(ok.models().count(), 1);
+        let c = schema("Pokemon(name) {\n  name: String\n}\n");
+        let err = Registry::from_parts(
+            [
+                RegisteredModel::new(a, "Pokemon").unwrap(),
+                RegisteredModel::new(c, "Pokemon").unwrap(),
+            ],
+            [],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "two different models are named `Pokemon`: one at p.kye:1:1 and one at p.kye:1:1; model names must be unique in a binary"
+        );
+    }
+
+    #[test]
+    fn fetcher_for_unregistered_model_is_an_error() {
+        let err = Registry::from_parts([], [&A]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "fetcher `get_pokemon` at src/a.rs:3 fetches `Pokemon`, but no model of that name is registered"
+        );
+    }
+
+    #[test]
+    fn listing_renders_text_json_and_markdown() {
+        let s = schema(POKEMON);
+        let models = ["Pokemon", "Type"].map(|n| RegisteredModel::new(s, n).unwrap());
+        let reg = Registry::from_parts(models, [&A]).unwrap();
+        let listing = crate::listing::Listing::new(&reg);
+        let json: serde_json::Value = serde_json::from_str(&listing.to_json()).unwrap();
+        assert_eq!(
+            json["fetchers"][0],
+            serde_json::json!({
+                "model": "Pokemon", "identifier": ["id"], "function": "get_pokemon",
+                "crate": "sources", "module": "sources", "location": "src/a.rs:3",
+                "async": false, "output": "record", "doc": ""
+            })
+        );
+        assert_eq!(json["models"][0]["name"], "Pokemon");
+        assert_eq!(json["models"][0]["indexes"], serde_json::json!([["id"]]));
+        assert_eq!(json["warnings"].as_array().unwrap().len(), 1);
+        let text = listing.to_text();
+        assert!(
+            text.contains("  Pokemon.id  get_pokemon  sync  record  src/a.rs:3"),
+            "{text}"
+        );
+        let md = listing.to_markdown();
+        assert!(
+            md.contains("| `Pokemon.id` | `get_pokemon` | sync | record | `src/a.rs:3` |  |"),
+            "{md}"
+        );
+    }
+}
