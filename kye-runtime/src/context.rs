@@ -219,15 +219,22 @@ impl ContextBuilder {
     }
 }
 
-/// HTTP settings from `run.max_body_size`, `http.timeout`, `http.connect_timeout`,
-/// `http.user_agent`, `http.pool_max_idle_per_host`.
+/// HTTP settings from `run.max_body_size`, `run.timeout` (and `fetchers."<name>".timeout`),
+/// `http.connect_timeout`, `http.user_agent`, `http.pool_max_idle_per_host`.
 pub fn http_settings_from(config: &Config) -> Result<HttpSettings> {
     let mut s = HttpSettings::default();
     if let Some(v) = config.get_size("run.max_body_size")? {
         s.max_body_size = v;
     }
-    if let Some(v) = config.get_duration("http.timeout")? {
+    if let Some(v) = config.get_duration("run.timeout")? {
         s.request_timeout = v;
+    }
+    if let Some(fetchers) = config.table("fetchers") {
+        for name in fetchers.keys() {
+            if let Some(v) = config.get_duration(&format!("fetchers.{name}.timeout"))? {
+                s.fetcher_timeouts.insert(name.clone(), v);
+            }
+        }
     }
     if let Some(v) = config.get_duration("http.connect_timeout")? {
         s.connect_timeout = v;

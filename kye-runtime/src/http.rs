@@ -32,7 +32,7 @@ use crate::secrets::{redact_text, redact_url};
 
 /// Default maximum response body: 32 MiB.
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 32 << 20;
-/// Default timeout of one HTTP request (connect + headers + body): 30 s.
+/// Default timeout of one HTTP request (connect + headers + body, after any rate-limit wait): 30 s.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default connect timeout: 10 s.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,8 +42,11 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct HttpSettings {
     /// Largest response body accepted, in bytes (`run.max_body_size`, default 32 MiB).
     pub max_body_size: u64,
-    /// Timeout of one request (`http.timeout`, default 30 s).
+    /// Timeout of one request, counted from when it is sent (after the host's rate limiter let
+    /// it go) to the end of the body (`run.timeout`, default 30 s).
     pub request_timeout: Duration,
+    /// Per-fetcher request timeouts (`fetchers."<name>".timeout`).
+    pub fetcher_timeouts: std::collections::HashMap<String, Duration>,
     /// Connect timeout (`http.connect_timeout`, default 10 s).
     pub connect_timeout: Duration,
     /// `User-Agent` header (`http.user_agent`, default `kye/<version>`).
@@ -57,6 +60,7 @@ impl Default for HttpSettings {
         HttpSettings {
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            fetcher_timeouts: std::collections::HashMap::new(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             user_agent: concat!("kye/", env!("CARGO_PKG_VERSION")).to_string(),
             pool_max_idle_per_host: 64,
@@ -123,7 +127,6 @@ impl Http {
             install_crypto_provider();
             reqwest::Client::builder()
                 .user_agent(self.settings.user_agent.clone())
-                .timeout(self.settings.request_timeout)
                 .connect_timeout(self.settings.connect_timeout)
                 .pool_max_idle_per_host(self.settings.pool_max_idle_per_host)
                 .tcp_nodelay(true)
@@ -148,7 +151,19 @@ impl Http {
         if let Some(auth) = self.auth.lookup(fetcher, &parsed) {
             auth.apply(&mut parsed, &mut headers)?;
         }
-        Ok(self.client()?.request(method, parsed).headers(headers))
+        Ok(self
+            .client()?
+            .request(method, parsed)
+            .headers(headers)
+            .timeout(self.timeout_for(fetcher)))
+    }
+
+    /// The request timeout for a fetcher (its own `timeout`, else `run.timeout`).
+    pub fn timeout_for(&self, fetcher: Option<&str>) -> Duration {
+        fetcher
+            .and_then(|f| self.settings.fetcher_timeouts.get(f))
+            .copied()
+            .unwrap_or(self.settings.request_timeout)
     }
 
     /// Sends a request: waits for the host's rate limiter, maps the status to an error class and
@@ -158,6 +173,7 @@ impl Http {
             .build()
             .map_err(|e| Error::permanent(format!("invalid request: {}", e.without_url())))?;
         let url = request.url().clone();
+        let timeout = request.timeout().copied();
         let shown = redact_url(url.as_str());
         let host = host_key(&url);
         let method = request.method().clone();
@@ -167,7 +183,7 @@ impl Http {
         let response = client
             .execute(request)
             .await
-            .map_err(|e| transport_error(&e, "request failed").with_url(shown.clone()))?;
+            .map_err(|e| transport_error(&e, "request failed", timeout).with_url(shown.clone()))?;
         let status = response.status();
         let headers = response.headers().clone();
         tracing::debug!(
@@ -187,14 +203,14 @@ impl Http {
                 self.limiter.pause(&host, delay);
             }
             // A little of the body explains most 4xx (`{"error": "invalid key"}`).
-            let snippet = read_limited(response, 1024, true)
+            let snippet = read_limited(response, 1024, true, timeout)
                 .await
                 .ok()
                 .map(|b| String::from_utf8_lossy(&b).trim().to_string())
                 .filter(|s| !s.is_empty());
             return Err(status_error(status, snippet.as_deref(), retry_after).with_url(shown));
         }
-        let body = read_limited(response, self.settings.max_body_size, false)
+        let body = read_limited(response, self.settings.max_body_size, false, timeout)
             .await
             .map_err(|e| e.with_url(shown.clone()))?;
         Ok(HttpResponse {
@@ -264,10 +280,13 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     })
 }
 
-fn transport_error(e: &reqwest::Error, what: &str) -> Error {
+fn transport_error(e: &reqwest::Error, what: &str, timeout: Option<Duration>) -> Error {
     let detail = redact_text(&error_chain(e));
     if e.is_timeout() {
-        Error::retryable(format!("{what}: timed out ({detail})"))
+        let after = timeout
+            .map(|t| format!(" after {} (run.timeout)", crate::exec::retry::human(t)))
+            .unwrap_or_default();
+        Error::retryable(format!("{what}: timed out{after}"))
     } else if e.is_connect() {
         Error::retryable(format!("{what}: connection failed ({detail})"))
     } else if e.is_redirect() {
@@ -350,6 +369,7 @@ async fn read_limited(
     mut response: reqwest::Response,
     limit: u64,
     truncate_ok: bool,
+    timeout: Option<Duration>,
 ) -> Result<Vec<u8>> {
     if !truncate_ok {
         if let Some(len) = response.content_length() {
@@ -378,6 +398,7 @@ async fn read_limited(
                 let err = transport_error(
                     &e,
                     &format!("response body cut short after {} bytes", body.len()),
+                    timeout,
                 );
                 // A cut body is transient even when reqwest does not call it a timeout.
                 return Err(if err.class() == ErrorClass::Permanent {

@@ -106,7 +106,7 @@ async fn retryable_errors_are_retried_and_permanent_ones_are_not() {
         );
     let server = TestServer::start(routes).await.unwrap();
     let ctx = Context::builder()
-        .config(Config::from_toml_str("[run]\nmax_body_size = \"1MiB\"", None).unwrap())
+        .config(Config::from_toml_str(&format!("{FAST}max_body_size = \"1MiB\""), None).unwrap())
         .build()
         .unwrap();
     let exec = Executor::new(settings(FAST));
@@ -145,7 +145,11 @@ async fn retryable_errors_are_retried_and_permanent_ones_are_not() {
 
     let (e, attempts) = (&r["/stall/"].0.as_ref().unwrap_err(), r["/stall/"].1);
     assert_eq!((e.0, attempts), (ErrorClass::Retryable, 3));
-    assert!(e.1.contains("timed out after 400ms"), "{}", e.1);
+    assert!(
+        e.1.contains("timed out after 400ms (run.timeout)"),
+        "{}",
+        e.1
+    );
 
     for (path, class) in [
         ("/denied/", ErrorClass::Permanent),
@@ -375,7 +379,7 @@ async fn stop_lets_in_flight_finish_and_takes_no_new_keys() {
 async fn grace_period_over_records_in_flight_as_interrupted() {
     let shutdown = Shutdown::new();
     let exec = Executor::new(settings(
-        "[run]\nconcurrency = 3\ngrace_period = \"100ms\"\ntimeout = \"30s\"",
+        "[run]\nconcurrency = 3\ngrace_period = \"100ms\"\ncall_timeout = \"30s\"",
     ))
     .with_shutdown(shutdown.clone());
     let sd = shutdown.clone();

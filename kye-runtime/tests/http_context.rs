@@ -123,7 +123,7 @@ async fn retry_after_is_parsed_and_pauses_the_host() {
 #[tokio::test]
 async fn stalls_time_out_as_retryable() {
     let s = server().await;
-    let ctx = ctx_with("[http]\ntimeout = \"300ms\"\n");
+    let ctx = ctx_with("[run]\ntimeout = \"300ms\"\n");
     let start = Instant::now();
     let e = ctx.get_json_value(&s.url("/stall/")).await.unwrap_err();
     assert!(start.elapsed() < Duration::from_secs(3));

@@ -11,7 +11,8 @@
 //! | key              | default  | meaning                                                        |
 //! |------------------|----------|----------------------------------------------------------------|
 //! | `concurrency`    | 16       | items in flight (global); per fetcher: at most this many of its calls at once (default: no extra limit) |
-//! | `timeout`        | `"60s"`  | one call of the fetcher, including all its HTTP requests       |
+//! | `timeout`        | `"30s"`  | one HTTP request made through the context, from sending (after any rate-limit wait) to the end of the body |
+//! | `call_timeout`   | `"5m"`   | one whole call of the fetcher (all its requests and waits); catches fetchers that hang |
 //! | `max_attempts`   | 4        | tries per key (1 = no retry); only retryable errors are retried |
 //! | `backoff_base`   | `"500ms"`| delay before the 2nd try; doubles each time, with jitter        |
 //! | `backoff_max`    | `"30s"`  | longest delay between tries (a longer `Retry-After` still wins, up to `max_retry_after`) |
@@ -37,8 +38,9 @@ pub use retry::Backoff;
 
 /// Default global concurrency.
 pub const DEFAULT_CONCURRENCY: usize = 16;
-/// Default per-call timeout.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default timeout of a whole fetcher call (`call_timeout`). The per-request timeout
+/// (`timeout`) is [`crate::http::DEFAULT_REQUEST_TIMEOUT`].
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default attempts per key.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;
 /// Default first backoff delay.
@@ -53,8 +55,8 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 /// How one fetcher's calls are made.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallPolicy {
-    /// Timeout of one call.
-    pub timeout: Duration,
+    /// Timeout of one whole call of the fetcher.
+    pub call_timeout: Duration,
     /// Tries per key, at least 1.
     pub max_attempts: u32,
     /// Delays between tries.
@@ -66,7 +68,7 @@ pub struct CallPolicy {
 impl Default for CallPolicy {
     fn default() -> Self {
         CallPolicy {
-            timeout: DEFAULT_TIMEOUT,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             backoff: Backoff::new(DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX),
             concurrency: None,
@@ -127,8 +129,8 @@ impl ExecSettings {
 
 fn read_policy(config: &Config, prefix: &str, base: &CallPolicy) -> Result<CallPolicy> {
     let mut p = base.clone();
-    if let Some(t) = config.get_duration(&format!("{prefix}.timeout"))? {
-        p.timeout = t;
+    if let Some(t) = config.get_duration(&format!("{prefix}.call_timeout"))? {
+        p.call_timeout = t;
     }
     if let Some(a) = config.get_u64(&format!("{prefix}.max_attempts"))? {
         p.max_attempts = (a as u32).max(1);
@@ -483,13 +485,13 @@ where
             fetcher = item.fetcher(),
             attempt
         );
-        let result = tokio::time::timeout(policy.timeout, call(item.clone(), attempt))
+        let result = tokio::time::timeout(policy.call_timeout, call(item.clone(), attempt))
             .instrument(span.clone())
             .await
             .unwrap_or_else(|_| {
                 Err(Error::retryable(format!(
-                    "timed out after {} (timeout)",
-                    retry::human(policy.timeout)
+                    "the fetcher call timed out after {} (call_timeout)",
+                    retry::human(policy.call_timeout)
                 )))
             });
         let error = match result {
