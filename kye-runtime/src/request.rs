@@ -902,8 +902,9 @@ pub(crate) fn resolve(registry: &Registry, req: &Request) -> Result<ResolvedRequ
         let names: Vec<&str> = registry.models().map(|m| m.name()).collect();
         err = match suggest(&req.model, names.iter().copied()) {
             Some(s) => err.help(format!("did you mean `{s}`?")),
-            None if names.is_empty() => err
-                .help("no models are registered in this binary; declare them with `kye::models!`"),
+            None if names.is_empty() => err.help(
+                "no models are registered in this binary: declare them with `kye::models!`; if they live in another crate, name that crate once (`use my_sources as _;`) so the linker keeps it",
+            ),
             None => err.help(format!("known models: {}", names.join(", "))),
         };
         return Err(err);
