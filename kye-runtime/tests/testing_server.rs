@@ -644,3 +644,49 @@ fn server_on_its_own_thread_serves_blocking_clients() {
     drop(server);
     assert!(std::net::TcpStream::connect(addr).is_err());
 }
+
+#[tokio::test]
+async fn generated_routes_serve_many_paths_without_storing_them() {
+    let routes = Routes::new()
+        .route("/pokemon/7/", Route::json(r#"{"fixed": true}"#))
+        .generate("/pokemon/", |rest| {
+            let id: u32 = rest.trim_end_matches('/').parse().ok()?;
+            (1..=1_000_000).contains(&id).then(|| {
+                let route = Route::json(format!(
+                    r#"{{"id": {id}, "self": "{{base}}/pokemon/{id}/"}}"#
+                ));
+                if id == 13 {
+                    route.fail_first(1, Fault::Status(503))
+                } else {
+                    route
+                }
+            })
+        })
+        .generate("/pokemon/special/", |_| {
+            Some(Route::text(200, "longest prefix wins"))
+        });
+    let server = TestServer::start(routes).await.unwrap();
+    let mut c = Client::connect(server.addr()).await;
+
+    let r = c.get("/pokemon/999999/").await;
+    assert_eq!(
+        r.json().unwrap()["self"],
+        format!("{}/pokemon/999999/", server.base_url())
+    );
+    // A fixed route beats the generator; the generator's None is a 404.
+    assert_eq!(c.get("/pokemon/7/").await.json().unwrap()["fixed"], true);
+    assert_eq!(c.get("/pokemon/0/").await.status, 404);
+    assert_eq!(c.get("/pokemon/pikachu/").await.status, 404);
+    assert_eq!(
+        c.get("/pokemon/special/x").await.text(),
+        "longest prefix wins"
+    );
+    // The generated route's own fault plan is indexed by requests to that path.
+    assert_eq!(c.get("/pokemon/13/").await.status, 503);
+    assert_eq!(c.get("/pokemon/13/").await.status, 200);
+    assert_eq!(server.requests("/pokemon/13/"), 2);
+    assert_eq!(
+        server.faults("/pokemon/13/"),
+        BTreeMap::from([(Fault::Status(503), 1)])
+    );
+}

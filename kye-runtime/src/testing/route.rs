@@ -234,7 +234,26 @@ pub(crate) fn normalize_path(path: &str) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct Routes {
     pub(crate) routes: BTreeMap<String, Route>,
+    pub(crate) generators: Vec<Generator>,
     pub(crate) chaos: Option<Chaos>,
+}
+
+/// Builds the route for the part of a path after a prefix, on demand.
+pub(crate) type GenerateFn = dyn Fn(&str) -> Option<Route> + Send + Sync;
+
+/// A prefix whose routes are made per request (see [`Routes::generate`]).
+#[derive(Clone)]
+pub(crate) struct Generator {
+    pub(crate) prefix: String,
+    pub(crate) make: std::sync::Arc<GenerateFn>,
+}
+
+impl fmt::Debug for Generator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Generator")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Routes {
@@ -272,6 +291,38 @@ impl Routes {
     /// ```
     pub fn get_mut(&mut self, path: &str) -> Option<&mut Route> {
         self.routes.get_mut(path)
+    }
+
+    /// Serves every path under `prefix` that has no fixed route with a route made on demand
+    /// from the rest of the path (e.g. `"25/"` for `/pokemon/25/` under `/pokemon/`); `None`
+    /// means 404. Nothing is stored per path, so a server can stand in for an API with a
+    /// million documents. `{base}` is replaced in what `make` returns, and the route's own
+    /// fault plan applies (indexed by the requests to that exact path). The longest matching
+    /// prefix wins. A panic in `make` closes that one connection.
+    ///
+    /// ```
+    /// use kye_runtime::testing::{Route, Routes};
+    ///
+    /// let routes = Routes::new().generate("/pokemon/", |rest| {
+    ///     let id: u32 = rest.trim_end_matches('/').parse().ok()?;
+    ///     (1..=100_000).contains(&id).then(|| {
+    ///         Route::json(format!(r#"{{"id": {id}, "self": "{{base}}/pokemon/{id}/"}}"#))
+    ///     })
+    /// });
+    /// # let _ = routes;
+    /// ```
+    pub fn generate<F>(mut self, prefix: impl AsRef<str>, make: F) -> Routes
+    where
+        F: Fn(&str) -> Option<Route> + Send + Sync + 'static,
+    {
+        self.generators.push(Generator {
+            prefix: normalize_path(prefix.as_ref()),
+            make: std::sync::Arc::new(make),
+        });
+        // Longest prefix first.
+        self.generators
+            .sort_by_key(|g| std::cmp::Reverse(g.prefix.len()));
+        self
     }
 
     /// Injects a seeded share of faults into all requests (after each route's own plan).

@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 use super::http::{self, HeadError, Method, RequestHead};
-use super::route::{Chaos, Fault, Route, Routes};
+use super::route::{Chaos, Fault, Generator, Route, Routes};
 
 /// Request and fault counts for one path.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -72,15 +72,17 @@ impl Stats {
 
 /// State shared by the accept loop, the connections and the [`TestServer`] handle.
 struct Shared {
-    routes: HashMap<String, Route>,
+    routes: HashMap<String, Arc<Route>>,
+    generators: Vec<Generator>,
     chaos: Option<Chaos>,
+    base_url: String,
     stats: Mutex<HashMap<String, PathStats>>,
     connections: AtomicU64,
 }
 
 /// What to answer one request with.
 struct Decision {
-    route: Option<Route>,
+    route: Option<Arc<Route>>,
     fault: Option<Fault>,
 }
 
@@ -104,10 +106,23 @@ impl Shared {
         self.stats.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A route made on demand by the longest matching generator.
+    fn generate(&self, path: &str) -> Option<Arc<Route>> {
+        self.generators.iter().find_map(|g| {
+            let rest = path.strip_prefix(&g.prefix)?;
+            let mut route = (g.make)(rest)?;
+            route.resolve_base(&self.base_url);
+            Some(Arc::new(route))
+        })
+    }
+
     /// Counts the request and decides its fault.
     fn decide(&self, path: &str) -> Decision {
         let key = self.key(path);
-        let route = self.routes.get(&key).cloned();
+        let route = match self.routes.get(&key) {
+            Some(route) => Some(Arc::clone(route)),
+            None => self.generate(path),
+        };
         let mut stats = self.stats();
         let entry = stats.entry(key.clone()).or_default();
         let index = entry.requests;
@@ -372,17 +387,23 @@ fn prepare(
 ) -> io::Result<(SocketAddr, String, Arc<Shared>)> {
     let addr = listener.local_addr()?;
     let base_url = format!("http://{addr}");
-    let Routes { routes, chaos } = routes;
+    let Routes {
+        routes,
+        generators,
+        chaos,
+    } = routes;
     let routes = routes
         .into_iter()
         .map(|(path, mut route)| {
             route.resolve_base(&base_url);
-            (path, route)
+            (path, Arc::new(route))
         })
         .collect();
     let shared = Arc::new(Shared {
         routes,
+        generators,
         chaos,
+        base_url: base_url.clone(),
         stats: Mutex::new(HashMap::new()),
         connections: AtomicU64::new(0),
     });
@@ -584,13 +605,13 @@ async fn respond(stream: &mut TcpStream, shared: &Shared, head: &RequestHead) ->
 
     match fault {
         None => {
-            let (status, headers, body) = normal_response(route.as_ref());
+            let (status, headers, body) = normal_response(route.as_deref());
             write_full(stream, status, &headers, body, keep, send_body, None).await?;
             Ok(keep)
         }
         Some(Fault::Stall(duration)) => {
             tokio::time::sleep(duration).await;
-            let (status, headers, body) = normal_response(route.as_ref());
+            let (status, headers, body) = normal_response(route.as_deref());
             write_full(stream, status, &headers, body, keep, send_body, None).await?;
             Ok(keep)
         }
@@ -622,7 +643,7 @@ async fn respond(stream: &mut TcpStream, shared: &Shared, head: &RequestHead) ->
             Ok(keep)
         }
         Some(Fault::CloseMidBody) => {
-            let (status, headers, body) = normal_response(route.as_ref());
+            let (status, headers, body) = normal_response(route.as_deref());
             let sent = &body[..body.len() / 2];
             // Always announce more than is sent, even for an empty body.
             let announced = (body.len() as u64).max(sent.len() as u64 + 1);
@@ -635,7 +656,7 @@ async fn respond(stream: &mut TcpStream, shared: &Shared, head: &RequestHead) ->
             Ok(false)
         }
         Some(Fault::TruncatedJson) => {
-            let (status, headers, body) = normal_response(route.as_ref());
+            let (status, headers, body) = normal_response(route.as_deref());
             write_full(
                 stream,
                 status,
