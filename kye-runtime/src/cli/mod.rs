@@ -16,6 +16,7 @@
 //! to [`Command`] (and its arm in [`Command::run`]).
 
 mod check;
+mod list;
 mod report;
 mod validate;
 
@@ -26,6 +27,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub use check::CheckArgs;
+pub use list::ListArgs;
 pub use validate::ValidateArgs;
 
 /// Exit code: success.
@@ -70,6 +72,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Validate a data file (.json, .jsonl, .csv, .yaml) against a model.
     Validate(ValidateArgs),
+    /// List the models and fetchers linked into this binary.
+    List(ListArgs),
 }
 
 impl Command {
@@ -78,6 +82,7 @@ impl Command {
         match self {
             Command::Check(a) => a.run(g),
             Command::Validate(a) => a.run(g),
+            Command::List(a) => a.run(g),
         }
     }
 }
