@@ -336,6 +336,8 @@ pub struct FetchRequest {
     pub refresh: bool,
     /// Resume an interrupted run of the same request (default: yes).
     pub resume: bool,
+    /// Overrides `run.concurrency` for this run.
+    pub concurrency: Option<usize>,
 }
 
 impl FetchRequest {
@@ -347,7 +349,14 @@ impl FetchRequest {
             max_age: None,
             refresh: false,
             resume: true,
+            concurrency: None,
         }
+    }
+
+    /// Keys in flight at once for this run (overrides `run.concurrency`).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = Some(n.max(1));
+        self
     }
 
     /// Follows references `depth` levels deep.
@@ -827,7 +836,8 @@ impl Runtime {
         self.inner.registry.get()
     }
 
-    /// The stop switch: trigger it to stop a running fetch as Ctrl-C would.
+    /// The stop switch: trigger it to stop a running fetch as Ctrl-C would (each new run
+    /// clears it first).
     pub fn shutdown(&self) -> &Shutdown {
         &self.inner.shutdown
     }
@@ -919,6 +929,8 @@ impl Runtime {
     ) -> Result<FetchSummary> {
         let inner = &self.inner;
         let started = Instant::now();
+        // A stop applies to the runs in progress; a new run starts fresh.
+        inner.shutdown.reset();
         let requested = resolved.keys().len();
         let resumed_from = if opts.resume {
             let store = inner.store.lock().unwrap_or_else(|p| p.into_inner());
@@ -954,7 +966,11 @@ impl Runtime {
             max_age: opts.max_age,
             resumed_from,
         });
-        let executor = Executor::new(inner.exec.clone()).with_shutdown(inner.shutdown.clone());
+        let mut settings = inner.exec.clone();
+        if let Some(n) = opts.concurrency {
+            settings.concurrency = n;
+        }
+        let executor = Executor::new(settings).with_shutdown(inner.shutdown.clone());
         let listener = if ctrl_c {
             Some(inner.shutdown.on_ctrl_c())
         } else {

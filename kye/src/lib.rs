@@ -99,6 +99,8 @@ pub use kye_runtime::model::{Key, KeyValue, Model};
 pub use kye_runtime::registry::{registry, Registry};
 pub use kye_runtime::request::{Request, RequestError};
 pub use kye_runtime::{Context, Error, ErrorClass, Result};
+pub use kye_runtime::runtime::{FetchRequest, FetchSummary, GetResult, Runtime, RuntimeBuilder};
+pub use kye_runtime::{Config, Secret};
 
 /// Items used by generated code. Not public API: names here change without notice.
 #[doc(hidden)]

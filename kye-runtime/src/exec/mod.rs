@@ -228,6 +228,11 @@ impl Shutdown {
         self.tx.send_modify(|v| *v = v.saturating_add(1));
     }
 
+    /// Clears a past stop request (the runtime does this when a new run starts).
+    pub fn reset(&self) {
+        self.tx.send_replace(0);
+    }
+
     /// How many times a stop was requested.
     pub fn level(&self) -> u8 {
         *self.tx.borrow()

@@ -1,0 +1,251 @@
+//! Secrets used for authentication never appear in logs (every span and event field, at trace
+//! level), error messages, summaries or what the store records, even when the server echoes
+//! the request back.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use kye_lang::Schema;
+use kye_runtime::config::Config;
+use kye_runtime::model::{FetchFuture, Key, KeyError, KeyValue, OutputKind};
+use kye_runtime::registry::{FetcherRegistration, RegisteredModel, Registry};
+use kye_runtime::runtime::{FetchRequest, Runtime};
+use kye_runtime::secrets::Secrets;
+use kye_runtime::store::{IndexKey, KeyStatus};
+use kye_runtime::{Context, Error};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Metadata, Subscriber};
+
+const TOKEN: &str = "tok-SECRET-1f2e3d4c5b";
+const APPID: &str = "appid-SECRET-9a8b7c6d";
+
+/// Records every span and event field as text.
+#[derive(Clone, Default)]
+struct Capture {
+    text: Arc<Mutex<String>>,
+    next: Arc<AtomicU64>,
+}
+
+struct Fields<'a>(&'a mut String);
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let _ = write!(self.0, " {}={:?}", field.name(), value);
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        let _ = write!(self.0, " {}={}", field.name(), value);
+    }
+}
+
+impl Subscriber for Capture {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &Attributes<'_>) -> Id {
+        let mut t = self.text.lock().unwrap();
+        t.push_str("\nspan ");
+        t.push_str(span.metadata().name());
+        span.record(&mut Fields(&mut t));
+        Id::from_u64(self.next.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+    fn record(&self, _: &Id, values: &Record<'_>) {
+        values.record(&mut Fields(&mut self.text.lock().unwrap()));
+    }
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, event: &Event<'_>) {
+        let mut t = self.text.lock().unwrap();
+        t.push_str("\nevent");
+        event.record(&mut Fields(&mut t));
+    }
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
+
+fn schema() -> &'static Schema {
+    static S: OnceLock<Schema> = OnceLock::new();
+    S.get_or_init(|| {
+        kye_lang::compile_str("s.kye", "Item(id: Number) { name: String }").expect("compiles")
+    })
+}
+
+fn item_by_id(key: &Key, ctx: Context) -> FetchFuture {
+    let key = key.clone();
+    Box::pin(async move {
+        let Some(KeyValue::Int(id)) = key.values().first().cloned() else {
+            return Err(Error::permanent("bad key"));
+        };
+        let base = ctx.config_or("echo.base_url", "");
+        let v = ctx
+            .get_json_value(&format!("{base}/items/{id}?lang=en"))
+            .await?;
+        Ok(Some(v))
+    })
+}
+
+fn any_key(_: &Key) -> Result<(), KeyError> {
+    Ok(())
+}
+
+static ITEM_BY_ID: FetcherRegistration = FetcherRegistration {
+    model: "Item",
+    identifier: &["id"],
+    function: "item_by_id",
+    module_path: "runtime_secrets",
+    file: file!(),
+    line: line!(),
+    is_async: true,
+    doc: "",
+    output: OutputKind::Json,
+    call: item_by_id,
+    check: any_key,
+};
+
+/// Answers with the status in the path (`/status/500/...`) and the request head as the body.
+async fn echo_server() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).to_string();
+                let target = head.split(' ').nth(1).unwrap_or("/").to_string();
+                let status: u16 = target
+                    .strip_prefix("/status/")
+                    .and_then(|s| s.split('/').next())
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(200);
+                let body = serde_json::json!({ "echo": head }).to_string();
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn secrets_stay_out_of_logs_errors_summaries_and_the_store() {
+    let capture = Capture::default();
+    let _guard = tracing::dispatcher::set_default(&tracing::Dispatch::new(capture.clone()));
+
+    let echo = echo_server().await;
+    let port = echo.rsplit(':').next().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secrets_file = dir.path().join("secrets.env");
+    std::fs::write(&secrets_file, format!("ECHO_APPID={APPID}\n")).unwrap();
+    let config = Config::from_toml_str(
+        &format!(
+            r#"
+            [run]
+            max_attempts = 2
+            backoff_base = "5ms"
+            backoff_max = "10ms"
+            [hosts."127.0.0.1:{port}".auth]
+            type = "bearer"
+            secret = "ECHO_TOKEN"
+            [fetchers."Item.id".auth]
+            type = "query"
+            name = "appid"
+            secret = "ECHO_APPID"
+            [echo]
+            base_url = "{echo}/status/401"
+            "#
+        ),
+        None,
+    )
+    .unwrap();
+    // ECHO_TOKEN from the environment, ECHO_APPID from the secrets file.
+    let secrets = Secrets::load(
+        [("ECHO_TOKEN".to_string(), TOKEN.to_string())],
+        Some(&secrets_file),
+    )
+    .unwrap();
+    let registry = Registry::from_parts(
+        [RegisteredModel::new(schema(), "Item").unwrap()],
+        [&ITEM_BY_ID],
+    )
+    .unwrap();
+    let rt = Runtime::builder()
+        .registry(registry)
+        .config(config.clone())
+        .secrets(secrets.clone())
+        .store(format!("sqlite:{}", dir.path().join("kye.db").display()))
+        .handle_ctrl_c(false)
+        .build()
+        .unwrap();
+
+    // 401: the fetcher's query key uses `appid` (fetcher auth wins over the host's bearer).
+    let s401 = rt
+        .fetch(FetchRequest::new("Item.id in 1..=3"))
+        .await
+        .unwrap();
+    assert_eq!(s401.counts.failed, 3, "{s401}");
+
+    // 500 (retried, logged at debug) through a runtime whose fetcher has no own auth: the host's
+    // bearer token is used and echoed back in the body.
+    let mut config500 = config.clone();
+    config500.set("echo.base_url", format!("{echo}/status/500"));
+    config500.set("fetchers", toml::Value::Table(Default::default()));
+    let rt500 = Runtime::builder()
+        .registry(
+            Registry::from_parts(
+                [RegisteredModel::new(schema(), "Item").unwrap()],
+                [&ITEM_BY_ID],
+            )
+            .unwrap(),
+        )
+        .config(config500)
+        .secrets(secrets)
+        .store(format!("sqlite:{}", dir.path().join("kye500.db").display()))
+        .handle_ctrl_c(false)
+        .build()
+        .unwrap();
+    let s500 = rt500.fetch("Item.id in 1..=2").await.unwrap();
+    assert_eq!(s500.counts.failed, 2, "{s500}");
+    assert!(s500.retries >= 2);
+    let get_err = rt500.get("Item.id = 9").await.unwrap_err();
+
+    // What a user or operator could see.
+    let mut shown = String::new();
+    shown.push_str(&capture.text.lock().unwrap());
+    let _ = write!(
+        shown,
+        "\n{s401}\n{s401:?}\n{s500}\n{s500:?}\n{get_err}\n{get_err:?}"
+    );
+    let _ = write!(shown, "\n{rt:?}\n{:?}", rt.context());
+    for id in 1..=3 {
+        let o = rt.with_store(|s| {
+            s.latest_outcome("Item", &IndexKey::single("id", id))
+                .unwrap()
+        });
+        let o = o.unwrap();
+        assert_eq!(o.status, KeyStatus::Failed);
+        let _ = write!(shown, "\n{:?}", o.reason);
+    }
+    let runs = rt.with_store(|s| s.runs(None).unwrap());
+    let _ = write!(shown, "\n{runs:?}");
+
+    // The logs did capture the interesting parts (so the check below means something).
+    assert!(shown.contains("HTTP 401"), "{shown}");
+    assert!(shown.contains("HTTP 500"), "{shown}");
+    assert!(shown.contains("appid=[redacted]"), "{shown}");
+    assert!(shown.contains("retrying"), "{shown}");
+    assert!(shown.contains("span key"), "{shown}");
+    for secret in [TOKEN, APPID] {
+        assert!(!shown.contains(secret), "secret leaked:\n{shown}");
+    }
+}
