@@ -945,7 +945,12 @@ impl<'a> Checker<'a> {
                             a.expr.span,
                             format!("a {t}"),
                         )
-                        .with_hint("compare it: `assert age >= 0`"),
+                        .with_hint(match t {
+                            Primitive::String => {
+                                format!("compare it: `assert {} != \"\"`", self.text(a.expr.span))
+                            }
+                            _ => format!("compare it: `assert {} >= 0`", self.text(a.expr.span)),
+                        }),
                     );
                     ok = false;
                     continue;

@@ -720,6 +720,10 @@ impl Parser {
                 TokenKind::LBracket | TokenKind::Dot => {
                     Some("filters and paths in types are not supported".into())
                 }
+                _ if type_card.is_some() && !self.tok().newline_before => Some(format!(
+                    "`{}` after a type is a cardinality marker; types cannot contain arithmetic, put rules about values in an `assert`",
+                    type_card.map(|c| card_marker(c.cardinality)).unwrap_or("")
+                )),
                 _ => None,
             };
             self.unexpected(
