@@ -350,3 +350,59 @@ fn errors_sort_before_warnings_and_by_position() {
     );
     assert_eq!(e.errors().count(), 2);
 }
+
+/// docs/language.md shows kye snippets and the exact output they produce: a `kye` block followed
+/// by a `text` block starting with `error[`/`warning[` must render exactly that when compiled as
+/// `models.kye`; any other `kye` block must compile without errors or warnings.
+#[test]
+fn docs_examples_are_accurate() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/language.md");
+    let doc = std::fs::read_to_string(&path).expect("docs/language.md");
+    let mut blocks: Vec<(String, String, usize)> = Vec::new();
+    let mut current: Option<(String, String, usize)> = None;
+    for (i, line) in doc.lines().enumerate() {
+        if let Some(rest) = line.strip_prefix("```") {
+            match current.take() {
+                Some(b) => blocks.push(b),
+                None => current = Some((rest.trim().to_string(), String::new(), i + 1)),
+            }
+        } else if let Some((_, body, _)) = current.as_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    let mut checked = (0, 0);
+    for (i, (lang, body, line)) in blocks.iter().enumerate() {
+        if lang != "kye" {
+            continue;
+        }
+        let expected = blocks.get(i + 1).filter(|(l, b, _)| {
+            l == "text" && (b.starts_with("error[") || b.starts_with("warning["))
+        });
+        match (compile_str("models.kye", body), expected) {
+            (Ok(s), None) => {
+                assert!(
+                    s.warnings().is_empty(),
+                    "docs line {line}: unexpected warnings for\n{body}"
+                );
+                checked.0 += 1;
+            }
+            (Ok(s), Some((_, want, _))) => {
+                let got: String = s
+                    .warnings()
+                    .iter()
+                    .map(|w| w.render(&s.sources, false))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                assert_eq!(&got, want, "docs line {line}");
+                checked.1 += 1;
+            }
+            (Err(e), Some((_, want, _))) => {
+                assert_eq!(&e.to_string(), want, "docs line {line}");
+                checked.1 += 1;
+            }
+            (Err(e), None) => panic!("docs line {line}: example does not compile:\n{e}"),
+        }
+    }
+    assert!(checked.0 >= 8 && checked.1 >= 20, "checked {checked:?}");
+}
