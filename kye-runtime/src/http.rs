@@ -22,7 +22,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
-use reqwest::{Method, StatusCode, Url};
+use reqwest::Url;
+/// HTTP method and status types (reqwest's), for [`crate::Context::request`] and responses.
+pub use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::auth::AuthTable;

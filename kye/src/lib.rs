@@ -101,6 +101,13 @@ pub use kye_runtime::request::{Request, RequestError};
 pub use kye_runtime::{Context, Error, ErrorClass, Result};
 pub use kye_runtime::runtime::{FetchRequest, FetchSummary, GetResult, Runtime, RuntimeBuilder};
 pub use kye_runtime::{Config, Secret};
+/// The shared HTTP client's types (`Method`, `StatusCode`, `HttpResponse`, settings).
+pub use kye_runtime::http;
+
+/// `docs/running.md`, compiled as doctests so its examples stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/running.md")]
+pub struct RunningDocs;
 
 /// Items used by generated code. Not public API: names here change without notice.
 #[doc(hidden)]
