@@ -584,3 +584,79 @@ async fn sigkill_mid_run_then_resume() {
         .sum();
     assert!(refetched <= 4 + 256, "refetched {refetched}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_percent_faults_every_key_accounted_for_and_nothing_lost() {
+    use kye_runtime::testing::Chaos;
+    let n = 300i64;
+    let routes: Routes = (1..=n)
+        .map(|i| {
+            (
+                format!("/pokemon/{i}/"),
+                Route::json(pokemon(i, &format!("p{i}"), &["normal"])),
+            )
+        })
+        .collect();
+    let chaos = Chaos::new(20, 0.2)
+        .fault(Fault::Status(500), 2)
+        .fault(Fault::Status(503), 2)
+        .fault(
+            Fault::RateLimited {
+                retry_after_secs: 0,
+            },
+            2,
+        )
+        .fault(Fault::Stall(Duration::from_secs(2)), 1)
+        .fault(Fault::CloseMidBody, 2)
+        .fault(Fault::TruncatedJson, 2)
+        .fault(Fault::NotJson, 2)
+        .fault(Fault::HugeBody { bytes: 200_000 }, 1)
+        .max_faults_per_path(2);
+    let server = TestServer::start(routes.chaos(chaos)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(server.base_url());
+    cfg.set("run.concurrency", 16);
+    cfg.set("run.max_attempts", 4);
+    let rt = Runtime::builder()
+        .registry(registry())
+        .config(cfg)
+        .env(Vec::new())
+        .store(format!("sqlite:{}", dir.path().join("kye.db").display()))
+        .handle_ctrl_c(false)
+        .build()
+        .unwrap();
+    let summary = rt.fetch(format!("Pokemon.id in 1..={n}")).await.unwrap();
+    let c = summary.counts;
+    assert_eq!(summary.status, RunStatus::Completed);
+    assert_eq!(c.total(), n as u64, "{summary}");
+    assert_eq!((c.missing, c.rejected, c.skipped), (0, 0, 0), "{summary}");
+    assert!(server.stats().faulted() > 0);
+
+    let huge = Fault::HugeBody { bytes: 200_000 };
+    let mut failed = 0;
+    for i in 1..=n {
+        let path = format!("/pokemon/{i}/");
+        let got_huge = server.faults(&path).contains_key(&huge);
+        let status = outcome(&rt, "Pokemon", "id", json!(i)).expect("every key has an outcome");
+        // Only an oversized body is permanent; every other fault is retried through
+        // (at most 2 faults per path, 4 attempts).
+        let expected = if got_huge {
+            KeyStatus::Failed
+        } else {
+            KeyStatus::Stored
+        };
+        assert_eq!(
+            status,
+            expected,
+            "key {i}: faults {:?}",
+            server.faults(&path)
+        );
+        if got_huge {
+            failed += 1;
+        }
+    }
+    assert_eq!(c.failed, failed);
+    assert_eq!(c.stored, n as u64 - failed);
+    let records = rt.with_store(|s| s.records(&RecordQuery::new("Pokemon").limit(1000)).unwrap());
+    assert_eq!(records.len() as u64, c.stored, "no valid record lost");
+}
