@@ -1191,11 +1191,8 @@ fn drift_of(run: RunId, model: &str, report: &RecordReport) -> Vec<DriftWrite> {
                 .unwrap_or(Value::Null);
             DriftWrite {
                 run,
-                model: if w.model.is_empty() {
-                    model.to_string()
-                } else {
-                    w.model.clone()
-                },
+                // The path is relative to the top-level record (`types[].slot`).
+                model: model.to_string(),
                 path,
                 example,
                 seen_at: Timestamp::now(),
