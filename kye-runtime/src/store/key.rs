@@ -232,8 +232,10 @@ pub fn content_hash(v: &Value) -> String {
     let digest = Sha256::digest(canonical_json(v).as_bytes());
     let mut s = String::with_capacity(7 + 64);
     s.push_str("sha256:");
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     for b in digest.iter() {
-        s.push_str(&format!("{b:02x}"));
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
     }
     s
 }

@@ -106,6 +106,34 @@ pub(crate) struct ModelLayout {
     pub parent_cols: Vec<String>,
     pub uniques: Vec<Unique>,
     pub edges: Vec<EdgeLayout>,
+    /// SQL text for this layout, built on first use (not part of the layout's identity).
+    #[serde(skip)]
+    pub sql: SqlCache,
+}
+
+/// The statements the SQLite store runs for one model, built once per layout.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ModelSql {
+    /// Per secondary index: select the primary key of the row holding a value.
+    pub unique_selects: Vec<String>,
+    /// Delete the row by primary key.
+    pub delete: String,
+    /// Per multi-valued edge (in edge order): delete its child rows by parent key.
+    pub child_deletes: Vec<String>,
+    /// Insert a row: inline columns in edge order, then the provenance columns.
+    pub insert: String,
+    /// Per multi-valued edge (in edge order): insert one child row.
+    pub child_inserts: Vec<String>,
+}
+
+/// A lazily built [`ModelSql`]; always equal to any other, so it never affects comparisons.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SqlCache(pub std::sync::OnceLock<ModelSql>);
+
+impl PartialEq for SqlCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// Column name of the position in child tables.
@@ -342,6 +370,7 @@ pub(crate) fn layout_of(schema: &Schema, model: &Model) -> Result<ModelLayout, S
         parent_cols,
         uniques,
         edges,
+        sql: SqlCache::default(),
     };
     check_columns(&layout)?;
     Ok(layout)

@@ -6,11 +6,13 @@ use std::path::{Path, PathBuf};
 
 use kye_lang::Schema;
 use rusqlite::types::{Value as Sql, ValueRef};
-use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use serde_json::{Map, Value};
 
 use super::key::{as_integral, canonical_json, content_hash, cut};
-use super::layout::{self, extract, Change, Col, EdgeLayout, ModelLayout, Plan, Prim, POSITION};
+use super::layout::{
+    self, extract, Change, Col, EdgeLayout, ModelLayout, ModelSql, Plan, Prim, POSITION,
+};
 use super::lock::WriterLock;
 use super::{
     drift_example, fold_path, DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, NewRun,
@@ -396,6 +398,75 @@ fn child_create_sql(l: &ModelLayout, e: &EdgeLayout) -> String {
     )
 }
 
+/// The statements of a layout (built once, then cached in the layout).
+fn model_sql(l: &ModelLayout) -> &ModelSql {
+    l.sql.0.get_or_init(|| {
+        let key_cols: Vec<&str> = l.key.iter().map(|c| c.name.as_str()).collect();
+        let unique_selects = l
+            .uniques
+            .iter()
+            .map(|u| {
+                format!(
+                    "SELECT {} FROM {} WHERE {}",
+                    list(&key_cols),
+                    q(&l.table),
+                    where_eq("", &u.cols)
+                )
+            })
+            .collect();
+        let delete = format!(
+            "DELETE FROM {} WHERE {}",
+            q(&l.table),
+            where_eq("", &key_cols)
+        );
+        let multi: Vec<&EdgeLayout> = l.edges.iter().filter(|e| e.multiple).collect();
+        let child_deletes = multi
+            .iter()
+            .map(|e| {
+                format!(
+                    "DELETE FROM {} WHERE {}",
+                    q(e.table.as_deref().unwrap_or_default()),
+                    where_eq("", &l.parent_cols)
+                )
+            })
+            .collect();
+        let mut names: Vec<&str> = l
+            .edges
+            .iter()
+            .filter(|e| !e.multiple)
+            .flat_map(|e| e.cols.iter().map(|c| c.name.as_str()))
+            .collect();
+        names.extend(layout::PROVENANCE);
+        let insert = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            q(&l.table),
+            list(&names),
+            placeholders(names.len())
+        );
+        let child_inserts = multi
+            .iter()
+            .map(|e| {
+                let mut names: Vec<&str> = l.parent_cols.iter().map(String::as_str).collect();
+                names.push(POSITION);
+                names.extend(e.cols.iter().map(|c| c.name.as_str()));
+                format!(
+                    "INSERT INTO {} ({}) VALUES ({})",
+                    q(e.table.as_deref().unwrap_or_default()),
+                    list(&names),
+                    placeholders(names.len())
+                )
+            })
+            .collect();
+        ModelSql {
+            unique_selects,
+            delete,
+            child_deletes,
+            insert,
+            child_inserts,
+        }
+    })
+}
+
 // ---------------------------------------------------------------------------------------
 // Values
 
@@ -486,12 +557,7 @@ fn edge_value<'a>(obj: &'a Map<String, Value>, e: &EdgeLayout) -> Option<&'a Val
 }
 
 /// The SQL values of an edge's columns for one value of the edge.
-fn edge_cols_sql(
-    model: &str,
-    key: &str,
-    e: &EdgeLayout,
-    v: Option<&Value>,
-) -> Result<Vec<Sql>, StoreError> {
+fn edge_cols_sql(model: &str, e: &EdgeLayout, v: Option<&Value>) -> Result<Vec<Sql>, StoreError> {
     let single = e.cols.len() == 1;
     e.cols
         .iter()
@@ -501,7 +567,7 @@ fn edge_cols_sql(
                 None => Ok(Sql::Null),
                 Some(Value::Object(_)) | Some(Value::Array(_)) => Err(StoreError::InvalidValue {
                     model: model.to_string(),
-                    key: key.to_string(),
+                    key: String::new(),
                     edge: e.name.clone(),
                     message: format!(
                         "expected {}, got {}",
@@ -515,7 +581,7 @@ fn edge_cols_sql(
                 }),
                 Some(x) => to_sql(x, c.prim).map_err(|message| StoreError::InvalidValue {
                     model: model.to_string(),
-                    key: key.to_string(),
+                    key: String::new(),
                     edge: e.name.clone(),
                     message,
                 }),
@@ -571,11 +637,58 @@ fn key_display(l: &ModelLayout, vals: &[Sql]) -> String {
     }
 }
 
-fn is_constraint(e: &rusqlite::Error) -> bool {
-    matches!(e.sqlite_error_code(), Some(ErrorCode::ConstraintViolation))
+/// Sets the record key of a value error (computed only when there is an error).
+fn with_key(e: StoreError, key: impl FnOnce() -> String) -> StoreError {
+    match e {
+        StoreError::InvalidValue {
+            model,
+            key: k,
+            edge,
+            message,
+        } if k.is_empty() => StoreError::InvalidValue {
+            model,
+            key: key(),
+            edge,
+            message,
+        },
+        other => other,
+    }
+}
+
+/// Every edge of any index of `l` (a nested object with only these is a reference).
+fn index_edges(l: &ModelLayout) -> HashSet<&str> {
+    l.key_edges
+        .iter()
+        .chain(l.uniques.iter().flat_map(|u| u.edges.iter()))
+        .map(String::as_str)
+        .collect()
+}
+
+/// True when storing this record also stores nested records (which then needs a savepoint,
+/// because they are written before the record's own checks).
+fn has_nested_records(layouts: &HashMap<String, ModelLayout>, model: &str, value: &Value) -> bool {
+    let (Some(l), Some(obj)) = (layouts.get(model), value.as_object()) else {
+        return false;
+    };
+    l.edges.iter().any(|e| {
+        let (Some(target), Some(v)) = (e.target.as_deref(), edge_value(obj, e)) else {
+            return false;
+        };
+        let Some(tl) = layouts.get(target) else {
+            return false;
+        };
+        let idx = index_edges(tl);
+        let nested: Vec<&Value> = if e.multiple { items(Some(v)) } else { vec![v] };
+        nested.into_iter().any(|n| is_full_record(tl, &idx, n))
+    })
 }
 
 /// Stores one record (and the nested records it carries) inside the caller's transaction.
+///
+/// Every item error (missing key, a value that does not fit, an index clash) is found
+/// before this record's own first write. Errors after that point are fatal (they abort the
+/// batch). Nested records are written first, so a caller storing a record with nested
+/// records wraps it in a savepoint; a record without them needs none.
 fn store_record(
     conn: &Connection,
     path: &Path,
@@ -602,13 +715,13 @@ fn store_record(
         ),
     })?;
 
-    // Primary key.
+    // 1. Compute everything: key, inline columns, child rows.
     let mut key_vals = Vec::with_capacity(l.key.len());
     for e in l.key_edges.iter() {
         let edge = l.edge(e).ok_or_else(|| StoreError::UnknownModel {
             model: model.to_string(),
         })?;
-        let vals = edge_cols_sql(model, "", edge, edge_value(obj, edge))?;
+        let vals = edge_cols_sql(model, edge, edge_value(obj, edge))?;
         if vals.iter().any(|v| matches!(v, Sql::Null)) {
             return Err(StoreError::MissingKey {
                 model: model.to_string(),
@@ -617,44 +730,47 @@ fn store_record(
         }
         key_vals.extend(vals);
     }
-    let key_text = key_display(l, &key_vals);
-
-    // Inline columns, and the nested records to store first.
+    let key_text = || key_display(l, &key_vals);
     let mut inline: Vec<(&str, Sql)> = Vec::new();
+    let mut child_rows: Vec<Vec<Vec<Sql>>> = Vec::new();
     for e in l.edges.iter() {
         let v = edge_value(obj, e);
-        if let (Some(target), Some(v)) = (e.target.as_deref(), v) {
-            if depth < MAX_NESTING {
-                if let Some(tl) = layouts.get(target) {
-                    let idx: HashSet<&str> = tl
-                        .key_edges
-                        .iter()
-                        .chain(tl.uniques.iter().flat_map(|u| u.edges.iter()))
-                        .map(String::as_str)
-                        .collect();
-                    let nested: Vec<&Value> = if e.multiple { items(Some(v)) } else { vec![v] };
-                    for n in nested {
-                        if is_full_record(tl, &idx, n) {
-                            store_record(conn, path, layouts, target, n, prov, depth + 1)?;
-                        }
-                    }
-                }
+        if e.multiple {
+            let mut rows = Vec::new();
+            for item in items(v) {
+                rows.push(edge_cols_sql(model, e, Some(item)).map_err(|x| with_key(x, key_text))?);
             }
-        }
-        if !e.multiple {
-            let vals = edge_cols_sql(model, &key_text, e, v)?;
+            child_rows.push(rows);
+        } else {
+            let vals = edge_cols_sql(model, e, v).map_err(|x| with_key(x, key_text))?;
             for (c, s) in e.cols.iter().zip(vals) {
                 inline.push((c.name.as_str(), s));
             }
         }
     }
 
-    // Secondary indexes: a value held by another record is an error, not an overwrite.
-    let key_json: Vec<String> = key_vals
-        .iter()
-        .map(|v| canonical_json(&sql_to_json(v)))
-        .collect();
-    for u in &l.uniques {
+    // 2. Nested records of their own model (written now; the caller holds a savepoint).
+    if depth < MAX_NESTING {
+        for e in l.edges.iter() {
+            let (Some(target), Some(v)) = (e.target.as_deref(), edge_value(obj, e)) else {
+                continue;
+            };
+            let Some(tl) = layouts.get(target) else {
+                continue;
+            };
+            let idx = index_edges(tl);
+            let nested: Vec<&Value> = if e.multiple { items(Some(v)) } else { vec![v] };
+            for n in nested {
+                if is_full_record(tl, &idx, n) {
+                    store_record(conn, path, layouts, target, n, prov, depth + 1)?;
+                }
+            }
+        }
+    }
+
+    // 3. Secondary indexes: a value held by another record is an error, not an overwrite.
+    let sql = model_sql(l);
+    for (u, select) in l.uniques.iter().zip(&sql.unique_selects) {
         let vals: Vec<&Sql> = u
             .cols
             .iter()
@@ -669,13 +785,7 @@ fn store_record(
         if vals.iter().any(|v| matches!(v, Sql::Null)) {
             continue;
         }
-        let sql = format!(
-            "SELECT {} FROM {} WHERE {}",
-            list(l.key.iter().map(|c| &c.name)),
-            q(&l.table),
-            where_eq("", &u.cols)
-        );
-        let mut st = conn.prepare_cached(&sql).map_err(sqlerr)?;
+        let mut st = conn.prepare_cached(select).map_err(sqlerr)?;
         let existing: Option<Vec<Sql>> = st
             .query_row(rusqlite::params_from_iter(vals.iter()), |r| {
                 (0..l.key.len()).map(|i| r.get::<_, Sql>(i)).collect()
@@ -683,11 +793,11 @@ fn store_record(
             .optional()
             .map_err(sqlerr)?;
         if let Some(existing) = existing {
-            let ej: Vec<String> = existing
+            let same = existing
                 .iter()
-                .map(|v| canonical_json(&sql_to_json(v)))
-                .collect();
-            if ej != key_json {
+                .zip(&key_vals)
+                .all(|(a, b)| canonical_json(&sql_to_json(a)) == canonical_json(&sql_to_json(b)));
+            if !same {
                 return Err(StoreError::IndexConflict {
                     model: model.to_string(),
                     index: format!("({})", u.edges.join(", ")),
@@ -697,69 +807,45 @@ fn store_record(
                         .collect::<Vec<_>>()
                         .join(", "),
                     existing: key_display(l, &existing),
-                    incoming: key_text,
+                    incoming: key_text(),
                 });
             }
         }
     }
 
-    // Replace: delete the old row and its child rows, insert the new ones.
-    let key_where = where_eq("", l.key.iter().map(|c| &c.name));
-    conn.prepare_cached(&format!("DELETE FROM {} WHERE {key_where}", q(&l.table)))
+    // 4. Replace: delete the old row and its child rows, insert the new ones. Child rows
+    // only exist under a stored row, so a key seen for the first time skips their deletes.
+    // Nothing here can fail for this record's data any more: any error aborts the batch.
+    let replaced = conn
+        .prepare_cached(&sql.delete)
         .and_then(|mut st| st.execute(rusqlite::params_from_iter(key_vals.iter())))
         .map_err(sqlerr)?;
-    let parent_where = where_eq("", &l.parent_cols);
-    for e in l.edges.iter().filter(|e| e.multiple) {
-        let table = e.table.as_deref().unwrap_or_default();
-        conn.prepare_cached(&format!("DELETE FROM {} WHERE {parent_where}", q(table)))
-            .and_then(|mut st| st.execute(rusqlite::params_from_iter(key_vals.iter())))
-            .map_err(sqlerr)?;
+    if replaced > 0 {
+        for delete in &sql.child_deletes {
+            conn.prepare_cached(delete)
+                .and_then(|mut st| st.execute(rusqlite::params_from_iter(key_vals.iter())))
+                .map_err(sqlerr)?;
+        }
     }
-    let hash = content_hash(value);
-    let mut names: Vec<&str> = inline.iter().map(|(n, _)| *n).collect();
-    names.extend(layout::PROVENANCE);
     let mut vals: Vec<Sql> = inline.into_iter().map(|(_, v)| v).collect();
     vals.push(Sql::Integer(prov.run.0));
     vals.push(Sql::Text(prov.fetcher.clone()));
     vals.push(Sql::Text(prov.fetched_at.to_string()));
-    vals.push(Sql::Text(hash));
-    let sql = format!(
-        "INSERT INTO {} ({}) VALUES ({})",
-        q(&l.table),
-        list(&names),
-        placeholders(names.len())
-    );
-    let inserted = conn
-        .prepare_cached(&sql)
-        .and_then(|mut st| st.execute(rusqlite::params_from_iter(vals.iter())));
-    match inserted {
-        Ok(_) => {}
-        Err(e) if is_constraint(&e) => {
-            return Err(StoreError::InvalidValue {
-                model: model.to_string(),
-                key: key_text,
-                edge: String::new(),
-                message: format!("the database refused the record: {e}"),
-            })
+    vals.push(Sql::Text(content_hash(value)));
+    conn.prepare_cached(&sql.insert)
+        .and_then(|mut st| st.execute(rusqlite::params_from_iter(vals.iter())))
+        .map_err(sqlerr)?;
+    for (rows, insert) in child_rows.iter().zip(&sql.child_inserts) {
+        if rows.is_empty() {
+            continue;
         }
-        Err(e) => return Err(sqlerr(e)),
-    }
-    for e in l.edges.iter().filter(|e| e.multiple) {
-        let table = e.table.as_deref().unwrap_or_default();
-        let mut names: Vec<&str> = l.parent_cols.iter().map(String::as_str).collect();
-        names.push(POSITION);
-        names.extend(e.cols.iter().map(|c| c.name.as_str()));
-        let sql = format!(
-            "INSERT INTO {} ({}) VALUES ({})",
-            q(table),
-            list(&names),
-            placeholders(names.len())
-        );
-        let mut st = conn.prepare_cached(&sql).map_err(sqlerr)?;
-        for (pos, item) in items(edge_value(obj, e)).into_iter().enumerate() {
-            let mut row: Vec<Sql> = key_vals.clone();
+        let mut st = conn.prepare_cached(insert).map_err(sqlerr)?;
+        let mut row: Vec<Sql> = Vec::with_capacity(key_vals.len() + 4);
+        for (pos, item) in rows.iter().enumerate() {
+            row.clear();
+            row.extend(key_vals.iter().cloned());
             row.push(Sql::Integer(pos as i64));
-            row.extend(edge_cols_sql(model, &key_text, e, Some(item))?);
+            row.extend(item.iter().cloned());
             st.execute(rusqlite::params_from_iter(row.iter()))
                 .map_err(sqlerr)?;
         }
@@ -1045,7 +1131,8 @@ fn index_lookup(l: &ModelLayout, key: &IndexKey) -> Result<(Vec<String>, Vec<Sql
         let e = l.edge(name).ok_or_else(|| StoreError::UnknownModel {
             model: l.model.clone(),
         })?;
-        let v = edge_cols_sql(&l.model, &key.to_string(), e, obj.get(name))?;
+        let v = edge_cols_sql(&l.model, e, obj.get(name))
+            .map_err(|x| with_key(x, || key.to_string()))?;
         for (c, s) in e.cols.iter().zip(v) {
             cols.push(c.name.clone());
             vals.push(s);
@@ -1309,7 +1396,7 @@ impl Store for SqliteStore {
             source,
         };
         let layouts = &self.layouts;
-        let mut tx = self
+        let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(fatal)?;
@@ -1317,14 +1404,31 @@ impl Store for SqliteStore {
         for item in items {
             let result = match item {
                 WriteItem::Record(r) => {
-                    let sp = tx.savepoint().map_err(fatal)?;
-                    match store_record(&sp, &path, layouts, &r.model, &r.value, &r.provenance, 0) {
-                        Ok(()) => {
-                            sp.commit().map_err(fatal)?;
-                            Ok(())
+                    // A failed record leaves nothing behind while the rest of the batch
+                    // commits. Savepoint statements are cached: no re-parsing.
+                    let step = |sql: &str| {
+                        tx.prepare_cached(sql)
+                            .and_then(|mut st| st.execute([]))
+                            .map_err(fatal)
+                    };
+                    if has_nested_records(layouts, &r.model, &r.value) {
+                        step("SAVEPOINT kye_item")?;
+                        match store_record(&tx, &path, layouts, &r.model, &r.value, &r.provenance, 0) {
+                            Ok(()) => {
+                                step("RELEASE kye_item")?;
+                                Ok(())
+                            }
+                            Err(e) if e.is_item_error() => {
+                                step("ROLLBACK TO kye_item")?;
+                                step("RELEASE kye_item")?;
+                                Err(e)
+                            }
+                            Err(e) => return Err(e),
                         }
-                        Err(e) if e.is_item_error() => Err(e), // savepoint rolled back on drop
-                        Err(e) => return Err(e),
+                    } else {
+                        // Item errors of a record without nested records come before its
+                        // first write: nothing to roll back.
+                        store_record(&tx, &path, layouts, &r.model, &r.value, &r.provenance, 0)
                     }
                 }
                 WriteItem::Reject(r) => tx
