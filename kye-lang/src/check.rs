@@ -25,6 +25,9 @@ pub const MAX_DIAGNOSTICS: usize = 200;
 /// Longest chain of aliases referring to aliases.
 pub const MAX_ALIAS_CHAIN: usize = 64;
 
+/// Edge names that cannot become Rust identifiers (not even raw ones).
+const RESERVED_EDGE_NAMES: [&str; 4] = ["self", "super", "crate", "_"];
+
 const BUILTINS: [(&str, Primitive); 3] = [
     ("String", Primitive::String),
     ("Number", Primitive::Number),
@@ -256,12 +259,50 @@ impl<'a> Checker<'a> {
     // ---- global names -------------------------------------------------------------------
 
     fn collect(&mut self, files: &'a [ast::File]) {
+        let mut model_lower: HashMap<String, (&'a str, Span)> = HashMap::new();
         for file in files {
             for item in &file.items {
                 let (name, def) = match item {
                     Item::Model(m) => (&m.name, Def::Model(m)),
                     Item::Alias(a) => (&a.name, Def::Alias(a)),
                 };
+                if name.name == "Self" {
+                    self.error(
+                        Diagnostic::error(
+                            "kye::reserved-name",
+                            "`Self` cannot be a model or alias name",
+                            name.span,
+                            "reserved",
+                        )
+                        .with_hint("names become Rust identifiers, and `Self` cannot be one"),
+                    );
+                    continue;
+                }
+                if let Def::Model(_) = def {
+                    let lower = name.name.to_ascii_lowercase();
+                    if let Some((other, first)) = model_lower.get(&lower) {
+                        if *other != name.name {
+                            self.error(
+                                Diagnostic::error(
+                                    "kye::case-collision",
+                                    format!(
+                                        "models `{other}` and `{}` differ only in letter case",
+                                        name.name
+                                    ),
+                                    name.span,
+                                    "same name ignoring case",
+                                )
+                                .with_secondary(*first, "the other model")
+                                .with_hint(
+                                    "they would be the same table in a SQL database; rename one",
+                                ),
+                            );
+                            continue;
+                        }
+                    } else {
+                        model_lower.insert(lower, (name.name.as_str(), name.span));
+                    }
+                }
                 if builtin(&name.name).is_some() {
                     self.error(
                         Diagnostic::error(
@@ -662,13 +703,15 @@ impl<'a> Checker<'a> {
         // Every declared edge name (also the broken ones), with the span of its name.
         let mut declared: Vec<(&'a str, Span)> = Vec::new();
         let mut declared_at: HashMap<&'a str, Span> = HashMap::new();
+        let mut lower_at: HashMap<String, (&'a str, Span)> = HashMap::new();
         let mut columns: HashMap<String, Span> = HashMap::new();
         let mut ok = true;
 
         let declare = |cx: &mut Self,
                        name: &'a ast::Ident,
                        declared: &mut Vec<(&'a str, Span)>,
-                       declared_at: &mut HashMap<&'a str, Span>|
+                       declared_at: &mut HashMap<&'a str, Span>,
+                       lower_at: &mut HashMap<String, (&'a str, Span)>|
          -> bool {
             if let Some(first) = declared_at.get(name.name.as_str()) {
                 let d = Diagnostic::error(
@@ -684,8 +727,40 @@ impl<'a> Checker<'a> {
                 cx.error(d);
                 return false;
             }
+            let lower = name.name.to_ascii_lowercase();
+            if let Some((other, first)) = lower_at.get(&lower) {
+                let d = Diagnostic::error(
+                    "kye::case-collision",
+                    format!(
+                        "edges `{other}` and `{}` of `{}` differ only in letter case",
+                        name.name, m.name.name
+                    ),
+                    name.span,
+                    "same name ignoring case",
+                )
+                .with_secondary(*first, "the other edge")
+                .with_hint("they would be the same column in a SQL database; rename one");
+                cx.error(d);
+                return false;
+            }
+            if RESERVED_EDGE_NAMES.contains(&name.name.as_str()) {
+                cx.error(
+                    Diagnostic::error(
+                        "kye::reserved-name",
+                        format!("`{}` cannot be an edge name", name.name),
+                        name.span,
+                        "reserved",
+                    )
+                    .with_hint(format!(
+                        "edge names become Rust identifiers, and `{}` cannot be one; try `{}_`",
+                        name.name, name.name
+                    )),
+                );
+                return false;
+            }
             declared.push((&name.name, name.span));
             declared_at.insert(&name.name, name.span);
+            lower_at.insert(lower, (&name.name, name.span));
             true
         };
 
@@ -693,7 +768,13 @@ impl<'a> Checker<'a> {
         for ix in &m.indexes {
             for item in &ix.items {
                 if let Some(ty) = &item.ty {
-                    if !declare(self, &item.name, &mut declared, &mut declared_at) {
+                    if !declare(
+                        self,
+                        &item.name,
+                        &mut declared,
+                        &mut declared_at,
+                        &mut lower_at,
+                    ) {
                         ok = false;
                         continue;
                     }
@@ -720,7 +801,13 @@ impl<'a> Checker<'a> {
             match member {
                 Member::Assert(a) => assertions_src.push(a),
                 Member::Edge(e) => {
-                    if !declare(self, &e.name, &mut declared, &mut declared_at) {
+                    if !declare(
+                        self,
+                        &e.name,
+                        &mut declared,
+                        &mut declared_at,
+                        &mut lower_at,
+                    ) {
                         ok = false;
                         continue;
                     }

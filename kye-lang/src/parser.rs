@@ -1,4 +1,4 @@
-//! The parser: tokens to an [`ast::File`], with error recovery.
+//! The parser: tokens to an [`crate::ast::File`], with error recovery.
 //!
 //! Grammar (newlines are not significant; commas between statements are optional):
 //!

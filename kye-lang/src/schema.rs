@@ -280,6 +280,9 @@ pub enum ExprKind {
     /// A literal constant.
     Literal(Literal),
     /// A regular expression literal `/.../`; a value matches when the pattern matches the whole value.
+    ///
+    /// The checker only produces it as an operand of `==` / `!=` opposite a String: a regex type
+    /// `/a+/` compiles to `This == /a+/`, and an assertion may say `code != /TEST.*/`.
     Regex(Pattern),
     /// A unary operation.
     Unary(UnaryOp, Box<Expr>),

@@ -311,6 +311,11 @@ fn error_codes_for_each_rule() {
         ("M(id) { id: number }", "kye::expected-type"),
         ("M(id) { id: Number, x: Number + 1 }", "kye::syntax"),
         ("id: Number", "kye::syntax"),
+        ("M(id) { id: Number, userId: String, userid: String }", "kye::case-collision"),
+        ("User(id) { id: Number }\nUSER(id) { id: Number }", "kye::case-collision"),
+        ("M(id) { id: Number, self: String }", "kye::reserved-name"),
+        ("Self(id) { id: Number }", "kye::reserved-name"),
+        ("M(id) { id: Number, _: String }", "kye::reserved-name"),
         ("}", "kye::syntax"),
     ];
     for (text, code) in cases {
