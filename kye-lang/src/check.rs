@@ -901,7 +901,9 @@ impl<'a> Checker<'a> {
                 }
                 names.push(n.to_string());
                 match edge_map.get(n).copied() {
-                    None if declared_at.contains_key(n) => good = false, // broken edge, already reported
+                    // A broken edge (already reported), or a model whose header or body failed
+                    // to parse: naming the missing edge would be a follow-up error.
+                    None if declared_at.contains_key(n) || m.recovered => good = false,
                     None => {
                         let mut d = Diagnostic::error(
                             "kye::unknown-index-edge",

@@ -435,11 +435,13 @@ impl Parser {
                     members = self.block(&name, open);
                     break;
                 }
-                if t.kind == TokenKind::Eof
-                    || t.kind == TokenKind::RBrace
-                    || (i > self.pos && Self::starts_statement(t))
-                {
-                    self.recover_top();
+                if t.kind == TokenKind::RBrace {
+                    self.pos = i + 1;
+                    break;
+                }
+                if t.kind == TokenKind::Eof || Self::starts_statement(t) {
+                    // The next item starts here (the header had no body at all).
+                    self.pos = i;
                     break;
                 }
                 i += 1;
@@ -950,6 +952,18 @@ impl Parser {
                     span: t.span.to(close),
                     ..inner
                 }
+            }
+            TokenKind::EdgeName(_) if self.at_edge_declaration() => {
+                let prev = self.prev_span();
+                let d = Diagnostic::error(
+                    "kye::syntax",
+                    "missing type",
+                    prev,
+                    "expected a type after this",
+                )
+                .with_secondary(t.span, "the next edge declaration starts here");
+                self.report(d);
+                Expr::leaf(ExprKind::Error, t.span)
             }
             TokenKind::EdgeName(n) => {
                 let suggestion = did_you_mean(&n, BUILTINS.iter().copied());

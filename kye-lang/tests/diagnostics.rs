@@ -146,6 +146,23 @@ error[kye::syntax]: incomplete expression
 }
 
 #[test]
+fn missing_type_does_not_swallow_the_next_edge() {
+    let e = err("User(id) {\n  id: Number\n  name:\n  age: Number\n}\n");
+    assert_eq!(
+        e.to_string(),
+        "\
+error[kye::syntax]: missing type
+ --> models.kye:3:7
+  |
+3 |   name:
+  |       ^ expected a type after this
+4 |   age: Number
+  |   --- the next edge declaration starts here
+"
+    );
+}
+
+#[test]
 fn unclosed_body_at_end_of_file() {
     let e = err("User(id) {\n  id: Number\n");
     assert_eq!(
@@ -235,6 +252,20 @@ fn syntax_errors_and_check_errors_come_together() {
     // A broken statement in one model does not hide a type error in another.
     let c = codes("A(id) { id: Number, x: : String }\nB(id) { id: Nmber }\n");
     assert_eq!(c, vec!["kye::syntax", "kye::unknown-type"]);
+    // A model header without a body does not steal the next model's body.
+    let e = err("User(id)\nOther(id) { id: Number, x: Nope }\n");
+    let got: Vec<(&str, String)> = e
+        .diagnostics
+        .iter()
+        .map(|d| (d.code, e.sources.location(d.primary.span)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("kye::syntax", "models.kye:2:1".to_string()),
+            ("kye::unknown-type", "models.kye:2:28".to_string())
+        ]
+    );
     // A broken edge is not reported again as missing when an index names it.
     let c = codes("A(id)(x) { id: Number, x = String }\n");
     assert_eq!(c, vec!["kye::syntax"]);
@@ -311,8 +342,14 @@ fn error_codes_for_each_rule() {
         ("M(id) { id: number }", "kye::expected-type"),
         ("M(id) { id: Number, x: Number + 1 }", "kye::syntax"),
         ("id: Number", "kye::syntax"),
-        ("M(id) { id: Number, userId: String, userid: String }", "kye::case-collision"),
-        ("User(id) { id: Number }\nUSER(id) { id: Number }", "kye::case-collision"),
+        (
+            "M(id) { id: Number, userId: String, userid: String }",
+            "kye::case-collision",
+        ),
+        (
+            "User(id) { id: Number }\nUSER(id) { id: Number }",
+            "kye::case-collision",
+        ),
         ("M(id) { id: Number, self: String }", "kye::reserved-name"),
         ("Self(id) { id: Number }", "kye::reserved-name"),
         ("M(id) { id: Number, _: String }", "kye::reserved-name"),
