@@ -17,7 +17,8 @@ pub const BASE_PLACEHOLDER: &str = "{base}";
 #[non_exhaustive]
 pub enum Fault {
     /// Answer with this status code and a short `text/plain` body (the reason phrase),
-    /// e.g. 500, 503, 404, 400 or 401. The connection stays usable.
+    /// e.g. 500, 503, 404, 400 or 401. The connection stays usable. Use a three-digit code
+    /// whose responses carry a body (not 1xx, 204 or 304).
     Status(u16),
     /// Answer `429 Too Many Requests` with `Retry-After: <retry_after_secs>`.
     RateLimited {
@@ -367,7 +368,10 @@ impl<P: AsRef<str>> Extend<(P, Route)> for Routes {
 ///
 /// Whether the `n`-th request to a path gets a fault, and which, depends only on the seed,
 /// the path and `n`, not on the order in which concurrent requests arrive: the same seed gives
-/// the same faults per path on every run.
+/// the same faults per path on every run. Chaos applies to every `GET`/`HEAD` request,
+/// including those for unknown paths, after the route's own plan (a request gets at most one
+/// fault). A fault counts when it is decided, even if the client gives up before the answer
+/// (a stall past its timeout).
 ///
 /// ```
 /// use std::time::Duration;
