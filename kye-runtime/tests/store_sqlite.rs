@@ -620,3 +620,43 @@ fn references_to_models_with_composite_keys() {
     assert!(root.join("Day/2024,1.json").is_file());
     assert!(root.join("Event/1.json").is_file());
 }
+
+#[test]
+fn a_refused_record_without_nested_records_writes_nothing_either() {
+    // Records whose nested values are all bare references take the path without a
+    // savepoint: their errors must come before their first write.
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir);
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    let base =
+        json!({"id": 25, "name": "pikachu", "weight": 60, "types": ["electric"], "tags": ["a"]});
+    s.write_batch(&[record(run, "Pokemon", base.clone())])
+        .unwrap();
+    let clash =
+        json!({"id": 26, "name": "pikachu", "weight": 1, "types": ["fire"], "tags": ["b", "c"]});
+    let bad_tag = json!({"id": 25, "name": "pikachu", "weight": 2, "types": ["water"], "tags": ["ok", {"x": 1}]});
+    let res = s
+        .write_batch(&[
+            record(run, "Pokemon", clash),
+            record(run, "Pokemon", bad_tag),
+        ])
+        .unwrap();
+    assert!(
+        matches!(res[0], Err(StoreError::IndexConflict { .. })),
+        "{res:?}"
+    );
+    match &res[1] {
+        Err(StoreError::InvalidValue { edge, key, .. }) => {
+            assert_eq!(edge, "tags");
+            assert_eq!(key, "id = 25");
+        }
+        other => panic!("expected InvalidValue, got {other:?}"),
+    }
+    assert_eq!(count(&s, "SELECT count(*) FROM Pokemon"), 1);
+    assert_eq!(count(&s, "SELECT count(*) FROM Pokemon__tags"), 1);
+    assert_eq!(count(&s, "SELECT count(*) FROM Pokemon__types"), 1);
+    assert_eq!(
+        s.records(&RecordQuery::new("Pokemon")).unwrap()[0]["weight"],
+        json!(60)
+    );
+}

@@ -455,7 +455,10 @@ impl Filter {
             ),
         };
         let (edge, value) = text.split_once('=').ok_or_else(|| bad("no `=`"))?;
-        let edge = edge.trim().trim_end_matches('=').trim();
+        let edge = edge.trim();
+        if edge.ends_with(['<', '>', '!']) {
+            return Err(bad("only `=` is supported"));
+        }
         if edge.is_empty() {
             return Err(bad("no edge name"));
         }
@@ -902,6 +905,8 @@ mod tests {
         assert_eq!(f.value.as_str(), Some("a = b"));
         assert!(Filter::parse("nothing").is_err());
         assert!(Filter::parse(" = 3").is_err());
+        let e = Filter::parse("id >= 3").unwrap_err();
+        assert!(e.to_string().contains("only `=`"), "{e}");
     }
 
     #[test]
