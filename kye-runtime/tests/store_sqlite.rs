@@ -358,6 +358,11 @@ fn freshness_lookup_by_any_index() {
             .unwrap(),
         None
     );
+    assert_eq!(
+        s.last_stored("Pokemon", &IndexKey::single("id", "abc"))
+            .unwrap(),
+        None
+    );
     assert!(matches!(
         s.last_stored("Pokemon", &IndexKey::single("weight", 60)),
         Err(StoreError::InvalidFilter { .. })

@@ -656,7 +656,7 @@ pub enum StoreError {
     },
     /// A model the store was not prepared for.
     #[error(
-        "model {model} is not known to this store; it is not in the schema given to prepare()"
+        "model {model} is not known to this store: nothing of it has been stored yet, or it is not in the schema"
     )]
     UnknownModel {
         /// Model.

@@ -1500,7 +1500,12 @@ impl Store for SqliteStore {
 
     fn last_stored(&self, model: &str, key: &IndexKey) -> Result<Option<Timestamp>, StoreError> {
         let l = self.layout(model)?;
-        let (cols, vals) = index_lookup(l, key)?;
+        let (cols, vals) = match index_lookup(l, key) {
+            Ok(found) => found,
+            // A value that cannot be stored in the key's columns was never stored.
+            Err(StoreError::InvalidValue { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
         if vals.iter().any(|v| matches!(v, Sql::Null)) {
             return Ok(None);
         }
