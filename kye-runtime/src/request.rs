@@ -839,7 +839,7 @@ impl Iterator for KeyIter {
     fn next(&mut self) -> Option<Key> {
         match self {
             KeyIter::Keys(k) => k.next(),
-            KeyIter::Range(r) => r.next().map(|i| Key::single(i)),
+            KeyIter::Range(r) => r.next().map(Key::single),
         }
     }
 
@@ -869,7 +869,7 @@ fn distance(a: &str, b: &str) -> usize {
 
 /// The closest candidate within a typo's distance, if any.
 fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (name.chars().count() + 2) / 3;
+    let limit = name.chars().count().div_ceil(3);
     candidates
         .into_iter()
         .map(|c| (distance(name, c), c))
