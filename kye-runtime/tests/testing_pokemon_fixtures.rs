@@ -488,3 +488,64 @@ async fn offline_server_serves_the_fixtures_with_absolute_urls() {
     assert_eq!(server.requests("/pokemon/25/"), 1);
     assert_eq!(server.requests("/pokemon/pikachu/"), 1);
 }
+
+#[tokio::test]
+async fn synthetic_pokemon_are_large_realistic_and_valid() {
+    use kye_runtime::testing::pokeapi::synthetic_pokemon;
+    let f = fixtures();
+    let schema = schema();
+    let server = TestServer::start(synthetic_pokemon(&f, 5_000, 30_000).unwrap())
+        .await
+        .unwrap();
+    let base = server.base_url().to_owned();
+
+    let (status, body) = fetch(&server, "/pokemon/4321/").await;
+    assert_eq!(status, 200);
+    assert!(
+        body.len() >= 30_000 && body.len() < 33_000,
+        "{} bytes",
+        body.len()
+    );
+    assert!(!body.contains("{base}"));
+    let p: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(p["id"], 4321);
+    let name = p["name"].as_str().unwrap().to_owned();
+    assert!(name.ends_with("-4321"), "{name}");
+    // Deterministic, and served by name too.
+    assert_eq!(fetch(&server, &format!("/pokemon/{name}/")).await.1, body);
+    assert_eq!(fetch(&server, "/pokemon/4321/").await.1, body);
+    // References resolve to fixture documents on the same server.
+    for t in p["types"].as_array().unwrap() {
+        let url = t["type"]["url"].as_str().unwrap();
+        assert_eq!(
+            fetch(&server, url.strip_prefix(&base).unwrap()).await.0,
+            200
+        );
+    }
+    // Fixture ids come from the fixtures; out of range is 404.
+    let (_, body) = fetch(&server, "/pokemon/25/").await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["name"],
+        "pikachu"
+    );
+    assert_eq!(fetch(&server, "/pokemon/5001/").await.0, 404);
+    assert_eq!(fetch(&server, "/pokemon/0/").await.0, 404);
+    assert_eq!(fetch(&server, "/pokemon/pikachu-25/").await.0, 404);
+    assert_eq!(fetch(&server, "/pokemon/nobody-77/").await.0, 404);
+
+    // Every synthetic document maps to a valid record with no drift.
+    for id in (1..=5_000).step_by(97) {
+        let (status, body) = fetch(&server, &format!("/pokemon/{id}/")).await;
+        assert_eq!(status, 200, "{id}");
+        let report = validate_record(
+            &schema,
+            "Pokemon",
+            &map_pokemon(&serde_json::from_str(&body).unwrap()),
+        );
+        let expect_valid = id != 93; // the fixture with base_experience: null
+        assert_eq!(report.is_valid(), expect_valid, "{id}: {:?}", report.errors);
+        if id != 25 {
+            assert!(report.warnings.is_empty(), "{id}: {:?}", report.warnings);
+        }
+    }
+}

@@ -11,7 +11,8 @@
 //! outcome is accounted for.
 //!
 //! [`Fixtures`] turns a directory of JSON files into routes (`pokemon/25.json` is served at
-//! `/pokemon/25/` and, through its `name`, at `/pokemon/pikachu/`).
+//! `/pokemon/25/` and, through its `name`, at `/pokemon/pikachu/`); [`pokeapi`] grows a few
+//! fixture Pokémon into as many realistic, larger documents as a load test needs.
 //!
 //! The server is hand-written over tokio's `TcpListener` (no hyper): GET and HEAD, keep-alive
 //! and pipelining, `Content-Length` framing, bounded request heads (16 KiB) and bodies
@@ -46,6 +47,7 @@
 
 mod fixtures;
 mod http;
+pub mod pokeapi;
 mod route;
 mod server;
 
