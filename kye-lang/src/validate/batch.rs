@@ -130,7 +130,9 @@ pub struct BatchValidator<'s> {
     more_rows: HashMap<u32, Vec<u32>>,
     cells: Vec<u32>,
     flags: Vec<u8>,
-    by_full: HashTable<u32>,
+    /// Records whose primary index value was already taken by another record (only in
+    /// `NonUniqueSubIndex` cases), by full key.
+    side: HashMap<u64, u32>,
     by_index: Vec<HashTable<u32>>,
     /// Assertion values of records split over several rows: record → per edge values, and the
     /// assertions still to check.
@@ -228,7 +230,7 @@ impl<'s> BatchValidator<'s> {
             more_rows: HashMap::new(),
             cells: Vec::new(),
             flags: Vec::new(),
-            by_full: HashTable::new(),
+            side: HashMap::new(),
             by_index: (0..k).map(|_| HashTable::new()).collect(),
             pending: HashMap::new(),
             errors: Vec::new(),
@@ -246,13 +248,8 @@ impl<'s> BatchValidator<'s> {
         self.flags.reserve(records);
         let subs = &self.subs;
         let k = self.k;
-        self.by_full.reserve(records, |&r| {
-            mix(&subs[r as usize * k..(r as usize + 1) * k])
-        });
-        if k > 1 {
-            for (i, t) in self.by_index.iter_mut().enumerate() {
-                t.reserve(records, |&r| subs[r as usize * k + i]);
-            }
+        for (i, t) in self.by_index.iter_mut().enumerate() {
+            t.reserve(records, |&r| subs[r as usize * k + i]);
         }
     }
 
@@ -754,24 +751,28 @@ impl<'s> BatchValidator<'s> {
             };
         }
 
-        let found = {
-            let s = &self.subs;
-            self.by_full
-                .find(full, |&r| {
-                    s[r as usize * k..(r as usize + 1) * k] == subs[..]
-                })
-                .copied()
+        // The record: by primary index value; when that value belongs to several records
+        // (a NonUniqueSubIndex case), by full key in the side table.
+        let s = &self.subs;
+        let first = self.by_index[0]
+            .find(subs[0], |&r| s[r as usize * k] == subs[0])
+            .copied();
+        let same = |r: u32| s[r as usize * k..(r as usize + 1) * k] == subs[..];
+        let found = match first {
+            None => None,
+            Some(r) if same(r) => Some(r),
+            Some(_) => self.side.get(&full).copied().filter(|&r| same(r)),
         };
         let rec = match found {
             Some(r) => {
                 self.duplicate_row(r, row, &cells, &subs);
                 r
             }
-            None => self.new_record(row, &cells, &subs, full),
+            None => self.new_record(row, &cells, &subs, full, first),
         };
 
         // Assertions over edges that this row does not all carry: keep their values.
-        if partial != 0 || self.pending.contains_key(&rec) {
+        if partial != 0 || (!self.pending.is_empty() && self.pending.contains_key(&rec)) {
             let n = self.info.len();
             let mut entry = self
                 .pending
@@ -794,20 +795,32 @@ impl<'s> BatchValidator<'s> {
         self.cell_scratch = cells;
     }
 
-    fn new_record(&mut self, row: usize, cells: &[u32], subs: &[u64], full: u64) -> u32 {
+    fn new_record(
+        &mut self,
+        row: usize,
+        cells: &[u32],
+        subs: &[u64],
+        full: u64,
+        first: Option<u32>,
+    ) -> u32 {
         let k = self.k;
         let r = self.first_row.len() as u32;
         self.subs.extend_from_slice(subs);
         self.first_row.push(row as u32);
         self.cells.extend_from_slice(cells);
         self.flags.push(0);
-        {
-            let s = &self.subs;
-            self.by_full
-                .insert_unique(full, r, |&x| mix(&s[x as usize * k..(x as usize + 1) * k]));
+        match first {
+            None => {
+                let s = &self.subs;
+                self.by_index[0].insert_unique(subs[0], r, |&x| s[x as usize * k]);
+            }
+            Some(o) => {
+                self.side.insert(full, r);
+                self.non_unique(0, subs[0], o, r, row);
+            }
         }
         if k > 1 {
-            for i in 0..k {
+            for i in 1..k {
                 let h = subs[i];
                 let other = {
                     let s = &self.subs;
@@ -999,7 +1012,9 @@ impl<'s> BatchValidator<'s> {
         if k > 1 {
             for i in 0..k {
                 for j in 0..k {
-                    if i == j || self.indexes[i].len() != self.indexes[j].len() {
+                    // Values of different types never compare equal (a Number is not a
+                    // String), so only indexes of the same arity and edge types can conflict.
+                    if i == j || !self.comparable(i, j) {
                         continue;
                     }
                     let (lo, hi) = (i.min(j), i.max(j));
@@ -1096,6 +1111,14 @@ impl<'s> BatchValidator<'s> {
             rows: self.rows,
             records,
         }
+    }
+
+    fn comparable(&self, i: usize, j: usize) -> bool {
+        let (a, b) = (&self.indexes[i], &self.indexes[j]);
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(&x, &y)| self.info[x].prim == self.info[y].prim)
     }
 
     fn index_names(&self, i: usize) -> String {
