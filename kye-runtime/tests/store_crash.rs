@@ -204,6 +204,15 @@ fn dir_store_survives_sigkill_mid_write() {
         ));
         assert!(DirStore::open_read_only(&root).is_ok());
     });
+    // Reopening for writing removed the temporary files of interrupted writes.
+    std::fs::write(root.join("Item/.7.json.tmp-99999-0"), b"{\"id\": 7, \"vers").unwrap();
+    drop(DirStore::open(&root).unwrap());
+    for dir in [root.join("Item"), root.join("_kye")] {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(!name.contains(".tmp-"), "{name} left in {}", dir.display());
+        }
+    }
     for f in ["runs.jsonl", "keys.jsonl"] {
         let text = std::fs::read_to_string(root.join("_kye").join(f)).unwrap();
         for line in text.lines() {

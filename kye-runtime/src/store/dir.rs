@@ -312,6 +312,7 @@ impl DirStore {
         let mut store = Self::load(root, meta, false)?;
         store._lock = Some(lock);
         store.recover_runs()?;
+        store.remove_stale_temp_files()?;
         Ok(store)
     }
 
@@ -385,6 +386,28 @@ impl DirStore {
             }
         }
         self.save_runs()
+    }
+
+    /// Removes temporary files left by a writer that died mid-write. We hold the lock, so
+    /// no live writer owns them.
+    fn remove_stale_temp_files(&self) -> Result<(), StoreError> {
+        let mut dirs = vec![self.meta.clone()];
+        dirs.extend(self.layouts.keys().map(|m| self.model_dir(m)));
+        for dir in dirs {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with('.') && name.contains(".tmp-") {
+                    let path = entry.path();
+                    fs::remove_file(&path)
+                        .map_err(io_err("cannot remove stale temporary file", &path))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn save_runs(&self) -> Result<(), StoreError> {
