@@ -205,3 +205,44 @@ fn a_table_kye_did_not_create_is_not_touched() {
         .unwrap();
     assert_eq!(kept, "keep me");
 }
+
+#[test]
+fn a_changed_key_of_a_referenced_model_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SqliteStore::open(dir.path().join("kye.db")).unwrap();
+    let v1 = "P(id) {\n id: Number\n types: T*\n}\nT(name) {\n name: String\n code: Number\n}\n";
+    s.prepare(&schema(v1)).unwrap();
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    let res = s
+        .write_batch(&[
+            WriteItem::Record(RecordWrite::new(
+                "P",
+                json!({"id": 1, "types": ["grass"]}),
+                Provenance::new(run, "f"),
+            )),
+            WriteItem::Record(RecordWrite::new(
+                "T",
+                json!({"name": "grass", "code": 12}),
+                Provenance::new(run, "f"),
+            )),
+        ])
+        .unwrap();
+    assert!(res.iter().all(Result::is_ok), "{res:?}");
+    let v2 = "P(id) {\n id: Number\n types: T*\n}\nT(code) {\n name: String\n code: Number\n}\n";
+    let (model, edge, msg) = refused(&mut s, v2);
+    // Models are checked in declaration order: P's references to T would hold the wrong key.
+    assert_eq!(
+        (model.as_str(), edge.as_deref()),
+        ("P", Some("types")),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("the key of T, which it refers to, changed"),
+        "{msg}"
+    );
+    s.prepare(&schema(v1)).unwrap();
+    assert_eq!(
+        s.records(&RecordQuery::new("P")).unwrap(),
+        vec![json!({"id": 1, "types": [{"name": "grass", "code": 12}]})]
+    );
+}

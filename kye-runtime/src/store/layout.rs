@@ -492,10 +492,14 @@ pub(crate) fn plan(old: &ModelLayout, new: &ModelLayout) -> Plan {
                     || cols_sig(&o.cols) != cols_sig(&n.cols)
                     || o.table != n.table
                 {
-                    return Plan::Refuse(
-                        Some(o.name.clone()),
-                        format!("its type changed from {} to {}", o.ty, n.ty),
-                    );
+                    let message = match (&o.target, &n.target) {
+                        (Some(a), Some(b)) if a == b && o.ty == n.ty => format!(
+                            "the key of {a}, which it refers to, changed (stored references \
+                             hold the old key)"
+                        ),
+                        _ => format!("its type changed from {} to {}", o.ty, n.ty),
+                    };
+                    return Plan::Refuse(Some(o.name.clone()), message);
                 }
                 if !o.required && n.required {
                     return Plan::Refuse(
