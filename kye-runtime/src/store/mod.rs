@@ -702,7 +702,7 @@ pub enum StoreError {
         incoming: String,
     },
     /// A `show` filter that does not apply to the model.
-    #[error("filter on {model}: {message}")]
+    #[error("filter{}: {message}", if model.is_empty() { String::new() } else { format!(" on {model}") })]
     InvalidFilter {
         /// Model.
         model: String,
@@ -906,7 +906,10 @@ mod tests {
         assert!(Filter::parse("nothing").is_err());
         assert!(Filter::parse(" = 3").is_err());
         let e = Filter::parse("id >= 3").unwrap_err();
-        assert!(e.to_string().contains("only `=`"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "filter: only `=` is supported in \"id >= 3\"; write it as `edge = value`"
+        );
     }
 
     #[test]
