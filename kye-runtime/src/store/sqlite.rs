@@ -127,7 +127,7 @@ CREATE TABLE IF NOT EXISTS _kye_drift (
     example    TEXT NOT NULL,
     count      INTEGER NOT NULL,
     PRIMARY KEY (model, path)
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS _kye_keys (
     run_id INTEGER NOT NULL,
     model  TEXT NOT NULL,
@@ -136,7 +136,7 @@ CREATE TABLE IF NOT EXISTS _kye_keys (
     reason TEXT,
     at     TEXT NOT NULL,
     PRIMARY KEY (run_id, model, key)
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS _kye_keys_by_key ON _kye_keys (model, key, at);
 "#;
 
@@ -391,8 +391,9 @@ fn child_create_sql(l: &ModelLayout, e: &EdgeLayout) -> String {
     let mut pk: Vec<&str> = l.parent_cols.iter().map(String::as_str).collect();
     pk.push(POSITION);
     cols.push(format!("PRIMARY KEY ({})", list(pk)));
+    // Child rows are small and always read by parent key: cluster them by it.
     format!(
-        "CREATE TABLE {} (\n    {}\n)",
+        "CREATE TABLE {} (\n    {}\n) WITHOUT ROWID",
         q(table),
         cols.join(",\n    ")
     )
@@ -461,6 +462,7 @@ fn model_sql(l: &ModelLayout) -> &ModelSql {
             unique_selects,
             delete,
             child_deletes,
+            insert_new: format!("{insert} ON CONFLICT DO NOTHING"),
             insert,
             child_inserts,
         }
@@ -813,28 +815,32 @@ fn store_record(
         }
     }
 
-    // 4. Replace: delete the old row and its child rows, insert the new ones. Child rows
-    // only exist under a stored row, so a key seen for the first time skips their deletes.
-    // Nothing here can fail for this record's data any more: any error aborts the batch.
-    let replaced = conn
-        .prepare_cached(&sql.delete)
-        .and_then(|mut st| st.execute(rusqlite::params_from_iter(key_vals.iter())))
-        .map_err(sqlerr)?;
-    if replaced > 0 {
-        for delete in &sql.child_deletes {
-            conn.prepare_cached(delete)
-                .and_then(|mut st| st.execute(rusqlite::params_from_iter(key_vals.iter())))
-                .map_err(sqlerr)?;
-        }
-    }
+    // 4. Insert, or replace the stored row and its child rows. Nothing here can fail for
+    // this record's data any more: any error aborts the batch.
     let mut vals: Vec<Sql> = inline.into_iter().map(|(_, v)| v).collect();
     vals.push(Sql::Integer(prov.run.0));
     vals.push(Sql::Text(prov.fetcher.clone()));
     vals.push(Sql::Text(prov.fetched_at.to_string()));
     vals.push(Sql::Text(content_hash(value)));
-    conn.prepare_cached(&sql.insert)
+    // A new key takes one statement. The secondary indexes were checked above, so a
+    // conflict here means this key is already stored: replace it.
+    let inserted = conn
+        .prepare_cached(&sql.insert_new)
         .and_then(|mut st| st.execute(rusqlite::params_from_iter(vals.iter())))
         .map_err(sqlerr)?;
+    if inserted == 0 {
+        conn.prepare_cached(&sql.delete)
+            .and_then(|mut st| st.execute(rusqlite::params_from_iter(key_vals.iter())))
+            .map_err(sqlerr)?;
+        for delete in &sql.child_deletes {
+            conn.prepare_cached(delete)
+                .and_then(|mut st| st.execute(rusqlite::params_from_iter(key_vals.iter())))
+                .map_err(sqlerr)?;
+        }
+        conn.prepare_cached(&sql.insert)
+            .and_then(|mut st| st.execute(rusqlite::params_from_iter(vals.iter())))
+            .map_err(sqlerr)?;
+    }
     for (rows, insert) in child_rows.iter().zip(&sql.child_inserts) {
         if rows.is_empty() {
             continue;
