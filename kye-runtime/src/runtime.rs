@@ -27,7 +27,7 @@
 //! 4. **Store**: valid records (normalized) are written; invalid payloads go to the rejects
 //!    table, raw, with the structured errors; unknown fields are recorded as drift. Every key
 //!    gets an outcome row (stored, missing, rejected, failed, skipped), which is what resume
-//!    reads. Writes are batched (up to 256 keys or 250 ms) by a single writer.
+//!    reads. Writes are batched (up to 256 keys or 250 ms) by a single writer thread.
 //! 5. **Follow** (depth > 0): references to other models in a stored record are queued, each
 //!    referenced key once per run, through the fetcher of that model.
 //!
@@ -38,6 +38,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -696,31 +697,65 @@ struct PendingKey {
     drift: Vec<DriftWrite>,
 }
 
-/// The single writer: buffers finished keys and writes them in batches.
-struct Writer<'a> {
-    inner: &'a Inner,
+/// Counters the driver updates and the writer reports in progress.
+#[derive(Default)]
+struct Live {
+    interrupted: AtomicU64,
+    total: AtomicU64,
+}
+
+/// What the writer hands back at the end of a run.
+struct Written {
+    counts: RunCounts,
+    failures: Vec<KeyProblem>,
+    rejects: Vec<KeyProblem>,
+    error: Option<Error>,
+}
+
+/// The single writer: runs on a blocking thread, receives finished keys over a bounded channel
+/// (back-pressure on the executor when the store is slow) and writes them in batches of
+/// [`FLUSH_KEYS`], or every [`FLUSH_INTERVAL`] when keys trickle in.
+struct Writer {
+    inner: Arc<Inner>,
     run: RunId,
     started: Instant,
     buffer: Vec<PendingKey>,
-    last_flush: Instant,
     counts: RunCounts,
-    interrupted: u64,
-    total: u64,
+    live: Arc<Live>,
     failures: Vec<KeyProblem>,
     rejects: Vec<KeyProblem>,
 }
 
-impl Writer<'_> {
-    fn push(&mut self, p: PendingKey) -> Result<()> {
-        self.buffer.push(p);
-        if self.buffer.len() >= FLUSH_KEYS || self.last_flush.elapsed() >= FLUSH_INTERVAL {
-            self.flush()?;
+impl Writer {
+    fn run_loop(mut self, rx: std::sync::mpsc::Receiver<PendingKey>) -> Written {
+        use std::sync::mpsc::RecvTimeoutError;
+        let mut deadline = Instant::now() + FLUSH_INTERVAL;
+        let error = loop {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let flush_now = match rx.recv_timeout(wait) {
+                Ok(p) => {
+                    self.buffer.push(p);
+                    self.buffer.len() >= FLUSH_KEYS
+                }
+                Err(RecvTimeoutError::Timeout) => true,
+                Err(RecvTimeoutError::Disconnected) => break self.flush().err(),
+            };
+            if flush_now {
+                if let Err(e) = self.flush() {
+                    break Some(e);
+                }
+                deadline = Instant::now() + FLUSH_INTERVAL;
+            }
+        };
+        Written {
+            counts: self.counts,
+            failures: self.failures,
+            rejects: self.rejects,
+            error,
         }
-        Ok(())
     }
 
     fn flush(&mut self) -> Result<()> {
-        self.last_flush = Instant::now();
         if self.buffer.is_empty() {
             return Ok(());
         }
@@ -802,8 +837,8 @@ impl Writer<'_> {
             f(&Progress {
                 run: self.run,
                 counts: self.counts,
-                interrupted: self.interrupted,
-                total: self.total,
+                interrupted: self.live.interrupted.load(Ordering::Relaxed),
+                total: self.live.total.load(Ordering::Relaxed),
                 elapsed: self.started.elapsed(),
             });
         }
@@ -976,18 +1011,23 @@ impl Runtime {
         } else {
             None
         };
-        let mut writer = Writer {
-            inner,
+        let live = Arc::new(Live::default());
+        live.total.store(requested, Ordering::Relaxed);
+        let writer = Writer {
+            inner: inner.clone(),
             run,
             started,
             buffer: Vec::new(),
-            last_flush: Instant::now(),
             counts: RunCounts::default(),
-            interrupted: 0,
-            total: requested,
+            live: live.clone(),
             failures: Vec::new(),
             rejects: Vec::new(),
         };
+        let (tx, rx) = std::sync::mpsc::sync_channel::<PendingKey>(FLUSH_KEYS * 4);
+        let writer_span = span.clone();
+        let writer_task =
+            tokio::task::spawn_blocking(move || writer_span.in_scope(|| writer.run_loop(rx)));
+        let mut interrupted = 0u64;
         let mut followed = 0u64;
         let registry = inner.registry.get();
         let call_shared = shared.clone();
@@ -1005,7 +1045,8 @@ impl Runtime {
                     }
                     let pending = match finished.outcome {
                         Outcome::Interrupted => {
-                            writer.interrupted += 1;
+                            interrupted += 1;
+                            live.interrupted.fetch_add(1, Ordering::Relaxed);
                             return Ok(());
                         }
                         Outcome::Failed(e) => {
@@ -1034,7 +1075,7 @@ impl Runtime {
                                     for next in references(registry, job, &report.value) {
                                         if seen.insert(seen_key(&next)) {
                                             followed += 1;
-                                            writer.total += 1;
+                                            live.total.fetch_add(1, Ordering::Relaxed);
                                             follow.push(next);
                                         }
                                     }
@@ -1075,7 +1116,10 @@ impl Runtime {
                             p
                         }
                     };
-                    writer.push(pending)
+                    // Blocks while the writer is a full channel behind: back-pressure.
+                    tx.send(pending).map_err(|_| {
+                        Error::permanent("the store writer stopped (see the run's error)")
+                    })
                 },
             )
             .instrument(span.clone())
@@ -1084,20 +1128,34 @@ impl Runtime {
             l.abort();
         }
         // Whatever finished is written, even when the run stops on an error.
-        let flushed = writer.flush();
+        drop(tx);
+        let written = writer_task.await.unwrap_or_else(|e| Written {
+            counts: RunCounts::default(),
+            failures: Vec::new(),
+            rejects: Vec::new(),
+            error: Some(Error::permanent(format!("the store writer crashed: {e}"))),
+        });
+        // A writer error explains a sink error ("writer stopped"): report the writer's.
+        let flushed = match written.error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        };
+        let result = match (result, &flushed) {
+            (Err(_), Err(_)) => Ok(Default::default()),
+            (r, _) => r,
+        };
         let (status, error, stats) = match (&result, &flushed) {
-            (Ok(stats), Ok(())) if stats.stopped || writer.interrupted > 0 => (
+            (Ok(stats), Ok(())) if stats.stopped || interrupted > 0 => (
                 RunStatus::Interrupted,
                 Some(format!(
-                    "interrupted: {} keys in flight were stopped; run the same request again to resume",
-                    writer.interrupted
+                    "interrupted: {interrupted} keys in flight were stopped; run the same request again to resume"
                 )),
                 Some(stats.clone()),
             ),
             (Ok(stats), Ok(())) => (RunStatus::Completed, None, Some(stats.clone())),
             (Err(e), _) | (Ok(_), Err(e)) => (RunStatus::Failed, Some(e.to_string()), None),
         };
-        let mut end = RunEnd::new(status, writer.counts);
+        let mut end = RunEnd::new(status, written.counts);
         end.error = error;
         {
             let mut store = inner.store.lock().unwrap_or_else(|p| p.into_inner());
@@ -1114,15 +1172,15 @@ impl Runtime {
             run,
             request: opts.request.clone(),
             status,
-            counts: writer.counts,
-            interrupted: writer.interrupted,
+            counts: written.counts,
+            interrupted,
             requested,
             followed,
             retries: stats.map(|s| s.retries).unwrap_or(0),
             resumed_from,
             duration: started.elapsed(),
-            failures: writer.failures,
-            rejects: writer.rejects,
+            failures: written.failures,
+            rejects: written.rejects,
         };
         span.in_scope(|| tracing::info!(summary = %summary, "run finished"));
         Ok(summary)

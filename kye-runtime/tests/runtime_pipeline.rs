@@ -660,3 +660,141 @@ async fn twenty_percent_faults_every_key_accounted_for_and_nothing_lost() {
     let records = rt.with_store(|s| s.records(&RecordQuery::new("Pokemon").limit(1000)).unwrap());
     assert_eq!(records.len() as u64, c.stored, "no valid record lost");
 }
+
+mod failing_store {
+    use std::path::Path;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use kye_lang::Schema;
+    use kye_runtime::store::*;
+    use serde_json::Value;
+
+    /// A real SQLite store whose `write_batch` fails (as on a full disk) after `ok_batches`.
+    pub struct FailingStore {
+        pub inner: Box<dyn Store>,
+        pub ok_batches: usize,
+        pub batches: Arc<AtomicUsize>,
+    }
+
+    impl Store for FailingStore {
+        fn kind(&self) -> &'static str {
+            self.inner.kind()
+        }
+        fn location(&self) -> &Path {
+            self.inner.location()
+        }
+        fn prepare(&mut self, schema: &Schema) -> Result<(), StoreError> {
+            self.inner.prepare(schema)
+        }
+        fn begin_run(&mut self, run: &NewRun) -> Result<RunId, StoreError> {
+            self.inner.begin_run(run)
+        }
+        fn finish_run(&mut self, run: RunId, end: &RunEnd) -> Result<(), StoreError> {
+            self.inner.finish_run(run, end)
+        }
+        fn write_batch(
+            &mut self,
+            items: &[WriteItem],
+        ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+            if self.batches.fetch_add(1, Ordering::SeqCst) >= self.ok_batches {
+                return Err(StoreError::Io {
+                    action: "writing",
+                    path: self.inner.location().to_path_buf(),
+                    source: std::io::Error::other("No space left on device"),
+                });
+            }
+            self.inner.write_batch(items)
+        }
+        fn last_stored(&self, m: &str, k: &IndexKey) -> Result<Option<Timestamp>, StoreError> {
+            self.inner.last_stored(m, k)
+        }
+        fn latest_outcome(
+            &self,
+            m: &str,
+            k: &IndexKey,
+        ) -> Result<Option<KeyOutcomeInfo>, StoreError> {
+            self.inner.latest_outcome(m, k)
+        }
+        fn outcome_counts(&self, run: RunId) -> Result<RunCounts, StoreError> {
+            self.inner.outcome_counts(run)
+        }
+        fn records(&self, q: &RecordQuery) -> Result<Vec<Value>, StoreError> {
+            self.inner.records(q)
+        }
+        fn runs(&self, limit: Option<usize>) -> Result<Vec<RunInfo>, StoreError> {
+            self.inner.runs(limit)
+        }
+        fn run(&self, id: RunId) -> Result<Option<RunInfo>, StoreError> {
+            self.inner.run(id)
+        }
+        fn rejects(
+            &self,
+            run: Option<RunId>,
+            limit: Option<usize>,
+        ) -> Result<Vec<RejectInfo>, StoreError> {
+            self.inner.rejects(run, limit)
+        }
+        fn drift(&self) -> Result<Vec<DriftInfo>, StoreError> {
+            self.inner.drift()
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_store_failure_stops_the_run_with_the_reason_and_marks_it_failed() {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    let server = TestServer::start(slow_routes(600, Duration::from_millis(10)))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spec: StoreSpec = format!("sqlite:{}", dir.path().join("kye.db").display())
+        .parse()
+        .unwrap();
+    let batches = Arc::new(AtomicUsize::new(0));
+    let store = failing_store::FailingStore {
+        inner: kye_runtime::store::open_store(&spec).unwrap(),
+        ok_batches: 2, // records + outcomes of the first flush
+        batches: batches.clone(),
+    };
+    let rt = Runtime::builder()
+        .registry(registry())
+        .config(config(server.base_url()))
+        .env(Vec::new())
+        .store_instance(Box::new(store))
+        .handle_ctrl_c(false)
+        .build()
+        .unwrap();
+    let err = rt
+        .fetch("Pokemon.id in 1..=600")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains("cannot write to the store"), "{err}");
+    let runs = rt.with_store(|s| s.runs(None).unwrap());
+    assert_eq!(runs[0].status, RunStatus::Failed);
+    assert!(
+        runs[0]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("No space left"),
+        "{runs:?}"
+    );
+    // The run stopped early instead of fetching all 600 keys into the void.
+    let fetched: u64 = (1..=600)
+        .map(|i| server.requests(&format!("/pokemon/{i}/")))
+        .sum();
+    assert!(fetched < 600, "fetched {fetched}");
+    // What was written before the failure is whole: every stored key has its record.
+    let records = rt.with_store(|s| s.records(&RecordQuery::new("Pokemon").limit(1000)).unwrap());
+    for r in &records {
+        let id = r["id"].as_i64().unwrap();
+        assert_eq!(
+            outcome(&rt, "Pokemon", "id", json!(id)),
+            Some(KeyStatus::Stored)
+        );
+    }
+}
