@@ -22,6 +22,8 @@ pub const MAX_COMPILED_DEPTH: u32 = 256;
 pub const MAX_COMPILED_SIZE: u32 = 100_000;
 /// Most diagnostics reported by one compile; the rest are summarised in one line.
 pub const MAX_DIAGNOSTICS: usize = 200;
+/// Deepest recursion through type expressions and the aliases they use.
+pub const MAX_CHECK_DEPTH: usize = 400;
 /// Longest chain of aliases referring to aliases.
 pub const MAX_ALIAS_CHAIN: usize = 64;
 
@@ -114,6 +116,8 @@ pub fn check(sources: &SourceMap, files: &[ast::File]) -> (Vec<Model>, Vec<Diagn
         stack: Vec::new(),
         diags: Vec::new(),
         chain_reported: false,
+        depth: 0,
+        depth_reported: false,
     };
     cx.collect(files);
     let models = cx.models(files);
@@ -178,6 +182,10 @@ struct Checker<'a> {
     diags: Vec<Diagnostic>,
     /// The alias-chain limit was reported (once is enough).
     chain_reported: bool,
+    /// Current recursion depth of `type_val`, across aliases.
+    depth: usize,
+    /// The depth limit was reported.
+    depth_reported: bool,
 }
 
 fn builtin(name: &str) -> Option<Primitive> {
@@ -373,18 +381,7 @@ impl<'a> Checker<'a> {
             None => {}
         }
         if self.stack.len() >= MAX_ALIAS_CHAIN {
-            if !self.chain_reported {
-                self.chain_reported = true;
-                self.error(
-                    Diagnostic::error(
-                        "kye::too-complex",
-                        format!("type alias chain is longer than {MAX_ALIAS_CHAIN} aliases"),
-                        use_span,
-                        "too many aliases referring to aliases",
-                    )
-                    .with_hint("refer to the final type directly"),
-                );
-            }
+            self.report_long_chain(use_span);
             self.alias_state.insert(name, AliasState::Done(None));
             return None;
         }
@@ -400,6 +397,23 @@ impl<'a> Checker<'a> {
         v
     }
 
+    #[inline(never)]
+    fn report_long_chain(&mut self, span: Span) {
+        if !self.chain_reported {
+            self.chain_reported = true;
+            self.error(
+                Diagnostic::error(
+                    "kye::too-complex",
+                    format!("type alias chain is longer than {MAX_ALIAS_CHAIN} aliases"),
+                    span,
+                    "too many aliases referring to aliases",
+                )
+                .with_hint("refer to the final type directly"),
+            );
+        }
+    }
+
+    #[inline(never)]
     fn report_cycle(&mut self, name: &'a str, use_span: Span) {
         let start = self.stack.iter().position(|n| *n == name).unwrap_or(0);
         let cycle: Vec<&'a str> = self.stack[start..].to_vec();
@@ -424,16 +438,45 @@ impl<'a> Checker<'a> {
     }
 
     /// Compiles a type expression. `None` means an error was reported (or already was).
+    ///
+    /// Recursion goes through aliases too, so the total depth is bounded here (each alias
+    /// alone is bounded by the parser).
     fn type_val(&mut self, e: &'a ast::Expr) -> Option<TypeVal> {
+        if self.depth >= MAX_CHECK_DEPTH {
+            self.report_too_deep(e.span);
+            return None;
+        }
+        self.depth += 1;
+        let v = self.type_val_inner(e);
+        self.depth -= 1;
+        v
+    }
+
+    // The functions on the recursion path (type_val, type_val_inner, type_unary, type_binary,
+    // resolve_alias) keep their frames small: diagnostics are built in separate
+    // `#[inline(never)]` functions, because debug builds give every temporary its own slot.
+
+    #[inline(never)]
+    fn report_too_deep(&mut self, span: Span) {
+        if !self.depth_reported {
+            self.depth_reported = true;
+            self.error(
+                Diagnostic::error(
+                    "kye::too-complex",
+                    format!(
+                        "type is nested more than {MAX_CHECK_DEPTH} levels deep once aliases are expanded"
+                    ),
+                    span,
+                    "too deep",
+                )
+                .with_hint("simplify the aliases it uses"),
+            );
+        }
+    }
+
+    fn type_val_inner(&mut self, e: &'a ast::Expr) -> Option<TypeVal> {
         use ast::ExprKind as K;
-        let value = |base, c| {
-            Some(TypeVal::Value {
-                base,
-                constraint: Some(c),
-            })
-        };
         match &e.kind {
-            K::Error => None,
             K::Type(name) => {
                 if let Some(p) = builtin(name) {
                     return Some(TypeVal::Value {
@@ -445,30 +488,27 @@ impl<'a> Checker<'a> {
                     Some(Def::Model(m)) => Some(TypeVal::Model(m.name.name.clone())),
                     Some(Def::Alias(a)) => self.resolve_alias(a, e.span),
                     None => {
-                        let mut d = Diagnostic::error(
-                            "kye::unknown-type",
-                            format!("unknown type `{name}`"),
-                            e.span,
-                            "not a model, alias or built-in type",
-                        );
-                        if let Some(h) = self.suggest_type(name) {
-                            d = d.with_hint(h);
-                        }
-                        self.error(d);
+                        self.report_unknown_type(name, e.span);
                         None
                     }
                 }
             }
-            K::Edge(name) => {
-                // The parser reports these; keep the checker total anyway.
-                self.error(Diagnostic::error(
-                    "kye::expected-type",
-                    format!("expected a type, found edge name `{name}`"),
-                    e.span,
-                    "not a type",
-                ));
-                None
-            }
+            K::Unary(op, inner) => self.type_unary(*op, inner, e.span),
+            K::Binary(op, a, b) => self.type_binary(*op, a, b, e.span),
+            _ => self.type_leaf(e),
+        }
+    }
+
+    #[inline(never)]
+    fn type_leaf(&mut self, e: &ast::Expr) -> Option<TypeVal> {
+        use ast::ExprKind as K;
+        let value = |base, c| {
+            Some(TypeVal::Value {
+                base,
+                constraint: Some(c),
+            })
+        };
+        match &e.kind {
             K::Str(s) => value(
                 Primitive::String,
                 this_eq(Literal::String(s.clone()), e.span),
@@ -493,84 +533,129 @@ impl<'a> Checker<'a> {
                     None
                 }
             },
-            K::Unary(op, inner) => {
-                let v = self.type_val(inner)?;
-                let (base, c) =
-                    self.value_operand(v, inner, &format!("`{}`", unary_symbol(*op)))?;
-                if *op != UnaryOp::Not {
-                    self.error(Diagnostic::error(
-                        "kye::invalid-type-expression",
-                        "only `!`, `&`, `|` and `^` can combine types",
-                        e.span,
-                        "not a type operator",
-                    ));
-                    return None;
-                }
-                let Some(c) = c else {
-                    self.error(
-                        Diagnostic::error(
-                            "kye::empty-type",
-                            format!("`!{base}` matches no value"),
-                            e.span,
-                            "no value is allowed",
-                        )
-                        .with_hint("negate a constant instead: `!\"UNKNOWN\"`"),
-                    );
-                    return None;
-                };
-                let c = self.combine_unary(c, e.span)?;
-                value(base, c)
+            K::Edge(name) => {
+                // The parser reports these; keep the checker total anyway.
+                self.error(Diagnostic::error(
+                    "kye::expected-type",
+                    format!("expected a type, found edge name `{name}`"),
+                    e.span,
+                    "not a type",
+                ));
+                None
             }
-            K::Binary(op, a, b) => {
-                let sym = format!("`{}`", op.symbol());
-                let va = self.type_val(a);
-                let vb = self.type_val(b);
-                let (va, vb) = (va?, vb?);
-                let (ba, ca) = self.value_operand(va, a, &sym)?;
-                let (bb, cb) = self.value_operand(vb, b, &sym)?;
-                if !matches!(op, BinaryOp::Or | BinaryOp::And | BinaryOp::Xor) {
-                    self.error(
-                        Diagnostic::error(
-                            "kye::invalid-type-expression",
-                            format!("`{}` cannot combine types", op.symbol()),
-                            e.span,
-                            "not a type operator",
-                        )
-                        .with_hint("types combine with `|`, `&`, `^` and `!`; put rules about values in an `assert`"),
-                    );
-                    return None;
-                }
-                if ba != bb {
-                    self.error(
-                        Diagnostic::error(
-                            "kye::mixed-types",
-                            format!("`{}` combines a {ba} with a {bb}", op.symbol()),
-                            e.span,
-                            format!("{ba} on the left, {bb} on the right"),
-                        )
-                        .with_hint(
-                            "all parts of a type expression must be of the same built-in type",
-                        ),
-                    );
-                    return None;
-                }
-                let c = match (op, ca, cb) {
-                    // `String | "A"` allows every string.
-                    (BinaryOp::Or, None, _) | (BinaryOp::Or, _, None) => None,
-                    (BinaryOp::And, None, c) | (BinaryOp::And, c, None) => c,
-                    (_, ca, cb) => {
-                        let t = || leaf(ExprKind::Literal(Literal::Boolean(true)), e.span);
-                        let ca = ca.unwrap_or_else(t);
-                        let cb = cb.unwrap_or_else(t);
-                        Some(self.combine(*op, ca, cb, e.span)?)
-                    }
-                };
-                Some(TypeVal::Value {
-                    base: ba,
-                    constraint: c,
-                })
-            }
+            _ => None,
         }
+    }
+
+    #[inline(never)]
+    fn report_unknown_type(&mut self, name: &str, span: Span) {
+        let mut d = Diagnostic::error(
+            "kye::unknown-type",
+            format!("unknown type `{name}`"),
+            span,
+            "not a model, alias or built-in type",
+        );
+        if let Some(h) = self.suggest_type(name) {
+            d = d.with_hint(h);
+        }
+        self.error(d);
+    }
+
+    fn type_unary(&mut self, op: UnaryOp, inner: &'a ast::Expr, span: Span) -> Option<TypeVal> {
+        let v = self.type_val(inner)?;
+        let (base, c) = self.value_operand(v, inner, op_name(None, Some(op)))?;
+        if op != UnaryOp::Not {
+            self.report_type_operator(None, span);
+            return None;
+        }
+        let Some(c) = c else {
+            self.report_empty_type(base, span);
+            return None;
+        };
+        let c = self.combine_unary(c, span)?;
+        Some(TypeVal::Value {
+            base,
+            constraint: Some(c),
+        })
+    }
+
+    fn type_binary(
+        &mut self,
+        op: BinaryOp,
+        a: &'a ast::Expr,
+        b: &'a ast::Expr,
+        span: Span,
+    ) -> Option<TypeVal> {
+        let va = self.type_val(a);
+        let vb = self.type_val(b);
+        let (va, vb) = (va?, vb?);
+        let (ba, ca) = self.value_operand(va, a, op_name(Some(op), None))?;
+        let (bb, cb) = self.value_operand(vb, b, op_name(Some(op), None))?;
+        if !matches!(op, BinaryOp::Or | BinaryOp::And | BinaryOp::Xor) {
+            self.report_type_operator(Some(op), span);
+            return None;
+        }
+        if ba != bb {
+            self.report_mixed_types(op, ba, bb, span);
+            return None;
+        }
+        let c = match (op, ca, cb) {
+            // `String | "A"` allows every string.
+            (BinaryOp::Or, None, _) | (BinaryOp::Or, _, None) => None,
+            (BinaryOp::And, None, c) | (BinaryOp::And, c, None) => c,
+            (_, ca, cb) => {
+                let t = || leaf(ExprKind::Literal(Literal::Boolean(true)), span);
+                let ca = ca.unwrap_or_else(t);
+                let cb = cb.unwrap_or_else(t);
+                Some(self.combine(op, ca, cb, span)?)
+            }
+        };
+        Some(TypeVal::Value {
+            base: ba,
+            constraint: c,
+        })
+    }
+
+    #[inline(never)]
+    fn report_type_operator(&mut self, op: Option<BinaryOp>, span: Span) {
+        let sym = op.map(BinaryOp::symbol).unwrap_or("-");
+        self.error(
+            Diagnostic::error(
+                "kye::invalid-type-expression",
+                format!("`{sym}` cannot combine types"),
+                span,
+                "not a type operator",
+            )
+            .with_hint(
+                "types combine with `|`, `&`, `^` and `!`; put rules about values in an `assert`",
+            ),
+        );
+    }
+
+    #[inline(never)]
+    fn report_empty_type(&mut self, base: Primitive, span: Span) {
+        self.error(
+            Diagnostic::error(
+                "kye::empty-type",
+                format!("`!{base}` matches no value"),
+                span,
+                "no value is allowed",
+            )
+            .with_hint("negate a constant instead: `!\"UNKNOWN\"`"),
+        );
+    }
+
+    #[inline(never)]
+    fn report_mixed_types(&mut self, op: BinaryOp, ba: Primitive, bb: Primitive, span: Span) {
+        self.error(
+            Diagnostic::error(
+                "kye::mixed-types",
+                format!("`{}` combines a {ba} with a {bb}", op.symbol()),
+                span,
+                format!("{ba} on the left, {bb} on the right"),
+            )
+            .with_hint("all parts of a type expression must be of the same built-in type"),
+        );
     }
 
     /// Operands of type operators must be values, not models.
@@ -583,16 +668,25 @@ impl<'a> Checker<'a> {
         match v {
             TypeVal::Value { base, constraint } => Some((base, constraint)),
             TypeVal::Model(m) => {
+                self.report_model_in_expression(&m, at.span, op);
+                None
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn report_model_in_expression(&mut self, m: &str, span: Span, op: &str) {
+        {
+            {
                 self.error(
                     Diagnostic::error(
                         "kye::model-in-expression",
                         format!("model `{m}` cannot be combined with {op}"),
-                        at.span,
+                        span,
                         "a model type",
                     )
                     .with_hint("only String, Number, Boolean, literals and regexes combine; use one model per edge"),
                 );
-                None
             }
         }
     }
@@ -1101,7 +1195,24 @@ impl<'a> Checker<'a> {
     // ---- assertions ---------------------------------------------------------------------
 
     /// Compiles an assertion expression; returns it with its static type (`None` = unknown).
+    ///
+    /// Like the type functions, the recursive path (value_expr, value_unary, value_binary)
+    /// keeps small frames; leaves and error reports live in `#[inline(never)]` functions.
     fn value_expr(
+        &mut self,
+        e: &ast::Expr,
+        scope: &Scope,
+        used: &mut BTreeSet<String>,
+    ) -> Option<(Constraint, Option<Primitive>)> {
+        match &e.kind {
+            ast::ExprKind::Unary(op, inner) => self.value_unary(*op, inner, e.span, scope, used),
+            ast::ExprKind::Binary(op, a, b) => self.value_binary(*op, a, b, e.span, scope, used),
+            _ => self.value_leaf(e, scope, used),
+        }
+    }
+
+    #[inline(never)]
+    fn value_leaf(
         &mut self,
         e: &ast::Expr,
         scope: &Scope,
@@ -1114,7 +1225,6 @@ impl<'a> Checker<'a> {
             Some((leaf(ExprKind::Literal(l), e.span), Some(p)))
         };
         match &e.kind {
-            K::Error => None,
             K::Str(s) => lit(Literal::String(s.clone())),
             K::Number(n) => lit(Literal::Number(*n)),
             K::Bool(b) => lit(Literal::Boolean(*b)),
@@ -1179,123 +1289,154 @@ impl<'a> Checker<'a> {
                     None
                 }
             },
-            K::Unary(op, inner) => {
-                let (c, t) = self.value_expr(inner, scope, used)?;
-                let want = match op {
-                    UnaryOp::Not => Primitive::Boolean,
-                    UnaryOp::Neg => Primitive::Number,
-                };
-                if let Some(t) = t {
-                    if t != want {
-                        self.type_mismatch(unary_symbol(*op), want, t, inner.span);
-                        return None;
-                    }
-                }
-                let c = if *op == UnaryOp::Not {
-                    self.combine_unary(c, e.span)?
-                } else {
-                    Constraint {
-                        size: c.size + 1,
-                        depth: c.depth + 1,
-                        expr: Expr {
-                            kind: ExprKind::Unary(UnaryOp::Neg, Box::new(c.expr)),
-                            span: e.span,
-                        },
-                    }
-                };
-                Some((c, Some(want)))
+            // Parse errors (already reported) and constructs handled elsewhere.
+            _ => None,
+        }
+    }
+
+    fn value_unary(
+        &mut self,
+        op: UnaryOp,
+        inner: &ast::Expr,
+        span: Span,
+        scope: &Scope,
+        used: &mut BTreeSet<String>,
+    ) -> Option<(Constraint, Option<Primitive>)> {
+        let (c, t) = self.value_expr(inner, scope, used)?;
+        let want = match op {
+            UnaryOp::Not => Primitive::Boolean,
+            UnaryOp::Neg => Primitive::Number,
+        };
+        if !self.check_operand(unary_symbol(op), want, t, inner.span) {
+            return None;
+        }
+        let c = if op == UnaryOp::Not {
+            self.combine_unary(c, span)?
+        } else {
+            Constraint {
+                size: c.size + 1,
+                depth: c.depth + 1,
+                expr: Expr {
+                    kind: ExprKind::Unary(UnaryOp::Neg, Box::new(c.expr)),
+                    span,
+                },
             }
-            K::Binary(op, a, b) => {
-                let is_eq = matches!(op, BinaryOp::Eq | BinaryOp::Ne);
-                // `code == /re/`: the regex side compiles to a pattern.
-                let regex_side = |x: &ast::Expr| matches!(x.kind, K::Regex(_));
-                if is_eq && (regex_side(a) || regex_side(b)) && !(regex_side(a) && regex_side(b)) {
-                    let (other, re) = if regex_side(b) { (a, b) } else { (b, a) };
-                    let (c, t) = self.value_expr(other, scope, used)?;
-                    if let Some(t) = t {
-                        if t != Primitive::String {
-                            self.type_mismatch(op.symbol(), Primitive::String, t, other.span);
-                            return None;
-                        }
-                    }
-                    let K::Regex(src) = &re.kind else { return None };
-                    let p = match compile_regex(src) {
-                        Ok(p) => p,
-                        Err(msg) => {
-                            self.error(Diagnostic::error(
-                                "kye::invalid-regex",
-                                "invalid regular expression",
-                                re.span,
-                                msg,
-                            ));
-                            return None;
-                        }
-                    };
-                    let r = leaf(ExprKind::Regex(p), re.span);
-                    return Some((self.combine(*op, c, r, e.span)?, Some(Primitive::Boolean)));
+        };
+        Some((c, Some(want)))
+    }
+
+    fn value_binary(
+        &mut self,
+        op: BinaryOp,
+        a: &ast::Expr,
+        b: &ast::Expr,
+        span: Span,
+        scope: &Scope,
+        used: &mut BTreeSet<String>,
+    ) -> Option<(Constraint, Option<Primitive>)> {
+        let is_eq = matches!(op, BinaryOp::Eq | BinaryOp::Ne);
+        // `code == /re/`: the regex side compiles to a pattern.
+        let regex_side = |x: &ast::Expr| matches!(x.kind, ast::ExprKind::Regex(_));
+        if is_eq && (regex_side(a) != regex_side(b)) {
+            let (other, re) = if regex_side(b) { (a, b) } else { (b, a) };
+            let (c, t) = self.value_expr(other, scope, used)?;
+            if !self.check_operand(op.symbol(), Primitive::String, t, other.span) {
+                return None;
+            }
+            let r = self.regex_operand(re)?;
+            return Some((self.combine(op, c, r, span)?, Some(Primitive::Boolean)));
+        }
+        let ra = self.value_expr(a, scope, used);
+        let rb = self.value_expr(b, scope, used);
+        let ((ca, ta), (cb, tb)) = (ra?, rb?);
+        let want = match op {
+            BinaryOp::Or | BinaryOp::And | BinaryOp::Xor => Some(Primitive::Boolean),
+            BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Mod => {
+                Some(Primitive::Number)
+            }
+            _ => None,
+        };
+        let result = match want {
+            Some(w) => {
+                if !self.check_operand(op.symbol(), w, ta, a.span)
+                    || !self.check_operand(op.symbol(), w, tb, b.span)
+                {
+                    return None;
                 }
-                let ra = self.value_expr(a, scope, used);
-                let rb = self.value_expr(b, scope, used);
-                let ((ca, ta), (cb, tb)) = (ra?, rb?);
-                let result = match op {
-                    BinaryOp::Or | BinaryOp::And | BinaryOp::Xor => {
-                        for (t, x) in [(ta, a), (tb, b)] {
-                            if let Some(t) = t {
-                                if t != Primitive::Boolean {
-                                    self.type_mismatch(op.symbol(), Primitive::Boolean, t, x.span);
-                                    return None;
-                                }
-                            }
-                        }
-                        Primitive::Boolean
-                    }
-                    BinaryOp::Add
-                    | BinaryOp::Sub
-                    | BinaryOp::Mul
-                    | BinaryOp::Div
-                    | BinaryOp::Mod => {
-                        for (t, x) in [(ta, a), (tb, b)] {
-                            if let Some(t) = t {
-                                if t != Primitive::Number {
-                                    self.type_mismatch(op.symbol(), Primitive::Number, t, x.span);
-                                    return None;
-                                }
-                            }
-                        }
-                        Primitive::Number
-                    }
-                    BinaryOp::Eq
-                    | BinaryOp::Ne
-                    | BinaryOp::Lt
-                    | BinaryOp::Le
-                    | BinaryOp::Gt
-                    | BinaryOp::Ge => {
-                        if let (Some(x), Some(y)) = (ta, tb) {
-                            let ordered = !is_eq;
-                            if x != y || (ordered && x == Primitive::Boolean) {
-                                let msg = if x != y {
-                                    format!("`{}` compares a {x} with a {y}", op.symbol())
-                                } else {
-                                    format!("`{}` cannot order Boolean values", op.symbol())
-                                };
-                                self.error(
-                                    Diagnostic::error(
-                                        "kye::type-mismatch",
-                                        msg,
-                                        e.span,
-                                        format!("{x} and {y}"),
-                                    )
-                                    .with_hint("compare values of the same type"),
-                                );
-                                return None;
-                            }
-                        }
-                        Primitive::Boolean
-                    }
-                };
-                Some((self.combine(*op, ca, cb, e.span)?, Some(result)))
+                w
+            }
+            None => {
+                if !self.check_comparison(op, ta, tb, span) {
+                    return None;
+                }
+                Primitive::Boolean
+            }
+        };
+        Some((self.combine(op, ca, cb, span)?, Some(result)))
+    }
+
+    #[inline(never)]
+    fn regex_operand(&mut self, re: &ast::Expr) -> Option<Constraint> {
+        let ast::ExprKind::Regex(src) = &re.kind else {
+            return None;
+        };
+        match compile_regex(src) {
+            Ok(p) => Some(leaf(ExprKind::Regex(p), re.span)),
+            Err(msg) => {
+                self.error(Diagnostic::error(
+                    "kye::invalid-regex",
+                    "invalid regular expression",
+                    re.span,
+                    msg,
+                ));
+                None
             }
         }
+    }
+
+    /// True when an operand of static type `t` (`None`: unknown) fits; reports otherwise.
+    #[inline(never)]
+    fn check_operand(
+        &mut self,
+        op: &str,
+        want: Primitive,
+        t: Option<Primitive>,
+        span: Span,
+    ) -> bool {
+        match t {
+            Some(t) if t != want => {
+                self.type_mismatch(op, want, t, span);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    #[inline(never)]
+    fn check_comparison(
+        &mut self,
+        op: BinaryOp,
+        ta: Option<Primitive>,
+        tb: Option<Primitive>,
+        span: Span,
+    ) -> bool {
+        let (Some(x), Some(y)) = (ta, tb) else {
+            return true;
+        };
+        let ordered = !matches!(op, BinaryOp::Eq | BinaryOp::Ne);
+        if x == y && !(ordered && x == Primitive::Boolean) {
+            return true;
+        }
+        let msg = if x != y {
+            format!("`{}` compares a {x} with a {y}", op.symbol())
+        } else {
+            format!("`{}` cannot order Boolean values", op.symbol())
+        };
+        self.error(
+            Diagnostic::error("kye::type-mismatch", msg, span, format!("{x} and {y}"))
+                .with_hint("compare values of the same type"),
+        );
+        false
     }
 
     fn type_mismatch(&mut self, op: &str, want: Primitive, found: Primitive, span: Span) {
@@ -1305,6 +1446,18 @@ impl<'a> Checker<'a> {
             span,
             format!("this is a {found}"),
         ));
+    }
+}
+
+/// `` `|` `` etc., for messages about type operators.
+fn op_name(bin: Option<BinaryOp>, un: Option<UnaryOp>) -> &'static str {
+    match (bin, un) {
+        (Some(BinaryOp::Or), _) => "`|`",
+        (Some(BinaryOp::And), _) => "`&`",
+        (Some(BinaryOp::Xor), _) => "`^`",
+        (Some(_), _) => "an operator",
+        (None, Some(UnaryOp::Not)) => "`!`",
+        (None, _) => "`-`",
     }
 }
 

@@ -254,8 +254,18 @@ fn the_seed_schemas_are_valid() {
 }
 
 /// Fixed adversarial inputs: each must finish quickly with an error, not overflow the stack.
+/// They run on a thread with a 1 MiB stack (half of a test thread's) to show headroom.
 #[test]
 fn deep_and_long_inputs_are_errors_not_crashes() {
+    std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(deep_and_long_inputs)
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+fn deep_and_long_inputs() {
     let n = 100_000;
     let cases = [
         format!(
@@ -279,6 +289,11 @@ fn deep_and_long_inputs_are_errors_not_crashes() {
             .map(|i| format!("A{i}: A{}\n", i + 1))
             .collect::<String>()
             + &format!("A{}: String\nM(id) {{ id: A0 }}", n / 10),
+        // 64 aliases, each 64 `!` deep over the next: deep recursion across aliases.
+        (0..64)
+            .map(|i| format!("N{i}: {}N{}\n", "!".repeat(63), i + 1))
+            .collect::<String>()
+            + "N64: \"x\"\nM(id) { id: Number, n: N0 }",
         // Each alias doubles the one before: 2^60 nodes if expanded naively.
         (1..60)
             .map(|i| format!("B{i}: B{} | B{}\n", i - 1, i - 1))
@@ -296,6 +311,31 @@ fn deep_and_long_inputs_are_errors_not_crashes() {
             start.elapsed()
         );
     }
+}
+
+#[test]
+fn the_deepest_accepted_expressions_compile_on_a_small_stack() {
+    std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(|| {
+            // A 199-term sum: the highest tree the parser accepts (height 200).
+            let sum = format!(
+                "M(id) {{ id: Number\n assert {} > 0 }}",
+                vec!["id"; 199].join(" + ")
+            );
+            assert!(check_invariants(&sum));
+            // 63 nested parentheses and `!`s, just under the nesting limit.
+            let not = format!(
+                "M(id) {{ id: Boolean\n assert {}{}id{} }}",
+                "!".repeat(31),
+                "(".repeat(31),
+                ")".repeat(31)
+            );
+            assert!(check_invariants(&not));
+        })
+        .unwrap()
+        .join()
+        .unwrap();
 }
 
 #[test]
