@@ -33,7 +33,7 @@ fn kye(args: &[&str]) -> Output {
         .expect("the kye binary runs")
 }
 
-fn validate_json(d: &PathBuf, data: &str) -> (i32, Value) {
+fn validate_json(d: &std::path::Path, data: &str) -> (i32, Value) {
     let out = kye(&[
         "validate",
         "--schema",

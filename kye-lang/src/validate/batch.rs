@@ -76,6 +76,10 @@ impl Columns {
     }
 }
 
+/// Values of the assertion edges of a record split over several rows, and the assertions
+/// (bit set) still to check on the merged values.
+type Pending = (Vec<Vec<Val<'static>>>, u64);
+
 /// Grouping key of errors that are reported once per rule with all their rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Group {
@@ -136,7 +140,7 @@ pub struct BatchValidator<'s> {
     by_index: Vec<HashTable<u32>>,
     /// Assertion values of records split over several rows: record → per edge values, and the
     /// assertions still to check.
-    pending: HashMap<u32, (Vec<Vec<Val<'static>>>, u64)>,
+    pending: HashMap<u32, Pending>,
 
     errors: Vec<ValidationError>,
     warnings: Vec<ValidationError>,
@@ -158,6 +162,7 @@ fn mix(subs: &[u64]) -> u64 {
 impl<'s> BatchValidator<'s> {
     /// A validator for rows of `model`. Fails with [`ErrorKind::UnknownModel`] when the schema
     /// has no such model.
+    #[allow(clippy::result_large_err)] // Built once per batch; the error is the report's own type.
     pub fn new(schema: &'s Schema, model: &str) -> Result<Self, ValidationError> {
         let model = schema
             .model(model)
@@ -1071,7 +1076,7 @@ impl<'s> BatchValidator<'s> {
         }
 
         // Assertions over records split across rows.
-        let mut pending: Vec<(u32, (Vec<Vec<Val<'static>>>, u64))> = self.pending.drain().collect();
+        let mut pending: Vec<(u32, Pending)> = self.pending.drain().collect();
         pending.sort_by_key(|(r, _)| *r);
         for (r, (values, mask)) in pending {
             if self.flags[r as usize] != 0 {

@@ -104,9 +104,9 @@ pub(crate) fn coerce_json(prim: Primitive, v: &serde_json::Value) -> Result<Val<
         (Primitive::String, J::Number(n)) => Ok(Val::Str(Cow::Owned(n.to_string()))),
         (Primitive::Boolean, J::Bool(b)) => Ok(Val::Bool(*b)),
         (Primitive::Boolean, J::String(s)) => parse_bool(s).map(Val::Bool).ok_or(()),
-        (Primitive::Boolean, J::Number(n)) => match n.as_f64() {
-            Some(x) if x == 1.0 => Ok(Val::Bool(true)),
-            Some(x) if x == 0.0 => Ok(Val::Bool(false)),
+        (Primitive::Boolean, J::Number(n)) => match n.as_u64() {
+            Some(1) => Ok(Val::Bool(true)),
+            Some(0) => Ok(Val::Bool(false)),
             _ => Err(()),
         },
         _ => Err(()),

@@ -68,7 +68,7 @@ pub enum DataError {
     /// The extension is not one of the supported formats.
     UnknownFormat(PathBuf),
     /// The model is not in the schema.
-    UnknownModel(ValidationError),
+    UnknownModel(Box<ValidationError>),
     /// The file is not well-formed in its format (e.g. broken JSON): nothing after the fault
     /// could be read.
     Malformed {
@@ -102,7 +102,8 @@ impl std::error::Error for DataError {}
 pub fn validate_file(schema: &Schema, model: &str, path: &Path) -> Result<BatchReport, DataError> {
     let format =
         DataFormat::from_path(path).ok_or_else(|| DataError::UnknownFormat(path.to_path_buf()))?;
-    let mut v = BatchValidator::new(schema, model).map_err(DataError::UnknownModel)?;
+    let mut v =
+        BatchValidator::new(schema, model).map_err(|e| DataError::UnknownModel(Box::new(e)))?;
     let io = |source| DataError::Io {
         path: path.to_path_buf(),
         source,
