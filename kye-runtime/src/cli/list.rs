@@ -1,6 +1,6 @@
 //! `kye list`: the registry listing (models, identifiers, fetchers with source location and doc
 //! summary) as a table, JSON (`--format json`, fields documented in [`crate::listing`]) or
-//! Markdown (`--markdown`, e.g. for a committed `REGISTRY.md`).
+//! Markdown (`--format markdown` or `--markdown`, e.g. for a committed `REGISTRY.md`).
 
 use std::process::ExitCode;
 
@@ -26,10 +26,16 @@ impl Run for ListArgs {
                 return ExitCode::from(EXIT_USAGE);
             }
         };
-        let format = match (self.markdown, g.format) {
-            (true, _) => ListingFormat::Markdown,
-            (false, Format::Json) => ListingFormat::Json,
-            (false, Format::Text) => ListingFormat::Text,
+        let format = if self.markdown {
+            ListingFormat::Markdown
+        } else {
+            match g.format {
+                Format::Text => ListingFormat::Text,
+                Format::Json => ListingFormat::Json,
+                // `--format markdown`, where the global format has that variant.
+                #[allow(unreachable_patterns)]
+                _ => ListingFormat::Markdown,
+            }
         };
         print!("{}", Listing::new(registry).render(format));
         ExitCode::from(EXIT_OK)
