@@ -261,6 +261,10 @@ impl Lexer<'_> {
     }
 
     fn run(mut self) -> Lexed {
+        // A UTF-8 byte order mark (some Windows editors write one) is not content.
+        if self.text.starts_with('\u{feff}') {
+            self.pos = '\u{feff}'.len_utf8();
+        }
         while self.pos < self.bytes.len() {
             let start = self.pos;
             let b = self.bytes[self.pos];

@@ -180,6 +180,14 @@ error[kye::unclosed-block]: model `User` is missing its closing `}`
 }
 
 #[test]
+fn crlf_line_endings_and_a_byte_order_mark_render_like_plain_text() {
+    let lf = err("User(id) {\n  id: Numbr\n}\n").to_string();
+    let crlf = err("\u{feff}User(id) {\r\n  id: Numbr\r\n}\r\n").to_string();
+    assert_eq!(crlf, lf);
+    assert!(compile_str("bom.kye", "\u{feff}User(id) { id: Number }").is_ok());
+}
+
+#[test]
 fn tabs_keep_the_caret_aligned() {
     let e = err("M(id) {\n\tid: Number\n\tx: Strin\n}\n");
     assert!(
