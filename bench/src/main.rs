@@ -1,0 +1,400 @@
+//! kye's benchmarks against the tools people use today. Figures and how to read them:
+//! `bench/README.md`. Everything runs on this machine in one go; each comparison runs both
+//! sides in the same run and reports medians and ratios.
+//!
+//! ```text
+//! bench/run.sh                      # builds (release), creates bench/.venv, runs everything
+//! target/release/kye-bench run      # the same, once built
+//! cargo run -p kye-bench -- run --smoke   # seconds: small N, Python peers only if the venv exists
+//! ```
+//!
+//! Subcommands (`run` drives the others, each in a fresh process so peak RSS is per side):
+//! - `serve`: a loopback PokeAPI (kye_runtime::testing) with N synthetic Pokémon of ~B bytes,
+//!   pre-rendered so the server costs every client the same and little.
+//! - `kye-fetch`: `Pokemon.id in 1..=N` through `kye::Runtime` into SQLite.
+//! - `floor`: a bare reqwest client GETting the same URLs with the same concurrency,
+//!   discarding the bodies.
+//! - `overhead`: a fetcher returning a ready value (no network): registry lookup, validation
+//!   and the SQLite store per key.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kye_runtime::testing::{pokeapi, Fixtures, Route, TestServer};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+mod run;
+
+kye::models!("../examples/pokemon/pokemon.kye", "overhead.kye");
+
+// ---------------------------------------------------------------------------------------------
+// Fetchers, written the way a user writes them.
+
+#[derive(Deserialize)]
+struct Named {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct ApiType {
+    #[serde(rename = "type")]
+    ty: Named,
+}
+
+#[derive(Deserialize)]
+struct ApiAbility {
+    ability: Named,
+    is_hidden: bool,
+}
+
+#[derive(Deserialize)]
+struct ApiStat {
+    base_stat: f64,
+    stat: Named,
+}
+
+/// The fields of PokeAPI's `/pokemon/{id}/` the model needs; the rest (mostly `moves`) is
+/// skipped by serde without being built.
+#[derive(Deserialize)]
+struct ApiPokemon {
+    id: i64,
+    name: String,
+    weight: Option<f64>,
+    height: Option<f64>,
+    base_experience: Option<f64>,
+    order: Option<f64>,
+    is_default: Option<bool>,
+    species: Option<Named>,
+    types: Vec<ApiType>,
+    abilities: Vec<ApiAbility>,
+    stats: Vec<ApiStat>,
+}
+
+/// PokeAPI's document mapped onto the model; a `null` stays `null`.
+fn map_pokemon(p: ApiPokemon) -> Value {
+    let stat = |name: &str| {
+        p.stats
+            .iter()
+            .find(|s| s.stat.name == name)
+            .map(|s| s.base_stat)
+    };
+    json!({
+        "id": p.id,
+        "name": p.name,
+        "weight": p.weight,
+        "height": p.height,
+        "base_experience": p.base_experience,
+        "types": p.types.iter().map(|t| t.ty.name.as_str()).collect::<Vec<_>>(),
+        "abilities": p.abilities.iter().map(|a| a.ability.name.as_str()).collect::<Vec<_>>(),
+        "hidden_abilities": p.abilities.iter().filter(|a| a.is_hidden).map(|a| a.ability.name.as_str()).collect::<Vec<_>>(),
+        "order": p.order,
+        "is_default": p.is_default,
+        "species": p.species.as_ref().map(|s| s.name.as_str()),
+        "hp": stat("hp"),
+        "attack": stat("attack"),
+        "defense": stat("defense"),
+        "special_attack": stat("special-attack"),
+        "special_defense": stat("special-defense"),
+        "speed": stat("speed"),
+    })
+}
+
+/// A Pokémon by id from the benchmark server (`bench.base_url`).
+#[kye::get(Pokemon.id)]
+async fn pokemon_by_id(id: i64, ctx: &kye::Context) -> kye::Result<Value> {
+    let base = ctx
+        .config("bench.base_url")
+        .ok_or_else(|| kye::Error::permanent("bench.base_url is not configured"))?;
+    let doc: ApiPokemon = ctx.get_json(&format!("{base}/pokemon/{id}/")).await?;
+    Ok(map_pokemon(doc))
+}
+
+/// A ready value, no I/O: what is left is kye's own cost per key.
+#[kye::get(Ready.id)]
+async fn ready_by_id(id: i64) -> kye::Result<Value> {
+    Ok(json!({
+        "id": id,
+        "name": format!("pokemon-{id}"),
+        "weight": 60 + id % 900,
+        "height": 4 + id % 20,
+        "base_experience": 112,
+        "types": ["electric", "fairy"],
+        "abilities": ["static", "lightning-rod"],
+        "hidden_abilities": ["lightning-rod"],
+        "order": id * 3,
+        "is_default": true,
+        "species": "pikachu",
+        "hp": 35, "attack": 55, "defense": 40,
+        "special_attack": 50, "special_defense": 50, "speed": 90,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subcommands.
+
+/// The workspace root (this crate lives in `bench/`).
+pub(crate) fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Peak resident set size of this process so far (KiB), from /proc.
+pub(crate) fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+type AnyResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+fn tokio_rt() -> AnyResult<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// `serve N DOC_BYTES`: prints `BASE <url>` once ready, serves until stdin closes.
+fn serve(count: u32, doc_bytes: usize) -> AnyResult<()> {
+    let fixtures = Fixtures::from_dir(workspace_root().join("examples/pokemon/fixtures"))?;
+    let routes = pokeapi::synthetic_pokemon(&fixtures, count, doc_bytes)
+        .ok_or("the fixtures hold no Pokémon template")?;
+    // Render every document once through a throwaway server, then serve them as fixed
+    // routes: serving costs a lookup and a write, the same for every client.
+    let renderer = TestServer::start_on_thread(routes)?;
+    let rt = tokio_rt()?;
+    let bodies = rt.block_on(fetch_all(renderer.base_url(), count, 8, true))?;
+    drop(renderer);
+    let mut fixed = fixtures.routes();
+    let mut bytes = 0usize;
+    for (i, body) in bodies.into_iter().enumerate() {
+        bytes += body.len();
+        fixed.insert(format!("/pokemon/{}/", i + 1), Route::json(body));
+    }
+    let server = TestServer::start_on_thread(fixed)?;
+    println!(
+        "BASE {} docs={count} mean_doc_bytes={}",
+        server.base_url(),
+        bytes / count.max(1) as usize
+    );
+    std::io::stdout().flush()?;
+    // Until the driver closes our stdin.
+    let mut sink = String::new();
+    while std::io::stdin().read_line(&mut sink)? > 0 {
+        sink.clear();
+    }
+    Ok(())
+}
+
+/// GETs `/pokemon/1/..=/pokemon/{count}/` with `concurrency` requests in flight on one pooled
+/// client; keeps the bodies (in id order) only if `keep`.
+async fn fetch_all(
+    base: &str,
+    count: u32,
+    concurrency: usize,
+    keep: bool,
+) -> AnyResult<Vec<String>> {
+    kye_runtime::http::install_crypto_provider();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .tcp_nodelay(true)
+        .build()?;
+    let next = Arc::new(AtomicU64::new(1));
+    let mut workers = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (client, next, base) = (client.clone(), Arc::clone(&next), base.to_string());
+        workers.push(tokio::spawn(async move {
+            let mut got: Vec<(u64, String)> = Vec::new();
+            loop {
+                let id = next.fetch_add(1, Ordering::Relaxed);
+                if id > u64::from(count) {
+                    return Ok::<_, String>(got);
+                }
+                let url = format!("{base}/pokemon/{id}/");
+                let resp = client
+                    .get(&url)
+                    .send()
+                    .await
+                    .map_err(|e| format!("{url}: {e}"))?;
+                if !resp.status().is_success() {
+                    return Err(format!("{url}: HTTP {}", resp.status()));
+                }
+                let body = resp.bytes().await.map_err(|e| format!("{url}: {e}"))?;
+                if keep {
+                    got.push((id, String::from_utf8_lossy(&body).into_owned()));
+                }
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await??);
+    }
+    all.sort_by_key(|(id, _)| *id);
+    Ok(all.into_iter().map(|(_, b)| b).collect())
+}
+
+/// `floor BASE N CONCURRENCY`: the bare client; prints `RESULT secs=..`.
+fn floor(base: &str, count: u32, concurrency: usize) -> AnyResult<()> {
+    let rt = tokio_rt()?;
+    let start = Instant::now();
+    rt.block_on(fetch_all(base, count, concurrency, false))?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "RESULT secs={secs:.4} docs={count} peak_rss_kib={}",
+        peak_rss_kib()
+    );
+    Ok(())
+}
+
+fn runtime(db: &Path, config: kye::Config) -> AnyResult<kye::Runtime> {
+    Ok(kye::Runtime::builder()
+        .config(config)
+        .env(Vec::new())
+        .store(format!("sqlite:{}", db.display()))
+        .handle_ctrl_c(false)
+        .build()?)
+}
+
+/// `kye-fetch BASE N CONCURRENCY DB`: `Pokemon.id in 1..=N` into SQLite; prints `RESULT ..`.
+fn kye_fetch(base: &str, count: u32, concurrency: usize, db: &Path) -> AnyResult<()> {
+    let mut cfg = kye::Config::empty();
+    cfg.set("bench.base_url", base);
+    cfg.set("run.concurrency", concurrency as i64);
+    let rt = tokio_rt()?;
+    let start = Instant::now();
+    let summary = rt.block_on(async {
+        runtime(db, cfg)?
+            .fetch(format!("Pokemon.id in 1..={count}"))
+            .await
+            .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })
+    })?;
+    let secs = start.elapsed().as_secs_f64();
+    if summary.counts.stored != u64::from(count) {
+        return Err(format!("not everything was stored: {summary}").into());
+    }
+    println!(
+        "RESULT secs={secs:.4} docs={count} stored={} peak_rss_kib={}",
+        summary.counts.stored,
+        peak_rss_kib()
+    );
+    Ok(())
+}
+
+/// `overhead N`: `Ready.id in 1..=N` with a ready value; prints µs per key and peak RSS.
+fn overhead(count: u64) -> AnyResult<()> {
+    let dir = tempfile::tempdir()?;
+    let rt = tokio_rt()?;
+    let before = peak_rss_kib();
+    let start = Instant::now();
+    let summary = rt.block_on(async {
+        runtime(&dir.path().join("kye.db"), kye::Config::empty())?
+            .fetch(format!("Ready.id in 1..={count}"))
+            .await
+            .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })
+    })?;
+    let secs = start.elapsed().as_secs_f64();
+    if summary.counts.stored != count {
+        return Err(format!("not everything was stored: {summary}").into());
+    }
+    println!(
+        "RESULT secs={secs:.4} keys={count} us_per_key={:.2} keys_per_sec={:.0} peak_rss_kib={} rss_before_kib={before}",
+        secs * 1e6 / count as f64,
+        count as f64 / secs,
+        peak_rss_kib()
+    );
+    Ok(())
+}
+
+fn usage() -> String {
+    "usage: kye-bench run [--smoke] [--reps R] [--counts N,N] [--scale N,N] [--rows N] \
+     [--doc-bytes B] [--concurrency C] [--only validate,fetch,scale]\n\
+     \x20      kye-bench serve N DOC_BYTES | floor BASE N C | kye-fetch BASE N C DB | overhead N"
+        .to_string()
+}
+
+fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> AnyResult<T> {
+    args.get(i)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("missing or bad {what}\n{}", usage()).into())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("serve") => arg(&args, 1, "N").and_then(|n| serve(n, arg(&args, 2, "DOC_BYTES")?)),
+        Some("floor") => arg::<String>(&args, 1, "BASE")
+            .and_then(|b| floor(&b, arg(&args, 2, "N")?, arg(&args, 3, "C")?)),
+        Some("kye-fetch") => arg::<String>(&args, 1, "BASE").and_then(|b| {
+            kye_fetch(
+                &b,
+                arg(&args, 2, "N")?,
+                arg(&args, 3, "C")?,
+                &arg::<PathBuf>(&args, 4, "DB")?,
+            )
+        }),
+        Some("overhead") => arg(&args, 1, "N").and_then(overhead),
+        Some("run") => run::run(&args[1..]),
+        _ => Err(usage().into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kye-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads lines from a child's stdout until one starts with `prefix`.
+pub(crate) fn read_line_starting(
+    out: &mut BufReader<std::process::ChildStdout>,
+    prefix: &str,
+    timeout: Duration,
+) -> AnyResult<String> {
+    let start = Instant::now();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if out.read_line(&mut line)? == 0 {
+            return Err(format!("child ended before printing {prefix}").into());
+        }
+        if line.starts_with(prefix) {
+            return Ok(line.trim_end().to_string());
+        }
+        if start.elapsed() > timeout {
+            return Err(format!("no {prefix} line within {timeout:?}").into());
+        }
+    }
+}
+
+/// Starts `kye-bench serve` as a child; returns it with its base URL.
+pub(crate) fn start_server(
+    count: u32,
+    doc_bytes: usize,
+) -> AnyResult<(std::process::Child, String, String)> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["serve", &count.to_string(), &doc_bytes.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut out = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+    let line = read_line_starting(&mut out, "BASE ", Duration::from_secs(600))?;
+    let mut parts = line.split_whitespace().skip(1);
+    let base = parts.next().ok_or("BASE line without a URL")?.to_string();
+    let rest: Vec<&str> = parts.collect();
+    Ok((child, base, rest.join(" ")))
+}

@@ -1,0 +1,492 @@
+//! `kye-bench run`: every comparison, each side in a fresh process, repeated and interleaved
+//! (kye, peer, kye, peer, ...) so drift on the machine hits both; prints markdown tables of
+//! medians and ratios (also written to `bench/out/latest.md`).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use super::{start_server, workspace_root, AnyResult};
+
+struct Options {
+    smoke: bool,
+    reps: usize,
+    rows: u64,
+    counts: Vec<u32>,
+    scale: Vec<u64>,
+    doc_bytes: usize,
+    concurrency: usize,
+    only: Vec<String>,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> AnyResult<Options> {
+        let smoke = args.iter().any(|a| a == "--smoke");
+        let mut o = if smoke {
+            Options {
+                smoke,
+                reps: 1,
+                rows: 5_000,
+                counts: vec![50],
+                scale: vec![300, 1_000],
+                doc_bytes: 30_000,
+                concurrency: 16,
+                only: Vec::new(),
+            }
+        } else {
+            Options {
+                smoke,
+                reps: 3,
+                rows: 1_000_000,
+                counts: vec![1_000, 10_000],
+                scale: vec![10_000, 100_000],
+                doc_bytes: 30_000,
+                concurrency: 16,
+                only: Vec::new(),
+            }
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut value = || it.next().ok_or_else(|| format!("{a} needs a value"));
+            match a.as_str() {
+                "--smoke" => {}
+                "--reps" => o.reps = value()?.parse()?,
+                "--rows" => o.rows = value()?.parse()?,
+                "--doc-bytes" => o.doc_bytes = value()?.parse()?,
+                "--concurrency" => o.concurrency = value()?.parse()?,
+                "--counts" => o.counts = list(value()?)?,
+                "--scale" => o.scale = list(value()?)?,
+                "--only" => o.only = value()?.split(',').map(str::to_string).collect(),
+                other => return Err(format!("unknown option {other}").into()),
+            }
+        }
+        Ok(o)
+    }
+
+    fn wants(&self, part: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| p == part)
+    }
+}
+
+fn list<T: std::str::FromStr>(s: &str) -> AnyResult<Vec<T>>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    Ok(s.split(',')
+        .map(|x| x.trim().replace('_', "").parse())
+        .collect::<Result<_, _>>()?)
+}
+
+/// One timed run of one side.
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    /// Wall time of the whole process (start-up and imports included), seconds.
+    wall: f64,
+    /// The time the program reports for the work itself (`RESULT secs=`), seconds.
+    work: Option<f64>,
+    /// Peak RSS of the process, KiB (`/usr/bin/time -f %M`, else the program's own report).
+    rss_kib: Option<u64>,
+    us_per_key: Option<f64>,
+}
+
+fn field(line: &str, name: &str) -> Option<f64> {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Runs `cmd` to completion; a non-zero exit is an error carrying its stderr.
+fn measure(mut cmd: Command, what: &str) -> AnyResult<Sample> {
+    let time = Path::new("/usr/bin/time");
+    let rss_file = tempfile::NamedTempFile::new()?;
+    let mut cmd = if time.exists() {
+        let mut wrapped = Command::new(time);
+        wrapped
+            .args(["-f", "%M", "-o"])
+            .arg(rss_file.path())
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        if let Some(dir) = cmd.get_current_dir() {
+            wrapped.current_dir(dir);
+        }
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => wrapped.env(k, v),
+                None => wrapped.env_remove(k),
+            };
+        }
+        wrapped
+    } else {
+        std::mem::replace(&mut cmd, Command::new("true"))
+    };
+    let start = Instant::now();
+    let out = cmd.stdin(Stdio::null()).stderr(Stdio::piped()).output()?;
+    let wall = start.elapsed().as_secs_f64();
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(format!("{what} failed ({}):\n{}", out.status, tail.join("\n")).into());
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let result = stdout.lines().find(|l| l.starts_with("RESULT "));
+    let rss_time = std::fs::read_to_string(rss_file.path())
+        .ok()
+        .and_then(|s| s.lines().last().and_then(|l| l.trim().parse().ok()));
+    Ok(Sample {
+        wall,
+        work: result.and_then(|l| field(l, "secs")),
+        rss_kib: rss_time.or_else(|| {
+            result
+                .and_then(|l| field(l, "peak_rss_kib"))
+                .map(|v| v as u64)
+        }),
+        us_per_key: result.and_then(|l| field(l, "us_per_key")),
+    })
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+struct Side {
+    name: String,
+    samples: Vec<Sample>,
+}
+
+impl Side {
+    fn new(name: impl Into<String>) -> Side {
+        Side {
+            name: name.into(),
+            samples: Vec::new(),
+        }
+    }
+    fn wall(&self) -> f64 {
+        median(self.samples.iter().map(|s| s.wall).collect())
+    }
+    fn work(&self) -> Option<f64> {
+        let w: Vec<f64> = self.samples.iter().filter_map(|s| s.work).collect();
+        (!w.is_empty()).then(|| median(w))
+    }
+    fn rss_mib(&self) -> Option<f64> {
+        let r: Vec<f64> = self
+            .samples
+            .iter()
+            .filter_map(|s| s.rss_kib)
+            .map(|k| k as f64 / 1024.0)
+            .collect();
+        (!r.is_empty()).then(|| median(r))
+    }
+    fn all_walls(&self) -> String {
+        let v: Vec<String> = self
+            .samples
+            .iter()
+            .map(|s| format!("{:.2}", s.wall))
+            .collect();
+        v.join(", ")
+    }
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("–".to_string(), |v| format!("{v:.digits$}"))
+}
+
+struct Paths {
+    exe_dir: PathBuf,
+    root: PathBuf,
+    out: PathBuf,
+    venv_bin: Option<PathBuf>,
+}
+
+impl Paths {
+    fn find() -> AnyResult<Paths> {
+        let exe = std::env::current_exe()?;
+        let exe_dir = exe.parent().ok_or("no exe dir")?.to_path_buf();
+        let root = workspace_root();
+        let out = root.join("bench/out");
+        std::fs::create_dir_all(&out)?;
+        let venv = root.join("bench/.venv/bin");
+        let venv_bin = venv.join("python").exists().then_some(venv);
+        Ok(Paths {
+            exe_dir,
+            root,
+            out,
+            venv_bin,
+        })
+    }
+
+    fn tool(&self, rel: &str, build: &str) -> AnyResult<PathBuf> {
+        let p = self.exe_dir.join(rel);
+        if p.exists() {
+            Ok(p)
+        } else {
+            Err(format!(
+                "{} not found: build it first with `{build}` (same profile as kye-bench)",
+                p.display()
+            )
+            .into())
+        }
+    }
+}
+
+pub fn run(args: &[String]) -> AnyResult<()> {
+    let o = Options::parse(args)?;
+    let p = Paths::find()?;
+    let mut report = String::new();
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    writeln!(
+        report,
+        "kye-bench ({profile} build{}), {cores} cores ({cpu}), medians of {} run(s)",
+        if o.smoke { ", SMOKE: small N" } else { "" },
+        o.reps
+    )?;
+    match &p.venv_bin {
+        Some(v) => writeln!(report, "Python peers from {}", v.display())?,
+        None => writeln!(
+            report,
+            "Python peers skipped: no bench/.venv (run bench/setup-venv.sh)"
+        )?,
+    }
+    println!("{report}");
+
+    if o.wants("validate") {
+        let part = validation(&o, &p)?;
+        println!("{part}");
+        report.push_str(&part);
+    }
+    if o.wants("fetch") {
+        let part = fetch(&o, &p)?;
+        println!("{part}");
+        report.push_str(&part);
+    }
+    if o.wants("scale") {
+        let part = scale(&o, &p)?;
+        println!("{part}");
+        report.push_str(&part);
+    }
+    std::fs::write(
+        p.out.join(if o.smoke { "smoke.md" } else { "latest.md" }),
+        &report,
+    )?;
+    Ok(())
+}
+
+fn validation(o: &Options, p: &Paths) -> AnyResult<String> {
+    let gen = p.tool(
+        "examples/gen_bench_data",
+        "cargo build --release -p kye-lang --example gen_bench_data",
+    )?;
+    let kye = p.tool("kye", "cargo build --release -p kye")?;
+    let dir = p.out.join(format!("validate-{}", o.rows));
+    let csv = dir.join("Customer.csv");
+    if !csv.exists() {
+        let st = Command::new(&gen)
+            .arg(o.rows.to_string())
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .status()?;
+        if !st.success() {
+            return Err(format!("{} failed", gen.display()).into());
+        }
+    }
+    let size_mb = std::fs::metadata(&csv)?.len() as f64 / 1e6;
+    let mut ours = Side::new("kye validate (Rust)");
+    let mut theirs = Side::new("kye 0.1.2 + pandas 2.2.3 (Python)");
+    for _ in 0..o.reps {
+        let mut c = Command::new(&kye);
+        c.args([
+            "validate",
+            "--schema",
+            "bench.kye",
+            "--model",
+            "Customer",
+            "--data",
+            "Customer.csv",
+            "--format",
+            "json",
+        ])
+        .current_dir(&dir)
+        .stdout(Stdio::null());
+        ours.samples.push(measure(c, "kye validate")?);
+        if let Some(venv) = &p.venv_bin {
+            let mut c = Command::new(venv.join("kye"));
+            c.args(["bench.kye", "--model", "Customer", "--data", "Customer.csv"])
+                .current_dir(&dir)
+                .stdout(Stdio::null());
+            theirs.samples.push(measure(c, "kyepy")?);
+        }
+    }
+    let mut s = String::new();
+    writeln!(
+        s,
+        "\n### 1. Validation: {} rows ({size_mb:.1} MB CSV), 4 edges, 2 indexes, 1 assertion\n",
+        o.rows
+    )?;
+    writeln!(s, "| side | median wall s | runs (s) | peak RSS MiB |")?;
+    writeln!(s, "|---|---:|---|---:|")?;
+    for side in [&ours, &theirs] {
+        if side.samples.is_empty() {
+            continue;
+        }
+        writeln!(
+            s,
+            "| {} | {:.3} | {} | {} |",
+            side.name,
+            side.wall(),
+            side.all_walls(),
+            opt(side.rss_mib(), 1)
+        )?;
+    }
+    if !theirs.samples.is_empty() {
+        writeln!(
+            s,
+            "\nkye is **{:.1}×** faster (target 50×).",
+            theirs.wall() / ours.wall()
+        )?;
+    }
+    Ok(s)
+}
+
+fn fetch(o: &Options, p: &Paths) -> AnyResult<String> {
+    let dlt_script = p.root.join("bench/py/dlt_pokemon.py");
+    let mut s = String::new();
+    writeln!(
+        s,
+        "\n### 2. Fetch → validate → store, loopback server, ~{} KB per document, concurrency {}\n",
+        o.doc_bytes / 1000,
+        o.concurrency
+    )?;
+    writeln!(s, "| N | side | median wall s | median work s | docs/s (work) | peak RSS MiB | runs, wall (s) |")?;
+    writeln!(s, "|---:|---|---:|---:|---:|---:|---|")?;
+    let mut ratios = String::new();
+    for &n in &o.counts {
+        let (mut server, base, info) = start_server(n, o.doc_bytes)?;
+        eprintln!("server {base} {info}");
+        let mut floor = Side::new("floor: bare reqwest, bodies discarded");
+        let mut kye = Side::new("kye → SQLite");
+        let mut dlt = Side::new("dlt → duckdb");
+        let tmp = tempfile::tempdir()?;
+        let result = (|| -> AnyResult<()> {
+            for rep in 0..o.reps {
+                let mut c = Command::new(std::env::current_exe()?);
+                c.args(["floor", &base, &n.to_string(), &o.concurrency.to_string()])
+                    .stdout(Stdio::piped());
+                floor.samples.push(measure(c, "floor")?);
+                let db = tmp.path().join(format!("kye-{n}-{rep}.db"));
+                let mut c = Command::new(std::env::current_exe()?);
+                c.args([
+                    "kye-fetch",
+                    &base,
+                    &n.to_string(),
+                    &o.concurrency.to_string(),
+                ])
+                .arg(&db)
+                .stdout(Stdio::piped());
+                kye.samples.push(measure(c, "kye-fetch")?);
+                if let Some(venv) = &p.venv_bin {
+                    let work = tmp.path().join(format!("dlt-{n}-{rep}"));
+                    let mut c = Command::new(venv.join("python"));
+                    c.arg(&dlt_script)
+                        .args([&base, &n.to_string(), &o.concurrency.to_string()])
+                        .arg(&work)
+                        .stdout(Stdio::piped());
+                    dlt.samples.push(measure(c, "dlt")?);
+                }
+            }
+            Ok(())
+        })();
+        drop(server.stdin.take());
+        let _ = server.wait();
+        result?;
+        for side in [&floor, &kye, &dlt] {
+            if side.samples.is_empty() {
+                continue;
+            }
+            writeln!(
+                s,
+                "| {n} | {} | {:.3} | {} | {} | {} | {} |",
+                side.name,
+                side.wall(),
+                opt(side.work(), 3),
+                opt(side.work().map(|w| f64::from(n) / w), 0),
+                opt(side.rss_mib(), 1),
+                side.all_walls()
+            )?;
+        }
+        let kw = kye.work().unwrap_or(kye.wall());
+        let fw = floor.work().unwrap_or(floor.wall());
+        write!(
+            ratios,
+            "- N = {n}: kye / floor = **{:.2}×** (work; target ≤ 1.3×), {:.2}× (wall)",
+            kw / fw,
+            kye.wall() / floor.wall()
+        )?;
+        if !dlt.samples.is_empty() {
+            let dw = dlt.work().unwrap_or(dlt.wall());
+            write!(
+                ratios,
+                "; dlt / kye = **{:.1}×** (work; target ≥ 20×), {:.1}× (wall)",
+                dw / kw,
+                dlt.wall() / kye.wall()
+            )?;
+        }
+        writeln!(ratios)?;
+    }
+    writeln!(s, "\n{ratios}")?;
+    Ok(s)
+}
+
+fn scale(o: &Options, _p: &Paths) -> AnyResult<String> {
+    let mut s = String::new();
+    writeln!(
+        s,
+        "\n### 3–4. Scale and per-key overhead: a fetcher returning a ready value (no network) → validate → SQLite\n"
+    )?;
+    writeln!(
+        s,
+        "| keys | median µs/key | keys/s | peak RSS MiB | runs, work (s) |"
+    )?;
+    writeln!(s, "|---:|---:|---:|---:|---|")?;
+    for &n in &o.scale {
+        let mut side = Side::new("overhead");
+        for _ in 0..o.reps {
+            let mut c = Command::new(std::env::current_exe()?);
+            c.args(["overhead", &n.to_string()]).stdout(Stdio::piped());
+            side.samples.push(measure(c, "overhead")?);
+        }
+        let us = median(side.samples.iter().filter_map(|x| x.us_per_key).collect());
+        let works: Vec<String> = side.samples.iter().map(|x| opt(x.work, 2)).collect();
+        writeln!(
+            s,
+            "| {n} | {us:.2} | {:.0} | {} | {} |",
+            1e6 / us,
+            opt(side.rss_mib(), 1),
+            works.join(", ")
+        )?;
+    }
+    Ok(s)
+}
