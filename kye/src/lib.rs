@@ -103,6 +103,10 @@ pub use kye_runtime::runtime::{FetchRequest, FetchSummary, GetResult, Runtime, R
 pub use kye_runtime::{Config, Secret};
 /// The shared HTTP client's types (`Method`, `StatusCode`, `HttpResponse`, settings).
 pub use kye_runtime::http;
+/// The command line every kye binary shares: `fn main() -> ExitCode { kye::cli::run() }`.
+pub use kye_runtime::cli;
+/// A loopback HTTP server and fixtures for testing fetchers without touching a public host.
+pub use kye_runtime::testing;
 
 /// `docs/running.md`, compiled as doctests so its examples stay true.
 #[cfg(doctest)]

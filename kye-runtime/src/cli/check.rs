@@ -42,7 +42,7 @@ impl Run for CheckArgs {
                     "warnings": schema.warnings().len(),
                 })
             ),
-            Format::Text if !g.quiet => {
+            Format::Text | Format::Markdown if !g.quiet => {
                 println!(
                     "ok: {} model{} ({})",
                     names.len(),
@@ -62,7 +62,7 @@ impl Run for CheckArgs {
                     }
                 }
             }
-            Format::Text => {}
+            Format::Text | Format::Markdown => {}
         }
         ExitCode::from(EXIT_OK)
     }

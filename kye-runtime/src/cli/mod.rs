@@ -1,14 +1,42 @@
 //! The `kye` command line.
 //!
 //! ```text
-//! kye [--format text|json] [-v|-q] <command>
+//! kye [--format text|json|markdown] [-v|-q] [--db STORE] [--config FILE] <command>
 //!   check FILE.kye...                          exit 0 valid, 2 with diagnostics on stderr
 //!   validate --schema F.kye [--schema ...] --model NAME --data FILE
 //!                                              exit 0 valid, 65 data errors, 2 usage/schema error
+//!   list                                       the registry listing (models, fetchers)
+//!   get REQUEST                                fetch, validate, store one key; print the record
+//!   fetch REQUEST [--follow[=DEPTH]] [--concurrency N] [--max-age DUR] [--refresh]
+//!                                              a backfill with progress; exit 0 all stored or
+//!                                              missing, 65 some rejected or failed
+//!   show MODEL [--where 'edge = value'] [--limit N]
+//!                                              stored records (table, JSON with nested edges)
+//!   runs [--limit N] | rejects [--run ID] | drift
+//!                                              run history, quarantined payloads, unknown fields
 //! ```
 //!
-//! Exit codes are a contract: `0` success, `65` the data has errors (EX_DATAERR), `2` a usage,
-//! schema or input-file problem. Nothing exits with `1`.
+//! Exit codes are a contract: `0` success, `65` the data has errors (EX_DATAERR: a payload was
+//! rejected, a key failed), `2` a usage, schema, request, configuration or store problem, `69`
+//! (EX_UNAVAILABLE) a source that cannot be reached at all (used by binaries such as the
+//! Pokémon example before they start). Nothing exits with `1`.
+//!
+//! The global flags work before or after the subcommand. `--format json` output of every
+//! command is documented in `docs/cli.md` and stable: fields may be added, never renamed.
+//! Errors are one paragraph on stderr (what, which key, what to do); `-v` adds the chain of
+//! causes.
+//!
+//! # In your own binary
+//!
+//! ```no_run
+//! // Every subcommand, with your crate's fetchers in the registry.
+//! fn main() -> std::process::ExitCode {
+//!     kye_runtime::cli::run()
+//! }
+//! ```
+//!
+//! A binary with flags of its own flattens [`GlobalArgs`] into its clap parser and runs a
+//! [`Command`] with [`GlobalArgs::to_global`] (see `examples/pokemon.rs`).
 //!
 //! # Adding a subcommand
 //!
@@ -16,18 +44,35 @@
 //! to [`Command`] (and its arm in [`Command::run`]).
 
 mod check;
+#[macro_use]
+mod common;
+mod drift;
+mod fetch;
+mod get;
 mod list;
+mod progress;
+mod rejects;
 mod report;
+mod runs;
+mod show;
 mod validate;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use check::CheckArgs;
+pub use common::{load_config, open_reader, runtime_builder, store_spec};
+pub use drift::DriftArgs;
+pub use fetch::EXIT_INTERRUPTED;
+pub use fetch::{exit_code as fetch_exit_code, print_summary as print_fetch_summary, FetchArgs};
+pub use get::GetArgs;
 pub use list::ListArgs;
+pub use rejects::RejectsArgs;
+pub use runs::RunsArgs;
+pub use show::ShowArgs;
 pub use validate::ValidateArgs;
 
 /// Exit code: success.
@@ -36,6 +81,8 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code: the data has errors (`EX_DATAERR` of sysexits.h).
 pub const EXIT_DATA: u8 = 65;
+/// Exit code: a source cannot be reached at all (`EX_UNAVAILABLE` of sysexits.h).
+pub const EXIT_UNAVAILABLE: u8 = 69;
 
 /// Output format of a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -45,12 +92,26 @@ pub enum Format {
     Text,
     /// One JSON document on stdout, for programs.
     Json,
+    /// Markdown tables (`list`, `show`, `runs`, `drift`); other commands print text.
+    Markdown,
 }
 
 /// kye: check schemas and validate data against them.
 #[derive(Debug, Parser)]
 #[command(name = "kye", version, about, propagate_version = true)]
 pub struct Cli {
+    /// Flags every subcommand sees.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The global flags, as a clap `Args` struct to flatten into a binary's own parser. Each
+/// works before or after the subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -60,9 +121,30 @@ pub struct Cli {
     /// Say nothing on success; only errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
+    /// The store: a SQLite file (`kye.db`, `sqlite:PATH`) or `dir:PATH` [default: `store` in
+    /// kye.toml, else ./kye.db].
+    #[arg(long, global = true, value_name = "STORE")]
+    pub db: Option<std::path::PathBuf>,
+    /// Configuration file [default: $KYE_CONFIG, else ./kye.toml when present].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+}
+
+impl GlobalArgs {
+    /// The options subcommands run with (colors decided from the terminals and `NO_COLOR`).
+    pub fn to_global(&self) -> Global {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Global {
+            format: self.format,
+            verbose: self.verbose,
+            quiet: self.quiet,
+            color_out: !no_color && std::io::stdout().is_terminal(),
+            color_err: !no_color && std::io::stderr().is_terminal(),
+            db: self.db.clone(),
+            config: self.config.clone(),
+            config_overrides: Vec::new(),
+        }
+    }
 }
 
 /// The subcommands.
@@ -74,6 +156,18 @@ pub enum Command {
     Validate(ValidateArgs),
     /// List the models and fetchers linked into this binary.
     List(ListArgs),
+    /// Fetch, validate and store one key; print the record or the validation errors.
+    Get(GetArgs),
+    /// Fetch many keys (a backfill) with progress; follow references.
+    Fetch(FetchArgs),
+    /// Show stored records of a model.
+    Show(ShowArgs),
+    /// Run history with counts and durations.
+    Runs(RunsArgs),
+    /// Quarantined payloads with their validation errors.
+    Rejects(RejectsArgs),
+    /// Fields the sources send that the schema does not know.
+    Drift(DriftArgs),
 }
 
 impl Command {
@@ -83,6 +177,12 @@ impl Command {
             Command::Check(a) => a.run(g),
             Command::Validate(a) => a.run(g),
             Command::List(a) => a.run(g),
+            Command::Get(a) => a.run(g),
+            Command::Fetch(a) => a.run(g),
+            Command::Show(a) => a.run(g),
+            Command::Runs(a) => a.run(g),
+            Command::Rejects(a) => a.run(g),
+            Command::Drift(a) => a.run(g),
         }
     }
 }
@@ -100,6 +200,14 @@ pub struct Global {
     pub color_out: bool,
     /// Color on stderr.
     pub color_err: bool,
+    /// `--db`: the store.
+    pub db: Option<std::path::PathBuf>,
+    /// `--config`: the configuration file.
+    pub config: Option<std::path::PathBuf>,
+    /// Configuration values set by the binary itself (dotted key, value), applied over
+    /// kye.toml and the `KYE_*` environment, e.g. the Pokémon example's `--offline` sets
+    /// `pokeapi.base_url` to its loopback server.
+    pub config_overrides: Vec<(String, String)>,
 }
 
 /// A subcommand.
@@ -128,14 +236,7 @@ where
             return ExitCode::from(code);
         }
     };
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    let g = Global {
-        format: cli.format,
-        verbose: cli.verbose,
-        quiet: cli.quiet,
-        color_out: !no_color && std::io::stdout().is_terminal(),
-        color_err: !no_color && std::io::stderr().is_terminal(),
-    };
+    let g = cli.global.to_global();
     cli.command.run(&g)
 }
 

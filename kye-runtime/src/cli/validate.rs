@@ -56,7 +56,7 @@ impl Run for ValidateArgs {
                     return ExitCode::from(EXIT_USAGE);
                 }
             },
-            Format::Text => {
+            Format::Text | Format::Markdown => {
                 if !(g.quiet && report.valid) {
                     print!(
                         "{}",

@@ -1,0 +1,295 @@
+//! What the data subcommands share: the store and runtime from the global flags, error
+//! paragraphs, tables.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde_json::Value;
+
+use super::report::{paint, RED};
+
+/// `println!` that ignores a closed stdout (`kye show ... | head` must not panic).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `print!` that ignores a closed stdout.
+macro_rules! out_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+use super::{Format, Global, EXIT_USAGE};
+use crate::config::Config;
+use crate::runtime::{RuntimeBuilder, DEFAULT_STORE};
+use crate::store::{open_store_read_only, Store, StoreSpec};
+
+/// The configuration the global flags select: `--config` (or `KYE_CONFIG`, or `./kye.toml`),
+/// the `KYE_*` environment, then the binary's own overrides.
+pub fn load_config(g: &Global) -> crate::Result<Config> {
+    let mut config = Config::discover(g.config.as_deref(), std::env::vars())?;
+    for (key, value) in &g.config_overrides {
+        config.set(key, value.as_str());
+    }
+    Ok(config)
+}
+
+/// The store the global flags select: `--db` (a SQLite file, `sqlite:PATH` or `dir:PATH`),
+/// else `store` in the configuration, else `kye.db`.
+pub fn store_spec(g: &Global) -> crate::Result<StoreSpec> {
+    let text = match &g.db {
+        Some(p) => {
+            let text = p.to_string_lossy().into_owned();
+            // A path that is no store spec (`--db data/pokemon`) is a SQLite file.
+            return Ok(text
+                .parse()
+                .unwrap_or_else(|_| StoreSpec::Sqlite(p.to_path_buf())));
+        }
+        None => load_config(g)?
+            .get_str("store")
+            .unwrap_or_else(|| DEFAULT_STORE.to_string()),
+    };
+    text.parse()
+        .map_err(|e| crate::Error::permanent(format!("{e} (the `store` setting)")))
+}
+
+/// A [`RuntimeBuilder`] with the store and configuration of the global flags.
+pub fn runtime_builder(g: &Global) -> crate::Result<RuntimeBuilder> {
+    let spec = store_spec(g)?;
+    Ok(crate::runtime::Runtime::builder()
+        .config(load_config(g)?)
+        .store(spec.to_string()))
+}
+
+/// Opens the store of the global flags for reading (works while a fetch writes to it).
+pub fn open_reader(g: &Global) -> crate::Result<Box<dyn Store>> {
+    let spec = store_spec(g)?;
+    open_store_read_only(&spec).map_err(crate::Error::other)
+}
+
+/// A tokio runtime for the subcommands that fetch.
+pub(crate) fn tokio_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+/// Prints an error paragraph (`error: what ... what to do`) to stderr and returns `code`.
+/// With `-v` the chain of causes follows.
+pub(crate) fn fail(g: &Global, error: &dyn std::error::Error, code: u8) -> ExitCode {
+    eprintln!("{}", error_paragraph(g, error));
+    ExitCode::from(code)
+}
+
+/// [`fail`] for a message without a cause chain.
+pub(crate) fn fail_msg(g: &Global, message: &str, code: u8) -> ExitCode {
+    eprintln!("{}: {message}", paint("error", RED, g.color_err));
+    ExitCode::from(code)
+}
+
+pub(crate) fn error_paragraph(g: &Global, error: &dyn std::error::Error) -> String {
+    let mut out = format!("{}: {error}", paint("error", RED, g.color_err));
+    let mut source = error.source();
+    if g.verbose > 0 {
+        while let Some(s) = source {
+            let _ = write!(out, "\n  caused by: {s}");
+            source = s.source();
+        }
+    } else if let Some(s) = source {
+        // The first cause often says the essential thing (the I/O or SQLite error).
+        let text = s.to_string();
+        if !out.contains(&text) {
+            let _ = write!(out, ": {text}");
+        }
+    }
+    out
+}
+
+/// The usual failure of a data subcommand before it does anything: configuration, store.
+pub(crate) fn setup_failed(g: &Global, error: &crate::Error) -> ExitCode {
+    fail(g, error, EXIT_USAGE)
+}
+
+/// Prints `value` as one JSON document on stdout.
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => out!("{text}"),
+        Err(e) => eprintln!("error: cannot render JSON: {e}"),
+    }
+}
+
+/// A JSON value as one table cell: strings bare, arrays comma-joined, records by their key.
+pub(crate) fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(", "),
+        Value::Object(obj) => {
+            // A nested record: show its name or id, the usual keys.
+            for k in ["name", "id", "key"] {
+                if let Some(x) = obj.get(k) {
+                    return cell(x);
+                }
+            }
+            Value::Object(obj.clone()).to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A table for people (`Format::Text`) or Markdown.
+#[derive(Debug, Default)]
+pub(crate) struct Table {
+    pub headers: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// Longest cell shown in a text table (Markdown tables are not cut).
+const CELL_MAX: usize = 40;
+
+fn cut(s: &str, max: usize) -> String {
+    let one_line = s.replace(['\n', '\r', '\t'], " ");
+    if one_line.chars().count() <= max {
+        one_line
+    } else {
+        let mut t: String = one_line.chars().take(max.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+impl Table {
+    pub(crate) fn new<I, S>(headers: I) -> Table
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Table {
+            headers: headers.into_iter().map(Into::into).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub(crate) fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    pub(crate) fn render(&self, format: Format) -> String {
+        match format {
+            Format::Markdown => self.markdown(),
+            _ => self.text(),
+        }
+    }
+
+    fn text(&self) -> String {
+        let rows: Vec<Vec<String>> = self
+            .rows
+            .iter()
+            .map(|r| r.iter().map(|c| cut(c, CELL_MAX)).collect())
+            .collect();
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        for r in &rows {
+            for (i, c) in r.iter().enumerate() {
+                if i < widths.len() {
+                    widths[i] = widths[i].max(c.chars().count());
+                }
+            }
+        }
+        let line = |cells: &[String]| {
+            let mut s = String::new();
+            for (i, c) in cells.iter().enumerate() {
+                if i > 0 {
+                    s.push_str("  ");
+                }
+                let w = widths.get(i).copied().unwrap_or(0);
+                let pad = w.saturating_sub(c.chars().count());
+                s.push_str(c);
+                if i + 1 < cells.len() {
+                    s.push_str(&" ".repeat(pad));
+                }
+            }
+            s.trim_end().to_string()
+        };
+        let mut out = line(&self.headers);
+        out.push('\n');
+        let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+        out.push_str(&line(&rule));
+        out.push('\n');
+        for r in &rows {
+            out.push_str(&line(r));
+            out.push('\n');
+        }
+        out
+    }
+
+    fn markdown(&self) -> String {
+        let esc = |s: &str| s.replace('|', "\\|").replace(['\n', '\r'], " ");
+        let mut out = format!(
+            "| {} |\n|{}|\n",
+            self.headers
+                .iter()
+                .map(|h| esc(h))
+                .collect::<Vec<_>>()
+                .join(" | "),
+            self.headers
+                .iter()
+                .map(|_| " --- ")
+                .collect::<Vec<_>>()
+                .join("|")
+        );
+        for r in &self.rows {
+            let _ = writeln!(
+                out,
+                "| {} |",
+                r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")
+            );
+        }
+        out
+    }
+}
+
+/// Where a store lives, for messages: `kye.db` or `dir:out`.
+pub(crate) fn describe_store(kind: &str, location: &Path) -> String {
+    match kind {
+        "dir" => format!("dir:{}", location.display()),
+        _ => location.display().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn cells_show_values_as_people_read_them() {
+        assert_eq!(cell(&json!(null)), "");
+        assert_eq!(cell(&json!("pikachu")), "pikachu");
+        assert_eq!(cell(&json!(60.0)), "60.0");
+        assert_eq!(cell(&json!(["grass", "poison"])), "grass, poison");
+        assert_eq!(
+            cell(&json!([{"name": "grass", "generation": "generation-i"}])),
+            "grass"
+        );
+    }
+
+    #[test]
+    fn tables_align_and_cut_long_cells() {
+        let mut t = Table::new(["id", "name"]);
+        t.row(vec!["1".into(), "bulbasaur".into()]);
+        t.row(vec!["25".into(), "x".repeat(60)]);
+        let text = t.render(Format::Text);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "id  name");
+        assert_eq!(lines[2], "1   bulbasaur");
+        assert!(lines[3].ends_with('…'));
+        assert_eq!(lines[3].chars().count(), 4 + CELL_MAX);
+        let md = t.render(Format::Markdown);
+        assert!(md.starts_with("| id | name |\n| --- | --- |\n| 1 | bulbasaur |\n"));
+    }
+}

@@ -1,0 +1,165 @@
+//! `kye fetch REQUEST [--follow[=DEPTH]] [--concurrency N] [--max-age DUR] [--refresh]`: a
+//! backfill with progress and a summary.
+//!
+//! Exit codes: `0` every requested key ended stored, missing or skipped (fresh); `65` some
+//! were rejected (quarantined) or failed; `2` the request, configuration or store is wrong or
+//! the run could not proceed; `130` the run was interrupted (Ctrl-C; run it again to resume).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::common::{fail, fail_msg, print_json, setup_failed, tokio_runtime};
+use super::progress::Reporter;
+use super::{Format, Global, Run, EXIT_DATA, EXIT_OK, EXIT_USAGE};
+use crate::runtime::{FetchRequest, FetchSummary};
+use crate::store::RunStatus;
+
+/// Exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Arguments of `kye fetch`.
+#[derive(Debug, Clone, Args)]
+pub struct FetchArgs {
+    /// What to fetch: `Pokemon.id in 1..=151`, `Pokemon.id in [1, 4, 7]`,
+    /// `Pokemon.name = "pikachu"`.
+    #[arg(value_name = "REQUEST")]
+    pub request: String,
+    /// Follow references to other models, DEPTH levels deep (`--follow` alone: 1).
+    #[arg(
+        long,
+        value_name = "DEPTH",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "1"
+    )]
+    pub follow: Option<u32>,
+    /// Keys in flight at once [default: run.concurrency in kye.toml, else 16].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: Option<u32>,
+    /// Skip keys stored less than this long ago (`30m`, `6h`, `1d`).
+    #[arg(long, value_name = "DUR")]
+    pub max_age: Option<String>,
+    /// Fetch every key, even fresh ones and ones an interrupted run already did.
+    #[arg(long)]
+    pub refresh: bool,
+}
+
+impl FetchArgs {
+    /// A fetch of `request` with default options.
+    pub fn new(request: impl Into<String>) -> Self {
+        FetchArgs {
+            request: request.into(),
+            follow: None,
+            concurrency: None,
+            max_age: None,
+            refresh: false,
+        }
+    }
+
+    /// Runs the fetch and returns its summary (`Err` holds the exit code, the error already
+    /// printed). Progress and the text summary go to the terminal as for the subcommand.
+    pub fn execute(&self, g: &Global) -> Result<FetchSummary, ExitCode> {
+        let registry = crate::registry::registry().map_err(|e| fail(g, &e, EXIT_USAGE))?;
+        // Request mistakes are usage errors, found before anything is opened or fetched.
+        let resolved = registry
+            .resolve_str(&self.request)
+            .map_err(|e| fail(g, &e, EXIT_USAGE))?;
+        let mut request = FetchRequest::new(self.request.clone())
+            .follow(self.follow.unwrap_or(0))
+            .refresh(self.refresh)
+            .resume(!self.refresh);
+        if let Some(n) = self.concurrency {
+            request = request.concurrency(n as usize);
+        }
+        if let Some(age) = &self.max_age {
+            request = request
+                .max_age_str(age)
+                .map_err(|e| fail_msg(g, e.message(), EXIT_USAGE))?;
+        }
+        let reporter = Arc::new(Reporter::new(g));
+        let on_progress = reporter.clone();
+        let rt = super::common::runtime_builder(g)
+            .and_then(|b| b.on_progress(move |p| on_progress.update(p)).build())
+            .map_err(|e| setup_failed(g, &e))?;
+        let tokio = tokio_runtime().map_err(|e| fail(g, &e, EXIT_USAGE))?;
+        if !g.quiet && g.format != Format::Json && g.verbose > 0 {
+            eprintln!(
+                "fetching {} ({} keys) into {}",
+                self.request,
+                resolved.keys().len(),
+                rt.with_store(|s| super::common::describe_store(s.kind(), s.location()))
+            );
+        }
+        let result = tokio.block_on(rt.fetch(request));
+        reporter.finish();
+        result.map_err(|e| fail(g, &e, EXIT_USAGE))
+    }
+}
+
+/// The exit code a fetch summary calls for: 65 with rejected or failed keys, 130 when
+/// interrupted, else 0.
+pub fn exit_code(summary: &FetchSummary) -> u8 {
+    if summary.counts.rejected > 0 || summary.counts.failed > 0 {
+        EXIT_DATA
+    } else if summary.status == RunStatus::Interrupted || summary.interrupted > 0 {
+        EXIT_INTERRUPTED
+    } else {
+        EXIT_OK
+    }
+}
+
+/// Prints a fetch summary: one line of counts, the problem keys and what to look at next;
+/// with `--format json` the [`FetchSummary`] as JSON.
+pub fn print_summary(summary: &FetchSummary, g: &Global) {
+    if g.format == Format::Json {
+        print_json(summary);
+        return;
+    }
+    if g.quiet && summary.is_clean() {
+        return;
+    }
+    out!("{summary}");
+    for (title, list, total) in [
+        ("rejected", &summary.rejects, summary.counts.rejected),
+        ("failed", &summary.failures, summary.counts.failed),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        out!("{title}:");
+        for p in list {
+            out!("  {} {}: {}", p.model, p.key, p.reason);
+        }
+        if total > list.len() as u64 {
+            out!("  ... and {} more", total - list.len() as u64);
+        }
+    }
+    if summary.counts.rejected > 0 {
+        out!(
+            "the rejected payloads are kept with their errors: `rejects --run {}` shows them",
+            summary.run
+        );
+    }
+    if summary.counts.failed > 0 {
+        out!(
+            "failed keys are fetched again by the next run of the same request (`runs` lists the history)"
+        );
+    }
+    if summary.status == RunStatus::Interrupted {
+        out!("interrupted: run the same command again to resume where it stopped");
+    }
+}
+
+impl Run for FetchArgs {
+    fn run(self, g: &Global) -> ExitCode {
+        match self.execute(g) {
+            Ok(summary) => {
+                print_summary(&summary, g);
+                ExitCode::from(exit_code(&summary))
+            }
+            Err(code) => code,
+        }
+    }
+}
