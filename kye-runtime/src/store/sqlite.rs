@@ -615,14 +615,11 @@ fn is_full_record(target: &ModelLayout, all_index_edges: &HashSet<&str>, v: &Val
     }
 }
 
+/// `id = 25` or `(year, month) = (2024, 1)`, values cut to 100 characters (for messages).
 fn key_display(l: &ModelLayout, vals: &[Sql]) -> String {
-    // One value per key column; show by edge when the key is simple.
+    let show = |v: &Sql| cut(&canonical_json(&sql_to_json(v)), 100);
     if l.key.len() == 1 {
-        format!(
-            "{} = {}",
-            l.key[0].name,
-            canonical_json(&sql_to_json(&vals[0]))
-        )
+        format!("{} = {}", l.key[0].name, show(&vals[0]))
     } else {
         format!(
             "({}) = ({})",
@@ -631,10 +628,7 @@ fn key_display(l: &ModelLayout, vals: &[Sql]) -> String {
                 .map(|c| c.name.as_str())
                 .collect::<Vec<_>>()
                 .join(", "),
-            vals.iter()
-                .map(|v| canonical_json(&sql_to_json(v)))
-                .collect::<Vec<_>>()
-                .join(", ")
+            vals.iter().map(show).collect::<Vec<_>>().join(", ")
         )
     }
 }
