@@ -153,7 +153,14 @@ impl SqliteStore {
             })?;
         }
         let lock = WriterLock::acquire(&lock_path(&path), &path)?;
-        let conn = Connection::open(&path).map_err(|source| StoreError::Sqlite {
+        let conn = Connection::open_with_flags(
+            &path,
+            // Not SQLITE_OPEN_URI: a path is a path, even one starting with `file:`.
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Sqlite {
             path: path.clone(),
             source,
         })?;
