@@ -390,3 +390,91 @@ impl BinaryOp {
         }
     }
 }
+
+impl BinaryOp {
+    /// Binding strength, higher binds tighter (`|` is 1, `*` is 6).
+    pub fn precedence(self) -> u8 {
+        match self {
+            BinaryOp::Or => 1,
+            BinaryOp::Xor => 2,
+            BinaryOp::And => 3,
+            BinaryOp::Eq
+            | BinaryOp::Ne
+            | BinaryOp::Lt
+            | BinaryOp::Le
+            | BinaryOp::Gt
+            | BinaryOp::Ge => 4,
+            BinaryOp::Add | BinaryOp::Sub => 5,
+            BinaryOp::Mul | BinaryOp::Div | BinaryOp::Mod => 6,
+        }
+    }
+}
+
+/// Prints the expression in kye syntax with the fewest parentheses that keep its meaning.
+/// In a constraint, `This == x` prints as just `x` (the way it is written in a type), so
+/// `("A" | "B") & !"C"` prints back as written.
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_expr(f, self, 0)
+    }
+}
+
+/// Precedence of prefix operators and atoms when printing.
+const PREFIX: u8 = 7;
+
+/// The precedence an expression prints at (atoms 8).
+fn print_precedence(e: &Expr) -> u8 {
+    match &e.kind {
+        ExprKind::Binary(BinaryOp::Eq, l, r) if l.kind == ExprKind::This => print_precedence(r),
+        ExprKind::Binary(op, _, _) => op.precedence(),
+        ExprKind::Unary(..) => PREFIX,
+        _ => 8,
+    }
+}
+
+fn write_expr(f: &mut fmt::Formatter<'_>, e: &Expr, min: u8) -> fmt::Result {
+    let parens = print_precedence(e) < min;
+    if parens {
+        f.write_str("(")?;
+    }
+    match &e.kind {
+        ExprKind::This => f.write_str("value")?,
+        ExprKind::Edge(name) => f.write_str(name)?,
+        ExprKind::Literal(l) => write!(f, "{l}")?,
+        ExprKind::Regex(p) => write!(f, "/{}/", p.source.replace('/', "\\/"))?,
+        // `This == x` in a constraint is written `x`.
+        ExprKind::Binary(BinaryOp::Eq, l, r) if l.kind == ExprKind::This => write_expr(f, r, 0)?,
+        ExprKind::Unary(op, inner) => {
+            f.write_str(match op {
+                UnaryOp::Not => "!",
+                UnaryOp::Neg => "-",
+            })?;
+            write_expr(f, inner, PREFIX)?;
+        }
+        ExprKind::Binary(op, l, r) => {
+            let p = op.precedence();
+            let chains = matches!(op, BinaryOp::Or | BinaryOp::Xor | BinaryOp::And);
+            // Left operands of left-associative operators may have the same precedence;
+            // comparisons do not chain, so both their sides must bind tighter.
+            write_expr(f, l, if p == 4 { p + 1 } else { p })?;
+            write!(f, " {} ", op.symbol())?;
+            write_expr(f, r, if chains { p } else { p + 1 })?;
+        }
+    }
+    if parens {
+        f.write_str(")")?;
+    }
+    Ok(())
+}
+
+/// `String`, a model name, an alias name, or the constraint in kye syntax (`"A" | "B"`).
+impl fmt::Display for Type {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Type::Primitive(p) => write!(f, "{p}"),
+            Type::Model(m) => f.write_str(m),
+            Type::Constrained { alias: Some(a), .. } => f.write_str(a),
+            Type::Constrained { constraint, .. } => write!(f, "{constraint}"),
+        }
+    }
+}

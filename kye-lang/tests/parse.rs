@@ -290,3 +290,42 @@ fn composite_indexes_keep_their_order() {
     assert_eq!(d.indexes[1].edges, vec!["year", "month", "day"]);
     assert!(d.index_named(&["year", "month", "day"]).is_some());
 }
+
+#[test]
+fn types_and_assertions_print_back_in_kye_syntax() {
+    let s = ok(r#"Status: "NEW" | "PAID"
+M(id) {
+  id: Number, a: Number, b: Number, c: Number
+  e: ("ENUM1" | "ENUM2") & !"ENUM3"
+  r: /a\/b+/
+  st?: Status
+  k: Number
+  p: M*
+  assert a + b * 2 >= id & !(a == 0)
+  assert (a + b) * 2 > 0 | a - (b - c) > 0 ^ (a - b) - c > 0
+  assert -a < -1.5 & (a > 0 | b > 0) & c != 3
+}"#);
+    let m = s.model("M").unwrap();
+    let ty = |n: &str| m.edge(n).unwrap().ty.to_string();
+    assert_eq!(ty("e"), r#"("ENUM1" | "ENUM2") & !"ENUM3""#);
+    assert_eq!(ty("r"), r"/a\/b+/");
+    assert_eq!(ty("st"), "Status");
+    assert_eq!(ty("k"), "Number");
+    assert_eq!(ty("p"), "M");
+    let printed: Vec<String> = m.assertions.iter().map(|a| a.expr.to_string()).collect();
+    assert_eq!(
+        printed,
+        vec![
+            "a + b * 2 >= id & !(a == 0)",
+            "(a + b) * 2 > 0 | a - (b - c) > 0 ^ a - b - c > 0",
+            "-a < -1.5 & (a > 0 | b > 0) & c != 3",
+        ]
+    );
+    // Printing is faithful: the printed text compiles to the same tree.
+    for p in &printed {
+        let again = ok(&format!(
+            "M(id) {{ id: Number, a: Number, b: Number, c: Number\n assert {p} }}"
+        ));
+        assert_eq!(&again.model("M").unwrap().assertions[0].expr.to_string(), p);
+    }
+}
