@@ -28,7 +28,7 @@
 //! binary never names is dropped by the linker, fetchers and all. If your fetchers live in a
 //! crate of their own, name it once in the binary:
 //!
-//! ```ignore
+//! ```text
 //! use my_sources as _;
 //! ```
 //!
@@ -41,18 +41,28 @@ pub use kye_lang as lang;
 
 /// Registers a fetch function for a model identifier.
 ///
-/// ```ignore
+/// ```
+/// kye::models!("tests/ui/schema.kye");
+///
 /// // Explicit: the model and the index edge(s) it is keyed by.
 /// #[kye::get(Pokemon.id)]
-/// async fn get_pokemon(id: i64, ctx: &kye::Context) -> kye::Result<Pokemon> { ... }
+/// async fn get_pokemon(id: i64, ctx: &kye::Context) -> kye::Result<Pokemon> {
+///     # let _ = ctx;
+///     Ok(Pokemon { id, name: format!("#{id}"), weight: 6.0, types: vec![] })
+/// }
 ///
 /// // Inferred: the model from the return type, the index from the parameter names.
 /// #[kye::get]
-/// fn get_pokemon_by_name(name: String) -> kye::Result<Option<Pokemon>> { ... }
+/// fn get_pokemon_by_name(name: String) -> kye::Result<Option<Pokemon>> {
+///     Ok(None)
+/// }
 ///
 /// // Composite index: one parameter per edge, or one tuple.
 /// #[kye::get(Date(year, month, day))]
-/// fn get_date(key: (i64, u8, u8)) -> kye::Result<serde_json::Value> { ... }
+/// fn get_date(key: (i64, u8, u8)) -> kye::Result<serde_json::Value> {
+///     Ok(serde_json::json!({ "year": key.0, "month": key.1, "day": key.2 }))
+/// }
+/// # fn main() { assert_eq!(kye::registry().unwrap().fetchers().len(), 3); }
 /// ```
 ///
 /// * sync or `async`; the `kye::Context` parameter (`&Context` or by value) is optional. Sync
@@ -75,9 +85,14 @@ pub use kye_macros::get;
 /// Generates one Rust type per model of one or more `.kye` files (paths relative to the
 /// crate's `Cargo.toml`), implements [`Model`] for each and registers them with the runtime.
 ///
-/// ```ignore
-/// kye::models!("pokemon.kye");
-/// kye::models!(crate = my::kye, "a.kye", "b.kye");
+/// ```
+/// kye::models!("tests/schemas/pokemon.kye");
+/// // With a `crate = path` override when kye is reached through a re-export:
+/// // kye::models!(crate = my::kye, "a.kye", "b.kye");
+/// # fn main() {
+/// let pikachu = Pokemon { id: 25, name: "pikachu".into(), weight: 60.0, types: vec![] };
+/// assert_eq!(Pokemon::by_id(pikachu.id).to_string(), "Pokemon.id = 25");
+/// # }
 /// ```
 ///
 /// * Schema errors are compile errors at the path, with the `.kye` file's line and column.
@@ -94,24 +109,29 @@ pub use kye_macros::get;
 ///   `Date::by_year_month_day(2024, 1, 31)`.
 pub use kye_macros::models;
 
+/// The command line every kye binary shares: `fn main() -> ExitCode { kye::cli::run() }`.
+pub use kye_runtime::cli;
+/// The shared HTTP client's types (`Method`, `StatusCode`, `HttpResponse`, settings).
+pub use kye_runtime::http;
 pub use kye_runtime::listing::{Format as ListingFormat, Listing};
 pub use kye_runtime::model::{Key, KeyValue, Model};
 pub use kye_runtime::registry::{registry, Registry};
 pub use kye_runtime::request::{Request, RequestError};
-pub use kye_runtime::{Context, Error, ErrorClass, Result};
 pub use kye_runtime::runtime::{FetchRequest, FetchSummary, GetResult, Runtime, RuntimeBuilder};
-pub use kye_runtime::{Config, Secret};
-/// The shared HTTP client's types (`Method`, `StatusCode`, `HttpResponse`, settings).
-pub use kye_runtime::http;
-/// The command line every kye binary shares: `fn main() -> ExitCode { kye::cli::run() }`.
-pub use kye_runtime::cli;
 /// A loopback HTTP server and fixtures for testing fetchers without touching a public host.
 pub use kye_runtime::testing;
+pub use kye_runtime::{Config, Secret};
+pub use kye_runtime::{Context, Error, ErrorClass, Result};
 
 /// `docs/running.md`, compiled as doctests so its examples stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/running.md")]
 pub struct RunningDocs;
+
+/// `docs/fetchers.md`, compiled as doctests so its examples stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/fetchers.md")]
+pub struct FetchersDocs;
 
 /// Items used by generated code. Not public API: names here change without notice.
 #[doc(hidden)]
