@@ -972,7 +972,8 @@ impl Runtime {
             let runs = store.runs(Some(50)).map_err(store_err)?;
             runs.into_iter()
                 .find(|r| r.request == opts.request)
-                .filter(|r| r.status == RunStatus::Interrupted)
+                // Interrupted (Ctrl-C, kill) or failed (e.g. disk full): its finished keys stand.
+                .filter(|r| matches!(r.status, RunStatus::Interrupted | RunStatus::Failed))
                 .map(|r| r.id)
         } else {
             None

@@ -797,4 +797,19 @@ async fn a_store_failure_stops_the_run_with_the_reason_and_marks_it_failed() {
             Some(KeyStatus::Stored)
         );
     }
+    let failed_run = runs[0].id;
+    drop(rt);
+
+    // Space is back: the same request resumes the failed run.
+    let rt = runtime(server.base_url(), &dir.path().join("kye.db"));
+    let summary = rt.fetch("Pokemon.id in 1..=600").await.unwrap();
+    assert_eq!(summary.resumed_from, Some(failed_run), "{summary}");
+    assert_eq!(summary.counts.skipped, records.len() as u64, "{summary}");
+    assert_eq!(
+        summary.counts.stored + summary.counts.skipped,
+        600,
+        "{summary}"
+    );
+    let all = rt.with_store(|s| s.records(&RecordQuery::new("Pokemon").limit(1000)).unwrap());
+    assert_eq!(all.len(), 600);
 }
