@@ -813,3 +813,73 @@ async fn a_store_failure_stops_the_run_with_the_reason_and_marks_it_failed() {
     let all = rt.with_store(|s| s.records(&RecordQuery::new("Pokemon").limit(1000)).unwrap());
     assert_eq!(all.len(), 600);
 }
+
+#[tokio::test]
+async fn builder_reads_kye_config_env_overrides_and_reports_progress() {
+    use std::sync::{Arc, Mutex};
+    let server = TestServer::start(routes()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let toml_path = dir.path().join("custom.toml");
+    // The file points at a dead port; the environment override wins.
+    std::fs::write(
+        &toml_path,
+        "[test]\nbase_url = \"http://127.0.0.1:9\"\n[run]\nconcurrency = 2\n",
+    )
+    .unwrap();
+    let env = vec![
+        ("KYE_CONFIG".to_string(), toml_path.display().to_string()),
+        (
+            "KYE_TEST__BASE_URL".to_string(),
+            server.base_url().to_string(),
+        ),
+        ("KYE_RUN__BACKOFF_BASE".to_string(), "5ms".to_string()),
+    ];
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    let rt = Runtime::builder()
+        .registry(registry())
+        .env(env)
+        .store(format!("sqlite:{}", dir.path().join("kye.db").display()))
+        .handle_ctrl_c(false)
+        .on_progress(move |p| seen2.lock().unwrap().push((p.counts.total(), p.total)))
+        .build()
+        .unwrap();
+    assert_eq!(rt.context().config("run.concurrency").as_deref(), Some("2"));
+    let summary = rt.fetch("Pokemon.id in 1..=3").await.unwrap();
+    assert_eq!(summary.counts.stored, 3, "{summary}");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.last(), Some(&(3, 3)), "{seen:?}");
+
+    // A bad value in the environment is reported with its key.
+    let err = Runtime::builder()
+        .registry(registry())
+        .env(vec![(
+            "KYE_RUN__CONCURRENCY".to_string(),
+            "many".to_string(),
+        )])
+        .store(format!("sqlite:{}", dir.path().join("other.db").display()))
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("run.concurrency") && err.contains("many"),
+        "{err}"
+    );
+
+    // Auth naming a secret nobody set stops the build, naming the secret.
+    let bad = dir.path().join("auth.toml");
+    std::fs::write(
+        &bad,
+        "[hosts.\"pokeapi.co\".auth]\ntype = \"bearer\"\nsecret = \"POKEAPI_TOKEN_UNSET\"\n",
+    )
+    .unwrap();
+    let err = Runtime::builder()
+        .registry(registry())
+        .config_file(&bad)
+        .env(Vec::new())
+        .store(format!("sqlite:{}", dir.path().join("third.db").display()))
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("POKEAPI_TOKEN_UNSET"), "{err}");
+}
