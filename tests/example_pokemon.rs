@@ -38,7 +38,7 @@ fn binary() -> &'static Path {
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "pokemon")
             .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .last()
+            .next_back()
             .expect("cargo reported no executable for the pokemon example")
     })
 }
