@@ -537,6 +537,9 @@ impl Parser {
 
     fn block(&mut self, model: &Ident, open: Span) -> Vec<Member> {
         let mut members = Vec::new();
+        // The previous statement had an error: junk right after it (e.g. past a `,` the
+        // recovery stopped at) is part of the same mistake and is skipped quietly.
+        let mut prev_errored = false;
         loop {
             self.stmt_errored = false;
             let t = self.tok().clone();
@@ -547,6 +550,7 @@ impl Parser {
                 }
                 TokenKind::Comma => {
                     self.bump();
+                    self.stmt_errored = prev_errored;
                 }
                 TokenKind::Eof => {
                     // Point just after the last token rather than at a blank last line.
@@ -597,17 +601,22 @@ impl Parser {
                     members.push(Member::Edge(self.edge(true)))
                 }
                 _ => {
-                    self.unexpected(
-                        "an edge or `assert`",
-                        "expected an edge declaration",
-                        Some(
-                            "a model body holds edges (`name: String`) and `assert` statements"
-                                .into(),
-                        ),
-                    );
+                    if prev_errored {
+                        self.stmt_errored = true;
+                    } else {
+                        self.unexpected(
+                            "an edge or `assert`",
+                            "expected an edge declaration",
+                            Some(
+                                "a model body holds edges (`name: String`) and `assert` statements"
+                                    .into(),
+                            ),
+                        );
+                    }
                     self.recover_stmt();
                 }
             }
+            prev_errored = self.stmt_errored;
         }
     }
 
@@ -705,7 +714,11 @@ impl Parser {
                 self.recover_stmt();
             }
         } else if !self.at_statement_end() {
+            let glued = self.prev_span().end == self.span().start;
             let hint = match self.kind() {
+                TokenKind::Lt if glued && matches!(ty.kind, ExprKind::Type(_)) => Some(
+                    "type formats such as `Number<3>` (from the original kye) are not supported; put rules about values in an `assert`".to_string(),
+                ),
                 TokenKind::EqEq
                 | TokenKind::NotEq
                 | TokenKind::Lt

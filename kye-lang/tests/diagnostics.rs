@@ -260,6 +260,14 @@ fn syntax_errors_and_check_errors_come_together() {
     // A broken statement in one model does not hide a type error in another.
     let c = codes("A(id) { id: Number, x: : String }\nB(id) { id: Nmber }\n");
     assert_eq!(c, vec!["kye::syntax", "kye::unknown-type"]);
+    // The original's `Number<,>` format is one error, not one per leftover token.
+    let e = err("M(id) {\n  id: Number\n  thousands?: Number<,>\n  max?: Number<3>\n}\n");
+    assert_eq!(e.diagnostics.len(), 2, "{e}");
+    assert!(e.diagnostics[0]
+        .hint
+        .as_deref()
+        .unwrap_or("")
+        .contains("type formats"));
     // A model header without a body does not steal the next model's body.
     let e = err("User(id)\nOther(id) { id: Number, x: Nope }\n");
     let got: Vec<(&str, String)> = e
@@ -350,6 +358,7 @@ fn error_codes_for_each_rule() {
         ("M(id) { id: number }", "kye::expected-type"),
         ("M(id) { id: Number, x: Number + 1 }", "kye::syntax"),
         ("id: Number", "kye::syntax"),
+        ("M(id) { id: Number, x: Number<3> }", "kye::syntax"),
         (
             "M(id) { id: Number, userId: String, userid: String }",
             "kye::case-collision",
