@@ -5,6 +5,7 @@
 # bench/out/latest.md. Takes ~15 minutes on 2 cores (mostly the Python peers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p kye-bench -p kye -p kye-lang --example gen_bench_data
+cargo build --release -p kye-bench -p kye
+cargo build --release -p kye-lang --example gen_bench_data
 bench/setup-venv.sh
 exec target/release/kye-bench run "$@"

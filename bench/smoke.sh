@@ -5,5 +5,6 @@
 # smoke run mean nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build -p kye-bench -p kye -p kye-lang --example gen_bench_data
+cargo build -p kye-bench -p kye
+cargo build -p kye-lang --example gen_bench_data
 exec target/debug/kye-bench run --smoke "$@"
