@@ -257,8 +257,19 @@ pub struct Registry {
 static GLOBAL: OnceLock<Result<Registry, RegistryError>> = OnceLock::new();
 
 /// The registry of this binary, built on first use from everything `inventory` collected.
+/// Building it logs each [`RegistryWarning`] once (`tracing` at warn level).
 pub fn registry() -> Result<&'static Registry, &'static RegistryError> {
-    GLOBAL.get_or_init(Registry::from_inventory).as_ref()
+    GLOBAL
+        .get_or_init(|| {
+            let built = Registry::from_inventory();
+            if let Ok(r) = &built {
+                for w in r.warnings() {
+                    tracing::warn!(target: "kye::registry", "{w}");
+                }
+            }
+            built
+        })
+        .as_ref()
 }
 
 impl Registry {
