@@ -381,3 +381,88 @@ fn fuzz_corpus_replays_cleanly() {
         ]
     );
 }
+
+/// One generated edge: (cardinality marker, marker on the type side?, type text).
+type GenEdge = (usize, bool, usize);
+
+/// Valid schemas generated from the grammar, with random layout (newlines, commas, comments)
+/// and cardinality written on either side: they must compile, and to what was written.
+fn generated_schema() -> impl Strategy<Value = (String, Vec<Vec<(String, &'static str)>>)> {
+    let edge = (0usize..4, any::<bool>(), 0usize..7);
+    let model = prop::collection::vec(edge, 0..6);
+    (
+        prop::collection::vec(model, 1..5),
+        prop::collection::vec(0usize..4, 64),
+    )
+        .prop_map(|(models, seps): (Vec<Vec<GenEdge>>, Vec<usize>)| {
+            let n = models.len();
+            let mut text = String::new();
+            let mut expect = Vec::new();
+            let mut k = 0;
+            let mut sep = |text: &mut String| {
+                k += 1;
+                text.push_str(match seps[k % seps.len()] {
+                    0 => " ",
+                    1 => "\n  ",
+                    2 => ", ",
+                    _ => " # note\n  ",
+                });
+            };
+            for (mi, edges) in models.iter().enumerate() {
+                text.push_str(&format!("# Model {mi}.\nM{mi}(id) {{"));
+                sep(&mut text);
+                text.push_str("id: Number");
+                let mut exp = vec![("id".to_string(), "")];
+                for (ei, &(card, on_type, ty)) in edges.iter().enumerate() {
+                    sep(&mut text);
+                    let marker = ["", "?", "*", "+"][card];
+                    let ty = match ty {
+                        0 => "String".to_string(),
+                        1 => "Number".to_string(),
+                        2 => "Boolean".to_string(),
+                        3 => format!("M{}", (mi + 1) % n),
+                        4 => "\"A\" | \"B\"".to_string(),
+                        5 => "/[a-z]+/".to_string(),
+                        _ => "(1 | 2) & !3".to_string(),
+                    };
+                    let name = format!("e{ei}");
+                    if on_type && !ty.contains(' ') {
+                        text.push_str(&format!("{name}: {ty}{marker}"));
+                    } else {
+                        text.push_str(&format!("{name}{marker}: {ty}"));
+                    }
+                    exp.push((name, marker));
+                }
+                sep(&mut text);
+                text.push_str("assert id >= 0 & id * 2 + 1 > id - 1");
+                text.push_str("\n}\n");
+                expect.push(exp);
+            }
+            (text, expect)
+        })
+}
+
+proptest! {
+    #![proptest_config(Config { cases: 200, failure_persistence: None, ..Config::default() })]
+
+    #[test]
+    fn generated_valid_schemas_compile_to_what_was_written((text, expect) in generated_schema()) {
+        let schema = match compile_str("gen.kye", &text) {
+            Ok(s) => s,
+            Err(e) => panic!("generated schema failed:\n{text}\n{e}"),
+        };
+        schema_is_closed(&schema);
+        prop_assert_eq!(schema.models().len(), expect.len());
+        for (mi, edges) in expect.iter().enumerate() {
+            let m = schema.model(&format!("M{mi}")).unwrap();
+            let doc = format!("Model {mi}.");
+            prop_assert_eq!(m.doc.as_deref(), Some(doc.as_str()));
+            prop_assert_eq!(m.edges.len(), edges.len());
+            for (e, (name, marker)) in m.edges.iter().zip(edges) {
+                prop_assert_eq!(&e.name, name);
+                prop_assert_eq!(e.cardinality.marker(), *marker);
+            }
+            prop_assert_eq!(&m.assertions[0].edges, &vec!["id".to_string()]);
+        }
+    }
+}
