@@ -127,6 +127,7 @@ pub struct BatchValidator<'s> {
     invalid: Vec<bool>,
     cell_scratch: Vec<u32>,
     sub_scratch: Vec<u64>,
+    owner_scratch: Vec<Option<u32>>,
 
     // Records.
     subs: Vec<u64>,
@@ -230,6 +231,7 @@ impl<'s> BatchValidator<'s> {
             invalid: vec![false; n],
             cell_scratch: vec![NONE; e],
             sub_scratch: vec![0; k],
+            owner_scratch: vec![None; k],
             subs: Vec::new(),
             first_row: Vec::new(),
             more_rows: HashMap::new(),
@@ -758,10 +760,14 @@ impl<'s> BatchValidator<'s> {
 
         // The record: by primary index value; when that value belongs to several records
         // (a NonUniqueSubIndex case), by full key in the side table.
+        // All index lookups first: they are independent, so their cache misses overlap.
         let s = &self.subs;
-        let first = self.by_index[0]
-            .find(subs[0], |&r| s[r as usize * k] == subs[0])
-            .copied();
+        let mut owners = std::mem::take(&mut self.owner_scratch);
+        for (i, table) in self.by_index.iter().enumerate() {
+            let h = subs[i];
+            owners[i] = table.find(h, |&r| s[r as usize * k + i] == h).copied();
+        }
+        let first = owners[0];
         let same = |r: u32| s[r as usize * k..(r as usize + 1) * k] == subs[..];
         let found = match first {
             None => None,
@@ -773,8 +779,9 @@ impl<'s> BatchValidator<'s> {
                 self.duplicate_row(r, row, &cells, &subs);
                 r
             }
-            None => self.new_record(row, &cells, &subs, full, first),
+            None => self.new_record(row, &cells, &subs, full, &owners),
         };
+        self.owner_scratch = owners;
 
         // Assertions over edges that this row does not all carry: keep their values.
         if partial != 0 || (!self.pending.is_empty() && self.pending.contains_key(&rec)) {
@@ -806,7 +813,7 @@ impl<'s> BatchValidator<'s> {
         cells: &[u32],
         subs: &[u64],
         full: u64,
-        first: Option<u32>,
+        owners: &[Option<u32>],
     ) -> u32 {
         let k = self.k;
         let r = self.first_row.len() as u32;
@@ -814,7 +821,7 @@ impl<'s> BatchValidator<'s> {
         self.first_row.push(row as u32);
         self.cells.extend_from_slice(cells);
         self.flags.push(0);
-        match first {
+        match owners[0] {
             None => {
                 let s = &self.subs;
                 self.by_index[0].insert_unique(subs[0], r, |&x| s[x as usize * k]);
@@ -827,13 +834,7 @@ impl<'s> BatchValidator<'s> {
         if k > 1 {
             for i in 1..k {
                 let h = subs[i];
-                let other = {
-                    let s = &self.subs;
-                    self.by_index[i]
-                        .find(h, |&x| s[x as usize * k + i] == h)
-                        .copied()
-                };
-                match other {
+                match owners[i] {
                     None => {
                         let s = &self.subs;
                         self.by_index[i].insert_unique(h, r, |&x| s[x as usize * k + i]);
