@@ -78,7 +78,7 @@ impl FetchArgs {
                 .max_age_str(age)
                 .map_err(|e| fail_msg(g, e.message(), EXIT_USAGE))?;
         }
-        let reporter = Arc::new(Reporter::new(g));
+        let reporter = Arc::new(Reporter::new(g, resolved.keys().len()));
         let on_progress = reporter.clone();
         let rt = super::common::runtime_builder(g)
             .and_then(|b| b.on_progress(move |p| on_progress.update(p)).build())

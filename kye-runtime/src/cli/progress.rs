@@ -36,19 +36,28 @@ fn counts_text(c: &RunCounts) -> String {
 }
 
 impl Reporter {
-    /// The reporter suited to `g` and the terminal.
-    pub(crate) fn new(g: &Global) -> Reporter {
+    /// The reporter suited to `g` and the terminal, for `total` requested keys.
+    pub(crate) fn new(g: &Global, total: u64) -> Reporter {
         if g.quiet || g.format == Format::Json {
             return Reporter::Silent;
         }
         if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template(
-                "{spinner:.green} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} keys · {per_sec} · ETA {eta} · {msg}",
+                "{spinner:.green} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} keys · {rate} · ETA {eta} · {msg}",
             )
+            .map(|s| {
+                s.with_key(
+                    "rate",
+                    |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.1} keys/s", state.per_sec());
+                    },
+                )
+            })
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
             bar.set_style(style);
+            bar.set_message(counts_text(&RunCounts::default()));
             bar.enable_steady_tick(Duration::from_millis(120));
             Reporter::Bar(bar)
         } else {
