@@ -175,7 +175,7 @@ fn check_shape(func: &ItemFn) -> syn::Result<()> {
             "`#[kye::get]` cannot be used on a `const fn`: a fetcher does I/O",
         ));
     }
-    if let Some(u) = &sig.unsafety {
+    if let syn::Safety::Unsafe(u) = &sig.safety {
         return Err(syn::Error::new(
             u.span(),
             "`#[kye::get]` cannot be used on an `unsafe fn`: kye calls fetchers for you",
@@ -531,7 +531,14 @@ fn expand_fn(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
 
     Ok(quote! {
         #[doc(hidden)]
-        #[allow(non_upper_case_globals, non_snake_case, unused_qualifications, clippy::all)]
+        #[allow(
+            non_upper_case_globals,
+            non_snake_case,
+            unused_qualifications,
+            clippy::all,
+            clippy::pedantic,
+            clippy::nursery
+        )]
         const _: () = {
             #model_alias
             #index_ref
