@@ -339,3 +339,70 @@ fn batch_rows_that_are_not_objects_are_errors_of_their_row() {
     assert_eq!(r.errors[0].rows, [0]);
     assert_eq!(r.errors[1].rows, [2]);
 }
+
+#[test]
+fn prepared_rows_give_the_same_report_as_direct_rows() {
+    let s = schema(
+        "Emp(id)(email) { id: Number, email: String, name: String, low?: Number, high?: Number, \
+         assert low <= high }",
+    );
+    let header = ["id", "email", "name", "low", "high", "extra"];
+    let rows: Vec<Vec<&str>> = vec![
+        vec!["1", "a@x", "Ann", "1", "2", ""],
+        vec!["2", "b@x", "Bob", "5", "", ""],
+        vec!["x", "c@x", "Cy", "", "", ""],
+        vec!["2", "b@x", "Bobby", "", "3", ""],
+        vec!["3", "a@x", "", "", "", ""],
+        vec!["", "d@x", "Dee", "", "", ""],
+        vec!["4", "e@x", "Eve", "9", "1", "z"],
+    ];
+    let direct = {
+        let mut b = BatchValidator::new(&s, "Emp").unwrap();
+        let cols = b.columns(&header);
+        for r in &rows {
+            b.push_text_row(&cols, r.iter().copied());
+        }
+        b.push_unreadable_row("bad bytes");
+        b.finish()
+    };
+    let prepared = {
+        let mut b = BatchValidator::new(&s, "Emp").unwrap();
+        let cols = b.columns(&header);
+        let mut p = b.text_preparer(&cols);
+        let mut batch = kye_lang::validate::PreparedRows::default();
+        for (i, r) in rows.iter().enumerate() {
+            p.push(&mut batch, r.iter().copied());
+            if i % 3 == 2 {
+                b.push_prepared(&mut batch);
+            }
+        }
+        p.push_unreadable(&mut batch, "bad bytes");
+        b.push_prepared(&mut batch);
+        b.join(p);
+        b.finish()
+    };
+    assert!(!direct.valid);
+    let kinds = |r: &kye_lang::validate::BatchReport| {
+        let mut k: Vec<_> = r
+            .errors
+            .iter()
+            .map(|e| (e.kind, e.edges.clone(), e.rows.clone()))
+            .collect();
+        k.sort();
+        k
+    };
+    assert_eq!(kinds(&direct), kinds(&prepared));
+    assert!(kinds(&direct).len() >= 6, "{:?}", kinds(&direct));
+    assert_eq!(direct.rows, prepared.rows);
+    assert_eq!(direct.records, prepared.records);
+    assert_eq!(direct.warnings.len(), prepared.warnings.len());
+    // Messages quote the values in both paths.
+    let mv = |r: &kye_lang::validate::BatchReport| {
+        r.errors
+            .iter()
+            .find(|e| e.kind == ErrorKind::MultipleValues)
+            .and_then(|e| e.value.clone())
+    };
+    assert_eq!(mv(&direct), Some("Bobby".to_string()));
+    assert_eq!(mv(&direct), mv(&prepared));
+}

@@ -48,7 +48,7 @@ mod error;
 mod record;
 mod value;
 
-pub use batch::{BatchValidator, Columns};
+pub use batch::{BatchValidator, Columns, PreparedRows, TextPreparer};
 pub use error::{BatchReport, ErrorKind, RecordReport, ValidationError, MAX_VALUE_CHARS};
 pub use record::validate_record;
 

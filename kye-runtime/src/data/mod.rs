@@ -20,7 +20,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use kye_lang::validate::{BatchReport, BatchValidator, ValidationError};
+use kye_lang::validate::{BatchReport, BatchValidator, PreparedRows, ValidationError};
 use kye_lang::Schema;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
@@ -127,9 +127,10 @@ pub fn validate_file(schema: &Schema, model: &str, path: &Path) -> Result<BatchR
     Ok(v.finish())
 }
 
-/// CSV: records split in a reused buffer ([`csv::CsvRecords`]) on a reader thread while this
-/// thread validates (two cores: splitting and validating overlap), the header mapped to edges
-/// once. `size_hint` (the file size, when known) lets the validator size its tables up front.
+/// CSV: records are split ([`csv::CsvRecords`]) and checked row by row
+/// ([`kye_lang::validate::TextPreparer`]) on a reader thread, while this thread folds the
+/// checked rows into records; the header is mapped to edges once. `size_hint` (the file size,
+/// when known) lets the validator size its tables up front.
 pub fn read_csv<R: Read + Send>(
     reader: R,
     v: &mut BatchValidator<'_>,
@@ -149,108 +150,74 @@ pub fn read_csv<R: Read + Send>(
         .collect();
     let cols = v.columns(&header);
     let header_bytes = rdr.consumed();
+    let mut preparer = v.text_preparer(&cols);
 
-    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<std::io::Result<Batch>>(4);
-    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Batch>();
-    std::thread::scope(|scope| {
-        scope.spawn(move || loop {
-            let mut b = empty_rx.try_recv().unwrap_or_default();
-            b.clear();
+    type Sent = std::io::Result<(PreparedRows, u64)>;
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Sent>(4);
+    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<PreparedRows>();
+    let result = std::thread::scope(|scope| {
+        let reader = scope.spawn(move || loop {
+            let mut batch = empty_rx.try_recv().unwrap_or_default();
             let mut more = true;
-            while b.records.len() < BATCH_ROWS {
+            while batch.len() < BATCH_ROWS {
                 match rdr.next_record() {
-                    Ok(true) => b.push(&rdr),
+                    Ok(true) => match rdr.fields_str() {
+                        Some(fields) => preparer.push(&mut batch, fields),
+                        None => preparer
+                            .push_unreadable(&mut batch, "the record is not valid UTF-8 text"),
+                    },
                     Ok(false) => {
                         more = false;
                         break;
                     }
                     Err(e) => {
                         let _ = full_tx.send(Err(e));
-                        return;
+                        return preparer;
                     }
                 }
             }
-            b.consumed = rdr.consumed();
-            if full_tx.send(Ok(b)).is_err() || !more {
-                return;
+            if full_tx.send(Ok((batch, rdr.consumed()))).is_err() || !more {
+                return preparer;
             }
         });
         let mut reserved = false;
-        let mut rows = 0u64;
-        for batch in full_rx {
-            let batch = batch.map_err(io)?;
-            rows += batch.records.len() as u64;
-            if !reserved && rows > 0 {
+        let mut outcome = Ok(());
+        for sent in full_rx {
+            let (mut batch, consumed) = match sent {
+                Ok(b) => b,
+                Err(e) => {
+                    outcome = Err(io(e));
+                    break;
+                }
+            };
+            if !reserved && !batch.is_empty() {
                 reserved = true;
                 if let Some(size) = size_hint {
                     // Size the record tables from the average row length so far.
-                    let per_row = ((batch.consumed - header_bytes) / rows).max(1);
+                    let per_row = ((consumed - header_bytes) / batch.len() as u64).max(1);
                     v.reserve((size / per_row) as usize + 1024);
                 }
             }
-            for r in 0..batch.records.len() {
-                match batch.fields(r) {
-                    Some(fields) => v.push_text_row(&cols, fields),
-                    None => v.push_unreadable_row("the record is not valid UTF-8 text"),
-                }
-            }
+            v.push_prepared(&mut batch);
             let _ = empty_tx.send(batch);
         }
-        Ok(())
-    })
-}
-
-/// Records per batch handed from the CSV reader thread to the validator.
-const BATCH_ROWS: usize = 4096;
-
-/// Records copied out of the reader's buffer: their text, and where each field ends.
-#[derive(Default)]
-struct Batch {
-    text: String,
-    /// End offset in `text` of every field.
-    ends: Vec<u32>,
-    /// Per record: index of its first field in `ends` and field count; `None` when the record
-    /// is not UTF-8.
-    records: Vec<Option<(u32, u32)>>,
-    consumed: u64,
-}
-
-impl Batch {
-    fn clear(&mut self) {
-        self.text.clear();
-        self.ends.clear();
-        self.records.clear();
-    }
-
-    fn push<R: Read>(&mut self, rdr: &csv::CsvRecords<R>) {
-        let Some(fields) = rdr.fields_str() else {
-            self.records.push(None);
-            return;
-        };
-        let first = self.ends.len() as u32;
-        for f in fields {
-            self.text.push_str(f);
-            self.ends.push(self.text.len() as u32);
+        // The reader stops at the end of the input or at a read error.
+        match reader.join() {
+            Ok(preparer) => v.join(preparer),
+            Err(_) => {
+                outcome = outcome.and(Err(DataError::Malformed {
+                    path: path.to_path_buf(),
+                    message: "the CSV reader thread failed".to_string(),
+                }))
+            }
         }
-        self.records
-            .push(Some((first, self.ends.len() as u32 - first)));
-    }
-
-    fn fields(&self, r: usize) -> Option<impl Iterator<Item = &str> + '_> {
-        let (first, n) = self.records[r]?;
-        let (first, n) = (first as usize, n as usize);
-        let mut start = if first == 0 {
-            0
-        } else {
-            self.ends[first - 1] as usize
-        };
-        Some(self.ends[first..first + n].iter().map(move |&e| {
-            let f = self.text.get(start..e as usize).unwrap_or("");
-            start = e as usize;
-            f
-        }))
-    }
+        outcome
+    });
+    result
 }
+
+/// Rows per batch handed from the CSV reader thread to the validator.
+const BATCH_ROWS: usize = 4096;
 
 /// JSON Lines: one object per line; a line that is not JSON is an error of that row.
 pub fn read_jsonl<R: BufRead>(mut reader: R, v: &mut BatchValidator<'_>) -> std::io::Result<()> {
