@@ -381,6 +381,7 @@ fn main() -> ExitCode {
         }
     };
     let mut g = cli.kye.to_global();
+    kye::cli::init_logging(&g);
     let fetches = matches!(
         cli.command,
         None | Some(Command::Get(_) | Command::Fetch(_))

@@ -5,3 +5,18 @@
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// `docs/writing-fetchers.md`, compiled (and its loopback test run) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/writing-fetchers.md")]
+pub struct WritingFetchersDoctests;
+
+/// `docs/cli.md`, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/cli.md")]
+pub struct CliDoctests;
+
+/// `docs/README.md`, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/README.md")]
+pub struct GuideDoctests;

@@ -237,7 +237,43 @@ where
         }
     };
     let g = cli.global.to_global();
+    init_logging(&g);
     cli.command.run(&g)
+}
+
+/// Sends kye's `tracing` events (runs, keys, retries, failures) to stderr: none by default,
+/// warnings and progress events with `-v`, debug with `-vv` (each HTTP response, each retry),
+/// everything with `-vvv`. `KYE_LOG=error|warn|info|debug|trace|off` overrides the flags.
+/// Does nothing with `-q` or when the binary installed a subscriber of its own.
+pub fn init_logging(g: &Global) {
+    use tracing_subscriber::filter::LevelFilter;
+    let from_env = std::env::var("KYE_LOG")
+        .ok()
+        .and_then(|v| match v.trim().to_ascii_lowercase().as_str() {
+            "off" => Some(LevelFilter::OFF),
+            "error" => Some(LevelFilter::ERROR),
+            "warn" => Some(LevelFilter::WARN),
+            "info" => Some(LevelFilter::INFO),
+            "debug" => Some(LevelFilter::DEBUG),
+            "trace" => Some(LevelFilter::TRACE),
+            _ => None,
+        });
+    let level = match (from_env, g.quiet, g.verbose) {
+        (Some(level), _, _) => level,
+        (None, true, _) | (None, false, 0) => return,
+        (None, false, 1) => LevelFilter::INFO,
+        (None, false, 2) => LevelFilter::DEBUG,
+        (None, false, _) => LevelFilter::TRACE,
+    };
+    if level == LevelFilter::OFF {
+        return;
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_ansi(g.color_err)
+        .with_target(false)
+        .try_init();
 }
 
 /// Reads and compiles schema files; on failure prints diagnostics (or the I/O error) to stderr.

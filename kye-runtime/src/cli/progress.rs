@@ -41,7 +41,9 @@ impl Reporter {
         if g.quiet || g.format == Format::Json {
             return Reporter::Silent;
         }
-        if std::io::stderr().is_terminal() {
+        // Log lines (`-v`) and a redrawn bar would garble each other: with logs, plain lines.
+        let logging = g.verbose > 0 || std::env::var_os("KYE_LOG").is_some();
+        if std::io::stderr().is_terminal() && !logging {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template(
                 "{spinner:.green} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} keys · {rate} · ETA {eta} · {msg}",
