@@ -247,17 +247,18 @@ where
 /// Does nothing with `-q` or when the binary installed a subscriber of its own.
 pub fn init_logging(g: &Global) {
     use tracing_subscriber::filter::LevelFilter;
-    let from_env = std::env::var("KYE_LOG")
-        .ok()
-        .and_then(|v| match v.trim().to_ascii_lowercase().as_str() {
-            "off" => Some(LevelFilter::OFF),
-            "error" => Some(LevelFilter::ERROR),
-            "warn" => Some(LevelFilter::WARN),
-            "info" => Some(LevelFilter::INFO),
-            "debug" => Some(LevelFilter::DEBUG),
-            "trace" => Some(LevelFilter::TRACE),
-            _ => None,
-        });
+    let from_env =
+        std::env::var("KYE_LOG")
+            .ok()
+            .and_then(|v| match v.trim().to_ascii_lowercase().as_str() {
+                "off" => Some(LevelFilter::OFF),
+                "error" => Some(LevelFilter::ERROR),
+                "warn" => Some(LevelFilter::WARN),
+                "info" => Some(LevelFilter::INFO),
+                "debug" => Some(LevelFilter::DEBUG),
+                "trace" => Some(LevelFilter::TRACE),
+                _ => None,
+            });
     let level = match (from_env, g.quiet, g.verbose) {
         (Some(level), _, _) => level,
         (None, true, _) | (None, false, 0) => return,
