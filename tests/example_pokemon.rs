@@ -395,3 +395,97 @@ fn pokeapi_base_url_points_the_fetchers_at_another_server() {
     );
     assert_eq!(server.requests("/pokemon/mr-mime/"), 1);
 }
+
+/// The fixtures behind a loopback server that answers every request after `stall`.
+fn slow_server(stall: std::time::Duration) -> kye::testing::TestServer {
+    use kye::testing::{Chaos, Fault, Fixtures, TestServer};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pokemon/fixtures");
+    let routes = Fixtures::from_dir(dir)
+        .unwrap()
+        .routes()
+        .chaos(Chaos::new(7, 1.0).fault(Fault::Stall(stall), 1));
+    TestServer::start_on_thread(routes).unwrap()
+}
+
+#[test]
+fn fetch_logs_plain_progress_lines_when_stderr_is_not_a_terminal() {
+    let server = slow_server(std::time::Duration::from_millis(1300));
+    let s = Sandbox::new();
+    let run = s
+        .run_env(
+            &[
+                "fetch",
+                "Pokemon.id in [1, 4, 6, 7, 25]",
+                "--concurrency",
+                "1",
+            ],
+            &[("POKEAPI_BASE_URL", server.base_url())],
+        )
+        .expect(0);
+    let err = run.stderr();
+    // One line every 5 s: `run 1: 4/5 keys (4 stored, 0 rejected, 0 missing, 0 failed) ...`.
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("run 1: ") && l.contains("/5 keys ("))
+        .unwrap_or_else(|| panic!("no progress line in stderr:\n{err}"));
+    assert!(
+        line.contains("stored") && line.contains("keys/s, ETA"),
+        "{line}"
+    );
+    assert!(!err.contains('\u{1b}'), "no terminal escapes: {err}");
+    assert!(run.stdout().contains("5 stored"), "{}", run.stdout());
+}
+
+#[test]
+fn ctrl_c_stops_the_run_with_130_and_the_same_command_resumes_it() {
+    let server = slow_server(std::time::Duration::from_millis(1500));
+    let s = Sandbox::new();
+    let request = "Pokemon.id in [1, 4, 6, 7, 25, 39]";
+    let child = Command::new(binary())
+        .args(["fetch", request, "--concurrency", "1", "--format", "json"])
+        .arg("--db")
+        .arg(s.db())
+        .current_dir(s.dir.path())
+        .env("POKEAPI_BASE_URL", server.base_url())
+        .env_remove("KYE_POKEAPI__BASE_URL")
+        .env_remove("KYE_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let the first key finish (1.5 s) and the second start, then interrupt.
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = Run(child.wait_with_output().unwrap()).expect(130);
+    let first = out.json();
+    assert_eq!(first["status"], "interrupted", "{first}");
+    let done = first["counts"]["stored"].as_u64().unwrap();
+    // Normally 2 (the first key, and the one in flight finishing in the grace period); a
+    // slow machine may have done fewer. Never all: the run stopped early.
+    assert!(done < 6, "{first}");
+
+    // The same command again (a fast server now) resumes: finished keys are skipped.
+    let fast = slow_server(std::time::Duration::ZERO);
+    let second = s
+        .run_env(
+            &["fetch", request, "--format", "json"],
+            &[("POKEAPI_BASE_URL", fast.base_url())],
+        )
+        .expect(0)
+        .json();
+    assert_eq!(second["resumed_from"], first["run"], "{second}");
+    assert_eq!(
+        second["counts"]["skipped"].as_u64().unwrap(),
+        done,
+        "{second}"
+    );
+    assert_eq!(
+        second["counts"]["stored"].as_u64().unwrap(),
+        6 - done,
+        "{second}"
+    );
+}
