@@ -177,7 +177,7 @@ fn expand_inner(input: TokenStream) -> syn::Result<TokenStream> {
         #items
 
         #[doc(hidden)]
-        #[allow(non_upper_case_globals, clippy::all)]
+        #[allow(non_upper_case_globals, clippy::all, clippy::pedantic, clippy::nursery)]
         const _: () = {
             static __KYE_SOURCES: &[(&str, &str)] = &[#(#source_entries),*];
             static __KYE_SCHEMA: ::std::sync::OnceLock<#p::Schema> = ::std::sync::OnceLock::new();
@@ -347,7 +347,7 @@ impl<'a> Generator<'a> {
             let doc = format!("One of the values allowed by the schema for `{}`.", en.name);
             out.extend(quote! {
                 #[doc = #doc]
-                #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, #p::serde::Serialize, #p::serde::Deserialize)]
+                #[derive(::core::fmt::Debug, ::core::clone::Clone, ::core::marker::Copy, ::core::cmp::PartialEq, ::core::cmp::Eq, ::core::hash::Hash, #p::serde::Serialize, #p::serde::Deserialize)]
                 #[serde(crate = #serde_crate)]
                 pub enum #name { #(#variants),* }
 
@@ -460,7 +460,7 @@ impl<'a> Generator<'a> {
             };
             out.extend(quote! {
                 #[doc = #doc]
-                #[derive(Debug, Clone, PartialEq, #p::serde::Serialize, #p::serde::Deserialize)]
+                #[derive(::core::fmt::Debug, ::core::clone::Clone, ::core::cmp::PartialEq, #p::serde::Serialize, #p::serde::Deserialize)]
                 #[serde(crate = #serde_crate)]
                 pub struct #name { #(#fields),* }
             });
