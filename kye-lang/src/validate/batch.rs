@@ -482,7 +482,7 @@ impl<'s> RowStage<'s> {
         }
         // Model-typed edge: nested record or reference, checked like in validate_record.
         let mut cx = RecordCx::new(plan.schema);
-        let got = cx.value(plan.model, info.edge, item, path, 1);
+        let got = cx.value(plan.model, info.edge, item, &|| path.to_string(), 1);
         for mut e in cx.errors {
             e.rows.push(self.rows);
             self.sink.errors.push(e);

@@ -270,7 +270,7 @@ impl<'s> RecordCx<'s> {
         let mut out = Map::new();
         let mut values: Vec<Vec<Val<'_>>> = Vec::with_capacity(model.edges.len());
         for (i, edge) in model.edges.iter().enumerate() {
-            let epath = join(path, &edge.name);
+            let epath = || join(path, &edge.name);
             let (items, is_list): (Vec<&Value>, bool) = match fields[i] {
                 None | Some(Value::Null) => (Vec::new(), false),
                 Some(Value::Array(a)) => (a.iter().filter(|v| !v.is_null()).collect(), true),
@@ -280,10 +280,12 @@ impl<'s> RecordCx<'s> {
             let mut normalized: Vec<Value> = Vec::with_capacity(items.len());
             let mut had_invalid = false;
             for (j, item) in items.iter().enumerate() {
-                let ipath = if is_list {
-                    format!("{epath}[{j}]")
-                } else {
-                    epath.clone()
+                let ipath = || {
+                    if is_list {
+                        format!("{}[{j}]", epath())
+                    } else {
+                        epath()
+                    }
                 };
                 match self.value(model, edge, item, &ipath, depth) {
                     Some((v, n)) => {
@@ -308,6 +310,7 @@ impl<'s> RecordCx<'s> {
                 }
             }
             if !edge.cardinality.is_multiple() && distinct.len() > 1 {
+                let epath = epath();
                 let shown: Vec<String> = distinct
                     .iter()
                     .map(|&d| show_json(&normalized[d]))
@@ -329,6 +332,7 @@ impl<'s> RecordCx<'s> {
                 e.expected = Some(format!("one {}", expected_text(schema, &edge.ty)));
             }
             if distinct.is_empty() && !had_invalid && !edge.cardinality.allows_none() {
+                let epath = epath();
                 let is_index = model.is_index_edge(&edge.name);
                 let kind = if is_index {
                     ErrorKind::MissingIndex
@@ -401,7 +405,7 @@ impl<'s> RecordCx<'s> {
         model: &'s Model,
         edge: &'s Edge,
         item: &'r Value,
-        path: &str,
+        path: &dyn Fn() -> String,
         depth: usize,
     ) -> Option<(Val<'r>, Value)>
     where
@@ -422,6 +426,7 @@ impl<'s> RecordCx<'s> {
                 debug_assert!(bad);
                 let expected = expected_text(self.schema, &edge.ty);
                 let shown = show_json(item);
+                let path = path();
                 let e = self.err(
                     model,
                     Some(edge),
@@ -447,7 +452,7 @@ impl<'s> RecordCx<'s> {
                     // {"id": 25}: a reference by index edges; check their types only.
                     let before = self.errors.len();
                     let mut cx = RecordCx::new(self.schema);
-                    let n = cx.record(target, item, path, depth + 1);
+                    let n = cx.record(target, item, &path(), depth + 1);
                     // Only type problems of the given index edges count for a reference.
                     let errs: Vec<ValidationError> = cx
                         .errors
@@ -464,7 +469,7 @@ impl<'s> RecordCx<'s> {
                 }
                 if !is_reference {
                     let before = self.errors.len();
-                    let n = self.record(target, item, path, depth + 1);
+                    let n = self.record(target, item, &path(), depth + 1);
                     if self.errors.len() > before {
                         return None;
                     }
@@ -473,6 +478,7 @@ impl<'s> RecordCx<'s> {
                 // A bare scalar: the target's single-edge primary index value.
                 let Some((p, constraint, ix_edge)) = ref_prim(self.schema, target) else {
                     let shown = show_json(item);
+                    let path = path();
                     let e = self.err(
                         model,
                         Some(edge),
@@ -494,6 +500,7 @@ impl<'s> RecordCx<'s> {
                     }
                     _ => {
                         let shown = show_json(item);
+                        let path = path();
                         let expected = format!(
                             "{} (a {} record or its {} {})",
                             target.name,
@@ -515,6 +522,7 @@ impl<'s> RecordCx<'s> {
                 }
             }
             EdgeKind::Unknown => {
+                let path = path();
                 let mut e = ValidationError::new(
                     ErrorKind::UnknownModel,
                     &model.name,
