@@ -364,6 +364,26 @@ mod tests {
     }
 
     #[test]
+    fn a_record_larger_than_the_buffer_grows_it() {
+        let big = "x".repeat(3 * INITIAL + 17);
+        let input = format!("a,b\n\"{big}\",1\n2,{big}\n");
+        let got = all(input.as_bytes(), 1 << 16);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[1], vec![big.clone(), "1".to_string()]);
+        assert_eq!(got[2], vec!["2".to_string(), big]);
+    }
+
+    #[test]
+    fn invalid_utf8_is_reported_per_record() {
+        let mut r = CsvRecords::new(&b"a,b\n\xff,1\n\"\xfe\",2\nok,3\n"[..]);
+        let mut seen = Vec::new();
+        while r.next_record().expect("in-memory read") {
+            seen.push(r.fields_str().map(|f| f.collect::<Vec<_>>().join("|")));
+        }
+        assert_eq!(seen, [Some("a|b".into()), None, None, Some("ok|3".into())]);
+    }
+
+    #[test]
     fn unterminated_quote_takes_the_rest() {
         check("a\n\"open,x", &[&["a"], &["open,x"]]);
     }
