@@ -513,7 +513,9 @@ where
         let last = attempt >= policy.max_attempts || error.class() != ErrorClass::Retryable;
         if last {
             span.in_scope(|| {
-                tracing::debug!(class = %error.class(), error = %error, "key failed");
+                // Redacted: a fetcher may have put a secret into its own error message.
+                let shown = crate::secrets::redact_text(&error.to_string());
+                tracing::debug!(class = %error.class(), error = %shown, "key failed");
             });
             let error = if error.class() == ErrorClass::Retryable && attempt > 1 {
                 error.context(format!("gave up after {attempt} attempts"))
@@ -530,7 +532,7 @@ where
         let delay = policy.backoff.delay(attempt, error.retry_after());
         span.in_scope(|| {
             tracing::debug!(
-                error = %error,
+                error = %crate::secrets::redact_text(&error.to_string()),
                 retry_in_ms = delay.as_millis() as u64,
                 "retrying"
             );
