@@ -283,12 +283,15 @@ fn kye_fetch(base: &str, count: u32, concurrency: usize, db: &Path) -> AnyResult
             .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })
     })?;
     let secs = start.elapsed().as_secs_f64();
-    if summary.counts.stored != u64::from(count) {
+    // The fixtures include a real Pokémon whose `base_experience` is null: quarantined.
+    let c = summary.counts;
+    if c.stored + c.rejected != u64::from(count) || c.stored + 5 < u64::from(count) {
         return Err(format!("not everything was stored: {summary}").into());
     }
     println!(
-        "RESULT secs={secs:.4} docs={count} stored={} peak_rss_kib={}",
-        summary.counts.stored,
+        "RESULT secs={secs:.4} docs={count} stored={} rejected={} peak_rss_kib={}",
+        c.stored,
+        c.rejected,
         peak_rss_kib()
     );
     Ok(())
