@@ -54,7 +54,22 @@ fn one(
                 paint("|", BLUE, color),
                 file.line_text(lc.line)
             );
-            let _ = writeln!(out, "{pad} {}", paint("|", BLUE, color));
+            // A caret under the rule (to the end of its first line).
+            let line = file.line_text(lc.line);
+            let end = file.line_col(span.end);
+            let width = if end.line == lc.line {
+                end.col.saturating_sub(lc.col).max(1)
+            } else {
+                line.chars().count().saturating_sub(lc.col - 1).max(1)
+            };
+            let carets = "^".repeat(width);
+            let _ = writeln!(
+                out,
+                "{pad} {} {}{}",
+                paint("|", BLUE, color),
+                " ".repeat(lc.col - 1),
+                paint(&carets, style, color)
+            );
         }
     }
 }
