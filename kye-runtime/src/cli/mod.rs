@@ -123,7 +123,7 @@ pub struct GlobalArgs {
     pub quiet: bool,
     /// The store: a SQLite file (`kye.db`, `sqlite:PATH`) or `dir:PATH` [default: `store` in
     /// kye.toml, else ./kye.db].
-    #[arg(long, global = true, value_name = "STORE")]
+    #[arg(long, global = true, value_name = "STORE", visible_alias = "store")]
     pub db: Option<std::path::PathBuf>,
     /// Configuration file [default: $KYE_CONFIG, else ./kye.toml when present].
     #[arg(long, global = true, value_name = "FILE")]
