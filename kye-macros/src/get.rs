@@ -99,6 +99,8 @@ enum KeyParam {
 
 struct CtxParam {
     by_ref: bool,
+    /// The parameter's type, where a wrong context type is reported.
+    span: Span,
 }
 
 enum Param {
@@ -164,7 +166,10 @@ fn ctx_param(ty: &Type) -> Option<syn::Result<CtxParam>> {
             "the context is shared: take it as `ctx: &kye::Context` (or by value), not `&mut`",
         )));
     }
-    Some(Ok(CtxParam { by_ref }))
+    Some(Ok(CtxParam {
+        by_ref,
+        span: ty.span(),
+    }))
 }
 
 fn check_shape(func: &ItemFn) -> syn::Result<()> {
@@ -331,7 +336,20 @@ fn expand_fn(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
     let mut saw_ctx = false;
     for arg in &sig.inputs {
         let FnArg::Typed(t) = arg else { continue };
-        if let Some(ctx) = ctx_param(&t.ty) {
+        // The context: a `Context` type (any path), or a parameter named `ctx`/`context`
+        // (e.g. behind a type alias); rustc checks that the type really is `kye::Context`.
+        let named_ctx = matches!(&*t.pat, Pat::Ident(i) if ["ctx", "_ctx", "context", "_context"]
+            .iter()
+            .any(|n| i.ident == n));
+        let ctx = ctx_param(&t.ty).or_else(|| {
+            named_ctx.then(|| {
+                Ok(CtxParam {
+                    by_ref: matches!(&*t.ty, Type::Reference(_)),
+                    span: t.ty.span(),
+                })
+            })
+        });
+        if let Some(ctx) = ctx {
             let ctx = ctx?;
             if saw_ctx {
                 return Err(syn::Error::new(
@@ -450,9 +468,9 @@ fn expand_fn(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
         match param {
             Param::Ctx(c) => {
                 call_args.push(if c.by_ref {
-                    quote!(&__kye_ctx)
+                    quote_spanned!(c.span=> &__kye_ctx)
                 } else {
-                    quote!(::core::clone::Clone::clone(&__kye_ctx))
+                    quote_spanned!(c.span=> ::core::clone::Clone::clone(&__kye_ctx))
                 });
             }
             Param::Key(KeyParam::Scalar { ty }) => {
