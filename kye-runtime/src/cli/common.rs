@@ -42,20 +42,22 @@ pub fn load_config(g: &Global) -> crate::Result<Config> {
 /// The store the global flags select: `--db` (a SQLite file, `sqlite:PATH` or `dir:PATH`),
 /// else `store` in the configuration, else `kye.db`.
 pub fn store_spec(g: &Global) -> crate::Result<StoreSpec> {
-    let text = match &g.db {
-        Some(p) => {
-            let text = p.to_string_lossy().into_owned();
-            // A path that is no store spec (`--db data/pokemon`) is a SQLite file.
-            return Ok(text
-                .parse()
-                .unwrap_or_else(|_| StoreSpec::Sqlite(p.to_path_buf())));
-        }
-        None => load_config(g)?
-            .get_str("store")
-            .unwrap_or_else(|| DEFAULT_STORE.to_string()),
-    };
+    if let Some(p) = &g.db {
+        return Ok(db_flag_spec(p));
+    }
+    let text = load_config(g)?
+        .get_str("store")
+        .unwrap_or_else(|| DEFAULT_STORE.to_string());
     text.parse()
         .map_err(|e| crate::Error::permanent(format!("{e} (the `store` setting)")))
+}
+
+/// `--db` takes a store spec (`sqlite:PATH`, `dir:PATH`, `x.db`); any other path is a SQLite
+/// file (`--db data/pokemon`).
+fn db_flag_spec(p: &Path) -> StoreSpec {
+    p.to_string_lossy()
+        .parse()
+        .unwrap_or_else(|_| StoreSpec::Sqlite(p.to_path_buf()))
 }
 
 /// A [`RuntimeBuilder`] with the store and configuration of the global flags.
@@ -275,6 +277,22 @@ mod tests {
         assert_eq!(
             cell(&json!([{"name": "grass", "generation": "generation-i"}])),
             "grass"
+        );
+    }
+
+    #[test]
+    fn db_flag_takes_specs_and_plain_paths() {
+        assert_eq!(
+            db_flag_spec(Path::new("dir:out")),
+            StoreSpec::Dir("out".into())
+        );
+        assert_eq!(
+            db_flag_spec(Path::new("x.sqlite")),
+            StoreSpec::Sqlite("x.sqlite".into())
+        );
+        assert_eq!(
+            db_flag_spec(Path::new("data/pokemon")),
+            StoreSpec::Sqlite("data/pokemon".into())
         );
     }
 
