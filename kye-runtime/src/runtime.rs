@@ -440,6 +440,10 @@ pub struct FetchSummary {
     /// Wall time.
     #[serde(serialize_with = "ser_secs")]
     pub duration: Duration,
+    /// Time the writer spent writing to the store (it runs alongside fetching; close to
+    /// `duration` means the store is the bottleneck).
+    #[serde(serialize_with = "ser_secs")]
+    pub store_time: Duration,
     /// Up to [`SUMMARY_EXAMPLES`] failed keys with reasons.
     pub failures: Vec<KeyProblem>,
     /// Up to [`SUMMARY_EXAMPLES`] rejected keys with reasons.
@@ -707,6 +711,7 @@ struct Live {
 /// What the writer hands back at the end of a run.
 struct Written {
     counts: RunCounts,
+    busy: Duration,
     failures: Vec<KeyProblem>,
     rejects: Vec<KeyProblem>,
     error: Option<Error>,
@@ -716,6 +721,7 @@ struct Written {
 /// (back-pressure on the executor when the store is slow) and writes them in batches of
 /// [`FLUSH_KEYS`], or every [`FLUSH_INTERVAL`] when keys trickle in.
 struct Writer {
+    busy: Duration,
     inner: Arc<Inner>,
     run: RunId,
     started: Instant,
@@ -749,6 +755,7 @@ impl Writer {
         };
         Written {
             counts: self.counts,
+            busy: self.busy,
             failures: self.failures,
             rejects: self.rejects,
             error,
@@ -759,6 +766,13 @@ impl Writer {
         if self.buffer.is_empty() {
             return Ok(());
         }
+        let began = Instant::now();
+        let result = self.write_buffer();
+        self.busy += began.elapsed();
+        result
+    }
+
+    fn write_buffer(&mut self) -> Result<()> {
         let mut pending = std::mem::take(&mut self.buffer);
         let mut store = self.inner.store.lock().unwrap_or_else(|p| p.into_inner());
         // Phase 1: records, rejects, drift.
@@ -1015,6 +1029,7 @@ impl Runtime {
         let live = Arc::new(Live::default());
         live.total.store(requested, Ordering::Relaxed);
         let writer = Writer {
+            busy: Duration::ZERO,
             inner: inner.clone(),
             run,
             started,
@@ -1132,6 +1147,7 @@ impl Runtime {
         drop(tx);
         let written = writer_task.await.unwrap_or_else(|e| Written {
             counts: RunCounts::default(),
+            busy: Duration::ZERO,
             failures: Vec::new(),
             rejects: Vec::new(),
             error: Some(Error::permanent(format!("the store writer crashed: {e}"))),
@@ -1180,6 +1196,7 @@ impl Runtime {
             retries: stats.map(|s| s.retries).unwrap_or(0),
             resumed_from,
             duration: started.elapsed(),
+            store_time: written.busy,
             failures: written.failures,
             rejects: written.rejects,
         };

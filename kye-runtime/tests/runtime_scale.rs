@@ -114,11 +114,23 @@ fn scale_child() {
     };
     let n: u64 = n.parse().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    // KYE_SCALE_THREADS=1: a current-thread tokio runtime (the writer keeps its own thread).
+    let threads: usize = std::env::var("KYE_SCALE_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(2);
+    let rt = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
     let before = peak_rss_kib();
     let start = Instant::now();
     let summary = rt.block_on(async {
@@ -130,8 +142,9 @@ fn scale_child() {
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(summary.counts.stored, n);
     println!(
-        "SCALE keys={n} stored={} secs={secs:.2} keys_per_sec={:.0} us_per_key={:.1} peak_rss_kib={} rss_before_kib={before}",
+        "SCALE keys={n} threads={threads} stored={} secs={secs:.2} store_secs={:.2} keys_per_sec={:.0} us_per_key={:.1} peak_rss_kib={} rss_before_kib={before}",
         summary.counts.stored,
+        summary.store_time.as_secs_f64(),
         n as f64 / secs,
         secs * 1e6 / n as f64,
         peak_rss_kib()
