@@ -459,3 +459,46 @@ async fn a_panicking_fetcher_fails_its_key_only() {
     assert_eq!(failed[0].0, 3);
     assert!(failed[0].1.contains("boom at 3"), "{}", failed[0].1);
 }
+
+#[tokio::test]
+async fn a_second_stop_interrupts_in_flight_keys_at_once() {
+    let shutdown = Shutdown::new();
+    let exec = Executor::new(settings(
+        "[run]\nconcurrency = 2\ngrace_period = \"30s\"\ncall_timeout = \"60s\"",
+    ))
+    .with_shutdown(shutdown.clone());
+    let sd = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        sd.trigger();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        sd.trigger();
+    });
+    let start = Instant::now();
+    let mut interrupted = 0;
+    let stats = exec
+        .run(
+            (0..10u64).map(|n| Num(n, "f")),
+            |_: Arc<Num>, _| async move {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                Ok(())
+            },
+            |f: Finished<Num, ()>, _: &mut Vec<Num>| {
+                if matches!(f.outcome, Outcome::Interrupted) {
+                    interrupted += 1;
+                }
+                Ok(())
+            },
+        )
+        .await
+        .unwrap();
+    // Well before the 30 s grace period.
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!((stats.interrupted, interrupted), (2, 2));
+    assert!(stats.stopped);
+    assert_eq!(stats.started, 2);
+}
