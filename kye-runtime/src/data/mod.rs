@@ -219,63 +219,29 @@ pub fn read_csv<R: Read + Send>(
 /// Rows per batch handed from the CSV reader thread to the validator.
 const BATCH_ROWS: usize = 4096;
 
-/// JSON Lines: one object per line; a line that is not JSON is an error of that row. Lines are
-/// read and parsed on a reader thread, in batches, while this thread validates.
-pub fn read_jsonl<R: BufRead + Send>(
-    mut reader: R,
-    v: &mut BatchValidator<'_>,
-) -> std::io::Result<()> {
-    type Parsed = Vec<Result<Value, String>>;
-    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Parsed>>(4);
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            let mut line = String::new();
-            let mut lineno = 0usize;
-            loop {
-                let mut batch: Parsed = Vec::with_capacity(JSONL_BATCH);
-                let mut more = true;
-                while batch.len() < JSONL_BATCH {
-                    line.clear();
-                    match reader.read_line(&mut line) {
-                        Ok(0) => {
-                            more = false;
-                            break;
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            let _ = tx.send(Err(e));
-                            return;
-                        }
-                    }
-                    lineno += 1;
-                    let text = line.trim();
-                    if text.is_empty() {
-                        continue;
-                    }
-                    batch.push(
-                        serde_json::from_str::<Value>(text)
-                            .map_err(|e| format!("line {lineno} is not valid JSON: {e}")),
-                    );
-                }
-                if tx.send(Ok(batch)).is_err() || !more {
-                    return;
-                }
-            }
-        });
-        for batch in rx {
-            for row in batch? {
-                match row {
-                    Ok(value) => v.push_record(&value),
-                    Err(message) => v.push_unreadable_row(message),
-                }
+/// JSON Lines: one object per line; a line that is not JSON is an error of that row.
+pub fn read_jsonl<R: BufRead>(mut reader: R, v: &mut BatchValidator<'_>) -> std::io::Result<()> {
+    let mut line = String::new();
+    let mut lineno = 0usize;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            break;
+        }
+        lineno += 1;
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Value>(text) {
+            Ok(value) => v.push_record(&value),
+            Err(e) => {
+                v.push_unreadable_row(format!("line {lineno} is not valid JSON: {e}"));
             }
         }
-        Ok(())
-    })
+    }
+    Ok(())
 }
-
-/// Lines per batch handed from the JSON Lines reader thread to the validator.
-const JSONL_BATCH: usize = 1024;
 
 /// JSON: an array of rows, or an object whose `model` key holds the rows; streamed element
 /// by element.
