@@ -883,3 +883,102 @@ async fn builder_reads_kye_config_env_overrides_and_reports_progress() {
         .to_string();
     assert!(err.contains("POKEAPI_TOKEN_UNSET"), "{err}");
 }
+
+/// Runs in a child process (see `ctrl_c_stops_cleanly_then_resume`); does nothing otherwise.
+#[test]
+fn child_fetch_for_sigint_test() {
+    let (Ok(base), Ok(db)) = (
+        std::env::var("KYE_TEST_SIGINT_BASE"),
+        std::env::var("KYE_TEST_SIGINT_DB"),
+    ) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let summary = rt.block_on(async {
+        let mut cfg = config(&base);
+        cfg.set("run.concurrency", 4);
+        cfg.set("run.timeout", "5s");
+        cfg.set("run.grace_period", "5s");
+        Runtime::builder()
+            .registry(registry())
+            .config(cfg)
+            .env(Vec::new())
+            .store(format!("sqlite:{db}"))
+            .handle_ctrl_c(true)
+            .build()
+            .unwrap()
+            .fetch("Pokemon.id in 1..=200")
+            .await
+            .unwrap()
+    });
+    println!("SUMMARY {}", serde_json::to_string(&summary).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_cleanly_then_resume() {
+    let server = TestServer::start(slow_routes(200, Duration::from_millis(30)))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("kye.db");
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_fetch_for_sigint_test",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("KYE_TEST_SIGINT_BASE", server.base_url())
+        .env("KYE_TEST_SIGINT_DB", &db)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "child made no progress"
+        );
+        if server.stats().requests() >= 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the child exits normally after Ctrl-C"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.find("SUMMARY ").map(|i| &l[i + 8..]))
+        .expect("child printed its summary");
+    let first: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(first["status"], "interrupted", "{first}");
+    assert_eq!(
+        first["interrupted"], 0,
+        "in-flight keys finished in the grace period"
+    );
+    let stored_first = first["counts"]["stored"].as_u64().unwrap();
+    assert!(stored_first > 0 && stored_first < 200, "{first}");
+    // Everything the child fetched was written before it exited.
+    assert_eq!(server.stats().requests(), stored_first, "{first}");
+
+    let rt = runtime(server.base_url(), &db);
+    let second = rt.fetch("Pokemon.id in 1..=200").await.unwrap();
+    assert_eq!(second.status, RunStatus::Completed, "{second}");
+    assert_eq!(second.counts.skipped, stored_first);
+    assert_eq!(second.counts.stored, 200 - stored_first);
+    assert_eq!(server.stats().requests(), 200, "no key fetched twice");
+}

@@ -250,13 +250,37 @@ impl Shutdown {
     }
 
     /// Triggers this switch on Ctrl-C (SIGINT), for as long as the returned task lives.
-    /// Returns the listener task; abort it when the run is over.
+    /// Returns the listener task; abort it when the run is over. On Unix the signal handler is
+    /// installed before this returns, so a Ctrl-C right after it is never missed.
     pub fn on_ctrl_c(&self) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
+        #[cfg(unix)]
+        let mut sigint =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+                    None
+                }
+            };
         tokio::spawn(async move {
             loop {
-                if tokio::signal::ctrl_c().await.is_err() {
-                    return;
+                #[cfg(unix)]
+                {
+                    match sigint.as_mut() {
+                        Some(s) => {
+                            if s.recv().await.is_none() {
+                                return;
+                            }
+                        }
+                        None => return,
+                    }
+                }
+                #[cfg(not(unix))]
+                {
+                    if tokio::signal::ctrl_c().await.is_err() {
+                        return;
+                    }
                 }
                 tracing::warn!(
                     "interrupt: no new keys will be started; in-flight keys get the grace period \
