@@ -53,7 +53,7 @@ use crate::error::{Error, ErrorClass, Result};
 use crate::exec::{ExecSettings, Executor, Finished, Outcome, Shutdown, Work};
 use crate::model::{Key, KeyValue};
 use crate::registry::{FetcherRegistration, RegisteredModel, Registry};
-use crate::request::ResolvedRequest;
+use crate::request::{KeySet, ResolvedRequest};
 use crate::secrets::{redact_text, Secrets};
 use crate::store::{
     open_store, DriftWrite, IndexKey, KeyOutcomeWrite, KeyStatus, NewRun, Provenance, RecordWrite,
@@ -1006,6 +1006,9 @@ impl Runtime {
         let (model, fetcher, keys) = resolved.into_parts();
         let follow_depth = opts.follow;
         let mut seen: HashSet<String> = HashSet::new();
+        // A reference to a key the request itself asks for is left to the request (it may not
+        // have been taken from the stream yet), so no key is fetched twice in a run.
+        let requested_keys = (follow_depth > 0).then(|| RequestedKeys::new(fetcher, &keys));
         let jobs = keys
             .into_keys()
             .map(move |k| Job::new(model.clone(), fetcher, k, 0));
@@ -1089,7 +1092,10 @@ impl Runtime {
                                 p = pending_key(run, job, KeyStatus::Stored, None);
                                 if follow_depth > job.depth {
                                     for next in references(registry, job, &report.value) {
-                                        if seen.insert(seen_key(&next)) {
+                                        let own = requested_keys
+                                            .as_ref()
+                                            .is_some_and(|r| r.contains(&next));
+                                        if !own && seen.insert(seen_key(&next)) {
                                             followed += 1;
                                             live.total.fetch_add(1, Ordering::Relaxed);
                                             follow.push(next);
@@ -1202,6 +1208,41 @@ impl Runtime {
         };
         span.in_scope(|| tracing::info!(summary = %summary, "run finished"));
         Ok(summary)
+    }
+}
+
+/// Membership test for the keys of the request (ranges without materialising them).
+struct RequestedKeys {
+    fetcher: &'static FetcherRegistration,
+    range: Option<(i64, i64)>,
+    list: HashSet<String>,
+}
+
+impl RequestedKeys {
+    fn new(fetcher: &'static FetcherRegistration, keys: &KeySet) -> Self {
+        match keys {
+            KeySet::Range { start, end } => RequestedKeys {
+                fetcher,
+                range: Some((*start, *end)),
+                list: HashSet::new(),
+            },
+            KeySet::Keys(list) => RequestedKeys {
+                fetcher,
+                range: None,
+                list: list.iter().map(|k| k.to_string()).collect(),
+            },
+        }
+    }
+
+    fn contains(&self, job: &Job) -> bool {
+        if !std::ptr::eq(job.fetcher, self.fetcher) {
+            return false;
+        }
+        match (self.range, job.key.values()) {
+            (Some((a, b)), [KeyValue::Int(i)]) => (a..=b).contains(i),
+            (Some(_), _) => false,
+            (None, _) => self.list.contains(&job.key.to_string()),
+        }
     }
 }
 

@@ -982,3 +982,84 @@ async fn ctrl_c_stops_cleanly_then_resume() {
     assert_eq!(second.counts.stored, 200 - stored_first);
     assert_eq!(server.stats().requests(), 200, "no key fetched twice");
 }
+
+fn node_schema() -> &'static Schema {
+    static S: OnceLock<Schema> = OnceLock::new();
+    S.get_or_init(|| {
+        kye_lang::compile_str(
+            "nodes.kye",
+            "Node(id: Number) { name: String  next?: Node }",
+        )
+        .expect("node schema compiles")
+    })
+}
+
+fn node_by_id(key: &Key, ctx: Context) -> FetchFuture {
+    let key = key.clone();
+    Box::pin(async move {
+        let Some(KeyValue::Int(id)) = key.values().first().cloned() else {
+            return Err(Error::permanent("bad key"));
+        };
+        let doc = ctx
+            .get_json_value(&format!("{}/node/{id}/", base(&ctx)?))
+            .await?;
+        Ok(Some(doc))
+    })
+}
+
+static NODE_BY_ID: FetcherRegistration = FetcherRegistration {
+    model: "Node",
+    identifier: &["id"],
+    function: "node_by_id",
+    module_path: "runtime_pipeline",
+    file: file!(),
+    line: line!(),
+    is_async: true,
+    doc: "",
+    output: OutputKind::Json,
+    call: node_by_id,
+    check: any_key,
+};
+
+#[tokio::test]
+async fn follow_never_fetches_a_key_twice_even_when_the_request_also_asks_for_it() {
+    // Each node references the next one: 1 -> 2 -> ... -> 10.
+    let routes: Routes = (1..=10)
+        .map(|i| {
+            (
+                format!("/node/{i}/"),
+                Route::json(
+                    json!({"id": i, "name": format!("n{i}"), "next": {"id": i + 1}}).to_string(),
+                ),
+            )
+        })
+        .collect();
+    let server = TestServer::start(routes).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::from_parts(
+        [RegisteredModel::new(node_schema(), "Node").unwrap()],
+        [&NODE_BY_ID],
+    )
+    .unwrap();
+    let mut cfg = config(server.base_url());
+    cfg.set("run.concurrency", 2);
+    let rt = Runtime::builder()
+        .registry(registry)
+        .config(cfg)
+        .env(Vec::new())
+        .store(format!("sqlite:{}", dir.path().join("kye.db").display()))
+        .handle_ctrl_c(false)
+        .build()
+        .unwrap();
+    let summary = rt
+        .fetch(FetchRequest::new("Node.id in 1..=5").follow(2))
+        .await
+        .unwrap();
+    // 1..=5 requested; 6 followed at depth 1, 7 at depth 2; 8 is beyond the depth.
+    assert_eq!(summary.followed, 2, "{summary}");
+    assert_eq!(summary.counts.stored, 7, "{summary}");
+    for i in 1..=7 {
+        assert_eq!(server.requests(&format!("/node/{i}/")), 1, "node {i}");
+    }
+    assert_eq!(server.requests("/node/8/"), 0);
+}
