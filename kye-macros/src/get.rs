@@ -528,7 +528,7 @@ fn expand_fn(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
     };
     let body = if is_async {
         quote! {
-            ::std::boxed::Box::pin(async move {
+            #p::catch_panics(#fn_name_str, async move {
                 let __kye_out = #fn_name(#(#call_args),*).await;
                 #finish
             })

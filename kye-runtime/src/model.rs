@@ -565,6 +565,42 @@ where
     }
 }
 
+/// Boxes an async fetcher's future so that a panic while polling it becomes a permanent error
+/// naming the function, like [`run_blocking`] does for sync fetchers.
+pub fn catch_panics<F>(function: &'static str, future: F) -> FetchFuture
+where
+    F: Future<Output = Result<Option<serde_json::Value>, Error>> + Send + 'static,
+{
+    Box::pin(CatchPanics {
+        function,
+        future: Box::pin(future),
+    })
+}
+
+struct CatchPanics {
+    function: &'static str,
+    future: FetchFuture,
+}
+
+impl Future for CatchPanics {
+    type Output = Result<Option<serde_json::Value>, Error>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let function = self.function;
+        let fut = &mut self.future;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(poll) => poll,
+            Err(p) => std::task::Poll::Ready(Err(Error::permanent(format!(
+                "fetcher `{function}` panicked: {}",
+                panic_message(p)
+            )))),
+        }
+    }
+}
+
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
@@ -683,6 +719,14 @@ mod tests {
             .build()
             .unwrap()
             .block_on(fut)
+    }
+
+    #[tokio::test]
+    async fn async_fetcher_panics_become_errors() {
+        let out = catch_panics("boom", async { panic!("bad {}", 1) }).await;
+        assert_eq!(out.unwrap_err().message(), "fetcher `boom` panicked: bad 1");
+        let out = catch_panics("ok", async { Ok(None) }).await;
+        assert_eq!(out.unwrap(), None);
     }
 
     #[tokio::test]
