@@ -152,33 +152,60 @@ pub fn read_csv<R: Read + Send>(
     let header_bytes = rdr.consumed();
     let mut preparer = v.text_preparer(&cols);
 
+    // Three stages on two cores: split records (this reader), check rows (TextPreparer), fold
+    // into records (this thread). Batches travel in channels and come back for reuse.
     type Sent = std::io::Result<(PreparedRows, u64)>;
+    let (raw_tx, raw_rx) = std::sync::mpsc::sync_channel::<std::io::Result<RawBatch>>(4);
+    let (raw_back_tx, raw_back_rx) = std::sync::mpsc::channel::<RawBatch>();
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Sent>(4);
     let (empty_tx, empty_rx) = std::sync::mpsc::channel::<PreparedRows>();
     let result = std::thread::scope(|scope| {
-        let reader = scope.spawn(move || loop {
-            let mut batch = empty_rx.try_recv().unwrap_or_default();
+        scope.spawn(move || loop {
+            let mut batch = raw_back_rx.try_recv().unwrap_or_default();
+            batch.clear();
             let mut more = true;
-            while batch.len() < BATCH_ROWS {
+            while batch.records.len() < BATCH_ROWS {
                 match rdr.next_record() {
-                    Ok(true) => match rdr.fields_str() {
-                        Some(fields) => preparer.push(&mut batch, fields),
-                        None => preparer
-                            .push_unreadable(&mut batch, "the record is not valid UTF-8 text"),
-                    },
+                    Ok(true) => batch.push(&rdr),
                     Ok(false) => {
                         more = false;
                         break;
                     }
                     Err(e) => {
-                        let _ = full_tx.send(Err(e));
-                        return preparer;
+                        let _ = raw_tx.send(Err(e));
+                        return;
                     }
                 }
             }
-            if full_tx.send(Ok((batch, rdr.consumed()))).is_err() || !more {
-                return preparer;
+            batch.consumed = rdr.consumed();
+            if raw_tx.send(Ok(batch)).is_err() || !more {
+                return;
             }
+        });
+        let reader = scope.spawn(move || {
+            for raw in raw_rx {
+                let raw = match raw {
+                    Ok(raw) => raw,
+                    Err(e) => {
+                        let _ = full_tx.send(Err(e));
+                        break;
+                    }
+                };
+                let mut batch = empty_rx.try_recv().unwrap_or_default();
+                for r in 0..raw.records.len() {
+                    match raw.fields(r) {
+                        Some(fields) => preparer.push(&mut batch, fields),
+                        None => preparer
+                            .push_unreadable(&mut batch, "the record is not valid UTF-8 text"),
+                    }
+                }
+                let consumed = raw.consumed;
+                let _ = raw_back_tx.send(raw);
+                if full_tx.send(Ok((batch, consumed))).is_err() {
+                    break;
+                }
+            }
+            preparer
         });
         let mut reserved = false;
         let mut outcome = Ok(());
@@ -218,6 +245,55 @@ pub fn read_csv<R: Read + Send>(
 
 /// Rows per batch handed from the CSV reader thread to the validator.
 const BATCH_ROWS: usize = 4096;
+
+/// Records copied out of the splitter's buffer: their text, and where each field ends.
+#[derive(Default)]
+struct RawBatch {
+    text: String,
+    /// End offset in `text` of every field.
+    ends: Vec<u32>,
+    /// Per record: index of its first field in `ends` and field count; `None` when the record
+    /// is not UTF-8.
+    records: Vec<Option<(u32, u32)>>,
+    consumed: u64,
+}
+
+impl RawBatch {
+    fn clear(&mut self) {
+        self.text.clear();
+        self.ends.clear();
+        self.records.clear();
+    }
+
+    fn push<R: Read>(&mut self, rdr: &csv::CsvRecords<R>) {
+        let Some(fields) = rdr.fields_str() else {
+            self.records.push(None);
+            return;
+        };
+        let first = self.ends.len() as u32;
+        for f in fields {
+            self.text.push_str(f);
+            self.ends.push(self.text.len() as u32);
+        }
+        self.records
+            .push(Some((first, self.ends.len() as u32 - first)));
+    }
+
+    fn fields(&self, r: usize) -> Option<impl Iterator<Item = &str> + '_> {
+        let (first, n) = self.records[r]?;
+        let (first, n) = (first as usize, n as usize);
+        let mut start = if first == 0 {
+            0
+        } else {
+            self.ends[first - 1] as usize
+        };
+        Some(self.ends[first..first + n].iter().map(move |&e| {
+            let f = self.text.get(start..e as usize).unwrap_or("");
+            start = e as usize;
+            f
+        }))
+    }
+}
 
 /// JSON Lines: one object per line; a line that is not JSON is an error of that row.
 pub fn read_jsonl<R: BufRead>(mut reader: R, v: &mut BatchValidator<'_>) -> std::io::Result<()> {
