@@ -244,7 +244,7 @@ fn demo(g: &Global, offline: bool) -> ExitCode {
     };
     kye::cli::print_fetch_summary(&summary, g);
     if text {
-        println!("\nSome stored Pokémon (`show Pokemon`):\n");
+        println!("\nThe first stored Pokémon (`show Pokemon --limit 5`):\n");
         ShowArgs::new("Pokemon", Some(5)).run(g);
         let location = kye::cli::store_spec(g)
             .map(|s| {
