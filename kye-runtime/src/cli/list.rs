@@ -32,9 +32,7 @@ impl Run for ListArgs {
             match g.format {
                 Format::Text => ListingFormat::Text,
                 Format::Json => ListingFormat::Json,
-                // `--format markdown`, where the global format has that variant.
-                #[allow(unreachable_patterns)]
-                _ => ListingFormat::Markdown,
+                Format::Markdown => ListingFormat::Markdown,
             }
         };
         print!("{}", Listing::new(registry).render(format));
