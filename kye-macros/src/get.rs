@@ -509,13 +509,22 @@ fn expand_fn(attr: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
     let doc = doc_of(func);
     let line = fn_name.span().unwrap().line() as u32;
     let model_alias = quote_spanned! {model.span()=> type __KyeModel = #model; };
+    let not_an_index_head = format!("`{ident_text}` is not an index of `");
     let index_ref = respan(
         quote! {
-            const __KYE_INDEX: usize = #p::index_position(
-                <__KyeModel as #p::Model>::INDEXES,
-                &[#(#edge_strs),*],
-                <__KyeModel as #p::Model>::NOT_AN_INDEX,
-            );
+            const __KYE_INDEX: usize = {
+                const NOT_AN_INDEX: #p::ConstMessage = #p::ConstMessage::concat(&[
+                    #not_an_index_head,
+                    <__KyeModel as #p::Model>::NAME,
+                    "`; its indexes are ",
+                    <__KyeModel as #p::Model>::INDEX_LIST,
+                ]);
+                #p::index_position(
+                    <__KyeModel as #p::Model>::INDEXES,
+                    &[#(#edge_strs),*],
+                    NOT_AN_INDEX.as_str(),
+                )
+            };
             type __KyeKinds = <__KyeModel as #p::IndexAt<__KYE_INDEX>>::Kinds;
         },
         edges[0].span(),

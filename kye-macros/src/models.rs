@@ -550,11 +550,7 @@ impl<'a> Generator<'a> {
                     }
                 })
                 .collect();
-            let not_an_index = format!(
-                "this identifier is not an index of `{}`; its indexes are {}",
-                m.name,
-                listed.join(", ")
-            );
+            let index_list = listed.join(", ");
             out.extend(quote! {
                 #(#consts)*
 
@@ -565,7 +561,7 @@ impl<'a> Generator<'a> {
                 impl #p::Model for #name {
                     const NAME: &'static str = #model_name;
                     const INDEXES: &'static [&'static [&'static str]] = &[#(#index_lists),*];
-                    const NOT_AN_INDEX: &'static str = #not_an_index;
+                    const INDEX_LIST: &'static str = #index_list;
                     fn schema() -> &'static #p::Schema {
                         __kye_schema()
                     }

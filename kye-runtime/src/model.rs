@@ -31,9 +31,9 @@ pub trait Model:
     const NAME: &'static str;
     /// The model's unique indexes, each a list of edge names; the first is the primary one.
     const INDEXES: &'static [&'static [&'static str]];
-    /// Why an identifier is not an index of this model, naming the indexes (compile-time message).
+    /// The model's indexes for compile-time messages: `` `Pokemon.id`, `Pokemon.name` ``.
     #[doc(hidden)]
-    const NOT_AN_INDEX: &'static str = "no index of this model is made of these edges";
+    const INDEX_LIST: &'static str = "";
     /// The compiled schema the model comes from (compiled once, on first use).
     fn schema() -> &'static kye_lang::Schema;
     /// The compiled definition of this model inside [`Model::schema`].
@@ -385,7 +385,7 @@ const fn str_eq(a: &str, b: &str) -> bool {
 /// Position of the index made of exactly `edges` (in order) among `indexes`. Evaluated at
 /// compile time by `#[kye::get]`: when there is no such index, compilation fails with
 /// `not_found` (which names the model's indexes) at the identifier the user wrote.
-pub const fn index_position(indexes: &[&[&str]], edges: &[&str], not_found: &'static str) -> usize {
+pub const fn index_position(indexes: &[&[&str]], edges: &[&str], not_found: &str) -> usize {
     let mut i = 0;
     while i < indexes.len() {
         let ix = indexes[i];
@@ -405,6 +405,41 @@ pub const fn index_position(indexes: &[&[&str]], edges: &[&str], not_found: &'st
         i += 1;
     }
     panic!("{}", not_found)
+}
+
+/// A message assembled at compile time (const evaluation cannot `format!`): `#[kye::get]`
+/// joins the identifier the user wrote with the model's index list.
+pub struct ConstMessage {
+    buf: [u8; 1024],
+    len: usize,
+}
+
+impl ConstMessage {
+    /// The parts joined, cut at 1024 bytes.
+    pub const fn concat(parts: &[&str]) -> ConstMessage {
+        let mut buf = [0u8; 1024];
+        let mut len = 0;
+        let mut i = 0;
+        while i < parts.len() {
+            let bytes = parts[i].as_bytes();
+            let mut j = 0;
+            while j < bytes.len() && len < buf.len() {
+                buf[len] = bytes[j];
+                len += 1;
+                j += 1;
+            }
+            i += 1;
+        }
+        ConstMessage { buf, len }
+    }
+
+    /// The message (a generic one if the cut split a character).
+    pub const fn as_str(&self) -> &str {
+        match std::str::from_utf8(self.buf.split_at(self.len).0) {
+            Ok(s) => s,
+            Err(_) => "this identifier is not an index of the model",
+        }
+    }
 }
 
 /// Converts the `N`th value of `key` into a parameter of type `P`, for an index whose edge kinds
@@ -692,6 +727,16 @@ mod tests {
         assert_eq!(index_position(IX, &["year", "month", "day"], "x"), 1);
         let r = std::panic::catch_unwind(|| index_position(IX, &["day", "month", "year"], "nope"));
         assert!(r.is_err());
+    }
+
+    #[test]
+    fn const_messages_join_parts() {
+        const M: ConstMessage =
+            ConstMessage::concat(&["`P.x` is not an index; ", "its indexes are `P.id`"]);
+        assert_eq!(M.as_str(), "`P.x` is not an index; its indexes are `P.id`");
+        let long = "é".repeat(600);
+        let cut = ConstMessage::concat(&["a", &long]);
+        assert_eq!(cut.as_str(), "this identifier is not an index of the model");
     }
 
     #[test]
