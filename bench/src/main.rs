@@ -176,7 +176,7 @@ fn serve(count: u32, doc_bytes: usize) -> AnyResult<()> {
     // routes: serving costs a lookup and a write, the same for every client.
     let renderer = TestServer::start_on_thread(routes)?;
     let rt = tokio_rt()?;
-    let bodies = rt.block_on(fetch_all(renderer.base_url(), count, 8, true))?;
+    let bodies = rt.block_on(fetch_all(renderer.base_url(), count, 8, true, false))?;
     drop(renderer);
     let mut fixed = fixtures.routes();
     let mut bytes = 0usize;
@@ -206,6 +206,7 @@ async fn fetch_all(
     count: u32,
     concurrency: usize,
     keep: bool,
+    parse: bool,
 ) -> AnyResult<Vec<String>> {
     kye_runtime::http::install_crypto_provider();
     let client = reqwest::Client::builder()
@@ -233,6 +234,13 @@ async fn fetch_all(
                     return Err(format!("{url}: HTTP {}", resp.status()));
                 }
                 let body = resp.bytes().await.map_err(|e| format!("{url}: {e}"))?;
+                if parse {
+                    // What any Rust client of this API does: parse into the fields it needs
+                    // and map them (then drop the result).
+                    let doc: ApiPokemon =
+                        serde_json::from_slice(&body).map_err(|e| format!("{url}: {e}"))?;
+                    std::hint::black_box(map_pokemon(doc));
+                }
                 if keep {
                     got.push((id, String::from_utf8_lossy(&body).into_owned()));
                 }
@@ -247,11 +255,12 @@ async fn fetch_all(
     Ok(all.into_iter().map(|(_, b)| b).collect())
 }
 
-/// `floor BASE N CONCURRENCY`: the bare client; prints `RESULT secs=..`.
-fn floor(base: &str, count: u32, concurrency: usize) -> AnyResult<()> {
+/// `floor BASE N CONCURRENCY [parse]`: the bare client; prints `RESULT secs=..`. With
+/// `parse`, each body is also deserialized and mapped like kye's fetcher does.
+fn floor(base: &str, count: u32, concurrency: usize, parse: bool) -> AnyResult<()> {
     let rt = tokio_rt()?;
     let start = Instant::now();
-    rt.block_on(fetch_all(base, count, concurrency, false))?;
+    rt.block_on(fetch_all(base, count, concurrency, false, parse))?;
     let secs = start.elapsed().as_secs_f64();
     println!(
         "RESULT secs={secs:.4} docs={count} peak_rss_kib={}",
@@ -325,7 +334,7 @@ fn overhead(count: u64) -> AnyResult<()> {
 fn usage() -> String {
     "usage: kye-bench run [--smoke] [--reps R] [--counts N,N] [--scale N,N] [--rows N] \
      [--doc-bytes B] [--concurrency C] [--only validate,fetch,scale]\n\
-     \x20      kye-bench serve N DOC_BYTES | floor BASE N C | kye-fetch BASE N C DB | overhead N"
+     \x20      kye-bench serve N DOC_BYTES | floor BASE N C [parse] | kye-fetch BASE N C DB | overhead N"
         .to_string()
 }
 
@@ -339,8 +348,10 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("serve") => arg(&args, 1, "N").and_then(|n| serve(n, arg(&args, 2, "DOC_BYTES")?)),
-        Some("floor") => arg::<String>(&args, 1, "BASE")
-            .and_then(|b| floor(&b, arg(&args, 2, "N")?, arg(&args, 3, "C")?)),
+        Some("floor") => arg::<String>(&args, 1, "BASE").and_then(|b| {
+            let parse = args.get(4).is_some_and(|a| a == "parse");
+            floor(&b, arg(&args, 2, "N")?, arg(&args, 3, "C")?, parse)
+        }),
         Some("kye-fetch") => arg::<String>(&args, 1, "BASE").and_then(|b| {
             kye_fetch(
                 &b,

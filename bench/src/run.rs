@@ -387,6 +387,7 @@ fn fetch(o: &Options, p: &Paths) -> AnyResult<String> {
         let (mut server, base, info) = start_server(n, o.doc_bytes)?;
         eprintln!("server {base} {info}");
         let mut floor = Side::new("floor: bare reqwest, bodies discarded");
+        let mut floor_parse = Side::new("bare reqwest + serde parse/map, no store");
         let mut kye = Side::new("kye → SQLite");
         let mut dlt = Side::new("dlt → duckdb");
         let tmp = tempfile::tempdir()?;
@@ -396,6 +397,16 @@ fn fetch(o: &Options, p: &Paths) -> AnyResult<String> {
                 c.args(["floor", &base, &n.to_string(), &o.concurrency.to_string()])
                     .stdout(Stdio::piped());
                 floor.samples.push(measure(c, "floor")?);
+                let mut c = Command::new(std::env::current_exe()?);
+                c.args([
+                    "floor",
+                    &base,
+                    &n.to_string(),
+                    &o.concurrency.to_string(),
+                    "parse",
+                ])
+                .stdout(Stdio::piped());
+                floor_parse.samples.push(measure(c, "floor parse")?);
                 let db = tmp.path().join(format!("kye-{n}-{rep}.db"));
                 let mut c = Command::new(std::env::current_exe()?);
                 c.args([
@@ -422,7 +433,7 @@ fn fetch(o: &Options, p: &Paths) -> AnyResult<String> {
         drop(server.stdin.take());
         let _ = server.wait();
         result?;
-        for side in [&floor, &kye, &dlt] {
+        for side in [&floor, &floor_parse, &kye, &dlt] {
             if side.samples.is_empty() {
                 continue;
             }
@@ -439,11 +450,14 @@ fn fetch(o: &Options, p: &Paths) -> AnyResult<String> {
         }
         let kw = kye.work().unwrap_or(kye.wall());
         let fw = floor.work().unwrap_or(floor.wall());
+        let pw = floor_parse.work().unwrap_or(floor_parse.wall());
         write!(
             ratios,
-            "- N = {n}: kye / floor = **{:.2}×** (work; target ≤ 1.3×), {:.2}× (wall)",
+            "- N = {n}: kye / floor = **{:.2}×** (work; target ≤ 1.3×), {:.2}× (wall); \
+             kye / (floor + parse) = {:.2}×",
             kw / fw,
-            kye.wall() / floor.wall()
+            kye.wall() / floor.wall(),
+            kw / pw
         )?;
         if !dlt.samples.is_empty() {
             let dw = dlt.work().unwrap_or(dlt.wall());
