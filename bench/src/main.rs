@@ -117,7 +117,12 @@ async fn pokemon_by_id(id: i64, ctx: &kye::Context) -> kye::Result<Value> {
 /// A ready value, no I/O: what is left is kye's own cost per key.
 #[kye::get(Ready.id)]
 async fn ready_by_id(id: i64) -> kye::Result<Value> {
-    Ok(json!({
+    Ok(ready_value(id))
+}
+
+/// The record [`ready_by_id`] returns.
+fn ready_value(id: i64) -> Value {
+    json!({
         "id": id,
         "name": format!("pokemon-{id}"),
         "weight": 60 + id % 900,
@@ -131,7 +136,23 @@ async fn ready_by_id(id: i64) -> kye::Result<Value> {
         "species": "pikachu",
         "hp": 35, "attack": 55, "defense": 40,
         "special_attack": 50, "special_defense": 50, "speed": 90,
-    }))
+    })
+}
+
+/// Microseconds per `validate_record` call on the overhead record (one thread, no store).
+fn validate_only_us(count: u64) -> AnyResult<f64> {
+    let schema = kye::lang::compile_str("overhead.kye", include_str!("../overhead.kye"))
+        .map_err(|e| e.to_string())?;
+    let values: Vec<Value> = (1..=1000).map(ready_value).collect();
+    let start = Instant::now();
+    for i in 0..count {
+        let report = kye::lang::validate_record(&schema, "Ready", &values[(i % 1000) as usize]);
+        if !report.is_valid() {
+            return Err(format!("{:?}", report.errors).into());
+        }
+        std::hint::black_box(report);
+    }
+    Ok(start.elapsed().as_secs_f64() * 1e6 / count as f64)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -322,11 +343,12 @@ fn overhead(count: u64) -> AnyResult<()> {
     if summary.counts.stored != count {
         return Err(format!("not everything was stored: {summary}").into());
     }
+    let peak = peak_rss_kib();
+    let validate_us = validate_only_us(count.min(50_000))?;
     println!(
-        "RESULT secs={secs:.4} keys={count} us_per_key={:.2} keys_per_sec={:.0} peak_rss_kib={} rss_before_kib={before}",
+        "RESULT secs={secs:.4} keys={count} us_per_key={:.2} keys_per_sec={:.0} peak_rss_kib={peak} rss_before_kib={before} validate_only_us={validate_us:.2}",
         secs * 1e6 / count as f64,
         count as f64 / secs,
-        peak_rss_kib()
     );
     Ok(())
 }

@@ -88,6 +88,7 @@ struct Sample {
     /// Peak RSS of the process, KiB (`/usr/bin/time -f %M`, else the program's own report).
     rss_kib: Option<u64>,
     us_per_key: Option<f64>,
+    validate_us: Option<f64>,
 }
 
 fn field(line: &str, name: &str) -> Option<f64> {
@@ -143,6 +144,7 @@ fn measure(mut cmd: Command, what: &str) -> AnyResult<Sample> {
                 .map(|v| v as u64)
         }),
         us_per_key: result.and_then(|l| field(l, "us_per_key")),
+        validate_us: result.and_then(|l| field(l, "validate_only_us")),
     })
 }
 
@@ -494,9 +496,10 @@ fn scale(o: &Options, _p: &Paths) -> AnyResult<String> {
         }
         let us = median(side.samples.iter().filter_map(|x| x.us_per_key).collect());
         let works: Vec<String> = side.samples.iter().map(|x| opt(x.work, 2)).collect();
+        let validate = median(side.samples.iter().filter_map(|x| x.validate_us).collect());
         writeln!(
             s,
-            "| {n} | {us:.2} | {:.0} | {} | {} |",
+            "| {n} | {us:.2} | {:.0} | {} | {validate:.2} | {} |",
             1e6 / us,
             opt(side.rss_mib(), 1),
             works.join(", ")
