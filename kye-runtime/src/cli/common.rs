@@ -125,6 +125,19 @@ pub(crate) fn print_json<T: serde::Serialize>(value: &T) {
     }
 }
 
+/// What to do about a failed key, from its reason (the runtime's error text).
+pub(crate) fn failure_hint(reason: &str) -> Option<&'static str> {
+    if reason.contains("HTTP 401") || reason.contains("HTTP 403") {
+        Some("the source refused the request: configure authentication for its host in kye.toml ([hosts.\"HOST\".auth], see docs/running.md)")
+    } else if reason.contains("HTTP 429") {
+        Some("the source is rate limiting: lower --concurrency or set rate_limit for its host in kye.toml")
+    } else if reason.contains("timed out") || reason.contains("connect") {
+        Some("the source did not answer: check the network and the base URL, or raise timeout in kye.toml")
+    } else {
+        None
+    }
+}
+
 /// A JSON value as one table cell: strings bare, arrays comma-joined, records by their key.
 pub(crate) fn cell(v: &Value) -> String {
     match v {
@@ -278,6 +291,17 @@ mod tests {
             cell(&json!([{"name": "grass", "generation": "generation-i"}])),
             "grass"
         );
+    }
+
+    #[test]
+    fn failures_get_a_hint_when_the_cause_is_known() {
+        assert!(failure_hint("HTTP 403 Forbidden: no (http://x/1)")
+            .unwrap()
+            .contains("authentication"));
+        assert!(failure_hint("HTTP 429 Too Many Requests")
+            .unwrap()
+            .contains("rate"));
+        assert_eq!(failure_hint("fetcher panicked"), None);
     }
 
     #[test]

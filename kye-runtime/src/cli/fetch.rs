@@ -142,6 +142,13 @@ pub fn print_summary(summary: &FetchSummary, g: &Global) {
             summary.run
         );
     }
+    if let Some(hint) = summary
+        .failures
+        .iter()
+        .find_map(|f| super::common::failure_hint(&f.reason))
+    {
+        out!("hint: {hint}");
+    }
     if summary.counts.failed > 0 {
         out!(
             "failed keys are fetched again by the next run of the same request (`runs` lists the history)"

@@ -125,7 +125,11 @@ impl Run for GetArgs {
                         "request": request, "status": "failed", "reason": e.to_string(),
                     }));
                 }
-                fail(g, &e, EXIT_DATA)
+                let code = fail(g, &e, EXIT_DATA);
+                if let Some(hint) = super::common::failure_hint(&e.to_string()) {
+                    eprintln!("hint: {hint}");
+                }
+                code
             }
         }
     }
