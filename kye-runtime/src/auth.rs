@@ -73,9 +73,7 @@ impl Auth {
         };
         let secret = |key: &str| -> Result<Secret> {
             let name = field(key)?;
-            secrets
-                .require(name)
-                .map_err(|e| e.context(place))
+            secrets.require(name).map_err(|e| e.context(place))
         };
         let kind = field("type")?;
         match kind {
