@@ -319,9 +319,10 @@ fn kye_fetch(base: &str, count: u32, concurrency: usize, db: &Path) -> AnyResult
         return Err(format!("not everything was stored: {summary}").into());
     }
     println!(
-        "RESULT secs={secs:.4} docs={count} stored={} rejected={} peak_rss_kib={}",
+        "RESULT secs={secs:.4} docs={count} stored={} rejected={} store_secs={:.4} peak_rss_kib={}",
         c.stored,
         c.rejected,
+        summary.store_time.as_secs_f64(),
         peak_rss_kib()
     );
     Ok(())
@@ -346,9 +347,10 @@ fn overhead(count: u64) -> AnyResult<()> {
     let peak = peak_rss_kib();
     let validate_us = validate_only_us(count.min(50_000))?;
     println!(
-        "RESULT secs={secs:.4} keys={count} us_per_key={:.2} keys_per_sec={:.0} peak_rss_kib={peak} rss_before_kib={before} validate_only_us={validate_us:.2}",
+        "RESULT secs={secs:.4} keys={count} us_per_key={:.2} keys_per_sec={:.0} peak_rss_kib={peak} rss_before_kib={before} store_us={:.2} validate_only_us={validate_us:.2}",
         secs * 1e6 / count as f64,
         count as f64 / secs,
+        summary.store_time.as_secs_f64() * 1e6 / count as f64,
     );
     Ok(())
 }

@@ -89,6 +89,7 @@ struct Sample {
     rss_kib: Option<u64>,
     us_per_key: Option<f64>,
     validate_us: Option<f64>,
+    store_secs: Option<f64>,
 }
 
 fn field(line: &str, name: &str) -> Option<f64> {
@@ -145,6 +146,7 @@ fn measure(mut cmd: Command, what: &str) -> AnyResult<Sample> {
         }),
         us_per_key: result.and_then(|l| field(l, "us_per_key")),
         validate_us: result.and_then(|l| field(l, "validate_only_us")),
+        store_secs: result.and_then(|l| field(l, "store_secs").or_else(|| field(l, "store_us"))),
     })
 }
 
@@ -382,8 +384,8 @@ fn fetch(o: &Options, p: &Paths) -> AnyResult<String> {
         o.doc_bytes / 1000,
         o.concurrency
     )?;
-    writeln!(s, "| N | side | median wall s | median work s | docs/s (work) | peak RSS MiB | runs, wall (s) |")?;
-    writeln!(s, "|---:|---|---:|---:|---:|---:|---|")?;
+    writeln!(s, "| N | side | median wall s | median work s | docs/s (work) | peak RSS MiB | kye writer in the store, s | runs, wall (s) |")?;
+    writeln!(s, "|---:|---|---:|---:|---:|---:|---:|---|")?;
     let mut ratios = String::new();
     for &n in &o.counts {
         let (mut server, base, info) = start_server(n, o.doc_bytes)?;
@@ -439,14 +441,16 @@ fn fetch(o: &Options, p: &Paths) -> AnyResult<String> {
             if side.samples.is_empty() {
                 continue;
             }
+            let store: Vec<f64> = side.samples.iter().filter_map(|x| x.store_secs).collect();
             writeln!(
                 s,
-                "| {n} | {} | {:.3} | {} | {} | {} | {} |",
+                "| {n} | {} | {:.3} | {} | {} | {} | {} | {} |",
                 side.name,
                 side.wall(),
                 opt(side.work(), 3),
                 opt(side.work().map(|w| f64::from(n) / w), 0),
                 opt(side.rss_mib(), 1),
+                opt((!store.is_empty()).then(|| median(store)), 3),
                 side.all_walls()
             )?;
         }
@@ -484,9 +488,9 @@ fn scale(o: &Options, _p: &Paths) -> AnyResult<String> {
     )?;
     writeln!(
         s,
-        "| keys | median µs/key | keys/s | peak RSS MiB | runs, work (s) |"
+        "| keys | median µs/key | keys/s | peak RSS MiB | writer in the store, µs/key | validate_record alone, µs | runs, work (s) |"
     )?;
-    writeln!(s, "|---:|---:|---:|---:|---|")?;
+    writeln!(s, "|---:|---:|---:|---:|---:|---:|---|")?;
     for &n in &o.scale {
         let mut side = Side::new("overhead");
         for _ in 0..o.reps {
@@ -497,9 +501,10 @@ fn scale(o: &Options, _p: &Paths) -> AnyResult<String> {
         let us = median(side.samples.iter().filter_map(|x| x.us_per_key).collect());
         let works: Vec<String> = side.samples.iter().map(|x| opt(x.work, 2)).collect();
         let validate = median(side.samples.iter().filter_map(|x| x.validate_us).collect());
+        let store = median(side.samples.iter().filter_map(|x| x.store_secs).collect());
         writeln!(
             s,
-            "| {n} | {us:.2} | {:.0} | {} | {validate:.2} | {} |",
+            "| {n} | {us:.2} | {:.0} | {} | {store:.2} | {validate:.2} | {} |",
             1e6 / us,
             opt(side.rss_mib(), 1),
             works.join(", ")
