@@ -104,7 +104,10 @@ fn two_processes_on_one_sqlite_file() {
         // Clear: which file, that another process holds it (which one), what to do.
         assert!(line.contains(&db.display().to_string()), "{line}");
         assert!(line.contains("another kye process"), "{line}");
-        assert!(line.contains("wait for it to finish"), "says what to do: {line}");
+        assert!(
+            line.contains("wait for it to finish"),
+            "says what to do: {line}"
+        );
         let other = pids[1 - i];
         assert!(
             line.contains(&format!("pid {other}")),
