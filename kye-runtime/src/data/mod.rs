@@ -127,9 +127,9 @@ pub fn validate_file(schema: &Schema, model: &str, path: &Path) -> Result<BatchR
     Ok(v.finish())
 }
 
-/// CSV: records are split ([`csv::CsvRecords`]) and checked row by row
-/// ([`kye_lang::validate::TextPreparer`]) on a reader thread, while this thread folds the
-/// checked rows into records; the header is mapped to edges once. `size_hint` (the file size,
+/// CSV: records are split ([`csv::CsvRecords`]) on one thread and checked row by row
+/// ([`kye_lang::validate::TextPreparer`]) on another, while this thread folds the checked rows
+/// into records; the header is mapped to edges once. `size_hint` (the file size,
 /// when known) lets the validator size its tables up front.
 pub fn read_csv<R: Read + Send>(
     reader: R,
