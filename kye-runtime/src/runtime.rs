@@ -1276,8 +1276,8 @@ fn summarize(errors: &[ValidationError]) -> String {
         .iter()
         .take(3)
         .map(|e| match (&e.path, e.edges.first()) {
-            // The validator's message may already start with the path; don't say it twice.
-            (Some(p), _) if !e.message.starts_with(p.as_str()) => format!("{p}: {}", e.message),
+            // The validator's message usually names the path already; don't say it twice.
+            (Some(p), _) if !e.message.contains(p.as_str()) => format!("{p}: {}", e.message),
             (None, Some(edge)) if !e.message.contains(edge.as_str()) => {
                 format!("{edge}: {}", e.message)
             }
