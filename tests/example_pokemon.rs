@@ -8,40 +8,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use serde_json::Value;
 
-/// The example binary, built on first use.
-fn binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = Command::new(cargo)
-            .args([
-                "build",
-                "--example",
-                "pokemon",
-                "--message-format=json-render-diagnostics",
-                "--quiet",
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .expect("run cargo build --example pokemon");
-        assert!(
-            out.status.success(),
-            "cargo build --example pokemon failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "pokemon")
-            .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .next_back()
-            .expect("cargo reported no executable for the pokemon example")
-    })
-}
+mod support;
 
 /// A temporary working directory with its own database.
 struct Sandbox {
@@ -66,7 +36,7 @@ impl Sandbox {
     }
 
     fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut cmd = Command::new(binary());
+        let mut cmd = Command::new(support::example_binary());
         cmd.args(args)
             .arg("--db")
             .arg(self.db())
@@ -444,7 +414,7 @@ fn ctrl_c_stops_the_run_with_130_and_the_same_command_resumes_it() {
     let server = slow_server(std::time::Duration::from_millis(1500));
     let s = Sandbox::new();
     let request = "Pokemon.id in [1, 4, 6, 7, 25, 39]";
-    let child = Command::new(binary())
+    let child = Command::new(support::example_binary())
         .args(["fetch", request, "--concurrency", "1", "--format", "json"])
         .arg("--db")
         .arg(s.db())

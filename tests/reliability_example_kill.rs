@@ -8,9 +8,8 @@
 //! `POKEAPI_BASE_URL`. The same scenario with a bare `Runtime` and SQLite-level checks is in
 //! `kye-runtime/tests/reliability_kill.rs`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use kye::testing::{pokeapi, Fixtures, TestServer};
@@ -18,39 +17,10 @@ use serde_json::Value;
 
 const KEYS: u32 = 4_000;
 
-/// The example binary, built on first use (a no-op when `cargo test` already built it).
-fn binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = Command::new(cargo)
-            .args([
-                "build",
-                "--example",
-                "pokemon",
-                "--message-format=json-render-diagnostics",
-                "--quiet",
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .expect("run cargo build --example pokemon");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "pokemon")
-            .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .next_back()
-            .expect("cargo reported no executable for the pokemon example")
-    })
-}
+mod support;
 
 fn example(dir: &Path, base: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(binary());
+    let mut cmd = Command::new(support::example_binary());
     cmd.arg("--db")
         .arg(dir.join("pokemon.db"))
         .args(args)
@@ -113,7 +83,7 @@ fn stored(dir: &Path, base: &str) -> Vec<i64> {
 #[test]
 fn kill_the_example_three_times_then_finish() {
     let t0 = Instant::now();
-    binary();
+    support::example_binary();
     eprintln!("example binary ready in {:.1?}", t0.elapsed());
     let fixtures =
         Fixtures::from_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pokemon/fixtures"))

@@ -1,0 +1,43 @@
+//! Helpers shared by the workspace-wide tests that run the Pokémon example binary
+//! (`tests/example_pokemon.rs`, `tests/reliability_example_kill.rs`), used via `mod support;`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// The Pokémon example binary, built on first use.
+///
+/// Runs `cargo build --example pokemon` once per test process (a no-op when `cargo test`
+/// already built it) and locates the executable through cargo's JSON messages, so this works
+/// on a fresh clone, with any target directory.
+pub fn example_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .args([
+                "build",
+                "--example",
+                "pokemon",
+                "--message-format=json-render-diagnostics",
+                "--quiet",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("run cargo build --example pokemon");
+        assert!(
+            out.status.success(),
+            "cargo build --example pokemon failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "pokemon")
+            .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .next_back()
+            .expect("cargo reported no executable for the pokemon example")
+    })
+}
