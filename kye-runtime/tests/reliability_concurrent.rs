@@ -3,13 +3,12 @@
 //! pid) and succeeds when run again; the file passes SQLite's integrity check and holds every
 //! key of both requests exactly once. Meanwhile a reader sees consistent data.
 
-mod reliability_common;
+mod common;
 
 use std::time::Duration;
 
 use kye_runtime::store::{open_store_read_only, RecordQuery, StoreSpec};
 use kye_runtime::testing::{Route, Routes, TestServer};
-use reliability_common as common;
 
 const KEYS: i64 = 600;
 

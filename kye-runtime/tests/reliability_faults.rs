@@ -9,13 +9,12 @@
 //! (which has only stored/failed keys) with all four outcomes at once. Prints a `RELIABILITY`
 //! line quoted in bench/README.md.
 
-mod reliability_common;
+mod common;
 
 use std::time::Duration;
 
 use kye_runtime::store::{IndexKey, KeyStatus, RecordQuery, RunStatus};
 use kye_runtime::testing::{Chaos, Fault, Route, Routes, TestServer};
-use reliability_common as common;
 use serde_json::{json, Value};
 
 const KEYS: i64 = 300;

@@ -15,11 +15,13 @@
 //! Store-level hostile names and values are in `store_hostile.rs`; auth secrets in
 //! `runtime_secrets.rs`.
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 
+use common::capture::Capture;
 use kye_lang::Schema;
 use kye_runtime::config::Config;
 use kye_runtime::model::{FetchFuture, Key, KeyError, KeyValue, OutputKind};
@@ -30,9 +32,6 @@ use kye_runtime::store::{IndexKey, KeyStatus, RecordQuery};
 use kye_runtime::testing::{Route, Routes, TestServer};
 use kye_runtime::{Context, Error};
 use serde_json::json;
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Metadata, Subscriber};
 
 // --- malformed schemas --------------------------------------------------------------------
 
@@ -286,48 +285,6 @@ async fn sql_keyword_names_and_metacharacter_keys_are_data_not_code() {
 
 const SECRET: &str = "sk-live-HOSTILE-5e6f7a8b9c";
 
-/// Records every span and event field as text.
-#[derive(Clone, Default)]
-struct Capture {
-    text: Arc<Mutex<String>>,
-    next: Arc<AtomicU64>,
-}
-
-struct Fields<'a>(&'a mut String);
-
-impl Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        let _ = write!(self.0, " {}={:?}", field.name(), value);
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        let _ = write!(self.0, " {}={}", field.name(), value);
-    }
-}
-
-impl Subscriber for Capture {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, span: &Attributes<'_>) -> Id {
-        let mut t = self.text.lock().unwrap();
-        t.push_str("\nspan ");
-        t.push_str(span.metadata().name());
-        span.record(&mut Fields(&mut t));
-        Id::from_u64(self.next.fetch_add(1, Ordering::Relaxed) + 1)
-    }
-    fn record(&self, _: &Id, values: &Record<'_>) {
-        values.record(&mut Fields(&mut self.text.lock().unwrap()));
-    }
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, event: &Event<'_>) {
-        let mut t = self.text.lock().unwrap();
-        t.push_str("\nevent");
-        event.record(&mut Fields(&mut t));
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
-
 const SECRET_SCHEMA: &str = "Account(id: Number) { plan: String }";
 
 fn secret_schema() -> &'static Schema {
@@ -412,7 +369,7 @@ async fn a_secret_the_fetcher_embeds_itself_never_reaches_output() {
         Err(e) => e.to_string(),
     };
     let mut shown = String::new();
-    shown.push_str(&capture.text.lock().unwrap());
+    shown.push_str(&capture.text());
     writeln!(
         shown,
         "\n{summary}\n{}",

@@ -8,13 +8,12 @@
 //! row, at seeded random moments, including right after start.
 //! (Helper F's `examples/pokemon.rs` is a thin CLI over the same `Runtime::fetch`.)
 
-mod reliability_common;
+mod common;
 
 use std::time::{Duration, Instant};
 
 use kye_runtime::store::{open_store_read_only, RecordQuery, RunStatus, StoreSpec};
 use kye_runtime::testing::{Route, Routes, TestServer};
-use reliability_common as common;
 
 const KEYS: i64 = 1_500;
 const KILLS: usize = 3;

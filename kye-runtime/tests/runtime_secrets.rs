@@ -2,10 +2,12 @@
 //! level), error messages, summaries or what the store records, even when the server echoes
 //! the request back.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+mod common;
 
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+
+use common::capture::Capture;
 use kye_lang::Schema;
 use kye_runtime::config::Config;
 use kye_runtime::model::{FetchFuture, Key, KeyError, KeyValue, OutputKind};
@@ -15,54 +17,9 @@ use kye_runtime::secrets::Secrets;
 use kye_runtime::store::{IndexKey, KeyStatus};
 use kye_runtime::{Context, Error};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Metadata, Subscriber};
 
 const TOKEN: &str = "tok-SECRET-1f2e3d4c5b";
 const APPID: &str = "appid-SECRET-9a8b7c6d";
-
-/// Records every span and event field as text.
-#[derive(Clone, Default)]
-struct Capture {
-    text: Arc<Mutex<String>>,
-    next: Arc<AtomicU64>,
-}
-
-struct Fields<'a>(&'a mut String);
-
-impl Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        let _ = write!(self.0, " {}={:?}", field.name(), value);
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        let _ = write!(self.0, " {}={}", field.name(), value);
-    }
-}
-
-impl Subscriber for Capture {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, span: &Attributes<'_>) -> Id {
-        let mut t = self.text.lock().unwrap();
-        t.push_str("\nspan ");
-        t.push_str(span.metadata().name());
-        span.record(&mut Fields(&mut t));
-        Id::from_u64(self.next.fetch_add(1, Ordering::Relaxed) + 1)
-    }
-    fn record(&self, _: &Id, values: &Record<'_>) {
-        values.record(&mut Fields(&mut self.text.lock().unwrap()));
-    }
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, event: &Event<'_>) {
-        let mut t = self.text.lock().unwrap();
-        t.push_str("\nevent");
-        event.record(&mut Fields(&mut t));
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
 
 fn schema() -> &'static Schema {
     static S: OnceLock<Schema> = OnceLock::new();
@@ -221,7 +178,7 @@ async fn secrets_stay_out_of_logs_errors_summaries_and_the_store() {
 
     // What a user or operator could see.
     let mut shown = String::new();
-    shown.push_str(&capture.text.lock().unwrap());
+    shown.push_str(&capture.text());
     let _ = write!(
         shown,
         "\n{s401}\n{s401:?}\n{s500}\n{s500:?}\n{get_err}\n{get_err:?}"

@@ -1,8 +1,14 @@
-//! Shared pieces of the reliability suite (`tests/reliability_*.rs`): a small Pokémon model,
-//! a fetcher that maps PokeAPI-shaped documents from a loopback server onto it, the server's
-//! documents, and helpers to run a test binary's own function in a child process.
+//! Shared pieces of kye-runtime's integration tests, used via `mod common;`:
+//!
+//! - [`capture`]: a tracing subscriber recording every field as text, for secret-leak checks
+//!   (`reliability_hostile.rs`, `runtime_secrets.rs`);
+//! - for the reliability suite (`tests/reliability_*.rs`): a small Pokémon model, a fetcher
+//!   that maps PokeAPI-shaped documents from a loopback server onto it, the server's
+//!   documents, and helpers to run a test binary's own function in a child process.
 
 #![allow(dead_code)] // each test file uses a different part
+
+pub mod capture;
 
 use std::path::Path;
 use std::sync::OnceLock;
