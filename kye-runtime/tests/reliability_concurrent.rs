@@ -8,19 +8,9 @@ mod common;
 use std::time::Duration;
 
 use kye_runtime::store::{open_store_read_only, RecordQuery, StoreSpec};
-use kye_runtime::testing::{Route, Routes, TestServer};
+use kye_runtime::testing::TestServer;
 
 const KEYS: i64 = 600;
-
-fn routes() -> Routes {
-    Routes::new().generate("/pokemon/", |rest| {
-        let id: i64 = rest.trim_end_matches('/').parse().ok()?;
-        (1..=KEYS).contains(&id).then(|| {
-            std::thread::sleep(Duration::from_micros(1500));
-            Route::json(common::doc(id).to_string())
-        })
-    })
-}
 
 /// Child side: one fetch into the shared file; prints `REFUSED <message>` and exits 3 if the
 /// store cannot be opened or the run fails.
@@ -33,11 +23,7 @@ fn concurrent_child() {
     ) else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::child_tokio();
     let result = rt.block_on(async {
         let kye = common::runtime(&base, db.as_ref(), 8)?;
         kye.fetch(format!("Pokemon.id in {range}")).await
@@ -53,7 +39,7 @@ fn concurrent_child() {
 
 #[test]
 fn two_processes_on_one_sqlite_file() {
-    let server = TestServer::start_on_thread(routes()).unwrap();
+    let server = TestServer::start_on_thread(common::slow_pokemon_routes(KEYS)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("shared.db");
     let env = |range: &str| {

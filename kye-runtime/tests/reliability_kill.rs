@@ -13,22 +13,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use kye_runtime::store::{open_store_read_only, RecordQuery, RunStatus, StoreSpec};
-use kye_runtime::testing::{Route, Routes, TestServer};
+use kye_runtime::testing::TestServer;
 
 const KEYS: i64 = 1_500;
 const KILLS: usize = 3;
-
-fn routes() -> Routes {
-    // Documents made on request with a small delay, so a fetch takes a few seconds and the
-    // kills land mid-run.
-    Routes::new().generate("/pokemon/", |rest| {
-        let id: i64 = rest.trim_end_matches('/').parse().ok()?;
-        (1..=KEYS).contains(&id).then(|| {
-            std::thread::sleep(Duration::from_micros(1500));
-            Route::json(common::doc(id).to_string())
-        })
-    })
-}
 
 /// Child side: fetches every key into the given database; does nothing unless started by
 /// `kill_nine_three_times_then_finish`.
@@ -40,11 +28,7 @@ fn kill_child() {
     ) else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::child_tokio();
     rt.block_on(async {
         let kye = common::runtime(&base, db.as_ref(), 8).unwrap();
         let summary = kye
@@ -65,7 +49,7 @@ fn stored_now(db: &std::path::Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_nine_three_times_then_finish() {
-    let server = TestServer::start_on_thread(routes()).unwrap();
+    let server = TestServer::start_on_thread(common::slow_pokemon_routes(KEYS)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("kye.db");
     let env = [

@@ -1,6 +1,8 @@
 //! The Runtime end to end: request → registry → fetch (real loopback HTTP) → validate → SQLite
 //! store → summary, including follow, freshness, interrupts and resume after SIGKILL.
 
+mod common;
+
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -499,11 +501,7 @@ fn child_fetch_for_kill_test() {
     ) else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::child_tokio();
     rt.block_on(async {
         let mut cfg = config(&base);
         cfg.set("run.concurrency", 4);
@@ -893,11 +891,7 @@ fn child_fetch_for_sigint_test() {
     ) else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::child_tokio();
     let summary = rt.block_on(async {
         let mut cfg = config(&base);
         cfg.set("run.concurrency", 4);

@@ -12,12 +12,14 @@ pub mod capture;
 
 use std::path::Path;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use kye_lang::Schema;
 use kye_runtime::config::Config;
 use kye_runtime::model::{FetchFuture, Key, KeyError, KeyValue, OutputKind};
 use kye_runtime::registry::{FetcherRegistration, RegisteredModel, Registry};
 use kye_runtime::runtime::Runtime;
+use kye_runtime::testing::{Route, Routes};
 use kye_runtime::{Context, Error};
 use serde_json::{json, Value};
 
@@ -50,6 +52,18 @@ pub fn doc(id: i64) -> Value {
         "order": id,
         "types": types,
         "moves": [{"move": {"name": "tackle", "url": "{base}/move/33/"}}],
+    })
+}
+
+/// The server for ids `1..=keys`: [`doc`]s made on request, each after 1.5 ms, so a fetch
+/// takes long enough for a kill or a second process to land mid-run.
+pub fn slow_pokemon_routes(keys: i64) -> Routes {
+    Routes::new().generate("/pokemon/", move |rest| {
+        let id: i64 = rest.trim_end_matches('/').parse().ok()?;
+        (1..=keys).contains(&id).then(|| {
+            std::thread::sleep(Duration::from_micros(1500));
+            Route::json(doc(id).to_string())
+        })
     })
 }
 
@@ -148,6 +162,16 @@ pub fn runtime(base: &str, db: &Path, concurrency: usize) -> Result<Runtime, Err
         .store(format!("sqlite:{}", db.display()))
         .handle_ctrl_c(false)
         .build()
+}
+
+/// The tokio runtime a child-side test (a test binary started again for one test, see
+/// [`spawn_self`]) runs its fetch on: multi-threaded, two workers.
+pub fn child_tokio() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
 /// Starts this test binary again running only `test_name` (a child-side test that does
