@@ -1,13 +1,15 @@
 //! `Context`'s HTTP helpers against a real server on 127.0.0.1: status → error class,
 //! Retry-After, timeouts, cut and oversized bodies, authentication, secret redaction.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::echo::echo_server;
 use kye_runtime::config::Config;
 use kye_runtime::secrets::Secrets;
 use kye_runtime::testing::{Fault, Route, Routes, TestServer};
 use kye_runtime::{Context, ErrorClass};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PIKACHU: &str = r#"{"id": 25, "name": "pikachu", "height": 4, "weight": 60}"#;
 
@@ -161,44 +163,6 @@ async fn oversized_bodies_fail_permanently_naming_the_limit() {
         .await
         .unwrap();
     assert!(v["padding"].as_str().unwrap().len() > 3_000_000);
-}
-
-/// A server that answers every request with its request head as JSON (status from the path:
-/// `/status/401` answers 401), so tests can see what the client sent.
-async fn echo_server() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let head = String::from_utf8_lossy(&buf).to_string();
-                let target = head.split(' ').nth(1).unwrap_or("/").to_string();
-                let status = target
-                    .strip_prefix("/status/")
-                    .and_then(|s| s.split(['?', '/']).next())
-                    .and_then(|s| s.parse::<u16>().ok())
-                    .unwrap_or(200);
-                let body = serde_json::json!({ "head": head }).to_string();
-                let resp = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = sock.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
-    format!("http://{addr}")
 }
 
 fn auth_ctx(base: &str) -> Context {

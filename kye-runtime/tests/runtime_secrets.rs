@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use common::capture::Capture;
+use common::echo::echo_server;
 use kye_lang::Schema;
 use kye_runtime::config::Config;
 use kye_runtime::model::{FetchFuture, Key, KeyError, KeyValue, OutputKind};
@@ -16,7 +17,6 @@ use kye_runtime::runtime::{FetchRequest, Runtime};
 use kye_runtime::secrets::Secrets;
 use kye_runtime::store::{IndexKey, KeyStatus};
 use kye_runtime::{Context, Error};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "tok-SECRET-1f2e3d4c5b";
 const APPID: &str = "appid-SECRET-9a8b7c6d";
@@ -59,40 +59,6 @@ static ITEM_BY_ID: FetcherRegistration = FetcherRegistration {
     call: item_by_id,
     check: any_key,
 };
-
-/// Answers with the status in the path (`/status/500/...`) and the request head as the body.
-async fn echo_server() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let head = String::from_utf8_lossy(&buf).to_string();
-                let target = head.split(' ').nth(1).unwrap_or("/").to_string();
-                let status: u16 = target
-                    .strip_prefix("/status/")
-                    .and_then(|s| s.split('/').next())
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(200);
-                let body = serde_json::json!({ "echo": head }).to_string();
-                let resp = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = sock.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
-    format!("http://{addr}")
-}
 
 #[tokio::test]
 async fn secrets_stay_out_of_logs_errors_summaries_and_the_store() {

@@ -2,6 +2,8 @@
 //!
 //! - [`capture`]: a tracing subscriber recording every field as text, for secret-leak checks
 //!   (`reliability_hostile.rs`, `runtime_secrets.rs`);
+//! - [`echo`]: a loopback server answering with the request head it received
+//!   (`http_context.rs`, `runtime_secrets.rs`);
 //! - for the reliability suite (`tests/reliability_*.rs`): a small Pokémon model, a fetcher
 //!   that maps PokeAPI-shaped documents from a loopback server onto it, the server's
 //!   documents, and helpers to run a test binary's own function in a child process.
@@ -9,6 +11,7 @@
 #![allow(dead_code)] // each test file uses a different part
 
 pub mod capture;
+pub mod echo;
 
 use std::path::Path;
 use std::sync::OnceLock;
