@@ -35,11 +35,9 @@ impl WriterLock {
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
-                let holder = match text.trim().parse::<u32>() {
-                    Ok(pid) => format!(" (pid {pid})"),
-                    Err(_) => String::new(),
+                let holder = match holder_pid(&mut file) {
+                    Some(pid) => format!(" (pid {pid})"),
+                    None => String::new(),
                 };
                 return Err(StoreError::Locked {
                     path: store_path.to_path_buf(),
@@ -60,9 +58,28 @@ impl WriterLock {
     }
 }
 
+/// The pid the holder wrote into the lock file. A holder that has only just taken the lock may
+/// not have written it yet, so an empty file is read again a few times (for at most ~200 ms)
+/// before giving up on naming the holder.
+fn holder_pid(file: &mut File) -> Option<u32> {
+    for attempt in 0..20 {
+        let mut text = String::new();
+        if file.seek(SeekFrom::Start(0)).is_ok() && file.read_to_string(&mut text).is_ok() {
+            if let Ok(pid) = text.trim().parse::<u32>() {
+                return Some(pid);
+            }
+        }
+        if attempt < 19 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+    None
+}
+
 impl Drop for WriterLock {
     fn drop(&mut self) {
-        let _ = self.file.set_len(0);
+        // Only unlock: truncating here could erase the pid a new holder has just written
+        // (the pid left behind is overwritten by the next holder before anyone reads it).
         let _ = self.file.unlock();
         let _ = &self.path;
     }
