@@ -271,6 +271,15 @@ impl<'s> RecordCx<'s> {
         let mut values: Vec<Vec<Val<'_>>> = Vec::with_capacity(model.edges.len());
         for (i, edge) in model.edges.iter().enumerate() {
             let epath = || join(path, &edge.name);
+            // A nested path leads the message (`types[1].name: PokemonType.name ...`); at the top
+            // level it would only repeat the edge the message names already.
+            let lead = |p: &str| {
+                if p == edge.name {
+                    String::new()
+                } else {
+                    format!("{p}: ")
+                }
+            };
             let (items, is_list): (Vec<&Value>, bool) = match fields[i] {
                 None | Some(Value::Null) => (Vec::new(), false),
                 Some(Value::Array(a)) => (a.iter().filter(|v| !v.is_null()).collect(), true),
@@ -320,7 +329,8 @@ impl<'s> RecordCx<'s> {
                     Some(edge),
                     ErrorKind::MultipleValues,
                     format!(
-                        "{epath}: {}.{} holds one value, found {}: {}",
+                        "{}{}.{} holds one value, found {}: {}",
+                        lead(&epath),
                         model.name,
                         edge.name,
                         distinct.len(),
@@ -344,7 +354,8 @@ impl<'s> RecordCx<'s> {
                     Some(edge),
                     kind,
                     format!(
-                        "{epath}: {}.{} is required{} but has no value",
+                        "{}{}.{} is required{} but has no value",
+                        lead(&epath),
                         model.name,
                         edge.name,
                         if is_index { " (index edge)" } else { "" }
