@@ -50,7 +50,7 @@ use tracing::Instrument;
 use crate::config::{parse_duration, Config};
 use crate::context::Context;
 use crate::error::{Error, ErrorClass, Result};
-use crate::exec::{ExecSettings, Executor, Finished, Outcome, Shutdown, Work};
+use crate::exec::{ExecSettings, Executor, Finished, Outcome, Shutdown, Sink, Work};
 use crate::model::{Key, KeyValue};
 use crate::registry::{FetcherRegistration, RegisteredModel, Registry};
 use crate::request::{KeySet, ResolvedRequest};
@@ -689,6 +689,70 @@ fn key_mismatch(job: &Job, record: &Value) -> Option<ValidationError> {
     None
 }
 
+/// Finished keys on their way from the executor's task to the writer thread.
+///
+/// Keys are collected here and sent as one message when [`HANDOFF_KEYS`] have gathered or the
+/// executor has nothing else ready ([`Sink::idle`]): keys that finish together cost the writer
+/// one wake-up instead of one each, and a key that finishes alone is sent at once.
+struct HandOff {
+    tx: std::sync::mpsc::SyncSender<Vec<PendingKey>>,
+    batch: Mutex<Vec<PendingKey>>,
+}
+
+/// Most keys in one message to the writer.
+const HANDOFF_KEYS: usize = 64;
+
+impl HandOff {
+    fn new(tx: std::sync::mpsc::SyncSender<Vec<PendingKey>>) -> Self {
+        HandOff {
+            tx,
+            batch: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn push(&self, key: PendingKey) -> Result<()> {
+        let full = {
+            let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
+            batch.push(key);
+            batch.len() >= HANDOFF_KEYS
+        };
+        if full {
+            self.flush()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Sends what has gathered. Blocks while the writer is a full channel behind:
+    /// back-pressure.
+    fn flush(&self) -> Result<()> {
+        let batch = std::mem::take(&mut *self.batch.lock().unwrap_or_else(|p| p.into_inner()));
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.tx
+            .send(batch)
+            .map_err(|_| Error::permanent("the store writer stopped (see the run's error)"))
+    }
+}
+
+/// A sink from two closures: `finished` for each key, `idle` when the executor is about to wait.
+struct IdleSink<I, F>(I, F);
+
+impl<T, V, I, F> Sink<T, V> for IdleSink<I, F>
+where
+    I: FnMut() -> Result<()>,
+    F: FnMut(Finished<T, V>, &mut Vec<T>) -> Result<()>,
+{
+    fn finished(&mut self, finished: Finished<T, V>, follow: &mut Vec<T>) -> Result<()> {
+        (self.1)(finished, follow)
+    }
+
+    fn idle(&mut self) -> Result<()> {
+        (self.0)()
+    }
+}
+
 /// A key's writes waiting for the next flush.
 struct PendingKey {
     model: String,
@@ -733,14 +797,14 @@ struct Writer {
 }
 
 impl Writer {
-    fn run_loop(mut self, rx: std::sync::mpsc::Receiver<PendingKey>) -> Written {
+    fn run_loop(mut self, rx: std::sync::mpsc::Receiver<Vec<PendingKey>>) -> Written {
         use std::sync::mpsc::RecvTimeoutError;
         let mut deadline = Instant::now() + FLUSH_INTERVAL;
         let error = loop {
             let wait = deadline.saturating_duration_since(Instant::now());
             let flush_now = match rx.recv_timeout(wait) {
-                Ok(p) => {
-                    self.buffer.push(p);
+                Ok(mut batch) => {
+                    self.buffer.append(&mut batch);
                     self.buffer.len() >= FLUSH_KEYS
                 }
                 Err(RecvTimeoutError::Timeout) => true,
@@ -1042,7 +1106,10 @@ impl Runtime {
             failures: Vec::new(),
             rejects: Vec::new(),
         };
-        let (tx, rx) = std::sync::mpsc::sync_channel::<PendingKey>(FLUSH_KEYS * 4);
+        // Finished keys travel to the writer in small batches (see `HandOff`); the channel's
+        // bound is the back-pressure on the executor when the store is slow.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<PendingKey>>(FLUSH_KEYS / 4);
+        let hand_off = HandOff::new(tx);
         let writer_span = span.clone();
         let writer_task =
             tokio::task::spawn_blocking(move || writer_span.in_scope(|| writer.run_loop(rx)));
@@ -1057,7 +1124,7 @@ impl Runtime {
                     let shared = call_shared.clone();
                     async move { shared.process(job, attempt).await }
                 },
-                |finished: Finished<Job, KeyResult>, follow: &mut Vec<Job>| {
+                IdleSink(|| hand_off.flush(), |finished: Finished<Job, KeyResult>, follow: &mut Vec<Job>| {
                     let job = &finished.item;
                     if follow_depth > 0 && job.depth == 0 {
                         seen.insert(seen_key(job));
@@ -1087,11 +1154,30 @@ impl Runtime {
                             pending_key(run, job, KeyStatus::Skipped, Some(reason))
                         }
                         Outcome::Done(KeyResult::Fetched { payload, report }) => {
+                            let drift = drift_of(run, job.model.name(), &report);
+                            let RecordReport {
+                                value,
+                                errors,
+                                warnings,
+                            } = report;
+                            let valid = errors.is_empty();
+                            // `get` keeps what it returns; a backfill moves everything into the
+                            // writes without copying.
+                            if let Some(cap) = &capture {
+                                let mut cap = cap.lock().unwrap_or_else(|p| p.into_inner());
+                                cap.warnings = warnings;
+                                if valid {
+                                    cap.record = Some(value.clone());
+                                } else {
+                                    cap.payload = Some(payload.clone());
+                                    cap.errors = errors.clone();
+                                }
+                            }
                             let mut p;
-                            if report.is_valid() {
+                            if valid {
                                 p = pending_key(run, job, KeyStatus::Stored, None);
                                 if follow_depth > job.depth {
-                                    for next in references(registry, job, &report.value) {
+                                    for next in references(registry, job, &value) {
                                         let own = requested_keys
                                             .as_ref()
                                             .is_some_and(|r| r.contains(&next));
@@ -1104,45 +1190,27 @@ impl Runtime {
                                 }
                                 let mut prov = Provenance::new(run, job.provenance_name());
                                 prov.fetched_at = Timestamp::now();
-                                p.record = Some(RecordWrite::new(
-                                    job.model.name(),
-                                    report.value.clone(),
-                                    prov,
-                                ));
+                                p.record = Some(RecordWrite::new(job.model.name(), value, prov));
                             } else {
-                                let reason = summarize(&report.errors);
+                                let reason = summarize(&errors);
                                 p = pending_key(run, job, KeyStatus::Rejected, Some(reason.clone()));
                                 p.reject = Some(RejectWrite {
                                     run,
                                     model: job.model.name().to_string(),
                                     key: Some(job.index_key.clone()),
                                     fetcher: job.provenance_name(),
-                                    payload: payload.clone(),
-                                    errors: serde_json::to_value(&report.errors)
-                                        .unwrap_or(Value::Null),
+                                    payload,
+                                    errors: serde_json::to_value(&errors).unwrap_or(Value::Null),
                                     reason,
                                     at: Timestamp::now(),
                                 });
                             }
-                            p.drift = drift_of(run, job.model.name(), &report);
-                            if let Some(cap) = &capture {
-                                let mut cap = cap.lock().unwrap_or_else(|p| p.into_inner());
-                                cap.warnings = report.warnings.clone();
-                                if report.is_valid() {
-                                    cap.record = Some(report.value);
-                                } else {
-                                    cap.payload = Some(payload);
-                                    cap.errors = report.errors;
-                                }
-                            }
+                            p.drift = drift;
                             p
                         }
                     };
-                    // Blocks while the writer is a full channel behind: back-pressure.
-                    tx.send(pending).map_err(|_| {
-                        Error::permanent("the store writer stopped (see the run's error)")
-                    })
-                },
+                    hand_off.push(pending)
+                }),
             )
             .instrument(span.clone())
             .await;
@@ -1150,7 +1218,8 @@ impl Runtime {
             l.abort();
         }
         // Whatever finished is written, even when the run stops on an error.
-        drop(tx);
+        let _ = hand_off.flush();
+        drop(hand_off);
         let written = writer_task.await.unwrap_or_else(|e| Written {
             counts: RunCounts::default(),
             busy: Duration::ZERO,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kye_runtime::config::Config;
-use kye_runtime::exec::{ExecSettings, Executor, Finished, Outcome, Shutdown, Work};
+use kye_runtime::exec::{ExecSettings, Executor, Finished, Outcome, Shutdown, Sink, Work};
 use kye_runtime::testing::{Fault, Route, Routes, TestServer};
 use kye_runtime::{Context, ErrorClass};
 
@@ -501,4 +501,102 @@ async fn a_second_stop_interrupts_in_flight_keys_at_once() {
     assert_eq!((stats.interrupted, interrupted), (2, 2));
     assert!(stats.stopped);
     assert_eq!(stats.started, 2);
+}
+
+/// A sink that records the order of `finished` and `idle` calls.
+#[derive(Default, Clone)]
+struct Recording {
+    events: Arc<std::sync::Mutex<Vec<&'static str>>>,
+    fail_idle_after: Option<usize>,
+}
+
+impl Recording {
+    fn count(&self, what: &str) -> usize {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| **e == what)
+            .count()
+    }
+}
+
+impl Sink<Job, u32> for Recording {
+    fn finished(
+        &mut self,
+        _f: Finished<Job, u32>,
+        _follow: &mut Vec<Job>,
+    ) -> kye_runtime::Result<()> {
+        self.events.lock().unwrap().push("finished");
+        Ok(())
+    }
+
+    fn idle(&mut self) -> kye_runtime::Result<()> {
+        let idles = self.count("idle");
+        self.events.lock().unwrap().push("idle");
+        match self.fail_idle_after {
+            Some(n) if idles >= n => Err(kye_runtime::Error::permanent("disk full")),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn jobs(n: usize) -> Vec<Job> {
+    (0..n)
+        .map(|i| Job {
+            fetcher: "get",
+            path: format!("/{i}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_sink_hears_idle_before_each_wait_and_gets_every_item() {
+    let exec = Executor::new(settings(FAST));
+    let sink = Recording::default();
+    // Each call takes a while, so the executor waits between finished items.
+    let stats = exec
+        .run(
+            jobs(12),
+            |_job: Arc<Job>, _attempt| async {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                Ok(1u32)
+            },
+            sink.clone(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stats.done, 12);
+    assert_eq!(sink.count("finished"), 12);
+    // It waited, and told the sink first each time.
+    assert_eq!(sink.events.lock().unwrap().first(), Some(&"idle"));
+    assert!(sink.count("idle") >= 2, "{:?}", sink.events);
+}
+
+#[tokio::test]
+async fn an_idle_error_stops_the_run_and_is_returned() {
+    let mut settings = settings(FAST);
+    settings.concurrency = 1;
+    let exec = Executor::new(settings);
+    let sink = Recording {
+        fail_idle_after: Some(2),
+        ..Recording::default()
+    };
+    let err = exec
+        .run(
+            jobs(50),
+            |_job: Arc<Job>, _attempt| async {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                Ok(1u32)
+            },
+            sink.clone(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("disk full"), "{err}");
+    let finished = sink.count("finished");
+    assert!(
+        finished < 50,
+        "the run went on after the error: {finished} finished"
+    );
 }

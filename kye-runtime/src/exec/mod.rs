@@ -185,6 +185,32 @@ pub struct Finished<T, V> {
     pub elapsed: Duration,
 }
 
+/// Receives finished items from [`Executor::run`], on the task that drives the run.
+///
+/// Any `FnMut(Finished<T, V>, &mut Vec<T>) -> Result<()>` closure is a sink. Implement the
+/// trait on a type of your own to also hear when the executor is about to wait for the next
+/// item ([`Sink::idle`]): the moment to hand buffered work on, so that items finishing close
+/// together travel as one batch while a lone item never waits for company.
+pub trait Sink<T, V> {
+    /// One finished item; may push follow-up items into `follow`. An error stops the run.
+    fn finished(&mut self, finished: Finished<T, V>, follow: &mut Vec<T>) -> Result<()>;
+
+    /// Called when no finished item is ready and the executor is about to wait. An error
+    /// stops the run, as from [`Sink::finished`].
+    fn idle(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl<T, V, F> Sink<T, V> for F
+where
+    F: FnMut(Finished<T, V>, &mut Vec<T>) -> Result<()>,
+{
+    fn finished(&mut self, finished: Finished<T, V>, follow: &mut Vec<T>) -> Result<()> {
+        self(finished, follow)
+    }
+}
+
 /// Counts of a run of the executor.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ExecStats {
@@ -345,6 +371,8 @@ impl Executor {
     /// one item at a time, and may push follow-up items (e.g. referenced keys) into the vector it
     /// is given; they are run before further items from `items`. A sink error stops the run: no
     /// new items start, in-flight ones are drained without being written, and the error is returned.
+    /// Items that are already finished are handed over together, one after the other, before the
+    /// executor waits again (and calls [`Sink::idle`]).
     pub async fn run<T, V, I, F, Fut, S>(&self, items: I, call: F, mut sink: S) -> Result<ExecStats>
     where
         T: Work,
@@ -352,7 +380,7 @@ impl Executor {
         I: IntoIterator<Item = T>,
         F: Fn(Arc<T>, u32) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<V>> + Send + 'static,
-        S: FnMut(Finished<T, V>, &mut Vec<T>) -> Result<()>,
+        S: Sink<T, V>,
     {
         let call = Arc::new(call);
         let mut items = items.into_iter();
@@ -403,8 +431,26 @@ impl Executor {
                 }
                 break;
             }
+            // A finished item is taken without waiting (no select, no wake-up); only when none
+            // is ready does the sink hear it is idle and the executor wait.
+            let ready = match set.try_join_next_with_id() {
+                Some(j) => Some(j),
+                None => {
+                    if sink_error.is_none() {
+                        if let Err(e) = sink.idle() {
+                            tracing::error!(error = %e, "writer failed: stopping the run");
+                            sink_error = Some(e);
+                            continue;
+                        }
+                    }
+                    None
+                }
+            };
             let deadline = grace_deadline;
-            let joined = tokio::select! {
+            let joined = if let Some(j) = ready {
+                Some(j)
+            } else {
+                tokio::select! {
                 j = set.join_next_with_id() => j,
                 _ = self.shutdown.wait_level(1), if !stopping => continue,
                 _ = self.shutdown.wait_level(2), if stopping => {
@@ -415,6 +461,7 @@ impl Executor {
                     tracing::warn!(in_flight = set.len(), "grace period over: interrupting in-flight keys");
                     set.abort_all();
                     continue;
+                }
                 }
             };
             let finished = match joined {
@@ -454,7 +501,7 @@ impl Executor {
                 Outcome::Interrupted => stats.interrupted += 1,
             }
             if sink_error.is_none() {
-                if let Err(e) = sink(finished, &mut follow) {
+                if let Err(e) = sink.finished(finished, &mut follow) {
                     tracing::error!(error = %e, "writer failed: stopping the run");
                     sink_error = Some(e);
                 }
