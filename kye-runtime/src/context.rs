@@ -69,6 +69,15 @@ impl Context {
         }
     }
 
+    /// [`Context::for_fetcher`] with a name the caller already shares (no copy per key).
+    pub(crate) fn for_fetcher_name(&self, fetcher: Arc<str>) -> Context {
+        Context {
+            inner: self.inner.clone(),
+            fetcher: Some(fetcher),
+            attempt: self.attempt,
+        }
+    }
+
     /// This context for a given attempt (1 = first try). Used by the executor.
     pub fn with_attempt(&self, attempt: u32) -> Context {
         Context {

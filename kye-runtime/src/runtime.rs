@@ -532,11 +532,30 @@ impl GetResult {
     }
 }
 
-/// One key to fetch.
-struct Job {
+/// What every key of one fetcher shares: built once per fetcher, not once per key.
+struct Target {
     model: RegisteredModel,
     fetcher: &'static FetcherRegistration,
-    name: String,
+    /// The fetcher's identifier (`Pokemon.id`): its name for limits, config and spans.
+    name: Arc<str>,
+    /// `module::function`, the provenance of what it stores.
+    provenance: String,
+}
+
+impl Target {
+    fn new(model: RegisteredModel, fetcher: &'static FetcherRegistration) -> Arc<Target> {
+        Arc::new(Target {
+            name: Arc::from(fetcher.identifier_text()),
+            provenance: format!("{}::{}", fetcher.module_path, fetcher.function),
+            model,
+            fetcher,
+        })
+    }
+}
+
+/// One key to fetch.
+struct Job {
+    target: Arc<Target>,
     key: Key,
     index_key: IndexKey,
     depth: u32,
@@ -544,10 +563,10 @@ struct Job {
 
 impl Work for Job {
     fn fetcher(&self) -> &str {
-        &self.name
+        &self.target.name
     }
     fn model(&self) -> &str {
-        self.model.name()
+        self.target.model.name()
     }
     fn key(&self) -> String {
         self.key.to_string()
@@ -555,20 +574,13 @@ impl Work for Job {
 }
 
 impl Job {
-    fn new(
-        model: RegisteredModel,
-        fetcher: &'static FetcherRegistration,
-        key: Key,
-        depth: u32,
-    ) -> Job {
+    fn new(target: Arc<Target>, key: Key, depth: u32) -> Job {
         let index_key = IndexKey::new(
-            fetcher.identifier.iter().copied(),
+            target.fetcher.identifier.iter().copied(),
             key.values().iter().map(KeyValue::to_json),
         );
         Job {
-            name: fetcher.identifier_text(),
-            model,
-            fetcher,
+            target,
             key,
             index_key,
             depth,
@@ -576,7 +588,7 @@ impl Job {
     }
 
     fn provenance_name(&self) -> String {
-        format!("{}::{}", self.fetcher.module_path, self.fetcher.function)
+        self.target.provenance.clone()
     }
 }
 
@@ -584,7 +596,9 @@ impl Job {
 enum KeyResult {
     Skipped(String),
     Fetched {
-        payload: Value,
+        /// The payload as fetched, kept only when it is invalid (for the rejects table); a
+        /// valid payload is dropped on the worker that fetched it.
+        payload: Option<Value>,
         report: RecordReport,
     },
 }
@@ -602,7 +616,7 @@ impl Shared {
             return Ok(None);
         }
         let store = self.inner.store.lock().unwrap_or_else(|p| p.into_inner());
-        let model = job.model.name();
+        let model = job.target.model.name();
         if let Some(resumed) = self.resumed_from {
             if let Some(o) = store
                 .latest_outcome(model, &job.index_key)
@@ -637,21 +651,26 @@ impl Shared {
                 return Ok(KeyResult::Skipped(reason));
             }
         }
-        let ctx = self.inner.ctx.for_fetcher(&job.name).with_attempt(attempt);
-        let fetched = job.fetcher.call(&job.key, ctx).await?;
+        let ctx = self
+            .inner
+            .ctx
+            .for_fetcher_name(job.target.name.clone())
+            .with_attempt(attempt);
+        let fetched = job.target.fetcher.call(&job.key, ctx).await?;
         let Some(payload) = fetched else {
             return Err(Error::missing(format!(
                 "{} returned no record for {} = {}",
-                job.fetcher.function, job.name, job.key
+                job.target.fetcher.function, job.target.name, job.key
             )));
         };
-        let model = job.model.name();
-        let mut report = validate_record(job.model.schema(), model, &payload);
+        let model = job.target.model.name();
+        let mut report = validate_record(job.target.model.schema(), model, &payload);
         if report.is_valid() {
             if let Some(e) = key_mismatch(&job, &report.value) {
                 report.errors.push(e);
             }
         }
+        let payload = (!report.is_valid()).then_some(payload);
         Ok(KeyResult::Fetched { payload, report })
     }
 }
@@ -659,7 +678,7 @@ impl Shared {
 /// The record must carry the key it was requested by (a fetcher returning record 26 for key
 /// 25 is a bug that would otherwise overwrite the wrong row).
 fn key_mismatch(job: &Job, record: &Value) -> Option<ValidationError> {
-    for (edge, want) in job.fetcher.identifier.iter().zip(job.key.values()) {
+    for (edge, want) in job.target.fetcher.identifier.iter().zip(job.key.values()) {
         let got = record.get(*edge);
         let same = match (got, want) {
             (Some(Value::Number(n)), KeyValue::Int(i)) => n.as_f64() == Some(*i as f64),
@@ -674,10 +693,10 @@ fn key_mismatch(job: &Job, record: &Value) -> Option<ValidationError> {
                 .unwrap_or_else(|| "nothing".into());
             let mut e = ValidationError::new(
                 ErrorKind::IndexConflict,
-                job.model.name(),
+                job.target.model.name(),
                 format!(
                     "requested {}.{edge} = {want} but the record has {edge} = {shown}",
-                    job.model.name()
+                    job.target.model.name()
                 ),
             );
             e.edges = vec![edge.to_string()];
@@ -755,11 +774,11 @@ where
 
 /// A key's writes waiting for the next flush.
 struct PendingKey {
-    model: String,
-    key: String,
+    job: Arc<Job>,
     status: KeyStatus,
     reason: Option<String>,
-    outcome: KeyOutcomeWrite,
+    /// When the key finished (its outcome's time).
+    at: Timestamp,
     record: Option<RecordWrite>,
     reject: Option<RejectWrite>,
     drift: Vec<DriftWrite>,
@@ -863,7 +882,7 @@ impl Writer {
             for (result, owner) in results.into_iter().zip(owners) {
                 if let (Err(e), Some(i)) = (result, owner) {
                     let p = &mut pending[i];
-                    tracing::warn!(model = %p.model, key = %p.key, error = %e, "record not stored");
+                    tracing::warn!(model = p.job.target.model.name(), key = %p.job.key, error = %e, "record not stored");
                     p.status = KeyStatus::Failed;
                     p.reason = Some(format!("not stored: {e}"));
                 }
@@ -871,30 +890,35 @@ impl Writer {
         }
         // Phase 2: key outcomes, with the final status.
         let outcomes: Vec<WriteItem> = pending
-            .iter()
+            .iter_mut()
             .map(|p| {
-                let mut o = p.outcome.clone();
-                o.status = p.status;
-                o.reason = p.reason.clone();
-                WriteItem::KeyOutcome(o)
+                WriteItem::KeyOutcome(KeyOutcomeWrite {
+                    run: self.run,
+                    model: p.job.target.model.name().to_string(),
+                    key: p.job.index_key.clone(),
+                    status: p.status,
+                    reason: p.reason.take(),
+                    at: p.at,
+                })
             })
             .collect();
         let results = store
             .write_batch(&outcomes)
             .map_err(|e| Error::other(e).context("cannot write to the store; the run stops"))?;
         drop(store);
-        for (r, p) in results.iter().zip(&pending) {
-            if let Err(e) = r {
-                tracing::warn!(model = %p.model, key = %p.key, error = %e, "key outcome not recorded");
+        for (i, (p, o)) in pending.iter().zip(&outcomes).enumerate() {
+            if let Some(Err(e)) = results.get(i) {
+                tracing::warn!(model = p.job.target.model.name(), key = %p.job.key, error = %e, "key outcome not recorded");
             }
-        }
-        for p in pending {
             self.counts.add(p.status);
             let problem = || KeyProblem {
-                model: p.model.clone(),
-                key: p.key.clone(),
+                model: p.job.target.model.name().to_string(),
+                key: p.job.key.to_string(),
                 status: p.status,
-                reason: p.reason.clone().unwrap_or_default(),
+                reason: match o {
+                    WriteItem::KeyOutcome(o) => o.reason.clone().unwrap_or_default(),
+                    _ => String::new(),
+                },
             };
             match p.status {
                 KeyStatus::Failed if self.failures.len() < SUMMARY_EXAMPLES => {
@@ -1073,9 +1097,10 @@ impl Runtime {
         // A reference to a key the request itself asks for is left to the request (it may not
         // have been taken from the stream yet), so no key is fetched twice in a run.
         let requested_keys = (follow_depth > 0).then(|| RequestedKeys::new(fetcher, &keys));
+        let target = Target::new(model, fetcher);
         let jobs = keys
             .into_keys()
-            .map(move |k| Job::new(model.clone(), fetcher, k, 0));
+            .map(move |k| Job::new(target.clone(), k, 0));
 
         let shared = Arc::new(Shared {
             inner: inner.clone(),
@@ -1142,19 +1167,19 @@ impl Runtime {
                             };
                             let reason = redact_text(&e.to_string());
                             if status == KeyStatus::Failed {
-                                tracing::warn!(model = job.model.name(), key = %job.key, reason = %reason, "key failed");
+                                tracing::warn!(model = job.target.model.name(), key = %job.key, reason = %reason, "key failed");
                             }
                             if let Some(cap) = &capture {
                                 cap.lock().unwrap_or_else(|p| p.into_inner()).reason =
                                     Some(reason.clone());
                             }
-                            pending_key(run, job, status, Some(reason))
+                            pending_key(job, status, Some(reason))
                         }
                         Outcome::Done(KeyResult::Skipped(reason)) => {
-                            pending_key(run, job, KeyStatus::Skipped, Some(reason))
+                            pending_key(job, KeyStatus::Skipped, Some(reason))
                         }
                         Outcome::Done(KeyResult::Fetched { payload, report }) => {
-                            let drift = drift_of(run, job.model.name(), &report);
+                            let drift = drift_of(run, job.target.model.name(), &report);
                             let RecordReport {
                                 value,
                                 errors,
@@ -1169,13 +1194,13 @@ impl Runtime {
                                 if valid {
                                     cap.record = Some(value.clone());
                                 } else {
-                                    cap.payload = Some(payload.clone());
+                                    cap.payload = payload.clone();
                                     cap.errors = errors.clone();
                                 }
                             }
                             let mut p;
                             if valid {
-                                p = pending_key(run, job, KeyStatus::Stored, None);
+                                p = pending_key(job, KeyStatus::Stored, None);
                                 if follow_depth > job.depth {
                                     for next in references(registry, job, &value) {
                                         let own = requested_keys
@@ -1190,16 +1215,16 @@ impl Runtime {
                                 }
                                 let mut prov = Provenance::new(run, job.provenance_name());
                                 prov.fetched_at = Timestamp::now();
-                                p.record = Some(RecordWrite::new(job.model.name(), value, prov));
+                                p.record = Some(RecordWrite::new(job.target.model.name(), value, prov));
                             } else {
                                 let reason = summarize(&errors);
-                                p = pending_key(run, job, KeyStatus::Rejected, Some(reason.clone()));
+                                p = pending_key(job, KeyStatus::Rejected, Some(reason.clone()));
                                 p.reject = Some(RejectWrite {
                                     run,
-                                    model: job.model.name().to_string(),
+                                    model: job.target.model.name().to_string(),
                                     key: Some(job.index_key.clone()),
                                     fetcher: job.provenance_name(),
-                                    payload,
+                                    payload: payload.unwrap_or(Value::Null),
                                     errors: serde_json::to_value(&errors).unwrap_or(Value::Null),
                                     reason,
                                     at: Timestamp::now(),
@@ -1304,7 +1329,7 @@ impl RequestedKeys {
     }
 
     fn contains(&self, job: &Job) -> bool {
-        if !std::ptr::eq(job.fetcher, self.fetcher) {
+        if !std::ptr::eq(job.target.fetcher, self.fetcher) {
             return false;
         }
         match (self.range, job.key.values()) {
@@ -1316,23 +1341,15 @@ impl RequestedKeys {
 }
 
 fn seen_key(job: &Job) -> String {
-    format!("{}:{}", job.model.name(), job.index_key.canonical())
+    format!("{}:{}", job.target.model.name(), job.index_key.canonical())
 }
 
-fn pending_key(run: RunId, job: &Job, status: KeyStatus, reason: Option<String>) -> PendingKey {
+fn pending_key(job: &Arc<Job>, status: KeyStatus, reason: Option<String>) -> PendingKey {
     PendingKey {
-        model: job.model.name().to_string(),
-        key: job.key.to_string(),
+        job: job.clone(),
         status,
-        reason: reason.clone(),
-        outcome: KeyOutcomeWrite {
-            run,
-            model: job.model.name().to_string(),
-            key: job.index_key.clone(),
-            status,
-            reason,
-            at: Timestamp::now(),
-        },
+        reason,
+        at: Timestamp::now(),
         record: None,
         reject: None,
         drift: Vec::new(),
@@ -1391,7 +1408,7 @@ fn drift_of(run: RunId, model: &str, report: &RecordReport) -> Vec<DriftWrite> {
 /// Keys of other models referenced by a stored record, each with the fetcher that can get it.
 fn references(registry: &Registry, job: &Job, record: &Value) -> Vec<Job> {
     let mut out = Vec::new();
-    let def = job.model.definition();
+    let def = job.target.model.definition();
     for edge in &def.edges {
         let Type::Model(target) = &edge.ty else {
             continue;
@@ -1406,7 +1423,11 @@ fn references(registry: &Registry, job: &Job, record: &Value) -> Vec<Job> {
         };
         for v in values {
             if let Some((fetcher, key)) = reference_key(registry, target_model, v) {
-                out.push(Job::new(target_model.clone(), fetcher, key, job.depth + 1));
+                out.push(Job::new(
+                    Target::new(target_model.clone(), fetcher),
+                    key,
+                    job.depth + 1,
+                ));
             }
         }
     }
