@@ -182,12 +182,13 @@ impl Http {
         self.limiter.acquire(&host).await;
         let started = std::time::Instant::now();
         let client = self.client()?;
-        let response = client
+        let mut response = client
             .execute(request)
             .await
             .map_err(|e| transport_error(&e, "request failed", timeout).with_url(shown.clone()))?;
         let status = response.status();
-        let headers = response.headers().clone();
+        // Taken, not copied: reading the body needs only its own length, not the headers.
+        let headers = std::mem::take(response.headers_mut());
         tracing::debug!(
             method = %method,
             url = %shown,
