@@ -550,22 +550,30 @@ fn jobs(n: usize) -> Vec<Job> {
         .collect()
 }
 
+/// Runs `n` items that each sleep `ms` through `exec` into `sink`.
+async fn run_sleepers(
+    exec: &Executor,
+    n: usize,
+    ms: u64,
+    sink: Recording,
+) -> kye_runtime::Result<kye_runtime::exec::ExecStats> {
+    exec.run(
+        jobs(n),
+        move |_job: Arc<Job>, _attempt| async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(1u32)
+        },
+        sink,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn the_sink_hears_idle_before_each_wait_and_gets_every_item() {
     let exec = Executor::new(settings(FAST));
     let sink = Recording::default();
     // Each call takes a while, so the executor waits between finished items.
-    let stats = exec
-        .run(
-            jobs(12),
-            |_job: Arc<Job>, _attempt| async {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                Ok(1u32)
-            },
-            sink.clone(),
-        )
-        .await
-        .unwrap();
+    let stats = run_sleepers(&exec, 12, 5, sink.clone()).await.unwrap();
     assert_eq!(stats.done, 12);
     assert_eq!(sink.count("finished"), 12);
     // It waited, and told the sink first each time.
@@ -582,17 +590,7 @@ async fn an_idle_error_stops_the_run_and_is_returned() {
         fail_idle_after: Some(2),
         ..Recording::default()
     };
-    let err = exec
-        .run(
-            jobs(50),
-            |_job: Arc<Job>, _attempt| async {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                Ok(1u32)
-            },
-            sink.clone(),
-        )
-        .await
-        .unwrap_err();
+    let err = run_sleepers(&exec, 50, 2, sink.clone()).await.unwrap_err();
     assert!(err.to_string().contains("disk full"), "{err}");
     let finished = sink.count("finished");
     assert!(
