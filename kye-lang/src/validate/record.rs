@@ -1,5 +1,7 @@
 //! Validation of one JSON record, recursively through nested records.
 
+use std::ops::Range;
+
 use serde_json::{Map, Value};
 
 use super::error::{cut, show_json, ErrorKind, RecordReport, ValidationError};
@@ -73,6 +75,19 @@ pub(crate) fn edge_for_field<'m>(model: &'m Model, field: &str) -> Option<(usize
                 .enumerate()
                 .find(|(_, e)| e.name == field)
         })
+}
+
+/// True when the value `(v, n)` (comparable, normalized) repeats one of `kept` (with their
+/// normalized JSON `kept_json`): identical repeats are one value. A missing comparable value
+/// compares by its normalized JSON.
+fn repeats(kept: &[Val], kept_json: &[Value], v: &Val, n: &Value) -> bool {
+    kept.iter().zip(kept_json).any(|(k, kn)| {
+        if matches!(k, Val::Missing) {
+            kn == n
+        } else {
+            val_eq(k, v)
+        }
+    })
 }
 
 pub(crate) fn join(path: &str, field: &str) -> String {
@@ -267,122 +282,41 @@ impl<'s> RecordCx<'s> {
             }
         }
 
+        // Every edge's distinct values, kept side by side in `vals` (edge `i` owns
+        // `vals[spans[i].clone()]`) for the assertions; normalized values move into `out`.
         let mut out = Map::new();
-        let mut values: Vec<Vec<Val<'_>>> = Vec::with_capacity(model.edges.len());
+        let mut vals: Vec<Val<'_>> = Vec::with_capacity(model.edges.len());
+        let mut spans: Vec<Range<usize>> = Vec::with_capacity(model.edges.len());
+        let mut normalized: Vec<Value> = Vec::new();
         for (i, edge) in model.edges.iter().enumerate() {
-            let epath = || join(path, &edge.name);
-            // A nested path leads the message (`types[1].name: PokemonType.name ...`); at the top
-            // level it would only repeat the edge the message names already.
-            let lead = |p: &str| {
-                if p == edge.name {
-                    String::new()
-                } else {
-                    format!("{p}: ")
-                }
-            };
-            let (items, is_list): (Vec<&Value>, bool) = match fields[i] {
-                None | Some(Value::Null) => (Vec::new(), false),
-                Some(Value::Array(a)) => (a.iter().filter(|v| !v.is_null()).collect(), true),
-                Some(v) => (vec![v], false),
-            };
-            let mut vals: Vec<Val<'_>> = Vec::with_capacity(items.len());
-            let mut normalized: Vec<Value> = Vec::with_capacity(items.len());
-            let mut had_invalid = false;
-            for (j, item) in items.iter().enumerate() {
-                let ipath = || {
-                    if is_list {
-                        format!("{}[{j}]", epath())
-                    } else {
-                        epath()
-                    }
-                };
-                match self.value(model, edge, item, &ipath, depth) {
-                    Some((v, n)) => {
-                        vals.push(v);
-                        normalized.push(n);
-                    }
-                    None => had_invalid = true,
-                }
-            }
-            // Distinct values (identical repeats are fine).
-            let mut distinct: Vec<usize> = Vec::new();
-            for j in 0..normalized.len() {
-                let dup = distinct.iter().any(|&d| {
-                    if matches!(vals[d], Val::Missing) {
-                        normalized[d] == normalized[j]
-                    } else {
-                        val_eq(&vals[d], &vals[j])
-                    }
-                });
-                if !dup {
-                    distinct.push(j);
-                }
-            }
-            if !edge.cardinality.is_multiple() && distinct.len() > 1 {
-                let epath = epath();
-                let shown: Vec<String> = distinct
-                    .iter()
-                    .map(|&d| show_json(&normalized[d]))
-                    .collect();
-                let e = self.err(
-                    model,
-                    Some(edge),
-                    ErrorKind::MultipleValues,
-                    format!(
-                        "{}{}.{} holds one value, found {}: {}",
-                        lead(&epath),
-                        model.name,
-                        edge.name,
-                        distinct.len(),
-                        shown.join(", ")
-                    ),
-                );
-                e.path = Some(epath.clone());
-                e.value = Some(cut(&shown.join(", ")));
-                e.expected = Some(format!("one {}", expected_text(schema, &edge.ty)));
-            }
-            if distinct.is_empty() && !had_invalid && !edge.cardinality.allows_none() {
-                let epath = epath();
-                let is_index = model.is_index_edge(&edge.name);
-                let kind = if is_index {
-                    ErrorKind::MissingIndex
-                } else {
-                    ErrorKind::MissingValue
-                };
-                let e = self.err(
-                    model,
-                    Some(edge),
-                    kind,
-                    format!(
-                        "{}{}.{} is required{} but has no value",
-                        lead(&epath),
-                        model.name,
-                        edge.name,
-                        if is_index { " (index edge)" } else { "" }
-                    ),
-                );
-                e.path = Some(epath.clone());
-                e.expected = Some(format!(
-                    "{}{}",
-                    expected_text(schema, &edge.ty),
-                    edge.cardinality.marker()
-                ));
-            }
+            let start = vals.len();
+            normalized.clear();
+            let had_invalid = self.edge_values(
+                model,
+                edge,
+                fields[i],
+                path,
+                depth,
+                &mut vals,
+                &mut normalized,
+            );
+            self.check_count(model, edge, path, &normalized, had_invalid);
             if edge.cardinality.is_multiple() {
-                let list: Vec<Value> = distinct.iter().map(|&d| normalized[d].clone()).collect();
-                out.insert(edge.name.clone(), Value::Array(list));
-            } else if let Some(&d) = distinct.first() {
-                out.insert(edge.name.clone(), normalized[d].clone());
+                out.insert(
+                    edge.name.clone(),
+                    Value::Array(std::mem::take(&mut normalized)),
+                );
+            } else if let Some(first) = normalized.drain(..).next() {
+                out.insert(edge.name.clone(), first);
             }
-            let kept: Vec<Val<'_>> = distinct.iter().map(|&d| vals[d].clone()).collect();
-            values.push(kept);
+            spans.push(start..vals.len());
         }
 
         // Assertions over the record's values.
         for a in &model.assertions {
             let idx: Vec<Option<usize>> = a.edges.iter().map(|n| model.edge_position(n)).collect();
             let lookup =
-                |i: usize| -> &[Val<'_>] { idx[i].map(|p| values[p].as_slice()).unwrap_or(&[]) };
+                |i: usize| -> &[Val<'_>] { idx[i].map(|p| &vals[spans[p].clone()]).unwrap_or(&[]) };
             if let AssertOutcome::Fails(shown) = check_assertion(a, &lookup) {
                 let mut e = ValidationError::new(
                     ErrorKind::AssertionFailed,
@@ -405,8 +339,123 @@ impl<'s> RecordCx<'s> {
             }
         }
 
-        // Record key for messages of this record's errors.
         Value::Object(out)
+    }
+
+    /// Checks the values `field` gives `edge` (one value, a list, or none) and appends the
+    /// distinct valid ones to `vals` and, normalized, to `normalized` (identical repeats are one
+    /// value). Returns true when some value was invalid (its error is recorded).
+    #[allow(clippy::too_many_arguments)]
+    fn edge_values<'r>(
+        &mut self,
+        model: &'s Model,
+        edge: &'s Edge,
+        field: Option<&'r Value>,
+        path: &str,
+        depth: usize,
+        vals: &mut Vec<Val<'r>>,
+        normalized: &mut Vec<Value>,
+    ) -> bool
+    where
+        's: 'r,
+    {
+        let (items, is_list): (&[Value], bool) = match field {
+            None | Some(Value::Null) => (&[], false),
+            Some(Value::Array(a)) => (a, true),
+            Some(v) => (std::slice::from_ref(v), false),
+        };
+        let start = vals.len();
+        let mut had_invalid = false;
+        for (j, item) in items.iter().filter(|v| !v.is_null()).enumerate() {
+            let ipath = || {
+                let epath = join(path, &edge.name);
+                if is_list {
+                    format!("{epath}[{j}]")
+                } else {
+                    epath
+                }
+            };
+            match self.value(model, edge, item, &ipath, depth) {
+                Some((v, n)) => {
+                    if !repeats(&vals[start..], normalized, &v, &n) {
+                        vals.push(v);
+                        normalized.push(n);
+                    }
+                }
+                None => had_invalid = true,
+            }
+        }
+        had_invalid
+    }
+
+    /// Checks the number of distinct values of `edge` against its cardinality: more than one
+    /// for a single-valued edge, or none (and none invalid) for a required one.
+    fn check_count(
+        &mut self,
+        model: &Model,
+        edge: &Edge,
+        path: &str,
+        distinct: &[Value],
+        had_invalid: bool,
+    ) {
+        let schema = self.schema;
+        let epath = || join(path, &edge.name);
+        // A nested path leads the message (`types[1].name: PokemonType.name ...`); at the top
+        // level it would only repeat the edge the message names already.
+        let lead = |p: &str| {
+            if p == edge.name {
+                String::new()
+            } else {
+                format!("{p}: ")
+            }
+        };
+        if !edge.cardinality.is_multiple() && distinct.len() > 1 {
+            let epath = epath();
+            let shown: Vec<String> = distinct.iter().map(show_json).collect();
+            let e = self.err(
+                model,
+                Some(edge),
+                ErrorKind::MultipleValues,
+                format!(
+                    "{}{}.{} holds one value, found {}: {}",
+                    lead(&epath),
+                    model.name,
+                    edge.name,
+                    distinct.len(),
+                    shown.join(", ")
+                ),
+            );
+            e.path = Some(epath.clone());
+            e.value = Some(cut(&shown.join(", ")));
+            e.expected = Some(format!("one {}", expected_text(schema, &edge.ty)));
+        }
+        if distinct.is_empty() && !had_invalid && !edge.cardinality.allows_none() {
+            let epath = epath();
+            let is_index = model.is_index_edge(&edge.name);
+            let kind = if is_index {
+                ErrorKind::MissingIndex
+            } else {
+                ErrorKind::MissingValue
+            };
+            let e = self.err(
+                model,
+                Some(edge),
+                kind,
+                format!(
+                    "{}{}.{} is required{} but has no value",
+                    lead(&epath),
+                    model.name,
+                    edge.name,
+                    if is_index { " (index edge)" } else { "" }
+                ),
+            );
+            e.path = Some(epath.clone());
+            e.expected = Some(format!(
+                "{}{}",
+                expected_text(schema, &edge.ty),
+                edge.cardinality.marker()
+            ));
+        }
     }
 
     /// Checks one value of `edge`. Returns the comparable value and the normalized JSON, or
