@@ -62,19 +62,13 @@ pub(crate) fn unknown_model(schema: &Schema, model: &str) -> ValidationError {
 }
 
 /// Finds the edge a field name refers to: by title first, then by name.
-pub(crate) fn edge_for_field<'m>(model: &'m Model, field: &str) -> Option<(usize, &'m Edge)> {
-    model
-        .edges
-        .iter()
-        .enumerate()
-        .find(|(_, e)| e.column() == field)
-        .or_else(|| {
-            model
-                .edges
-                .iter()
-                .enumerate()
-                .find(|(_, e)| e.name == field)
-        })
+pub(crate) fn edge_for_field<'m>(
+    schema: &Schema,
+    model: &'m Model,
+    field: &str,
+) -> Option<(usize, &'m Edge)> {
+    let i = schema.lookup(model).field(field)?;
+    Some((i, &model.edges[i]))
 }
 
 /// True when the value `(v, n)` (comparable, normalized) repeats one of `kept` (with their
@@ -243,13 +237,14 @@ impl<'s> RecordCx<'s> {
         }
 
         // Field → edge.
+        let lookup = schema.lookup(model);
         let mut fields: Vec<Option<&Value>> = vec![None; model.edges.len()];
         for (k, v) in obj {
-            match edge_for_field(model, k) {
-                Some((i, _)) if fields[i].is_none() => fields[i] = Some(v),
-                Some((i, e)) => {
-                    // Both the title and the name given: both values count.
-                    let _ = (i, e);
+            match lookup.field(k) {
+                Some(i) if fields[i].is_none() => fields[i] = Some(v),
+                Some(i) => {
+                    // Both the title and the name given: the first counts.
+                    let e = &model.edges[i];
                     let mut w = ValidationError::new(
                         ErrorKind::UnknownEdge,
                         &model.name,
@@ -313,11 +308,11 @@ impl<'s> RecordCx<'s> {
         }
 
         // Assertions over the record's values.
-        for a in &model.assertions {
-            let idx: Vec<Option<usize>> = a.edges.iter().map(|n| model.edge_position(n)).collect();
-            let lookup =
+        for (ai, a) in model.assertions.iter().enumerate() {
+            let idx = lookup.assertion_edges(ai);
+            let values =
                 |i: usize| -> &[Val<'_>] { idx[i].map(|p| &vals[spans[p].clone()]).unwrap_or(&[]) };
-            if let AssertOutcome::Fails(shown) = check_assertion(a, &lookup) {
+            if let AssertOutcome::Fails(shown) = check_assertion(a, &values) {
                 let mut e = ValidationError::new(
                     ErrorKind::AssertionFailed,
                     &model.name,
@@ -501,9 +496,11 @@ impl<'s> RecordCx<'s> {
             EdgeKind::Model(target) => {
                 let is_reference = match item {
                     Value::Object(o) => {
+                        let lookup = self.schema.lookup(target);
                         o.keys().all(|k| {
-                            edge_for_field(target, k)
-                                .is_some_and(|(_, e)| target.is_index_edge(&e.name))
+                            lookup
+                                .field(k)
+                                .is_some_and(|i| target.is_index_edge(&target.edges[i].name))
                         }) && !o.is_empty()
                     }
                     _ => true,
