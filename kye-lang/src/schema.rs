@@ -97,6 +97,8 @@ pub(crate) struct ModelLookup {
     fields: HashMap<Box<str>, usize, foldhash::fast::FixedState>,
     /// For each assertion, the positions of its edges (`None`: not an edge of the model).
     assertion_edges: Vec<Vec<Option<usize>>>,
+    /// Edge positions in the order of their names.
+    name_order: Vec<usize>,
 }
 
 impl ModelLookup {
@@ -114,9 +116,12 @@ impl ModelLookup {
             .iter()
             .map(|a| a.edges.iter().map(|n| model.edge_position(n)).collect())
             .collect();
+        let mut name_order: Vec<usize> = (0..model.edges.len()).collect();
+        name_order.sort_by(|&a, &b| model.edges[a].name.cmp(&model.edges[b].name));
         ModelLookup {
             fields,
             assertion_edges,
+            name_order,
         }
     }
 
@@ -131,6 +136,12 @@ impl ModelLookup {
     /// [`Assertion::edges`].
     pub(crate) fn assertion_edges(&self, a: usize) -> &[Option<usize>] {
         &self.assertion_edges[a]
+    }
+
+    /// Positions of the model's edges, sorted by edge name (stable: equal names keep
+    /// declaration order).
+    pub(crate) fn name_order(&self) -> &[usize] {
+        &self.name_order
     }
 }
 

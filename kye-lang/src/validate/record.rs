@@ -278,10 +278,10 @@ impl<'s> RecordCx<'s> {
         }
 
         // Every edge's distinct values, kept side by side in `vals` (edge `i` owns
-        // `vals[spans[i].clone()]`) for the assertions; normalized values move into `out`.
-        let mut out = Map::new();
+        // `vals[spans[i].clone()]`) for the assertions; its normalized value is `outs[i]`.
         let mut vals: Vec<Val<'_>> = Vec::with_capacity(model.edges.len());
         let mut spans: Vec<Range<usize>> = Vec::with_capacity(model.edges.len());
+        let mut outs: Vec<Option<Value>> = Vec::with_capacity(model.edges.len());
         let mut normalized: Vec<Value> = Vec::new();
         for (i, edge) in model.edges.iter().enumerate() {
             let start = vals.len();
@@ -296,16 +296,19 @@ impl<'s> RecordCx<'s> {
                 &mut normalized,
             );
             self.check_count(model, edge, path, &normalized, had_invalid);
-            if edge.cardinality.is_multiple() {
-                out.insert(
-                    edge.name.clone(),
-                    Value::Array(std::mem::take(&mut normalized)),
-                );
-            } else if let Some(first) = normalized.drain(..).next() {
-                out.insert(edge.name.clone(), first);
-            }
+            outs.push(if edge.cardinality.is_multiple() {
+                Some(Value::Array(std::mem::take(&mut normalized)))
+            } else {
+                normalized.drain(..).next()
+            });
             spans.push(start..vals.len());
         }
+        // Built in key order, the map needs no searching.
+        let out: Map<String, Value> = lookup
+            .name_order()
+            .iter()
+            .filter_map(|&i| Some((model.edges[i].name.clone(), outs[i].take()?)))
+            .collect();
 
         // Assertions over the record's values.
         for (ai, a) in model.assertions.iter().enumerate() {
