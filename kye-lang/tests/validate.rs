@@ -203,6 +203,32 @@ fn long_values_are_cut() {
     assert!(v.ends_with('…'));
 }
 
+/// An assertion over more edges than are usually checked at once still tries every combination
+/// (the first failing one is shown).
+#[test]
+fn an_assertion_over_five_multi_valued_edges_tries_every_combination() {
+    let s = schema(
+        "R(id) { id: Number, a*: Number, b*: Number, c*: Number, d*: Number, e*: Number,
+                 assert a + b + c + d + e != 13 }",
+    );
+    let ok = json!({"id": 1, "a": [1, 2], "b": 1, "c": [1, 3], "d": 1, "e": [1, 5]});
+    assert!(validate_record(&s, "R", &ok).is_valid());
+    // 13 three ways; the first in the order tried (`a` changes fastest) is reported.
+    let bad = json!({"id": 1, "a": [1, 2], "b": [1, 2], "c": [1, 3], "d": [1, 2], "e": [1, 5]});
+    let r = validate_record(&s, "R", &bad);
+    assert_eq!(
+        kinds(&r.errors),
+        [(
+            ErrorKind::AssertionFailed,
+            vec!["a".into(), "b".into(), "c".into(), "d".into(), "e".into()]
+        )]
+    );
+    assert_eq!(
+        r.errors[0].value.as_deref(),
+        Some("a=2, b=2, c=3, d=1, e=5")
+    );
+}
+
 #[test]
 fn batch_assertion_over_a_record_split_across_rows() {
     let s = schema("Range(id) { id: Number, low?: Number, high?: Number, assert low <= high }");
