@@ -107,22 +107,29 @@ pub(crate) fn check_assertion<'a>(
     values: &dyn Fn(usize) -> &'a [Val<'a>],
 ) -> AssertOutcome {
     const MISSING: &[Val<'static>] = &[Val::Missing];
-    let lists: Vec<&[Val<'a>]> = (0..a.edges.len())
-        .map(|i| {
-            let v = values(i);
-            if v.is_empty() {
-                MISSING
-            } else {
-                v
-            }
-        })
-        .collect();
-    let mut pos = vec![0usize; lists.len()];
+    let list = |i: usize| -> &'a [Val<'a>] {
+        let v = values(i);
+        if v.is_empty() {
+            MISSING
+        } else {
+            v
+        }
+    };
+    // The position in each edge's value list: an odometer over all combinations, inline for
+    // the usual few edges.
+    let mut inline = [0usize; 4];
+    let mut heap = Vec::new();
+    let pos: &mut [usize] = if a.edges.len() <= inline.len() {
+        &mut inline[..a.edges.len()]
+    } else {
+        heap.resize(a.edges.len(), 0);
+        &mut heap
+    };
     let mut any_true = false;
     for _ in 0..MAX_COMBINATIONS {
         let lookup = |name: &str| -> Val<'a> {
             match a.edges.iter().position(|e| e == name) {
-                Some(i) => lists[i][pos[i]].clone(),
+                Some(i) => list(i)[pos[i]].clone(),
                 None => Val::Missing,
             }
         };
@@ -132,7 +139,7 @@ pub(crate) fn check_assertion<'a>(
                     .edges
                     .iter()
                     .enumerate()
-                    .map(|(i, e)| format!("{e}={}", lists[i][pos[i]].show()))
+                    .map(|(i, e)| format!("{e}={}", list(i)[pos[i]].show()))
                     .collect();
                 return AssertOutcome::Fails(shown.join(", "));
             }
@@ -150,7 +157,7 @@ pub(crate) fn check_assertion<'a>(
                 };
             }
             pos[i] += 1;
-            if pos[i] < lists[i].len() {
+            if pos[i] < list(i).len() {
                 break;
             }
             pos[i] = 0;
