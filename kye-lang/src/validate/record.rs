@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::error::{cut, show_json, ErrorKind, RecordReport, ValidationError};
 use super::value::{coerce_json, eval, satisfies, truthy, val_eq, Val};
 use super::{edge_kind, expected_text, ref_prim, EdgeKind};
-use crate::schema::{Assertion, Edge, Model, Schema};
+use crate::schema::{Assertion, Edge, Model, ModelLookup, Schema};
 
 /// Nesting deeper than this is reported instead of followed (self-referencing models).
 const MAX_DEPTH: usize = 64;
@@ -171,6 +171,17 @@ pub(crate) fn check_assertion<'a>(
     }
 }
 
+/// One edge of a record being validated.
+#[derive(Default)]
+struct Slot<'r> {
+    /// The field giving the edge its value(s), if any.
+    field: Option<&'r Value>,
+    /// The edge's distinct valid values: a range of the record's value buffer.
+    vals: Range<usize>,
+    /// The normalized value (`None`: the edge is left out of the record).
+    out: Option<Value>,
+}
+
 pub(crate) struct RecordCx<'s> {
     pub(crate) schema: &'s Schema,
     pub(crate) errors: Vec<ValidationError>,
@@ -243,12 +254,88 @@ impl<'s> RecordCx<'s> {
             return Value::Null;
         }
 
-        // Field → edge.
         let lookup = schema.lookup(model);
-        let mut fields: Vec<Option<&Value>> = vec![None; model.edges.len()];
+        let mut slots = self.match_fields(model, &lookup, obj, path);
+
+        // Every edge's distinct values, kept side by side in `vals` for the assertions.
+        let count = slots.iter().map(|s| match s.field {
+            Some(Value::Array(a)) => a.len(),
+            _ => 1,
+        });
+        let mut vals: Vec<Val<'_>> = Vec::with_capacity(count.sum());
+        let mut normalized: Vec<Value> = Vec::new();
+        for (edge, slot) in model.edges.iter().zip(&mut slots) {
+            let start = vals.len();
+            normalized.clear();
+            let had_invalid = self.edge_values(
+                model,
+                edge,
+                slot.field,
+                path,
+                depth,
+                &mut vals,
+                &mut normalized,
+            );
+            self.check_count(model, edge, path, &normalized, had_invalid);
+            slot.out = if edge.cardinality.is_multiple() {
+                Some(Value::Array(std::mem::take(&mut normalized)))
+            } else {
+                normalized.drain(..).next()
+            };
+            slot.vals = start..vals.len();
+        }
+        // Built in key order, the map needs no searching.
+        let out: Map<String, Value> = lookup
+            .name_order()
+            .iter()
+            .filter_map(|&i| Some((model.edges[i].name.clone(), slots[i].out.take()?)))
+            .collect();
+
+        // Assertions over the record's values.
+        for (ai, a) in model.assertions.iter().enumerate() {
+            let idx = lookup.assertion_edges(ai);
+            let values = |i: usize| -> &[Val<'_>] {
+                idx[i].map(|p| &vals[slots[p].vals.clone()]).unwrap_or(&[])
+            };
+            if let AssertOutcome::Fails(shown) = check_assertion(a, &values) {
+                let mut e = ValidationError::new(
+                    ErrorKind::AssertionFailed,
+                    &model.name,
+                    format!(
+                        "{}assertion `{}` failed for {shown}",
+                        if path.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{path}: ")
+                        },
+                        a.text
+                    ),
+                );
+                e.edges = a.edges.clone();
+                e.value = Some(cut(&shown));
+                e.expected = Some(a.text.clone());
+                e.path = (!path.is_empty()).then(|| path.to_string());
+                self.errors.push(e.at(self.schema, a.span));
+            }
+        }
+
+        Value::Object(out)
+    }
+
+    /// Matches the fields of `obj` to the edges of `model` (see [`ModelLookup::field`]): one
+    /// slot per edge, holding the field that gives its value. A repeated edge (given by title
+    /// and by name: the first counts) and unknown fields are warned about, in field order.
+    fn match_fields<'r>(
+        &mut self,
+        model: &Model,
+        lookup: &ModelLookup,
+        obj: &'r Map<String, Value>,
+        path: &str,
+    ) -> Vec<Slot<'r>> {
+        let mut slots: Vec<Slot<'r>> = model.edges.iter().map(|_| Slot::default()).collect();
         for (k, v) in obj {
             match lookup.field(k) {
-                Some(i) if fields[i].is_none() => fields[i] = Some(v),
+                Some(i) if slots[i].field.is_none() => slots[i].field = Some(v),
                 Some(i) => {
                     // Both the title and the name given: the first counts.
                     let e = &model.edges[i];
@@ -283,68 +370,7 @@ impl<'s> RecordCx<'s> {
                 }
             }
         }
-
-        // Every edge's distinct values, kept side by side in `vals` (edge `i` owns
-        // `vals[spans[i].clone()]`) for the assertions; its normalized value is `outs[i]`.
-        let mut vals: Vec<Val<'_>> = Vec::with_capacity(model.edges.len());
-        let mut spans: Vec<Range<usize>> = Vec::with_capacity(model.edges.len());
-        let mut outs: Vec<Option<Value>> = Vec::with_capacity(model.edges.len());
-        let mut normalized: Vec<Value> = Vec::new();
-        for (i, edge) in model.edges.iter().enumerate() {
-            let start = vals.len();
-            normalized.clear();
-            let had_invalid = self.edge_values(
-                model,
-                edge,
-                fields[i],
-                path,
-                depth,
-                &mut vals,
-                &mut normalized,
-            );
-            self.check_count(model, edge, path, &normalized, had_invalid);
-            outs.push(if edge.cardinality.is_multiple() {
-                Some(Value::Array(std::mem::take(&mut normalized)))
-            } else {
-                normalized.drain(..).next()
-            });
-            spans.push(start..vals.len());
-        }
-        // Built in key order, the map needs no searching.
-        let out: Map<String, Value> = lookup
-            .name_order()
-            .iter()
-            .filter_map(|&i| Some((model.edges[i].name.clone(), outs[i].take()?)))
-            .collect();
-
-        // Assertions over the record's values.
-        for (ai, a) in model.assertions.iter().enumerate() {
-            let idx = lookup.assertion_edges(ai);
-            let values =
-                |i: usize| -> &[Val<'_>] { idx[i].map(|p| &vals[spans[p].clone()]).unwrap_or(&[]) };
-            if let AssertOutcome::Fails(shown) = check_assertion(a, &values) {
-                let mut e = ValidationError::new(
-                    ErrorKind::AssertionFailed,
-                    &model.name,
-                    format!(
-                        "{}assertion `{}` failed for {shown}",
-                        if path.is_empty() {
-                            String::new()
-                        } else {
-                            format!("{path}: ")
-                        },
-                        a.text
-                    ),
-                );
-                e.edges = a.edges.clone();
-                e.value = Some(cut(&shown));
-                e.expected = Some(a.text.clone());
-                e.path = (!path.is_empty()).then(|| path.to_string());
-                self.errors.push(e.at(self.schema, a.span));
-            }
-        }
-
-        Value::Object(out)
+        slots
     }
 
     /// Checks the values `field` gives `edge` (one value, a list, or none) and appends the
