@@ -280,7 +280,9 @@ impl<'s> RecordCx<'s> {
             slot.out = if edge.cardinality.is_multiple() {
                 Some(Value::Array(std::mem::take(&mut normalized)))
             } else {
-                normalized.drain(..).next()
+                // The first distinct value (more than one is a MultipleValues error).
+                normalized.truncate(1);
+                normalized.pop()
             };
             slot.vals = start..vals.len();
         }
