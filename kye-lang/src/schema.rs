@@ -5,7 +5,8 @@
 //! an edge of its model, aliases are inlined. Code holding a `Schema` never has to handle
 //! a dangling name.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use crate::diagnostic::Diagnostic;
@@ -18,6 +19,8 @@ pub struct Schema {
     pub sources: SourceMap,
     models: Vec<Model>,
     by_name: BTreeMap<String, usize>,
+    /// Lookup tables of each model, parallel to `models`.
+    lookups: Vec<ModelLookup>,
     warnings: Vec<Diagnostic>,
 }
 
@@ -29,10 +32,12 @@ impl Schema {
             .enumerate()
             .map(|(i, m)| (m.name.clone(), i))
             .collect();
+        let lookups = models.iter().map(ModelLookup::new).collect();
         Schema {
             sources,
             models,
             by_name,
+            lookups,
             warnings: Vec::new(),
         }
     }
@@ -67,6 +72,76 @@ impl Schema {
     /// `file:line:col` of a span, for messages.
     pub fn location(&self, span: Span) -> String {
         self.sources.location(span)
+    }
+
+    /// The lookup tables of `model`, built once with the schema. A model that is not one of
+    /// this schema's (a copy) gets its tables built on the spot.
+    pub(crate) fn lookup<'a>(&'a self, model: &Model) -> Cow<'a, ModelLookup> {
+        // `model` points into `self.models` when it is one of ours: its position follows from
+        // the address, and is confirmed by comparing pointers.
+        let offset = (model as *const Model as usize).wrapping_sub(self.models.as_ptr() as usize);
+        let i = offset / std::mem::size_of::<Model>();
+        let ours = self.models.get(i).is_some_and(|m| std::ptr::eq(m, model));
+        if ours {
+            Cow::Borrowed(&self.lookups[i])
+        } else {
+            Cow::Owned(ModelLookup::new(model))
+        }
+    }
+}
+
+/// What validation looks up in a model for every record, computed once per model.
+#[derive(Debug, Clone)]
+pub(crate) struct ModelLookup {
+    /// Field name of source data → position of its edge (see [`ModelLookup::field`]).
+    fields: HashMap<Box<str>, usize, foldhash::fast::FixedState>,
+    /// For each assertion, the positions of its edges (`None`: not an edge of the model).
+    assertion_edges: Vec<Vec<Option<usize>>>,
+    /// Edge positions in the order of their names.
+    name_order: Vec<usize>,
+}
+
+impl ModelLookup {
+    fn new(model: &Model) -> Self {
+        let mut fields =
+            HashMap::with_capacity_and_hasher(2 * model.edges.len(), Default::default());
+        // Titles first, then names; the first edge with a column or name keeps it.
+        let columns = model.edges.iter().map(Edge::column);
+        let names = model.edges.iter().map(|e| e.name.as_str());
+        for (i, field) in columns.enumerate().chain(names.enumerate()) {
+            fields.entry(field.into()).or_insert(i);
+        }
+        let assertion_edges = model
+            .assertions
+            .iter()
+            .map(|a| a.edges.iter().map(|n| model.edge_position(n)).collect())
+            .collect();
+        let mut name_order: Vec<usize> = (0..model.edges.len()).collect();
+        name_order.sort_by(|&a, &b| model.edges[a].name.cmp(&model.edges[b].name));
+        ModelLookup {
+            fields,
+            assertion_edges,
+            name_order,
+        }
+    }
+
+    /// Position of the edge a field of source data refers to: the first edge with that title
+    /// (or, without a title, that name) as its [`Edge::column`], else the first edge with that
+    /// name.
+    pub(crate) fn field(&self, field: &str) -> Option<usize> {
+        self.fields.get(field).copied()
+    }
+
+    /// Positions of the edges of assertion `a` of the model, in the order of
+    /// [`Assertion::edges`].
+    pub(crate) fn assertion_edges(&self, a: usize) -> &[Option<usize>] {
+        &self.assertion_edges[a]
+    }
+
+    /// Positions of the model's edges, sorted by edge name (stable: equal names keep
+    /// declaration order).
+    pub(crate) fn name_order(&self) -> &[usize] {
+        &self.name_order
     }
 }
 
@@ -476,5 +551,39 @@ impl fmt::Display for Type {
             Type::Constrained { alias: Some(a), .. } => f.write_str(a),
             Type::Constrained { constraint, .. } => write!(f, "{constraint}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The lookup table finds the edge a linear scan does: the first edge whose column is the
+    /// field, else the first edge whose name is.
+    #[test]
+    fn field_lookup_prefers_titles_then_names() {
+        let schema = crate::compile_str(
+            "t.kye",
+            r#"T(id) { id "Key": Number, a "b": String, b "x": String, c: Number }"#,
+        )
+        .expect("schema compiles");
+        let model = schema.model("T").expect("model T");
+        let lookup = schema.lookup(model);
+        let scan = |field: &str| {
+            let edges = &model.edges;
+            (edges.iter().position(|e| e.column() == field))
+                .or_else(|| edges.iter().position(|e| e.name == field))
+        };
+        for field in ["Key", "id", "a", "b", "x", "c", "", "B", "zz"] {
+            assert_eq!(lookup.field(field), scan(field), "field {field:?}");
+        }
+        assert_eq!(lookup.field("b"), Some(1));
+        assert_eq!(lookup.field("x"), Some(2));
+        // A copy of the model (not the schema's own) gets the same answers.
+        let copy = model.clone();
+        assert!(matches!(schema.lookup(&copy), std::borrow::Cow::Owned(_)));
+        assert_eq!(schema.lookup(&copy).field("b"), Some(1));
+        assert!(matches!(
+            schema.lookup(model),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }

@@ -203,6 +203,32 @@ fn long_values_are_cut() {
     assert!(v.ends_with('…'));
 }
 
+/// An assertion over more edges than are usually checked at once still tries every combination
+/// (the first failing one is shown).
+#[test]
+fn an_assertion_over_five_multi_valued_edges_tries_every_combination() {
+    let s = schema(
+        "R(id) { id: Number, a*: Number, b*: Number, c*: Number, d*: Number, e*: Number,
+                 assert a + b + c + d + e != 13 }",
+    );
+    let ok = json!({"id": 1, "a": [1, 2], "b": 1, "c": [1, 3], "d": 1, "e": [1, 5]});
+    assert!(validate_record(&s, "R", &ok).is_valid());
+    // 13 three ways; the first in the order tried (`a` changes fastest) is reported.
+    let bad = json!({"id": 1, "a": [1, 2], "b": [1, 2], "c": [1, 3], "d": [1, 2], "e": [1, 5]});
+    let r = validate_record(&s, "R", &bad);
+    assert_eq!(
+        kinds(&r.errors),
+        [(
+            ErrorKind::AssertionFailed,
+            vec!["a".into(), "b".into(), "c".into(), "d".into(), "e".into()]
+        )]
+    );
+    assert_eq!(
+        r.errors[0].value.as_deref(),
+        Some("a=2, b=2, c=3, d=1, e=5")
+    );
+}
+
 #[test]
 fn batch_assertion_over_a_record_split_across_rows() {
     let s = schema("Range(id) { id: Number, low?: Number, high?: Number, assert low <= high }");
@@ -405,4 +431,93 @@ fn prepared_rows_give_the_same_report_as_direct_rows() {
     };
     assert_eq!(mv(&direct), Some("Bobby".to_string()));
     assert_eq!(mv(&direct), mv(&prepared));
+}
+
+/// Fields match edges by title first, then by name (`b` is edge `a`'s title, so edge `b` is
+/// only reachable by its title `x`). A field for an edge already given (by title and by name)
+/// is ignored with a warning, the first in field order counts; unknown fields are dropped with a
+/// warning each; warnings come in field order, at the top level and in nested records.
+#[test]
+fn fields_match_titles_before_names_and_warn_in_field_order() {
+    let s = schema(
+        r#"T(id) { id "Key": Number, a "b": String, b "x": String, c?: Number, assert b != "bad" }
+           U(id) { id: Number, t*: T }"#,
+    );
+    let rec = json!({
+        "Key": 1, "id": 2, "b": "from b", "a": "from a", "x": "bad", "zz": 0, "c": 3, "A": 9,
+        "m": null
+    });
+    let r = validate_record(&s, "T", &rec);
+    assert_eq!(r.value, json!({"id": 1, "a": "from a", "b": "bad", "c": 3}));
+    assert!(r.warnings.iter().all(|w| w.kind == ErrorKind::UnknownEdge));
+    let messages: Vec<&str> = r.warnings.iter().map(|w| w.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "A: 'A' is not an edge of T; dropped",
+            "record: field 'b' repeats edge T.a (given by title and by name); the second is ignored",
+            "record: field 'id' repeats edge T.id (given by title and by name); the second is ignored",
+            "m: 'm' is not an edge of T; dropped",
+            "zz: 'zz' is not an edge of T; dropped",
+        ]
+    );
+    let paths: Vec<Option<&str>> = r.warnings.iter().map(|w| w.path.as_deref()).collect();
+    assert_eq!(
+        paths,
+        [Some("A"), Some("b"), Some("id"), Some("m"), Some("zz")]
+    );
+    let values: Vec<Option<&str>> = r.warnings.iter().map(|w| w.value.as_deref()).collect();
+    assert_eq!(
+        values,
+        [
+            Some("9"),
+            Some("from b"),
+            Some("2"),
+            Some("null"),
+            Some("0")
+        ]
+    );
+    let edges: Vec<&[String]> = r.warnings.iter().map(|w| w.edges.as_slice()).collect();
+    assert_eq!(
+        edges,
+        [
+            &["A".to_string()][..],
+            &[],
+            &[],
+            &["m".into()],
+            &["zz".into()]
+        ]
+    );
+    // The assertion reads edge `b` (given as `x`), not the field `b`.
+    assert_eq!(
+        kinds(&r.errors),
+        [(ErrorKind::AssertionFailed, vec!["b".into()])]
+    );
+    assert_eq!(r.errors[0].value.as_deref(), Some("b=bad"));
+
+    let nested = validate_record(&s, "U", &json!({"id": 1, "t": [{"id": 5}, rec]}));
+    // The nested record fails its assertion, so only the reference `{"id": 5}` is kept.
+    assert_eq!(nested.value["t"], json!([{"id": 5}]));
+    let messages: Vec<&str> = nested.warnings.iter().map(|w| w.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "t[1].A: 'A' is not an edge of T; dropped",
+            "t[1]: field 'b' repeats edge T.a (given by title and by name); the second is ignored",
+            "t[1]: field 'id' repeats edge T.id (given by title and by name); the second is ignored",
+            "t[1].m: 'm' is not an edge of T; dropped",
+            "t[1].zz: 'zz' is not an edge of T; dropped",
+        ]
+    );
+    let paths: Vec<Option<&str>> = nested.warnings.iter().map(|w| w.path.as_deref()).collect();
+    assert_eq!(
+        paths,
+        [
+            Some("t[1].A"),
+            Some("t[1].b"),
+            Some("t[1].id"),
+            Some("t[1].m"),
+            Some("t[1].zz")
+        ]
+    );
 }

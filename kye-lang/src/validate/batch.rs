@@ -421,7 +421,7 @@ impl<'s> RowStage<'s> {
             return false;
         };
         for (k, v) in obj {
-            let Some((p, _)) = edge_for_field(plan.model, k) else {
+            let Some((p, _)) = edge_for_field(plan.schema, plan.model, k) else {
                 self.unknown_field(k, v);
                 continue;
             };
@@ -1182,7 +1182,7 @@ impl<'s> BatchValidator<'s> {
         let mut edge_cols = vec![Vec::new(); plan.info.len()];
         for (c, h) in header.iter().enumerate() {
             let h = h.as_ref();
-            match edge_for_field(plan.model, h) {
+            match edge_for_field(plan.schema, plan.model, h) {
                 Some((p, _)) => {
                     self.stage.seen[p] = true;
                     map.push(Some(p as u32));

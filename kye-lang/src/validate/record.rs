@@ -1,11 +1,13 @@
 //! Validation of one JSON record, recursively through nested records.
 
+use std::ops::Range;
+
 use serde_json::{Map, Value};
 
 use super::error::{cut, show_json, ErrorKind, RecordReport, ValidationError};
 use super::value::{coerce_json, eval, satisfies, truthy, val_eq, Val};
 use super::{edge_kind, expected_text, ref_prim, EdgeKind};
-use crate::schema::{Assertion, Edge, Model, Schema};
+use crate::schema::{Assertion, Edge, Model, ModelLookup, Schema};
 
 /// Nesting deeper than this is reported instead of followed (self-referencing models).
 const MAX_DEPTH: usize = 64;
@@ -60,19 +62,26 @@ pub(crate) fn unknown_model(schema: &Schema, model: &str) -> ValidationError {
 }
 
 /// Finds the edge a field name refers to: by title first, then by name.
-pub(crate) fn edge_for_field<'m>(model: &'m Model, field: &str) -> Option<(usize, &'m Edge)> {
-    model
-        .edges
-        .iter()
-        .enumerate()
-        .find(|(_, e)| e.column() == field)
-        .or_else(|| {
-            model
-                .edges
-                .iter()
-                .enumerate()
-                .find(|(_, e)| e.name == field)
-        })
+pub(crate) fn edge_for_field<'m>(
+    schema: &Schema,
+    model: &'m Model,
+    field: &str,
+) -> Option<(usize, &'m Edge)> {
+    let i = schema.lookup(model).field(field)?;
+    Some((i, &model.edges[i]))
+}
+
+/// True when the value `(v, n)` (comparable, normalized) repeats one of `kept` (with their
+/// normalized JSON `kept_json`): identical repeats are one value. A missing comparable value
+/// compares by its normalized JSON.
+fn repeats(kept: &[Val], kept_json: &[Value], v: &Val, n: &Value) -> bool {
+    kept.iter().zip(kept_json).any(|(k, kn)| {
+        if matches!(k, Val::Missing) {
+            kn == n
+        } else {
+            val_eq(k, v)
+        }
+    })
 }
 
 pub(crate) fn join(path: &str, field: &str) -> String {
@@ -98,22 +107,29 @@ pub(crate) fn check_assertion<'a>(
     values: &dyn Fn(usize) -> &'a [Val<'a>],
 ) -> AssertOutcome {
     const MISSING: &[Val<'static>] = &[Val::Missing];
-    let lists: Vec<&[Val<'a>]> = (0..a.edges.len())
-        .map(|i| {
-            let v = values(i);
-            if v.is_empty() {
-                MISSING
-            } else {
-                v
-            }
-        })
-        .collect();
-    let mut pos = vec![0usize; lists.len()];
+    let list = |i: usize| -> &'a [Val<'a>] {
+        let v = values(i);
+        if v.is_empty() {
+            MISSING
+        } else {
+            v
+        }
+    };
+    // The position in each edge's value list: an odometer over all combinations, inline for
+    // the usual few edges.
+    let mut inline = [0usize; 4];
+    let mut heap = Vec::new();
+    let pos: &mut [usize] = if a.edges.len() <= inline.len() {
+        &mut inline[..a.edges.len()]
+    } else {
+        heap.resize(a.edges.len(), 0);
+        &mut heap
+    };
     let mut any_true = false;
     for _ in 0..MAX_COMBINATIONS {
         let lookup = |name: &str| -> Val<'a> {
             match a.edges.iter().position(|e| e == name) {
-                Some(i) => lists[i][pos[i]].clone(),
+                Some(i) => list(i)[pos[i]].clone(),
                 None => Val::Missing,
             }
         };
@@ -123,7 +139,7 @@ pub(crate) fn check_assertion<'a>(
                     .edges
                     .iter()
                     .enumerate()
-                    .map(|(i, e)| format!("{e}={}", lists[i][pos[i]].show()))
+                    .map(|(i, e)| format!("{e}={}", list(i)[pos[i]].show()))
                     .collect();
                 return AssertOutcome::Fails(shown.join(", "));
             }
@@ -141,7 +157,7 @@ pub(crate) fn check_assertion<'a>(
                 };
             }
             pos[i] += 1;
-            if pos[i] < lists[i].len() {
+            if pos[i] < list(i).len() {
                 break;
             }
             pos[i] = 0;
@@ -153,6 +169,17 @@ pub(crate) fn check_assertion<'a>(
     } else {
         AssertOutcome::NotApplicable
     }
+}
+
+/// One edge of a record being validated.
+#[derive(Default)]
+struct Slot<'r> {
+    /// The field giving the edge its value(s), if any.
+    field: Option<&'r Value>,
+    /// The edge's distinct valid values: a range of the record's value buffer.
+    vals: Range<usize>,
+    /// The normalized value (`None`: the edge is left out of the record).
+    out: Option<Value>,
 }
 
 pub(crate) struct RecordCx<'s> {
@@ -227,14 +254,93 @@ impl<'s> RecordCx<'s> {
             return Value::Null;
         }
 
-        // Field → edge.
-        let mut fields: Vec<Option<&Value>> = vec![None; model.edges.len()];
+        let lookup = schema.lookup(model);
+        let mut slots = self.match_fields(model, &lookup, obj, path);
+
+        // Every edge's distinct values, kept side by side in `vals` for the assertions.
+        let count = slots.iter().map(|s| match s.field {
+            Some(Value::Array(a)) => a.len(),
+            _ => 1,
+        });
+        let mut vals: Vec<Val<'_>> = Vec::with_capacity(count.sum());
+        let mut normalized: Vec<Value> = Vec::new();
+        for (edge, slot) in model.edges.iter().zip(&mut slots) {
+            let start = vals.len();
+            normalized.clear();
+            let had_invalid = self.edge_values(
+                model,
+                edge,
+                slot.field,
+                path,
+                depth,
+                &mut vals,
+                &mut normalized,
+            );
+            self.check_count(model, edge, path, &normalized, had_invalid);
+            slot.out = if edge.cardinality.is_multiple() {
+                Some(Value::Array(std::mem::take(&mut normalized)))
+            } else {
+                // The first distinct value (more than one is a MultipleValues error).
+                normalized.truncate(1);
+                normalized.pop()
+            };
+            slot.vals = start..vals.len();
+        }
+        // Built in key order, the map needs no searching.
+        let out: Map<String, Value> = lookup
+            .name_order()
+            .iter()
+            .filter_map(|&i| Some((model.edges[i].name.clone(), slots[i].out.take()?)))
+            .collect();
+
+        // Assertions over the record's values.
+        for (ai, a) in model.assertions.iter().enumerate() {
+            let idx = lookup.assertion_edges(ai);
+            let values = |i: usize| -> &[Val<'_>] {
+                idx[i].map(|p| &vals[slots[p].vals.clone()]).unwrap_or(&[])
+            };
+            if let AssertOutcome::Fails(shown) = check_assertion(a, &values) {
+                let mut e = ValidationError::new(
+                    ErrorKind::AssertionFailed,
+                    &model.name,
+                    format!(
+                        "{}assertion `{}` failed for {shown}",
+                        if path.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{path}: ")
+                        },
+                        a.text
+                    ),
+                );
+                e.edges = a.edges.clone();
+                e.value = Some(cut(&shown));
+                e.expected = Some(a.text.clone());
+                e.path = (!path.is_empty()).then(|| path.to_string());
+                self.errors.push(e.at(self.schema, a.span));
+            }
+        }
+
+        Value::Object(out)
+    }
+
+    /// Matches the fields of `obj` to the edges of `model` (see [`ModelLookup::field`]): one
+    /// slot per edge, holding the field that gives its value. A repeated edge (given by title
+    /// and by name: the first counts) and unknown fields are warned about, in field order.
+    fn match_fields<'r>(
+        &mut self,
+        model: &Model,
+        lookup: &ModelLookup,
+        obj: &'r Map<String, Value>,
+        path: &str,
+    ) -> Vec<Slot<'r>> {
+        let mut slots: Vec<Slot<'r>> = model.edges.iter().map(|_| Slot::default()).collect();
         for (k, v) in obj {
-            match edge_for_field(model, k) {
-                Some((i, _)) if fields[i].is_none() => fields[i] = Some(v),
-                Some((i, e)) => {
-                    // Both the title and the name given: both values count.
-                    let _ = (i, e);
+            match lookup.field(k) {
+                Some(i) if slots[i].field.is_none() => slots[i].field = Some(v),
+                Some(i) => {
+                    // Both the title and the name given: the first counts.
+                    let e = &model.edges[i];
                     let mut w = ValidationError::new(
                         ErrorKind::UnknownEdge,
                         &model.name,
@@ -266,147 +372,123 @@ impl<'s> RecordCx<'s> {
                 }
             }
         }
+        slots
+    }
 
-        let mut out = Map::new();
-        let mut values: Vec<Vec<Val<'_>>> = Vec::with_capacity(model.edges.len());
-        for (i, edge) in model.edges.iter().enumerate() {
-            let epath = || join(path, &edge.name);
-            // A nested path leads the message (`types[1].name: PokemonType.name ...`); at the top
-            // level it would only repeat the edge the message names already.
-            let lead = |p: &str| {
-                if p == edge.name {
-                    String::new()
+    /// Checks the values `field` gives `edge` (one value, a list, or none) and appends the
+    /// distinct valid ones to `vals` and, normalized, to `normalized` (identical repeats are one
+    /// value). Returns true when some value was invalid (its error is recorded).
+    #[allow(clippy::too_many_arguments)]
+    fn edge_values<'r>(
+        &mut self,
+        model: &'s Model,
+        edge: &'s Edge,
+        field: Option<&'r Value>,
+        path: &str,
+        depth: usize,
+        vals: &mut Vec<Val<'r>>,
+        normalized: &mut Vec<Value>,
+    ) -> bool
+    where
+        's: 'r,
+    {
+        let (items, is_list): (&[Value], bool) = match field {
+            None | Some(Value::Null) => (&[], false),
+            Some(Value::Array(a)) => (a, true),
+            Some(v) => (std::slice::from_ref(v), false),
+        };
+        let start = vals.len();
+        let mut had_invalid = false;
+        for (j, item) in items.iter().filter(|v| !v.is_null()).enumerate() {
+            let ipath = || {
+                let epath = join(path, &edge.name);
+                if is_list {
+                    format!("{epath}[{j}]")
                 } else {
-                    format!("{p}: ")
+                    epath
                 }
             };
-            let (items, is_list): (Vec<&Value>, bool) = match fields[i] {
-                None | Some(Value::Null) => (Vec::new(), false),
-                Some(Value::Array(a)) => (a.iter().filter(|v| !v.is_null()).collect(), true),
-                Some(v) => (vec![v], false),
-            };
-            let mut vals: Vec<Val<'_>> = Vec::with_capacity(items.len());
-            let mut normalized: Vec<Value> = Vec::with_capacity(items.len());
-            let mut had_invalid = false;
-            for (j, item) in items.iter().enumerate() {
-                let ipath = || {
-                    if is_list {
-                        format!("{}[{j}]", epath())
-                    } else {
-                        epath()
-                    }
-                };
-                match self.value(model, edge, item, &ipath, depth) {
-                    Some((v, n)) => {
+            match self.value(model, edge, item, &ipath, depth) {
+                Some((v, n)) => {
+                    if !repeats(&vals[start..], normalized, &v, &n) {
                         vals.push(v);
                         normalized.push(n);
                     }
-                    None => had_invalid = true,
                 }
-            }
-            // Distinct values (identical repeats are fine).
-            let mut distinct: Vec<usize> = Vec::new();
-            for j in 0..normalized.len() {
-                let dup = distinct.iter().any(|&d| {
-                    if matches!(vals[d], Val::Missing) {
-                        normalized[d] == normalized[j]
-                    } else {
-                        val_eq(&vals[d], &vals[j])
-                    }
-                });
-                if !dup {
-                    distinct.push(j);
-                }
-            }
-            if !edge.cardinality.is_multiple() && distinct.len() > 1 {
-                let epath = epath();
-                let shown: Vec<String> = distinct
-                    .iter()
-                    .map(|&d| show_json(&normalized[d]))
-                    .collect();
-                let e = self.err(
-                    model,
-                    Some(edge),
-                    ErrorKind::MultipleValues,
-                    format!(
-                        "{}{}.{} holds one value, found {}: {}",
-                        lead(&epath),
-                        model.name,
-                        edge.name,
-                        distinct.len(),
-                        shown.join(", ")
-                    ),
-                );
-                e.path = Some(epath.clone());
-                e.value = Some(cut(&shown.join(", ")));
-                e.expected = Some(format!("one {}", expected_text(schema, &edge.ty)));
-            }
-            if distinct.is_empty() && !had_invalid && !edge.cardinality.allows_none() {
-                let epath = epath();
-                let is_index = model.is_index_edge(&edge.name);
-                let kind = if is_index {
-                    ErrorKind::MissingIndex
-                } else {
-                    ErrorKind::MissingValue
-                };
-                let e = self.err(
-                    model,
-                    Some(edge),
-                    kind,
-                    format!(
-                        "{}{}.{} is required{} but has no value",
-                        lead(&epath),
-                        model.name,
-                        edge.name,
-                        if is_index { " (index edge)" } else { "" }
-                    ),
-                );
-                e.path = Some(epath.clone());
-                e.expected = Some(format!(
-                    "{}{}",
-                    expected_text(schema, &edge.ty),
-                    edge.cardinality.marker()
-                ));
-            }
-            if edge.cardinality.is_multiple() {
-                let list: Vec<Value> = distinct.iter().map(|&d| normalized[d].clone()).collect();
-                out.insert(edge.name.clone(), Value::Array(list));
-            } else if let Some(&d) = distinct.first() {
-                out.insert(edge.name.clone(), normalized[d].clone());
-            }
-            let kept: Vec<Val<'_>> = distinct.iter().map(|&d| vals[d].clone()).collect();
-            values.push(kept);
-        }
-
-        // Assertions over the record's values.
-        for a in &model.assertions {
-            let idx: Vec<Option<usize>> = a.edges.iter().map(|n| model.edge_position(n)).collect();
-            let lookup =
-                |i: usize| -> &[Val<'_>] { idx[i].map(|p| values[p].as_slice()).unwrap_or(&[]) };
-            if let AssertOutcome::Fails(shown) = check_assertion(a, &lookup) {
-                let mut e = ValidationError::new(
-                    ErrorKind::AssertionFailed,
-                    &model.name,
-                    format!(
-                        "{}assertion `{}` failed for {shown}",
-                        if path.is_empty() {
-                            String::new()
-                        } else {
-                            format!("{path}: ")
-                        },
-                        a.text
-                    ),
-                );
-                e.edges = a.edges.clone();
-                e.value = Some(cut(&shown));
-                e.expected = Some(a.text.clone());
-                e.path = (!path.is_empty()).then(|| path.to_string());
-                self.errors.push(e.at(self.schema, a.span));
+                None => had_invalid = true,
             }
         }
+        had_invalid
+    }
 
-        // Record key for messages of this record's errors.
-        Value::Object(out)
+    /// Checks the number of distinct values of `edge` against its cardinality: more than one
+    /// for a single-valued edge, or none (and none invalid) for a required one.
+    fn check_count(
+        &mut self,
+        model: &Model,
+        edge: &Edge,
+        path: &str,
+        distinct: &[Value],
+        had_invalid: bool,
+    ) {
+        let schema = self.schema;
+        let epath = || join(path, &edge.name);
+        // A nested path leads the message (`types[1].name: PokemonType.name ...`); at the top
+        // level it would only repeat the edge the message names already.
+        let lead = |p: &str| {
+            if p == edge.name {
+                String::new()
+            } else {
+                format!("{p}: ")
+            }
+        };
+        if !edge.cardinality.is_multiple() && distinct.len() > 1 {
+            let epath = epath();
+            let shown: Vec<String> = distinct.iter().map(show_json).collect();
+            let e = self.err(
+                model,
+                Some(edge),
+                ErrorKind::MultipleValues,
+                format!(
+                    "{}{}.{} holds one value, found {}: {}",
+                    lead(&epath),
+                    model.name,
+                    edge.name,
+                    distinct.len(),
+                    shown.join(", ")
+                ),
+            );
+            e.path = Some(epath.clone());
+            e.value = Some(cut(&shown.join(", ")));
+            e.expected = Some(format!("one {}", expected_text(schema, &edge.ty)));
+        }
+        if distinct.is_empty() && !had_invalid && !edge.cardinality.allows_none() {
+            let epath = epath();
+            let is_index = model.is_index_edge(&edge.name);
+            let kind = if is_index {
+                ErrorKind::MissingIndex
+            } else {
+                ErrorKind::MissingValue
+            };
+            let e = self.err(
+                model,
+                Some(edge),
+                kind,
+                format!(
+                    "{}{}.{} is required{} but has no value",
+                    lead(&epath),
+                    model.name,
+                    edge.name,
+                    if is_index { " (index edge)" } else { "" }
+                ),
+            );
+            e.path = Some(epath.clone());
+            e.expected = Some(format!(
+                "{}{}",
+                expected_text(schema, &edge.ty),
+                edge.cardinality.marker()
+            ));
+        }
     }
 
     /// Checks one value of `edge`. Returns the comparable value and the normalized JSON, or
@@ -452,9 +534,11 @@ impl<'s> RecordCx<'s> {
             EdgeKind::Model(target) => {
                 let is_reference = match item {
                     Value::Object(o) => {
+                        let lookup = self.schema.lookup(target);
                         o.keys().all(|k| {
-                            edge_for_field(target, k)
-                                .is_some_and(|(_, e)| target.is_index_edge(&e.name))
+                            lookup
+                                .field(k)
+                                .is_some_and(|i| target.is_index_edge(&target.edges[i].name))
                         }) && !o.is_empty()
                     }
                     _ => true,
