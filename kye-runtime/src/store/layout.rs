@@ -116,6 +116,9 @@ pub(crate) struct ModelLayout {
 pub(crate) struct ModelSql {
     /// Per secondary index: select the primary key of the row holding a value.
     pub unique_selects: Vec<String>,
+    /// Per secondary index: where each of its columns is among the inline columns of
+    /// [`ModelSql::insert`] (`None`: not an inline column).
+    pub unique_positions: Vec<Vec<Option<usize>>>,
     /// Delete the row by primary key.
     pub delete: String,
     /// Per multi-valued edge (in edge order): delete its child rows by parent key.
