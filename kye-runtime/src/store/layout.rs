@@ -125,7 +125,8 @@ pub(crate) struct ModelSql {
     pub child_deletes: Vec<String>,
     /// Insert a row: inline columns in edge order, then the provenance columns.
     pub insert: String,
-    /// The same, doing nothing when the key is already stored (0 rows changed).
+    /// The same, doing nothing when the key is already stored (0 rows changed). A value of
+    /// a secondary index held by another row fails it with `SQLITE_CONSTRAINT_UNIQUE`.
     pub insert_new: String,
     /// Per multi-valued edge (in edge order): insert one child row.
     pub child_inserts: Vec<String>,

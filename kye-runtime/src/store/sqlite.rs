@@ -480,7 +480,8 @@ fn model_sql(l: &ModelLayout) -> &ModelSql {
             unique_positions,
             delete,
             child_deletes,
-            insert_new: format!("{insert} ON CONFLICT DO NOTHING"),
+            // Only a stored key is "nothing to do": a clash on a secondary index is an error.
+            insert_new: format!("{insert} ON CONFLICT ({}) DO NOTHING", list(&key_cols)),
             insert,
             child_inserts,
         }
@@ -816,6 +817,12 @@ impl TimeText {
     }
 }
 
+/// True when an SQLite error is a `UNIQUE` constraint failing.
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+}
+
 /// The child rows of one multi-valued edge of a record: `items` rows of `e.cols.len()`
 /// arguments each, flattened.
 struct ChildRows<'a> {
@@ -843,8 +850,9 @@ impl<'c, 's> BatchWriter<'c, 's> {
     /// Stores one record (and the nested records it carries) inside the caller's transaction.
     ///
     /// Every item error (missing key, a value that does not fit, an index clash) is found
-    /// before this record's own first write. Errors after that point are fatal (they abort
-    /// the batch). Nested records are written first, so a caller storing a record with
+    /// before this record's own first write, or by that write (a secondary index clash
+    /// fails the insert, which SQLite rolls back). Errors after that point are fatal (they
+    /// abort the batch). Nested records are written first, so a caller storing a record with
     /// nested records wraps it in a savepoint; a record without them needs none.
     fn store_record(
         &mut self,
@@ -924,11 +932,9 @@ impl<'c, 's> BatchWriter<'c, 's> {
             }
         }
 
-        // 3. Secondary indexes: a value held by another record is an error.
-        self.check_uniques(l, &row, &key_vals)?;
-
-        // 4. Insert, or replace the stored row and its child rows. Nothing here can fail for
-        // this record's data any more: any error aborts the batch.
+        // 3. Insert, or replace the stored row and its child rows. Past the first
+        // statement nothing can fail for this record's data any more: any error aborts the
+        // batch.
         let sql = model_sql(l);
         row.push(Arg::Value(Sql::Integer(prov.run.0)));
         row.push(Arg::Text(&prov.fetcher));
@@ -936,21 +942,32 @@ impl<'c, 's> BatchWriter<'c, 's> {
             self.times.get(prov.fetched_at).to_string(),
         )));
         row.push(Arg::Value(Sql::Text(content_hash(value))));
-        // A new key takes one statement. The secondary indexes were checked above, so a
-        // conflict here means this key is already stored: replace it.
-        let inserted = self
+        // A new key takes one statement; a value of a secondary index held by another
+        // record fails it (and SQLite undoes it).
+        match self
             .st
             .execute(&sql.insert_new, rusqlite::params_from_iter(&row))
-            .map_err(&sqlerr)?;
-        if inserted == 0 {
-            let keys = || rusqlite::params_from_iter(&key_vals);
-            self.st.execute(&sql.delete, keys()).map_err(&sqlerr)?;
-            for delete in &sql.child_deletes {
-                self.st.execute(delete, keys()).map_err(&sqlerr)?;
+        {
+            Ok(0) => {
+                // The key is stored: replace it, unless the new values of its secondary
+                // indexes are held by other records.
+                self.check_uniques(l, &row, &key_vals)?;
+                let keys = || rusqlite::params_from_iter(&key_vals);
+                self.st.execute(&sql.delete, keys()).map_err(&sqlerr)?;
+                for delete in &sql.child_deletes {
+                    self.st.execute(delete, keys()).map_err(&sqlerr)?;
+                }
+                self.st
+                    .execute(&sql.insert, rusqlite::params_from_iter(&row))
+                    .map_err(&sqlerr)?;
             }
-            self.st
-                .execute(&sql.insert, rusqlite::params_from_iter(&row))
-                .map_err(&sqlerr)?;
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                self.check_uniques(l, &row, &key_vals)?;
+                // No other record holds the values (cannot happen): the error is fatal.
+                return Err(sqlerr(e));
+            }
+            Err(e) => return Err(sqlerr(e)),
         }
         let position = |pos: usize| Arg::Value(Sql::Integer(pos as i64));
         for ((rows, insert), e) in child_rows
@@ -1605,7 +1622,8 @@ impl Store for SqliteStore {
                         }
                     } else {
                         // Item errors of a record without nested records come before its
-                        // first write: nothing to roll back.
+                        // first write or fail that write, which SQLite undoes: nothing to
+                        // roll back.
                         w.store_record(&r.model, &r.value, &r.provenance, 0)
                     }
                 }
