@@ -701,6 +701,28 @@ struct PendingKey {
     drift: Vec<DriftWrite>,
 }
 
+impl PendingKey {
+    /// The key outcome to store, with the final status, moved out (not cloned: the writer
+    /// needs only `model`, `key`, `status` and `reason` of the key afterwards).
+    fn take_outcome(&mut self) -> KeyOutcomeWrite {
+        let empty = KeyOutcomeWrite {
+            run: self.outcome.run,
+            model: String::new(),
+            key: IndexKey {
+                edges: Vec::new(),
+                values: Vec::new(),
+            },
+            status: self.status,
+            reason: None,
+            at: self.outcome.at,
+        };
+        let mut o = std::mem::replace(&mut self.outcome, empty);
+        o.status = self.status;
+        o.reason = self.reason.clone();
+        o
+    }
+}
+
 /// Counters the driver updates and the writer reports in progress.
 #[derive(Default)]
 struct Live {
@@ -776,8 +798,8 @@ impl Writer {
         let mut pending = std::mem::take(&mut self.buffer);
         let mut store = self.inner.store.lock().unwrap_or_else(|p| p.into_inner());
         // Phase 1: records, rejects, drift.
-        let mut items = Vec::new();
-        let mut owners = Vec::new();
+        let mut items = Vec::with_capacity(pending.len());
+        let mut owners = Vec::with_capacity(pending.len());
         for (i, p) in pending.iter_mut().enumerate() {
             if let Some(r) = p.record.take() {
                 items.push(WriteItem::Record(r));
@@ -807,13 +829,8 @@ impl Writer {
         }
         // Phase 2: key outcomes, with the final status.
         let outcomes: Vec<WriteItem> = pending
-            .iter()
-            .map(|p| {
-                let mut o = p.outcome.clone();
-                o.status = p.status;
-                o.reason = p.reason.clone();
-                WriteItem::KeyOutcome(o)
-            })
+            .iter_mut()
+            .map(|p| WriteItem::KeyOutcome(p.take_outcome()))
             .collect();
         let results = store
             .write_batch(&outcomes)

@@ -743,7 +743,11 @@ fn has_nested_records(layouts: &HashMap<String, ModelLayout>, model: &str, value
         return false;
     };
     l.edges.iter().any(|e| {
-        let (Some(target), Some(v)) = (e.target.as_deref(), edge_value(obj, e)) else {
+        // Edges without a target model first: no lookup in the record for them.
+        let Some(target) = e.target.as_deref() else {
+            return false;
+        };
+        let Some(v) = edge_value(obj, e) else {
             return false;
         };
         let Some(tl) = layouts.get(target) else {
@@ -916,7 +920,10 @@ impl<'c, 's> BatchWriter<'c, 's> {
         // 2. Nested records of their own model (written now; the caller holds a savepoint).
         if depth < MAX_NESTING {
             for e in l.edges.iter() {
-                let (Some(target), Some(v)) = (e.target.as_deref(), edge_value(obj, e)) else {
+                let Some(target) = e.target.as_deref() else {
+                    continue;
+                };
+                let Some(v) = edge_value(obj, e) else {
                     continue;
                 };
                 let Some(tl) = layouts.get(target) else {
