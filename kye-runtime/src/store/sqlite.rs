@@ -669,12 +669,13 @@ fn edge_args<'a>(
 }
 
 /// Items of a multi-valued edge's value (an array; a lone value counts as one item).
-fn items(v: Option<&Value>) -> Vec<&Value> {
-    match v {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a.iter().filter(|x| !x.is_null()).collect(),
-        Some(other) => vec![other],
-    }
+fn items(v: Option<&Value>) -> impl Iterator<Item = &Value> {
+    let all: &[Value] = match v {
+        None | Some(Value::Null) => &[],
+        Some(Value::Array(a)) => a,
+        Some(other) => std::slice::from_ref(other),
+    };
+    all.iter().filter(|x| !x.is_null())
 }
 
 /// True when a nested value carries a record of its own (more than index edges).
@@ -754,7 +755,11 @@ fn has_nested_records(layouts: &HashMap<String, ModelLayout>, model: &str, value
             return false;
         };
         let idx = index_edges(tl);
-        let nested: Vec<&Value> = if e.multiple { items(Some(v)) } else { vec![v] };
+        let nested: Vec<&Value> = if e.multiple {
+            items(Some(v)).collect()
+        } else {
+            vec![v]
+        };
         nested.into_iter().any(|n| is_full_record(tl, &idx, n))
     })
 }
@@ -930,7 +935,11 @@ impl<'c, 's> BatchWriter<'c, 's> {
                     continue;
                 };
                 let idx = index_edges(tl);
-                let nested: Vec<&Value> = if e.multiple { items(Some(v)) } else { vec![v] };
+                let nested: Vec<&Value> = if e.multiple {
+                    items(Some(v)).collect()
+                } else {
+                    vec![v]
+                };
                 for n in nested {
                     if is_full_record(tl, &idx, n) {
                         self.store_record(target, n, prov, depth + 1)?;
