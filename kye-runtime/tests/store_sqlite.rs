@@ -293,6 +293,52 @@ fn index_clashes_within_a_batch_and_on_replace_leave_nothing_behind() {
     );
 }
 
+/// Every count of items comes back whole and in order, with positions 0, 1, 2, ..., also
+/// after the record is stored again.
+#[test]
+fn any_number_of_items_is_stored_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir);
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    let counts = [0usize, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 40];
+    let tags = |n: usize| -> Vec<String> { (0..n).map(|i| format!("tag{i}")).collect() };
+    let batch: Vec<WriteItem> = counts
+        .iter()
+        .map(|&n| {
+            let mut v = pikachu();
+            v["id"] = json!(n);
+            v["name"] = json!(format!("p{n}"));
+            v["tags"] = json!(tags(n));
+            record(run, "Pokemon", v)
+        })
+        .collect();
+    let res = s.write_batch(&batch).unwrap();
+    assert!(res.iter().all(Result::is_ok), "{res:?}");
+    // Storing them again replaces the child rows.
+    let res = s.write_batch(&batch).unwrap();
+    assert!(res.iter().all(Result::is_ok), "{res:?}");
+    let stored = s.records(&RecordQuery::new("Pokemon")).unwrap();
+    assert_eq!(stored.len(), counts.len());
+    for (r, &n) in stored.iter().zip(&counts) {
+        assert_eq!(r["id"], json!(n));
+        assert_eq!(r["tags"], json!(tags(n)), "{n} items");
+        let positions: Vec<i64> = s
+            .connection()
+            .prepare("SELECT _kye_position FROM Pokemon__tags WHERE id = ?1 ORDER BY value")
+            .unwrap()
+            .query_map([n as i64], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut want: Vec<(String, i64)> = (0..n).map(|i| (format!("tag{i}"), i as i64)).collect();
+        want.sort();
+        assert_eq!(
+            positions,
+            want.into_iter().map(|(_, p)| p).collect::<Vec<_>>()
+        );
+    }
+}
+
 #[test]
 fn rejects_drift_and_key_outcomes_are_kept() {
     let dir = tempfile::tempdir().unwrap();
