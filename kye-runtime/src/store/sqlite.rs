@@ -679,10 +679,10 @@ fn items(v: Option<&Value>) -> impl Iterator<Item = &Value> {
 }
 
 /// True when a nested value carries a record of its own (more than index edges).
-fn is_full_record(target: &ModelLayout, all_index_edges: &HashSet<&str>, v: &Value) -> bool {
+fn is_full_record(target: &ModelLayout, v: &Value) -> bool {
     match v {
         Value::Object(o) => o.keys().any(|k| {
-            !all_index_edges.contains(k.as_str())
+            !is_index_edge(target, k)
                 && target
                     .edges
                     .iter()
@@ -728,13 +728,13 @@ fn with_key(e: StoreError, key: impl FnOnce() -> String) -> StoreError {
     }
 }
 
-/// Every edge of any index of `l` (a nested object with only these is a reference).
-fn index_edges(l: &ModelLayout) -> HashSet<&str> {
+/// True when `edge` is an edge of any index of `l` (a nested object with only these is a
+/// reference). Indexes have few edges: comparing them beats building a set per value.
+fn is_index_edge(l: &ModelLayout, edge: &str) -> bool {
     l.key_edges
         .iter()
         .chain(l.uniques.iter().flat_map(|u| u.edges.iter()))
-        .map(String::as_str)
-        .collect()
+        .any(|e| e == edge)
 }
 
 /// True when storing this record also stores nested records (which then needs a savepoint,
@@ -754,13 +754,12 @@ fn has_nested_records(layouts: &HashMap<String, ModelLayout>, model: &str, value
         let Some(tl) = layouts.get(target) else {
             return false;
         };
-        let idx = index_edges(tl);
         let nested: Vec<&Value> = if e.multiple {
             items(Some(v)).collect()
         } else {
             vec![v]
         };
-        nested.into_iter().any(|n| is_full_record(tl, &idx, n))
+        nested.into_iter().any(|n| is_full_record(tl, n))
     })
 }
 
@@ -934,14 +933,13 @@ impl<'c, 's> BatchWriter<'c, 's> {
                 let Some(tl) = layouts.get(target) else {
                     continue;
                 };
-                let idx = index_edges(tl);
                 let nested: Vec<&Value> = if e.multiple {
                     items(Some(v)).collect()
                 } else {
                     vec![v]
                 };
                 for n in nested {
-                    if is_full_record(tl, &idx, n) {
+                    if is_full_record(tl, n) {
                         self.store_record(target, n, prov, depth + 1)?;
                     }
                 }
