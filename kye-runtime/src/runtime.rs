@@ -859,8 +859,8 @@ impl Writer {
         let mut pending = std::mem::take(&mut self.buffer);
         let mut store = self.inner.store.lock().unwrap_or_else(|p| p.into_inner());
         // Phase 1: records, rejects, drift.
-        let mut items = Vec::new();
-        let mut owners = Vec::new();
+        let mut items = Vec::with_capacity(pending.len());
+        let mut owners = Vec::with_capacity(pending.len());
         for (i, p) in pending.iter_mut().enumerate() {
             if let Some(r) = p.record.take() {
                 items.push(WriteItem::Record(r));

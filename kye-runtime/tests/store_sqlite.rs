@@ -210,6 +210,135 @@ fn secondary_index_clash_is_an_item_error_not_an_overwrite() {
     assert_eq!(names, vec![json!("pikachu"), json!("raichu")]);
 }
 
+/// Index clashes of records without nested records (which are stored without a savepoint):
+/// between records of one batch, and when a stored key is replaced.
+#[test]
+fn index_clashes_within_a_batch_and_on_replace_leave_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir);
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    // `types` holds bare references: no nested record.
+    let plain = |id: i64, name: &str, tag: &str| {
+        record(
+            run,
+            "Pokemon",
+            json!({"id": id, "name": name, "weight": 1, "types": [{"name": "electric"}], "tags": [tag]}),
+        )
+    };
+    let name_of = |s: &SqliteStore, id: i64| -> String {
+        s.connection()
+            .query_row("SELECT name FROM Pokemon WHERE id = ?1", [id], |r| r.get(0))
+            .unwrap()
+    };
+    let clash = |r: &Result<(), StoreError>, existing_id: i64, incoming_id: i64| match r {
+        Err(StoreError::IndexConflict {
+            index,
+            value,
+            existing,
+            incoming,
+            ..
+        }) => {
+            assert_eq!(index, "(name)");
+            assert_eq!(value, "\"a\"");
+            assert_eq!(existing, &format!("id = {existing_id}"));
+            assert_eq!(incoming, &format!("id = {incoming_id}"));
+        }
+        other => panic!("expected an index conflict, got {other:?}"),
+    };
+
+    let res = s
+        .write_batch(&[
+            plain(1, "a", "t1"),
+            plain(2, "a", "t2"),
+            plain(3, "c", "t3"),
+        ])
+        .unwrap();
+    assert!(res[0].is_ok() && res[2].is_ok(), "{res:?}");
+    clash(&res[1], 1, 2);
+    assert_eq!(count(&s, "SELECT count(*) FROM Pokemon"), 2);
+    assert_eq!(
+        count(&s, "SELECT count(*) FROM Pokemon__tags WHERE value = 't2'"),
+        0
+    );
+
+    // Replacing 3 with a name 1 holds fails and keeps 3 as it was; 1 gives the name up.
+    let res = s
+        .write_batch(&[plain(3, "a", "t3x"), plain(1, "b", "t1x")])
+        .unwrap();
+    clash(&res[0], 1, 3);
+    assert!(res[1].is_ok(), "{res:?}");
+    assert_eq!(name_of(&s, 3), "c");
+    assert_eq!(
+        count(&s, "SELECT count(*) FROM Pokemon__tags WHERE value = 't3'"),
+        1
+    );
+    assert_eq!(
+        count(&s, "SELECT count(*) FROM Pokemon__tags WHERE value = 't3x'"),
+        0
+    );
+    assert_eq!(name_of(&s, 1), "b");
+
+    // Now free, the name can be taken; storing a record again with its own name is no clash.
+    let res = s
+        .write_batch(&[plain(3, "a", "t3y"), plain(3, "a", "t3z")])
+        .unwrap();
+    assert!(res.iter().all(Result::is_ok), "{res:?}");
+    assert_eq!(name_of(&s, 3), "a");
+    assert_eq!(
+        count(
+            &s,
+            "SELECT count(*) FROM Pokemon__tags WHERE value LIKE 't3%'"
+        ),
+        1
+    );
+}
+
+/// Every count of items comes back whole and in order, with positions 0, 1, 2, ..., also
+/// after the record is stored again.
+#[test]
+fn any_number_of_items_is_stored_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(&dir);
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    let counts = [0usize, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 40];
+    let tags = |n: usize| -> Vec<String> { (0..n).map(|i| format!("tag{i}")).collect() };
+    let batch: Vec<WriteItem> = counts
+        .iter()
+        .map(|&n| {
+            let mut v = pikachu();
+            v["id"] = json!(n);
+            v["name"] = json!(format!("p{n}"));
+            v["tags"] = json!(tags(n));
+            record(run, "Pokemon", v)
+        })
+        .collect();
+    let res = s.write_batch(&batch).unwrap();
+    assert!(res.iter().all(Result::is_ok), "{res:?}");
+    // Storing them again replaces the child rows.
+    let res = s.write_batch(&batch).unwrap();
+    assert!(res.iter().all(Result::is_ok), "{res:?}");
+    let stored = s.records(&RecordQuery::new("Pokemon")).unwrap();
+    assert_eq!(stored.len(), counts.len());
+    for (r, &n) in stored.iter().zip(&counts) {
+        assert_eq!(r["id"], json!(n));
+        assert_eq!(r["tags"], json!(tags(n)), "{n} items");
+        let positions: Vec<i64> = s
+            .connection()
+            .prepare("SELECT _kye_position FROM Pokemon__tags WHERE id = ?1 ORDER BY value")
+            .unwrap()
+            .query_map([n as i64], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut want: Vec<(String, i64)> = (0..n).map(|i| (format!("tag{i}"), i as i64)).collect();
+        want.sort();
+        assert_eq!(
+            positions,
+            want.into_iter().map(|(_, p)| p).collect::<Vec<_>>()
+        );
+    }
+}
+
 #[test]
 fn rejects_drift_and_key_outcomes_are_kept() {
     let dir = tempfile::tempdir().unwrap();

@@ -116,13 +116,17 @@ pub(crate) struct ModelLayout {
 pub(crate) struct ModelSql {
     /// Per secondary index: select the primary key of the row holding a value.
     pub unique_selects: Vec<String>,
+    /// Per secondary index: where each of its columns is among the inline columns of
+    /// [`ModelSql::insert`] (`None`: not an inline column).
+    pub unique_positions: Vec<Vec<Option<usize>>>,
     /// Delete the row by primary key.
     pub delete: String,
     /// Per multi-valued edge (in edge order): delete its child rows by parent key.
     pub child_deletes: Vec<String>,
     /// Insert a row: inline columns in edge order, then the provenance columns.
     pub insert: String,
-    /// The same, doing nothing when the key is already stored (0 rows changed).
+    /// The same, doing nothing when the key is already stored (0 rows changed). A value of
+    /// a secondary index held by another row fails it with `SQLITE_CONSTRAINT_UNIQUE`.
     pub insert_new: String,
     /// Per multi-valued edge (in edge order): insert one child row.
     pub child_inserts: Vec<String>,

@@ -5,8 +5,10 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use kye_lang::Schema;
-use rusqlite::types::{Value as Sql, ValueRef};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::types::{ToSql, ToSqlOutput, Value as Sql, ValueRef};
+use rusqlite::{
+    params, CachedStatement, Connection, OpenFlags, OptionalExtension, TransactionBehavior,
+};
 use serde_json::{Map, Value};
 
 use super::key::{as_integral, canonical_json, content_hash, cut};
@@ -463,11 +465,23 @@ fn model_sql(l: &ModelLayout) -> &ModelSql {
                 )
             })
             .collect();
+        let unique_positions = l
+            .uniques
+            .iter()
+            .map(|u| {
+                u.cols
+                    .iter()
+                    .map(|c| names.iter().position(|n| n == c))
+                    .collect()
+            })
+            .collect();
         ModelSql {
             unique_selects,
+            unique_positions,
             delete,
             child_deletes,
-            insert_new: format!("{insert} ON CONFLICT DO NOTHING"),
+            // Only a stored key is "nothing to do": a clash on a secondary index is an error.
+            insert_new: format!("{insert} ON CONFLICT ({}) DO NOTHING", list(&key_cols)),
             insert,
             child_inserts,
         }
@@ -520,6 +534,50 @@ fn to_sql(v: &Value, prim: Prim) -> Result<Sql, String> {
     })
 }
 
+/// One SQL argument of a record being stored: text borrowed from the record, or a value
+/// converted from it. Binding it copies nothing until SQLite copies the bytes.
+#[derive(Debug, Clone, PartialEq)]
+enum Arg<'a> {
+    Text(&'a str),
+    Value(Sql),
+}
+
+impl Arg<'_> {
+    fn is_null(&self) -> bool {
+        matches!(self, Arg::Value(Sql::Null))
+    }
+
+    /// An owned copy (for messages and comparisons on error paths).
+    fn to_sql_value(&self) -> Sql {
+        match self {
+            Arg::Text(s) => Sql::Text((*s).to_string()),
+            Arg::Value(v) => v.clone(),
+        }
+    }
+}
+
+impl ToSql for Arg<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            Arg::Text(s) => ValueRef::Text(s.as_bytes()),
+            Arg::Value(v) => ValueRef::from(v),
+        }))
+    }
+}
+
+/// Owned copies of `args`.
+fn to_sql_values(args: &[Arg<'_>]) -> Vec<Sql> {
+    args.iter().map(Arg::to_sql_value).collect()
+}
+
+/// [`to_sql`] borrowing strings stored as text instead of copying them.
+fn to_arg(v: &Value, prim: Prim) -> Result<Arg<'_>, String> {
+    match (v, prim) {
+        (Value::String(s), Prim::String) => Ok(Arg::Text(s)),
+        _ => to_sql(v, prim).map(Arg::Value),
+    }
+}
+
 fn number_sql(n: &serde_json::Number) -> Sql {
     match as_integral(n) {
         Some(i) => Sql::Integer(i),
@@ -565,14 +623,25 @@ fn edge_value<'a>(obj: &'a Map<String, Value>, e: &EdgeLayout) -> Option<&'a Val
 
 /// The SQL values of an edge's columns for one value of the edge.
 fn edge_cols_sql(model: &str, e: &EdgeLayout, v: Option<&Value>) -> Result<Vec<Sql>, StoreError> {
+    let mut args = Vec::with_capacity(e.cols.len());
+    edge_args(model, e, v, &mut args)?;
+    Ok(to_sql_values(&args))
+}
+
+/// Appends the arguments of an edge's columns for one value of the edge to `out`.
+fn edge_args<'a>(
+    model: &str,
+    e: &EdgeLayout,
+    v: Option<&'a Value>,
+    out: &mut Vec<Arg<'a>>,
+) -> Result<(), StoreError> {
     let single = e.cols.len() == 1;
-    e.cols
-        .iter()
-        .map(|c| {
-            let x = v.and_then(|v| extract(v, &c.path, single));
-            match x {
-                None => Ok(Sql::Null),
-                Some(Value::Object(_)) | Some(Value::Array(_)) => Err(StoreError::InvalidValue {
+    for c in &e.cols {
+        let x = v.and_then(|v| extract(v, &c.path, single));
+        let arg = match x {
+            None => Arg::Value(Sql::Null),
+            Some(Value::Object(_)) | Some(Value::Array(_)) => {
+                return Err(StoreError::InvalidValue {
                     model: model.to_string(),
                     key: String::new(),
                     edge: e.name.clone(),
@@ -585,32 +654,35 @@ fn edge_cols_sql(model: &str, e: &EdgeLayout, v: Option<&Value>) -> Result<Vec<S
                         },
                         cut(&canonical_json(x.unwrap_or(&Value::Null)), 80)
                     ),
-                }),
-                Some(x) => to_sql(x, c.prim).map_err(|message| StoreError::InvalidValue {
-                    model: model.to_string(),
-                    key: String::new(),
-                    edge: e.name.clone(),
-                    message,
-                }),
+                })
             }
-        })
-        .collect()
+            Some(x) => to_arg(x, c.prim).map_err(|message| StoreError::InvalidValue {
+                model: model.to_string(),
+                key: String::new(),
+                edge: e.name.clone(),
+                message,
+            })?,
+        };
+        out.push(arg);
+    }
+    Ok(())
 }
 
 /// Items of a multi-valued edge's value (an array; a lone value counts as one item).
-fn items(v: Option<&Value>) -> Vec<&Value> {
-    match v {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a.iter().filter(|x| !x.is_null()).collect(),
-        Some(other) => vec![other],
-    }
+fn items(v: Option<&Value>) -> impl Iterator<Item = &Value> {
+    let all: &[Value] = match v {
+        None | Some(Value::Null) => &[],
+        Some(Value::Array(a)) => a,
+        Some(other) => std::slice::from_ref(other),
+    };
+    all.iter().filter(|x| !x.is_null())
 }
 
 /// True when a nested value carries a record of its own (more than index edges).
-fn is_full_record(target: &ModelLayout, all_index_edges: &HashSet<&str>, v: &Value) -> bool {
+fn is_full_record(target: &ModelLayout, v: &Value) -> bool {
     match v {
         Value::Object(o) => o.keys().any(|k| {
-            !all_index_edges.contains(k.as_str())
+            !is_index_edge(target, k)
                 && target
                     .edges
                     .iter()
@@ -656,13 +728,13 @@ fn with_key(e: StoreError, key: impl FnOnce() -> String) -> StoreError {
     }
 }
 
-/// Every edge of any index of `l` (a nested object with only these is a reference).
-fn index_edges(l: &ModelLayout) -> HashSet<&str> {
+/// True when `edge` is an edge of any index of `l` (a nested object with only these is a
+/// reference). Indexes have few edges: comparing them beats building a set per value.
+fn is_index_edge(l: &ModelLayout, edge: &str) -> bool {
     l.key_edges
         .iter()
         .chain(l.uniques.iter().flat_map(|u| u.edges.iter()))
-        .map(String::as_str)
-        .collect()
+        .any(|e| e == edge)
 }
 
 /// True when storing this record also stores nested records (which then needs a savepoint,
@@ -672,190 +744,321 @@ fn has_nested_records(layouts: &HashMap<String, ModelLayout>, model: &str, value
         return false;
     };
     l.edges.iter().any(|e| {
-        let (Some(target), Some(v)) = (e.target.as_deref(), edge_value(obj, e)) else {
+        // Edges without a target model first: no lookup in the record for them.
+        let Some(target) = e.target.as_deref() else {
+            return false;
+        };
+        let Some(v) = edge_value(obj, e) else {
             return false;
         };
         let Some(tl) = layouts.get(target) else {
             return false;
         };
-        let idx = index_edges(tl);
-        let nested: Vec<&Value> = if e.multiple { items(Some(v)) } else { vec![v] };
-        nested.into_iter().any(|n| is_full_record(tl, &idx, n))
+        let nested: Vec<&Value> = if e.multiple {
+            items(Some(v)).collect()
+        } else {
+            vec![v]
+        };
+        nested.into_iter().any(|n| is_full_record(tl, n))
     })
 }
 
-/// Stores one record (and the nested records it carries) inside the caller's transaction.
+/// The statements one `write_batch` runs, each prepared once per batch.
 ///
-/// Every item error (missing key, a value that does not fit, an index clash) is found
-/// before this record's own first write. Errors after that point are fatal (they abort the
-/// batch). Nested records are written first, so a caller storing a record with nested
-/// records wraps it in a savepoint; a record without them needs none.
-fn store_record(
-    conn: &Connection,
-    path: &Path,
-    layouts: &HashMap<String, ModelLayout>,
-    model: &str,
-    value: &Value,
-    prov: &Provenance,
-    depth: usize,
-) -> Result<(), StoreError> {
-    let sqlerr = |source: rusqlite::Error| StoreError::Sqlite {
+/// `prepare_cached` hashes and compares the whole SQL text on every call; here a statement
+/// is found by the address of its text. That is sound because every text is borrowed for
+/// `'s` (the layouts' statements, string literals), so none is freed and its address reused
+/// while the batch runs.
+struct Statements<'c, 's> {
+    conn: &'c Connection,
+    prepared: Vec<(&'s str, CachedStatement<'c>)>,
+}
+
+impl<'c, 's> Statements<'c, 's> {
+    fn new(conn: &'c Connection) -> Self {
+        Statements {
+            conn,
+            prepared: Vec::new(),
+        }
+    }
+
+    /// The statement of `sql`, prepared (from the connection's cache) on first use.
+    fn get(&mut self, sql: &'s str) -> rusqlite::Result<&mut CachedStatement<'c>> {
+        let i = match self
+            .prepared
+            .iter()
+            .position(|(s, _)| std::ptr::eq(*s, sql))
+        {
+            Some(i) => i,
+            None => {
+                let st = self.conn.prepare_cached(sql)?;
+                self.prepared.push((sql, st));
+                self.prepared.len() - 1
+            }
+        };
+        Ok(&mut self.prepared[i].1)
+    }
+
+    /// Runs `sql` with `args`: the number of rows changed.
+    fn execute<P: rusqlite::Params>(&mut self, sql: &'s str, args: P) -> rusqlite::Result<usize> {
+        self.get(sql)?.execute(args)
+    }
+}
+
+/// The text of the last timestamp formatted, reused while timestamps repeat (a batch's
+/// records and outcomes mostly share a few milliseconds).
+#[derive(Default)]
+struct TimeText {
+    last: Option<(Timestamp, String)>,
+}
+
+impl TimeText {
+    fn get(&mut self, t: Timestamp) -> &str {
+        match &mut self.last {
+            Some((at, text)) if *at == t => {}
+            last => *last = Some((t, t.to_string())),
+        }
+        self.last
+            .as_ref()
+            .map(|(_, s)| s.as_str())
+            .unwrap_or_default()
+    }
+}
+
+/// True when an SQLite error is a `UNIQUE` constraint failing.
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+}
+
+/// The child rows of one multi-valued edge of a record: `items` rows of `e.cols.len()`
+/// arguments each, flattened.
+struct ChildRows<'a> {
+    items: usize,
+    args: Vec<Arg<'a>>,
+}
+
+/// Wraps an SQLite error of the database at `path`.
+fn sql_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Sqlite {
         path: path.to_path_buf(),
         source,
-    };
-    let l = layouts.get(model).ok_or_else(|| StoreError::UnknownModel {
-        model: model.to_string(),
-    })?;
-    let obj = value.as_object().ok_or_else(|| StoreError::InvalidValue {
-        model: model.to_string(),
-        key: String::new(),
-        edge: String::new(),
-        message: format!(
-            "a record must be a JSON object, got {}",
-            cut(&canonical_json(value), 80)
-        ),
-    })?;
+    }
+}
 
-    // 1. Compute everything: key, inline columns, child rows.
-    let mut key_vals = Vec::with_capacity(l.key.len());
-    for e in l.key_edges.iter() {
-        let edge = l.edge(e).ok_or_else(|| StoreError::UnknownModel {
+/// Writes the records of one batch inside its transaction.
+struct BatchWriter<'c, 's> {
+    st: Statements<'c, 's>,
+    path: &'s Path,
+    layouts: &'s HashMap<String, ModelLayout>,
+    times: TimeText,
+}
+
+impl<'c, 's> BatchWriter<'c, 's> {
+    /// Stores one record (and the nested records it carries) inside the caller's transaction.
+    ///
+    /// Every item error (missing key, a value that does not fit, an index clash) is found
+    /// before this record's own first write, or by that write (a secondary index clash
+    /// fails the insert, which SQLite rolls back). Errors after that point are fatal (they
+    /// abort the batch). Nested records are written first, so a caller storing a record with
+    /// nested records wraps it in a savepoint; a record without them needs none.
+    fn store_record(
+        &mut self,
+        model: &str,
+        value: &Value,
+        prov: &Provenance,
+        depth: usize,
+    ) -> Result<(), StoreError> {
+        let layouts = self.layouts;
+        let sqlerr = sql_error(self.path);
+        let l = layouts.get(model).ok_or_else(|| StoreError::UnknownModel {
             model: model.to_string(),
         })?;
-        let vals = edge_cols_sql(model, edge, edge_value(obj, edge))?;
-        if vals.iter().any(|v| matches!(v, Sql::Null)) {
-            return Err(StoreError::MissingKey {
+        let obj = value.as_object().ok_or_else(|| StoreError::InvalidValue {
+            model: model.to_string(),
+            key: String::new(),
+            edge: String::new(),
+            message: format!(
+                "a record must be a JSON object, got {}",
+                cut(&canonical_json(value), 80)
+            ),
+        })?;
+
+        // 1. Compute everything: key, inline columns, child rows.
+        let mut key_vals = Vec::with_capacity(l.key.len());
+        for e in l.key_edges.iter() {
+            let edge = l.edge(e).ok_or_else(|| StoreError::UnknownModel {
                 model: model.to_string(),
-                edge: e.clone(),
-            });
-        }
-        key_vals.extend(vals);
-    }
-    let key_text = || key_display(l, &key_vals);
-    let mut inline: Vec<(&str, Sql)> = Vec::new();
-    let mut child_rows: Vec<Vec<Vec<Sql>>> = Vec::new();
-    for e in l.edges.iter() {
-        let v = edge_value(obj, e);
-        if e.multiple {
-            let mut rows = Vec::new();
-            for item in items(v) {
-                rows.push(edge_cols_sql(model, e, Some(item)).map_err(|x| with_key(x, key_text))?);
-            }
-            child_rows.push(rows);
-        } else {
-            let vals = edge_cols_sql(model, e, v).map_err(|x| with_key(x, key_text))?;
-            for (c, s) in e.cols.iter().zip(vals) {
-                inline.push((c.name.as_str(), s));
-            }
-        }
-    }
-
-    // 2. Nested records of their own model (written now; the caller holds a savepoint).
-    if depth < MAX_NESTING {
-        for e in l.edges.iter() {
-            let (Some(target), Some(v)) = (e.target.as_deref(), edge_value(obj, e)) else {
-                continue;
-            };
-            let Some(tl) = layouts.get(target) else {
-                continue;
-            };
-            let idx = index_edges(tl);
-            let nested: Vec<&Value> = if e.multiple { items(Some(v)) } else { vec![v] };
-            for n in nested {
-                if is_full_record(tl, &idx, n) {
-                    store_record(conn, path, layouts, target, n, prov, depth + 1)?;
-                }
-            }
-        }
-    }
-
-    // 3. Secondary indexes: a value held by another record is an error, not an overwrite.
-    let sql = model_sql(l);
-    for (u, select) in l.uniques.iter().zip(&sql.unique_selects) {
-        let vals: Vec<&Sql> = u
-            .cols
-            .iter()
-            .map(|c| {
-                inline
-                    .iter()
-                    .find(|(n, _)| n == c)
-                    .map(|(_, v)| v)
-                    .unwrap_or(&Sql::Null)
-            })
-            .collect();
-        if vals.iter().any(|v| matches!(v, Sql::Null)) {
-            continue;
-        }
-        let mut st = conn.prepare_cached(select).map_err(sqlerr)?;
-        let existing: Option<Vec<Sql>> = st
-            .query_row(rusqlite::params_from_iter(vals.iter()), |r| {
-                (0..l.key.len()).map(|i| r.get::<_, Sql>(i)).collect()
-            })
-            .optional()
-            .map_err(sqlerr)?;
-        if let Some(existing) = existing {
-            let same = existing
-                .iter()
-                .zip(&key_vals)
-                .all(|(a, b)| canonical_json(&sql_to_json(a)) == canonical_json(&sql_to_json(b)));
-            if !same {
-                return Err(StoreError::IndexConflict {
+            })?;
+            let start = key_vals.len();
+            edge_args(model, edge, edge_value(obj, edge), &mut key_vals)?;
+            if key_vals[start..].iter().any(Arg::is_null) {
+                return Err(StoreError::MissingKey {
                     model: model.to_string(),
-                    index: format!("({})", u.edges.join(", ")),
-                    value: vals
-                        .iter()
-                        .map(|v| cut(&canonical_json(&sql_to_json(v)), 100))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    existing: key_display(l, &existing),
-                    incoming: key_text(),
+                    edge: e.clone(),
                 });
             }
         }
+        let key_text = || key_display(l, &to_sql_values(&key_vals));
+        // The inserted row: inline columns in edge order, then provenance.
+        let mut row: Vec<Arg> = Vec::with_capacity(l.edges.len() + layout::PROVENANCE.len());
+        let mut child_rows: Vec<ChildRows> = Vec::new();
+        for e in l.edges.iter() {
+            let v = edge_value(obj, e);
+            if e.multiple {
+                let mut rows = ChildRows {
+                    items: 0,
+                    args: Vec::new(),
+                };
+                for item in items(v) {
+                    edge_args(model, e, Some(item), &mut rows.args)
+                        .map_err(|x| with_key(x, key_text))?;
+                    rows.items += 1;
+                }
+                child_rows.push(rows);
+            } else {
+                edge_args(model, e, v, &mut row).map_err(|x| with_key(x, key_text))?;
+            }
+        }
+
+        // 2. Nested records of their own model (written now; the caller holds a savepoint).
+        if depth < MAX_NESTING {
+            for e in l.edges.iter() {
+                let Some(target) = e.target.as_deref() else {
+                    continue;
+                };
+                let Some(v) = edge_value(obj, e) else {
+                    continue;
+                };
+                let Some(tl) = layouts.get(target) else {
+                    continue;
+                };
+                let nested: Vec<&Value> = if e.multiple {
+                    items(Some(v)).collect()
+                } else {
+                    vec![v]
+                };
+                for n in nested {
+                    if is_full_record(tl, n) {
+                        self.store_record(target, n, prov, depth + 1)?;
+                    }
+                }
+            }
+        }
+
+        // 3. Insert, or replace the stored row and its child rows. Past the first
+        // statement nothing can fail for this record's data any more: any error aborts the
+        // batch.
+        let sql = model_sql(l);
+        row.push(Arg::Value(Sql::Integer(prov.run.0)));
+        row.push(Arg::Text(&prov.fetcher));
+        row.push(Arg::Value(Sql::Text(
+            self.times.get(prov.fetched_at).to_string(),
+        )));
+        row.push(Arg::Value(Sql::Text(content_hash(value))));
+        // A new key takes one statement; a value of a secondary index held by another
+        // record fails it (and SQLite undoes it).
+        match self
+            .st
+            .execute(&sql.insert_new, rusqlite::params_from_iter(&row))
+        {
+            Ok(0) => {
+                // The key is stored: replace it, unless the new values of its secondary
+                // indexes are held by other records.
+                self.check_uniques(l, &row, &key_vals)?;
+                let keys = || rusqlite::params_from_iter(&key_vals);
+                self.st.execute(&sql.delete, keys()).map_err(&sqlerr)?;
+                for delete in &sql.child_deletes {
+                    self.st.execute(delete, keys()).map_err(&sqlerr)?;
+                }
+                self.st
+                    .execute(&sql.insert, rusqlite::params_from_iter(&row))
+                    .map_err(&sqlerr)?;
+            }
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                self.check_uniques(l, &row, &key_vals)?;
+                // No other record holds the values (cannot happen): the error is fatal.
+                return Err(sqlerr(e));
+            }
+            Err(e) => return Err(sqlerr(e)),
+        }
+        let position = |pos: usize| Arg::Value(Sql::Integer(pos as i64));
+        for ((rows, insert), e) in child_rows
+            .iter()
+            .zip(&sql.child_inserts)
+            .zip(l.edges.iter().filter(|e| e.multiple))
+        {
+            let width = e.cols.len();
+            for pos in 0..rows.items {
+                let pos_arg = position(pos);
+                let item = &rows.args[pos * width..(pos + 1) * width];
+                let args = key_vals.iter().chain(std::iter::once(&pos_arg)).chain(item);
+                self.st
+                    .execute(insert, rusqlite::params_from_iter(args))
+                    .map_err(&sqlerr)?;
+            }
+        }
+        Ok(())
     }
 
-    // 4. Insert, or replace the stored row and its child rows. Nothing here can fail for
-    // this record's data any more: any error aborts the batch.
-    let mut vals: Vec<Sql> = inline.into_iter().map(|(_, v)| v).collect();
-    vals.push(Sql::Integer(prov.run.0));
-    vals.push(Sql::Text(prov.fetcher.clone()));
-    vals.push(Sql::Text(prov.fetched_at.to_string()));
-    vals.push(Sql::Text(content_hash(value)));
-    // A new key takes one statement. The secondary indexes were checked above, so a
-    // conflict here means this key is already stored: replace it.
-    let inserted = conn
-        .prepare_cached(&sql.insert_new)
-        .and_then(|mut st| st.execute(rusqlite::params_from_iter(vals.iter())))
-        .map_err(sqlerr)?;
-    if inserted == 0 {
-        conn.prepare_cached(&sql.delete)
-            .and_then(|mut st| st.execute(rusqlite::params_from_iter(key_vals.iter())))
-            .map_err(sqlerr)?;
-        for delete in &sql.child_deletes {
-            conn.prepare_cached(delete)
-                .and_then(|mut st| st.execute(rusqlite::params_from_iter(key_vals.iter())))
-                .map_err(sqlerr)?;
+    /// Secondary indexes: a value held by another record is an error, not an overwrite.
+    /// `row` holds the record's inline columns first; `key_vals` its primary key.
+    fn check_uniques(
+        &mut self,
+        l: &'s ModelLayout,
+        row: &[Arg<'_>],
+        key_vals: &[Arg<'_>],
+    ) -> Result<(), StoreError> {
+        let sql = model_sql(l);
+        const NULL: Arg<'static> = Arg::Value(Sql::Null);
+        for ((u, select), positions) in l
+            .uniques
+            .iter()
+            .zip(&sql.unique_selects)
+            .zip(&sql.unique_positions)
+        {
+            let vals: Vec<&Arg> = positions
+                .iter()
+                .map(|p| p.and_then(|i| row.get(i)).unwrap_or(&NULL))
+                .collect();
+            if vals.iter().any(|v| v.is_null()) {
+                continue;
+            }
+            let existing: Option<Vec<Sql>> = self
+                .st
+                .get(select)
+                .and_then(|st| {
+                    st.query_row(rusqlite::params_from_iter(vals.iter()), |r| {
+                        (0..l.key.len()).map(|i| r.get::<_, Sql>(i)).collect()
+                    })
+                    .optional()
+                })
+                .map_err(sql_error(self.path))?;
+            let Some(existing) = existing else {
+                continue;
+            };
+            let key = to_sql_values(key_vals);
+            let same = existing
+                .iter()
+                .zip(&key)
+                .all(|(a, b)| canonical_json(&sql_to_json(a)) == canonical_json(&sql_to_json(b)));
+            if !same {
+                return Err(StoreError::IndexConflict {
+                    model: l.model.clone(),
+                    index: format!("({})", u.edges.join(", ")),
+                    value: vals
+                        .iter()
+                        .map(|v| cut(&canonical_json(&sql_to_json(&v.to_sql_value())), 100))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    existing: key_display(l, &existing),
+                    incoming: key_display(l, &key),
+                });
+            }
         }
-        conn.prepare_cached(&sql.insert)
-            .and_then(|mut st| st.execute(rusqlite::params_from_iter(vals.iter())))
-            .map_err(sqlerr)?;
+        Ok(())
     }
-    for (rows, insert) in child_rows.iter().zip(&sql.child_inserts) {
-        if rows.is_empty() {
-            continue;
-        }
-        let mut st = conn.prepare_cached(insert).map_err(sqlerr)?;
-        let mut row: Vec<Sql> = Vec::with_capacity(key_vals.len() + 4);
-        for (pos, item) in rows.iter().enumerate() {
-            row.clear();
-            row.extend(key_vals.iter().cloned());
-            row.push(Sql::Integer(pos as i64));
-            row.extend(item.iter().cloned());
-            st.execute(rusqlite::params_from_iter(row.iter()))
-                .map_err(sqlerr)?;
-        }
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1400,49 +1603,50 @@ impl Store for SqliteStore {
             path: path.clone(),
             source,
         };
-        let layouts = &self.layouts;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(fatal)?;
+        let mut w = BatchWriter {
+            st: Statements::new(&tx),
+            path: &path,
+            layouts: &self.layouts,
+            times: TimeText::default(),
+        };
+        let mut key_text = String::new();
         let mut results = Vec::with_capacity(items.len());
         for item in items {
             let result = match item {
                 WriteItem::Record(r) => {
                     // A failed record leaves nothing behind while the rest of the batch
-                    // commits. Savepoint statements are cached: no re-parsing.
-                    let step = |sql: &str| {
-                        tx.prepare_cached(sql)
-                            .and_then(|mut st| st.execute([]))
-                            .map_err(fatal)
-                    };
-                    if has_nested_records(layouts, &r.model, &r.value) {
-                        step("SAVEPOINT kye_item")?;
-                        match store_record(&tx, &path, layouts, &r.model, &r.value, &r.provenance, 0) {
+                    // commits.
+                    if has_nested_records(w.layouts, &r.model, &r.value) {
+                        w.st.execute("SAVEPOINT kye_item", []).map_err(fatal)?;
+                        match w.store_record(&r.model, &r.value, &r.provenance, 0) {
                             Ok(()) => {
-                                step("RELEASE kye_item")?;
+                                w.st.execute("RELEASE kye_item", []).map_err(fatal)?;
                                 Ok(())
                             }
                             Err(e) if e.is_item_error() => {
-                                step("ROLLBACK TO kye_item")?;
-                                step("RELEASE kye_item")?;
+                                w.st.execute("ROLLBACK TO kye_item", []).map_err(fatal)?;
+                                w.st.execute("RELEASE kye_item", []).map_err(fatal)?;
                                 Err(e)
                             }
                             Err(e) => return Err(e),
                         }
                     } else {
                         // Item errors of a record without nested records come before its
-                        // first write: nothing to roll back.
-                        store_record(&tx, &path, layouts, &r.model, &r.value, &r.provenance, 0)
+                        // first write or fail that write, which SQLite undoes: nothing to
+                        // roll back.
+                        w.store_record(&r.model, &r.value, &r.provenance, 0)
                     }
                 }
-                WriteItem::Reject(r) => tx
-                    .prepare_cached(
+                WriteItem::Reject(r) => w
+                    .st
+                    .execute(
                         "INSERT INTO _kye_rejects (run_id, model, key, fetcher, reason, errors, payload, at) \
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    )
-                    .and_then(|mut st| {
-                        st.execute(params![
+                        params![
                             r.run.0,
                             r.model,
                             r.key.as_ref().map(IndexKey::canonical),
@@ -1451,47 +1655,46 @@ impl Store for SqliteStore {
                             serde_json::to_string(&r.errors).unwrap_or_else(|_| "null".into()),
                             serde_json::to_string(&r.payload).unwrap_or_else(|_| "null".into()),
                             r.at.to_string()
-                        ])
-                    })
+                        ],
+                    )
                     .map(|_| ())
                     .map_err(fatal),
-                WriteItem::Drift(d) => {
-                    let seen = d.seen_at.to_string();
-                    tx.prepare_cached(
+                WriteItem::Drift(d) => w
+                    .st
+                    .execute(
                         "INSERT INTO _kye_drift (model, path, first_seen, last_seen, first_run, last_run, example, count) \
                          VALUES (?1, ?2, ?3, ?3, ?4, ?4, ?5, 1) \
                          ON CONFLICT (model, path) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen), \
                          last_run = max(last_run, excluded.last_run), example = excluded.example, count = count + 1",
-                    )
-                    .and_then(|mut st| {
-                        st.execute(params![
+                        params![
                             d.model,
                             fold_path(&d.path),
-                            seen,
+                            d.seen_at.to_string(),
                             d.run.0,
                             canonical_json(&drift_example(&d.example))
-                        ])
-                    })
+                        ],
+                    )
+                    .map(|_| ())
+                    .map_err(fatal),
+                WriteItem::KeyOutcome(k) => {
+                    key_text.clear();
+                    k.key.write_canonical(&mut key_text);
+                    let at = w.times.get(k.at);
+                    w.st.execute(
+                        "INSERT OR REPLACE INTO _kye_keys (run_id, model, key, status, reason, at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![
+                            k.run.0,
+                            k.model,
+                            key_text,
+                            k.status.as_str(),
+                            k.reason,
+                            at
+                        ],
+                    )
                     .map(|_| ())
                     .map_err(fatal)
                 }
-                WriteItem::KeyOutcome(k) => tx
-                    .prepare_cached(
-                        "INSERT OR REPLACE INTO _kye_keys (run_id, model, key, status, reason, at) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    )
-                    .and_then(|mut st| {
-                        st.execute(params![
-                            k.run.0,
-                            k.model,
-                            k.key.canonical(),
-                            k.status.as_str(),
-                            k.reason,
-                            k.at.to_string()
-                        ])
-                    })
-                    .map(|_| ())
-                    .map_err(fatal),
             };
             match result {
                 Ok(()) => results.push(Ok(())),
@@ -1499,6 +1702,7 @@ impl Store for SqliteStore {
                 Err(e) => return Err(e),
             }
         }
+        drop(w);
         tx.commit().map_err(fatal)?;
         Ok(results)
     }
