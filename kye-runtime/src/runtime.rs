@@ -1164,7 +1164,9 @@ impl Runtime {
         };
         // Finished keys travel to the writer in small batches (see `HandOff`); the channel's
         // bound is the back-pressure on the executor when the store is slow.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<PendingKey>>(FLUSH_KEYS / 4);
+        // At most FLUSH_KEYS * 4 keys wait in it, as many as before keys were batched.
+        let (tx, rx) =
+            std::sync::mpsc::sync_channel::<Vec<PendingKey>>(FLUSH_KEYS * 4 / HANDOFF_KEYS);
         let hand_off = HandOff::new(tx);
         let writer_span = span.clone();
         let writer_task =
