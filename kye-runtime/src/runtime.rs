@@ -749,21 +749,9 @@ impl HandOff {
         if batch.is_empty() {
             return Ok(());
         }
-        let stopped = || Error::permanent("the store writer stopped (see the run's error)");
-        match self.tx.try_send(batch) {
-            Ok(()) => Ok(()),
-            Err(std::sync::mpsc::TrySendError::Full(batch)) => {
-                // The writer is behind: wait for it (back-pressure). On a worker thread, tell
-                // tokio first, so the worker's other tasks move elsewhere meanwhile.
-                let send = || self.tx.send(batch).map_err(|_| stopped());
-                if on_multi_thread_runtime() {
-                    tokio::task::block_in_place(send)
-                } else {
-                    send()
-                }
-            }
-            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Err(stopped()),
-        }
+        self.tx
+            .send(batch)
+            .map_err(|_| Error::permanent("the store writer stopped (see the run's error)"))
     }
 }
 
@@ -1065,27 +1053,8 @@ impl Runtime {
     pub async fn fetch(&self, request: impl Into<FetchRequest>) -> Result<FetchSummary> {
         let request = request.into();
         let resolved = self.resolve(&request.request)?;
-        let ctrl_c = self.inner.handle_ctrl_c;
-        if !on_multi_thread_runtime() {
-            return self.run(resolved, &request, None, ctrl_c).await;
-        }
-        // On a multi-thread runtime the run is driven from a worker thread: finished keys then
-        // reach their driver without waking the thread that awaits this call (often the main
-        // thread in `block_on`), one cross-thread wake-up per key less. Dropping this future
-        // aborts the run, as it would if it were driven here.
-        let me = self.clone();
-        let mut task = AbortOnDrop(tokio::spawn(
-            async move { me.run(resolved, &request, None, ctrl_c).await }
-                .instrument(tracing::Span::current()),
-        ));
-        match (&mut task.0).await {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => Err(Error::permanent(format!(
-                "the run panicked: {}",
-                crate::exec::panic_message(e)
-            ))),
-            Err(_) => Err(Error::permanent("the run was cancelled")),
-        }
+        self.run(resolved, &request, None, self.inner.handle_ctrl_c)
+            .await
     }
 
     async fn run(
@@ -1335,22 +1304,6 @@ impl Runtime {
         };
         span.in_scope(|| tracing::info!(summary = %summary, "run finished"));
         Ok(summary)
-    }
-}
-
-/// Whether the current task runs on a multi-thread tokio runtime (where a worker may block
-/// briefly with `block_in_place`).
-fn on_multi_thread_runtime() -> bool {
-    tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
-}
-
-/// A spawned task that is aborted when its handle is dropped.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

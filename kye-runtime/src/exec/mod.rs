@@ -522,7 +522,7 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
-pub(crate) fn panic_message(e: tokio::task::JoinError) -> String {
+fn panic_message(e: tokio::task::JoinError) -> String {
     match e.try_into_panic() {
         Ok(p) => p
             .downcast_ref::<&str>()
