@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::key::{canonical_json, canonical_value, content_hash, cut, scalar_text};
+use super::key::{canonical_value, content_hash, cut, scalar_text};
 use super::layout::{self, extract, ModelLayout};
 use super::lock::WriterLock;
 use super::{
@@ -501,15 +501,7 @@ impl DirStore {
         out: &mut Vec<Doc>,
     ) -> Result<(), StoreError> {
         let l = self.layout(model)?;
-        let obj = value.as_object().ok_or_else(|| StoreError::InvalidValue {
-            model: model.to_string(),
-            key: String::new(),
-            edge: String::new(),
-            message: format!(
-                "a record must be a JSON object, got {}",
-                cut(&canonical_json(value), 80)
-            ),
-        })?;
+        let obj = super::record_object(model, value)?;
         if depth < 32 {
             for e in l.edges.iter() {
                 let (Some(target), Some(v)) = (e.target.as_deref(), obj.get(&e.name)) else {

@@ -852,6 +852,22 @@ pub(crate) fn fold_path(path: &str) -> String {
     out
 }
 
+/// A record as the JSON object every store writes, or the error naming the model.
+pub(crate) fn record_object<'v>(
+    model: &str,
+    value: &'v Value,
+) -> Result<&'v serde_json::Map<String, Value>, StoreError> {
+    value.as_object().ok_or_else(|| StoreError::InvalidValue {
+        model: model.to_string(),
+        key: String::new(),
+        edge: String::new(),
+        message: format!(
+            "a record must be a JSON object, got {}",
+            key::cut(&key::canonical_json(value), 80)
+        ),
+    })
+}
+
 /// Drift examples are cut to this many characters of JSON.
 pub(crate) const EXAMPLE_MAX: usize = 1000;
 

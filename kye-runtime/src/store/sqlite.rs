@@ -874,15 +874,7 @@ impl<'c, 's> BatchWriter<'c, 's> {
         let l = layouts.get(model).ok_or_else(|| StoreError::UnknownModel {
             model: model.to_string(),
         })?;
-        let obj = value.as_object().ok_or_else(|| StoreError::InvalidValue {
-            model: model.to_string(),
-            key: String::new(),
-            edge: String::new(),
-            message: format!(
-                "a record must be a JSON object, got {}",
-                cut(&canonical_json(value), 80)
-            ),
-        })?;
+        let obj = super::record_object(model, value)?;
 
         // 1. Compute everything: key, inline columns, child rows.
         let mut key_vals = Vec::with_capacity(l.key.len());
