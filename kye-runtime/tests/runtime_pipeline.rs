@@ -714,6 +714,12 @@ mod failing_store {
         ) -> Result<Option<KeyOutcomeInfo>, StoreError> {
             self.inner.latest_outcome(m, k)
         }
+        fn latest_done(&self, m: &str, k: &IndexKey) -> Result<Option<KeyOutcomeInfo>, StoreError> {
+            self.inner.latest_done(m, k)
+        }
+        fn record(&self, m: &str, k: &IndexKey) -> Result<Option<Value>, StoreError> {
+            self.inner.record(m, k)
+        }
         fn outcome_counts(&self, run: RunId) -> Result<RunCounts, StoreError> {
             self.inner.outcome_counts(run)
         }

@@ -287,6 +287,8 @@ pub struct DirStore {
     layouts: HashMap<String, ModelLayout>,
     runs: BTreeMap<i64, RunInfo>,
     latest: HashMap<(String, String), KeyOutcomeInfo>,
+    /// Per key, the outcome of the newest run that finished it (see [`Store::latest_done`]).
+    done: HashMap<(String, String), KeyOutcomeInfo>,
     drift: BTreeMap<(String, String), DriftInfo>,
     next_reject: i64,
     _lock: Option<WriterLock>,
@@ -333,6 +335,7 @@ impl DirStore {
         let layouts: Vec<ModelLayout> = read_lines(&meta.join("models.jsonl"))?;
         let next_reject = count_lines(&meta.join("rejects.jsonl"))? as i64 + 1;
         let mut latest: HashMap<(String, String), KeyOutcomeInfo> = HashMap::new();
+        let mut done: HashMap<(String, String), KeyOutcomeInfo> = HashMap::new();
         for k in keys {
             let info = KeyOutcomeInfo {
                 run: k.run,
@@ -340,6 +343,7 @@ impl DirStore {
                 reason: k.reason,
                 at: k.at,
             };
+            note_done(&mut done, &k.model, &k.key, &info);
             let slot = latest
                 .entry((k.model, k.key))
                 .or_insert_with(|| info.clone());
@@ -354,6 +358,7 @@ impl DirStore {
             layouts: layouts.into_iter().map(|l| (l.model.clone(), l)).collect(),
             runs: runs.into_iter().map(|r| (r.id.0, r)).collect(),
             latest,
+            done,
             drift: drift
                 .into_iter()
                 .map(|d| ((d.model.clone(), d.path.clone()), d))
@@ -661,6 +666,68 @@ fn value_matches(v: &Value, want: &Value) -> bool {
     }
 }
 
+impl DirStore {
+    /// The stored document (with its `_kye` provenance) of `model` with this key, by any index.
+    fn find_doc(
+        &self,
+        model: &str,
+        key: &IndexKey,
+    ) -> Result<Option<Map<String, Value>>, StoreError> {
+        let l = self.layout(model)?;
+        let mut want: Vec<&String> = key.edges.iter().collect();
+        want.sort();
+        let mut primary: Vec<&String> = l.key_edges.iter().collect();
+        primary.sort();
+        if want == primary {
+            let obj: Map<String, Value> = key
+                .edges
+                .iter()
+                .cloned()
+                .zip(key.values.iter().cloned())
+                .collect();
+            let (parts, _) = self.key_parts(l, &obj)?;
+            let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+            let path = self
+                .model_dir(model)
+                .join(format!("{}.json", encode_file_name(&refs)));
+            return Self::read_doc(&path);
+        }
+        // A secondary index: scan the model's documents.
+        for path in self.doc_paths(model)? {
+            if let Some(doc) = Self::read_doc(&path)? {
+                let hit = key
+                    .edges
+                    .iter()
+                    .zip(&key.values)
+                    .all(|(e, v)| doc.get(e).is_some_and(|d| value_matches(d, v)));
+                if hit {
+                    return Ok(Some(doc));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Keeps in `done` the outcome of the newest run that finished each key.
+fn note_done(
+    done: &mut HashMap<(String, String), KeyOutcomeInfo>,
+    model: &str,
+    key: &str,
+    info: &KeyOutcomeInfo,
+) {
+    if !info.status.is_done() {
+        return;
+    }
+    let slot = (model.to_string(), key.to_string());
+    match done.get(&slot) {
+        Some(have) if have.run > info.run => {}
+        _ => {
+            done.insert(slot, info.clone());
+        }
+    }
+}
+
 impl Store for DirStore {
     fn kind(&self) -> &'static str {
         "dir"
@@ -832,51 +899,48 @@ impl Store for DirStore {
                 reason: k.reason,
                 at: k.at,
             };
+            note_done(&mut self.done, &k.model, &k.key, &info);
             self.latest.insert((k.model, k.key), info);
         }
         Ok(results)
     }
 
     fn last_stored(&self, model: &str, key: &IndexKey) -> Result<Option<Timestamp>, StoreError> {
-        let l = self.layout(model)?;
-        let fetched_at = |doc: &Map<String, Value>| {
+        Ok(self.find_doc(model, key)?.as_ref().and_then(|doc| {
             doc.get("_kye")
                 .and_then(|p| p.get("fetched_at"))
                 .and_then(Value::as_str)
                 .and_then(|s| s.parse::<Timestamp>().ok())
+        }))
+    }
+
+    fn record(&self, model: &str, key: &IndexKey) -> Result<Option<Value>, StoreError> {
+        Ok(self.find_doc(model, key)?.map(|mut doc| {
+            doc.remove("_kye");
+            Value::Object(doc)
+        }))
+    }
+
+    fn latest_done(
+        &self,
+        model: &str,
+        key: &IndexKey,
+    ) -> Result<Option<KeyOutcomeInfo>, StoreError> {
+        Ok(self
+            .done
+            .get(&(model.to_string(), key.canonical()))
+            .cloned())
+    }
+
+    fn latest_run_of(&self, request: &str) -> Result<Option<RunInfo>, StoreError> {
+        let Some(r) = self.runs.values().rev().find(|r| r.request == request) else {
+            return Ok(None);
         };
-        let mut want: Vec<&String> = key.edges.iter().collect();
-        want.sort();
-        let mut primary: Vec<&String> = l.key_edges.iter().collect();
-        primary.sort();
-        if want == primary {
-            let obj: Map<String, Value> = key
-                .edges
-                .iter()
-                .cloned()
-                .zip(key.values.iter().cloned())
-                .collect();
-            let (parts, _) = self.key_parts(l, &obj)?;
-            let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-            let path = self
-                .model_dir(model)
-                .join(format!("{}.json", encode_file_name(&refs)));
-            return Ok(Self::read_doc(&path)?.as_ref().and_then(fetched_at));
+        let mut r = r.clone();
+        if r.status == RunStatus::Running {
+            r.counts = self.outcome_counts(r.id)?;
         }
-        // A secondary index: scan the model's documents.
-        for path in self.doc_paths(model)? {
-            if let Some(doc) = Self::read_doc(&path)? {
-                let hit = key
-                    .edges
-                    .iter()
-                    .zip(&key.values)
-                    .all(|(e, v)| doc.get(e).is_some_and(|d| value_matches(d, v)));
-                if hit {
-                    return Ok(fetched_at(&doc));
-                }
-            }
-        }
-        Ok(None)
+        Ok(Some(r))
     }
 
     fn latest_outcome(

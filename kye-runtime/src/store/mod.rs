@@ -562,6 +562,25 @@ pub trait Store: Send {
         key: &IndexKey,
     ) -> Result<Option<KeyOutcomeInfo>, StoreError>;
 
+    /// The outcome of a requested key recorded by the newest run (highest id) that finished it:
+    /// stored, missing, rejected or skipped ([`KeyStatus::is_done`]); outcomes that are not
+    /// done (failed) are passed over. Resume reads this: a key whose newest finished outcome
+    /// belongs to the resumed chain of runs, or to a run started since, is not fetched again.
+    fn latest_done(
+        &self,
+        model: &str,
+        key: &IndexKey,
+    ) -> Result<Option<KeyOutcomeInfo>, StoreError>;
+
+    /// The stored record of `model` with this key (any of its indexes), references left as
+    /// keys (as [`RecordQuery`] with depth 0), without provenance; `None` when not stored.
+    fn record(&self, model: &str, key: &IndexKey) -> Result<Option<Value>, StoreError>;
+
+    /// The newest run of exactly this request text, whatever its status.
+    fn latest_run_of(&self, request: &str) -> Result<Option<RunInfo>, StoreError> {
+        Ok(self.runs(None)?.into_iter().find(|r| r.request == request))
+    }
+
     /// Counts of the key outcomes recorded for `run`.
     fn outcome_counts(&self, run: RunId) -> Result<RunCounts, StoreError>;
 

@@ -1747,6 +1747,72 @@ impl Store for SqliteStore {
         })
     }
 
+    fn latest_done(
+        &self,
+        model: &str,
+        key: &IndexKey,
+    ) -> Result<Option<KeyOutcomeInfo>, StoreError> {
+        self.sql(|c| {
+            c.prepare_cached(
+                "SELECT run_id, status, reason, at FROM _kye_keys WHERE model = ?1 AND key = ?2 \
+                 AND status IN ('stored', 'missing', 'rejected', 'skipped') \
+                 ORDER BY run_id DESC LIMIT 1",
+            )?
+            .query_row(params![model, key.canonical()], |r| {
+                let status: String = r.get(1)?;
+                let at: String = r.get(3)?;
+                Ok(KeyOutcomeInfo {
+                    run: RunId(r.get(0)?),
+                    status: KeyStatus::parse(&status).unwrap_or(KeyStatus::Failed),
+                    reason: r.get(2)?,
+                    at: at.parse().unwrap_or(Timestamp::from_unix_millis(0)),
+                })
+            })
+            .optional()
+        })
+    }
+
+    fn record(&self, model: &str, key: &IndexKey) -> Result<Option<Value>, StoreError> {
+        let l = self.layout(model)?;
+        let (cols, vals) = match index_lookup(l, key) {
+            Ok(found) => found,
+            // A value that cannot be stored in the key's columns was never stored.
+            Err(StoreError::InvalidValue { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if vals.iter().any(|v| matches!(v, Sql::Null)) {
+            return Ok(None);
+        }
+        let reader = Reader {
+            conn: &self.conn,
+            path: &self.path,
+            layouts: &self.layouts,
+        };
+        let mut found = reader.query(
+            l,
+            &where_eq("t.", &cols),
+            &vals,
+            Shape {
+                limit: Some(1),
+                depth: 0,
+                provenance: false,
+            },
+            &mut Vec::new(),
+        )?;
+        Ok(found.pop())
+    }
+
+    fn latest_run_of(&self, request: &str) -> Result<Option<RunInfo>, StoreError> {
+        let run = self.sql(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {RUN_COLS} FROM _kye_runs WHERE request = ?1 ORDER BY id DESC LIMIT 1"
+            ))?
+            .query_row([request], run_from_row)
+            .optional()
+        })?;
+        Ok(self.live_counts(run.into_iter().collect())?.pop())
+    }
+
     fn outcome_counts(&self, run: RunId) -> Result<RunCounts, StoreError> {
         let rows: Vec<(String, i64)> = self.sql(|c| {
             let mut st = c.prepare_cached(
