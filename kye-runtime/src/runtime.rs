@@ -18,8 +18,9 @@
 //!
 //! Each key goes through one pipeline:
 //!
-//! 1. **Skip?** A key whose latest outcome was recorded by the interrupted run being resumed is
-//!    skipped; so is a key stored less than `max_age` ago (unless `refresh`).
+//! 1. **Skip?** A key finished by the chain of interrupted runs being resumed (or by any run
+//!    since the chain began) is skipped; so is a key stored less than `max_age` ago (unless
+//!    `refresh`). With follow, a skipped key's stored record still has its references queued.
 //! 2. **Fetch** through its fetcher with a [`Context`] scoped to that fetcher, under the
 //!    executor's limits, timeout and retries ([`crate::exec`]).
 //! 3. **Validate** the returned JSON against the model with [`kye_lang::validate::validate_record`];
@@ -31,8 +32,8 @@
 //! 5. **Follow** (depth > 0): references to other models in a stored record are queued, each
 //!    referenced key once per run, through the fetcher of that model.
 //!
-//! A run interrupted by Ctrl-C (or killed) is resumed by the next run of the same request:
-//! keys it finished are not fetched again; the store replaces records by primary key, so there
+//! A run interrupted by Ctrl-C or SIGTERM (or killed) is resumed by the next run of the same
+//! request: keys it, or any run it resumed in turn, finished are not fetched again; the store replaces records by primary key, so there
 //! are never duplicate rows.
 
 use std::collections::HashSet;
@@ -186,8 +187,8 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Whether `fetch` stops gracefully on Ctrl-C (default: yes). Note that once tokio listens
-    /// for Ctrl-C, the signal no longer ends the process by itself.
+    /// Whether `fetch` stops gracefully on Ctrl-C and SIGTERM (default: yes). Note that once
+    /// tokio listens for them, these signals no longer end the process by themselves.
     pub fn handle_ctrl_c(mut self, yes: bool) -> Self {
         self.handle_ctrl_c = yes;
         self
@@ -594,7 +595,11 @@ impl Job {
 
 /// What one key's call produced (before writing).
 enum KeyResult {
-    Skipped(String),
+    Skipped {
+        reason: String,
+        /// The stored record, read when its references are to be followed.
+        record: Option<Value>,
+    },
     Fetched {
         /// The payload as fetched, kept only when it is invalid (for the rejects table); a
         /// valid payload is dropped on the worker that fetched it.
@@ -607,23 +612,28 @@ struct Shared {
     inner: Arc<Inner>,
     refresh: bool,
     max_age: Option<Duration>,
-    resumed_from: Option<RunId>,
+    /// The first run of the chain of interrupted runs being resumed (see [`resume_chain`]).
+    resume_since: Option<RunId>,
+    /// `--follow` depth: a skipped key above it still has its stored references followed.
+    follow_depth: u32,
 }
 
 impl Shared {
     fn skip_reason(&self, job: &Job) -> Result<Option<String>> {
-        if self.resumed_from.is_none() && (self.refresh || self.max_age.is_none()) {
+        if self.resume_since.is_none() && (self.refresh || self.max_age.is_none()) {
             return Ok(None);
         }
         let store = self.inner.store.lock().unwrap_or_else(|p| p.into_inner());
         let model = job.target.model.name();
-        if let Some(resumed) = self.resumed_from {
+        if let Some(since) = self.resume_since {
+            // Finished by a run of the resumed chain, or by any run started since it began
+            // (its record is at least as new): not fetched again.
             if let Some(o) = store
-                .latest_outcome(model, &job.index_key)
+                .latest_done(model, &job.index_key)
                 .map_err(store_err)?
             {
-                if o.run >= resumed && o.status.is_done() {
-                    return Ok(Some(format!("{} by interrupted run {}", o.status, o.run)));
+                if o.run >= since {
+                    return Ok(Some(format!("{} by run {}", o.status, o.run)));
                 }
             }
         }
@@ -648,7 +658,17 @@ impl Shared {
     async fn process(&self, job: Arc<Job>, attempt: u32) -> Result<KeyResult> {
         if attempt == 1 {
             if let Some(reason) = self.skip_reason(&job)? {
-                return Ok(KeyResult::Skipped(reason));
+                // Its references are followed as if it had been fetched (and are skipped in
+                // turn when they are fresh or done).
+                let record = if self.follow_depth > job.depth {
+                    let store = self.inner.store.lock().unwrap_or_else(|p| p.into_inner());
+                    store
+                        .record(job.target.model.name(), &job.index_key)
+                        .map_err(store_err)?
+                } else {
+                    None
+                };
+                return Ok(KeyResult::Skipped { reason, record });
             }
         }
         let ctx = self
@@ -1069,16 +1089,11 @@ impl Runtime {
         // A stop applies to the runs in progress; a new run starts fresh.
         inner.shutdown.reset();
         let requested = resolved.keys().len();
-        let resumed_from = if opts.resume {
+        let (resumed_from, resume_since) = if opts.resume {
             let store = inner.store.lock().unwrap_or_else(|p| p.into_inner());
-            let runs = store.runs(Some(50)).map_err(store_err)?;
-            runs.into_iter()
-                .find(|r| r.request == opts.request)
-                // Interrupted (Ctrl-C, kill) or failed (e.g. disk full): its finished keys stand.
-                .filter(|r| matches!(r.status, RunStatus::Interrupted | RunStatus::Failed))
-                .map(|r| r.id)
+            resume_chain(store.as_ref(), &opts.request)?
         } else {
-            None
+            (None, None)
         };
         let run = {
             let mut store = inner.store.lock().unwrap_or_else(|p| p.into_inner());
@@ -1106,7 +1121,8 @@ impl Runtime {
             inner: inner.clone(),
             refresh: opts.refresh,
             max_age: opts.max_age,
-            resumed_from,
+            resume_since,
+            follow_depth,
         });
         let mut settings = inner.exec.clone();
         if let Some(n) = opts.concurrency {
@@ -1178,7 +1194,19 @@ impl Runtime {
                             }
                             pending_key(job, status, Some(reason))
                         }
-                        Outcome::Done(KeyResult::Skipped(reason)) => {
+                        Outcome::Done(KeyResult::Skipped { reason, record }) => {
+                            if let Some(value) = record {
+                                for next in references(registry, job, &value) {
+                                    let own = requested_keys
+                                        .as_ref()
+                                        .is_some_and(|r| r.contains(&next));
+                                    if !own && seen.insert(seen_key(&next)) {
+                                        followed += 1;
+                                        live.total.fetch_add(1, Ordering::Relaxed);
+                                        follow.push(next);
+                                    }
+                                }
+                            }
                             pending_key(job, KeyStatus::Skipped, Some(reason))
                         }
                         Outcome::Done(KeyResult::Fetched { payload, report }) => {
@@ -1306,6 +1334,35 @@ impl Runtime {
         span.in_scope(|| tracing::info!(summary = %summary, "run finished"));
         Ok(summary)
     }
+}
+
+/// The run a new run of `request` resumes, and the first run of its chain.
+///
+/// The newest run of the same request text is resumed when it was interrupted (Ctrl-C,
+/// SIGTERM, kill) or failed (e.g. disk full); that run may itself have resumed an earlier one,
+/// and so on. Every key a run of that chain finished is skipped, however many runs of other
+/// requests came between: resume skips a key whose newest finished outcome belongs to a run
+/// at or after the chain's first run.
+fn resume_chain(store: &dyn Store, request: &str) -> Result<(Option<RunId>, Option<RunId>)> {
+    let resumable = |r: &crate::store::RunInfo| {
+        r.request == request && matches!(r.status, RunStatus::Interrupted | RunStatus::Failed)
+    };
+    let Some(latest) = store
+        .latest_run_of(request)
+        .map_err(store_err)?
+        .filter(|r| resumable(r))
+    else {
+        return Ok((None, None));
+    };
+    let mut first = latest.clone();
+    // Run ids only go down along the chain, so the walk ends.
+    while let Some(prev) = first.resumed_from.filter(|p| *p < first.id) {
+        match store.run(prev).map_err(store_err)? {
+            Some(r) if resumable(&r) => first = r,
+            _ => break,
+        }
+    }
+    Ok((Some(latest.id), Some(first.id)))
 }
 
 /// Membership test for the keys of the request (ranges without materialising them).

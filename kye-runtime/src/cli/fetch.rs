@@ -3,7 +3,8 @@
 //!
 //! Exit codes: `0` every requested key ended stored, missing or skipped (fresh); `65` some
 //! were rejected (quarantined) or failed; `2` the request, configuration or store is wrong or
-//! the run could not proceed; `130` the run was interrupted (Ctrl-C; run it again to resume).
+//! the run could not proceed; `130` the run was interrupted (Ctrl-C or SIGTERM; run it again
+//! to resume).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use super::{Format, Global, Run, EXIT_DATA, EXIT_OK, EXIT_USAGE};
 use crate::runtime::{FetchRequest, FetchSummary};
 use crate::store::RunStatus;
 
-/// Exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
+/// Exit code of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report Ctrl-C).
 pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Arguments of `kye fetch`.

@@ -275,43 +275,75 @@ impl Shutdown {
         let _ = rx.wait_for(|v| *v >= level).await;
     }
 
-    /// Triggers this switch on Ctrl-C (SIGINT), for as long as the returned task lives.
-    /// Returns the listener task; abort it when the run is over. On Unix the signal handler is
-    /// installed before this returns, so a Ctrl-C right after it is never missed.
+    /// Triggers this switch on Ctrl-C (SIGINT) and, on Unix, on SIGTERM (what `kill`, systemd
+    /// and container runtimes send), for as long as the returned task lives: the run stops as
+    /// for Ctrl-C, is recorded `interrupted` and can be resumed. Returns the listener task;
+    /// abort it when the run is over. On Unix the signal handlers are installed before this
+    /// returns, so a signal right after it is never missed.
     pub fn on_ctrl_c(&self) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         #[cfg(unix)]
-        let mut sigint =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) {
+        let listen =
+            |kind: tokio::signal::unix::SignalKind, name: &str| match tokio::signal::unix::signal(
+                kind,
+            ) {
                 Ok(s) => Some(s),
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+                    tracing::warn!(error = %e, "cannot listen for {name}");
                     None
                 }
             };
+        #[cfg(unix)]
+        let mut sigint = listen(tokio::signal::unix::SignalKind::interrupt(), "Ctrl-C");
+        #[cfg(unix)]
+        let mut sigterm = listen(tokio::signal::unix::SignalKind::terminate(), "SIGTERM");
         tokio::spawn(async move {
             loop {
                 #[cfg(unix)]
                 {
-                    match sigint.as_mut() {
-                        Some(s) => {
-                            if s.recv().await.is_none() {
-                                return;
-                            }
-                        }
-                        None => return,
+                    // A signal whose handler could not be installed (or whose stream ended)
+                    // never resolves; with neither left, the listener ends.
+                    if sigint.is_none() && sigterm.is_none() {
+                        return;
                     }
+                    let int = async {
+                        match sigint.as_mut() {
+                            Some(s) => s.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    let term = async {
+                        match sigterm.as_mut() {
+                            Some(s) => s.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    let (name, got) = tokio::select! {
+                        got = int => ("interrupt", got),
+                        got = term => ("SIGTERM", got),
+                    };
+                    if got.is_none() {
+                        match name {
+                            "interrupt" => sigint = None,
+                            _ => sigterm = None,
+                        }
+                        continue;
+                    }
+                    tracing::warn!(
+                        "{name}: no new keys will be started; in-flight keys get the grace \
+                         period (interrupt again to stop now)"
+                    );
                 }
                 #[cfg(not(unix))]
                 {
                     if tokio::signal::ctrl_c().await.is_err() {
                         return;
                     }
+                    tracing::warn!(
+                        "interrupt: no new keys will be started; in-flight keys get the grace \
+                         period (interrupt again to stop now)"
+                    );
                 }
-                tracing::warn!(
-                    "interrupt: no new keys will be started; in-flight keys get the grace period \
-                     (interrupt again to stop now)"
-                );
                 me.trigger();
             }
         })
