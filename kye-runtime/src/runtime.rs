@@ -690,6 +690,11 @@ impl Shared {
                 report.errors.push(e);
             }
         }
+        // What validation says quotes the payload, which may echo a credential: reasons,
+        // rejects' errors, drift and warnings are kye's text and never carry one.
+        for e in report.errors.iter_mut().chain(report.warnings.iter_mut()) {
+            redact_finding(e);
+        }
         let payload = (!report.is_valid()).then_some(payload);
         Ok(KeyResult::Fetched { payload, report })
     }
@@ -902,6 +907,7 @@ impl Writer {
             for (result, owner) in results.into_iter().zip(owners) {
                 if let (Err(e), Some(i)) = (result, owner) {
                     let p = &mut pending[i];
+                    let e = redact_text(&e.to_string());
                     tracing::warn!(model = p.job.target.model.name(), key = %p.job.key, error = %e, "record not stored");
                     p.status = KeyStatus::Failed;
                     p.reason = Some(format!("not stored: {e}"));
@@ -1210,7 +1216,10 @@ impl Runtime {
                             pending_key(job, KeyStatus::Skipped, Some(reason))
                         }
                         Outcome::Done(KeyResult::Fetched { payload, report }) => {
-                            let drift = drift_of(run, job.target.model.name(), &report);
+                            let mut drift = drift_of(run, job.target.model.name(), &report);
+                            for d in &mut drift {
+                                redact_value(&mut d.example);
+                            }
                             let RecordReport {
                                 value,
                                 errors,
@@ -1363,6 +1372,47 @@ fn resume_chain(store: &dyn Store, request: &str) -> Result<(Option<RunId>, Opti
         }
     }
     Ok((Some(latest.id), Some(first.id)))
+}
+
+/// Replaces known secrets in the text of a validation finding.
+fn redact_finding(e: &mut ValidationError) {
+    let texts = std::iter::once(&mut e.message)
+        .chain(e.key.as_mut())
+        .chain(e.path.as_mut())
+        .chain(e.value.as_mut())
+        .chain(e.expected.as_mut());
+    for t in texts {
+        let r = redact_text(t);
+        if r != *t {
+            *t = r;
+        }
+    }
+}
+
+/// Replaces known secrets in every string (and object key) of a JSON value.
+fn redact_value(v: &mut Value) {
+    match v {
+        Value::String(s) => {
+            let r = redact_text(s);
+            if r != *s {
+                *s = r;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_value),
+        Value::Object(obj) => {
+            let leaks = obj.keys().any(|k| redact_text(k) != *k);
+            if leaks {
+                let old = std::mem::take(obj);
+                for (k, mut x) in old {
+                    redact_value(&mut x);
+                    obj.insert(redact_text(&k), x);
+                }
+            } else {
+                obj.values_mut().for_each(redact_value);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Membership test for the keys of the request (ranges without materialising them).
