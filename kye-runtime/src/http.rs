@@ -189,12 +189,21 @@ impl Http {
         let host = host_key(&url);
         let method = request.method().clone();
         self.limiter.acquire(&host).await;
+        if let Some((down, failures)) = self.limiter.unreachable() {
+            if down == host {
+                return Err(unreachable_error(&host, failures).with_url(shown));
+            }
+        }
         let started = std::time::Instant::now();
+        let sent = tokio::time::Instant::now();
         let client = self.client()?;
-        let mut response = client
-            .execute(request)
-            .await
-            .map_err(|e| transport_error(&e, "request failed", timeout).with_url(shown.clone()))?;
+        let mut response = client.execute(request).await.map_err(|e| {
+            if e.is_connect() {
+                self.limiter.connect_failed(&host, sent);
+            }
+            transport_error(&e, "request failed", timeout).with_url(shown.clone())
+        })?;
+        self.limiter.reached(&host);
         let status = response.status();
         // Taken, not copied: reading the body needs only its own length, not the headers.
         let headers = std::mem::take(response.headers_mut());
@@ -367,6 +376,14 @@ pub(crate) fn never_parses(e: &serde_json::Error) -> bool {
     ]
     .iter()
     .any(|m| text.starts_with(m))
+}
+
+/// A request not sent because its host was found unreachable earlier in the run.
+fn unreachable_error(host: &str, failures: u32) -> Error {
+    Error::permanent(format!(
+        "cannot reach {host}: {failures} connection failures in a row, the last after a pause; \
+         not tried again in this run"
+    ))
 }
 
 fn transport_error(e: &reqwest::Error, what: &str, timeout: Option<Duration>) -> Error {

@@ -98,10 +98,10 @@ impl FetchArgs {
     }
 }
 
-/// The exit code a fetch summary calls for: 65 with rejected or failed keys, 130 when
-/// interrupted, else 0.
+/// The exit code a fetch summary calls for: 65 with rejected or failed keys or when a host could
+/// not be reached, 130 when interrupted, else 0.
 pub fn exit_code(summary: &FetchSummary) -> u8 {
-    if summary.counts.rejected > 0 || summary.counts.failed > 0 {
+    if summary.counts.rejected > 0 || summary.counts.failed > 0 || summary.unreachable.is_some() {
         EXIT_DATA
     } else if summary.status == RunStatus::Interrupted || summary.interrupted > 0 {
         EXIT_INTERRUPTED
@@ -154,7 +154,9 @@ pub fn print_summary(summary: &FetchSummary, g: &Global) {
             "failed keys are fetched again by the next run of the same request (`runs` lists the history)"
         );
     }
-    if summary.status == RunStatus::Interrupted {
+    if let Some(why) = &summary.unreachable {
+        out!("stopped early: {why}");
+    } else if summary.status == RunStatus::Interrupted {
         out!("interrupted: run the same command again to resume where it stopped");
     }
 }
