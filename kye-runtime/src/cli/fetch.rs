@@ -142,10 +142,13 @@ pub fn print_summary(summary: &FetchSummary, g: &Global) {
             summary.run
         );
     }
+    let config = (!summary.failures.is_empty())
+        .then(|| super::common::load_config(g).ok())
+        .flatten();
     if let Some(hint) = summary
         .failures
         .iter()
-        .find_map(|f| super::common::failure_hint(&f.reason))
+        .find_map(|f| super::common::failure_hint_with(config.as_ref(), &f.model, &f.reason))
     {
         out!("hint: {hint}");
     }
