@@ -453,7 +453,7 @@ pub struct CrossOriginRedirect {
     pub to: String,
 }
 
-fn find_source<'a, T: std::error::Error + 'static>(e: &'a reqwest::Error) -> Option<&'a T> {
+fn find_source<T: std::error::Error + 'static>(e: &reqwest::Error) -> Option<&T> {
     use std::error::Error as _;
     let mut source = e.source();
     while let Some(s) = source {
