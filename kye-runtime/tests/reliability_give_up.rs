@@ -1,6 +1,7 @@
-//! A host that refuses every connection: kye pauses it after a run of connection failures and,
-//! when it still cannot be reached, ends the run early with one message, leaving the keys it
-//! did not attempt to the next run.
+//! When kye gives up early instead of retrying in vain: a host that refuses every connection
+//! (paused after a run of connection failures and, when it still cannot be reached, the run
+//! ends early with one message, leaving the keys it did not attempt to the next run), and
+//! content that can never parse (failed at the first attempt).
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use kye_runtime::runtime::Runtime;
 use kye_runtime::store::RunStatus;
-use kye_runtime::testing::TestServer;
+use kye_runtime::testing::{Route, Routes, TestServer};
 
 fn runtime(base: &str, db: &std::path::Path) -> Runtime {
     let mut config = common::config(base, 8);
@@ -74,4 +75,34 @@ async fn a_dead_host_ends_the_run_early_and_the_next_run_resumes() {
         .unwrap()
         .get("unreachable")
         .is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_that_can_never_parse_is_not_retried() {
+    let deep = format!("{}1{}", "[".repeat(300), "]".repeat(300));
+    let bodies: [Vec<u8>; 3] = [
+        b"{\"id\": 1, \"name\": \"mon-\xff\xfe\", \"weight\": 11}".to_vec(),
+        deep.into_bytes(),
+        b"{\"id\": 3, \"name\": \"mon-3\", \"weight\": 1e400}".to_vec(),
+    ];
+    let mut routes = Routes::new();
+    for (i, body) in bodies.into_iter().enumerate() {
+        routes = routes.route(format!("/pokemon/{}/", i + 1), Route::json(body));
+    }
+    let server = TestServer::start(routes).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(server.base_url(), &dir.path().join("kye.db"));
+    let summary = rt.fetch("Pokemon.id in 1..=3").await.unwrap();
+    assert_eq!(summary.counts.failed, 3, "{summary}");
+    assert_eq!(summary.retries, 0, "{summary}");
+    for id in 1..=3 {
+        assert_eq!(server.requests(&format!("/pokemon/{id}/")), 1, "key {id}");
+    }
+    for f in &summary.failures {
+        assert!(
+            f.reason.contains("retrying cannot change that"),
+            "{}",
+            f.reason
+        );
+    }
 }
