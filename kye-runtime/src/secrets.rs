@@ -457,4 +457,24 @@ mod tests {
         );
         assert!(!redact_url("http://h/p/s3cr3t-value-xyz").contains("s3cr3t"));
     }
+
+    #[test]
+    fn encoded_forms_and_url_credentials_are_redacted() {
+        let _s = Secret::new(r#"a b+/"\c-91f2"#);
+        for form in [
+            r#"a b+/"\c-91f2"#,
+            r#"a b+/\"\\c-91f2"#,
+            "a+b%2B%2F%22%5Cc-91f2",
+            "a%20b%2B%2F%22%5Cc-91f2",
+            "a%20b+/%22\\c-91f2",
+        ] {
+            assert_eq!(redact_text(&format!("<{form}>")), "<[redacted]>", "{form}");
+        }
+        let url = reqwest::Url::parse("http://reporter:p%40ss-5e6f@h/").unwrap();
+        register_url_credentials(&url);
+        // base64("reporter:p@ss-5e6f")
+        for form in ["p%40ss-5e6f", "p@ss-5e6f", "cmVwb3J0ZXI6cEBzcy01ZTZm"] {
+            assert_eq!(redact_text(&format!("<{form}>")), "<[redacted]>", "{form}");
+        }
+    }
 }
