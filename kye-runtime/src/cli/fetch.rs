@@ -2,7 +2,8 @@
 //! backfill with progress and a summary.
 //!
 //! Exit codes: `0` every requested key ended stored, missing or skipped (fresh); `65` some
-//! were rejected (quarantined) or failed; `2` the request, configuration or store is wrong or
+//! were rejected (quarantined) or failed, or the run ended early because a host could not be
+//! reached; `2` the request, configuration or store is wrong or
 //! the run could not proceed; `130` the run was interrupted (Ctrl-C; run it again to resume).
 
 use std::process::ExitCode;
