@@ -33,7 +33,8 @@ use serde_json::Value;
 
 #[path = "pokemon/mapping.rs"]
 mod mapping;
-use mapping::{map_ability, map_pokemon, map_type, segment};
+use kye::http::path_segment;
+use mapping::{map_ability, map_pokemon, map_type};
 
 kye::models!("examples/pokemon/pokemon.kye");
 
@@ -61,7 +62,11 @@ async fn pokemon_by_id(id: u32, ctx: &kye::Context) -> kye::Result<Value> {
 #[kye::get(Pokemon.name)]
 async fn pokemon_by_name(name: String, ctx: &kye::Context) -> kye::Result<Value> {
     let doc = ctx
-        .get_json_value(&format!("{}/pokemon/{}/", base_url(ctx), segment(&name)))
+        .get_json_value(&format!(
+            "{}/pokemon/{}/",
+            base_url(ctx),
+            path_segment(&name)?
+        ))
         .await?;
     map_pokemon(doc)
 }
@@ -70,7 +75,7 @@ async fn pokemon_by_name(name: String, ctx: &kye::Context) -> kye::Result<Value>
 #[kye::get(PokemonType.name)]
 async fn type_by_name(name: String, ctx: &kye::Context) -> kye::Result<Value> {
     let doc = ctx
-        .get_json_value(&format!("{}/type/{}/", base_url(ctx), segment(&name)))
+        .get_json_value(&format!("{}/type/{}/", base_url(ctx), path_segment(&name)?))
         .await?;
     map_type(doc)
 }
@@ -79,7 +84,11 @@ async fn type_by_name(name: String, ctx: &kye::Context) -> kye::Result<Value> {
 #[kye::get(PokemonAbility.name)]
 async fn ability_by_name(name: String, ctx: &kye::Context) -> kye::Result<Value> {
     let doc = ctx
-        .get_json_value(&format!("{}/ability/{}/", base_url(ctx), segment(&name)))
+        .get_json_value(&format!(
+            "{}/ability/{}/",
+            base_url(ctx),
+            path_segment(&name)?
+        ))
         .await?;
     map_ability(doc)
 }

@@ -462,3 +462,27 @@ fn ctrl_c_stops_the_run_with_130_and_the_same_command_resumes_it() {
         "{second}"
     );
 }
+
+#[test]
+fn dot_keys_are_refused_before_any_request() {
+    // `..` and `.` (and their encoded forms) would address `/api/v2/` or the list endpoint.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pokemon/fixtures");
+    let fixtures = kye::testing::Fixtures::from_dir(dir).unwrap();
+    let server = kye::testing::TestServer::start_on_thread(fixtures.routes()).unwrap();
+    let s = Sandbox::new();
+    for key in ["..", ".", "%2E%2E", "a/b"] {
+        let request = format!("Pokemon.name = \"{key}\"");
+        let run = s
+            .run_env(
+                &["get", &request],
+                &[("POKEAPI_BASE_URL", server.base_url())],
+            )
+            .expect(65);
+        let err = run.stderr();
+        assert!(
+            err.contains(&format!("the key \"{key}\" cannot be one URL path segment")),
+            "{err}"
+        );
+    }
+    assert_eq!(server.stats().requests(), 0);
+}

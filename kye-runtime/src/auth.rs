@@ -32,7 +32,7 @@ use reqwest::Url;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::secrets::{register_sensitive_param, Secret, Secrets};
+use crate::secrets::{base64, register_sensitive_param, register_sensitive_value, Secret, Secrets};
 
 /// One way of authenticating requests, with its secret values resolved.
 #[derive(Clone, Debug)]
@@ -138,10 +138,10 @@ impl Auth {
             }
             Auth::Basic { username, password } => {
                 let raw = format!("{}:{}", username.expose(), password.expose());
-                headers.insert(
-                    AUTHORIZATION,
-                    sensitive(format!("Basic {}", base64(raw.as_bytes())))?,
-                );
+                let encoded = base64(raw.as_bytes());
+                // What is sent is the base64, not the password: redact that form too.
+                register_sensitive_value(&encoded);
+                headers.insert(AUTHORIZATION, sensitive(format!("Basic {encoded}"))?);
             }
         }
         Ok(())
@@ -215,33 +215,6 @@ impl AuthTable {
         }
         self.hosts.get(host)
     }
-}
-
-/// Standard base64 with padding (for basic auth; avoids a dependency for ten lines).
-fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        out.push(ALPHABET[(n >> 18) as usize & 63] as char);
-        out.push(ALPHABET[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 {
-            ALPHABET[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if chunk.len() > 2 {
-            ALPHABET[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
-    out
 }
 
 #[cfg(test)]

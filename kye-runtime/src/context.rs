@@ -280,6 +280,22 @@ pub fn limiter_from(config: &Config) -> Result<HostLimiter> {
     } else {
         limiter.set_max_pause(crate::exec::DEFAULT_MAX_RETRY_AFTER);
     }
+    let after = config.get_u64("run.unreachable_after")?;
+    let pause = config.get_duration("run.unreachable_pause")?;
+    if after.is_some() || pause.is_some() {
+        let after = match after {
+            Some(n) => u32::try_from(n).map_err(|_| {
+                crate::Error::permanent(format!(
+                    "run.unreachable_after in kye.toml: {n} is too large"
+                ))
+            })?,
+            None => crate::exec::rate::DEFAULT_UNREACHABLE_AFTER,
+        };
+        limiter.set_unreachable(
+            after,
+            pause.unwrap_or(crate::exec::rate::DEFAULT_UNREACHABLE_PAUSE),
+        );
+    }
     if let Some(hosts) = config.table("hosts") {
         for name in hosts.keys() {
             // Quoted names with dots are found by the longest-prefix lookup.

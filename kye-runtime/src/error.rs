@@ -171,7 +171,12 @@ impl From<std::io::Error> for Error {
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
         // A body that does not parse is usually a truncated response: worth a retry.
-        let mut err = Error::retryable(format!("invalid JSON: {e}"));
+        // Not when no complete document could parse (invalid UTF-8, too deep, `1e400`).
+        let mut err = if crate::http::never_parses(&e) {
+            Error::permanent(format!("invalid JSON: {e}"))
+        } else {
+            Error::retryable(format!("invalid JSON: {e}"))
+        };
         err.source = Some(Box::new(e));
         err
     }

@@ -14,6 +14,8 @@
 //! | timeout, connection error, body cut short   | `Retryable`   |                                       |
 //! | body larger than the limit                  | `Permanent`   | names the limit                       |
 //! | body not JSON / truncated JSON              | `Retryable`   | `get_json*`                           |
+//! | JSON that can never parse (bad UTF-8, too deep, `1e400`) | `Permanent` | `get_json*`              |
+//! | redirect to another origin                  | `Permanent`   | never followed, see [`CrossOriginRedirect`] |
 //! | JSON of the wrong shape for `T`             | `Permanent`   | `get_json::<T>`                       |
 //!
 //! Every error carries the request URL with credentials redacted.
@@ -132,6 +134,11 @@ impl Http {
                 .connect_timeout(self.settings.connect_timeout)
                 .pool_max_idle_per_host(self.settings.pool_max_idle_per_host)
                 .tcp_nodelay(true)
+                // Credentials must never reach another origin: same-origin redirects are
+                // followed (with the request's authentication), any other is refused, and no
+                // `Referer` (which would carry a query-parameter secret) is ever sent.
+                .redirect(redirect_policy())
+                .referer(false)
                 .build()
                 .map_err(|e| e.to_string())
         });
@@ -149,6 +156,8 @@ impl Http {
     ) -> Result<reqwest::RequestBuilder> {
         let mut parsed = Url::parse(url)
             .map_err(|e| Error::permanent(format!("invalid URL: {e}")).with_url(url))?;
+        // reqwest sends a password in the URL as Basic authentication: redact every form of it.
+        crate::secrets::register_url_credentials(&parsed);
         let mut headers = HeaderMap::new();
         if let Some(auth) = self.auth.lookup(fetcher, &parsed) {
             auth.apply(&mut parsed, &mut headers)?;
@@ -180,12 +189,21 @@ impl Http {
         let host = host_key(&url);
         let method = request.method().clone();
         self.limiter.acquire(&host).await;
+        if let Some((down, failures)) = self.limiter.unreachable() {
+            if down == host {
+                return Err(unreachable_error(&host, failures).with_url(shown));
+            }
+        }
         let started = std::time::Instant::now();
+        let sent = tokio::time::Instant::now();
         let client = self.client()?;
-        let mut response = client
-            .execute(request)
-            .await
-            .map_err(|e| transport_error(&e, "request failed", timeout).with_url(shown.clone()))?;
+        let mut response = client.execute(request).await.map_err(|e| {
+            if e.is_connect() {
+                self.limiter.connect_failed(&host, sent);
+            }
+            transport_error(&e, "request failed", timeout).with_url(shown.clone())
+        })?;
+        self.limiter.reached(&host);
         let status = response.status();
         // Taken, not copied: reading the body needs only its own length, not the headers.
         let headers = std::mem::take(response.headers_mut());
@@ -265,12 +283,73 @@ pub fn host_key(url: &Url) -> String {
     }
 }
 
+/// A key as exactly one URL path segment, percent-encoded: every byte but the unreserved
+/// characters (`A-Z a-z 0-9 - . _ ~`) is encoded, so `a/b`, `?`, `#` or a space stay inside the
+/// segment.
+///
+/// A value that cannot be one segment is refused before any request is made, with a permanent
+/// error naming it: the empty string, `.` and `..` (a URL parser resolves them to the parent
+/// resource, even percent-encoded as `%2E%2E`), and any value that contains `/` or whose
+/// percent-decoded form is one of these or contains `/` (`%2F`, `..%2F..`), since servers and
+/// proxies decode such forms before routing.
+///
+/// ```
+/// use kye_runtime::http::path_segment;
+/// assert_eq!(path_segment("mr mime").unwrap(), "mr%20mime");
+/// assert!(path_segment("..").is_err());
+/// let url = format!("https://pokeapi.co/api/v2/pokemon/{}/", path_segment("pikachu")?);
+/// # Ok::<(), kye_runtime::Error>(())
+/// ```
+pub fn path_segment(value: &str) -> Result<String> {
+    let refuse = |why: &str| {
+        Err(Error::permanent(format!(
+            "the key {value:?} cannot be one URL path segment ({why}), so it was not requested"
+        )))
+    };
+    // Decoded until stable (a bounded number of times): `%252E` is `%2E` is `.`.
+    let mut forms = vec![value.to_string()];
+    for _ in 0..4 {
+        let Some(last) = forms.last() else { break };
+        let decoded = crate::secrets::percent_decode(last);
+        if &decoded == last {
+            break;
+        }
+        forms.push(decoded);
+    }
+    for form in &forms {
+        if form.is_empty() {
+            return refuse("it is empty");
+        }
+        if form == "." || form == ".." {
+            return refuse("a URL resolves it to another resource");
+        }
+        if form.contains('/') {
+            return refuse("it contains `/`");
+        }
+    }
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Ok(out)
+}
+
 /// Parses a JSON body: syntax errors and truncation are retryable, shape errors permanent.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| {
         use serde_json::error::Category;
         let msg = match e.classify() {
             Category::Eof => format!("truncated JSON body ({} bytes): {e}", body.len()),
+            Category::Syntax if never_parses(&e) => {
+                return Error::permanent(format!(
+                    "response is not valid JSON, and retrying cannot change that: {e}"
+                ))
+                .with_source(e);
+            }
             Category::Syntax | Category::Io => format!("response is not valid JSON: {e}"),
             Category::Data => {
                 return Error::permanent(format!(
@@ -283,6 +362,30 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     })
 }
 
+/// Whether a JSON syntax error is one that no complete response can fix: invalid UTF-8 in a
+/// string, a lone surrogate `\u` escape, nesting over serde_json's limit (128), or a number out of
+/// `f64` range (`1e400`). A body cut short is an `Eof` error instead, and stays retryable.
+pub(crate) fn never_parses(e: &serde_json::Error) -> bool {
+    let text = e.to_string();
+    [
+        "invalid unicode code point",
+        "lone leading surrogate in hex escape",
+        "unexpected end of hex escape",
+        "recursion limit exceeded",
+        "number out of range",
+    ]
+    .iter()
+    .any(|m| text.starts_with(m))
+}
+
+/// A request not sent because its host was found unreachable earlier in the run.
+fn unreachable_error(host: &str, failures: u32) -> Error {
+    Error::permanent(format!(
+        "cannot reach {host}: {failures} connection failures in a row, the last after a pause; \
+         not tried again in this run"
+    ))
+}
+
 fn transport_error(e: &reqwest::Error, what: &str, timeout: Option<Duration>) -> Error {
     let detail = redact_text(&error_chain(e));
     if e.is_timeout() {
@@ -293,12 +396,73 @@ fn transport_error(e: &reqwest::Error, what: &str, timeout: Option<Duration>) ->
     } else if e.is_connect() {
         Error::retryable(format!("{what}: connection failed ({detail})"))
     } else if e.is_redirect() {
-        Error::permanent(format!("{what}: too many redirects ({detail})"))
+        if find_source::<CrossOriginRedirect>(e).is_some() {
+            Error::permanent(format!("{what}: {detail}"))
+        } else {
+            Error::permanent(format!("{what}: too many redirects ({detail})"))
+        }
     } else if e.is_builder() {
         Error::permanent(format!("{what}: {detail}"))
     } else {
         Error::retryable(format!("{what}: {detail}"))
     }
+}
+
+/// Redirects followed before giving up (reqwest's default is also 10).
+pub const MAX_REDIRECTS: usize = 10;
+
+/// Same-origin redirects only (scheme, host and port all equal to the first request's), at most
+/// [`MAX_REDIRECTS`]; a redirect elsewhere fails the request with [`CrossOriginRedirect`].
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let Some(first) = attempt.previous().first() else {
+            return attempt.follow();
+        };
+        if !same_origin(first, attempt.url()) {
+            let error = CrossOriginRedirect {
+                from: redact_url(first.as_str()),
+                to: redact_url(attempt.url().as_str()),
+            };
+            return attempt.error(error);
+        }
+        if attempt.previous().len() > MAX_REDIRECTS {
+            return attempt.error("too many redirects");
+        }
+        attempt.follow()
+    })
+}
+
+/// Whether two URLs have the same origin: scheme, host and (default-aware) port.
+pub fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// A redirect to another origin, refused so that no credential (configured header, query
+/// parameter, cookie) can follow it. Both URLs are redacted.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the source redirected to another origin ({to}), which kye does not follow so that \
+     credentials never leave the source; point the fetcher at the final URL instead"
+)]
+pub struct CrossOriginRedirect {
+    /// The URL first requested (redacted).
+    pub from: String,
+    /// Where the source redirected to (redacted).
+    pub to: String,
+}
+
+fn find_source<T: std::error::Error + 'static>(e: &reqwest::Error) -> Option<&T> {
+    use std::error::Error as _;
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(t) = s.downcast_ref::<T>() {
+            return Some(t);
+        }
+        source = s.source();
+    }
+    None
 }
 
 /// The error and its causes on one line, without the URL (which reqwest would print unredacted).
@@ -465,12 +629,52 @@ mod tests {
     }
 
     #[test]
+    fn path_segments_cannot_address_another_resource() {
+        assert_eq!(path_segment("mr-mime").unwrap(), "mr-mime");
+        assert_eq!(path_segment("a b?c#d").unwrap(), "a%20b%3Fc%23d");
+        assert_eq!(path_segment("...").unwrap(), "...");
+        assert_eq!(path_segment("100%").unwrap(), "100%25");
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "../type",
+            "%2E",
+            "%2e%2E",
+            "%2F",
+            "a%2fb",
+            "%252E%252E",
+            "%00%2F",
+        ] {
+            let e = path_segment(bad).unwrap_err();
+            assert_eq!(e.class(), ErrorClass::Permanent, "{bad}");
+            assert!(e.message().contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+
+    #[test]
     fn json_errors_are_classified() {
         let e = parse_json::<serde_json::Value>(br#"{"id": 25, "na"#).unwrap_err();
         assert_eq!(e.class(), ErrorClass::Retryable);
         assert!(e.message().contains("truncated"), "{e}");
         let e = parse_json::<serde_json::Value>(b"<html>").unwrap_err();
         assert_eq!(e.class(), ErrorClass::Retryable);
+        // Content that no retry can fix is permanent.
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let bad_utf8: &[u8] = b"{\"name\": \"pika\xff\xfechu\"}";
+        for body in [
+            bad_utf8,
+            b"{\"weight\": 1e400}",
+            b"[\"\\ud800\"]",
+            deep.as_bytes(),
+        ] {
+            let e = parse_json::<serde_json::Value>(body).unwrap_err();
+            assert_eq!(e.class(), ErrorClass::Permanent, "{e}");
+            assert!(e.message().contains("retrying cannot change that"), "{e}");
+            let e = Error::from(serde_json::from_slice::<serde_json::Value>(body).unwrap_err());
+            assert_eq!(e.class(), ErrorClass::Permanent, "{e}");
+        }
         #[derive(serde::Deserialize, Debug)]
         #[allow(dead_code)]
         struct P {

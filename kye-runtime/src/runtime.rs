@@ -51,7 +51,7 @@ use tracing::Instrument;
 use crate::config::{parse_duration, Config};
 use crate::context::Context;
 use crate::error::{Error, ErrorClass, Result};
-use crate::exec::{ExecSettings, Executor, Finished, Outcome, Shutdown, Sink, Work};
+use crate::exec::{ExecSettings, ExecStats, Executor, Finished, Outcome, Shutdown, Sink, Work};
 use crate::model::{Key, KeyValue};
 use crate::registry::{FetcherRegistration, RegisteredModel, Registry};
 use crate::request::{KeySet, ResolvedRequest};
@@ -449,6 +449,10 @@ pub struct FetchSummary {
     pub failures: Vec<KeyProblem>,
     /// Up to [`SUMMARY_EXAMPLES`] rejected keys with reasons.
     pub rejects: Vec<KeyProblem>,
+    /// Why the run ended early when a host could not be reached (`cannot reach HOST: N keys
+    /// not attempted, run again to resume`); absent from the JSON otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreachable: Option<String>,
 }
 
 fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -1094,6 +1098,7 @@ impl Runtime {
         let started = Instant::now();
         // A stop applies to the runs in progress; a new run starts fresh.
         inner.shutdown.reset();
+        inner.ctx.http().limiter().reset_reach();
         let requested = resolved.keys().len();
         let (resumed_from, resume_since) = if opts.resume {
             let store = inner.store.lock().unwrap_or_else(|p| p.into_inner());
@@ -1134,7 +1139,9 @@ impl Runtime {
         if let Some(n) = opts.concurrency {
             settings.concurrency = n;
         }
-        let executor = Executor::new(settings).with_shutdown(inner.shutdown.clone());
+        let executor = Executor::new(settings)
+            .with_shutdown(inner.shutdown.clone())
+            .with_hosts(inner.ctx.http().limiter().clone());
         let listener = if ctrl_c {
             Some(inner.shutdown.on_ctrl_c())
         } else {
@@ -1301,7 +1308,25 @@ impl Runtime {
             (Err(_), Err(_)) => Ok(Default::default()),
             (r, _) => r,
         };
+        let unreachable = match &result {
+            Ok(ExecStats {
+                unreachable: Some((host, _)),
+                started,
+                ..
+            }) => {
+                let not_attempted = (requested + followed).saturating_sub(*started);
+                let message = format!(
+                    "cannot reach {host}: {not_attempted} keys not attempted, run again to resume"
+                );
+                span.in_scope(|| tracing::warn!("{message}"));
+                Some(message)
+            }
+            _ => None,
+        };
         let (status, error, stats) = match (&result, &flushed) {
+            (Ok(stats), Ok(())) if unreachable.is_some() => {
+                (RunStatus::Interrupted, unreachable.clone(), Some(stats.clone()))
+            }
             (Ok(stats), Ok(())) if stats.stopped || interrupted > 0 => (
                 RunStatus::Interrupted,
                 Some(format!(
@@ -1339,6 +1364,7 @@ impl Runtime {
             store_time: written.busy,
             failures: written.failures,
             rejects: written.rejects,
+            unreachable,
         };
         span.in_scope(|| tracing::info!(summary = %summary, "run finished"));
         Ok(summary)

@@ -179,13 +179,140 @@ fn remember(value: &str) {
     if value.len() < 4 {
         return;
     }
-    if let Ok(mut k) = known().write() {
-        if !k.iter().any(|v| v == value) {
-            k.push(value.to_string());
-            // Longest first, so a secret containing another is replaced whole.
-            k.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    let forms = encoded_forms(value);
+    if let Ok(k) = known().read() {
+        if forms.iter().all(|f| k.contains(f)) {
+            return;
         }
     }
+    if let Ok(mut k) = known().write() {
+        for form in forms {
+            if form.len() >= 4 && !k.contains(&form) {
+                k.push(form);
+            }
+        }
+        // Longest first, so a secret containing another is replaced whole.
+        k.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    }
+}
+
+/// Every form in which kye (or the HTTP client under it) may write `value` into a request or a
+/// text: as is, JSON-escaped, and percent-encoded the ways URLs carry it (form encoding with `+`
+/// or `%20` for a space, the minimal encoding a URL parser applies to a raw query, and the
+/// encoding of everything but unreserved characters).
+fn encoded_forms(value: &str) -> Vec<String> {
+    let mut forms = vec![value.to_string()];
+    let mut add = |f: String| {
+        if !forms.contains(&f) {
+            forms.push(f);
+        }
+    };
+    if let Ok(json) = serde_json::to_string(value) {
+        add(json[1..json.len() - 1].to_string());
+    }
+    let form = percent_encode(
+        value,
+        |b| b.is_ascii_alphanumeric() || b"*-._".contains(&b),
+        true,
+    );
+    add(form.clone());
+    add(form.replace('+', "%20"));
+    add(percent_encode(
+        value,
+        |b| (0x21..0x7f).contains(&b) && !b"\"#<>'".contains(&b),
+        false,
+    ));
+    add(percent_encode(
+        value,
+        |b| b.is_ascii_alphanumeric() || b"-._~".contains(&b),
+        false,
+    ));
+    forms
+}
+
+/// Percent-encodes every byte `keep` refuses (upper-case hex); with `space_plus`, a space is `+`.
+fn percent_encode(value: &str, keep: impl Fn(u8) -> bool, space_plus: bool) -> String {
+    let mut out = String::with_capacity(value.len());
+    for &b in value.as_bytes() {
+        if keep(b) {
+            out.push(b as char);
+        } else if b == b' ' && space_plus {
+            out.push('+');
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Registers text derived from secrets that kye sends (such as the base64 of `user:password`
+/// in a Basic `Authorization` header), so [`redact_text`] replaces it (and its encoded forms)
+/// like a secret value.
+pub fn register_sensitive_value(value: &str) {
+    remember(value);
+}
+
+/// Registers the credentials of a URL's userinfo (`http://user:password@host/`), which the HTTP
+/// client sends as Basic authentication: the password (as written and decoded) and the base64
+/// of `user:password`.
+pub fn register_url_credentials(url: &reqwest::Url) {
+    let Some(password) = url.password() else {
+        return;
+    };
+    let decode = |s: &str| percent_decode(s);
+    remember(password);
+    let plain = decode(password);
+    remember(&plain);
+    remember(&base64(
+        format!("{}:{plain}", decode(url.username())).as_bytes(),
+    ));
+}
+
+/// Decodes `%XX` escapes (invalid ones are kept as they are; invalid UTF-8 is replaced).
+pub(crate) fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Standard base64 with padding (for Basic authentication; avoids a dependency for ten lines).
+pub(crate) fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(ALPHABET[(n >> 18) as usize & 63] as char);
+        out.push(ALPHABET[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 {
+            ALPHABET[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            ALPHABET[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
 }
 
 /// Registers a query parameter name whose value must be redacted in URLs (done automatically
@@ -329,5 +456,25 @@ mod tests {
             "token [redacted] leaked"
         );
         assert!(!redact_url("http://h/p/s3cr3t-value-xyz").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn encoded_forms_and_url_credentials_are_redacted() {
+        let _s = Secret::new(r#"a b+/"\c-91f2"#);
+        for form in [
+            r#"a b+/"\c-91f2"#,
+            r#"a b+/\"\\c-91f2"#,
+            "a+b%2B%2F%22%5Cc-91f2",
+            "a%20b%2B%2F%22%5Cc-91f2",
+            "a%20b+/%22\\c-91f2",
+        ] {
+            assert_eq!(redact_text(&format!("<{form}>")), "<[redacted]>", "{form}");
+        }
+        let url = reqwest::Url::parse("http://reporter:p%40ss-5e6f@h/").unwrap();
+        register_url_credentials(&url);
+        // base64("reporter:p@ss-5e6f")
+        for form in ["p%40ss-5e6f", "p@ss-5e6f", "cmVwb3J0ZXI6cEBzcy01ZTZm"] {
+            assert_eq!(redact_text(&format!("<{form}>")), "<[redacted]>", "{form}");
+        }
     }
 }

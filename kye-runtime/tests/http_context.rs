@@ -316,3 +316,87 @@ async fn configuration_is_readable_by_fetchers_with_env_overrides() {
     assert_eq!(e.class(), ErrorClass::Retryable, "{e}");
     assert!(e.to_string().contains("127.0.0.1:1/api/pokemon/1/"), "{e}");
 }
+
+/// A context authenticating every request to `host` with `auth` (secret `S` = `value`).
+fn ctx_authenticating(host: &str, auth: &str, value: &str) -> Context {
+    let config =
+        Config::from_toml_str(&format!("[hosts.\"{host}\".auth]\n{auth}\n"), None).unwrap();
+    let secrets = Secrets::load([("S".to_string(), value.to_string())], None).unwrap();
+    Context::builder()
+        .config(config)
+        .secrets(secrets)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn no_credential_follows_a_redirect_to_another_origin() {
+    use common::recorder::recorder;
+    let other = recorder("unused").await;
+    let landing = format!("{}/landing?x=1", other.base);
+    for (auth, secret) in [
+        (
+            "type = \"header\"\nname = \"X-Api-Key\"\nsecret = \"S\"",
+            "hdr-secret-4c1d9e",
+        ),
+        (
+            "type = \"query\"\nname = \"apikey\"\nsecret = \"S\"",
+            "qry-secret-7a2b3f",
+        ),
+        ("type = \"bearer\"\nsecret = \"S\"", "brr-secret-0e9d8c"),
+        (
+            "type = \"basic\"\nusername = \"u\"\nsecret = \"S\"",
+            "bsc-secret-6f5e4d",
+        ),
+    ] {
+        let source = recorder(&landing).await;
+        let host = source.base.trim_start_matches("http://").to_string();
+        let ctx = ctx_authenticating(&host, auth, secret);
+        let e = ctx
+            .get_json_value(&format!("{}/hop?id=1", source.base))
+            .await
+            .unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Permanent, "{e}");
+        let shown = e.to_string();
+        assert!(shown.contains("redirected to another origin"), "{shown}");
+        assert!(shown.contains(&other.base), "{shown}");
+        assert!(!shown.contains(secret), "{shown}");
+        // The source was asked (with its credential), the other origin never.
+        let asked = source.heads();
+        assert_eq!(asked.len(), 1, "{asked:?}");
+        assert!(
+            asked[0].contains(secret)
+                || asked[0]
+                    .to_ascii_lowercase()
+                    .contains("authorization: basic"),
+            "{asked:?}"
+        );
+    }
+    let reached = other.heads();
+    assert!(
+        reached.is_empty(),
+        "the other origin was reached: {reached:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_same_origin_redirect_keeps_its_credentials_and_sends_no_referer() {
+    use common::recorder::recorder;
+    let source = recorder("{self}/landing").await;
+    let host = source.base.trim_start_matches("http://").to_string();
+    let ctx = ctx_authenticating(
+        &host,
+        "type = \"header\"\nname = \"X-Api-Key\"\nsecret = \"S\"",
+        "same-secret-2d3c4b",
+    );
+    let v = ctx
+        .get_json_value(&format!("{}/hop?id=1", source.base))
+        .await
+        .unwrap();
+    let head = v["head"].as_str().unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("get /landing "), "{head}");
+    assert!(head.contains("x-api-key: same-secret-2d3c4b"), "{head}");
+    assert!(!head.contains("referer"), "{head}");
+    assert!(!head.contains("cookie"), "{head}");
+    assert_eq!(source.heads().len(), 2);
+}

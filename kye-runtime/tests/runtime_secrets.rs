@@ -172,3 +172,132 @@ async fn secrets_stay_out_of_logs_errors_summaries_and_the_store() {
         assert!(!shown.contains(secret), "secret leaked:\n{shown}");
     }
 }
+
+/// Runs `Item.id in 1..=2` against `base_url` (an echo server's 401) with `auth` as the echo
+/// host's authentication and `secrets`; returns everything a user could see: the captured logs
+/// at trace level, the summary (text, Debug, JSON), the stored reasons and a `get` error.
+async fn everything_shown(
+    echo: &str,
+    base_url: &str,
+    auth: &str,
+    secrets: &[(&str, &str)],
+) -> String {
+    let capture = Capture::default();
+    let _guard = tracing::dispatcher::set_default(&tracing::Dispatch::new(capture.clone()));
+    let port = echo.rsplit(':').next().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::from_toml_str(
+        &format!(
+            "[run]\nmax_attempts = 1\n[hosts.\"127.0.0.1:{port}\".auth]\n{auth}\n[echo]\nbase_url = \"{base_url}\"\n"
+        ),
+        None,
+    )
+    .unwrap();
+    let secrets = Secrets::load(
+        secrets.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        None,
+    )
+    .unwrap();
+    let registry = Registry::from_parts(
+        [RegisteredModel::new(schema(), "Item").unwrap()],
+        [&ITEM_BY_ID],
+    )
+    .unwrap();
+    let rt = Runtime::builder()
+        .registry(registry)
+        .config(config)
+        .secrets(secrets)
+        .store(format!("sqlite:{}", dir.path().join("kye.db").display()))
+        .handle_ctrl_c(false)
+        .build()
+        .unwrap();
+    let summary = rt.fetch("Item.id in 1..=2").await.unwrap();
+    assert_eq!(summary.counts.failed, 2, "{summary}");
+    let get_err = rt.get("Item.id = 9").await.unwrap_err();
+    let mut shown = capture.text();
+    let _ = write!(
+        shown,
+        "\n{summary}\n{summary:?}\n{}\n{get_err}\n{get_err:?}",
+        serde_json::to_string(&summary).unwrap()
+    );
+    for id in 1..=2 {
+        let o = rt
+            .with_store(|s| {
+                s.latest_outcome("Item", &IndexKey::single("id", id))
+                    .unwrap()
+            })
+            .unwrap();
+        let _ = write!(shown, "\n{:?}", o.reason);
+    }
+    shown
+}
+
+#[tokio::test]
+async fn every_encoded_form_of_a_secret_is_redacted() {
+    let echo = echo_server().await;
+    let status = format!("{echo}/status/401");
+
+    // Basic: what is sent is base64("reporter:pw-basic-51ab0c").
+    let shown = everything_shown(
+        &echo,
+        &status,
+        "type = \"basic\"\nusername = \"reporter\"\nsecret = \"PW\"",
+        &[("PW", "pw-basic-51ab0c")],
+    )
+    .await;
+    assert!(shown.contains("HTTP 401"), "{shown}");
+    assert!(shown.contains("authorization: Basic [redacted]"), "{shown}");
+    for form in ["pw-basic-51ab0c", "cmVwb3J0ZXI6cHctYmFzaWMtNTFhYjBj"] {
+        assert!(!shown.contains(form), "{form} leaked:\n{shown}");
+    }
+
+    // A password in the base URL, which the client sends as Basic authentication.
+    let with_userinfo = status.replace("http://", "http://reporter:pw%40url-77d1e@");
+    let shown = everything_shown(
+        &echo,
+        &with_userinfo,
+        "type = \"bearer\"\nsecret = \"T\"",
+        &[("T", "tok-plain-6d2f")],
+    )
+    .await;
+    assert!(shown.contains("HTTP 401"), "{shown}");
+    // base64("reporter:pw@url-77d1e")
+    for form in [
+        "pw%40url-77d1e",
+        "pw@url-77d1e",
+        "cmVwb3J0ZXI6cHdAdXJsLTc3ZDFl",
+    ] {
+        assert!(!shown.contains(form), "{form} leaked:\n{shown}");
+    }
+
+    // A query secret that the URL carries percent-encoded.
+    let shown = everything_shown(
+        &echo,
+        &status,
+        "type = \"query\"\nname = \"k\"\nsecret = \"Q\"",
+        &[("Q", "tok +/=&x-3b9c")],
+    )
+    .await;
+    assert!(shown.contains("HTTP 401"), "{shown}");
+    assert!(shown.contains("&k=[redacted]"), "{shown}");
+    for form in [
+        "tok +/=&x-3b9c",
+        "tok+%2B%2F%3D%26x-3b9c",
+        "tok%20%2B%2F%3D%26x-3b9c",
+    ] {
+        assert!(!shown.contains(form), "{form} leaked:\n{shown}");
+    }
+
+    // A bearer token with `"` and `\`, which the echoed JSON body escapes.
+    let shown = everything_shown(
+        &echo,
+        &status,
+        "type = \"bearer\"\nsecret = \"B\"",
+        &[("B", r#"tok"q\b-8e1a"#)],
+    )
+    .await;
+    assert!(shown.contains("Bearer [redacted]"), "{shown}");
+    for form in [r#"tok"q\b-8e1a"#, r#"tok\"q\\b-8e1a"#] {
+        assert!(!shown.contains(form), "{form} leaked:\n{shown}");
+    }
+}

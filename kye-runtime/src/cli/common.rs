@@ -138,6 +138,67 @@ pub(crate) fn failure_hint(reason: &str) -> Option<&'static str> {
     }
 }
 
+/// [`failure_hint`], knowing the configuration: a 401 or 403 from a host (or for a fetcher of
+/// `model`) that already has authentication configured means the credential was refused, and
+/// the hint names the secret to check instead of saying to configure authentication.
+pub(crate) fn failure_hint_with(
+    config: Option<&Config>,
+    model: &str,
+    reason: &str,
+) -> Option<String> {
+    if reason.contains("HTTP 401") || reason.contains("HTTP 403") {
+        if let Some((place, secrets)) = config.and_then(|c| configured_auth(c, model, reason)) {
+            return Some(format!(
+                "the source refused the credential kye sent ({place} in kye.toml, secret {secrets}): \
+                 check that the secret holds a valid, unexpired value with access to this resource"
+            ));
+        }
+    }
+    failure_hint(reason).map(str::to_string)
+}
+
+/// The authentication configured for a failed request: the `[fetchers."<model>...".auth]` of a
+/// fetcher of `model`, else the `[hosts."HOST".auth]` of the URL at the end of `reason`
+/// (`host:port` before `host`). Returns where it is configured and the name(s) of its secrets.
+fn configured_auth(config: &Config, model: &str, reason: &str) -> Option<(String, String)> {
+    let secrets_of = |auth: &toml::Value| -> Option<String> {
+        let t = auth.as_table()?;
+        let names: Vec<&str> = ["username_secret", "secret"]
+            .iter()
+            .filter_map(|k| t.get(*k).and_then(toml::Value::as_str))
+            .collect();
+        (!names.is_empty()).then(|| names.join(" and "))
+    };
+    if let Some(fetchers) = config.table("fetchers") {
+        for (name, entry) in fetchers {
+            let of_model = name
+                .strip_prefix(model)
+                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('('));
+            if let (true, Some(auth)) = (of_model, entry.get("auth")) {
+                if let Some(names) = secrets_of(auth) {
+                    return Some((format!("[fetchers.\"{name}\".auth]"), names));
+                }
+            }
+        }
+    }
+    let start = reason
+        .rfind("(http://")
+        .or_else(|| reason.rfind("(https://"))?;
+    let url = reason[start + 1..].trim_end().trim_end_matches(')');
+    let url = reqwest::Url::parse(url).ok()?;
+    let host = url.host_str()?;
+    let hosts = config.table("hosts")?;
+    let mut names = Vec::new();
+    if let Some(port) = url.port_or_known_default() {
+        names.push(format!("{host}:{port}"));
+    }
+    names.push(host.to_string());
+    names.into_iter().find_map(|name| {
+        let auth = hosts.get(&name)?.get("auth")?;
+        Some((format!("[hosts.\"{name}\".auth]"), secrets_of(auth)?))
+    })
+}
+
 /// A JSON value as one table cell: strings bare, arrays comma-joined, records by their key.
 pub(crate) fn cell(v: &Value) -> String {
     match v {
@@ -302,6 +363,38 @@ mod tests {
             .unwrap()
             .contains("rate"));
         assert_eq!(failure_hint("fetcher panicked"), None);
+    }
+
+    #[test]
+    fn a_refused_credential_is_named_when_auth_is_configured() {
+        let config = Config::from_toml_str(
+            r#"
+            [hosts."127.0.0.1:8080".auth]
+            type = "bearer"
+            secret = "CAT_TOKEN"
+            [fetchers."Dog.id".auth]
+            type = "basic"
+            username_secret = "DOG_USER"
+            secret = "DOG_PASSWORD"
+            "#,
+            None,
+        )
+        .unwrap();
+        let reason = "HTTP 401 Unauthorized: bad token (http://127.0.0.1:8080/cats/1)";
+        let hint = failure_hint_with(Some(&config), "Cat", reason).unwrap();
+        assert!(hint.contains("refused the credential"), "{hint}");
+        assert!(hint.contains("[hosts.\"127.0.0.1:8080\".auth]"), "{hint}");
+        assert!(hint.contains("secret CAT_TOKEN"), "{hint}");
+        assert!(!hint.contains("configure authentication"), "{hint}");
+        let hint =
+            failure_hint_with(Some(&config), "Dog", "HTTP 403 Forbidden (http://x/1)").unwrap();
+        assert!(hint.contains("DOG_USER and DOG_PASSWORD"), "{hint}");
+        // No authentication for that host: the old advice.
+        let other = "HTTP 401 Unauthorized (http://127.0.0.1:9090/cats/1)";
+        let hint = failure_hint_with(Some(&config), "Cat", other).unwrap();
+        assert!(hint.contains("configure authentication"), "{hint}");
+        let hint = failure_hint_with(None, "Cat", reason).unwrap();
+        assert!(hint.contains("configure authentication"), "{hint}");
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! backfill with progress and a summary.
 //!
 //! Exit codes: `0` every requested key ended stored, missing or skipped (fresh); `65` some
-//! were rejected (quarantined) or failed; `2` the request, configuration or store is wrong or
-//! the run could not proceed; `130` the run was interrupted (Ctrl-C or SIGTERM; run it again
-//! to resume).
+//! were rejected (quarantined) or failed, or the run ended early because a host could not be
+//! reached; `2` the request, configuration or store is wrong or the run could not proceed;
+//! `130` the run was interrupted (Ctrl-C or SIGTERM; run it again to resume).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -99,10 +99,10 @@ impl FetchArgs {
     }
 }
 
-/// The exit code a fetch summary calls for: 65 with rejected or failed keys, 130 when
-/// interrupted, else 0.
+/// The exit code a fetch summary calls for: 65 with rejected or failed keys or when a host could
+/// not be reached, 130 when interrupted, else 0.
 pub fn exit_code(summary: &FetchSummary) -> u8 {
-    if summary.counts.rejected > 0 || summary.counts.failed > 0 {
+    if summary.counts.rejected > 0 || summary.counts.failed > 0 || summary.unreachable.is_some() {
         EXIT_DATA
     } else if summary.status == RunStatus::Interrupted || summary.interrupted > 0 {
         EXIT_INTERRUPTED
@@ -143,10 +143,13 @@ pub fn print_summary(summary: &FetchSummary, g: &Global) {
             summary.run
         );
     }
+    let config = (!summary.failures.is_empty())
+        .then(|| super::common::load_config(g).ok())
+        .flatten();
     if let Some(hint) = summary
         .failures
         .iter()
-        .find_map(|f| super::common::failure_hint(&f.reason))
+        .find_map(|f| super::common::failure_hint_with(config.as_ref(), &f.model, &f.reason))
     {
         out!("hint: {hint}");
     }
@@ -155,7 +158,9 @@ pub fn print_summary(summary: &FetchSummary, g: &Global) {
             "failed keys are fetched again by the next run of the same request (`runs` lists the history)"
         );
     }
-    if summary.status == RunStatus::Interrupted {
+    if let Some(why) = &summary.unreachable {
+        out!("stopped early: {why}");
+    } else if summary.status == RunStatus::Interrupted {
         out!("interrupted: run the same command again to resume where it stopped");
     }
 }

@@ -126,7 +126,11 @@ impl Run for GetArgs {
                     }));
                 }
                 let code = fail(g, &e, EXIT_DATA);
-                if let Some(hint) = super::common::failure_hint(&e.to_string()) {
+                let config = super::common::load_config(g).ok();
+                let model = request.split(['.', '(']).next().unwrap_or("").trim();
+                if let Some(hint) =
+                    super::common::failure_hint_with(config.as_ref(), model, &e.to_string())
+                {
                     eprintln!("hint: {hint}");
                 }
                 code

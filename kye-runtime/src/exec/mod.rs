@@ -226,6 +226,9 @@ pub struct ExecStats {
     pub retries: u64,
     /// Whether a stop was requested (items were left untaken).
     pub stopped: bool,
+    /// The host found unreachable that ended the run early, with its consecutive connection
+    /// failures (see [`Executor::with_hosts`]).
+    pub unreachable: Option<(String, u32)>,
 }
 
 /// A stop switch: the first [`Shutdown::trigger`] stops taking new items and starts the grace
@@ -356,6 +359,7 @@ pub struct Executor {
     settings: ExecSettings,
     shutdown: Shutdown,
     fetcher_limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    hosts: Option<Arc<rate::HostLimiter>>,
 }
 
 impl Executor {
@@ -365,7 +369,16 @@ impl Executor {
             settings,
             shutdown: Shutdown::new(),
             fetcher_limits: Mutex::new(HashMap::new()),
+            hosts: None,
         }
+    }
+
+    /// Stops taking new items as soon as `hosts` finds a host unreachable
+    /// ([`rate::HostLimiter::unreachable`]); in-flight items finish (requests to that host fail
+    /// at once) and [`ExecStats::unreachable`] names the host.
+    pub fn with_hosts(mut self, hosts: Arc<rate::HostLimiter>) -> Self {
+        self.hosts = Some(hosts);
+        self
     }
 
     /// Uses this stop switch (e.g. one shared with a Ctrl-C handler).
@@ -427,7 +440,11 @@ impl Executor {
         let window = self.settings.concurrency.max(1);
 
         loop {
-            let stopping = self.shutdown.is_triggered() || sink_error.is_some();
+            if stats.unreachable.is_none() {
+                stats.unreachable = self.hosts.as_ref().and_then(|h| h.unreachable());
+            }
+            let stopping =
+                self.shutdown.is_triggered() || sink_error.is_some() || stats.unreachable.is_some();
             if stopping && grace_deadline.is_none() {
                 stats.stopped = stats.stopped || !(exhausted && pending.is_empty());
                 grace_deadline = Some(Instant::now() + self.settings.grace_period);

@@ -4,6 +4,12 @@
 //! A bucket refills at `rate_limit` tokens per second up to `burst` tokens. Hosts without a
 //! configured rate are not limited, but any host can be paused: a `429 Too Many Requests` (or a
 //! `503`) with `Retry-After` stops every request to that host until the delay has passed.
+//!
+//! It also tracks whether a host can be reached at all. After `run.unreachable_after`
+//! (default 20) consecutive connection failures to one host, with no response in between, the
+//! host is paused for `run.unreachable_pause` (default 10 s); when a request sent after that
+//! pause fails to connect too, the host is marked unreachable: requests to it fail at once and
+//! the executor starts no new keys, ending the run early (see [`HostLimiter::unreachable`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -45,6 +51,32 @@ pub struct HostLimiter {
     hosts: HashMap<String, Rate>,
     buckets: Mutex<HashMap<String, Bucket>>,
     max_pause: Option<Duration>,
+    reach: Mutex<Reach>,
+    /// Whether `reach.down` is set (read on every executor step without the lock).
+    any_down: std::sync::atomic::AtomicBool,
+    unreachable_after: u32,
+    unreachable_pause: Duration,
+}
+
+/// Default consecutive connection failures to one host before it is paused.
+pub const DEFAULT_UNREACHABLE_AFTER: u32 = 20;
+/// Default pause of a host after [`DEFAULT_UNREACHABLE_AFTER`] connection failures.
+pub const DEFAULT_UNREACHABLE_PAUSE: Duration = Duration::from_secs(10);
+
+/// Connection health of every host.
+#[derive(Debug, Default)]
+struct Reach {
+    hosts: HashMap<String, HostReach>,
+    /// The first host found unreachable, with its consecutive failures.
+    down: Option<(String, u32)>,
+}
+
+#[derive(Debug, Default)]
+struct HostReach {
+    /// Connection failures since the last response.
+    failures: u32,
+    /// End of the pause imposed after `unreachable_after` failures.
+    paused_until: Option<Instant>,
 }
 
 impl HostLimiter {
@@ -52,8 +84,89 @@ impl HostLimiter {
     pub fn new(default: Option<Rate>) -> Self {
         HostLimiter {
             default,
+            unreachable_after: DEFAULT_UNREACHABLE_AFTER,
+            unreachable_pause: DEFAULT_UNREACHABLE_PAUSE,
             ..Self::default()
         }
+    }
+
+    /// Sets after how many consecutive connection failures a host is paused (`pause`) and,
+    /// failing again after that, marked unreachable. `failures` 0 turns the check off.
+    pub fn set_unreachable(&mut self, failures: u32, pause: Duration) {
+        self.unreachable_after = failures;
+        self.unreachable_pause = pause;
+    }
+
+    fn reach(&self) -> std::sync::MutexGuard<'_, Reach> {
+        self.reach.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a response from `host` (any status): it can be reached.
+    pub fn reached(&self, host: &str) {
+        let mut reach = self.reach();
+        if let Some(h) = reach.hosts.get_mut(host) {
+            h.failures = 0;
+            h.paused_until = None;
+        }
+    }
+
+    /// Records a connection failure to `host` of a request sent at `sent`. After
+    /// `unreachable_after` of them in a row the host is paused; a failure of a request sent
+    /// after that pause marks it unreachable ([`HostLimiter::unreachable`]).
+    pub fn connect_failed(&self, host: &str, sent: Instant) {
+        if self.unreachable_after == 0 {
+            return;
+        }
+        let pause = {
+            let mut reach = self.reach();
+            if reach.down.is_some() {
+                return;
+            }
+            let h = reach.hosts.entry(host.to_string()).or_default();
+            h.failures = h.failures.saturating_add(1);
+            match h.paused_until {
+                Some(until) if sent >= until => {
+                    let failures = h.failures;
+                    reach.down = Some((host.to_string(), failures));
+                    self.any_down
+                        .store(true, std::sync::atomic::Ordering::Release);
+                    drop(reach);
+                    tracing::warn!(host, failures, "host unreachable: starting no new keys");
+                    return;
+                }
+                Some(_) => false,
+                None if h.failures >= self.unreachable_after => {
+                    h.paused_until = Some(Instant::now() + self.unreachable_pause);
+                    true
+                }
+                None => false,
+            }
+        };
+        if pause {
+            tracing::warn!(
+                host,
+                failures = self.unreachable_after,
+                pause_ms = self.unreachable_pause.as_millis() as u64,
+                "consecutive connection failures: pausing host"
+            );
+            self.pause_for(host, self.unreachable_pause, false);
+        }
+    }
+
+    /// The host found unreachable (and its consecutive connection failures), if any.
+    pub fn unreachable(&self) -> Option<(String, u32)> {
+        if !self.any_down.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
+        self.reach().down.clone()
+    }
+
+    /// Forgets every connection failure (a new run starts with every host reachable).
+    pub fn reset_reach(&self) {
+        let mut reach = self.reach();
+        *reach = Reach::default();
+        self.any_down
+            .store(false, std::sync::atomic::Ordering::Release);
     }
 
     /// Sets the rate of one host (`host` or `host:port`, as in [`crate::http`]'s host keys).
@@ -125,6 +238,10 @@ impl HostLimiter {
     /// Pauses every request to `host` for `delay` (from a `Retry-After`). A longer pause already
     /// in force is kept.
     pub fn pause(&self, host: &str, delay: Duration) {
+        self.pause_for(host, delay, true);
+    }
+
+    fn pause_for(&self, host: &str, delay: Duration, retry_after: bool) {
         let delay = match self.max_pause {
             Some(max) => delay.min(max),
             None => delay,
@@ -142,11 +259,13 @@ impl HostLimiter {
         if bucket.paused_until.is_none_or(|p| p < until) {
             bucket.paused_until = Some(until);
         }
-        tracing::info!(
-            host,
-            delay_ms = delay.as_millis() as u64,
-            "pausing host (Retry-After)"
-        );
+        if retry_after {
+            tracing::info!(
+                host,
+                delay_ms = delay.as_millis() as u64,
+                "pausing host (Retry-After)"
+            );
+        }
     }
 }
 
@@ -180,6 +299,31 @@ mod tests {
             l.acquire("b").await;
         }
         assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_host_failing_to_connect_is_paused_then_marked_unreachable() {
+        let mut l = HostLimiter::new(None);
+        l.set_unreachable(3, Duration::from_secs(5));
+        let t0 = Instant::now();
+        l.connect_failed("dead:80", t0);
+        l.connect_failed("dead:80", t0);
+        // A response in between starts the count again.
+        l.reached("dead:80");
+        for _ in 0..3 {
+            l.connect_failed("dead:80", t0);
+        }
+        assert_eq!(l.unreachable(), None);
+        // Paused: the next request waits 5 s.
+        l.acquire("dead:80").await;
+        assert!(t0.elapsed() >= Duration::from_secs(5));
+        // Failures of requests sent before the pause ended do not count as the probe.
+        l.connect_failed("dead:80", t0);
+        assert_eq!(l.unreachable(), None);
+        l.connect_failed("dead:80", Instant::now());
+        assert_eq!(l.unreachable(), Some(("dead:80".to_string(), 5)));
+        l.reset_reach();
+        assert_eq!(l.unreachable(), None);
     }
 
     #[tokio::test(start_paused = true)]

@@ -4,6 +4,8 @@
 //!   (`reliability_hostile.rs`, `runtime_secrets.rs`);
 //! - [`echo`]: a loopback server answering with the request head it received
 //!   (`http_context.rs`, `runtime_secrets.rs`);
+//! - [`recorder`]: a loopback server recording request heads, `/hop` redirecting elsewhere
+//!   (`http_context.rs`);
 //! - for the reliability suite (`tests/reliability_*.rs`): a small Pokémon model, a fetcher
 //!   that maps PokeAPI-shaped documents from a loopback server onto it, the server's
 //!   documents, and helpers to run a test binary's own function in a child process.
@@ -12,6 +14,7 @@
 
 pub mod capture;
 pub mod echo;
+pub mod recorder;
 
 use std::path::Path;
 use std::sync::OnceLock;
