@@ -246,3 +246,69 @@ fn a_changed_key_of_a_referenced_model_is_named() {
         vec![json!({"id": 1, "types": [{"name": "grass", "code": 12}]})]
     );
 }
+
+/// Tables and journal mode of a database file, read without kye.
+fn tables_and_mode(path: &std::path::Path) -> (Vec<String>, String) {
+    let c = rusqlite::Connection::open(path).unwrap();
+    let mut st = c
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap();
+    let tables = st
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<Vec<String>, _>>()
+        .unwrap();
+    let mode: String = c
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    (tables, mode)
+}
+
+#[test]
+fn a_refused_foreign_database_is_left_exactly_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    for (foreign, schema_text, table) in [
+        ("CREATE TABLE \"User\" (mine TEXT)", V1, "User"),
+        // SQLite ignores case in names: `user__ROLES` is the table kye wants for `roles`.
+        (
+            "CREATE TABLE \"user__ROLES\" (mine TEXT)",
+            "User(id) {\n id: Number\n roles: String*\n}\n",
+            "user__ROLES",
+        ),
+    ] {
+        let path = dir.path().join(format!("{table}.db"));
+        {
+            let c = rusqlite::Connection::open(&path).unwrap();
+            c.execute_batch(foreign).unwrap();
+        }
+        let before = tables_and_mode(&path);
+        assert_eq!(before.1, "delete");
+        let mut s = SqliteStore::open(&path).unwrap();
+        let (model, edge, msg) = refused(&mut s, schema_text);
+        assert_eq!((model.as_str(), edge), ("User", None));
+        assert!(
+            msg.contains(&format!(
+                "already has a table named {table:?} that kye did not create"
+            )),
+            "{msg}"
+        );
+        drop(s);
+        assert_eq!(
+            tables_and_mode(&path),
+            before,
+            "{table}: the file was changed"
+        );
+    }
+    // A foreign database whose tables do not clash is used as it is.
+    let path = dir.path().join("other.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE notes (t TEXT)")
+        .unwrap();
+    let mut s = SqliteStore::open(&path).unwrap();
+    s.prepare(&schema(V1)).unwrap();
+    drop(s);
+    let (tables, mode) = tables_and_mode(&path);
+    assert!(tables.contains(&"_kye_meta".to_string()) && tables.contains(&"notes".to_string()));
+    assert_eq!(mode, "wal");
+}

@@ -266,67 +266,104 @@ impl Table {
         let rows: Vec<Vec<String>> = self
             .rows
             .iter()
-            .map(|r| r.iter().map(|c| cut(c, CELL_MAX)).collect())
+            .map(|r| r.iter().map(|c| text_cell(c)).collect())
             .collect();
-        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        let mut widths = text_widths(&self.headers);
         for r in &rows {
-            for (i, c) in r.iter().enumerate() {
-                if i < widths.len() {
-                    widths[i] = widths[i].max(c.chars().count());
-                }
-            }
+            widen(&mut widths, r);
         }
-        let line = |cells: &[String]| {
-            let mut s = String::new();
-            for (i, c) in cells.iter().enumerate() {
-                if i > 0 {
-                    s.push_str("  ");
-                }
-                let w = widths.get(i).copied().unwrap_or(0);
-                let pad = w.saturating_sub(c.chars().count());
-                s.push_str(c);
-                if i + 1 < cells.len() {
-                    s.push_str(&" ".repeat(pad));
-                }
-            }
-            s.trim_end().to_string()
-        };
-        let mut out = line(&self.headers);
-        out.push('\n');
-        let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-        out.push_str(&line(&rule));
-        out.push('\n');
+        let mut out = text_header(&widths, &self.headers);
         for r in &rows {
-            out.push_str(&line(r));
+            out.push_str(&text_line(&widths, r));
             out.push('\n');
         }
         out
     }
 
     fn markdown(&self) -> String {
-        let esc = |s: &str| s.replace('|', "\\|").replace(['\n', '\r'], " ");
-        let mut out = format!(
-            "| {} |\n|{}|\n",
-            self.headers
-                .iter()
-                .map(|h| esc(h))
-                .collect::<Vec<_>>()
-                .join(" | "),
-            self.headers
-                .iter()
-                .map(|_| " --- ")
-                .collect::<Vec<_>>()
-                .join("|")
-        );
+        let mut out = markdown_header(&self.headers);
         for r in &self.rows {
-            let _ = writeln!(
-                out,
-                "| {} |",
-                r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")
-            );
+            let _ = writeln!(out, "{}", markdown_row(r));
         }
         out
     }
+}
+
+/// A cell as a text table shows it: on one line, cut to [`CELL_MAX`] characters.
+pub(crate) fn text_cell(s: &str) -> String {
+    cut(s, CELL_MAX)
+}
+
+/// Column widths of a text table with these headers and no rows yet.
+pub(crate) fn text_widths(headers: &[String]) -> Vec<usize> {
+    headers.iter().map(|h| h.chars().count()).collect()
+}
+
+/// Widens `widths` to fit a row of [`text_cell`]s.
+pub(crate) fn widen(widths: &mut [usize], row: &[String]) {
+    for (w, c) in widths.iter_mut().zip(row) {
+        *w = (*w).max(c.chars().count());
+    }
+}
+
+/// The header line and the rule under it, each ending in a newline.
+pub(crate) fn text_header(widths: &[usize], headers: &[String]) -> String {
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    format!(
+        "{}\n{}\n",
+        text_line(widths, headers),
+        text_line(widths, &rule)
+    )
+}
+
+/// One line of a text table (no newline): cells padded to `widths`, two spaces apart.
+pub(crate) fn text_line(widths: &[usize], cells: &[String]) -> String {
+    let mut s = String::new();
+    for (i, c) in cells.iter().enumerate() {
+        if i > 0 {
+            s.push_str("  ");
+        }
+        let w = widths.get(i).copied().unwrap_or(0);
+        let pad = w.saturating_sub(c.chars().count());
+        s.push_str(c);
+        if i + 1 < cells.len() {
+            s.push_str(&" ".repeat(pad));
+        }
+    }
+    s.trim_end().to_string()
+}
+
+fn markdown_escape(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+/// The header line and separator of a Markdown table, each ending in a newline.
+pub(crate) fn markdown_header(headers: &[String]) -> String {
+    format!(
+        "| {} |\n|{}|\n",
+        headers
+            .iter()
+            .map(|h| markdown_escape(h))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        headers
+            .iter()
+            .map(|_| " --- ")
+            .collect::<Vec<_>>()
+            .join("|")
+    )
+}
+
+/// One row of a Markdown table (no newline).
+pub(crate) fn markdown_row(cells: &[String]) -> String {
+    format!(
+        "| {} |",
+        cells
+            .iter()
+            .map(|c| markdown_escape(c))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    )
 }
 
 /// Where a store lives, for messages: `kye.db` or `dir:out`.

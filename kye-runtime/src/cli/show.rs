@@ -6,9 +6,14 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::Value;
 
-use super::common::{cell, fail, open_reader, print_json, setup_failed, Table};
+use std::io::Write;
+
+use super::common::{
+    cell, fail, markdown_header, markdown_row, open_reader, setup_failed, text_cell, text_header,
+    text_line, text_widths, widen,
+};
 use super::{Format, Global, Run, EXIT_OK, EXIT_USAGE};
-use crate::store::{Filter, RecordQuery, StoreError};
+use crate::store::{Filter, RecordQuery, Store, StoreError};
 
 /// Arguments of `kye show`.
 #[derive(Debug, Clone, Args)]
@@ -35,9 +40,10 @@ impl ShowArgs {
     }
 }
 
-/// Column order: the model's edges as declared when the model is linked in, else the keys of
-/// the records in the order first seen.
-fn columns(model: &str, records: &[Value]) -> Vec<String> {
+/// Column order: the model's edges as declared when the model is linked in, else as the
+/// store recorded them (schema order, also in the standalone `kye`), else the keys of the
+/// first record.
+fn columns(model: &str, store: &dyn Store, first: Option<&Value>) -> Vec<String> {
     if let Some(m) = crate::registry::registry()
         .ok()
         .and_then(|r| r.model(model))
@@ -49,17 +55,100 @@ fn columns(model: &str, records: &[Value]) -> Vec<String> {
             .map(|e| e.name.clone())
             .collect();
     }
-    let mut cols: Vec<String> = Vec::new();
-    for r in records {
-        if let Some(obj) = r.as_object() {
-            for k in obj.keys() {
-                if !cols.contains(k) {
-                    cols.push(k.clone());
+    if let Some(names) = store.edge_names(model) {
+        return names;
+    }
+    first
+        .and_then(Value::as_object)
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// The cells of one record in `cols` order.
+fn cells(cols: &[String], r: &Value) -> Vec<String> {
+    cols.iter()
+        .map(|c| r.get(c).map(cell).unwrap_or_default())
+        .collect()
+}
+
+/// Stops reading the store when stdout is closed (`kye show ... | head`).
+fn closed(e: std::io::Error) -> StoreError {
+    StoreError::Io {
+        action: "cannot write to",
+        path: "stdout".into(),
+        source: e,
+    }
+}
+
+/// Prints the records of `query` as `format` while reading them: memory does not grow with
+/// the number of records. A text table is read twice (column widths first). Returns how
+/// many records were printed.
+fn print_records(
+    store: &dyn Store,
+    query: &RecordQuery,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<usize, StoreError> {
+    let mut n = 0usize;
+    match format {
+        Format::Json => {
+            store.for_each_record(query, &mut |r| {
+                let text = serde_json::to_string_pretty(&r).unwrap_or_else(|_| "null".into());
+                let sep = if n == 0 { "[\n" } else { ",\n" };
+                n += 1;
+                let indented = text.replace('\n', "\n  ");
+                write!(out, "{sep}  {indented}").map_err(closed)
+            })?;
+            writeln!(out, "{}", if n == 0 { "[]" } else { "\n]" }).map_err(closed)?;
+        }
+        Format::Markdown => {
+            let mut cols: Option<Vec<String>> = None;
+            store.for_each_record(query, &mut |r| {
+                let cols = cols.get_or_insert_with(|| columns(&query.model, store, Some(&r)));
+                if n == 0 {
+                    out.write_all(markdown_header(cols).as_bytes())
+                        .map_err(closed)?;
                 }
+                n += 1;
+                writeln!(out, "{}", markdown_row(&cells(cols, &r))).map_err(closed)
+            })?;
+            if n == 0 {
+                let cols = columns(&query.model, store, None);
+                out.write_all(markdown_header(&cols).as_bytes())
+                    .map_err(closed)?;
             }
         }
+        Format::Text => {
+            let mut cols: Option<Vec<String>> = None;
+            let mut widths: Vec<usize> = Vec::new();
+            store.for_each_record(query, &mut |r| {
+                if cols.is_none() {
+                    let c = columns(&query.model, store, Some(&r));
+                    widths = text_widths(&c);
+                    cols = Some(c);
+                }
+                let row: Vec<String> = cells(cols.as_deref().unwrap_or_default(), &r)
+                    .iter()
+                    .map(|c| text_cell(c))
+                    .collect();
+                widen(&mut widths, &row);
+                Ok(())
+            })?;
+            let cols = cols.unwrap_or_else(|| columns(&query.model, store, None));
+            if widths.is_empty() {
+                widths = text_widths(&cols);
+            }
+            out.write_all(text_header(&widths, &cols).as_bytes())
+                .map_err(closed)?;
+            store.for_each_record(query, &mut |r| {
+                let row: Vec<String> = cells(&cols, &r).iter().map(|c| text_cell(c)).collect();
+                n += 1;
+                writeln!(out, "{}", text_line(&widths, &row)).map_err(closed)
+            })?;
+        }
     }
-    cols
+    out.flush().map_err(closed)?;
+    Ok(n)
 }
 
 /// Adds "did you mean" to an unknown model when the registry knows a close name.
@@ -103,8 +192,14 @@ impl Run for ShowArgs {
         if let Some(n) = self.limit {
             query = query.limit(n);
         }
-        let records = match store.records(&query) {
-            Ok(r) => r,
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        let n = match print_records(store.as_ref(), &query, g.format, &mut out) {
+            Ok(n) => n,
+            // stdout closed (`| head`): stop quietly.
+            Err(StoreError::Io { path, .. }) if path.as_os_str() == "stdout" => {
+                return ExitCode::from(EXIT_OK)
+            }
             Err(e @ StoreError::UnknownModel { .. }) => {
                 let mut msg = e.to_string();
                 if let Some(hint) = unknown_model_hint(&self.model) {
@@ -115,26 +210,13 @@ impl Run for ShowArgs {
             }
             Err(e) => return fail(g, &e, EXIT_USAGE),
         };
-        if g.format == Format::Json {
-            print_json(&records);
-            return ExitCode::from(EXIT_OK);
-        }
-        let cols = columns(&self.model, &records);
-        let mut table = Table::new(cols.iter().cloned());
-        for r in &records {
-            table.row(
-                cols.iter()
-                    .map(|c| r.get(c).map(cell).unwrap_or_default())
-                    .collect(),
-            );
-        }
-        out_raw!("{}", table.render(g.format));
+        drop(out);
         if !g.quiet && g.format == Format::Text {
             out!(
                 "{} {} record{}",
-                records.len(),
+                n,
                 self.model,
-                if records.len() == 1 { "" } else { "s" }
+                if n == 1 { "" } else { "s" }
             );
         }
         ExitCode::from(EXIT_OK)

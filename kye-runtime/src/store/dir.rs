@@ -383,11 +383,7 @@ impl DirStore {
             if let Some(r) = self.runs.get_mut(&id) {
                 r.status = RunStatus::Interrupted;
                 r.counts = counts;
-                r.error = Some(
-                    "the process stopped before the run finished (killed or crashed); \
-                     counts are the key outcomes it had recorded"
-                        .to_string(),
-                );
+                super::mark_dead(r);
             }
         }
         self.save_runs()
@@ -729,6 +725,12 @@ fn note_done(
 }
 
 impl Store for DirStore {
+    fn edge_names(&self, model: &str) -> Option<Vec<String>> {
+        self.layouts
+            .get(model)
+            .map(|l| l.edges.iter().map(|e| e.name.clone()).collect())
+    }
+
     fn kind(&self) -> &'static str {
         "dir"
     }
@@ -959,6 +961,19 @@ impl Store for DirStore {
     }
 
     fn records(&self, query: &RecordQuery) -> Result<Vec<Value>, StoreError> {
+        let mut out = Vec::new();
+        self.for_each_record(query, &mut |v| {
+            out.push(v);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn for_each_record(
+        &self,
+        query: &RecordQuery,
+        each: &mut dyn FnMut(Value) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let l = self.layout(&query.model)?;
         if let Some(f) = &query.filter {
             if l.edge(&f.edge).is_none() {
@@ -977,9 +992,9 @@ impl Store for DirStore {
                 });
             }
         }
-        let mut out = Vec::new();
+        let mut found = 0;
         for path in self.doc_paths(&query.model)? {
-            if query.limit.is_some_and(|n| out.len() >= n) {
+            if query.limit.is_some_and(|n| found >= n) {
                 break;
             }
             let Some(mut doc) = Self::read_doc(&path)? else {
@@ -997,9 +1012,10 @@ impl Store for DirStore {
                     doc.insert("_kye".into(), Value::Object(p));
                 }
             }
-            out.push(Value::Object(doc));
+            found += 1;
+            each(Value::Object(doc))?;
         }
-        Ok(out)
+        Ok(())
     }
 
     fn runs(&self, limit: Option<usize>) -> Result<Vec<RunInfo>, StoreError> {
@@ -1010,6 +1026,24 @@ impl Store for DirStore {
                 r.counts = self.outcome_counts(r.id)?;
             }
             out.push(r);
+        }
+        // A reader is told a run is dead by the writer lock: when no writer holds it, a run
+        // still `running` in runs.jsonl (read again, after asking the lock) belongs to a
+        // process that died.
+        if self.read_only
+            && out.iter().any(|r| r.status == RunStatus::Running)
+            && super::lock::writer_alive(&self.meta.join("lock")) == Some(false)
+        {
+            let now: HashMap<i64, RunInfo> = read_lines::<RunInfo>(&self.meta.join("runs.jsonl"))?
+                .into_iter()
+                .map(|r| (r.id.0, r))
+                .collect();
+            for r in out.iter_mut().filter(|r| r.status == RunStatus::Running) {
+                match now.get(&r.id.0) {
+                    Some(n) if n.status != RunStatus::Running => *r = n.clone(),
+                    _ => super::mark_dead(r),
+                }
+            }
         }
         Ok(out)
     }

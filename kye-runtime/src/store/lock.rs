@@ -2,7 +2,9 @@
 //!
 //! A sidecar file (`kye.db.lock`, `DIR/_kye/lock`) is locked exclusively with
 //! [`std::fs::File::try_lock`] (an OS advisory lock released when the process dies, even by
-//! SIGKILL) and holds the pid of the owner for the message a second writer gets.
+//! SIGKILL) and holds the pid of the owner for the message a second writer gets. The pid is
+//! removed when the writer ends normally; after a kill it stays behind, which means nothing:
+//! only the OS lock says whether a writer is alive ([`writer_alive`]).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -32,7 +34,19 @@ impl WriterLock {
             .truncate(false)
             .open(lock_path)
             .map_err(|e| io("cannot open lock file", e))?;
-        match file.try_lock() {
+        // A reader checking whether a writer is alive holds a shared lock for an instant:
+        // try again for a moment before calling the store busy.
+        let mut attempt = 0;
+        let locked = loop {
+            match file.try_lock() {
+                Err(TryLockError::WouldBlock) if attempt < 20 => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other,
+            }
+        };
+        match locked {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 let holder = match holder_pid(&mut file) {
@@ -78,9 +92,29 @@ fn holder_pid(file: &mut File) -> Option<u32> {
 
 impl Drop for WriterLock {
     fn drop(&mut self) {
-        // Only unlock: truncating here could erase the pid a new holder has just written
-        // (the pid left behind is overwritten by the next holder before anyone reads it).
+        // Empty the file while still holding the lock (no new holder can have written its
+        // pid yet), then unlock.
+        let _ = self.file.set_len(0);
         let _ = self.file.unlock();
         let _ = &self.path;
+    }
+}
+
+/// Whether a writer holds the lock at `lock_path` right now, asked of the OS lock itself (a
+/// dead writer's lock is released by the OS, whatever pid its file still names). `Some(false)`
+/// also when there is no lock file (no writer ever ran); `None` when it cannot be told.
+pub(crate) fn writer_alive(lock_path: &Path) -> Option<bool> {
+    let file = match File::open(lock_path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(false),
+        Err(_) => return None,
+    };
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            Some(false)
+        }
+        Err(TryLockError::WouldBlock) => Some(true),
+        Err(TryLockError::Error(_)) => None,
     }
 }

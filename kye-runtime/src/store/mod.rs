@@ -587,6 +587,20 @@ pub trait Store: Send {
     /// Stored records of a model as JSON objects with nested edges.
     fn records(&self, query: &RecordQuery) -> Result<Vec<Value>, StoreError>;
 
+    /// [`Store::records`] handing each record to `each` as it is read, so that memory does
+    /// not grow with the number of records (`kye show` prints through it). An error from
+    /// `each` stops the reading and is returned.
+    fn for_each_record(
+        &self,
+        query: &RecordQuery,
+        each: &mut dyn FnMut(Value) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        for v in self.records(query)? {
+            each(v)?;
+        }
+        Ok(())
+    }
+
     /// Runs, newest first.
     fn runs(&self, limit: Option<usize>) -> Result<Vec<RunInfo>, StoreError>;
 
@@ -602,6 +616,13 @@ pub trait Store: Send {
 
     /// Unknown fields seen, by model and path.
     fn drift(&self) -> Result<Vec<DriftInfo>, StoreError>;
+
+    /// The edges of a stored model in schema order (the order `show` prints them), or `None`
+    /// when the store does not know the model.
+    fn edge_names(&self, model: &str) -> Option<Vec<String>> {
+        let _ = model;
+        None
+    }
 }
 
 /// Errors of stores. Messages name the store, model, key and edge involved and say what to do.
@@ -638,6 +659,18 @@ pub enum StoreError {
         path: PathBuf,
         /// ` (pid N)` when known.
         holder: String,
+    },
+    /// A database file with several names (hard links) opened for writing.
+    #[error(
+        "{path} has {links} names (hard links); kye's writer lock belongs to one name, so \
+         a writer under another name would not see it. Remove the other links (or copy the \
+         file) before writing to it. Reading works."
+    )]
+    HardLinked {
+        /// Database file.
+        path: PathBuf,
+        /// How many names the file has.
+        links: u64,
     },
     /// Read-only open of a store that does not exist.
     #[error(
@@ -885,6 +918,17 @@ pub(crate) fn record_object<'v>(
             key::cut(&key::canonical_json(value), 80)
         ),
     })
+}
+
+/// Why a run left `running` by a dead process is `interrupted`.
+pub(crate) const DEAD_RUN: &str = "the process stopped before the run finished (killed or \
+     crashed); counts are the key outcomes it had recorded";
+
+/// Shows a run whose process died as interrupted (its counts already taken from its key
+/// outcomes). Readers do this without writing; the next writer records it.
+pub(crate) fn mark_dead(r: &mut RunInfo) {
+    r.status = RunStatus::Interrupted;
+    r.error = Some(DEAD_RUN.to_string());
 }
 
 /// Drift examples are cut to this many characters of JSON.

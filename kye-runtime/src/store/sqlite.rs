@@ -37,6 +37,10 @@ pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
     read_only: bool,
+    /// kye's own tables exist and the file is in WAL mode. A file without them (new, or a
+    /// database kye did not create) is left untouched until [`Store::prepare`] has checked
+    /// that kye's tables would not clash with its own.
+    initialized: bool,
     layouts: HashMap<String, ModelLayout>,
     _lock: Option<WriterLock>,
 }
@@ -74,10 +78,80 @@ fn where_eq(prefix: &str, cols: impl IntoIterator<Item = impl AsRef<str>>) -> St
         .join(" AND ")
 }
 
+/// The writer lock of a database: `<file>.lock` next to the file's canonical path, so a
+/// symbolic link to the file or to a directory above it leads to the same lock.
 fn lock_path(db: &Path) -> PathBuf {
+    let db = canonical(db);
     let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".lock");
     db.with_file_name(name)
+}
+
+/// `db` with symbolic links, `.` and `..` resolved (the parent's, when the file does not
+/// exist yet); `db` itself when neither can be resolved.
+fn canonical(db: &Path) -> PathBuf {
+    if let Ok(p) = std::fs::canonicalize(db) {
+        return p;
+    }
+    let parent = match db.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match (std::fs::canonicalize(parent), db.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => db.to_path_buf(),
+    }
+}
+
+/// `<db><suffix>`, e.g. SQLite's `kye.db-wal`.
+fn wal_file(db: &Path, suffix: &str) -> PathBuf {
+    let mut name = db.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// True when opening failed because SQLite could not create the `-shm`/`-wal` files a WAL
+/// reader needs (no write access to the directory).
+fn cannot_create_wal_files(e: &StoreError) -> bool {
+    matches!(e, StoreError::Sqlite {
+        source: rusqlite::Error::SqliteFailure(f, _), ..
+    } if matches!(f.code, rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly))
+}
+
+/// An SQLite URI opening `db` read-only as immutable (no locks, no `-shm`/`-wal`). Every
+/// byte of the absolute path outside `[A-Za-z0-9/._~-]` is percent-encoded.
+fn immutable_uri(db: &Path) -> String {
+    let abs = canonical(db);
+    let mut uri = String::from("file:");
+    for &b in abs.to_string_lossy().as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'~' | b'-') {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?mode=ro&immutable=1");
+    uri
+}
+
+/// Refuses to write a database file that has more than one name (hard links): the writer
+/// lock belongs to a name, so a writer under another name would not see it.
+fn check_single_name(path: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            if m.nlink() > 1 {
+                return Err(StoreError::HardLinked {
+                    path: path.to_path_buf(),
+                    links: m.nlink(),
+                });
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 const INTERNAL_TABLES: &str = r#"
@@ -155,6 +229,7 @@ impl SqliteStore {
             })?;
         }
         let lock = WriterLock::acquire(&lock_path(&path), &path)?;
+        check_single_name(&path)?;
         let conn = Connection::open_with_flags(
             &path,
             // Not SQLITE_OPEN_URI: a path is a path, even one starting with `file:`.
@@ -170,13 +245,54 @@ impl SqliteStore {
             conn,
             path,
             read_only: false,
+            initialized: false,
             layouts: HashMap::new(),
             _lock: Some(lock),
         };
-        store.init_writer()?;
-        store.load_layouts()?;
-        store.recover_runs()?;
+        store.sql(|c| {
+            c.busy_timeout(std::time::Duration::from_secs(5))?;
+            c.set_prepared_statement_cache_capacity(512);
+            Ok(())
+        })?;
+        // A file without kye's tables is not written before `prepare` has checked it.
+        if store.has_table("_kye_meta")? {
+            store.init_writer()?;
+            store.load_layouts()?;
+            store.recover_runs()?;
+        }
         Ok(store)
+    }
+
+    /// True when the database has a table of this name (compared as SQLite does, ignoring
+    /// ASCII case).
+    fn has_table(&self, name: &str) -> Result<bool, StoreError> {
+        self.sql(|c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE)",
+                [name],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    /// The name of the table matching `name` as the database spells it (`pokemon__TYPES`).
+    fn table_name_as_stored(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.sql(|c| {
+            c.query_row(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    /// Creates kye's tables (and switches to WAL) if that has not happened yet.
+    fn ensure_initialized(&mut self) -> Result<(), StoreError> {
+        if !self.initialized {
+            self.init_writer()?;
+        }
+        Ok(())
     }
 
     /// Opens an existing database for reading only. Takes no lock.
@@ -185,37 +301,51 @@ impl SqliteStore {
         if !path.is_file() {
             return Err(StoreError::NotFound { path });
         }
-        let conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
+        let mut store = match Self::open_reader(&path, false) {
+            Ok(store) => store,
+            // WAL mode needs `<file>-shm` and `<file>-wal`. When no writer runs they do not
+            // exist, and a reader without write access to the directory cannot create them:
+            // then the file alone is the whole store, read as immutable.
+            Err(e) if cannot_create_wal_files(&e) && !wal_file(&path, "-wal").exists() => {
+                Self::open_reader(&path, true)?
+            }
+            Err(e) => return Err(e),
+        };
+        store.initialized = true;
+        store.check_format_version()?;
+        store.load_layouts()?;
+        Ok(store)
+    }
+
+    /// A read-only connection to `path` whose kye tables were found; `immutable` opens it
+    /// without locks or WAL files (only when no writer can be running).
+    fn open_reader(path: &Path, immutable: bool) -> Result<SqliteStore, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = if immutable {
+            Connection::open_with_flags(immutable_uri(path), flags | OpenFlags::SQLITE_OPEN_URI)
+        } else {
+            Connection::open_with_flags(path, flags)
+        }
         .map_err(|source| StoreError::Sqlite {
-            path: path.clone(),
+            path: path.to_path_buf(),
             source,
         })?;
-        let mut store = SqliteStore {
+        let store = SqliteStore {
             conn,
-            path,
+            path: path.to_path_buf(),
             read_only: true,
+            initialized: false,
             layouts: HashMap::new(),
             _lock: None,
         };
         store.sql(|c| c.busy_timeout(std::time::Duration::from_secs(5)))?;
-        let has_kye: bool = store.sql(|c| {
-            c.query_row(
-                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_kye_models')",
-                [],
-                |r| r.get(0),
-            )
-        })?;
-        if !has_kye {
+        if !store.has_table("_kye_models")? {
             return Err(StoreError::Corrupt {
                 path: store.path.clone(),
                 message: "this SQLite file has no kye tables (_kye_models); is it a kye store?"
                     .to_string(),
             });
         }
-        store.load_layouts()?;
         Ok(store)
     }
 
@@ -233,11 +363,12 @@ impl SqliteStore {
 
     fn init_writer(&mut self) -> Result<(), StoreError> {
         let path = self.path.clone();
-        let mode: String = self.sql(|c| {
-            c.busy_timeout(std::time::Duration::from_secs(5))?;
-            c.set_prepared_statement_cache_capacity(512);
-            c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        })?;
+        // A newer kye's store is refused before anything is written to it.
+        if self.has_table("_kye_meta")? {
+            self.check_format_version()?;
+        }
+        let mode: String =
+            self.sql(|c| c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Corrupt {
                 path,
@@ -248,36 +379,54 @@ impl SqliteStore {
             c.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;")?;
             c.execute_batch(&format!("BEGIN IMMEDIATE; {INTERNAL_TABLES} COMMIT;"))
         })?;
-        let version: Option<String> = self.sql(|c| {
+        if self.format_version()?.is_none() {
+            self.sql(|c| {
+                c.execute(
+                    "INSERT INTO _kye_meta (key, value) VALUES ('format_version', ?1)",
+                    [FORMAT_VERSION.to_string()],
+                )
+            })?;
+        }
+        self.initialized = true;
+        Ok(())
+    }
+
+    /// The `format_version` recorded in `_kye_meta`, if any.
+    fn format_version(&self) -> Result<Option<String>, StoreError> {
+        if !self.has_table("_kye_meta")? {
+            return Ok(None);
+        }
+        self.sql(|c| {
             c.query_row(
                 "SELECT value FROM _kye_meta WHERE key = 'format_version'",
                 [],
                 |r| r.get(0),
             )
             .optional()
-        })?;
-        match version.as_deref().map(str::parse::<i64>) {
-            None => {
-                self.sql(|c| {
-                    c.execute(
-                        "INSERT INTO _kye_meta (key, value) VALUES ('format_version', ?1)",
-                        [FORMAT_VERSION.to_string()],
-                    )
-                })?;
-            }
-            Some(Ok(v)) if v <= FORMAT_VERSION => {}
-            Some(v) => {
-                return Err(StoreError::Corrupt {
-                    path: self.path.clone(),
-                    message: format!(
-                        "written by a newer kye (store format {:?}, this kye reads up to {FORMAT_VERSION}); \
-                         upgrade kye or use another database file",
-                        v.map_err(|_| version.clone().unwrap_or_default())
-                    ),
-                })
-            }
-        }
-        Ok(())
+        })
+    }
+
+    /// Refuses a store whose kye tables this kye cannot read.
+    fn check_format_version(&self) -> Result<(), StoreError> {
+        let Some(text) = self.format_version()? else {
+            return Ok(());
+        };
+        let message = match text.trim().parse::<i64>() {
+            Ok(v) if v <= FORMAT_VERSION => return Ok(()),
+            Ok(v) => format!(
+                "written by a newer kye (store format {v}, this kye reads up to {FORMAT_VERSION}); \
+                 upgrade kye or use another database file"
+            ),
+            Err(_) => format!(
+                "its store format {:?} (in _kye_meta) is not a version number; \
+                 this is not a store this kye can read",
+                cut(&text, 40)
+            ),
+        };
+        Err(StoreError::Corrupt {
+            path: self.path.clone(),
+            message,
+        })
     }
 
     fn load_layouts(&mut self) -> Result<(), StoreError> {
@@ -319,8 +468,7 @@ impl SqliteStore {
                         counts.missing as i64,
                         counts.failed as i64,
                         counts.skipped as i64,
-                        "the process stopped before the run finished (killed or crashed); \
-                         counts are the key outcomes it had recorded"
+                        super::DEAD_RUN
                     ],
                 )
             })?;
@@ -1123,6 +1271,25 @@ impl Reader<'_> {
         shape: Shape,
         visiting: &mut Vec<(String, String)>,
     ) -> Result<Vec<Value>, StoreError> {
+        let mut out = Vec::new();
+        self.query_each(l, where_sql, args, shape, visiting, &mut |v| {
+            out.push(v);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`Reader::query`] handing each record to `each` as its row is read: memory does not
+    /// grow with the number of records.
+    fn query_each(
+        &self,
+        l: &ModelLayout,
+        where_sql: &str,
+        args: &[Sql],
+        shape: Shape,
+        visiting: &mut Vec<(String, String)>,
+        each: &mut dyn FnMut(Value) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let Shape {
             limit,
             depth,
@@ -1147,29 +1314,27 @@ impl Reader<'_> {
         if let Some(n) = limit {
             sql.push_str(&format!(" LIMIT {}", n.min(i64::MAX as usize)));
         }
-        let rows: Vec<Vec<Value>> = {
-            let mut st = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
-            let mapped = st
-                .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                    let mut out = Vec::with_capacity(names.len());
-                    for (i, (_, c)) in cols.iter().enumerate() {
-                        out.push(from_sql(r.get_ref(i)?, c.prim));
-                    }
-                    let n = cols.len();
-                    out.push(from_sql(r.get_ref(n)?, Prim::Number));
-                    for j in 1..4 {
-                        out.push(from_sql(r.get_ref(n + j)?, Prim::String));
-                    }
-                    Ok(out)
-                })
-                .map_err(|e| self.err(e))?;
-            mapped.collect::<Result<_, _>>().map_err(|e| self.err(e))?
-        };
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            out.push(self.build(l, &cols, &row, depth, provenance, visiting)?);
+        let mut st = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        let mut rows = st
+            .query(rusqlite::params_from_iter(args.iter()))
+            .map_err(|e| self.err(e))?;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Vec<Value>> {
+                let mut out = Vec::with_capacity(names.len());
+                for (i, (_, c)) in cols.iter().enumerate() {
+                    out.push(from_sql(r.get_ref(i)?, c.prim));
+                }
+                let n = cols.len();
+                out.push(from_sql(r.get_ref(n)?, Prim::Number));
+                for j in 1..4 {
+                    out.push(from_sql(r.get_ref(n + j)?, Prim::String));
+                }
+                Ok(out)
+            };
+            let row = read(r).map_err(|e| self.err(e))?;
+            each(self.build(l, &cols, &row, depth, provenance, visiting)?)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     fn build(
@@ -1370,6 +1535,27 @@ impl SqliteStore {
         for r in runs.iter_mut().filter(|r| r.status == RunStatus::Running) {
             r.counts = self.outcome_counts(r.id)?;
         }
+        // A reader is told a run is dead by the writer lock: when no writer holds it, a run
+        // still `running` (read again, after asking the lock) belongs to a process that died.
+        if self.read_only
+            && runs.iter().any(|r| r.status == RunStatus::Running)
+            && super::lock::writer_alive(&lock_path(&self.path)) == Some(false)
+        {
+            for r in runs.iter_mut().filter(|r| r.status == RunStatus::Running) {
+                let now = self.sql(|c| {
+                    c.prepare_cached(&format!("SELECT {RUN_COLS} FROM _kye_runs WHERE id = ?1"))?
+                        .query_row([r.id.0], run_from_row)
+                        .optional()
+                })?;
+                match now {
+                    Some(now) if now.status == RunStatus::Running => {
+                        super::mark_dead(r);
+                    }
+                    Some(now) => *r = now,
+                    None => {}
+                }
+            }
+        }
         Ok(runs)
     }
 
@@ -1439,6 +1625,12 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
+    fn edge_names(&self, model: &str) -> Option<Vec<String>> {
+        self.layouts
+            .get(model)
+            .map(|l| l.edges.iter().map(|e| e.name.clone()).collect())
+    }
+
     fn kind(&self) -> &'static str {
         "sqlite"
     }
@@ -1461,6 +1653,32 @@ impl Store for SqliteStore {
             }
         }
         layout::check_tables(&all)?;
+        // Tables of that name (in any case, as SQLite compares names) that kye did not create
+        // are not ours to touch: checked before anything is written, kye's own tables included.
+        for l in &new_layouts {
+            let old_tables = self
+                .layouts
+                .get(&l.model)
+                .map(ModelLayout::tables)
+                .unwrap_or_default();
+            for t in l.tables() {
+                if old_tables.iter().any(|o| o.eq_ignore_ascii_case(t)) || !self.has_table(t)? {
+                    continue;
+                }
+                return Err(StoreError::SchemaChange {
+                    model: l.model.clone(),
+                    edge: None,
+                    message: format!(
+                        "{} already has a table named {:?} that kye did not create; \
+                         rename or drop it, or use another database file",
+                        self.path.display(),
+                        self.table_name_as_stored(t)?
+                            .unwrap_or_else(|| t.to_string())
+                    ),
+                });
+            }
+        }
+        self.ensure_initialized()?;
         let now = Timestamp::now().to_string();
         let path = self.path.clone();
         let tx = self
@@ -1474,31 +1692,6 @@ impl Store for SqliteStore {
             let old = self.layouts.get(&l.model);
             if old == Some(l) {
                 continue;
-            }
-            if old.is_none() {
-                // A table of that name that kye did not create is not ours to touch.
-                let exists: bool = tx
-                    .query_row(
-                        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE)",
-                        [&l.table],
-                        |r| r.get(0),
-                    )
-                    .map_err(|source| StoreError::Sqlite {
-                        path: path.clone(),
-                        source,
-                    })?;
-                if exists {
-                    return Err(StoreError::SchemaChange {
-                        model: l.model.clone(),
-                        edge: None,
-                        message: format!(
-                            "{} already has a table named {:?} that kye did not create; \
-                             rename or drop it, or use another database file",
-                            path.display(),
-                            l.table
-                        ),
-                    });
-                }
             }
             Self::apply_plan(&tx, old, l).map_err(|(edge, message, source)| {
                 if message.is_empty() {
@@ -1546,6 +1739,7 @@ impl Store for SqliteStore {
 
     fn begin_run(&mut self, run: &NewRun) -> Result<RunId, StoreError> {
         self.check_writable()?;
+        self.ensure_initialized()?;
         self.sql(|c| {
             c.execute(
                 "INSERT INTO _kye_runs (request, started_at, status, resumed_from, pid) VALUES (?1, ?2, 'running', ?3, ?4)",
@@ -1562,6 +1756,7 @@ impl Store for SqliteStore {
 
     fn finish_run(&mut self, run: RunId, end: &RunEnd) -> Result<(), StoreError> {
         self.check_writable()?;
+        self.ensure_initialized()?;
         let n = self.sql(|c| {
             c.execute(
                 "UPDATE _kye_runs SET ended_at = ?2, status = ?3, stored = ?4, rejected = ?5, missing = ?6, \
@@ -1590,6 +1785,7 @@ impl Store for SqliteStore {
         items: &[WriteItem],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         self.check_writable()?;
+        self.ensure_initialized()?;
         let path = self.path.clone();
         let fatal = |source: rusqlite::Error| StoreError::Sqlite {
             path: path.clone(),
@@ -1728,6 +1924,9 @@ impl Store for SqliteStore {
         model: &str,
         key: &IndexKey,
     ) -> Result<Option<KeyOutcomeInfo>, StoreError> {
+        if !self.initialized {
+            return Ok(None);
+        }
         self.sql(|c| {
             c.prepare_cached(
                 "SELECT run_id, status, reason, at FROM _kye_keys WHERE model = ?1 AND key = ?2 \
@@ -1814,6 +2013,9 @@ impl Store for SqliteStore {
     }
 
     fn outcome_counts(&self, run: RunId) -> Result<RunCounts, StoreError> {
+        if !self.initialized {
+            return Ok(RunCounts::default());
+        }
         let rows: Vec<(String, i64)> = self.sql(|c| {
             let mut st = c.prepare_cached(
                 "SELECT status, count(*) FROM _kye_keys WHERE run_id = ?1 GROUP BY status",
@@ -1836,6 +2038,19 @@ impl Store for SqliteStore {
     }
 
     fn records(&self, query: &RecordQuery) -> Result<Vec<Value>, StoreError> {
+        let mut out = Vec::new();
+        self.for_each_record(query, &mut |v| {
+            out.push(v);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn for_each_record(
+        &self,
+        query: &RecordQuery,
+        each: &mut dyn FnMut(Value) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let l = self.layout(&query.model)?;
         let reader = Reader {
             conn: &self.conn,
@@ -1846,7 +2061,7 @@ impl Store for SqliteStore {
             None => (String::new(), Vec::new()),
             Some(f) => filter_sql(l, f)?,
         };
-        reader.query(
+        reader.query_each(
             l,
             &where_sql,
             &args,
@@ -1856,10 +2071,14 @@ impl Store for SqliteStore {
                 provenance: query.provenance,
             },
             &mut Vec::new(),
+            each,
         )
     }
 
     fn runs(&self, limit: Option<usize>) -> Result<Vec<RunInfo>, StoreError> {
+        if !self.initialized {
+            return Ok(Vec::new());
+        }
         let limit = limit.map(|n| n.min(i64::MAX as usize) as i64).unwrap_or(-1);
         let runs = self.sql(|c| {
             let mut st = c.prepare_cached(&format!(
@@ -1872,6 +2091,9 @@ impl Store for SqliteStore {
     }
 
     fn run(&self, id: RunId) -> Result<Option<RunInfo>, StoreError> {
+        if !self.initialized {
+            return Ok(None);
+        }
         let run = self.sql(|c| {
             c.prepare_cached(&format!("SELECT {RUN_COLS} FROM _kye_runs WHERE id = ?1"))?
                 .query_row([id.0], run_from_row)
@@ -1885,6 +2107,9 @@ impl Store for SqliteStore {
         run: Option<RunId>,
         limit: Option<usize>,
     ) -> Result<Vec<RejectInfo>, StoreError> {
+        if !self.initialized {
+            return Ok(Vec::new());
+        }
         let limit = limit.map(|n| n.min(i64::MAX as usize) as i64).unwrap_or(-1);
         self.sql(|c| {
             let mut st = c.prepare_cached(
@@ -1911,6 +2136,9 @@ impl Store for SqliteStore {
     }
 
     fn drift(&self) -> Result<Vec<DriftInfo>, StoreError> {
+        if !self.initialized {
+            return Ok(Vec::new());
+        }
         self.sql(|c| {
             let mut st = c.prepare_cached(
                 "SELECT model, path, first_seen, last_seen, first_run, last_run, example, count \
