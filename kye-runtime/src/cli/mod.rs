@@ -284,7 +284,7 @@ pub(crate) fn load_schema(
 ) -> Result<kye_lang::Schema, ExitCode> {
     let mut sources = kye_lang::SourceMap::new();
     for p in paths {
-        match std::fs::read_to_string(p) {
+        match crate::config::read_text_file(p) {
             Ok(text) => {
                 sources.add(p.display().to_string(), text);
             }
