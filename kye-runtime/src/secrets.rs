@@ -375,10 +375,13 @@ mod tests {
     }
 
     #[test]
-    fn an_endless_secrets_file_is_refused() {
-        let e = Secrets::load(Vec::new(), Some(Path::new("/dev/zero")))
-            .unwrap_err()
-            .to_string();
+    fn a_secrets_file_over_the_limit_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("big.env");
+        let mut text = "# padding\n".repeat((crate::config::MAX_TEXT_FILE as usize) / 10 + 1);
+        text.push_str("TOKEN=abcd\n");
+        std::fs::write(&f, text).unwrap();
+        let e = Secrets::load(Vec::new(), Some(&f)).unwrap_err().to_string();
         assert!(e.contains("larger than 16 MiB"), "{e}");
     }
 
