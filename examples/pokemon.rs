@@ -121,7 +121,11 @@ fn choose_base_url(configured: Option<String>) -> String {
 ///
 /// Without a subcommand it runs the demo: Pokémon 1..=151 with their types and abilities.
 #[derive(Debug, Parser)]
-#[command(name = "pokemon", version)]
+#[command(
+    name = "pokemon",
+    version,
+    after_help = format!("pokemon is built with kye {}.", kye::cli::KYE_VERSION)
+)]
 struct Cli {
     /// Serve the bundled PokeAPI fixtures on 127.0.0.1 and fetch from there (no network
     /// needed). Goes before the subcommand.

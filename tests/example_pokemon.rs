@@ -335,6 +335,41 @@ fn usage_errors_exit_2_with_one_clear_paragraph() {
 }
 
 #[test]
+fn a_store_url_of_an_unsupported_scheme_is_an_error_and_creates_nothing() {
+    let s = Sandbox::new();
+    for (db, says) in [
+        (
+            "postgres://user@localhost/cats",
+            "PostgreSQL is not supported yet",
+        ),
+        (
+            "mysql://user@localhost/cats",
+            "unknown store scheme `mysql://`",
+        ),
+    ] {
+        let out = Command::new(support::example_binary())
+            .args(["--offline", "--db", db, "get", "Pokemon.id = 25"])
+            .current_dir(s.dir.path())
+            .env_remove("KYE_CONFIG")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run the pokemon example");
+        let run = Run(out).expect(2);
+        let err = run.stderr();
+        assert!(err.contains(says), "{err}");
+        assert!(
+            err.contains("sqlite:PATH") && err.contains("dir:PATH"),
+            "{err}"
+        );
+        let left: Vec<_> = std::fs::read_dir(s.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{db} created {left:?}");
+    }
+}
+
+#[test]
 fn without_a_reachable_source_it_says_so_in_one_line_and_points_to_offline() {
     let s = Sandbox::new();
     // A loopback port nobody listens on stands in for "no network".

@@ -130,3 +130,26 @@ fn listing_covers_every_crate() {
         "A book in a small library catalog."
     );
 }
+
+#[test]
+fn a_users_binary_calls_itself_by_its_own_name_with_kye_after() {
+    // `kye::cli::run!()` runs this App: the calling crate's name, version and description.
+    let app = kye::cli::app!();
+    assert_eq!(app.name(), "kye-workspace");
+    let mut cmd = app.command();
+    assert_eq!(
+        cmd.render_version().trim(),
+        format!(
+            "kye-workspace {} (kye {})",
+            env!("CARGO_PKG_VERSION"),
+            kye::cli::KYE_VERSION
+        )
+    );
+    let help = cmd.render_help().to_string();
+    // This crate has no description: --help says what the binary is, not what kye-runtime is.
+    assert!(
+        help.starts_with("kye-workspace: a data source built with kye\n"),
+        "{help}"
+    );
+    assert!(!help.contains("kye runtime"), "{help}");
+}

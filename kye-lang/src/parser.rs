@@ -692,6 +692,18 @@ impl Parser {
                 self.recover_stmt();
                 return error_edge(self, name, title, name_card, doc);
             }
+            TokenKind::TypeName(ty) => {
+                // `weight_kg Number`: only the colon is missing. Say so, and read the type as
+                // if it were there, so the rest of the model is still checked.
+                let ty = ty.clone();
+                let nm = name.name.clone();
+                let hint = format!("add the missing `:`: `{nm}: {ty}`");
+                self.unexpected(
+                    &format!("`:` between `{nm}` and its type"),
+                    "expected `:` before the type",
+                    Some(hint),
+                );
+            }
             _ => {
                 let nm = name.name.clone();
                 self.unexpected(

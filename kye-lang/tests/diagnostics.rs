@@ -163,6 +163,31 @@ error[kye::syntax]: missing type
 }
 
 #[test]
+fn a_missing_colon_suggests_the_type_that_was_written() {
+    let e = err("Cat(id) {\n  id: Number\n  weight_kg Number\n  name: Strin\n}\n");
+    assert_eq!(
+        e.to_string(),
+        "\
+error[kye::syntax]: expected `:` between `weight_kg` and its type, found type name `Number`
+ --> models.kye:3:13
+  |
+3 |   weight_kg Number
+  |             ^^^^^^ expected `:` before the type
+  |
+  = help: add the missing `:`: `weight_kg: Number`
+
+error[kye::unknown-type]: unknown type `Strin`
+ --> models.kye:4:9
+  |
+4 |   name: Strin
+  |         ^^^^^ not a model, alias or built-in type
+  |
+  = help: did you mean `String`?
+"
+    );
+}
+
+#[test]
 fn unclosed_body_at_end_of_file() {
     let e = err("User(id) {\n  id: Number\n");
     assert_eq!(

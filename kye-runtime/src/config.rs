@@ -20,6 +20,37 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 
+/// The largest schema (`.kye`), configuration (`kye.toml`) or secrets file kye reads: 16 MiB.
+/// Such files are written by people; anything larger (or endless, like `/dev/zero`) is a
+/// mistake, refused before it fills memory.
+pub const MAX_TEXT_FILE: u64 = 16 << 20;
+
+/// Reads a schema, configuration or secrets file as UTF-8 text, refusing one larger than
+/// [`MAX_TEXT_FILE`] (checked while reading, so a device or pipe that never ends is refused
+/// too).
+pub fn read_text_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_TEXT_FILE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_TEXT_FILE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "the file is larger than {} MiB, the limit for schema, configuration and \
+                 secrets files",
+                MAX_TEXT_FILE >> 20
+            ),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the file is not valid UTF-8 text",
+        )
+    })
+}
+
 /// Environment variables with the `KYE_` prefix that are not configuration overrides.
 pub const RESERVED_ENV: &[&str] = &["KYE_CONFIG", "KYE_SECRETS_FILE", "KYE_LOG"];
 
@@ -28,6 +59,9 @@ pub const RESERVED_ENV: &[&str] = &["KYE_CONFIG", "KYE_SECRETS_FILE", "KYE_LOG"]
 pub struct Config {
     root: toml::Table,
     origin: Option<PathBuf>,
+    /// Dotted keys set after the file was read (environment, [`Config::set`]): their paths are
+    /// relative to the working directory, not to the file.
+    overridden: std::collections::HashSet<String>,
 }
 
 impl Config {
@@ -47,12 +81,13 @@ impl Config {
         Ok(Config {
             root,
             origin: origin.map(Path::to_path_buf),
+            overridden: Default::default(),
         })
     }
 
     /// Reads a `kye.toml` file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let text = read_text_file(path).map_err(|e| {
             Error::permanent(format!("cannot read config file {}: {e}", path.display()))
         })?;
         Self::from_toml_str(&text, Some(path))
@@ -114,6 +149,7 @@ impl Config {
     }
 
     fn set_path(&mut self, path: &[String], value: toml::Value) {
+        self.overridden.insert(path.join("."));
         let mut table = &mut self.root;
         for (i, seg) in path.iter().enumerate() {
             if i + 1 == path.len() {
@@ -131,6 +167,37 @@ impl Config {
             };
             table = t;
         }
+    }
+
+    /// The value at `key` as a file path. A relative path written in `kye.toml` is relative
+    /// to that file's directory (so `--config sub/kye.toml` finds `sub/.secrets`); one set by
+    /// the environment or [`Config::set`] is relative to the working directory.
+    pub fn get_path(&self, key: &str) -> Option<PathBuf> {
+        self.get_str(key)
+            .map(|text| self.resolve(key, Path::new(&text)))
+    }
+
+    /// `path`, read from `key`, made relative to the configuration file when it came from it
+    /// (see [`Config::get_path`]).
+    pub fn resolve(&self, key: &str, path: &Path) -> PathBuf {
+        match self.origin.as_deref().and_then(Path::parent) {
+            Some(dir) if path.is_relative() && !self.overridden.contains(key) => dir.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+
+    /// The `store` setting as a store spec, its path resolved like [`Config::get_path`].
+    pub fn store_spec(&self) -> Option<std::result::Result<crate::store::StoreSpec, String>> {
+        use crate::store::StoreSpec;
+        let text = self.get_str("store")?;
+        Some(
+            text.parse::<StoreSpec>()
+                .map(|spec| match spec {
+                    StoreSpec::Sqlite(p) => StoreSpec::Sqlite(self.resolve("store", &p)),
+                    StoreSpec::Dir(p) => StoreSpec::Dir(self.resolve("store", &p)),
+                })
+                .map_err(|e| format!("{e} (the `store` setting)")),
+        )
     }
 
     /// The raw value at a dotted key.
@@ -407,6 +474,45 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("kye.toml: invalid TOML"), "{e}");
+    }
+
+    #[test]
+    fn paths_in_the_file_are_relative_to_it() {
+        let mut c = Config::from_toml_str(
+            "store = \"sqlite:data/c.db\"\n[secrets]\nfile = \".secrets\"\n[a]\nabs = \"/etc/x\"",
+            Some(Path::new("catsource/kye.toml")),
+        )
+        .unwrap();
+        assert_eq!(
+            c.get_path("secrets.file"),
+            Some(PathBuf::from("catsource/.secrets"))
+        );
+        assert_eq!(c.get_path("a.abs"), Some(PathBuf::from("/etc/x")));
+        assert_eq!(
+            c.store_spec().unwrap().unwrap(),
+            crate::store::StoreSpec::Sqlite("catsource/data/c.db".into())
+        );
+        // The environment's paths are the working directory's.
+        c.apply_env([("KYE_SECRETS__FILE".to_string(), "mine.env".to_string())]);
+        assert_eq!(c.get_path("secrets.file"), Some(PathBuf::from("mine.env")));
+        // No file: paths as written.
+        let c = Config::from_toml_str("store = \"dir:out\"", None).unwrap();
+        assert_eq!(
+            c.store_spec().unwrap().unwrap(),
+            crate::store::StoreSpec::Dir("out".into())
+        );
+    }
+
+    #[test]
+    fn a_config_file_over_the_limit_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("kye.toml");
+        std::fs::write(&f, "# padding\n".repeat(MAX_TEXT_FILE as usize / 10 + 1)).unwrap();
+        let e = Config::from_file(&f).unwrap_err().to_string();
+        assert!(
+            e.contains("cannot read config file") && e.contains("larger than 16 MiB"),
+            "{e}"
+        );
     }
 
     #[test]

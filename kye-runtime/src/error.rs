@@ -39,7 +39,11 @@ impl std::fmt::Display for ErrorClass {
 /// redacted when attached ([`Error::with_url`]): query parameters that carry credentials
 /// (`api_key`, `token`, ... and every parameter configured for query authentication) and
 /// passwords in the authority are replaced by `[redacted]`, so an error can be logged as is.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` reads like `Display` followed by the chain of causes, as `anyhow`'s does, so a `main`
+/// that returns [`Result`] prints `Error: HTTP 404 ...` rather than a struct dump; the alternate
+/// form (`{:#?}`) shows the fields.
+#[derive(thiserror::Error)]
 #[error("{message}{}", url_suffix(url.as_deref()))]
 pub struct Error {
     class: ErrorClass,
@@ -49,6 +53,40 @@ pub struct Error {
     retry_after: Option<Duration>,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if f.alternate() {
+            return f
+                .debug_struct("Error")
+                .field("class", &self.class)
+                .field("message", &self.message)
+                .field("url", &self.url)
+                .field("status", &self.status)
+                .field("retry_after", &self.retry_after)
+                .field("source", &self.source)
+                .finish();
+        }
+        // Causes whose text the message already carries (`Error::other`) are not repeated.
+        let mut shown = self.to_string();
+        f.write_str(&shown)?;
+        let mut header = false;
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            let text = c.to_string();
+            if !shown.contains(&text) {
+                if !header {
+                    f.write_str("\n\nCaused by:")?;
+                    header = true;
+                }
+                write!(f, "\n    {text}")?;
+                shown = text;
+            }
+            cause = c.source();
+        }
+        Ok(())
+    }
 }
 
 fn url_suffix(url: Option<&str>) -> String {
@@ -179,5 +217,26 @@ impl From<serde_json::Error> for Error {
         };
         err.source = Some(Box::new(e));
         err
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_reads_like_display_with_the_causes() {
+        let e = Error::permanent("HTTP 404 Not Found")
+            .with_url("http://127.0.0.1:9/cat/1")
+            .with_source(std::io::Error::other("connection reset"));
+        assert_eq!(
+            format!("{e:?}"),
+            "HTTP 404 Not Found (http://127.0.0.1:9/cat/1)\n\nCaused by:\n    connection reset"
+        );
+        // `Error::other` carries its cause's text already: no repetition.
+        let e = Error::other(std::io::Error::other("disk full"));
+        assert_eq!(format!("{e:?}"), "disk full");
+        // The alternate form still shows the fields.
+        assert!(format!("{e:#?}").contains("class: Permanent"));
     }
 }

@@ -339,8 +339,25 @@ impl Registry {
         if fetchers.is_empty() {
             warnings.push(RegistryWarning::NoFetchers);
         } else {
+            // A model that another model holds as an edge arrives nested in that model's
+            // records: it needs no fetcher of its own, and warning about the linker would
+            // mislead.
+            let nested: std::collections::BTreeSet<&str> = by_name
+                .values()
+                .flat_map(|m| {
+                    m.definition()
+                        .edges
+                        .iter()
+                        .filter_map(move |e| match &e.ty {
+                            kye_lang::schema::Type::Model(t) if t.as_str() != m.name() => {
+                                Some(t.as_str())
+                            }
+                            _ => None,
+                        })
+                })
+                .collect();
             for m in by_name.values() {
-                if !fetchers.iter().any(|f| f.model == m.name()) {
+                if !nested.contains(m.name()) && !fetchers.iter().any(|f| f.model == m.name()) {
                     warnings.push(RegistryWarning::ModelWithoutFetcher {
                         model: m.name().to_string(),
                         location: m.location(),
@@ -485,6 +502,22 @@ mod tests {
         assert_eq!(
             some.warnings()[0].to_string(),
             "model `Type` (p.kye:4:1) has no fetcher, so requests for it cannot be served; if its fetchers live in a crate this binary never names, the linker dropped that crate: add `use my_sources as _;` (with that crate's name) to the binary"
+        );
+    }
+
+    #[test]
+    fn a_model_only_ever_nested_is_not_warned_about() {
+        let s = schema(
+            "Pokemon(id) {\n  id: Number\n  stats*: Stats\n}\nStats(hp) {\n  hp: Number\n}\nType(name) {\n  name: String\n}\n",
+        );
+        let all = ["Pokemon", "Stats", "Type"].map(|n| RegisteredModel::new(s, n).unwrap());
+        let r = Registry::from_parts(all, [&A]).unwrap();
+        assert_eq!(
+            r.warnings(),
+            [RegistryWarning::ModelWithoutFetcher {
+                model: "Type".into(),
+                location: "p.kye:8:1".into()
+            }]
         );
     }
 

@@ -223,7 +223,7 @@ impl RuntimeBuilder {
                     .iter()
                     .find(|(k, _)| k == "KYE_SECRETS_FILE")
                     .map(|(_, v)| PathBuf::from(v))
-                    .or_else(|| config.get_str("secrets.file").map(PathBuf::from));
+                    .or_else(|| config.get_path("secrets.file"));
                 Secrets::load(env.iter().cloned(), file.as_deref())?
             }
         };
@@ -244,11 +244,11 @@ impl RuntimeBuilder {
         let mut store = match self.store {
             Some(s) => s,
             None => {
-                let spec = self
-                    .store_spec
-                    .or_else(|| config.get_str("store"))
-                    .unwrap_or_else(|| DEFAULT_STORE.to_string());
-                let spec: StoreSpec = spec.parse().map_err(store_err)?;
+                let spec: StoreSpec = match (self.store_spec, config.store_spec()) {
+                    (Some(spec), _) => spec.parse().map_err(store_err)?,
+                    (None, Some(configured)) => configured.map_err(Error::permanent)?,
+                    (None, None) => DEFAULT_STORE.parse().map_err(store_err)?,
+                };
                 open_store(&spec).map_err(store_err)?
             }
         };

@@ -58,6 +58,9 @@ impl fmt::Display for Secret {
 pub struct Secrets {
     env: HashMap<String, String>,
     file: HashMap<String, String>,
+    /// A named secrets file that does not exist: an error only when a secret is needed and
+    /// found nowhere else (see [`Secrets::require`]).
+    missing_file: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for Secrets {
@@ -76,16 +79,23 @@ impl Secrets {
 
     /// Secrets from the given environment (name, value pairs) and an optional secrets file.
     ///
-    /// A named file that does not exist or cannot be parsed is an error (naming the file and the
-    /// line, never the value).
+    /// A named file that cannot be read or parsed is an error (naming the file and the line,
+    /// never the value). A named file that does not exist is not, yet: secrets set in the
+    /// environment still work, and [`Secrets::require`] names the missing file when a secret is
+    /// found nowhere.
     pub fn load(
         env: impl IntoIterator<Item = (String, String)>,
         file: Option<&Path>,
     ) -> Result<Self> {
         let env: HashMap<String, String> = env.into_iter().collect();
+        let mut missing_file = None;
         let file = match file {
+            Some(path) if !path.exists() && path.symlink_metadata().is_err() => {
+                missing_file = Some(path.to_path_buf());
+                HashMap::new()
+            }
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
+                let text = crate::config::read_text_file(path).map_err(|e| {
                     Error::permanent(format!("cannot read secrets file {}: {e}", path.display()))
                 })?;
                 parse_dotenv(&text).map_err(|(line, why)| {
@@ -97,7 +107,11 @@ impl Secrets {
             }
             None => HashMap::new(),
         };
-        Ok(Secrets { env, file })
+        Ok(Secrets {
+            env,
+            file,
+            missing_file,
+        })
     }
 
     /// Secrets from the process environment and an optional secrets file.
@@ -121,11 +135,17 @@ impl Secrets {
 
     /// Like [`Secrets::get`], with an error naming the secret (and where it was looked for) when absent.
     pub fn require(&self, name: &str) -> Result<Secret> {
-        self.get(name).ok_or_else(|| {
-            Error::permanent(format!(
+        self.get(name).ok_or_else(|| match &self.missing_file {
+            Some(path) => Error::permanent(format!(
+                "secret {name} is not set: export {name}=..., or create the secrets file {} \
+                 (named by [secrets] file in kye.toml or KYE_SECRETS_FILE; it does not exist) \
+                 with a line {name}=...",
+                path.display()
+            )),
+            None => Error::permanent(format!(
                 "secret {name} is not set: export {name}=... or add it to the secrets file \
                  ([secrets] file in kye.toml or KYE_SECRETS_FILE)"
-            ))
+            )),
         })
     }
 }
@@ -150,18 +170,28 @@ fn parse_dotenv(text: &str) -> std::result::Result<HashMap<String, String>, (usi
         {
             return Err((i + 1, "invalid secret name".to_string()));
         }
-        let value = value.trim();
-        let value = if value.len() >= 2
-            && ((value.starts_with('"') && value.ends_with('"'))
-                || (value.starts_with('\'') && value.ends_with('\'')))
-        {
-            &value[1..value.len() - 1]
-        } else {
-            value
-        };
+        let value = unquote(value.trim()).map_err(|why| (i + 1, why.to_string()))?;
         out.insert(name.to_string(), value.to_string());
     }
     Ok(out)
+}
+
+/// A value as written after `=`: bare, or inside single or double quotes. A quote that is
+/// never closed, or text after the closing quote other than a `# comment`, is an error: taking
+/// the quote into the value would send a credential the user did not write.
+fn unquote(value: &str) -> std::result::Result<&str, &'static str> {
+    let Some(q) = value.chars().next().filter(|c| *c == '"' || *c == '\'') else {
+        return Ok(value);
+    };
+    let inner = &value[1..];
+    let Some(close) = inner.find(q) else {
+        return Err("the value's opening quote is never closed");
+    };
+    let rest = inner[close + 1..].trim_start();
+    if !rest.is_empty() && !rest.starts_with('#') {
+        return Err("unexpected text after the value's closing quote");
+    }
+    Ok(&inner[..close])
 }
 
 fn known() -> &'static RwLock<Vec<String>> {
@@ -438,6 +468,48 @@ mod tests {
         let err = Secrets::load(Vec::new(), Some(&f)).unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_unterminated_quote_is_an_error_naming_the_line() {
+        for bad in ["TOKEN=\"abc\n", "TOKEN='abc\n", "TOKEN=\"ab\"c\n"] {
+            let e = parse_dotenv(&format!("# first\n{bad}")).unwrap_err();
+            assert_eq!(e.0, 2, "{bad:?}: {e:?}");
+        }
+        assert!(parse_dotenv("T=\"abc\n")
+            .unwrap_err()
+            .1
+            .contains("never closed"));
+        let ok = parse_dotenv("A=\"x y\"  # note\nB='q\"q'\nC=plain\"\n").unwrap();
+        assert_eq!(ok["A"], "x y");
+        assert_eq!(ok["B"], "q\"q");
+        assert_eq!(ok["C"], "plain\"");
+    }
+
+    #[test]
+    fn a_missing_file_matters_only_for_a_secret_found_nowhere() {
+        let path = std::env::temp_dir().join(format!("kye-no-such-{}.env", std::process::id()));
+        let s = Secrets::load(
+            [("IN_ENV".to_string(), "from-env-1".to_string())],
+            Some(&path),
+        )
+        .unwrap();
+        assert_eq!(s.require("IN_ENV").unwrap().expose(), "from-env-1");
+        let e = s.require("ELSEWHERE").unwrap_err().to_string();
+        assert!(e.contains("secret ELSEWHERE is not set"), "{e}");
+        assert!(e.contains(&path.display().to_string()), "{e}");
+        assert!(e.contains("does not exist"), "{e}");
+    }
+
+    #[test]
+    fn a_secrets_file_over_the_limit_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("big.env");
+        let mut text = "# padding\n".repeat((crate::config::MAX_TEXT_FILE as usize) / 10 + 1);
+        text.push_str("TOKEN=abcd\n");
+        std::fs::write(&f, text).unwrap();
+        let e = Secrets::load(Vec::new(), Some(&f)).unwrap_err().to_string();
+        assert!(e.contains("larger than 16 MiB"), "{e}");
     }
 
     #[test]

@@ -301,3 +301,61 @@ async fn every_encoded_form_of_a_secret_is_redacted() {
         assert!(!shown.contains(form), "{form} leaked:\n{shown}");
     }
 }
+
+/// A runtime for `config_file` with exactly the environment `env`.
+fn build_from_file(
+    config_file: &std::path::Path,
+    env: &[(&str, &str)],
+) -> kye_runtime::Result<Runtime> {
+    Runtime::builder()
+        .registry(
+            Registry::from_parts(
+                [RegisteredModel::new(schema(), "Item").unwrap()],
+                [&ITEM_BY_ID],
+            )
+            .unwrap(),
+        )
+        .config_file(config_file)
+        .env(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .handle_ctrl_c(false)
+        .build()
+}
+
+#[test]
+fn kye_toml_paths_are_relative_to_it_and_the_environment_wins_over_a_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("catsource");
+    std::fs::create_dir_all(&sub).unwrap();
+    let config_file = sub.join("kye.toml");
+    std::fs::write(
+        &config_file,
+        r#"
+        store = "sqlite:data/cats.db"
+        [secrets]
+        file = ".secrets"
+        [hosts."127.0.0.1:9".auth]
+        type = "bearer"
+        secret = "CAT_TOKEN"
+        "#,
+    )
+    .unwrap();
+    // The working directory is the crate's, not catsource/: the secrets file and the store
+    // are found next to kye.toml.
+    std::fs::write(sub.join(".secrets"), format!("CAT_TOKEN={TOKEN}\n")).unwrap();
+    let rt = build_from_file(&config_file, &[]).expect("secrets file next to kye.toml");
+    drop(rt);
+    assert!(sub.join("data/cats.db").is_file());
+
+    // No secrets file: the environment's token is enough.
+    std::fs::remove_file(sub.join(".secrets")).unwrap();
+    build_from_file(&config_file, &[("CAT_TOKEN", TOKEN)])
+        .expect("the environment wins; the missing file is not needed");
+
+    // Needed and found nowhere: the error names the secret and the missing file.
+    let e = build_from_file(&config_file, &[]).unwrap_err().to_string();
+    assert!(e.contains("secret CAT_TOKEN is not set"), "{e}");
+    assert!(
+        e.contains(&sub.join(".secrets").display().to_string()) && e.contains("does not exist"),
+        "{e}"
+    );
+}

@@ -109,8 +109,48 @@ pub use kye_macros::get;
 ///   `Date::by_year_month_day(2024, 1, 31)`.
 pub use kye_macros::models;
 
-/// The command line every kye binary shares: `fn main() -> ExitCode { kye::cli::run() }`.
-pub use kye_runtime::cli;
+/// The command line every kye binary shares.
+///
+/// ```no_run
+/// // A binary of your data sources: every subcommand, with your fetchers in the registry;
+/// // `--version` and `--help` show your crate's name, version and description, kye's after.
+/// fn main() -> std::process::ExitCode {
+///     kye::cli::run!()
+/// }
+/// ```
+///
+/// `kye::cli::run!()` is [`cli::App::new`] with the calling crate's `CARGO_PKG_NAME`,
+/// `CARGO_PKG_VERSION` and `CARGO_PKG_DESCRIPTION`; [`cli::app!`] gives that [`cli::App`]
+/// without running it. The function [`cli::run()`] is the standalone `kye` binary, which
+/// calls itself kye.
+pub mod cli {
+    pub use kye_runtime::cli::*;
+
+    #[doc(inline)]
+    pub use crate::__kye_cli_app as app;
+    #[doc(inline)]
+    pub use crate::__kye_cli_run as run;
+}
+
+/// The [`cli::App`] of the calling crate: its name, version and description.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __kye_cli_app {
+    () => {
+        $crate::cli::App::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+            .about(env!("CARGO_PKG_DESCRIPTION"))
+    };
+}
+
+/// Parses the arguments and runs the kye command line as the calling crate's binary (its
+/// name, version and description in `--version` and `--help`); returns the exit code.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __kye_cli_run {
+    () => {
+        $crate::cli::app!().run()
+    };
+}
 /// The shared HTTP client's types (`Method`, `StatusCode`, `HttpResponse`, settings).
 pub use kye_runtime::http;
 pub use kye_runtime::listing::{Format as ListingFormat, Listing};

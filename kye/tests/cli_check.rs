@@ -87,3 +87,35 @@ fn files_check_together_and_missing_files_exit_2() {
     // --help is not an error.
     assert_eq!(kye(&["--help"]).status.code(), Some(0));
 }
+
+/// Runs kye under a 2 GiB address-space limit, so an input that would grow memory without
+/// bound makes it fail fast instead of filling the machine.
+fn kye_bounded(args: &[&str]) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 2097152 && exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_kye"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("sh runs the kye binary")
+}
+
+#[test]
+fn endless_schema_and_config_files_are_refused_with_the_limit() {
+    let out = kye_bounded(&["check", "/dev/zero"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cannot read /dev/zero: the file is larger than 16 MiB"),
+        "{err}"
+    );
+    let out = kye_bounded(&["--config", "/dev/zero", "runs"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cannot read config file /dev/zero: the file is larger than 16 MiB"),
+        "{err}"
+    );
+}

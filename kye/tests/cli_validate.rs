@@ -395,3 +395,119 @@ fn several_schema_files_make_one_schema() {
     assert_eq!(e["rows"], serde_json::json!([2]));
     assert_eq!(doc["errors"].as_array().unwrap().len(), 1, "{doc}");
 }
+
+/// Runs kye under a 2 GiB address-space limit, so an input that would grow memory without
+/// bound makes it fail fast instead of filling the machine.
+fn kye_bounded(args: &[&str]) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 2097152 && exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_kye"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("sh runs the kye binary")
+}
+
+#[test]
+fn csv_an_unterminated_quote_is_an_error_naming_its_line() {
+    let d = dir("csv-unterminated");
+    std::fs::write(
+        d.join("u.csv"),
+        "id,email,name\n1,a@x.io,\"unterminated\n2,b@x.io,b\n3,c@x.io,c\n",
+    )
+    .unwrap();
+    let (code, doc) = validate_json(&d, "u.csv");
+    assert_eq!(code, 65, "{doc}");
+    assert_eq!(doc["valid"], false);
+    let message = doc["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("line 2: a quoted field opened on this line is never closed"),
+        "{message}"
+    );
+}
+
+#[test]
+fn csv_text_after_a_quote_and_a_wrong_field_count_are_row_errors_naming_the_line() {
+    let d = dir("csv-rfc4180");
+    std::fs::write(
+        d.join("u.csv"),
+        "id,email,name\n1,a@x.io,\"b\"x\n2,b@x.io,Bo,extra\n3,c@x.io\n4,d@x.io,\"D, i\"\n",
+    )
+    .unwrap();
+    let (code, doc) = validate_json(&d, "u.csv");
+    assert_eq!(code, 65, "{doc}");
+    let got = kinds(&doc);
+    for row in 0..3 {
+        assert!(
+            got.contains(&("Unreadable".to_string(), vec![], vec![row])),
+            "{got:?}"
+        );
+    }
+    assert_eq!(got.len(), 3, "row 3 is fine: {got:?}");
+    let messages: Vec<&str> = doc["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    let text = messages.join("\n");
+    assert!(
+        text.contains("line 2: field 3 has text after its closing quote"),
+        "{text}"
+    );
+    assert!(
+        text.contains("line 3 has 4 fields but the header has 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("line 4 has 2 fields but the header has 3"),
+        "{text}"
+    );
+}
+
+#[test]
+fn endless_data_files_stop_with_an_error_in_bounded_memory() {
+    let d = dir("endless");
+    for (name, says) in [
+        ("zero.csv", "line 1: the record is longer than 64 MiB"),
+        ("zero.jsonl", "line 1 is longer than 64 MiB"),
+        ("zero.yaml", "larger than 256 MiB"),
+    ] {
+        std::os::unix::fs::symlink("/dev/zero", d.join(name)).unwrap();
+        let out = kye_bounded(&[
+            "validate",
+            "--schema",
+            d.join("users.kye").to_str().unwrap(),
+            "--model",
+            "User",
+            "--data",
+            d.join(name).to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(65), "{name}: {err}");
+        assert!(err.contains(says), "{name}: {err}");
+    }
+}
+
+#[test]
+fn an_endless_schema_file_is_refused() {
+    let d = dir("endless-schema");
+    std::fs::write(d.join("u.csv"), "id,email,name\n1,a@x.io,Ann\n").unwrap();
+    let out = kye_bounded(&[
+        "validate",
+        "--schema",
+        "/dev/zero",
+        "--model",
+        "User",
+        "--data",
+        d.join("u.csv").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cannot read /dev/zero: the file is larger than 16 MiB"),
+        "{err}"
+    );
+}

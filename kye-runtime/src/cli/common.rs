@@ -43,21 +43,15 @@ pub fn load_config(g: &Global) -> crate::Result<Config> {
 /// else `store` in the configuration, else `kye.db`.
 pub fn store_spec(g: &Global) -> crate::Result<StoreSpec> {
     if let Some(p) = &g.db {
-        return Ok(db_flag_spec(p));
+        return StoreSpec::from_path_or_spec(&p.to_string_lossy())
+            .map_err(|e| crate::Error::permanent(format!("{e} (the --db flag)")));
     }
-    let text = load_config(g)?
-        .get_str("store")
-        .unwrap_or_else(|| DEFAULT_STORE.to_string());
-    text.parse()
-        .map_err(|e| crate::Error::permanent(format!("{e} (the `store` setting)")))
-}
-
-/// `--db` takes a store spec (`sqlite:PATH`, `dir:PATH`, `x.db`); any other path is a SQLite
-/// file (`--db data/pokemon`).
-fn db_flag_spec(p: &Path) -> StoreSpec {
-    p.to_string_lossy()
-        .parse()
-        .unwrap_or_else(|_| StoreSpec::Sqlite(p.to_path_buf()))
+    match load_config(g)?.store_spec() {
+        Some(spec) => spec.map_err(crate::Error::permanent),
+        None => DEFAULT_STORE
+            .parse()
+            .map_err(|e| crate::Error::permanent(format!("{e}"))),
+    }
 }
 
 /// A [`RuntimeBuilder`] with the store and configuration of the global flags.
@@ -432,22 +426,6 @@ mod tests {
         assert!(hint.contains("configure authentication"), "{hint}");
         let hint = failure_hint_with(None, "Cat", reason).unwrap();
         assert!(hint.contains("configure authentication"), "{hint}");
-    }
-
-    #[test]
-    fn db_flag_takes_specs_and_plain_paths() {
-        assert_eq!(
-            db_flag_spec(Path::new("dir:out")),
-            StoreSpec::Dir("out".into())
-        );
-        assert_eq!(
-            db_flag_spec(Path::new("x.sqlite")),
-            StoreSpec::Sqlite("x.sqlite".into())
-        );
-        assert_eq!(
-            db_flag_spec(Path::new("data/pokemon")),
-            StoreSpec::Sqlite("data/pokemon".into())
-        );
     }
 
     #[test]

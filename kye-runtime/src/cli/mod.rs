@@ -29,11 +29,17 @@
 //! # In your own binary
 //!
 //! ```no_run
-//! // Every subcommand, with your crate's fetchers in the registry.
+//! // Every subcommand, with your crate's fetchers in the registry; `--version` and `--help`
+//! // show your crate's name, version and description (with kye's version after).
 //! fn main() -> std::process::ExitCode {
-//!     kye_runtime::cli::run()
+//!     kye_runtime::cli::App::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+//!         .about(env!("CARGO_PKG_DESCRIPTION"))
+//!         .run()
 //! }
 //! ```
+//!
+//! Through the `kye` facade this is `kye::cli::run!()`. [`run`] itself is the standalone
+//! `kye` binary: it calls itself kye.
 //!
 //! A binary with flags of its own flattens [`GlobalArgs`] into its clap parser and runs a
 //! [`Command`] with [`GlobalArgs::to_global`] (see `examples/pokemon.rs`).
@@ -61,7 +67,7 @@ use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 pub use check::CheckArgs;
 pub use common::{load_config, open_reader, runtime_builder, store_spec};
@@ -98,7 +104,13 @@ pub enum Format {
 
 /// kye: check schemas and validate data against them.
 #[derive(Debug, Parser)]
-#[command(name = "kye", version, about, propagate_version = true)]
+#[command(
+    name = "kye",
+    version,
+    about = KYE_ABOUT,
+    long_about = None,
+    propagate_version = true
+)]
 pub struct Cli {
     /// Flags every subcommand sees.
     #[command(flatten)]
@@ -216,29 +228,122 @@ pub trait Run {
     fn run(self, g: &Global) -> ExitCode;
 }
 
-/// Parses `std::env::args` and runs the command.
-pub fn run() -> ExitCode {
-    run_from(std::env::args_os())
+/// The standalone `kye` binary's one-line description.
+const KYE_ABOUT: &str = "kye: check schemas, validate data files, and fetch, validate and store \
+     records from the sources linked into this binary";
+
+/// kye's own version, shown after a user binary's version (`catsource 0.3.0 (kye 0.1.0)`).
+pub const KYE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Who a binary is on its command line: the name, version and description `--version` and
+/// `--help` show. A binary of data sources passes its own crate's (`kye::cli::run!()` does),
+/// so `catsource --version` prints `catsource 0.3.0 (kye 0.1.0)`, not kye's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    name: &'static str,
+    version: &'static str,
+    about: Option<&'static str>,
 }
 
-/// Parses the given arguments (the first is the program name) and runs the command.
+impl App {
+    /// A binary called `name` at `version`, usually `env!("CARGO_PKG_NAME")` and
+    /// `env!("CARGO_PKG_VERSION")` of the binary's crate.
+    pub fn new(name: &'static str, version: &'static str) -> App {
+        App {
+            name,
+            version,
+            about: None,
+        }
+    }
+
+    /// The one-line description `--help` starts with (e.g. `env!("CARGO_PKG_DESCRIPTION")`;
+    /// empty means none: `--help` then says it is a kye data source).
+    pub fn about(mut self, about: &'static str) -> App {
+        self.about = Some(about).filter(|a| !a.trim().is_empty());
+        self
+    }
+
+    /// The standalone `kye` binary.
+    pub fn kye() -> App {
+        App::new("kye", KYE_VERSION).about(KYE_ABOUT)
+    }
+
+    /// The binary's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The clap command: kye's subcommands and flags under this binary's name, version and
+    /// description, with kye named after.
+    pub fn command(&self) -> clap::Command {
+        let cmd = Cli::command();
+        if *self == App::kye() {
+            return cmd;
+        }
+        let name = self.name;
+        // clap keeps versions as `&'static str`; one string per process, built once.
+        let version: &'static str =
+            Box::leak(format!("{} (kye {KYE_VERSION})", self.version).into_boxed_str());
+        let about = match self.about {
+            Some(a) => a.to_string(),
+            None => format!("{name}: a data source built with kye"),
+        };
+        cmd.name(name)
+            .bin_name(name)
+            .version(version)
+            .about(about)
+            .long_about(None)
+            .after_help(format!(
+                "{name} is built with kye {KYE_VERSION}: the commands check schemas, validate \
+                 data files, and fetch, validate and store the records of the sources linked \
+                 into {name}."
+            ))
+    }
+
+    /// Parses `std::env::args` and runs the command.
+    pub fn run(&self) -> ExitCode {
+        self.run_from(std::env::args_os())
+    }
+
+    /// Parses the given arguments (the first is the program name) and runs the command.
+    pub fn run_from<I, T>(&self, args: I) -> ExitCode
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let mut cmd = self.command();
+        let parsed = cmd
+            .try_get_matches_from_mut(args)
+            .and_then(|m| Cli::from_arg_matches(&m));
+        let cli = match parsed {
+            Ok(cli) => cli,
+            Err(e) => {
+                // --help and --version are not errors; every usage error exits 2.
+                let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+                let _ = e.format(&mut cmd).print();
+                return ExitCode::from(code);
+            }
+        };
+        let g = cli.global.to_global();
+        init_logging(&g);
+        cli.command.run(&g)
+    }
+}
+
+/// Parses `std::env::args` and runs the standalone `kye` command ([`App::kye`]). A binary of
+/// your own should say who it is: [`App::new`], or `kye::cli::run!()` through the facade.
+pub fn run() -> ExitCode {
+    App::kye().run()
+}
+
+/// Parses the given arguments (the first is the program name) and runs the standalone `kye`
+/// command.
 pub fn run_from<I, T>(args: I) -> ExitCode
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
-        Ok(cli) => cli,
-        Err(e) => {
-            // --help and --version are not errors; every usage error exits 2.
-            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
-    };
-    let g = cli.global.to_global();
-    init_logging(&g);
-    cli.command.run(&g)
+    App::kye().run_from(args)
 }
 
 /// Sends kye's `tracing` events (runs, keys, retries, failures) to stderr: none by default,
@@ -284,7 +389,7 @@ pub(crate) fn load_schema(
 ) -> Result<kye_lang::Schema, ExitCode> {
     let mut sources = kye_lang::SourceMap::new();
     for p in paths {
-        match std::fs::read_to_string(p) {
+        match crate::config::read_text_file(p) {
             Ok(text) => {
                 sources.add(p.display().to_string(), text);
             }
@@ -304,5 +409,54 @@ pub(crate) fn load_schema(
             eprint!("{}", e.render(g.color_err));
             Err(ExitCode::from(EXIT_USAGE))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_binary_shows_its_own_name_and_version_with_kye_after() {
+        let mut cmd = App::new("catsource", "0.3.0")
+            .about("Cat facts for the shelter")
+            .command();
+        assert_eq!(
+            cmd.render_version().trim(),
+            format!("catsource 0.3.0 (kye {KYE_VERSION})")
+        );
+        let help = cmd.render_help().to_string();
+        assert!(help.starts_with("Cat facts for the shelter\n"), "{help}");
+        assert!(help.contains("Usage: catsource"), "{help}");
+        assert!(
+            help.contains(&format!("catsource is built with kye {KYE_VERSION}")),
+            "{help}"
+        );
+        // Subcommands say the same.
+        let sub = cmd
+            .find_subcommand_mut("show")
+            .expect("show")
+            .render_version();
+        assert!(sub.contains("0.3.0 (kye "), "{sub}");
+        // Without a description, --help still says what it is.
+        let help = App::new("catsource", "0.3.0")
+            .about("")
+            .command()
+            .render_help()
+            .to_string();
+        assert!(
+            help.starts_with("catsource: a data source built with kye\n"),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn the_standalone_binary_is_kye() {
+        let mut cmd = App::kye().command();
+        assert_eq!(cmd.render_version().trim(), format!("kye {KYE_VERSION}"));
+        assert!(cmd
+            .render_help()
+            .to_string()
+            .starts_with("kye: check schemas"));
     }
 }

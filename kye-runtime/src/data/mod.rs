@@ -113,14 +113,29 @@ pub fn validate_file(schema: &Schema, model: &str, path: &Path) -> Result<BatchR
     let reader = BufReader::with_capacity(1 << 16, file);
     match format {
         DataFormat::Csv => read_csv(reader, &mut v, path, size)?,
-        DataFormat::JsonLines => read_jsonl(reader, &mut v).map_err(io)?,
+        DataFormat::JsonLines => read_jsonl(reader, &mut v, path)?,
         DataFormat::Json => read_json(reader, &mut v, path)?,
         DataFormat::Yaml => {
-            let value: Value =
-                serde_yaml::from_reader(reader).map_err(|e| DataError::Malformed {
+            // YAML is parsed whole, so its size is capped.
+            let mut text = Vec::new();
+            reader
+                .take(MAX_YAML + 1)
+                .read_to_end(&mut text)
+                .map_err(io)?;
+            if text.len() as u64 > MAX_YAML {
+                return Err(DataError::Malformed {
                     path: path.to_path_buf(),
-                    message: e.to_string(),
-                })?;
+                    message: format!(
+                        "the file is larger than {} MiB, the limit for a YAML data file (which \
+                         is read whole); use .jsonl or .csv, which are streamed",
+                        MAX_YAML >> 20
+                    ),
+                });
+            }
+            let value: Value = serde_yaml::from_slice(&text).map_err(|e| DataError::Malformed {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
             push_document(&value, &mut v, path)?;
         }
     }
@@ -137,25 +152,42 @@ pub fn read_csv<R: Read + Send>(
     path: &Path,
     size_hint: Option<u64>,
 ) -> Result<(), DataError> {
-    let io = |source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
+    let fault = |e: csv::CsvError| match e {
+        csv::CsvError::Io(source) => DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => DataError::Malformed {
+            path: path.to_path_buf(),
+            message: other.to_string(),
+        },
     };
     let mut rdr = csv::CsvRecords::new(reader);
-    if !rdr.next_record().map_err(io)? {
+    if !rdr.next_record().map_err(fault)? {
         return Ok(()); // An empty file: no header, no rows.
     }
     let header: Vec<String> = (0..rdr.len())
         .map(|i| String::from_utf8_lossy(rdr.field(i)).trim().to_string())
         .collect();
+    if let Some(i) = rdr.fault() {
+        return Err(DataError::Malformed {
+            path: path.to_path_buf(),
+            message: format!(
+                "line {}: header column {} has text after its closing quote",
+                rdr.line(),
+                i + 1
+            ),
+        });
+    }
+    let width = header.len();
     let cols = v.columns(&header);
     let header_bytes = rdr.consumed();
     let mut preparer = v.text_preparer(&cols);
 
     // Three stages on two cores: split records (this reader), check rows (TextPreparer), fold
     // into records (this thread). Batches travel in channels and come back for reuse.
-    type Sent = std::io::Result<(PreparedRows, u64)>;
-    let (raw_tx, raw_rx) = std::sync::mpsc::sync_channel::<std::io::Result<RawBatch>>(4);
+    type Sent = Result<(PreparedRows, u64), csv::CsvError>;
+    let (raw_tx, raw_rx) = std::sync::mpsc::sync_channel::<Result<RawBatch, csv::CsvError>>(4);
     let (raw_back_tx, raw_back_rx) = std::sync::mpsc::channel::<RawBatch>();
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Sent>(4);
     let (empty_tx, empty_rx) = std::sync::mpsc::channel::<PreparedRows>();
@@ -166,7 +198,7 @@ pub fn read_csv<R: Read + Send>(
             let mut more = true;
             while batch.records.len() < BATCH_ROWS {
                 match rdr.next_record() {
-                    Ok(true) => batch.push(&rdr),
+                    Ok(true) => batch.push(&rdr, width),
                     Ok(false) => {
                         more = false;
                         break;
@@ -194,9 +226,8 @@ pub fn read_csv<R: Read + Send>(
                 let mut batch = empty_rx.try_recv().unwrap_or_default();
                 for r in 0..raw.records.len() {
                     match raw.fields(r) {
-                        Some(fields) => preparer.push(&mut batch, fields),
-                        None => preparer
-                            .push_unreadable(&mut batch, "the record is not valid UTF-8 text"),
+                        Ok(fields) => preparer.push(&mut batch, fields),
+                        Err(why) => preparer.push_unreadable(&mut batch, why),
                     }
                 }
                 let consumed = raw.consumed;
@@ -213,7 +244,7 @@ pub fn read_csv<R: Read + Send>(
             let (mut batch, consumed) = match sent {
                 Ok(b) => b,
                 Err(e) => {
-                    outcome = Err(io(e));
+                    outcome = Err(fault(e));
                     break;
                 }
             };
@@ -252,9 +283,10 @@ struct RawBatch {
     text: String,
     /// End offset in `text` of every field.
     ends: Vec<u32>,
-    /// Per record: index of its first field in `ends` and field count; `None` when the record
-    /// is not UTF-8.
-    records: Vec<Option<(u32, u32)>>,
+    /// Per record: index of its first field in `ends` and field count, or why the record
+    /// cannot be read (not UTF-8, text after a closing quote, a field count unlike the
+    /// header's), naming its line.
+    records: Vec<Result<(u32, u32), String>>,
     consumed: u64,
 }
 
@@ -265,9 +297,30 @@ impl RawBatch {
         self.records.clear();
     }
 
-    fn push<R: Read>(&mut self, rdr: &csv::CsvRecords<R>) {
+    /// Copies the current record of `rdr`, or records why it cannot be read; `width` is the
+    /// header's field count.
+    fn push<R: Read>(&mut self, rdr: &csv::CsvRecords<R>, width: usize) {
+        let line = rdr.line();
+        if let Some(i) = rdr.fault() {
+            self.records.push(Err(format!(
+                "line {line}: field {} has text after its closing quote (a quote inside a \
+                 quoted field is written twice: \"\")",
+                i + 1
+            )));
+            return;
+        }
+        if rdr.len() != width {
+            self.records.push(Err(format!(
+                "line {line} has {} field{} but the header has {width}",
+                rdr.len(),
+                if rdr.len() == 1 { "" } else { "s" }
+            )));
+            return;
+        }
         let Some(fields) = rdr.fields_str() else {
-            self.records.push(None);
+            self.records.push(Err(format!(
+                "line {line}: the record is not valid UTF-8 text"
+            )));
             return;
         };
         let first = self.ends.len() as u32;
@@ -276,18 +329,21 @@ impl RawBatch {
             self.ends.push(self.text.len() as u32);
         }
         self.records
-            .push(Some((first, self.ends.len() as u32 - first)));
+            .push(Ok((first, self.ends.len() as u32 - first)));
     }
 
-    fn fields(&self, r: usize) -> Option<impl Iterator<Item = &str> + '_> {
-        let (first, n) = self.records[r]?;
+    fn fields(&self, r: usize) -> Result<impl Iterator<Item = &str> + '_, &str> {
+        let (first, n) = match &self.records[r] {
+            Ok(at) => *at,
+            Err(why) => return Err(why.as_str()),
+        };
         let (first, n) = (first as usize, n as usize);
         let mut start = if first == 0 {
             0
         } else {
             self.ends[first - 1] as usize
         };
-        Some(self.ends[first..first + n].iter().map(move |&e| {
+        Ok(self.ends[first..first + n].iter().map(move |&e| {
             let f = self.text.get(start..e as usize).unwrap_or("");
             start = e as usize;
             f
@@ -295,17 +351,60 @@ impl RawBatch {
     }
 }
 
-/// JSON Lines: one object per line; a line that is not JSON is an error of that row.
-pub fn read_jsonl<R: BufRead>(mut reader: R, v: &mut BatchValidator<'_>) -> std::io::Result<()> {
-    let mut line = String::new();
+/// The longest line of a JSON Lines file: 64 MiB (the same as one CSV record,
+/// [`csv::MAX_RECORD`]).
+pub const MAX_LINE: usize = csv::MAX_RECORD;
+
+/// The largest YAML data file: 256 MiB (YAML is parsed whole; JSON, JSON Lines and CSV are
+/// streamed and have no size limit).
+pub const MAX_YAML: u64 = 256 << 20;
+
+/// JSON Lines: one object per line; a line that is not JSON (or not UTF-8) is an error of
+/// that row. A line longer than [`MAX_LINE`] stops the read with an error naming it, so an
+/// endless input cannot fill memory.
+pub fn read_jsonl<R: BufRead>(
+    reader: R,
+    v: &mut BatchValidator<'_>,
+    path: &Path,
+) -> Result<(), DataError> {
+    read_jsonl_limited(reader, v, path, MAX_LINE)
+}
+
+fn read_jsonl_limited<R: BufRead>(
+    mut reader: R,
+    v: &mut BatchValidator<'_>,
+    path: &Path,
+    max_line: usize,
+) -> Result<(), DataError> {
+    let mut line = Vec::new();
     let mut lineno = 0usize;
     loop {
         line.clear();
-        if reader.read_line(&mut line)? == 0 {
+        let n = (&mut reader)
+            .take(max_line as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(|source| DataError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if n == 0 {
             break;
         }
         lineno += 1;
-        let text = line.trim();
+        if line.strip_suffix(b"\n").unwrap_or(&line).len() > max_line {
+            return Err(DataError::Malformed {
+                path: path.to_path_buf(),
+                message: format!(
+                    "line {lineno} is longer than {} MiB, the limit for one JSON Lines record",
+                    max_line >> 20
+                ),
+            });
+        }
+        let Ok(text) = std::str::from_utf8(&line) else {
+            v.push_unreadable_row(format!("line {lineno} is not valid UTF-8 text"));
+            continue;
+        };
+        let text = text.trim();
         if text.is_empty() {
             continue;
         }

@@ -845,6 +845,19 @@ impl FromStr for StoreSpec {
                 Ok(PathBuf::from(p))
             }
         };
+        if let Some((scheme, rest)) = url_scheme(s) {
+            return match scheme.to_ascii_lowercase().as_str() {
+                // `sqlite:///abs/kye.db` and `sqlite://kye.db`, as database URLs are written.
+                "sqlite" => Ok(StoreSpec::Sqlite(nonempty(rest)?)),
+                "dir" => Ok(StoreSpec::Dir(nonempty(rest)?)),
+                "postgres" | "postgresql" => Err(bad(&format!(
+                    "PostgreSQL is not supported yet; supported: {SUPPORTED_STORES}"
+                ))),
+                other => Err(bad(&format!(
+                    "unknown store scheme `{other}://`; supported: {SUPPORTED_STORES}"
+                ))),
+            };
+        }
         if let Some(p) = s.strip_prefix("sqlite:") {
             return Ok(StoreSpec::Sqlite(nonempty(p)?));
         }
@@ -861,6 +874,33 @@ impl FromStr for StoreSpec {
         Err(bad(
             "expected sqlite:PATH, dir:PATH, or a file name ending in .db, .sqlite or .sqlite3",
         ))
+    }
+}
+
+/// The store forms [`StoreSpec`] accepts, for error messages.
+const SUPPORTED_STORES: &str = "a SQLite file (`PATH.db`, `PATH.sqlite`, `sqlite:PATH` or \
+     `sqlite://PATH`) or a directory of JSON documents (`dir:PATH`)";
+
+/// `scheme://rest` when `s` starts with a URL scheme (letters, digits, `+`, `-`, `.`).
+fn url_scheme(s: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = s.split_once("://")?;
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    (first.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+    .then_some((scheme, rest))
+}
+
+impl StoreSpec {
+    /// A store given as a command-line path: a spec (`sqlite:PATH`, `dir:PATH`, `x.db`), else
+    /// any other path is a SQLite file (`--db data/pokemon`). A URL of a scheme kye does not
+    /// support (`postgres://...`) is an error, never a file name.
+    pub fn from_path_or_spec(text: &str) -> Result<StoreSpec, StoreError> {
+        match text.parse() {
+            Ok(spec) => Ok(spec),
+            Err(e) if url_scheme(text).is_some() => Err(e),
+            Err(_) => Ok(StoreSpec::Sqlite(PathBuf::from(text))),
+        }
     }
 }
 
@@ -968,6 +1008,36 @@ mod tests {
         );
         assert!("out".parse::<StoreSpec>().is_err());
         assert!("dir:".parse::<StoreSpec>().is_err());
+        assert_eq!(
+            "sqlite:///tmp/a.db".parse::<StoreSpec>().unwrap(),
+            StoreSpec::Sqlite("/tmp/a.db".into())
+        );
+        assert_eq!(
+            "sqlite://rel/a.db".parse::<StoreSpec>().unwrap(),
+            StoreSpec::Sqlite("rel/a.db".into())
+        );
+        assert_eq!(
+            "dir://out".parse::<StoreSpec>().unwrap(),
+            StoreSpec::Dir("out".into())
+        );
+        assert_eq!(
+            StoreSpec::from_path_or_spec("data/pokemon").unwrap(),
+            StoreSpec::Sqlite("data/pokemon".into())
+        );
+        for url in ["postgres://user@localhost/cats", "postgresql://h/db"] {
+            for e in [
+                url.parse::<StoreSpec>().unwrap_err(),
+                StoreSpec::from_path_or_spec(url).unwrap_err(),
+            ] {
+                let e = e.to_string();
+                assert!(e.contains("PostgreSQL is not supported yet"), "{e}");
+                assert!(e.contains("sqlite:PATH") && e.contains("dir:PATH"), "{e}");
+            }
+        }
+        let e = StoreSpec::from_path_or_spec("mysql://h/cats.db")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown store scheme `mysql://`"), "{e}");
         assert_eq!(StoreSpec::default(), StoreSpec::Sqlite("kye.db".into()));
     }
 
