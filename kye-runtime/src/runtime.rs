@@ -1454,7 +1454,7 @@ fn reference_key(
         }),
         scalar => {
             // A bare value references the model by its primary index.
-            let primary = &target.definition().primary_index().edges;
+            let primary = &target.definition().primary_index()?.edges;
             let f = registry.fetcher(target.name(), primary)?;
             let key = Key::new(vec![json_key_value(scalar)?]);
             f.check_key(&key).ok().map(|()| (f, key))

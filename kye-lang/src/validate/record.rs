@@ -533,6 +533,8 @@ impl<'s> RecordCx<'s> {
             }
             EdgeKind::Model(target) => {
                 let is_reference = match item {
+                    // A value object has no index to reference it by: always a record.
+                    Value::Object(_) if target.is_value_object() => false,
                     Value::Object(o) => {
                         let lookup = self.schema.lookup(target);
                         o.keys().all(|k| {
@@ -578,10 +580,17 @@ impl<'s> RecordCx<'s> {
                         model,
                         Some(edge),
                         ErrorKind::InvalidType,
-                        format!(
-                            "{path}: '{shown}' is not a {} record; a bare value can only reference a model with a one-edge primary index",
-                            target.name
-                        ),
+                        if target.is_value_object() {
+                            format!(
+                                "{path}: '{shown}' is not a {} record (an object); {} has no index, so a value cannot reference one",
+                                target.name, target.name
+                            )
+                        } else {
+                            format!(
+                                "{path}: '{shown}' is not a {} record; a bare value can only reference a model with a one-edge primary index",
+                                target.name
+                            )
+                        },
                     );
                     e.path = Some(path.to_string());
                     e.value = Some(shown);
