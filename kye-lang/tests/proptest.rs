@@ -59,7 +59,9 @@ fn schema_is_closed(schema: &Schema) {
     for m in schema.models() {
         // A model without an index is a value object: some edge must nest it.
         let nested = schema.models().iter().flat_map(|o| o.edges.iter());
-        let nested = nested.filter(|e| e.ty == Type::Model(m.name.clone())).count();
+        let nested = nested
+            .filter(|e| e.ty == Type::Model(m.name.clone()))
+            .count();
         assert!(
             !m.indexes.is_empty() || nested > 0,
             "model {} without index that no edge nests",

@@ -52,7 +52,10 @@ mod record;
 mod value;
 
 pub use batch::{BatchValidator, Columns, PreparedRows, TextPreparer};
-pub use error::{BatchReport, ErrorKind, RecordReport, ValidationError, MAX_VALUE_CHARS};
+pub use error::{
+    BatchReport, ErrorKind, RecordReport, ValidationError, MAX_EXAMPLE_CHARS, MAX_UNKNOWN_FIELDS,
+    MAX_VALUE_CHARS,
+};
 pub use record::validate_record;
 
 use crate::schema::{Edge, Expr, Model, Primitive, Schema, Type};

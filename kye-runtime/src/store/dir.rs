@@ -338,7 +338,13 @@ fn nested_conflict(
         .chain(old.keys())
         .filter(|k| *k != "_kye")
         .find(|k| new.get(*k) != old.get(*k))
-        .map(|k| format!("edge {k}: {} here, {} before", shown(new.get(k)), shown(old.get(k))))
+        .map(|k| {
+            format!(
+                "edge {k}: {} here, {} before",
+                shown(new.get(k)),
+                shown(old.get(k))
+            )
+        })
         .unwrap_or_default();
     let key = meta(&new, "key")
         .and_then(|k| match k {
@@ -813,8 +819,7 @@ impl Store for DirStore {
                             let earlier: Vec<&Doc> = (docs.iter().chain(&mine[..i]))
                                 .filter(|e| e.path == d.path)
                                 .collect();
-                            if let Some(e) =
-                                nested_conflict(&earlier, d, &model, r.provenance.run)?
+                            if let Some(e) = nested_conflict(&earlier, d, &model, r.provenance.run)?
                             {
                                 result = Err(e);
                                 break;

@@ -1052,7 +1052,8 @@ impl<'c, 's> BatchWriter<'c, 's> {
         let differs = cols
             .zip(row.iter().zip(&stored))
             .find(|(_, (new, old))| {
-                canonical_json(&sql_to_json(&new.to_sql_value())) != canonical_json(&sql_to_json(old))
+                canonical_json(&sql_to_json(&new.to_sql_value()))
+                    != canonical_json(&sql_to_json(old))
             })
             .map(|((e, _), (new, old))| {
                 format!(
@@ -1303,7 +1304,10 @@ impl Reader<'_> {
                 if e.multiple {
                     obj.insert(e.name.clone(), Value::Array(arr));
                 } else {
-                    obj.insert(e.name.clone(), arr.into_iter().next().unwrap_or(Value::Null));
+                    obj.insert(
+                        e.name.clone(),
+                        arr.into_iter().next().unwrap_or(Value::Null),
+                    );
                 }
             } else {
                 let vals: Vec<Value> = cols
