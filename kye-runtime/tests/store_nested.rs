@@ -288,6 +288,19 @@ async fn every_cat_keeps_its_own_vitals_in_both_stores() {
     assert_eq!(vitals_table, 0, "a value object has no table of its own");
 }
 
+#[test]
+fn a_value_object_needs_no_fetcher() {
+    let registry = Registry::from_parts(
+        ["Cat", "Vitals", "Reading"]
+            .into_iter()
+            .map(|m| RegisteredModel::new(value_schema(), m).expect("model registers")),
+        [&CAT_BY_ID],
+    )
+    .expect("registry");
+    let warnings: Vec<String> = registry.warnings().iter().map(|w| w.to_string()).collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
 #[tokio::test]
 async fn a_value_object_cannot_be_requested_on_its_own() {
     let server = TestServer::start(routes()).await.expect("server");
