@@ -403,6 +403,16 @@ async fn contradicting_nested_records_under_one_key_are_not_overwritten() {
         });
         assert_eq!(status, Some(KeyStatus::Failed), "{store}");
     }
+    // Without value objects the store stays format 1 (older kye versions can still write it).
+    let conn = rusqlite::Connection::open(tmp.path().join("cats.db")).expect("open");
+    let version: String = conn
+        .query_row(
+            "SELECT value FROM _kye_meta WHERE key = 'format_version'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("format version");
+    assert_eq!(version, "1");
 }
 
 /// Issue 11, item 14: the drift example is the value as it came (`drift_of` used to re-parse
