@@ -5,7 +5,7 @@
 //! it finds. Parts the parser already reported as broken ([`ast::ExprKind::Error`], models
 //! marked `recovered`) are skipped quietly so one mistake gives one error.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::ast::{self, Item, Member};
 use crate::diagnostic::{did_you_mean, CompileError, Diagnostic};
@@ -186,6 +186,37 @@ struct Checker<'a> {
     depth: usize,
     /// The depth limit was reported.
     depth_reported: bool,
+}
+
+/// Edge names that say, by convention, that they identify a record.
+const IDENTIFYING_NAMES: [&str; 4] = ["id", "key", "uuid", "code"];
+
+/// The help of `kye::missing-index`. It proposes an edge only when its name says that it
+/// identifies a record (`id`, `<model>_id`, `uuid`, …): a measurement such as
+/// `heart_rate_bpm` must never be proposed, since two records sharing it would be merged.
+fn missing_index_hint(m: &Model) -> String {
+    let model_id = format!("{}_id", m.name.to_ascii_lowercase());
+    let candidate = m.edges.iter().find(|e| {
+        let n = e.name.to_ascii_lowercase();
+        e.cardinality == Cardinality::One
+            && e.ty.primitive().is_some()
+            && (IDENTIFYING_NAMES.contains(&n.as_str()) || n == model_id)
+    });
+    let nested = format!(
+        "a model used only as the type of edges of other models (`{}: {}`) needs none: it is a value object, stored with each record that holds it",
+        m.name.to_ascii_lowercase(),
+        m.name
+    );
+    match candidate {
+        Some(e) => format!(
+            "name the edge(s) that identify a record after the model name: `{}({}) {{ ... }}`; {nested}",
+            m.name, e.name
+        ),
+        None => format!(
+            "if some edges identify a record, name them after the model name (`{}(edge) {{ ... }}`); {nested}",
+            m.name
+        ),
+    }
 }
 
 fn builtin(name: &str) -> Option<Primitive> {
@@ -789,7 +820,40 @@ impl<'a> Checker<'a> {
                 }
             }
         }
+        self.value_objects(models)
+    }
+
+    /// Keeps the models without an index that some edge nests (value objects, stored inside
+    /// each record holding them) and reports the others: with no index and no parent, nothing
+    /// could ever identify or hold one of their records.
+    fn value_objects(&mut self, models: Vec<Model>) -> Vec<Model> {
+        let nested: HashSet<&str> = models
+            .iter()
+            .flat_map(|m| m.edges.iter())
+            .filter_map(|e| match &e.ty {
+                Type::Model(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect();
+        let mut orphans = Vec::new();
+        for m in &models {
+            if m.indexes.is_empty() && !nested.contains(m.name.as_str()) {
+                orphans.push(m.name.clone());
+                self.error(
+                    Diagnostic::error(
+                        "kye::missing-index",
+                        format!("model `{}` has no index", m.name),
+                        m.span,
+                        "no index declared",
+                    )
+                    .with_hint(missing_index_hint(m)),
+                );
+            }
+        }
         models
+            .into_iter()
+            .filter(|m| !orphans.contains(&m.name))
+            .collect()
     }
 
     fn model(&mut self, m: &'a ast::ModelDef) -> Option<Model> {
@@ -1078,25 +1142,8 @@ impl<'a> Checker<'a> {
                 span: ix.span,
             });
         }
-        if m.indexes.is_empty() && !m.recovered {
-            let key = edges
-                .first()
-                .map(|e| e.name.clone())
-                .unwrap_or_else(|| "id".to_string());
-            self.error(
-                Diagnostic::error(
-                    "kye::missing-index",
-                    format!("model `{}` has no index", m.name.name),
-                    m.name.span,
-                    "no index declared",
-                )
-                .with_hint(format!(
-                    "name the edge(s) that identify a record after the model name: `{}({key}) {{ ... }}`",
-                    m.name.name
-                )),
-            );
-            ok = false;
-        }
+        // A model without an index is a value object when some edge nests it; whether one
+        // does is known only once every model is checked (see `Checker::value_objects`).
         if m.recovered {
             ok = false;
         }
@@ -1147,7 +1194,7 @@ impl<'a> Checker<'a> {
             });
         }
 
-        if !ok || indexes.is_empty() {
+        if !ok || (indexes.is_empty() && !m.indexes.is_empty()) {
             return None;
         }
         Some(Model {

@@ -145,14 +145,20 @@ impl ModelLookup {
     }
 }
 
-/// A model: a named record type with one or more unique indexes.
+/// A model: a named record type with its unique indexes.
+///
+/// A model without an index is a **value object**: it has no identity of its own, so it is
+/// only ever nested inside the records of other models and stored with each of them (never
+/// shared between two parents, never fetched or referenced on its own). The checker accepts
+/// a model without an index only when some edge has it as its type.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
     /// Model name, e.g. `Pokemon`.
     pub name: String,
     /// Span of the model name in its declaration.
     pub span: Span,
-    /// Unique indexes; the first is the primary one. Never empty.
+    /// Unique indexes; the first is the primary one. Empty for a value object
+    /// ([`Model::is_value_object`]).
     pub indexes: Vec<Index>,
     /// Edges in declaration order.
     pub edges: Vec<Edge>,
@@ -178,9 +184,15 @@ impl Model {
         self.edges.iter().find(|e| e.column() == column)
     }
 
-    /// The primary (first) index.
-    pub fn primary_index(&self) -> &Index {
-        &self.indexes[0]
+    /// The primary (first) index; `None` for a value object.
+    pub fn primary_index(&self) -> Option<&Index> {
+        self.indexes.first()
+    }
+
+    /// True for a model without an index: a value object, stored inside each record that
+    /// nests it, with no identity of its own.
+    pub fn is_value_object(&self) -> bool {
+        self.indexes.is_empty()
     }
 
     /// The index whose edges are exactly `edges` (order-sensitive), if any.

@@ -490,3 +490,42 @@ fn docs_examples_are_accurate() {
     }
     assert!(checked.0 >= 8 && checked.1 >= 20, "checked {checked:?}");
 }
+
+/// Issue 11, item 13: the help of `kye::missing-index` proposed the first edge
+/// (`Vitals(heart_rate_bpm)`), which made 387 cats share 60 `Vitals` records. It now proposes
+/// only an edge whose name says it identifies, and a nested model needs no index at all.
+#[test]
+fn missing_index_help_never_proposes_an_edge_not_known_to_identify() {
+    let e = err("Vitals {\n  heart_rate_bpm: Number\n  temperature_c: Number\n}\n");
+    let d = &e.diagnostics[0];
+    assert_eq!(d.code, "kye::missing-index");
+    let hint = d.hint.as_deref().unwrap_or_default();
+    assert!(!hint.contains("heart_rate_bpm"), "{hint}");
+    assert!(!hint.contains("temperature_c"), "{hint}");
+    assert!(hint.contains("`vitals: Vitals`"), "{hint}");
+    assert!(hint.contains("value object"), "{hint}");
+
+    // An edge named like an identifier is proposed.
+    let e = err("Event {\n  at: String\n  event_id: Number\n}\n");
+    let hint = e.diagnostics[0].hint.as_deref().unwrap_or_default();
+    assert!(hint.contains("`Event(event_id) { ... }`"), "{hint}");
+}
+
+#[test]
+fn a_nested_model_without_an_index_is_a_value_object() {
+    let schema = compile_str(
+        "cats.kye",
+        "Cat(id: Number) {\n  vitals: Vitals\n  history: Vitals*\n}\nVitals {\n  heart_rate_bpm: Number\n  temperature_c: Number?\n}\n",
+    )
+    .expect("a nested model without an index compiles");
+    let vitals = schema.model("Vitals").expect("Vitals is a model");
+    assert!(vitals.is_value_object());
+    assert_eq!(vitals.primary_index(), None);
+    let cat = schema.model("Cat").expect("Cat");
+    assert!(!cat.is_value_object());
+    // Used nowhere: still an error.
+    assert_eq!(
+        codes("Cat(id: Number) { name: String }\nVitals { heart_rate_bpm: Number }\n"),
+        ["kye::missing-index"]
+    );
+}

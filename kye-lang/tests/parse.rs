@@ -94,7 +94,10 @@ fn pokemon_schema_compiles_with_inline_index_and_type_side_cardinality() {
     let s = ok(POKEMON);
     let p = s.model("Pokemon").unwrap();
     assert_eq!(p.indexes.len(), 2);
-    assert_eq!(p.primary_index().edges, vec!["id"]);
+    assert_eq!(
+        p.primary_index().map(|ix| ix.edges.clone()),
+        Some(vec!["id".to_string()])
+    );
     assert_eq!(p.indexes[1].edges, vec!["name"]);
     let id = p.edge("id").unwrap();
     assert_eq!(id.ty, Type::Primitive(Primitive::Number));

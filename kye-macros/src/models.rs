@@ -550,7 +550,15 @@ impl<'a> Generator<'a> {
                     }
                 })
                 .collect();
-            let index_list = listed.join(", ");
+            // Read after "its indexes are" in the error of a `#[kye::get]` on this model.
+            let index_list = if listed.is_empty() {
+                format!(
+                    "none: `{}` is a value object (a model without an index), stored inside the records that nest it; write the fetcher for the model that holds it",
+                    m.name
+                )
+            } else {
+                listed.join(", ")
+            };
             out.extend(quote! {
                 #(#consts)*
 

@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::exec::rate::{HostLimiter, Rate};
 use crate::http::{Http, HttpResponse, HttpSettings};
+use crate::json_dups::DuplicateNotes;
 use crate::secrets::{Secret, Secrets};
 
 /// Shared, cheaply clonable handle given to fetchers.
@@ -30,6 +31,8 @@ pub struct Context {
     inner: Arc<ContextInner>,
     fetcher: Option<Arc<str>>,
     attempt: u32,
+    /// Where [`Context::get_json_value`] notes the keys a body repeated (set by the runtime).
+    duplicates: Option<Arc<DuplicateNotes>>,
 }
 
 #[derive(Default)]
@@ -66,6 +69,7 @@ impl Context {
             inner: self.inner.clone(),
             fetcher: Some(Arc::from(fetcher)),
             attempt: self.attempt,
+            duplicates: self.duplicates.clone(),
         }
     }
 
@@ -75,6 +79,7 @@ impl Context {
             inner: self.inner.clone(),
             fetcher: Some(fetcher),
             attempt: self.attempt,
+            duplicates: self.duplicates.clone(),
         }
     }
 
@@ -84,6 +89,7 @@ impl Context {
             inner: self.inner.clone(),
             fetcher: self.fetcher.clone(),
             attempt,
+            duplicates: self.duplicates.clone(),
         }
     }
 
@@ -163,9 +169,29 @@ impl Context {
         self.inner.http.get_bytes(self.fetcher(), url).await?.json()
     }
 
-    /// `GET url`, body as a JSON value.
+    /// `GET url`, body as a JSON value. A key repeated in an object keeps its last value (as
+    /// in serde_json); under the runtime, each repetition is reported as a warning naming the
+    /// model, key and field.
     pub async fn get_json_value(&self, url: &str) -> Result<serde_json::Value> {
-        self.get_json(url).await
+        let response = self.inner.http.get_bytes(self.fetcher(), url).await?;
+        match crate::json_dups::parse_value(&response.body) {
+            Ok((value, duplicates)) => {
+                if let Some(notes) = &self.duplicates {
+                    notes.add(&response.url, duplicates);
+                }
+                Ok(value)
+            }
+            // The error (and its class) of the plain parse.
+            Err(_) => response.json(),
+        }
+    }
+
+    /// This context, noting the keys repeated in the JSON bodies it parses into `notes`.
+    pub(crate) fn with_duplicate_notes(&self, notes: Arc<DuplicateNotes>) -> Context {
+        Context {
+            duplicates: Some(notes),
+            ..self.clone()
+        }
     }
 }
 
@@ -224,6 +250,7 @@ impl ContextBuilder {
             }),
             fetcher: None,
             attempt: 0,
+            duplicates: None,
         })
     }
 }

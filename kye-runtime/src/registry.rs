@@ -356,7 +356,11 @@ impl Registry {
                         })
                 })
                 .collect();
-            for m in by_name.values() {
+            // A value object (no index) is fetched inside its parents, never by a fetcher.
+            for m in by_name
+                .values()
+                .filter(|m| !m.definition().is_value_object())
+            {
                 if !nested.contains(m.name()) && !fetchers.iter().any(|f| f.model == m.name()) {
                     warnings.push(RegistryWarning::ModelWithoutFetcher {
                         model: m.name().to_string(),

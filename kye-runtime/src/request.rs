@@ -887,6 +887,39 @@ fn list_indexes(model: &kye_lang::Model) -> String {
         .join(", ")
 }
 
+/// The error for a request of a value object (a model without an index): nothing identifies
+/// its records, which live inside the records of the models that nest it.
+fn value_object_request(registry: &Registry, def: &kye_lang::Model) -> RequestError {
+    let parents: Vec<&str> = registry
+        .models()
+        .filter(|m| {
+            m.definition()
+                .edges
+                .iter()
+                .any(|e| matches!(&e.ty, Type::Model(t) if *t == def.name))
+        })
+        .map(|m| m.name())
+        .collect();
+    let err = RequestError::new(
+        RequestErrorKind::NotAnIndex,
+        format!(
+            "`{}` has no index: it is a value object, stored inside the records that nest it, and cannot be requested on its own",
+            def.name
+        ),
+    );
+    if parents.is_empty() {
+        err.help(format!(
+            "request the model that holds it, or give `{}` an index if some edges identify its records",
+            def.name
+        ))
+    } else {
+        err.help(format!(
+            "request the model that holds it ({})",
+            parents.join(", ")
+        ))
+    }
+}
+
 pub(crate) fn resolve(registry: &Registry, req: &Request) -> Result<ResolvedRequest, RequestError> {
     let src = req.source.as_ref();
     let model_span = src.map(|s| s.model.clone());
@@ -910,10 +943,16 @@ pub(crate) fn resolve(registry: &Registry, req: &Request) -> Result<ResolvedRequ
         return Err(err);
     };
     let def = model.definition();
+    if def.is_value_object() {
+        return Err(value_object_request(registry, def).at(src, model_span));
+    }
 
     // 2. The identifier (default: the primary index).
     let identifier: Vec<String> = match &req.identifier {
-        None => def.primary_index().edges.clone(),
+        None => def
+            .primary_index()
+            .map(|ix| ix.edges.clone())
+            .unwrap_or_default(),
         Some(edges) => {
             for edge in edges {
                 if def.edge(edge).is_none() {

@@ -680,6 +680,8 @@ impl Shared {
             .ctx
             .for_fetcher_name(job.target.name.clone())
             .with_attempt(attempt);
+        let duplicates = crate::json_dups::notes();
+        let ctx = ctx.with_duplicate_notes(duplicates.clone());
         let fetched = job.target.fetcher.call(&job.key, ctx).await?;
         let Some(payload) = fetched else {
             return Err(Error::missing(format!(
@@ -689,6 +691,11 @@ impl Shared {
         };
         let model = job.target.model.name();
         let mut report = validate_record(job.target.model.schema(), model, &payload);
+        report.warnings.extend(crate::json_dups::warnings(
+            model,
+            &job.key.to_string(),
+            duplicates.take(),
+        ));
         if report.is_valid() {
             if let Some(e) = key_mismatch(&job, &report.value) {
                 report.errors.push(e);
@@ -1512,31 +1519,32 @@ fn summarize(errors: &[ValidationError]) -> String {
     parts.join("; ")
 }
 
-/// Unknown fields (validator warnings of kind `UnknownEdge`) as drift rows.
+/// Unknown fields (validator warnings of kind `UnknownEdge`) as drift rows: at most
+/// `kye_lang::validate::MAX_UNKNOWN_FIELDS` per record, each example the value as it came.
+/// The validator's "N more fields" warning (no example) is logged, not a drift row.
 fn drift_of(run: RunId, model: &str, report: &RecordReport) -> Vec<DriftWrite> {
     report
         .warnings
         .iter()
         .filter(|w| w.kind == ErrorKind::UnknownEdge)
-        .map(|w| {
+        .filter_map(|w| {
+            let Some(example) = w.example.clone() else {
+                tracing::warn!(model, "{}", w.message);
+                return None;
+            };
             let path = w
                 .path
                 .clone()
                 .or_else(|| w.edges.first().cloned())
                 .unwrap_or_else(|| "?".to_string());
-            let example = w
-                .value
-                .as_deref()
-                .map(|v| serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string())))
-                .unwrap_or(Value::Null);
-            DriftWrite {
+            Some(DriftWrite {
                 run,
                 // The path is relative to the top-level record (`types[].slot`).
                 model: model.to_string(),
                 path,
                 example,
                 seen_at: Timestamp::now(),
-            }
+            })
         })
         .collect()
 }
@@ -1587,7 +1595,7 @@ fn reference_key(
         }),
         scalar => {
             // A bare value references the model by its primary index.
-            let primary = &target.definition().primary_index().edges;
+            let primary = &target.definition().primary_index()?.edges;
             let f = registry.fetcher(target.name(), primary)?;
             let key = Key::new(vec![json_key_value(scalar)?]);
             f.check_key(&key).ok().map(|()| (f, key))

@@ -135,6 +135,31 @@ fn typed_builders_make_requests() {
 fn models_are_registered_for_the_runtime() {
     let r = kye::registry().unwrap();
     let names: Vec<&str> = r.models().map(|m| m.name()).collect();
-    assert_eq!(names, ["Maker", "Product", "Sale"]);
+    assert_eq!(names, ["Line", "Maker", "Product", "Receipt", "Sale"]);
     assert_eq!(r.fetchers().len(), 0);
+}
+
+/// A model without an index that an edge nests is a value object: it gets a struct like any
+/// model, no index and no request builder, and `#[kye::get]` on it would fail to compile
+/// naming it as a value object (the text below follows "its indexes are").
+#[test]
+fn a_value_object_has_a_struct_and_no_index() {
+    assert!(Line::INDEXES.is_empty());
+    assert!(
+        Line::INDEX_LIST.starts_with("none: `Line` is a value object"),
+        "{}",
+        Line::INDEX_LIST
+    );
+    assert!(Line::definition().is_value_object());
+    let r = Receipt {
+        id: 1,
+        lines: vec![Line {
+            sku: "A-1".into(),
+            qty: 2.0,
+        }],
+    };
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(v, json!({"id": 1, "lines": [{"sku": "A-1", "qty": 2.0}]}));
+    let report = kye::lang::validate::validate_record(Receipt::schema(), "Receipt", &v);
+    assert!(report.is_valid(), "{:?}", report.errors);
 }

@@ -11,6 +11,13 @@ use crate::span::Span;
 /// Longest offending value quoted in an error, in characters; longer values are cut with `…`.
 pub const MAX_VALUE_CHARS: usize = 80;
 
+/// Longest JSON text of [`ValidationError::example`] kept as the value itself.
+pub const MAX_EXAMPLE_CHARS: usize = 1000;
+
+/// Unknown fields listed per record (as warnings, hence drift rows); the rest are counted in
+/// one more warning ("N more fields ...") without a path or example.
+pub const MAX_UNKNOWN_FIELDS: usize = 100;
+
 /// The kinds of validation problems. Serialized as the variant name (`"InvalidType"`).
 ///
 /// The first seven are the kinds of the original Python implementation and keep their meaning;
@@ -90,6 +97,10 @@ pub struct ValidationError {
     pub path: Option<String>,
     /// The offending value as text, cut to [`MAX_VALUE_CHARS`].
     pub value: Option<String>,
+    /// For an unknown field ([`ErrorKind::UnknownEdge`]): its value as it came, JSON type
+    /// kept (`"985112003456789"` stays a string); a value whose JSON text is longer than
+    /// [`MAX_EXAMPLE_CHARS`] is that text cut, as a string. Not serialized (see `value`).
+    pub example: Option<serde_json::Value>,
     /// The expected type or the rule, e.g. `Number` or `age >= 0`.
     pub expected: Option<String>,
     /// A sentence for people.
@@ -111,6 +122,7 @@ impl ValidationError {
             key: None,
             path: None,
             value: None,
+            example: None,
             expected: None,
             message: message.into(),
             location: None,
@@ -224,6 +236,24 @@ pub(crate) fn cut(text: &str) -> String {
     match text.char_indices().nth(MAX_VALUE_CHARS) {
         None => text.to_string(),
         Some((i, _)) => format!("{}…", &text[..i]),
+    }
+}
+
+/// An unknown field's value as [`ValidationError::example`] keeps it.
+pub(crate) fn example_of(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
+            let text = v.to_string();
+            match text.char_indices().nth(MAX_EXAMPLE_CHARS) {
+                None => v.clone(),
+                Some((i, _)) => serde_json::Value::String(format!("{}…", &text[..i])),
+            }
+        }
+        serde_json::Value::String(s) => match s.char_indices().nth(MAX_EXAMPLE_CHARS) {
+            None => v.clone(),
+            Some((i, _)) => serde_json::Value::String(format!("{}…", &s[..i])),
+        },
+        _ => v.clone(),
     }
 }
 

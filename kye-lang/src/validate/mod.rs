@@ -33,6 +33,9 @@
 //!   required to carry the target's other edges. In CSV a model-typed column always holds a
 //!   reference.
 //!
+//! A target without an index is a **value object** ([`Model::is_value_object`]): every value
+//! must be a nested record (an object, `{}` included); nothing can reference one.
+//!
 //! ```
 //! # use kye_lang::validate::validate_record;
 //! # fn schema() -> kye_lang::Schema { kye_lang::validate::doc_example_schema() }
@@ -49,7 +52,10 @@ mod record;
 mod value;
 
 pub use batch::{BatchValidator, Columns, PreparedRows, TextPreparer};
-pub use error::{BatchReport, ErrorKind, RecordReport, ValidationError, MAX_VALUE_CHARS};
+pub use error::{
+    BatchReport, ErrorKind, RecordReport, ValidationError, MAX_EXAMPLE_CHARS, MAX_UNKNOWN_FIELDS,
+    MAX_VALUE_CHARS,
+};
 pub use record::validate_record;
 
 use crate::schema::{Edge, Expr, Model, Primitive, Schema, Type};
@@ -83,7 +89,7 @@ pub(crate) fn ref_prim<'s>(
     schema: &'s Schema,
     target: &'s Model,
 ) -> Option<(Primitive, Option<&'s Expr>, &'s Edge)> {
-    let ix = target.primary_index();
+    let ix = target.primary_index()?;
     if ix.edges.len() != 1 {
         return None;
     }

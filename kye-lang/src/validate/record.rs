@@ -4,7 +4,9 @@ use std::ops::Range;
 
 use serde_json::{Map, Value};
 
-use super::error::{cut, show_json, ErrorKind, RecordReport, ValidationError};
+use super::error::{
+    cut, example_of, show_json, ErrorKind, RecordReport, ValidationError, MAX_UNKNOWN_FIELDS,
+};
 use super::value::{coerce_json, eval, satisfies, truthy, val_eq, Val};
 use super::{edge_kind, expected_text, ref_prim, EdgeKind};
 use crate::schema::{Assertion, Edge, Model, ModelLookup, Schema};
@@ -38,6 +40,18 @@ pub fn validate_record(schema: &Schema, model: &str, record: &Value) -> RecordRe
             Value::Null
         }
     };
+    if cx.unknown_fields > MAX_UNKNOWN_FIELDS {
+        let more = cx.unknown_fields - MAX_UNKNOWN_FIELDS;
+        cx.warnings.push(ValidationError::new(
+            ErrorKind::UnknownEdge,
+            model,
+            format!(
+                "record: {more} more fields are not edges of {model} or its nested models; dropped \
+                 (only the first {MAX_UNKNOWN_FIELDS} unknown fields of a record are listed and \
+                 recorded as drift)"
+            ),
+        ));
+    }
     RecordReport {
         value,
         errors: cx.errors,
@@ -186,6 +200,8 @@ pub(crate) struct RecordCx<'s> {
     pub(crate) schema: &'s Schema,
     pub(crate) errors: Vec<ValidationError>,
     pub(crate) warnings: Vec<ValidationError>,
+    /// Unknown fields seen (listed up to [`MAX_UNKNOWN_FIELDS`]).
+    pub(crate) unknown_fields: usize,
 }
 
 impl<'s> RecordCx<'s> {
@@ -194,6 +210,7 @@ impl<'s> RecordCx<'s> {
             schema,
             errors: Vec::new(),
             warnings: Vec::new(),
+            unknown_fields: 0,
         }
     }
 
@@ -353,9 +370,14 @@ impl<'s> RecordCx<'s> {
                     );
                     w.path = Some(join(path, k));
                     w.value = Some(show_json(v));
+                    w.example = Some(example_of(v));
                     self.warnings.push(w);
                 }
                 None => {
+                    self.unknown_fields += 1;
+                    if self.unknown_fields > MAX_UNKNOWN_FIELDS {
+                        continue;
+                    }
                     let mut w = ValidationError::new(
                         ErrorKind::UnknownEdge,
                         &model.name,
@@ -368,6 +390,7 @@ impl<'s> RecordCx<'s> {
                     w.edges.push(k.clone());
                     w.path = Some(join(path, k));
                     w.value = Some(show_json(v));
+                    w.example = Some(example_of(v));
                     self.warnings.push(w.at(self.schema, model.span));
                 }
             }
@@ -533,6 +556,8 @@ impl<'s> RecordCx<'s> {
             }
             EdgeKind::Model(target) => {
                 let is_reference = match item {
+                    // A value object has no index to reference it by: always a record.
+                    Value::Object(_) if target.is_value_object() => false,
                     Value::Object(o) => {
                         let lookup = self.schema.lookup(target);
                         o.keys().all(|k| {
@@ -578,10 +603,17 @@ impl<'s> RecordCx<'s> {
                         model,
                         Some(edge),
                         ErrorKind::InvalidType,
-                        format!(
-                            "{path}: '{shown}' is not a {} record; a bare value can only reference a model with a one-edge primary index",
-                            target.name
-                        ),
+                        if target.is_value_object() {
+                            format!(
+                                "{path}: '{shown}' is not a {} record (an object); {} has no index, so a value cannot reference one",
+                                target.name, target.name
+                            )
+                        } else {
+                            format!(
+                                "{path}: '{shown}' is not a {} record; a bare value can only reference a model with a one-edge primary index",
+                                target.name
+                            )
+                        },
                     );
                     e.path = Some(path.to_string());
                     e.value = Some(shown);

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::key::{canonical_value, content_hash, cut, scalar_text};
+use super::key::{canonical_json, canonical_value, content_hash, cut, scalar_text};
 use super::layout::{self, extract, ModelLayout};
 use super::lock::WriterLock;
 use super::{
@@ -299,6 +299,71 @@ struct Doc {
     dir: PathBuf,
     path: PathBuf,
     bytes: Vec<u8>,
+    /// Written as a record nested in another one (checked against what this run stored).
+    nested: bool,
+}
+
+/// The document with that path written earlier in this batch or stored, as an object.
+fn previous_doc(earlier: &[&Doc], path: &Path) -> Result<Option<Map<String, Value>>, StoreError> {
+    match earlier.iter().rev().find(|d| d.path == path) {
+        Some(d) => Ok(serde_json::from_slice::<Value>(&d.bytes)
+            .ok()
+            .and_then(|v| match v {
+                Value::Object(o) => Some(o),
+                _ => None,
+            })),
+        None => DirStore::read_doc(path),
+    }
+}
+
+/// A nested document contradicting the one another record of the same run nested under its
+/// key (see `StoreError::NestedConflict`).
+fn nested_conflict(
+    earlier: &[&Doc],
+    doc: &Doc,
+    model: &str,
+    run: RunId,
+) -> Result<Option<StoreError>, StoreError> {
+    let Some(old) = previous_doc(earlier, &doc.path)? else {
+        return Ok(None);
+    };
+    let Ok(Value::Object(new)) = serde_json::from_slice::<Value>(&doc.bytes) else {
+        return Ok(None);
+    };
+    let meta = |o: &Map<String, Value>, k: &str| o.get("_kye").and_then(|m| m.get(k)).cloned();
+    if meta(&old, "run") != Some(Value::from(run.0)) || meta(&old, "hash") == meta(&new, "hash") {
+        return Ok(None);
+    }
+    let shown = |v: Option<&Value>| cut(&canonical_json(v.unwrap_or(&Value::Null)), 100);
+    let differs = new
+        .keys()
+        .chain(old.keys())
+        .filter(|k| *k != "_kye")
+        .find(|k| new.get(*k) != old.get(*k))
+        .map(|k| {
+            format!(
+                "edge {k}: {} here, {} before",
+                shown(new.get(k)),
+                shown(old.get(k))
+            )
+        })
+        .unwrap_or_default();
+    let key = meta(&new, "key")
+        .and_then(|k| match k {
+            Value::Object(o) => Some(
+                o.iter()
+                    .map(|(e, v)| format!("{e} = {}", cut(&canonical_json(v), 100)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            _ => None,
+        })
+        .unwrap_or_default();
+    Ok(Some(StoreError::NestedConflict {
+        model: model.to_string(),
+        key,
+        differs,
+    }))
 }
 
 impl DirStore {
@@ -504,7 +569,8 @@ impl DirStore {
         let l = self.layout(model)?;
         let obj = super::record_object(model, value)?;
         if depth < 32 {
-            for e in l.edges.iter() {
+            // Value objects stay inside this document: they belong to this record alone.
+            for e in l.edges.iter().filter(|e| !e.value_object) {
                 let (Some(target), Some(v)) = (e.target.as_deref(), obj.get(&e.name)) else {
                     continue;
                 };
@@ -548,7 +614,12 @@ impl DirStore {
         p.insert("key".into(), key_obj);
         doc.insert("_kye".into(), Value::Object(p));
         let bytes = serde_json::to_vec_pretty(&Value::Object(doc)).unwrap_or_default();
-        out.push(Doc { dir, path, bytes });
+        out.push(Doc {
+            dir,
+            path,
+            bytes,
+            nested: depth > 0,
+        });
         Ok(())
     }
 
@@ -743,10 +814,7 @@ impl Store for DirStore {
     /// schema changes never need a migration here; index or name problems are still refused.
     fn prepare(&mut self, schema: &Schema) -> Result<(), StoreError> {
         self.check_writable()?;
-        let mut layouts = Vec::new();
-        for m in schema.models() {
-            layouts.push(layout::layout_of(schema, m)?);
-        }
+        let layouts = layout::layouts_of(schema)?;
         for l in layouts {
             self.layouts.insert(l.model.clone(), l);
         }
@@ -808,7 +876,26 @@ impl Store for DirStore {
             match item {
                 WriteItem::Record(r) => {
                     let mut mine = Vec::new();
-                    match self.docs_for(&r.model, &r.value, &r.provenance, 0, &mut mine) {
+                    let mut result = self.docs_for(&r.model, &r.value, &r.provenance, 0, &mut mine);
+                    if result.is_ok() {
+                        for (i, d) in mine.iter().enumerate().filter(|(_, d)| d.nested) {
+                            let model = d
+                                .dir
+                                .file_name()
+                                .and_then(|n| decode_file_name(&n.to_string_lossy()))
+                                .and_then(|p| p.into_iter().next())
+                                .unwrap_or_default();
+                            let earlier: Vec<&Doc> = (docs.iter().chain(&mine[..i]))
+                                .filter(|e| e.path == d.path)
+                                .collect();
+                            if let Some(e) = nested_conflict(&earlier, d, &model, r.provenance.run)?
+                            {
+                                result = Err(e);
+                                break;
+                            }
+                        }
+                    }
+                    match result {
                         Ok(()) => {
                             docs.extend(mine);
                             results.push(Ok(()));

@@ -21,6 +21,9 @@ pub(crate) enum Prim {
     String,
     Number,
     Boolean,
+    /// Any JSON value, kept as its canonical JSON text (the lists and nested records of a
+    /// value object).
+    Json,
 }
 
 impl Prim {
@@ -39,6 +42,7 @@ impl Prim {
             // NUMERIC affinity: integral values are kept as INTEGER, others as REAL.
             Prim::Number => "NUMERIC",
             Prim::Boolean => "INTEGER",
+            Prim::Json => "TEXT",
         }
     }
 
@@ -47,6 +51,7 @@ impl Prim {
             Prim::String => "String",
             Prim::Number => "Number",
             Prim::Boolean => "Boolean",
+            Prim::Json => "JSON",
         }
     }
 }
@@ -79,11 +84,23 @@ pub(crate) struct EdgeLayout {
     pub target: Option<String>,
     /// `Number`, `PokemonType+`, … for messages.
     pub ty: String,
-    /// Child table for multi-valued edges.
+    /// Child table for multi-valued edges and value objects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<String>,
+    /// The target is a value object (a model without an index): its records are stored in
+    /// the child table, one row per value, one column per edge of the value object.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub value_object: bool,
     /// Columns: in the model table (single-valued) or the value columns of the child table.
     pub cols: Vec<Col>,
+}
+
+impl EdgeLayout {
+    /// True when the edge's values live in its child table (multi-valued edges and value
+    /// objects), not in columns of the model table.
+    pub(crate) fn in_child_table(&self) -> bool {
+        self.multiple || self.value_object
+    }
 }
 
 /// A secondary unique index.
@@ -130,6 +147,9 @@ pub(crate) struct ModelSql {
     pub insert_new: String,
     /// Per multi-valued edge (in edge order): insert one child row.
     pub child_inserts: Vec<String>,
+    /// Select the stored row by primary key: inline columns as in [`ModelSql::insert`],
+    /// then the provenance columns.
+    pub stored_row: String,
 }
 
 /// A lazily built [`ModelSql`]; always equal to any other, so it never affects comparisons.
@@ -159,6 +179,11 @@ impl ModelLayout {
 
     pub(crate) fn fingerprint(&self) -> String {
         content_hash(&serde_json::to_value(self).unwrap_or(Value::Null))
+    }
+
+    /// True when some edge holds value objects (stores holding one need format version 2).
+    pub(crate) fn has_value_objects(&self) -> bool {
+        self.edges.iter().any(|e| e.value_object)
     }
 
     /// Every table this layout uses.
@@ -225,8 +250,17 @@ fn flatten_key(
                 .to_string(),
         });
     }
+    let Some(primary) = m.primary_index() else {
+        return Err(StoreError::SchemaChange {
+            model: model.to_string(),
+            edge: None,
+            message: "it has no index (a value object), so nothing can reference it; \
+                      it can only be nested"
+                .to_string(),
+        });
+    };
     let mut out = Vec::new();
-    for e in &m.primary_index().edges {
+    for e in &primary.edges {
         let edge = m.edge(e).ok_or_else(|| StoreError::SchemaChange {
             model: model.to_string(),
             edge: Some(e.clone()),
@@ -285,14 +319,62 @@ fn value_cols(schema: &Schema, ty: &Type, base: &str) -> Result<Vec<Col>, StoreE
     }
 }
 
-/// Computes the layout of `model`.
+/// Columns of the child table of an edge holding value objects of `target`: one per edge,
+/// typed for single-valued primitives, canonical JSON text for lists and nested records.
+fn value_object_cols(target: &Model) -> Result<Vec<Col>, StoreError> {
+    let mut cols = Vec::new();
+    let mut seen = HashSet::new();
+    for e in &target.edges {
+        check_name("edge", &e.name)?;
+        let lower = e.name.to_ascii_lowercase();
+        if lower == POSITION || !seen.insert(lower) {
+            return Err(StoreError::InvalidName {
+                what: "edge",
+                name: format!("{}.{}", target.name, e.name),
+                reason: "its column would clash with another column of the value object's \
+                         child tables (SQLite column names ignore case); rename the edge"
+                    .to_string(),
+            });
+        }
+        let prim = match prim_of(&e.ty) {
+            Some(p) if !e.cardinality.is_multiple() => p,
+            _ => Prim::Json,
+        };
+        cols.push(Col {
+            name: e.name.clone(),
+            path: vec![e.name.clone()],
+            prim,
+        });
+    }
+    Ok(cols)
+}
+
+/// The layouts of `schema`'s models that have tables of their own: every model but the value
+/// objects, which are stored inside the records nesting them.
+pub(crate) fn layouts_of(schema: &Schema) -> Result<Vec<ModelLayout>, StoreError> {
+    schema
+        .models()
+        .iter()
+        .filter(|m| !m.is_value_object())
+        .map(|m| layout_of(schema, m))
+        .collect()
+}
+
+/// Computes the layout of `model` (which must have an index).
 pub(crate) fn layout_of(schema: &Schema, model: &Model) -> Result<ModelLayout, StoreError> {
     check_name("model", &model.name)?;
     let mut edges = Vec::new();
     for e in &model.edges {
         check_name("edge", &e.name)?;
         let multiple = e.cardinality.is_multiple();
-        let (table, cols) = if multiple {
+        let value_object = match &e.ty {
+            Type::Model(t) => schema.model(t).filter(|t| t.is_value_object()),
+            _ => None,
+        };
+        let (table, cols) = if let Some(target) = value_object {
+            let table = format!("{}__{}", model.name, e.name);
+            (Some(table), value_object_cols(target)?)
+        } else if multiple {
             let table = format!("{}__{}", model.name, e.name);
             (Some(table), value_cols(schema, &e.ty, "value")?)
         } else {
@@ -309,6 +391,7 @@ pub(crate) fn layout_of(schema: &Schema, model: &Model) -> Result<ModelLayout, S
             },
             ty: type_desc(&e.ty, e.cardinality),
             table,
+            value_object: value_object.is_some(),
             cols,
         });
     }
@@ -324,7 +407,7 @@ pub(crate) fn layout_of(schema: &Schema, model: &Model) -> Result<ModelLayout, S
                         edge: Some(name.clone()),
                         message: "an index names an edge the model does not have".to_string(),
                     })?;
-            if edge.multiple {
+            if edge.in_child_table() {
                 return Err(StoreError::SchemaChange {
                     model: model.name.clone(),
                     edge: Some(name.clone()),
@@ -343,7 +426,16 @@ pub(crate) fn layout_of(schema: &Schema, model: &Model) -> Result<ModelLayout, S
         }
         Ok(cols)
     };
-    let key_edges = model.primary_index().edges.clone();
+    let key_edges = model
+        .primary_index()
+        .map(|ix| ix.edges.clone())
+        .ok_or_else(|| StoreError::SchemaChange {
+            model: model.name.clone(),
+            edge: None,
+            message: "it has no index (a value object): it is stored inside the records \
+                      nesting it, not in a table of its own"
+                .to_string(),
+        })?;
     let key = index_cols(&key_edges)?;
     let mut uniques = Vec::new();
     for ix in model.indexes.iter().skip(1) {
@@ -354,9 +446,14 @@ pub(crate) fn layout_of(schema: &Schema, model: &Model) -> Result<ModelLayout, S
     }
     // Parent key columns keep their names in child tables unless they would clash with the
     // value or position columns there.
+    let value_object_cols: HashSet<String> = edges
+        .iter()
+        .filter(|e| e.value_object)
+        .flat_map(|e| e.cols.iter().map(|c| c.name.to_ascii_lowercase()))
+        .collect();
     let clashes = key.iter().any(|c| {
         let l = c.name.to_ascii_lowercase();
-        l == "value" || l.starts_with("value.") || l == POSITION
+        l == "value" || l.starts_with("value.") || l == POSITION || value_object_cols.contains(&l)
     });
     let parent_cols = key
         .iter()
@@ -385,7 +482,7 @@ pub(crate) fn layout_of(schema: &Schema, model: &Model) -> Result<ModelLayout, S
 /// Column names must be unique per table (SQLite compares them case-insensitively).
 fn check_columns(l: &ModelLayout) -> Result<(), StoreError> {
     let mut seen: HashSet<String> = PROVENANCE.iter().map(|s| s.to_string()).collect();
-    for e in l.edges.iter().filter(|e| !e.multiple) {
+    for e in l.edges.iter().filter(|e| !e.in_child_table()) {
         for c in &e.cols {
             if !seen.insert(c.name.to_ascii_lowercase()) {
                 return Err(StoreError::InvalidName {
@@ -493,6 +590,22 @@ pub(crate) fn plan(old: &ModelLayout, new: &ModelLayout) -> Plan {
                 )
             }
             Some(n) => {
+                if o.value_object != n.value_object {
+                    let target = n.target.as_deref().unwrap_or("its model");
+                    let message = if n.value_object {
+                        format!(
+                            "{target} lost its index: it is now a value object, stored with each \
+                             record nesting it, but the store holds {target} records of their own \
+                             linked by key"
+                        )
+                    } else {
+                        format!(
+                            "{target} gained an index: it is now stored as records of its own, but \
+                             the store holds its values inside each record nesting it"
+                        )
+                    };
+                    return Plan::Refuse(Some(o.name.clone()), message);
+                }
                 if o.multiple != n.multiple
                     || o.target != n.target
                     || cols_sig(&o.cols) != cols_sig(&n.cols)
@@ -533,7 +646,7 @@ pub(crate) fn plan(old: &ModelLayout, new: &ModelLayout) -> Plan {
                     ),
                 );
             }
-            changes.push(if n.multiple {
+            changes.push(if n.in_child_table() {
                 Change::AddTable(n.clone())
             } else {
                 Change::AddColumns(n.clone())

@@ -753,6 +753,21 @@ pub enum StoreError {
         /// Primary key of the incoming record.
         incoming: String,
     },
+    /// A nested record whose key another record of the same run nested with other content.
+    #[error(
+        "nested {model} {key} differs from the {model} {key} another record nested earlier in \
+         this run ({differs}); not overwritten: its index does not identify one {model}; \
+         if {model} has no identity of its own, declare it without an index (a value object, \
+         stored with each record that holds it)"
+    )]
+    NestedConflict {
+        /// Model of the nested record.
+        model: String,
+        /// Its key, e.g. `heart_rate_bpm = 120`.
+        key: String,
+        /// The first edge that differs, with both values.
+        differs: String,
+    },
     /// A `show` filter that does not apply to the model.
     #[error("filter{}: {message}", if model.is_empty() { String::new() } else { format!(" on {model}") })]
     InvalidFilter {
@@ -791,6 +806,7 @@ impl StoreError {
                 | StoreError::MissingKey { .. }
                 | StoreError::InvalidValue { .. }
                 | StoreError::IndexConflict { .. }
+                | StoreError::NestedConflict { .. }
         )
     }
 }

@@ -23,7 +23,10 @@ use super::{
 };
 
 /// Version of kye's own tables in a database file; bumped (with a migration) when they change.
-const FORMAT_VERSION: i64 = 1;
+/// 2: layouts may store value objects in child tables (`value_object` edges), which a kye
+/// reading only format 1 would misread. A format 1 store is raised to 2 by the first
+/// `prepare` that stores a value object; until then older kye versions can still write it.
+const FORMAT_VERSION: i64 = 2;
 
 /// Nested records deeper than this are not followed when storing (guards against cycles).
 const MAX_NESTING: usize = 32;
@@ -383,7 +386,8 @@ impl SqliteStore {
             self.sql(|c| {
                 c.execute(
                     "INSERT INTO _kye_meta (key, value) VALUES ('format_version', ?1)",
-                    [FORMAT_VERSION.to_string()],
+                    // Format 1 until a value object is stored (see FORMAT_VERSION).
+                    [1.to_string()],
                 )
             })?;
         }
@@ -501,7 +505,7 @@ impl SqliteStore {
 fn create_sql(l: &ModelLayout) -> Vec<String> {
     let key_names: HashSet<&str> = l.key.iter().map(|c| c.name.as_str()).collect();
     let mut cols = Vec::new();
-    for e in l.edges.iter().filter(|e| !e.multiple) {
+    for e in l.edges.iter().filter(|e| !e.in_child_table()) {
         for c in &e.cols {
             let not_null = if key_names.contains(c.name.as_str()) {
                 " NOT NULL"
@@ -527,7 +531,7 @@ fn create_sql(l: &ModelLayout) -> Vec<String> {
         q(&l.table),
         cols.join(",\n    ")
     )];
-    for e in l.edges.iter().filter(|e| e.multiple) {
+    for e in l.edges.iter().filter(|e| e.in_child_table()) {
         out.push(child_create_sql(l, e));
     }
     out
@@ -575,7 +579,7 @@ fn model_sql(l: &ModelLayout) -> &ModelSql {
             q(&l.table),
             where_eq("", &key_cols)
         );
-        let multi: Vec<&EdgeLayout> = l.edges.iter().filter(|e| e.multiple).collect();
+        let multi: Vec<&EdgeLayout> = l.edges.iter().filter(|e| e.in_child_table()).collect();
         let child_deletes = multi
             .iter()
             .map(|e| {
@@ -589,7 +593,7 @@ fn model_sql(l: &ModelLayout) -> &ModelSql {
         let mut names: Vec<&str> = l
             .edges
             .iter()
-            .filter(|e| !e.multiple)
+            .filter(|e| !e.in_child_table())
             .flat_map(|e| e.cols.iter().map(|c| c.name.as_str()))
             .collect();
         names.extend(layout::PROVENANCE);
@@ -598,6 +602,12 @@ fn model_sql(l: &ModelLayout) -> &ModelSql {
             q(&l.table),
             list(&names),
             placeholders(names.len())
+        );
+        let stored_row = format!(
+            "SELECT {} FROM {} WHERE {}",
+            list(&names),
+            q(&l.table),
+            where_eq("", &key_cols)
         );
         let child_inserts = multi
             .iter()
@@ -632,6 +642,7 @@ fn model_sql(l: &ModelLayout) -> &ModelSql {
             insert_new: format!("{insert} ON CONFLICT ({}) DO NOTHING", list(&key_cols)),
             insert,
             child_inserts,
+            stored_row,
         }
     })
 }
@@ -643,6 +654,7 @@ fn model_sql(l: &ModelLayout) -> &ModelSql {
 fn to_sql(v: &Value, prim: Prim) -> Result<Sql, String> {
     Ok(match (v, prim) {
         (Value::Null, _) => Sql::Null,
+        (_, Prim::Json) => Sql::Text(canonical_json(v)),
         (Value::String(s), Prim::String) => Sql::Text(s.clone()),
         (Value::Number(n), Prim::String) => Sql::Text(canonical_json(&Value::Number(n.clone()))),
         (Value::Bool(b), Prim::String) => Sql::Text(b.to_string()),
@@ -740,11 +752,13 @@ fn from_sql(v: ValueRef<'_>, prim: Prim) -> Value {
         ValueRef::Integer(i) => match prim {
             Prim::Boolean => Value::Bool(i != 0),
             Prim::String => Value::String(i.to_string()),
-            Prim::Number => Value::from(i),
+            Prim::Number | Prim::Json => Value::from(i),
         },
         ValueRef::Real(f) => serde_json::Number::from_f64(f)
             .map(Value::Number)
             .unwrap_or(Value::Null),
+        ValueRef::Text(t) if prim == Prim::Json => serde_json::from_slice(t)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(t).into_owned())),
         ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
         ValueRef::Blob(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
     }
@@ -788,7 +802,7 @@ fn edge_args<'a>(
         let x = v.and_then(|v| extract(v, &c.path, single));
         let arg = match x {
             None => Arg::Value(Sql::Null),
-            Some(Value::Object(_)) | Some(Value::Array(_)) => {
+            Some(Value::Object(_)) | Some(Value::Array(_)) if c.prim != Prim::Json => {
                 return Err(StoreError::InvalidValue {
                     model: model.to_string(),
                     key: String::new(),
@@ -892,8 +906,9 @@ fn has_nested_records(layouts: &HashMap<String, ModelLayout>, model: &str, value
         return false;
     };
     l.edges.iter().any(|e| {
-        // Edges without a target model first: no lookup in the record for them.
-        let Some(target) = e.target.as_deref() else {
+        // Edges without a target model first: no lookup in the record for them. Value
+        // objects are rows of the record's own child tables.
+        let Some(target) = e.target.as_deref().filter(|_| !e.value_object) else {
             return false;
         };
         let Some(v) = edge_value(obj, e) else {
@@ -1045,7 +1060,7 @@ impl<'c, 's> BatchWriter<'c, 's> {
         let mut child_rows: Vec<ChildRows> = Vec::new();
         for e in l.edges.iter() {
             let v = edge_value(obj, e);
-            if e.multiple {
+            if e.in_child_table() {
                 let mut rows = ChildRows {
                     items: 0,
                     args: Vec::new(),
@@ -1064,7 +1079,7 @@ impl<'c, 's> BatchWriter<'c, 's> {
         // 2. Nested records of their own model (written now; the caller holds a savepoint).
         if depth < MAX_NESTING {
             for e in l.edges.iter() {
-                let Some(target) = e.target.as_deref() else {
+                let Some(target) = e.target.as_deref().filter(|_| !e.value_object) else {
                     continue;
                 };
                 let Some(v) = edge_value(obj, e) else {
@@ -1104,7 +1119,11 @@ impl<'c, 's> BatchWriter<'c, 's> {
         {
             Ok(0) => {
                 // The key is stored: replace it, unless the new values of its secondary
-                // indexes are held by other records.
+                // indexes are held by other records, or it is a nested record contradicting
+                // the one another record of this run nested under the same key.
+                if depth > 0 {
+                    self.check_nested(l, &row, &key_vals, prov.run)?;
+                }
                 self.check_uniques(l, &row, &key_vals)?;
                 let keys = || rusqlite::params_from_iter(&key_vals);
                 self.st.execute(&sql.delete, keys()).map_err(&sqlerr)?;
@@ -1127,7 +1146,7 @@ impl<'c, 's> BatchWriter<'c, 's> {
         for ((rows, insert), e) in child_rows
             .iter()
             .zip(&sql.child_inserts)
-            .zip(l.edges.iter().filter(|e| e.multiple))
+            .zip(l.edges.iter().filter(|e| e.in_child_table()))
         {
             let width = e.cols.len();
             for pos in 0..rows.items {
@@ -1140,6 +1159,64 @@ impl<'c, 's> BatchWriter<'c, 's> {
             }
         }
         Ok(())
+    }
+
+    /// A nested record whose key this run already stored with other content: two parents
+    /// disagree about one record, so the index does not identify it (or the source is
+    /// inconsistent). Replacing it would silently rewrite what the first parent said.
+    fn check_nested(
+        &mut self,
+        l: &'s ModelLayout,
+        row: &[Arg<'_>],
+        key_vals: &[Arg<'_>],
+        run: RunId,
+    ) -> Result<(), StoreError> {
+        let sql = model_sql(l);
+        let inline = row.len() - layout::PROVENANCE.len();
+        let stored: Option<Vec<Sql>> = self
+            .st
+            .get(&sql.stored_row)
+            .and_then(|st| {
+                st.query_row(rusqlite::params_from_iter(key_vals.iter()), |r| {
+                    (0..row.len()).map(|i| r.get::<_, Sql>(i)).collect()
+                })
+                .optional()
+            })
+            .map_err(sql_error(self.path))?;
+        let Some(stored) = stored else {
+            return Ok(());
+        };
+        let same_run = stored[inline] == Sql::Integer(run.0);
+        let hash = &stored[inline + 3];
+        if !same_run || *hash == row[inline + 3].to_sql_value() {
+            return Ok(());
+        }
+        let show = |v: &Sql| cut(&canonical_json(&sql_to_json(v)), 100);
+        let cols = l
+            .edges
+            .iter()
+            .filter(|e| !e.in_child_table())
+            .flat_map(|e| e.cols.iter().map(move |c| (e, c)));
+        let differs = cols
+            .zip(row.iter().zip(&stored))
+            .find(|(_, (new, old))| {
+                canonical_json(&sql_to_json(&new.to_sql_value()))
+                    != canonical_json(&sql_to_json(old))
+            })
+            .map(|((e, _), (new, old))| {
+                format!(
+                    "edge {}: {} here, {} before",
+                    e.name,
+                    show(&new.to_sql_value()),
+                    show(old)
+                )
+            })
+            .unwrap_or_else(|| "the values of its multi-valued edges differ".to_string());
+        Err(StoreError::NestedConflict {
+            model: l.model.clone(),
+            key: key_display(l, &to_sql_values(key_vals)),
+            differs,
+        })
     }
 
     /// Secondary indexes: a value held by another record is an error, not an overwrite.
@@ -1257,7 +1334,7 @@ impl Reader<'_> {
     fn select_cols(l: &ModelLayout) -> Vec<(&EdgeLayout, &Col)> {
         l.edges
             .iter()
-            .filter(|e| !e.multiple)
+            .filter(|e| !e.in_child_table())
             .flat_map(|e| e.cols.iter().map(move |c| (e, c)))
             .collect()
     }
@@ -1361,7 +1438,7 @@ impl Reader<'_> {
         );
         visiting.push(me);
         for e in &l.edges {
-            if e.multiple {
+            if e.in_child_table() {
                 let table = e.table.as_deref().unwrap_or_default();
                 let sql = format!(
                     "SELECT {} FROM {} WHERE {} ORDER BY {}",
@@ -1383,9 +1460,20 @@ impl Reader<'_> {
                 };
                 let mut arr = Vec::with_capacity(item_rows.len());
                 for vals in item_rows {
-                    arr.push(self.edge_out(e, &vals, depth, visiting)?);
+                    arr.push(if e.value_object {
+                        value_object_out(e, vals)
+                    } else {
+                        self.edge_out(e, &vals, depth, visiting)?
+                    });
                 }
-                obj.insert(e.name.clone(), Value::Array(arr));
+                if e.multiple {
+                    obj.insert(e.name.clone(), Value::Array(arr));
+                } else {
+                    obj.insert(
+                        e.name.clone(),
+                        arr.into_iter().next().unwrap_or(Value::Null),
+                    );
+                }
             } else {
                 let vals: Vec<Value> = cols
                     .iter()
@@ -1454,6 +1542,19 @@ impl Reader<'_> {
         )?;
         Ok(found.pop().unwrap_or(reference))
     }
+}
+
+/// A value object read back from its child row: its edges with a value, by name (as the
+/// validator gives them: an edge without a value is left out).
+fn value_object_out(e: &EdgeLayout, vals: Vec<Value>) -> Value {
+    Value::Object(
+        e.cols
+            .iter()
+            .zip(vals)
+            .filter(|(_, v)| !v.is_null())
+            .map(|(c, v)| (c.name.clone(), v))
+            .collect(),
+    )
 }
 
 fn json_to_sql(v: &Value, prim: Prim) -> Sql {
@@ -1641,10 +1742,7 @@ impl Store for SqliteStore {
 
     fn prepare(&mut self, schema: &Schema) -> Result<(), StoreError> {
         self.check_writable()?;
-        let mut new_layouts = Vec::new();
-        for m in schema.models() {
-            new_layouts.push(layout::layout_of(schema, m)?);
-        }
+        let new_layouts = layout::layouts_of(schema)?;
         // Table names must not clash with each other nor with stored models left out of this schema.
         let mut all = new_layouts.clone();
         for (name, l) in &self.layouts {
@@ -1723,6 +1821,16 @@ impl Store for SqliteStore {
                  ON CONFLICT (model) DO UPDATE SET fingerprint = excluded.fingerprint, \
                  layout = excluded.layout, updated_at = excluded.updated_at",
                 params![l.model, l.fingerprint(), text, now],
+            )
+            .map_err(|source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        if new_layouts.iter().any(ModelLayout::has_value_objects) {
+            tx.execute(
+                "UPDATE _kye_meta SET value = ?1 WHERE key = 'format_version' AND CAST(value AS INTEGER) < ?1",
+                [FORMAT_VERSION],
             )
             .map_err(|source| StoreError::Sqlite {
                 path: path.clone(),
@@ -2181,6 +2289,14 @@ fn filter_sql(l: &ModelLayout, f: &Filter) -> Result<(String, Vec<Sql>), StoreEr
                 .join(", ")
         ))
     })?;
+    if e.value_object {
+        return Err(bad(format!(
+            "edge {} holds {} value objects (records without an index); filter on an edge of {} itself",
+            e.name,
+            e.target.as_deref().unwrap_or("nested"),
+            l.model
+        )));
+    }
     if e.cols.len() != 1 {
         return Err(bad(format!(
             "edge {} refers to a model with a composite key; filter on one of its own edges instead",
