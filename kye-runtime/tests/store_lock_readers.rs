@@ -121,7 +121,7 @@ fn a_newer_store_format_is_named_as_a_number() {
     ] {
         let msg = e.to_string();
         assert!(
-            msg.contains("written by a newer kye (store format 99, this kye reads up to 1)"),
+            msg.contains("written by a newer kye (store format 99, this kye reads up to 2)"),
             "{msg}"
         );
         assert!(!msg.contains("Ok("), "{msg}");
