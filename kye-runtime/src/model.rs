@@ -248,6 +248,7 @@ pub trait FromKeyValue<K>: Sized {
 /// crate does not compile anyway, this only keeps the schema error the only one.
 macro_rules! stand_in_params {
     ($($t:ty),*) => {$(
+        #[diagnostic::do_not_recommend]
         impl FromKeyValue<kind::StandInIndex> for $t {
             fn from_key_value(_: &KeyValue) -> Result<Self, KeyError> {
                 Err(KeyError::new("a stand-in model of a schema that does not compile"))
