@@ -8,6 +8,7 @@
 
 use proc_macro::TokenStream;
 
+mod ctxt;
 mod get;
 mod models;
 mod names;

@@ -1,4 +1,7 @@
-//! `kye::models!("pokemon.kye", ...)`: Rust types from kye schemas.
+//! `kye::models!("pokemon.kye", ...)`: Rust types from kye schemas, in one pass: parse the
+//! file list ([`Input`]), read and compile the schemas (on errors: the errors plus stand-in
+//! types, [`stand_ins`], so nothing cascades), then expand ([`Generator`]: enums, structs,
+//! and the `Model`/`IndexAt`/`HasIndex` impls).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -10,6 +13,7 @@ use quote::{format_ident, quote};
 use syn::parse::{Parse, ParseStream};
 use syn::{LitStr, Token};
 
+use crate::ctxt::Ctxt;
 use crate::names;
 
 struct Input {
@@ -154,17 +158,31 @@ fn expand_inner(input: TokenStream) -> syn::Result<TokenStream> {
                     None => combined = Some(e),
                 }
             }
-            return Err(combined.unwrap_or_else(|| {
+            let combined = combined.unwrap_or_else(|| {
                 syn::Error::new(
                     input.paths[0].span(),
                     format!("the schema does not compile: {err}"),
                 )
-            }));
+            });
+            let errors = combined.to_compile_error();
+            let stand_ins = stand_ins(model_names_in(&err.sources), &p);
+            return Ok(quote! { #errors #stand_ins });
         }
     };
 
-    let gen = Generator::new(&schema, &p, input.paths[0].span())?;
-    let items = gen.items()?;
+    let cx = Ctxt::new();
+    let gen = Generator::new(&cx, &schema, &p, input.paths[0].span());
+    // A model name that is not a Rust identifier cannot be expanded at all.
+    let items = if cx.has_errors() {
+        TokenStream::new()
+    } else {
+        gen.items(&cx)
+    };
+    if let Err(err) = cx.check() {
+        let errors = err.to_compile_error();
+        let stand_ins = stand_ins(schema.models().iter().map(|m| m.name.clone()), &p);
+        return Ok(quote! { #errors #stand_ins });
+    }
 
     let source_entries = files.iter().map(|(lit, abs)| {
         let name = lit.value();
@@ -187,6 +205,65 @@ fn expand_inner(input: TokenStream) -> syn::Result<TokenStream> {
             #impls
         };
     })
+}
+
+/// After a schema error: one stand-in type per model the files still define, implementing
+/// what generated code and fetchers need, so that every use of a model (a fetcher, a
+/// `Vec<Pokemon>`) compiles and the schema error is the only one reported, as thiserror's
+/// fallback does. The crate never compiles, so nothing here runs.
+fn stand_ins(model_names: impl IntoIterator<Item = String>, p: &TokenStream) -> TokenStream {
+    let serde_crate = format!("{}::serde", p.to_string().replace(' ', ""));
+    let mut seen = BTreeSet::new();
+    let mut out = TokenStream::new();
+    for name in model_names {
+        if !names::is_plain_ident(&name) || !seen.insert(name.clone()) {
+            continue;
+        }
+        let ident = format_ident!("{}", name);
+        let doc = format!(
+            "Stand-in for the `{name}` model: its schema does not compile (see the error)."
+        );
+        let stand_in = quote!(#p::kind::StandInIndex);
+        out.extend(quote! {
+                #[doc = #doc]
+                #[derive(::core::fmt::Debug, ::core::clone::Clone, ::core::cmp::PartialEq, #p::serde::Serialize, #p::serde::Deserialize)]
+                #[serde(crate = #serde_crate)]
+                pub struct #ident {}
+
+                #[doc(hidden)]
+                #[allow(clippy::all)]
+                const _: () = {
+                    impl #p::Model for #ident {
+                        const NAME: &'static str = #name;
+                        const INDEXES: &'static [&'static [&'static str]] = &[];
+                        fn schema() -> &'static #p::Schema {
+                            ::core::unreachable!("a stand-in model of a schema that does not compile")
+                        }
+                    }
+                    impl<const ID: u128> #p::HasIndex<ID> for #ident {
+                        const POSITION: usize = 0;
+                    }
+                    impl<const N: usize> #p::IndexAt<N> for #ident {
+                        type Kinds = (#stand_in, #stand_in, #stand_in, #stand_in, #stand_in, #stand_in, #stand_in, #stand_in);
+                    }
+                };
+            });
+    }
+    out
+}
+
+/// The names of the models the files define, read from their syntax alone (the schema as a
+/// whole does not compile).
+fn model_names_in(sources: &SourceMap) -> Vec<String> {
+    let mut out = Vec::new();
+    for (id, file) in sources.files() {
+        for item in kye_lang::parser::parse(id, &file.text).file.items {
+            if let kye_lang::ast::Item::Model(m) = item {
+                out.push(m.name.name);
+            }
+        }
+    }
+    out
 }
 
 /// A Rust enum generated for a set of string literals (`"red" | "blue"`).
@@ -230,7 +307,9 @@ fn string_set(e: &Expr, out: &mut Vec<String>) -> bool {
 }
 
 impl<'a> Generator<'a> {
-    fn new(schema: &'a Schema, p: &'a TokenStream, span: Span) -> syn::Result<Self> {
+    /// Names the enums and finds the boxed edges; a model name that is not a Rust type name
+    /// is recorded in `cx`.
+    fn new(cx: &Ctxt, schema: &'a Schema, p: &'a TokenStream, span: Span) -> Self {
         let mut g = Generator {
             schema,
             p,
@@ -242,10 +321,11 @@ impl<'a> Generator<'a> {
         let model_names: BTreeSet<&str> = schema.models().iter().map(|m| m.name.as_str()).collect();
         for m in schema.models() {
             if !names::is_plain_ident(&m.name) {
-                return Err(syn::Error::new(
+                cx.error(
                     span,
                     format!("model name `{}` is not a valid Rust type name", m.name),
-                ));
+                );
+                continue;
             }
             for e in &m.edges {
                 if let Type::Constrained {
@@ -303,7 +383,7 @@ impl<'a> Generator<'a> {
                 }
             }
         }
-        Ok(g)
+        g
     }
 
     /// Can `from` reach `to` through single (non-`Vec`) nested model edges?
@@ -330,7 +410,8 @@ impl<'a> Generator<'a> {
         false
     }
 
-    fn items(&self) -> syn::Result<TokenStream> {
+    /// The enums and structs; edges that clash as Rust fields are recorded in `cx`.
+    fn items(&self, cx: &Ctxt) -> TokenStream {
         let p = self.p;
         let serde_crate = format!("{}::serde", p.to_string().replace(' ', ""));
         let mut out = TokenStream::new();
@@ -372,13 +453,14 @@ impl<'a> Generator<'a> {
             for e in &m.edges {
                 let field = names::snake_case(&e.name);
                 if let Some(other) = seen.insert(field.clone(), e.name.clone()) {
-                    return Err(syn::Error::new(
+                    cx.error(
                         self.span,
                         format!(
                             "edges `{other}` and `{}` of model `{}` both become the Rust field `{field}`; rename one",
                             e.name, m.name
                         ),
-                    ));
+                    );
+                    continue;
                 }
                 let ident = format_ident!("{}", field);
                 let is_index = m.is_index_edge(&e.name);
@@ -458,6 +540,10 @@ impl<'a> Generator<'a> {
                     m.name
                 ),
             };
+            let doc = format!(
+                "{doc}\n\nIndexes (the identifiers `#[kye::get]` and requests take): {}.",
+                index_list(m)
+            );
             out.extend(quote! {
                 #[doc = #doc]
                 #[derive(::core::fmt::Debug, ::core::clone::Clone, ::core::cmp::PartialEq, #p::serde::Serialize, #p::serde::Deserialize)]
@@ -465,7 +551,7 @@ impl<'a> Generator<'a> {
                 pub struct #name { #(#fields),* }
             });
         }
-        Ok(out)
+        out
     }
 
     fn impls(&self) -> TokenStream {
@@ -513,9 +599,14 @@ impl<'a> Generator<'a> {
                     }
                 }
                 let position = consts.len();
+                let id = proc_macro2::Literal::u128_suffixed(names::index_id(&ix.edges));
                 consts.push(quote! {
                     impl #p::IndexAt<#position> for #name {
                         type Kinds = (#(#kinds,)*);
+                    }
+                    #[diagnostic::do_not_recommend]
+                    impl #p::HasIndex<#id> for #name {
+                        const POSITION: usize = #position;
                     }
                 });
                 if buildable {
@@ -539,26 +630,7 @@ impl<'a> Generator<'a> {
                     });
                 }
             }
-            let listed: Vec<String> = m
-                .indexes
-                .iter()
-                .map(|ix| {
-                    if ix.edges.len() == 1 {
-                        format!("`{}.{}`", m.name, ix.edges[0])
-                    } else {
-                        format!("`{}({})`", m.name, ix.edges.join(", "))
-                    }
-                })
-                .collect();
-            // Read after "its indexes are" in the error of a `#[kye::get]` on this model.
-            let index_list = if listed.is_empty() {
-                format!(
-                    "none: `{}` is a value object (a model without an index), stored inside the records that nest it; write the fetcher for the model that holds it",
-                    m.name
-                )
-            } else {
-                listed.join(", ")
-            };
+            let index_list = index_list(m);
             out.extend(quote! {
                 #(#consts)*
 
@@ -588,6 +660,29 @@ impl<'a> Generator<'a> {
         }
         out
     }
+}
+
+/// The model's indexes for messages and docs: `` `Pokemon.id`, `Pokemon.name` ``.
+fn index_list(m: &kye_lang::Model) -> String {
+    let listed: Vec<String> = m
+        .indexes
+        .iter()
+        .map(|ix| {
+            if ix.edges.len() == 1 {
+                format!("`{}.{}`", m.name, ix.edges[0])
+            } else {
+                format!("`{}({})`", m.name, ix.edges.join(", "))
+            }
+        })
+        .collect();
+    if listed.is_empty() {
+        // Read after "its indexes are" in the error of a `#[kye::get]` on this model.
+        return format!(
+            "none: `{}` is a value object (a model without an index), stored inside the records that nest it; write the fetcher for the model that holds it",
+            m.name
+        );
+    }
+    listed.join(", ")
 }
 
 fn type_text(ty: &Type) -> String {

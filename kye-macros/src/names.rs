@@ -74,6 +74,26 @@ pub fn is_plain_ident(name: &str) -> bool {
         && name.chars().all(|c| c.is_alphanumeric() || c == '_')
 }
 
+/// The identifier of an index, from its edge names in order: a 128-bit FNV-1a hash that
+/// `kye::models!` writes into each `HasIndex<ID>` impl and `#[kye::get]` looks up. Edge names
+/// never contain `,`, so the joined text is unambiguous.
+pub fn index_id<S: AsRef<str>>(edges: &[S]) -> u128 {
+    const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
+    let mut hash = OFFSET;
+    for (i, edge) in edges.iter().enumerate() {
+        if i > 0 {
+            hash ^= u128::from(b',');
+            hash = hash.wrapping_mul(PRIME);
+        }
+        for b in edge.as_ref().bytes() {
+            hash ^= u128::from(b);
+            hash = hash.wrapping_mul(PRIME);
+        }
+    }
+    hash
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +115,14 @@ mod tests {
         assert_eq!(pascal_case("1st"), "V1st");
         assert_eq!(pascal_case(""), "Empty");
         assert_eq!(pascal_case("already-Pascal"), "AlreadyPascal");
+    }
+
+    #[test]
+    fn index_ids_differ_by_edges_and_order() {
+        let id = index_id(&["id"]);
+        assert_eq!(id, index_id(&[String::from("id")]));
+        assert_ne!(id, index_id(&["name"]));
+        assert_ne!(index_id(&["a", "b"]), index_id(&["b", "a"]));
+        assert_ne!(index_id(&["ab"]), index_id(&["a", "b"]));
     }
 }

@@ -221,6 +221,11 @@ pub mod kind {
     /// An index edge whose type is another model: not usable as a fetcher key.
     #[derive(Debug, Clone, Copy)]
     pub struct ReferenceIndex;
+    /// The edges of a stand-in model that `kye::models!` emits after a schema error: every
+    /// key parameter type accepts it, so only the schema error is reported.
+    #[doc(hidden)]
+    #[derive(Debug, Clone, Copy)]
+    pub struct StandInIndex;
 }
 use kind::{BooleanIndex, NumberIndex, StringIndex};
 
@@ -238,6 +243,38 @@ pub trait FromKeyValue<K>: Sized {
     /// Converts the value, or says why it does not fit.
     fn from_key_value(value: &KeyValue) -> Result<Self, KeyError>;
 }
+
+/// A stand-in model's edges (after a schema error) accept every key parameter type; the
+/// crate does not compile anyway, this only keeps the schema error the only one.
+macro_rules! stand_in_params {
+    ($($t:ty),*) => {$(
+        #[diagnostic::do_not_recommend]
+        impl FromKeyValue<kind::StandInIndex> for $t {
+            fn from_key_value(_: &KeyValue) -> Result<Self, KeyError> {
+                Err(KeyError::new("a stand-in model of a schema that does not compile"))
+            }
+        }
+    )*};
+}
+stand_in_params!(
+    i64,
+    i32,
+    i16,
+    i8,
+    isize,
+    u64,
+    u32,
+    u16,
+    u8,
+    usize,
+    i128,
+    u128,
+    f64,
+    String,
+    Box<str>,
+    Arc<str>,
+    bool
+);
 
 impl<K> FromKeyValue<K> for KeyValue {
     fn from_key_value(value: &KeyValue) -> Result<Self, KeyError> {
@@ -365,6 +402,16 @@ kinds_tuple!(8; A, B, C, D, E, F, G, H; 0 => A, 1 => B, 2 => C, 3 => D, 4 => E, 
 pub trait IndexAt<const N: usize> {
     /// A tuple of [`kind`] markers, one per index edge.
     type Kinds: IndexKinds;
+}
+
+/// The index of a model whose edges hash to `ID` (see `kye-macros`' `names::index_id`), and
+/// its position in [`Model::INDEXES`]. `kye::models!` implements it for every index;
+/// `#[kye::get]` looks the identifier up through it, so an identifier that is not an index is
+/// a compile error at the edge the user wrote.
+#[doc(hidden)]
+pub trait HasIndex<const ID: u128> {
+    /// Position of the index in [`Model::INDEXES`].
+    const POSITION: usize;
 }
 
 const fn str_eq(a: &str, b: &str) -> bool {

@@ -183,8 +183,8 @@ pub mod __private {
     pub use kye_lang::Schema;
     pub use kye_runtime::model::{
         catch_panics, compile_embedded, deserialize_index_int, failed_call, index_position, key_at,
-        kind, run_blocking, ConstMessage, FetchFuture, FetchResult, IndexAt, Key, KeyError,
-        KeyValue, Model,
+        kind, run_blocking, ConstMessage, FetchFuture, FetchResult, HasIndex, IndexAt, Key,
+        KeyError, KeyValue, Model,
     };
     pub use kye_runtime::registry::{FetcherRegistration, ModelRegistration};
     pub use kye_runtime::request::Request;
