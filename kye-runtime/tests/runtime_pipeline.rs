@@ -723,8 +723,12 @@ mod failing_store {
         fn outcome_counts(&self, run: RunId) -> Result<RunCounts, StoreError> {
             self.inner.outcome_counts(run)
         }
-        fn records(&self, q: &RecordQuery) -> Result<Vec<Value>, StoreError> {
-            self.inner.records(q)
+        fn for_each_record(
+            &self,
+            q: &RecordQuery,
+            each: &mut dyn FnMut(Value) -> Result<(), StoreError>,
+        ) -> Result<(), StoreError> {
+            self.inner.for_each_record(q, each)
         }
         fn runs(&self, limit: Option<usize>) -> Result<Vec<RunInfo>, StoreError> {
             self.inner.runs(limit)

@@ -1047,15 +1047,6 @@ impl Store for DirStore {
         self.counts_from_lines(run)
     }
 
-    fn records(&self, query: &RecordQuery) -> Result<Vec<Value>, StoreError> {
-        let mut out = Vec::new();
-        self.for_each_record(query, &mut |v| {
-            out.push(v);
-            Ok(())
-        })?;
-        Ok(out)
-    }
-
     fn for_each_record(
         &self,
         query: &RecordQuery,

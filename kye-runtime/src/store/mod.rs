@@ -585,7 +585,14 @@ pub trait Store: Send {
     fn outcome_counts(&self, run: RunId) -> Result<RunCounts, StoreError>;
 
     /// Stored records of a model as JSON objects with nested edges.
-    fn records(&self, query: &RecordQuery) -> Result<Vec<Value>, StoreError>;
+    fn records(&self, query: &RecordQuery) -> Result<Vec<Value>, StoreError> {
+        let mut out = Vec::new();
+        self.for_each_record(query, &mut |v| {
+            out.push(v);
+            Ok(())
+        })?;
+        Ok(out)
+    }
 
     /// [`Store::records`] handing each record to `each` as it is read, so that memory does
     /// not grow with the number of records (`kye show` prints through it). An error from
@@ -594,12 +601,7 @@ pub trait Store: Send {
         &self,
         query: &RecordQuery,
         each: &mut dyn FnMut(Value) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        for v in self.records(query)? {
-            each(v)?;
-        }
-        Ok(())
-    }
+    ) -> Result<(), StoreError>;
 
     /// Runs, newest first.
     fn runs(&self, limit: Option<usize>) -> Result<Vec<RunInfo>, StoreError>;

@@ -2040,16 +2040,7 @@ impl Store for SqliteStore {
                 "SELECT run_id, status, reason, at FROM _kye_keys WHERE model = ?1 AND key = ?2 \
                  ORDER BY at DESC, run_id DESC LIMIT 1",
             )?
-            .query_row(params![model, key.canonical()], |r| {
-                let status: String = r.get(1)?;
-                let at: String = r.get(3)?;
-                Ok(KeyOutcomeInfo {
-                    run: RunId(r.get(0)?),
-                    status: KeyStatus::parse(&status).unwrap_or(KeyStatus::Failed),
-                    reason: r.get(2)?,
-                    at: at.parse().unwrap_or(Timestamp::from_unix_millis(0)),
-                })
-            })
+            .query_row(params![model, key.canonical()], outcome_row)
             .optional()
         })
     }
@@ -2065,16 +2056,7 @@ impl Store for SqliteStore {
                  AND status IN ('stored', 'missing', 'rejected', 'skipped') \
                  ORDER BY run_id DESC LIMIT 1",
             )?
-            .query_row(params![model, key.canonical()], |r| {
-                let status: String = r.get(1)?;
-                let at: String = r.get(3)?;
-                Ok(KeyOutcomeInfo {
-                    run: RunId(r.get(0)?),
-                    status: KeyStatus::parse(&status).unwrap_or(KeyStatus::Failed),
-                    reason: r.get(2)?,
-                    at: at.parse().unwrap_or(Timestamp::from_unix_millis(0)),
-                })
-            })
+            .query_row(params![model, key.canonical()], outcome_row)
             .optional()
         })
     }
@@ -2143,15 +2125,6 @@ impl Store for SqliteStore {
             }
         }
         Ok(counts)
-    }
-
-    fn records(&self, query: &RecordQuery) -> Result<Vec<Value>, StoreError> {
-        let mut out = Vec::new();
-        self.for_each_record(query, &mut |v| {
-            out.push(v);
-            Ok(())
-        })?;
-        Ok(out)
     }
 
     fn for_each_record(
@@ -2325,6 +2298,18 @@ fn filter_sql(l: &ModelLayout, f: &Filter) -> Result<(String, Vec<Sql>), StoreEr
     } else {
         Ok((format!("t.{} = ?", q(&c.name)), vec![v]))
     }
+}
+
+/// A `run_id, status, reason, at` row of `_kye_keys` as a key outcome.
+fn outcome_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyOutcomeInfo> {
+    let status: String = r.get(1)?;
+    let at: String = r.get(3)?;
+    Ok(KeyOutcomeInfo {
+        run: RunId(r.get(0)?),
+        status: KeyStatus::parse(&status).unwrap_or(KeyStatus::Failed),
+        reason: r.get(2)?,
+        at: at.parse().unwrap_or(Timestamp::from_unix_millis(0)),
+    })
 }
 
 #[cfg(test)]
