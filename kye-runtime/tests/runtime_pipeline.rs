@@ -670,27 +670,90 @@ mod failing_store {
 
     /// A real SQLite store whose `write_batch` fails (as on a full disk) after `ok_batches`.
     pub struct FailingStore {
-        pub inner: Box<dyn Store>,
+        pub inner: Box<dyn StoreWrite>,
         pub ok_batches: usize,
         pub batches: Arc<AtomicUsize>,
     }
 
-    impl Store for FailingStore {
+    impl StoreRead for FailingStore {
         fn kind(&self) -> &'static str {
             self.inner.kind()
         }
+
         fn location(&self) -> &Path {
             self.inner.location()
         }
+
+        fn last_stored(&self, m: &str, k: &IndexKey) -> Result<Option<Timestamp>, StoreError> {
+            self.inner.last_stored(m, k)
+        }
+
+        fn latest_outcome(
+            &self,
+            m: &str,
+            k: &IndexKey,
+        ) -> Result<Option<KeyOutcomeInfo>, StoreError> {
+            self.inner.latest_outcome(m, k)
+        }
+
+        fn latest_done(&self, m: &str, k: &IndexKey) -> Result<Option<KeyOutcomeInfo>, StoreError> {
+            self.inner.latest_done(m, k)
+        }
+
+        fn record(&self, m: &str, k: &IndexKey) -> Result<Option<Value>, StoreError> {
+            self.inner.record(m, k)
+        }
+
+        fn outcome_counts(&self, run: RunId) -> Result<RunCounts, StoreError> {
+            self.inner.outcome_counts(run)
+        }
+
+        fn for_each_record(
+            &self,
+            q: &RecordQuery,
+            each: &mut dyn FnMut(Value) -> Result<(), StoreError>,
+        ) -> Result<(), StoreError> {
+            self.inner.for_each_record(q, each)
+        }
+
+        fn runs(&self, limit: Option<usize>) -> Result<Vec<RunInfo>, StoreError> {
+            self.inner.runs(limit)
+        }
+
+        fn run(&self, id: RunId) -> Result<Option<RunInfo>, StoreError> {
+            self.inner.run(id)
+        }
+
+        fn rejects(
+            &self,
+            run: Option<RunId>,
+            limit: Option<usize>,
+        ) -> Result<Vec<RejectInfo>, StoreError> {
+            self.inner.rejects(run, limit)
+        }
+
+        fn drift(&self) -> Result<Vec<DriftInfo>, StoreError> {
+            self.inner.drift()
+        }
+    }
+
+    impl StoreWrite for FailingStore {
+        fn reader(&self) -> Result<Box<dyn StoreRead>, StoreError> {
+            self.inner.reader()
+        }
+
         fn prepare(&mut self, schema: &Schema) -> Result<(), StoreError> {
             self.inner.prepare(schema)
         }
+
         fn begin_run(&mut self, run: &NewRun) -> Result<RunId, StoreError> {
             self.inner.begin_run(run)
         }
+
         fn finish_run(&mut self, run: RunId, end: &RunEnd) -> Result<(), StoreError> {
             self.inner.finish_run(run, end)
         }
+
         fn write_batch(
             &mut self,
             items: &[WriteItem],
@@ -703,48 +766,6 @@ mod failing_store {
                 });
             }
             self.inner.write_batch(items)
-        }
-        fn last_stored(&self, m: &str, k: &IndexKey) -> Result<Option<Timestamp>, StoreError> {
-            self.inner.last_stored(m, k)
-        }
-        fn latest_outcome(
-            &self,
-            m: &str,
-            k: &IndexKey,
-        ) -> Result<Option<KeyOutcomeInfo>, StoreError> {
-            self.inner.latest_outcome(m, k)
-        }
-        fn latest_done(&self, m: &str, k: &IndexKey) -> Result<Option<KeyOutcomeInfo>, StoreError> {
-            self.inner.latest_done(m, k)
-        }
-        fn record(&self, m: &str, k: &IndexKey) -> Result<Option<Value>, StoreError> {
-            self.inner.record(m, k)
-        }
-        fn outcome_counts(&self, run: RunId) -> Result<RunCounts, StoreError> {
-            self.inner.outcome_counts(run)
-        }
-        fn for_each_record(
-            &self,
-            q: &RecordQuery,
-            each: &mut dyn FnMut(Value) -> Result<(), StoreError>,
-        ) -> Result<(), StoreError> {
-            self.inner.for_each_record(q, each)
-        }
-        fn runs(&self, limit: Option<usize>) -> Result<Vec<RunInfo>, StoreError> {
-            self.inner.runs(limit)
-        }
-        fn run(&self, id: RunId) -> Result<Option<RunInfo>, StoreError> {
-            self.inner.run(id)
-        }
-        fn rejects(
-            &self,
-            run: Option<RunId>,
-            limit: Option<usize>,
-        ) -> Result<Vec<RejectInfo>, StoreError> {
-            self.inner.rejects(run, limit)
-        }
-        fn drift(&self) -> Result<Vec<DriftInfo>, StoreError> {
-            self.inner.drift()
         }
     }
 }

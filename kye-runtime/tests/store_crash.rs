@@ -105,7 +105,7 @@ fn random_pause(round: u64) -> Duration {
 }
 
 /// Every stored item is whole; every "stored" outcome has its record.
-fn check_consistent(store: &dyn Store) -> usize {
+fn check_consistent(store: &dyn StoreRead) -> usize {
     let records = store.records(&RecordQuery::new("Item")).unwrap();
     for r in &records {
         let v = r["version"].as_u64().unwrap();

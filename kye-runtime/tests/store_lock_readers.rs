@@ -11,7 +11,7 @@ fn schema() -> kye_lang::Schema {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn write_cat(s: &mut dyn Store, run: RunId, id: u64) {
+fn write_cat(s: &mut dyn StoreWrite, run: RunId, id: u64) {
     let res = s
         .write_batch(&[
             WriteItem::Record(RecordWrite::new(
@@ -130,14 +130,14 @@ fn a_newer_store_format_is_named_as_a_number() {
 
 /// A run left `running` with no writer holding the lock: what a kill -9 leaves (dropping a
 /// store without finishing its run releases the lock the way the OS does for a dead process).
-fn dead_run(s: &mut dyn Store) -> RunId {
+fn dead_run(s: &mut dyn StoreWrite) -> RunId {
     s.prepare(&schema()).unwrap();
     let run = s.begin_run(&NewRun::new("Cat.id in 1..=2")).unwrap();
     write_cat(s, run, 1);
     run
 }
 
-fn check_reader_sees(reader: &dyn Store, run: RunId, status: RunStatus) {
+fn check_reader_sees(reader: &dyn StoreRead, run: RunId, status: RunStatus) {
     let runs = reader.runs(None).unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!((runs[0].id, runs[0].status), (run, status), "{runs:?}");

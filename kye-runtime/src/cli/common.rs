@@ -27,7 +27,7 @@ macro_rules! out_raw {
 use super::{Format, Global, EXIT_USAGE};
 use crate::config::Config;
 use crate::runtime::{RuntimeBuilder, DEFAULT_STORE};
-use crate::store::{open_store_read_only, Store, StoreSpec};
+use crate::store::{open_store_read_only, StoreRead, StoreSpec};
 
 /// The configuration the global flags select: `--config` (or `KYE_CONFIG`, or `./kye.toml`),
 /// the `KYE_*` environment, then the binary's own overrides.
@@ -63,7 +63,7 @@ pub fn runtime_builder(g: &Global) -> crate::Result<RuntimeBuilder> {
 }
 
 /// Opens the store of the global flags for reading (works while a fetch writes to it).
-pub fn open_reader(g: &Global) -> crate::Result<Box<dyn Store>> {
+pub fn open_reader(g: &Global) -> crate::Result<Box<dyn StoreRead>> {
     let spec = store_spec(g)?;
     open_store_read_only(&spec).map_err(crate::Error::other)
 }

@@ -13,7 +13,7 @@ use super::common::{
     text_line, text_widths, widen,
 };
 use super::{Format, Global, Run, EXIT_OK, EXIT_USAGE};
-use crate::store::{Filter, RecordQuery, Store, StoreError};
+use crate::store::{Filter, RecordQuery, StoreError, StoreRead};
 
 /// Arguments of `kye show`.
 #[derive(Debug, Clone, Args)]
@@ -43,7 +43,7 @@ impl ShowArgs {
 /// Column order: the model's edges as declared when the model is linked in, else as the
 /// store recorded them (schema order, also in the standalone `kye`), else the keys of the
 /// first record.
-fn columns(model: &str, store: &dyn Store, first: Option<&Value>) -> Vec<String> {
+fn columns(model: &str, store: &dyn StoreRead, first: Option<&Value>) -> Vec<String> {
     if let Some(m) = crate::registry::registry()
         .ok()
         .and_then(|r| r.model(model))
@@ -84,7 +84,7 @@ fn closed(e: std::io::Error) -> StoreError {
 /// the number of records. A text table is read twice (column widths first). Returns how
 /// many records were printed.
 fn print_records(
-    store: &dyn Store,
+    store: &dyn StoreRead,
     query: &RecordQuery,
     format: Format,
     out: &mut dyn Write,

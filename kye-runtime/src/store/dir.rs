@@ -32,8 +32,8 @@ use super::layout::{self, extract, ModelLayout};
 use super::lock::WriterLock;
 use super::{
     drift_example, fold_path, DriftInfo, IndexKey, KeyOutcomeInfo, KeyStatus, NewRun, Provenance,
-    RecordQuery, RejectInfo, RunCounts, RunEnd, RunId, RunInfo, RunStatus, Store, StoreError,
-    Timestamp, WriteItem,
+    RecordQuery, RejectInfo, RunCounts, RunEnd, RunId, RunInfo, RunStatus, StoreError, StoreRead,
+    StoreWrite, Timestamp, WriteItem,
 };
 
 /// Encoded names longer than this are shortened with a hash (the document keeps the key).
@@ -287,7 +287,7 @@ pub struct DirStore {
     layouts: HashMap<String, ModelLayout>,
     runs: BTreeMap<i64, RunInfo>,
     latest: HashMap<(String, String), KeyOutcomeInfo>,
-    /// Per key, the outcome of the newest run that finished it (see [`Store::latest_done`]).
+    /// Per key, the outcome of the newest run that finished it (see [`StoreRead::latest_done`](super::StoreRead::latest_done)).
     done: HashMap<(String, String), KeyOutcomeInfo>,
     drift: BTreeMap<(String, String), DriftInfo>,
     next_reject: i64,
@@ -795,7 +795,7 @@ fn note_done(
     }
 }
 
-impl Store for DirStore {
+impl StoreRead for DirStore {
     fn edge_names(&self, model: &str) -> Option<Vec<String>> {
         self.layouts
             .get(model)
@@ -808,6 +808,179 @@ impl Store for DirStore {
 
     fn location(&self) -> &Path {
         &self.root
+    }
+
+    fn last_stored(&self, model: &str, key: &IndexKey) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self.find_doc(model, key)?.as_ref().and_then(|doc| {
+            doc.get("_kye")
+                .and_then(|p| p.get("fetched_at"))
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse::<Timestamp>().ok())
+        }))
+    }
+
+    fn record(&self, model: &str, key: &IndexKey) -> Result<Option<Value>, StoreError> {
+        Ok(self.find_doc(model, key)?.map(|mut doc| {
+            doc.remove("_kye");
+            Value::Object(doc)
+        }))
+    }
+
+    fn latest_done(
+        &self,
+        model: &str,
+        key: &IndexKey,
+    ) -> Result<Option<KeyOutcomeInfo>, StoreError> {
+        Ok(self
+            .done
+            .get(&(model.to_string(), key.canonical()))
+            .cloned())
+    }
+
+    fn latest_run_of(&self, request: &str) -> Result<Option<RunInfo>, StoreError> {
+        let Some(r) = self.runs.values().rev().find(|r| r.request == request) else {
+            return Ok(None);
+        };
+        let mut r = r.clone();
+        if r.status == RunStatus::Running {
+            r.counts = self.outcome_counts(r.id)?;
+        }
+        Ok(Some(r))
+    }
+
+    fn latest_outcome(
+        &self,
+        model: &str,
+        key: &IndexKey,
+    ) -> Result<Option<KeyOutcomeInfo>, StoreError> {
+        Ok(self
+            .latest
+            .get(&(model.to_string(), key.canonical()))
+            .cloned())
+    }
+
+    fn outcome_counts(&self, run: RunId) -> Result<RunCounts, StoreError> {
+        self.counts_from_lines(run)
+    }
+
+    fn for_each_record(
+        &self,
+        query: &RecordQuery,
+        each: &mut dyn FnMut(Value) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let l = self.layout(&query.model)?;
+        if let Some(f) = &query.filter {
+            if l.edge(&f.edge).is_none() {
+                return Err(StoreError::InvalidFilter {
+                    model: l.model.clone(),
+                    message: format!(
+                        "{} has no edge {:?}; its edges are {}",
+                        l.model,
+                        f.edge,
+                        l.edges
+                            .iter()
+                            .map(|e| e.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+            }
+        }
+        let mut found = 0;
+        for path in self.doc_paths(&query.model)? {
+            if query.limit.is_some_and(|n| found >= n) {
+                break;
+            }
+            let Some(mut doc) = Self::read_doc(&path)? else {
+                continue;
+            };
+            if let Some(f) = &query.filter {
+                if !doc.get(&f.edge).is_some_and(|v| value_matches(v, &f.value)) {
+                    continue;
+                }
+            }
+            let prov = doc.remove("_kye");
+            if query.provenance {
+                if let Some(Value::Object(mut p)) = prov {
+                    p.remove("key");
+                    doc.insert("_kye".into(), Value::Object(p));
+                }
+            }
+            found += 1;
+            each(Value::Object(doc))?;
+        }
+        Ok(())
+    }
+
+    fn runs(&self, limit: Option<usize>) -> Result<Vec<RunInfo>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.runs.values().rev().take(limit.unwrap_or(usize::MAX)) {
+            let mut r = r.clone();
+            if r.status == RunStatus::Running {
+                r.counts = self.outcome_counts(r.id)?;
+            }
+            out.push(r);
+        }
+        // A reader is told a run is dead by the writer lock: when no writer holds it, a run
+        // still `running` in runs.jsonl (read again, after asking the lock) belongs to a
+        // process that died.
+        if self.read_only
+            && out.iter().any(|r| r.status == RunStatus::Running)
+            && super::lock::writer_alive(&self.meta.join("lock")) == Some(false)
+        {
+            let now: HashMap<i64, RunInfo> = read_lines::<RunInfo>(&self.meta.join("runs.jsonl"))?
+                .into_iter()
+                .map(|r| (r.id.0, r))
+                .collect();
+            for r in out.iter_mut().filter(|r| r.status == RunStatus::Running) {
+                match now.get(&r.id.0) {
+                    Some(n) if n.status != RunStatus::Running => *r = n.clone(),
+                    _ => super::mark_dead(r),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn run(&self, id: RunId) -> Result<Option<RunInfo>, StoreError> {
+        Ok(self.runs(None)?.into_iter().find(|r| r.id == id))
+    }
+
+    fn rejects(
+        &self,
+        run: Option<RunId>,
+        limit: Option<usize>,
+    ) -> Result<Vec<RejectInfo>, StoreError> {
+        let lines: Vec<RejectLine> = read_lines(&self.meta.join("rejects.jsonl"))?;
+        Ok(lines
+            .into_iter()
+            .rev()
+            .filter(|r| run.is_none_or(|id| r.run == id))
+            .take(limit.unwrap_or(usize::MAX))
+            .map(|r| RejectInfo {
+                id: r.id,
+                run: r.run,
+                model: r.model,
+                key: r.key,
+                fetcher: r.fetcher,
+                reason: r.reason,
+                errors: r.errors,
+                payload: r.payload,
+                at: r.at,
+            })
+            .collect())
+    }
+
+    fn drift(&self) -> Result<Vec<DriftInfo>, StoreError> {
+        Ok(self.drift.values().cloned().collect())
+    }
+}
+
+impl StoreWrite for DirStore {
+    /// A snapshot: a directory reader loads the store's indexes when opened, so it sees what
+    /// was written up to then.
+    fn reader(&self) -> Result<Box<dyn StoreRead>, StoreError> {
+        Ok(Box::new(DirStore::open_read_only(&self.root)?))
     }
 
     /// Records the models' layouts (`_kye/models.jsonl`). JSON documents take any shape, so
@@ -992,171 +1165,6 @@ impl Store for DirStore {
             self.latest.insert((k.model, k.key), info);
         }
         Ok(results)
-    }
-
-    fn last_stored(&self, model: &str, key: &IndexKey) -> Result<Option<Timestamp>, StoreError> {
-        Ok(self.find_doc(model, key)?.as_ref().and_then(|doc| {
-            doc.get("_kye")
-                .and_then(|p| p.get("fetched_at"))
-                .and_then(Value::as_str)
-                .and_then(|s| s.parse::<Timestamp>().ok())
-        }))
-    }
-
-    fn record(&self, model: &str, key: &IndexKey) -> Result<Option<Value>, StoreError> {
-        Ok(self.find_doc(model, key)?.map(|mut doc| {
-            doc.remove("_kye");
-            Value::Object(doc)
-        }))
-    }
-
-    fn latest_done(
-        &self,
-        model: &str,
-        key: &IndexKey,
-    ) -> Result<Option<KeyOutcomeInfo>, StoreError> {
-        Ok(self
-            .done
-            .get(&(model.to_string(), key.canonical()))
-            .cloned())
-    }
-
-    fn latest_run_of(&self, request: &str) -> Result<Option<RunInfo>, StoreError> {
-        let Some(r) = self.runs.values().rev().find(|r| r.request == request) else {
-            return Ok(None);
-        };
-        let mut r = r.clone();
-        if r.status == RunStatus::Running {
-            r.counts = self.outcome_counts(r.id)?;
-        }
-        Ok(Some(r))
-    }
-
-    fn latest_outcome(
-        &self,
-        model: &str,
-        key: &IndexKey,
-    ) -> Result<Option<KeyOutcomeInfo>, StoreError> {
-        Ok(self
-            .latest
-            .get(&(model.to_string(), key.canonical()))
-            .cloned())
-    }
-
-    fn outcome_counts(&self, run: RunId) -> Result<RunCounts, StoreError> {
-        self.counts_from_lines(run)
-    }
-
-    fn for_each_record(
-        &self,
-        query: &RecordQuery,
-        each: &mut dyn FnMut(Value) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        let l = self.layout(&query.model)?;
-        if let Some(f) = &query.filter {
-            if l.edge(&f.edge).is_none() {
-                return Err(StoreError::InvalidFilter {
-                    model: l.model.clone(),
-                    message: format!(
-                        "{} has no edge {:?}; its edges are {}",
-                        l.model,
-                        f.edge,
-                        l.edges
-                            .iter()
-                            .map(|e| e.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                });
-            }
-        }
-        let mut found = 0;
-        for path in self.doc_paths(&query.model)? {
-            if query.limit.is_some_and(|n| found >= n) {
-                break;
-            }
-            let Some(mut doc) = Self::read_doc(&path)? else {
-                continue;
-            };
-            if let Some(f) = &query.filter {
-                if !doc.get(&f.edge).is_some_and(|v| value_matches(v, &f.value)) {
-                    continue;
-                }
-            }
-            let prov = doc.remove("_kye");
-            if query.provenance {
-                if let Some(Value::Object(mut p)) = prov {
-                    p.remove("key");
-                    doc.insert("_kye".into(), Value::Object(p));
-                }
-            }
-            found += 1;
-            each(Value::Object(doc))?;
-        }
-        Ok(())
-    }
-
-    fn runs(&self, limit: Option<usize>) -> Result<Vec<RunInfo>, StoreError> {
-        let mut out = Vec::new();
-        for r in self.runs.values().rev().take(limit.unwrap_or(usize::MAX)) {
-            let mut r = r.clone();
-            if r.status == RunStatus::Running {
-                r.counts = self.outcome_counts(r.id)?;
-            }
-            out.push(r);
-        }
-        // A reader is told a run is dead by the writer lock: when no writer holds it, a run
-        // still `running` in runs.jsonl (read again, after asking the lock) belongs to a
-        // process that died.
-        if self.read_only
-            && out.iter().any(|r| r.status == RunStatus::Running)
-            && super::lock::writer_alive(&self.meta.join("lock")) == Some(false)
-        {
-            let now: HashMap<i64, RunInfo> = read_lines::<RunInfo>(&self.meta.join("runs.jsonl"))?
-                .into_iter()
-                .map(|r| (r.id.0, r))
-                .collect();
-            for r in out.iter_mut().filter(|r| r.status == RunStatus::Running) {
-                match now.get(&r.id.0) {
-                    Some(n) if n.status != RunStatus::Running => *r = n.clone(),
-                    _ => super::mark_dead(r),
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    fn run(&self, id: RunId) -> Result<Option<RunInfo>, StoreError> {
-        Ok(self.runs(None)?.into_iter().find(|r| r.id == id))
-    }
-
-    fn rejects(
-        &self,
-        run: Option<RunId>,
-        limit: Option<usize>,
-    ) -> Result<Vec<RejectInfo>, StoreError> {
-        let lines: Vec<RejectLine> = read_lines(&self.meta.join("rejects.jsonl"))?;
-        Ok(lines
-            .into_iter()
-            .rev()
-            .filter(|r| run.is_none_or(|id| r.run == id))
-            .take(limit.unwrap_or(usize::MAX))
-            .map(|r| RejectInfo {
-                id: r.id,
-                run: r.run,
-                model: r.model,
-                key: r.key,
-                fetcher: r.fetcher,
-                reason: r.reason,
-                errors: r.errors,
-                payload: r.payload,
-                at: r.at,
-            })
-            .collect())
-    }
-
-    fn drift(&self) -> Result<Vec<DriftInfo>, StoreError> {
-        Ok(self.drift.values().cloned().collect())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Stores: where validated records, quarantined rejects, drift and run history go.
 //!
-//! The executor talks to a [`Store`] through batches of [`WriteItem`]s. Two stores ship:
+//! The runtime writes through a [`StoreWrite`] in batches of [`WriteItem`]s and reads through
+//! [`StoreRead`] handles. Two stores ship:
 //!
 //! - [`SqliteStore`] (the default, file `kye.db`): one table per model, typed columns,
 //!   child tables for multi-valued edges, provenance on every row, WAL mode.
@@ -435,7 +436,7 @@ pub struct DriftInfo {
     pub count: u64,
 }
 
-/// `edge = value` filter for [`Store::records`].
+/// `edge = value` filter for [`StoreRead::records`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Filter {
     /// Edge name.
@@ -478,7 +479,7 @@ impl Filter {
     }
 }
 
-/// What [`Store::records`] returns.
+/// What [`StoreRead::records`] returns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordQuery {
     /// Model.
@@ -518,39 +519,19 @@ impl RecordQuery {
     }
 }
 
-/// Storage of validated records and everything a run records about them.
+/// The read side of a store: every query kye makes of stored records, runs, outcomes, rejects
+/// and drift.
 ///
-/// Writes come in batches: [`Store::write_batch`] applies a batch in one transaction (SQLite)
-/// or with atomic renames (directory). The outer `Result` fails when nothing of the batch
-/// could be written (I/O error, read-only store); the inner ones report per item, e.g. a
-/// record whose secondary index clashes with another stored record. A failed item leaves
-/// nothing behind; the other items of the batch are written.
-///
-/// Implementations are `Send` so the executor can own one in a writer task or call it
-/// through `spawn_blocking`.
-pub trait Store: Send {
+/// A handle opened with [`open_store_read_only`] is only a `StoreRead`: it cannot write, by
+/// construction. A writer hands out read handles of its own store with [`StoreWrite::reader`],
+/// so that readers (the runtime's skip checks, a server's lookups) never wait for the writer's
+/// batch.
+pub trait StoreRead: Send {
     /// `sqlite` or `dir`.
     fn kind(&self) -> &'static str;
 
     /// The file or directory.
     fn location(&self) -> &Path;
-
-    /// Creates or migrates storage for every model of `schema`. Additive changes (a new
-    /// optional edge) are applied; incompatible ones are refused with
-    /// [`StoreError::SchemaChange`] naming the model and edge, leaving stored data untouched.
-    fn prepare(&mut self, schema: &Schema) -> Result<(), StoreError>;
-
-    /// Records the start of a run and returns its id.
-    fn begin_run(&mut self, run: &NewRun) -> Result<RunId, StoreError>;
-
-    /// Records the end of a run.
-    fn finish_run(&mut self, run: RunId, end: &RunEnd) -> Result<(), StoreError>;
-
-    /// Writes a batch atomically per item; see the trait docs.
-    fn write_batch(
-        &mut self,
-        items: &[WriteItem],
-    ) -> Result<Vec<Result<(), StoreError>>, StoreError>;
 
     /// When the record of `model` with this key (any of its indexes) was last stored.
     fn last_stored(&self, model: &str, key: &IndexKey) -> Result<Option<Timestamp>, StoreError>;
@@ -594,7 +575,7 @@ pub trait Store: Send {
         Ok(out)
     }
 
-    /// [`Store::records`] handing each record to `each` as it is read, so that memory does
+    /// [`StoreRead::records`] handing each record to `each` as it is read, so that memory does
     /// not grow with the number of records (`kye show` prints through it). An error from
     /// `each` stops the reading and is returned.
     fn for_each_record(
@@ -625,6 +606,40 @@ pub trait Store: Send {
         let _ = model;
         None
     }
+}
+
+/// The write side of a store: preparing tables, runs and batches of writes. One writer per
+/// store at a time (a second is refused with [`StoreError::Locked`] where the store can tell).
+///
+/// Writes come in batches: [`StoreWrite::write_batch`] applies a batch in one transaction
+/// (SQLite) or with atomic renames (directory). The outer `Result` fails when nothing of the
+/// batch could be written (I/O error, read-only store); the inner ones report per item, e.g. a
+/// record whose secondary index clashes with another stored record. A failed item leaves
+/// nothing behind; the other items of the batch are written.
+///
+/// A writer reads its own writes ([`StoreRead`] is its supertrait). Implementations are `Send`
+/// so the runtime can own one in its writer thread.
+pub trait StoreWrite: StoreRead {
+    /// Creates or migrates storage for every model of `schema`. Additive changes (a new
+    /// optional edge) are applied; incompatible ones are refused with
+    /// [`StoreError::SchemaChange`] naming the model and edge, leaving stored data untouched.
+    fn prepare(&mut self, schema: &Schema) -> Result<(), StoreError>;
+
+    /// Records the start of a run and returns its id.
+    fn begin_run(&mut self, run: &NewRun) -> Result<RunId, StoreError>;
+
+    /// Records the end of a run.
+    fn finish_run(&mut self, run: RunId, end: &RunEnd) -> Result<(), StoreError>;
+
+    /// Writes a batch atomically per item; see the trait docs.
+    fn write_batch(
+        &mut self,
+        items: &[WriteItem],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError>;
+
+    /// A read handle on this store that does not wait for this writer: it sees what the writer
+    /// has committed. Open it after [`StoreWrite::prepare`], so it knows every model.
+    fn reader(&self) -> Result<Box<dyn StoreRead>, StoreError>;
 }
 
 /// Errors of stores. Messages name the store, model, key and edge involved and say what to do.
@@ -923,7 +938,7 @@ impl StoreSpec {
 }
 
 /// Opens a store for writing, creating it if needed, and takes its writer lock.
-pub fn open_store(spec: &StoreSpec) -> Result<Box<dyn Store>, StoreError> {
+pub fn open_store(spec: &StoreSpec) -> Result<Box<dyn StoreWrite>, StoreError> {
     Ok(match spec {
         StoreSpec::Sqlite(p) => Box::new(SqliteStore::open(p)?),
         StoreSpec::Dir(p) => Box::new(DirStore::open(p)?),
@@ -931,7 +946,7 @@ pub fn open_store(spec: &StoreSpec) -> Result<Box<dyn Store>, StoreError> {
 }
 
 /// Opens an existing store for reading only (no lock; works while a writer runs).
-pub fn open_store_read_only(spec: &StoreSpec) -> Result<Box<dyn Store>, StoreError> {
+pub fn open_store_read_only(spec: &StoreSpec) -> Result<Box<dyn StoreRead>, StoreError> {
     Ok(match spec {
         StoreSpec::Sqlite(p) => Box::new(SqliteStore::open_read_only(p)?),
         StoreSpec::Dir(p) => Box::new(DirStore::open_read_only(p)?),

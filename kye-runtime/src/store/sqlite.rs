@@ -18,8 +18,8 @@ use super::layout::{
 use super::lock::WriterLock;
 use super::{
     drift_example, fold_path, DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, NewRun,
-    Provenance, RecordQuery, RejectInfo, RunCounts, RunEnd, RunId, RunInfo, RunStatus, Store,
-    StoreError, Timestamp, WriteItem,
+    Provenance, RecordQuery, RejectInfo, RunCounts, RunEnd, RunId, RunInfo, RunStatus, StoreError,
+    StoreRead, StoreWrite, Timestamp, WriteItem,
 };
 
 /// Version of kye's own tables in a database file; bumped (with a migration) when they change.
@@ -41,7 +41,7 @@ pub struct SqliteStore {
     path: PathBuf,
     read_only: bool,
     /// kye's own tables exist and the file is in WAL mode. A file without them (new, or a
-    /// database kye did not create) is left untouched until [`Store::prepare`] has checked
+    /// database kye did not create) is left untouched until [`StoreWrite::prepare`] has checked
     /// that kye's tables would not clash with its own.
     initialized: bool,
     layouts: HashMap<String, ModelLayout>,
@@ -1725,7 +1725,7 @@ impl SqliteStore {
     }
 }
 
-impl Store for SqliteStore {
+impl StoreRead for SqliteStore {
     fn edge_names(&self, model: &str) -> Option<Vec<String>> {
         self.layouts
             .get(model)
@@ -1738,6 +1738,252 @@ impl Store for SqliteStore {
 
     fn location(&self) -> &Path {
         &self.path
+    }
+
+    fn last_stored(&self, model: &str, key: &IndexKey) -> Result<Option<Timestamp>, StoreError> {
+        let l = self.layout(model)?;
+        let (cols, vals) = match index_lookup(l, key) {
+            Ok(found) => found,
+            // A value that cannot be stored in the key's columns was never stored.
+            Err(StoreError::InvalidValue { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if vals.iter().any(|v| matches!(v, Sql::Null)) {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT \"_kye_fetched_at\" FROM {} WHERE {}",
+            q(&l.table),
+            where_eq("", &cols)
+        );
+        let at: Option<String> = self.sql(|c| {
+            c.prepare_cached(&sql)?
+                .query_row(rusqlite::params_from_iter(vals.iter()), |r| r.get(0))
+                .optional()
+        })?;
+        Ok(at.and_then(|s| s.parse().ok()))
+    }
+
+    fn latest_outcome(
+        &self,
+        model: &str,
+        key: &IndexKey,
+    ) -> Result<Option<KeyOutcomeInfo>, StoreError> {
+        if !self.initialized {
+            return Ok(None);
+        }
+        self.sql(|c| {
+            c.prepare_cached(
+                "SELECT run_id, status, reason, at FROM _kye_keys WHERE model = ?1 AND key = ?2 \
+                 ORDER BY at DESC, run_id DESC LIMIT 1",
+            )?
+            .query_row(params![model, key.canonical()], outcome_row)
+            .optional()
+        })
+    }
+
+    fn latest_done(
+        &self,
+        model: &str,
+        key: &IndexKey,
+    ) -> Result<Option<KeyOutcomeInfo>, StoreError> {
+        self.sql(|c| {
+            c.prepare_cached(
+                "SELECT run_id, status, reason, at FROM _kye_keys WHERE model = ?1 AND key = ?2 \
+                 AND status IN ('stored', 'missing', 'rejected', 'skipped') \
+                 ORDER BY run_id DESC LIMIT 1",
+            )?
+            .query_row(params![model, key.canonical()], outcome_row)
+            .optional()
+        })
+    }
+
+    fn record(&self, model: &str, key: &IndexKey) -> Result<Option<Value>, StoreError> {
+        let l = self.layout(model)?;
+        let (cols, vals) = match index_lookup(l, key) {
+            Ok(found) => found,
+            // A value that cannot be stored in the key's columns was never stored.
+            Err(StoreError::InvalidValue { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if vals.iter().any(|v| matches!(v, Sql::Null)) {
+            return Ok(None);
+        }
+        let reader = Reader {
+            conn: &self.conn,
+            path: &self.path,
+            layouts: &self.layouts,
+        };
+        let mut found = reader.query(
+            l,
+            &where_eq("t.", &cols),
+            &vals,
+            Shape {
+                limit: Some(1),
+                depth: 0,
+                provenance: false,
+            },
+            &mut Vec::new(),
+        )?;
+        Ok(found.pop())
+    }
+
+    fn latest_run_of(&self, request: &str) -> Result<Option<RunInfo>, StoreError> {
+        let run = self.sql(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {RUN_COLS} FROM _kye_runs WHERE request = ?1 ORDER BY id DESC LIMIT 1"
+            ))?
+            .query_row([request], run_from_row)
+            .optional()
+        })?;
+        Ok(self.live_counts(run.into_iter().collect())?.pop())
+    }
+
+    fn outcome_counts(&self, run: RunId) -> Result<RunCounts, StoreError> {
+        if !self.initialized {
+            return Ok(RunCounts::default());
+        }
+        let rows: Vec<(String, i64)> = self.sql(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT status, count(*) FROM _kye_keys WHERE run_id = ?1 GROUP BY status",
+            )?;
+            let rows = st.query_map([run.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })?;
+        let mut counts = RunCounts::default();
+        for (status, n) in rows {
+            let n = n as u64;
+            match KeyStatus::parse(&status) {
+                Some(KeyStatus::Stored) => counts.stored += n,
+                Some(KeyStatus::Rejected) => counts.rejected += n,
+                Some(KeyStatus::Missing) => counts.missing += n,
+                Some(KeyStatus::Skipped) => counts.skipped += n,
+                Some(KeyStatus::Failed) | None => counts.failed += n,
+            }
+        }
+        Ok(counts)
+    }
+
+    fn for_each_record(
+        &self,
+        query: &RecordQuery,
+        each: &mut dyn FnMut(Value) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let l = self.layout(&query.model)?;
+        let reader = Reader {
+            conn: &self.conn,
+            path: &self.path,
+            layouts: &self.layouts,
+        };
+        let (where_sql, args) = match &query.filter {
+            None => (String::new(), Vec::new()),
+            Some(f) => filter_sql(l, f)?,
+        };
+        reader.query_each(
+            l,
+            &where_sql,
+            &args,
+            Shape {
+                limit: query.limit,
+                depth: query.depth,
+                provenance: query.provenance,
+            },
+            &mut Vec::new(),
+            each,
+        )
+    }
+
+    fn runs(&self, limit: Option<usize>) -> Result<Vec<RunInfo>, StoreError> {
+        if !self.initialized {
+            return Ok(Vec::new());
+        }
+        let limit = limit.map(|n| n.min(i64::MAX as usize) as i64).unwrap_or(-1);
+        let runs = self.sql(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {RUN_COLS} FROM _kye_runs ORDER BY id DESC LIMIT ?1"
+            ))?;
+            let rows = st.query_map([limit], run_from_row)?;
+            rows.collect::<Result<Vec<_>, _>>()
+        })?;
+        self.live_counts(runs)
+    }
+
+    fn run(&self, id: RunId) -> Result<Option<RunInfo>, StoreError> {
+        if !self.initialized {
+            return Ok(None);
+        }
+        let run = self.sql(|c| {
+            c.prepare_cached(&format!("SELECT {RUN_COLS} FROM _kye_runs WHERE id = ?1"))?
+                .query_row([id.0], run_from_row)
+                .optional()
+        })?;
+        Ok(self.live_counts(run.into_iter().collect())?.pop())
+    }
+
+    fn rejects(
+        &self,
+        run: Option<RunId>,
+        limit: Option<usize>,
+    ) -> Result<Vec<RejectInfo>, StoreError> {
+        if !self.initialized {
+            return Ok(Vec::new());
+        }
+        let limit = limit.map(|n| n.min(i64::MAX as usize) as i64).unwrap_or(-1);
+        self.sql(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, run_id, model, key, fetcher, reason, errors, payload, at FROM _kye_rejects \
+                 WHERE (?1 IS NULL OR run_id = ?1) ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![run.map(|r| r.0), limit], |r| {
+                let json = |s: Option<String>| s.and_then(|s| serde_json::from_str::<Value>(&s).ok());
+                let at: String = r.get(8)?;
+                Ok(RejectInfo {
+                    id: r.get(0)?,
+                    run: RunId(r.get(1)?),
+                    model: r.get(2)?,
+                    key: json(r.get(3)?),
+                    fetcher: r.get(4)?,
+                    reason: r.get(5)?,
+                    errors: json(r.get(6)?).unwrap_or(Value::Null),
+                    payload: json(r.get(7)?).unwrap_or(Value::Null),
+                    at: at.parse().unwrap_or(Timestamp::from_unix_millis(0)),
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn drift(&self) -> Result<Vec<DriftInfo>, StoreError> {
+        if !self.initialized {
+            return Ok(Vec::new());
+        }
+        self.sql(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT model, path, first_seen, last_seen, first_run, last_run, example, count \
+                 FROM _kye_drift ORDER BY model, path",
+            )?;
+            let rows = st.query_map([], |r| {
+                let ts = |s: String| s.parse().unwrap_or(Timestamp::from_unix_millis(0));
+                let example: String = r.get(6)?;
+                Ok(DriftInfo {
+                    model: r.get(0)?,
+                    path: r.get(1)?,
+                    first_seen: ts(r.get(2)?),
+                    last_seen: ts(r.get(3)?),
+                    first_run: RunId(r.get(4)?),
+                    last_run: RunId(r.get(5)?),
+                    example: serde_json::from_str(&example).unwrap_or(Value::String(example)),
+                    count: r.get::<_, i64>(7)? as u64,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+}
+
+impl StoreWrite for SqliteStore {
+    fn reader(&self) -> Result<Box<dyn StoreRead>, StoreError> {
+        Ok(Box::new(SqliteStore::open_read_only(&self.path)?))
     }
 
     fn prepare(&mut self, schema: &Schema) -> Result<(), StoreError> {
@@ -2001,246 +2247,6 @@ impl Store for SqliteStore {
         drop(w);
         tx.commit().map_err(fatal)?;
         Ok(results)
-    }
-
-    fn last_stored(&self, model: &str, key: &IndexKey) -> Result<Option<Timestamp>, StoreError> {
-        let l = self.layout(model)?;
-        let (cols, vals) = match index_lookup(l, key) {
-            Ok(found) => found,
-            // A value that cannot be stored in the key's columns was never stored.
-            Err(StoreError::InvalidValue { .. }) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        if vals.iter().any(|v| matches!(v, Sql::Null)) {
-            return Ok(None);
-        }
-        let sql = format!(
-            "SELECT \"_kye_fetched_at\" FROM {} WHERE {}",
-            q(&l.table),
-            where_eq("", &cols)
-        );
-        let at: Option<String> = self.sql(|c| {
-            c.prepare_cached(&sql)?
-                .query_row(rusqlite::params_from_iter(vals.iter()), |r| r.get(0))
-                .optional()
-        })?;
-        Ok(at.and_then(|s| s.parse().ok()))
-    }
-
-    fn latest_outcome(
-        &self,
-        model: &str,
-        key: &IndexKey,
-    ) -> Result<Option<KeyOutcomeInfo>, StoreError> {
-        if !self.initialized {
-            return Ok(None);
-        }
-        self.sql(|c| {
-            c.prepare_cached(
-                "SELECT run_id, status, reason, at FROM _kye_keys WHERE model = ?1 AND key = ?2 \
-                 ORDER BY at DESC, run_id DESC LIMIT 1",
-            )?
-            .query_row(params![model, key.canonical()], outcome_row)
-            .optional()
-        })
-    }
-
-    fn latest_done(
-        &self,
-        model: &str,
-        key: &IndexKey,
-    ) -> Result<Option<KeyOutcomeInfo>, StoreError> {
-        self.sql(|c| {
-            c.prepare_cached(
-                "SELECT run_id, status, reason, at FROM _kye_keys WHERE model = ?1 AND key = ?2 \
-                 AND status IN ('stored', 'missing', 'rejected', 'skipped') \
-                 ORDER BY run_id DESC LIMIT 1",
-            )?
-            .query_row(params![model, key.canonical()], outcome_row)
-            .optional()
-        })
-    }
-
-    fn record(&self, model: &str, key: &IndexKey) -> Result<Option<Value>, StoreError> {
-        let l = self.layout(model)?;
-        let (cols, vals) = match index_lookup(l, key) {
-            Ok(found) => found,
-            // A value that cannot be stored in the key's columns was never stored.
-            Err(StoreError::InvalidValue { .. }) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        if vals.iter().any(|v| matches!(v, Sql::Null)) {
-            return Ok(None);
-        }
-        let reader = Reader {
-            conn: &self.conn,
-            path: &self.path,
-            layouts: &self.layouts,
-        };
-        let mut found = reader.query(
-            l,
-            &where_eq("t.", &cols),
-            &vals,
-            Shape {
-                limit: Some(1),
-                depth: 0,
-                provenance: false,
-            },
-            &mut Vec::new(),
-        )?;
-        Ok(found.pop())
-    }
-
-    fn latest_run_of(&self, request: &str) -> Result<Option<RunInfo>, StoreError> {
-        let run = self.sql(|c| {
-            c.prepare_cached(&format!(
-                "SELECT {RUN_COLS} FROM _kye_runs WHERE request = ?1 ORDER BY id DESC LIMIT 1"
-            ))?
-            .query_row([request], run_from_row)
-            .optional()
-        })?;
-        Ok(self.live_counts(run.into_iter().collect())?.pop())
-    }
-
-    fn outcome_counts(&self, run: RunId) -> Result<RunCounts, StoreError> {
-        if !self.initialized {
-            return Ok(RunCounts::default());
-        }
-        let rows: Vec<(String, i64)> = self.sql(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT status, count(*) FROM _kye_keys WHERE run_id = ?1 GROUP BY status",
-            )?;
-            let rows = st.query_map([run.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            rows.collect()
-        })?;
-        let mut counts = RunCounts::default();
-        for (status, n) in rows {
-            let n = n as u64;
-            match KeyStatus::parse(&status) {
-                Some(KeyStatus::Stored) => counts.stored += n,
-                Some(KeyStatus::Rejected) => counts.rejected += n,
-                Some(KeyStatus::Missing) => counts.missing += n,
-                Some(KeyStatus::Skipped) => counts.skipped += n,
-                Some(KeyStatus::Failed) | None => counts.failed += n,
-            }
-        }
-        Ok(counts)
-    }
-
-    fn for_each_record(
-        &self,
-        query: &RecordQuery,
-        each: &mut dyn FnMut(Value) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        let l = self.layout(&query.model)?;
-        let reader = Reader {
-            conn: &self.conn,
-            path: &self.path,
-            layouts: &self.layouts,
-        };
-        let (where_sql, args) = match &query.filter {
-            None => (String::new(), Vec::new()),
-            Some(f) => filter_sql(l, f)?,
-        };
-        reader.query_each(
-            l,
-            &where_sql,
-            &args,
-            Shape {
-                limit: query.limit,
-                depth: query.depth,
-                provenance: query.provenance,
-            },
-            &mut Vec::new(),
-            each,
-        )
-    }
-
-    fn runs(&self, limit: Option<usize>) -> Result<Vec<RunInfo>, StoreError> {
-        if !self.initialized {
-            return Ok(Vec::new());
-        }
-        let limit = limit.map(|n| n.min(i64::MAX as usize) as i64).unwrap_or(-1);
-        let runs = self.sql(|c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {RUN_COLS} FROM _kye_runs ORDER BY id DESC LIMIT ?1"
-            ))?;
-            let rows = st.query_map([limit], run_from_row)?;
-            rows.collect::<Result<Vec<_>, _>>()
-        })?;
-        self.live_counts(runs)
-    }
-
-    fn run(&self, id: RunId) -> Result<Option<RunInfo>, StoreError> {
-        if !self.initialized {
-            return Ok(None);
-        }
-        let run = self.sql(|c| {
-            c.prepare_cached(&format!("SELECT {RUN_COLS} FROM _kye_runs WHERE id = ?1"))?
-                .query_row([id.0], run_from_row)
-                .optional()
-        })?;
-        Ok(self.live_counts(run.into_iter().collect())?.pop())
-    }
-
-    fn rejects(
-        &self,
-        run: Option<RunId>,
-        limit: Option<usize>,
-    ) -> Result<Vec<RejectInfo>, StoreError> {
-        if !self.initialized {
-            return Ok(Vec::new());
-        }
-        let limit = limit.map(|n| n.min(i64::MAX as usize) as i64).unwrap_or(-1);
-        self.sql(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT id, run_id, model, key, fetcher, reason, errors, payload, at FROM _kye_rejects \
-                 WHERE (?1 IS NULL OR run_id = ?1) ORDER BY id DESC LIMIT ?2",
-            )?;
-            let rows = st.query_map(params![run.map(|r| r.0), limit], |r| {
-                let json = |s: Option<String>| s.and_then(|s| serde_json::from_str::<Value>(&s).ok());
-                let at: String = r.get(8)?;
-                Ok(RejectInfo {
-                    id: r.get(0)?,
-                    run: RunId(r.get(1)?),
-                    model: r.get(2)?,
-                    key: json(r.get(3)?),
-                    fetcher: r.get(4)?,
-                    reason: r.get(5)?,
-                    errors: json(r.get(6)?).unwrap_or(Value::Null),
-                    payload: json(r.get(7)?).unwrap_or(Value::Null),
-                    at: at.parse().unwrap_or(Timestamp::from_unix_millis(0)),
-                })
-            })?;
-            rows.collect()
-        })
-    }
-
-    fn drift(&self) -> Result<Vec<DriftInfo>, StoreError> {
-        if !self.initialized {
-            return Ok(Vec::new());
-        }
-        self.sql(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT model, path, first_seen, last_seen, first_run, last_run, example, count \
-                 FROM _kye_drift ORDER BY model, path",
-            )?;
-            let rows = st.query_map([], |r| {
-                let ts = |s: String| s.parse().unwrap_or(Timestamp::from_unix_millis(0));
-                let example: String = r.get(6)?;
-                Ok(DriftInfo {
-                    model: r.get(0)?,
-                    path: r.get(1)?,
-                    first_seen: ts(r.get(2)?),
-                    last_seen: ts(r.get(3)?),
-                    first_run: RunId(r.get(4)?),
-                    last_run: RunId(r.get(5)?),
-                    example: serde_json::from_str(&example).unwrap_or(Value::String(example)),
-                    count: r.get::<_, i64>(7)? as u64,
-                })
-            })?;
-            rows.collect()
-        })
     }
 }
 

@@ -1,0 +1,77 @@
+//! The unit of work between request and fetch: one key of one fetcher ([`Job`]), and what every
+//! key of that fetcher shares ([`Target`]).
+
+use std::sync::Arc;
+
+use crate::exec::Work;
+use crate::model::{Key, KeyValue};
+use crate::registry::{FetcherRegistration, RegisteredModel};
+use crate::store::IndexKey;
+
+/// What every key of one fetcher shares: built once per fetcher, not once per key.
+pub(super) struct Target {
+    pub model: RegisteredModel,
+    pub fetcher: &'static FetcherRegistration,
+    /// The fetcher's identifier (`Pokemon.id`): its name for limits, config and spans.
+    pub name: Arc<str>,
+    /// `module::function`, the provenance of what it stores.
+    pub provenance: String,
+}
+
+impl Target {
+    pub fn new(model: RegisteredModel, fetcher: &'static FetcherRegistration) -> Arc<Target> {
+        Arc::new(Target {
+            name: Arc::from(fetcher.identifier_text()),
+            provenance: format!("{}::{}", fetcher.module_path, fetcher.function),
+            model,
+            fetcher,
+        })
+    }
+}
+
+/// One key to fetch.
+pub(super) struct Job {
+    pub target: Arc<Target>,
+    pub key: Key,
+    /// The key as the store looks it up (`{"id": 25}`).
+    pub index_key: IndexKey,
+    /// 0 for a requested key, n for a key found n references away.
+    pub depth: u32,
+}
+
+impl Work for Job {
+    fn fetcher(&self) -> &str {
+        &self.target.name
+    }
+    fn model(&self) -> &str {
+        self.target.model.name()
+    }
+    fn key(&self) -> String {
+        self.key.to_string()
+    }
+}
+
+impl Job {
+    pub fn new(target: Arc<Target>, key: Key, depth: u32) -> Job {
+        let index_key = IndexKey::new(
+            target.fetcher.identifier.iter().copied(),
+            key.values().iter().map(KeyValue::to_json),
+        );
+        Job {
+            target,
+            key,
+            index_key,
+            depth,
+        }
+    }
+
+    /// The model's name.
+    pub fn model(&self) -> &str {
+        self.target.model.name()
+    }
+
+    /// `Model:{"edge":value}`: one key of one model, whichever fetcher reaches it.
+    pub fn seen_key(&self) -> String {
+        format!("{}:{}", self.model(), self.index_key.canonical())
+    }
+}

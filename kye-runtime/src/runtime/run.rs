@@ -1,0 +1,266 @@
+//! A run from start to end, around the executor: step 1, start (the resumed chain, the run's
+//! row); then every key through process → settle → follow → writer ([`KeySink`]); then the
+//! end (the run's status, recorded, and its summary).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use kye_lang::validate::ValidationError;
+use serde_json::Value;
+use tracing::Instrument;
+
+use super::follow::Follower;
+use super::job::{Job, Target};
+use super::options::FetchRequest;
+use super::process::{settle, KeyResult, Processor, SkipPolicy};
+use super::summary::{Ending, FetchSummary};
+use super::writer::{HandOff, Live, Writer, Written};
+use super::Runtime;
+use crate::error::{Error, Result};
+use crate::exec::{Executor, Finished, Sink};
+use crate::request::ResolvedRequest;
+use crate::store::{NewRun, RunEnd, RunId, RunStatus, StoreRead};
+
+/// What `get` keeps of its one key beyond the counts: the record, or the rejected payload and
+/// its errors, or the reason it is missing.
+#[derive(Default)]
+pub(super) struct Kept {
+    pub record: Option<Value>,
+    pub payload: Option<Value>,
+    pub errors: Vec<ValidationError>,
+    pub warnings: Vec<ValidationError>,
+    pub reason: Option<String>,
+}
+
+/// Receives each finished key from the executor, on the task driving the run: settles it,
+/// queues the references it leads to, and hands its writes to the writer.
+struct KeySink<'r> {
+    run: RunId,
+    follower: Follower<'r>,
+    hand_off: HandOff,
+    live: Arc<Live>,
+    interrupted: u64,
+    /// `Some` when the caller keeps what the key returned (`get`).
+    kept: Option<Kept>,
+}
+
+impl Sink<Job, KeyResult> for &mut KeySink<'_> {
+    fn finished(
+        &mut self,
+        finished: Finished<Job, KeyResult>,
+        follow: &mut Vec<Job>,
+    ) -> Result<()> {
+        self.follower.finished(&finished.item);
+        let Some(settled) = settle(self.run, finished) else {
+            self.interrupted += 1;
+            self.live.interrupted.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        };
+        if let Some(record) = settled.record() {
+            let queued = self.follower.follow(&settled.pending.job, record, follow);
+            self.live.total.fetch_add(queued, Ordering::Relaxed);
+        }
+        if let Some(kept) = &mut self.kept {
+            let p = &settled.pending;
+            *kept = Kept {
+                record: p.record.as_ref().map(|r| r.value.clone()),
+                payload: p.reject.as_ref().map(|r| r.payload.clone()),
+                reason: p.reason.clone(),
+                errors: settled.errors,
+                warnings: settled.warnings,
+            };
+        }
+        self.hand_off.push(settled.pending)
+    }
+
+    fn idle(&mut self) -> Result<()> {
+        self.hand_off.flush()
+    }
+}
+
+impl Runtime {
+    /// Runs `resolved` as one run: every key fetched, validated and written, references
+    /// followed as `opts` asks. With `keep`, what the (last) key returned comes back too.
+    pub(super) async fn run(
+        &self,
+        resolved: ResolvedRequest,
+        opts: &FetchRequest,
+        keep: bool,
+        ctrl_c: bool,
+    ) -> Result<(FetchSummary, Kept)> {
+        let inner = &self.inner;
+        let started = Instant::now();
+        // A stop applies to the runs in progress; a new run starts fresh.
+        inner.shutdown.reset();
+        inner.ctx.http().limiter().reset_reach();
+        let requested = resolved.keys().len();
+
+        // Start: the chain this run resumes, and its row in the store.
+        let (run, resumed_from, resume_since) = {
+            let mut store = inner.store.lock().unwrap_or_else(|p| p.into_inner());
+            let (resumed_from, resume_since) = if opts.resume {
+                resume_chain(store.as_ref(), &opts.request)?
+            } else {
+                (None, None)
+            };
+            let mut new = NewRun::new(opts.request.clone());
+            new.resumed_from = resumed_from;
+            let run = store.begin_run(&new).map_err(Error::other)?;
+            (run, resumed_from, resume_since)
+        };
+        let span = tracing::info_span!("run", run = %run, request = %opts.request);
+        span.in_scope(|| {
+            tracing::info!(keys = requested, resumed_from = ?resumed_from, follow = opts.follow, "run started");
+        });
+
+        // The keys, and what each goes through.
+        let (model, fetcher, keys) = resolved.into_parts();
+        let follower = Follower::new(self.registry(), opts.follow, fetcher, &keys);
+        let target = Target::new(model, fetcher);
+        let jobs = keys
+            .into_keys()
+            .map(move |k| Job::new(target.clone(), k, 0));
+        let skip = SkipPolicy {
+            refresh: opts.refresh,
+            max_age: opts.max_age,
+            resume_since,
+            follow_depth: opts.follow,
+        };
+        let reader = if skip.reads_store() {
+            let store = inner.store.lock().unwrap_or_else(|p| p.into_inner());
+            Some(store.reader().map_err(Error::other)?)
+        } else {
+            None
+        };
+        let processor = Arc::new(Processor::new(inner.ctx.clone(), skip, reader));
+        let mut settings = inner.exec.clone();
+        if let Some(n) = opts.concurrency {
+            settings.concurrency = n;
+        }
+        let executor = Executor::new(settings)
+            .with_shutdown(inner.shutdown.clone())
+            .with_hosts(inner.ctx.http().limiter().clone());
+        let listener = ctrl_c.then(|| inner.shutdown.on_ctrl_c());
+
+        // The writer, on its own thread, and the sink that feeds it.
+        let live = Arc::new(Live::default());
+        live.total.store(requested, Ordering::Relaxed);
+        let writer = Writer::new(
+            inner.store.clone(),
+            inner.progress.clone(),
+            run,
+            started,
+            live.clone(),
+        );
+        let (hand_off, writer_task) = writer.spawn(span.clone());
+        let mut sink = KeySink {
+            run,
+            follower,
+            hand_off,
+            live,
+            interrupted: 0,
+            kept: keep.then(Kept::default),
+        };
+        let executed = executor
+            .run(
+                jobs,
+                move |job: Arc<Job>, attempt| {
+                    let processor = processor.clone();
+                    async move { processor.process(job, attempt).await }
+                },
+                &mut sink,
+            )
+            .instrument(span.clone())
+            .await;
+        if let Some(l) = listener {
+            l.abort();
+        }
+
+        // The end: whatever finished is written, even when the run stops on an error.
+        let KeySink {
+            follower,
+            mut hand_off,
+            interrupted,
+            kept,
+            ..
+        } = sink;
+        let followed = follower.followed;
+        let _ = hand_off.flush();
+        drop(hand_off);
+        let mut written = writer_task.await.unwrap_or_else(|e| Written {
+            error: Some(Error::permanent(format!("the store writer crashed: {e}"))),
+            ..Written::default()
+        });
+        let ending = Ending::decide(
+            executed,
+            written.error.take(),
+            interrupted,
+            requested + followed,
+        );
+        if let Some(message) = &ending.unreachable {
+            span.in_scope(|| tracing::warn!("{message}"));
+        }
+        let mut end = RunEnd::new(ending.status, written.counts);
+        end.error = ending.error;
+        {
+            let mut store = inner.store.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = store.finish_run(run, &end) {
+                tracing::error!(error = %e, "cannot record the end of the run");
+                if ending.failure.is_none() {
+                    return Err(Error::other(e));
+                }
+            }
+        }
+        if let Some(e) = ending.failure {
+            return Err(e);
+        }
+        let summary = FetchSummary {
+            run,
+            request: opts.request.clone(),
+            status: ending.status,
+            counts: written.counts,
+            interrupted,
+            requested,
+            followed,
+            retries: ending.retries,
+            resumed_from,
+            duration: started.elapsed(),
+            store_time: written.busy,
+            failures: written.failures,
+            rejects: written.rejects,
+            unreachable: ending.unreachable,
+        };
+        span.in_scope(|| tracing::info!(summary = %summary, "run finished"));
+        Ok((summary, kept.unwrap_or_default()))
+    }
+}
+
+/// The run a new run of `request` resumes, and the first run of its chain.
+///
+/// The newest run of the same request text is resumed when it was interrupted (Ctrl-C,
+/// SIGTERM, kill) or failed (e.g. disk full); that run may itself have resumed an earlier one,
+/// and so on. Every key a run of that chain finished is skipped, however many runs of other
+/// requests came between: resume skips a key whose newest finished outcome belongs to a run
+/// at or after the chain's first run.
+fn resume_chain(store: &dyn StoreRead, request: &str) -> Result<(Option<RunId>, Option<RunId>)> {
+    let resumable = |r: &crate::store::RunInfo| {
+        r.request == request && matches!(r.status, RunStatus::Interrupted | RunStatus::Failed)
+    };
+    let Some(latest) = store
+        .latest_run_of(request)
+        .map_err(Error::other)?
+        .filter(|r| resumable(r))
+    else {
+        return Ok((None, None));
+    };
+    let mut first = latest.clone();
+    // Run ids only go down along the chain, so the walk ends.
+    while let Some(prev) = first.resumed_from.filter(|p| *p < first.id) {
+        match store.run(prev).map_err(Error::other)? {
+            Some(r) if resumable(&r) => first = r,
+            _ => break,
+        }
+    }
+    Ok((Some(latest.id), Some(first.id)))
+}
