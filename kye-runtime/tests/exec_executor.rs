@@ -272,8 +272,9 @@ async fn keys_stream_with_a_bounded_window() {
     assert_eq!(written, 200_000);
     assert_eq!(sum, 200_000 * 200_001);
     assert!(max_in_flight.load(Ordering::SeqCst) <= 32);
-    // Never more than the window pulled ahead of what was written.
-    assert!(max_gap <= 33, "pulled ahead by {max_gap}");
+    // Never more than three windows pulled ahead of what was written: items queued for the
+    // workers, items in flight, and finished items waiting for the sink's next batch.
+    assert!(max_gap <= 3 * 32, "pulled ahead by {max_gap}");
 }
 
 #[tokio::test]

@@ -19,16 +19,16 @@
 //! | `max_retry_after`| `"5m"`   | (global) longest pause a `Retry-After` may impose               |
 //! | `grace_period`   | `"10s"`  | (global) after Ctrl-C, how long in-flight calls may finish      |
 
+mod drive;
 pub mod rate;
 pub mod retry;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -358,7 +358,6 @@ impl Shutdown {
 pub struct Executor {
     settings: ExecSettings,
     shutdown: Shutdown,
-    fetcher_limits: Mutex<HashMap<String, Arc<Semaphore>>>,
     hosts: Option<Arc<rate::HostLimiter>>,
 }
 
@@ -368,7 +367,6 @@ impl Executor {
         Executor {
             settings,
             shutdown: Shutdown::new(),
-            fetcher_limits: Mutex::new(HashMap::new()),
             hosts: None,
         }
     }
@@ -397,28 +395,16 @@ impl Executor {
         &self.settings
     }
 
-    fn fetcher_limit(&self, fetcher: &str, limit: Option<usize>) -> Option<Arc<Semaphore>> {
-        let limit = limit?;
-        let mut map = self
-            .fetcher_limits
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        Some(
-            map.entry(fetcher.to_string())
-                .or_insert_with(|| Arc::new(Semaphore::new(limit)))
-                .clone(),
-        )
-    }
-
     /// Runs every item from `items` through `call`, handing each finished item to `sink`.
     ///
     /// `call(item, attempt)` is one attempt (attempt 1 is the first). The sink runs on this task,
     /// one item at a time, and may push follow-up items (e.g. referenced keys) into the vector it
     /// is given; they are run before further items from `items`. A sink error stops the run: no
     /// new items start, in-flight ones are drained without being written, and the error is returned.
-    /// Items that are already finished are handed over together, one after the other, before the
-    /// executor waits again (and calls [`Sink::idle`]).
-    pub async fn run<T, V, I, F, Fut, S>(&self, items: I, call: F, mut sink: S) -> Result<ExecStats>
+    /// Finished items are handed over in batches, one after the other, before the executor waits
+    /// again (and calls [`Sink::idle`]). At most a few windows of items are taken from `items`
+    /// ahead of what the sink has been handed.
+    pub async fn run<T, V, I, F, Fut, S>(&self, items: I, call: F, sink: S) -> Result<ExecStats>
     where
         T: Work,
         V: Send + 'static,
@@ -427,158 +413,7 @@ impl Executor {
         Fut: Future<Output = Result<V>> + Send + 'static,
         S: Sink<T, V>,
     {
-        let call = Arc::new(call);
-        let mut items = items.into_iter();
-        let mut pending: VecDeque<T> = VecDeque::new();
-        let mut follow: Vec<T> = Vec::new();
-        let mut set: JoinSet<Finished<T, V>> = JoinSet::new();
-        let mut in_flight: HashMap<tokio::task::Id, Arc<T>> = HashMap::new();
-        let mut stats = ExecStats::default();
-        let mut sink_error: Option<Error> = None;
-        let mut grace_deadline: Option<Instant> = None;
-        let mut exhausted = false;
-        let window = self.settings.concurrency.max(1);
-
-        loop {
-            if stats.unreachable.is_none() {
-                stats.unreachable = self.hosts.as_ref().and_then(|h| h.unreachable());
-            }
-            let stopping =
-                self.shutdown.is_triggered() || sink_error.is_some() || stats.unreachable.is_some();
-            if stopping && grace_deadline.is_none() {
-                stats.stopped = stats.stopped || !(exhausted && pending.is_empty());
-                grace_deadline = Some(Instant::now() + self.settings.grace_period);
-            }
-            while !stopping && set.len() < window {
-                let next = match pending.pop_front() {
-                    Some(t) => Some(t),
-                    None if !exhausted => {
-                        let n = items.next();
-                        exhausted = n.is_none();
-                        n
-                    }
-                    None => None,
-                };
-                let Some(item) = next else { break };
-                let item = Arc::new(item);
-                let policy = self.settings.policy(item.fetcher()).clone();
-                let limit = self.fetcher_limit(item.fetcher(), policy.concurrency);
-                let task = attempt_loop(
-                    item.clone(),
-                    policy,
-                    limit,
-                    call.clone(),
-                    self.shutdown.clone(),
-                );
-                let handle = set.spawn(task);
-                in_flight.insert(handle.id(), item);
-                stats.started += 1;
-            }
-            if set.is_empty() {
-                if stopping {
-                    stats.stopped = stats.stopped || !(exhausted && pending.is_empty());
-                }
-                break;
-            }
-            // A finished item is taken without waiting (no select, no wake-up); only when none
-            // is ready does the sink hear it is idle and the executor wait.
-            let ready = match set.try_join_next_with_id() {
-                Some(j) => Some(j),
-                None => {
-                    if sink_error.is_none() {
-                        if let Err(e) = sink.idle() {
-                            tracing::error!(error = %e, "writer failed: stopping the run");
-                            sink_error = Some(e);
-                            continue;
-                        }
-                    }
-                    None
-                }
-            };
-            let deadline = grace_deadline;
-            let joined = if let Some(j) = ready {
-                Some(j)
-            } else {
-                tokio::select! {
-                j = set.join_next_with_id() => j,
-                _ = self.shutdown.wait_level(1), if !stopping => continue,
-                _ = self.shutdown.wait_level(2), if stopping => {
-                    set.abort_all();
-                    continue;
-                }
-                _ = sleep_until_opt(deadline), if deadline.is_some() => {
-                    tracing::warn!(in_flight = set.len(), "grace period over: interrupting in-flight keys");
-                    set.abort_all();
-                    continue;
-                }
-                }
-            };
-            let finished = match joined {
-                None => continue,
-                Some(Ok((id, f))) => {
-                    in_flight.remove(&id);
-                    f
-                }
-                Some(Err(e)) => {
-                    let Some(item) = in_flight.remove(&e.id()) else {
-                        continue;
-                    };
-                    if e.is_panic() {
-                        Finished {
-                            item,
-                            outcome: Outcome::Failed(Error::permanent(format!(
-                                "the fetcher panicked: {}",
-                                panic_message(e)
-                            ))),
-                            attempts: 1,
-                            elapsed: Duration::ZERO,
-                        }
-                    } else {
-                        Finished {
-                            item,
-                            outcome: Outcome::Interrupted,
-                            attempts: 0,
-                            elapsed: Duration::ZERO,
-                        }
-                    }
-                }
-            };
-            stats.retries += u64::from(finished.attempts.saturating_sub(1));
-            match &finished.outcome {
-                Outcome::Done(_) => stats.done += 1,
-                Outcome::Failed(_) => stats.failed += 1,
-                Outcome::Interrupted => stats.interrupted += 1,
-            }
-            if sink_error.is_none() {
-                if let Err(e) = sink.finished(finished, &mut follow) {
-                    tracing::error!(error = %e, "writer failed: stopping the run");
-                    sink_error = Some(e);
-                }
-                pending.extend(follow.drain(..));
-            }
-        }
-        match sink_error {
-            Some(e) => Err(e),
-            None => Ok(stats),
-        }
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
-fn panic_message(e: tokio::task::JoinError) -> String {
-    match e.try_into_panic() {
-        Ok(p) => p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "(no message)".to_string()),
-        Err(_) => "(cancelled)".to_string(),
+        self.drive(items, call, sink).await
     }
 }
 
