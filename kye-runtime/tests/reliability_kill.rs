@@ -21,6 +21,7 @@ const KILLS: usize = 3;
 /// Child side: fetches every key into the given database; does nothing unless started by
 /// `kill_nine_three_times_then_finish`.
 #[test]
+#[ignore = "child process helper"]
 fn kill_child() {
     let (Ok(base), Ok(db)) = (
         std::env::var("KYE_REL_KILL_BASE"),

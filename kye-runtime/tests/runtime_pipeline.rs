@@ -494,6 +494,7 @@ async fn interrupt_then_resume_fetches_only_the_rest() {
 
 /// Runs in a child process (see `sigkill_mid_run_then_resume`); does nothing otherwise.
 #[test]
+#[ignore = "child process helper"]
 fn child_fetch_for_kill_test() {
     let (Ok(base), Ok(db)) = (
         std::env::var("KYE_TEST_CHILD_BASE"),
@@ -529,6 +530,7 @@ async fn sigkill_mid_run_then_resume() {
         .args([
             "--exact",
             "child_fetch_for_kill_test",
+            "--ignored",
             "--nocapture",
             "--test-threads=1",
         ])
@@ -894,6 +896,7 @@ async fn builder_reads_kye_config_env_overrides_and_reports_progress() {
 
 /// Runs in a child process (see `ctrl_c_stops_cleanly_then_resume`); does nothing otherwise.
 #[test]
+#[ignore = "child process helper"]
 fn child_fetch_for_sigint_test() {
     let (Ok(base), Ok(db)) = (
         std::env::var("KYE_TEST_SIGINT_BASE"),
@@ -933,6 +936,7 @@ async fn ctrl_c_stops_cleanly_then_resume() {
         .args([
             "--exact",
             "child_fetch_for_sigint_test",
+            "--ignored",
             "--nocapture",
             "--test-threads=1",
         ])

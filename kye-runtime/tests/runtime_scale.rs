@@ -108,6 +108,7 @@ fn peak_rss_kib() -> u64 {
 
 /// Child side of `scale_report`: fetches `KYE_SCALE_N` keys and prints one line.
 #[test]
+#[ignore = "child process helper"]
 fn scale_child() {
     let Ok(n) = std::env::var("KYE_SCALE_N") else {
         return;
@@ -161,7 +162,13 @@ fn scale_report() {
         .collect();
     for n in counts {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "scale_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "scale_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("KYE_SCALE_N", n.to_string())
             .output()
             .unwrap();

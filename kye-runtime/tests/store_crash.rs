@@ -26,7 +26,7 @@ fn item(id: u64, v: u64) -> Value {
 
 /// Runs in the child process: write forever until killed.
 #[test]
-#[ignore = "helper: run as a child process by the crash tests"]
+#[ignore = "child process helper"]
 fn crash_child() {
     let Ok(spec) = std::env::var("KYE_CRASH_STORE") else {
         return;

@@ -180,13 +180,20 @@ pub fn child_tokio() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-/// Starts this test binary again running only `test_name` (a child-side test that does
-/// nothing unless `env` is set).
+/// Starts this test binary again running only `test_name`: a child-side helper, marked
+/// `#[ignore = "child process helper"]` so that a normal run never counts it as a passing
+/// test, and which does nothing unless `env` is set.
 pub fn spawn_self(test_name: &str, env: &[(&str, String)]) -> std::process::Child {
     let mut cmd = std::process::Command::new(std::env::current_exe().expect("test binary"));
-    cmd.args(["--exact", test_name, "--nocapture", "--test-threads=1"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+    cmd.args([
+        "--exact",
+        test_name,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
