@@ -10,10 +10,11 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use kye_lang::Schema;
-use kye_runtime::model::{FetchFuture, Key, KeyError, KeyValue, OutputKind};
+use kye_runtime::model::{FetchFuture, Key, KeyValue};
 use kye_runtime::registry::{FetcherRegistration, RegisteredModel, Registry};
 use kye_runtime::runtime::Runtime;
 use kye_runtime::store::RecordQuery;
+use kye_runtime::testing::FetcherBuilder;
 use kye_runtime::Context;
 use serde_json::json;
 
@@ -44,23 +45,8 @@ fn item_by_id(key: &Key, _ctx: Context) -> FetchFuture {
     })
 }
 
-fn any_key(_: &Key) -> Result<(), KeyError> {
-    Ok(())
-}
-
-static ITEM_BY_ID: FetcherRegistration = FetcherRegistration {
-    model: "Item",
-    identifier: &["id"],
-    function: "item_by_id",
-    module_path: "runtime_scale",
-    file: file!(),
-    line: line!(),
-    is_async: true,
-    doc: "",
-    output: OutputKind::Json,
-    call: item_by_id,
-    check: any_key,
-};
+static ITEM_BY_ID: FetcherRegistration =
+    FetcherBuilder::new("Item", &["id"], "item_by_id", item_by_id).build();
 
 fn runtime(db: &std::path::Path) -> Runtime {
     Runtime::builder()
