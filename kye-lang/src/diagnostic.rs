@@ -105,6 +105,30 @@ impl Diagnostic {
     pub fn render(&self, sources: &SourceMap, color: bool) -> String {
         render::render(self, sources, color)
     }
+
+    /// The part of [`Diagnostic::render`] under its headline: per file a `--> file:line:col`
+    /// line (`:::` for files other than the primary's), the source lines with carets under the
+    /// labelled spans (`^` for the primary, `-` for secondaries) and their texts, then the hint.
+    /// The one caret renderer of kye: callers with a headline of their own (a validation
+    /// report, a compile error of `kye::models!`) put this under it.
+    ///
+    /// `with_location: false` leaves out the primary file's `-->` line, for a headline that
+    /// already says where.
+    ///
+    /// ```
+    /// use kye_lang::compile_str;
+    /// let err = compile_str("models.kye", "User(id) {\n  id: Numbr\n}\n").unwrap_err();
+    /// let d = &err.diagnostics[0];
+    /// assert_eq!(
+    ///     d.render_source(&err.sources, false, true),
+    ///     " --> models.kye:2:7\n  |\n2 |   id: Numbr\n  |       ^^^^^ not a model, alias or built-in type\n  |\n  = help: did you mean `Number`?\n",
+    /// );
+    /// assert!(d.render(&err.sources, false).ends_with(&d.render_source(&err.sources, false, true)));
+    /// assert!(d.render_source(&err.sources, false, false).starts_with("  |\n2 |   id: Numbr\n"));
+    /// ```
+    pub fn render_source(&self, sources: &SourceMap, color: bool, with_location: bool) -> String {
+        render::source(self, sources, color, with_location)
+    }
 }
 
 /// A schema that failed to compile: every diagnostic found (errors first, then warnings, each
@@ -282,12 +306,16 @@ mod render {
         })
     }
 
-    pub(super) fn render(d: &Diagnostic, sources: &SourceMap, color: bool) -> String {
-        let paint = Paint { on: color };
-        let (word, style) = match d.severity {
+    fn style(severity: Severity) -> (&'static str, &'static str) {
+        match severity {
             Severity::Error => ("error", RED),
             Severity::Warning => ("warning", YELLOW),
-        };
+        }
+    }
+
+    pub(super) fn render(d: &Diagnostic, sources: &SourceMap, color: bool) -> String {
+        let paint = Paint { on: color };
+        let (word, style) = style(d.severity);
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -295,6 +323,19 @@ mod render {
             paint.p(style, &format!("{word}[{}]", d.code)),
             paint.p(BOLD, &format!(": {}", d.message))
         );
+        out.push_str(&source(d, sources, color, true));
+        out
+    }
+
+    pub(super) fn source(
+        d: &Diagnostic,
+        sources: &SourceMap,
+        color: bool,
+        with_location: bool,
+    ) -> String {
+        let paint = Paint { on: color };
+        let (_, style) = style(d.severity);
+        let mut out = String::new();
 
         // Group labels by file, the primary's file first.
         let mut labels = vec![(&d.primary, true)];
@@ -332,7 +373,7 @@ mod render {
                 .iter()
                 .find(|(l, _)| l.span.file == *file_id)
                 .map(|(l, _)| file.line_col(l.span.start));
-            if let Some(lc) = anchor {
+            if let Some(lc) = anchor.filter(|_| with_location || fi > 0) {
                 let arrow = if fi == 0 { "-->" } else { ":::" };
                 let _ = writeln!(out, "{pad}{} {}:{}", paint.p(BLUE, arrow), file.name, lc);
             }

@@ -1,7 +1,6 @@
-//! Compiling valid schemas: the original's conformance schemas, the tutorial lessons and the
-//! extended syntax (inline typed indexes, type-side cardinality, titles, aliases, regexes).
-
-use std::path::PathBuf;
+//! Compiling valid schemas: the extended syntax (inline typed indexes, type-side cardinality,
+//! titles, aliases, regexes). The original's conformance schemas are compiled by
+//! `conformance.rs`.
 
 use kye_lang::schema::{BinaryOp, ExprKind, Literal};
 use kye_lang::{compile, compile_str, Cardinality, Primitive, Schema, SourceMap, Type};
@@ -11,69 +10,6 @@ fn ok(text: &str) -> Schema {
         Ok(s) => s,
         Err(e) => panic!("schema failed to compile:\n{e}"),
     }
-}
-
-fn conformance_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/kyepy");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: conformance data not found at {}", dir.display());
-        None
-    }
-}
-
-#[test]
-fn compiles_every_conformance_schema() {
-    let Some(dir) = conformance_dir() else { return };
-    let text = std::fs::read_to_string(dir.join("validation_tests.yaml")).unwrap();
-    let mut n = 0;
-    for (name, schema) in yaml_schemas(&text) {
-        if let Err(e) = compile_str(&format!("{name}.kye"), &schema) {
-            panic!("feature {name} failed:\n{e}");
-        }
-        n += 1;
-    }
-    assert!(n >= 15, "only {n} features");
-    let mut lessons = 0;
-    for entry in std::fs::read_dir(dir.join("tutorial")).unwrap() {
-        let path = entry.unwrap().path().join("models.kye");
-        let text = std::fs::read_to_string(&path).unwrap();
-        if let Err(e) = compile_str(&path.display().to_string(), &text) {
-            panic!("{} failed:\n{e}", path.display());
-        }
-        lessons += 1;
-    }
-    assert_eq!(lessons, 5);
-}
-
-/// The `schema: >` blocks of the conformance file with their feature names. A small reader of
-/// this one layout (the folded block is the lines indented deeper than `schema:`), so that this
-/// test needs no YAML dependency; newlines are not significant in kye, so folding does not matter.
-fn yaml_schemas(text: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut feature = String::new();
-    let mut lines = text.lines().peekable();
-    while let Some(line) = lines.next() {
-        if let Some(f) = line.strip_prefix("- feature:") {
-            feature = f.trim().to_string();
-        }
-        let indent = line.len() - line.trim_start().len();
-        if line.trim_start() == "schema: >" {
-            let mut body = String::new();
-            while let Some(next) = lines.peek() {
-                let ni = next.len() - next.trim_start().len();
-                if !next.trim().is_empty() && ni <= indent {
-                    break;
-                }
-                body.push_str(next.trim_start());
-                body.push('\n');
-                lines.next();
-            }
-            out.push((feature.clone(), body));
-        }
-    }
-    out
 }
 
 const POKEMON: &str = r#"

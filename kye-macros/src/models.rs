@@ -60,40 +60,18 @@ pub fn expand(input: TokenStream) -> TokenStream {
     }
 }
 
-/// A diagnostic as one compile-error message: `file:line:col: message`, the source line with
-/// a caret, and the hint.
+/// A diagnostic as one compile-error message: `file:line:col: message [code]`, then kye-lang's
+/// rendering of the source lines (carets, labels, other files, the hint) without repeating the
+/// location.
 fn render(sources: &SourceMap, d: &Diagnostic) -> String {
-    let mut out = format!(
-        "{}: {} [{}]",
+    let source = d.render_source(sources, false, false);
+    format!(
+        "{}: {} [{}]\n{}",
         sources.location(d.primary.span),
         d.message,
-        d.code
-    );
-    if let Some(file) = sources.get(d.primary.span.file) {
-        let lc = file.line_col(d.primary.span.start);
-        let end = file.line_col(d.primary.span.end.max(d.primary.span.start));
-        let text = file.line_text(lc.line);
-        let width = if end.line == lc.line {
-            end.col.saturating_sub(lc.col).max(1)
-        } else {
-            1
-        };
-        let gutter = lc.line.to_string();
-        out.push_str(&format!(
-            "\n {gutter} | {text}\n {} | {}{}",
-            " ".repeat(gutter.len()),
-            " ".repeat(lc.col - 1),
-            "^".repeat(width)
-        ));
-        if !d.primary.message.is_empty() {
-            out.push(' ');
-            out.push_str(&d.primary.message);
-        }
-    }
-    if let Some(hint) = &d.hint {
-        out.push_str(&format!("\nhelp: {hint}"));
-    }
-    out
+        d.code,
+        source.trim_end()
+    )
 }
 
 fn expand_inner(input: TokenStream) -> syn::Result<TokenStream> {

@@ -21,6 +21,7 @@ const KILLS: usize = 3;
 /// Child side: fetches every key into the given database; does nothing unless started by
 /// `kill_nine_three_times_then_finish`.
 #[test]
+#[ignore = "child process helper"]
 fn kill_child() {
     let (Ok(base), Ok(db)) = (
         std::env::var("KYE_REL_KILL_BASE"),
@@ -85,28 +86,33 @@ async fn kill_nine_three_times_then_finish() {
         );
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        // After every kill: readable, consistent, no key twice.
-        if db.exists() {
-            let (rows, distinct, children, check) = common::sqlite_facts(&db);
-            assert_eq!(check, "ok", "round {round}");
-            assert_eq!(rows, distinct, "round {round}: a key stored twice");
-            let spec: StoreSpec = format!("sqlite:{}", db.display()).parse().unwrap();
-            let ids: Vec<i64> = open_store_read_only(&spec)
-                .unwrap()
-                .records(&RecordQuery::new("Pokemon").limit(100_000))
-                .unwrap()
-                .iter()
-                .map(|r| r["id"].as_i64().unwrap())
-                .collect();
+        // After every kill: readable, consistent, no key twice. Only the first round may be
+        // killed before the file exists.
+        if !db.exists() {
             assert_eq!(
-                children,
-                common::expected_children(ids.into_iter()),
-                "round {round}: child rows of a half-written record"
+                round, 0,
+                "round {round}: no database after progress was seen"
             );
-            stored_after_kill.push(rows);
-        } else {
             stored_after_kill.push(0);
+            continue;
         }
+        let (rows, distinct, children, check) = common::sqlite_facts(&db);
+        assert_eq!(check, "ok", "round {round}");
+        assert_eq!(rows, distinct, "round {round}: a key stored twice");
+        let spec: StoreSpec = format!("sqlite:{}", db.display()).parse().unwrap();
+        let ids: Vec<i64> = open_store_read_only(&spec)
+            .unwrap()
+            .records(&RecordQuery::new("Pokemon").limit(100_000))
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            children,
+            common::expected_children(ids.into_iter()),
+            "round {round}: child rows of a half-written record"
+        );
+        stored_after_kill.push(rows);
     }
     assert!(
         stored_after_kill.windows(2).all(|w| w[0] <= w[1]),

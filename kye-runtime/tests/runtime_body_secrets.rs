@@ -9,11 +9,12 @@ use std::sync::OnceLock;
 use common::echo::echo_server;
 use kye_lang::Schema;
 use kye_runtime::config::Config;
-use kye_runtime::model::{FetchFuture, Key, KeyError, KeyValue, OutputKind};
+use kye_runtime::model::{FetchFuture, Key, KeyValue};
 use kye_runtime::registry::{FetcherRegistration, RegisteredModel, Registry};
 use kye_runtime::runtime::{GetResult, Runtime};
 use kye_runtime::secrets::Secrets;
 use kye_runtime::store::{IndexKey, KeyStatus};
+use kye_runtime::testing::FetcherBuilder;
 use kye_runtime::{Context, Error};
 use serde_json::{json, Value};
 
@@ -63,23 +64,8 @@ fn item_by_id(key: &Key, ctx: Context) -> FetchFuture {
     })
 }
 
-fn any_key(_: &Key) -> Result<(), KeyError> {
-    Ok(())
-}
-
-static ITEM_BY_ID: FetcherRegistration = FetcherRegistration {
-    model: "Item",
-    identifier: &["id"],
-    function: "item_by_id",
-    module_path: "runtime_body_secrets",
-    file: file!(),
-    line: line!(),
-    is_async: true,
-    doc: "",
-    output: OutputKind::Json,
-    call: item_by_id,
-    check: any_key,
-};
+static ITEM_BY_ID: FetcherRegistration =
+    FetcherBuilder::new("Item", &["id"], "item_by_id", item_by_id).build();
 
 #[tokio::test]
 async fn a_credential_echoed_in_a_2xx_body_is_redacted_in_what_kye_writes() {

@@ -10,10 +10,11 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use kye_lang::Schema;
-use kye_runtime::model::{FetchFuture, Key, KeyError, KeyValue, OutputKind};
+use kye_runtime::model::{FetchFuture, Key, KeyValue};
 use kye_runtime::registry::{FetcherRegistration, RegisteredModel, Registry};
 use kye_runtime::runtime::Runtime;
 use kye_runtime::store::RecordQuery;
+use kye_runtime::testing::FetcherBuilder;
 use kye_runtime::Context;
 use serde_json::json;
 
@@ -44,23 +45,8 @@ fn item_by_id(key: &Key, _ctx: Context) -> FetchFuture {
     })
 }
 
-fn any_key(_: &Key) -> Result<(), KeyError> {
-    Ok(())
-}
-
-static ITEM_BY_ID: FetcherRegistration = FetcherRegistration {
-    model: "Item",
-    identifier: &["id"],
-    function: "item_by_id",
-    module_path: "runtime_scale",
-    file: file!(),
-    line: line!(),
-    is_async: true,
-    doc: "",
-    output: OutputKind::Json,
-    call: item_by_id,
-    check: any_key,
-};
+static ITEM_BY_ID: FetcherRegistration =
+    FetcherBuilder::new("Item", &["id"], "item_by_id", item_by_id).build();
 
 fn runtime(db: &std::path::Path) -> Runtime {
     Runtime::builder()
@@ -108,6 +94,7 @@ fn peak_rss_kib() -> u64 {
 
 /// Child side of `scale_report`: fetches `KYE_SCALE_N` keys and prints one line.
 #[test]
+#[ignore = "child process helper"]
 fn scale_child() {
     let Ok(n) = std::env::var("KYE_SCALE_N") else {
         return;
@@ -161,7 +148,13 @@ fn scale_report() {
         .collect();
     for n in counts {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "scale_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "scale_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("KYE_SCALE_N", n.to_string())
             .output()
             .unwrap();

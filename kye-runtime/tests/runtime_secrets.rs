@@ -11,11 +11,12 @@ use common::capture::Capture;
 use common::echo::echo_server;
 use kye_lang::Schema;
 use kye_runtime::config::Config;
-use kye_runtime::model::{FetchFuture, Key, KeyError, KeyValue, OutputKind};
+use kye_runtime::model::{FetchFuture, Key, KeyValue};
 use kye_runtime::registry::{FetcherRegistration, RegisteredModel, Registry};
 use kye_runtime::runtime::{FetchRequest, Runtime};
 use kye_runtime::secrets::Secrets;
 use kye_runtime::store::{IndexKey, KeyStatus};
+use kye_runtime::testing::FetcherBuilder;
 use kye_runtime::{Context, Error};
 
 const TOKEN: &str = "tok-SECRET-1f2e3d4c5b";
@@ -42,23 +43,8 @@ fn item_by_id(key: &Key, ctx: Context) -> FetchFuture {
     })
 }
 
-fn any_key(_: &Key) -> Result<(), KeyError> {
-    Ok(())
-}
-
-static ITEM_BY_ID: FetcherRegistration = FetcherRegistration {
-    model: "Item",
-    identifier: &["id"],
-    function: "item_by_id",
-    module_path: "runtime_secrets",
-    file: file!(),
-    line: line!(),
-    is_async: true,
-    doc: "",
-    output: OutputKind::Json,
-    call: item_by_id,
-    check: any_key,
-};
+static ITEM_BY_ID: FetcherRegistration =
+    FetcherBuilder::new("Item", &["id"], "item_by_id", item_by_id).build();
 
 #[tokio::test]
 async fn secrets_stay_out_of_logs_errors_summaries_and_the_store() {

@@ -8,11 +8,11 @@ use std::sync::OnceLock;
 
 use kye_lang::Schema;
 use kye_runtime::config::Config;
-use kye_runtime::model::{FetchFuture, Key, KeyError, KeyValue, OutputKind};
+use kye_runtime::model::{FetchFuture, Key, KeyValue};
 use kye_runtime::registry::{FetcherRegistration, RegisteredModel, Registry};
 use kye_runtime::runtime::{FetchRequest, Runtime};
 use kye_runtime::store::{IndexKey, KeyStatus, RecordQuery, RunStatus};
-use kye_runtime::testing::{Route, Routes, TestServer};
+use kye_runtime::testing::{FetcherBuilder, Route, Routes, TestServer};
 use kye_runtime::{Context, Error};
 use serde_json::{json, Value};
 
@@ -148,37 +148,14 @@ fn keyed_cat_by_id(key: &Key, ctx: Context) -> FetchFuture {
     })
 }
 
-fn any_key(_: &Key) -> Result<(), KeyError> {
-    Ok(())
-}
+static CAT_BY_ID: FetcherRegistration = FetcherBuilder::new("Cat", &["id"], "cat_by_id", cat_by_id)
+    .doc("Cat by id.")
+    .build();
 
-static CAT_BY_ID: FetcherRegistration = FetcherRegistration {
-    model: "Cat",
-    identifier: &["id"],
-    function: "cat_by_id",
-    module_path: "store_nested",
-    file: file!(),
-    line: line!(),
-    is_async: true,
-    doc: "Cat by id.",
-    output: OutputKind::Json,
-    call: cat_by_id,
-    check: any_key,
-};
-
-static KEYED_CAT_BY_ID: FetcherRegistration = FetcherRegistration {
-    model: "Cat",
-    identifier: &["id"],
-    function: "keyed_cat_by_id",
-    module_path: "store_nested",
-    file: file!(),
-    line: line!(),
-    is_async: true,
-    doc: "Cat by id, vitals keyed by heart rate.",
-    output: OutputKind::Json,
-    call: keyed_cat_by_id,
-    check: any_key,
-};
+static KEYED_CAT_BY_ID: FetcherRegistration =
+    FetcherBuilder::new("Cat", &["id"], "keyed_cat_by_id", keyed_cat_by_id)
+        .doc("Cat by id, vitals keyed by heart rate.")
+        .build();
 
 fn runtime(
     schema: &'static Schema,

@@ -173,6 +173,21 @@ pub struct RunningDocs;
 #[doc = include_str!("../../docs/fetchers.md")]
 pub struct FetchersDocs;
 
+/// `docs/language.md`, compiled as doctests so its examples stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/language.md")]
+pub struct LanguageDocs;
+
+/// `docs/validation.md`, compiled as doctests so its examples stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/validation.md")]
+pub struct ValidationDocs;
+
+/// `docs/store.md`: its blocks are kye, SQL and text today; a Rust block added later compiles.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/store.md")]
+pub struct StoreDocs;
+
 /// Items used by generated code. Not public API: names here change without notice.
 #[doc(hidden)]
 pub mod __private {

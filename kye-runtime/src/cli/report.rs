@@ -3,11 +3,10 @@
 use std::fmt::Write as _;
 
 use kye_lang::validate::{BatchReport, ValidationError};
-use kye_lang::Schema;
+use kye_lang::{Diagnostic, Label, Schema, Severity};
 
 pub(crate) const RED: &str = "\x1b[1;31m";
 pub(crate) const YELLOW: &str = "\x1b[1;33m";
-pub(crate) const BLUE: &str = "\x1b[1;34m";
 pub(crate) const GREEN: &str = "\x1b[1;32m";
 const BOLD: &str = "\x1b[1m";
 const RESET: &str = "\x1b[0m";
@@ -24,53 +23,28 @@ pub(crate) fn paint(text: &str, style: &str, color: bool) -> String {
 /// Errors shown in text output unless `-v` is given.
 const SHOWN: usize = 50;
 
-fn one(
-    out: &mut String,
-    e: &ValidationError,
-    schema: &Schema,
-    label: &str,
-    style: &str,
-    color: bool,
-) {
+/// One error or warning: `error[Kind] message`, then the schema rule it comes from with a
+/// caret under it (kye-lang's renderer, as `kye check` shows schema errors).
+fn one(out: &mut String, e: &ValidationError, schema: &Schema, severity: Severity, color: bool) {
+    let (label, style) = match severity {
+        Severity::Error => ("error", RED),
+        Severity::Warning => ("warning", YELLOW),
+    };
     let head = paint(&format!("{label}[{}]", e.kind), style, color);
     let _ = writeln!(out, "{head} {}", paint(&e.message, BOLD, color));
     if let Some(span) = e.span {
-        if let Some(file) = schema.sources.get(span.file) {
-            let lc = file.line_col(span.start);
-            let num = lc.line.to_string();
-            let pad = " ".repeat(num.len());
-            let _ = writeln!(
-                out,
-                "{pad}{} {}:{}",
-                paint("-->", BLUE, color),
-                file.name,
-                lc
-            );
-            let _ = writeln!(out, "{pad} {}", paint("|", BLUE, color));
-            let _ = writeln!(
-                out,
-                "{} {} {}",
-                paint(&num, BLUE, color),
-                paint("|", BLUE, color),
-                file.line_text(lc.line)
-            );
-            // A caret under the rule (to the end of its first line).
-            let line = file.line_text(lc.line);
-            let end = file.line_col(span.end);
-            let width = if end.line == lc.line {
-                end.col.saturating_sub(lc.col).max(1)
-            } else {
-                line.chars().count().saturating_sub(lc.col - 1).max(1)
-            };
-            let carets = "^".repeat(width);
-            let _ = writeln!(
-                out,
-                "{pad} {} {}{}",
-                paint("|", BLUE, color),
-                " ".repeat(lc.col - 1),
-                paint(&carets, style, color)
-            );
-        }
+        let rule = Diagnostic {
+            severity,
+            code: "",
+            message: String::new(),
+            primary: Label {
+                span,
+                message: String::new(),
+            },
+            secondary: Vec::new(),
+            hint: None,
+        };
+        out.push_str(&rule.render_source(&schema.sources, color, true));
     }
 }
 
@@ -90,7 +64,7 @@ pub(crate) fn render(
     warnings.sort_by(|a, b| (a.kind, &a.edges).cmp(&(b.kind, &b.edges)));
     let limit = if verbose { usize::MAX } else { SHOWN };
     for e in errors.iter().take(limit) {
-        one(&mut out, e, schema, "error", RED, color);
+        one(&mut out, e, schema, Severity::Error, color);
         out.push('\n');
     }
     if errors.len() > limit {
@@ -101,7 +75,7 @@ pub(crate) fn render(
         );
     }
     for w in warnings.iter().take(limit) {
-        one(&mut out, w, schema, "warning", YELLOW, color);
+        one(&mut out, w, schema, Severity::Warning, color);
         out.push('\n');
     }
     let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });

@@ -54,3 +54,7 @@ mod server;
 pub use fixtures::{FixtureError, Fixtures};
 pub use route::{Chaos, Fault, Route, Routes, BASE_PLACEHOLDER};
 pub use server::{PathStats, Stats, TestServer};
+
+// Registrations for hand-written fetchers in tests.
+mod registration;
+pub use registration::FetcherBuilder;

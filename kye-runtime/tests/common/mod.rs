@@ -22,10 +22,10 @@ use std::time::Duration;
 
 use kye_lang::Schema;
 use kye_runtime::config::Config;
-use kye_runtime::model::{FetchFuture, Key, KeyError, KeyValue, OutputKind};
+use kye_runtime::model::{FetchFuture, Key, KeyValue};
 use kye_runtime::registry::{FetcherRegistration, RegisteredModel, Registry};
 use kye_runtime::runtime::Runtime;
-use kye_runtime::testing::{Route, Routes};
+use kye_runtime::testing::{FetcherBuilder, Route, Routes};
 use kye_runtime::{Context, Error};
 use serde_json::{json, Value};
 
@@ -114,23 +114,10 @@ fn pokemon_by_id(key: &Key, ctx: Context) -> FetchFuture {
     })
 }
 
-fn any_key(_: &Key) -> Result<(), KeyError> {
-    Ok(())
-}
-
-static POKEMON_BY_ID: FetcherRegistration = FetcherRegistration {
-    model: "Pokemon",
-    identifier: &["id"],
-    function: "pokemon_by_id",
-    module_path: "reliability",
-    file: file!(),
-    line: line!(),
-    is_async: true,
-    doc: "Pokémon by id.",
-    output: OutputKind::Json,
-    call: pokemon_by_id,
-    check: any_key,
-};
+static POKEMON_BY_ID: FetcherRegistration =
+    FetcherBuilder::new("Pokemon", &["id"], "pokemon_by_id", pokemon_by_id)
+        .doc("Pokémon by id.")
+        .build();
 
 pub fn registry() -> Registry {
     Registry::from_parts(
@@ -180,13 +167,20 @@ pub fn child_tokio() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-/// Starts this test binary again running only `test_name` (a child-side test that does
-/// nothing unless `env` is set).
+/// Starts this test binary again running only `test_name`: a child-side helper, marked
+/// `#[ignore = "child process helper"]` so that a normal run never counts it as a passing
+/// test, and which does nothing unless `env` is set.
 pub fn spawn_self(test_name: &str, env: &[(&str, String)]) -> std::process::Child {
     let mut cmd = std::process::Command::new(std::env::current_exe().expect("test binary"));
-    cmd.args(["--exact", test_name, "--nocapture", "--test-threads=1"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+    cmd.args([
+        "--exact",
+        test_name,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
