@@ -30,9 +30,9 @@ pub use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::auth::AuthTable;
-use crate::error::{Error, ErrorClass, Result};
+use crate::error::{never_parses, Error, ErrorClass, Result};
 use crate::exec::rate::HostLimiter;
-use crate::secrets::{redact_text, redact_url};
+use crate::redact::{redact_text, redact_url};
 
 /// Default maximum response body: 32 MiB.
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 32 << 20;
@@ -157,7 +157,7 @@ impl Http {
         let mut parsed = Url::parse(url)
             .map_err(|e| Error::permanent(format!("invalid URL: {e}")).with_url(url))?;
         // reqwest sends a password in the URL as Basic authentication: redact every form of it.
-        crate::secrets::register_url_credentials(&parsed);
+        crate::redact::register_url_credentials(&parsed);
         let mut headers = HeaderMap::new();
         if let Some(auth) = self.auth.lookup(fetcher, &parsed) {
             auth.apply(&mut parsed, &mut headers)?;
@@ -310,7 +310,7 @@ pub fn path_segment(value: &str) -> Result<String> {
     let mut forms = vec![value.to_string()];
     for _ in 0..4 {
         let Some(last) = forms.last() else { break };
-        let decoded = crate::secrets::percent_decode(last);
+        let decoded = crate::redact::percent_decode(last);
         if &decoded == last {
             break;
         }
@@ -360,22 +360,6 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
         };
         Error::retryable(msg).with_source(e)
     })
-}
-
-/// Whether a JSON syntax error is one that no complete response can fix: invalid UTF-8 in a
-/// string, a lone surrogate `\u` escape, nesting over serde_json's limit (128), or a number out of
-/// `f64` range (`1e400`). A body cut short is an `Eof` error instead, and stays retryable.
-pub(crate) fn never_parses(e: &serde_json::Error) -> bool {
-    let text = e.to_string();
-    [
-        "invalid unicode code point",
-        "lone leading surrogate in hex escape",
-        "unexpected end of hex escape",
-        "recursion limit exceeded",
-        "number out of range",
-    ]
-    .iter()
-    .any(|m| text.starts_with(m))
 }
 
 /// A request not sent because its host was found unreachable earlier in the run.

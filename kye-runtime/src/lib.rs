@@ -13,6 +13,7 @@ pub mod http;
 pub mod json_dups;
 pub mod listing;
 pub mod model;
+pub mod redact;
 pub mod registry;
 pub mod request;
 pub mod runtime;

@@ -55,11 +55,11 @@ use crate::exec::{ExecSettings, ExecStats, Executor, Finished, Outcome, Shutdown
 use crate::model::{Key, KeyValue};
 use crate::registry::{FetcherRegistration, RegisteredModel, Registry};
 use crate::request::{KeySet, ResolvedRequest};
-use crate::secrets::{redact_text, Secrets};
 use crate::store::{
     open_store, DriftWrite, IndexKey, KeyOutcomeWrite, KeyStatus, NewRun, Provenance, RecordWrite,
     RejectWrite, RunCounts, RunEnd, RunId, RunStatus, Store, StoreSpec, Timestamp, WriteItem,
 };
+use crate::{redact::redact_text, secrets::Secrets};
 
 /// Default store when neither the builder nor `store` in `kye.toml` names one.
 pub const DEFAULT_STORE: &str = "sqlite:kye.db";

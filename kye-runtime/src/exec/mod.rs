@@ -634,7 +634,7 @@ where
         if last {
             span.in_scope(|| {
                 // Redacted: a fetcher may have put a secret into its own error message.
-                let shown = crate::secrets::redact_text(&error.to_string());
+                let shown = crate::redact::redact_text(&error.to_string());
                 tracing::debug!(class = %error.class(), error = %shown, "key failed");
             });
             let error = if error.class() == ErrorClass::Retryable && attempt > 1 {
@@ -652,7 +652,7 @@ where
         let delay = policy.backoff.delay(attempt, error.retry_after());
         span.in_scope(|| {
             tracing::debug!(
-                error = %crate::secrets::redact_text(&error.to_string()),
+                error = %crate::redact::redact_text(&error.to_string()),
                 retry_in_ms = delay.as_millis() as u64,
                 "retrying"
             );
