@@ -374,7 +374,7 @@ fn transport_error(e: &reqwest::Error, what: &str, timeout: Option<Duration>) ->
     let detail = redact_text(&error_chain(e));
     if e.is_timeout() {
         let after = timeout
-            .map(|t| format!(" after {} (run.timeout)", crate::exec::retry::human(t)))
+            .map(|t| format!(" after {} (run.timeout)", crate::duration::human(t)))
             .unwrap_or_default();
         Error::retryable(format!("{what}: timed out{after}"))
     } else if e.is_connect() {

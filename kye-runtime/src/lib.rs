@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod data;
+pub mod duration;
 pub mod error;
 pub mod exec;
 pub mod http;

@@ -48,7 +48,6 @@ use kye_lang::Type;
 use serde_json::Value;
 use tracing::Instrument;
 
-use crate::config::{parse_duration, Config};
 use crate::context::Context;
 use crate::error::{Error, ErrorClass, Result};
 use crate::exec::{ExecSettings, ExecStats, Executor, Finished, Outcome, Shutdown, Sink, Work};
@@ -59,6 +58,7 @@ use crate::store::{
     open_store, DriftWrite, IndexKey, KeyOutcomeWrite, KeyStatus, NewRun, Provenance, RecordWrite,
     RejectWrite, RunCounts, RunEnd, RunId, RunStatus, Store, StoreSpec, Timestamp, WriteItem,
 };
+use crate::{config::Config, duration::parse as parse_duration};
 use crate::{redact::redact_text, secrets::Secrets};
 
 /// Default store when neither the builder nor `store` in `kye.toml` names one.
@@ -650,8 +650,8 @@ impl Shared {
                 if age < max_age {
                     return Ok(Some(format!(
                         "fresh: stored {} ago (max-age {})",
-                        crate::exec::retry::human(age),
-                        crate::exec::retry::human(max_age)
+                        crate::duration::human(age),
+                        crate::duration::human(max_age)
                     )));
                 }
             }

@@ -616,7 +616,7 @@ where
             .unwrap_or_else(|_| {
                 Err(Error::retryable(format!(
                     "the fetcher call timed out after {} (call_timeout)",
-                    retry::human(policy.call_timeout)
+                    crate::duration::human(policy.call_timeout)
                 )))
             });
         let error = match result {
