@@ -19,6 +19,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
+use crate::exec::{CallPolicy, ExecSettings};
 
 /// The largest schema (`.kye`), configuration (`kye.toml`) or secrets file kye reads: 16 MiB.
 /// Such files are written by people; anything larger (or endless, like `/dev/zero`) is a
@@ -382,6 +383,67 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
     };
     n.checked_mul(mult)
         .ok_or_else(|| "size too large".to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The executor's settings: it is handed them and never reads the configuration itself.
+
+impl ExecSettings {
+    /// Reads `[run]` and `[fetchers."<name>"]`; errors name the key.
+    ///
+    /// Settings (global under `[run]`, per fetcher under `[fetchers."<name>"]`, which wins):
+    ///
+    /// | key              | default  | meaning                                                        |
+    /// |------------------|----------|----------------------------------------------------------------|
+    /// | `concurrency`    | 16       | items in flight (global); per fetcher: at most this many of its calls at once (default: no extra limit) |
+    /// | `timeout`        | `"30s"`  | one HTTP request made through the context, from sending (after any rate-limit wait) to the end of the body |
+    /// | `call_timeout`   | `"5m"`   | one whole call of the fetcher (all its requests and waits); catches fetchers that hang |
+    /// | `max_attempts`   | 4        | tries per key (1 = no retry); only retryable errors are retried |
+    /// | `backoff_base`   | `"500ms"`| delay before the 2nd try; doubles each time, with jitter        |
+    /// | `backoff_max`    | `"30s"`  | longest delay between tries (a longer `Retry-After` still wins, up to `max_retry_after`) |
+    /// | `max_retry_after`| `"5m"`   | (global) longest pause a `Retry-After` may impose               |
+    /// | `grace_period`   | `"10s"`  | (global) after Ctrl-C, how long in-flight calls may finish      |
+    pub fn from_config(config: &Config) -> Result<Self> {
+        let mut s = ExecSettings::default();
+        if let Some(c) = config.get_u64("run.concurrency")? {
+            s.concurrency = (c as usize).max(1);
+        }
+        if let Some(g) = config.get_duration("run.grace_period")? {
+            s.grace_period = g;
+        }
+        s.default_policy = read_policy(config, "run", &CallPolicy::default())?;
+        s.default_policy.concurrency = None;
+        if let Some(fetchers) = config.table("fetchers") {
+            for name in fetchers.keys() {
+                let p = read_policy(config, &format!("fetchers.{name}"), &s.default_policy)?;
+                s.fetchers.insert(name.clone(), p);
+            }
+        }
+        Ok(s)
+    }
+}
+
+fn read_policy(config: &Config, prefix: &str, base: &CallPolicy) -> Result<CallPolicy> {
+    let mut p = base.clone();
+    if let Some(t) = config.get_duration(&format!("{prefix}.call_timeout"))? {
+        p.call_timeout = t;
+    }
+    if let Some(a) = config.get_u64(&format!("{prefix}.max_attempts"))? {
+        p.max_attempts = (a as u32).max(1);
+    }
+    if let Some(b) = config.get_duration(&format!("{prefix}.backoff_base"))? {
+        p.backoff.base = b;
+    }
+    if let Some(m) = config.get_duration(&format!("{prefix}.backoff_max"))? {
+        p.backoff.max = m;
+    }
+    if let Some(m) = config.get_duration(&format!("{prefix}.max_retry_after"))? {
+        p.backoff.max_retry_after = m;
+    }
+    if let Some(c) = config.get_u64(&format!("{prefix}.concurrency"))? {
+        p.concurrency = Some((c as usize).max(1));
+    }
+    Ok(p)
 }
 
 #[cfg(test)]

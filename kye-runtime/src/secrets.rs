@@ -10,8 +10,8 @@
 //! `kye.toml` or by the `KYE_SECRETS_FILE` environment variable.
 //!
 //! Every secret value read through [`Secrets`] is also remembered by the process-wide redactor
-//! ([`crate::redact`]), whose [`redact_text`](crate::redact::redact_text) replaces such values with `[redacted]`; the runtime
-//! runs it over error messages before they are logged or stored.
+//! ([`crate::redact`]), which replaces such values with `[redacted]`; the runtime runs it over
+//! error messages before they are logged or stored.
 
 use std::collections::HashMap;
 use std::fmt;
