@@ -236,6 +236,18 @@ pub(crate) fn never_parses(e: &serde_json::Error) -> bool {
     .any(|m| text.starts_with(m))
 }
 
+/// The message a panic carries (`panic!` with a literal or a format gives a `&str` or a
+/// `String`), for the error that a panicking fetcher becomes.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,5 +266,19 @@ mod tests {
         assert_eq!(format!("{e:?}"), "disk full");
         // The alternate form still shows the fields.
         assert!(format!("{e:#?}").contains("class: Permanent"));
+    }
+
+    #[test]
+    fn panic_messages_are_read_from_either_payload() {
+        let caught = |f: fn()| std::panic::catch_unwind(f).unwrap_err();
+        assert_eq!(panic_message(&*caught(|| panic!("plain"))), "plain");
+        assert_eq!(
+            panic_message(&*caught(|| panic!("formatted {}", 7))),
+            "formatted 7"
+        );
+        assert_eq!(
+            panic_message(&*caught(|| std::panic::panic_any(42u8))),
+            "(non-string panic payload)"
+        );
     }
 }

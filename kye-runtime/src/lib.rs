@@ -14,6 +14,7 @@ pub mod http;
 pub mod json_dups;
 pub mod listing;
 pub mod model;
+pub mod output;
 pub mod redact;
 pub mod registry;
 pub mod request;

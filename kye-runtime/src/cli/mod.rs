@@ -67,8 +67,9 @@ use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+pub use crate::output::Format;
 pub use check::CheckArgs;
 pub use common::{load_config, open_reader, runtime_builder, store_spec};
 pub use drift::DriftArgs;
@@ -89,18 +90,6 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_DATA: u8 = 65;
 /// Exit code: a source cannot be reached at all (`EX_UNAVAILABLE` of sysexits.h).
 pub const EXIT_UNAVAILABLE: u8 = 69;
-
-/// Output format of a command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum Format {
-    /// For people: grouped, colored when the output is a terminal.
-    #[default]
-    Text,
-    /// One JSON document on stdout, for programs.
-    Json,
-    /// Markdown tables (`list`, `show`, `runs`, `drift`); other commands print text.
-    Markdown,
-}
 
 /// kye: check schemas and validate data against them.
 #[derive(Debug, Parser)]

@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::error::{Error, ErrorClass, Result};
+use crate::error::{panic_message, Error, ErrorClass, Result};
 pub use retry::Backoff;
 
 /// Default global concurrency.
@@ -476,23 +476,22 @@ impl Executor {
                     let Some(item) = in_flight.remove(&e.id()) else {
                         continue;
                     };
-                    if e.is_panic() {
-                        Finished {
+                    match e.try_into_panic() {
+                        Ok(payload) => Finished {
                             item,
                             outcome: Outcome::Failed(Error::permanent(format!(
                                 "the fetcher panicked: {}",
-                                panic_message(e)
+                                panic_message(&*payload)
                             ))),
                             attempts: 1,
                             elapsed: Duration::ZERO,
-                        }
-                    } else {
-                        Finished {
+                        },
+                        Err(_) => Finished {
                             item,
                             outcome: Outcome::Interrupted,
                             attempts: 0,
                             elapsed: Duration::ZERO,
-                        }
+                        },
                     }
                 }
             };
@@ -521,17 +520,6 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
-    }
-}
-
-fn panic_message(e: tokio::task::JoinError) -> String {
-    match e.try_into_panic() {
-        Ok(p) => p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "(no message)".to_string()),
-        Err(_) => "(cancelled)".to_string(),
     }
 }
 
