@@ -4,7 +4,7 @@
 //! One `reqwest::Client` per runtime (connection pooling, keep-alive), TLS by rustls with the
 //! `ring` provider. Every request goes through the same steps: authentication from `kye.toml`
 //! is added, the host's rate limiter is asked for a token, the response status is mapped to an
-//! [`ErrorClass`], and the body is read with a size limit.
+//! [`ErrorClass`](crate::ErrorClass), and the body is read with a size limit.
 //!
 //! | response                                    | error class   | notes                                 |
 //! |---------------------------------------------|---------------|---------------------------------------|
