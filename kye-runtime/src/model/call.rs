@@ -1,12 +1,12 @@
-//! A call of a fetcher: what it may return ([`FetchResult`]), the type-erased future the runtime
-//! awaits, sync fetchers on tokio's blocking pool, and panics turned into errors.
+//! A call of a fetcher: what it returns turned into JSON ([`FetchResult`]), the type-erased
+//! future the runtime awaits, sync fetchers on tokio's blocking pool, and panics turned into errors.
 
 use std::future::Future;
 use std::pin::Pin;
 
 use serde::Serialize;
 
-use super::{KeyError, Model};
+use super::{FetchOutput, FetchResult, KeyError, Model};
 use crate::error::{panic_message, Error};
 
 /// What a fetcher returns, as recorded in the registry listing.
@@ -33,20 +33,6 @@ impl OutputKind {
             OutputKind::OptionalJson => "optional_json",
         }
     }
-}
-
-/// The `Ok` value of a fetcher for model `M`: `M`, `Option<M>`, `serde_json::Value` or
-/// `Option<serde_json::Value>`.
-#[diagnostic::on_unimplemented(
-    message = "a fetcher of `{M}` cannot return `{Self}`",
-    label = "expected `{M}`, `Option<{M}>` or `serde_json::Value` here",
-    note = "a fetcher returns `Result<T, E>` where T is the model type, `Option` of it (None = no such key) or `serde_json::Value`"
-)]
-pub trait FetchOutput<M> {
-    /// What kind of output this is.
-    const OUTPUT: OutputKind;
-    /// Converts to JSON; `None` means the source has no such key.
-    fn into_output(self) -> Result<Option<serde_json::Value>, Error>;
 }
 
 fn to_json<M: Model>(record: &M) -> Result<serde_json::Value, Error> {
@@ -80,20 +66,6 @@ impl<M: Model> FetchOutput<M> for Option<serde_json::Value> {
     fn into_output(self) -> Result<Option<serde_json::Value>, Error> {
         Ok(self)
     }
-}
-
-/// The return type of a fetcher of model `M`: `Result<T, E>` with `T: FetchOutput<M>` and
-/// `E: Into<kye::Error>`.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a valid return type for a fetcher of `{M}`",
-    label = "expected `Result<{M}, E>`, `Result<Option<{M}>, E>` or `Result<serde_json::Value, E>` with `E: Into<kye::Error>`",
-    note = "`kye::Result<{M}>` is the usual choice"
-)]
-pub trait FetchResult<M> {
-    /// What kind of output the fetcher produces.
-    const OUTPUT: OutputKind;
-    /// Converts to the type-erased result the runtime works with.
-    fn into_fetch_result(self) -> Result<Option<serde_json::Value>, Error>;
 }
 
 impl<M, T, E> FetchResult<M> for Result<T, E>

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Key, KeyError, KeyValue};
+use super::{FromKeyValue, Key, KeyError, KeyValue};
 
 /// Index kinds: marker types naming what an index edge holds. `kye::models!` describes each
 /// index with a tuple of them, and [`FromKeyValue`] says which parameter types can hold each.
@@ -27,21 +27,6 @@ pub mod kind {
     pub struct StandInIndex;
 }
 use kind::{BooleanIndex, NumberIndex, StringIndex};
-
-/// Converts one key value into a fetcher parameter of type `Self`, for an index edge of kind `K`.
-///
-/// `#[kye::get]` checks at compile time, at your parameter's type, that the type can hold the
-/// index's values; the conversion itself can still fail at run time for values out of range
-/// (e.g. `300` for a `u8` parameter). Such a key is rejected before the fetcher is called.
-#[diagnostic::on_unimplemented(
-    message = "a key parameter of type `{Self}` cannot hold the values of this index",
-    label = "`{Self}` cannot hold the values of a {K}",
-    note = "Number indexes take integer types (i64, i32, u64, ...) or f64; String indexes take String, Box<str> or Arc<str>; Boolean indexes take bool"
-)]
-pub trait FromKeyValue<K>: Sized {
-    /// Converts the value, or says why it does not fit.
-    fn from_key_value(value: &KeyValue) -> Result<Self, KeyError>;
-}
 
 /// A stand-in model's edges (after a schema error) accept every key parameter type; the
 /// crate does not compile anyway, this only keeps the schema error the only one.
