@@ -11,7 +11,7 @@
 //!   ],
 //!   "fetchers": [
 //!     {"model": "Pokemon", "identifier": ["id"], "function": "get_pokemon", "crate": "pokemon",
-//!      "module": "pokemon", "location": "examples/pokemon.rs:42", "async": true,
+//!      "module": "pokemon", "location": "src/lib.rs:42", "async": true,
 //!      "output": "record", "doc": "Fetches one Pokémon by id."}
 //!   ],
 //!   "warnings": ["model `PokemonType` (...) has no fetcher, ..."]
