@@ -75,6 +75,18 @@ impl Parser {
         }
     }
 
+    fn integer(&mut self, what: &str) -> Result<(i64, Range<usize>), RequestError> {
+        match self.peek().clone() {
+            (Tok::Int(i), span) => {
+                self.bump();
+                Ok((i, span))
+            }
+            (other, _) => {
+                Err(self.err_here(format!("expected {what}, found {}", other.describe())))
+            }
+        }
+    }
+
     pub(super) fn request(mut self) -> Result<Request, RequestError> {
         if matches!(self.peek().0, Tok::End) {
             return Err(self.err_here(
@@ -231,18 +243,8 @@ impl Parser {
             }
             return Ok(KeySpec::List(keys));
         }
-        let (start, start_span) = match self.peek().clone() {
-            (Tok::Int(i), s) => {
-                self.bump();
-                (i, s)
-            }
-            (other, _) => {
-                return Err(self.err_here(format!(
-                    "expected `[` or an integer range such as `1..=151` after `in`, found {}",
-                    other.describe()
-                )))
-            }
-        };
+        let (start, start_span) =
+            self.integer("`[` or an integer range such as `1..=151` after `in`")?;
         let inclusive = if self.is_punct("..=") {
             true
         } else if self.is_punct("..") {
@@ -254,18 +256,7 @@ impl Parser {
             )));
         };
         self.bump();
-        let (end, end_span) = match self.peek().clone() {
-            (Tok::Int(i), s) => {
-                self.bump();
-                (i, s)
-            }
-            (other, _) => {
-                return Err(self.err_here(format!(
-                    "expected the integer end of the range, found {}",
-                    other.describe()
-                )))
-            }
-        };
+        let (end, end_span) = self.integer("the integer end of the range")?;
         let empty = if inclusive { end < start } else { end <= start };
         if empty {
             return Err(RequestError {
