@@ -32,7 +32,8 @@ use reqwest::Url;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::secrets::{base64, register_sensitive_param, register_sensitive_value, Secret, Secrets};
+use crate::redact::{base64, register_sensitive_param, register_sensitive_value};
+use crate::secrets::{Secret, Secrets};
 
 /// One way of authenticating requests, with its secret values resolved.
 #[derive(Clone, Debug)]

@@ -19,6 +19,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
+use crate::exec::{CallPolicy, ExecSettings};
 
 /// The largest schema (`.kye`), configuration (`kye.toml`) or secrets file kye reads: 16 MiB.
 /// Such files are written by people; anything larger (or endless, like `/dev/zero`) is a
@@ -281,7 +282,7 @@ impl Config {
         let parsed = match value {
             toml::Value::Integer(i) if *i >= 0 => Ok(Duration::from_secs(*i as u64)),
             toml::Value::Float(f) => Duration::try_from_secs_f64(*f).map_err(|e| e.to_string()),
-            toml::Value::String(s) => parse_duration(s),
+            toml::Value::String(s) => crate::duration::parse(s),
             _ => Err("expected a duration such as \"30s\" or \"250ms\"".to_string()),
         };
         parsed.map(Some).map_err(|why| self.bad(key, value, &why))
@@ -358,31 +359,6 @@ fn value_as<T: DeserializeOwned>(value: &toml::Value) -> std::result::Result<T, 
     }
 }
 
-/// Parses `"250ms"`, `"30s"`, `"1.5s"`, `"5m"`, `"2h"`, `"1d"` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("expected a duration such as \"30s\" or \"250ms\", got {text:?}"))?;
-    let secs = match unit.trim() {
-        "" | "s" | "sec" | "secs" => n,
-        "ms" => n / 1000.0,
-        "m" | "min" | "mins" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86400.0,
-        other => {
-            return Err(format!(
-                "unknown duration unit {other:?} (use ms, s, m, h or d)"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
-}
-
 /// Parses `"32MiB"`, `"512KiB"`, `"1GiB"`, `"10MB"`, `"10kB"` or a bare number of bytes.
 pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
     let t = text.trim();
@@ -407,6 +383,67 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
     };
     n.checked_mul(mult)
         .ok_or_else(|| "size too large".to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The executor's settings: it is handed them and never reads the configuration itself.
+
+impl ExecSettings {
+    /// Reads `[run]` and `[fetchers."<name>"]`; errors name the key.
+    ///
+    /// Settings (global under `[run]`, per fetcher under `[fetchers."<name>"]`, which wins):
+    ///
+    /// | key              | default  | meaning                                                        |
+    /// |------------------|----------|----------------------------------------------------------------|
+    /// | `concurrency`    | 16       | items in flight (global); per fetcher: at most this many of its calls at once (default: no extra limit) |
+    /// | `timeout`        | `"30s"`  | one HTTP request made through the context, from sending (after any rate-limit wait) to the end of the body |
+    /// | `call_timeout`   | `"5m"`   | one whole call of the fetcher (all its requests and waits); catches fetchers that hang |
+    /// | `max_attempts`   | 4        | tries per key (1 = no retry); only retryable errors are retried |
+    /// | `backoff_base`   | `"500ms"`| delay before the 2nd try; doubles each time, with jitter        |
+    /// | `backoff_max`    | `"30s"`  | longest delay between tries (a longer `Retry-After` still wins, up to `max_retry_after`) |
+    /// | `max_retry_after`| `"5m"`   | (global) longest pause a `Retry-After` may impose               |
+    /// | `grace_period`   | `"10s"`  | (global) after Ctrl-C, how long in-flight calls may finish      |
+    pub fn from_config(config: &Config) -> Result<Self> {
+        let mut s = ExecSettings::default();
+        if let Some(c) = config.get_u64("run.concurrency")? {
+            s.concurrency = (c as usize).max(1);
+        }
+        if let Some(g) = config.get_duration("run.grace_period")? {
+            s.grace_period = g;
+        }
+        s.default_policy = read_policy(config, "run", &CallPolicy::default())?;
+        s.default_policy.concurrency = None;
+        if let Some(fetchers) = config.table("fetchers") {
+            for name in fetchers.keys() {
+                let p = read_policy(config, &format!("fetchers.{name}"), &s.default_policy)?;
+                s.fetchers.insert(name.clone(), p);
+            }
+        }
+        Ok(s)
+    }
+}
+
+fn read_policy(config: &Config, prefix: &str, base: &CallPolicy) -> Result<CallPolicy> {
+    let mut p = base.clone();
+    if let Some(t) = config.get_duration(&format!("{prefix}.call_timeout"))? {
+        p.call_timeout = t;
+    }
+    if let Some(a) = config.get_u64(&format!("{prefix}.max_attempts"))? {
+        p.max_attempts = (a as u32).max(1);
+    }
+    if let Some(b) = config.get_duration(&format!("{prefix}.backoff_base"))? {
+        p.backoff.base = b;
+    }
+    if let Some(m) = config.get_duration(&format!("{prefix}.backoff_max"))? {
+        p.backoff.max = m;
+    }
+    if let Some(m) = config.get_duration(&format!("{prefix}.max_retry_after"))? {
+        p.backoff.max_retry_after = m;
+    }
+    if let Some(c) = config.get_u64(&format!("{prefix}.concurrency"))? {
+        p.concurrency = Some((c as usize).max(1));
+    }
+    Ok(p)
 }
 
 #[cfg(test)]
@@ -516,12 +553,7 @@ mod tests {
     }
 
     #[test]
-    fn durations_and_sizes() {
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
-        assert!(parse_duration("soon").is_err());
+    fn sizes() {
         assert_eq!(parse_size("32MiB").unwrap(), 32 << 20);
         assert_eq!(parse_size("10kB").unwrap(), 10_000);
         assert_eq!(parse_size("123").unwrap(), 123);

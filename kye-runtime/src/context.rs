@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use crate::auth::AuthTable;
 use crate::config::Config;
 use crate::error::Result;
-use crate::exec::rate::{HostLimiter, Rate};
+use crate::http::rate::{HostLimiter, Rate};
 use crate::http::{Http, HttpResponse, HttpSettings};
 use crate::json_dups::DuplicateNotes;
 use crate::secrets::{Secret, Secrets};
@@ -316,11 +316,11 @@ pub fn limiter_from(config: &Config) -> Result<HostLimiter> {
                     "run.unreachable_after in kye.toml: {n} is too large"
                 ))
             })?,
-            None => crate::exec::rate::DEFAULT_UNREACHABLE_AFTER,
+            None => crate::http::rate::DEFAULT_UNREACHABLE_AFTER,
         };
         limiter.set_unreachable(
             after,
-            pause.unwrap_or(crate::exec::rate::DEFAULT_UNREACHABLE_PAUSE),
+            pause.unwrap_or(crate::http::rate::DEFAULT_UNREACHABLE_PAUSE),
         );
     }
     if let Some(hosts) = config.table("hosts") {

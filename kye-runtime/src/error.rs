@@ -161,9 +161,9 @@ impl Error {
         self.retry_after
     }
 
-    /// Attaches the request URL, with credentials redacted (see [`crate::secrets::redact_url`]).
+    /// Attaches the request URL, with credentials redacted (see [`crate::redact::redact_url`]).
     pub fn with_url(mut self, url: impl Into<String>) -> Self {
-        self.url = Some(crate::secrets::redact_url(&url.into()));
+        self.url = Some(crate::redact::redact_url(&url.into()));
         self
     }
 
@@ -210,13 +210,41 @@ impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
         // A body that does not parse is usually a truncated response: worth a retry.
         // Not when no complete document could parse (invalid UTF-8, too deep, `1e400`).
-        let mut err = if crate::http::never_parses(&e) {
+        let mut err = if never_parses(&e) {
             Error::permanent(format!("invalid JSON: {e}"))
         } else {
             Error::retryable(format!("invalid JSON: {e}"))
         };
         err.source = Some(Box::new(e));
         err
+    }
+}
+
+/// Whether a JSON syntax error is one that no complete response can fix: invalid UTF-8 in a
+/// string, a lone surrogate `\u` escape, nesting over serde_json's limit (128), or a number out of
+/// `f64` range (`1e400`). A body cut short is an `Eof` error instead, and stays retryable.
+pub(crate) fn never_parses(e: &serde_json::Error) -> bool {
+    let text = e.to_string();
+    [
+        "invalid unicode code point",
+        "lone leading surrogate in hex escape",
+        "unexpected end of hex escape",
+        "recursion limit exceeded",
+        "number out of range",
+    ]
+    .iter()
+    .any(|m| text.starts_with(m))
+}
+
+/// The message a panic carries (`panic!` with a literal or a format gives a `&str` or a
+/// `String`), for the error that a panicking fetcher becomes.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_string()
     }
 }
 
@@ -238,5 +266,19 @@ mod tests {
         assert_eq!(format!("{e:?}"), "disk full");
         // The alternate form still shows the fields.
         assert!(format!("{e:#?}").contains("class: Permanent"));
+    }
+
+    #[test]
+    fn panic_messages_are_read_from_either_payload() {
+        let caught = |f: fn()| std::panic::catch_unwind(f).unwrap_err();
+        assert_eq!(panic_message(&*caught(|| panic!("plain"))), "plain");
+        assert_eq!(
+            panic_message(&*caught(|| panic!("formatted {}", 7))),
+            "formatted 7"
+        );
+        assert_eq!(
+            panic_message(&*caught(|| std::panic::panic_any(42u8))),
+            "(non-string panic payload)"
+        );
     }
 }

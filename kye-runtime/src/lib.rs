@@ -1,23 +1,33 @@
 //! The kye runtime. Use it through the `kye` facade crate.
+//!
+//! Cargo features: `cli` (default) builds the command line ([`cli`]) and the data readers it
+//! uses ([`data`]); `testing` builds the loopback test server ([`testing`]). A crate of fetchers
+//! needs neither.
 
 #![warn(missing_docs)]
 
 pub mod auth;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
 pub mod context;
+#[cfg(feature = "cli")]
 pub mod data;
+pub mod duration;
 pub mod error;
 pub mod exec;
 pub mod http;
 pub mod json_dups;
 pub mod listing;
 pub mod model;
+pub mod output;
+pub mod redact;
 pub mod registry;
 pub mod request;
 pub mod runtime;
 pub mod secrets;
 pub mod store;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use config::Config;

@@ -11,7 +11,7 @@
 //!   ],
 //!   "fetchers": [
 //!     {"model": "Pokemon", "identifier": ["id"], "function": "get_pokemon", "crate": "pokemon",
-//!      "module": "pokemon", "location": "examples/pokemon.rs:42", "async": true,
+//!      "module": "pokemon", "location": "src/lib.rs:42", "async": true,
 //!      "output": "record", "doc": "Fetches one Pokémon by id."}
 //!   ],
 //!   "warnings": ["model `PokemonType` (...) has no fetcher, ..."]
@@ -27,6 +27,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+pub use crate::output::Format;
 use crate::registry::{identifier_text, Registry};
 
 /// The registry as data.
@@ -90,32 +91,6 @@ pub struct FetcherListing {
     pub output: String,
     /// First paragraph of its doc comment (`""` when undocumented).
     pub doc: String,
-}
-
-/// An output format for [`Listing`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Format {
-    /// Aligned tables for a terminal.
-    #[default]
-    Text,
-    /// Pretty-printed JSON (the stable fields documented in this module).
-    Json,
-    /// Markdown tables (e.g. a committed `REGISTRY.md`).
-    Markdown,
-}
-
-impl std::str::FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "text" | "table" => Ok(Format::Text),
-            "json" => Ok(Format::Json),
-            "markdown" | "md" => Ok(Format::Markdown),
-            other => Err(format!(
-                "unknown format `{other}`; expected text, json or markdown"
-            )),
-        }
-    }
 }
 
 fn type_name(ty: &kye_lang::Type) -> String {

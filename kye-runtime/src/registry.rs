@@ -24,7 +24,6 @@ use kye_lang::Schema;
 
 use crate::context::Context;
 use crate::model::{FetchFuture, Key, KeyError, OutputKind};
-use crate::request::{Request, RequestError, ResolvedRequest};
 
 /// A model registered by `kye::models!` (generated code builds these; do not write them by hand).
 #[derive(Debug)]
@@ -420,16 +419,6 @@ impl Registry {
     /// Problems worth telling the user about (no fetchers, models without fetchers).
     pub fn warnings(&self) -> &[RegistryWarning] {
         &self.warnings
-    }
-
-    /// Resolves a parsed request to its fetcher and keys, checking every value first.
-    pub fn resolve(&self, request: &Request) -> Result<ResolvedRequest, RequestError> {
-        crate::request::resolve(self, request)
-    }
-
-    /// Parses and resolves a request such as `Pokemon.id in 1..=151`.
-    pub fn resolve_str(&self, request: &str) -> Result<ResolvedRequest, RequestError> {
-        self.resolve(&Request::parse(request)?)
     }
 }
 

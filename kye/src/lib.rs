@@ -34,6 +34,15 @@
 //!
 //! [`Registry::warnings`](registry::Registry::warnings) reports an empty registry and models
 //! without fetchers, pointing at this fix.
+//!
+//! # Cargo features
+//!
+//! * `cli` (default): the command line every kye binary shares (`kye::cli`) and the standalone
+//!   `kye` binary. A crate that only holds fetchers needs none of it: depend on kye with
+//!   `default-features = false`, and let the binary enable it.
+//! * `testing`: a loopback HTTP server and fixtures for testing fetchers (`kye::testing`);
+//!   enable it where your tests are, e.g. `kye = { version = "...", features = ["testing"] }`
+//!   under `[dev-dependencies]`.
 
 #![warn(missing_docs)]
 
@@ -109,7 +118,7 @@ pub use kye_macros::get;
 ///   `Date::by_year_month_day(2024, 1, 31)`.
 pub use kye_macros::models;
 
-/// The command line every kye binary shares.
+/// The command line every kye binary shares (the `cli` feature, on by default).
 ///
 /// ```no_run
 /// // A binary of your data sources: every subcommand, with your fetchers in the registry;
@@ -123,6 +132,7 @@ pub use kye_macros::models;
 /// `CARGO_PKG_VERSION` and `CARGO_PKG_DESCRIPTION`; [`cli::app!`] gives that [`cli::App`]
 /// without running it. The function [`cli::run()`] is the standalone `kye` binary, which
 /// calls itself kye.
+#[cfg(feature = "cli")]
 pub mod cli {
     pub use kye_runtime::cli::*;
 
@@ -133,6 +143,7 @@ pub mod cli {
 }
 
 /// The [`cli::App`] of the calling crate: its name, version and description.
+#[cfg(feature = "cli")]
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __kye_cli_app {
@@ -144,6 +155,7 @@ macro_rules! __kye_cli_app {
 
 /// Parses the arguments and runs the kye command line as the calling crate's binary (its
 /// name, version and description in `--version` and `--help`); returns the exit code.
+#[cfg(feature = "cli")]
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __kye_cli_run {
@@ -158,7 +170,9 @@ pub use kye_runtime::model::{Key, KeyValue, Model};
 pub use kye_runtime::registry::{registry, Registry};
 pub use kye_runtime::request::{Request, RequestError};
 pub use kye_runtime::runtime::{FetchRequest, FetchSummary, GetResult, Runtime, RuntimeBuilder};
-/// A loopback HTTP server and fixtures for testing fetchers without touching a public host.
+/// A loopback HTTP server and fixtures for testing fetchers without touching a public host
+/// (the `testing` feature: enable it for your tests, e.g. in `[dev-dependencies]`).
+#[cfg(feature = "testing")]
 pub use kye_runtime::testing;
 pub use kye_runtime::{Config, Secret};
 pub use kye_runtime::{Context, Error, ErrorClass, Result};

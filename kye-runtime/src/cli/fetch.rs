@@ -99,8 +99,9 @@ impl FetchArgs {
     }
 }
 
-/// The exit code a fetch summary calls for: 65 with rejected or failed keys or when a host could
-/// not be reached, 130 when interrupted, else 0.
+/// The exit code a fetch summary calls for, as `kye fetch` ends: 65 with rejected or failed
+/// keys or when a host could not be reached, 130 when interrupted, else 0. Re-exported as
+/// `cli::fetch_exit_code` for binaries that run a fetch of their own.
 pub fn exit_code(summary: &FetchSummary) -> u8 {
     if summary.counts.rejected > 0 || summary.counts.failed > 0 || summary.unreachable.is_some() {
         EXIT_DATA
@@ -111,8 +112,9 @@ pub fn exit_code(summary: &FetchSummary) -> u8 {
     }
 }
 
-/// Prints a fetch summary: one line of counts, the problem keys and what to look at next;
-/// with `--format json` the [`FetchSummary`] as JSON.
+/// Prints a fetch summary as `kye fetch` does: one line of counts, the problem keys and what to
+/// look at next; with `--format json` the [`FetchSummary`] as JSON. Re-exported as
+/// `cli::print_fetch_summary` for binaries that run a fetch of their own.
 pub fn print_summary(summary: &FetchSummary, g: &Global) {
     if g.format == Format::Json {
         print_json(summary);

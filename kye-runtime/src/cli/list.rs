@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{Format, Global, Run, EXIT_OK, EXIT_USAGE};
-use crate::listing::{Format as ListingFormat, Listing};
+use crate::listing::Listing;
 
 /// Arguments of `kye list`.
 #[derive(Debug, Args)]
@@ -27,13 +27,9 @@ impl Run for ListArgs {
             }
         };
         let format = if self.markdown {
-            ListingFormat::Markdown
+            Format::Markdown
         } else {
-            match g.format {
-                Format::Text => ListingFormat::Text,
-                Format::Json => ListingFormat::Json,
-                Format::Markdown => ListingFormat::Markdown,
-            }
+            g.format
         };
         print!("{}", Listing::new(registry).render(format));
         ExitCode::from(EXIT_OK)

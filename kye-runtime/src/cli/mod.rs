@@ -18,8 +18,8 @@
 //!
 //! Exit codes are a contract: `0` success, `65` the data has errors (EX_DATAERR: a payload was
 //! rejected, a key failed), `2` a usage, schema, request, configuration or store problem, `69`
-//! (EX_UNAVAILABLE) a source that cannot be reached at all (used by binaries such as the
-//! Pokémon example before they start). Nothing exits with `1`.
+//! (EX_UNAVAILABLE) a source that cannot be reached at all (for a binary that checks its source
+//! before it starts). Nothing exits with `1`.
 //!
 //! The global flags work before or after the subcommand. `--format json` output of every
 //! command is documented in `docs/cli.md` and stable: fields may be added, never renamed.
@@ -41,8 +41,58 @@
 //! Through the `kye` facade this is `kye::cli::run!()`. [`run`] itself is the standalone
 //! `kye` binary: it calls itself kye.
 //!
-//! A binary with flags of its own flattens [`GlobalArgs`] into its clap parser and runs a
-//! [`Command`] with [`GlobalArgs::to_global`] (see `examples/pokemon.rs`).
+//! # Commands of your own
+//!
+//! A binary with flags or a default command of its own builds on the pieces kye's subcommands
+//! are made of:
+//!
+//! * [`GlobalArgs`] flattened into its clap parser, [`GlobalArgs::to_global`] for the [`Global`]
+//!   options every subcommand runs with, and [`init_logging`];
+//! * [`Command::run`] for kye's subcommands, or one of them built in code ([`FetchArgs::new`],
+//!   [`ShowArgs::new`]) and run with [`Run::run`];
+//! * a fetch reported the way `kye fetch` reports it: [`FetchArgs::execute`] returns the
+//!   [`FetchSummary`](crate::runtime::FetchSummary), [`print_fetch_summary`] prints it and
+//!   [`fetch_exit_code`] is the exit code `kye fetch` would end with;
+//! * [`load_config`], [`store_spec`] and [`Global::config_overrides`] for the configuration and
+//!   the store the subcommands use, and the exit codes ([`EXIT_OK`], [`EXIT_DATA`], ...).
+//!
+//! ```no_run
+//! use std::process::ExitCode;
+//!
+//! use clap::Parser;
+//! use kye_runtime::cli::{self, Command, FetchArgs, GlobalArgs};
+//!
+//! /// A source whose default command is its backfill.
+//! #[derive(Parser)]
+//! struct Cli {
+//!     /// Fetch from this mirror (sets `source.base_url` for this run).
+//!     #[arg(long)]
+//!     mirror: Option<String>,
+//!     #[command(flatten)]
+//!     kye: GlobalArgs,
+//!     #[command(subcommand)]
+//!     command: Option<Command>,
+//! }
+//!
+//! fn main() -> ExitCode {
+//!     let cli = Cli::parse();
+//!     let mut g = cli.kye.to_global();
+//!     cli::init_logging(&g);
+//!     if let Some(url) = cli.mirror {
+//!         g.config_overrides.push(("source.base_url".into(), url));
+//!     }
+//!     match cli.command {
+//!         Some(command) => command.run(&g),
+//!         None => match FetchArgs::new("Pokemon.id in 1..=151").execute(&g) {
+//!             Ok(summary) => {
+//!                 cli::print_fetch_summary(&summary, &g);
+//!                 ExitCode::from(cli::fetch_exit_code(&summary))
+//!             }
+//!             Err(code) => code,
+//!         },
+//!     }
+//! }
+//! ```
 //!
 //! # Adding a subcommand
 //!
@@ -67,8 +117,9 @@ use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+pub use crate::output::Format;
 pub use check::CheckArgs;
 pub use common::{load_config, open_reader, runtime_builder, store_spec};
 pub use drift::DriftArgs;
@@ -89,18 +140,6 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_DATA: u8 = 65;
 /// Exit code: a source cannot be reached at all (`EX_UNAVAILABLE` of sysexits.h).
 pub const EXIT_UNAVAILABLE: u8 = 69;
-
-/// Output format of a command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum Format {
-    /// For people: grouped, colored when the output is a terminal.
-    #[default]
-    Text,
-    /// One JSON document on stdout, for programs.
-    Json,
-    /// Markdown tables (`list`, `show`, `runs`, `drift`); other commands print text.
-    Markdown,
-}
 
 /// kye: check schemas and validate data against them.
 #[derive(Debug, Parser)]
@@ -217,8 +256,8 @@ pub struct Global {
     /// `--config`: the configuration file.
     pub config: Option<std::path::PathBuf>,
     /// Configuration values set by the binary itself (dotted key, value), applied over
-    /// kye.toml and the `KYE_*` environment, e.g. the Pokémon example's `--offline` sets
-    /// `pokeapi.base_url` to its loopback server.
+    /// kye.toml and the `KYE_*` environment, e.g. a flag of the binary that points its
+    /// source's base URL at a mirror.
     pub config_overrides: Vec<(String, String)>,
 }
 

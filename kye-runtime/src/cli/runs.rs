@@ -6,7 +6,7 @@ use clap::Args;
 
 use super::common::{fail, open_reader, print_json, setup_failed, Table};
 use super::{Format, Global, Run, EXIT_OK, EXIT_USAGE};
-use crate::exec::retry::human;
+use crate::duration::human;
 
 /// Arguments of `kye runs`.
 #[derive(Debug, Clone, Args)]

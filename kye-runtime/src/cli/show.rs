@@ -160,15 +160,14 @@ fn unknown_model_hint(model: &str) -> Option<String> {
             "nothing of {model} has been stored yet in this store; fetch some first"
         ));
     }
+    // A typo (kye-lang's did_you_mean, as for requests and schemas), else a name it begins.
     let lower = model.to_ascii_lowercase();
-    let close = names
-        .iter()
-        .find(|n| n.to_ascii_lowercase() == lower)
-        .or_else(|| {
-            names
-                .iter()
-                .find(|n| n.to_ascii_lowercase().starts_with(&lower))
-        });
+    let close = kye_lang::diagnostic::did_you_mean(model, names.iter().copied()).or_else(|| {
+        names
+            .iter()
+            .copied()
+            .find(|n| n.to_ascii_lowercase().starts_with(&lower))
+    });
     match close {
         Some(n) => Some(format!("did you mean `{n}`?")),
         None if !names.is_empty() => Some(format!("models: {}", names.join(", "))),

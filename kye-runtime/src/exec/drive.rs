@@ -20,7 +20,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
 use super::{attempt_loop, CallPolicy, ExecStats, Executor, Finished, Outcome, Sink, Work};
-use crate::error::{Error, Result};
+use crate::error::{panic_message, Error, Result};
 
 /// The driving task wakes at least this often while items are in flight, to hand over what
 /// finished (items finishing slowly never wait for a full batch longer than this).
@@ -87,7 +87,7 @@ struct WorkerKit<F> {
     call: Arc<F>,
     policies: Arc<Policies>,
     shutdown: super::Shutdown,
-    hosts: Option<Arc<super::rate::HostLimiter>>,
+    hosts: Option<Arc<dyn super::Reachability>>,
     low_water: usize,
     batch: usize,
 }
@@ -161,7 +161,7 @@ where
                 item,
                 outcome: Outcome::Failed(Error::permanent(format!(
                     "the fetcher panicked: {}",
-                    panic_text(panic.as_ref())
+                    panic_message(panic.as_ref())
                 ))),
                 attempts: 1,
                 elapsed: Duration::ZERO,
@@ -203,15 +203,6 @@ impl<F: Future> Future for CatchUnwind<F> {
             Err(panic) => Poll::Ready(Err(panic)),
         }
     }
-}
-
-/// The message of a panic payload.
-pub(crate) fn panic_text(payload: &(dyn Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".to_string())
 }
 
 impl Executor {

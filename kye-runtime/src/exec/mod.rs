@@ -6,21 +6,11 @@
 //! jitter, honouring `Retry-After`. Finished items are handed one at a time to a single sink (the
 //! writer), on the task that drives the run: the sink never runs concurrently with itself.
 //!
-//! Settings (global under `[run]`, per fetcher under `[fetchers."<name>"]`, which wins):
-//!
-//! | key              | default  | meaning                                                        |
-//! |------------------|----------|----------------------------------------------------------------|
-//! | `concurrency`    | 16       | items in flight (global); per fetcher: at most this many of its calls at once (default: no extra limit) |
-//! | `timeout`        | `"30s"`  | one HTTP request made through the context, from sending (after any rate-limit wait) to the end of the body |
-//! | `call_timeout`   | `"5m"`   | one whole call of the fetcher (all its requests and waits); catches fetchers that hang |
-//! | `max_attempts`   | 4        | tries per key (1 = no retry); only retryable errors are retried |
-//! | `backoff_base`   | `"500ms"`| delay before the 2nd try; doubles each time, with jitter        |
-//! | `backoff_max`    | `"30s"`  | longest delay between tries (a longer `Retry-After` still wins, up to `max_retry_after`) |
-//! | `max_retry_after`| `"5m"`   | (global) longest pause a `Retry-After` may impose               |
-//! | `grace_period`   | `"10s"`  | (global) after Ctrl-C, how long in-flight calls may finish      |
+//! The executor is handed its settings ([`ExecSettings`]: global limits and one [`CallPolicy`]
+//! per fetcher) and knows nothing of where they come from; `kye.toml`'s `[run]` and
+//! `[fetchers."<name>"]` are read into them by [`ExecSettings::from_config`].
 
 mod drive;
-pub mod rate;
 pub mod retry;
 
 use std::collections::HashMap;
@@ -32,14 +22,13 @@ use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::config::Config;
 use crate::error::{Error, ErrorClass, Result};
 pub use retry::Backoff;
 
 /// Default global concurrency.
 pub const DEFAULT_CONCURRENCY: usize = 16;
-/// Default timeout of a whole fetcher call (`call_timeout`). The per-request timeout
-/// (`timeout`) is [`crate::http::DEFAULT_REQUEST_TIMEOUT`].
+/// Default timeout of a whole fetcher call (`call_timeout`). The timeout of one request made
+/// in the call (`timeout`) is the HTTP step's.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default attempts per key.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;
@@ -101,53 +90,10 @@ impl Default for ExecSettings {
 }
 
 impl ExecSettings {
-    /// Reads `[run]` and `[fetchers."<name>"]` (see the module docs); errors name the key.
-    pub fn from_config(config: &Config) -> Result<Self> {
-        let mut s = ExecSettings::default();
-        if let Some(c) = config.get_u64("run.concurrency")? {
-            s.concurrency = (c as usize).max(1);
-        }
-        if let Some(g) = config.get_duration("run.grace_period")? {
-            s.grace_period = g;
-        }
-        s.default_policy = read_policy(config, "run", &CallPolicy::default())?;
-        s.default_policy.concurrency = None;
-        if let Some(fetchers) = config.table("fetchers") {
-            for name in fetchers.keys() {
-                let p = read_policy(config, &format!("fetchers.{name}"), &s.default_policy)?;
-                s.fetchers.insert(name.clone(), p);
-            }
-        }
-        Ok(s)
-    }
-
     /// The policy of a fetcher.
     pub fn policy(&self, fetcher: &str) -> &CallPolicy {
         self.fetchers.get(fetcher).unwrap_or(&self.default_policy)
     }
-}
-
-fn read_policy(config: &Config, prefix: &str, base: &CallPolicy) -> Result<CallPolicy> {
-    let mut p = base.clone();
-    if let Some(t) = config.get_duration(&format!("{prefix}.call_timeout"))? {
-        p.call_timeout = t;
-    }
-    if let Some(a) = config.get_u64(&format!("{prefix}.max_attempts"))? {
-        p.max_attempts = (a as u32).max(1);
-    }
-    if let Some(b) = config.get_duration(&format!("{prefix}.backoff_base"))? {
-        p.backoff.base = b;
-    }
-    if let Some(m) = config.get_duration(&format!("{prefix}.backoff_max"))? {
-        p.backoff.max = m;
-    }
-    if let Some(m) = config.get_duration(&format!("{prefix}.max_retry_after"))? {
-        p.backoff.max_retry_after = m;
-    }
-    if let Some(c) = config.get_u64(&format!("{prefix}.concurrency"))? {
-        p.concurrency = Some((c as usize).max(1));
-    }
-    Ok(p)
 }
 
 /// A unit of work the executor runs: it names its fetcher, model and key (for limits and spans).
@@ -358,7 +304,14 @@ impl Shutdown {
 pub struct Executor {
     settings: ExecSettings,
     shutdown: Shutdown,
-    hosts: Option<Arc<rate::HostLimiter>>,
+    hosts: Option<Arc<dyn Reachability>>,
+}
+
+/// Tells the executor when a source cannot be reached at all, so that it starts no new items
+/// (the HTTP step's per-host limiter does, see [`Executor::with_hosts`]).
+pub trait Reachability: std::fmt::Debug + Send + Sync {
+    /// The host found unreachable, with its consecutive connection failures, if any.
+    fn unreachable(&self) -> Option<(String, u32)>;
 }
 
 impl Executor {
@@ -372,9 +325,9 @@ impl Executor {
     }
 
     /// Stops taking new items as soon as `hosts` finds a host unreachable
-    /// ([`rate::HostLimiter::unreachable`]); in-flight items finish (requests to that host fail
-    /// at once) and [`ExecStats::unreachable`] names the host.
-    pub fn with_hosts(mut self, hosts: Arc<rate::HostLimiter>) -> Self {
+    /// ([`Reachability::unreachable`]); in-flight items finish (requests to that host fail at
+    /// once) and [`ExecStats::unreachable`] names the host.
+    pub fn with_hosts<H: Reachability + 'static>(mut self, hosts: Arc<H>) -> Self {
         self.hosts = Some(hosts);
         self
     }
@@ -451,7 +404,7 @@ where
             .unwrap_or_else(|_| {
                 Err(Error::retryable(format!(
                     "the fetcher call timed out after {} (call_timeout)",
-                    retry::human(policy.call_timeout)
+                    crate::duration::human(policy.call_timeout)
                 )))
             });
         let error = match result {
@@ -469,7 +422,7 @@ where
         if last {
             span.in_scope(|| {
                 // Redacted: a fetcher may have put a secret into its own error message.
-                let shown = crate::secrets::redact_text(&error.to_string());
+                let shown = crate::redact::redact_text(&error.to_string());
                 tracing::debug!(class = %error.class(), error = %shown, "key failed");
             });
             let error = if error.class() == ErrorClass::Retryable && attempt > 1 {
@@ -487,7 +440,7 @@ where
         let delay = policy.backoff.delay(attempt, error.retry_after());
         span.in_scope(|| {
             tracing::debug!(
-                error = %crate::secrets::redact_text(&error.to_string()),
+                error = %crate::redact::redact_text(&error.to_string()),
                 retry_in_ms = delay.as_millis() as u64,
                 "retrying"
             );

@@ -42,22 +42,6 @@ impl Backoff {
     }
 }
 
-/// A duration for messages: `250ms`, `1.5s`, `2m`.
-pub fn human(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        format!("{}ms", d.as_millis())
-    } else if d < Duration::from_secs(120) {
-        let s = d.as_secs_f64();
-        if s.fract() == 0.0 {
-            format!("{}s", s as u64)
-        } else {
-            format!("{s:.1}s")
-        }
-    } else {
-        format!("{}m", d.as_secs() / 60)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,13 +77,5 @@ mod tests {
             Duration::from_secs(300)
         );
         assert!(b.delay(u32::MAX, None) <= Duration::from_secs(1));
-    }
-
-    #[test]
-    fn human_durations() {
-        assert_eq!(human(Duration::from_millis(250)), "250ms");
-        assert_eq!(human(Duration::from_secs(30)), "30s");
-        assert_eq!(human(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(human(Duration::from_secs(300)), "5m");
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::config::parse_duration;
+use crate::duration::parse as parse_duration;
 use crate::error::{Error, Result};
 
 /// What to fetch and how: the request text plus follow depth, freshness and resume options.

@@ -15,7 +15,7 @@ use crate::context::Context;
 use crate::error::{Error, ErrorClass, Result};
 use crate::exec::{Finished, Outcome};
 use crate::model::KeyValue;
-use crate::secrets::redact_text;
+use crate::redact::redact_text;
 use crate::store::{
     DriftWrite, KeyStatus, Provenance, RecordWrite, RejectWrite, RunId, StoreRead, Timestamp,
 };
@@ -109,8 +109,8 @@ impl Processor {
                 if age < max_age {
                     return Ok(Some(format!(
                         "fresh: stored {} ago (max-age {})",
-                        crate::exec::retry::human(age),
-                        crate::exec::retry::human(max_age)
+                        crate::duration::human(age),
+                        crate::duration::human(max_age)
                     )));
                 }
             }

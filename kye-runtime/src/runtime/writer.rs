@@ -11,7 +11,7 @@ use super::job::Job;
 use super::summary::{KeyProblem, Progress, SUMMARY_EXAMPLES};
 use super::{ProgressFn, SharedStore};
 use crate::error::{Error, Result};
-use crate::secrets::redact_text;
+use crate::redact::redact_text;
 use crate::store::{
     DriftWrite, KeyOutcomeWrite, KeyStatus, RecordWrite, RejectWrite, RunCounts, RunId, Timestamp,
     WriteItem,

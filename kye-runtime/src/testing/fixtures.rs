@@ -72,7 +72,7 @@ struct Document {
 /// use kye_runtime::testing::Fixtures;
 ///
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// let server = Fixtures::from_dir("examples/pokemon/fixtures")?.serve().await?;
+/// let server = Fixtures::from_dir("tests/fixtures/pokeapi")?.serve().await?;
 /// println!("PokeAPI stand-in at {}", server.base_url());
 /// # Ok(())
 /// # }

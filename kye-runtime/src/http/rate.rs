@@ -1,4 +1,5 @@
-//! Per-host rate limiting: a token bucket per host that also honours `Retry-After`.
+//! Per-host rate limiting, the wait before each HTTP request: a token bucket per host that also
+//! honours `Retry-After`.
 //!
 //! Every HTTP request made through [`crate::Context`] takes a token from its host's bucket first.
 //! A bucket refills at `rate_limit` tokens per second up to `burst` tokens. Hosts without a
@@ -169,7 +170,7 @@ impl HostLimiter {
             .store(false, std::sync::atomic::Ordering::Release);
     }
 
-    /// Sets the rate of one host (`host` or `host:port`, as in [`crate::http`]'s host keys).
+    /// Sets the rate of one host (`host` or `host:port`, as in [`super::host_key`]).
     pub fn set_host(&mut self, host: impl Into<String>, rate: Rate) {
         self.hosts.insert(host.into(), rate);
     }
@@ -266,6 +267,14 @@ impl HostLimiter {
                 "pausing host (Retry-After)"
             );
         }
+    }
+}
+
+/// The executor stops taking new keys once a host is unreachable (the runtime hands it this
+/// limiter).
+impl crate::exec::Reachability for HostLimiter {
+    fn unreachable(&self) -> Option<(String, u32)> {
+        HostLimiter::unreachable(self)
     }
 }
 

@@ -1,76 +1,21 @@
-//! The shared HTTP client behind [`crate::Context`]'s helpers.
-//!
-//! One `reqwest::Client` per runtime (connection pooling, keep-alive), TLS by rustls with the
-//! `ring` provider. Every request goes through the same steps: authentication from `kye.toml`
-//! is added, the host's rate limiter is asked for a token, the response status is mapped to an
-//! [`ErrorClass`], and the body is read with a size limit.
-//!
-//! | response                                    | error class   | notes                                 |
-//! |---------------------------------------------|---------------|---------------------------------------|
-//! | 2xx                                         | —             | body read up to `run.max_body_size`   |
-//! | 404, 410                                    | `Missing`     | the key is recorded as missing        |
-//! | 408, 425, 429, 5xx                          | `Retryable`   | `Retry-After` (seconds or HTTP-date) kept; 429/503 pause the host |
-//! | other 4xx (400, 401, 403, ...), 3xx left    | `Permanent`   | reason = status + start of the body   |
-//! | timeout, connection error, body cut short   | `Retryable`   |                                       |
-//! | body larger than the limit                  | `Permanent`   | names the limit                       |
-//! | body not JSON / truncated JSON              | `Retryable`   | `get_json*`                           |
-//! | JSON that can never parse (bad UTF-8, too deep, `1e400`) | `Permanent` | `get_json*`              |
-//! | redirect to another origin                  | `Permanent`   | never followed, see [`CrossOriginRedirect`] |
-//! | JSON of the wrong shape for `T`             | `Permanent`   | `get_json::<T>`                       |
-//!
-//! Every error carries the request URL with credentials redacted.
+//! One HTTP request, the way every fetcher's request goes: authentication from `kye.toml` is
+//! added, the host's rate limiter is asked for a token, the response status is mapped to an
+//! [`ErrorClass`] (the table in [`crate::http`]), and the body is read with a size limit.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::Url;
-/// HTTP method and status types (reqwest's), for [`crate::Context::request`] and responses.
-pub use reqwest::{Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
+use super::rate::HostLimiter;
+use super::url::{host_key, same_origin};
+use super::HttpSettings;
 use crate::auth::AuthTable;
-use crate::error::{Error, ErrorClass, Result};
-use crate::exec::rate::HostLimiter;
-use crate::secrets::{redact_text, redact_url};
-
-/// Default maximum response body: 32 MiB.
-pub const DEFAULT_MAX_BODY_SIZE: u64 = 32 << 20;
-/// Default timeout of one HTTP request (connect + headers + body, after any rate-limit wait): 30 s.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default connect timeout: 10 s.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Settings of the shared client.
-#[derive(Debug, Clone)]
-pub struct HttpSettings {
-    /// Largest response body accepted, in bytes (`run.max_body_size`, default 32 MiB).
-    pub max_body_size: u64,
-    /// Timeout of one request, counted from when it is sent (after the host's rate limiter let
-    /// it go) to the end of the body (`run.timeout`, default 30 s).
-    pub request_timeout: Duration,
-    /// Per-fetcher request timeouts (`fetchers."<name>".timeout`).
-    pub fetcher_timeouts: std::collections::HashMap<String, Duration>,
-    /// Connect timeout (`http.connect_timeout`, default 10 s).
-    pub connect_timeout: Duration,
-    /// `User-Agent` header (`http.user_agent`, default `kye/<version>`).
-    pub user_agent: String,
-    /// Idle connections kept per host (`http.pool_max_idle_per_host`, default 64).
-    pub pool_max_idle_per_host: usize,
-}
-
-impl Default for HttpSettings {
-    fn default() -> Self {
-        HttpSettings {
-            max_body_size: DEFAULT_MAX_BODY_SIZE,
-            request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            fetcher_timeouts: std::collections::HashMap::new(),
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            user_agent: concat!("kye/", env!("CARGO_PKG_VERSION")).to_string(),
-            pool_max_idle_per_host: 64,
-        }
-    }
-}
+use crate::error::{never_parses, Error, ErrorClass, Result};
+use crate::redact::{redact_text, redact_url};
 
 /// The shared client: reqwest + authentication + per-host rate limits + settings.
 #[derive(Debug)]
@@ -157,7 +102,7 @@ impl Http {
         let mut parsed = Url::parse(url)
             .map_err(|e| Error::permanent(format!("invalid URL: {e}")).with_url(url))?;
         // reqwest sends a password in the URL as Basic authentication: redact every form of it.
-        crate::secrets::register_url_credentials(&parsed);
+        crate::redact::register_url_credentials(&parsed);
         let mut headers = HeaderMap::new();
         if let Some(auth) = self.auth.lookup(fetcher, &parsed) {
             auth.apply(&mut parsed, &mut headers)?;
@@ -274,70 +219,6 @@ impl HttpResponse {
     }
 }
 
-/// The key used for per-host limits and configuration: `host:port`.
-pub fn host_key(url: &Url) -> String {
-    let host = url.host_str().unwrap_or("");
-    match url.port_or_known_default() {
-        Some(p) => format!("{host}:{p}"),
-        None => host.to_string(),
-    }
-}
-
-/// A key as exactly one URL path segment, percent-encoded: every byte but the unreserved
-/// characters (`A-Z a-z 0-9 - . _ ~`) is encoded, so `a/b`, `?`, `#` or a space stay inside the
-/// segment.
-///
-/// A value that cannot be one segment is refused before any request is made, with a permanent
-/// error naming it: the empty string, `.` and `..` (a URL parser resolves them to the parent
-/// resource, even percent-encoded as `%2E%2E`), and any value that contains `/` or whose
-/// percent-decoded form is one of these or contains `/` (`%2F`, `..%2F..`), since servers and
-/// proxies decode such forms before routing.
-///
-/// ```
-/// use kye_runtime::http::path_segment;
-/// assert_eq!(path_segment("mr mime").unwrap(), "mr%20mime");
-/// assert!(path_segment("..").is_err());
-/// let url = format!("https://pokeapi.co/api/v2/pokemon/{}/", path_segment("pikachu")?);
-/// # Ok::<(), kye_runtime::Error>(())
-/// ```
-pub fn path_segment(value: &str) -> Result<String> {
-    let refuse = |why: &str| {
-        Err(Error::permanent(format!(
-            "the key {value:?} cannot be one URL path segment ({why}), so it was not requested"
-        )))
-    };
-    // Decoded until stable (a bounded number of times): `%252E` is `%2E` is `.`.
-    let mut forms = vec![value.to_string()];
-    for _ in 0..4 {
-        let Some(last) = forms.last() else { break };
-        let decoded = crate::secrets::percent_decode(last);
-        if &decoded == last {
-            break;
-        }
-        forms.push(decoded);
-    }
-    for form in &forms {
-        if form.is_empty() {
-            return refuse("it is empty");
-        }
-        if form == "." || form == ".." {
-            return refuse("a URL resolves it to another resource");
-        }
-        if form.contains('/') {
-            return refuse("it contains `/`");
-        }
-    }
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    Ok(out)
-}
-
 /// Parses a JSON body: syntax errors and truncation are retryable, shape errors permanent.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| {
@@ -362,22 +243,6 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     })
 }
 
-/// Whether a JSON syntax error is one that no complete response can fix: invalid UTF-8 in a
-/// string, a lone surrogate `\u` escape, nesting over serde_json's limit (128), or a number out of
-/// `f64` range (`1e400`). A body cut short is an `Eof` error instead, and stays retryable.
-pub(crate) fn never_parses(e: &serde_json::Error) -> bool {
-    let text = e.to_string();
-    [
-        "invalid unicode code point",
-        "lone leading surrogate in hex escape",
-        "unexpected end of hex escape",
-        "recursion limit exceeded",
-        "number out of range",
-    ]
-    .iter()
-    .any(|m| text.starts_with(m))
-}
-
 /// A request not sent because its host was found unreachable earlier in the run.
 fn unreachable_error(host: &str, failures: u32) -> Error {
     Error::permanent(format!(
@@ -390,7 +255,7 @@ fn transport_error(e: &reqwest::Error, what: &str, timeout: Option<Duration>) ->
     let detail = redact_text(&error_chain(e));
     if e.is_timeout() {
         let after = timeout
-            .map(|t| format!(" after {} (run.timeout)", crate::exec::retry::human(t)))
+            .map(|t| format!(" after {} (run.timeout)", crate::duration::human(t)))
             .unwrap_or_default();
         Error::retryable(format!("{what}: timed out{after}"))
     } else if e.is_connect() {
@@ -430,13 +295,6 @@ fn redirect_policy() -> reqwest::redirect::Policy {
         }
         attempt.follow()
     })
-}
-
-/// Whether two URLs have the same origin: scheme, host and (default-aware) port.
-pub fn same_origin(a: &Url, b: &Url) -> bool {
-    a.scheme() == b.scheme()
-        && a.host_str() == b.host_str()
-        && a.port_or_known_default() == b.port_or_known_default()
 }
 
 /// A redirect to another origin, refused so that no credential (configured header, query
@@ -626,31 +484,6 @@ mod tests {
         let e = status_error(StatusCode::FORBIDDEN, Some("{\"error\":\"bad key\"}"), None);
         assert_eq!(e.to_string(), "HTTP 403 Forbidden: {\"error\":\"bad key\"}");
         assert_eq!(e.status(), Some(403));
-    }
-
-    #[test]
-    fn path_segments_cannot_address_another_resource() {
-        assert_eq!(path_segment("mr-mime").unwrap(), "mr-mime");
-        assert_eq!(path_segment("a b?c#d").unwrap(), "a%20b%3Fc%23d");
-        assert_eq!(path_segment("...").unwrap(), "...");
-        assert_eq!(path_segment("100%").unwrap(), "100%25");
-        for bad in [
-            "",
-            ".",
-            "..",
-            "a/b",
-            "../type",
-            "%2E",
-            "%2e%2E",
-            "%2F",
-            "a%2fb",
-            "%252E%252E",
-            "%00%2F",
-        ] {
-            let e = path_segment(bad).unwrap_err();
-            assert_eq!(e.class(), ErrorClass::Permanent, "{bad}");
-            assert!(e.message().contains(&format!("{bad:?}")), "{e}");
-        }
     }
 
     #[test]
