@@ -1,0 +1,352 @@
+//! The directory store: "save what the API returns into a folder".
+//!
+//! ```text
+//! DIR/
+//!   Pokemon/25.json            one JSON document per record (record + "_kye" provenance)
+//!   PokemonType/grass.json
+//!   _kye/runs.jsonl            one line per run (rewritten atomically)
+//!   _kye/rejects.jsonl         one line per quarantined payload (appended)
+//!   _kye/keys.jsonl            one line per key outcome (appended; the latest line wins)
+//!   _kye/drift.jsonl           one line per (model, field) (rewritten atomically)
+//!   _kye/lock                  the writer lock
+//! ```
+//!
+//! Documents are written to a temporary file in the same directory, fsynced and renamed
+//! over the old one, so a reader or a crash sees the old or the new document, never half.
+//! Key values become file names through [`encode_file_name`]: every byte outside
+//! `[A-Za-z0-9_-]` is percent-encoded, so a key can never name another directory.
+
+mod files;
+mod names;
+mod read;
+mod write;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::key::{canonical_value, scalar_text};
+use super::layout::{extract, ModelLayout};
+use super::lock::WriterLock;
+use super::{
+    DriftInfo, KeyOutcomeInfo, KeyStatus, RunCounts, RunId, RunInfo, RunStatus, StoreError,
+    StoreRead, Timestamp,
+};
+use files::{count_lines, io_err, read_lines, repair_tail, sync_dir, write_atomic};
+use read::cmp_parts;
+
+pub use names::{decode_file_name, encode_file_name};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct KeyLine {
+    run: RunId,
+    model: String,
+    key: String,
+    status: KeyStatus,
+    #[serde(default)]
+    reason: Option<String>,
+    at: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RejectLine {
+    id: i64,
+    run: RunId,
+    model: String,
+    key: Option<Value>,
+    fetcher: String,
+    reason: String,
+    errors: Value,
+    payload: Value,
+    at: Timestamp,
+}
+
+/// The directory store. See the module docs and `docs/store.md`.
+#[derive(Debug)]
+pub struct DirStore {
+    root: PathBuf,
+    meta: PathBuf,
+    read_only: bool,
+    layouts: HashMap<String, ModelLayout>,
+    runs: BTreeMap<i64, RunInfo>,
+    latest: HashMap<(String, String), KeyOutcomeInfo>,
+    /// Per key, the outcome of the newest run that finished it (see [`StoreRead::latest_done`](super::StoreRead::latest_done)).
+    done: HashMap<(String, String), KeyOutcomeInfo>,
+    drift: BTreeMap<(String, String), DriftInfo>,
+    next_reject: i64,
+    _lock: Option<WriterLock>,
+}
+
+impl DirStore {
+    /// Opens (creating if needed) the directory store at `root` for writing and takes its lock.
+    pub fn open(root: impl AsRef<Path>) -> Result<DirStore, StoreError> {
+        let root = root.as_ref().to_path_buf();
+        let meta = root.join("_kye");
+        fs::create_dir_all(&meta).map_err(io_err("cannot create directory", &meta))?;
+        let lock = WriterLock::acquire(&meta.join("lock"), &root)?;
+        for f in ["rejects.jsonl", "keys.jsonl"] {
+            repair_tail(&meta.join(f))?;
+        }
+        let mut store = Self::load(root, meta, false)?;
+        store._lock = Some(lock);
+        store.recover_runs()?;
+        store.remove_stale_temp_files()?;
+        Ok(store)
+    }
+
+    /// Opens an existing directory store for reading only.
+    pub fn open_read_only(root: impl AsRef<Path>) -> Result<DirStore, StoreError> {
+        let root = root.as_ref().to_path_buf();
+        let meta = root.join("_kye");
+        if !meta.is_dir() {
+            return Err(StoreError::NotFound { path: root });
+        }
+        Self::load(root, meta, true)
+    }
+
+    fn load(root: PathBuf, meta: PathBuf, read_only: bool) -> Result<DirStore, StoreError> {
+        let runs: Vec<RunInfo> = read_lines(&meta.join("runs.jsonl"))?;
+        let keys: Vec<KeyLine> = read_lines(&meta.join("keys.jsonl"))?;
+        let drift: Vec<DriftInfo> = read_lines(&meta.join("drift.jsonl"))?;
+        let layouts: Vec<ModelLayout> = read_lines(&meta.join("models.jsonl"))?;
+        let next_reject = count_lines(&meta.join("rejects.jsonl"))? as i64 + 1;
+        let mut latest: HashMap<(String, String), KeyOutcomeInfo> = HashMap::new();
+        let mut done: HashMap<(String, String), KeyOutcomeInfo> = HashMap::new();
+        for k in keys {
+            let info = KeyOutcomeInfo {
+                run: k.run,
+                status: k.status,
+                reason: k.reason,
+                at: k.at,
+            };
+            note_done(&mut done, &k.model, &k.key, &info);
+            let slot = latest
+                .entry((k.model, k.key))
+                .or_insert_with(|| info.clone());
+            if (info.at, info.run) >= (slot.at, slot.run) {
+                *slot = info;
+            }
+        }
+        Ok(DirStore {
+            root,
+            meta,
+            read_only,
+            layouts: layouts.into_iter().map(|l| (l.model.clone(), l)).collect(),
+            runs: runs.into_iter().map(|r| (r.id.0, r)).collect(),
+            latest,
+            done,
+            drift: drift
+                .into_iter()
+                .map(|d| ((d.model.clone(), d.path.clone()), d))
+                .collect(),
+            next_reject,
+            _lock: None,
+        })
+    }
+
+    fn recover_runs(&mut self) -> Result<(), StoreError> {
+        let running: Vec<i64> = self
+            .runs
+            .values()
+            .filter(|r| r.status == RunStatus::Running)
+            .map(|r| r.id.0)
+            .collect();
+        if running.is_empty() {
+            return Ok(());
+        }
+        for id in running {
+            let counts = self.outcome_counts(RunId(id))?;
+            if let Some(r) = self.runs.get_mut(&id) {
+                r.status = RunStatus::Interrupted;
+                r.counts = counts;
+                super::mark_dead(r);
+            }
+        }
+        self.save_runs()
+    }
+
+    /// Removes temporary files left by a writer that died mid-write. We hold the lock, so
+    /// no live writer owns them.
+    fn remove_stale_temp_files(&self) -> Result<(), StoreError> {
+        let mut dirs = vec![self.meta.clone()];
+        dirs.extend(self.layouts.keys().map(|m| self.model_dir(m)));
+        for dir in dirs {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with('.') && name.contains(".tmp-") {
+                    let path = entry.path();
+                    fs::remove_file(&path)
+                        .map_err(io_err("cannot remove stale temporary file", &path))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn save_runs(&self) -> Result<(), StoreError> {
+        let mut text = String::new();
+        for r in self.runs.values() {
+            text.push_str(&serde_json::to_string(r).unwrap_or_default());
+            text.push('\n');
+        }
+        write_atomic(&self.meta.join("runs.jsonl"), text.as_bytes())?;
+        sync_dir(&self.meta)
+    }
+
+    fn save_snapshot<T: Serialize>(
+        &self,
+        name: &str,
+        items: impl Iterator<Item = T>,
+    ) -> Result<(), StoreError> {
+        let mut text = String::new();
+        for d in items {
+            text.push_str(&serde_json::to_string(&d).unwrap_or_default());
+            text.push('\n');
+        }
+        write_atomic(&self.meta.join(name), text.as_bytes())?;
+        sync_dir(&self.meta)
+    }
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        if self.read_only {
+            Err(StoreError::ReadOnly {
+                path: self.root.clone(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    fn model_dir(&self, model: &str) -> PathBuf {
+        self.root.join(encode_file_name(&[model]))
+    }
+
+    fn layout(&self, model: &str) -> Result<&ModelLayout, StoreError> {
+        self.layouts
+            .get(model)
+            .ok_or_else(|| StoreError::UnknownModel {
+                model: model.to_string(),
+            })
+    }
+
+    /// Key parts (text of each primary key primitive, in layout order) of a record.
+    fn key_parts(
+        &self,
+        l: &ModelLayout,
+        obj: &Map<String, Value>,
+    ) -> Result<(Vec<String>, Value), StoreError> {
+        let mut parts = Vec::new();
+        let mut key_obj = Map::new();
+        for e in &l.key_edges {
+            let edge = l.edge(e).ok_or_else(|| StoreError::UnknownModel {
+                model: l.model.clone(),
+            })?;
+            let missing = || StoreError::MissingKey {
+                model: l.model.clone(),
+                edge: e.clone(),
+            };
+            let v = obj
+                .get(e)
+                .or_else(|| edge.title.as_ref().and_then(|t| obj.get(t)))
+                .filter(|v| !v.is_null())
+                .ok_or_else(missing)?;
+            let single = edge.cols.len() == 1;
+            for c in &edge.cols {
+                match extract(v, &c.path, single) {
+                    Some(x @ (Value::String(_) | Value::Number(_) | Value::Bool(_))) => {
+                        parts.push(scalar_text(x))
+                    }
+                    _ => return Err(missing()),
+                }
+            }
+            key_obj.insert(e.clone(), canonical_value(v));
+        }
+        Ok((parts, Value::Object(key_obj)))
+    }
+
+    fn read_doc(path: &Path) -> Result<Option<Map<String, Value>>, StoreError> {
+        match fs::read(path) {
+            Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
+                Ok(Value::Object(o)) => Ok(Some(o)),
+                _ => Err(StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    message: "not a JSON object".to_string(),
+                }),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("cannot read", path)(e)),
+        }
+    }
+
+    /// All document paths of a model, in key order (numbers numerically).
+    fn doc_paths(&self, model: &str) -> Result<Vec<PathBuf>, StoreError> {
+        let dir = self.model_dir(model);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("cannot list", &dir)(e)),
+        };
+        let mut named: Vec<(Vec<String>, PathBuf)> = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_err("cannot list", &dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue; // temporary files of interrupted writes
+            }
+            let Some(stem) = name.strip_suffix(".json") else {
+                continue;
+            };
+            let parts = decode_file_name(stem).unwrap_or_else(|| vec![stem.to_string()]);
+            named.push((parts, entry.path()));
+        }
+        named.sort_by(|a, b| cmp_parts(&a.0, &b.0));
+        Ok(named.into_iter().map(|(_, p)| p).collect())
+    }
+
+    fn counts_from_lines(&self, run: RunId) -> Result<RunCounts, StoreError> {
+        let mut by_key: HashMap<(String, String), KeyStatus> = HashMap::new();
+        let f = match File::open(self.meta.join("keys.jsonl")) {
+            Ok(f) => f,
+            Err(_) => return Ok(RunCounts::default()),
+        };
+        for line in BufReader::new(f).split(b'\n').map_while(Result::ok) {
+            if let Ok(k) = serde_json::from_slice::<KeyLine>(&line) {
+                if k.run == run {
+                    by_key.insert((k.model, k.key), k.status);
+                }
+            }
+        }
+        let mut counts = RunCounts::default();
+        for s in by_key.into_values() {
+            counts.add(s);
+        }
+        Ok(counts)
+    }
+}
+
+/// Keeps in `done` the outcome of the newest run that finished each key.
+fn note_done(
+    done: &mut HashMap<(String, String), KeyOutcomeInfo>,
+    model: &str,
+    key: &str,
+    info: &KeyOutcomeInfo,
+) {
+    if !info.status.is_done() {
+        return;
+    }
+    let slot = (model.to_string(), key.to_string());
+    match done.get(&slot) {
+        Some(have) if have.run > info.run => {}
+        _ => {
+            done.insert(slot, info.clone());
+        }
+    }
+}
