@@ -166,7 +166,7 @@ fn sqlite_survives_sigkill_mid_write_and_refuses_a_second_writer() {
             matches!(&err, StoreError::Locked { holder, .. } if *holder == format!(" (pid {pid})")),
             "{err:?}"
         );
-        let reader = SqliteStore::open_read_only(&db).unwrap();
+        let reader = SqliteReader::open(&db).unwrap();
         assert!(!reader
             .records(&RecordQuery::new("Item"))
             .unwrap()
@@ -202,7 +202,7 @@ fn dir_store_survives_sigkill_mid_write() {
             DirStore::open(&root),
             Err(StoreError::Locked { .. })
         ));
-        assert!(DirStore::open_read_only(&root).is_ok());
+        assert!(DirReader::open(&root).is_ok());
     });
     // Reopening for writing removed the temporary files of interrupted writes.
     std::fs::write(root.join("Item/.7.json.tmp-99999-0"), b"{\"id\": 7, \"vers").unwrap();

@@ -316,7 +316,7 @@ fn runs_rejects_drift_and_outcomes_as_json_lines() {
         assert!(text.ends_with('\n'), "{f}");
     }
     drop(s);
-    let s = DirStore::open_read_only(tmp.path()).unwrap();
+    let s = DirReader::open(tmp.path()).unwrap();
     let rejects = s.rejects(Some(r1), None).unwrap();
     assert_eq!(rejects.len(), 1);
     assert_eq!(rejects[0].payload, json!({"id": 1, "name": null}));
@@ -349,9 +349,9 @@ fn a_second_writer_is_refused() {
     let _first = open(tmp.path());
     let err = DirStore::open(tmp.path()).unwrap_err();
     assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
-    assert!(DirStore::open_read_only(tmp.path()).is_ok());
+    assert!(DirReader::open(tmp.path()).is_ok());
     assert!(matches!(
-        DirStore::open_read_only(tmp.path().join("nothing")),
+        DirReader::open(tmp.path().join("nothing")),
         Err(StoreError::NotFound { .. })
     ));
 }

@@ -79,7 +79,7 @@ fn a_hard_link_to_the_database_cannot_bypass_the_lock() {
     drop(writer);
     // No writer under either name while the file has two; readers are fine.
     is_locked(SqliteStore::open(&db));
-    assert!(SqliteStore::open_read_only(dir.path().join("link.db")).is_ok());
+    assert!(SqliteReader::open(dir.path().join("link.db")).is_ok());
     std::fs::remove_file(dir.path().join("link.db")).unwrap();
     assert!(SqliteStore::open(&db).is_ok());
 }
@@ -117,7 +117,7 @@ fn a_newer_store_format_is_named_as_a_number() {
     }
     for e in [
         SqliteStore::open(&db).unwrap_err(),
-        SqliteStore::open_read_only(&db).unwrap_err(),
+        SqliteReader::open(&db).unwrap_err(),
     ] {
         let msg = e.to_string();
         assert!(
@@ -245,7 +245,7 @@ fn a_wal_store_is_read_without_write_access_to_its_directory() {
     // The writer closed cleanly: SQLite removed c.db-wal and c.db-shm.
     assert!(!dir.join("c.db-shm").exists());
     let _ro = ReadOnlyDir::new(&dir);
-    let reader = SqliteStore::open_read_only(&db).unwrap_or_else(|e| panic!("{e}"));
+    let reader = SqliteReader::open(&db).unwrap_or_else(|e| panic!("{e}"));
     let cats = reader.records(&RecordQuery::new("Cat")).unwrap();
     assert_eq!(cats.len(), 2);
     assert_eq!(cats[1]["name"], "cat2");

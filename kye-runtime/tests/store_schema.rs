@@ -32,7 +32,7 @@ fn store_v1(dir: &tempfile::TempDir) -> SqliteStore {
     s
 }
 
-fn users(s: &SqliteStore) -> Vec<Value> {
+fn users(s: &dyn StoreRead) -> Vec<Value> {
     s.records(&RecordQuery::new("User")).unwrap()
 }
 
@@ -62,7 +62,7 @@ fn new_optional_edges_are_added_in_place() {
     drop(s);
     let mut s = SqliteStore::open(dir.path().join("kye.db")).unwrap();
     s.prepare(&schema(v2)).unwrap();
-    let r = SqliteStore::open_read_only(dir.path().join("kye.db")).unwrap();
+    let r = SqliteReader::open(dir.path().join("kye.db")).unwrap();
     assert_eq!(users(&r)[2]["nick"], json!("cc"));
 }
 

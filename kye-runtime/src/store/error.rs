@@ -59,12 +59,6 @@ pub enum StoreError {
         /// Location.
         path: PathBuf,
     },
-    /// A write on a store opened read-only.
-    #[error("the store at {path} was opened read-only")]
-    ReadOnly {
-        /// Location.
-        path: PathBuf,
-    },
     /// The schema changed incompatibly with what is stored.
     #[error("model {model}{edge_part}: {message}", edge_part = edge.as_ref().map(|e| format!(", edge {e}")).unwrap_or_default())]
     SchemaChange {

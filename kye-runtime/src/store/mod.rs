@@ -37,7 +37,9 @@ mod error;
 mod key;
 mod layout;
 mod lock;
+mod plan;
 mod query;
+mod records;
 mod rules;
 mod spec;
 mod sqlite;
@@ -45,12 +47,12 @@ mod time;
 mod traits;
 mod types;
 
-pub use dir::{decode_file_name, encode_file_name, DirStore};
+pub use dir::{decode_file_name, encode_file_name, DirReader, DirStore};
 pub use error::StoreError;
 pub use key::{canonical_json, content_hash, IndexKey};
 pub use query::{Filter, RecordQuery};
 pub use spec::StoreSpec;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteReader, SqliteStore};
 pub use time::{ParseTimestampError, Timestamp};
 pub use traits::{StoreRead, StoreWrite};
 pub use types::{
@@ -71,7 +73,7 @@ pub fn open_store(spec: &StoreSpec) -> Result<Box<dyn StoreWrite>, StoreError> {
 /// Opens an existing store for reading only (no lock; works while a writer runs).
 pub fn open_store_read_only(spec: &StoreSpec) -> Result<Box<dyn StoreRead>, StoreError> {
     Ok(match spec {
-        StoreSpec::Sqlite(p) => Box::new(SqliteStore::open_read_only(p)?),
-        StoreSpec::Dir(p) => Box::new(DirStore::open_read_only(p)?),
+        StoreSpec::Sqlite(p) => Box::new(SqliteReader::open(p)?),
+        StoreSpec::Dir(p) => Box::new(DirReader::open(p)?),
     })
 }

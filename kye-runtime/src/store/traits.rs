@@ -15,10 +15,14 @@ use super::{
 /// The read side of a store: every query kye makes of stored records, runs, outcomes, rejects
 /// and drift.
 ///
-/// A handle opened with [`open_store_read_only`](super::open_store_read_only) is only a `StoreRead`: it cannot write, by
-/// construction. A writer hands out read handles of its own store with [`StoreWrite::reader`],
-/// so that readers (the runtime's skip checks, a server's lookups) never wait for the writer's
-/// batch.
+/// Each store has a reader type implementing only this trait ([`SqliteReader`],
+/// [`DirReader`]): a handle opened with [`open_store_read_only`] cannot write, by construction.
+/// A writer hands out read handles of its own store with [`StoreWrite::reader`], so that
+/// readers (the runtime's skip checks, a server's lookups) never wait for the writer's batch.
+///
+/// [`SqliteReader`]: super::SqliteReader
+/// [`DirReader`]: super::DirReader
+/// [`open_store_read_only`]: super::open_store_read_only
 pub trait StoreRead: Send {
     /// `sqlite` or `dir`.
     fn kind(&self) -> &'static str;
@@ -106,7 +110,7 @@ pub trait StoreRead: Send {
 ///
 /// Writes come in batches: [`StoreWrite::write_batch`] applies a batch in one transaction
 /// (SQLite) or with atomic renames (directory). The outer `Result` fails when nothing of the
-/// batch could be written (I/O error, read-only store); the inner ones report per item, e.g. a
+/// batch could be written (an I/O or database error); the inner ones report per item, e.g. a
 /// record whose secondary index clashes with another stored record. A failed item leaves
 /// nothing behind; the other items of the batch are written.
 ///
@@ -134,3 +138,113 @@ pub trait StoreWrite: StoreRead {
     /// has committed. Open it after [`StoreWrite::prepare`], so it knows every model.
     fn reader(&self) -> Result<Box<dyn StoreRead>, StoreError>;
 }
+
+/// Implements [`StoreRead`] for a writer by reading through the read handle it holds in
+/// `$field` (of a type implementing [`StoreRead`]): a writer reads its own writes with the
+/// same code as its readers, and a reader type never gains a write method.
+macro_rules! read_through {
+    ($writer:ty, $field:ident) => {
+        impl $crate::store::StoreRead for $writer {
+            fn kind(&self) -> &'static str {
+                self.$field.kind()
+            }
+
+            fn location(&self) -> &::std::path::Path {
+                self.$field.location()
+            }
+
+            fn last_stored(
+                &self,
+                model: &str,
+                key: &$crate::store::IndexKey,
+            ) -> Result<Option<$crate::store::Timestamp>, $crate::store::StoreError> {
+                self.$field.last_stored(model, key)
+            }
+
+            fn latest_outcome(
+                &self,
+                model: &str,
+                key: &$crate::store::IndexKey,
+            ) -> Result<Option<$crate::store::KeyOutcomeInfo>, $crate::store::StoreError> {
+                self.$field.latest_outcome(model, key)
+            }
+
+            fn latest_done(
+                &self,
+                model: &str,
+                key: &$crate::store::IndexKey,
+            ) -> Result<Option<$crate::store::KeyOutcomeInfo>, $crate::store::StoreError> {
+                self.$field.latest_done(model, key)
+            }
+
+            fn record(
+                &self,
+                model: &str,
+                key: &$crate::store::IndexKey,
+            ) -> Result<Option<::serde_json::Value>, $crate::store::StoreError> {
+                self.$field.record(model, key)
+            }
+
+            fn latest_run_of(
+                &self,
+                request: &str,
+            ) -> Result<Option<$crate::store::RunInfo>, $crate::store::StoreError> {
+                self.$field.latest_run_of(request)
+            }
+
+            fn outcome_counts(
+                &self,
+                run: $crate::store::RunId,
+            ) -> Result<$crate::store::RunCounts, $crate::store::StoreError> {
+                self.$field.outcome_counts(run)
+            }
+
+            fn records(
+                &self,
+                query: &$crate::store::RecordQuery,
+            ) -> Result<Vec<::serde_json::Value>, $crate::store::StoreError> {
+                self.$field.records(query)
+            }
+
+            fn for_each_record(
+                &self,
+                query: &$crate::store::RecordQuery,
+                each: &mut dyn FnMut(::serde_json::Value) -> Result<(), $crate::store::StoreError>,
+            ) -> Result<(), $crate::store::StoreError> {
+                self.$field.for_each_record(query, each)
+            }
+
+            fn runs(
+                &self,
+                limit: Option<usize>,
+            ) -> Result<Vec<$crate::store::RunInfo>, $crate::store::StoreError> {
+                self.$field.runs(limit)
+            }
+
+            fn run(
+                &self,
+                id: $crate::store::RunId,
+            ) -> Result<Option<$crate::store::RunInfo>, $crate::store::StoreError> {
+                self.$field.run(id)
+            }
+
+            fn rejects(
+                &self,
+                run: Option<$crate::store::RunId>,
+                limit: Option<usize>,
+            ) -> Result<Vec<$crate::store::RejectInfo>, $crate::store::StoreError> {
+                self.$field.rejects(run, limit)
+            }
+
+            fn drift(&self) -> Result<Vec<$crate::store::DriftInfo>, $crate::store::StoreError> {
+                self.$field.drift()
+            }
+
+            fn edge_names(&self, model: &str) -> Option<Vec<String>> {
+                self.$field.edge_names(model)
+            }
+        }
+    };
+}
+
+pub(crate) use read_through;

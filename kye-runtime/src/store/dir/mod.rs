@@ -15,6 +15,12 @@
 //! over the old one, so a reader or a crash sees the old or the new document, never half.
 //! Key values become file names through [`encode_file_name`]: every byte outside
 //! `[A-Za-z0-9_-]` is percent-encoded, so a key can never name another directory.
+//!
+//! Two handles: [`DirStore`], the writer (it holds the lock and reads its own writes), and
+//! [`DirReader`], which has no write methods. A reader loads the store's indexes (runs, latest
+//! key outcomes, drift, layouts) when opened: it sees what was written up to then, documents
+//! as they are when read. This file opens them; `names` makes file names, `files` does the
+//! atomic writes and JSON lines, `write` the writer's side and `read` every query.
 
 mod files;
 mod names;
@@ -29,14 +35,15 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::key::{canonical_value, scalar_text};
-use super::layout::{extract, ModelLayout};
-use super::lock::WriterLock;
-use super::{
-    DriftInfo, KeyOutcomeInfo, KeyStatus, RunCounts, RunId, RunInfo, RunStatus, StoreError,
-    StoreRead, Timestamp,
+use crate::store::key::{canonical_value, scalar_text};
+use crate::store::layout::ModelLayout;
+use crate::store::lock::WriterLock;
+use crate::store::records::{col_values, edge_value};
+use crate::store::traits::read_through;
+use crate::store::{
+    DriftInfo, KeyOutcomeInfo, KeyStatus, RunCounts, RunId, RunInfo, StoreError, Timestamp,
 };
-use files::{count_lines, io_err, read_lines, repair_tail, sync_dir, write_atomic};
+use files::{count_lines, io_err, read_lines, repair_tail};
 use read::cmp_parts;
 
 pub use names::{decode_file_name, encode_file_name};
@@ -65,55 +72,56 @@ struct RejectLine {
     at: Timestamp,
 }
 
-/// The directory store. See the module docs and `docs/store.md`.
+/// A read-only handle on a directory store: it implements only
+/// [`StoreRead`](crate::store::StoreRead), so nothing can be written through it. Opened with
+/// [`DirReader::open`] (or handed out by [`DirStore`]'s
+/// [`reader`](crate::store::StoreWrite::reader)), it takes no lock.
 #[derive(Debug)]
-pub struct DirStore {
+pub struct DirReader {
     root: PathBuf,
     meta: PathBuf,
-    read_only: bool,
     layouts: HashMap<String, ModelLayout>,
     runs: BTreeMap<i64, RunInfo>,
     latest: HashMap<(String, String), KeyOutcomeInfo>,
-    /// Per key, the outcome of the newest run that finished it (see [`StoreRead::latest_done`](super::StoreRead::latest_done)).
+    /// Per key, the outcome of the newest run that finished it (see
+    /// [`StoreRead::latest_done`](crate::store::StoreRead::latest_done)).
     done: HashMap<(String, String), KeyOutcomeInfo>,
     drift: BTreeMap<(String, String), DriftInfo>,
-    next_reject: i64,
-    _lock: Option<WriterLock>,
+    /// The writer lock to ask when a run reads `running`: readers tell a dead writer's run by
+    /// it. `None` inside the writer, which holds the lock itself.
+    writer_lock: Option<PathBuf>,
 }
 
-impl DirStore {
-    /// Opens (creating if needed) the directory store at `root` for writing and takes its lock.
-    pub fn open(root: impl AsRef<Path>) -> Result<DirStore, StoreError> {
-        let root = root.as_ref().to_path_buf();
-        let meta = root.join("_kye");
-        fs::create_dir_all(&meta).map_err(io_err("cannot create directory", &meta))?;
-        let lock = WriterLock::acquire(&meta.join("lock"), &root)?;
-        for f in ["rejects.jsonl", "keys.jsonl"] {
-            repair_tail(&meta.join(f))?;
-        }
-        let mut store = Self::load(root, meta, false)?;
-        store._lock = Some(lock);
-        store.recover_runs()?;
-        store.remove_stale_temp_files()?;
-        Ok(store)
-    }
+/// The directory store opened for writing. See the module docs and `docs/store.md`.
+#[derive(Debug)]
+pub struct DirStore {
+    /// What the writer has written, read through as by a reader (kept up to date by each write).
+    db: DirReader,
+    next_reject: i64,
+    _lock: WriterLock,
+}
 
-    /// Opens an existing directory store for reading only.
-    pub fn open_read_only(root: impl AsRef<Path>) -> Result<DirStore, StoreError> {
+impl DirReader {
+    /// Opens an existing directory store for reading only. Takes no lock.
+    pub fn open(root: impl AsRef<Path>) -> Result<DirReader, StoreError> {
         let root = root.as_ref().to_path_buf();
         let meta = root.join("_kye");
         if !meta.is_dir() {
             return Err(StoreError::NotFound { path: root });
         }
-        Self::load(root, meta, true)
+        let lock = meta.join("lock");
+        Self::load(root, meta, Some(lock))
     }
 
-    fn load(root: PathBuf, meta: PathBuf, read_only: bool) -> Result<DirStore, StoreError> {
+    fn load(
+        root: PathBuf,
+        meta: PathBuf,
+        writer_lock: Option<PathBuf>,
+    ) -> Result<DirReader, StoreError> {
         let runs: Vec<RunInfo> = read_lines(&meta.join("runs.jsonl"))?;
         let keys: Vec<KeyLine> = read_lines(&meta.join("keys.jsonl"))?;
         let drift: Vec<DriftInfo> = read_lines(&meta.join("drift.jsonl"))?;
         let layouts: Vec<ModelLayout> = read_lines(&meta.join("models.jsonl"))?;
-        let next_reject = count_lines(&meta.join("rejects.jsonl"))? as i64 + 1;
         let mut latest: HashMap<(String, String), KeyOutcomeInfo> = HashMap::new();
         let mut done: HashMap<(String, String), KeyOutcomeInfo> = HashMap::new();
         for k in keys {
@@ -131,10 +139,9 @@ impl DirStore {
                 *slot = info;
             }
         }
-        Ok(DirStore {
+        Ok(DirReader {
             root,
             meta,
-            read_only,
             layouts: layouts.into_iter().map(|l| (l.model.clone(), l)).collect(),
             runs: runs.into_iter().map(|r| (r.id.0, r)).collect(),
             latest,
@@ -143,93 +150,15 @@ impl DirStore {
                 .into_iter()
                 .map(|d| ((d.model.clone(), d.path.clone()), d))
                 .collect(),
-            next_reject,
-            _lock: None,
+            writer_lock,
         })
     }
 
-    fn recover_runs(&mut self) -> Result<(), StoreError> {
-        let running: Vec<i64> = self
-            .runs
-            .values()
-            .filter(|r| r.status == RunStatus::Running)
-            .map(|r| r.id.0)
-            .collect();
-        if running.is_empty() {
-            return Ok(());
-        }
-        for id in running {
-            let counts = self.outcome_counts(RunId(id))?;
-            if let Some(r) = self.runs.get_mut(&id) {
-                r.status = RunStatus::Interrupted;
-                r.counts = counts;
-                super::mark_dead(r);
-            }
-        }
-        self.save_runs()
-    }
-
-    /// Removes temporary files left by a writer that died mid-write. We hold the lock, so
-    /// no live writer owns them.
-    fn remove_stale_temp_files(&self) -> Result<(), StoreError> {
-        let mut dirs = vec![self.meta.clone()];
-        dirs.extend(self.layouts.keys().map(|m| self.model_dir(m)));
-        for dir in dirs {
-            let Ok(entries) = fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let name = name.to_string_lossy();
-                if name.starts_with('.') && name.contains(".tmp-") {
-                    let path = entry.path();
-                    fs::remove_file(&path)
-                        .map_err(io_err("cannot remove stale temporary file", &path))?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn save_runs(&self) -> Result<(), StoreError> {
-        let mut text = String::new();
-        for r in self.runs.values() {
-            text.push_str(&serde_json::to_string(r).unwrap_or_default());
-            text.push('\n');
-        }
-        write_atomic(&self.meta.join("runs.jsonl"), text.as_bytes())?;
-        sync_dir(&self.meta)
-    }
-
-    fn save_snapshot<T: Serialize>(
-        &self,
-        name: &str,
-        items: impl Iterator<Item = T>,
-    ) -> Result<(), StoreError> {
-        let mut text = String::new();
-        for d in items {
-            text.push_str(&serde_json::to_string(&d).unwrap_or_default());
-            text.push('\n');
-        }
-        write_atomic(&self.meta.join(name), text.as_bytes())?;
-        sync_dir(&self.meta)
-    }
-
-    fn check_writable(&self) -> Result<(), StoreError> {
-        if self.read_only {
-            Err(StoreError::ReadOnly {
-                path: self.root.clone(),
-            })
-        } else {
-            Ok(())
-        }
-    }
-
-    fn model_dir(&self, model: &str) -> PathBuf {
+    pub(super) fn model_dir(&self, model: &str) -> PathBuf {
         self.root.join(encode_file_name(&[model]))
     }
 
-    fn layout(&self, model: &str) -> Result<&ModelLayout, StoreError> {
+    pub(super) fn layout(&self, model: &str) -> Result<&ModelLayout, StoreError> {
         self.layouts
             .get(model)
             .ok_or_else(|| StoreError::UnknownModel {
@@ -238,7 +167,7 @@ impl DirStore {
     }
 
     /// Key parts (text of each primary key primitive, in layout order) of a record.
-    fn key_parts(
+    pub(super) fn key_parts(
         &self,
         l: &ModelLayout,
         obj: &Map<String, Value>,
@@ -253,14 +182,9 @@ impl DirStore {
                 model: l.model.clone(),
                 edge: e.clone(),
             };
-            let v = obj
-                .get(e)
-                .or_else(|| edge.title.as_ref().and_then(|t| obj.get(t)))
-                .filter(|v| !v.is_null())
-                .ok_or_else(missing)?;
-            let single = edge.cols.len() == 1;
-            for c in &edge.cols {
-                match extract(v, &c.path, single) {
+            let v = edge_value(obj, edge).ok_or_else(missing)?;
+            for (_, x) in col_values(edge, Some(v)) {
+                match x {
                     Some(x @ (Value::String(_) | Value::Number(_) | Value::Bool(_))) => {
                         parts.push(scalar_text(x))
                     }
@@ -272,7 +196,7 @@ impl DirStore {
         Ok((parts, Value::Object(key_obj)))
     }
 
-    fn read_doc(path: &Path) -> Result<Option<Map<String, Value>>, StoreError> {
+    pub(super) fn read_doc(path: &Path) -> Result<Option<Map<String, Value>>, StoreError> {
         match fs::read(path) {
             Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
                 Ok(Value::Object(o)) => Ok(Some(o)),
@@ -287,7 +211,7 @@ impl DirStore {
     }
 
     /// All document paths of a model, in key order (numbers numerically).
-    fn doc_paths(&self, model: &str) -> Result<Vec<PathBuf>, StoreError> {
+    pub(super) fn doc_paths(&self, model: &str) -> Result<Vec<PathBuf>, StoreError> {
         let dir = self.model_dir(model);
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
@@ -311,7 +235,7 @@ impl DirStore {
         Ok(named.into_iter().map(|(_, p)| p).collect())
     }
 
-    fn counts_from_lines(&self, run: RunId) -> Result<RunCounts, StoreError> {
+    pub(super) fn counts_from_lines(&self, run: RunId) -> Result<RunCounts, StoreError> {
         let mut by_key: HashMap<(String, String), KeyStatus> = HashMap::new();
         let f = match File::open(self.meta.join("keys.jsonl")) {
             Ok(f) => f,
@@ -331,6 +255,30 @@ impl DirStore {
         Ok(counts)
     }
 }
+
+impl DirStore {
+    /// Opens (creating if needed) the directory store at `root` for writing and takes its lock.
+    pub fn open(root: impl AsRef<Path>) -> Result<DirStore, StoreError> {
+        let root = root.as_ref().to_path_buf();
+        let meta = root.join("_kye");
+        fs::create_dir_all(&meta).map_err(io_err("cannot create directory", &meta))?;
+        let lock = WriterLock::acquire(&meta.join("lock"), &root)?;
+        for f in ["rejects.jsonl", "keys.jsonl"] {
+            repair_tail(&meta.join(f))?;
+        }
+        let next_reject = count_lines(&meta.join("rejects.jsonl"))? as i64 + 1;
+        let mut store = DirStore {
+            db: DirReader::load(root, meta, None)?,
+            next_reject,
+            _lock: lock,
+        };
+        store.recover_runs()?;
+        store.remove_stale_temp_files()?;
+        Ok(store)
+    }
+}
+
+read_through!(DirStore, db);
 
 /// Keeps in `done` the outcome of the newest run that finished each key.
 fn note_done(

@@ -6,13 +6,16 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::super::key::scalar_text;
-use super::super::{
-    DriftInfo, IndexKey, KeyOutcomeInfo, RecordQuery, RejectInfo, RunCounts, RunId, RunInfo,
-    RunStatus, StoreError, StoreRead, Timestamp,
+use crate::store::key::scalar_text;
+use crate::store::lock::writer_alive;
+use crate::store::records::{filter_edge, index_of, key_object, Index};
+use crate::store::{
+    mark_dead, DriftInfo, IndexKey, KeyOutcomeInfo, RecordQuery, RejectInfo, RunCounts, RunId,
+    RunInfo, RunStatus, StoreError, StoreRead, Timestamp,
 };
+
 use super::files::read_lines;
-use super::{encode_file_name, DirStore, RejectLine};
+use super::{encode_file_name, DirReader, RejectLine};
 
 pub(super) fn cmp_parts(a: &[String], b: &[String]) -> std::cmp::Ordering {
     for (x, y) in a.iter().zip(b) {
@@ -56,7 +59,7 @@ pub(super) fn value_matches(v: &Value, want: &Value) -> bool {
     }
 }
 
-impl DirStore {
+impl DirReader {
     /// The stored document (with its `_kye` provenance) of `model` with this key, by any index.
     fn find_doc(
         &self,
@@ -64,18 +67,8 @@ impl DirStore {
         key: &IndexKey,
     ) -> Result<Option<Map<String, Value>>, StoreError> {
         let l = self.layout(model)?;
-        let mut want: Vec<&String> = key.edges.iter().collect();
-        want.sort();
-        let mut primary: Vec<&String> = l.key_edges.iter().collect();
-        primary.sort();
-        if want == primary {
-            let obj: Map<String, Value> = key
-                .edges
-                .iter()
-                .cloned()
-                .zip(key.values.iter().cloned())
-                .collect();
-            let (parts, _) = self.key_parts(l, &obj)?;
+        if index_of(l, key)? == Index::Primary {
+            let (parts, _) = self.key_parts(l, &key_object(key))?;
             let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
             let path = self
                 .model_dir(model)
@@ -99,7 +92,7 @@ impl DirStore {
     }
 }
 
-impl StoreRead for DirStore {
+impl StoreRead for DirReader {
     fn edge_names(&self, model: &str) -> Option<Vec<String>> {
         self.layouts
             .get(model)
@@ -174,21 +167,7 @@ impl StoreRead for DirStore {
     ) -> Result<(), StoreError> {
         let l = self.layout(&query.model)?;
         if let Some(f) = &query.filter {
-            if l.edge(&f.edge).is_none() {
-                return Err(StoreError::InvalidFilter {
-                    model: l.model.clone(),
-                    message: format!(
-                        "{} has no edge {:?}; its edges are {}",
-                        l.model,
-                        f.edge,
-                        l.edges
-                            .iter()
-                            .map(|e| e.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                });
-            }
+            filter_edge(l, f)?;
         }
         let mut found = 0;
         for path in self.doc_paths(&query.model)? {
@@ -228,10 +207,11 @@ impl StoreRead for DirStore {
         // A reader is told a run is dead by the writer lock: when no writer holds it, a run
         // still `running` in runs.jsonl (read again, after asking the lock) belongs to a
         // process that died.
-        if self.read_only
-            && out.iter().any(|r| r.status == RunStatus::Running)
-            && super::super::lock::writer_alive(&self.meta.join("lock")) == Some(false)
-        {
+        // The writer's own handle has no lock to ask: it holds it.
+        let Some(lock) = &self.writer_lock else {
+            return Ok(out);
+        };
+        if out.iter().any(|r| r.status == RunStatus::Running) && writer_alive(lock) == Some(false) {
             let now: HashMap<i64, RunInfo> = read_lines::<RunInfo>(&self.meta.join("runs.jsonl"))?
                 .into_iter()
                 .map(|r| (r.id.0, r))
@@ -239,7 +219,7 @@ impl StoreRead for DirStore {
             for r in out.iter_mut().filter(|r| r.status == RunStatus::Running) {
                 match now.get(&r.id.0) {
                     Some(n) if n.status != RunStatus::Running => *r = n.clone(),
-                    _ => super::super::mark_dead(r),
+                    _ => mark_dead(r),
                 }
             }
         }

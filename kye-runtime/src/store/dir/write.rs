@@ -1,21 +1,26 @@
 //! Writing to the directory store: layouts, runs, and batches of documents, rejects, drift
 //! and key outcomes.
 
-use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use kye_lang::Schema;
+use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::super::key::{canonical_json, content_hash, cut};
-use super::super::layout::{self, ModelLayout};
-use super::super::{
-    drift_example, fold_path, DriftInfo, IndexKey, KeyOutcomeInfo, NewRun, Provenance, RunCounts,
-    RunEnd, RunId, RunInfo, RunStatus, StoreError, StoreRead, StoreWrite, WriteItem,
+use crate::store::key::{canonical_json, content_hash, cut};
+use crate::store::layout::{self, ModelLayout};
+use crate::store::records::nested_records;
+use crate::store::{
+    drift_example, fold_path, mark_dead, record_object, DriftInfo, IndexKey, KeyOutcomeInfo,
+    NewRun, Provenance, RunCounts, RunEnd, RunId, RunInfo, RunStatus, StoreError, StoreRead,
+    StoreWrite, WriteItem,
 };
+
 use super::files::{append_lines, io_err, sync_dir, write_atomic};
-use super::{decode_file_name, encode_file_name, note_done, DirStore, KeyLine, RejectLine};
+use super::{
+    decode_file_name, encode_file_name, note_done, DirReader, DirStore, KeyLine, RejectLine,
+};
 
 /// A document to write and the model directory it goes to.
 pub(super) struct Doc {
@@ -38,7 +43,7 @@ pub(super) fn previous_doc(
                 Value::Object(o) => Some(o),
                 _ => None,
             })),
-        None => DirStore::read_doc(path),
+        None => DirReader::read_doc(path),
     }
 }
 
@@ -93,6 +98,76 @@ pub(super) fn nested_conflict(
 }
 
 impl DirStore {
+    /// Marks runs left `running` as interrupted, with counts from their key outcomes. Safe
+    /// because we hold the writer lock: no live process is running them.
+    pub(super) fn recover_runs(&mut self) -> Result<(), StoreError> {
+        let running: Vec<i64> = self
+            .db
+            .runs
+            .values()
+            .filter(|r| r.status == RunStatus::Running)
+            .map(|r| r.id.0)
+            .collect();
+        if running.is_empty() {
+            return Ok(());
+        }
+        for id in running {
+            let counts = self.db.outcome_counts(RunId(id))?;
+            if let Some(r) = self.db.runs.get_mut(&id) {
+                r.status = RunStatus::Interrupted;
+                r.counts = counts;
+                mark_dead(r);
+            }
+        }
+        self.save_runs()
+    }
+
+    /// Removes temporary files left by a writer that died mid-write. We hold the lock, so
+    /// no live writer owns them.
+    pub(super) fn remove_stale_temp_files(&self) -> Result<(), StoreError> {
+        let mut dirs = vec![self.db.meta.clone()];
+        dirs.extend(self.db.layouts.keys().map(|m| self.db.model_dir(m)));
+        for dir in dirs {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with('.') && name.contains(".tmp-") {
+                    let path = entry.path();
+                    fs::remove_file(&path)
+                        .map_err(io_err("cannot remove stale temporary file", &path))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn save_runs(&self) -> Result<(), StoreError> {
+        let mut text = String::new();
+        for r in self.db.runs.values() {
+            text.push_str(&serde_json::to_string(r).unwrap_or_default());
+            text.push('\n');
+        }
+        write_atomic(&self.db.meta.join("runs.jsonl"), text.as_bytes())?;
+        sync_dir(&self.db.meta)
+    }
+
+    fn save_snapshot<T: Serialize>(
+        &self,
+        name: &str,
+        items: impl Iterator<Item = T>,
+    ) -> Result<(), StoreError> {
+        let mut text = String::new();
+        for d in items {
+            text.push_str(&serde_json::to_string(&d).unwrap_or_default());
+            text.push('\n');
+        }
+        write_atomic(&self.db.meta.join(name), text.as_bytes())?;
+        sync_dir(&self.db.meta)
+    }
+
     /// The documents one record write produces (nested full records first).
     fn docs_for(
         &self,
@@ -102,41 +177,18 @@ impl DirStore {
         depth: usize,
         out: &mut Vec<Doc>,
     ) -> Result<(), StoreError> {
-        let l = self.layout(model)?;
-        let obj = super::super::record_object(model, value)?;
+        let db = &self.db;
+        let l = db.layout(model)?;
+        let obj = record_object(model, value)?;
         if depth < 32 {
             // Value objects stay inside this document: they belong to this record alone.
-            for e in l.edges.iter().filter(|e| !e.value_object) {
-                let (Some(target), Some(v)) = (e.target.as_deref(), obj.get(&e.name)) else {
-                    continue;
-                };
-                let Some(tl) = self.layouts.get(target) else {
-                    continue;
-                };
-                let idx: HashSet<&str> = tl
-                    .key_edges
-                    .iter()
-                    .chain(tl.uniques.iter().flat_map(|u| u.edges.iter()))
-                    .map(String::as_str)
-                    .collect();
-                let nested: Vec<&Value> = match v {
-                    Value::Array(a) if e.multiple => a.iter().collect(),
-                    other => vec![other],
-                };
-                for n in nested {
-                    if let Value::Object(o) = n {
-                        if o.keys()
-                            .any(|k| !idx.contains(k.as_str()) && tl.edge(k).is_some())
-                        {
-                            self.docs_for(target, n, prov, depth + 1, out)?;
-                        }
-                    }
-                }
+            for (target, n) in nested_records(&db.layouts, l, obj) {
+                self.docs_for(&target.model, n, prov, depth + 1, out)?;
             }
         }
-        let (parts, key_obj) = self.key_parts(l, obj)?;
+        let (parts, key_obj) = db.key_parts(l, obj)?;
         let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-        let dir = self.model_dir(model);
+        let dir = db.model_dir(model);
         let path = dir.join(format!("{}.json", encode_file_name(&refs)));
         let mut doc = obj.clone();
         let mut p = Map::new();
@@ -164,26 +216,24 @@ impl StoreWrite for DirStore {
     /// A snapshot: a directory reader loads the store's indexes when opened, so it sees what
     /// was written up to then.
     fn reader(&self) -> Result<Box<dyn StoreRead>, StoreError> {
-        Ok(Box::new(DirStore::open_read_only(&self.root)?))
+        Ok(Box::new(DirReader::open(&self.db.root)?))
     }
 
     /// Records the models' layouts (`_kye/models.jsonl`). JSON documents take any shape, so
     /// schema changes never need a migration here; index or name problems are still refused.
     fn prepare(&mut self, schema: &Schema) -> Result<(), StoreError> {
-        self.check_writable()?;
         let layouts = layout::layouts_of(schema)?;
         for l in layouts {
-            self.layouts.insert(l.model.clone(), l);
+            self.db.layouts.insert(l.model.clone(), l);
         }
-        let mut all: Vec<&ModelLayout> = self.layouts.values().collect();
+        let mut all: Vec<&ModelLayout> = self.db.layouts.values().collect();
         all.sort_by(|a, b| a.model.cmp(&b.model));
         self.save_snapshot("models.jsonl", all.into_iter())
     }
 
     fn begin_run(&mut self, run: &NewRun) -> Result<RunId, StoreError> {
-        self.check_writable()?;
-        let id = self.runs.keys().next_back().copied().unwrap_or(0) + 1;
-        self.runs.insert(
+        let id = self.db.runs.keys().next_back().copied().unwrap_or(0) + 1;
+        self.db.runs.insert(
             id,
             RunInfo {
                 id: RunId(id),
@@ -197,15 +247,15 @@ impl StoreWrite for DirStore {
             },
         );
         if let Err(e) = self.save_runs() {
-            self.runs.remove(&id);
+            self.db.runs.remove(&id);
             return Err(e);
         }
         Ok(RunId(id))
     }
 
     fn finish_run(&mut self, run: RunId, end: &RunEnd) -> Result<(), StoreError> {
-        self.check_writable()?;
         let r = self
+            .db
             .runs
             .get_mut(&run.0)
             .ok_or(StoreError::UnknownRun(run))?;
@@ -220,14 +270,13 @@ impl StoreWrite for DirStore {
         &mut self,
         items: &[WriteItem],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        self.check_writable()?;
         let mut results = Vec::with_capacity(items.len());
         let mut docs: Vec<Doc> = Vec::new();
         let mut reject_lines = Vec::new();
         let mut key_lines = Vec::new();
         let mut drift_changed = false;
         let mut new_latest = Vec::new();
-        let mut drift = self.drift.clone();
+        let mut drift = self.db.drift.clone();
         let mut next_reject = self.next_reject;
         for item in items {
             match item {
@@ -326,17 +375,17 @@ impl StoreWrite for DirStore {
             write_atomic(&d.path, &d.bytes)?;
         }
         if !dirs.is_empty() {
-            sync_dir(&self.root)?;
+            sync_dir(&self.db.root)?;
         }
         for d in &dirs {
             sync_dir(d)?;
         }
-        append_lines(&self.meta.join("rejects.jsonl"), &reject_lines)?;
-        append_lines(&self.meta.join("keys.jsonl"), &key_lines)?;
+        append_lines(&self.db.meta.join("rejects.jsonl"), &reject_lines)?;
+        append_lines(&self.db.meta.join("keys.jsonl"), &key_lines)?;
         self.next_reject = next_reject;
         if drift_changed {
-            self.drift = drift;
-            self.save_snapshot("drift.jsonl", self.drift.values())?;
+            self.db.drift = drift;
+            self.save_snapshot("drift.jsonl", self.db.drift.values())?;
         }
         for k in new_latest {
             let info = KeyOutcomeInfo {
@@ -345,8 +394,8 @@ impl StoreWrite for DirStore {
                 reason: k.reason,
                 at: k.at,
             };
-            note_done(&mut self.done, &k.model, &k.key, &info);
-            self.latest.insert((k.model, k.key), info);
+            note_done(&mut self.db.done, &k.model, &k.key, &info);
+            self.db.latest.insert((k.model, k.key), info);
         }
         Ok(results)
     }

@@ -1,14 +1,13 @@
 //! Between JSON and SQL values: a record's edges as bound arguments of their columns' types,
 //! and stored columns read back as JSON.
 
-use std::collections::HashMap;
-
 use rusqlite::types::{ToSql, ToSqlOutput, Value as Sql, ValueRef};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::super::key::{as_integral, canonical_json, cut};
-use super::super::layout::{extract, EdgeLayout, ModelLayout, Prim};
-use super::super::StoreError;
+use crate::store::key::{as_integral, canonical_json, cut};
+use crate::store::layout::{EdgeLayout, ModelLayout, Prim};
+use crate::store::records::col_values;
+use crate::store::StoreError;
 
 /// A JSON value as an SQL value of the column's type, or why it does not fit.
 pub(super) fn to_sql(v: &Value, prim: Prim) -> Result<Sql, String> {
@@ -136,13 +135,6 @@ pub(super) fn sql_to_json(v: &Sql) -> Value {
     }
 }
 
-/// The value an edge has in a record object (by name, else by title).
-pub(super) fn edge_value<'a>(obj: &'a Map<String, Value>, e: &EdgeLayout) -> Option<&'a Value> {
-    obj.get(&e.name)
-        .or_else(|| e.title.as_ref().and_then(|t| obj.get(t)))
-        .filter(|v| !v.is_null())
-}
-
 /// The SQL values of an edge's columns for one value of the edge.
 pub(super) fn edge_cols_sql(
     model: &str,
@@ -161,9 +153,7 @@ pub(super) fn edge_args<'a>(
     v: Option<&'a Value>,
     out: &mut Vec<Arg<'a>>,
 ) -> Result<(), StoreError> {
-    let single = e.cols.len() == 1;
-    for c in &e.cols {
-        let x = v.and_then(|v| extract(v, &c.path, single));
+    for (c, x) in col_values(e, v) {
         let arg = match x {
             None => Arg::Value(Sql::Null),
             Some(Value::Object(_)) | Some(Value::Array(_)) if c.prim != Prim::Json => {
@@ -192,30 +182,6 @@ pub(super) fn edge_args<'a>(
         out.push(arg);
     }
     Ok(())
-}
-
-/// Items of a multi-valued edge's value (an array; a lone value counts as one item).
-pub(super) fn items(v: Option<&Value>) -> impl Iterator<Item = &Value> {
-    let all: &[Value] = match v {
-        None | Some(Value::Null) => &[],
-        Some(Value::Array(a)) => a,
-        Some(other) => std::slice::from_ref(other),
-    };
-    all.iter().filter(|x| !x.is_null())
-}
-
-/// True when a nested value carries a record of its own (more than index edges).
-pub(super) fn is_full_record(target: &ModelLayout, v: &Value) -> bool {
-    match v {
-        Value::Object(o) => o.keys().any(|k| {
-            !is_index_edge(target, k)
-                && target
-                    .edges
-                    .iter()
-                    .any(|e| &e.name == k || e.title.as_deref() == Some(k))
-        }),
-        _ => false,
-    }
 }
 
 /// `id = 25` or `(year, month) = (2024, 1)`, values cut to 100 characters (for messages).
@@ -252,46 +218,6 @@ pub(super) fn with_key(e: StoreError, key: impl FnOnce() -> String) -> StoreErro
         },
         other => other,
     }
-}
-
-/// True when `edge` is an edge of any index of `l` (a nested object with only these is a
-/// reference). Indexes have few edges: comparing them beats building a set per value.
-pub(super) fn is_index_edge(l: &ModelLayout, edge: &str) -> bool {
-    l.key_edges
-        .iter()
-        .chain(l.uniques.iter().flat_map(|u| u.edges.iter()))
-        .any(|e| e == edge)
-}
-
-/// True when storing this record also stores nested records (which then needs a savepoint,
-/// because they are written before the record's own checks).
-pub(super) fn has_nested_records(
-    layouts: &HashMap<String, ModelLayout>,
-    model: &str,
-    value: &Value,
-) -> bool {
-    let (Some(l), Some(obj)) = (layouts.get(model), value.as_object()) else {
-        return false;
-    };
-    l.edges.iter().any(|e| {
-        // Edges without a target model first: no lookup in the record for them. Value
-        // objects are rows of the record's own child tables.
-        let Some(target) = e.target.as_deref().filter(|_| !e.value_object) else {
-            return false;
-        };
-        let Some(v) = edge_value(obj, e) else {
-            return false;
-        };
-        let Some(tl) = layouts.get(target) else {
-            return false;
-        };
-        let nested: Vec<&Value> = if e.multiple {
-            items(Some(v)).collect()
-        } else {
-            vec![v]
-        };
-        nested.into_iter().any(|n| is_full_record(tl, n))
-    })
 }
 
 pub(super) fn json_to_sql(v: &Value, prim: Prim) -> Sql {

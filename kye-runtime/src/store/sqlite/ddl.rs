@@ -1,12 +1,25 @@
 //! SQLite DDL: kye's own tables, the tables of a model's layout, the statements a layout's
 //! writes use, and applying a schema change plan.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
 
 use rusqlite::Connection;
 
-use super::super::layout::{self, Change, EdgeLayout, ModelLayout, ModelSql, Plan, POSITION};
-use super::SqliteStore;
+use crate::store::layout::{self, EdgeLayout, ModelLayout, Prim, POSITION};
+use crate::store::plan::{self, Action, Change, Step};
+use crate::store::StoreError;
+
+/// Declared SQLite column type (affinity) of a kye column type.
+fn sql_type(prim: Prim) -> &'static str {
+    match prim {
+        Prim::String => "TEXT",
+        // NUMERIC affinity: integral values are kept as INTEGER, others as REAL.
+        Prim::Number => "NUMERIC",
+        Prim::Boolean => "INTEGER",
+        Prim::Json => "TEXT",
+    }
+}
 
 /// Quotes an SQL identifier: `"` + name with `"` doubled + `"`.
 pub(crate) fn q(name: &str) -> String {
@@ -22,6 +35,7 @@ pub(crate) fn q(name: &str) -> String {
     s
 }
 
+/// Quoted names, comma-separated.
 pub(super) fn list(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
     names
         .into_iter()
@@ -30,10 +44,12 @@ pub(super) fn list(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
         .join(", ")
 }
 
+/// `?, ?, …` for `n` arguments.
 pub(super) fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
+/// `a = ? AND b = ?` over quoted columns, each prefixed (`t.`).
 pub(super) fn where_eq(prefix: &str, cols: impl IntoIterator<Item = impl AsRef<str>>) -> String {
     cols.into_iter()
         .map(|c| format!("{prefix}{} = ?", q(c.as_ref())))
@@ -41,6 +57,7 @@ pub(super) fn where_eq(prefix: &str, cols: impl IntoIterator<Item = impl AsRef<s
         .join(" AND ")
 }
 
+/// kye's own tables.
 pub(super) const INTERNAL_TABLES: &str = r#"
 CREATE TABLE IF NOT EXISTS _kye_meta (
     key   TEXT PRIMARY KEY,
@@ -103,6 +120,7 @@ CREATE TABLE IF NOT EXISTS _kye_keys (
 CREATE INDEX IF NOT EXISTS _kye_keys_by_key ON _kye_keys (model, key, at);
 "#;
 
+/// The tables of a model: its table, then its child tables.
 pub(super) fn create_sql(l: &ModelLayout) -> Vec<String> {
     let key_names: HashSet<&str> = l.key.iter().map(|c| c.name.as_str()).collect();
     let mut cols = Vec::new();
@@ -113,7 +131,7 @@ pub(super) fn create_sql(l: &ModelLayout) -> Vec<String> {
             } else {
                 ""
             };
-            cols.push(format!("{} {}{not_null}", q(&c.name), c.prim.sql_type()));
+            cols.push(format!("{} {}{not_null}", q(&c.name), sql_type(c.prim)));
         }
     }
     cols.push("\"_kye_run_id\" INTEGER NOT NULL".to_string());
@@ -138,15 +156,16 @@ pub(super) fn create_sql(l: &ModelLayout) -> Vec<String> {
     out
 }
 
+/// The child table of a multi-valued edge or value object.
 pub(super) fn child_create_sql(l: &ModelLayout, e: &EdgeLayout) -> String {
     let table = e.table.as_deref().unwrap_or_default();
     let mut cols = Vec::new();
     for (p, k) in l.parent_cols.iter().zip(&l.key) {
-        cols.push(format!("{} {} NOT NULL", q(p), k.prim.sql_type()));
+        cols.push(format!("{} {} NOT NULL", q(p), sql_type(k.prim)));
     }
     cols.push(format!("{} INTEGER NOT NULL", q(POSITION)));
     for c in &e.cols {
-        cols.push(format!("{} {}", q(&c.name), c.prim.sql_type()));
+        cols.push(format!("{} {}", q(&c.name), sql_type(c.prim)));
     }
     let mut pk: Vec<&str> = l.parent_cols.iter().map(String::as_str).collect();
     pk.push(POSITION);
@@ -159,9 +178,41 @@ pub(super) fn child_create_sql(l: &ModelLayout, e: &EdgeLayout) -> String {
     )
 }
 
-/// The statements of a layout (built once, then cached in the layout).
-pub(super) fn model_sql(l: &ModelLayout) -> &ModelSql {
-    l.sql.0.get_or_init(|| {
+/// The statements the writer runs for one model, built once per layout.
+#[derive(Debug, Clone, Default)]
+pub(super) struct ModelSql {
+    /// Per secondary index: select the primary key of the row holding a value.
+    pub unique_selects: Vec<String>,
+    /// Per secondary index: where each of its columns is among the inline columns of
+    /// [`ModelSql::insert`] (`None`: not an inline column).
+    pub unique_positions: Vec<Vec<Option<usize>>>,
+    /// Delete the row by primary key.
+    pub delete: String,
+    /// Per multi-valued edge (in edge order): delete its child rows by parent key.
+    pub child_deletes: Vec<String>,
+    /// Insert a row: inline columns in edge order, then the provenance columns.
+    pub insert: String,
+    /// The same, doing nothing when the key is already stored (0 rows changed). A value of
+    /// a secondary index held by another row fails it with `SQLITE_CONSTRAINT_UNIQUE`.
+    pub insert_new: String,
+    /// Per multi-valued edge (in edge order): insert one child row.
+    pub child_inserts: Vec<String>,
+    /// Select the stored row by primary key: inline columns as in [`ModelSql::insert`],
+    /// then the provenance columns.
+    pub stored_row: String,
+}
+
+/// The statements of every model of `layouts`, by model.
+pub(super) fn statements(layouts: &HashMap<String, ModelLayout>) -> HashMap<String, ModelSql> {
+    layouts
+        .values()
+        .map(|l| (l.model.clone(), model_sql(l)))
+        .collect()
+}
+
+/// The statements of a layout.
+pub(super) fn model_sql(l: &ModelLayout) -> ModelSql {
+    {
         let key_cols: Vec<&str> = l.key.iter().map(|c| c.name.as_str()).collect();
         let unique_selects = l
             .uniques
@@ -245,73 +296,76 @@ pub(super) fn model_sql(l: &ModelLayout) -> &ModelSql {
             child_inserts,
             stored_row,
         }
-    })
+    }
 }
 
-impl SqliteStore {
-    pub(super) fn apply_plan(
-        tx: &Connection,
-        old: Option<&ModelLayout>,
-        new: &ModelLayout,
-    ) -> Result<(), (Option<String>, String, rusqlite::Error)> {
-        let wrap = |e: rusqlite::Error| (None, String::new(), e);
-        match old {
-            None => {
-                for s in create_sql(new) {
-                    tx.execute_batch(&s).map_err(wrap)?;
-                }
+/// Carries out one step of `prepare` inside its transaction `tx` on the database at `path`.
+/// A refused step whose old tables hold nothing rebuilds them instead.
+pub(super) fn apply(tx: &Connection, step: &Step, path: &Path) -> Result<(), StoreError> {
+    let sql = |e: rusqlite::Error| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let new = &step.layout;
+    match &step.action {
+        Action::Keep => {}
+        Action::Create => {
+            for s in create_sql(new) {
+                tx.execute_batch(&s).map_err(sql)?;
             }
-            Some(old) => match layout::plan(old, new) {
-                Plan::Same => {}
-                Plan::Migrate(changes) => {
-                    for c in changes {
-                        match c {
-                            Change::AddColumns(e) => {
-                                for col in &e.cols {
-                                    tx.execute_batch(&format!(
-                                        "ALTER TABLE {} ADD COLUMN {} {}",
-                                        q(&new.table),
-                                        q(&col.name),
-                                        col.prim.sql_type()
-                                    ))
-                                    .map_err(wrap)?;
-                                }
-                            }
-                            Change::AddTable(e) => {
-                                tx.execute_batch(&child_create_sql(new, &e)).map_err(wrap)?;
-                            }
-                            Change::Relax => {}
+        }
+        Action::Migrate(changes) => {
+            for c in changes {
+                match c {
+                    Change::AddColumns(e) => {
+                        for col in &e.cols {
+                            tx.execute_batch(&format!(
+                                "ALTER TABLE {} ADD COLUMN {} {}",
+                                q(&new.table),
+                                q(&col.name),
+                                sql_type(col.prim)
+                            ))
+                            .map_err(sql)?;
                         }
                     }
+                    Change::AddTable(e) => {
+                        tx.execute_batch(&child_create_sql(new, e)).map_err(sql)?;
+                    }
+                    Change::Relax => {}
                 }
-                Plan::Refuse(edge, message) => {
-                    // Nothing stored yet: rebuild the tables instead of refusing.
-                    let mut empty = true;
-                    for t in old.tables() {
-                        let any: bool = tx
-                            .query_row(
-                                &format!("SELECT EXISTS (SELECT 1 FROM {})", q(t)),
-                                [],
-                                |r| r.get(0),
-                            )
-                            .map_err(wrap)?;
-                        empty &= !any;
-                    }
-                    if !empty {
-                        return Err((edge, message, rusqlite::Error::InvalidQuery));
-                    }
-                    for t in old.tables() {
-                        tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", q(t)))
-                            .map_err(wrap)?;
-                    }
-                    for s in create_sql(new) {
-                        tx.execute_batch(&s).map_err(wrap)?;
-                    }
-                }
-            },
+            }
         }
-        Ok(())
+        Action::Refuse { edge, message } => {
+            let old = step
+                .old
+                .as_ref()
+                .map(ModelLayout::tables)
+                .unwrap_or_default();
+            // Nothing stored yet: rebuild the tables instead of refusing.
+            let mut empty = true;
+            for t in &old {
+                let any: bool = tx
+                    .query_row(
+                        &format!("SELECT EXISTS (SELECT 1 FROM {})", q(t)),
+                        [],
+                        |r| r.get(0),
+                    )
+                    .map_err(sql)?;
+                empty &= !any;
+            }
+            if !empty {
+                return Err(plan::refused(step, edge.clone(), message, path, "sqlite3"));
+            }
+            for t in &old {
+                tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", q(t)))
+                    .map_err(sql)?;
+            }
+            for s in create_sql(new) {
+                tx.execute_batch(&s).map_err(sql)?;
+            }
+        }
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,15 +8,18 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{Map, Value};
 
-use super::super::key::canonical_json;
-use super::super::layout::{self, Col, EdgeLayout, ModelLayout, Prim, POSITION};
-use super::super::{
-    DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, RecordQuery, RejectInfo, RunCounts,
-    RunId, RunInfo, RunStatus, StoreError, StoreRead, Timestamp,
+use crate::store::key::canonical_json;
+use crate::store::layout::{self, Col, EdgeLayout, ModelLayout, Prim, POSITION};
+use crate::store::lock::writer_alive;
+use crate::store::records::{filter_edge, index_of, key_object};
+use crate::store::{
+    mark_dead, DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, RecordQuery, RejectInfo,
+    RunCounts, RunId, RunInfo, RunStatus, StoreError, StoreRead, Timestamp,
 };
+
 use super::convert::{edge_cols_sql, from_sql, json_to_sql, sql_to_json, to_sql, with_key};
 use super::ddl::{list, q, where_eq};
-use super::{lock_path, SqliteStore};
+use super::SqliteReader;
 
 /// Builds a reference value `{"name": "grass"}` (nested for composite keys) from columns.
 pub(super) fn ref_value(cols: &[Col], vals: &[Value]) -> Value {
@@ -299,34 +302,8 @@ pub(super) fn index_lookup(
     l: &ModelLayout,
     key: &IndexKey,
 ) -> Result<(Vec<String>, Vec<Sql>), StoreError> {
-    let mut want: Vec<&str> = key.edges.iter().map(String::as_str).collect();
-    want.sort_unstable();
-    let matches = |edges: &[String]| {
-        let mut e: Vec<&str> = edges.iter().map(String::as_str).collect();
-        e.sort_unstable();
-        e == want
-    };
-    if !matches(&l.key_edges) && !l.uniques.iter().any(|u| matches(&u.edges)) {
-        return Err(StoreError::InvalidFilter {
-            model: l.model.clone(),
-            message: format!(
-                "({}) is not an index of {}; its indexes are {}",
-                key.edges.join(", "),
-                l.model,
-                std::iter::once(&l.key_edges)
-                    .chain(l.uniques.iter().map(|u| &u.edges))
-                    .map(|ix| format!("({})", ix.join(", ")))
-                    .collect::<Vec<_>>()
-                    .join("")
-            ),
-        });
-    }
-    let obj: Map<String, Value> = key
-        .edges
-        .iter()
-        .cloned()
-        .zip(key.values.iter().cloned())
-        .collect();
+    index_of(l, key)?;
+    let obj = key_object(key);
     let mut cols = Vec::new();
     let mut vals = Vec::new();
     for name in &key.edges {
@@ -367,16 +344,18 @@ pub(super) fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunInfo> {
 pub(super) const RUN_COLS: &str =
     "id, request, started_at, ended_at, status, stored, rejected, missing, failed, skipped, error, resumed_from";
 
-impl SqliteStore {
+impl SqliteReader {
     fn live_counts(&self, mut runs: Vec<RunInfo>) -> Result<Vec<RunInfo>, StoreError> {
         for r in runs.iter_mut().filter(|r| r.status == RunStatus::Running) {
             r.counts = self.outcome_counts(r.id)?;
         }
         // A reader is told a run is dead by the writer lock: when no writer holds it, a run
         // still `running` (read again, after asking the lock) belongs to a process that died.
-        if self.read_only
-            && runs.iter().any(|r| r.status == RunStatus::Running)
-            && super::super::lock::writer_alive(&lock_path(&self.path)) == Some(false)
+        // The writer's own handle has no lock to ask: it holds it.
+        let Some(lock) = &self.writer_lock else {
+            return Ok(runs);
+        };
+        if runs.iter().any(|r| r.status == RunStatus::Running) && writer_alive(lock) == Some(false)
         {
             for r in runs.iter_mut().filter(|r| r.status == RunStatus::Running) {
                 let now = self.sql(|c| {
@@ -386,7 +365,7 @@ impl SqliteStore {
                 })?;
                 match now {
                     Some(now) if now.status == RunStatus::Running => {
-                        super::super::mark_dead(r);
+                        mark_dead(r);
                     }
                     Some(now) => *r = now,
                     None => {}
@@ -397,7 +376,7 @@ impl SqliteStore {
     }
 }
 
-impl StoreRead for SqliteStore {
+impl StoreRead for SqliteReader {
     fn edge_names(&self, model: &str) -> Option<Vec<String>> {
         self.layouts
             .get(model)
@@ -659,32 +638,7 @@ pub(super) fn filter_sql(l: &ModelLayout, f: &Filter) -> Result<(String, Vec<Sql
         model: l.model.clone(),
         message,
     };
-    let e = l.edge(&f.edge).ok_or_else(|| {
-        bad(format!(
-            "{} has no edge {:?}; its edges are {}",
-            l.model,
-            f.edge,
-            l.edges
-                .iter()
-                .map(|e| e.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    })?;
-    if e.value_object {
-        return Err(bad(format!(
-            "edge {} holds {} value objects (records without an index); filter on an edge of {} itself",
-            e.name,
-            e.target.as_deref().unwrap_or("nested"),
-            l.model
-        )));
-    }
-    if e.cols.len() != 1 {
-        return Err(bad(format!(
-            "edge {} refers to a model with a composite key; filter on one of its own edges instead",
-            e.name
-        )));
-    }
+    let e = filter_edge(l, f)?;
     let c = &e.cols[0];
     let v = to_sql(&f.value, c.prim).map_err(|m| bad(format!("edge {}: {m}", e.name)))?;
     if e.multiple {
