@@ -7,8 +7,11 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use crate::store::key::scalar_text;
+use crate::store::layout::EdgeLayout;
 use crate::store::lock::writer_alive;
-use crate::store::records::{filter_edge, index_of, key_object, Index};
+use crate::store::records::{
+    col_values, edge_value, filter_edge, index_of, items, key_object, Index,
+};
 use crate::store::{
     mark_dead, DriftInfo, IndexKey, KeyOutcomeInfo, RecordQuery, RejectInfo, RunCounts, RunId,
     RunInfo, RunStatus, StoreError, StoreRead, Timestamp,
@@ -32,6 +35,22 @@ pub(super) fn cmp_parts(a: &[String], b: &[String]) -> std::cmp::Ordering {
 
 /// Does a stored edge value match a filter value? Numbers compare numerically, arrays match
 /// when an item does, references when their single key value does.
+/// Does a stored edge value match a filter value? The edge's one column is compared: a
+/// reference's key (nested record or not), each item of a multi-valued edge.
+fn edge_matches(e: &EdgeLayout, v: &Value, want: &Value) -> bool {
+    let matches = |item: &Value| {
+        col_values(e, Some(item))
+            .next()
+            .and_then(|(_, x)| x)
+            .is_some_and(|x| value_matches(x, want))
+    };
+    if e.multiple {
+        items(Some(v)).any(matches)
+    } else {
+        matches(v)
+    }
+}
+
 pub(super) fn value_matches(v: &Value, want: &Value) -> bool {
     match v {
         Value::Array(a) => a.iter().any(|x| value_matches(x, want)),
@@ -166,9 +185,10 @@ impl StoreRead for DirReader {
         each: &mut dyn FnMut(Value) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let l = self.layout(&query.model)?;
-        if let Some(f) = &query.filter {
-            filter_edge(l, f)?;
-        }
+        let filter = match &query.filter {
+            Some(f) => Some((filter_edge(l, f)?, &f.value)),
+            None => None,
+        };
         let mut found = 0;
         for path in self.doc_paths(&query.model)? {
             if query.limit.is_some_and(|n| found >= n) {
@@ -177,8 +197,8 @@ impl StoreRead for DirReader {
             let Some(mut doc) = Self::read_doc(&path)? else {
                 continue;
             };
-            if let Some(f) = &query.filter {
-                if !doc.get(&f.edge).is_some_and(|v| value_matches(v, &f.value)) {
+            if let Some((e, want)) = filter {
+                if !edge_value(&doc, e).is_some_and(|v| edge_matches(e, v, want)) {
                     continue;
                 }
             }
