@@ -126,6 +126,16 @@ pub(crate) const PROVENANCE: [&str; 4] = [
     "_kye_hash",
 ];
 
+/// The edges of a stored model in schema order, or `None` when `model` is not stored.
+pub(crate) fn edge_names(
+    layouts: &std::collections::HashMap<String, ModelLayout>,
+    model: &str,
+) -> Option<Vec<String>> {
+    layouts
+        .get(model)
+        .map(|l| l.edges.iter().map(|e| e.name.clone()).collect())
+}
+
 impl ModelLayout {
     pub(crate) fn edge(&self, name: &str) -> Option<&EdgeLayout> {
         self.edges.iter().find(|e| e.name == name)

@@ -122,36 +122,45 @@ impl DirReader {
         let keys: Vec<KeyLine> = read_lines(&meta.join("keys.jsonl"))?;
         let drift: Vec<DriftInfo> = read_lines(&meta.join("drift.jsonl"))?;
         let layouts: Vec<ModelLayout> = read_lines(&meta.join("models.jsonl"))?;
-        let mut latest: HashMap<(String, String), KeyOutcomeInfo> = HashMap::new();
-        let mut done: HashMap<(String, String), KeyOutcomeInfo> = HashMap::new();
-        for k in keys {
-            let info = KeyOutcomeInfo {
-                run: k.run,
-                status: k.status,
-                reason: k.reason,
-                at: k.at,
-            };
-            note_done(&mut done, &k.model, &k.key, &info);
-            let slot = latest
-                .entry((k.model, k.key))
-                .or_insert_with(|| info.clone());
-            if (info.at, info.run) >= (slot.at, slot.run) {
-                *slot = info;
-            }
-        }
-        Ok(DirReader {
+        let mut reader = DirReader {
             root,
             meta,
             layouts: layouts.into_iter().map(|l| (l.model.clone(), l)).collect(),
             runs: runs.into_iter().map(|r| (r.id.0, r)).collect(),
-            latest,
-            done,
+            latest: HashMap::new(),
+            done: HashMap::new(),
             drift: drift
                 .into_iter()
                 .map(|d| ((d.model.clone(), d.path.clone()), d))
                 .collect(),
             writer_lock,
-        })
+        };
+        for k in keys {
+            reader.note_outcome(k);
+        }
+        Ok(reader)
+    }
+
+    /// Takes a key outcome into the indexes: the latest outcome of its key (by time, then
+    /// run, as SQLite orders them), and the outcome of the newest run that finished it.
+    fn note_outcome(&mut self, k: KeyLine) {
+        let info = KeyOutcomeInfo {
+            run: k.run,
+            status: k.status,
+            reason: k.reason,
+            at: k.at,
+        };
+        let slot = (k.model, k.key);
+        if info.status.is_done() && self.done.get(&slot).is_none_or(|have| have.run <= info.run) {
+            self.done.insert(slot.clone(), info.clone());
+        }
+        if self
+            .latest
+            .get(&slot)
+            .is_none_or(|have| (have.at, have.run) <= (info.at, info.run))
+        {
+            self.latest.insert(slot, info);
+        }
     }
 
     pub(super) fn model_dir(&self, model: &str) -> PathBuf {
@@ -279,22 +288,3 @@ impl DirStore {
 }
 
 read_through!(DirStore, db);
-
-/// Keeps in `done` the outcome of the newest run that finished each key.
-fn note_done(
-    done: &mut HashMap<(String, String), KeyOutcomeInfo>,
-    model: &str,
-    key: &str,
-    info: &KeyOutcomeInfo,
-) {
-    if !info.status.is_done() {
-        return;
-    }
-    let slot = (model.to_string(), key.to_string());
-    match done.get(&slot) {
-        Some(have) if have.run > info.run => {}
-        _ => {
-            done.insert(slot, info.clone());
-        }
-    }
-}

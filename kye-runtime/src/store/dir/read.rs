@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use crate::store::key::scalar_text;
-use crate::store::layout::EdgeLayout;
+use crate::store::layout::{self, EdgeLayout};
 use crate::store::lock::writer_alive;
 use crate::store::records::{
     col_values, edge_value, filter_edge, index_of, items, key_object, Index,
@@ -113,9 +113,7 @@ impl DirReader {
 
 impl StoreRead for DirReader {
     fn edge_names(&self, model: &str) -> Option<Vec<String>> {
-        self.layouts
-            .get(model)
-            .map(|l| l.edges.iter().map(|e| e.name.clone()).collect())
+        layout::edge_names(&self.layouts, model)
     }
 
     fn kind(&self) -> &'static str {

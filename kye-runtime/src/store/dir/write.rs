@@ -12,15 +12,12 @@ use crate::store::key::{canonical_json, content_hash, cut};
 use crate::store::layout::{self, ModelLayout};
 use crate::store::records::nested_records;
 use crate::store::{
-    drift_example, fold_path, mark_dead, record_object, DriftInfo, IndexKey, KeyOutcomeInfo,
-    NewRun, Provenance, RunCounts, RunEnd, RunId, RunInfo, RunStatus, StoreError, StoreRead,
-    StoreWrite, WriteItem,
+    drift_example, fold_path, mark_dead, record_object, DriftInfo, IndexKey, NewRun, Provenance,
+    RunCounts, RunEnd, RunId, RunInfo, RunStatus, StoreError, StoreRead, StoreWrite, WriteItem,
 };
 
 use super::files::{append_lines, io_err, sync_dir, write_atomic};
-use super::{
-    decode_file_name, encode_file_name, note_done, DirReader, DirStore, KeyLine, RejectLine,
-};
+use super::{decode_file_name, encode_file_name, DirReader, DirStore, KeyLine, RejectLine};
 
 /// A document to write and the model directory it goes to.
 pub(super) struct Doc {
@@ -388,14 +385,7 @@ impl StoreWrite for DirStore {
             self.save_snapshot("drift.jsonl", self.db.drift.values())?;
         }
         for k in new_latest {
-            let info = KeyOutcomeInfo {
-                run: k.run,
-                status: k.status,
-                reason: k.reason,
-                at: k.at,
-            };
-            note_done(&mut self.db.done, &k.model, &k.key, &info);
-            self.db.latest.insert((k.model, k.key), info);
+            self.db.note_outcome(k);
         }
         Ok(results)
     }

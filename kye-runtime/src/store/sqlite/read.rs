@@ -17,7 +17,7 @@ use crate::store::{
     RunCounts, RunId, RunInfo, RunStatus, StoreError, StoreRead, Timestamp,
 };
 
-use super::convert::{edge_cols_sql, from_sql, json_to_sql, sql_to_json, to_sql, with_key};
+use super::convert::{edge_cols_sql, from_sql, json_to_sql, sql_to_json, to_sql};
 use super::ddl::{list, q, where_eq};
 use super::SqliteReader;
 
@@ -297,11 +297,12 @@ pub(super) fn value_object_out(e: &EdgeLayout, vals: Vec<Value>) -> Value {
     )
 }
 
-/// The key columns and values of `key` for one of `l`'s indexes.
-pub(super) fn index_lookup(
-    l: &ModelLayout,
-    key: &IndexKey,
-) -> Result<(Vec<String>, Vec<Sql>), StoreError> {
+/// The columns of a looked-up key and their values.
+type KeyColumns = (Vec<String>, Vec<Sql>);
+
+/// The key columns and values of `key` for one of `l`'s indexes; `None` when no stored
+/// record can have them (a value that cannot be stored in the key's columns, or none).
+fn index_lookup(l: &ModelLayout, key: &IndexKey) -> Result<Option<KeyColumns>, StoreError> {
     index_of(l, key)?;
     let obj = key_object(key);
     let mut cols = Vec::new();
@@ -310,14 +311,21 @@ pub(super) fn index_lookup(
         let e = l.edge(name).ok_or_else(|| StoreError::UnknownModel {
             model: l.model.clone(),
         })?;
-        let v = edge_cols_sql(&l.model, e, obj.get(name))
-            .map_err(|x| with_key(x, || key.to_string()))?;
+        let v = match edge_cols_sql(&l.model, e, obj.get(name)) {
+            Ok(v) => v,
+            // A value that cannot be stored in the key's columns was never stored.
+            Err(StoreError::InvalidValue { .. }) => return Ok(None),
+            Err(x) => return Err(x),
+        };
         for (c, s) in e.cols.iter().zip(v) {
             cols.push(c.name.clone());
             vals.push(s);
         }
     }
-    Ok((cols, vals))
+    if vals.iter().any(|v| matches!(v, Sql::Null)) {
+        return Ok(None);
+    }
+    Ok(Some((cols, vals)))
 }
 
 pub(super) fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunInfo> {
@@ -378,9 +386,7 @@ impl SqliteReader {
 
 impl StoreRead for SqliteReader {
     fn edge_names(&self, model: &str) -> Option<Vec<String>> {
-        self.layouts
-            .get(model)
-            .map(|l| l.edges.iter().map(|e| e.name.clone()).collect())
+        layout::edge_names(&self.layouts, model)
     }
 
     fn kind(&self) -> &'static str {
@@ -393,15 +399,9 @@ impl StoreRead for SqliteReader {
 
     fn last_stored(&self, model: &str, key: &IndexKey) -> Result<Option<Timestamp>, StoreError> {
         let l = self.layout(model)?;
-        let (cols, vals) = match index_lookup(l, key) {
-            Ok(found) => found,
-            // A value that cannot be stored in the key's columns was never stored.
-            Err(StoreError::InvalidValue { .. }) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        if vals.iter().any(|v| matches!(v, Sql::Null)) {
+        let Some((cols, vals)) = index_lookup(l, key)? else {
             return Ok(None);
-        }
+        };
         let sql = format!(
             "SELECT \"_kye_fetched_at\" FROM {} WHERE {}",
             q(&l.table),
@@ -451,15 +451,9 @@ impl StoreRead for SqliteReader {
 
     fn record(&self, model: &str, key: &IndexKey) -> Result<Option<Value>, StoreError> {
         let l = self.layout(model)?;
-        let (cols, vals) = match index_lookup(l, key) {
-            Ok(found) => found,
-            // A value that cannot be stored in the key's columns was never stored.
-            Err(StoreError::InvalidValue { .. }) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        if vals.iter().any(|v| matches!(v, Sql::Null)) {
+        let Some((cols, vals)) = index_lookup(l, key)? else {
             return Ok(None);
-        }
+        };
         let reader = Reader {
             conn: &self.conn,
             path: &self.path,

@@ -3,7 +3,9 @@
 //! key outcomes in one transaction.
 
 use kye_lang::Schema;
-use rusqlite::{params, TransactionBehavior};
+use std::path::Path;
+
+use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 
 use crate::store::key::canonical_json;
 use crate::store::plan::{self, Action};
@@ -12,9 +14,15 @@ use crate::store::{
     Timestamp, WriteItem, DEAD_RUN,
 };
 
-use super::batch::{has_nested_records, BatchWriter, Statements, TimeText};
+use super::batch::{has_nested_records, sql_error, BatchWriter, Statements, TimeText};
 use super::ddl::{self, INTERNAL_TABLES};
 use super::{SqliteReader, SqliteStore, FORMAT_VERSION};
+
+/// Begins a write transaction on the database at `path`, taking SQLite's write lock at once.
+fn immediate<'c>(conn: &'c mut Connection, path: &Path) -> Result<Transaction<'c>, StoreError> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql_error(path))
+}
 
 impl SqliteStore {
     /// Creates kye's tables (and switches to WAL) if that has not happened yet.
@@ -118,15 +126,8 @@ impl StoreWrite for SqliteStore {
         self.ensure_initialized()?;
         let now = Timestamp::now().to_string();
         let path = self.db.path.clone();
-        let sql = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .db
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql)?;
+        let sql = sql_error(&path);
+        let tx = immediate(&mut self.db.conn, &path)?;
         for step in &preparation.steps {
             if matches!(step.action, Action::Keep) {
                 continue;
@@ -141,16 +142,16 @@ impl StoreWrite for SqliteStore {
                  layout = excluded.layout, updated_at = excluded.updated_at",
                 params![l.model, l.fingerprint(), text, now],
             )
-            .map_err(sql)?;
+            .map_err(&sql)?;
         }
         if preparation.stores_value_objects() {
             tx.execute(
                 "UPDATE _kye_meta SET value = ?1 WHERE key = 'format_version' AND CAST(value AS INTEGER) < ?1",
                 [FORMAT_VERSION],
             )
-            .map_err(sql)?;
+            .map_err(&sql)?;
         }
-        tx.commit().map_err(sql)?;
+        tx.commit().map_err(&sql)?;
         for step in preparation.steps {
             let l = step.layout;
             self.sql.insert(l.model.clone(), ddl::model_sql(&l));
@@ -206,15 +207,8 @@ impl StoreWrite for SqliteStore {
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         self.ensure_initialized()?;
         let path = self.db.path.clone();
-        let fatal = |source: rusqlite::Error| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .db
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(fatal)?;
+        let fatal = sql_error(&path);
+        let tx = immediate(&mut self.db.conn, &path)?;
         let mut w = BatchWriter {
             st: Statements::new(&tx),
             path: &path,
@@ -230,15 +224,15 @@ impl StoreWrite for SqliteStore {
                     // A failed record leaves nothing behind while the rest of the batch
                     // commits.
                     if has_nested_records(w.layouts, &r.model, &r.value) {
-                        w.st.execute("SAVEPOINT kye_item", []).map_err(fatal)?;
+                        w.st.execute("SAVEPOINT kye_item", []).map_err(&fatal)?;
                         match w.store_record(&r.model, &r.value, &r.provenance, 0) {
                             Ok(()) => {
-                                w.st.execute("RELEASE kye_item", []).map_err(fatal)?;
+                                w.st.execute("RELEASE kye_item", []).map_err(&fatal)?;
                                 Ok(())
                             }
                             Err(e) if e.is_item_error() => {
-                                w.st.execute("ROLLBACK TO kye_item", []).map_err(fatal)?;
-                                w.st.execute("RELEASE kye_item", []).map_err(fatal)?;
+                                w.st.execute("ROLLBACK TO kye_item", []).map_err(&fatal)?;
+                                w.st.execute("RELEASE kye_item", []).map_err(&fatal)?;
                                 Err(e)
                             }
                             Err(e) => return Err(e),
@@ -267,7 +261,7 @@ impl StoreWrite for SqliteStore {
                         ],
                     )
                     .map(|_| ())
-                    .map_err(fatal),
+                    .map_err(&fatal),
                 WriteItem::Drift(d) => w
                     .st
                     .execute(
@@ -284,7 +278,7 @@ impl StoreWrite for SqliteStore {
                         ],
                     )
                     .map(|_| ())
-                    .map_err(fatal),
+                    .map_err(&fatal),
                 WriteItem::KeyOutcome(k) => {
                     key_text.clear();
                     k.key.write_canonical(&mut key_text);
@@ -302,7 +296,7 @@ impl StoreWrite for SqliteStore {
                         ],
                     )
                     .map(|_| ())
-                    .map_err(fatal)
+                    .map_err(&fatal)
                 }
             };
             match result {
@@ -312,7 +306,7 @@ impl StoreWrite for SqliteStore {
             }
         }
         drop(w);
-        tx.commit().map_err(fatal)?;
+        tx.commit().map_err(&fatal)?;
         Ok(results)
     }
 }
