@@ -10,8 +10,15 @@
 //!
 //! Pick one with [`StoreSpec`] (`"sqlite:kye.db"`, `"data.db"`, `"dir:out"`) and [`open_store`].
 //! A store opened for writing holds an exclusive lock: a second writer on the same file or
-//! directory is refused with [`StoreError::Locked`]; readers ([`open_store_read_only`]) are
-//! never blocked. See `docs/store.md` for the tables and how to query them.
+//! directory is refused with [`StoreError::Locked`]; readers ([`open_store_read_only`],
+//! [`StoreWrite::reader`]) are never blocked, and are of a type with no write methods
+//! ([`SqliteReader`], [`DirReader`]). See `docs/store.md` for the tables and how to query them.
+//!
+//! Inside: `types`, `query`, `traits`, `error` and `spec` are what a user sees; `layout` maps a
+//! model onto tables, `plan` decides what `prepare` does with a schema, `records` reads a
+//! record against its layout, and `rules` holds what every store writes alike. Those are shared
+//! by the stores, so that a store (`sqlite/`, `dir/`, and PostgreSQL next) only says how it
+//! keeps things: each has a `mod.rs` opening it, a `write` side and a `read` side.
 //!
 //! ```
 //! use kye_runtime::store::{open_store, NewRun, Provenance, RecordWrite, StoreSpec, WriteItem};

@@ -41,7 +41,7 @@ pub trait StoreRead: Send {
     ) -> Result<Option<KeyOutcomeInfo>, StoreError>;
 
     /// The outcome of a requested key recorded by the newest run (highest id) that finished it:
-    /// stored, missing, rejected or skipped ([`KeyStatus::is_done`]); outcomes that are not
+    /// stored, missing, rejected or skipped ([`KeyStatus::is_done`](super::KeyStatus::is_done)); outcomes that are not
     /// done (failed) are passed over. Resume reads this: a key whose newest finished outcome
     /// belongs to the resumed chain of runs, or to a run started since, is not fetched again.
     fn latest_done(
