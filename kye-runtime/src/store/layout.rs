@@ -1,9 +1,11 @@
-//! How a model maps onto SQLite tables, and what a schema change means for stored data.
+//! How a model maps onto tables and columns, for every store: one table per model with a
+//! column per primitive of its single-valued edges, child tables for multi-valued edges and
+//! value objects, the primary and secondary indexes, and the names that cannot be stored.
 //!
 //! A layout is derived from a model alone (plus the primary indexes of the models it
-//! references), serialized into `_kye_models.layout`, and compared with the stored one on
-//! every `prepare` to decide between "nothing to do", "add a column / child table" and
-//! "refuse".
+//! references), recorded by the store (`_kye_models.layout`, `_kye/models.jsonl`), and compared
+//! with the stored one on every `prepare` ([`super::plan`]). Column types here are kye's
+//! ([`Prim`]); each SQL store names them in its dialect.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -32,17 +34,6 @@ impl Prim {
             Primitive::String => Prim::String,
             Primitive::Number => Prim::Number,
             Primitive::Boolean => Prim::Boolean,
-        }
-    }
-
-    /// Declared SQLite column type (affinity).
-    pub(crate) fn sql_type(self) -> &'static str {
-        match self {
-            Prim::String => "TEXT",
-            // NUMERIC affinity: integral values are kept as INTEGER, others as REAL.
-            Prim::Number => "NUMERIC",
-            Prim::Boolean => "INTEGER",
-            Prim::Json => "TEXT",
         }
     }
 
@@ -123,43 +114,6 @@ pub(crate) struct ModelLayout {
     pub parent_cols: Vec<String>,
     pub uniques: Vec<Unique>,
     pub edges: Vec<EdgeLayout>,
-    /// SQL text for this layout, built on first use (not part of the layout's identity).
-    #[serde(skip)]
-    pub sql: SqlCache,
-}
-
-/// The statements the SQLite store runs for one model, built once per layout.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ModelSql {
-    /// Per secondary index: select the primary key of the row holding a value.
-    pub unique_selects: Vec<String>,
-    /// Per secondary index: where each of its columns is among the inline columns of
-    /// [`ModelSql::insert`] (`None`: not an inline column).
-    pub unique_positions: Vec<Vec<Option<usize>>>,
-    /// Delete the row by primary key.
-    pub delete: String,
-    /// Per multi-valued edge (in edge order): delete its child rows by parent key.
-    pub child_deletes: Vec<String>,
-    /// Insert a row: inline columns in edge order, then the provenance columns.
-    pub insert: String,
-    /// The same, doing nothing when the key is already stored (0 rows changed). A value of
-    /// a secondary index held by another row fails it with `SQLITE_CONSTRAINT_UNIQUE`.
-    pub insert_new: String,
-    /// Per multi-valued edge (in edge order): insert one child row.
-    pub child_inserts: Vec<String>,
-    /// Select the stored row by primary key: inline columns as in [`ModelSql::insert`],
-    /// then the provenance columns.
-    pub stored_row: String,
-}
-
-/// A lazily built [`ModelSql`]; always equal to any other, so it never affects comparisons.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct SqlCache(pub std::sync::OnceLock<ModelSql>);
-
-impl PartialEq for SqlCache {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
 }
 
 /// Column name of the position in child tables.
@@ -171,6 +125,16 @@ pub(crate) const PROVENANCE: [&str; 4] = [
     "_kye_fetched_at",
     "_kye_hash",
 ];
+
+/// The edges of a stored model in schema order, or `None` when `model` is not stored.
+pub(crate) fn edge_names(
+    layouts: &std::collections::HashMap<String, ModelLayout>,
+    model: &str,
+) -> Option<Vec<String>> {
+    layouts
+        .get(model)
+        .map(|l| l.edges.iter().map(|e| e.name.clone()).collect())
+}
 
 impl ModelLayout {
     pub(crate) fn edge(&self, name: &str) -> Option<&EdgeLayout> {
@@ -473,7 +437,6 @@ pub(crate) fn layout_of(schema: &Schema, model: &Model) -> Result<ModelLayout, S
         parent_cols,
         uniques,
         edges,
-        sql: SqlCache::default(),
     };
     check_columns(&layout)?;
     Ok(layout)
@@ -518,163 +481,4 @@ pub(crate) fn check_tables(layouts: &[ModelLayout]) -> Result<(), StoreError> {
         }
     }
     Ok(())
-}
-
-/// An additive change to apply.
-#[derive(Debug, Clone)]
-pub(crate) enum Change {
-    /// New single-valued optional edge: add its columns.
-    AddColumns(EdgeLayout),
-    /// New multi-valued edge: create its child table.
-    AddTable(EdgeLayout),
-    /// Something that changes only the recorded layout (e.g. an edge became optional).
-    Relax,
-}
-
-/// What a schema change means for stored data.
-pub(crate) enum Plan {
-    Same,
-    Migrate(Vec<Change>),
-    /// Incompatible: (edge, explanation).
-    Refuse(Option<String>, String),
-}
-
-fn cols_sig(cols: &[Col]) -> Vec<(String, Vec<String>, Prim)> {
-    cols.iter()
-        .map(|c| (c.name.to_ascii_lowercase(), c.path.clone(), c.prim))
-        .collect()
-}
-
-/// Compares the stored layout with the schema's.
-pub(crate) fn plan(old: &ModelLayout, new: &ModelLayout) -> Plan {
-    if old == new {
-        return Plan::Same;
-    }
-    if old.key_edges != new.key_edges || cols_sig(&old.key) != cols_sig(&new.key) {
-        return Plan::Refuse(
-            None,
-            format!(
-                "the primary index changed from ({}) to ({})",
-                old.key_edges.join(", "),
-                new.key_edges.join(", ")
-            ),
-        );
-    }
-    let sig = |u: &[Unique]| u.iter().map(|u| u.edges.clone()).collect::<Vec<_>>();
-    if sig(&old.uniques) != sig(&new.uniques) {
-        let show = |u: &[Unique]| {
-            u.iter()
-                .map(|u| format!("({})", u.edges.join(", ")))
-                .collect::<Vec<_>>()
-                .join("")
-        };
-        return Plan::Refuse(
-            None,
-            format!(
-                "its secondary indexes changed from {} to {}",
-                non_empty(show(&old.uniques)),
-                non_empty(show(&new.uniques))
-            ),
-        );
-    }
-    let mut changes = Vec::new();
-    for o in &old.edges {
-        match new.edge(&o.name) {
-            None => {
-                return Plan::Refuse(
-                    Some(o.name.clone()),
-                    format!(
-                        "the edge ({}) was removed from the schema but is stored",
-                        o.ty
-                    ),
-                )
-            }
-            Some(n) => {
-                if o.value_object != n.value_object {
-                    let target = n.target.as_deref().unwrap_or("its model");
-                    let message = if n.value_object {
-                        format!(
-                            "{target} lost its index: it is now a value object, stored with each \
-                             record nesting it, but the store holds {target} records of their own \
-                             linked by key"
-                        )
-                    } else {
-                        format!(
-                            "{target} gained an index: it is now stored as records of its own, but \
-                             the store holds its values inside each record nesting it"
-                        )
-                    };
-                    return Plan::Refuse(Some(o.name.clone()), message);
-                }
-                if o.multiple != n.multiple
-                    || o.target != n.target
-                    || cols_sig(&o.cols) != cols_sig(&n.cols)
-                    || o.table != n.table
-                {
-                    let message = match (&o.target, &n.target) {
-                        (Some(a), Some(b)) if a == b && o.ty == n.ty => format!(
-                            "the key of {a}, which it refers to, changed (stored references \
-                             hold the old key)"
-                        ),
-                        _ => format!("its type changed from {} to {}", o.ty, n.ty),
-                    };
-                    return Plan::Refuse(Some(o.name.clone()), message);
-                }
-                if !o.required && n.required {
-                    return Plan::Refuse(
-                        Some(o.name.clone()),
-                        format!(
-                            "it was made required ({} → {}); stored records may have no value",
-                            o.ty, n.ty
-                        ),
-                    );
-                }
-                if o != n {
-                    changes.push(Change::Relax);
-                }
-            }
-        }
-    }
-    for n in &new.edges {
-        if old.edge(&n.name).is_none() {
-            if n.required {
-                return Plan::Refuse(
-                    Some(n.name.clone()),
-                    format!(
-                        "it is a new required edge ({}); stored records have no value for it",
-                        n.ty
-                    ),
-                );
-            }
-            changes.push(if n.in_child_table() {
-                Change::AddTable(n.clone())
-            } else {
-                Change::AddColumns(n.clone())
-            });
-        }
-    }
-    if old.parent_cols != new.parent_cols {
-        return Plan::Refuse(None, "its child table layout changed".to_string());
-    }
-    Plan::Migrate(changes)
-}
-
-fn non_empty(s: String) -> String {
-    if s.is_empty() {
-        "none".to_string()
-    } else {
-        s
-    }
-}
-
-/// Follows `path` inside a value of an edge. A scalar stands for the whole key when the
-/// key has one column (`"grass"` for `{"name": "grass"}`).
-pub(crate) fn extract<'a>(v: &'a Value, path: &[String], single: bool) -> Option<&'a Value> {
-    match (path.split_first(), v) {
-        (None, _) => Some(v),
-        (Some((first, rest)), Value::Object(o)) => extract(o.get(first)?, rest, single),
-        (Some(_), Value::Null) => None,
-        (Some(_), scalar) if single => Some(scalar),
-        _ => None,
-    }
 }

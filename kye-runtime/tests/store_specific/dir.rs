@@ -1,10 +1,13 @@
-//! The directory store on a real temp directory: documents, hostile keys that must stay
-//! inside the directory, JSON lines for runs/rejects/drift/outcomes, torn lines, the lock.
+//! The directory store beyond the contract: documents with their provenance and key, file
+//! names that keep every key inside the directory, JSON lines cut after a torn append,
+//! temporary files of interrupted writes removed, and the lock inside the directory.
 
 use std::path::{Path, PathBuf};
 
 use kye_runtime::store::*;
 use serde_json::{json, Value};
+
+use crate::write_ok;
 
 const SCHEMA: &str = r#"
 Pokemon(id)(name) {
@@ -316,7 +319,7 @@ fn runs_rejects_drift_and_outcomes_as_json_lines() {
         assert!(text.ends_with('\n'), "{f}");
     }
     drop(s);
-    let s = DirStore::open_read_only(tmp.path()).unwrap();
+    let s = DirReader::open(tmp.path()).unwrap();
     let rejects = s.rejects(Some(r1), None).unwrap();
     assert_eq!(rejects.len(), 1);
     assert_eq!(rejects[0].payload, json!({"id": 1, "name": null}));
@@ -343,15 +346,57 @@ fn runs_rejects_drift_and_outcomes_as_json_lines() {
     assert_eq!(s.runs(None).unwrap()[0].status, RunStatus::Completed);
 }
 
+/// Reopening for writing removes the temporary files a writer killed mid-write left behind.
 #[test]
-fn a_second_writer_is_refused() {
+fn temporary_files_of_interrupted_writes_are_removed() {
     let tmp = tempfile::tempdir().unwrap();
-    let _first = open(tmp.path());
-    let err = DirStore::open(tmp.path()).unwrap_err();
-    assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
-    assert!(DirStore::open_read_only(tmp.path()).is_ok());
-    assert!(matches!(
-        DirStore::open_read_only(tmp.path().join("nothing")),
-        Err(StoreError::NotFound { .. })
-    ));
+    let root = tmp.path().join("out");
+    let mut s = open(&root);
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    write_ok(
+        &mut s,
+        &[record(run, "Pokemon", json!({"id": 7, "name": "squirtle"}))],
+    );
+    drop(s);
+    let stale = [
+        root.join("Pokemon/.7.json.tmp-99999-0"),
+        root.join("_kye/.runs.jsonl.tmp-99999-1"),
+    ];
+    for f in &stale {
+        std::fs::write(f, b"{\"id\": 7, \"na").unwrap();
+    }
+    // Readers ignore them.
+    let r = DirReader::open(&root).unwrap();
+    assert_eq!(r.records(&RecordQuery::new("Pokemon")).unwrap().len(), 1);
+    drop(r);
+    drop(open(&root));
+    for f in &stale {
+        assert!(!f.exists(), "{} left", f.display());
+    }
+    assert!(root.join("Pokemon/7.json").is_file());
+}
+
+/// The lock lives inside the directory: any path to it, a symbolic link included, reaches the
+/// same lock; the lock file is empty once its writer has ended.
+#[test]
+fn the_lock_is_inside_the_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let writer = DirStore::open(&out).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(out.join("_kye/lock"))
+            .unwrap()
+            .trim(),
+        std::process::id().to_string()
+    );
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(&out, tmp.path().join("out-link")).unwrap();
+        assert!(matches!(
+            DirStore::open(tmp.path().join("out-link")),
+            Err(StoreError::Locked { .. })
+        ));
+    }
+    drop(writer);
+    assert_eq!(std::fs::read_to_string(out.join("_kye/lock")).unwrap(), "");
 }

@@ -1,6 +1,8 @@
-//! Nested records end to end (issue 11, item 13): a nested model without an index is a value
-//! object stored with each parent, never shared; a nested model with an index that two
-//! parents of one run contradict is reported, not silently overwritten.
+//! The contract seen through the runtime: cats fetched from a loopback API into each store
+//! (value objects stored per parent, contradicting nested records failing their key, drift
+//! examples keeping their JSON type, unknown fields capped), plus the value-object rules of
+//! the registry, requests and validation, which need no store of their own (issue 11,
+//! item 13).
 //!
 //! A cat API on a loopback server returns 387 cats, each with its own `vitals` object.
 
@@ -19,7 +21,7 @@ use serde_json::{json, Value};
 const CATS: i64 = 387;
 
 /// `Vitals` and `Reading` have no index: value objects.
-const VALUE_SCHEMA: &str = r#"
+pub const VALUE_SCHEMA: &str = r#"
 Cat(id: Number) {
   name: String
   vitals: Vitals
@@ -34,7 +36,7 @@ Reading { at: String, value: Number? }
 "#;
 
 /// What following the old hint gave: `Vitals` identified by its heart rate.
-const KEYED_SCHEMA: &str = r#"
+pub const KEYED_SCHEMA: &str = r#"
 Cat(id: Number) {
   name: String
   vitals: Vitals
@@ -57,7 +59,7 @@ fn keyed_schema() -> &'static Schema {
 
 /// The API's vitals of cat `id`: 60 distinct heart rates (shared by several cats), a
 /// temperature of each cat's own.
-fn vitals(id: i64) -> Value {
+pub fn vitals(id: i64) -> Value {
     json!({
         "heart_rate_bpm": 100 + id % 60,
         "temperature_c": 37.0 + (id as f64) / 1000.0,
@@ -65,13 +67,13 @@ fn vitals(id: i64) -> Value {
     })
 }
 
-fn readings(id: i64) -> Value {
+pub fn readings(id: i64) -> Value {
     json!((0..id % 3)
         .map(|i| json!({"at": format!("2026-12-0{}", i + 1), "value": id * 10 + i}))
         .collect::<Vec<_>>())
 }
 
-fn cat_doc(id: i64) -> Value {
+pub fn cat_doc(id: i64) -> Value {
     json!({"id": id, "name": format!("cat-{id}"), "vitals": vitals(id), "readings": readings(id)})
 }
 
@@ -188,82 +190,146 @@ fn runtime(
         .expect("runtime builds")
 }
 
-fn stores(dir: &std::path::Path) -> [String; 2] {
-    [
-        format!("sqlite:{}", dir.join("cats.db").display()),
-        format!("dir:{}", dir.join("cats").display()),
-    ]
+use crate::fixtures::Store;
+use crate::harness::Harness;
+
+/// A runtime fetching with `fetcher` into the store under test.
+fn runtime_for(
+    st: &Store,
+    schema: &'static Schema,
+    fetcher: &'static FetcherRegistration,
+    base: &str,
+) -> Runtime {
+    runtime(schema, fetcher, base, st.spec.to_string())
 }
 
-#[tokio::test]
-async fn every_cat_keeps_its_own_vitals_in_both_stores() {
+/// Every cat keeps its own vitals and readings, though heart rates repeat across cats; a
+/// value object has no records of its own to list.
+pub async fn every_cat_keeps_its_own_vitals(h: &Harness) {
     let server = TestServer::start(routes()).await.expect("server");
-    let tmp = tempfile::tempdir().expect("tempdir");
-    for store in stores(tmp.path()) {
-        let rt = runtime(value_schema(), &CAT_BY_ID, server.base_url(), store.clone());
-        let summary = rt
-            .fetch(FetchRequest::new(format!("Cat.id in 1..={CATS}")))
-            .await
-            .expect("fetch runs");
-        assert_eq!(summary.status, RunStatus::Completed, "{store}: {summary}");
-        assert_eq!(summary.counts.stored, CATS as u64, "{store}: {summary:?}");
-        let cats = rt.with_store(|s| s.records(&RecordQuery::new("Cat")).expect("records"));
-        assert_eq!(cats.len(), CATS as usize, "{store}");
-        for cat in &cats {
-            let id = cat["id"].as_i64().expect("id");
-            assert_eq!(cat["vitals"], vitals(id), "{store}: vitals of cat {id}");
-            assert_eq!(
-                cat["readings"],
-                readings(id),
-                "{store}: readings of cat {id}"
-            );
-        }
-        // Cat 1 reads as its API says, not as cat 61 (same heart rate) does.
-        let one = cats.iter().find(|c| c["id"] == 1).expect("cat 1");
-        assert_eq!(one["vitals"]["temperature_c"], json!(37.001), "{store}");
-        // A value object has no records of its own to list or request.
-        let err = rt
-            .with_store(|s| s.records(&RecordQuery::new("Vitals")))
-            .expect_err("Vitals has no table of its own");
-        assert!(err.to_string().contains("Vitals"), "{store}: {err}");
+    let st = Store::new(h);
+    let rt = runtime_for(&st, value_schema(), &CAT_BY_ID, server.base_url());
+    let summary = rt
+        .fetch(FetchRequest::new(format!("Cat.id in 1..={CATS}")))
+        .await
+        .expect("fetch runs");
+    assert_eq!(summary.status, RunStatus::Completed, "{summary}");
+    assert_eq!(summary.counts.stored, CATS as u64, "{summary:?}");
+    let cats = rt.with_store(|s| s.records(&RecordQuery::new("Cat")).expect("records"));
+    assert_eq!(cats.len(), CATS as usize);
+    for cat in &cats {
+        let id = cat["id"].as_i64().expect("id");
+        assert_eq!(cat["vitals"], vitals(id), "vitals of cat {id}");
+        assert_eq!(cat["readings"], readings(id), "readings of cat {id}");
     }
-
-    // SQLite: one child row per cat, keyed by the cat's id and position; the store format
-    // says value objects are inside (older kye versions refuse to write it).
-    let conn = rusqlite::Connection::open(tmp.path().join("cats.db")).expect("open");
-    let (rows, distinct): (i64, i64) = conn
-        .query_row(
-            "SELECT count(*), count(DISTINCT id) FROM Cat__vitals WHERE _kye_position = 0",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .expect("child table");
-    assert_eq!((rows, distinct), (CATS, CATS));
-    let t: f64 = conn
-        .query_row(
-            "SELECT temperature_c FROM Cat__vitals WHERE id = 1",
-            [],
-            |r| r.get(0),
-        )
-        .expect("cat 1 row");
-    assert_eq!(t, 37.001);
-    let version: String = conn
-        .query_row(
-            "SELECT value FROM _kye_meta WHERE key = 'format_version'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("format version");
-    assert_eq!(version, "2");
-    let vitals_table: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'Vitals'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("master");
-    assert_eq!(vitals_table, 0, "a value object has no table of its own");
+    // Cat 1 reads as its API says, not as cat 61 (same heart rate) does.
+    let one = cats.iter().find(|c| c["id"] == 1).expect("cat 1");
+    assert_eq!(one["vitals"]["temperature_c"], json!(37.001));
+    // A value object has no records of its own to list or request.
+    let err = rt
+        .with_store(|s| s.records(&RecordQuery::new("Vitals")))
+        .expect_err("Vitals has no table of its own");
+    assert!(err.to_string().contains("Vitals"), "{err}");
 }
+
+/// Two cats of one run nesting different `Vitals` under one heart rate: the second fails its
+/// key with a reason saying what to do, the first is stored as its API said.
+pub async fn contradicting_nested_records_fail_their_key(h: &Harness) {
+    let server = TestServer::start(routes()).await.expect("server");
+    let st = Store::new(h);
+    let rt = runtime_for(&st, keyed_schema(), &KEYED_CAT_BY_ID, server.base_url());
+    // Cats 1 and 61 both have a heart rate of 101, with other temperatures.
+    let summary = rt
+        .fetch(FetchRequest::new("Cat.id in [1, 61]"))
+        .await
+        .expect("fetch runs");
+    assert_eq!(
+        summary.counts.stored + summary.counts.failed,
+        2,
+        "{summary:?}"
+    );
+    assert_eq!(summary.counts.failed, 1, "{summary:?}");
+    let reason = &summary.failures[0].reason;
+    assert!(
+        reason.contains("nested Vitals heart_rate_bpm = 101 differs"),
+        "{reason}"
+    );
+    assert!(reason.contains("edge temperature_c"), "{reason}");
+    assert!(
+        reason.contains("declare it without an index (a value object"),
+        "{reason}"
+    );
+    // What the stored cat says is what its own API said.
+    let cats = rt.with_store(|s| s.records(&RecordQuery::new("Cat")).expect("records"));
+    assert_eq!(cats.len(), 1);
+    let id = cats[0]["id"].as_i64().expect("id");
+    assert_eq!(
+        cats[0]["vitals"]["temperature_c"],
+        vitals(id)["temperature_c"]
+    );
+    let failed_id = if id == 1 { 61 } else { 1 };
+    let status = rt.with_store(|s| {
+        s.latest_outcome("Cat", &IndexKey::single("id", json!(failed_id)))
+            .expect("outcome")
+            .map(|o| o.status)
+    });
+    assert_eq!(status, Some(KeyStatus::Failed));
+}
+
+/// Issue 11, item 14: the drift example is the value as it came (`drift_of` used to re-parse
+/// the display text, so `"985112003456789"` became a number and `"true"` a boolean).
+pub async fn drift_examples_keep_their_json_type(h: &Harness) {
+    let server = TestServer::start(routes()).await.expect("server");
+    let st = Store::new(h);
+    let rt = runtime_for(&st, value_schema(), &CAT_BY_ID, server.base_url());
+    let summary = rt
+        .fetch(FetchRequest::new("Cat.id = 1000"))
+        .await
+        .expect("fetch");
+    assert_eq!(summary.counts.stored, 1, "{summary:?}");
+    let drift = rt.with_store(|s| s.drift().expect("drift"));
+    let example = |path: &str| {
+        drift
+            .iter()
+            .find(|d| d.model == "Cat" && d.path == path)
+            .map(|d| d.example.clone())
+    };
+    assert_eq!(example("microchip_id"), Some(json!("985112003456789")));
+    assert_eq!(example("neutered"), Some(json!("true")));
+    assert_eq!(example("owner"), Some(json!("null")));
+    assert_eq!(example("weight_kg"), Some(json!(4.5)));
+}
+
+/// Issue 11, item 10 (third part): 200,000 unknown fields in one record wrote 200,000 drift
+/// rows. At most `MAX_UNKNOWN_FIELDS` are recorded; one warning says how many more.
+pub async fn unknown_fields_of_one_record_are_capped(h: &Harness) {
+    let cap = kye_lang::validate::MAX_UNKNOWN_FIELDS;
+    let server = TestServer::start(routes()).await.expect("server");
+    let st = Store::new(h);
+    let rt = runtime_for(&st, value_schema(), &CAT_BY_ID, server.base_url());
+    let got = rt.get("Cat.id = 1001").await.expect("get");
+    let kye_runtime::runtime::GetResult::Stored { warnings, .. } = got else {
+        panic!("cat 1001 is valid: {got:?}");
+    };
+    assert_eq!(warnings.len(), cap + 1);
+    let more = MANY_FIELDS - cap;
+    assert!(
+        warnings[cap]
+            .message
+            .contains(&format!("{more} more fields are not edges of Cat")),
+        "{}",
+        warnings[cap].message
+    );
+    let drift = rt.with_store(|s| s.drift().expect("drift"));
+    let rows = drift
+        .iter()
+        .filter(|d| d.model == "Cat" && d.path.starts_with('x'))
+        .count();
+    assert_eq!(rows, cap);
+}
+
+// What needs no store of its own: the registry, requests and validation of value objects,
+// and the repeated JSON keys of a body (run once, with the SQLite store).
 
 #[test]
 fn a_value_object_needs_no_fetcher() {
@@ -286,7 +352,7 @@ async fn a_value_object_cannot_be_requested_on_its_own() {
         value_schema(),
         &CAT_BY_ID,
         server.base_url(),
-        stores(tmp.path())[0].clone(),
+        format!("sqlite:{}", tmp.path().join("cats.db").display()),
     );
     let err = rt
         .fetch(FetchRequest::new("Vitals.heart_rate_bpm = 120"))
@@ -321,139 +387,6 @@ async fn a_bare_value_for_a_value_object_is_rejected_naming_the_edge() {
     );
 }
 
-#[tokio::test]
-async fn contradicting_nested_records_under_one_key_are_not_overwritten() {
-    let server = TestServer::start(routes()).await.expect("server");
-    let tmp = tempfile::tempdir().expect("tempdir");
-    for store in stores(tmp.path()) {
-        let rt = runtime(
-            keyed_schema(),
-            &KEYED_CAT_BY_ID,
-            server.base_url(),
-            store.clone(),
-        );
-        // Cats 1 and 61 both have a heart rate of 101, with other temperatures.
-        let summary = rt
-            .fetch(FetchRequest::new("Cat.id in [1, 61]"))
-            .await
-            .expect("fetch runs");
-        assert_eq!(
-            summary.counts.stored + summary.counts.failed,
-            2,
-            "{store}: {summary:?}"
-        );
-        assert_eq!(summary.counts.failed, 1, "{store}: {summary:?}");
-        let failure = &summary.failures[0];
-        assert!(
-            failure
-                .reason
-                .contains("nested Vitals heart_rate_bpm = 101 differs"),
-            "{store}: {}",
-            failure.reason
-        );
-        assert!(
-            failure.reason.contains("edge temperature_c"),
-            "{store}: {}",
-            failure.reason
-        );
-        assert!(
-            failure
-                .reason
-                .contains("declare it without an index (a value object"),
-            "{store}: {}",
-            failure.reason
-        );
-        // What the stored cat says is what its own API said.
-        let cats = rt.with_store(|s| s.records(&RecordQuery::new("Cat")).expect("records"));
-        assert_eq!(cats.len(), 1, "{store}");
-        let id = cats[0]["id"].as_i64().expect("id");
-        assert_eq!(
-            cats[0]["vitals"]["temperature_c"],
-            vitals(id)["temperature_c"],
-            "{store}"
-        );
-        let failed_id = if id == 1 { 61 } else { 1 };
-        let status = rt.with_store(|s| {
-            s.latest_outcome("Cat", &IndexKey::single("id", json!(failed_id)))
-                .expect("outcome")
-                .map(|o| o.status)
-        });
-        assert_eq!(status, Some(KeyStatus::Failed), "{store}");
-    }
-    // Without value objects the store stays format 1 (older kye versions can still write it).
-    let conn = rusqlite::Connection::open(tmp.path().join("cats.db")).expect("open");
-    let version: String = conn
-        .query_row(
-            "SELECT value FROM _kye_meta WHERE key = 'format_version'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("format version");
-    assert_eq!(version, "1");
-}
-
-/// Issue 11, item 14: the drift example is the value as it came (`drift_of` used to re-parse
-/// the display text, so `"985112003456789"` became a number and `"true"` a boolean).
-#[tokio::test]
-async fn drift_examples_keep_their_json_type() {
-    let server = TestServer::start(routes()).await.expect("server");
-    let tmp = tempfile::tempdir().expect("tempdir");
-    for store in stores(tmp.path()) {
-        let rt = runtime(value_schema(), &CAT_BY_ID, server.base_url(), store.clone());
-        let summary = rt
-            .fetch(FetchRequest::new("Cat.id = 1000"))
-            .await
-            .expect("fetch");
-        assert_eq!(summary.counts.stored, 1, "{store}: {summary:?}");
-        let drift = rt.with_store(|s| s.drift().expect("drift"));
-        let example = |path: &str| {
-            drift
-                .iter()
-                .find(|d| d.model == "Cat" && d.path == path)
-                .map(|d| d.example.clone())
-        };
-        assert_eq!(
-            example("microchip_id"),
-            Some(json!("985112003456789")),
-            "{store}"
-        );
-        assert_eq!(example("neutered"), Some(json!("true")), "{store}");
-        assert_eq!(example("owner"), Some(json!("null")), "{store}");
-        assert_eq!(example("weight_kg"), Some(json!(4.5)), "{store}");
-    }
-}
-
-/// Issue 11, item 10 (third part): 200,000 unknown fields in one record wrote 200,000 drift
-/// rows. At most `MAX_UNKNOWN_FIELDS` are recorded; one warning says how many more.
-#[tokio::test]
-async fn unknown_fields_of_one_record_are_capped_and_the_rest_counted() {
-    let cap = kye_lang::validate::MAX_UNKNOWN_FIELDS;
-    let server = TestServer::start(routes()).await.expect("server");
-    let tmp = tempfile::tempdir().expect("tempdir");
-    for store in stores(tmp.path()) {
-        let rt = runtime(value_schema(), &CAT_BY_ID, server.base_url(), store.clone());
-        let got = rt.get("Cat.id = 1001").await.expect("get");
-        let kye_runtime::runtime::GetResult::Stored { warnings, .. } = got else {
-            panic!("{store}: cat 1001 is valid: {got:?}");
-        };
-        assert_eq!(warnings.len(), cap + 1, "{store}");
-        let more = MANY_FIELDS - cap;
-        assert!(
-            warnings[cap]
-                .message
-                .contains(&format!("{more} more fields are not edges of Cat")),
-            "{store}: {}",
-            warnings[cap].message
-        );
-        let drift = rt.with_store(|s| s.drift().expect("drift"));
-        let rows = drift
-            .iter()
-            .filter(|d| d.model == "Cat" && d.path.starts_with('x'))
-            .count();
-        assert_eq!(rows, cap, "{store}");
-    }
-}
-
 /// Issue 11, item 12 (fourth part): a key repeated in a JSON object silently kept the last
 /// value. It is now a warning naming the model, key and field.
 #[tokio::test]
@@ -464,7 +397,7 @@ async fn duplicate_keys_in_a_body_are_warned_about_naming_model_key_and_field() 
         value_schema(),
         &CAT_BY_ID,
         server.base_url(),
-        stores(tmp.path())[0].clone(),
+        format!("sqlite:{}", tmp.path().join("cats.db").display()),
     );
     let got = rt.get("Cat.id = 1002").await.expect("get");
     let kye_runtime::runtime::GetResult::Stored {

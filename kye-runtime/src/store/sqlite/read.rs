@@ -1,0 +1,670 @@
+//! Reading from SQLite: records with nested references, runs with live counts, key outcomes,
+//! rejects and drift.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rusqlite::types::Value as Sql;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::{Map, Value};
+
+use crate::store::key::canonical_json;
+use crate::store::layout::{self, Col, EdgeLayout, ModelLayout, Prim, POSITION};
+use crate::store::lock::writer_alive;
+use crate::store::records::{filter_edge, index_of, key_object};
+use crate::store::{
+    mark_dead, DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, RecordQuery, RejectInfo,
+    RunCounts, RunId, RunInfo, RunStatus, StoreError, StoreRead, Timestamp,
+};
+
+use super::convert::{edge_cols_sql, from_sql, json_to_sql, sql_to_json, to_sql};
+use super::ddl::{list, q, where_eq};
+use super::SqliteReader;
+
+/// Builds a reference value `{"name": "grass"}` (nested for composite keys) from columns.
+pub(super) fn ref_value(cols: &[Col], vals: &[Value]) -> Value {
+    if vals.iter().all(Value::is_null) {
+        return Value::Null;
+    }
+    let mut root = Map::new();
+    for (c, v) in cols.iter().zip(vals) {
+        let mut node = &mut root;
+        for (i, p) in c.path.iter().enumerate() {
+            if i + 1 == c.path.len() {
+                node.insert(p.clone(), v.clone());
+            } else {
+                let next = node
+                    .entry(p.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if !next.is_object() {
+                    *next = Value::Object(Map::new());
+                }
+                node = match next {
+                    Value::Object(m) => m,
+                    _ => unreachable!(),
+                };
+            }
+        }
+    }
+    Value::Object(root)
+}
+
+/// What a query returns: how many rows, how deep, with or without provenance.
+#[derive(Clone, Copy)]
+pub(super) struct Shape {
+    limit: Option<usize>,
+    depth: usize,
+    provenance: bool,
+}
+
+pub(super) struct Reader<'a> {
+    conn: &'a Connection,
+    path: &'a Path,
+    layouts: &'a HashMap<String, ModelLayout>,
+}
+
+impl Reader<'_> {
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.to_path_buf(),
+            source,
+        }
+    }
+
+    fn select_cols(l: &ModelLayout) -> Vec<(&EdgeLayout, &Col)> {
+        l.edges
+            .iter()
+            .filter(|e| !e.in_child_table())
+            .flat_map(|e| e.cols.iter().map(move |c| (e, c)))
+            .collect()
+    }
+
+    /// Rows of `l` matching `where_sql`, as records.
+    fn query(
+        &self,
+        l: &ModelLayout,
+        where_sql: &str,
+        args: &[Sql],
+        shape: Shape,
+        visiting: &mut Vec<(String, String)>,
+    ) -> Result<Vec<Value>, StoreError> {
+        let mut out = Vec::new();
+        self.query_each(l, where_sql, args, shape, visiting, &mut |v| {
+            out.push(v);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`Reader::query`] handing each record to `each` as its row is read: memory does not
+    /// grow with the number of records.
+    fn query_each(
+        &self,
+        l: &ModelLayout,
+        where_sql: &str,
+        args: &[Sql],
+        shape: Shape,
+        visiting: &mut Vec<(String, String)>,
+        each: &mut dyn FnMut(Value) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let Shape {
+            limit,
+            depth,
+            provenance,
+        } = shape;
+        let cols = Self::select_cols(l);
+        let mut names: Vec<&str> = cols.iter().map(|(_, c)| c.name.as_str()).collect();
+        names.extend(layout::PROVENANCE);
+        let mut sql = format!("SELECT {} FROM {} AS t", list(&names), q(&l.table));
+        if !where_sql.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(where_sql);
+        }
+        sql.push_str(" ORDER BY ");
+        sql.push_str(
+            &l.key
+                .iter()
+                .map(|c| format!("t.{}", q(&c.name)))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        if let Some(n) = limit {
+            sql.push_str(&format!(" LIMIT {}", n.min(i64::MAX as usize)));
+        }
+        let mut st = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        let mut rows = st
+            .query(rusqlite::params_from_iter(args.iter()))
+            .map_err(|e| self.err(e))?;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Vec<Value>> {
+                let mut out = Vec::with_capacity(names.len());
+                for (i, (_, c)) in cols.iter().enumerate() {
+                    out.push(from_sql(r.get_ref(i)?, c.prim));
+                }
+                let n = cols.len();
+                out.push(from_sql(r.get_ref(n)?, Prim::Number));
+                for j in 1..4 {
+                    out.push(from_sql(r.get_ref(n + j)?, Prim::String));
+                }
+                Ok(out)
+            };
+            let row = read(r).map_err(|e| self.err(e))?;
+            each(self.build(l, &cols, &row, depth, provenance, visiting)?)?;
+        }
+        Ok(())
+    }
+
+    fn build(
+        &self,
+        l: &ModelLayout,
+        cols: &[(&EdgeLayout, &Col)],
+        row: &[Value],
+        depth: usize,
+        provenance: bool,
+        visiting: &mut Vec<(String, String)>,
+    ) -> Result<Value, StoreError> {
+        let mut obj = Map::new();
+        let key_vals: Vec<Sql> = l
+            .key
+            .iter()
+            .map(|k| {
+                let i = cols.iter().position(|(_, c)| c.name == k.name).unwrap_or(0);
+                json_to_sql(&row[i], k.prim)
+            })
+            .collect();
+        let me = (
+            l.model.clone(),
+            canonical_json(&Value::Array(key_vals.iter().map(sql_to_json).collect())),
+        );
+        visiting.push(me);
+        for e in &l.edges {
+            if e.in_child_table() {
+                let table = e.table.as_deref().unwrap_or_default();
+                let sql = format!(
+                    "SELECT {} FROM {} WHERE {} ORDER BY {}",
+                    list(e.cols.iter().map(|c| &c.name)),
+                    q(table),
+                    where_eq("", &l.parent_cols),
+                    q(POSITION)
+                );
+                let item_rows: Vec<Vec<Value>> = {
+                    let mut st = self.conn.prepare_cached(&sql).map_err(|x| self.err(x))?;
+                    let mapped = st
+                        .query_map(rusqlite::params_from_iter(key_vals.iter()), |r| {
+                            (0..e.cols.len())
+                                .map(|i| Ok(from_sql(r.get_ref(i)?, e.cols[i].prim)))
+                                .collect()
+                        })
+                        .map_err(|x| self.err(x))?;
+                    mapped.collect::<Result<_, _>>().map_err(|x| self.err(x))?
+                };
+                let mut arr = Vec::with_capacity(item_rows.len());
+                for vals in item_rows {
+                    arr.push(if e.value_object {
+                        value_object_out(e, vals)
+                    } else {
+                        self.edge_out(e, &vals, depth, visiting)?
+                    });
+                }
+                if e.multiple {
+                    obj.insert(e.name.clone(), Value::Array(arr));
+                } else {
+                    obj.insert(
+                        e.name.clone(),
+                        arr.into_iter().next().unwrap_or(Value::Null),
+                    );
+                }
+            } else {
+                let vals: Vec<Value> = cols
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (ce, _))| ce.name == e.name)
+                    .map(|(i, _)| row[i].clone())
+                    .collect();
+                obj.insert(e.name.clone(), self.edge_out(e, &vals, depth, visiting)?);
+            }
+        }
+        visiting.pop();
+        if provenance {
+            let n = cols.len();
+            let mut p = Map::new();
+            p.insert("run".into(), row[n].clone());
+            p.insert("fetcher".into(), row[n + 1].clone());
+            p.insert("fetched_at".into(), row[n + 2].clone());
+            p.insert("hash".into(), row[n + 3].clone());
+            obj.insert("_kye".into(), Value::Object(p));
+        }
+        Ok(Value::Object(obj))
+    }
+
+    /// One value of an edge: a primitive, or a reference (embedded when stored and depth allows).
+    fn edge_out(
+        &self,
+        e: &EdgeLayout,
+        vals: &[Value],
+        depth: usize,
+        visiting: &mut Vec<(String, String)>,
+    ) -> Result<Value, StoreError> {
+        let Some(target) = e.target.as_deref() else {
+            return Ok(vals.first().cloned().unwrap_or(Value::Null));
+        };
+        let reference = ref_value(&e.cols, vals);
+        if depth == 0 || reference.is_null() {
+            return Ok(reference);
+        }
+        let Some(tl) = self.layouts.get(target) else {
+            return Ok(reference);
+        };
+        let me = (
+            target.to_string(),
+            canonical_json(&Value::Array(vals.to_vec())),
+        );
+        if visiting.contains(&me) {
+            return Ok(reference);
+        }
+        let args: Vec<Sql> = tl
+            .key
+            .iter()
+            .zip(vals)
+            .map(|(k, v)| json_to_sql(v, k.prim))
+            .collect();
+        let where_sql = where_eq("t.", tl.key.iter().map(|c| &c.name));
+        let mut found = self.query(
+            tl,
+            &where_sql,
+            &args,
+            Shape {
+                limit: Some(1),
+                depth: depth - 1,
+                provenance: false,
+            },
+            visiting,
+        )?;
+        Ok(found.pop().unwrap_or(reference))
+    }
+}
+
+/// A value object read back from its child row: its edges with a value, by name (as the
+/// validator gives them: an edge without a value is left out).
+pub(super) fn value_object_out(e: &EdgeLayout, vals: Vec<Value>) -> Value {
+    Value::Object(
+        e.cols
+            .iter()
+            .zip(vals)
+            .filter(|(_, v)| !v.is_null())
+            .map(|(c, v)| (c.name.clone(), v))
+            .collect(),
+    )
+}
+
+/// The columns of a looked-up key and their values.
+type KeyColumns = (Vec<String>, Vec<Sql>);
+
+/// The key columns and values of `key` for one of `l`'s indexes; `None` when no stored
+/// record can have them (a value that cannot be stored in the key's columns, or none).
+fn index_lookup(l: &ModelLayout, key: &IndexKey) -> Result<Option<KeyColumns>, StoreError> {
+    index_of(l, key)?;
+    let obj = key_object(key);
+    let mut cols = Vec::new();
+    let mut vals = Vec::new();
+    for name in &key.edges {
+        let e = l.edge(name).ok_or_else(|| StoreError::UnknownModel {
+            model: l.model.clone(),
+        })?;
+        let v = match edge_cols_sql(&l.model, e, obj.get(name)) {
+            Ok(v) => v,
+            // A value that cannot be stored in the key's columns was never stored.
+            Err(StoreError::InvalidValue { .. }) => return Ok(None),
+            Err(x) => return Err(x),
+        };
+        for (c, s) in e.cols.iter().zip(v) {
+            cols.push(c.name.clone());
+            vals.push(s);
+        }
+    }
+    if vals.iter().any(|v| matches!(v, Sql::Null)) {
+        return Ok(None);
+    }
+    Ok(Some((cols, vals)))
+}
+
+pub(super) fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunInfo> {
+    let ts = |s: Option<String>| s.and_then(|s| s.parse::<Timestamp>().ok());
+    let status: String = r.get(4)?;
+    Ok(RunInfo {
+        id: RunId(r.get(0)?),
+        request: r.get(1)?,
+        started_at: ts(r.get(2)?).unwrap_or(Timestamp::from_unix_millis(0)),
+        ended_at: ts(r.get(3)?),
+        status: RunStatus::parse(&status).unwrap_or(RunStatus::Failed),
+        counts: RunCounts {
+            stored: r.get::<_, i64>(5)? as u64,
+            rejected: r.get::<_, i64>(6)? as u64,
+            missing: r.get::<_, i64>(7)? as u64,
+            failed: r.get::<_, i64>(8)? as u64,
+            skipped: r.get::<_, i64>(9)? as u64,
+        },
+        error: r.get(10)?,
+        resumed_from: r.get::<_, Option<i64>>(11)?.map(RunId),
+    })
+}
+
+pub(super) const RUN_COLS: &str =
+    "id, request, started_at, ended_at, status, stored, rejected, missing, failed, skipped, error, resumed_from";
+
+impl SqliteReader {
+    fn live_counts(&self, mut runs: Vec<RunInfo>) -> Result<Vec<RunInfo>, StoreError> {
+        for r in runs.iter_mut().filter(|r| r.status == RunStatus::Running) {
+            r.counts = self.outcome_counts(r.id)?;
+        }
+        // A reader is told a run is dead by the writer lock: when no writer holds it, a run
+        // still `running` (read again, after asking the lock) belongs to a process that died.
+        // The writer's own handle has no lock to ask: it holds it.
+        let Some(lock) = &self.writer_lock else {
+            return Ok(runs);
+        };
+        if runs.iter().any(|r| r.status == RunStatus::Running) && writer_alive(lock) == Some(false)
+        {
+            for r in runs.iter_mut().filter(|r| r.status == RunStatus::Running) {
+                let now = self.sql(|c| {
+                    c.prepare_cached(&format!("SELECT {RUN_COLS} FROM _kye_runs WHERE id = ?1"))?
+                        .query_row([r.id.0], run_from_row)
+                        .optional()
+                })?;
+                match now {
+                    Some(now) if now.status == RunStatus::Running => {
+                        mark_dead(r);
+                    }
+                    Some(now) => *r = now,
+                    None => {}
+                }
+            }
+        }
+        Ok(runs)
+    }
+}
+
+impl StoreRead for SqliteReader {
+    fn edge_names(&self, model: &str) -> Option<Vec<String>> {
+        layout::edge_names(&self.layouts, model)
+    }
+
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn location(&self) -> &Path {
+        &self.path
+    }
+
+    fn last_stored(&self, model: &str, key: &IndexKey) -> Result<Option<Timestamp>, StoreError> {
+        let l = self.layout(model)?;
+        let Some((cols, vals)) = index_lookup(l, key)? else {
+            return Ok(None);
+        };
+        let sql = format!(
+            "SELECT \"_kye_fetched_at\" FROM {} WHERE {}",
+            q(&l.table),
+            where_eq("", &cols)
+        );
+        let at: Option<String> = self.sql(|c| {
+            c.prepare_cached(&sql)?
+                .query_row(rusqlite::params_from_iter(vals.iter()), |r| r.get(0))
+                .optional()
+        })?;
+        Ok(at.and_then(|s| s.parse().ok()))
+    }
+
+    fn latest_outcome(
+        &self,
+        model: &str,
+        key: &IndexKey,
+    ) -> Result<Option<KeyOutcomeInfo>, StoreError> {
+        if !self.initialized {
+            return Ok(None);
+        }
+        self.sql(|c| {
+            c.prepare_cached(
+                "SELECT run_id, status, reason, at FROM _kye_keys WHERE model = ?1 AND key = ?2 \
+                 ORDER BY at DESC, run_id DESC LIMIT 1",
+            )?
+            .query_row(params![model, key.canonical()], outcome_row)
+            .optional()
+        })
+    }
+
+    fn latest_done(
+        &self,
+        model: &str,
+        key: &IndexKey,
+    ) -> Result<Option<KeyOutcomeInfo>, StoreError> {
+        self.sql(|c| {
+            c.prepare_cached(
+                "SELECT run_id, status, reason, at FROM _kye_keys WHERE model = ?1 AND key = ?2 \
+                 AND status IN ('stored', 'missing', 'rejected', 'skipped') \
+                 ORDER BY run_id DESC LIMIT 1",
+            )?
+            .query_row(params![model, key.canonical()], outcome_row)
+            .optional()
+        })
+    }
+
+    fn record(&self, model: &str, key: &IndexKey) -> Result<Option<Value>, StoreError> {
+        let l = self.layout(model)?;
+        let Some((cols, vals)) = index_lookup(l, key)? else {
+            return Ok(None);
+        };
+        let reader = Reader {
+            conn: &self.conn,
+            path: &self.path,
+            layouts: &self.layouts,
+        };
+        let mut found = reader.query(
+            l,
+            &where_eq("t.", &cols),
+            &vals,
+            Shape {
+                limit: Some(1),
+                depth: 0,
+                provenance: false,
+            },
+            &mut Vec::new(),
+        )?;
+        Ok(found.pop())
+    }
+
+    fn latest_run_of(&self, request: &str) -> Result<Option<RunInfo>, StoreError> {
+        let run = self.sql(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {RUN_COLS} FROM _kye_runs WHERE request = ?1 ORDER BY id DESC LIMIT 1"
+            ))?
+            .query_row([request], run_from_row)
+            .optional()
+        })?;
+        Ok(self.live_counts(run.into_iter().collect())?.pop())
+    }
+
+    fn outcome_counts(&self, run: RunId) -> Result<RunCounts, StoreError> {
+        if !self.initialized {
+            return Ok(RunCounts::default());
+        }
+        let rows: Vec<(String, i64)> = self.sql(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT status, count(*) FROM _kye_keys WHERE run_id = ?1 GROUP BY status",
+            )?;
+            let rows = st.query_map([run.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })?;
+        let mut counts = RunCounts::default();
+        for (status, n) in rows {
+            let n = n as u64;
+            match KeyStatus::parse(&status) {
+                Some(KeyStatus::Stored) => counts.stored += n,
+                Some(KeyStatus::Rejected) => counts.rejected += n,
+                Some(KeyStatus::Missing) => counts.missing += n,
+                Some(KeyStatus::Skipped) => counts.skipped += n,
+                Some(KeyStatus::Failed) | None => counts.failed += n,
+            }
+        }
+        Ok(counts)
+    }
+
+    fn for_each_record(
+        &self,
+        query: &RecordQuery,
+        each: &mut dyn FnMut(Value) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let l = self.layout(&query.model)?;
+        let reader = Reader {
+            conn: &self.conn,
+            path: &self.path,
+            layouts: &self.layouts,
+        };
+        let (where_sql, args) = match &query.filter {
+            None => (String::new(), Vec::new()),
+            Some(f) => filter_sql(l, f)?,
+        };
+        reader.query_each(
+            l,
+            &where_sql,
+            &args,
+            Shape {
+                limit: query.limit,
+                depth: query.depth,
+                provenance: query.provenance,
+            },
+            &mut Vec::new(),
+            each,
+        )
+    }
+
+    fn runs(&self, limit: Option<usize>) -> Result<Vec<RunInfo>, StoreError> {
+        if !self.initialized {
+            return Ok(Vec::new());
+        }
+        let limit = limit.map(|n| n.min(i64::MAX as usize) as i64).unwrap_or(-1);
+        let runs = self.sql(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {RUN_COLS} FROM _kye_runs ORDER BY id DESC LIMIT ?1"
+            ))?;
+            let rows = st.query_map([limit], run_from_row)?;
+            rows.collect::<Result<Vec<_>, _>>()
+        })?;
+        self.live_counts(runs)
+    }
+
+    fn run(&self, id: RunId) -> Result<Option<RunInfo>, StoreError> {
+        if !self.initialized {
+            return Ok(None);
+        }
+        let run = self.sql(|c| {
+            c.prepare_cached(&format!("SELECT {RUN_COLS} FROM _kye_runs WHERE id = ?1"))?
+                .query_row([id.0], run_from_row)
+                .optional()
+        })?;
+        Ok(self.live_counts(run.into_iter().collect())?.pop())
+    }
+
+    fn rejects(
+        &self,
+        run: Option<RunId>,
+        limit: Option<usize>,
+    ) -> Result<Vec<RejectInfo>, StoreError> {
+        if !self.initialized {
+            return Ok(Vec::new());
+        }
+        let limit = limit.map(|n| n.min(i64::MAX as usize) as i64).unwrap_or(-1);
+        self.sql(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, run_id, model, key, fetcher, reason, errors, payload, at FROM _kye_rejects \
+                 WHERE (?1 IS NULL OR run_id = ?1) ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![run.map(|r| r.0), limit], |r| {
+                let json = |s: Option<String>| s.and_then(|s| serde_json::from_str::<Value>(&s).ok());
+                let at: String = r.get(8)?;
+                Ok(RejectInfo {
+                    id: r.get(0)?,
+                    run: RunId(r.get(1)?),
+                    model: r.get(2)?,
+                    key: json(r.get(3)?),
+                    fetcher: r.get(4)?,
+                    reason: r.get(5)?,
+                    errors: json(r.get(6)?).unwrap_or(Value::Null),
+                    payload: json(r.get(7)?).unwrap_or(Value::Null),
+                    at: at.parse().unwrap_or(Timestamp::from_unix_millis(0)),
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn drift(&self) -> Result<Vec<DriftInfo>, StoreError> {
+        if !self.initialized {
+            return Ok(Vec::new());
+        }
+        self.sql(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT model, path, first_seen, last_seen, first_run, last_run, example, count \
+                 FROM _kye_drift ORDER BY model, path",
+            )?;
+            let rows = st.query_map([], |r| {
+                let ts = |s: String| s.parse().unwrap_or(Timestamp::from_unix_millis(0));
+                let example: String = r.get(6)?;
+                Ok(DriftInfo {
+                    model: r.get(0)?,
+                    path: r.get(1)?,
+                    first_seen: ts(r.get(2)?),
+                    last_seen: ts(r.get(3)?),
+                    first_run: RunId(r.get(4)?),
+                    last_run: RunId(r.get(5)?),
+                    example: serde_json::from_str(&example).unwrap_or(Value::String(example)),
+                    count: r.get::<_, i64>(7)? as u64,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+}
+
+/// `WHERE` text and arguments for an `edge = value` filter.
+pub(super) fn filter_sql(l: &ModelLayout, f: &Filter) -> Result<(String, Vec<Sql>), StoreError> {
+    let bad = |message: String| StoreError::InvalidFilter {
+        model: l.model.clone(),
+        message,
+    };
+    let e = filter_edge(l, f)?;
+    let c = &e.cols[0];
+    let v = to_sql(&f.value, c.prim).map_err(|m| bad(format!("edge {}: {m}", e.name)))?;
+    if e.multiple {
+        let table = e.table.as_deref().unwrap_or_default();
+        let join = l
+            .parent_cols
+            .iter()
+            .zip(&l.key)
+            .map(|(p, k)| format!("c.{} = t.{}", q(p), q(&k.name)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        Ok((
+            format!(
+                "EXISTS (SELECT 1 FROM {} AS c WHERE {join} AND c.{} = ?)",
+                q(table),
+                q(&c.name)
+            ),
+            vec![v],
+        ))
+    } else {
+        Ok((format!("t.{} = ?", q(&c.name)), vec![v]))
+    }
+}
+
+/// A `run_id, status, reason, at` row of `_kye_keys` as a key outcome.
+pub(super) fn outcome_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyOutcomeInfo> {
+    let status: String = r.get(1)?;
+    let at: String = r.get(3)?;
+    Ok(KeyOutcomeInfo {
+        run: RunId(r.get(0)?),
+        status: KeyStatus::parse(&status).unwrap_or(KeyStatus::Failed),
+        reason: r.get(2)?,
+        at: at.parse().unwrap_or(Timestamp::from_unix_millis(0)),
+    })
+}

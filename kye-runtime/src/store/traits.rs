@@ -1,0 +1,250 @@
+//! The two sides of a store: [`StoreRead`] (every query kye makes) and [`StoreWrite`]
+//! (preparing tables, runs and batches of writes). A read-only handle implements only
+//! [`StoreRead`].
+
+use std::path::Path;
+
+use kye_lang::Schema;
+use serde_json::Value;
+
+use super::{
+    DriftInfo, IndexKey, KeyOutcomeInfo, NewRun, RecordQuery, RejectInfo, RunCounts, RunEnd, RunId,
+    RunInfo, StoreError, Timestamp, WriteItem,
+};
+
+/// The read side of a store: every query kye makes of stored records, runs, outcomes, rejects
+/// and drift.
+///
+/// Each store has a reader type implementing only this trait ([`SqliteReader`],
+/// [`DirReader`]): a handle opened with [`open_store_read_only`] cannot write, by construction.
+/// A writer hands out read handles of its own store with [`StoreWrite::reader`], so that
+/// readers (the runtime's skip checks, a server's lookups) never wait for the writer's batch.
+///
+/// [`SqliteReader`]: super::SqliteReader
+/// [`DirReader`]: super::DirReader
+/// [`open_store_read_only`]: super::open_store_read_only
+pub trait StoreRead: Send {
+    /// `sqlite` or `dir`.
+    fn kind(&self) -> &'static str;
+
+    /// The file or directory.
+    fn location(&self) -> &Path;
+
+    /// When the record of `model` with this key (any of its indexes) was last stored.
+    fn last_stored(&self, model: &str, key: &IndexKey) -> Result<Option<Timestamp>, StoreError>;
+
+    /// The latest recorded outcome of a requested key, across runs.
+    fn latest_outcome(
+        &self,
+        model: &str,
+        key: &IndexKey,
+    ) -> Result<Option<KeyOutcomeInfo>, StoreError>;
+
+    /// The outcome of a requested key recorded by the newest run (highest id) that finished it:
+    /// stored, missing, rejected or skipped ([`KeyStatus::is_done`](super::KeyStatus::is_done)); outcomes that are not
+    /// done (failed) are passed over. Resume reads this: a key whose newest finished outcome
+    /// belongs to the resumed chain of runs, or to a run started since, is not fetched again.
+    fn latest_done(
+        &self,
+        model: &str,
+        key: &IndexKey,
+    ) -> Result<Option<KeyOutcomeInfo>, StoreError>;
+
+    /// The stored record of `model` with this key (any of its indexes), references left as
+    /// keys (as [`RecordQuery`] with depth 0), without provenance; `None` when not stored.
+    fn record(&self, model: &str, key: &IndexKey) -> Result<Option<Value>, StoreError>;
+
+    /// The newest run of exactly this request text, whatever its status.
+    fn latest_run_of(&self, request: &str) -> Result<Option<RunInfo>, StoreError> {
+        Ok(self.runs(None)?.into_iter().find(|r| r.request == request))
+    }
+
+    /// Counts of the key outcomes recorded for `run`.
+    fn outcome_counts(&self, run: RunId) -> Result<RunCounts, StoreError>;
+
+    /// Stored records of a model as JSON objects with nested edges.
+    fn records(&self, query: &RecordQuery) -> Result<Vec<Value>, StoreError> {
+        let mut out = Vec::new();
+        self.for_each_record(query, &mut |v| {
+            out.push(v);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`StoreRead::records`] handing each record to `each` as it is read, so that memory does
+    /// not grow with the number of records (`kye show` prints through it). An error from
+    /// `each` stops the reading and is returned.
+    fn for_each_record(
+        &self,
+        query: &RecordQuery,
+        each: &mut dyn FnMut(Value) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
+    /// Runs, newest first.
+    fn runs(&self, limit: Option<usize>) -> Result<Vec<RunInfo>, StoreError>;
+
+    /// One run.
+    fn run(&self, id: RunId) -> Result<Option<RunInfo>, StoreError>;
+
+    /// Quarantined payloads, newest first, optionally of one run.
+    fn rejects(
+        &self,
+        run: Option<RunId>,
+        limit: Option<usize>,
+    ) -> Result<Vec<RejectInfo>, StoreError>;
+
+    /// Unknown fields seen, by model and path.
+    fn drift(&self) -> Result<Vec<DriftInfo>, StoreError>;
+
+    /// The edges of a stored model in schema order (the order `show` prints them), or `None`
+    /// when the store does not know the model.
+    fn edge_names(&self, model: &str) -> Option<Vec<String>> {
+        let _ = model;
+        None
+    }
+}
+
+/// The write side of a store: preparing tables, runs and batches of writes. One writer per
+/// store at a time (a second is refused with [`StoreError::Locked`] where the store can tell).
+///
+/// Writes come in batches: [`StoreWrite::write_batch`] applies a batch in one transaction
+/// (SQLite) or with atomic renames (directory). The outer `Result` fails when nothing of the
+/// batch could be written (an I/O or database error); the inner ones report per item, e.g. a
+/// record whose secondary index clashes with another stored record. A failed item leaves
+/// nothing behind; the other items of the batch are written.
+///
+/// A writer reads its own writes ([`StoreRead`] is its supertrait). Implementations are `Send`
+/// so the runtime can own one in its writer thread.
+pub trait StoreWrite: StoreRead {
+    /// Creates or migrates storage for every model of `schema`. Additive changes (a new
+    /// optional edge) are applied; incompatible ones are refused with
+    /// [`StoreError::SchemaChange`] naming the model and edge, leaving stored data untouched.
+    fn prepare(&mut self, schema: &Schema) -> Result<(), StoreError>;
+
+    /// Records the start of a run and returns its id.
+    fn begin_run(&mut self, run: &NewRun) -> Result<RunId, StoreError>;
+
+    /// Records the end of a run.
+    fn finish_run(&mut self, run: RunId, end: &RunEnd) -> Result<(), StoreError>;
+
+    /// Writes a batch atomically per item; see the trait docs.
+    fn write_batch(
+        &mut self,
+        items: &[WriteItem],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError>;
+
+    /// A read handle on this store that does not wait for this writer: it sees what the writer
+    /// has committed. Open it after [`StoreWrite::prepare`], so it knows every model.
+    fn reader(&self) -> Result<Box<dyn StoreRead>, StoreError>;
+}
+
+/// Implements [`StoreRead`] for a writer by reading through the read handle it holds in
+/// `$field` (of a type implementing [`StoreRead`]): a writer reads its own writes with the
+/// same code as its readers, and a reader type never gains a write method.
+macro_rules! read_through {
+    ($writer:ty, $field:ident) => {
+        impl $crate::store::StoreRead for $writer {
+            fn kind(&self) -> &'static str {
+                self.$field.kind()
+            }
+
+            fn location(&self) -> &::std::path::Path {
+                self.$field.location()
+            }
+
+            fn last_stored(
+                &self,
+                model: &str,
+                key: &$crate::store::IndexKey,
+            ) -> Result<Option<$crate::store::Timestamp>, $crate::store::StoreError> {
+                self.$field.last_stored(model, key)
+            }
+
+            fn latest_outcome(
+                &self,
+                model: &str,
+                key: &$crate::store::IndexKey,
+            ) -> Result<Option<$crate::store::KeyOutcomeInfo>, $crate::store::StoreError> {
+                self.$field.latest_outcome(model, key)
+            }
+
+            fn latest_done(
+                &self,
+                model: &str,
+                key: &$crate::store::IndexKey,
+            ) -> Result<Option<$crate::store::KeyOutcomeInfo>, $crate::store::StoreError> {
+                self.$field.latest_done(model, key)
+            }
+
+            fn record(
+                &self,
+                model: &str,
+                key: &$crate::store::IndexKey,
+            ) -> Result<Option<::serde_json::Value>, $crate::store::StoreError> {
+                self.$field.record(model, key)
+            }
+
+            fn latest_run_of(
+                &self,
+                request: &str,
+            ) -> Result<Option<$crate::store::RunInfo>, $crate::store::StoreError> {
+                self.$field.latest_run_of(request)
+            }
+
+            fn outcome_counts(
+                &self,
+                run: $crate::store::RunId,
+            ) -> Result<$crate::store::RunCounts, $crate::store::StoreError> {
+                self.$field.outcome_counts(run)
+            }
+
+            fn records(
+                &self,
+                query: &$crate::store::RecordQuery,
+            ) -> Result<Vec<::serde_json::Value>, $crate::store::StoreError> {
+                self.$field.records(query)
+            }
+
+            fn for_each_record(
+                &self,
+                query: &$crate::store::RecordQuery,
+                each: &mut dyn FnMut(::serde_json::Value) -> Result<(), $crate::store::StoreError>,
+            ) -> Result<(), $crate::store::StoreError> {
+                self.$field.for_each_record(query, each)
+            }
+
+            fn runs(
+                &self,
+                limit: Option<usize>,
+            ) -> Result<Vec<$crate::store::RunInfo>, $crate::store::StoreError> {
+                self.$field.runs(limit)
+            }
+
+            fn run(
+                &self,
+                id: $crate::store::RunId,
+            ) -> Result<Option<$crate::store::RunInfo>, $crate::store::StoreError> {
+                self.$field.run(id)
+            }
+
+            fn rejects(
+                &self,
+                run: Option<$crate::store::RunId>,
+                limit: Option<usize>,
+            ) -> Result<Vec<$crate::store::RejectInfo>, $crate::store::StoreError> {
+                self.$field.rejects(run, limit)
+            }
+
+            fn drift(&self) -> Result<Vec<$crate::store::DriftInfo>, $crate::store::StoreError> {
+                self.$field.drift()
+            }
+
+            fn edge_names(&self, model: &str) -> Option<Vec<String>> {
+                self.$field.edge_names(model)
+            }
+        }
+    };
+}
+
+pub(crate) use read_through;

@@ -1,0 +1,393 @@
+//! What goes into a store and what comes out of it: runs, their counts and statuses, the
+//! records, rejects, drift and key outcomes the runtime writes, and the rows readers get back.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{IndexKey, Timestamp};
+
+/// Identifier of a run: 1, 2, 3… in the order runs were started in this store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(pub i64);
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Started and not finished. A run found `Running` when a store is opened for writing
+    /// belonged to a process that died; the store marks it [`RunStatus::Interrupted`].
+    Running,
+    /// Every requested key ended stored, missing, rejected or failed.
+    Completed,
+    /// The run stopped on an error before finishing (e.g. an unresolvable request, disk full).
+    Failed,
+    /// Stopped early (Ctrl-C, kill): the keys recorded so far are kept; a new run can resume.
+    Interrupted,
+}
+
+impl RunStatus {
+    /// The lowercase name stored in the runs table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+
+    /// Parses [`RunStatus::as_str`] output.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "running" => RunStatus::Running,
+            "completed" => RunStatus::Completed,
+            "failed" => RunStatus::Failed,
+            "interrupted" => RunStatus::Interrupted,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Per-run counts of key outcomes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCounts {
+    /// Keys whose record was validated and stored.
+    pub stored: u64,
+    /// Keys whose record failed validation (quarantined in rejects).
+    pub rejected: u64,
+    /// Keys the source does not have (e.g. HTTP 404).
+    pub missing: u64,
+    /// Keys that failed with a reason (permanent error, retries exhausted).
+    pub failed: u64,
+    /// Keys not fetched because they were fresh or done by the run being resumed.
+    pub skipped: u64,
+}
+
+impl RunCounts {
+    /// Adds one outcome.
+    pub fn add(&mut self, status: KeyStatus) {
+        match status {
+            KeyStatus::Stored => self.stored += 1,
+            KeyStatus::Rejected => self.rejected += 1,
+            KeyStatus::Missing => self.missing += 1,
+            KeyStatus::Failed => self.failed += 1,
+            KeyStatus::Skipped => self.skipped += 1,
+        }
+    }
+
+    /// Sum of all counts.
+    pub fn total(&self) -> u64 {
+        self.stored + self.rejected + self.missing + self.failed + self.skipped
+    }
+}
+
+/// The start of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRun {
+    /// The request as the user wrote it, e.g. `Pokemon.id in 1..=151`.
+    pub request: String,
+    /// When the run started.
+    pub started_at: Timestamp,
+    /// The interrupted run this one resumes, if any.
+    pub resumed_from: Option<RunId>,
+}
+
+impl NewRun {
+    /// A run of `request` starting now.
+    pub fn new(request: impl Into<String>) -> Self {
+        NewRun {
+            request: request.into(),
+            started_at: Timestamp::now(),
+            resumed_from: None,
+        }
+    }
+}
+
+/// The end of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunEnd {
+    /// Final status (normally `Completed`, `Failed` or `Interrupted`).
+    pub status: RunStatus,
+    /// When the run ended.
+    pub ended_at: Timestamp,
+    /// Final counts. Stores keep these as given.
+    pub counts: RunCounts,
+    /// Why the run failed or stopped, if it did.
+    pub error: Option<String>,
+}
+
+impl RunEnd {
+    /// A run ending now with `status` and `counts`.
+    pub fn new(status: RunStatus, counts: RunCounts) -> Self {
+        RunEnd {
+            status,
+            ended_at: Timestamp::now(),
+            counts,
+            error: None,
+        }
+    }
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// The run id.
+    pub id: RunId,
+    /// The request text.
+    pub request: String,
+    /// Start time.
+    pub started_at: Timestamp,
+    /// End time; `None` while running or when the process died.
+    pub ended_at: Option<Timestamp>,
+    /// Status.
+    pub status: RunStatus,
+    /// Counts (for an interrupted run: counted from its recorded key outcomes).
+    pub counts: RunCounts,
+    /// Error or interruption reason.
+    pub error: Option<String>,
+    /// The run this one resumed.
+    pub resumed_from: Option<RunId>,
+}
+
+/// Where a stored record came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provenance {
+    /// The run that fetched it.
+    pub run: RunId,
+    /// The fetcher (function path or name) that returned it.
+    pub fetcher: String,
+    /// When it was fetched.
+    pub fetched_at: Timestamp,
+}
+
+impl Provenance {
+    /// Provenance for a record fetched now by `fetcher` in `run`.
+    pub fn new(run: RunId, fetcher: impl Into<String>) -> Self {
+        Provenance {
+            run,
+            fetcher: fetcher.into(),
+            fetched_at: Timestamp::now(),
+        }
+    }
+}
+
+/// A validated record to store: the normalized value from `kye_lang::validate`.
+///
+/// Its key is read from the value (the model's primary index). Nested values of model
+/// type that carry more than the referenced model's index edges are stored as records of
+/// their own model (same provenance) and linked; bare references (`"grass"` or
+/// `{"name": "grass"}`) are only linked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordWrite {
+    /// Model name.
+    pub model: String,
+    /// Normalized record (a JSON object).
+    pub value: Value,
+    /// Where it came from.
+    pub provenance: Provenance,
+}
+
+impl RecordWrite {
+    /// A record write.
+    pub fn new(model: impl Into<String>, value: Value, provenance: Provenance) -> Self {
+        RecordWrite {
+            model: model.into(),
+            value,
+            provenance,
+        }
+    }
+}
+
+/// A fetched value that failed validation: kept whole, with its errors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectWrite {
+    /// The run.
+    pub run: RunId,
+    /// Model the value was validated as.
+    pub model: String,
+    /// The requested key, if known.
+    pub key: Option<IndexKey>,
+    /// Fetcher that returned it.
+    pub fetcher: String,
+    /// The payload exactly as fetched (wrap non-JSON bodies in a JSON string).
+    pub payload: Value,
+    /// Structured errors (e.g. the validator's `Vec<ValidationError>` serialized).
+    pub errors: Value,
+    /// One-line summary, e.g. `weight: expected Number, got "heavy"`.
+    pub reason: String,
+    /// When it was rejected.
+    pub at: Timestamp,
+}
+
+/// One sighting of a field the schema does not know.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriftWrite {
+    /// The run.
+    pub run: RunId,
+    /// Model of the record.
+    pub model: String,
+    /// Path of the unknown field, e.g. `types[1].slot` (array positions are folded to `[]`).
+    pub path: String,
+    /// The value seen (stored cut to 1000 characters of JSON).
+    pub example: Value,
+    /// When it was seen.
+    pub seen_at: Timestamp,
+}
+
+/// What happened to one requested key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStatus {
+    /// Record validated and stored.
+    Stored,
+    /// The source has no such key.
+    Missing,
+    /// Fetched but invalid (see rejects).
+    Rejected,
+    /// Failed with a reason.
+    Failed,
+    /// Not fetched: fresh enough, or done by the resumed run.
+    Skipped,
+}
+
+impl KeyStatus {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Stored => "stored",
+            KeyStatus::Missing => "missing",
+            KeyStatus::Rejected => "rejected",
+            KeyStatus::Failed => "failed",
+            KeyStatus::Skipped => "skipped",
+        }
+    }
+
+    /// Parses [`KeyStatus::as_str`] output.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "stored" => KeyStatus::Stored,
+            "missing" => KeyStatus::Missing,
+            "rejected" => KeyStatus::Rejected,
+            "failed" => KeyStatus::Failed,
+            "skipped" => KeyStatus::Skipped,
+            _ => return None,
+        })
+    }
+
+    /// True when a resumed run need not fetch the key again (stored, missing or rejected —
+    /// a rejected payload is quarantined; refetch with `--refresh`).
+    pub fn is_done(self) -> bool {
+        matches!(
+            self,
+            KeyStatus::Stored | KeyStatus::Missing | KeyStatus::Rejected | KeyStatus::Skipped
+        )
+    }
+}
+
+impl fmt::Display for KeyStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Records the outcome of a requested key in a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyOutcomeWrite {
+    /// The run.
+    pub run: RunId,
+    /// Model requested.
+    pub model: String,
+    /// The key as requested (any index of the model).
+    pub key: IndexKey,
+    /// What happened.
+    pub status: KeyStatus,
+    /// Why (for failed/missing/rejected), if known.
+    pub reason: Option<String>,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// A stored key outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyOutcomeInfo {
+    /// The run that recorded it.
+    pub run: RunId,
+    /// What happened.
+    pub status: KeyStatus,
+    /// Why.
+    pub reason: Option<String>,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// One write in a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteItem {
+    /// Store a validated record (replacing the stored one with the same primary key).
+    Record(RecordWrite),
+    /// Quarantine an invalid payload.
+    Reject(RejectWrite),
+    /// Count a sighting of an unknown field.
+    Drift(DriftWrite),
+    /// Record what happened to a requested key.
+    KeyOutcome(KeyOutcomeWrite),
+}
+
+/// A quarantined payload as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RejectInfo {
+    /// Reject id (1, 2, …).
+    pub id: i64,
+    /// Run.
+    pub run: RunId,
+    /// Model.
+    pub model: String,
+    /// Requested key (canonical JSON object), if known.
+    pub key: Option<Value>,
+    /// Fetcher.
+    pub fetcher: String,
+    /// Summary.
+    pub reason: String,
+    /// Structured errors.
+    pub errors: Value,
+    /// The payload as fetched.
+    pub payload: Value,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// A field the sources send that the schema does not know.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftInfo {
+    /// Model.
+    pub model: String,
+    /// Field path (`[]` for any array position).
+    pub path: String,
+    /// First sighting.
+    pub first_seen: Timestamp,
+    /// Latest sighting.
+    pub last_seen: Timestamp,
+    /// Run of the first sighting.
+    pub first_run: RunId,
+    /// Run of the latest sighting.
+    pub last_run: RunId,
+    /// Latest example value (JSON, cut).
+    pub example: Value,
+    /// Number of sightings.
+    pub count: u64,
+}

@@ -1,0 +1,147 @@
+//! Reading records: lookups by any index (freshness and `record`), filters and limits.
+
+use kye_runtime::store::*;
+use serde_json::json;
+
+use crate::fixtures::*;
+use crate::harness::{Harness, Values};
+
+/// `last_stored` and `record` find a record by its primary or secondary index, with numbers
+/// given as numbers or text; a key that is no index, or a model the store does not know, is
+/// an error.
+pub fn lookups_by_any_index(h: &Harness) {
+    let st = Store::new(h);
+    let mut s = st.prepared(POKEMON);
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    let at = Timestamp::from_unix_millis(1_800_000_000_123);
+    let mut p = Provenance::new(run, "f");
+    p.fetched_at = at;
+    write_ok(
+        s.as_mut(),
+        &[WriteItem::Record(RecordWrite::new("Pokemon", pikachu(), p))],
+    );
+    for key in [
+        IndexKey::single("id", 25),
+        IndexKey::single("id", 25.0),
+        IndexKey::single("id", "25"),
+        IndexKey::single("name", "pikachu"),
+    ] {
+        assert_eq!(s.last_stored("Pokemon", &key).unwrap(), Some(at), "{key}");
+        assert_eq!(
+            s.record("Pokemon", &key).unwrap(),
+            Some(st.reads(
+                json!({"id": 25, "name": "pikachu", "weight": 60, "base_experience": 112,
+                       "legendary": false, "types": [{"name": "electric"}],
+                       "tags": ["mouse", "yellow"]}),
+                pikachu()
+            )),
+            "{key}"
+        );
+    }
+    for key in [
+        IndexKey::single("id", 1),
+        IndexKey::single("id", "abc"),
+        IndexKey::single("name", "raichu"),
+    ] {
+        assert_eq!(s.last_stored("Pokemon", &key).unwrap(), None, "{key}");
+        assert_eq!(s.record("Pokemon", &key).unwrap(), None, "{key}");
+    }
+    let e = s
+        .last_stored("Pokemon", &IndexKey::single("weight", 60))
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "filter on Pokemon: (weight) is not an index of Pokemon; its indexes are (id)(name)"
+    );
+    assert!(matches!(
+        s.record("Pokemon", &IndexKey::single("weight", 60)),
+        Err(StoreError::InvalidFilter { .. })
+    ));
+    assert!(matches!(
+        s.last_stored("Nope", &IndexKey::single("id", 1)),
+        Err(StoreError::UnknownModel { .. })
+    ));
+}
+
+/// `show`'s filters and limits: records in key order (numbers numerically), `edge = value`
+/// on single- and multi-valued edges (references by their key, nested or not).
+pub fn filters_and_limits(h: &Harness) {
+    let st = Store::new(h);
+    let mut s = st.prepared(POKEMON);
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    let mut items = Vec::new();
+    for (id, name, ty) in [
+        (1, "bulbasaur", "grass"),
+        (4, "charmander", "fire"),
+        (10, "caterpie", "bug"),
+        (2, "ivysaur", "grass"),
+    ] {
+        items.push(record(
+            run,
+            "Pokemon",
+            json!({"id": id, "name": name, "weight": 1, "types": [{"name": ty}, {"name": "poison"}], "tags": []}),
+        ));
+    }
+    // A nested type record and a bare type name are references by the type's key too.
+    items.push(record(
+        run,
+        "Pokemon",
+        json!({"id": 43, "name": "oddish", "weight": 5, "legendary": false,
+               "types": [{"name": "grass", "generation": "generation-i"}], "tags": ["weed"]}),
+    ));
+    items.push(record(
+        run,
+        "Pokemon",
+        json!({"id": 44, "name": "gloom", "weight": 8, "types": ["grass"], "tags": ["weed"]}),
+    ));
+    write_ok(s.as_mut(), &items);
+    let ids = |q: RecordQuery| -> Vec<i64> {
+        s.records(&q)
+            .unwrap_or_else(|e| panic!("{q:?}: {e}"))
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect()
+    };
+    let with = |f: &str| RecordQuery::new("Pokemon").filter(Filter::parse(f).unwrap());
+    assert_eq!(ids(RecordQuery::new("Pokemon")), vec![1, 2, 4, 10, 43, 44]);
+    assert_eq!(ids(RecordQuery::new("Pokemon").limit(2)), vec![1, 2]);
+    assert_eq!(ids(with("id = 4")), vec![4]);
+    assert_eq!(ids(with("name = 'caterpie'")), vec![10]);
+    assert_eq!(ids(with("types = grass")), vec![1, 2, 43, 44]);
+    assert_eq!(ids(with("types = grass").limit(3)), vec![1, 2, 43]);
+    assert_eq!(ids(with("tags = weed")), vec![43, 44]);
+    assert_eq!(ids(with("legendary = false")), vec![43]);
+    assert_eq!(ids(with("weight = 5.0")), vec![43]);
+
+    let err = s.records(&with("colour = red")).unwrap_err();
+    assert!(err.to_string().contains("no edge \"colour\""), "{err}");
+    match st.differs.values {
+        Values::Typed => {
+            let err = s.records(&with("id = abc")).unwrap_err();
+            assert!(err.to_string().contains("expected Number"), "{err}");
+        }
+        Values::AsGiven => assert_eq!(ids(with("id = abc")), Vec::<i64>::new()),
+    }
+
+    // What a filter cannot name: an edge holding value objects, a composite reference.
+    drop(s);
+    let st = Store::new(h);
+    let mut s = st.prepared(crate::runtime::VALUE_SCHEMA);
+    s.prepare(&schema(REFS)).unwrap();
+    let err = s
+        .records(&RecordQuery::new("Cat").filter(Filter::parse("vitals = 3").unwrap()))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "filter on Cat: edge vitals holds Vitals value objects (records without an index); \
+         filter on an edge of Cat itself"
+    );
+    let err = s
+        .records(&RecordQuery::new("Event").filter(Filter::parse("day = 3").unwrap()))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "filter on Event: edge day refers to a model with a composite key; filter on one of \
+         its own edges instead"
+    );
+}
