@@ -122,8 +122,17 @@ pub(crate) fn warnings(
 /// Parses `body` as JSON like `serde_json::from_slice::<Value>` (same value, same errors,
 /// same recursion limit) and lists the keys an object repeated.
 pub fn parse_value(body: &[u8]) -> serde_json::Result<(Value, Duplicates)> {
+    parse_value_at(body, "")
+}
+
+/// [`parse_value`] for the value of top-level field `field` (paths start with `field`; none
+/// when it is empty).
+pub(crate) fn parse_value_at(body: &[u8], field: &str) -> serde_json::Result<(Value, Duplicates)> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let mut state = State::default();
+    if !field.is_empty() {
+        state.path.push(Seg::Key(field.to_string()));
+    }
     let value = Node { state: &mut state }.deserialize(&mut de)?;
     de.end()?;
     Ok((value, state.dups))

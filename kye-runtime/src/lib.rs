@@ -10,6 +10,7 @@ pub mod data;
 pub mod error;
 pub mod exec;
 pub mod http;
+pub mod json;
 pub mod json_dups;
 pub mod listing;
 pub mod model;
