@@ -8,6 +8,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 
 /// Duplicate keys listed per body; more are counted.
@@ -244,21 +245,31 @@ impl<'de> Visitor<'de> for Node<'_> {
                 unreachable!("the key pushed above")
             };
             let value = value?;
-            if let Some(dropped) = out.get(&key) {
-                let dups = &mut self.state.dups;
-                dups.total += 1;
-                if dups.listed.len() < MAX_LISTED {
-                    self.state.path.push(Seg::Key(key.clone()));
-                    let path = path_text(&self.state.path);
-                    self.state.path.pop();
-                    self.state.dups.listed.push(DuplicateKey {
-                        path,
-                        dropped: dropped.clone(),
-                        kept: value.clone(),
-                    });
+            // One lookup per key, as serde_json's own `insert`: a repeated key is found by the
+            // insertion itself.
+            match out.entry(key) {
+                Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                Entry::Occupied(mut slot) => {
+                    let dups = &mut self.state.dups;
+                    dups.total += 1;
+                    if dups.listed.len() < MAX_LISTED {
+                        self.state.path.push(Seg::Key(slot.key().clone()));
+                        let path = path_text(&self.state.path);
+                        self.state.path.pop();
+                        let kept = value.clone();
+                        let dropped = slot.insert(value);
+                        self.state.dups.listed.push(DuplicateKey {
+                            path,
+                            dropped,
+                            kept,
+                        });
+                    } else {
+                        slot.insert(value);
+                    }
                 }
             }
-            out.insert(key, value);
         }
         Ok(Value::Object(out))
     }
