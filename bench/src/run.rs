@@ -388,7 +388,7 @@ fn fetch(o: &Options, p: &Paths) -> AnyResult<String> {
     writeln!(s, "|---:|---|---:|---:|---:|---:|---:|---|")?;
     let mut ratios = String::new();
     for &n in &o.counts {
-        let (mut server, base, info) = start_server(n, o.doc_bytes)?;
+        let (mut server, base, info) = start_server(n, &o.doc_bytes.to_string())?;
         eprintln!("server {base} {info}");
         let mut floor = Side::new("floor: bare reqwest, bodies discarded");
         let mut floor_parse = Side::new("bare reqwest + serde parse/map, no store");
