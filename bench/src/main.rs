@@ -17,6 +17,8 @@
 //!   discarding the bodies.
 //! - `overhead`: a fetcher returning a ready value (no network): registry lookup, validation
 //!   and the SQLite store per key.
+//! - `parse`: the ways of mapping one document, on the same documents in one process
+//!   (`parse.rs`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -29,6 +31,11 @@ use kye_runtime::testing::{Fixtures, Route, TestServer};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+/// The Pokémon example's own mapping (for `kye-bench parse`).
+#[path = "../../examples/pokemon/mapping.rs"]
+#[allow(dead_code)]
+mod mapping;
+mod parse;
 mod run;
 /// PokeAPI-shaped documents at real size, made from the example's fixtures.
 #[path = "../../examples/pokemon/synthetic.rs"]
@@ -381,7 +388,8 @@ fn overhead(count: u64) -> AnyResult<()> {
 fn usage() -> String {
     "usage: kye-bench run [--smoke] [--reps R] [--counts N,N] [--scale N,N] [--rows N] \
      [--doc-bytes B] [--concurrency C] [--only validate,fetch,scale]\n\
-     \x20      kye-bench serve N real|BYTES | floor BASE N C [parse] | kye-fetch BASE N C DB | overhead N"
+     \x20      kye-bench serve N real|BYTES | floor BASE N C [parse] | kye-fetch BASE N C DB | overhead N\n\
+     \x20      kye-bench parse [--docs M] [--rounds R] [--size real|BYTES]"
         .to_string()
 }
 
@@ -411,6 +419,7 @@ fn main() -> ExitCode {
         }),
         Some("overhead") => arg(&args, 1, "N").and_then(overhead),
         Some("run") => run::run(&args[1..]),
+        Some("parse") => parse::parse(&args[1..]),
         _ => Err(usage().into()),
     };
     match result {
