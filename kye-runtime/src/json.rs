@@ -144,11 +144,7 @@ impl JsonDoc {
 
     /// The top-level keys, in body order, each once.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.fields
-            .iter()
-            .enumerate()
-            .filter(|(i, (k, _))| !self.fields[i + 1..].iter().any(|(later, _)| later == k))
-            .map(|(_, (k, _))| &**k)
+        self.fields.iter().filter(|f| !f.repeated).map(|f| &*f.key)
     }
 
     /// Whether the document has a top-level field `key` (`null` included).
@@ -184,6 +180,12 @@ impl JsonDoc {
             return Ok(None);
         };
         let bytes = &self.body[range];
+        if !matches!(bytes.first(), Some(b'{' | b'[')) {
+            // A scalar repeats nothing: serde_json's own parse.
+            return crate::http::parse_json::<Value>(bytes)
+                .map(Some)
+                .map_err(|e| self.field_error(key, e));
+        }
         match crate::json_dups::parse_value_at(bytes, key) {
             Ok((value, duplicates)) => {
                 self.note(duplicates);
@@ -236,9 +238,8 @@ impl JsonDoc {
     fn span(&self, key: &str) -> Option<Range<usize>> {
         self.fields
             .iter()
-            .rev()
-            .find(|(k, _)| &**k == key)
-            .map(|(_, r)| r.clone())
+            .find(|f| !f.repeated && &*f.key == key)
+            .map(|f| f.value.clone())
     }
 
     fn field_error(&self, key: &str, e: Error) -> Error {
@@ -258,16 +259,17 @@ impl JsonDoc {
             return;
         }
         let mut d = Duplicates::default();
-        for (i, (key, dropped)) in self.fields.iter().enumerate() {
-            let Some((_, kept)) = self.fields[i + 1..].iter().find(|(k, _)| k == key) else {
-                continue;
-            };
+        for (i, dropped) in self.fields.iter().enumerate().filter(|(_, f)| f.repeated) {
             d.total += 1;
             if d.listed.len() < crate::json_dups::MAX_LISTED {
+                // The next field of the same name replaced this one.
+                let Some(kept) = self.fields[i + 1..].iter().find(|f| f.key == dropped.key) else {
+                    continue;
+                };
                 d.listed.push(DuplicateKey {
-                    path: key.to_string(),
-                    dropped: example(&self.body[dropped.clone()]),
-                    kept: example(&self.body[kept.clone()]),
+                    path: dropped.key.to_string(),
+                    dropped: example(&self.body[dropped.value.clone()]),
+                    kept: example(&self.body[kept.value.clone()]),
                 });
             }
         }
@@ -275,8 +277,16 @@ impl JsonDoc {
     }
 }
 
-/// A top-level field: its key (unescaped) and where its value is in the body.
-type Field = (Box<str>, Range<usize>);
+/// A top-level field of the body.
+#[derive(Clone)]
+struct Field {
+    /// The key, unescaped.
+    key: Box<str>,
+    /// Where its value is in the body.
+    value: Range<usize>,
+    /// A later field has the same key (and replaces this one, as in `serde_json`).
+    repeated: bool,
+}
 
 fn with_url(e: Error, url: Option<&str>) -> Error {
     match url {
@@ -362,7 +372,11 @@ fn top_level_fields(body: &[u8]) -> std::result::Result<Vec<Field>, Scan> {
                 _ => return Err(Scan::Invalid),
             }
             let end = i + values.byte_offset();
-            fields.push((key, i..end));
+            fields.push(Field {
+                key,
+                value: i..end,
+                repeated: false,
+            });
             i = skip_ws(body, end);
             match body.get(i) {
                 Some(b',') => i = skip_ws(body, i + 1),
@@ -376,6 +390,14 @@ fn top_level_fields(body: &[u8]) -> std::result::Result<Vec<Field>, Scan> {
     }
     if skip_ws(body, i) != body.len() {
         return Err(Scan::Invalid);
+    }
+    // Mark every field a later one of the same key replaces: sorted by key, then by position.
+    let mut order: Vec<usize> = (0..fields.len()).collect();
+    order.sort_by(|a, b| fields[*a].key.cmp(&fields[*b].key).then(a.cmp(b)));
+    for pair in order.windows(2) {
+        if fields[pair[0]].key == fields[pair[1]].key {
+            fields[pair[0]].repeated = true;
+        }
     }
     Ok(fields)
 }
