@@ -389,7 +389,7 @@ fn usage() -> String {
     "usage: kye-bench run [--smoke] [--reps R] [--counts N,N] [--scale N,N] [--rows N] \
      [--doc-bytes B] [--concurrency C] [--only validate,fetch,scale]\n\
      \x20      kye-bench serve N real|BYTES | floor BASE N C [parse] | kye-fetch BASE N C DB | overhead N\n\
-     \x20      kye-bench parse [--docs M] [--rounds R] [--size real|BYTES]"
+     \x20      kye-bench parse [--docs M] [--rounds R] [--size real|BYTES] [--only WAY]"
         .to_string()
 }
 

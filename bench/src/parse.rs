@@ -18,7 +18,7 @@
 //!   repeated keys: what `ctx.get_json_value` does.
 //!
 //! ```text
-//! kye-bench parse [--docs M] [--rounds R] [--size real|BYTES]
+//! kye-bench parse [--docs M] [--rounds R] [--size real|BYTES] [--only WAY]   # WAY: skip, typed, typed-unknown, doc, value, value-dups
 //! ```
 
 use std::borrow::Cow;
@@ -37,11 +37,20 @@ use super::{map_pokemon, mapping, workspace_root, AnyResult, ApiPokemon};
 /// Fields of a `/pokemon/` document the mappings read or leave out on purpose (the example's).
 const KNOWN: &[&str] = mapping::POKEMON_FIELDS;
 
-/// The `Value` way: the whole document built as a `Value`, then the example's mapping steps
-/// applied to it, unknown fields copied through (what the example did before `JsonDoc`).
+/// The `Value` way: the whole document built as a `Value`, then mapped from it, unknown fields
+/// copied through (what the example did before `JsonDoc`).
 fn map_value(doc: Value) -> Value {
     let Value::Object(doc) = doc else {
         return Value::Null;
+    };
+    let names = |list: Option<&Value>, field: &str| -> Option<Value> {
+        Some(Value::Array(
+            list?
+                .as_array()?
+                .iter()
+                .map(|e| e.get(field).map(mapping::name_of).unwrap_or(Value::Null))
+                .collect(),
+        ))
     };
     let mut out = Map::new();
     for key in &KNOWN[..mapping::POKEMON_COPIED] {
@@ -52,17 +61,31 @@ fn map_value(doc: Value) -> Value {
     if let Some(s) = doc.get("species") {
         out.insert("species".into(), mapping::name_of(s));
     }
-    if let Some(t) = mapping::names_in(doc.get("types"), "type") {
+    if let Some(t) = names(doc.get("types"), "type") {
         out.insert("types".into(), t);
     }
-    if let Some(a) = mapping::names_in(doc.get("abilities"), "ability") {
+    if let Some(a) = names(doc.get("abilities"), "ability") {
         out.insert("abilities".into(), a);
     }
     if let Some(list) = doc.get("abilities").and_then(Value::as_array) {
-        out.insert("hidden_abilities".into(), mapping::hidden_abilities(list));
+        let hidden = list
+            .iter()
+            .filter(|a| a.get("is_hidden") == Some(&Value::Bool(true)))
+            .map(|a| {
+                a.get("ability")
+                    .map(mapping::name_of)
+                    .unwrap_or(Value::Null)
+            })
+            .collect();
+        out.insert("hidden_abilities".into(), Value::Array(hidden));
     }
     if let Some(stats) = doc.get("stats").and_then(Value::as_array) {
-        mapping::insert_stats(&mut out, stats);
+        for s in stats {
+            if let Some(stat) = s.pointer("/stat/name").and_then(Value::as_str) {
+                let value = s.get("base_stat").cloned().unwrap_or(Value::Null);
+                out.insert(stat.replace('-', "_"), value);
+            }
+        }
     }
     for (k, v) in &doc {
         if !KNOWN.contains(&k.as_str()) && !out.contains_key(k) {
@@ -206,6 +229,18 @@ const WAYS: [Way; 6] = [
 ];
 
 impl Way {
+    /// The name `--only` takes.
+    fn short(self) -> &'static str {
+        match self {
+            Way::Skip => "skip",
+            Way::Typed => "typed",
+            Way::TypedUnknown => "typed-unknown",
+            Way::Doc => "doc",
+            Way::Value => "value",
+            Way::ValueDups => "value-dups",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Way::Skip => "skip (IgnoredAny, nothing mapped)",
@@ -278,12 +313,14 @@ pub fn parse(args: &[String]) -> AnyResult<()> {
     let mut docs = 64u32;
     let mut rounds = 15usize;
     let mut sizes = Sizes::Real;
+    let mut only: Option<String> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{a} needs a value"));
         match a.as_str() {
             "--docs" => docs = value()?.parse()?,
             "--rounds" => rounds = value()?.parse()?,
+            "--only" => only = Some(value()?.to_string()),
             "--size" => {
                 sizes = match value()?.as_str() {
                     "real" => Sizes::Real,
@@ -323,6 +360,9 @@ pub fn parse(args: &[String]) -> AnyResult<()> {
         for k in 0..WAYS.len() {
             // Rotate the order each round so drift on the machine hits every way alike.
             let w = (k + round) % WAYS.len();
+            if only.as_deref().is_some_and(|o| o != WAYS[w].short()) {
+                continue;
+            }
             let copies = bodies.clone();
             let start = Instant::now();
             let cpu_start = thread_cpu_ns();
@@ -357,7 +397,11 @@ pub fn parse(args: &[String]) -> AnyResult<()> {
     )?;
     writeln!(out, "|---|---:|---:|---:|---:|")?;
     let typed = super::run::median(samples[1].clone());
+    let typed = if typed.is_nan() { 1.0 } else { typed };
     for (w, way) in WAYS.iter().enumerate() {
+        if samples[w].is_empty() {
+            continue;
+        }
         let med = super::run::median(samples[w].clone());
         let min = samples[w].iter().copied().fold(f64::INFINITY, f64::min);
         writeln!(

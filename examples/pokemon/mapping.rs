@@ -6,6 +6,7 @@
 //! fields through so kye records them as drift. Validation is kye's job, not the mapping's.
 
 use kye::json::JsonDoc;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// `{"name": "grass", "url": ...}` → `"grass"`; anything else as it came (`null` stays `null`,
@@ -15,17 +16,6 @@ pub(crate) fn name_of(v: &Value) -> Value {
         Some(name) => name.clone(),
         None => v.clone(),
     }
-}
-
-/// Each entry's `entry[field].name`, in the API's order; a missing field is kept as `null`.
-pub(crate) fn names_in(list: Option<&Value>, field: &str) -> Option<Value> {
-    let items = list?.as_array()?;
-    Some(Value::Array(
-        items
-            .iter()
-            .map(|e| e.get(field).map(name_of).unwrap_or(Value::Null))
-            .collect(),
-    ))
 }
 
 /// Fields of a `/pokemon/` document the mapping uses or drops on purpose; the first
@@ -58,50 +48,81 @@ pub(crate) const POKEMON_FIELDS: &[&str] = &[
 /// How many of [`POKEMON_FIELDS`] are copied as they are (`id` to `is_default`).
 pub(crate) const POKEMON_COPIED: usize = 7;
 
-/// A `/pokemon/{id}/` document → a `Pokemon` record. Reads the few small fields it maps;
-/// `moves` and `sprites` (most of the 20–600 KB) are skipped, never built.
+/// `{"name": "grass", "url": ...}`: only the name is read (a `null` name stays `null`).
+#[derive(Deserialize)]
+struct Named {
+    name: Value,
+}
+
+/// The name of a reference that may be `null` (or missing): `null` then.
+fn name(named: Option<Named>) -> Value {
+    named.map_or(Value::Null, |n| n.name)
+}
+
+/// An entry of a Pokémon's `types`: `{"slot": 1, "type": {"name": "grass", "url": ...}}`.
+#[derive(Deserialize)]
+struct TypeSlot {
+    #[serde(rename = "type")]
+    ty: Option<Named>,
+}
+
+/// An entry of a Pokémon's `abilities`.
+#[derive(Deserialize)]
+struct AbilitySlot {
+    ability: Option<Named>,
+    #[serde(default)]
+    is_hidden: Value,
+}
+
+/// An entry of a Pokémon's `stats`: `{"base_stat": 45, "effort": 0, "stat": {"name": "hp"}}`.
+#[derive(Deserialize)]
+struct Stat {
+    #[serde(default)]
+    base_stat: Value,
+    stat: Option<Named>,
+}
+
+/// A `/pokemon/{id}/` document → a `Pokemon` record. Reads the few small fields it maps, the
+/// lists into small typed structs; `moves` and `sprites` (most of the 20–600 KB) are skipped,
+/// never built.
 pub(crate) fn map_pokemon(doc: &JsonDoc) -> kye::Result<Value> {
     let mut out = Map::new();
     doc.copy_to(&mut out, &POKEMON_FIELDS[..POKEMON_COPIED])?;
-    if let Some(species) = doc.value("species")? {
-        out.insert("species".into(), name_of(&species));
+    if let Some(species) = doc.get::<Option<Named>>("species")? {
+        out.insert("species".into(), name(species));
     }
     // Types and abilities by name, in slot order as PokeAPI lists them; with --follow kye
-    // fetches each once through `type_by_name` / `ability_by_name`.
-    if let Some(types) = names_in(doc.value("types")?.as_ref(), "type") {
-        out.insert("types".into(), types);
+    // fetches each once through `type_by_name` / `ability_by_name`. A `null` entry stays
+    // `null`, so kye reports it instead of the fetcher hiding it.
+    if let Some(types) = doc.get::<Option<Vec<TypeSlot>>>("types")?.flatten() {
+        let names = types.into_iter().map(|t| name(t.ty)).collect();
+        out.insert("types".into(), Value::Array(names));
     }
-    let abilities = doc.value("abilities")?;
-    if let Some(names) = names_in(abilities.as_ref(), "ability") {
-        out.insert("abilities".into(), names);
+    if let Some(abilities) = doc.get::<Option<Vec<AbilitySlot>>>("abilities")?.flatten() {
+        let mut names = Vec::with_capacity(abilities.len());
+        let mut hidden = Vec::new();
+        for a in abilities {
+            let n = name(a.ability);
+            if a.is_hidden == Value::Bool(true) {
+                hidden.push(n.clone());
+            }
+            names.push(n);
+        }
+        out.insert("abilities".into(), Value::Array(names));
+        out.insert("hidden_abilities".into(), Value::Array(hidden));
     }
-    if let Some(list) = abilities.as_ref().and_then(Value::as_array) {
-        out.insert("hidden_abilities".into(), hidden_abilities(list));
-    }
-    if let Some(Value::Array(stats)) = doc.value("stats")? {
-        insert_stats(&mut out, &stats);
+    // `stats: [{base_stat: 45, stat: {name: "special-attack"}}]` → `special_attack: 45`.
+    for s in doc
+        .get::<Option<Vec<Stat>>>("stats")?
+        .flatten()
+        .unwrap_or_default()
+    {
+        if let Some(Value::String(stat)) = s.stat.map(|n| n.name) {
+            out.insert(stat.replace('-', "_"), s.base_stat);
+        }
     }
     doc.pass_through(&mut out, POKEMON_FIELDS);
     Ok(Value::Object(out))
-}
-
-/// The names of the abilities marked `is_hidden: true`, in the API's order.
-pub(crate) fn hidden_abilities(abilities: &[Value]) -> Value {
-    abilities
-        .iter()
-        .filter(|a| a.get("is_hidden") == Some(&Value::Bool(true)))
-        .map(|a| a.get("ability").map(name_of).unwrap_or(Value::Null))
-        .collect()
-}
-
-/// `stats: [{base_stat: 45, stat: {name: "special-attack"}}]` → `special_attack: 45`.
-pub(crate) fn insert_stats(out: &mut Map<String, Value>, stats: &[Value]) {
-    for s in stats {
-        if let Some(stat) = s.pointer("/stat/name").and_then(Value::as_str) {
-            let value = s.get("base_stat").cloned().unwrap_or(Value::Null);
-            out.insert(stat.replace('-', "_"), value);
-        }
-    }
 }
 
 /// Fields of a `/type/` document the mapping uses or drops on purpose.
