@@ -386,8 +386,9 @@ fn overhead(count: u64) -> AnyResult<()> {
 }
 
 fn usage() -> String {
-    "usage: kye-bench run [--smoke] [--reps R] [--counts N,N] [--scale N,N] [--rows N] \
-     [--doc-bytes B] [--concurrency C] [--only validate,fetch,scale]\n\
+    "usage: kye-bench run [--smoke] [--reps R] [--counts N,N] [--real-counts N,N|none] \
+     [--example-before PATH] [--scale N,N] [--rows N] [--doc-bytes B] [--concurrency C] \
+     [--only validate,fetch,scale]\n\
      \x20      kye-bench serve N real|BYTES | floor BASE N C [parse] | kye-fetch BASE N C DB | overhead N\n\
      \x20      kye-bench parse [--docs M] [--rounds R] [--size real|BYTES] [--only WAY]"
         .to_string()

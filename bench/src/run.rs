@@ -16,6 +16,8 @@ struct Options {
     counts: Vec<u32>,
     /// Counts for the documents of PokeAPI's real sizes (empty: that set is skipped).
     real_counts: Vec<u32>,
+    /// Another build of the example to run beside this one (e.g. the one before a change).
+    example_before: Option<PathBuf>,
     scale: Vec<u64>,
     doc_bytes: usize,
     concurrency: usize,
@@ -32,6 +34,7 @@ impl Options {
                 rows: 5_000,
                 counts: vec![50],
                 real_counts: vec![20],
+                example_before: None,
                 scale: vec![300, 1_000],
                 doc_bytes: 30_000,
                 concurrency: 16,
@@ -44,6 +47,7 @@ impl Options {
                 rows: 1_000_000,
                 counts: vec![1_000, 10_000],
                 real_counts: vec![1_000, 2_000],
+                example_before: None,
                 scale: vec![10_000, 100_000],
                 doc_bytes: 30_000,
                 concurrency: 16,
@@ -60,6 +64,7 @@ impl Options {
                 "--doc-bytes" => o.doc_bytes = value()?.parse()?,
                 "--concurrency" => o.concurrency = value()?.parse()?,
                 "--counts" => o.counts = list(value()?)?,
+                "--example-before" => o.example_before = Some(PathBuf::from(value()?)),
                 "--real-counts" => {
                     let v = value()?;
                     o.real_counts = if v.is_empty() || v == "none" {
@@ -443,6 +448,7 @@ enum FetchSide {
     FloorParse,
     Kye,
     Example,
+    ExampleBefore,
     Dlt,
 }
 
@@ -455,6 +461,9 @@ impl FetchSide {
             }
             FetchSide::Kye => "kye → SQLite, the bench's typed fetcher",
             FetchSide::Example => "kye → SQLite, the example's fetchers (`examples/pokemon`)",
+            FetchSide::ExampleBefore => {
+                "kye → SQLite, the example's fetchers, given build (--example-before)"
+            }
             FetchSide::Dlt => "dlt → duckdb",
         }
     }
@@ -516,10 +525,12 @@ fn fetch(o: &Options, p: &Paths) -> AnyResult<String> {
             FetchSide::FloorParse,
             FetchSide::Kye,
             FetchSide::Example,
+            FetchSide::ExampleBefore,
             FetchSide::Dlt,
         ]
         .into_iter()
         .filter(|f| *f != FetchSide::Dlt || p.venv_bin.is_some())
+        .filter(|f| *f != FetchSide::ExampleBefore || o.example_before.is_some())
         .map(|f| (f, Side::new(f.name())))
         .collect();
         let tmp = tempfile::tempdir()?;
@@ -545,10 +556,14 @@ fn fetch(o: &Options, p: &Paths) -> AnyResult<String> {
                                 .stdout(Stdio::piped());
                             measure_with(c, "kye-fetch", &[0], server_pid)?.0
                         }
-                        FetchSide::Example => {
+                        FetchSide::Example | FetchSide::ExampleBefore => {
                             // As a user runs it: the example's binary, its own fetchers and
                             // mapping, kye's command line; 65 = some records quarantined.
-                            let mut c = Command::new(&example);
+                            let binary = match (which, &o.example_before) {
+                                (FetchSide::ExampleBefore, Some(other)) => other,
+                                _ => &example,
+                            };
+                            let mut c = Command::new(binary);
                             c.arg("--db")
                                 .arg(tmp.path().join(format!("example-{n}-{rep}.db")))
                                 .args(["fetch", &format!("Pokemon.id in 1..={n}")])
@@ -625,6 +640,14 @@ fn fetch(o: &Options, p: &Paths) -> AnyResult<String> {
                 work(dlt) / work(ex),
                 work(dlt) / work(kye),
                 dlt.wall() / ex.wall()
+            )?;
+        }
+        if let Some(before) = get(FetchSide::ExampleBefore) {
+            write!(
+                ratios,
+                "; the given build of the example: client CPU / (floor + parse) {:.2}×, work {:.2}× this build's",
+                cpu(before) / cpu(parse),
+                work(before) / work(ex)
             )?;
         }
         writeln!(ratios)?;
