@@ -64,7 +64,12 @@ impl Options {
                 "--doc-bytes" => o.doc_bytes = value()?.parse()?,
                 "--concurrency" => o.concurrency = value()?.parse()?,
                 "--counts" => o.counts = list(value()?)?,
-                "--example-before" => o.example_before = Some(PathBuf::from(value()?)),
+                "--example-before" => {
+                    // Absolute: the example runs in a temporary directory.
+                    let path = value()?;
+                    o.example_before =
+                        Some(std::fs::canonicalize(path).map_err(|e| format!("{path}: {e}"))?);
+                }
                 "--real-counts" => {
                     let v = value()?;
                     o.real_counts = if v.is_empty() || v == "none" {
