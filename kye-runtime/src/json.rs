@@ -637,4 +637,35 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn a_key_given_three_times_is_noted_twice_as_json_dups_notes_it() {
+        let body = br#"{"a": 1, "a": [2], "b": 0, "a": {"c": 3}}"#;
+        let notes = crate::json_dups::notes();
+        let doc = JsonDoc::from_response(body.to_vec(), "u".into(), Some(notes.clone())).unwrap();
+        assert_eq!(doc.value("a").unwrap(), Some(json!({"c": 3})));
+        assert_eq!(doc.keys().collect::<Vec<_>>(), ["b", "a"]);
+        let ours: Vec<(String, Value, Value)> = notes
+            .take()
+            .into_iter()
+            .flat_map(|(_, d)| d.listed)
+            .map(|k| (k.path, k.dropped, k.kept))
+            .collect();
+        let (_, theirs) = crate::json_dups::parse_value(body).unwrap();
+        let theirs: Vec<(String, Value, Value)> = theirs
+            .listed
+            .into_iter()
+            .map(|k| (k.path, k.dropped, k.kept))
+            .collect();
+        assert_eq!(ours, theirs);
+        assert_eq!(ours.len(), 2);
+        // Without a notes book (JsonDoc::parse), the last value is still the one read.
+        assert_eq!(
+            JsonDoc::parse(&body[..])
+                .unwrap()
+                .get::<Value>("a")
+                .unwrap(),
+            Some(json!({"c": 3}))
+        );
+    }
 }
