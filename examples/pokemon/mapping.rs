@@ -4,6 +4,9 @@
 //! `null` and an absent field stays absent, never a default; pick list entries by meaning (the
 //! English effect text), not by position; keep the source's order; pass unknown top-level
 //! fields through so kye records them as drift. Validation is kye's job, not the mapping's.
+//!
+//! Documents come as [`JsonDoc`]s (`ctx.get_json_doc`): only the fields mapped here are parsed;
+//! the rest (a real Pokémon is 20–600 KB, mostly `moves` and `sprites`) is skipped, never built.
 
 use kye::json::JsonDoc;
 use serde::Deserialize;
