@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p kye-bench -p kye
+cargo build --release --example pokemon
 cargo build --release -p kye-lang --example gen_bench_data
 bench/setup-venv.sh
 exec target/release/kye-bench run "$@"

@@ -6,5 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build -p kye-bench -p kye
+cargo build --example pokemon
 cargo build -p kye-lang --example gen_bench_data
 exec target/debug/kye-bench run --smoke "$@"

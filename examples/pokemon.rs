@@ -53,44 +53,44 @@ const REACH_TIMEOUT: Duration = Duration::from_secs(3);
 #[kye::get(Pokemon.id)]
 async fn pokemon_by_id(id: u32, ctx: &kye::Context) -> kye::Result<Value> {
     let doc = ctx
-        .get_json_value(&format!("{}/pokemon/{id}/", base_url(ctx)))
+        .get_json_doc(&format!("{}/pokemon/{id}/", base_url(ctx)))
         .await?;
-    map_pokemon(doc)
+    map_pokemon(&doc)
 }
 
 /// Fetches a Pokémon by name (`pikachu`, `mr-mime`): `GET {base}/pokemon/{name}/`.
 #[kye::get(Pokemon.name)]
 async fn pokemon_by_name(name: String, ctx: &kye::Context) -> kye::Result<Value> {
     let doc = ctx
-        .get_json_value(&format!(
+        .get_json_doc(&format!(
             "{}/pokemon/{}/",
             base_url(ctx),
             path_segment(&name)?
         ))
         .await?;
-    map_pokemon(doc)
+    map_pokemon(&doc)
 }
 
 /// Fetches a type with its damage relations: `GET {base}/type/{name}/`.
 #[kye::get(PokemonType.name)]
 async fn type_by_name(name: String, ctx: &kye::Context) -> kye::Result<Value> {
     let doc = ctx
-        .get_json_value(&format!("{}/type/{}/", base_url(ctx), path_segment(&name)?))
+        .get_json_doc(&format!("{}/type/{}/", base_url(ctx), path_segment(&name)?))
         .await?;
-    map_type(doc)
+    map_type(&doc)
 }
 
 /// Fetches an ability with its English effect text: `GET {base}/ability/{name}/`.
 #[kye::get(PokemonAbility.name)]
 async fn ability_by_name(name: String, ctx: &kye::Context) -> kye::Result<Value> {
     let doc = ctx
-        .get_json_value(&format!(
+        .get_json_doc(&format!(
             "{}/ability/{}/",
             base_url(ctx),
             path_segment(&name)?
         ))
         .await?;
-    map_ability(doc)
+    map_ability(&doc)
 }
 
 /// `pokeapi.base_url` from kye.toml / `KYE_POKEAPI__BASE_URL` (the `--offline` server sets

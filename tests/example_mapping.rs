@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use kye::json::JsonDoc;
 use kye::lang::validate::{validate_record, ErrorKind};
 use kye::lang::Schema;
 use kye::testing::{Fixtures, TestServer};
@@ -16,6 +17,8 @@ kye::models!("examples/pokemon/pokemon.kye");
 #[path = "../examples/pokemon/mapping.rs"]
 #[allow(dead_code)]
 mod mapping;
+#[path = "../examples/pokemon/synthetic.rs"]
+mod synthetic;
 
 fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pokemon")
@@ -30,12 +33,12 @@ fn fixtures() -> Fixtures {
     Fixtures::from_dir(example_dir().join("fixtures")).unwrap()
 }
 
-/// A fixture document, with `{base}` left in place.
-fn doc(f: &Fixtures, path: &str) -> Value {
+/// A fixture document as a fetcher gets it from `ctx.get_json_doc`, `{base}` left in place.
+fn doc(f: &Fixtures, path: &str) -> JsonDoc {
     let text = f
         .get(path)
         .unwrap_or_else(|| panic!("no fixture at {path}"));
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("{path}: {e}"))
+    JsonDoc::parse(text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 #[test]
@@ -49,7 +52,7 @@ fn mapped_fixtures_validate_except_the_documented_cases() {
         let Some((folder, id)) = path.trim_matches('/').split_once('/') else {
             continue;
         };
-        let (model, map): (_, fn(Value) -> kye::Result<Value>) = match folder {
+        let (model, map): (_, fn(&JsonDoc) -> kye::Result<Value>) = match folder {
             "pokemon" => ("Pokemon", mapping::map_pokemon),
             "type" => ("PokemonType", mapping::map_type),
             "ability" => ("PokemonAbility", mapping::map_ability),
@@ -59,8 +62,8 @@ fn mapped_fixtures_validate_except_the_documented_cases() {
             continue;
         }
         let d = doc(&f, path);
-        let name = d["name"].as_str().unwrap().to_owned();
-        let record = map(d).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let name = d.get::<String>("name").unwrap().unwrap();
+        let record = map(&d).unwrap_or_else(|e| panic!("{name}: {e}"));
         let report = validate_record(&schema, model, &record);
         for w in &report.warnings {
             assert_eq!(w.kind, ErrorKind::UnknownEdge, "{name}: {w}");
@@ -85,7 +88,7 @@ fn mapped_fixtures_validate_except_the_documented_cases() {
     assert_eq!(drift, [("pikachu".to_owned(), vec!["cries".to_owned()])]);
 
     // German first: the mapping took the English text.
-    let stat = mapping::map_ability(doc(&f, "/ability/9/")).unwrap();
+    let stat = mapping::map_ability(&doc(&f, "/ability/9/")).unwrap();
     assert!(stat["short_effect"]
         .as_str()
         .unwrap()
@@ -94,27 +97,34 @@ fn mapped_fixtures_validate_except_the_documented_cases() {
 
 #[tokio::test]
 async fn synthetic_pokemon_map_to_valid_records_with_no_drift() {
-    use kye::testing::pokeapi::synthetic_pokemon;
+    use synthetic::{Sizes, Synthetic};
     let schema = schema();
-    let server = TestServer::start(synthetic_pokemon(&fixtures(), 5_000, 30_000).unwrap())
-        .await
-        .unwrap();
-    let cx = kye::Context::new();
-    // Every 97th id, and the two fixtures served as they are: haunter (#93, `base_experience:
-    // null`) and pikachu (#25, `cries` is drift).
-    for id in (1..=5_000).step_by(97).chain([25, 93]) {
-        let body = cx
-            .get_json_value(&server.url(&format!("/pokemon/{id}/")))
-            .await
-            .unwrap_or_else(|e| panic!("{id}: {e}"));
-        let record = mapping::map_pokemon(body).unwrap_or_else(|e| panic!("{id}: {e}"));
-        let report = validate_record(&schema, "Pokemon", &record);
-        assert_eq!(report.is_valid(), id != 93, "{id}: {:?}", report.errors);
-        assert_eq!(
-            report.warnings.is_empty(),
-            id != 25,
-            "{id}: {:?}",
-            report.warnings
-        );
+    let f = fixtures();
+    // Real sizes (20–600 KB) take longer to make and read: fewer of them.
+    for (sizes, step) in [(Sizes::About(30_000), 97), (Sizes::Real, 701)] {
+        let routes = Synthetic::new(&f, sizes).unwrap().routes(&f, 5_000);
+        let server = TestServer::start(routes).await.unwrap();
+        let cx = kye::Context::new();
+        for id in (1..=5_000).step_by(step).chain([25, 93]) {
+            let body = cx
+                .get_json_doc(&server.url(&format!("/pokemon/{id}/")))
+                .await
+                .unwrap_or_else(|e| panic!("{id}: {e}"));
+            let record = mapping::map_pokemon(&body).unwrap_or_else(|e| panic!("{id}: {e}"));
+            let report = validate_record(&schema, "Pokemon", &record);
+            let expect_valid = id != 93; // the fixture with base_experience: null
+            assert_eq!(report.is_valid(), expect_valid, "{id}: {:?}", report.errors);
+            // The only drift is pikachu's `cries`, with its value as example.
+            let drift: Vec<(String, Option<Value>)> = report
+                .warnings
+                .iter()
+                .map(|w| (w.edges[0].clone(), w.example.clone()))
+                .collect();
+            let expected: Vec<(String, Option<Value>)> = (id == 25)
+                .then(|| ("cries".to_string(), body.value("cries").unwrap()))
+                .into_iter()
+                .collect();
+            assert_eq!(drift, expected, "{id} {sizes:?}");
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! the last `completed` with the earlier runs' keys skipped).
 //!
 //! The example fetches from a loopback PokeAPI serving thousands of synthetic Pokémon
-//! (`kye::testing::pokeapi::synthetic_pokemon`, built from the example's fixtures) through
+//! (`examples/pokemon/synthetic.rs`, built from the example's fixtures) through
 //! `POKEAPI_BASE_URL`. The same scenario with a bare `Runtime` and SQLite-level checks is in
 //! `kye-runtime/tests/reliability_kill.rs`.
 
@@ -12,12 +12,14 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kye::testing::{pokeapi, Fixtures, TestServer};
+use kye::testing::{Fixtures, TestServer};
 use serde_json::Value;
 
 const KEYS: u32 = 4_000;
 
 mod support;
+#[path = "../examples/pokemon/synthetic.rs"]
+mod synthetic;
 
 fn example(dir: &Path, base: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(support::example_binary());
@@ -88,7 +90,9 @@ fn kill_the_example_three_times_then_finish() {
     let fixtures =
         Fixtures::from_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pokemon/fixtures"))
             .unwrap();
-    let routes = pokeapi::synthetic_pokemon(&fixtures, KEYS, 4_000).expect("templates");
+    let routes = synthetic::Synthetic::new(&fixtures, synthetic::Sizes::About(4_000))
+        .expect("templates")
+        .routes(&fixtures, KEYS);
     let server = TestServer::start_on_thread(routes).unwrap();
     let base = server.base_url().to_string();
     let dir = tempfile::tempdir().unwrap();

@@ -9,13 +9,16 @@
 //! ```
 //!
 //! Subcommands (`run` drives the others, each in a fresh process so peak RSS is per side):
-//! - `serve`: a loopback PokeAPI (kye_runtime::testing) with N synthetic Pokémon of ~B bytes,
-//!   pre-rendered so the server costs every client the same and little.
+//! - `serve`: a loopback PokeAPI (kye_runtime::testing) with N synthetic Pokémon
+//!   (`examples/pokemon/synthetic.rs`) of PokeAPI's real sizes or of ~B bytes, pre-rendered so
+//!   the server costs every client the same and little.
 //! - `kye-fetch`: `Pokemon.id in 1..=N` through `kye::Runtime` into SQLite.
 //! - `floor`: a bare reqwest client GETting the same URLs with the same concurrency,
 //!   discarding the bodies.
 //! - `overhead`: a fetcher returning a ready value (no network): registry lookup, validation
 //!   and the SQLite store per key.
+//! - `parse`: the ways of mapping one document, on the same documents in one process
+//!   (`parse.rs`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -24,11 +27,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kye_runtime::testing::{pokeapi, Fixtures, Route, TestServer};
+use kye_runtime::testing::{Fixtures, Route, TestServer};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+/// The Pokémon example's own mapping (for `kye-bench parse`).
+#[path = "../../examples/pokemon/mapping.rs"]
+#[allow(dead_code)]
+mod mapping;
+mod parse;
 mod run;
+/// PokeAPI-shaped documents at real size, made from the example's fixtures.
+#[path = "../../examples/pokemon/synthetic.rs"]
+mod synthetic;
+
+use synthetic::{Sizes, Synthetic};
 
 kye::models!("../examples/pokemon/pokemon.kye", "overhead.kye");
 
@@ -188,28 +201,57 @@ fn tokio_rt() -> AnyResult<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// `serve N DOC_BYTES`: prints `BASE <url>` once ready, serves until stdin closes.
-fn serve(count: u32, doc_bytes: usize) -> AnyResult<()> {
+/// Document sizes from the command line: `real` (PokeAPI's, 20–600 KB, mean ~250 KB) or a
+/// byte count.
+pub(crate) fn sizes_arg(s: &str) -> AnyResult<Sizes> {
+    match s {
+        "real" => Ok(Sizes::Real),
+        n => Ok(Sizes::About(n.parse().map_err(|_| {
+            format!("document size {n:?}: `real` or a number of bytes")
+        })?)),
+    }
+}
+
+/// `serve N SIZE`: prints `BASE <url>` once ready, serves until stdin closes. SIZE is `real`
+/// or a byte count.
+fn serve(count: u32, sizes: Sizes) -> AnyResult<()> {
     let fixtures = Fixtures::from_dir(workspace_root().join("examples/pokemon/fixtures"))?;
-    let routes = pokeapi::synthetic_pokemon(&fixtures, count, doc_bytes)
-        .ok_or("the fixtures hold no Pokémon template")?;
-    // Render every document once through a throwaway server, then serve them as fixed
-    // routes: serving costs a lookup and a write, the same for every client.
-    let renderer = TestServer::start_on_thread(routes)?;
-    let rt = tokio_rt()?;
-    let bodies = rt.block_on(fetch_all(renderer.base_url(), count, 8, true, false))?;
-    drop(renderer);
+    let synthetic =
+        Arc::new(Synthetic::new(&fixtures, sizes).ok_or("the fixtures hold no Pokémon template")?);
+    // Render every document once, on both cores, then serve them as fixed routes: serving
+    // costs a lookup and a write, the same for every client.
+    type Rendered = Vec<(u32, String)>;
+    let halves: Vec<std::thread::JoinHandle<Rendered>> = (0..2u32)
+        .map(|half| {
+            let synthetic = Arc::clone(&synthetic);
+            std::thread::spawn(move || {
+                (1..=count)
+                    .filter(|id| id % 2 == half)
+                    .map(|id| (id, synthetic.document(id)))
+                    .collect()
+            })
+        })
+        .collect();
     let mut fixed = fixtures.routes();
-    let mut bytes = 0usize;
-    for (i, body) in bodies.into_iter().enumerate() {
-        bytes += body.len();
-        fixed.insert(format!("/pokemon/{}/", i + 1), Route::json(body));
+    // Sizes as served: the server puts its base URL in place of each `{base}`.
+    let mut sizes: Vec<(usize, usize)> = Vec::with_capacity(count as usize);
+    for half in halves {
+        for (id, body) in half.join().map_err(|_| "rendering a document panicked")? {
+            sizes.push((body.len(), body.matches("{base}").count()));
+            // By id only: the fetchers ask by id (fixture names stay served from the fixtures).
+            fixed.insert(format!("/pokemon/{id}/"), Route::json(body));
+        }
     }
     let server = TestServer::start_on_thread(fixed)?;
+    let grow = server.base_url().len() - "{base}".len();
+    let served = sizes.iter().map(|(len, bases)| len + bases * grow);
+    let bytes: usize = served.clone().sum();
+    let largest = served.max().unwrap_or(0);
     println!(
-        "BASE {} docs={count} mean_doc_bytes={}",
+        "BASE {} docs={count} mean_doc_bytes={} largest_doc_bytes={largest} pid={}",
         server.base_url(),
-        bytes / count.max(1) as usize
+        bytes / count.max(1) as usize,
+        std::process::id()
     );
     std::io::stdout().flush()?;
     // Until the driver closes our stdin.
@@ -221,14 +263,8 @@ fn serve(count: u32, doc_bytes: usize) -> AnyResult<()> {
 }
 
 /// GETs `/pokemon/1/..=/pokemon/{count}/` with `concurrency` requests in flight on one pooled
-/// client; keeps the bodies (in id order) only if `keep`.
-async fn fetch_all(
-    base: &str,
-    count: u32,
-    concurrency: usize,
-    keep: bool,
-    parse: bool,
-) -> AnyResult<Vec<String>> {
+/// client; with `parse`, each body is also deserialized and mapped.
+async fn fetch_all(base: &str, count: u32, concurrency: usize, parse: bool) -> AnyResult<()> {
     kye_runtime::http::install_crypto_provider();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
@@ -239,11 +275,10 @@ async fn fetch_all(
     for _ in 0..concurrency.max(1) {
         let (client, next, base) = (client.clone(), Arc::clone(&next), base.to_string());
         workers.push(tokio::spawn(async move {
-            let mut got: Vec<(u64, String)> = Vec::new();
             loop {
                 let id = next.fetch_add(1, Ordering::Relaxed);
                 if id > u64::from(count) {
-                    return Ok::<_, String>(got);
+                    return Ok::<_, String>(());
                 }
                 let url = format!("{base}/pokemon/{id}/");
                 let resp = client
@@ -262,18 +297,13 @@ async fn fetch_all(
                         serde_json::from_slice(&body).map_err(|e| format!("{url}: {e}"))?;
                     std::hint::black_box(map_pokemon(doc));
                 }
-                if keep {
-                    got.push((id, String::from_utf8_lossy(&body).into_owned()));
-                }
             }
         }));
     }
-    let mut all = Vec::new();
     for w in workers {
-        all.extend(w.await??);
+        w.await??;
     }
-    all.sort_by_key(|(id, _)| *id);
-    Ok(all.into_iter().map(|(_, b)| b).collect())
+    Ok(())
 }
 
 /// `floor BASE N CONCURRENCY [parse]`: the bare client; prints `RESULT secs=..`. With
@@ -281,7 +311,7 @@ async fn fetch_all(
 fn floor(base: &str, count: u32, concurrency: usize, parse: bool) -> AnyResult<()> {
     let rt = tokio_rt()?;
     let start = Instant::now();
-    rt.block_on(fetch_all(base, count, concurrency, false, parse))?;
+    rt.block_on(fetch_all(base, count, concurrency, parse))?;
     let secs = start.elapsed().as_secs_f64();
     println!(
         "RESULT secs={secs:.4} docs={count} peak_rss_kib={}",
@@ -356,9 +386,11 @@ fn overhead(count: u64) -> AnyResult<()> {
 }
 
 fn usage() -> String {
-    "usage: kye-bench run [--smoke] [--reps R] [--counts N,N] [--scale N,N] [--rows N] \
-     [--doc-bytes B] [--concurrency C] [--only validate,fetch,scale]\n\
-     \x20      kye-bench serve N DOC_BYTES | floor BASE N C [parse] | kye-fetch BASE N C DB | overhead N"
+    "usage: kye-bench run [--smoke] [--reps R] [--counts N,N] [--real-counts N,N|none] \
+     [--example-before PATH] [--scale N,N] [--rows N] [--doc-bytes B] [--concurrency C] \
+     [--only validate,fetch,scale]\n\
+     \x20      kye-bench serve N real|BYTES | floor BASE N C [parse] | kye-fetch BASE N C DB | overhead N\n\
+     \x20      kye-bench parse [--docs M] [--rounds R] [--size real|BYTES] [--only WAY]"
         .to_string()
 }
 
@@ -371,7 +403,9 @@ fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> AnyResult
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("serve") => arg(&args, 1, "N").and_then(|n| serve(n, arg(&args, 2, "DOC_BYTES")?)),
+        Some("serve") => {
+            arg(&args, 1, "N").and_then(|n| serve(n, sizes_arg(&arg::<String>(&args, 2, "SIZE")?)?))
+        }
         Some("floor") => arg::<String>(&args, 1, "BASE").and_then(|b| {
             let parse = args.get(4).is_some_and(|a| a == "parse");
             floor(&b, arg(&args, 2, "N")?, arg(&args, 3, "C")?, parse)
@@ -386,6 +420,7 @@ fn main() -> ExitCode {
         }),
         Some("overhead") => arg(&args, 1, "N").and_then(overhead),
         Some("run") => run::run(&args[1..]),
+        Some("parse") => parse::parse(&args[1..]),
         _ => Err(usage().into()),
     };
     match result {
@@ -422,10 +457,10 @@ pub(crate) fn read_line_starting(
 /// Starts `kye-bench serve` as a child; returns it with its base URL.
 pub(crate) fn start_server(
     count: u32,
-    doc_bytes: usize,
+    size: &str,
 ) -> AnyResult<(std::process::Child, String, String)> {
     let mut child = Command::new(std::env::current_exe()?)
-        .args(["serve", &count.to_string(), &doc_bytes.to_string()])
+        .args(["serve", &count.to_string(), size])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()?;

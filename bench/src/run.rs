@@ -14,6 +14,10 @@ struct Options {
     reps: usize,
     rows: u64,
     counts: Vec<u32>,
+    /// Counts for the documents of PokeAPI's real sizes (empty: that set is skipped).
+    real_counts: Vec<u32>,
+    /// Another build of the example to run beside this one (e.g. the one before a change).
+    example_before: Option<PathBuf>,
     scale: Vec<u64>,
     doc_bytes: usize,
     concurrency: usize,
@@ -29,6 +33,8 @@ impl Options {
                 reps: 1,
                 rows: 5_000,
                 counts: vec![50],
+                real_counts: vec![20],
+                example_before: None,
                 scale: vec![300, 1_000],
                 doc_bytes: 30_000,
                 concurrency: 16,
@@ -40,6 +46,8 @@ impl Options {
                 reps: 3,
                 rows: 1_000_000,
                 counts: vec![1_000, 10_000],
+                real_counts: vec![1_000, 2_000],
+                example_before: None,
                 scale: vec![10_000, 100_000],
                 doc_bytes: 30_000,
                 concurrency: 16,
@@ -56,6 +64,20 @@ impl Options {
                 "--doc-bytes" => o.doc_bytes = value()?.parse()?,
                 "--concurrency" => o.concurrency = value()?.parse()?,
                 "--counts" => o.counts = list(value()?)?,
+                "--example-before" => {
+                    // Absolute: the example runs in a temporary directory.
+                    let path = value()?;
+                    o.example_before =
+                        Some(std::fs::canonicalize(path).map_err(|e| format!("{path}: {e}"))?);
+                }
+                "--real-counts" => {
+                    let v = value()?;
+                    o.real_counts = if v.is_empty() || v == "none" {
+                        Vec::new()
+                    } else {
+                        list(v)?
+                    };
+                }
                 "--scale" => o.scale = list(value()?)?,
                 "--only" => o.only = value()?.split(',').map(str::to_string).collect(),
                 other => return Err(format!("unknown option {other}").into()),
@@ -87,6 +109,10 @@ struct Sample {
     work: Option<f64>,
     /// Peak RSS of the process, KiB (`/usr/bin/time -f %M`, else the program's own report).
     rss_kib: Option<u64>,
+    /// User + system CPU of the process, seconds (`/usr/bin/time -f "%U %S"`).
+    cpu: Option<f64>,
+    /// CPU the benchmark server spent meanwhile, seconds (from its `/proc/PID/stat`).
+    server_cpu: Option<f64>,
     us_per_key: Option<f64>,
     validate_us: Option<f64>,
     store_secs: Option<f64>,
@@ -98,14 +124,36 @@ fn field(line: &str, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// User + system CPU seconds a process has used so far (`/proc/PID/stat`, 100 ticks a second).
+fn process_cpu(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 /// Runs `cmd` to completion; a non-zero exit is an error carrying its stderr.
-fn measure(mut cmd: Command, what: &str) -> AnyResult<Sample> {
+fn measure(cmd: Command, what: &str) -> AnyResult<Sample> {
+    measure_with(cmd, what, &[0], None).map(|(s, _)| s)
+}
+
+/// [`measure`] accepting the exit codes `ok` and returning stdout too; with `server`, the
+/// server process's CPU during the run is recorded.
+fn measure_with(
+    mut cmd: Command,
+    what: &str,
+    ok: &[i32],
+    server: Option<u32>,
+) -> AnyResult<(Sample, String)> {
     let time = Path::new("/usr/bin/time");
     let rss_file = tempfile::NamedTempFile::new()?;
     let mut cmd = if time.exists() {
         let mut wrapped = Command::new(time);
         wrapped
-            .args(["-f", "%M", "-o"])
+            .args(["-f", "%M %U %S", "-o"])
             .arg(rss_file.path())
             .arg(cmd.get_program())
             .args(cmd.get_args());
@@ -122,35 +170,50 @@ fn measure(mut cmd: Command, what: &str) -> AnyResult<Sample> {
     } else {
         std::mem::replace(&mut cmd, Command::new("true"))
     };
+    let server_before = server.and_then(process_cpu);
     let start = Instant::now();
     let out = cmd.stdin(Stdio::null()).stderr(Stdio::piped()).output()?;
     let wall = start.elapsed().as_secs_f64();
-    if !out.status.success() {
+    let server_cpu = match (server_before, server.and_then(process_cpu)) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    if !out.status.code().is_some_and(|c| ok.contains(&c)) {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         return Err(format!("{what} failed ({}):\n{}", out.status, tail.join("\n")).into());
     }
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let result = stdout.lines().find(|l| l.starts_with("RESULT "));
-    let rss_time = std::fs::read_to_string(rss_file.path())
+    // `/usr/bin/time` writes "Command exited with non-zero status N" first when it was.
+    let timed: Vec<f64> = std::fs::read_to_string(rss_file.path())
         .ok()
-        .and_then(|s| s.lines().last().and_then(|l| l.trim().parse().ok()));
-    Ok(Sample {
+        .and_then(|s| s.lines().last().map(str::to_string))
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let sample = Sample {
         wall,
         work: result.and_then(|l| field(l, "secs")),
-        rss_kib: rss_time.or_else(|| {
+        rss_kib: timed.first().map(|k| *k as u64).or_else(|| {
             result
                 .and_then(|l| field(l, "peak_rss_kib"))
                 .map(|v| v as u64)
         }),
+        cpu: (timed.len() == 3).then(|| timed[1] + timed[2]),
+        server_cpu,
         us_per_key: result.and_then(|l| field(l, "us_per_key")),
         validate_us: result.and_then(|l| field(l, "validate_only_us")),
         store_secs: result.and_then(|l| field(l, "store_secs").or_else(|| field(l, "store_us"))),
-    })
+    };
+    Ok((sample, stdout))
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
+pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
     if xs.is_empty() {
         return f64::NAN;
     }
@@ -181,6 +244,14 @@ impl Side {
     fn work(&self) -> Option<f64> {
         let w: Vec<f64> = self.samples.iter().filter_map(|s| s.work).collect();
         (!w.is_empty()).then(|| median(w))
+    }
+    fn cpu(&self) -> Option<f64> {
+        let c: Vec<f64> = self.samples.iter().filter_map(|s| s.cpu).collect();
+        (!c.is_empty()).then(|| median(c))
+    }
+    fn server_cpu(&self) -> Option<f64> {
+        let c: Vec<f64> = self.samples.iter().filter_map(|s| s.server_cpu).collect();
+        (!c.is_empty()).then(|| median(c))
     }
     fn rss_mib(&self) -> Option<f64> {
         let r: Vec<f64> = self
@@ -375,61 +446,155 @@ fn validation(o: &Options, p: &Paths) -> AnyResult<String> {
     Ok(s)
 }
 
+/// One side of the fetch comparison: how to start it and what its output says.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FetchSide {
+    Floor,
+    FloorParse,
+    Kye,
+    Example,
+    ExampleBefore,
+    Dlt,
+}
+
+impl FetchSide {
+    fn name(self) -> &'static str {
+        match self {
+            FetchSide::Floor => "floor: bare reqwest, bodies discarded",
+            FetchSide::FloorParse => {
+                "floor + parse: bare reqwest + typed serde parse/map, no store"
+            }
+            FetchSide::Kye => "kye → SQLite, the bench's typed fetcher",
+            FetchSide::Example => "kye → SQLite, the example's fetchers (`examples/pokemon`)",
+            FetchSide::ExampleBefore => {
+                "kye → SQLite, the example's fetchers, given build (--example-before)"
+            }
+            FetchSide::Dlt => "dlt → duckdb",
+        }
+    }
+}
+
+/// The `duration` and counts of `fetch --format json`'s summary.
+fn example_summary(stdout: &str, n: u32) -> AnyResult<f64> {
+    let summary: serde_json::Value = serde_json::from_str(stdout)
+        .map_err(|e| format!("the example's summary is not JSON ({e}): {stdout}"))?;
+    let count = |k: &str| summary["counts"][k].as_u64().unwrap_or(0);
+    let (stored, rejected) = (count("stored"), count("rejected"));
+    // The fixtures' haunter (id 93) has `base_experience: null`: quarantined.
+    if stored + rejected != u64::from(n) || stored + 5 < u64::from(n) {
+        return Err(format!("the example did not store everything: {stdout}").into());
+    }
+    summary["duration"]
+        .as_f64()
+        .ok_or_else(|| format!("no duration in the example's summary: {stdout}").into())
+}
+
 fn fetch(o: &Options, p: &Paths) -> AnyResult<String> {
     let dlt_script = p.root.join("bench/py/dlt_pokemon.py");
+    let example = p.tool(
+        "examples/pokemon",
+        "cargo build --release --example pokemon",
+    )?;
     let mut s = String::new();
     writeln!(
         s,
-        "\n### 2. Fetch → validate → store, loopback server, ~{} KB per document, concurrency {}\n",
-        o.doc_bytes / 1000,
+        "\n### 2. Fetch → validate → store, loopback server, concurrency {}\n",
         o.concurrency
     )?;
-    writeln!(s, "| N | side | median wall s | median work s | docs/s (work) | peak RSS MiB | kye writer in the store, s | runs, wall (s) |")?;
-    writeln!(s, "|---:|---|---:|---:|---:|---:|---:|---|")?;
+    writeln!(s, "Load before: {}.\n", super::parse::load())?;
+    writeln!(s, "| documents | N | side | median wall s | median work s | median client CPU s | server CPU s | peak RSS MiB | kye writer in the store, s | runs, wall (s) |")?;
+    writeln!(s, "|---|---:|---|---:|---:|---:|---:|---:|---:|---|")?;
     let mut ratios = String::new();
-    for &n in &o.counts {
-        let (mut server, base, info) = start_server(n, o.doc_bytes)?;
+    let sets: Vec<(String, u32)> = o
+        .counts
+        .iter()
+        .map(|&n| (o.doc_bytes.to_string(), n))
+        .chain(o.real_counts.iter().map(|&n| ("real".to_string(), n)))
+        .collect();
+    for (size, n) in sets {
+        let (mut server, base, info) = start_server(n, &size)?;
         eprintln!("server {base} {info}");
-        let mut floor = Side::new("floor: bare reqwest, bodies discarded");
-        let mut floor_parse = Side::new("bare reqwest + serde parse/map, no store");
-        let mut kye = Side::new("kye → SQLite");
-        let mut dlt = Side::new("dlt → duckdb");
+        let server_pid = Some(server.id());
+        let mean_kb = info
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("mean_doc_bytes="))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0.0, |b| b / 1000.0);
+        let label = if size == "real" {
+            format!("real size, mean {mean_kb:.0} KB")
+        } else {
+            format!("~{mean_kb:.0} KB")
+        };
+        let mut sides: Vec<(FetchSide, Side)> = [
+            FetchSide::Floor,
+            FetchSide::FloorParse,
+            FetchSide::Kye,
+            FetchSide::Example,
+            FetchSide::ExampleBefore,
+            FetchSide::Dlt,
+        ]
+        .into_iter()
+        .filter(|f| *f != FetchSide::Dlt || p.venv_bin.is_some())
+        .filter(|f| *f != FetchSide::ExampleBefore || o.example_before.is_some())
+        .map(|f| (f, Side::new(f.name())))
+        .collect();
         let tmp = tempfile::tempdir()?;
         let result = (|| -> AnyResult<()> {
             for rep in 0..o.reps {
-                let mut c = Command::new(std::env::current_exe()?);
-                c.args(["floor", &base, &n.to_string(), &o.concurrency.to_string()])
-                    .stdout(Stdio::piped());
-                floor.samples.push(measure(c, "floor")?);
-                let mut c = Command::new(std::env::current_exe()?);
-                c.args([
-                    "floor",
-                    &base,
-                    &n.to_string(),
-                    &o.concurrency.to_string(),
-                    "parse",
-                ])
-                .stdout(Stdio::piped());
-                floor_parse.samples.push(measure(c, "floor parse")?);
-                let db = tmp.path().join(format!("kye-{n}-{rep}.db"));
-                let mut c = Command::new(std::env::current_exe()?);
-                c.args([
-                    "kye-fetch",
-                    &base,
-                    &n.to_string(),
-                    &o.concurrency.to_string(),
-                ])
-                .arg(&db)
-                .stdout(Stdio::piped());
-                kye.samples.push(measure(c, "kye-fetch")?);
-                if let Some(venv) = &p.venv_bin {
-                    let work = tmp.path().join(format!("dlt-{n}-{rep}"));
-                    let mut c = Command::new(venv.join("python"));
-                    c.arg(&dlt_script)
-                        .args([&base, &n.to_string(), &o.concurrency.to_string()])
-                        .arg(&work)
-                        .stdout(Stdio::piped());
-                    dlt.samples.push(measure(c, "dlt")?);
+                for (which, side) in sides.iter_mut() {
+                    let (n_s, c_s) = (n.to_string(), o.concurrency.to_string());
+                    let sample = match which {
+                        FetchSide::Floor | FetchSide::FloorParse => {
+                            let mut c = Command::new(std::env::current_exe()?);
+                            c.args(["floor", &base, &n_s, &c_s]);
+                            if *which == FetchSide::FloorParse {
+                                c.arg("parse");
+                            }
+                            c.stdout(Stdio::piped());
+                            measure_with(c, "floor", &[0], server_pid)?.0
+                        }
+                        FetchSide::Kye => {
+                            let db = tmp.path().join(format!("kye-{n}-{rep}.db"));
+                            let mut c = Command::new(std::env::current_exe()?);
+                            c.args(["kye-fetch", &base, &n_s, &c_s])
+                                .arg(&db)
+                                .stdout(Stdio::piped());
+                            measure_with(c, "kye-fetch", &[0], server_pid)?.0
+                        }
+                        FetchSide::Example | FetchSide::ExampleBefore => {
+                            // As a user runs it: the example's binary, its own fetchers and
+                            // mapping, kye's command line; 65 = some records quarantined.
+                            let binary = match (which, &o.example_before) {
+                                (FetchSide::ExampleBefore, Some(other)) => other,
+                                _ => &example,
+                            };
+                            let mut c = Command::new(binary);
+                            c.arg("--db")
+                                .arg(tmp.path().join(format!("example-{n}-{rep}.db")))
+                                .args(["fetch", &format!("Pokemon.id in 1..={n}")])
+                                .args(["--concurrency", &c_s, "--format", "json", "-q"])
+                                .env("POKEAPI_BASE_URL", &base)
+                                .env_remove("KYE_POKEAPI__BASE_URL")
+                                .env_remove("KYE_CONFIG")
+                                .current_dir(tmp.path())
+                                .stdout(Stdio::piped());
+                            let (mut sample, stdout) =
+                                measure_with(c, "the example", &[0, 65], server_pid)?;
+                            sample.work = Some(example_summary(&stdout, n)?);
+                            sample
+                        }
+                        FetchSide::Dlt => {
+                            let Some(venv) = &p.venv_bin else { continue };
+                            let work = tmp.path().join(format!("dlt-{n}-{rep}"));
+                            let mut c = Command::new(venv.join("python"));
+                            c.arg(&dlt_script)
+                                .args([&base, &n_s, &c_s])
+                                .arg(&work)
+                                .stdout(Stdio::piped());
+                            measure_with(c, "dlt", &[0], server_pid)?.0
+                        }
+                    };
+                    side.samples.push(sample);
                 }
             }
             Ok(())
@@ -437,46 +602,62 @@ fn fetch(o: &Options, p: &Paths) -> AnyResult<String> {
         drop(server.stdin.take());
         let _ = server.wait();
         result?;
-        for side in [&floor, &floor_parse, &kye, &dlt] {
-            if side.samples.is_empty() {
-                continue;
-            }
+        for (_, side) in &sides {
             let store: Vec<f64> = side.samples.iter().filter_map(|x| x.store_secs).collect();
             writeln!(
                 s,
-                "| {n} | {} | {:.3} | {} | {} | {} | {} | {} |",
+                "| {label} | {n} | {} | {:.3} | {} | {} | {} | {} | {} | {} |",
                 side.name,
                 side.wall(),
                 opt(side.work(), 3),
-                opt(side.work().map(|w| f64::from(n) / w), 0),
+                opt(side.cpu(), 2),
+                opt(side.server_cpu(), 2),
                 opt(side.rss_mib(), 1),
                 opt((!store.is_empty()).then(|| median(store)), 3),
                 side.all_walls()
             )?;
         }
-        let kw = kye.work().unwrap_or(kye.wall());
-        let fw = floor.work().unwrap_or(floor.wall());
-        let pw = floor_parse.work().unwrap_or(floor_parse.wall());
+        let get = |f: FetchSide| sides.iter().find(|(w, _)| *w == f).map(|(_, s)| s);
+        let (Some(floor), Some(parse), Some(kye), Some(ex)) = (
+            get(FetchSide::Floor),
+            get(FetchSide::FloorParse),
+            get(FetchSide::Kye),
+            get(FetchSide::Example),
+        ) else {
+            continue;
+        };
+        let cpu = |s: &Side| s.cpu().unwrap_or(f64::NAN);
+        let work = |s: &Side| s.work().unwrap_or(s.wall());
         write!(
             ratios,
-            "- N = {n}: kye / floor = **{:.2}×** (work; target ≤ 1.3×), {:.2}× (wall); \
-             kye / (floor + parse) = {:.2}×",
-            kw / fw,
-            kye.wall() / floor.wall(),
-            kw / pw
+            "- {label}, N = {n}: client CPU / (floor + parse): example **{:.2}×** (target ≤ 1.5×), \
+             bench fetcher {:.2}×; work / floor: example {:.2}×, bench fetcher {:.2}×",
+            cpu(ex) / cpu(parse),
+            cpu(kye) / cpu(parse),
+            work(ex) / work(floor),
+            work(kye) / work(floor),
         )?;
-        if !dlt.samples.is_empty() {
-            let dw = dlt.work().unwrap_or(dlt.wall());
+        if let Some(dlt) = get(FetchSide::Dlt) {
             write!(
                 ratios,
-                "; dlt / kye = **{:.1}×** (work; target ≥ 20×), {:.1}× (wall)",
-                dw / kw,
-                dlt.wall() / kye.wall()
+                "; dlt / kye (work): **{:.1}×** the example (target ≥ 20×), {:.1}× the bench fetcher; \
+                 dlt / example (wall) {:.1}×",
+                work(dlt) / work(ex),
+                work(dlt) / work(kye),
+                dlt.wall() / ex.wall()
+            )?;
+        }
+        if let Some(before) = get(FetchSide::ExampleBefore) {
+            write!(
+                ratios,
+                "; the given build of the example: client CPU / (floor + parse) {:.2}×, work {:.2}× this build's",
+                cpu(before) / cpu(parse),
+                work(before) / work(ex)
             )?;
         }
         writeln!(ratios)?;
     }
-    writeln!(s, "\n{ratios}")?;
+    writeln!(s, "\nLoad after: {}.\n\n{ratios}", super::parse::load())?;
     Ok(s)
 }
 

@@ -4,71 +4,27 @@
 //! `null` and an absent field stays absent, never a default; pick list entries by meaning (the
 //! English effect text), not by position; keep the source's order; pass unknown top-level
 //! fields through so kye records them as drift. Validation is kye's job, not the mapping's.
+//!
+//! Documents come as [`JsonDoc`]s (`ctx.get_json_doc`): only the fields mapped here are parsed;
+//! the rest (a real Pokémon is 20–600 KB, mostly `moves` and `sprites`) is skipped, never built.
 
+use kye::json::JsonDoc;
+use serde::Deserialize;
 use serde_json::{Map, Value};
-
-/// The document as an object, or a permanent error (the API answered something else).
-fn object(doc: Value, what: &str) -> kye::Result<Map<String, Value>> {
-    match doc {
-        Value::Object(map) => Ok(map),
-        other => Err(kye::Error::permanent(format!(
-            "PokeAPI answered a {what} request with {} instead of an object",
-            kind(&other)
-        ))),
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// Copies `from[key]` to `out[to]` when the source has it (a `null` is copied as `null`; an
-/// absent field stays absent). Never a default.
-fn copy(out: &mut Map<String, Value>, to: &str, from: &Map<String, Value>, key: &str) {
-    if let Some(v) = from.get(key) {
-        out.insert(to.to_string(), v.clone());
-    }
-}
 
 /// `{"name": "grass", "url": ...}` → `"grass"`; anything else as it came (`null` stays `null`,
 /// so kye reports the entry instead of the fetcher hiding it).
-fn name_of(v: &Value) -> Value {
+pub(crate) fn name_of(v: &Value) -> Value {
     match v.get("name") {
         Some(name) => name.clone(),
         None => v.clone(),
     }
 }
 
-/// Each entry's `entry[field].name`, in the API's order; a missing field is kept as `null`.
-fn names_in(list: Option<&Value>, field: &str) -> Option<Value> {
-    let items = list?.as_array()?;
-    Some(Value::Array(
-        items
-            .iter()
-            .map(|e| e.get(field).map(name_of).unwrap_or(Value::Null))
-            .collect(),
-    ))
-}
-
-/// Passes through top-level fields the mapping neither uses nor deliberately drops, so kye
-/// sees them, warns and records them as drift (the API started sending something new).
-fn pass_through(out: &mut Map<String, Value>, doc: &Map<String, Value>, known: &[&str]) {
-    for (k, v) in doc {
-        if !known.contains(&k.as_str()) && !out.contains_key(k) {
-            out.insert(k.clone(), v.clone());
-        }
-    }
-}
-
-/// Fields of a `/pokemon/` document the mapping uses or drops on purpose.
-const POKEMON_FIELDS: &[&str] = &[
+/// Fields of a `/pokemon/` document the mapping uses or drops on purpose; the first
+/// [`POKEMON_COPIED`] are copied as they are.
+pub(crate) const POKEMON_FIELDS: &[&str] = &[
+    // Copied as they are.
     "id",
     "name",
     "height",
@@ -76,6 +32,7 @@ const POKEMON_FIELDS: &[&str] = &[
     "base_experience",
     "order",
     "is_default",
+    // Mapped.
     "abilities",
     "types",
     "stats",
@@ -91,50 +48,83 @@ const POKEMON_FIELDS: &[&str] = &[
     "sprites",
 ];
 
-/// A `/pokemon/{id}/` document → a `Pokemon` record.
-pub(crate) fn map_pokemon(doc: Value) -> kye::Result<Value> {
-    let doc = object(doc, "pokemon")?;
+/// How many of [`POKEMON_FIELDS`] are copied as they are (`id` to `is_default`).
+pub(crate) const POKEMON_COPIED: usize = 7;
+
+/// `{"name": "grass", "url": ...}`: only the name is read (a `null` name stays `null`).
+#[derive(Deserialize)]
+struct Named {
+    name: Value,
+}
+
+/// The name of a reference that may be `null` (or missing): `null` then.
+fn name(named: Option<Named>) -> Value {
+    named.map_or(Value::Null, |n| n.name)
+}
+
+/// An entry of a Pokémon's `types`: `{"slot": 1, "type": {"name": "grass", "url": ...}}`.
+#[derive(Deserialize)]
+struct TypeSlot {
+    #[serde(rename = "type")]
+    ty: Option<Named>,
+}
+
+/// An entry of a Pokémon's `abilities`.
+#[derive(Deserialize)]
+struct AbilitySlot {
+    ability: Option<Named>,
+    #[serde(default)]
+    is_hidden: Value,
+}
+
+/// An entry of a Pokémon's `stats`: `{"base_stat": 45, "effort": 0, "stat": {"name": "hp"}}`.
+#[derive(Deserialize)]
+struct Stat {
+    #[serde(default)]
+    base_stat: Value,
+    stat: Option<Named>,
+}
+
+/// A `/pokemon/{id}/` document → a `Pokemon` record. Reads the few small fields it maps, the
+/// lists into small typed structs; `moves` and `sprites` (most of the 20–600 KB) are skipped,
+/// never built.
+pub(crate) fn map_pokemon(doc: &JsonDoc) -> kye::Result<Value> {
     let mut out = Map::new();
-    for key in [
-        "id",
-        "name",
-        "height",
-        "weight",
-        "base_experience",
-        "order",
-        "is_default",
-    ] {
-        copy(&mut out, key, &doc, key);
-    }
-    if let Some(species) = doc.get("species") {
-        out.insert("species".into(), name_of(species));
+    doc.copy_to(&mut out, &POKEMON_FIELDS[..POKEMON_COPIED])?;
+    if let Some(species) = doc.get::<Option<Named>>("species")? {
+        out.insert("species".into(), name(species));
     }
     // Types and abilities by name, in slot order as PokeAPI lists them; with --follow kye
-    // fetches each once through `type_by_name` / `ability_by_name`.
-    if let Some(types) = names_in(doc.get("types"), "type") {
-        out.insert("types".into(), types);
+    // fetches each once through `type_by_name` / `ability_by_name`. A `null` entry stays
+    // `null`, so kye reports it instead of the fetcher hiding it.
+    if let Some(types) = doc.get::<Option<Vec<TypeSlot>>>("types")?.flatten() {
+        let names = types.into_iter().map(|t| name(t.ty)).collect();
+        out.insert("types".into(), Value::Array(names));
     }
-    if let Some(abilities) = names_in(doc.get("abilities"), "ability") {
-        out.insert("abilities".into(), abilities);
-    }
-    if let Some(list) = doc.get("abilities").and_then(Value::as_array) {
-        let hidden = list
-            .iter()
-            .filter(|a| a.get("is_hidden") == Some(&Value::Bool(true)))
-            .map(|a| a.get("ability").map(name_of).unwrap_or(Value::Null))
-            .collect();
+    if let Some(abilities) = doc.get::<Option<Vec<AbilitySlot>>>("abilities")?.flatten() {
+        let mut names = Vec::with_capacity(abilities.len());
+        let mut hidden = Vec::new();
+        for a in abilities {
+            let n = name(a.ability);
+            if a.is_hidden == Value::Bool(true) {
+                hidden.push(n.clone());
+            }
+            names.push(n);
+        }
+        out.insert("abilities".into(), Value::Array(names));
         out.insert("hidden_abilities".into(), Value::Array(hidden));
     }
     // `stats: [{base_stat: 45, stat: {name: "special-attack"}}]` → `special_attack: 45`.
-    if let Some(stats) = doc.get("stats").and_then(Value::as_array) {
-        for s in stats {
-            if let Some(stat) = s.pointer("/stat/name").and_then(Value::as_str) {
-                let value = s.get("base_stat").cloned().unwrap_or(Value::Null);
-                out.insert(stat.replace('-', "_"), value);
-            }
+    for s in doc
+        .get::<Option<Vec<Stat>>>("stats")?
+        .flatten()
+        .unwrap_or_default()
+    {
+        if let Some(Value::String(stat)) = s.stat.map(|n| n.name) {
+            out.insert(stat.replace('-', "_"), s.base_stat);
         }
     }
-    pass_through(&mut out, &doc, POKEMON_FIELDS);
+    doc.pass_through(&mut out, POKEMON_FIELDS);
     Ok(Value::Object(out))
 }
 
@@ -164,26 +154,24 @@ const RELATIONS: [&str; 6] = [
 ];
 
 /// A `/type/{name}/` document → a `PokemonType` record.
-pub(crate) fn map_type(doc: Value) -> kye::Result<Value> {
-    let doc = object(doc, "type")?;
+pub(crate) fn map_type(doc: &JsonDoc) -> kye::Result<Value> {
     let mut out = Map::new();
-    copy(&mut out, "id", &doc, "id");
-    copy(&mut out, "name", &doc, "name");
-    if let Some(g) = doc.get("generation") {
-        out.insert("generation".into(), name_of(g));
+    doc.copy_to(&mut out, &["id", "name"])?;
+    if let Some(g) = doc.value("generation")? {
+        out.insert("generation".into(), name_of(&g));
     }
     // `null` for types introduced after generation III: stays null (the edge is optional).
-    if let Some(c) = doc.get("move_damage_class") {
-        out.insert("move_damage_class".into(), name_of(c));
+    if let Some(c) = doc.value("move_damage_class")? {
+        out.insert("move_damage_class".into(), name_of(&c));
     }
-    if let Some(rel) = doc.get("damage_relations") {
+    if let Some(rel) = doc.value("damage_relations")? {
         for r in RELATIONS {
             if let Some(list) = rel.get(r).and_then(Value::as_array) {
                 out.insert(r.into(), Value::Array(list.iter().map(name_of).collect()));
             }
         }
     }
-    pass_through(&mut out, &doc, TYPE_FIELDS);
+    doc.pass_through(&mut out, TYPE_FIELDS);
     Ok(Value::Object(out))
 }
 
@@ -202,36 +190,28 @@ const ABILITY_FIELDS: &[&str] = &[
 ];
 
 /// An `/ability/{name}/` document → a `PokemonAbility` record.
-pub(crate) fn map_ability(doc: Value) -> kye::Result<Value> {
-    let doc = object(doc, "ability")?;
+pub(crate) fn map_ability(doc: &JsonDoc) -> kye::Result<Value> {
     let mut out = Map::new();
-    copy(&mut out, "id", &doc, "id");
-    copy(&mut out, "name", &doc, "name");
-    copy(&mut out, "is_main_series", &doc, "is_main_series");
-    if let Some(g) = doc.get("generation") {
-        out.insert("generation".into(), name_of(g));
+    doc.copy_to(&mut out, &["id", "name", "is_main_series"])?;
+    if let Some(g) = doc.value("generation")? {
+        out.insert("generation".into(), name_of(&g));
     }
     // Effect texts come in several languages, not always English first: pick `en` by
     // language. No English entry: the optional edges stay absent.
-    let english = doc
-        .get("effect_entries")
-        .and_then(Value::as_array)
-        .and_then(|list| {
-            list.iter()
-                .find(|e| e.pointer("/language/name").and_then(Value::as_str) == Some("en"))
-        });
+    let entries = doc.value("effect_entries")?;
+    let english = entries.as_ref().and_then(Value::as_array).and_then(|list| {
+        list.iter()
+            .find(|e| e.pointer("/language/name").and_then(Value::as_str) == Some("en"))
+    });
     if let Some(e) = english {
-        copy_from_value(&mut out, "effect", e, "effect");
-        copy_from_value(&mut out, "short_effect", e, "short_effect");
+        for key in ["effect", "short_effect"] {
+            if let Some(v) = e.get(key) {
+                out.insert(key.into(), v.clone());
+            }
+        }
     }
-    pass_through(&mut out, &doc, ABILITY_FIELDS);
+    doc.pass_through(&mut out, ABILITY_FIELDS);
     Ok(Value::Object(out))
-}
-
-fn copy_from_value(out: &mut Map<String, Value>, to: &str, from: &Value, key: &str) {
-    if let Some(v) = from.get(key) {
-        out.insert(to.to_string(), v.clone());
-    }
 }
 
 #[cfg(test)]
@@ -239,14 +219,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The document as a fetcher gets it from `ctx.get_json_doc`.
+    fn doc(v: Value) -> JsonDoc {
+        JsonDoc::parse(v.to_string()).unwrap()
+    }
+
     #[test]
     fn a_null_stays_null_and_nothing_is_invented() {
-        let doc = json!({
+        let body = json!({
             "id": 93, "name": "haunter", "height": 16, "weight": 1, "base_experience": null,
             "types": [{"slot": 1, "type": {"name": "ghost", "url": "u"}}, {"slot": 2, "type": null}],
             "abilities": [{"ability": {"name": "levitate", "url": "u"}, "is_hidden": false, "slot": 1}],
         });
-        let out = map_pokemon(doc).unwrap();
+        let out = map_pokemon(&doc(body)).unwrap();
         assert_eq!(out["base_experience"], Value::Null);
         assert_eq!(out["types"], json!(["ghost", null]));
         assert!(out.get("order").is_none(), "absent stays absent");
@@ -255,7 +240,7 @@ mod tests {
 
     #[test]
     fn stats_become_edges_and_hidden_abilities_are_kept_apart() {
-        let doc = json!({
+        let body = json!({
             "id": 25, "name": "pikachu",
             "stats": [{"base_stat": 50, "effort": 0, "stat": {"name": "special-attack", "url": "u"}}],
             "abilities": [
@@ -265,7 +250,7 @@ mod tests {
             "species": {"name": "pikachu", "url": "u"},
             "moves": [{"move": {"name": "thunder-shock"}}],
         });
-        let out = map_pokemon(doc).unwrap();
+        let out = map_pokemon(&doc(body)).unwrap();
         assert_eq!(out["special_attack"], 50);
         assert_eq!(out["abilities"], json!(["static", "lightning-rod"]));
         assert_eq!(out["hidden_abilities"], json!(["lightning-rod"]));
@@ -275,7 +260,7 @@ mod tests {
 
     #[test]
     fn english_effect_is_picked_by_language() {
-        let doc = json!({
+        let body = json!({
             "id": 9, "name": "static", "is_main_series": true,
             "generation": {"name": "generation-iii", "url": "u"},
             "effect_entries": [
@@ -283,7 +268,7 @@ mod tests {
                 {"effect": "Paralyzes", "short_effect": "Paralyzes.", "language": {"name": "en"}},
             ],
         });
-        let out = map_ability(doc).unwrap();
+        let out = map_ability(&doc(body)).unwrap();
         assert_eq!(out["effect"], "Paralyzes");
         assert_eq!(out["generation"], "generation-iii");
         // The mapped record has the generated type's shape.
@@ -293,16 +278,11 @@ mod tests {
 
     #[test]
     fn unknown_fields_pass_through_for_drift() {
-        let out =
-            map_type(json!({"id": 13, "name": "electric", "sprites": {}, "moves": []})).unwrap();
-        assert!(out.get("sprites").is_some());
+        let out = map_type(&doc(
+            json!({"id": 13, "name": "electric", "sprites": {"a": "b"}, "moves": [1]}),
+        ))
+        .unwrap();
+        assert_eq!(out["sprites"], json!({"a": "b"}));
         assert!(out.get("moves").is_none());
-    }
-
-    #[test]
-    fn a_document_that_is_not_an_object_is_a_permanent_error() {
-        let e = map_type(json!(["electric"])).unwrap_err();
-        assert_eq!(e.class(), kye::ErrorClass::Permanent);
-        assert!(e.to_string().contains("an array"), "{e}");
     }
 }

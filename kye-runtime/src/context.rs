@@ -186,6 +186,16 @@ impl Context {
         }
     }
 
+    /// `GET url`, body as a [`JsonDoc`](crate::json::JsonDoc): the top-level fields located,
+    /// none parsed until the fetcher reads it. The fast way to map a large document: it costs
+    /// about what a typed parse of the fields read costs, where [`Context::get_json_value`]
+    /// builds (and drops) every field. Errors as [`Context::get_json`]; a body whose top level
+    /// is not an object is a permanent error.
+    pub async fn get_json_doc(&self, url: &str) -> Result<crate::json::JsonDoc> {
+        let response = self.inner.http.get_bytes(self.fetcher(), url).await?;
+        crate::json::JsonDoc::from_response(response.body, response.url, self.duplicates.clone())
+    }
+
     /// This context, noting the keys repeated in the JSON bodies it parses into `notes`.
     pub(crate) fn with_duplicate_notes(&self, notes: Arc<DuplicateNotes>) -> Context {
         Context {

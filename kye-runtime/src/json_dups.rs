@@ -8,6 +8,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 
 /// Duplicate keys listed per body; more are counted.
@@ -122,8 +123,17 @@ pub(crate) fn warnings(
 /// Parses `body` as JSON like `serde_json::from_slice::<Value>` (same value, same errors,
 /// same recursion limit) and lists the keys an object repeated.
 pub fn parse_value(body: &[u8]) -> serde_json::Result<(Value, Duplicates)> {
+    parse_value_at(body, "")
+}
+
+/// [`parse_value`] for the value of top-level field `field` (paths start with `field`; none
+/// when it is empty).
+pub(crate) fn parse_value_at(body: &[u8], field: &str) -> serde_json::Result<(Value, Duplicates)> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let mut state = State::default();
+    if !field.is_empty() {
+        state.path.push(Seg::Key(field.to_string()));
+    }
     let value = Node { state: &mut state }.deserialize(&mut de)?;
     de.end()?;
     Ok((value, state.dups))
@@ -235,21 +245,31 @@ impl<'de> Visitor<'de> for Node<'_> {
                 unreachable!("the key pushed above")
             };
             let value = value?;
-            if let Some(dropped) = out.get(&key) {
-                let dups = &mut self.state.dups;
-                dups.total += 1;
-                if dups.listed.len() < MAX_LISTED {
-                    self.state.path.push(Seg::Key(key.clone()));
-                    let path = path_text(&self.state.path);
-                    self.state.path.pop();
-                    self.state.dups.listed.push(DuplicateKey {
-                        path,
-                        dropped: dropped.clone(),
-                        kept: value.clone(),
-                    });
+            // One lookup per key, as serde_json's own `insert`: a repeated key is found by the
+            // insertion itself.
+            match out.entry(key) {
+                Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                Entry::Occupied(mut slot) => {
+                    let dups = &mut self.state.dups;
+                    dups.total += 1;
+                    if dups.listed.len() < MAX_LISTED {
+                        self.state.path.push(Seg::Key(slot.key().clone()));
+                        let path = path_text(&self.state.path);
+                        self.state.path.pop();
+                        let kept = value.clone();
+                        let dropped = slot.insert(value);
+                        self.state.dups.listed.push(DuplicateKey {
+                            path,
+                            dropped,
+                            kept,
+                        });
+                    } else {
+                        slot.insert(value);
+                    }
                 }
             }
-            out.insert(key, value);
         }
         Ok(Value::Object(out))
     }

@@ -17,6 +17,7 @@ pub mod duration;
 pub mod error;
 pub mod exec;
 pub mod http;
+pub mod json;
 pub mod json_dups;
 pub mod listing;
 pub mod model;

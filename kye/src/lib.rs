@@ -165,6 +165,7 @@ macro_rules! __kye_cli_run {
 }
 /// The shared HTTP client's types (`Method`, `StatusCode`, `HttpResponse`, settings).
 pub use kye_runtime::http;
+pub use kye_runtime::json;
 pub use kye_runtime::listing::{Format as ListingFormat, Listing};
 pub use kye_runtime::model::{Key, KeyValue, Model};
 pub use kye_runtime::registry::{registry, Registry};

@@ -11,8 +11,8 @@
 //! outcome is accounted for.
 //!
 //! [`Fixtures`] turns a directory of JSON files into routes (`pokemon/25.json` is served at
-//! `/pokemon/25/` and, through its `name`, at `/pokemon/pikachu/`); [`pokeapi`] grows a few
-//! fixture Pokémon into as many realistic, larger documents as a load test needs.
+//! `/pokemon/25/` and, through its `name`, at `/pokemon/pikachu/`); [`Routes::generate`]
+//! makes documents on request, for load tests of as many keys as they need.
 //!
 //! The server is hand-written over tokio's `TcpListener` (no hyper): GET and HEAD, keep-alive
 //! and pipelining, `Content-Length` framing, bounded request heads (16 KiB) and bodies
@@ -47,7 +47,6 @@
 
 mod fixtures;
 mod http;
-pub mod pokeapi;
 mod route;
 mod server;
 

@@ -1,25 +1,30 @@
 //! The Pokémon example's schema and hand-written PokeAPI fixtures: the schema compiles with the
 //! required edges, the fixtures are internally consistent (every link resolves, type charts
-//! and membership lists agree both ways), and the documented awkward cases are present. That
-//! the example's own mapping of each document validates against the schema except where it
-//! must not is tested with that mapping in the root package (`tests/example_mapping.rs`).
+//! and membership lists agree both ways), and the documented awkward cases are present; the
+//! documents `examples/pokemon/synthetic.rs` makes from them have PokeAPI's shape and size.
+//! That the example's own mapping of each document validates against the schema except where
+//! it must not is tested with that mapping in `tests/example_mapping.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use kye_lang::{Cardinality, Primitive, Schema, Type};
-use kye_runtime::testing::{Fixtures, TestServer};
+use kye::lang::{Cardinality, Primitive, Schema, Type};
+use kye::testing::{Fixtures, TestServer};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+#[path = "../examples/pokemon/synthetic.rs"]
+mod synthetic;
+use synthetic::{real_size, Sizes, Synthetic};
+
 fn example_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/pokemon")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/pokemon")
 }
 
 fn schema() -> Schema {
     let path = example_dir().join("pokemon.kye");
     let text = std::fs::read_to_string(&path).unwrap();
-    kye_lang::compile_str("pokemon.kye", &text).unwrap_or_else(|e| panic!("{}", e.render(false)))
+    kye::lang::compile_str("pokemon.kye", &text).unwrap_or_else(|e| panic!("{}", e.render(false)))
 }
 
 fn fixtures() -> Fixtures {
@@ -363,9 +368,9 @@ async fn offline_server_serves_the_fixtures_with_absolute_urls() {
 
 #[tokio::test]
 async fn synthetic_pokemon_are_large_realistic_and_resolvable() {
-    use kye_runtime::testing::pokeapi::synthetic_pokemon;
     let f = fixtures();
-    let server = TestServer::start(synthetic_pokemon(&f, 5_000, 30_000).unwrap())
+    let synthetic = Synthetic::new(&f, Sizes::About(30_000)).unwrap();
+    let server = TestServer::start(synthetic.routes(&f, 5_000))
         .await
         .unwrap();
     let base = server.base_url().to_owned();
@@ -393,16 +398,97 @@ async fn synthetic_pokemon_are_large_realistic_and_resolvable() {
             200
         );
     }
-    // Fixture ids come from the fixtures; out of range is 404.
+    // A fixture's own id is its fixture, grown to the size: by id and by name, the same.
     let (_, body) = fetch(&server, "/pokemon/25/").await;
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap()["name"],
-        "pikachu"
-    );
+    let pikachu: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(pikachu["name"], "pikachu");
+    let cries = doc(&f, "/pokemon/25/")["cries"]["latest"]
+        .as_str()
+        .unwrap()
+        .replace("{base}", &base);
+    assert_eq!(pikachu["cries"]["latest"], cries.as_str());
+    assert!(body.len() >= 30_000, "{} bytes", body.len());
+    assert_eq!(fetch(&server, "/pokemon/pikachu/").await.1, body);
+    // Out of range, or a name that is not the one generated, is 404.
     assert_eq!(fetch(&server, "/pokemon/5001/").await.0, 404);
     assert_eq!(fetch(&server, "/pokemon/0/").await.0, 404);
     assert_eq!(fetch(&server, "/pokemon/pikachu-25/").await.0, 404);
     assert_eq!(fetch(&server, "/pokemon/nobody-77/").await.0, 404);
     // That every synthetic document maps to a valid record with no drift, through the
-    // example's own mapping, is checked in the root package's tests/example_mapping.rs.
+    // example's own mapping, is checked in tests/example_mapping.rs.
+}
+
+#[test]
+fn real_sizes_run_from_20_to_600_kb_with_a_mean_of_250_kb() {
+    let sizes: Vec<usize> = (1..=10_000).map(real_size).collect();
+    let mean = sizes.iter().sum::<usize>() as f64 / sizes.len() as f64;
+    assert!((245_000.0..255_000.0).contains(&mean), "mean {mean}");
+    assert!(sizes.iter().all(|s| (20_000..=600_000).contains(s)));
+    // Spread over the whole range, not bunched at the mean.
+    assert!(sizes.iter().filter(|s| **s < 50_000).count() > 1_000);
+    assert!(sizes.iter().filter(|s| **s > 500_000).count() > 500);
+    // The same for the first thousand ids, which the benchmarks use.
+    let first: f64 = sizes[..1_000].iter().sum::<usize>() as f64 / 1_000.0;
+    assert!(
+        (235_000.0..265_000.0).contains(&first),
+        "mean of 1..=1000: {first}"
+    );
+}
+
+#[test]
+fn real_size_documents_have_pokeapis_shape() {
+    let f = fixtures();
+    let synthetic = Synthetic::new(&f, Sizes::Real).unwrap();
+    // The largest and the smallest target among the first 200 ids, pikachu, and haunter.
+    let ids: Vec<u32> = (1..=200).collect();
+    let largest = *ids.iter().max_by_key(|id| real_size(**id)).unwrap();
+    let smallest = *ids.iter().min_by_key(|id| real_size(**id)).unwrap();
+    for id in [largest, smallest, 25, 93, 94] {
+        let text = synthetic.document(id);
+        assert_eq!(text, synthetic.document(id), "{id}: deterministic");
+        // As served, `{base}` is `http://127.0.0.1:PORT`; sizes count that.
+        let served = text.replace("{base}", "http://127.0.0.1:40000");
+        let target = real_size(id);
+        // At least the target; over it by less than one move entry (or the document without
+        // moves is larger than a small target).
+        assert!(
+            served.len() + 1 >= target && served.len() < target.max(30_000) + 6_000,
+            "{id}: {} bytes for a target of {target}",
+            served.len()
+        );
+        let p: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(p["id"], id);
+        let moves = p["moves"].as_array().unwrap();
+        assert!(!moves.is_empty());
+        for m in moves {
+            let details = m["version_group_details"].as_array().unwrap();
+            assert!((1..=27).contains(&details.len()), "{id}: {m}");
+            assert!(details[0]["version_group"]["name"].is_string());
+            assert!(details[0]["move_learn_method"]["url"].is_string());
+        }
+        let versions = p["sprites"]["versions"].as_object().unwrap();
+        assert_eq!(versions.len(), 8, "generation-i to generation-viii");
+        assert!(p["sprites"]["other"]["official-artwork"]["front_default"].is_string());
+        assert_eq!(p["game_indices"].as_array().unwrap().len(), 20);
+        assert!(p["held_items"].is_array());
+        // Everything the model maps is there as PokeAPI has it.
+        for key in [
+            "name",
+            "height",
+            "weight",
+            "types",
+            "abilities",
+            "stats",
+            "species",
+        ] {
+            assert!(p.get(key).is_some(), "{id}: {key}");
+        }
+    }
+    // The fixtures' awkward cases survive growing: haunter's null, pikachu's drift field.
+    let haunter: Value = serde_json::from_str(&synthetic.document(93)).unwrap();
+    assert!(haunter["base_experience"].is_null());
+    let pikachu: Value = serde_json::from_str(&synthetic.document(25)).unwrap();
+    assert!(pikachu["cries"].is_object());
+    let other: Value = serde_json::from_str(&synthetic.document(94)).unwrap();
+    assert!(other.get("cries").is_none());
 }
