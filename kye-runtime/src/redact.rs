@@ -215,6 +215,15 @@ pub fn redact_text(text: &str) -> String {
     out
 }
 
+/// [`redact_url`] of a URL already parsed: one without a query or a password (most requests a
+/// fetcher makes) is only passed through [`redact_text`], without parsing it again.
+pub fn redact_parsed_url(url: &reqwest::Url) -> String {
+    if url.password().is_none() && url.query().is_none() {
+        return redact_text(url.as_str());
+    }
+    redact_url(url.as_str())
+}
+
 /// A URL safe to show: credential query parameters and a password in the authority are replaced
 /// by `[redacted]`, and known secret values anywhere in it too. Text that is not a URL is only
 /// passed through [`redact_text`].
@@ -269,6 +278,23 @@ mod tests {
             "token [redacted] leaked"
         );
         assert!(!redact_url("http://h/p/s3cr3t-value-xyz").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_parsed_url_is_redacted_as_its_text_is() {
+        register_sensitive_value("p4th-s3cret-77");
+        for text in [
+            "http://127.0.0.1:8080/pokemon/25/",
+            "http://h/p/p4th-s3cret-77/x",
+            "http://user:pw@h:1/p",
+            "http://h/p?id=25&api_key=abc123",
+            "https://h/p?token=p4th-s3cret-77#frag",
+        ] {
+            let parsed = reqwest::Url::parse(text).unwrap();
+            assert_eq!(redact_parsed_url(&parsed), redact_url(text), "{text}");
+        }
+        let parsed = reqwest::Url::parse("http://h/p/p4th-s3cret-77/x").unwrap();
+        assert!(!redact_parsed_url(&parsed).contains("p4th-s3cret-77"));
     }
 
     #[test]

@@ -387,14 +387,14 @@ where
         Some(sem) => sem.acquire_owned().await.ok(),
         None => None,
     };
-    let key = item.key();
     let mut attempt = 0u32;
     loop {
         attempt += 1;
         let span = tracing::info_span!(
             "key",
             model = item.model(),
-            key = %key,
+            // Formatted only when the span is recorded.
+            key = %item.key(),
             fetcher = item.fetcher(),
             attempt
         );

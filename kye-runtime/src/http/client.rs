@@ -15,7 +15,7 @@ use super::url::{host_key, same_origin};
 use super::HttpSettings;
 use crate::auth::AuthTable;
 use crate::error::{never_parses, Error, ErrorClass, Result};
-use crate::redact::{redact_text, redact_url};
+use crate::redact::{redact_parsed_url, redact_text, redact_url};
 
 /// The shared client: reqwest + authentication + per-host rate limits + settings.
 #[derive(Debug)]
@@ -130,7 +130,7 @@ impl Http {
             .map_err(|e| Error::permanent(format!("invalid request: {}", e.without_url())))?;
         let url = request.url().clone();
         let timeout = request.timeout().copied();
-        let shown = redact_url(url.as_str());
+        let shown = redact_parsed_url(&url);
         let host = host_key(&url);
         let method = request.method().clone();
         self.limiter.acquire(&host).await;
