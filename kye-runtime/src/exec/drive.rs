@@ -26,10 +26,16 @@ use crate::error::{panic_message, Error, Result};
 /// finished (items finishing slowly never wait for a full batch longer than this).
 const TICK: Duration = Duration::from_millis(100);
 
-/// Workers wake the driving task when this many items wait for it.
-fn batch(window: usize) -> usize {
-    (window / 2).clamp(1, 64)
-}
+/// Workers wake the driving task when this many finished items wait for it (or sooner: when
+/// the queue of items to start runs low, when nothing is in flight, or at the next [`TICK`]).
+/// Settling is not urgent, so this is not tied to the window: every wake of the driving task
+/// is a thread wake-up (futex calls and a context switch) a run pays per batch.
+const BATCH: usize = 64;
+
+/// The driving task keeps at least this many items queued for the workers (more when the
+/// window is larger), and refills the queue when half of it was taken: one wake-up per
+/// `READY_MIN / 2` items started, whatever the concurrency.
+const READY_MIN: usize = 64;
 
 /// What the driving task and the workers share.
 struct Shared<T, V> {
@@ -222,9 +228,10 @@ impl Executor {
         S: Sink<T, V>,
     {
         let window = self.settings.concurrency.max(1);
+        let queued = window.max(READY_MIN);
         let shared: Arc<Shared<T, V>> = Arc::new(Shared {
             state: Mutex::new(State {
-                ready: VecDeque::with_capacity(window),
+                ready: VecDeque::with_capacity(queued),
                 done: Vec::new(),
                 in_flight: HashMap::new(),
                 started: 0,
@@ -243,8 +250,8 @@ impl Executor {
             }),
             shutdown: self.shutdown.clone(),
             hosts: self.hosts.clone(),
-            low_water: window / 2,
-            batch: batch(window),
+            low_water: window.max(READY_MIN) / 2,
+            batch: BATCH,
         };
         let workers: Vec<tokio::task::JoinHandle<()>> = (0..window)
             .map(|id| tokio::spawn(worker(id, shared.clone(), kit.clone())))
@@ -278,7 +285,7 @@ impl Executor {
                 if !s.stop {
                     // Follow-ups go first, ahead of items already queued.
                     let mut front = 0;
-                    while s.ready.len() < window {
+                    while s.ready.len() < queued {
                         let next = match pending.pop_front() {
                             Some(t) => {
                                 front += 1;
