@@ -3,12 +3,10 @@
 //! limit), retried like a fetcher's call (the run's `max_attempts` and backoff, `Retry-After`
 //! honoured); [`Paginator`] decides the next page.
 
-use std::time::Duration;
-
 use serde_json::Value;
 
 use crate::context::Context;
-use crate::error::{ErrorClass, Result};
+use crate::error::Result;
 use crate::exec::{CallPolicy, ExecSettings};
 use crate::http::{Page, PageEnd, PageWalk, Paginator};
 
@@ -51,45 +49,6 @@ impl Context {
             policy,
             retries: 0,
         })
-    }
-
-    /// Runs `attempt` until it succeeds, fails with an error that is not
-    /// [`Retryable`](ErrorClass::Retryable), or has been tried `policy.max_attempts` times,
-    /// waiting the policy's backoff (or the error's `Retry-After`) in between. The number of
-    /// retries it took is added to `retries`.
-    pub(crate) async fn retrying<T, F, Fut>(
-        &self,
-        policy: &CallPolicy,
-        retries: &mut u64,
-        mut attempt: F,
-    ) -> Result<T>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T>>,
-    {
-        let mut tries = 0u32;
-        loop {
-            tries += 1;
-            let error = match attempt().await {
-                Ok(v) => return Ok(v),
-                Err(e) => e,
-            };
-            if error.class() != ErrorClass::Retryable || tries >= policy.max_attempts.max(1) {
-                return Err(if error.class() == ErrorClass::Retryable && tries > 1 {
-                    error.context(format!("gave up after {tries} attempts"))
-                } else {
-                    error
-                });
-            }
-            *retries += 1;
-            let delay: Duration = policy.backoff.delay(tries, error.retry_after());
-            tracing::debug!(
-                error = %crate::redact::redact_text(&error.to_string()),
-                retry_in_ms = delay.as_millis() as u64,
-                "retrying"
-            );
-            tokio::time::sleep(delay).await;
-        }
     }
 }
 

@@ -401,6 +401,65 @@ async fn a_same_origin_redirect_keeps_its_credentials_and_sends_no_referer() {
     assert_eq!(source.heads().len(), 2);
 }
 
+#[tokio::test]
+async fn the_runtimes_own_context_retries_as_a_fetcher_call_is_retried() {
+    use kye_runtime::registry::Registry;
+    use kye_runtime::Runtime;
+    let flaky = || {
+        Route::json(PIKACHU).fault_sequence([
+            Some(Fault::Status(503)),
+            Some(Fault::RateLimited {
+                retry_after_secs: 0,
+            }),
+        ])
+    };
+    let routes = Routes::new()
+        .route("/outside/", flaky())
+        .route("/plain/", flaky())
+        .route("/gone/", Route::text(404, "no such thing"));
+    let server = TestServer::start(routes).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::from_toml_str(
+        "[run]\nmax_attempts = 3\nbackoff_base = \"5ms\"\nbackoff_max = \"10ms\"\n",
+        None,
+    )
+    .unwrap();
+    let rt = Runtime::builder()
+        .registry(Registry::from_parts([], []).unwrap())
+        .config(config)
+        .store(format!("sqlite:{}", dir.path().join("kye.db").display()))
+        .handle_ctrl_c(false)
+        .build()
+        .unwrap();
+
+    // Outside any fetcher: 503, then 429, then the document.
+    let v: serde_json::Value = rt
+        .context()
+        .get_json(&server.url("/outside/"))
+        .await
+        .unwrap();
+    assert_eq!(v["name"], "pikachu");
+    assert_eq!(server.requests("/outside/"), 3);
+    // Not retried: a 404 is an answer, not a failure.
+    let err = rt
+        .context()
+        .get_json_value(&server.url("/gone/"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Missing);
+    assert_eq!(server.requests("/gone/"), 1);
+
+    // A fetcher's context does not retry by itself (the executor retries the whole call).
+    let err = rt
+        .context()
+        .for_fetcher("f")
+        .get_json_value(&server.url("/plain/"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Retryable);
+    assert_eq!(server.requests("/plain/"), 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Paging through list endpoints (`Context::pages`), each kind against a loopback API of 23
 // items that caps its page size at 5.
