@@ -6,9 +6,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::echo::echo_server;
-use kye_runtime::config::Config;
-use kye_runtime::secrets::Secrets;
 use kye_runtime::testing::{Fault, Route, Routes, TestServer};
+use kye_runtime::Config;
+use kye_runtime::Secrets;
 use kye_runtime::{Context, ErrorClass};
 
 const PIKACHU: &str = r#"{"id": 25, "name": "pikachu", "height": 4, "weight": 60}"#;

@@ -7,9 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use kye_runtime::runtime::Runtime;
 use kye_runtime::store::RunStatus;
 use kye_runtime::testing::{Route, Routes, TestServer};
+use kye_runtime::Runtime;
 
 fn runtime(base: &str, db: &std::path::Path) -> Runtime {
     let mut config = common::config(base, 8);

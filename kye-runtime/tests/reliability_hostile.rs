@@ -23,14 +23,14 @@ use std::sync::OnceLock;
 
 use common::capture::Capture;
 use kye_lang::Schema;
-use kye_runtime::config::Config;
-use kye_runtime::model::{FetchFuture, Key, KeyValue};
-use kye_runtime::registry::{FetcherRegistration, RegisteredModel, Registry};
-use kye_runtime::runtime::{GetResult, Runtime};
-use kye_runtime::secrets::Secrets;
 use kye_runtime::store::{IndexKey, KeyStatus, RecordQuery};
 use kye_runtime::testing::{FetcherBuilder, Route, Routes, TestServer};
+use kye_runtime::Config;
+use kye_runtime::Secrets;
 use kye_runtime::{Context, Error};
+use kye_runtime::{FetchFuture, Key, KeyValue};
+use kye_runtime::{FetcherRegistration, RegisteredModel, Registry};
+use kye_runtime::{GetResult, Runtime};
 use serde_json::json;
 
 // --- malformed schemas --------------------------------------------------------------------

@@ -8,14 +8,14 @@ use std::sync::OnceLock;
 
 use common::echo::echo_server;
 use kye_lang::Schema;
-use kye_runtime::config::Config;
-use kye_runtime::model::{FetchFuture, Key, KeyValue};
-use kye_runtime::registry::{FetcherRegistration, RegisteredModel, Registry};
-use kye_runtime::runtime::{GetResult, Runtime};
-use kye_runtime::secrets::Secrets;
 use kye_runtime::store::{IndexKey, KeyStatus};
 use kye_runtime::testing::FetcherBuilder;
+use kye_runtime::Config;
+use kye_runtime::Secrets;
 use kye_runtime::{Context, Error};
+use kye_runtime::{FetchFuture, Key, KeyValue};
+use kye_runtime::{FetcherRegistration, RegisteredModel, Registry};
+use kye_runtime::{GetResult, Runtime};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "tok-BODY-SECRET-77aa55cc";

@@ -7,15 +7,15 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use kye_lang::Schema;
-use kye_runtime::config::Config;
-use kye_runtime::model::{FetchFuture, Key, KeyValue};
-use kye_runtime::registry::{FetcherRegistration, RegisteredModel, Registry};
-use kye_runtime::runtime::{FetchRequest, GetResult, Runtime};
 use kye_runtime::store::{
     open_store_read_only, IndexKey, KeyStatus, RecordQuery, RunStatus, StoreSpec,
 };
 use kye_runtime::testing::{Fault, FetcherBuilder, Route, Routes, TestServer};
+use kye_runtime::Config;
 use kye_runtime::{Context, Error};
+use kye_runtime::{FetchFuture, Key, KeyValue};
+use kye_runtime::{FetchRequest, GetResult, Runtime};
+use kye_runtime::{FetcherRegistration, RegisteredModel, Registry};
 use serde_json::{json, Value};
 
 const SCHEMA: &str = r#"

@@ -10,12 +10,12 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use kye_lang::Schema;
-use kye_runtime::model::{FetchFuture, Key, KeyValue};
-use kye_runtime::registry::{FetcherRegistration, RegisteredModel, Registry};
-use kye_runtime::runtime::Runtime;
 use kye_runtime::store::RecordQuery;
 use kye_runtime::testing::FetcherBuilder;
 use kye_runtime::Context;
+use kye_runtime::Runtime;
+use kye_runtime::{FetchFuture, Key, KeyValue};
+use kye_runtime::{FetcherRegistration, RegisteredModel, Registry};
 use serde_json::json;
 
 fn schema() -> &'static Schema {

@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use kye_runtime::store::{NewRun, Provenance, RecordWrite, SqliteStore, StoreWrite, WriteItem};
+use kye::store::{NewRun, Provenance, RecordWrite, SqliteStore, StoreWrite, WriteItem};
 
 fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("kye-cli-show-{}-{name}", std::process::id()));

@@ -164,7 +164,6 @@ where
                     panic_message(panic.as_ref())
                 ))),
                 attempts: 1,
-                elapsed: Duration::ZERO,
             },
         };
         let wake = {
@@ -387,7 +386,6 @@ impl Executor {
                 item,
                 outcome: Outcome::Interrupted,
                 attempts: 0,
-                elapsed: Duration::ZERO,
             });
         }
         true

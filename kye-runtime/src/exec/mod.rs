@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{watch, Semaphore};
-use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::error::{Error, ErrorClass, Result};
@@ -127,8 +126,6 @@ pub struct Finished<T, V> {
     pub outcome: Outcome<V>,
     /// Attempts made (0 when interrupted before the first).
     pub attempts: u32,
-    /// Wall time from first attempt to the end.
-    pub elapsed: Duration,
 }
 
 /// Receives finished items from [`Executor::run`], on the task that drives the run.
@@ -338,16 +335,6 @@ impl Executor {
         self
     }
 
-    /// The stop switch.
-    pub fn shutdown(&self) -> &Shutdown {
-        &self.shutdown
-    }
-
-    /// The settings.
-    pub fn settings(&self) -> &ExecSettings {
-        &self.settings
-    }
-
     /// Runs every item from `items` through `call`, handing each finished item to `sink`.
     ///
     /// `call(item, attempt)` is one attempt (attempt 1 is the first). The sink runs on this task,
@@ -382,7 +369,6 @@ where
     F: Fn(Arc<T>, u32) -> Fut,
     Fut: Future<Output = Result<V>>,
 {
-    let start = Instant::now();
     let _permit = match limit {
         Some(sem) => sem.acquire_owned().await.ok(),
         None => None,
@@ -413,7 +399,6 @@ where
                     item,
                     outcome: Outcome::Done(v),
                     attempts: attempt,
-                    elapsed: start.elapsed(),
                 }
             }
             Err(e) => e,
@@ -434,7 +419,6 @@ where
                 item,
                 outcome: Outcome::Failed(error),
                 attempts: attempt,
-                elapsed: start.elapsed(),
             };
         }
         let delay = policy.backoff.delay(attempt, error.retry_after());
@@ -448,7 +432,7 @@ where
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.wait_level(1) => {
-                return Finished { item, outcome: Outcome::Interrupted, attempts: attempt, elapsed: start.elapsed() };
+                return Finished { item, outcome: Outcome::Interrupted, attempts: attempt };
             }
         }
     }

@@ -21,12 +21,12 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use kye_lang::Schema;
-use kye_runtime::config::Config;
-use kye_runtime::model::{FetchFuture, Key, KeyValue};
-use kye_runtime::registry::{FetcherRegistration, RegisteredModel, Registry};
-use kye_runtime::runtime::Runtime;
 use kye_runtime::testing::{FetcherBuilder, Route, Routes};
+use kye_runtime::Config;
+use kye_runtime::Runtime;
 use kye_runtime::{Context, Error};
+use kye_runtime::{FetchFuture, Key, KeyValue};
+use kye_runtime::{FetcherRegistration, RegisteredModel, Registry};
 use serde_json::{json, Value};
 
 pub const SCHEMA: &str = r#"

@@ -1,15 +1,17 @@
-//! The executor against a real loopback server: retries, timeouts, Retry-After, limits,
-//! streaming without materialising keys, and stopping cleanly.
+//! Tests of the fetch step's executor (`exec/`) against a real loopback server: retries,
+//! timeouts, Retry-After, limits, streaming without materialising keys, and stopping cleanly.
+//! Unit tests, because the executor is private to the crate; they live outside `exec/` so that
+//! the executor itself names neither configuration nor the test server.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kye_runtime::config::Config;
-use kye_runtime::exec::{ExecSettings, Executor, Finished, Outcome, Shutdown, Sink, Work};
-use kye_runtime::testing::{Fault, Route, Routes, TestServer};
-use kye_runtime::{Context, ErrorClass};
+use crate::config::Config;
+use crate::exec::{ExecSettings, ExecStats, Executor, Finished, Outcome, Shutdown, Sink, Work};
+use crate::testing::{Fault, Route, Routes, TestServer};
+use crate::{Context, ErrorClass};
 
 #[derive(Debug)]
 struct Job {
@@ -421,7 +423,7 @@ async fn a_writer_error_stops_the_run_and_is_returned() {
             |_: Finished<Num, u64>, _: &mut Vec<Num>| {
                 calls += 1;
                 if calls == 3 {
-                    Err(kye_runtime::Error::permanent("disk full"))
+                    Err(crate::Error::permanent("disk full"))
                 } else {
                     Ok(())
                 }
@@ -523,20 +525,16 @@ impl Recording {
 }
 
 impl Sink<Job, u32> for Recording {
-    fn finished(
-        &mut self,
-        _f: Finished<Job, u32>,
-        _follow: &mut Vec<Job>,
-    ) -> kye_runtime::Result<()> {
+    fn finished(&mut self, _f: Finished<Job, u32>, _follow: &mut Vec<Job>) -> crate::Result<()> {
         self.events.lock().unwrap().push("finished");
         Ok(())
     }
 
-    fn idle(&mut self) -> kye_runtime::Result<()> {
+    fn idle(&mut self) -> crate::Result<()> {
         let idles = self.count("idle");
         self.events.lock().unwrap().push("idle");
         match self.fail_idle_after {
-            Some(n) if idles >= n => Err(kye_runtime::Error::permanent("disk full")),
+            Some(n) if idles >= n => Err(crate::Error::permanent("disk full")),
             _ => Ok(()),
         }
     }
@@ -557,7 +555,7 @@ async fn run_sleepers(
     n: usize,
     ms: u64,
     sink: Recording,
-) -> kye_runtime::Result<kye_runtime::exec::ExecStats> {
+) -> crate::Result<ExecStats> {
     exec.run(
         jobs(n),
         move |_job: Arc<Job>, _attempt| async move {
