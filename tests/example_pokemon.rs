@@ -2,9 +2,9 @@
 //! offline fixture server, each test in its own temporary directory and database. Nothing
 //! here reaches a public host: every run uses `--offline` or a loopback `POKEAPI_BASE_URL`.
 //!
-//! The binary is built once per test process with `cargo build --example pokemon` (a no-op
-//! when `cargo test` already built it) and located through cargo's JSON messages, so this
-//! works on a fresh clone, with any target directory.
+//! The binary is built once per test process with `cargo build --workspace --example pokemon`
+//! (a no-op after `cargo test --workspace` built it) and located through cargo's JSON messages,
+//! so this works on a fresh clone, with any target directory.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -9,9 +9,12 @@ use serde_json::Value;
 
 /// The Pokémon example binary, built on first use.
 ///
-/// Runs `cargo build --example pokemon` once per test process (a no-op when `cargo test`
-/// already built it) and locates the executable through cargo's JSON messages, so this works
-/// on a fresh clone, with any target directory.
+/// Runs `cargo build --workspace --example pokemon` once per test process and locates the
+/// executable through cargo's JSON messages, so this works on a fresh clone, with any target
+/// directory. `--workspace` resolves features as `cargo test --workspace` does (with every
+/// member's dev-dependencies, e.g. tokio's `test-util`), so after that command the build is a
+/// no-op; without it cargo rebuilt tokio, reqwest and kye-runtime with other features, 90 s of
+/// a cold `cargo test --workspace` on 2 cores.
 pub fn example_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -19,6 +22,7 @@ pub fn example_binary() -> &'static Path {
         let out = Command::new(cargo)
             .args([
                 "build",
+                "--workspace",
                 "--example",
                 "pokemon",
                 "--message-format=json-render-diagnostics",
@@ -26,10 +30,10 @@ pub fn example_binary() -> &'static Path {
             ])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()
-            .expect("run cargo build --example pokemon");
+            .expect("run cargo build --workspace --example pokemon");
         assert!(
             out.status.success(),
-            "cargo build --example pokemon failed:\n{}",
+            "cargo build --workspace --example pokemon failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout)
