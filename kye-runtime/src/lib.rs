@@ -20,7 +20,7 @@
 //!
 //! Every type a public signature names is nameable from this root (`unnameable_types` is
 //! denied below), and `kye` re-exports the root whole, so every such type is reachable from
-//! `kye`; `kye/tests/public_api.rs` names each one through `kye::` paths.
+//! `kye`; `kye/tests/facade/public_api.rs` names each one through `kye::` paths.
 //!
 //! Cargo features: `cli` (default) builds the command line ([`cli`]) and the data readers it
 //! uses; `testing` builds the loopback test server (`testing`). A crate of fetchers needs

@@ -1,7 +1,7 @@
 //! Hostile input through the whole runtime (request → registry → fetch → validate → SQLite):
 //!
 //! - malformed schemas: every file of kye-lang's fuzz corpus (`kye-lang/fuzz/corpus/compile`,
-//!   also fed to `kye-lang/tests/proptest.rs`'s random and mutated schemas) and every prefix
+//!   also fed to `kye-lang/tests/lang/proptests.rs`'s random and mutated schemas) and every prefix
 //!   and byte-flip of it compile to a schema or to diagnostics, never a panic;
 //! - request strings carrying SQL and shell metacharacters: either a clear request error with a
 //!   caret, or keys stored verbatim as data; no statement but kye's runs, no shell is started,

@@ -166,9 +166,9 @@ macro_rules! __kye_cli_run {
 
 // Everything public in the runtime (its root re-exports, the modules `store`, `http`, `json`,
 // `testing` with the `testing` feature, and the hidden `__private` that generated code names),
-// re-exported whole: every type a public signature names is nameable at kye-runtime's root
-// (it denies `unnameable_types`), so it is reachable from `kye`. `tests/public_api.rs` names
-// each one through `kye::` paths. kye's own `cli` module above shadows the runtime's.
+// re-exported whole: every type a public signature names is nameable at kye-runtime's root (it
+// denies `unnameable_types`), so it is reachable from `kye`. `tests/facade/public_api.rs`
+// names each one through `kye::` paths. kye's own `cli` module above shadows the runtime's.
 #[doc(inline)]
 pub use kye_runtime::*;
 

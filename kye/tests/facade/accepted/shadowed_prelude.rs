@@ -10,14 +10,21 @@ struct String;
 trait Debug {}
 trait Clone {}
 
-kye::models!("../schema.kye");
+kye::models!("tests/ui/schema.kye");
 
 #[kye::get(Flag.enabled)]
 fn get_flag(enabled: bool) -> kye::Result<Flag> {
-    Ok(Flag { enabled, label: std::string::String::from("x") })
+    Ok(Flag {
+        enabled,
+        label: std::string::String::from("x"),
+    })
 }
 
-fn main() {
+#[test]
+fn compiles_and_registers() {
     let _: Result<()> = Ok(());
-    assert!(kye::registry().unwrap().fetcher("Flag", &["enabled"]).is_some());
+    assert!(crate::registry_of(module_path!())
+        .unwrap()
+        .fetcher("Flag", &["enabled"])
+        .is_some());
 }

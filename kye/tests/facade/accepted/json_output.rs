@@ -1,5 +1,5 @@
 // Untyped output: `serde_json::Value` needs the explicit form (the model cannot be inferred).
-kye::models!("../schema.kye");
+kye::models!("tests/ui/schema.kye");
 
 #[kye::get(Pokemon.id)]
 fn get_raw(id: u32, ctx: kye::Context) -> kye::Result<serde_json::Value> {
@@ -7,8 +7,12 @@ fn get_raw(id: u32, ctx: kye::Context) -> kye::Result<serde_json::Value> {
     Ok(serde_json::json!({ "id": id, "name": "raw" }))
 }
 
-fn main() {
-    let f = kye::registry().unwrap().fetcher("Pokemon", &["id"]).unwrap();
+#[test]
+fn compiles_and_registers() {
+    let f = crate::registry_of(module_path!())
+        .unwrap()
+        .fetcher("Pokemon", &["id"])
+        .unwrap();
     assert_eq!(f.output.as_str(), "json");
     // u32 cannot hold -1: rejected before the call.
     assert!(f.check_key(&kye::Key::single(-1i64)).is_err());

@@ -1,5 +1,5 @@
 // `Option<Model>`: None means the source has no such key. Any error type convertible into kye::Error.
-kye::models!("../schema.kye");
+kye::models!("tests/ui/schema.kye");
 
 #[derive(Debug)]
 struct MyError;
@@ -19,8 +19,12 @@ async fn get_type(name: String) -> Result<Option<PokemonType>, MyError> {
     }
 }
 
-fn main() {
-    let f = kye::registry().unwrap().fetcher("PokemonType", &["name"]).unwrap();
+#[test]
+fn compiles_and_registers() {
+    let f = crate::registry_of(module_path!())
+        .unwrap()
+        .fetcher("PokemonType", &["name"])
+        .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let call = |k: &str| rt.block_on(f.call(&kye::Key::single(k), kye::Context::new()));
     assert!(call("fire").unwrap().is_some());

@@ -1,7 +1,7 @@
 // String indexes take String, Box<str> or Arc<str>; `_`-prefixed names still infer.
 use std::sync::Arc;
 
-kye::models!("../schema.kye");
+kye::models!("tests/ui/schema.kye");
 
 #[kye::get]
 fn get_type(_name: Arc<str>) -> kye::Result<Option<PokemonType>> {
@@ -9,13 +9,15 @@ fn get_type(_name: Arc<str>) -> kye::Result<Option<PokemonType>> {
 }
 
 #[kye::get(Pokemon.name)]
+#[allow(clippy::boxed_local)] // the point: a `Box<str>` key parameter is accepted
 fn get_pokemon(name: Box<str>) -> kye::Result<Option<Pokemon>> {
     let _ = name;
     Ok(None)
 }
 
-fn main() {
-    let r = kye::registry().unwrap();
+#[test]
+fn compiles_and_registers() {
+    let r = crate::registry_of(module_path!()).unwrap();
     assert!(r.fetcher("PokemonType", &["name"]).is_some());
     assert!(r.fetcher("Pokemon", &["name"]).is_some());
 }

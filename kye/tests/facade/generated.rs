@@ -133,7 +133,7 @@ fn typed_builders_make_requests() {
 
 #[test]
 fn models_are_registered_for_the_runtime() {
-    let r = kye::registry().unwrap();
+    let r = crate::registry_of(module_path!()).unwrap();
     let names: Vec<&str> = r.models().map(|m| m.name()).collect();
     assert_eq!(names, ["Line", "Maker", "Product", "Receipt", "Sale"]);
     assert_eq!(r.fetchers().len(), 0);

@@ -1,5 +1,5 @@
 // A context behind a type alias is recognised by the parameter's name.
-kye::models!("../schema.kye");
+kye::models!("tests/ui/schema.kye");
 
 type Ctx = kye::Context;
 
@@ -9,6 +9,10 @@ async fn get_type(name: String, ctx: &Ctx) -> kye::Result<PokemonType> {
     Ok(PokemonType { name })
 }
 
-fn main() {
-    assert!(kye::registry().unwrap().fetcher("PokemonType", &["name"]).is_some());
+#[test]
+fn compiles_and_registers() {
+    assert!(crate::registry_of(module_path!())
+        .unwrap()
+        .fetcher("PokemonType", &["name"])
+        .is_some());
 }
