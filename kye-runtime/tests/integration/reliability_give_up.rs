@@ -3,7 +3,7 @@
 //! ends early with one message, leaving the keys it did not attempt to the next run), and
 //! content that can never parse (failed at the first attempt).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,7 @@
 //!   runs of other requests came between (SQLite and folder stores);
 //! - SIGTERM stops a run as Ctrl-C does: interrupted, resumable.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -423,7 +423,7 @@ async fn sigterm_stops_like_ctrl_c_then_resume() {
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sqlite:{}", dir.path().join("kye.db").display());
     let mut child = common::spawn_self(
-        "child_fetch_for_sigterm_test",
+        &common::test_name(module_path!(), "child_fetch_for_sigterm_test"),
         &[
             ("KYE_TEST_SIGTERM_BASE", server.base_url().to_string()),
             ("KYE_TEST_SIGTERM_STORE", store.clone()),

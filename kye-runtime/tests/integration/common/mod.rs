@@ -1,4 +1,4 @@
-//! Shared pieces of kye-runtime's integration tests, used via `mod common;`:
+//! Shared pieces of kye-runtime's integration tests (`tests/integration/main.rs`):
 //!
 //! - [`capture`]: a tracing subscriber recording every field as text, for secret-leak checks
 //!   (`reliability_hostile.rs`, `runtime_secrets.rs`);
@@ -167,7 +167,17 @@ pub fn child_tokio() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-/// Starts this test binary again running only `test_name`: a child-side helper, marked
+/// The name libtest knows a test of this binary by (`runtime_pipeline::child_fetch`): the
+/// calling module's `module_path!()` without the binary's own name, then `name`. Child-process
+/// tests start their own binary again with `--exact` and this name.
+pub fn test_name(module_path: &str, name: &str) -> String {
+    match module_path.split_once("::") {
+        Some((_binary, module)) => format!("{module}::{name}"),
+        None => name.to_string(),
+    }
+}
+
+/// Starts this test binary again running only `test_name` (see [`test_name`]): a child-side helper, marked
 /// `#[ignore = "child process helper"]` so that a normal run never counts it as a passing
 /// test, and which does nothing unless `env` is set.
 pub fn spawn_self(test_name: &str, env: &[(&str, String)]) -> std::process::Child {

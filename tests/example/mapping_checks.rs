@@ -12,13 +12,7 @@ use kye::lang::Schema;
 use kye::testing::{Fixtures, TestServer};
 use serde_json::Value;
 
-kye::models!("examples/pokemon/pokemon.kye");
-
-#[path = "../examples/pokemon/mapping.rs"]
-#[allow(dead_code)]
-mod mapping;
-#[path = "../examples/pokemon/synthetic.rs"]
-mod synthetic;
+use crate::mapping;
 
 fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pokemon")
@@ -97,7 +91,7 @@ fn mapped_fixtures_validate_except_the_documented_cases() {
 
 #[tokio::test]
 async fn synthetic_pokemon_map_to_valid_records_with_no_drift() {
-    use synthetic::{Sizes, Synthetic};
+    use crate::synthetic::{Sizes, Synthetic};
     let schema = schema();
     let f = fixtures();
     // Real sizes (20–600 KB) take longer to make and read: fewer of them.

@@ -1,7 +1,7 @@
 //! `Context`'s HTTP helpers against a real server on 127.0.0.1: status → error class,
 //! Retry-After, timeouts, cut and oversized bodies, authentication, secret redaction.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

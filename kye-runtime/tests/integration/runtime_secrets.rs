@@ -2,7 +2,7 @@
 //! level), error messages, summaries or what the store records, even when the server echoes
 //! the request back.
 
-mod common;
+use crate::common;
 
 use std::fmt::Write as _;
 use std::sync::OnceLock;

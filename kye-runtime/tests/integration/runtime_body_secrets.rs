@@ -2,7 +2,7 @@
 //! key outcome reasons, rejects' reasons and errors, the fetch summary, drift examples and
 //! `get` warnings — is redacted; the payload kept in rejects stays as the source sent it.
 
-mod common;
+use crate::common;
 
 use std::sync::OnceLock;
 

@@ -1,5 +1,4 @@
-//! Helpers shared by the workspace-wide tests that run the Pokémon example binary
-//! (`tests/example_pokemon.rs`, `tests/reliability_example_kill.rs`), used via `mod support;`.
+//! Helpers shared by the tests that run the Pokémon example binary (`pokemon.rs`, `kill.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-mod support;
+use crate::support;
 
 /// A temporary working directory with its own database.
 struct Sandbox {

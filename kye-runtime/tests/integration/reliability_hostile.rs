@@ -15,7 +15,7 @@
 //! Store-level hostile names and values are in `store_hostile.rs`; auth secrets in
 //! `runtime_secrets.rs`.
 
-mod common;
+use crate::common;
 
 use std::fmt::Write as _;
 use std::path::Path;

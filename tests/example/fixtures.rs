@@ -3,7 +3,7 @@
 //! and membership lists agree both ways), and the documented awkward cases are present; the
 //! documents `examples/pokemon/synthetic.rs` makes from them have PokeAPI's shape and size.
 //! That the example's own mapping of each document validates against the schema except where
-//! it must not is tested with that mapping in `tests/example_mapping.rs`.
+//! it must not is tested with that mapping in `tests/example/mapping_checks.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -13,9 +13,7 @@ use kye::testing::{Fixtures, TestServer};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-#[path = "../examples/pokemon/synthetic.rs"]
-mod synthetic;
-use synthetic::{real_size, Sizes, Synthetic};
+use crate::synthetic::{real_size, Sizes, Synthetic};
 
 fn example_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/pokemon")
@@ -415,7 +413,7 @@ async fn synthetic_pokemon_are_large_realistic_and_resolvable() {
     assert_eq!(fetch(&server, "/pokemon/pikachu-25/").await.0, 404);
     assert_eq!(fetch(&server, "/pokemon/nobody-77/").await.0, 404);
     // That every synthetic document maps to a valid record with no drift, through the
-    // example's own mapping, is checked in tests/example_mapping.rs.
+    // example's own mapping, is checked in tests/example/mapping_checks.rs.
 }
 
 #[test]

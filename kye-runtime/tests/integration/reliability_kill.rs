@@ -8,7 +8,7 @@
 //! row, at seeded random moments, including right after start.
 //! (Helper F's `examples/pokemon.rs` is a thin CLI over the same `Runtime::fetch`.)
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -65,7 +65,7 @@ async fn kill_nine_three_times_then_finish() {
     );
     let mut stored_after_kill = Vec::new();
     for round in 0..KILLS {
-        let mut child = common::spawn_self("kill_child", &env);
+        let mut child = common::spawn_self(&common::test_name(module_path!(), "kill_child"), &env);
         // Round 0 is killed within its first moments (maybe before the first write); later
         // rounds once they have made some progress of their own, plus a random pause.
         let before = stored_now(&db);
@@ -124,7 +124,7 @@ async fn kill_nine_three_times_then_finish() {
     );
 
     // Run to the end in a child that is left alone.
-    let child = common::spawn_self("kill_child", &env);
+    let child = common::spawn_self(&common::test_name(module_path!(), "kill_child"), &env);
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),

@@ -6,7 +6,7 @@
 //! The example fetches from a loopback PokeAPI serving thousands of synthetic Pokémon
 //! (`examples/pokemon/synthetic.rs`, built from the example's fixtures) through
 //! `POKEAPI_BASE_URL`. The same scenario with a bare `Runtime` and SQLite-level checks is in
-//! `kye-runtime/tests/reliability_kill.rs`.
+//! `kye-runtime/tests/integration/reliability_kill.rs`.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -17,9 +17,7 @@ use serde_json::Value;
 
 const KEYS: u32 = 4_000;
 
-mod support;
-#[path = "../examples/pokemon/synthetic.rs"]
-mod synthetic;
+use crate::{support, synthetic};
 
 fn example(dir: &Path, base: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(support::example_binary());

@@ -3,7 +3,7 @@
 //! pid) and succeeds when run again; the file passes SQLite's integrity check and holds every
 //! key of both requests exactly once. Meanwhile a reader sees consistent data.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -51,8 +51,14 @@ fn two_processes_on_one_sqlite_file() {
         ]
     };
     let ranges = ["1..=400", "201..=600"];
-    let a = common::spawn_self("concurrent_child", &env(ranges[0]));
-    let b = common::spawn_self("concurrent_child", &env(ranges[1]));
+    let a = common::spawn_self(
+        &common::test_name(module_path!(), "concurrent_child"),
+        &env(ranges[0]),
+    );
+    let b = common::spawn_self(
+        &common::test_name(module_path!(), "concurrent_child"),
+        &env(ranges[1]),
+    );
     let pids = [a.id(), b.id()];
 
     // A reader while they run: reads fail only until the file and its tables exist, then
@@ -123,9 +129,12 @@ fn two_processes_on_one_sqlite_file() {
 
     // The refused one runs again, alone, and completes.
     for (i, _) in &refused {
-        let out = common::spawn_self("concurrent_child", &env(ranges[*i]))
-            .wait_with_output()
-            .unwrap();
+        let out = common::spawn_self(
+            &common::test_name(module_path!(), "concurrent_child"),
+            &env(ranges[*i]),
+        )
+        .wait_with_output()
+        .unwrap();
         assert!(
             out.status.success(),
             "{}",

@@ -3,7 +3,7 @@
 //! count measured in a fresh child process:
 //!
 //! ```text
-//! cargo test -p kye-runtime --release --test runtime_scale -- --ignored --nocapture scale_report
+//! cargo test -p kye-runtime --release --test integration -- --ignored --nocapture scale_report
 //! ```
 
 use std::sync::OnceLock;
@@ -150,7 +150,7 @@ fn scale_report() {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "scale_child",
+                crate::common::test_name(module_path!(), "scale_child").as_str(),
                 "--ignored",
                 "--nocapture",
                 "--test-threads=1",

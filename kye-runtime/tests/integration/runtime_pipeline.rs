@@ -1,7 +1,7 @@
 //! The Runtime end to end: request → registry → fetch (real loopback HTTP) → validate → SQLite
 //! store → summary, including follow, freshness, interrupts and resume after SIGKILL.
 
-mod common;
+use crate::common;
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -507,7 +507,7 @@ async fn sigkill_mid_run_then_resume() {
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "child_fetch_for_kill_test",
+            common::test_name(module_path!(), "child_fetch_for_kill_test").as_str(),
             "--ignored",
             "--nocapture",
             "--test-threads=1",
@@ -934,7 +934,7 @@ async fn ctrl_c_stops_cleanly_then_resume() {
     let child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "child_fetch_for_sigint_test",
+            common::test_name(module_path!(), "child_fetch_for_sigint_test").as_str(),
             "--ignored",
             "--nocapture",
             "--test-threads=1",

@@ -9,7 +9,7 @@
 //! (which has only stored/failed keys) with all four outcomes at once. Prints a `RELIABILITY`
 //! line quoted in bench/README.md.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
