@@ -182,7 +182,7 @@ impl Context {
     /// what [`crate::Runtime::context`] hands out, so HTTP calls made outside any fetcher get
     /// the same retries as calls inside one. A context scoped to a fetcher
     /// ([`Context::for_fetcher`]) drops it, since the executor retries the fetcher's whole call.
-    pub fn with_retries(&self, policy: CallPolicy) -> Context {
+    pub(crate) fn with_retries(&self, policy: CallPolicy) -> Context {
         Context {
             retries: Some(Arc::new(policy)),
             ..self.clone()

@@ -171,7 +171,6 @@ where
                     panic_message(panic.as_ref())
                 ))),
                 attempts: 1,
-                elapsed: Duration::ZERO,
             },
         };
         let wake = {
@@ -420,7 +419,6 @@ impl Executor {
                 item,
                 outcome: Outcome::Interrupted,
                 attempts: 0,
-                elapsed: Duration::ZERO,
             });
         }
         true
@@ -526,7 +524,7 @@ mod tests {
     async fn a_run_stopped_early_closes_the_late_channel() {
         let (tx, rx) = tokio::sync::mpsc::channel::<N>(4);
         let exec = executor(2);
-        let shutdown = exec.shutdown().clone();
+        let shutdown = exec.shutdown.clone();
         let producer = tokio::spawn(async move {
             let mut sent = 0u64;
             while tx.send(N(sent)).await.is_ok() {

@@ -35,8 +35,11 @@ mod url;
 
 use std::time::Duration;
 
-/// HTTP method and status types (reqwest's), for [`crate::Context::request`] and responses.
-pub use reqwest::{Method, StatusCode};
+/// reqwest's types that kye's signatures name: the method and the request builder of
+/// [`crate::Context::request`], response statuses, and the URL and headers an [`crate::Auth`]
+/// is applied to. Re-exported so a fetcher crate can name them without depending on reqwest.
+pub use reqwest::header::{HeaderMap, HeaderName};
+pub use reqwest::{Client, Method, RequestBuilder, StatusCode, Url};
 
 pub use client::{
     install_crypto_provider, parse_json, parse_retry_after, CrossOriginRedirect, Http,
