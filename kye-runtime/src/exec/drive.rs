@@ -502,7 +502,7 @@ mod tests {
         let stats = executor(8)
             .run_with_late(
                 (1..=100).map(N),
-                rx,
+                Some(rx),
                 |n: Arc<N>, _| async move { Ok(n.0) },
                 sink,
             )
@@ -541,7 +541,7 @@ mod tests {
         let stats = exec
             .run_with_late(
                 std::iter::empty(),
-                rx,
+                Some(rx),
                 |n: Arc<N>, _| async move { Ok(n.0) },
                 |_f: Finished<N, u64>, _: &mut Vec<N>| Ok(()),
             )
@@ -566,7 +566,7 @@ mod tests {
         let stats = executor(4)
             .run_with_late(
                 std::iter::empty(),
-                rx,
+                Some(rx),
                 |n: Arc<N>, _| async move { Ok(n.0) },
                 |_f: Finished<N, u64>, _: &mut Vec<N>| Ok(()),
             )
