@@ -6,7 +6,8 @@
 //!
 //! * at the root: the runtime ([`Runtime`], [`RuntimeBuilder`], [`FetchRequest`],
 //!   [`FetchSummary`], [`GetResult`], [`Progress`], [`KeyProblem`], [`Shutdown`]), what a
-//!   fetcher gets ([`Context`], [`Config`], [`Secret`], [`Secrets`], [`Auth`], [`AuthTable`]),
+//!   fetcher gets ([`Context`], [`Config`], [`Secret`], [`Secrets`], [`Auth`], [`AuthTable`],
+//!   [`Pages`]),
 //!   errors ([`Error`], [`ErrorClass`], [`Result`]), the registry and requests ([`registry()`],
 //!   [`Registry`], [`Request`], [`ResolvedRequest`], [`KeySet`], ...), keys and models
 //!   ([`Key`], [`KeyValue`], [`Model`]), the listing ([`Listing`], [`Format`]), and the run
@@ -45,6 +46,7 @@ mod json_dups;
 mod listing;
 mod model;
 mod output;
+mod pages;
 mod redact;
 mod registry;
 mod request;
@@ -68,6 +70,7 @@ pub use exec::Shutdown;
 pub use listing::{EdgeListing, FetcherListing, Listing, ModelListing};
 pub use model::{FetchFuture, Key, KeyError, KeyValue, Model, OutputKind};
 pub use output::Format;
+pub use pages::Pages;
 pub use registry::{
     registry, FetcherRegistration, ModelRegistration, RegisteredModel, Registry, RegistryError,
     RegistryWarning,

@@ -353,7 +353,35 @@ impl Executor {
         Fut: Future<Output = Result<V>> + Send + 'static,
         S: Sink<T, V>,
     {
-        self.drive(items, call, sink).await
+        self.drive(items, None, call, sink).await
+    }
+
+    /// [`Executor::run`] with a second source: items that arrive while the run goes on (keys a
+    /// lister finds page by page, say). They are taken after `items` and the follow-ups, as
+    /// they come; the run ends when `items` is exhausted, every sender of `late` is dropped
+    /// and everything taken has finished. The channel's bound is the back-pressure on the
+    /// sender: the executor takes late items only while it has room for them (a window), so
+    /// memory stays flat however many arrive. When the run stops early (a stop request, a
+    /// sink error, an unreachable host), the channel is closed, so a sender's next `send`
+    /// fails and it knows to stop.
+    // Issue 14's key lister is its first caller; until it lands, the tests in drive.rs are.
+    #[allow(dead_code)]
+    pub async fn run_with_late<T, V, I, F, Fut, S>(
+        &self,
+        items: I,
+        late: tokio::sync::mpsc::Receiver<T>,
+        call: F,
+        sink: S,
+    ) -> Result<ExecStats>
+    where
+        T: Work,
+        V: Send + 'static,
+        I: IntoIterator<Item = T>,
+        F: Fn(Arc<T>, u32) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<V>> + Send + 'static,
+        S: Sink<T, V>,
+    {
+        self.drive(items, Some(late), call, sink).await
     }
 }
 

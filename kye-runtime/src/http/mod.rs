@@ -26,8 +26,10 @@
 //! | `client.rs` | one request: authentication, rate limit, status → error class, body     |
 //! | `rate.rs`   | per-host token buckets, `Retry-After` pauses, unreachable hosts          |
 //! | `url.rs`    | host keys, safe path segments, same-origin checks                        |
+//! | `paginate.rs` | list endpoints: how an API pages, from one page to the next or the end |
 
 mod client;
+mod paginate;
 pub mod rate;
 mod url;
 
@@ -43,6 +45,7 @@ pub use client::{
     install_crypto_provider, parse_json, parse_retry_after, CrossOriginRedirect, Http,
     HttpResponse, MAX_REDIRECTS,
 };
+pub use paginate::{Page, PageEnd, PageWalk, Paginator, DEFAULT_MAX_PAGES};
 pub use url::{host_key, path_segment, same_origin};
 
 /// Default maximum response body: 32 MiB.

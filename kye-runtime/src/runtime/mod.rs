@@ -124,7 +124,9 @@ impl Runtime {
         RuntimeBuilder::default()
     }
 
-    /// The context given to fetchers (configuration, secrets, HTTP).
+    /// The context fetchers get (configuration, secrets, HTTP), for calls made outside any
+    /// fetcher: its HTTP helpers retry a retryable failure (429, 5xx, timeouts, cut bodies) as
+    /// the executor retries a fetcher's call (`run.max_attempts`, backoff, `Retry-After`).
     pub fn context(&self) -> &Context {
         &self.inner.ctx
     }

@@ -400,3 +400,299 @@ async fn a_same_origin_redirect_keeps_its_credentials_and_sends_no_referer() {
     assert!(!head.contains("cookie"), "{head}");
     assert_eq!(source.heads().len(), 2);
 }
+
+#[tokio::test]
+async fn the_runtimes_own_context_retries_as_a_fetcher_call_is_retried() {
+    use kye_runtime::Registry;
+    use kye_runtime::Runtime;
+    let flaky = || {
+        Route::json(PIKACHU).fault_sequence([
+            Some(Fault::Status(503)),
+            Some(Fault::RateLimited {
+                retry_after_secs: 0,
+            }),
+        ])
+    };
+    let routes = Routes::new()
+        .route("/outside/", flaky())
+        .route("/plain/", flaky())
+        .route("/gone/", Route::text(404, "no such thing"));
+    let server = TestServer::start(routes).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::from_toml_str(
+        "[run]\nmax_attempts = 3\nbackoff_base = \"5ms\"\nbackoff_max = \"10ms\"\n",
+        None,
+    )
+    .unwrap();
+    let rt = Runtime::builder()
+        .registry(Registry::from_parts([], []).unwrap())
+        .config(config)
+        .store(format!("sqlite:{}", dir.path().join("kye.db").display()))
+        .handle_ctrl_c(false)
+        .build()
+        .unwrap();
+
+    // Outside any fetcher: 503, then 429, then the document.
+    let v: serde_json::Value = rt
+        .context()
+        .get_json(&server.url("/outside/"))
+        .await
+        .unwrap();
+    assert_eq!(v["name"], "pikachu");
+    assert_eq!(server.requests("/outside/"), 3);
+    // Not retried: a 404 is an answer, not a failure.
+    let err = rt
+        .context()
+        .get_json_value(&server.url("/gone/"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Missing);
+    assert_eq!(server.requests("/gone/"), 1);
+
+    // A fetcher's context does not retry by itself (the executor retries the whole call).
+    let err = rt
+        .context()
+        .for_fetcher("f")
+        .get_json_value(&server.url("/plain/"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Retryable);
+    assert_eq!(server.requests("/plain/"), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Paging through list endpoints (`Context::pages`), each kind against a loopback API of 23
+// items that caps its page size at 5.
+
+mod pages {
+    use super::*;
+    use kye_runtime::http::{PageEnd, Paginator};
+    use serde_json::{json, Value};
+
+    const ITEMS: u64 = 23;
+    const CAP: u64 = 5;
+
+    fn query(q: &str, name: &str) -> Option<u64> {
+        q.split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .and_then(|(_, v)| v.parse().ok())
+    }
+
+    /// Items `offset+1 ..= offset+limit` (at most CAP), as JSON.
+    fn items(offset: u64, limit: u64) -> Vec<Value> {
+        (offset + 1..=(offset + limit.min(CAP)).min(ITEMS))
+            .map(|id| json!({ "id": id }))
+            .collect()
+    }
+
+    fn api() -> Routes {
+        Routes::new()
+            // ?offset=&limit=  →  {"data": [...]}
+            .generate_with_query("/offset", |_, q| {
+                let body = json!({ "data": items(query(q, "offset")?, query(q, "limit")?) });
+                Some(Route::json(body.to_string()))
+            })
+            // ?page=N (from 1) →  [...]
+            .generate_with_query("/numbered", |_, q| {
+                let page = query(q, "page")?;
+                Some(Route::json(Value::Array(items((page - 1) * CAP, CAP)).to_string()))
+            })
+            // ?cursor=K        →  {"items": [...], "meta": {"next": "K+5" | null}}
+            .generate_with_query("/cursor", |_, q| {
+                // Opaque cursors: "k5" for the items after the fifth.
+                let from = match q.strip_prefix("cursor=k") {
+                    Some(n) => n.parse().ok()?,
+                    None => 0,
+                };
+                let next = (from + CAP < ITEMS).then(|| format!("k{}", from + CAP));
+                let body = json!({ "items": items(from, CAP), "meta": { "next": next } });
+                Some(Route::json(body.to_string()))
+            })
+            // ?after=N, the next N in the X-Next-Cursor header
+            .generate_with_query("/hcursor", |_, q| {
+                let from = query(q, "after").unwrap_or(0);
+                let route = Route::json(Value::Array(items(from, CAP)).to_string());
+                Some(if from + CAP < ITEMS {
+                    route.header("X-Next-Cursor", (from + CAP).to_string())
+                } else {
+                    route
+                })
+            })
+            // PokeAPI's shape: {"count", "next", "previous", "results"}
+            .generate_with_query("/api/v2/pokemon/", |_, q| {
+                let offset = query(q, "offset").unwrap_or(0);
+                let limit = query(q, "limit").unwrap_or(20).min(CAP);
+                let next = (offset + limit < ITEMS).then(|| {
+                    format!("{{base}}/api/v2/pokemon/?offset={}&limit={limit}", offset + limit)
+                });
+                let body = json!({
+                    "count": ITEMS, "next": next, "previous": null,
+                    "results": items(offset, limit),
+                });
+                Some(Route::json(body.to_string()))
+            })
+            // Link: <...?page=N+1>; rel="next"
+            .generate_with_query("/linked", |_, q| {
+                let page = query(q, "page").unwrap_or(1);
+                let route = Route::json(Value::Array(items((page - 1) * CAP, CAP)).to_string());
+                Some(if page * CAP < ITEMS {
+                    route.header(
+                        "Link",
+                        format!(
+                            r#"<{{base}}/linked?page=1>; rel="first", <{{base}}/linked?page={}>; rel="next""#,
+                            page + 1
+                        ),
+                    )
+                } else {
+                    route
+                })
+            })
+            // {"has_more": bool, "after": id, "rows": [...]}
+            .generate_with_query("/more", |_, q| {
+                let from = query(q, "after").unwrap_or(0);
+                let body = json!({
+                    "rows": items(from, CAP), "after": from + CAP, "has_more": from + CAP < ITEMS,
+                });
+                Some(Route::json(body.to_string()))
+            })
+            // Always names itself as the next page.
+            .route(
+                "/loop",
+                Route::json(r#"{"next": "/loop?again=1", "r": [{"id": 1}]}"#),
+            )
+    }
+
+    async fn walk(
+        ctx: &Context,
+        url: &str,
+        p: &Paginator,
+    ) -> kye_runtime::Result<(Vec<u64>, Option<PageEnd>)> {
+        let mut pages = ctx.pages(url, p)?;
+        let mut ids = Vec::new();
+        while let Some(page) = pages.next().await? {
+            ids.extend(page.items.iter().map(|i| i["id"].as_u64().unwrap()));
+        }
+        Ok((ids, pages.ended()))
+    }
+
+    fn every_item() -> Vec<u64> {
+        (1..=ITEMS).collect()
+    }
+
+    #[tokio::test]
+    async fn every_kind_of_paging_yields_every_item_once() {
+        let server = TestServer::start(api()).await.unwrap();
+        let ctx = Context::new();
+        let cases = [
+            // Asks for 10 a page; the server gives 5: the offset moves by what came.
+            (
+                "/offset",
+                Paginator::offset("offset", "limit", 10).items("data"),
+                PageEnd::Empty,
+                6,
+            ),
+            (
+                "/numbered",
+                Paginator::page_number("page"),
+                PageEnd::Empty,
+                6,
+            ),
+            (
+                "/cursor",
+                Paginator::body_cursor("meta.next", "cursor").items("/items"),
+                PageEnd::NoNext,
+                5,
+            ),
+            (
+                "/hcursor",
+                Paginator::header_cursor("x-next-cursor", "after"),
+                PageEnd::NoNext,
+                5,
+            ),
+            (
+                "/api/v2/pokemon/?limit=5",
+                Paginator::next_url("next").items("results").total("count"),
+                PageEnd::Total,
+                5,
+            ),
+            ("/linked", Paginator::link_header(), PageEnd::NoNext, 5),
+            (
+                "/more",
+                Paginator::body_cursor("after", "after")
+                    .items("rows")
+                    .has_more("has_more"),
+                PageEnd::NoMore,
+                5,
+            ),
+        ];
+        for (path, paginator, end, requests) in cases {
+            server.reset_stats();
+            let (ids, ended) = walk(&ctx, &server.url(path), &paginator)
+                .await
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert_eq!(ids, every_item(), "{path}");
+            assert_eq!(ended, Some(end), "{path}");
+            assert_eq!(server.stats().requests(), requests, "{path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_page_is_retried_and_one_that_keeps_failing_names_itself() {
+        let routes = api()
+            // The third request (page 3) fails once with 503, then answers.
+            .generate_with_query("/flaky", |_, q| {
+                let page = query(q, "page")?;
+                let route = Route::json(Value::Array(items((page - 1) * CAP, CAP)).to_string());
+                Some(route.fault_sequence([None, None, Some(Fault::Status(503))]))
+            })
+            // Page 2 always fails.
+            .generate_with_query("/broken", |_, q| {
+                let page = query(q, "page")?;
+                let route = Route::json(Value::Array(items((page - 1) * CAP, CAP)).to_string());
+                Some(if page == 2 {
+                    route.always(Fault::Status(500))
+                } else {
+                    route
+                })
+            });
+        let server = TestServer::start(routes).await.unwrap();
+        let ctx =
+            ctx_with("[run]\nmax_attempts = 3\nbackoff_base = \"5ms\"\nbackoff_max = \"10ms\"\n");
+        let paging = Paginator::page_number("page");
+
+        let mut pages = ctx.pages(&server.url("/flaky"), &paging).unwrap();
+        let mut ids = Vec::new();
+        while let Some(page) = pages.next().await.unwrap() {
+            ids.extend(page.items.iter().map(|i| i["id"].as_u64().unwrap()));
+        }
+        assert_eq!(ids, every_item());
+        assert_eq!(pages.retries(), 1);
+        assert_eq!(server.requests("/flaky"), 7);
+
+        let mut pages = ctx.pages(&server.url("/broken"), &paging).unwrap();
+        let first = pages.next().await.unwrap().unwrap();
+        assert_eq!(first.items.len() as u64, CAP);
+        let err = pages.next().await.unwrap_err();
+        let text = format!("{err}");
+        assert!(text.contains("page 2 of the list"), "{text}");
+        assert!(text.contains("gave up after 3 attempts"), "{text}");
+        assert_eq!(err.class(), ErrorClass::Retryable);
+        // The walk is over: nothing more, and no further request.
+        assert!(pages.next().await.unwrap().is_none());
+        assert_eq!(server.requests("/broken"), 4);
+    }
+
+    #[tokio::test]
+    async fn paging_that_loops_is_an_error_after_one_round() {
+        let server = TestServer::start(api()).await.unwrap();
+        let ctx = Context::new();
+        let paging = Paginator::next_url("next").items("r");
+        let err = walk(&ctx, &server.url("/loop?again=1"), &paging)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("loops"), "{err}");
+        assert_eq!(server.requests("/loop"), 1);
+    }
+}
