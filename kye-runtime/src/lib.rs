@@ -6,7 +6,8 @@
 //!
 //! * at the root: the runtime ([`Runtime`], [`RuntimeBuilder`], [`FetchRequest`],
 //!   [`FetchSummary`], [`GetResult`], [`Progress`], [`KeyProblem`], [`Shutdown`]), what a
-//!   fetcher gets ([`Context`], [`Config`], [`Secret`], [`Secrets`], [`Auth`], [`AuthTable`]),
+//!   fetcher gets ([`Context`], [`Config`], [`Secret`], [`Secrets`], [`Auth`], [`AuthTable`],
+//!   [`Pages`]),
 //!   errors ([`Error`], [`ErrorClass`], [`Result`]), the registry and requests ([`registry()`],
 //!   [`Registry`], [`Request`], [`ResolvedRequest`], [`KeySet`], ...), keys and models
 //!   ([`Key`], [`KeyValue`], [`Model`]), the listing ([`Listing`], [`Format`]), and the run

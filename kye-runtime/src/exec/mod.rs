@@ -358,9 +358,8 @@ impl Executor {
     }
 
     /// [`Executor::run`] with a second source (when `late` is given): items that arrive while
-    /// the run goes on (keys a
-    /// lister finds page by page, say). They are taken after `items` and the follow-ups, as
-    /// they come; the run ends when `items` is exhausted, every sender of `late` is dropped
+    /// the run goes on (keys a lister finds page by page, say). They are taken after `items`
+    /// and the follow-ups, as they come; the run ends when `items` is exhausted, every sender of `late` is dropped
     /// and everything taken has finished. The channel's bound is the back-pressure on the
     /// sender: the executor takes late items only while it has room for them (a window), so
     /// memory stays flat however many arrive. When the run stops early (a stop request, a
