@@ -108,23 +108,26 @@ impl KeySender {
     /// unusable path segment) is an error naming the model and the key; so is a run that has
     /// stopped (nothing more is fetched, the list function should return).
     pub async fn send(&self, key: Key) -> Result<()> {
-        let model = self.lister.identifier_text();
+        let model = || self.lister.identifier_text();
         if key.values().len() != self.lister.identifier.len() {
             return Err(Error::permanent(format!(
-                "{} listed the key {key} for {model}, which takes {} value(s)",
+                "{} listed the key {key} for {}, which takes {} value(s)",
                 self.lister.function,
+                model(),
                 self.lister.identifier.len()
             )));
         }
         (self.check)(&key).map_err(|e| {
             Error::permanent(format!(
-                "{} listed {model} = {key}, which its fetcher cannot take: {e}",
-                self.lister.function
+                "{} listed {} = {key}, which its fetcher cannot take: {e}",
+                self.lister.function,
+                model()
             ))
         })?;
         self.tx.send(key).await.map_err(|_| {
             Error::permanent(format!(
-                "the run stopped: {model} takes no more keys from {}",
+                "the run stopped: {} takes no more keys from {}",
+                model(),
                 self.lister.function
             ))
         })?;

@@ -371,7 +371,17 @@ impl Executor {
             tokio::select! {
                 _ = shared.driver.notified() => {}
                 item = recv_late(&mut late), if want_late => match item {
-                    Some(t) => pending.push_back(t),
+                    Some(t) => {
+                        pending.push_back(t);
+                        // Items come in bursts (a page of keys): take what is there at once,
+                        // one wake-up for the burst rather than one per item.
+                        while pending.len() < window {
+                            match late.as_mut().map(|l| l.try_recv()) {
+                                Some(Ok(t)) => pending.push_back(t),
+                                _ => break,
+                            }
+                        }
+                    }
                     None => exhausted = true,
                 },
                 _ = tokio::time::sleep(TICK) => {}

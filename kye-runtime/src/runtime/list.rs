@@ -46,12 +46,16 @@ pub(super) fn start(
     let forward = {
         let listed = listed.clone();
         tokio::spawn(async move {
-            while let Some(key) = key_rx.recv().await {
-                listed.fetch_add(1, Ordering::Relaxed);
-                live.total.fetch_add(1, Ordering::Relaxed);
-                if job_tx.send(Job::new(target.clone(), key, 0)).await.is_err() {
-                    // The run stopped: dropping `key_rx` tells the list function.
-                    break;
+            // Keys come in bursts (a page at a time): taken together, one wake-up a burst.
+            let mut keys = Vec::with_capacity(64);
+            while key_rx.recv_many(&mut keys, 64).await > 0 {
+                listed.fetch_add(keys.len() as u64, Ordering::Relaxed);
+                live.total.fetch_add(keys.len() as u64, Ordering::Relaxed);
+                for key in keys.drain(..) {
+                    if job_tx.send(Job::new(target.clone(), key, 0)).await.is_err() {
+                        // The run stopped: dropping `key_rx` tells the list function.
+                        return;
+                    }
                 }
             }
         })
