@@ -161,13 +161,8 @@ fn list_server(count: u64) -> AnyResult<TestServer> {
         if !rest.is_empty() {
             return None;
         }
-        let param = |name: &str| {
-            query
-                .split('&')
-                .filter_map(|kv| kv.split_once('='))
-                .find(|(k, _)| *k == name)
-                .and_then(|(_, v)| v.parse::<u64>().ok())
-        };
+        let param =
+            |name: &str| kye::testing::query_param(query, name).and_then(|v| v.parse::<u64>().ok());
         let offset = param("offset").unwrap_or(0).min(count);
         let end = (offset + param("limit").unwrap_or(100)).min(count);
         let ids: Vec<u64> = (offset + 1..=end).collect();

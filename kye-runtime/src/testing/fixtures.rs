@@ -5,7 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::route::{Route, Routes};
+use super::route::{query_param, Route, Routes};
 use super::server::TestServer;
 
 /// Why a fixture directory could not be loaded.
@@ -252,13 +252,7 @@ impl From<Fixtures> for Routes {
 
 /// One page of a generated list, as PokeAPI answers `?offset=M&limit=N`.
 fn list_page(folder: &str, entries: &[(i64, String)], query: &str) -> serde_json::Value {
-    let param = |name: &str| {
-        query
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| *k == name)
-            .and_then(|(_, v)| v.parse::<usize>().ok())
-    };
+    let param = |name: &str| query_param(query, name).and_then(|v| v.parse::<usize>().ok());
     let offset = param("offset").unwrap_or(0).min(entries.len());
     let limit = param("limit").unwrap_or(entries.len()).max(1);
     let end = offset.saturating_add(limit).min(entries.len());
