@@ -171,11 +171,24 @@ mod listed {
 
     /// `/authors?page=N`: ten names a page, then an empty page; page `fail_page` always 500.
     fn catalog(fail_page: Option<usize>, requests: Arc<AtomicU32>) -> Routes {
+        catalog_of(
+            fail_page,
+            requests,
+            |i| json!({ "name": format!("author {i:02}") }),
+        )
+    }
+
+    /// The same, each entry made by `entry`.
+    fn catalog_of(
+        fail_page: Option<usize>,
+        requests: Arc<AtomicU32>,
+        entry: impl Fn(usize) -> serde_json::Value + Send + Sync + 'static,
+    ) -> Routes {
         Routes::new().generate_with_query("/authors", move |_, q| {
             requests.fetch_add(1, Ordering::SeqCst);
             let page: usize = q.strip_prefix("page=")?.parse().ok()?;
             let names: Vec<_> = (((page - 1) * PAGE)..(page * PAGE).min(AUTHORS))
-                .map(|i| json!({ "name": format!("author {i:02}") }))
+                .map(&entry)
                 .collect();
             let route = Route::json(json!({ "authors": names }).to_string());
             Some(if Some(page) == fail_page {
@@ -286,5 +299,33 @@ mod listed {
         let summary = rt.fetch("Author").await.unwrap();
         assert_eq!(summary.counts.stored, AUTHORS as u64 - 20, "{summary}");
         assert_eq!(summary.counts.skipped, 20, "{summary}");
+    }
+
+    #[tokio::test]
+    async fn records_a_list_page_carries_are_stored_one_by_one_without_a_fetch() {
+        let requests = Arc::new(AtomicU32::new(0));
+        // Whole records on the pages; author 17's `born` is not a number.
+        let routes = catalog_of(None, requests, |i| {
+            let born = if i == 17 {
+                json!("unknown")
+            } else {
+                json!(1900 + i)
+            };
+            json!({ "name": format!("author {i:02}"), "born": born })
+        });
+        let server = TestServer::start(routes).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime(server.base_url(), &dir.path().join("kye.db"));
+        let summary = rt.fetch("Author").await.unwrap();
+        // The invalid record is quarantined alone; the rest of its page is stored.
+        assert_eq!(summary.counts.stored, AUTHORS as u64 - 1, "{summary}");
+        assert_eq!(summary.counts.rejected, 1, "{summary}");
+        assert_eq!(summary.rejects[0].key, "\"author 17\"", "{summary}");
+        // Stored as the page gave them (the `author` fetcher would have said 1970).
+        let authors = rt
+            .with_store(|s| s.records(&kye::store::RecordQuery::new("Author")))
+            .unwrap();
+        assert_eq!(authors[0]["born"], 1900);
+        assert_eq!(authors[45]["born"], 1946);
     }
 }

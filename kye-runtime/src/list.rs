@@ -68,12 +68,22 @@ impl ListerRegistration {
     }
 }
 
+/// One key a list function found, with the record when the list page carried it whole.
+#[derive(Debug)]
+pub struct Listed {
+    /// The key.
+    pub key: Key,
+    /// The record as the list page gave it (validated and stored like a fetched one, and the
+    /// fetcher is not called), or `None` to have the fetcher fetch it.
+    pub record: Option<serde_json::Value>,
+}
+
 /// Where a running list function's keys go: to the run, which fetches them as they arrive.
 /// The channel behind it is bounded, so [`KeySender::send`] waits while the run is busy: a
 /// lister never runs ahead of the fetching by more than a few hundred keys.
 #[derive(Clone)]
 pub struct KeySender {
-    tx: mpsc::Sender<Key>,
+    tx: mpsc::Sender<Listed>,
     lister: &'static ListerRegistration,
     check: fn(&Key) -> std::result::Result<(), KeyError>,
     sent: Arc<AtomicU64>,
@@ -92,7 +102,7 @@ impl KeySender {
     /// A sender of `lister`'s keys into `tx`, each checked by `check` (the fetcher's parameter
     /// check) before it is sent. Used by the runtime (and by tests of a lister).
     pub fn new(
-        tx: mpsc::Sender<Key>,
+        tx: mpsc::Sender<Listed>,
         lister: &'static ListerRegistration,
         check: fn(&Key) -> std::result::Result<(), KeyError>,
     ) -> KeySender {
@@ -108,6 +118,22 @@ impl KeySender {
     /// unusable path segment) is an error naming the model and the key; so is a run that has
     /// stopped (nothing more is fetched, the list function should return).
     pub async fn send(&self, key: Key) -> Result<()> {
+        self.send_listed(Listed { key, record: None }).await
+    }
+
+    /// Sends one key with its record, as the list page gave it: the run validates and stores
+    /// it like a fetched record (an invalid one is quarantined alone), without calling the
+    /// fetcher.
+    pub async fn send_record(&self, key: Key, record: serde_json::Value) -> Result<()> {
+        self.send_listed(Listed {
+            key,
+            record: Some(record),
+        })
+        .await
+    }
+
+    async fn send_listed(&self, listed: Listed) -> Result<()> {
+        let key = &listed.key;
         let model = || self.lister.identifier_text();
         if key.values().len() != self.lister.identifier.len() {
             return Err(Error::permanent(format!(
@@ -117,14 +143,14 @@ impl KeySender {
                 self.lister.identifier.len()
             )));
         }
-        (self.check)(&key).map_err(|e| {
+        (self.check)(key).map_err(|e| {
             Error::permanent(format!(
                 "{} listed {} = {key}, which its fetcher cannot take: {e}",
                 self.lister.function,
                 model()
             ))
         })?;
-        self.tx.send(key).await.map_err(|_| {
+        self.tx.send(listed).await.map_err(|_| {
             Error::permanent(format!(
                 "the run stopped: {} takes no more keys from {}",
                 model(),
@@ -182,6 +208,14 @@ impl<T: Into<KeyValue>> Keys<T> {
     /// is unusable (named in it) or the run has stopped: return it with `?`.
     pub async fn send(&self, key: T) -> Result<()> {
         self.sender.send(Key::single(key)).await
+    }
+
+    /// Hands one key to the run with its record, when the list page carries whole records: the
+    /// record is validated and stored like a fetched one (one invalid record is quarantined
+    /// alone, never its page), and the fetcher is not called for it. The record must carry its
+    /// key (as a fetcher's must).
+    pub async fn record(&self, key: T, record: serde_json::Value) -> Result<()> {
+        self.sender.send_record(Key::single(key), record).await
     }
 
     /// Keys sent so far.

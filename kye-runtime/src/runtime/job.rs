@@ -1,7 +1,9 @@
 //! The unit of work between request and fetch: one key of one fetcher ([`Job`]), and what every
 //! key of that fetcher shares ([`Target`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
 
 use crate::exec::Work;
 use crate::model::{Key, KeyValue};
@@ -37,6 +39,9 @@ pub(super) struct Job {
     pub index_key: IndexKey,
     /// 0 for a requested key, n for a key found n references away.
     pub depth: u32,
+    /// The record a list page handed over for this key: taken by the first attempt instead of
+    /// calling the fetcher.
+    pub listed_record: Mutex<Option<Value>>,
 }
 
 impl Work for Job {
@@ -62,7 +67,24 @@ impl Job {
             key,
             index_key,
             depth,
+            listed_record: Mutex::new(None),
         }
+    }
+
+    /// This job with the record a list page handed over for it.
+    pub fn with_record(self, record: Option<Value>) -> Job {
+        Job {
+            listed_record: Mutex::new(record),
+            ..self
+        }
+    }
+
+    /// The listed record, once (a retry calls the fetcher).
+    pub fn take_listed_record(&self) -> Option<Value> {
+        self.listed_record
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// The model's name.

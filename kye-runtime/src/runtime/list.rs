@@ -14,8 +14,7 @@ use super::writer::Live;
 use crate::context::Context;
 use crate::error::{panic_message, Error, Result};
 use crate::exec::CallPolicy;
-use crate::list::{KeySender, ListerRegistration};
-use crate::model::Key;
+use crate::list::{KeySender, Listed, ListerRegistration};
 
 /// Keys the list function may run ahead of the executor, per channel.
 const LISTED_AHEAD: usize = 256;
@@ -37,7 +36,7 @@ pub(super) fn start(
     target: Arc<Target>,
     live: Arc<Live>,
 ) -> (mpsc::Receiver<Job>, Listing) {
-    let (key_tx, mut key_rx) = mpsc::channel::<Key>(LISTED_AHEAD);
+    let (key_tx, mut key_rx) = mpsc::channel::<Listed>(LISTED_AHEAD);
     let (job_tx, job_rx) = mpsc::channel::<Job>(LISTED_AHEAD);
     let sender = KeySender::new(key_tx, lister, target.fetcher.check);
     let ctx = ctx.for_fetcher(lister.function).with_retries(policy);
@@ -51,8 +50,9 @@ pub(super) fn start(
             while key_rx.recv_many(&mut keys, 64).await > 0 {
                 listed.fetch_add(keys.len() as u64, Ordering::Relaxed);
                 live.total.fetch_add(keys.len() as u64, Ordering::Relaxed);
-                for key in keys.drain(..) {
-                    if job_tx.send(Job::new(target.clone(), key, 0)).await.is_err() {
+                for Listed { key, record } in keys.drain(..) {
+                    let job = Job::new(target.clone(), key, 0).with_record(record);
+                    if job_tx.send(job).await.is_err() {
                         // The run stopped: dropping `key_rx` tells the list function.
                         return;
                     }

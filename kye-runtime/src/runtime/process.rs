@@ -139,7 +139,10 @@ impl Processor {
             .for_fetcher_name(job.target.name.clone())
             .with_attempt(attempt)
             .with_duplicate_notes(duplicates.clone());
-        let fetched = job.target.fetcher.call(&job.key, ctx).await?;
+        let fetched = match job.take_listed_record() {
+            Some(record) => Some(record),
+            None => job.target.fetcher.call(&job.key, ctx).await?,
+        };
         let Some(payload) = fetched else {
             return Err(Error::missing(format!(
                 "{} returned no record for {} = {}",

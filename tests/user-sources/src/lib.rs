@@ -55,6 +55,9 @@ pub async fn opening(year: i64, month: u8, day: u8) -> kye::Result<Opening> {
 }
 
 /// Every author the catalog lists, page by page (`catalog.base_url`/authors?page=N).
+///
+/// An entry with more than a name is the whole record: handed over as it is, so `author` is
+/// not called for it.
 #[kye::list(Author.name)]
 pub async fn all_authors(ctx: &kye::Context, keys: kye::Keys<String>) -> kye::Result<()> {
     let base = ctx
@@ -67,7 +70,11 @@ pub async fn all_authors(ctx: &kye::Context, keys: kye::Keys<String>) -> kye::Re
             let name = a["name"]
                 .as_str()
                 .ok_or_else(|| kye::Error::permanent(format!("an author without a name: {a}")))?;
-            keys.send(name.to_string()).await?;
+            if a.as_object().is_some_and(|o| o.len() > 1) {
+                keys.record(name.to_string(), a.clone()).await?;
+            } else {
+                keys.send(name.to_string()).await?;
+            }
         }
     }
     Ok(())
