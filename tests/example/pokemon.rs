@@ -562,4 +562,12 @@ fn a_bare_model_fetches_every_pokemon_the_list_pages_name() {
     // `list` names the list function.
     let listing = s.run(&["list", "--format", "json"]).expect(0).json();
     assert_eq!(listing["listers"][0]["function"], "all_pokemon");
+    // `get` takes one key, and says so.
+    let get = s.run(&["--offline", "get", "Pokemon"]).expect(2);
+    assert!(
+        get.stderr()
+            .contains("asks for every key `all_pokemon` lists: use `fetch`"),
+        "{}",
+        get.stderr()
+    );
 }

@@ -40,6 +40,18 @@ impl Run for GetArgs {
         };
         match registry.resolve_str(&self.request) {
             Ok(r) if r.keys().len() == 1 => {}
+            Ok(r) if r.keys().lister().is_some() => {
+                let l = r.keys().lister().map(|l| (l.function, l.identifier_text()));
+                let (function, identifier) = l.unwrap_or_default();
+                return fail_msg(
+                    g,
+                    &format!(
+                        "`get` takes one key; `{}` asks for every key `{function}` lists: use `fetch` for that, or name the key (`{identifier} = ...`)",
+                        self.request
+                    ),
+                    EXIT_USAGE,
+                );
+            }
             Ok(r) => {
                 return fail_msg(
                     g,

@@ -166,6 +166,13 @@ impl Runtime {
     /// fetch that fails (after retries) is an error naming the key and the reason.
     pub async fn get(&self, request: &str) -> Result<GetResult> {
         let resolved = self.resolve(request)?;
+        if let Some(l) = resolved.keys().lister() {
+            return Err(Error::permanent(format!(
+                "`get` takes one key; `{request}` asks for every key `{}` lists: use `fetch` for that, or name the key (`{} = ...`)",
+                l.function,
+                l.identifier_text()
+            )));
+        }
         if resolved.keys().len() != 1 {
             return Err(Error::permanent(format!(
                 "`get` takes exactly one key, `{request}` has {}; use `fetch` for several",
