@@ -171,16 +171,37 @@ mod listed {
 
     /// `/authors?page=N`: ten names a page, then an empty page; page `fail_page` always 500.
     fn catalog(fail_page: Option<usize>, requests: Arc<AtomicU32>) -> Routes {
-        catalog_of(
-            fail_page,
+        catalog_with(fail_page, Fault::Status(500), requests)
+    }
+
+    /// The same with another fault on `fault_page`.
+    fn catalog_with(fault_page: Option<usize>, fault: Fault, requests: Arc<AtomicU32>) -> Routes {
+        let fault = std::sync::Mutex::new(fault);
+        catalog_of_with(
+            fault_page,
+            fault,
             requests,
             |i| json!({ "name": format!("author {i:02}") }),
         )
     }
 
-    /// The same, each entry made by `entry`.
     fn catalog_of(
         fail_page: Option<usize>,
+        requests: Arc<AtomicU32>,
+        entry: impl Fn(usize) -> serde_json::Value + Send + Sync + 'static,
+    ) -> Routes {
+        catalog_of_with(
+            fail_page,
+            std::sync::Mutex::new(Fault::Status(500)),
+            requests,
+            entry,
+        )
+    }
+
+    /// The catalog, each entry made by `entry`, page `fail_page` always answering `fault`.
+    fn catalog_of_with(
+        fail_page: Option<usize>,
+        fault: std::sync::Mutex<Fault>,
         requests: Arc<AtomicU32>,
         entry: impl Fn(usize) -> serde_json::Value + Send + Sync + 'static,
     ) -> Routes {
@@ -192,7 +213,7 @@ mod listed {
                 .collect();
             let route = Route::json(json!({ "authors": names }).to_string());
             Some(if Some(page) == fail_page {
-                route.always(Fault::Status(500))
+                route.always(fault.lock().unwrap().clone())
             } else {
                 route
             })
@@ -327,5 +348,41 @@ mod listed {
             .unwrap();
         assert_eq!(authors[0]["born"], 1900);
         assert_eq!(authors[45]["born"], 1946);
+    }
+
+    #[tokio::test]
+    async fn a_stop_while_listing_stops_the_list_function_and_the_run_resumes() {
+        use std::time::{Duration, Instant};
+        let requests = Arc::new(AtomicU32::new(0));
+        // Page 3 stalls for 20 s: the stop must not wait for it.
+        let stall = Fault::Stall(Duration::from_secs(20));
+        let server = TestServer::start(catalog_with(Some(3), stall, requests.clone()))
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("kye.db");
+        let rt = runtime(server.base_url(), &db);
+        let stop = rt.shutdown().clone();
+        let began = Instant::now();
+        let stopper = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            stop.trigger();
+        });
+        let summary = rt.fetch("Author").await.unwrap();
+        stopper.await.unwrap();
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            began.elapsed()
+        );
+        assert_eq!(summary.status, kye::RunStatus::Interrupted, "{summary}");
+        assert_eq!(summary.counts.stored, 20, "{summary}");
+        drop(rt);
+
+        let server = TestServer::start(catalog(None, requests)).await.unwrap();
+        let rt = runtime(server.base_url(), &db);
+        let summary = rt.fetch("Author").await.unwrap();
+        assert_eq!(summary.resumed_from, Some(kye::RunId(1)), "{summary}");
+        assert_eq!(summary.counts.stored, AUTHORS as u64 - 20, "{summary}");
     }
 }
