@@ -68,7 +68,7 @@ pub use config::Config;
 pub use context::{Context, ContextBuilder};
 pub use error::{Error, ErrorClass, Result};
 pub use exec::Shutdown;
-pub use list::{KeySender, Keys, ListFuture, Listed, ListerRegistration};
+pub use list::{IntoKeyValue, KeySender, Keys, ListFuture, Listed, ListerRegistration};
 pub use listing::{EdgeListing, FetcherListing, ListerListing, Listing, ModelListing};
 pub use model::{FetchFuture, Key, KeyError, KeyValue, Model, OutputKind};
 pub use output::Format;

@@ -195,7 +195,44 @@ impl<T> fmt::Debug for Keys<T> {
     }
 }
 
-impl<T: Into<KeyValue>> Keys<T> {
+/// A value a list function can hand over as a key: every type a fetcher's key parameter can
+/// be (integers, `f64`, `String`, `Box<str>`, `Arc<str>`, `&str`, `bool`).
+pub trait IntoKeyValue {
+    /// The key value, or why it cannot be one (an integer beyond `i64`).
+    fn into_key_value(self) -> std::result::Result<KeyValue, KeyError>;
+}
+
+macro_rules! int_keys {
+    ($($t:ty),*) => {$(
+        impl IntoKeyValue for $t {
+            fn into_key_value(self) -> std::result::Result<KeyValue, KeyError> {
+                i64::try_from(self).map(KeyValue::Int).map_err(|_| {
+                    KeyError::new(format!("key {self} does not fit a 64-bit integer index"))
+                })
+            }
+        }
+    )*};
+}
+int_keys!(i64, i32, i16, i8, isize, u64, u32, u16, u8, usize, i128, u128);
+
+macro_rules! plain_keys {
+    ($($t:ty),*) => {$(
+        impl IntoKeyValue for $t {
+            fn into_key_value(self) -> std::result::Result<KeyValue, KeyError> {
+                Ok(KeyValue::from(self))
+            }
+        }
+    )*};
+}
+plain_keys!(f64, String, &str, Box<str>, bool);
+
+impl IntoKeyValue for Arc<str> {
+    fn into_key_value(self) -> std::result::Result<KeyValue, KeyError> {
+        Ok(KeyValue::String(self.to_string()))
+    }
+}
+
+impl<T: IntoKeyValue> Keys<T> {
     /// Keys typed `T`, sent through `sender` (generated code builds these).
     pub fn new(sender: KeySender) -> Keys<T> {
         Keys {
@@ -207,7 +244,18 @@ impl<T: Into<KeyValue>> Keys<T> {
     /// Hands one key to the run; waits while the run has enough to do. An error means the key
     /// is unusable (named in it) or the run has stopped: return it with `?`.
     pub async fn send(&self, key: T) -> Result<()> {
-        self.sender.send(Key::single(key)).await
+        self.sender.send(self.key(key)?).await
+    }
+
+    fn key(&self, key: T) -> Result<Key> {
+        let value = key.into_key_value().map_err(|e| {
+            Error::permanent(format!(
+                "{} listed a key {} cannot take: {e}",
+                self.sender.lister.function,
+                self.sender.lister.identifier_text()
+            ))
+        })?;
+        Ok(Key::single(value))
     }
 
     /// Hands one key to the run with its record, when the list page carries whole records: the
@@ -215,11 +263,29 @@ impl<T: Into<KeyValue>> Keys<T> {
     /// alone, never its page), and the fetcher is not called for it. The record must carry its
     /// key (as a fetcher's must).
     pub async fn record(&self, key: T, record: serde_json::Value) -> Result<()> {
-        self.sender.send_record(Key::single(key), record).await
+        self.sender.send_record(self.key(key)?, record).await
     }
 
     /// Keys sent so far.
     pub fn sent(&self) -> u64 {
         self.sender.sent()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_parameter_type_can_be_listed() {
+        assert_eq!(25u64.into_key_value().unwrap(), KeyValue::Int(25));
+        assert_eq!((-3i8).into_key_value().unwrap(), KeyValue::Int(-3));
+        assert_eq!(
+            Arc::<str>::from("pikachu").into_key_value().unwrap(),
+            KeyValue::String("pikachu".into())
+        );
+        assert_eq!(true.into_key_value().unwrap(), KeyValue::Bool(true));
+        let err = u64::MAX.into_key_value().unwrap_err().to_string();
+        assert!(err.contains("18446744073709551615"), "{err}");
     }
 }
