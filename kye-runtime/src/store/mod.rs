@@ -45,6 +45,8 @@ mod key;
 mod layout;
 mod lock;
 mod plan;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod query;
 mod records;
 mod rules;
@@ -53,11 +55,14 @@ mod sqlite;
 mod time;
 mod traits;
 mod types;
+mod values;
 
 pub use dir::{decode_file_name, encode_file_name, DirReader, DirStore};
 pub use error::StoreError;
 pub use key::{canonical_json, content_hash, IndexKey};
 pub use query::{Filter, RecordQuery};
+#[cfg(feature = "postgres")]
+pub use postgres::{PgReader, PgSpec, PgStore, SslMode};
 pub use spec::StoreSpec;
 pub use sqlite::{SqliteReader, SqliteStore};
 pub use time::{ParseTimestampError, Timestamp};
@@ -74,6 +79,8 @@ pub fn open_store(spec: &StoreSpec) -> Result<Box<dyn StoreWrite>, StoreError> {
     Ok(match spec {
         StoreSpec::Sqlite(p) => Box::new(SqliteStore::open(p)?),
         StoreSpec::Dir(p) => Box::new(DirStore::open(p)?),
+        #[cfg(feature = "postgres")]
+        StoreSpec::Postgres(s) => Box::new(PgStore::open(s)?),
     })
 }
 
@@ -82,5 +89,7 @@ pub fn open_store_read_only(spec: &StoreSpec) -> Result<Box<dyn StoreRead>, Stor
     Ok(match spec {
         StoreSpec::Sqlite(p) => Box::new(SqliteReader::open(p)?),
         StoreSpec::Dir(p) => Box::new(DirReader::open(p)?),
+        #[cfg(feature = "postgres")]
+        StoreSpec::Postgres(s) => Box::new(PgReader::open(s)?),
     })
 }

@@ -1,0 +1,327 @@
+//! Choosing a PostgreSQL store: [`PgSpec`] from a `postgres://` URL (`--db`, kye.toml's
+//! `store`), its password (URL, `PGPASSWORD` or a kye secret) and how it is shown without it.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::store::StoreError;
+
+/// TLS towards the server, as libpq's `sslmode` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Never TLS.
+    Disable,
+    /// TLS when the server offers it, certificate not verified (libpq's default).
+    Prefer,
+    /// TLS or no connection; the certificate is not verified (as libpq does without a root
+    /// certificate).
+    Require,
+    /// TLS, the certificate verified against the system's root certificates and the host name.
+    VerifyFull,
+}
+
+impl SslMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// A PostgreSQL store: where the server is, which database and schema, and how to log in.
+///
+/// `Display` and `Debug` never show the password: `postgres://kye@db:5432/warehouse?schema=raw`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PgSpec {
+    /// Login role (URL user, else `PGUSER`, else `USER`, else `postgres`).
+    pub user: String,
+    /// Server host name or address.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// Database name.
+    pub database: String,
+    /// PostgreSQL schema kye's tables live in (`?schema=`, default `public`).
+    pub schema: String,
+    /// TLS (`?sslmode=`, default `prefer`).
+    pub sslmode: SslMode,
+    /// Name of the kye secret holding the password (`?password_secret=`).
+    pub password_secret: Option<String>,
+    /// Seconds to wait for the server (`?connect_timeout=`, default 10).
+    pub connect_timeout: u64,
+    /// The password written in the URL (never shown).
+    url_password: Option<String>,
+}
+
+impl fmt::Debug for PgSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PgSpec({self})")
+    }
+}
+
+/// Percent-encodes the bytes of `s` that cannot stand in a URL part as they are.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl fmt::Display for PgSpec {
+    /// The URL without the password; parameters that differ from the defaults are kept so the
+    /// text parses back to the same store.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        write!(
+            f,
+            "postgres://{}@{host}:{}/{}",
+            encode(&self.user),
+            self.port,
+            encode(&self.database)
+        )?;
+        let mut params = Vec::new();
+        if self.schema != "public" {
+            params.push(format!("schema={}", encode(&self.schema)));
+        }
+        if self.sslmode != SslMode::Prefer {
+            params.push(format!("sslmode={}", self.sslmode.as_str()));
+        }
+        if let Some(s) = &self.password_secret {
+            params.push(format!("password_secret={}", encode(s)));
+        }
+        if self.connect_timeout != DEFAULT_CONNECT_TIMEOUT {
+            params.push(format!("connect_timeout={}", self.connect_timeout));
+        }
+        if !params.is_empty() {
+            write!(f, "?{}", params.join("&"))?;
+        }
+        Ok(())
+    }
+}
+
+const DEFAULT_CONNECT_TIMEOUT: u64 = 10;
+
+impl PgSpec {
+    /// Parses `postgres://[USER[:PASSWORD]@]HOST[:PORT][/DB][?schema=..&sslmode=..]` (also
+    /// `postgresql://`). `spec` is the whole text, for messages (never echoed with its
+    /// password).
+    pub fn parse(text: &str) -> Result<PgSpec, StoreError> {
+        let shown = crate::redact::redact_url(text);
+        let bad = |message: String| StoreError::InvalidSpec {
+            spec: shown.clone(),
+            message,
+        };
+        let rest = text
+            .split_once("://")
+            .map(|(_, r)| r)
+            .ok_or_else(|| bad("expected postgres://USER@HOST:PORT/DATABASE".into()))?;
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, Some(q)),
+            None => (rest, None),
+        };
+        let (authority, path) = match rest.split_once('/') {
+            Some((a, p)) => (a, p),
+            None => (rest, ""),
+        };
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let decode = crate::redact::percent_decode;
+        let (user, url_password) = match userinfo {
+            Some(u) => match u.split_once(':') {
+                Some((name, pw)) => (Some(decode(name)), Some(decode(pw))),
+                None => (Some(decode(u)), None),
+            },
+            None => (None, None),
+        };
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| bad("an IPv6 host needs a closing `]`".into()))?;
+            (h.to_string(), after.strip_prefix(':'))
+        } else {
+            match hostport.split_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p)),
+                None => (hostport.to_string(), None),
+            }
+        };
+        if host.contains(',') {
+            return Err(bad("several hosts are not supported; name one".into()));
+        }
+        let host = if host.is_empty() {
+            "localhost".to_string()
+        } else {
+            decode(&host)
+        };
+        let port = match port {
+            None | Some("") => 5432,
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| bad(format!("port {p:?} is not a number from 1 to 65535")))?,
+        };
+        let user = user
+            .filter(|u| !u.is_empty())
+            .or_else(|| std::env::var("PGUSER").ok().filter(|u| !u.is_empty()))
+            .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+            .unwrap_or_else(|| "postgres".to_string());
+        let database = if path.is_empty() {
+            user.clone()
+        } else {
+            decode(path)
+        };
+        let mut spec = PgSpec {
+            user,
+            host,
+            port,
+            database,
+            schema: "public".to_string(),
+            sslmode: SslMode::Prefer,
+            password_secret: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            url_password: url_password.filter(|p| !p.is_empty()),
+        };
+        for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let v = decode(v);
+            match k {
+                "schema" | "search_path" if !v.is_empty() => spec.schema = v,
+                "sslmode" => {
+                    spec.sslmode = match v.as_str() {
+                        "disable" => SslMode::Disable,
+                        "allow" | "prefer" => SslMode::Prefer,
+                        "require" => SslMode::Require,
+                        "verify-ca" | "verify-full" => SslMode::VerifyFull,
+                        other => {
+                            return Err(bad(format!(
+                                "sslmode={other:?}: use disable, prefer, require or verify-full"
+                            )))
+                        }
+                    }
+                }
+                "password_secret" if !v.is_empty() => spec.password_secret = Some(v),
+                "connect_timeout" => {
+                    spec.connect_timeout = v
+                        .parse()
+                        .map_err(|_| bad(format!("connect_timeout={v:?} is not seconds")))?
+                }
+                "application_name" => {}
+                other => {
+                    return Err(bad(format!(
+                        "unknown parameter {other:?}; supported: schema, sslmode, \
+                         password_secret, connect_timeout"
+                    )))
+                }
+            }
+        }
+        if spec.database.contains('\0') || spec.schema.contains('\0') {
+            return Err(bad("names cannot contain NUL".into()));
+        }
+        if let Some(pw) = &spec.url_password {
+            crate::redact::register_sensitive_value(pw);
+        }
+        Ok(spec)
+    }
+
+    /// `host:port/database`, for messages.
+    pub fn server(&self) -> String {
+        format!("{}:{}/{}", self.host, self.port, self.database)
+    }
+
+    /// The password: from the URL, else the kye secret `password_secret` names (its
+    /// environment variable, then the secrets file of `KYE_SECRETS_FILE`), else `PGPASSWORD`.
+    /// Registered with the redactor so no message kye writes can show it.
+    pub(crate) fn password(&self) -> Result<Option<String>, StoreError> {
+        let pw = if let Some(pw) = &self.url_password {
+            Some(pw.clone())
+        } else if let Some(name) = &self.password_secret {
+            let file = std::env::var_os("KYE_SECRETS_FILE").map(std::path::PathBuf::from);
+            let secrets = crate::secrets::Secrets::load(std::env::vars(), file.as_deref())
+                .map_err(|e| StoreError::InvalidSpec {
+                    spec: self.to_string(),
+                    message: e.to_string(),
+                })?;
+            match secrets.get(name) {
+                Some(s) => Some(s.expose().to_string()),
+                None => {
+                    return Err(StoreError::InvalidSpec {
+                        spec: self.to_string(),
+                        message: format!(
+                            "password_secret={name}: no secret {name} in the environment or \
+                             the secrets file (KYE_SECRETS_FILE)"
+                        ),
+                    })
+                }
+            }
+        } else {
+            std::env::var("PGPASSWORD").ok().filter(|p| !p.is_empty())
+        };
+        if let Some(p) = &pw {
+            crate::redact::register_sensitive_value(p);
+        }
+        Ok(pw)
+    }
+
+    /// The client configuration (password included; never shown).
+    pub(crate) fn config(&self) -> Result<postgres::Config, StoreError> {
+        let mut c = postgres::Config::new();
+        c.host(&self.host)
+            .port(self.port)
+            .user(&self.user)
+            .dbname(&self.database)
+            .application_name("kye")
+            .connect_timeout(Duration::from_secs(self.connect_timeout.max(1)))
+            .ssl_mode(match self.sslmode {
+                SslMode::Disable => postgres::config::SslMode::Disable,
+                SslMode::Prefer => postgres::config::SslMode::Prefer,
+                SslMode::Require | SslMode::VerifyFull => postgres::config::SslMode::Require,
+            });
+        if let Some(pw) = self.password()? {
+            c.password(pw);
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_and_show_without_password() {
+        let s = PgSpec::parse("postgres://kye:s3cr%40t@db.example:6543/wh?schema=raw&sslmode=require")
+            .unwrap();
+        assert_eq!(
+            (s.user.as_str(), s.host.as_str(), s.port, s.database.as_str()),
+            ("kye", "db.example", 6543, "wh")
+        );
+        assert_eq!((s.schema.as_str(), s.sslmode), ("raw", SslMode::Require));
+        assert_eq!(s.password().unwrap().as_deref(), Some("s3cr@t"));
+        let shown = s.to_string();
+        assert_eq!(shown, "postgres://kye@db.example:6543/wh?schema=raw&sslmode=require");
+        assert!(!format!("{s:?}").contains("s3cr"));
+        let again = PgSpec::parse(&shown).unwrap();
+        assert_eq!((again.schema.as_str(), again.sslmode), ("raw", SslMode::Require));
+        let d = PgSpec::parse("postgresql://u@h").unwrap();
+        assert_eq!((d.port, d.database.as_str(), d.schema.as_str()), (5432, "u", "public"));
+        let e = PgSpec::parse("postgres://u:hunter2@h/db?nope=1").unwrap_err().to_string();
+        assert!(e.contains("unknown parameter \"nope\"") && !e.contains("hunter2"), "{e}");
+        assert!(PgSpec::parse("postgres://h:99999/db").is_err());
+        assert!(PgSpec::parse("postgres://h/db?sslmode=maybe").is_err());
+        let v6 = PgSpec::parse("postgres://u@[::1]:5433/db").unwrap();
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 5433));
+        assert_eq!(v6.to_string(), "postgres://u@[::1]:5433/db");
+    }
+}
