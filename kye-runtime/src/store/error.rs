@@ -28,7 +28,9 @@ pub enum StoreError {
         code: Option<String>,
     },
     /// A PostgreSQL server that cannot be reached or refuses the login.
-    #[error("cannot connect to PostgreSQL at {host}, database {database:?} as user {user:?}: {message}")]
+    #[error(
+        "cannot connect to PostgreSQL at {host}, database {database:?} as user {user:?}: {message}"
+    )]
     Connect {
         /// `host:port`.
         host: String,

@@ -60,9 +60,9 @@ mod values;
 pub use dir::{decode_file_name, encode_file_name, DirReader, DirStore};
 pub use error::StoreError;
 pub use key::{canonical_json, content_hash, IndexKey};
-pub use query::{Filter, RecordQuery};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgReader, PgSpec, PgStore, SslMode};
+pub use query::{Filter, RecordQuery};
 pub use spec::StoreSpec;
 pub use sqlite::{SqliteReader, SqliteStore};
 pub use time::{ParseTimestampError, Timestamp};

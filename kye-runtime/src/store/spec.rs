@@ -182,7 +182,10 @@ mod tests {
             }
         }
         #[cfg(feature = "postgres")]
-        for url in ["postgres://user:pw@localhost/cats", "postgresql://user@h/cats"] {
+        for url in [
+            "postgres://user:pw@localhost/cats",
+            "postgresql://user@h/cats",
+        ] {
             let spec = StoreSpec::from_path_or_spec(url).unwrap();
             assert!(matches!(&spec, StoreSpec::Postgres(p) if p.database == "cats"));
             assert!(!spec.to_string().contains("pw"), "{spec}");

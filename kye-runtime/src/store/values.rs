@@ -23,7 +23,11 @@ pub(crate) enum ColValue<'a> {
 }
 
 fn not_a(prim: Prim, v: &Value) -> String {
-    format!("expected {}, got {}", prim.name(), cut(&canonical_json(v), 80))
+    format!(
+        "expected {}, got {}",
+        prim.name(),
+        cut(&canonical_json(v), 80)
+    )
 }
 
 /// A number as a column value: integral values as integers, others as reals.

@@ -106,6 +106,7 @@ pub(crate) fn record_rows<'a>(
             .collect()
     };
     let key_text = || key_display(l, &key_json(&key));
+    check_index_size(l, &key, &l.key_edges, key_text)?;
     let mut inline = Vec::new();
     let mut children = Vec::new();
     for e in &l.edges {
@@ -121,6 +122,10 @@ pub(crate) fn record_rows<'a>(
         } else {
             edge_texts(model, e, v, &mut inline).map_err(|x| with_key(x, key_text))?;
         }
+    }
+    for (u, pos) in l.uniques.iter().zip(unique_positions(l)) {
+        let texts: Vec<Text<'_>> = pos.iter().map(|&i| inline[i].clone()).collect();
+        check_index_size(l, &texts, &u.edges, key_text)?;
     }
     if depth < MAX_NESTING {
         for (target, n) in nested_records(layouts, l, obj) {
@@ -150,6 +155,33 @@ pub(crate) fn record_rows<'a>(
         hash: content_hash(value),
     });
     Ok(())
+}
+
+/// Bytes of an index entry kye writes: PostgreSQL's B-tree holds at most ~2.7 kB per entry
+/// (a third of a page), and the primary key also heads every child row.
+pub(crate) const MAX_INDEX_BYTES: usize = 2600;
+
+/// An index value too long for PostgreSQL to index is the record's error.
+fn check_index_size(
+    l: &ModelLayout,
+    texts: &[Text<'_>],
+    edges: &[String],
+    key: impl FnOnce() -> String,
+) -> Result<(), StoreError> {
+    let n: usize = texts.iter().flatten().map(|t| t.len()).sum();
+    if n <= MAX_INDEX_BYTES {
+        return Ok(());
+    }
+    Err(StoreError::InvalidValue {
+        model: l.model.clone(),
+        key: cut(&key(), 100),
+        edge: edges.first().cloned().unwrap_or_default(),
+        message: format!(
+            "the index ({}) value is {n} bytes; PostgreSQL indexes at most {MAX_INDEX_BYTES} \
+             bytes per entry, so the record was not stored",
+            edges.join(", ")
+        ),
+    })
 }
 
 /// A stored (or, earlier in this batch, written) row of a key.
@@ -206,7 +238,10 @@ fn unnest_select(prims: &[&str], first: usize) -> String {
 impl State {
     /// Loads, for each model of `rows` that needs it (secondary indexes, or nested records
     /// in this batch), the stored rows holding one of the batch's keys or index values.
-    pub(crate) fn load(tx: &mut Transaction<'_>, rows: &[&Row<'_>]) -> Result<State, postgres::Error> {
+    pub(crate) fn load(
+        tx: &mut Transaction<'_>,
+        rows: &[&Row<'_>],
+    ) -> Result<State, postgres::Error> {
         let mut by_model: Vec<(&ModelLayout, Vec<&Row<'_>>)> = Vec::new();
         for r in rows {
             match by_model.iter_mut().find(|(l, _)| l.model == r.layout.model) {
@@ -228,7 +263,11 @@ impl State {
             let prims = inline_prims(l);
             let positions = unique_positions(l);
             let names: Vec<&str> = inline_cols(l).map(|(_, c)| c.name.as_str()).collect();
-            let mut select: Vec<String> = l.key.iter().map(|c| format!("{}::text", qi(&c.name))).collect();
+            let mut select: Vec<String> = l
+                .key
+                .iter()
+                .map(|c| format!("{}::text", qi(&c.name)))
+                .collect();
             for pos in &positions {
                 select.extend(pos.iter().map(|&i| format!("{}::text", qi(names[i]))));
             }
@@ -240,7 +279,11 @@ impl State {
             let key_types: Vec<&str> = l.key.iter().map(|c| sql_type(c.prim)).collect();
             let mut wheres = vec![format!(
                 "({}) IN ({})",
-                l.key.iter().map(|c| qi(&c.name)).collect::<Vec<_>>().join(", "),
+                l.key
+                    .iter()
+                    .map(|c| qi(&c.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 unnest_select(&key_types, 1)
             )];
             let mut arrays: Vec<Vec<Option<&str>>> = (0..l.key.len())
@@ -250,7 +293,10 @@ impl State {
                 let types: Vec<&str> = pos.iter().map(|&i| sql_type(prims[i])).collect();
                 wheres.push(format!(
                     "({}) IN ({})",
-                    pos.iter().map(|&i| qi(names[i])).collect::<Vec<_>>().join(", "),
+                    pos.iter()
+                        .map(|&i| qi(names[i]))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     unnest_select(&types, arrays.len() + 1)
                 ));
                 for &i in pos {
@@ -488,7 +534,11 @@ impl<'r, 'a> Writes<'r, 'a> {
     }
 }
 
-fn upsert(tx: &mut Transaction<'_>, l: &ModelLayout, rows: &[&Row<'_>]) -> Result<(), postgres::Error> {
+fn upsert(
+    tx: &mut Transaction<'_>,
+    l: &ModelLayout,
+    rows: &[&Row<'_>],
+) -> Result<(), postgres::Error> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -520,9 +570,16 @@ fn upsert(tx: &mut Transaction<'_>, l: &ModelLayout, rows: &[&Row<'_>]) -> Resul
     let sql = format!(
         "INSERT INTO {} ({}) {} ON CONFLICT ({}) DO UPDATE SET {}",
         qi(&l.table),
-        cols.iter().map(|(n, _)| qi(n)).collect::<Vec<_>>().join(", "),
+        cols.iter()
+            .map(|(n, _)| qi(n))
+            .collect::<Vec<_>>()
+            .join(", "),
         unnest_select(&types, 1),
-        key_cols.iter().map(|n| qi(n)).collect::<Vec<_>>().join(", "),
+        key_cols
+            .iter()
+            .map(|n| qi(n))
+            .collect::<Vec<_>>()
+            .join(", "),
         updates.join(", ")
     );
     exec_arrays(tx, &sql, &arrays)?;
@@ -541,7 +598,9 @@ fn upsert(tx: &mut Transaction<'_>, l: &ModelLayout, rows: &[&Row<'_>]) -> Resul
             .map(|(i, (p, t))| format!("c.{} = x.a{i}::{t}", qi(p)))
             .collect::<Vec<_>>()
             .join(" AND ");
-        let args: Vec<String> = (0..l.key.len()).map(|i| format!("${}::text[]", i + 1)).collect();
+        let args: Vec<String> = (0..l.key.len())
+            .map(|i| format!("${}::text[]", i + 1))
+            .collect();
         let names: Vec<String> = (0..l.key.len()).map(|i| format!("a{i}")).collect();
         exec_arrays(
             tx,
@@ -580,7 +639,11 @@ fn upsert(tx: &mut Transaction<'_>, l: &ModelLayout, rows: &[&Row<'_>]) -> Resul
             tx,
             &format!(
                 "INSERT INTO {table} ({}) {}",
-                names.iter().map(|n| if *n == POSITION { q(n) } else { qi(n) }).collect::<Vec<_>>().join(", "),
+                names
+                    .iter()
+                    .map(|n| if *n == POSITION { q(n) } else { qi(n) })
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 unnest_select(&types, 1)
             ),
             &child,

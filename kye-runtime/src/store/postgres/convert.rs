@@ -121,7 +121,10 @@ mod tests {
             assert_eq!(from_text(Some(&t), Prim::Number), serde_json::json!(v));
         }
         assert_eq!(normal_text(Some("25"), Prim::Number).as_deref(), Some("25"));
-        assert_eq!(normal_text(Some("61.50"), Prim::Number).as_deref(), Some("61.5"));
+        assert_eq!(
+            normal_text(Some("61.50"), Prim::Number).as_deref(),
+            Some("61.5")
+        );
         assert!(col_text(&ColValue::Str("a\0b")).is_err());
         assert_eq!(kye_text("a\0b"), "a\u{2400}b");
     }

@@ -69,7 +69,8 @@ pub(crate) fn sql_type(prim: Prim) -> &'static str {
     }
 }
 
-/// kye's own tables.
+/// kye's own tables. Keys and drift paths are indexed by their MD5 (a B-tree entry holds at
+/// most ~2.7 kB; a key or path can be longer).
 pub(crate) const INTERNAL_TABLES: &str = r#"
 CREATE TABLE IF NOT EXISTS _kye_meta (
     key   text PRIMARY KEY,
@@ -119,28 +120,32 @@ CREATE INDEX IF NOT EXISTS _kye_rejects_run ON _kye_rejects (run_id);
 CREATE TABLE IF NOT EXISTS _kye_drift (
     model      text NOT NULL,
     path       text NOT NULL,
+    path_md5   text GENERATED ALWAYS AS (md5(path)) STORED,
     first_seen timestamptz NOT NULL,
     last_seen  timestamptz NOT NULL,
     first_run  bigint NOT NULL,
     last_run   bigint NOT NULL,
     example    json NOT NULL,
     count      bigint NOT NULL,
-    PRIMARY KEY (model, path)
+    PRIMARY KEY (model, path_md5)
 );
 CREATE TABLE IF NOT EXISTS _kye_keys (
     run_id bigint NOT NULL,
     model  text NOT NULL,
     key    text NOT NULL,
+    key_md5 text GENERATED ALWAYS AS (md5(key)) STORED,
     status text NOT NULL,
     reason text,
     at     timestamptz NOT NULL,
-    PRIMARY KEY (run_id, model, key)
+    PRIMARY KEY (run_id, model, key_md5)
 );
-CREATE INDEX IF NOT EXISTS _kye_keys_by_key ON _kye_keys (model, key, run_id);
+CREATE INDEX IF NOT EXISTS _kye_keys_by_key ON _kye_keys (model, key_md5, run_id);
 "#;
 
 /// The inline columns of a model table (single-valued edges, in edge order).
-pub(crate) fn inline_cols(l: &ModelLayout) -> impl Iterator<Item = (&EdgeLayout, &crate::store::layout::Col)> {
+pub(crate) fn inline_cols(
+    l: &ModelLayout,
+) -> impl Iterator<Item = (&EdgeLayout, &crate::store::layout::Col)> {
     l.edges
         .iter()
         .filter(|e| !e.in_child_table())
@@ -194,7 +199,11 @@ pub(crate) fn child_create_sql(l: &ModelLayout, e: &EdgeLayout) -> String {
     let mut pk: Vec<&str> = l.parent_cols.iter().map(String::as_str).collect();
     pk.push(POSITION);
     cols.push(format!("PRIMARY KEY ({})", list(pk)));
-    format!("CREATE TABLE {} (\n    {}\n)", qi(table), cols.join(",\n    "))
+    format!(
+        "CREATE TABLE {} (\n    {}\n)",
+        qi(table),
+        cols.join(",\n    ")
+    )
 }
 
 /// Every shortened name of a layout: (physical table, physical column or "", kye's name).

@@ -78,6 +78,15 @@ impl Session<'_> {
     }
 }
 
+impl Drop for Conn {
+    /// The client closes its connection by blocking on its own runtime: off any tokio thread.
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            off_runtime(move || drop(client));
+        }
+    }
+}
+
 impl Conn {
     /// Connects; an error names the host and database (never the password).
     fn open(spec: &PgSpec) -> Result<Conn, StoreError> {
@@ -266,11 +275,11 @@ impl PgReader {
     /// True when the store's schema has a table of this (physical) name.
     fn has_table(&self, name: &str) -> Result<bool, StoreError> {
         let name = name.to_string();
+        let schema = self.spec.schema.clone();
         self.conn().run(move |s| {
             let row = s.client.query_one(
-                "SELECT to_regclass(format('%I.%I', current_schema(), $1::text)) IS NOT NULL \
-                 AND current_schema() IS NOT NULL",
-                &[&name],
+                "SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL",
+                &[&schema, &name],
             )?;
             Ok(row.get::<_, Option<bool>>(0).unwrap_or(false))
         })

@@ -11,9 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::store::key::canonical_json;
 use crate::store::layout::{self, Col, EdgeLayout, ModelLayout, Prim, POSITION};
-use crate::store::records::{
-    filter_edge, index_of, key_object, ref_value, value_object_out,
-};
+use crate::store::records::{filter_edge, index_of, key_object, ref_value, value_object_out};
 use crate::store::values::edge_values;
 use crate::store::{
     mark_dead, DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, RecordQuery, RejectInfo,
@@ -137,7 +135,10 @@ impl Reader<'_, '_> {
             })
             .collect();
         let key_texts: Vec<Option<String>> = key_vals.iter().map(key_text).collect();
-        visiting.push((l.model.clone(), canonical_json(&Value::Array(key_vals.clone()))));
+        visiting.push((
+            l.model.clone(),
+            canonical_json(&Value::Array(key_vals.clone())),
+        ));
         let mut obj = Map::new();
         for e in &l.edges {
             if e.in_child_table() {
@@ -181,7 +182,10 @@ impl Reader<'_, '_> {
                 if e.multiple {
                     obj.insert(e.name.clone(), Value::Array(arr));
                 } else {
-                    obj.insert(e.name.clone(), arr.into_iter().next().unwrap_or(Value::Null));
+                    obj.insert(
+                        e.name.clone(),
+                        arr.into_iter().next().unwrap_or(Value::Null),
+                    );
                 }
             } else {
                 let vals: Vec<Value> = cols
@@ -229,7 +233,10 @@ impl Reader<'_, '_> {
         let Some(tl) = layouts.get(target) else {
             return Ok(reference);
         };
-        let me = (target.to_string(), canonical_json(&Value::Array(vals.to_vec())));
+        let me = (
+            target.to_string(),
+            canonical_json(&Value::Array(vals.to_vec())),
+        );
         if visiting.contains(&me) {
             return Ok(reference);
         }
@@ -260,12 +267,12 @@ fn key_text(v: &Value) -> Option<String> {
     }
 }
 
+/// A `WHERE` text and its text arguments.
+type Lookup = (String, Vec<Option<String>>);
+
 /// The `WHERE` of a looked-up key (one of the model's indexes) and its arguments; `None`
 /// when no stored record can have it (a value that cannot be stored in the key's columns).
-fn index_lookup(
-    l: &ModelLayout,
-    key: &IndexKey,
-) -> Result<Option<(String, Vec<Option<String>>)>, StoreError> {
+fn index_lookup(l: &ModelLayout, key: &IndexKey) -> Result<Option<Lookup>, StoreError> {
     index_of(l, key)?;
     let obj = key_object(key);
     let mut wheres = Vec::new();
@@ -328,11 +335,7 @@ fn outcome_row(r: &PgRow) -> KeyOutcomeInfo {
 impl PgReader {
     /// Runs read from `sql`, with live counts while running; a run whose writer is gone (its
     /// advisory lock free) is shown interrupted.
-    fn runs_where(
-        &self,
-        sql: String,
-        args: Vec<i64>,
-    ) -> Result<Vec<RunInfo>, StoreError> {
+    fn runs_where(&self, sql: String, args: Vec<i64>) -> Result<Vec<RunInfo>, StoreError> {
         if !self.initialized {
             return Ok(Vec::new());
         }
@@ -371,7 +374,10 @@ impl PgReader {
     }
 }
 
-fn outcome_counts_on(client: &mut postgres::Client, run: RunId) -> Result<RunCounts, postgres::Error> {
+fn outcome_counts_on(
+    client: &mut postgres::Client,
+    run: RunId,
+) -> Result<RunCounts, postgres::Error> {
     let mut counts = RunCounts::default();
     for r in client.query(
         "SELECT status, count(*) FROM _kye_keys WHERE run_id = $1 GROUP BY status",
@@ -434,7 +440,7 @@ impl StoreRead for PgReader {
         self.conn().run(move |s| {
             let st = s.prepare(
                 "SELECT run_id, status, reason, (extract(epoch from at) * 1000)::bigint FROM _kye_keys \
-                 WHERE model = $1 AND key = $2 ORDER BY at DESC, run_id DESC LIMIT 1",
+                 WHERE model = $1 AND key_md5 = md5($2) AND key = $2 ORDER BY at DESC, run_id DESC LIMIT 1",
             )?;
             Ok(s.client.query_opt(&st, &[&model, &key])?.as_ref().map(outcome_row))
         })
@@ -452,7 +458,7 @@ impl StoreRead for PgReader {
         self.conn().run(move |s| {
             let st = s.prepare(
                 "SELECT run_id, status, reason, (extract(epoch from at) * 1000)::bigint FROM _kye_keys \
-                 WHERE model = $1 AND key = $2 AND status IN ('stored', 'missing', 'rejected', 'skipped') \
+                 WHERE model = $1 AND key_md5 = md5($2) AND key = $2 AND status IN ('stored', 'missing', 'rejected', 'skipped') \
                  ORDER BY run_id DESC LIMIT 1",
             )?;
             Ok(s.client.query_opt(&st, &[&model, &key])?.as_ref().map(outcome_row))
@@ -467,7 +473,10 @@ impl StoreRead for PgReader {
         let layouts = &self.layouts;
         self.conn().run(move |s| {
             let mut tx = s.client.transaction()?;
-            let mut r = Reader { tx: &mut tx, layouts };
+            let mut r = Reader {
+                tx: &mut tx,
+                layouts,
+            };
             let shape = Shape {
                 limit: Some(1),
                 depth: 0,
@@ -526,7 +535,10 @@ impl StoreRead for PgReader {
                     loop {
                         let rows = tx.query_portal(&portal, CHUNK)?;
                         let last = rows.len() < CHUNK as usize;
-                        let mut r = Reader { tx: &mut tx, layouts };
+                        let mut r = Reader {
+                            tx: &mut tx,
+                            layouts,
+                        };
                         let mut chunk = Vec::with_capacity(rows.len());
                         for row in &rows {
                             let v = row_values(l, row);
@@ -566,7 +578,9 @@ impl StoreRead for PgReader {
     }
 
     fn runs(&self, limit: Option<usize>) -> Result<Vec<RunInfo>, StoreError> {
-        let limit = limit.map(|n| n.min(i64::MAX as usize) as i64).unwrap_or(i64::MAX);
+        let limit = limit
+            .map(|n| n.min(i64::MAX as usize) as i64)
+            .unwrap_or(i64::MAX);
         self.runs_where(
             format!("SELECT {RUN_COLS} FROM _kye_runs ORDER BY id DESC LIMIT $1"),
             vec![limit],
@@ -594,7 +608,10 @@ impl StoreRead for PgReader {
 
     fn run(&self, id: RunId) -> Result<Option<RunInfo>, StoreError> {
         Ok(self
-            .runs_where(format!("SELECT {RUN_COLS} FROM _kye_runs WHERE id = $1"), vec![id.0])?
+            .runs_where(
+                format!("SELECT {RUN_COLS} FROM _kye_runs WHERE id = $1"),
+                vec![id.0],
+            )?
             .pop())
     }
 
@@ -606,7 +623,9 @@ impl StoreRead for PgReader {
         if !self.initialized {
             return Ok(Vec::new());
         }
-        let limit = limit.map(|n| n.min(i64::MAX as usize) as i64).unwrap_or(i64::MAX);
+        let limit = limit
+            .map(|n| n.min(i64::MAX as usize) as i64)
+            .unwrap_or(i64::MAX);
         let run = run.map(|r| r.0);
         self.conn().run(move |s| {
             let rows = s.client.query(
@@ -665,7 +684,7 @@ impl StoreRead for PgReader {
 }
 
 /// `WHERE` text and arguments for an `edge = value` filter.
-fn filter_sql(l: &ModelLayout, f: &Filter) -> Result<(String, Vec<Option<String>>), StoreError> {
+fn filter_sql(l: &ModelLayout, f: &Filter) -> Result<Lookup, StoreError> {
     let e = filter_edge(l, f)?;
     let c = &e.cols[0];
     let bad = |message: String| StoreError::InvalidFilter {
@@ -692,6 +711,9 @@ fn filter_sql(l: &ModelLayout, f: &Filter) -> Result<(String, Vec<Option<String>
             vec![text],
         ))
     } else {
-        Ok((format!("t.{} = {}", qi(&c.name), param(1, c.prim)), vec![text]))
+        Ok((
+            format!("t.{} = {}", qi(&c.name), param(1, c.prim)),
+            vec![text],
+        ))
     }
 }

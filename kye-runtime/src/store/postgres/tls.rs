@@ -44,13 +44,13 @@ impl Tls {
                     let _ = roots.add(cert);
                 }
                 if roots.is_empty() {
-                    return Err("sslmode=verify-full: no root certificates found on this system \
+                    return Err(
+                        "sslmode=verify-full: no root certificates found on this system \
                                 (install ca-certificates)"
-                        .to_string());
+                            .to_string(),
+                    );
                 }
-                builder
-                    .with_root_certificates(roots)
-                    .with_no_client_auth()
+                builder.with_root_certificates(roots).with_no_client_auth()
             }
         };
         Ok(Some(Tls {

@@ -193,7 +193,11 @@ impl PgSpec {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             url_password: url_password.filter(|p| !p.is_empty()),
         };
-        for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        for pair in query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let v = decode(v);
             match k {
@@ -301,23 +305,43 @@ mod tests {
 
     #[test]
     fn urls_parse_and_show_without_password() {
-        let s = PgSpec::parse("postgres://kye:s3cr%40t@db.example:6543/wh?schema=raw&sslmode=require")
-            .unwrap();
+        let s =
+            PgSpec::parse("postgres://kye:s3cr%40t@db.example:6543/wh?schema=raw&sslmode=require")
+                .unwrap();
         assert_eq!(
-            (s.user.as_str(), s.host.as_str(), s.port, s.database.as_str()),
+            (
+                s.user.as_str(),
+                s.host.as_str(),
+                s.port,
+                s.database.as_str()
+            ),
             ("kye", "db.example", 6543, "wh")
         );
         assert_eq!((s.schema.as_str(), s.sslmode), ("raw", SslMode::Require));
         assert_eq!(s.password().unwrap().as_deref(), Some("s3cr@t"));
         let shown = s.to_string();
-        assert_eq!(shown, "postgres://kye@db.example:6543/wh?schema=raw&sslmode=require");
+        assert_eq!(
+            shown,
+            "postgres://kye@db.example:6543/wh?schema=raw&sslmode=require"
+        );
         assert!(!format!("{s:?}").contains("s3cr"));
         let again = PgSpec::parse(&shown).unwrap();
-        assert_eq!((again.schema.as_str(), again.sslmode), ("raw", SslMode::Require));
+        assert_eq!(
+            (again.schema.as_str(), again.sslmode),
+            ("raw", SslMode::Require)
+        );
         let d = PgSpec::parse("postgresql://u@h").unwrap();
-        assert_eq!((d.port, d.database.as_str(), d.schema.as_str()), (5432, "u", "public"));
-        let e = PgSpec::parse("postgres://u:hunter2@h/db?nope=1").unwrap_err().to_string();
-        assert!(e.contains("unknown parameter \"nope\"") && !e.contains("hunter2"), "{e}");
+        assert_eq!(
+            (d.port, d.database.as_str(), d.schema.as_str()),
+            (5432, "u", "public")
+        );
+        let e = PgSpec::parse("postgres://u:hunter2@h/db?nope=1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown parameter \"nope\"") && !e.contains("hunter2"),
+            "{e}"
+        );
         assert!(PgSpec::parse("postgres://h:99999/db").is_err());
         assert!(PgSpec::parse("postgres://h/db?sslmode=maybe").is_err());
         let v6 = PgSpec::parse("postgres://u@[::1]:5433/db").unwrap();

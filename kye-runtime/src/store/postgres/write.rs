@@ -15,8 +15,8 @@ use crate::store::key::canonical_json;
 use crate::store::layout::ModelLayout;
 use crate::store::plan::{self, Action};
 use crate::store::{
-    drift_example, fold_path, NewRun, RunEnd, RunId, StoreError, StoreRead, StoreWrite,
-    WriteItem, DEAD_RUN,
+    drift_example, fold_path, NewRun, RunEnd, RunId, StoreError, StoreRead, StoreWrite, WriteItem,
+    DEAD_RUN,
 };
 
 use super::batch::{record_rows, Row, State, Writes};
@@ -238,7 +238,10 @@ impl StoreWrite for PgStore {
         let id = self.db.conn().run(move |s| {
             let mut tx = s.client.transaction()?;
             let id: i64 = tx
-                .query_one("SELECT nextval(pg_get_serial_sequence('_kye_runs', 'id'))", &[])?
+                .query_one(
+                    "SELECT nextval(pg_get_serial_sequence('_kye_runs', 'id'))",
+                    &[],
+                )?
                 .get(0);
             // Held by this connection while the run runs (session lock: kept after commit).
             tx.execute("SELECT pg_advisory_lock($1, $2)", &[&class, &(id as i32)])?;
@@ -271,8 +274,10 @@ impl StoreWrite for PgStore {
                     &counts[4], &error,
                 ],
             )?;
-            s.client
-                .execute("SELECT pg_advisory_unlock($1, $2)", &[&class, &(run.0 as i32)])?;
+            s.client.execute(
+                "SELECT pg_advisory_unlock($1, $2)",
+                &[&class, &(run.0 as i32)],
+            )?;
             Ok(n)
         })?;
         self.db.conn().running.retain(|r| *r != run);
@@ -343,14 +348,15 @@ impl StoreWrite for PgStore {
             match result {
                 Ok(record_results) => {
                     // Records that could not be read into rows fail with that error.
-                    let mut record_results = record_results
-                        .into_iter()
-                        .zip(units)
-                        .map(|(r, unit)| match (r, unit) {
-                            (Err(None), Err(e)) => Err(e),
-                            (Err(Some(e)), _) => Err(e),
-                            _ => Ok(()),
-                        });
+                    let mut record_results =
+                        record_results
+                            .into_iter()
+                            .zip(units)
+                            .map(|(r, unit)| match (r, unit) {
+                                (Err(None), Err(e)) => Err(e),
+                                (Err(Some(e)), _) => Err(e),
+                                _ => Ok(()),
+                            });
                     return Ok(items
                         .iter()
                         .map(|i| match i {
@@ -473,7 +479,11 @@ impl OtherItems {
                 col.push(v);
             }
         }
-        OtherItems { rejects, drift, keys }
+        OtherItems {
+            rejects,
+            drift,
+            keys,
+        }
     }
 
     fn write(&self, tx: &mut postgres::Transaction<'_>) -> Result<(), postgres::Error> {
@@ -499,7 +509,7 @@ impl OtherItems {
              SELECT x.a, x.b, x.c::timestamptz, x.d::timestamptz, x.e::bigint, x.f::bigint, x.g::json, x.h::bigint \
              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
              $7::text[], $8::text[]) AS x(a, b, c, d, e, f, g, h) \
-             ON CONFLICT (model, path) DO UPDATE SET \
+             ON CONFLICT (model, path_md5) DO UPDATE SET \
              last_seen = greatest(_kye_drift.last_seen, EXCLUDED.last_seen), \
              last_run = greatest(_kye_drift.last_run, EXCLUDED.last_run), \
              example = EXCLUDED.example, count = _kye_drift.count + EXCLUDED.count",
@@ -511,7 +521,7 @@ impl OtherItems {
              SELECT x.a::bigint, x.b, x.c, x.d, x.e, x.f::timestamptz \
              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
              AS x(a, b, c, d, e, f) \
-             ON CONFLICT (run_id, model, key) DO UPDATE SET status = EXCLUDED.status, \
+             ON CONFLICT (run_id, model, key_md5) DO UPDATE SET status = EXCLUDED.status, \
              reason = EXCLUDED.reason, at = EXCLUDED.at",
             &self.keys,
         )?;
