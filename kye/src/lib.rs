@@ -171,6 +171,9 @@ pub use kye_runtime::model::{Key, KeyValue, Model};
 pub use kye_runtime::registry::{registry, Registry};
 pub use kye_runtime::request::{Request, RequestError};
 pub use kye_runtime::runtime::{FetchRequest, FetchSummary, GetResult, Runtime, RuntimeBuilder};
+/// Stores: SQLite, a directory of JSON documents, and PostgreSQL (the `postgres` feature),
+/// behind the `StoreRead` and `StoreWrite` traits.
+pub use kye_runtime::store;
 /// A loopback HTTP server and fixtures for testing fetchers without touching a public host
 /// (the `testing` feature: enable it for your tests, e.g. in `[dev-dependencies]`).
 #[cfg(feature = "testing")]

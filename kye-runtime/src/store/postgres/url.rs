@@ -239,6 +239,17 @@ impl PgSpec {
         Ok(spec)
     }
 
+    /// `kye SCHEMA` (cut to 63 bytes): what `pg_stat_activity` shows for kye's connections.
+    pub fn application_name(&self) -> String {
+        let mut name = format!("kye {}", self.schema);
+        let mut cut = name.len().min(63);
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name.truncate(cut);
+        name
+    }
+
     /// `host:port/database`, for messages.
     pub fn server(&self) -> String {
         format!("{}:{}/{}", self.host, self.port, self.database)
@@ -285,7 +296,7 @@ impl PgSpec {
             .port(self.port)
             .user(&self.user)
             .dbname(&self.database)
-            .application_name("kye")
+            .application_name(&self.application_name())
             .connect_timeout(Duration::from_secs(self.connect_timeout.max(1)))
             .ssl_mode(match self.sslmode {
                 SslMode::Disable => postgres::config::SslMode::Disable,
