@@ -337,10 +337,16 @@ fn usage_errors_exit_2_with_one_clear_paragraph() {
 #[test]
 fn a_store_url_of_an_unsupported_scheme_is_an_error_and_creates_nothing() {
     let s = Sandbox::new();
-    for (db, says) in [(
-        "mysql://user@localhost/cats",
-        "unknown store scheme `mysql://`",
-    )] {
+    for (db, says) in [
+        (
+            "mysql://user@localhost/cats",
+            "unknown store scheme `mysql://`",
+        ),
+        (
+            "mongodb://user@localhost/cats",
+            "unknown store scheme `mongodb://`",
+        ),
+    ] {
         let out = Command::new(support::example_binary())
             .args(["--offline", "--db", db, "get", "Pokemon.id = 25"])
             .current_dir(s.dir.path())
@@ -352,7 +358,7 @@ fn a_store_url_of_an_unsupported_scheme_is_an_error_and_creates_nothing() {
         let err = run.stderr();
         assert!(err.contains(says), "{err}");
         assert!(
-            err.contains("sqlite:PATH") && err.contains("dir:PATH"),
+            err.contains("sqlite:PATH") && err.contains("dir:PATH") && err.contains("postgres://"),
             "{err}"
         );
         let left: Vec<_> = std::fs::read_dir(s.dir.path())

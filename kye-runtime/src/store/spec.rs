@@ -103,8 +103,13 @@ impl FromStr for StoreSpec {
 }
 
 /// The store forms [`StoreSpec`] accepts, for error messages.
+#[cfg(not(feature = "postgres"))]
 const SUPPORTED_STORES: &str = "a SQLite file (`PATH.db`, `PATH.sqlite`, `sqlite:PATH` or \
      `sqlite://PATH`) or a directory of JSON documents (`dir:PATH`)";
+#[cfg(feature = "postgres")]
+const SUPPORTED_STORES: &str = "a SQLite file (`PATH.db`, `PATH.sqlite`, `sqlite:PATH` or \
+     `sqlite://PATH`), a directory of JSON documents (`dir:PATH`) or a PostgreSQL database \
+     (`postgres://USER@HOST:PORT/DB?schema=NAME`)";
 
 /// `scheme://rest` when `s` starts with a URL scheme (letters, digits, `+`, `-`, `.`).
 fn url_scheme(s: &str) -> Option<(&str, &str)> {
