@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use postgres::types::ToSql;
-use postgres::Transaction;
+use postgres::{Statement, Transaction};
 use serde_json::Value;
 
 use crate::store::key::{canonical_json, content_hash, cut};
@@ -206,6 +206,23 @@ enum Undo {
     Unique(String, usize, String, Option<String>),
 }
 
+/// Statements prepared on the connection, by SQL text (they outlive transactions).
+pub(crate) type Cache = HashMap<String, Statement>;
+
+/// The prepared statement of `sql`, prepared once per connection.
+pub(crate) fn cached(
+    tx: &mut Transaction<'_>,
+    cache: &mut Cache,
+    sql: &str,
+) -> Result<Statement, postgres::Error> {
+    if let Some(st) = cache.get(sql) {
+        return Ok(st.clone());
+    }
+    let st = tx.prepare(sql)?;
+    cache.insert(sql.to_string(), st.clone());
+    Ok(st)
+}
+
 /// The holders of a batch's keys and secondary-index values, as the transaction sees them.
 pub(crate) struct State {
     models: HashMap<String, ModelState>,
@@ -240,6 +257,7 @@ impl State {
     /// in this batch), the stored rows holding one of the batch's keys or index values.
     pub(crate) fn load(
         tx: &mut Transaction<'_>,
+        cache: &mut Cache,
         rows: &[&Row<'_>],
     ) -> Result<State, postgres::Error> {
         let mut by_model: Vec<(&ModelLayout, Vec<&Row<'_>>)> = Vec::new();
@@ -311,7 +329,8 @@ impl State {
             );
             let params: Vec<&(dyn ToSql + Sync)> =
                 arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
-            for row in tx.query(&sql, &params)? {
+            let select = cached(tx, cache, &sql)?;
+            for row in tx.query(&select, &params)? {
                 let text = |i: usize| row.get::<_, Option<String>>(i);
                 let nk = l.key.len();
                 let key: Vec<Option<String>> = (0..nk).map(text).collect();
@@ -526,9 +545,13 @@ impl<'r, 'a> Writes<'r, 'a> {
 
     /// Writes every model's rows: one upsert per model table, one delete and one insert per
     /// child table.
-    pub(crate) fn write(&self, tx: &mut Transaction<'_>) -> Result<(), postgres::Error> {
+    pub(crate) fn write(
+        &self,
+        tx: &mut Transaction<'_>,
+        cache: &mut Cache,
+    ) -> Result<(), postgres::Error> {
         for (l, rows, _) in &self.models {
-            upsert(tx, l, rows)?;
+            upsert(tx, cache, l, rows)?;
         }
         Ok(())
     }
@@ -536,6 +559,7 @@ impl<'r, 'a> Writes<'r, 'a> {
 
 fn upsert(
     tx: &mut Transaction<'_>,
+    cache: &mut Cache,
     l: &ModelLayout,
     rows: &[&Row<'_>],
 ) -> Result<(), postgres::Error> {
@@ -582,7 +606,7 @@ fn upsert(
             .join(", "),
         updates.join(", ")
     );
-    exec_arrays(tx, &sql, &arrays)?;
+    exec_arrays(tx, cache, &sql, &arrays)?;
     // Child rows: replaced as a set for every written parent.
     let key_types: Vec<&str> = l.key.iter().map(|c| sql_type(c.prim)).collect();
     let keys: Vec<Vec<Option<&str>>> = (0..l.key.len())
@@ -604,6 +628,7 @@ fn upsert(
         let names: Vec<String> = (0..l.key.len()).map(|i| format!("a{i}")).collect();
         exec_arrays(
             tx,
+            cache,
             &format!(
                 "DELETE FROM {table} AS c USING unnest({}) AS x({}) WHERE {join}",
                 args.join(", "),
@@ -637,6 +662,7 @@ fn upsert(
         names.extend(e.cols.iter().map(|c| c.name.as_str()));
         exec_arrays(
             tx,
+            cache,
             &format!(
                 "INSERT INTO {table} ({}) {}",
                 names
@@ -654,11 +680,12 @@ fn upsert(
 
 fn exec_arrays(
     tx: &mut Transaction<'_>,
+    cache: &mut Cache,
     sql: &str,
     arrays: &[Vec<Option<&str>>],
 ) -> Result<u64, postgres::Error> {
     let params: Vec<&(dyn ToSql + Sync)> =
         arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
-    let st = tx.prepare(sql)?;
+    let st = cached(tx, cache, sql)?;
     tx.execute(&st, &params)
 }

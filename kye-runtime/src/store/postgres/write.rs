@@ -19,7 +19,7 @@ use crate::store::{
     DEAD_RUN,
 };
 
-use super::batch::{record_rows, Row, State, Writes};
+use super::batch::{cached, record_rows, Cache, Row, State, Writes};
 use super::convert::{json_text, kye_text};
 use super::ddl::{self, ident, INTERNAL_TABLES};
 use super::{PgReader, PgStore, FORMAT_VERSION};
@@ -312,9 +312,10 @@ impl StoreWrite for PgStore {
             let units_ref = &units;
             let other = &other;
             let result = self.db.conn().run(move |s| {
+                let cache = &mut *s.statements;
                 let mut tx = s.client.transaction()?;
                 let all: Vec<&Row<'_>> = units_ref.iter().flatten().flatten().collect();
-                let mut state = State::load(&mut tx, &all)?;
+                let mut state = State::load(&mut tx, cache, &all)?;
                 let mut writes = Writes::default();
                 let mut results = Vec::with_capacity(units_ref.len());
                 for unit in units_ref {
@@ -333,15 +334,15 @@ impl StoreWrite for PgStore {
                     };
                     match r {
                         Ok(Some(one)) => {
-                            one.write(&mut tx)?;
+                            one.write(&mut tx, cache)?;
                             results.push(Ok(()));
                         }
                         Ok(None) => results.push(Ok(())),
                         Err(e) => results.push(Err(e)),
                     }
                 }
-                writes.write(&mut tx)?;
-                other.write(&mut tx)?;
+                writes.write(&mut tx, cache)?;
+                other.write(&mut tx, cache)?;
                 tx.commit()?;
                 Ok(results)
             });
@@ -486,15 +487,21 @@ impl OtherItems {
         }
     }
 
-    fn write(&self, tx: &mut postgres::Transaction<'_>) -> Result<(), postgres::Error> {
-        let run = |tx: &mut postgres::Transaction<'_>, sql: &str, cols: &[Vec<Option<String>>]| {
-            if cols.first().is_none_or(Vec::is_empty) {
-                return Ok(0);
-            }
-            let params: Vec<&(dyn ToSql + Sync)> =
-                cols.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
-            tx.execute(sql, &params)
-        };
+    fn write(
+        &self,
+        tx: &mut postgres::Transaction<'_>,
+        cache: &mut Cache,
+    ) -> Result<(), postgres::Error> {
+        let mut run =
+            |tx: &mut postgres::Transaction<'_>, sql: &str, cols: &[Vec<Option<String>>]| {
+                if cols.first().is_none_or(Vec::is_empty) {
+                    return Ok(0);
+                }
+                let params: Vec<&(dyn ToSql + Sync)> =
+                    cols.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+                let st = cached(tx, cache, sql)?;
+                tx.execute(&st, &params)
+            };
         run(
             tx,
             "INSERT INTO _kye_rejects (run_id, model, key, fetcher, reason, errors, payload, at) \
