@@ -6,7 +6,11 @@
 //!   writer does: batches of 256 records, each with its key outcome, one transaction each.
 //! - floor: the same rows (model rows, child rows, key outcomes) written by binary `COPY`
 //!   through tokio-postgres into unindexed tables of the same column types, one transaction
-//!   per batch of 256 records as well.
+//!   per batch of 256 records as well;
+//! - indexed floor: the same COPY into tables with kye's primary keys and unique indexes,
+//!   to show what the upkeep of the indexes alone costs.
+//!
+//! All three sessions use `synchronous_commit = off`, as kye's store does.
 //!
 //! Each side writes into a schema of its own (dropped at the end). Prints one `RESULT` line
 //! per side: seconds, records/s, rows/s, and peak RSS of the process.
@@ -60,6 +64,18 @@ impl ToSql for Numeric {
     to_sql_checked!();
 }
 
+/// CPU seconds (user + system) this process has used, from `/proc/self/stat` (0 elsewhere).
+fn cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields 14 and 15 of the whole line (utime, stime) are 12 and 13 after the `)`.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn schema_name(side: &str) -> String {
     format!("kye_bench_{side}_{}", std::process::id())
 }
@@ -83,7 +99,7 @@ fn rows_of(v: &serde_json::Value) -> u64 {
     1 + list("types") + list("abilities") + list("hidden_abilities") + 1
 }
 
-fn kye_side(url: &str, n: u64) -> AnyResult<(f64, u64)> {
+fn kye_side(url: &str, n: u64) -> AnyResult<(f64, u64, f64)> {
     let schema = kye::lang::compile_str("overhead.kye", include_str!("../overhead.kye"))
         .map_err(|e| e.to_string())?;
     let sep = if url.contains('?') { '&' } else { '?' };
@@ -92,6 +108,7 @@ fn kye_side(url: &str, n: u64) -> AnyResult<(f64, u64)> {
     store.prepare(&schema)?;
     let run = store.begin_run(&NewRun::new("bench"))?;
     let mut secs = 0.0;
+    let mut cpu = 0.0;
     let mut rows = 0;
     let mut id = 1;
     while id <= n {
@@ -114,14 +131,15 @@ fn kye_side(url: &str, n: u64) -> AnyResult<(f64, u64)> {
             }));
         }
         id += BATCH;
-        let start = Instant::now();
+        let (start, cpu0) = (Instant::now(), cpu_secs());
         let results = store.write_batch(&batch)?;
         secs += start.elapsed().as_secs_f64();
+        cpu += cpu_secs() - cpu0;
         if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
             return Err(e.into());
         }
     }
-    Ok((secs, rows))
+    Ok((secs, rows, cpu))
 }
 
 const FLOOR_TABLES: &str = r#"
@@ -135,14 +153,27 @@ CREATE TABLE ready_hidden (id numeric, _kye_position integer, value text);
 CREATE TABLE keys (run_id bigint, model text, key text, status text, reason text, at timestamptz);
 "#;
 
-fn floor_side(url: &str, n: u64) -> AnyResult<(f64, u64)> {
+/// The indexes kye's tables have (primary keys, the secondary index, the outcomes' index):
+/// added for the second floor, which shows what index upkeep alone costs.
+const KYE_INDEXES: &str = r#"
+ALTER TABLE ready ADD PRIMARY KEY (id), ADD UNIQUE (name);
+ALTER TABLE ready_types ADD PRIMARY KEY (id, _kye_position);
+ALTER TABLE ready_abilities ADD PRIMARY KEY (id, _kye_position);
+ALTER TABLE ready_hidden ADD PRIMARY KEY (id, _kye_position);
+ALTER TABLE keys ADD UNIQUE (model, key, run_id);
+"#;
+
+fn floor_side(url: &str, n: u64, indexed: bool) -> AnyResult<(f64, u64, f64)> {
     let mut c = connect(url)?;
-    let schema = schema_name("floor");
+    let schema = schema_name(if indexed { "indexed" } else { "floor" });
     c.batch_execute(&format!(
-        "CREATE SCHEMA \"{schema}\"; SET search_path TO \"{schema}\"; {FLOOR_TABLES}"
+        "CREATE SCHEMA \"{schema}\"; SET search_path TO \"{schema}\"; \
+         SET synchronous_commit = off; {FLOOR_TABLES} {}",
+        if indexed { KYE_INDEXES } else { "" }
     ))?;
     let num = |v: &serde_json::Value| Numeric(v.as_i64().unwrap_or(0));
     let mut secs = 0.0;
+    let mut cpu = 0.0;
     let mut rows = 0;
     let mut id = 1;
     while id <= n {
@@ -150,7 +181,7 @@ fn floor_side(url: &str, n: u64) -> AnyResult<(f64, u64)> {
             .map(|i| ready_value(i as i64))
             .collect();
         id += BATCH;
-        let start = Instant::now();
+        let (start, cpu0) = (Instant::now(), cpu_secs());
         let mut tx = c.transaction()?;
         let now = SystemTime::now();
         {
@@ -251,39 +282,47 @@ fn floor_side(url: &str, n: u64) -> AnyResult<(f64, u64)> {
         }
         tx.commit()?;
         secs += start.elapsed().as_secs_f64();
+        cpu += cpu_secs() - cpu0;
     }
-    Ok((secs, rows))
+    Ok((secs, rows, cpu))
 }
 
 /// `pgstore N [URL]`.
 pub fn pgstore(n: u64, url: &str) -> AnyResult<()> {
     let result = (|| -> AnyResult<()> {
-        let (ks, krows) = kye_side(url, n)?;
-        let (fs, frows) = floor_side(url, n)?;
+        let (ks, krows, kcpu) = kye_side(url, n)?;
+        let (fs, frows, fcpu) = floor_side(url, n, false)?;
+        let (is, irows, icpu) = floor_side(url, n, true)?;
         if krows != frows {
             return Err(
                 format!("the sides wrote different rows: kye {krows}, floor {frows}").into(),
             );
         }
         println!(
-            "RESULT side=kye secs={ks:.4} records={n} rows={krows} records_per_sec={:.0} rows_per_sec={:.0}",
+            "RESULT side=kye secs={ks:.4} client_cpu={kcpu:.2} records={n} rows={krows} records_per_sec={:.0} rows_per_sec={:.0}",
             n as f64 / ks,
             krows as f64 / ks
         );
         println!(
-            "RESULT side=copy-floor secs={fs:.4} records={n} rows={frows} records_per_sec={:.0} rows_per_sec={:.0}",
+            "RESULT side=copy-floor secs={fs:.4} client_cpu={fcpu:.2} records={n} rows={frows} records_per_sec={:.0} rows_per_sec={:.0}",
             n as f64 / fs,
             frows as f64 / fs
         );
         println!(
-            "RESULT kye_share_of_floor={:.2} peak_rss_kib={}",
+            "RESULT side=copy-indexed secs={is:.4} client_cpu={icpu:.2} records={n} rows={irows} records_per_sec={:.0} rows_per_sec={:.0}",
+            n as f64 / is,
+            irows as f64 / is
+        );
+        println!(
+            "RESULT kye_share_of_floor={:.2} kye_share_of_indexed={:.2} peak_rss_kib={}",
             fs / ks,
+            is / ks,
             peak_rss_kib()
         );
         Ok(())
     })();
     if let Ok(mut c) = connect(url) {
-        for side in ["kye", "floor"] {
+        for side in ["kye", "floor", "indexed"] {
             let _ = c.batch_execute(&format!(
                 "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
                 schema_name(side)

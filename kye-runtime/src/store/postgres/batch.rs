@@ -252,13 +252,37 @@ fn unnest_select(prims: &[&str], first: usize) -> String {
     )
 }
 
+/// `WHERE` text matching rows whose `cols` (quoted, with their types) equal one of the rows of
+/// text arrays bound from parameter `first` on: `= ANY(array)` for one column (an index scan
+/// whatever the table's size), a row comparison with `unnest` for several.
+fn matching(cols: &[(String, &str)], first: usize) -> String {
+    match cols {
+        [(c, t)] => format!("{c} = ANY(${first}::text[]::{t}[])"),
+        _ => {
+            let types: Vec<&str> = cols.iter().map(|(_, t)| *t).collect();
+            format!(
+                "({}) IN ({})",
+                cols.iter()
+                    .map(|(c, _)| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                unnest_select(&types, first)
+            )
+        }
+    }
+}
+
 impl State {
-    /// Loads, for each model of `rows` that needs it (secondary indexes, or nested records
-    /// in this batch), the stored rows holding one of the batch's keys or index values.
+    /// Loads, for each model of `rows` that needs it (nested records in this batch, or
+    /// secondary indexes when `uniques` asks), the stored rows holding one of the batch's keys
+    /// or index values. Without `uniques` a value held by a stored record is found by the
+    /// table's own `UNIQUE` constraint, which fails the batch (23505), and the batch is tried
+    /// again with it: clashes are rare, the lookup would be paid by every batch.
     pub(crate) fn load(
         tx: &mut Transaction<'_>,
         cache: &mut Cache,
         rows: &[&Row<'_>],
+        uniques: bool,
     ) -> Result<State, postgres::Error> {
         let mut by_model: Vec<(&ModelLayout, Vec<&Row<'_>>)> = Vec::new();
         for r in rows {
@@ -274,7 +298,13 @@ impl State {
                 holders: HashMap::new(),
                 by_unique: vec![HashMap::new(); l.uniques.len()],
             };
-            if l.uniques.is_empty() && !nested {
+            // A key written twice in the batch hides the first write from the table's
+            // constraint (only the last is sent): then the holders are looked up too.
+            let twice = {
+                let mut seen = std::collections::HashSet::new();
+                !rs.iter().all(|r| seen.insert(r.key_id.as_str()))
+            };
+            if (l.uniques.is_empty() || !(uniques || twice)) && !nested {
                 models.insert(l.model.clone(), st);
                 continue;
             }
@@ -294,29 +324,21 @@ impl State {
             if nested {
                 select.extend(names.iter().map(|n| format!("{}::text", qi(n))));
             }
-            let key_types: Vec<&str> = l.key.iter().map(|c| sql_type(c.prim)).collect();
-            let mut wheres = vec![format!(
-                "({}) IN ({})",
-                l.key
-                    .iter()
-                    .map(|c| qi(&c.name))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                unnest_select(&key_types, 1)
-            )];
+            let key_cols: Vec<(String, &str)> = l
+                .key
+                .iter()
+                .map(|c| (qi(&c.name), sql_type(c.prim)))
+                .collect();
+            let mut wheres = vec![matching(&key_cols, 1)];
             let mut arrays: Vec<Vec<Option<&str>>> = (0..l.key.len())
                 .map(|i| text_array(rs.iter().map(|r| &r.key[i])))
                 .collect();
             for pos in &positions {
-                let types: Vec<&str> = pos.iter().map(|&i| sql_type(prims[i])).collect();
-                wheres.push(format!(
-                    "({}) IN ({})",
-                    pos.iter()
-                        .map(|&i| qi(names[i]))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    unnest_select(&types, arrays.len() + 1)
-                ));
+                let cols: Vec<(String, &str)> = pos
+                    .iter()
+                    .map(|&i| (qi(names[i]), sql_type(prims[i])))
+                    .collect();
+                wheres.push(matching(&cols, arrays.len() + 1));
                 for &i in pos {
                     arrays.push(text_array(rs.iter().map(|r| &r.inline[i])));
                 }
@@ -591,8 +613,14 @@ fn upsert(
         .filter(|(n, _)| !key_cols.contains(n))
         .map(|(n, _)| format!("{0} = EXCLUDED.{0}", qi(n)))
         .collect();
+    // `xmax <> 0`: the row was there and is updated (a new row has none), so only those
+    // parents can have child rows to replace.
+    let returning: Vec<String> = key_cols
+        .iter()
+        .map(|n| format!("{}::text", qi(n)))
+        .collect();
     let sql = format!(
-        "INSERT INTO {} ({}) {} ON CONFLICT ({}) DO UPDATE SET {}",
+        "INSERT INTO {} ({}) {} ON CONFLICT ({}) DO UPDATE SET {} RETURNING {}, xmax <> 0",
         qi(&l.table),
         cols.iter()
             .map(|(n, _)| qi(n))
@@ -604,38 +632,42 @@ fn upsert(
             .map(|n| qi(n))
             .collect::<Vec<_>>()
             .join(", "),
-        updates.join(", ")
+        updates.join(", "),
+        returning.join(", ")
     );
-    exec_arrays(tx, cache, &sql, &arrays)?;
-    // Child rows: replaced as a set for every written parent.
+    let params: Vec<&(dyn ToSql + Sync)> =
+        arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+    let st = cached(tx, cache, &sql)?;
+    let mut existed: Vec<Vec<Option<String>>> = vec![Vec::new(); l.key.len()];
+    for r in tx.query(&st, &params)? {
+        if r.get::<_, bool>(l.key.len()) {
+            for (i, col) in existed.iter_mut().enumerate() {
+                col.push(r.get(i));
+            }
+        }
+    }
+    // Child rows: replaced as a set for every written parent (new parents have none).
     let key_types: Vec<&str> = l.key.iter().map(|c| sql_type(c.prim)).collect();
-    let keys: Vec<Vec<Option<&str>>> = (0..l.key.len())
-        .map(|i| text_array(rows.iter().map(|r| &r.key[i])))
+    let keys: Vec<Vec<Option<&str>>> = existed
+        .iter()
+        .map(|col| col.iter().map(|t| t.as_deref()).collect())
+        .collect();
+    let parent_cols: Vec<(String, &str)> = l
+        .parent_cols
+        .iter()
+        .zip(&key_types)
+        .map(|(p, t)| (qi(p), *t))
         .collect();
     for (ci, e) in l.edges.iter().filter(|e| e.in_child_table()).enumerate() {
         let table = qi(e.table.as_deref().unwrap_or_default());
-        let join = l
-            .parent_cols
-            .iter()
-            .zip(&key_types)
-            .enumerate()
-            .map(|(i, (p, t))| format!("c.{} = x.a{i}::{t}", qi(p)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        let args: Vec<String> = (0..l.key.len())
-            .map(|i| format!("${}::text[]", i + 1))
-            .collect();
-        let names: Vec<String> = (0..l.key.len()).map(|i| format!("a{i}")).collect();
-        exec_arrays(
-            tx,
-            cache,
-            &format!(
-                "DELETE FROM {table} AS c USING unnest({}) AS x({}) WHERE {join}",
-                args.join(", "),
-                names.join(", ")
-            ),
-            &keys,
-        )?;
+        if keys.first().is_some_and(|k| !k.is_empty()) {
+            exec_arrays(
+                tx,
+                cache,
+                &format!("DELETE FROM {table} WHERE {}", matching(&parent_cols, 1)),
+                &keys,
+            )?;
+        }
         let width = e.cols.len();
         let mut child: Vec<Vec<Option<&str>>> = vec![Vec::new(); l.key.len() + 1 + width];
         let mut positions: Vec<String> = Vec::new();

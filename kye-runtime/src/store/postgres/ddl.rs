@@ -120,7 +120,7 @@ CREATE INDEX IF NOT EXISTS _kye_rejects_run ON _kye_rejects (run_id);
 CREATE TABLE IF NOT EXISTS _kye_drift (
     model      text NOT NULL,
     path       text NOT NULL,
-    path_md5   text GENERATED ALWAYS AS (md5(path)) STORED,
+    path_md5   uuid GENERATED ALWAYS AS (md5(path)::uuid) STORED,
     first_seen timestamptz NOT NULL,
     last_seen  timestamptz NOT NULL,
     first_run  bigint NOT NULL,
@@ -130,16 +130,17 @@ CREATE TABLE IF NOT EXISTS _kye_drift (
     PRIMARY KEY (model, path_md5)
 );
 CREATE TABLE IF NOT EXISTS _kye_keys (
-    run_id bigint NOT NULL,
-    model  text NOT NULL,
-    key    text NOT NULL,
-    key_md5 text GENERATED ALWAYS AS (md5(key)) STORED,
-    status text NOT NULL,
-    reason text,
-    at     timestamptz NOT NULL,
-    PRIMARY KEY (run_id, model, key_md5)
+    run_id  bigint NOT NULL,
+    model   text NOT NULL,
+    key     text NOT NULL,
+    key_md5 uuid GENERATED ALWAYS AS (md5(key)::uuid) STORED,
+    status  text NOT NULL,
+    reason  text,
+    at      timestamptz NOT NULL,
+    UNIQUE (model, key_md5, run_id)
 );
-CREATE INDEX IF NOT EXISTS _kye_keys_by_key ON _kye_keys (model, key_md5, run_id);
+-- Runs write their outcomes in order: a BRIN index finds a run's rows at almost no cost.
+CREATE INDEX IF NOT EXISTS _kye_keys_run ON _kye_keys USING brin (run_id);
 "#;
 
 /// The inline columns of a model table (single-valued edges, in edge order).

@@ -111,7 +111,12 @@ impl Conn {
         };
         let config = spec.config()?;
         let tls = tls::Tls::new(spec.sslmode).map_err(refused)?;
-        let search_path = format!("SET search_path TO {}", ddl::q(&spec.schema));
+        // Custom plans always: kye binds arrays of keys as text cast in SQL, which a generic
+        // plan would cast again for every row it scans instead of probing the index.
+        let search_path = format!(
+            "SET search_path TO {}; SET plan_cache_mode = force_custom_plan; SET synchronous_commit = off",
+            ddl::q(&spec.schema)
+        );
         let running = self.running.clone();
         let class = self.lock_class;
         let client = off_runtime(move || -> Result<Client, postgres::Error> {

@@ -440,7 +440,7 @@ impl StoreRead for PgReader {
         self.conn().run(move |s| {
             let st = s.prepare(
                 "SELECT run_id, status, reason, (extract(epoch from at) * 1000)::bigint FROM _kye_keys \
-                 WHERE model = $1 AND key_md5 = md5($2) AND key = $2 ORDER BY at DESC, run_id DESC LIMIT 1",
+                 WHERE model = $1 AND key_md5 = md5($2)::uuid AND key = $2 ORDER BY at DESC, run_id DESC LIMIT 1",
             )?;
             Ok(s.client.query_opt(&st, &[&model, &key])?.as_ref().map(outcome_row))
         })
@@ -458,7 +458,7 @@ impl StoreRead for PgReader {
         self.conn().run(move |s| {
             let st = s.prepare(
                 "SELECT run_id, status, reason, (extract(epoch from at) * 1000)::bigint FROM _kye_keys \
-                 WHERE model = $1 AND key_md5 = md5($2) AND key = $2 AND status IN ('stored', 'missing', 'rejected', 'skipped') \
+                 WHERE model = $1 AND key_md5 = md5($2)::uuid AND key = $2 AND status IN ('stored', 'missing', 'rejected', 'skipped') \
                  ORDER BY run_id DESC LIMIT 1",
             )?;
             Ok(s.client.query_opt(&st, &[&model, &key])?.as_ref().map(outcome_row))

@@ -315,7 +315,7 @@ impl StoreWrite for PgStore {
                 let cache = &mut *s.statements;
                 let mut tx = s.client.transaction()?;
                 let all: Vec<&Row<'_>> = units_ref.iter().flatten().flatten().collect();
-                let mut state = State::load(&mut tx, cache, &all)?;
+                let mut state = State::load(&mut tx, cache, &all, sequential)?;
                 let mut writes = Writes::default();
                 let mut results = Vec::with_capacity(units_ref.len());
                 for unit in units_ref {
@@ -528,7 +528,7 @@ impl OtherItems {
              SELECT x.a::bigint, x.b, x.c, x.d, x.e, x.f::timestamptz \
              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
              AS x(a, b, c, d, e, f) \
-             ON CONFLICT (run_id, model, key_md5) DO UPDATE SET status = EXCLUDED.status, \
+             ON CONFLICT (model, key_md5, run_id) DO UPDATE SET status = EXCLUDED.status, \
              reason = EXCLUDED.reason, at = EXCLUDED.at",
             &self.keys,
         )?;
