@@ -355,6 +355,16 @@ mod tests {
         );
         assert!(PgSpec::parse("postgres://h:99999/db").is_err());
         assert!(PgSpec::parse("postgres://h/db?sslmode=maybe").is_err());
+        // A kye secret named in the URL: its environment variable, never shown.
+        let name = format!("KYE_TEST_PG_SECRET_{}", std::process::id());
+        let s = PgSpec::parse(&format!("postgres://u@h/db?password_secret={name}")).unwrap();
+        let e = s.password().unwrap_err().to_string();
+        assert!(e.contains(&name), "{e}");
+        std::env::set_var(&name, "from-the-secret");
+        assert_eq!(s.password().unwrap().as_deref(), Some("from-the-secret"));
+        assert!(!s.to_string().contains("from-the-secret"));
+        assert!(crate::redact::redact_text("x from-the-secret y").contains("[redacted]"));
+        std::env::remove_var(&name);
         let v6 = PgSpec::parse("postgres://u@[::1]:5433/db").unwrap();
         assert_eq!((v6.host.as_str(), v6.port), ("::1", 5433));
         assert_eq!(v6.to_string(), "postgres://u@[::1]:5433/db");
