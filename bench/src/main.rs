@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Subcommands (`run` drives the others, each in a fresh process so peak RSS is per side):
-//! - `serve`: a loopback PokeAPI (kye_runtime::testing) with N synthetic Pokémon
+//! - `serve`: a loopback PokeAPI (kye::testing) with N synthetic Pokémon
 //!   (`examples/pokemon/synthetic.rs`) of PokeAPI's real sizes or of ~B bytes, pre-rendered so
 //!   the server costs every client the same and little.
 //! - `kye-fetch`: `Pokemon.id in 1..=N` through `kye::Runtime` into SQLite.
@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kye_runtime::testing::{Fixtures, Route, TestServer};
+use kye::testing::{Fixtures, Route, TestServer};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -267,7 +267,7 @@ fn serve(count: u32, sizes: Sizes) -> AnyResult<()> {
 /// GETs `/pokemon/1/..=/pokemon/{count}/` with `concurrency` requests in flight on one pooled
 /// client; with `parse`, each body is also deserialized and mapped.
 async fn fetch_all(base: &str, count: u32, concurrency: usize, parse: bool) -> AnyResult<()> {
-    kye_runtime::http::install_crypto_provider();
+    kye::http::install_crypto_provider();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .tcp_nodelay(true)

@@ -14,7 +14,7 @@
 //!   the Pokémon example's own `mapping.rs`.
 //! - `value`: the whole document into a `serde_json::Value` (`serde_json::from_slice`), mapped
 //!   from the `Value` with unknown fields copied through.
-//! - `value+dups`: the same through `kye_runtime::json_dups::parse_value`, which also finds
+//! - `value+dups`: the same through `kye::json::parse_value`, which also finds
 //!   repeated keys: what `ctx.get_json_value` does.
 //!
 //! ```text
@@ -281,7 +281,7 @@ impl Way {
             }
             Way::Value => fields(&map_value(serde_json::from_slice(&body)?)),
             Way::ValueDups => {
-                let (v, _) = kye_runtime::json_dups::parse_value(&body)?;
+                let (v, _) = kye::json::parse_value(&body)?;
                 fields(&map_value(v))
             }
         })

@@ -23,7 +23,7 @@ fn field(line: &str, name: &str) -> Option<f64> {
 
 /// A client of the server, or why there is none.
 fn client(url: &str) -> Result<postgres::Client, String> {
-    let spec = kye_runtime::store::PgSpec::parse(url).map_err(|e| e.to_string())?;
+    let spec = kye::store::PgSpec::parse(url).map_err(|e| e.to_string())?;
     let mut c = postgres::Config::new();
     c.host(&spec.host)
         .port(spec.port)

@@ -18,7 +18,7 @@
 use std::error::Error;
 use std::time::{Instant, SystemTime};
 
-use kye_runtime::store::{
+use kye::store::{
     open_store, IndexKey, KeyOutcomeWrite, KeyStatus, NewRun, Provenance, RecordWrite, StoreSpec,
     Timestamp, WriteItem,
 };
@@ -81,7 +81,7 @@ fn schema_name(side: &str) -> String {
 }
 
 fn connect(url: &str) -> AnyResult<postgres::Client> {
-    let spec = kye_runtime::store::PgSpec::parse(url)?;
+    let spec = kye::store::PgSpec::parse(url)?;
     let mut c = postgres::Config::new();
     c.host(&spec.host)
         .port(spec.port)
@@ -207,7 +207,7 @@ fn floor_side(url: &str, n: u64, indexed: bool) -> AnyResult<(f64, u64, f64)> {
             ];
             let mut w = BinaryCopyInWriter::new(tx.copy_in("COPY ready FROM STDIN BINARY")?, &t);
             for v in &values {
-                let hash = kye_runtime::store::content_hash(v);
+                let hash = kye::store::content_hash(v);
                 let cols = [
                     "weight",
                     "height",

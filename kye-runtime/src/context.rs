@@ -13,13 +13,15 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 
 use crate::auth::AuthTable;
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{ErrorClass, Result};
+use crate::exec::CallPolicy;
 use crate::http::rate::{HostLimiter, Rate};
 use crate::http::{Http, HttpResponse, HttpSettings};
 use crate::json_dups::DuplicateNotes;
@@ -33,6 +35,10 @@ pub struct Context {
     attempt: u32,
     /// Where [`Context::get_json_value`] notes the keys a body repeated (set by the runtime).
     duplicates: Option<Arc<DuplicateNotes>>,
+    /// Set on a context used outside any fetcher ([`crate::Runtime::context`]): its requests
+    /// are retried as a fetcher's call would be. A fetcher's own context has none (the
+    /// executor retries the whole call).
+    retries: Option<Arc<CallPolicy>>,
 }
 
 #[derive(Default)]
@@ -70,6 +76,7 @@ impl Context {
             fetcher: Some(Arc::from(fetcher)),
             attempt: self.attempt,
             duplicates: self.duplicates.clone(),
+            retries: None,
         }
     }
 
@@ -80,6 +87,7 @@ impl Context {
             fetcher: Some(fetcher),
             attempt: self.attempt,
             duplicates: self.duplicates.clone(),
+            retries: None,
         }
     }
 
@@ -90,6 +98,7 @@ impl Context {
             fetcher: self.fetcher.clone(),
             attempt,
             duplicates: self.duplicates.clone(),
+            retries: self.retries.clone(),
         }
     }
 
@@ -149,30 +158,118 @@ impl Context {
     }
 
     /// Sends a request built by [`Context::request`] (rate limit, status → error class, size limit).
+    ///
+    /// On a context with retries ([`Context::with_retries`]) the request is sent again as long as
+    /// it can be cloned (a streamed body cannot: such a request is sent once).
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<HttpResponse> {
-        self.inner.http.execute(request).await
+        match (&self.retries, request.try_clone()) {
+            (Some(_), Some(_)) => {
+                self.call(|| async {
+                    match request.try_clone() {
+                        Some(r) => self.inner.http.execute(r).await,
+                        None => Err(crate::error::Error::permanent(
+                            "the request cannot be sent again",
+                        )),
+                    }
+                })
+                .await
+            }
+            _ => self.inner.http.execute(request).await,
+        }
+    }
+
+    /// This context with its requests retried by `policy` (tries, backoff, `Retry-After`):
+    /// what [`crate::Runtime::context`] hands out, so HTTP calls made outside any fetcher get
+    /// the same retries as calls inside one. A context scoped to a fetcher
+    /// ([`Context::for_fetcher`]) drops it, since the executor retries the fetcher's whole call.
+    pub(crate) fn with_retries(&self, policy: CallPolicy) -> Context {
+        Context {
+            retries: Some(Arc::new(policy)),
+            ..self.clone()
+        }
+    }
+
+    /// Runs `call` once, or under this context's retry policy when it has one.
+    async fn call<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        match &self.retries {
+            Some(policy) => self.retrying(policy, &mut 0, call).await,
+            None => {
+                let mut call = call;
+                call().await
+            }
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, fails with an error that is not
+    /// [`Retryable`](ErrorClass::Retryable), or has been tried `policy.max_attempts` times,
+    /// waiting the policy's backoff (or the error's `Retry-After`) in between. The number of
+    /// retries it took is added to `retries`.
+    pub(crate) async fn retrying<T, F, Fut>(
+        &self,
+        policy: &CallPolicy,
+        retries: &mut u64,
+        mut attempt: F,
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut tries = 0u32;
+        loop {
+            tries += 1;
+            let error = match attempt().await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            if error.class() != ErrorClass::Retryable || tries >= policy.max_attempts.max(1) {
+                return Err(if error.class() == ErrorClass::Retryable && tries > 1 {
+                    error.context(format!("gave up after {tries} attempts"))
+                } else {
+                    error
+                });
+            }
+            *retries += 1;
+            let delay: Duration = policy.backoff.delay(tries, error.retry_after());
+            tracing::debug!(
+                error = %crate::redact::redact_text(&error.to_string()),
+                retry_in_ms = delay.as_millis() as u64,
+                "retrying"
+            );
+            tokio::time::sleep(delay).await;
+        }
     }
 
     /// `GET url`, body as bytes.
     pub async fn get_bytes(&self, url: &str) -> Result<Vec<u8>> {
-        Ok(self.inner.http.get_bytes(self.fetcher(), url).await?.body)
+        self.call(|| async { Ok(self.inner.http.get_bytes(self.fetcher(), url).await?.body) })
+            .await
     }
 
     /// `GET url`, body as text.
     pub async fn get_text(&self, url: &str) -> Result<String> {
-        Ok(self.inner.http.get_bytes(self.fetcher(), url).await?.text())
+        self.call(|| async { Ok(self.inner.http.get_bytes(self.fetcher(), url).await?.text()) })
+            .await
     }
 
     /// `GET url`, body parsed as JSON into `T`. 404 → `Missing`; 429/5xx/timeouts/cut or
     /// unparsable bodies → `Retryable`; 400/401/403 and a wrong JSON shape → `Permanent`.
     pub async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<T> {
-        self.inner.http.get_bytes(self.fetcher(), url).await?.json()
+        self.call(|| async { self.inner.http.get_bytes(self.fetcher(), url).await?.json() })
+            .await
     }
 
     /// `GET url`, body as a JSON value. A key repeated in an object keeps its last value (as
     /// in serde_json); under the runtime, each repetition is reported as a warning naming the
     /// model, key and field.
     pub async fn get_json_value(&self, url: &str) -> Result<serde_json::Value> {
+        self.call(|| self.get_json_value_once(url)).await
+    }
+
+    async fn get_json_value_once(&self, url: &str) -> Result<serde_json::Value> {
         let response = self.inner.http.get_bytes(self.fetcher(), url).await?;
         match crate::json_dups::parse_value(&response.body) {
             Ok((value, duplicates)) => {
@@ -192,8 +289,15 @@ impl Context {
     /// builds (and drops) every field. Errors as [`Context::get_json`]; a body whose top level
     /// is not an object is a permanent error.
     pub async fn get_json_doc(&self, url: &str) -> Result<crate::json::JsonDoc> {
-        let response = self.inner.http.get_bytes(self.fetcher(), url).await?;
-        crate::json::JsonDoc::from_response(response.body, response.url, self.duplicates.clone())
+        self.call(|| async {
+            let response = self.inner.http.get_bytes(self.fetcher(), url).await?;
+            crate::json::JsonDoc::from_response(
+                response.body,
+                response.url,
+                self.duplicates.clone(),
+            )
+        })
+        .await
     }
 
     /// This context, noting the keys repeated in the JSON bodies it parses into `notes`.
@@ -261,6 +365,7 @@ impl ContextBuilder {
             fetcher: None,
             attempt: 0,
             duplicates: None,
+            retries: None,
         })
     }
 }

@@ -58,8 +58,9 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::json_dups::{DuplicateKey, DuplicateNotes, Duplicates};
+use crate::json_dups::DuplicateNotes;
 
+pub use crate::json_dups::{parse_value, DuplicateKey, Duplicates};
 pub use kye_lang::validate::MAX_EXAMPLE_CHARS;
 
 /// A JSON object whose top-level fields are located but not parsed.

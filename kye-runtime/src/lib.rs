@@ -1,42 +1,85 @@
-//! The kye runtime. Use it through the `kye` facade crate.
+//! The kye runtime. Use it through the `kye` facade crate, which re-exports everything public
+//! here.
+//!
+//! The public API, small on purpose (the modules are private; what a user needs is re-exported
+//! here, as axum does):
+//!
+//! * at the root: the runtime ([`Runtime`], [`RuntimeBuilder`], [`FetchRequest`],
+//!   [`FetchSummary`], [`GetResult`], [`Progress`], [`KeyProblem`], [`Shutdown`]), what a
+//!   fetcher gets ([`Context`], [`Config`], [`Secret`], [`Secrets`], [`Auth`], [`AuthTable`]),
+//!   errors ([`Error`], [`ErrorClass`], [`Result`]), the registry and requests ([`registry()`],
+//!   [`Registry`], [`Request`], [`ResolvedRequest`], [`KeySet`], ...), keys and models
+//!   ([`Key`], [`KeyValue`], [`Model`]), the listing ([`Listing`], [`Format`]), and the run
+//!   outcomes a summary names ([`RunId`], [`RunStatus`], [`RunCounts`], [`KeyStatus`]);
+//! * modules that are a namespace of their own: [`store`] (opening and reading a store,
+//!   writing one through [`store::StoreWrite`]), [`http`] (the shared client's types),
+//!   [`json`] ([`json::JsonDoc`], duplicate keys), and behind features `cli` (default: the
+//!   command line, [`cli`]) and `testing` (the loopback test server, `testing`);
+//! * one hidden module, `__private`: the support items that only the code `kye::models!` and
+//!   `#[kye::get]` generate names. Not public API; names there change without notice.
+//!
+//! Every type a public signature names is nameable from this root (`unnameable_types` is
+//! denied below), and `kye` re-exports the root whole, so every such type is reachable from
+//! `kye`; `kye/tests/facade/public_api.rs` names each one through `kye::` paths.
 //!
 //! Cargo features: `cli` (default) builds the command line ([`cli`]) and the data readers it
-//! uses ([`data`]); `testing` builds the loopback test server ([`testing`]). A crate of fetchers
-//! needs neither.
+//! uses; `testing` builds the loopback test server (`testing`). A crate of fetchers needs
+//! neither.
 
 #![warn(missing_docs)]
+#![deny(unnameable_types)]
 
-pub mod auth;
+mod auth;
 #[cfg(feature = "cli")]
 pub mod cli;
-pub mod config;
-pub mod context;
+mod config;
+mod context;
 #[cfg(feature = "cli")]
-pub mod data;
-pub mod duration;
-pub mod error;
-pub mod exec;
+mod data;
+mod duration;
+mod error;
+mod exec;
 pub mod http;
 pub mod json;
-pub mod json_dups;
-pub mod listing;
-pub mod model;
-pub mod output;
-pub mod redact;
-pub mod registry;
-pub mod request;
-pub mod runtime;
-pub mod secrets;
+mod json_dups;
+mod listing;
+mod model;
+mod output;
+mod pages;
+mod redact;
+mod registry;
+mod request;
+mod runtime;
+mod secrets;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+#[doc(hidden)]
+pub mod __private;
+
+#[cfg(all(test, feature = "testing"))]
+mod tests;
+
+pub use auth::{Auth, AuthTable};
 pub use config::Config;
-pub use context::Context;
+pub use context::{Context, ContextBuilder};
 pub use error::{Error, ErrorClass, Result};
-pub use listing::Listing;
-pub use model::{Key, KeyValue, Model};
-pub use registry::{registry, Registry};
-pub use request::{Request, RequestError};
-pub use runtime::{FetchRequest, FetchSummary, GetResult, Runtime, RuntimeBuilder};
-pub use secrets::Secret;
+pub use exec::Shutdown;
+pub use listing::{EdgeListing, FetcherListing, Listing, ModelListing};
+pub use model::{FetchFuture, Key, KeyError, KeyValue, Model, OutputKind};
+pub use output::Format;
+pub use pages::Pages;
+pub use registry::{
+    registry, FetcherRegistration, ModelRegistration, RegisteredModel, Registry, RegistryError,
+    RegistryWarning,
+};
+pub use request::{
+    KeyIter, KeySet, KeySpec, Request, RequestError, RequestErrorKind, ResolvedRequest,
+};
+pub use runtime::{
+    FetchRequest, FetchSummary, GetResult, KeyProblem, Progress, Runtime, RuntimeBuilder,
+    DEFAULT_STORE, SUMMARY_EXAMPLES,
+};
+pub use secrets::{Secret, Secrets};
+pub use store::{KeyStatus, RunCounts, RunId, RunStatus};

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
@@ -26,10 +27,16 @@ use crate::error::{panic_message, Error, Result};
 /// finished (items finishing slowly never wait for a full batch longer than this).
 const TICK: Duration = Duration::from_millis(100);
 
-/// Workers wake the driving task when this many items wait for it.
-fn batch(window: usize) -> usize {
-    (window / 2).clamp(1, 64)
-}
+/// Workers wake the driving task when this many finished items wait for it (or sooner: when
+/// the queue of items to start runs low, when nothing is in flight, or at the next [`TICK`]).
+/// Settling is not urgent, so this is not tied to the window: every wake of the driving task
+/// is a thread wake-up (futex calls and a context switch) a run pays per batch.
+const BATCH: usize = 64;
+
+/// The driving task keeps at least this many items queued for the workers (more when the
+/// window is larger), and refills the queue when half of it was taken: one wake-up per
+/// `READY_MIN / 2` items started, whatever the concurrency.
+const READY_MIN: usize = 64;
 
 /// What the driving task and the workers share.
 struct Shared<T, V> {
@@ -164,7 +171,6 @@ where
                     panic_message(panic.as_ref())
                 ))),
                 attempts: 1,
-                elapsed: Duration::ZERO,
             },
         };
         let wake = {
@@ -210,6 +216,7 @@ impl Executor {
     pub(super) async fn drive<T, V, I, F, Fut, S>(
         &self,
         items: I,
+        mut late: Option<tokio::sync::mpsc::Receiver<T>>,
         call: F,
         mut sink: S,
     ) -> Result<ExecStats>
@@ -222,9 +229,10 @@ impl Executor {
         S: Sink<T, V>,
     {
         let window = self.settings.concurrency.max(1);
+        let queued = window.max(READY_MIN);
         let shared: Arc<Shared<T, V>> = Arc::new(Shared {
             state: Mutex::new(State {
-                ready: VecDeque::with_capacity(window),
+                ready: VecDeque::with_capacity(queued),
                 done: Vec::new(),
                 in_flight: HashMap::new(),
                 started: 0,
@@ -243,14 +251,16 @@ impl Executor {
             }),
             shutdown: self.shutdown.clone(),
             hosts: self.hosts.clone(),
-            low_water: window / 2,
-            batch: batch(window),
+            low_water: window.max(READY_MIN) / 2,
+            batch: BATCH,
         };
         let workers: Vec<tokio::task::JoinHandle<()>> = (0..window)
             .map(|id| tokio::spawn(worker(id, shared.clone(), kit.clone())))
             .collect();
 
         let mut items = items.into_iter();
+        // `items` ran out; `late` (items arriving while the run goes on) is closed and empty.
+        let mut iter_done = false;
         let mut exhausted = false;
         let mut pending: VecDeque<T> = VecDeque::new();
         let mut follow: Vec<T> = Vec::new();
@@ -267,6 +277,10 @@ impl Executor {
             let (done, in_flight, idle_workers) = {
                 let mut s = shared.lock();
                 if stopping && !s.stop {
+                    // Whoever sends late items learns that nothing more is taken.
+                    if let Some(l) = late.as_mut() {
+                        l.close();
+                    }
                     // Items taken but not started stay untaken.
                     let untaken = !s.ready.is_empty();
                     s.ready.clear();
@@ -278,17 +292,28 @@ impl Executor {
                 if !s.stop {
                     // Follow-ups go first, ahead of items already queued.
                     let mut front = 0;
-                    while s.ready.len() < window {
+                    while s.ready.len() < queued {
                         let next = match pending.pop_front() {
                             Some(t) => {
                                 front += 1;
                                 Some(t)
                             }
-                            None if !exhausted => {
-                                let n = items.next();
-                                exhausted = n.is_none();
-                                n
-                            }
+                            None if !iter_done => match items.next() {
+                                Some(t) => Some(t),
+                                None => {
+                                    iter_done = true;
+                                    exhausted = late.is_none();
+                                    continue;
+                                }
+                            },
+                            None if !exhausted => match late.as_mut().map(|l| l.try_recv()) {
+                                Some(Ok(t)) => Some(t),
+                                Some(Err(TryRecvError::Empty)) => None,
+                                Some(Err(TryRecvError::Disconnected)) | None => {
+                                    exhausted = true;
+                                    None
+                                }
+                            },
                             None => None,
                         };
                         let Some(item) = next else { break };
@@ -340,8 +365,15 @@ impl Executor {
                 }
             }
             let deadline = grace_deadline;
+            // Wait for a late item only while there is room for it (the sender waits meanwhile:
+            // back-pressure on whoever produces them).
+            let want_late = iter_done && !exhausted && !stopping && pending.len() < window;
             tokio::select! {
                 _ = shared.driver.notified() => {}
+                item = recv_late(&mut late), if want_late => match item {
+                    Some(t) => pending.push_back(t),
+                    None => exhausted = true,
+                },
                 _ = tokio::time::sleep(TICK) => {}
                 _ = self.shutdown.wait_level(1), if !stopping => {}
                 _ = self.shutdown.wait_level(2), if stopping && !aborted => {
@@ -387,10 +419,17 @@ impl Executor {
                 item,
                 outcome: Outcome::Interrupted,
                 attempts: 0,
-                elapsed: Duration::ZERO,
             });
         }
         true
+    }
+}
+
+/// The next late item (`None` once every sender is gone).
+async fn recv_late<T>(late: &mut Option<tokio::sync::mpsc::Receiver<T>>) -> Option<T> {
+    match late {
+        Some(l) => l.recv().await,
+        None => None,
     }
 }
 
@@ -398,5 +437,143 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+    use crate::exec::ExecSettings;
+
+    struct N(u64);
+
+    impl Work for N {
+        fn fetcher(&self) -> &str {
+            "n"
+        }
+        fn model(&self) -> &str {
+            "N"
+        }
+        fn key(&self) -> String {
+            self.0.to_string()
+        }
+    }
+
+    fn executor(concurrency: usize) -> Executor {
+        Executor::new(ExecSettings {
+            concurrency,
+            ..ExecSettings::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn late_items_run_as_they_arrive_with_the_sender_held_back() {
+        const LATE: u64 = 5_000;
+        let (tx, rx) = tokio::sync::mpsc::channel::<N>(16);
+        let sent = Arc::new(AtomicU64::new(0));
+        let producer = {
+            let sent = sent.clone();
+            tokio::spawn(async move {
+                for i in 1..=LATE {
+                    if i % 500 == 0 {
+                        // A page boundary: the executor drains what it has meanwhile.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    tx.send(N(1_000_000 + i))
+                        .await
+                        .expect("the run takes every item");
+                    sent.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        };
+        let mut seen = Vec::new();
+        let mut max_ahead = 0u64;
+        let mut late_seen = 0u64;
+        let sink = |f: Finished<N, u64>, _: &mut Vec<N>| {
+            if let Outcome::Done(v) = f.outcome {
+                seen.push(v);
+                late_seen += u64::from(v > 1_000_000);
+            }
+            max_ahead = max_ahead.max(sent.load(Ordering::SeqCst).saturating_sub(late_seen));
+            Ok(())
+        };
+        let stats = executor(8)
+            .run_with_late(
+                (1..=100).map(N),
+                rx,
+                |n: Arc<N>, _| async move { Ok(n.0) },
+                sink,
+            )
+            .await
+            .unwrap();
+        producer.await.unwrap();
+        assert_eq!(stats.done, 100 + LATE);
+        // The fixed items first, then every late one exactly once.
+        assert!(seen[..100].iter().all(|&v| v <= 100));
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len() as u64, 100 + LATE);
+        // Bounded: the channel (16), the executor's queue (64) and window (8), a batch of
+        // finished items (64) and what waits for a late slot (8).
+        assert!(max_ahead <= 16 + 64 + 8 + 64 + 8, "ahead by {max_ahead}");
+    }
+
+    #[tokio::test]
+    async fn a_run_stopped_early_closes_the_late_channel() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<N>(4);
+        let exec = executor(2);
+        let shutdown = exec.shutdown.clone();
+        let producer = tokio::spawn(async move {
+            let mut sent = 0u64;
+            while tx.send(N(sent)).await.is_ok() {
+                sent += 1;
+                if sent == 50 {
+                    shutdown.trigger();
+                }
+                if sent > 100_000 {
+                    break;
+                }
+            }
+            sent
+        });
+        let stats = exec
+            .run_with_late(
+                std::iter::empty(),
+                rx,
+                |n: Arc<N>, _| async move { Ok(n.0) },
+                |_f: Finished<N, u64>, _: &mut Vec<N>| Ok(()),
+            )
+            .await
+            .unwrap();
+        let sent = producer.await.unwrap();
+        assert!(stats.stopped);
+        // The sender learnt at once that nothing more is taken.
+        assert!(sent < 50 + 4 + 64 + 2 + 64, "sent {sent}");
+    }
+
+    #[tokio::test]
+    async fn the_run_waits_for_a_slow_sender_and_ends_when_it_is_gone() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<N>(4);
+        tokio::spawn(async move {
+            for i in 0..5 {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                let _ = tx.send(N(i)).await;
+            }
+        });
+        let began = std::time::Instant::now();
+        let stats = executor(4)
+            .run_with_late(
+                std::iter::empty(),
+                rx,
+                |n: Arc<N>, _| async move { Ok(n.0) },
+                |_f: Finished<N, u64>, _: &mut Vec<N>| Ok(()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(stats.done, 5);
+        assert!(!stats.stopped);
+        assert!(began.elapsed() >= Duration::from_millis(150));
     }
 }

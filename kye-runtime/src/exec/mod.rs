@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{watch, Semaphore};
-use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::error::{Error, ErrorClass, Result};
@@ -127,8 +126,6 @@ pub struct Finished<T, V> {
     pub outcome: Outcome<V>,
     /// Attempts made (0 when interrupted before the first).
     pub attempts: u32,
-    /// Wall time from first attempt to the end.
-    pub elapsed: Duration,
 }
 
 /// Receives finished items from [`Executor::run`], on the task that drives the run.
@@ -338,16 +335,6 @@ impl Executor {
         self
     }
 
-    /// The stop switch.
-    pub fn shutdown(&self) -> &Shutdown {
-        &self.shutdown
-    }
-
-    /// The settings.
-    pub fn settings(&self) -> &ExecSettings {
-        &self.settings
-    }
-
     /// Runs every item from `items` through `call`, handing each finished item to `sink`.
     ///
     /// `call(item, attempt)` is one attempt (attempt 1 is the first). The sink runs on this task,
@@ -366,7 +353,35 @@ impl Executor {
         Fut: Future<Output = Result<V>> + Send + 'static,
         S: Sink<T, V>,
     {
-        self.drive(items, call, sink).await
+        self.drive(items, None, call, sink).await
+    }
+
+    /// [`Executor::run`] with a second source: items that arrive while the run goes on (keys a
+    /// lister finds page by page, say). They are taken after `items` and the follow-ups, as
+    /// they come; the run ends when `items` is exhausted, every sender of `late` is dropped
+    /// and everything taken has finished. The channel's bound is the back-pressure on the
+    /// sender: the executor takes late items only while it has room for them (a window), so
+    /// memory stays flat however many arrive. When the run stops early (a stop request, a
+    /// sink error, an unreachable host), the channel is closed, so a sender's next `send`
+    /// fails and it knows to stop.
+    // Used by the lister's runs (issue 14), which come next; tested in drive.rs meanwhile.
+    #[allow(dead_code)]
+    pub async fn run_with_late<T, V, I, F, Fut, S>(
+        &self,
+        items: I,
+        late: tokio::sync::mpsc::Receiver<T>,
+        call: F,
+        sink: S,
+    ) -> Result<ExecStats>
+    where
+        T: Work,
+        V: Send + 'static,
+        I: IntoIterator<Item = T>,
+        F: Fn(Arc<T>, u32) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<V>> + Send + 'static,
+        S: Sink<T, V>,
+    {
+        self.drive(items, Some(late), call, sink).await
     }
 }
 
@@ -382,7 +397,6 @@ where
     F: Fn(Arc<T>, u32) -> Fut,
     Fut: Future<Output = Result<V>>,
 {
-    let start = Instant::now();
     let _permit = match limit {
         Some(sem) => sem.acquire_owned().await.ok(),
         None => None,
@@ -413,7 +427,6 @@ where
                     item,
                     outcome: Outcome::Done(v),
                     attempts: attempt,
-                    elapsed: start.elapsed(),
                 }
             }
             Err(e) => e,
@@ -434,7 +447,6 @@ where
                 item,
                 outcome: Outcome::Failed(error),
                 attempts: attempt,
-                elapsed: start.elapsed(),
             };
         }
         let delay = policy.backoff.delay(attempt, error.retry_after());
@@ -448,7 +460,7 @@ where
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.wait_level(1) => {
-                return Finished { item, outcome: Outcome::Interrupted, attempts: attempt, elapsed: start.elapsed() };
+                return Finished { item, outcome: Outcome::Interrupted, attempts: attempt };
             }
         }
     }

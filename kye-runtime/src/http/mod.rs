@@ -26,20 +26,26 @@
 //! | `client.rs` | one request: authentication, rate limit, status → error class, body     |
 //! | `rate.rs`   | per-host token buckets, `Retry-After` pauses, unreachable hosts          |
 //! | `url.rs`    | host keys, safe path segments, same-origin checks                        |
+//! | `paginate.rs` | list endpoints: how an API pages, from one page to the next or the end |
 
 mod client;
+mod paginate;
 pub mod rate;
 mod url;
 
 use std::time::Duration;
 
-/// HTTP method and status types (reqwest's), for [`crate::Context::request`] and responses.
-pub use reqwest::{Method, StatusCode};
+/// reqwest's types that kye's signatures name: the method and the request builder of
+/// [`crate::Context::request`], response statuses, and the URL and headers an [`crate::Auth`]
+/// is applied to. Re-exported so a fetcher crate can name them without depending on reqwest.
+pub use reqwest::header::{HeaderMap, HeaderName};
+pub use reqwest::{Client, Method, RequestBuilder, StatusCode, Url};
 
 pub use client::{
     install_crypto_provider, parse_json, parse_retry_after, CrossOriginRedirect, Http,
     HttpResponse, MAX_REDIRECTS,
 };
+pub use paginate::{Page, PageEnd, PageWalk, Paginator, DEFAULT_MAX_PAGES};
 pub use url::{host_key, path_segment, same_origin};
 
 /// Default maximum response body: 32 MiB.

@@ -63,8 +63,8 @@ pub trait Model:
     }
 }
 
-// The traits below are declared here, not beside their impls, so that a user's compile error
-// names them `kye_runtime::model::...` whichever file implements them.
+// The traits below are declared here, not beside their impls, and re-exported by `__private.rs`,
+// so that a user's compile error names them `kye::__private::...` whichever file implements them.
 
 /// Converts one key value into a fetcher parameter of type `Self`, for an index edge of kind `K`.
 ///

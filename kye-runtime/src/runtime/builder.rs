@@ -169,6 +169,8 @@ impl RuntimeBuilder {
         if let Some(n) = self.concurrency {
             exec.concurrency = n;
         }
+        // Calls through `Runtime::context()`, outside any fetcher, are retried as a call would be.
+        let ctx = ctx.with_retries(exec.default_policy.clone());
         let registry = match self.registry {
             Some(r) => Reg::Owned(Box::new(r)),
             None => Reg::Static(

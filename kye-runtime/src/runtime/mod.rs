@@ -2,7 +2,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> kye_runtime::Result<()> {
-//! use kye_runtime::runtime::{FetchRequest, Runtime};
+//! use kye_runtime::{FetchRequest, Runtime};
 //!
 //! let rt = Runtime::builder().store("sqlite:kye.db").build()?;
 //! // One key: fetched, validated, stored; the record or the validation errors come back.
@@ -56,7 +56,6 @@ use std::sync::{Arc, Mutex};
 pub use builder::{RuntimeBuilder, DEFAULT_STORE};
 pub use options::FetchRequest;
 pub use summary::{FetchSummary, GetResult, KeyProblem, Progress, SUMMARY_EXAMPLES};
-pub use writer::{FLUSH_INTERVAL, FLUSH_KEYS};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -125,7 +124,9 @@ impl Runtime {
         RuntimeBuilder::default()
     }
 
-    /// The context given to fetchers (configuration, secrets, HTTP).
+    /// The context fetchers get (configuration, secrets, HTTP), for calls made outside any
+    /// fetcher: its HTTP helpers retry a retryable failure (429, 5xx, timeouts, cut bodies) as
+    /// the executor retries a fetcher's call (`run.max_attempts`, backoff, `Retry-After`).
     pub fn context(&self) -> &Context {
         &self.inner.ctx
     }

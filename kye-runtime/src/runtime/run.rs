@@ -75,7 +75,7 @@ impl Sink<Job, KeyResult> for &mut KeySink<'_> {
     }
 
     fn idle(&mut self) -> Result<()> {
-        self.hand_off.flush()
+        self.hand_off.flush_waited()
     }
 }
 

@@ -23,6 +23,14 @@ pub const FLUSH_KEYS: usize = 256;
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
 /// Most keys in one message to the writer.
 const HANDOFF_KEYS: usize = 64;
+/// Messages waiting for the writer before the hand-off blocks: at most 1,024 keys, four of
+/// the writer's batches. Messages are full (64 keys) when keys finish fast, which is when the
+/// store is the bottleneck; a deeper channel then only holds more records in memory.
+const HANDOFF_MESSAGES: usize = 16;
+/// Longest a finished key waits in the hand-off while the executor idles before it is sent
+/// on (the writer buffers it for up to [`FLUSH_INTERVAL`] anyway): sending on every idle moment
+/// woke the writer thread several times per batch it then wrote.
+const HANDOFF_WAIT: Duration = Duration::from_millis(50);
 
 /// A key's writes waiting for the next flush.
 pub(super) struct PendingKey {
@@ -52,22 +60,35 @@ impl PendingKey {
 
 /// Finished keys on their way from the executor's task to the writer thread.
 ///
-/// Keys are collected here and sent as one message when [`HANDOFF_KEYS`] have gathered or the
-/// executor has nothing else ready ([`crate::exec::Sink::idle`]): keys that finish together
-/// cost the writer one wake-up instead of one each, and a key that finishes alone is sent at
-/// once.
+/// Keys are collected here and sent as one message when [`HANDOFF_KEYS`] have gathered, when
+/// the executor idles ([`crate::exec::Sink::idle`]) with a key that has waited
+/// [`HANDOFF_WAIT`], or at the end of the run: keys that finish together cost the writer one
+/// wake-up instead of one each.
 pub(super) struct HandOff {
     tx: SyncSender<Vec<PendingKey>>,
     batch: Vec<PendingKey>,
+    /// When the oldest key of `batch` arrived.
+    oldest: Option<Instant>,
 }
 
 impl HandOff {
     pub fn push(&mut self, key: PendingKey) -> Result<()> {
+        if self.batch.is_empty() {
+            self.oldest = Some(Instant::now());
+        }
         self.batch.push(key);
         if self.batch.len() >= HANDOFF_KEYS {
             self.flush()
         } else {
             Ok(())
+        }
+    }
+
+    /// Sends what has gathered if its oldest key has waited long enough.
+    pub fn flush_waited(&mut self) -> Result<()> {
+        match self.oldest {
+            Some(t) if t.elapsed() >= HANDOFF_WAIT => self.flush(),
+            _ => Ok(()),
         }
     }
 
@@ -77,6 +98,7 @@ impl HandOff {
         if self.batch.is_empty() {
             return Ok(());
         }
+        self.oldest = None;
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(HANDOFF_KEYS));
         self.tx
             .send(batch)
@@ -136,15 +158,15 @@ impl Writer {
 
     /// Starts the writer on a blocking thread. Finished keys go in through the [`HandOff`];
     /// its channel's bound is the back-pressure on the executor when the store is slow. Up to
-    /// 64 batches (at most 4,096 keys) wait in it: room for the executor to go on while the
-    /// writer commits; a quarter of that stalls the pipeline (30% slower when the store is the
-    /// bottleneck, `kye-bench overhead`).
+    /// [`HANDOFF_MESSAGES`] messages of at most [`HANDOFF_KEYS`] keys wait in it: room for the
+    /// executor to go on while the writer commits.
     pub fn spawn(self, span: tracing::Span) -> (HandOff, tokio::task::JoinHandle<Written>) {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<PendingKey>>(FLUSH_KEYS / 4);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<PendingKey>>(HANDOFF_MESSAGES);
         let task = tokio::task::spawn_blocking(move || span.in_scope(|| self.run_loop(rx)));
         let hand_off = HandOff {
             tx,
             batch: Vec::with_capacity(HANDOFF_KEYS),
+            oldest: None,
         };
         (hand_off, task)
     }

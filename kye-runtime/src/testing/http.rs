@@ -22,6 +22,8 @@ pub(crate) struct RequestHead {
     pub(crate) method: Method,
     /// Path without query string or fragment, always starting with `/` (or `*`).
     pub(crate) path: String,
+    /// The query string, without `?` (empty when there is none).
+    pub(crate) query: String,
     /// Whether the client allows the connection to be reused after this request.
     pub(crate) keep_alive: bool,
     /// Length of the request body that follows the head.
@@ -76,6 +78,7 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<RequestHead, HeadError> {
         _ => return Err(HeadError::Malformed),
     };
     let path = request_path(target).ok_or(HeadError::Malformed)?;
+    let query = request_query(target);
 
     let mut content_length: Option<u64> = None;
     let mut close = false;
@@ -112,6 +115,7 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<RequestHead, HeadError> {
     Ok(RequestHead {
         method,
         path,
+        query,
         // HTTP/1.0 keep-alive would need `Connection: keep-alive` echoed back; this server
         // simply closes HTTP/1.0 connections, which every client handles.
         keep_alive: http11 && !close,
@@ -139,6 +143,14 @@ fn request_path(target: &str) -> Option<String> {
         return None;
     }
     Some(path.to_owned())
+}
+
+/// The query string of a request target (without `?` and any fragment).
+fn request_query(target: &str) -> String {
+    let Some((_, rest)) = target.split_once('?') else {
+        return String::new();
+    };
+    rest.split('#').next().unwrap_or("").to_owned()
 }
 
 /// `tchar` from RFC 9110 §5.6.2.

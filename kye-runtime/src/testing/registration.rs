@@ -21,8 +21,8 @@ use crate::registry::FetcherRegistration;
 /// of the [`FetcherBuilder::new`] call.
 ///
 /// ```
-/// use kye_runtime::model::{FetchFuture, Key, KeyValue};
-/// use kye_runtime::registry::{FetcherRegistration, RegisteredModel, Registry};
+/// use kye_runtime::{FetchFuture, Key, KeyValue};
+/// use kye_runtime::{FetcherRegistration, RegisteredModel, Registry};
 /// use kye_runtime::testing::FetcherBuilder;
 /// use kye_runtime::{Context, Error};
 ///

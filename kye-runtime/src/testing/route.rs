@@ -240,7 +240,8 @@ pub struct Routes {
 }
 
 /// Builds the route for the part of a path after a prefix, on demand.
-pub(crate) type GenerateFn = dyn Fn(&str) -> Option<Route> + Send + Sync;
+/// Makes a route from the rest of the path and the query string.
+pub(crate) type GenerateFn = dyn Fn(&str, &str) -> Option<Route> + Send + Sync;
 
 /// A prefix whose routes are made per request (see [`Routes::generate`]).
 #[derive(Clone)]
@@ -312,9 +313,29 @@ impl Routes {
     /// });
     /// # let _ = routes;
     /// ```
-    pub fn generate<F>(mut self, prefix: impl AsRef<str>, make: F) -> Routes
+    pub fn generate<F>(self, prefix: impl AsRef<str>, make: F) -> Routes
     where
         F: Fn(&str) -> Option<Route> + Send + Sync + 'static,
+    {
+        self.generate_with_query(prefix, move |rest, _query| make(rest))
+    }
+
+    /// As [`Routes::generate`], with the request's query string (without `?`, empty when
+    /// there is none) for routes that answer by it: a list endpoint that pages by `offset`
+    /// and `limit`, say. The stats count the requests by path, whatever their query.
+    ///
+    /// ```
+    /// use kye_runtime::testing::{Route, Routes};
+    ///
+    /// let routes = Routes::new().generate_with_query("/items", |_rest, query| {
+    ///     let page: u32 = query.strip_prefix("page=")?.parse().ok()?;
+    ///     Some(Route::json(format!(r#"{{"page": {page}, "items": []}}"#)))
+    /// });
+    /// # let _ = routes;
+    /// ```
+    pub fn generate_with_query<F>(mut self, prefix: impl AsRef<str>, make: F) -> Routes
+    where
+        F: Fn(&str, &str) -> Option<Route> + Send + Sync + 'static,
     {
         self.generators.push(Generator {
             prefix: normalize_path(prefix.as_ref()),

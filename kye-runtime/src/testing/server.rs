@@ -107,21 +107,21 @@ impl Shared {
     }
 
     /// A route made on demand by the longest matching generator.
-    fn generate(&self, path: &str) -> Option<Arc<Route>> {
+    fn generate(&self, path: &str, query: &str) -> Option<Arc<Route>> {
         self.generators.iter().find_map(|g| {
             let rest = path.strip_prefix(&g.prefix)?;
-            let mut route = (g.make)(rest)?;
+            let mut route = (g.make)(rest, query)?;
             route.resolve_base(&self.base_url);
             Some(Arc::new(route))
         })
     }
 
     /// Counts the request and decides its fault.
-    fn decide(&self, path: &str) -> Decision {
+    fn decide(&self, path: &str, query: &str) -> Decision {
         let key = self.key(path);
         let route = match self.routes.get(&key) {
             Some(route) => Some(Arc::clone(route)),
-            None => self.generate(path),
+            None => self.generate(path, query),
         };
         let mut stats = self.stats();
         let entry = stats.entry(key.clone()).or_default();
@@ -600,7 +600,7 @@ async fn respond(stream: &mut TcpStream, shared: &Shared, head: &RequestHead) ->
     }
     let send_body = head.method == Method::Get;
     let keep = head.keep_alive;
-    let Decision { route, fault } = shared.decide(&head.path);
+    let Decision { route, fault } = shared.decide(&head.path, &head.query);
     let text = Some("text/plain; charset=utf-8");
 
     match fault {

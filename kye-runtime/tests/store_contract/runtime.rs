@@ -9,13 +9,13 @@
 use std::sync::OnceLock;
 
 use kye_lang::Schema;
-use kye_runtime::config::Config;
-use kye_runtime::model::{FetchFuture, Key, KeyValue};
-use kye_runtime::registry::{FetcherRegistration, RegisteredModel, Registry};
-use kye_runtime::runtime::{FetchRequest, Runtime};
 use kye_runtime::store::{IndexKey, KeyStatus, RecordQuery, RunStatus};
 use kye_runtime::testing::{FetcherBuilder, Route, Routes, TestServer};
+use kye_runtime::Config;
 use kye_runtime::{Context, Error};
+use kye_runtime::{FetchFuture, Key, KeyValue};
+use kye_runtime::{FetchRequest, Runtime};
+use kye_runtime::{FetcherRegistration, RegisteredModel, Registry};
 use serde_json::{json, Value};
 
 const CATS: i64 = 387;
@@ -308,7 +308,7 @@ pub async fn unknown_fields_of_one_record_are_capped(h: &Harness) {
     let st = Store::new(h);
     let rt = runtime_for(&st, value_schema(), &CAT_BY_ID, server.base_url());
     let got = rt.get("Cat.id = 1001").await.expect("get");
-    let kye_runtime::runtime::GetResult::Stored { warnings, .. } = got else {
+    let kye_runtime::GetResult::Stored { warnings, .. } = got else {
         panic!("cat 1001 is valid: {got:?}");
     };
     assert_eq!(warnings.len(), cap + 1);
@@ -400,7 +400,7 @@ async fn duplicate_keys_in_a_body_are_warned_about_naming_model_key_and_field() 
         format!("sqlite:{}", tmp.path().join("cats.db").display()),
     );
     let got = rt.get("Cat.id = 1002").await.expect("get");
-    let kye_runtime::runtime::GetResult::Stored {
+    let kye_runtime::GetResult::Stored {
         record, warnings, ..
     } = got
     else {

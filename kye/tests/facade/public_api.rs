@@ -1,0 +1,174 @@
+//! The public API: every type a public signature of kye names is reachable through a `kye::`
+//! path (issue 12). The general rule is enforced by kye-runtime denying `unnameable_types` (a
+//! type reachable from its public items but not nameable at its root fails the build) and by
+//! kye re-exporting kye-runtime's root whole; this file is the floor under it: it spells out the
+//! signatures users meet (the runtime, its builder, summaries, the context, the registry,
+//! requests, stores) with explicit `kye::` types, so it stops compiling if one of them moves out
+//! of reach or a signature stops naming the type it names today.
+//!
+//! Types of other crates in signatures: `serde_json::Value` (records), `toml::Value` and
+//! `toml::Table` (`Config::get`, `Config::table`), `tokio::task::JoinHandle`
+//! (`Shutdown::on_ctrl_c`) and `kye::lang::*` (schemas, validation errors); reqwest's request
+//! types are re-exported in `kye::http`.
+
+use std::time::Duration;
+
+/// Names each part of a finished fetch through `kye::` types: a field whose type changed or is
+/// no longer reachable is a compile error here.
+fn summary_parts(s: kye::FetchSummary) -> (kye::RunId, kye::RunStatus, kye::RunCounts) {
+    let resumed: Option<kye::RunId> = s.resumed_from;
+    let failures: Vec<kye::KeyProblem> = s.failures;
+    let rejects: Vec<kye::KeyProblem> = s.rejects;
+    let _: Duration = s.duration;
+    let _: Duration = s.store_time;
+    let _: Option<String> = s.unreachable;
+    for p in failures.iter().chain(&rejects) {
+        let _: kye::KeyStatus = p.status;
+    }
+    let _ = resumed;
+    (s.run, s.status, s.counts)
+}
+
+fn progress_parts(p: &kye::Progress) -> (kye::RunId, kye::RunCounts, u64, u64, Duration) {
+    (p.run, p.counts, p.interrupted, p.total, p.elapsed)
+}
+
+fn get_result_parts(r: &kye::GetResult) -> (kye::KeyStatus, Option<&serde_json::Value>) {
+    match r {
+        kye::GetResult::Stored { run, warnings, .. } => {
+            let _: &kye::RunId = run;
+            let _: &Vec<kye::lang::ValidationError> = warnings;
+        }
+        kye::GetResult::Rejected { run, errors, .. } => {
+            let _: &kye::RunId = run;
+            let _: &Vec<kye::lang::ValidationError> = errors;
+        }
+        kye::GetResult::Missing { run, .. } => {
+            let _: &kye::RunId = run;
+        }
+    }
+    (r.status(), r.record())
+}
+
+/// The runtime's and the builder's signatures.
+fn runtime_surface(rt: &kye::Runtime) {
+    let _: &kye::Context = rt.context();
+    let _: &kye::Registry = rt.registry();
+    let _: &kye::Shutdown = rt.shutdown();
+    rt.with_store(|store: &mut dyn kye::store::StoreWrite| {
+        let _: Result<Box<dyn kye::store::StoreRead>, kye::store::StoreError> = store.reader();
+    });
+    let _: kye::FetchRequest = kye::FetchRequest::new("Pokemon.id = 1");
+}
+
+fn builder_surface(
+    store: Box<dyn kye::store::StoreWrite>,
+) -> kye::Result<kye::Runtime, kye::Error> {
+    let builder: kye::RuntimeBuilder = kye::Runtime::builder();
+    // This binary's registry holds the accepted signatures' duplicate fetchers: this module's
+    // own (empty) registry instead.
+    let registry: kye::Registry =
+        crate::registry_of(module_path!()).expect("this module's (empty) registry");
+    builder
+        .registry(registry)
+        .config(kye::Config::empty())
+        .secrets(kye::Secrets::empty())
+        .shutdown(kye::Shutdown::new())
+        .on_progress(|p: &kye::Progress| {
+            let _ = progress_parts(p);
+        })
+        .store_instance(store)
+        .build()
+}
+
+/// What a fetcher gets and returns.
+fn context_surface(ctx: &kye::Context) {
+    let _: kye::ContextBuilder = kye::Context::builder();
+    let _: &kye::Config = ctx.settings();
+    let _: kye::Result<kye::Secret> = ctx.secret("token");
+    let _: &kye::http::Http = ctx.http();
+    let _: kye::Result<kye::http::RequestBuilder> = ctx.request(kye::http::Method::GET, "/");
+    let _: kye::ErrorClass = kye::Error::permanent("x").class();
+}
+
+fn auth_surface(table: &mut kye::AuthTable, auth: kye::Auth) {
+    table.insert_host("example.org", auth);
+}
+
+/// The registry, requests and keys.
+fn registry_surface(registry: &kye::Registry) {
+    let warnings: &[kye::RegistryWarning] = registry.warnings();
+    let _ = warnings;
+    for model in registry.models() {
+        let model: &kye::RegisteredModel = model;
+        let _: &kye::lang::Model = model.definition();
+    }
+    let fetchers: &[&'static kye::FetcherRegistration] = registry.fetchers();
+    if let Some(f) = fetchers.first() {
+        let call: kye::FetchFuture = f.call(&kye::Key::single(1), kye::Context::new());
+        drop(call);
+        let _: Result<(), kye::KeyError> = f.check_key(&kye::Key::single(1));
+        let _: kye::OutputKind = f.output;
+    }
+    let request: Result<kye::Request, kye::RequestError> = kye::Request::parse("Pokemon.id = 1");
+    if let Ok(request) = request {
+        let _: &kye::KeySpec = request.keys();
+        let resolved: Result<kye::ResolvedRequest, kye::RequestError> = registry.resolve(&request);
+        if let Ok(resolved) = resolved {
+            let keys: &kye::KeySet = resolved.keys();
+            let _: kye::KeyIter = keys.iter();
+        }
+    }
+    if let Err(e) = kye::Request::parse("Pokemon.") {
+        let _: kye::RequestErrorKind = e.kind();
+    }
+    let listing: kye::Listing = kye::Listing::new(registry);
+    let _: Vec<kye::ModelListing> = listing.models.clone();
+    let _: Vec<kye::FetcherListing> = listing.fetchers.clone();
+    let _: String = listing.render(kye::Format::Json);
+    let _: Result<&'static kye::Registry, &'static kye::RegistryError> = kye::registry();
+}
+
+/// Opening and reading a store.
+fn store_surface(spec: &kye::store::StoreSpec) -> Result<(), kye::store::StoreError> {
+    let reader: Box<dyn kye::store::StoreRead> = kye::store::open_store_read_only(spec)?;
+    let runs: Vec<kye::store::RunInfo> = reader.runs(Some(10))?;
+    let _: Option<kye::store::Timestamp> = runs.first().map(|r| r.started_at);
+    let _: kye::store::RecordQuery = kye::store::RecordQuery::new("Pokemon");
+    let key: kye::store::IndexKey = kye::store::IndexKey::single("id", 1);
+    // Nothing prepared the store for `Pokemon`: the reader says so by name.
+    let unknown = reader.last_stored("Pokemon", &key);
+    assert!(
+        matches!(&unknown, Err(kye::store::StoreError::UnknownModel { model }) if model == "Pokemon"),
+        "{unknown:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn public_types_are_reachable_through_kye_paths() {
+    // The functions above are the check (they must compile); calling what can run without a
+    // source shows the paths lead to the real items.
+    let registry = crate::registry_of(module_path!()).expect("this module's (empty) registry");
+    assert_eq!(registry.fetchers().len(), 0);
+    registry_surface(&registry);
+    context_surface(&kye::Context::new());
+    let mut table = kye::AuthTable::default();
+    auth_surface(&mut table, kye::Auth::Bearer(kye::Secret::new("t")));
+    assert!(!table.is_empty());
+
+    let dir = tempfile_dir();
+    let spec: kye::store::StoreSpec = format!("dir:{}", dir.display()).parse().expect("a spec");
+    let store = kye::store::open_store(&spec).expect("a new folder store");
+    let rt = builder_surface(store).expect("a runtime");
+    runtime_surface(&rt);
+    store_surface(&spec).expect("the folder store reads");
+    let _ = (summary_parts as fn(_) -> _, get_result_parts as fn(_) -> _);
+    std::fs::remove_dir_all(&dir).expect("the scratch folder is removed");
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("kye-public-api-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a scratch folder");
+    dir
+}
