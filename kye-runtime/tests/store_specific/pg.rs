@@ -295,3 +295,34 @@ fn a_connection_ended_by_the_server_fails_one_batch_at_most_and_the_writer_goes_
     )
     .unwrap();
 }
+
+#[test]
+fn composite_keys_whose_parts_share_a_separator_are_two_records() {
+    let Some(mut pg) = Pg::new() else { return };
+    let text = "Pair(a, b) {\n a: String\n b: String\n tags: String*\n}\n\
+                Code(id)(c, d) {\n id: Number\n c: String\n d: String\n}\n";
+    let mut s = open_store(&pg.spec()).unwrap();
+    s.prepare(&schema(text)).unwrap();
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    let pair =
+        |a: &str, b: &str, t: &str| record(run, "Pair", json!({"a": a, "b": b, "tags": [t]}));
+    let code = |id: u64, c: &str, d: &str| record(run, "Code", json!({"id": id, "c": c, "d": d}));
+    // Two keys and two secondary-index values whose parts, joined, would read the same;
+    // Code 1 twice in the batch makes the writer look its index values up.
+    write_ok(
+        s.as_mut(),
+        &[
+            pair("x\u{1}y", "z", "first"),
+            pair("x", "y\u{1}z", "second"),
+            code(1, "x\u{1}y", "z"),
+            code(2, "x", "y\u{1}z"),
+            code(1, "x\u{1}y", "z"),
+        ],
+    );
+    assert_eq!(pg.count("SELECT count(*) FROM S.\"Pair\""), 2);
+    assert_eq!(
+        pg.strings("SELECT a || '|' || value FROM S.\"Pair__tags\" ORDER BY value"),
+        vec!["x\u{1}y|first".to_string(), "x|second".to_string()]
+    );
+    assert_eq!(pg.count("SELECT count(*) FROM S.\"Code\""), 2);
+}

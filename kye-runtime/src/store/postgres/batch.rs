@@ -30,7 +30,8 @@ pub(crate) struct Row<'a> {
     pub layout: &'a ModelLayout,
     /// Primary key texts, as bound.
     key: Vec<Text<'a>>,
-    /// The key's normalized texts joined: the same for the same key, stored or not.
+    /// The key's normalized texts joined (see `joined`): the same for the same key, stored
+    /// or not, and different for different keys.
     key_id: String,
     inline: Vec<Text<'a>>,
     /// Per child-table edge (in edge order): its rows, each the edge's columns.
@@ -44,11 +45,16 @@ pub(crate) struct Row<'a> {
     hash: String,
 }
 
+/// The normalized texts of an index's parts as one text, each part prefixed by its length in
+/// bytes (`3:abc1:d`): two different lists of parts never give the same text, whatever
+/// characters the parts hold. `None` when a part is null.
 fn joined(texts: &[Text<'_>], prims: impl Iterator<Item = Prim>) -> Option<String> {
     let mut out = String::new();
     for (t, p) in texts.iter().zip(prims) {
-        out.push_str(&normal_text(t.as_deref(), p)?);
-        out.push('\u{1}');
+        let part = normal_text(t.as_deref(), p)?;
+        out.push_str(&part.len().to_string());
+        out.push(':');
+        out.push_str(&part);
     }
     Some(out)
 }
@@ -356,11 +362,11 @@ impl State {
                 let text = |i: usize| row.get::<_, Option<String>>(i);
                 let nk = l.key.len();
                 let key: Vec<Option<String>> = (0..nk).map(text).collect();
-                let key_id = key
+                let key_texts: Vec<Text<'_>> = key
                     .iter()
-                    .zip(&l.key)
-                    .map(|(t, c)| normal_text(t.as_deref(), c.prim).unwrap_or_default() + "\u{1}")
-                    .collect::<String>();
+                    .map(|t| t.as_deref().map(Cow::Borrowed))
+                    .collect();
+                let key_id = joined(&key_texts, l.key.iter().map(|c| c.prim)).unwrap_or_default();
                 let mut at = nk;
                 let mut uniques = Vec::new();
                 for pos in &positions {
