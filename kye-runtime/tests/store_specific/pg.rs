@@ -151,6 +151,22 @@ fn the_password_is_never_shown_and_connection_errors_name_host_and_database() {
         "{text}"
     );
     assert!(!text.contains("Sup3r"), "{text}");
+    // A password written without percent-encoding: the connect error names host and
+    // database, never the password or a piece of it.
+    for (url, pw) in [
+        ("postgres://kye:ab/cd@127.0.0.1:1/warehouse", "ab/cd"),
+        ("postgres://kye:12/34@127.0.0.1:1/warehouse", "12/34"),
+    ] {
+        let err = open_store(&url.parse().unwrap())
+            .err()
+            .expect("nothing listens");
+        let text = format!("{err} {err:?}");
+        assert!(
+            text.contains("127.0.0.1:1") && text.contains("warehouse"),
+            "{text}"
+        );
+        assert!(!text.contains(pw) && !text.contains("34@"), "{text}");
+    }
     // A reader of a schema kye never wrote finds no store.
     assert!(matches!(
         open_store_read_only(&pg.spec()),

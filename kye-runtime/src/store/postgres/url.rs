@@ -113,33 +113,59 @@ impl fmt::Display for PgSpec {
 
 const DEFAULT_CONNECT_TIMEOUT: u64 = 10;
 
+/// Said with every error of a store URL: a password written as is must not hold the
+/// characters that end its part of the URL.
+const ENCODE_HINT: &str = " (a password holding `/`, `?`, `@` or `:` must be percent-encoded: \
+                           %2F, %3F, %40, %3A)";
+
 impl PgSpec {
     /// Parses `postgres://[USER[:PASSWORD]@]HOST[:PORT][/DB][?schema=..&sslmode=..]` (also
-    /// `postgresql://`). `spec` is the whole text, for messages (never echoed with its
-    /// password).
+    /// `postgresql://`). The userinfo runs to the last `@` before the query, so a password
+    /// written as is may hold `/`, `:` and `@` (not `?`). Error messages show the parts
+    /// parsed, never the text as written, and any text that may be the password is
+    /// registered with the redactor before the first error.
     pub fn parse(text: &str) -> Result<PgSpec, StoreError> {
-        let shown = crate::redact::redact_url(text);
-        let bad = |message: String| StoreError::InvalidSpec {
-            spec: shown.clone(),
-            message,
-        };
-        let rest = text
-            .split_once("://")
-            .map(|(_, r)| r)
-            .ok_or_else(|| bad("expected postgres://USER@HOST:PORT/DATABASE".into()))?;
-        let (rest, query) = match rest.split_once('?') {
-            Some((r, q)) => (r, Some(q)),
-            None => (rest, None),
-        };
-        let (authority, path) = match rest.split_once('/') {
-            Some((a, p)) => (a, p),
-            None => (rest, ""),
-        };
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, authority),
-        };
         let decode = crate::redact::percent_decode;
+        let (scheme, rest) = text.split_once("://").unwrap_or(("postgres", ""));
+        let scheme = if scheme == "postgresql" {
+            "postgresql"
+        } else {
+            "postgres"
+        };
+        // Every text that may be the password is registered before anything can fail, so no
+        // message below shows it: the userinfo up to the last `@` before the query, and up
+        // to the last `@` of all (a password holding `?` unencoded).
+        let query_at = rest.find('?').unwrap_or(rest.len());
+        for end in [rest[..query_at].rfind('@'), rest.rfind('@')]
+            .into_iter()
+            .flatten()
+        {
+            if let Some((_, pw)) = rest[..end].split_once(':') {
+                crate::redact::register_sensitive_value(pw);
+                crate::redact::register_sensitive_value(&decode(pw));
+            }
+        }
+        // Messages show the parts parsed so far, never the text as written.
+        let mut shown = format!("{scheme}://…");
+        let bad = |shown: &str, message: &str| StoreError::InvalidSpec {
+            spec: shown.to_string(),
+            message: format!("{message}{ENCODE_HINT}"),
+        };
+        if !text.contains("://") {
+            return Err(bad(&shown, "expected postgres://USER@HOST:PORT/DATABASE"));
+        }
+        let (before_query, query) = rest.split_at(query_at);
+        let query = query.strip_prefix('?');
+        // The userinfo ends at the last `@` before the query: a password may hold `/` or `@`
+        // as written; the host, port and database hold neither.
+        let (userinfo, after) = match before_query.rfind('@') {
+            Some(at) => (Some(&before_query[..at]), &before_query[at + 1..]),
+            None => (None, before_query),
+        };
+        if userinfo.is_none() && query.is_some_and(|q| q.contains('@')) {
+            return Err(bad(&shown, "`@` after `?`"));
+        }
+        let (hostport, path) = after.split_once('/').unwrap_or((after, ""));
         let (user, url_password) = match userinfo {
             Some(u) => match u.split_once(':') {
                 Some((name, pw)) => (Some(decode(name)), Some(decode(pw))),
@@ -147,10 +173,13 @@ impl PgSpec {
             },
             None => (None, None),
         };
+        if let Some(u) = user.as_deref().filter(|u| !u.is_empty()) {
+            shown = format!("{scheme}://{}@…", encode(u));
+        }
         let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
             let (h, after) = v6
                 .split_once(']')
-                .ok_or_else(|| bad("an IPv6 host needs a closing `]`".into()))?;
+                .ok_or_else(|| bad(&shown, "an IPv6 host needs a closing `]`"))?;
             (h.to_string(), after.strip_prefix(':'))
         } else {
             match hostport.split_once(':') {
@@ -159,7 +188,7 @@ impl PgSpec {
             }
         };
         if host.contains(',') {
-            return Err(bad("several hosts are not supported; name one".into()));
+            return Err(bad(&shown, "several hosts are not supported; name one"));
         }
         let host = if host.is_empty() {
             "localhost".to_string()
@@ -168,9 +197,10 @@ impl PgSpec {
         };
         let port = match port {
             None | Some("") => 5432,
+            // The text is not shown: it may be a piece of a password.
             Some(p) => p
                 .parse::<u16>()
-                .map_err(|_| bad(format!("port {p:?} is not a number from 1 to 65535")))?,
+                .map_err(|_| bad(&shown, "the port is not a number from 1 to 65535"))?,
         };
         let user = user
             .filter(|u| !u.is_empty())
@@ -181,6 +211,20 @@ impl PgSpec {
             user.clone()
         } else {
             decode(path)
+        };
+        let shown_host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
+        let shown = format!(
+            "{scheme}://{}@{shown_host}:{port}/{}",
+            encode(&user),
+            encode(&database)
+        );
+        let bad = |message: String| StoreError::InvalidSpec {
+            spec: shown.clone(),
+            message,
         };
         let mut spec = PgSpec {
             user,
@@ -232,9 +276,6 @@ impl PgSpec {
         }
         if spec.database.contains('\0') || spec.schema.contains('\0') {
             return Err(bad("names cannot contain NUL".into()));
-        }
-        if let Some(pw) = &spec.url_password {
-            crate::redact::register_sensitive_value(pw);
         }
         Ok(spec)
     }
@@ -368,5 +409,40 @@ mod tests {
         let v6 = PgSpec::parse("postgres://u@[::1]:5433/db").unwrap();
         assert_eq!((v6.host.as_str(), v6.port), ("::1", 5433));
         assert_eq!(v6.to_string(), "postgres://u@[::1]:5433/db");
+    }
+
+    #[test]
+    fn a_password_written_as_is_never_reaches_an_error() {
+        for (url, pw, db) in [
+            ("postgres://u:ab/cd@h/db", "ab/cd", "db"),
+            ("postgres://u:12/34@h/db", "12/34", "db"),
+            ("postgres://u:p@ss:w/rd@h:6000/db", "p@ss:w/rd", "db"),
+        ] {
+            let s = PgSpec::parse(url).unwrap();
+            assert_eq!(s.password().unwrap().as_deref(), Some(pw), "{url}");
+            assert_eq!((s.host.as_str(), s.database.as_str()), ("h", db), "{url}");
+            assert!(!s.to_string().contains(pw) && !format!("{s:?}").contains(pw));
+        }
+        for (url, pw) in [
+            ("postgres://u:ab/cd@h:xy/db", "ab/cd"),
+            ("postgres://u:12/34@h/db?nope=1", "12/34"),
+            ("postgres://u:12/34@h/db?sslmode=maybe", "12/34"),
+            ("postgres://u:ab?cd/ef@h/db", "ab?cd/ef"),
+            ("postgres://u:gh/ij@[::1/db", "gh/ij"),
+            ("postgres://u:kl/mn@h,i/db", "kl/mn"),
+        ] {
+            let e = PgSpec::parse(url).unwrap_err();
+            let shown = format!("{e} {e:?}");
+            assert!(!shown.contains(pw), "{url}: {shown}");
+            for piece in pw.split(['/', '?']) {
+                assert!(!shown.contains(piece), "{url}: {shown}");
+            }
+            assert!(
+                shown.contains("percent-encoded")
+                    || shown.contains("nope")
+                    || shown.contains("maybe"),
+                "{shown}"
+            );
+        }
     }
 }
