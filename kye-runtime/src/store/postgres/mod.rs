@@ -113,8 +113,10 @@ impl Conn {
         let tls = tls::Tls::new(spec.sslmode).map_err(refused)?;
         // Custom plans always: kye binds arrays of keys as text cast in SQL, which a generic
         // plan would cast again for every row it scans instead of probing the index.
+        // `synchronous_commit` stays the server's: a batch kye saw committed (and the key
+        // outcomes a resume trusts) must survive a crash of the server.
         let search_path = format!(
-            "SET search_path TO {}; SET plan_cache_mode = force_custom_plan; SET synchronous_commit = off",
+            "SET search_path TO {}; SET plan_cache_mode = force_custom_plan",
             ddl::q(&spec.schema)
         );
         let running = self.running.clone();
@@ -387,3 +389,41 @@ impl Drop for PgStore {
 }
 
 read_through!(PgStore, db);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The test server's spec, or `None` (outside CI) when nothing answers there.
+    fn test_spec() -> Option<PgSpec> {
+        let url = std::env::var("KYE_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+        let spec = PgSpec::parse(&url).ok()?;
+        match Conn::open(&spec) {
+            Ok(_) => Some(spec),
+            Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!("CI=true: PostgreSQL at {url} does not answer: {e}")
+            }
+            Err(e) => {
+                eprintln!("skipping: nothing answers at {url} ({e})");
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn sessions_keep_the_servers_durability() {
+        let Some(spec) = test_spec() else { return };
+        let show = |conn: &mut Conn| -> String {
+            conn.run(|s| Ok(s.client.query_one("SHOW synchronous_commit", &[])?.get(0)))
+                .unwrap()
+        };
+        let mut conn = Conn::open(&spec).unwrap();
+        let mut plain = spec.config().unwrap().connect(postgres::NoTls).unwrap();
+        let default: String = plain
+            .query_one("SHOW synchronous_commit", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(show(&mut conn), default);
+    }
+}
