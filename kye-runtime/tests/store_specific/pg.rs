@@ -342,3 +342,82 @@ fn composite_keys_whose_parts_share_a_separator_are_two_records() {
     );
     assert_eq!(pg.count("SELECT count(*) FROM S.\"Code\""), 2);
 }
+
+#[test]
+fn writers_sharing_nested_records_and_drift_take_locks_in_one_order() {
+    let Some(mut pg) = Pg::new() else { return };
+    // A database of its own, so its deadlock counter counts this test's writers only.
+    let db = format!("kye_dl_{}", pg.schema);
+    pg.c.batch_execute(&format!("CREATE DATABASE \"{db}\""))
+        .unwrap();
+    let base = PgSpec::parse(&url()).unwrap();
+    let spec: StoreSpec = format!("postgres://{}@{}:{}/{db}", base.user, base.host, base.port)
+        .parse()
+        .unwrap();
+    let text = "Mon(id) {\n id: Number\n v: Number\n kinds: Kind*\n}\n\
+                Kind(name) {\n name: String\n v: Number\n}\n\
+                Alt(id) {\n id: Number\n v: Number\n}\n";
+    open_store(&spec).unwrap().prepare(&schema(text)).unwrap();
+    let threads: Vec<_> = (0..2u64)
+        .map(|t| {
+            let spec = spec.clone();
+            std::thread::spawn(move || {
+                let mut s = open_store(&spec).unwrap();
+                s.prepare(&schema(text)).unwrap();
+                let run = s.begin_run(&NewRun::new(format!("writer {t}"))).unwrap();
+                for round in 0..30u64 {
+                    // Writer 0 meets records, nested records and drift paths in ascending
+                    // order, writer 1 in descending: without one lock order they deadlock.
+                    let order = |n: u64| if t == 0 { n } else { 29 - n };
+                    let mut batch: Vec<WriteItem> = (0..30u64)
+                        .map(|i| {
+                            let kinds: Vec<_> = (0..3)
+                                .map(|k| json!({"name": format!("k{}", order((i + k) % 30)), "v": t}))
+                                .collect();
+                            record(run, "Mon", json!({"id": order(i), "v": round, "kinds": kinds}))
+                        })
+                        .collect();
+                    // Models in another order too: writer 1 meets Alt first.
+                    let alt = (0..30u64).map(|i| record(run, "Alt", json!({"id": order(i), "v": round})));
+                    if t == 0 {
+                        batch.extend(alt);
+                    } else {
+                        batch.splice(0..0, alt);
+                    }
+                    batch.extend((0..30u64).map(|i| {
+                        WriteItem::Drift(DriftWrite {
+                            run,
+                            model: "Mon".to_string(),
+                            path: format!("extra{}", order(i)),
+                            example: json!(1),
+                            seen_at: Timestamp::now(),
+                        })
+                    }));
+                    let res = s.write_batch(&batch).expect("no error reaches the writer");
+                    assert!(res.iter().all(Result::is_ok), "{res:?}");
+                }
+                s.finish_run(run, &RunEnd::new(RunStatus::Completed, RunCounts::default()))
+                    .unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // The writers' connections are closed: their statistics reach the counter shortly.
+    let mut deadlocks = 0;
+    for _ in 0..20 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        pg.c.batch_execute("SELECT pg_stat_clear_snapshot()")
+            .unwrap();
+        deadlocks = pg.count(&format!(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = '{db}'"
+        ));
+        if deadlocks > 0 {
+            break;
+        }
+    }
+    let _ =
+        pg.c.batch_execute(&format!("DROP DATABASE \"{db}\" WITH (FORCE)"));
+    assert_eq!(deadlocks, 0, "deadlocks among two writers");
+}

@@ -542,7 +542,8 @@ impl State {
     }
 }
 
-/// The rows to write, the last of each key per model, models in order of first appearance.
+/// The rows to write, the last of each key per model (written in one lock order, see
+/// [`Writes::write`]).
 #[derive(Default)]
 pub(crate) struct Writes<'r, 'a> {
     models: Vec<(&'a ModelLayout, Vec<&'r Row<'a>>, HashMap<&'r str, usize>)>,
@@ -572,14 +573,21 @@ impl<'r, 'a> Writes<'r, 'a> {
     }
 
     /// Writes every model's rows: one upsert per model table, one delete and one insert per
-    /// child table.
+    /// child table. Models go in the order of their names and rows in the order of their
+    /// keys, whatever order the batch had: every writer takes its row locks in one global
+    /// order, so two writers of shared records (nested ones above all) wait for each other
+    /// instead of deadlocking.
     pub(crate) fn write(
         &self,
         tx: &mut Transaction<'_>,
         cache: &mut Cache,
     ) -> Result<(), postgres::Error> {
-        for (l, rows, _) in &self.models {
-            upsert(tx, cache, l, rows)?;
+        let mut models: Vec<_> = self.models.iter().collect();
+        models.sort_by(|a, b| a.0.model.cmp(&b.0.model));
+        for (l, rows, _) in models {
+            let mut rows = rows.clone();
+            rows.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+            upsert(tx, cache, l, &rows)?;
         }
         Ok(())
     }

@@ -467,8 +467,13 @@ impl OtherItems {
                 }
             }
         }
+        // Drift rows in (model, path) order: shared paths are locked in one order by every
+        // writer, as records are (see `Writes::write`).
+        let mut drift_rows: Vec<([String; 7], i64)> =
+            drift_rows.into_iter().zip(drift_counts).collect();
+        drift_rows.sort_by(|a, b| (&a.0[0], &a.0[1]).cmp(&(&b.0[0], &b.0[1])));
         let mut drift = vec![Vec::new(); 8];
-        for (row, count) in drift_rows.into_iter().zip(drift_counts) {
+        for (row, count) in drift_rows {
             for (col, v) in drift.iter_mut().zip(row) {
                 col.push(Some(v));
             }
