@@ -421,3 +421,66 @@ fn writers_sharing_nested_records_and_drift_take_locks_in_one_order() {
         pg.c.batch_execute(&format!("DROP DATABASE \"{db}\" WITH (FORCE)"));
     assert_eq!(deadlocks, 0, "deadlocks among two writers");
 }
+
+#[test]
+fn a_reconnect_whose_run_lock_is_still_held_fails_at_once() {
+    let Some(mut pg) = Pg::new() else { return };
+    let mut s = open_store(&pg.spec()).unwrap();
+    s.prepare(&schema(ITEMS)).unwrap();
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    let item = move |id: u64| {
+        record(
+            run,
+            "Item",
+            json!({"id": id, "code": format!("c{id}"), "v": 1, "tags": [1]}),
+        )
+    };
+    write_ok(s.as_mut(), &[item(1)]);
+    let app = format!("kye {}", pg.schema);
+    // The run's lock, as the writer's backend holds it.
+    let lock =
+        pg.c.query_one(
+            "SELECT l.classid::bigint, l.objid::bigint FROM pg_locks l \
+             JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND a.application_name = $1",
+            &[&app],
+        )
+        .unwrap();
+    let (class, obj): (i64, i64) = (lock.get(0), lock.get(1));
+    pg.c.query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+        &[&app],
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // Another session holds it now, as a half-open backend would.
+    pg.c.execute(
+        "SELECT pg_advisory_lock($1::bigint::int, $2::bigint::int)",
+        &[&class, &obj],
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let writer = std::thread::spawn(move || {
+        let mut results = Vec::new();
+        // The first may fail on the ended connection; the second reconnects.
+        for id in [2, 3] {
+            results.push(s.write_batch(&[item(id)]).map(|_| ()));
+        }
+        let _ = tx.send(results);
+        s
+    });
+    let results = rx.recv_timeout(std::time::Duration::from_secs(10));
+    pg.c.execute(
+        "SELECT pg_advisory_unlock($1::bigint::int, $2::bigint::int)",
+        &[&class, &obj],
+    )
+    .unwrap();
+    let results = results.expect("the reconnect waited for the run's lock");
+    let err = results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .find(|e| matches!(e, StoreError::Connect { .. }))
+        .unwrap_or_else(|| panic!("a reconnect without the run's lock fails: {results:?}"));
+    assert!(err.to_string().contains(&format!("run {}", run.0)), "{err}");
+    drop(writer.join().unwrap());
+}

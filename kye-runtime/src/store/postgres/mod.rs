@@ -121,21 +121,36 @@ impl Conn {
         );
         let running = self.running.clone();
         let class = self.lock_class;
-        let client = off_runtime(move || -> Result<Client, postgres::Error> {
+        let client = off_runtime(move || -> Result<Result<Client, RunId>, postgres::Error> {
             let mut client = match tls {
                 Some(tls) => config.connect(tls)?,
                 None => config.connect(postgres::NoTls)?,
             };
             client.batch_execute(&search_path)?;
+            // Never waits: the lost connection's backend may still hold a run's lock (the
+            // server has not noticed it ended), and waiting could last hours.
             for run in running {
-                client.execute(
-                    "SELECT pg_advisory_lock($1, $2)",
-                    &[&class, &(run.0 as i32)],
-                )?;
+                let taken: bool = client
+                    .query_one(
+                        "SELECT pg_try_advisory_lock($1, $2)",
+                        &[&class, &(run.0 as i32)],
+                    )?
+                    .get(0);
+                if !taken {
+                    return Ok(Err(run));
+                }
             }
-            Ok(client)
+            Ok(Ok(client))
         })
         .map_err(|e| refused(error_text(&e)))?;
+        let client = client.map_err(|run| {
+            refused(format!(
+                "the connection was lost and run {} is still held by the server's end of it \
+                 (the server has not noticed the connection ended); the run cannot go on: \
+                 run the request again to resume it",
+                run.0
+            ))
+        })?;
         self.client = Some(client);
         self.statements.clear();
         Ok(())

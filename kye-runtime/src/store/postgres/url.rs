@@ -339,6 +339,13 @@ impl PgSpec {
             .dbname(&self.database)
             .application_name(&self.application_name())
             .connect_timeout(Duration::from_secs(self.connect_timeout.max(1)))
+            // A server that vanished (half-open connection) is noticed within about a
+            // minute, not after the system's two hours of TCP keepalive.
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_interval(Duration::from_secs(10))
+            .keepalives_retries(3)
+            .tcp_user_timeout(Duration::from_secs(60))
             .ssl_mode(match self.sslmode {
                 SslMode::Disable => postgres::config::SslMode::Disable,
                 SslMode::Prefer => postgres::config::SslMode::Prefer,
