@@ -277,6 +277,15 @@ impl PgSpec {
         if spec.database.contains('\0') || spec.schema.contains('\0') {
             return Err(bad("names cannot contain NUL".into()));
         }
+        // PostgreSQL cuts longer names to 63 bytes: two specs would share one schema under
+        // two lock classes, and their writers would not take turns.
+        if spec.schema.len() > 63 {
+            return Err(bad(format!(
+                "schema name is {} bytes; PostgreSQL keeps at most 63 bytes of a name, so use \
+                 a shorter one",
+                spec.schema.len()
+            )));
+        }
         Ok(spec)
     }
 
@@ -416,6 +425,24 @@ mod tests {
         let v6 = PgSpec::parse("postgres://u@[::1]:5433/db").unwrap();
         assert_eq!((v6.host.as_str(), v6.port), ("::1", 5433));
         assert_eq!(v6.to_string(), "postgres://u@[::1]:5433/db");
+    }
+
+    #[test]
+    fn schema_names_longer_than_postgresql_keeps_are_refused() {
+        let ok = "s".repeat(63);
+        assert_eq!(
+            PgSpec::parse(&format!("postgres://u@h/db?schema={ok}"))
+                .unwrap()
+                .schema,
+            ok
+        );
+        // 64 bytes, also when the 64th is inside a multi-byte character.
+        for long in ["s".repeat(64), format!("{}é", "s".repeat(62))] {
+            let e = PgSpec::parse(&format!("postgres://u@h/db?schema={long}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("63 bytes") && e.contains("64 bytes"), "{e}");
+        }
     }
 
     #[test]
