@@ -33,7 +33,7 @@ use serde_json::Value;
 
 #[path = "pokemon/mapping.rs"]
 mod mapping;
-use kye::http::path_segment;
+use kye::http::{path_segment, Paginator};
 use mapping::{map_ability, map_pokemon, map_type};
 
 kye::models!("examples/pokemon/pokemon.kye");
@@ -91,6 +91,36 @@ async fn ability_by_name(name: String, ctx: &kye::Context) -> kye::Result<Value>
         ))
         .await?;
     map_ability(&doc)
+}
+
+/// Every Pokémon PokeAPI lists: `GET {base}/pokemon/?limit=100`, then each page's `next`.
+/// `fetch 'Pokemon'` fetches each as its page arrives.
+#[kye::list(Pokemon.id)]
+async fn all_pokemon(ctx: &kye::Context, keys: kye::Keys<u32>) -> kye::Result<()> {
+    // Page size: `pokeapi.list_limit` (PokeAPI takes up to 100 000; 100 keeps pages small).
+    let limit = ctx
+        .config_as::<u32>("pokeapi.list_limit")?
+        .unwrap_or(100)
+        .max(1);
+    let paging = Paginator::next_url("next").items("results").total("count");
+    let first = format!("{}/pokemon/?limit={limit}", base_url(ctx));
+    let mut pages = ctx.pages(&first, &paging)?;
+    while let Some(page) = pages.next().await? {
+        for entry in &page.items {
+            keys.send(id_in_url(entry)?).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The id at the end of a list entry's `url` (`.../pokemon/25/` → 25).
+fn id_in_url(entry: &Value) -> kye::Result<u32> {
+    let url = entry["url"].as_str().unwrap_or_default();
+    url.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| kye::Error::permanent(format!("a list entry without a Pokémon id: {entry}")))
 }
 
 /// `pokeapi.base_url` from kye.toml / `KYE_POKEAPI__BASE_URL` (the `--offline` server sets

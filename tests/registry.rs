@@ -153,3 +153,138 @@ fn a_users_binary_calls_itself_by_its_own_name_with_kye_after() {
     );
     assert!(!help.contains("kye runtime"), "{help}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// A list function from another crate (`all_authors`, `#[kye::list(Author.name)]`): `fetch
+// 'Author'` fetches every author it finds, page by page, against a loopback catalog.
+
+mod listed {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    use kye::testing::{Fault, Route, Routes, TestServer};
+    use kye::{Config, Runtime};
+    use serde_json::json;
+
+    const AUTHORS: usize = 47;
+    const PAGE: usize = 10;
+
+    /// `/authors?page=N`: ten names a page, then an empty page; page `fail_page` always 500.
+    fn catalog(fail_page: Option<usize>, requests: Arc<AtomicU32>) -> Routes {
+        Routes::new().generate_with_query("/authors", move |_, q| {
+            requests.fetch_add(1, Ordering::SeqCst);
+            let page: usize = q.strip_prefix("page=")?.parse().ok()?;
+            let names: Vec<_> = (((page - 1) * PAGE)..(page * PAGE).min(AUTHORS))
+                .map(|i| json!({ "name": format!("author {i:02}") }))
+                .collect();
+            let route = Route::json(json!({ "authors": names }).to_string());
+            Some(if Some(page) == fail_page {
+                route.always(Fault::Status(500))
+            } else {
+                route
+            })
+        })
+    }
+
+    fn runtime(base: &str, db: &std::path::Path) -> Runtime {
+        let config = Config::from_toml_str(
+            &format!(
+                "[catalog]\nbase_url = \"{base}\"\n[run]\nmax_attempts = 2\nbackoff_base = \"5ms\"\nbackoff_max = \"5ms\"\n"
+            ),
+            None,
+        )
+        .unwrap();
+        Runtime::builder()
+            .config(config)
+            .env(Vec::new())
+            .store(format!("sqlite:{}", db.display()))
+            .handle_ctrl_c(false)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_lister_is_registered_with_its_fetcher() {
+        let r = super::registry();
+        let listers: Vec<String> = r
+            .listers()
+            .iter()
+            .map(|l| format!("{} {}", l.identifier_text(), l.function))
+            .collect();
+        assert_eq!(listers, ["Author.name all_authors"]);
+        assert_eq!(
+            r.lister("Author").unwrap().doc,
+            "Every author the catalog lists, page by page (`catalog.base_url`/authors?page=N)."
+        );
+        // `kye list` shows it (JSON, text and the Markdown of REGISTRY.md).
+        let listing = kye::Listing::new(r);
+        let json: serde_json::Value = serde_json::from_str(&listing.to_json()).unwrap();
+        assert_eq!(json["listers"][0]["function"], "all_authors");
+        assert_eq!(json["listers"][0]["identifier"], json!(["name"]));
+        assert_eq!(json["listers"][0]["crate"], "kye_user_sources");
+        assert!(
+            listing.to_text().contains("\nListers\n"),
+            "{}",
+            listing.to_text()
+        );
+        assert!(listing
+            .to_markdown()
+            .contains("| `Author.name` | `all_authors` |"));
+        // A bare model without a lister says what to do instead.
+        let err = r.resolve_str("Book").unwrap_err();
+        assert_eq!(err.kind(), kye::RequestErrorKind::NoLister);
+        assert!(err.to_string().contains("#[kye::list(Book.isbn)]"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_bare_model_fetches_every_key_its_lister_finds() {
+        let requests = Arc::new(AtomicU32::new(0));
+        let server = TestServer::start(catalog(None, requests.clone()))
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime(server.base_url(), &dir.path().join("kye.db"));
+        let summary = rt.fetch("Author").await.unwrap();
+        assert_eq!(summary.status, kye::RunStatus::Completed, "{summary}");
+        assert_eq!(summary.counts.stored, AUTHORS as u64, "{summary}");
+        assert_eq!(summary.requested, AUTHORS as u64);
+        // Five pages of names and the empty sixth.
+        assert_eq!(requests.load(Ordering::SeqCst), 6);
+        let names: Vec<String> = rt
+            .with_store(|s| s.records(&kye::store::RecordQuery::new("Author")))
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names.len(), AUTHORS);
+        assert_eq!(names[0], "author 00");
+        assert_eq!(names[AUTHORS - 1], "author 46");
+    }
+
+    #[tokio::test]
+    async fn a_lister_failing_midway_keeps_what_it_found_and_the_run_resumes() {
+        let requests = Arc::new(AtomicU32::new(0));
+        let server = TestServer::start(catalog(Some(3), requests.clone()))
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("kye.db");
+        let rt = runtime(server.base_url(), &db);
+        let err = rt.fetch("Author").await.unwrap_err().to_string();
+        assert!(err.contains("all_authors"), "{err}");
+        assert!(err.contains("after listing 20 keys"), "{err}");
+        assert!(err.contains("page 3 of the list"), "{err}");
+        let runs = rt.with_store(|s| s.runs(None)).unwrap();
+        assert_eq!(runs[0].status, kye::RunStatus::Failed);
+        assert_eq!(runs[0].counts.stored, 20);
+
+        drop(rt);
+
+        // The catalog recovers; the same request again fetches only what is left.
+        let server = TestServer::start(catalog(None, requests)).await.unwrap();
+        let rt = runtime(server.base_url(), &db);
+        let summary = rt.fetch("Author").await.unwrap();
+        assert_eq!(summary.counts.stored, AUTHORS as u64 - 20, "{summary}");
+        assert_eq!(summary.counts.skipped, 20, "{summary}");
+    }
+}

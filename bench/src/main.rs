@@ -135,6 +135,46 @@ async fn ready_by_id(id: i64) -> kye::Result<Value> {
     Ok(ready_value(id))
 }
 
+/// Every `Ready` id the benchmark's list server names (`bench.list_url`), 100 a page.
+#[kye::list(Ready.id)]
+async fn all_ready(ctx: &kye::Context, keys: kye::Keys<i64>) -> kye::Result<()> {
+    let url = ctx
+        .config("bench.list_url")
+        .ok_or_else(|| kye::Error::permanent("bench.list_url is not configured"))?;
+    let paging = kye::http::Paginator::offset("offset", "limit", 100)
+        .items("ids")
+        .total("count");
+    let mut pages = ctx.pages(&url, &paging)?;
+    while let Some(page) = pages.next().await? {
+        for id in &page.items {
+            let id = id
+                .as_i64()
+                .ok_or_else(|| kye::Error::permanent(format!("not an id: {id}")))?;
+            keys.send(id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A loopback list endpoint of `count` ids: `/ready/?offset=M&limit=N` answers
+/// `{"count", "ids": [M+1, ...]}`.
+fn list_server(count: u64) -> AnyResult<TestServer> {
+    let routes = kye::testing::Routes::new().generate_with_query("/ready/", move |rest, query| {
+        if !rest.is_empty() {
+            return None;
+        }
+        let param =
+            |name: &str| kye::testing::query_param(query, name).and_then(|v| v.parse::<u64>().ok());
+        let offset = param("offset").unwrap_or(0).min(count);
+        let end = (offset + param("limit").unwrap_or(100)).min(count);
+        let ids: Vec<u64> = (offset + 1..=end).collect();
+        Some(Route::json(
+            json!({ "count": count, "ids": ids }).to_string(),
+        ))
+    });
+    Ok(TestServer::start_on_thread(routes)?)
+}
+
 /// The record [`ready_by_id`] returns.
 pub(crate) fn ready_value(id: i64) -> Value {
     json!({
@@ -360,15 +400,30 @@ fn kye_fetch(base: &str, count: u32, concurrency: usize, db: &Path) -> AnyResult
     Ok(())
 }
 
-/// `overhead N`: `Ready.id in 1..=N` with a ready value; prints µs per key and peak RSS.
-fn overhead(count: u64) -> AnyResult<()> {
+/// `overhead N [listed]`: `Ready.id in 1..=N` with a ready value; prints µs per key and peak
+/// RSS. With `listed`, the keys come from `Ready`'s list function instead, paging through a
+/// loopback list endpoint 100 ids at a time (the server runs on its own thread of this process).
+fn overhead(count: u64, listed: bool) -> AnyResult<()> {
     let dir = tempfile::tempdir()?;
     let rt = tokio_rt()?;
+    let server = if listed {
+        Some(list_server(count)?)
+    } else {
+        None
+    };
+    let mut config = kye::Config::empty();
+    let request = match &server {
+        Some(s) => {
+            config.set("bench.list_url", s.url("/ready/"));
+            "Ready".to_string()
+        }
+        None => format!("Ready.id in 1..={count}"),
+    };
     let before = peak_rss_kib();
     let start = Instant::now();
     let summary = rt.block_on(async {
-        runtime(&dir.path().join("kye.db"), kye::Config::empty())?
-            .fetch(format!("Ready.id in 1..={count}"))
+        runtime(&dir.path().join("kye.db"), config)?
+            .fetch(request)
             .await
             .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })
     })?;
@@ -391,7 +446,7 @@ fn usage() -> String {
     "usage: kye-bench run [--smoke] [--reps R] [--counts N,N] [--real-counts N,N|none] \
      [--example-before PATH] [--scale N,N] [--rows N] [--doc-bytes B] [--concurrency C] \
      [--only validate,fetch,scale]\n\
-     \x20      kye-bench serve N real|BYTES | floor BASE N C [parse] | kye-fetch BASE N C DB | overhead N | pgstore N [URL]\n\
+     \x20      kye-bench serve N real|BYTES | floor BASE N C [parse] | kye-fetch BASE N C DB | overhead N [listed] | pgstore N [URL]\n\
      \x20      kye-bench parse [--docs M] [--rounds R] [--size real|BYTES] [--only WAY]"
         .to_string()
 }
@@ -404,31 +459,32 @@ fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> AnyResult
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("serve") => {
-            arg(&args, 1, "N").and_then(|n| serve(n, sizes_arg(&arg::<String>(&args, 2, "SIZE")?)?))
-        }
-        Some("floor") => arg::<String>(&args, 1, "BASE").and_then(|b| {
-            let parse = args.get(4).is_some_and(|a| a == "parse");
-            floor(&b, arg(&args, 2, "N")?, arg(&args, 3, "C")?, parse)
-        }),
-        Some("kye-fetch") => arg::<String>(&args, 1, "BASE").and_then(|b| {
-            kye_fetch(
-                &b,
-                arg(&args, 2, "N")?,
-                arg(&args, 3, "C")?,
-                &arg::<PathBuf>(&args, 4, "DB")?,
-            )
-        }),
-        Some("overhead") => arg(&args, 1, "N").and_then(overhead),
-        Some("pgstore") => arg(&args, 1, "N").and_then(|n| {
-            let url = args.get(2).cloned().unwrap_or_else(run::postgres_url);
-            pgstore::pgstore(n, &url)
-        }),
-        Some("run") => run::run(&args[1..]),
-        Some("parse") => parse::parse(&args[1..]),
-        _ => Err(usage().into()),
-    };
+    let result =
+        match args.first().map(String::as_str) {
+            Some("serve") => arg(&args, 1, "N")
+                .and_then(|n| serve(n, sizes_arg(&arg::<String>(&args, 2, "SIZE")?)?)),
+            Some("floor") => arg::<String>(&args, 1, "BASE").and_then(|b| {
+                let parse = args.get(4).is_some_and(|a| a == "parse");
+                floor(&b, arg(&args, 2, "N")?, arg(&args, 3, "C")?, parse)
+            }),
+            Some("kye-fetch") => arg::<String>(&args, 1, "BASE").and_then(|b| {
+                kye_fetch(
+                    &b,
+                    arg(&args, 2, "N")?,
+                    arg(&args, 3, "C")?,
+                    &arg::<PathBuf>(&args, 4, "DB")?,
+                )
+            }),
+            Some("overhead") => arg(&args, 1, "N")
+                .and_then(|n| overhead(n, args.get(2).is_some_and(|a| a == "listed"))),
+            Some("pgstore") => arg(&args, 1, "N").and_then(|n| {
+                let url = args.get(2).cloned().unwrap_or_else(run::postgres_url);
+                pgstore::pgstore(n, &url)
+            }),
+            Some("run") => run::run(&args[1..]),
+            Some("parse") => parse::parse(&args[1..]),
+            _ => Err(usage().into()),
+        };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

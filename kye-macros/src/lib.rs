@@ -1,5 +1,5 @@
-//! Procedural macros for kye. Use them through the `kye` facade crate: `#[kye::get]` and
-//! `kye::models!`. Their documentation lives there.
+//! Procedural macros for kye. Use them through the `kye` facade crate: `#[kye::get]`,
+//! `#[kye::list]` and `kye::models!`. Their documentation lives there.
 //!
 //! Generated code names only `::kye::__private::...` (or `<crate>::__private::...` with a
 //! `crate = path` override), so user crates never depend on `inventory` or `serde` directly.
@@ -10,6 +10,7 @@ use proc_macro::TokenStream;
 
 mod ctxt;
 mod get;
+mod list;
 mod models;
 mod names;
 
@@ -17,6 +18,12 @@ mod names;
 #[proc_macro_attribute]
 pub fn get(attr: TokenStream, item: TokenStream) -> TokenStream {
     get::expand(attr.into(), item.into()).into()
+}
+
+/// Registers a list function: the keys of a model, found page by page. See `kye::list`.
+#[proc_macro_attribute]
+pub fn list(attr: TokenStream, item: TokenStream) -> TokenStream {
+    list::expand(attr.into(), item.into()).into()
 }
 
 /// Generates Rust types from `.kye` schemas. See `kye::models!`.

@@ -1,4 +1,5 @@
-//! Codegen support: the items the code `kye::models!` and `#[kye::get]` generate names, in one
+//! Codegen support: the items the code `kye::models!`, `#[kye::get]` and
+//! `#[kye::list]` generate names, in one
 //! place, re-exported by `kye` as `kye::__private`. Not public API: names here change without
 //! notice. (Which step: compile time; the items themselves live with their step in `model/`,
 //! `registry.rs` and `request/`.)
@@ -9,6 +10,7 @@ pub use serde;
 pub use serde_json;
 
 pub use crate::context::Context;
+pub use crate::list::{KeySender, Keys, ListFuture, ListerRegistration};
 pub use crate::model::{
     catch_panics, compile_embedded, deserialize_index_int, failed_call, index_position, key_at,
     kind, run_blocking, ConstMessage, FetchFuture, FetchOutput, FetchResult, FromKeyValue,

@@ -159,8 +159,9 @@ impl Context {
 
     /// Sends a request built by [`Context::request`] (rate limit, status → error class, size limit).
     ///
-    /// On a context with retries ([`Context::with_retries`]) the request is sent again as long as
-    /// it can be cloned (a streamed body cannot: such a request is sent once).
+    /// On a context with retries (the one [`crate::Runtime::context`] hands out) the request is
+    /// sent again as long as it can be cloned (a streamed body cannot: such a request is sent
+    /// once).
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<HttpResponse> {
         match (&self.retries, request.try_clone()) {
             (Some(_), Some(_)) => {

@@ -6,7 +6,8 @@
 //!
 //! * at the root: the runtime ([`Runtime`], [`RuntimeBuilder`], [`FetchRequest`],
 //!   [`FetchSummary`], [`GetResult`], [`Progress`], [`KeyProblem`], [`Shutdown`]), what a
-//!   fetcher gets ([`Context`], [`Config`], [`Secret`], [`Secrets`], [`Auth`], [`AuthTable`]),
+//!   fetcher gets ([`Context`], [`Config`], [`Secret`], [`Secrets`], [`Auth`], [`AuthTable`],
+//!   [`Pages`]),
 //!   errors ([`Error`], [`ErrorClass`], [`Result`]), the registry and requests ([`registry()`],
 //!   [`Registry`], [`Request`], [`ResolvedRequest`], [`KeySet`], ...), keys and models
 //!   ([`Key`], [`KeyValue`], [`Model`]), the listing ([`Listing`], [`Format`]), and the run
@@ -42,6 +43,7 @@ mod exec;
 pub mod http;
 pub mod json;
 mod json_dups;
+mod list;
 mod listing;
 mod model;
 mod output;
@@ -66,7 +68,8 @@ pub use config::Config;
 pub use context::{Context, ContextBuilder};
 pub use error::{Error, ErrorClass, Result};
 pub use exec::Shutdown;
-pub use listing::{EdgeListing, FetcherListing, Listing, ModelListing};
+pub use list::{KeySender, Keys, ListFuture, ListerRegistration};
+pub use listing::{EdgeListing, FetcherListing, ListerListing, Listing, ModelListing};
 pub use model::{FetchFuture, Key, KeyError, KeyValue, Model, OutputKind};
 pub use output::Format;
 pub use pages::Pages;

@@ -37,6 +37,9 @@ pub struct Listing {
     pub models: Vec<ModelListing>,
     /// Every fetcher, sorted by model then identifier.
     pub fetchers: Vec<FetcherListing>,
+    /// Every list function (`#[kye::list]`), sorted by model; left out of the JSON when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub listers: Vec<ListerListing>,
     /// Registry warnings (no fetchers, models without fetchers).
     pub warnings: Vec<String>,
 }
@@ -89,6 +92,24 @@ pub struct FetcherListing {
     pub is_async: bool,
     /// `record`, `optional`, `json` or `optional_json`.
     pub output: String,
+    /// First paragraph of its doc comment (`""` when undocumented).
+    pub doc: String,
+}
+
+/// One list function in a [`Listing`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ListerListing {
+    /// The model whose keys it lists.
+    pub model: String,
+    /// The index edges of the keys.
+    pub identifier: Vec<String>,
+    /// The function's name.
+    pub function: String,
+    /// The crate it is defined in.
+    #[serde(rename = "crate")]
+    pub krate: String,
+    /// `file:line`.
+    pub location: String,
     /// First paragraph of its doc comment (`""` when undocumented).
     pub doc: String,
 }
@@ -153,9 +174,22 @@ impl Listing {
                 doc: first_paragraph(f.doc),
             })
             .collect();
+        let listers = registry
+            .listers()
+            .iter()
+            .map(|l| ListerListing {
+                model: l.model.to_string(),
+                identifier: l.identifier.iter().map(|s| s.to_string()).collect(),
+                function: l.function.to_string(),
+                krate: l.module_path.split("::").next().unwrap_or("").to_string(),
+                location: format!("{}:{}", l.file, l.line),
+                doc: first_paragraph(l.doc),
+            })
+            .collect();
         Listing {
             models,
             fetchers,
+            listers,
             warnings: registry.warnings().iter().map(|w| w.to_string()).collect(),
         }
     }
@@ -208,6 +242,15 @@ impl Listing {
             ],
             &fetchers,
         );
+        if !self.listers.is_empty() {
+            out.push_str("\nListers\n");
+            let listers: Vec<Vec<String>> = self.listers.iter().map(lister_row).collect();
+            table(
+                &mut out,
+                &["IDENTIFIER", "FUNCTION", "LOCATION", "DOC"],
+                &listers,
+            );
+        }
         for w in &self.warnings {
             let _ = write!(out, "\nwarning: {w}");
         }
@@ -249,6 +292,22 @@ impl Listing {
                 md_escape(&row[5])
             );
         }
+        if !self.listers.is_empty() {
+            out.push_str(
+                "\n## Listers\n\n| Identifier | Function | Location | Doc |\n|---|---|---|---|\n",
+            );
+            for l in &self.listers {
+                let row = lister_row(l);
+                let _ = writeln!(
+                    out,
+                    "| `{}` | `{}` | `{}` | {} |",
+                    row[0],
+                    row[1],
+                    row[2],
+                    md_escape(&row[3])
+                );
+            }
+        }
         if !self.warnings.is_empty() {
             out.push_str("\n## Warnings\n\n");
             for w in &self.warnings {
@@ -265,6 +324,15 @@ fn indexes_text(m: &ModelListing) -> String {
         .map(|ix| format!("({})", ix.join(", ")))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+fn lister_row(l: &ListerListing) -> Vec<String> {
+    vec![
+        identifier_text(&l.model, &l.identifier),
+        l.function.clone(),
+        l.location.clone(),
+        l.doc.clone(),
+    ]
 }
 
 fn fetcher_row(f: &FetcherListing) -> Vec<String> {

@@ -23,6 +23,8 @@ use std::sync::OnceLock;
 use kye_lang::Schema;
 
 use crate::context::Context;
+use crate::list::ListerRegistration;
+pub(crate) use crate::model::identifier_text;
 use crate::model::{FetchFuture, Key, KeyError, OutputKind};
 
 /// A model registered by `kye::models!` (generated code builds these; do not write them by hand).
@@ -115,17 +117,6 @@ impl fmt::Debug for FetcherRegistration {
     }
 }
 
-/// `Pokemon.id`, or `Date(year, month, day)` for composite identifiers.
-pub(crate) fn identifier_text<S: AsRef<str>>(model: &str, edges: &[S]) -> String {
-    match edges {
-        [one] => format!("{model}.{}", one.as_ref()),
-        many => {
-            let list: Vec<&str> = many.iter().map(AsRef::as_ref).collect();
-            format!("{model}({})", list.join(", "))
-        }
-    }
-}
-
 /// A model known to the registry.
 #[derive(Debug, Clone)]
 pub struct RegisteredModel {
@@ -189,6 +180,30 @@ pub enum RegistryError {
         /// `file:line` of the second function.
         second: String,
     },
+    /// Two list functions are registered for one model.
+    #[error(
+        "two list functions are registered for `{model}`: {first} and {second}; a model has one lister"
+    )]
+    DuplicateLister {
+        /// The model.
+        model: String,
+        /// The first function and where it is: `` `name` at file:line ``.
+        first: String,
+        /// The second function and where it is.
+        second: String,
+    },
+    /// A list function yields keys no fetcher takes.
+    #[error(
+        "list function `{function}` at {location} lists `{identifier}`, but no fetcher is keyed by `{identifier}`: add a `#[kye::get({identifier})]` to fetch what it lists"
+    )]
+    ListerWithoutFetcher {
+        /// `Model.edge`.
+        identifier: String,
+        /// Name of the list function.
+        function: String,
+        /// `file:line` of the list function.
+        location: String,
+    },
     /// Two different models with the same name are linked into the binary.
     #[error(
         "two different models are named `{name}`: one at {first} and one at {second}; model names must be unique in a binary"
@@ -250,6 +265,8 @@ pub struct Registry {
     models: BTreeMap<&'static str, RegisteredModel>,
     /// Sorted by model, then identifier.
     fetchers: Vec<&'static FetcherRegistration>,
+    /// Sorted by model.
+    listers: Vec<&'static ListerRegistration>,
     warnings: Vec<RegistryWarning>,
 }
 
@@ -285,7 +302,57 @@ impl Registry {
         let fetchers = inventory::iter::<FetcherRegistration>
             .into_iter()
             .collect::<Vec<_>>();
-        Registry::from_parts(models, fetchers)
+        Registry::from_parts(models, fetchers)?.with_listers(inventory::iter::<ListerRegistration>)
+    }
+
+    /// This registry with `listers` (list functions, `#[kye::list]`). Each must list keys of a
+    /// registered model by an identifier some fetcher is keyed by (the keys it finds are
+    /// fetched by that fetcher), and a model has at most one lister.
+    pub fn with_listers(
+        mut self,
+        listers: impl IntoIterator<Item = &'static ListerRegistration>,
+    ) -> Result<Registry, RegistryError> {
+        self.listers.extend(listers);
+        self.listers
+            .sort_by(|a, b| (a.model, a.file, a.line).cmp(&(b.model, b.file, b.line)));
+        for pair in self.listers.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            if a.model == b.model {
+                return Err(RegistryError::DuplicateLister {
+                    model: a.model.to_string(),
+                    first: format!("`{}` at {}:{}", a.function, a.file, a.line),
+                    second: format!("`{}` at {}:{}", b.function, b.file, b.line),
+                });
+            }
+        }
+        for l in &self.listers {
+            let location = format!("{}:{}", l.file, l.line);
+            if !self.models.contains_key(l.model) {
+                return Err(RegistryError::UnknownModel {
+                    model: l.model.to_string(),
+                    function: l.function.to_string(),
+                    location,
+                });
+            }
+            if self.fetcher(l.model, l.identifier).is_none() {
+                return Err(RegistryError::ListerWithoutFetcher {
+                    identifier: l.identifier_text(),
+                    function: l.function.to_string(),
+                    location,
+                });
+            }
+        }
+        Ok(self)
+    }
+
+    /// All list functions, sorted by model.
+    pub fn listers(&self) -> &[&'static ListerRegistration] {
+        &self.listers
+    }
+
+    /// The list function of `model`, if it has one.
+    pub fn lister(&self, model: &str) -> Option<&'static ListerRegistration> {
+        self.listers.iter().copied().find(|l| l.model == model)
     }
 
     /// Builds a registry from explicit parts (tests, or a binary without `inventory`).
@@ -371,6 +438,7 @@ impl Registry {
         Ok(Registry {
             models: by_name,
             fetchers,
+            listers: Vec::new(),
             warnings,
         })
     }

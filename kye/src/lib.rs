@@ -91,6 +91,52 @@ pub use kye_lang as lang;
 /// parameters, generic functions, `self` receivers, `const fn`.
 pub use kye_macros::get;
 
+/// Registers a list function: it finds the keys of a model (through a list endpoint, page by
+/// page) so that `fetch 'Pokemon'`, a bare model, fetches every key it finds with the model's
+/// fetcher for that index, as the keys arrive.
+///
+/// ```no_run
+/// kye::models!("tests/schemas/pokemon.kye");
+///
+/// #[kye::get(Pokemon.id)]
+/// async fn pokemon(id: i64, ctx: &kye::Context) -> kye::Result<serde_json::Value> {
+///     ctx.get_json_value(&format!("https://pokeapi.co/api/v2/pokemon/{id}/")).await
+/// }
+///
+/// /// Every Pokémon PokeAPI lists.
+/// #[kye::list(Pokemon.id)]
+/// async fn all_pokemon(ctx: &kye::Context, keys: kye::Keys<i64>) -> kye::Result<()> {
+///     let paging = kye::http::Paginator::next_url("next").items("results");
+///     let mut pages = ctx.pages("https://pokeapi.co/api/v2/pokemon/?limit=100", &paging)?;
+///     while let Some(page) = pages.next().await? {
+///         for p in &page.items {
+///             // ".../pokemon/25/" → 25
+///             let url = p["url"].as_str().unwrap_or_default();
+///             let id = url.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+///             keys.send(id.parse().map_err(|_| kye::Error::permanent(format!("no id in {url}")))?).await?;
+///         }
+///     }
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
+///
+/// * The function is `async fn(ctx: &kye::Context, keys: kye::Keys<T>) -> kye::Result<()>`;
+///   `T` is a type the index's values fit (`i64`, `u32`, ... for a `Number` index, `String`
+///   for a `String` one). `keys.send(k).await` hands one key to the run; it waits while the
+///   run is busy, so memory stays flat for a million keys.
+/// * A model has at most one list function, and a fetcher keyed by the same index must exist
+///   (it fetches what the list finds). Both are checked when the registry is built.
+/// * HTTP calls through `ctx` are retried like a fetcher's call; `ctx.pages` walks a list
+///   endpoint ([`http::Paginator`]).
+/// * If the function fails midway, the keys it sent are still fetched and stored, and the run
+///   ends failed, naming the function: run the same request again to resume.
+///
+/// Mistakes are compile errors at your tokens: unknown model, an identifier that is not an
+/// index, a key type the index's values do not fit, a function that is not `async`, wrong
+/// parameters.
+pub use kye_macros::list;
+
 /// Generates one Rust type per model of one or more `.kye` files (paths relative to the
 /// crate's `Cargo.toml`), implements [`Model`] for each and registers them with the runtime.
 ///

@@ -521,3 +521,45 @@ fn dot_keys_are_refused_before_any_request() {
     }
     assert_eq!(server.stats().requests(), 0);
 }
+
+#[test]
+fn a_bare_model_fetches_every_pokemon_the_list_pages_name() {
+    let s = Sandbox::new();
+    // Five a page: the 14 fixture Pokémon arrive on three pages (PokeAPI's `next` links).
+    let run = s
+        .run_env(
+            &[
+                "--offline",
+                "fetch",
+                "Pokemon",
+                "--follow",
+                "--format",
+                "json",
+            ],
+            &[("KYE_POKEAPI__LIST_LIMIT", "5")],
+        )
+        .expect(65);
+    let summary = run.json();
+    // 13 Pokémon and the types and abilities they reference.
+    let followed = summary["followed"].as_u64().unwrap();
+    assert!(followed > 0, "{summary}");
+    assert_eq!(summary["counts"]["stored"], 13 + followed, "{summary}");
+    assert_eq!(summary["status"], "completed", "{summary}");
+    assert_eq!(summary["counts"]["rejected"], 1, "{summary}"); // haunter: no base_experience
+    assert_eq!(summary["requested"], 14, "{summary}");
+    let pokemon = s
+        .run(&["show", "Pokemon", "--format", "json"])
+        .expect(0)
+        .json();
+    assert_eq!(pokemon.as_array().unwrap().len(), 13);
+    // --follow fetched their types too.
+    let types = s
+        .run(&["show", "PokemonType", "--format", "json"])
+        .expect(0)
+        .json();
+    assert!(names(&types).contains(&"electric".to_string()), "{types}");
+
+    // `list` names the list function.
+    let listing = s.run(&["list", "--format", "json"]).expect(0).json();
+    assert_eq!(listing["listers"][0]["function"], "all_pokemon");
+}

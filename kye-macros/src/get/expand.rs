@@ -117,7 +117,7 @@ pub fn registration(f: &Fetcher<'_>) -> TokenStream {
 /// `__KyeKinds`. `kye::models!` implements `HasIndex<ID>` for each index (ID: a hash of its
 /// edge names); the local trait turns a missing impl into an error about the identifier the
 /// user wrote, with nothing of kye's internals in its notes.
-fn index_lookup(p: &TokenStream, model: &syn::Path, edges: &[Ident]) -> TokenStream {
+pub(crate) fn index_lookup(p: &TokenStream, model: &syn::Path, edges: &[Ident]) -> TokenStream {
     let edge_strs: Vec<String> = edges.iter().map(Ident::to_string).collect();
     let id = Literal::u128_suffixed(names::index_id(&edge_strs));
     let ident_text = identifier_text(model, edges);
@@ -204,7 +204,7 @@ fn arguments(
 }
 
 /// `ts` with every token at `span`, so that rustc reports errors in it at the user's token.
-fn respan(ts: TokenStream, span: Span) -> TokenStream {
+pub(crate) fn respan(ts: TokenStream, span: Span) -> TokenStream {
     ts.into_iter()
         .map(|tt| match tt {
             TokenTree::Group(g) => {
@@ -221,7 +221,7 @@ fn respan(ts: TokenStream, span: Span) -> TokenStream {
 }
 
 /// The first paragraph of the function's doc comment, on one line.
-fn doc_of(func: &ItemFn) -> String {
+pub(crate) fn doc_of(func: &ItemFn) -> String {
     let mut lines = Vec::new();
     for attr in &func.attrs {
         if !attr.path().is_ident("doc") {

@@ -10,8 +10,8 @@
 //! still type-checks and nothing else cascades.
 
 mod analyze;
-mod expand;
-mod parse;
+pub(crate) mod expand;
+pub(crate) mod parse;
 
 use proc_macro2::TokenStream;
 use quote::{quote, ToTokens};

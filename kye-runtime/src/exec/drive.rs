@@ -371,7 +371,17 @@ impl Executor {
             tokio::select! {
                 _ = shared.driver.notified() => {}
                 item = recv_late(&mut late), if want_late => match item {
-                    Some(t) => pending.push_back(t),
+                    Some(t) => {
+                        pending.push_back(t);
+                        // Items come in bursts (a page of keys): take what is there at once,
+                        // one wake-up for the burst rather than one per item.
+                        while pending.len() < window {
+                            match late.as_mut().map(|l| l.try_recv()) {
+                                Some(Ok(t)) => pending.push_back(t),
+                                _ => break,
+                            }
+                        }
+                    }
                     None => exhausted = true,
                 },
                 _ = tokio::time::sleep(TICK) => {}
@@ -502,7 +512,7 @@ mod tests {
         let stats = executor(8)
             .run_with_late(
                 (1..=100).map(N),
-                rx,
+                Some(rx),
                 |n: Arc<N>, _| async move { Ok(n.0) },
                 sink,
             )
@@ -541,7 +551,7 @@ mod tests {
         let stats = exec
             .run_with_late(
                 std::iter::empty(),
-                rx,
+                Some(rx),
                 |n: Arc<N>, _| async move { Ok(n.0) },
                 |_f: Finished<N, u64>, _: &mut Vec<N>| Ok(()),
             )
@@ -566,7 +576,7 @@ mod tests {
         let stats = executor(4)
             .run_with_late(
                 std::iter::empty(),
-                rx,
+                Some(rx),
                 |n: Arc<N>, _| async move { Ok(n.0) },
                 |_f: Finished<N, u64>, _: &mut Vec<N>| Ok(()),
             )

@@ -344,6 +344,7 @@ impl Executor {
     /// Finished items are handed over in batches, one after the other, before the executor waits
     /// again (and calls [`Sink::idle`]). At most a few windows of items are taken from `items`
     /// ahead of what the sink has been handed.
+    #[cfg_attr(not(test), allow(dead_code))] // the runtime calls `run_with_late`
     pub async fn run<T, V, I, F, Fut, S>(&self, items: I, call: F, sink: S) -> Result<ExecStats>
     where
         T: Work,
@@ -356,20 +357,18 @@ impl Executor {
         self.drive(items, None, call, sink).await
     }
 
-    /// [`Executor::run`] with a second source: items that arrive while the run goes on (keys a
-    /// lister finds page by page, say). They are taken after `items` and the follow-ups, as
-    /// they come; the run ends when `items` is exhausted, every sender of `late` is dropped
+    /// [`Executor::run`] with a second source (when `late` is given): items that arrive while
+    /// the run goes on (keys a lister finds page by page, say). They are taken after `items`
+    /// and the follow-ups, as they come; the run ends when `items` is exhausted, every sender of `late` is dropped
     /// and everything taken has finished. The channel's bound is the back-pressure on the
     /// sender: the executor takes late items only while it has room for them (a window), so
     /// memory stays flat however many arrive. When the run stops early (a stop request, a
     /// sink error, an unreachable host), the channel is closed, so a sender's next `send`
     /// fails and it knows to stop.
-    // Used by the lister's runs (issue 14), which come next; tested in drive.rs meanwhile.
-    #[allow(dead_code)]
     pub async fn run_with_late<T, V, I, F, Fut, S>(
         &self,
         items: I,
-        late: tokio::sync::mpsc::Receiver<T>,
+        late: Option<tokio::sync::mpsc::Receiver<T>>,
         call: F,
         sink: S,
     ) -> Result<ExecStats>
@@ -381,7 +380,7 @@ impl Executor {
         Fut: Future<Output = Result<V>> + Send + 'static,
         S: Sink<T, V>,
     {
-        self.drive(items, Some(late), call, sink).await
+        self.drive(items, late, call, sink).await
     }
 }
 

@@ -187,6 +187,17 @@ where
     }
 }
 
+/// `Pokemon.id`, or `Date(year, month, day)` for composite identifiers.
+pub(crate) fn identifier_text<S: AsRef<str>>(model: &str, edges: &[S]) -> String {
+    match edges {
+        [one] => format!("{model}.{}", one.as_ref()),
+        many => {
+            let list: Vec<&str> = many.iter().map(AsRef::as_ref).collect();
+            format!("{model}({})", list.join(", "))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,6 +32,7 @@ use crate::error::Error;
 
 pub use call::{catch_panics, failed_call, run_blocking, FetchFuture, OutputKind};
 pub use index::{index_position, ConstMessage, HasIndex};
+pub(crate) use key::identifier_text;
 pub use key::{deserialize_index_int, Key, KeyError, KeyValue};
 pub use params::{key_at, kind, IndexAt, IndexKinds, KindAt};
 

@@ -1,6 +1,7 @@
 //! Requests, step 4: what resolution hands on, the fetcher and the checked keys. Ranges stay
 //! ranges and are streamed one key at a time.
 
+use crate::list::ListerRegistration;
 use crate::model::Key;
 use crate::registry::{FetcherRegistration, RegisteredModel};
 
@@ -53,6 +54,8 @@ pub enum KeySet {
         /// Last key (included).
         end: i64,
     },
+    /// Every key the list function finds, as it finds them (none known beforehand).
+    Listed(&'static ListerRegistration),
 }
 
 impl KeySet {
@@ -64,12 +67,22 @@ impl KeySet {
                 let n = (*end as i128) - (*start as i128) + 1;
                 u64::try_from(n.max(0)).unwrap_or(u64::MAX)
             }
+            KeySet::Listed(_) => 0,
         }
     }
 
-    /// True when there are no keys (never for a resolved request).
+    /// True when there are no keys (never for a resolved request; a listed set's keys are not
+    /// known until its list function runs, so it is not empty).
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        !matches!(self, KeySet::Listed(_)) && self.len() == 0
+    }
+
+    /// The list function that finds the keys, for a bare-model request.
+    pub fn lister(&self) -> Option<&'static ListerRegistration> {
+        match self {
+            KeySet::Listed(l) => Some(l),
+            _ => None,
+        }
     }
 
     /// The keys, lazily.
@@ -82,6 +95,8 @@ impl KeySet {
         match self {
             KeySet::Keys(k) => KeyIter::Keys(k.into_iter()),
             KeySet::Range { start, end } => KeyIter::Range(start..=end),
+            // Found while the run goes on (the runtime takes them from the list function).
+            KeySet::Listed(_) => KeyIter::Keys(Vec::new().into_iter()),
         }
     }
 }

@@ -76,6 +76,8 @@ pub enum KeySpec {
         /// `..=` rather than `..`.
         inclusive: bool,
     },
+    /// A bare model (`Pokemon`): every key its list function (`#[kye::list]`) finds.
+    All,
 }
 
 /// Where things were in the request text, for error carets.
@@ -161,6 +163,7 @@ impl fmt::Display for Request {
                 end,
                 inclusive,
             } => write!(f, " in {start}..{}{end}", if *inclusive { "=" } else { "" }),
+            KeySpec::All => Ok(()),
         }
     }
 }
@@ -182,6 +185,8 @@ pub enum RequestErrorKind {
     InvalidValue,
     /// A range with no keys.
     EmptyRange,
+    /// A bare model (every key) for a model without a list function.
+    NoLister,
 }
 
 /// A request that cannot be parsed or resolved. Its `Display` shows the request with a caret

@@ -121,7 +121,10 @@ impl Parser {
             ident_span = Some(open.start..close.end);
         }
         let mut values = Vec::new();
-        let keys = if self.is_punct("=") || self.is_punct("==") {
+        let keys = if identifier.is_none() && matches!(self.peek().0, Tok::End) {
+            // A bare model: every key its list function finds.
+            KeySpec::All
+        } else if self.is_punct("=") || self.is_punct("==") {
             self.bump();
             let (key, spans) = self.key()?;
             values.push(spans);

@@ -95,6 +95,45 @@ fn resolve(registry: &Registry, req: &Request) -> Result<ResolvedRequest, Reques
         return Err(value_object_request(registry, def).at(src, model_span));
     }
 
+    // A bare model: the keys its list function finds, fetched by the fetcher of their index.
+    if req.keys == KeySpec::All {
+        let Some(lister) = registry.lister(&def.name) else {
+            let example = def
+                .primary_index()
+                .map(|ix| identifier_text(&def.name, &ix.edges))
+                .unwrap_or_else(|| def.name.clone());
+            return Err(RequestError::new(
+                RequestErrorKind::NoLister,
+                format!(
+                    "`{}` has no list function, so kye cannot find its keys by itself",
+                    def.name
+                ),
+            )
+            .at(src, model_span)
+            .help(format!(
+                "name the keys (`{example} = ...` or `{example} in [...]`), or write a `#[kye::list({example})]` function"
+            )));
+        };
+        let identifier: Vec<String> = lister.identifier.iter().map(|e| e.to_string()).collect();
+        let Some(fetcher) = registry.fetcher(&def.name, &identifier) else {
+            return Err(RequestError::new(
+                RequestErrorKind::NoFetcher,
+                format!(
+                    "no fetcher is keyed by `{}`, the keys `{}` lists",
+                    lister.identifier_text(),
+                    lister.function
+                ),
+            )
+            .at(src, model_span));
+        };
+        return Ok(ResolvedRequest {
+            model: model.clone(),
+            identifier,
+            fetcher,
+            keys: KeySet::Listed(lister),
+        });
+    }
+
     // 2. The identifier (default: the primary index).
     let identifier: Vec<String> = match &req.identifier {
         None => def
@@ -225,6 +264,13 @@ fn resolve(registry: &Registry, req: &Request) -> Result<ResolvedRequest, Reques
     // Position in the request of each kept key (duplicates are dropped), for error carets.
     let mut positions: Vec<usize> = vec![0];
     let keys = match &req.keys {
+        // Resolved above, with the list function; never reached.
+        KeySpec::All => {
+            return Err(RequestError::new(
+                RequestErrorKind::NoLister,
+                format!("`{}` names no keys", def.name),
+            ))
+        }
         KeySpec::One(k) => KeySet::Keys(vec![check_key(k, 0)?]),
         KeySpec::List(list) => {
             positions.clear();
@@ -327,6 +373,7 @@ fn resolve(registry: &Registry, req: &Request) -> Result<ResolvedRequest, Reques
                 )?;
             }
         }
+        KeySet::Listed(_) => {}
         KeySet::Range { start, end } => {
             // Parameter conversions are monotonic range checks: both ends fitting means all fit.
             fit(

@@ -78,6 +78,8 @@ struct RequestedKeys {
     fetcher: &'static FetcherRegistration,
     range: Option<(i64, i64)>,
     list: HashSet<String>,
+    /// Every key of the fetcher is requested (a list function finds them all).
+    all: bool,
 }
 
 impl RequestedKeys {
@@ -87,11 +89,19 @@ impl RequestedKeys {
                 fetcher,
                 range: Some((*start, *end)),
                 list: HashSet::new(),
+                all: false,
             },
             KeySet::Keys(list) => RequestedKeys {
                 fetcher,
                 range: None,
                 list: list.iter().map(|k| k.to_string()).collect(),
+                all: false,
+            },
+            KeySet::Listed(_) => RequestedKeys {
+                fetcher,
+                range: None,
+                list: HashSet::new(),
+                all: true,
             },
         }
     }
@@ -99,6 +109,9 @@ impl RequestedKeys {
     fn contains(&self, job: &Job) -> bool {
         if !std::ptr::eq(job.target.fetcher, self.fetcher) {
             return false;
+        }
+        if self.all {
+            return true;
         }
         match (self.range, job.key.values()) {
             (Some((a, b)), [KeyValue::Int(i)]) => (a..=b).contains(i),

@@ -44,6 +44,7 @@
 mod builder;
 mod follow;
 mod job;
+mod list;
 mod options;
 mod process;
 mod run;

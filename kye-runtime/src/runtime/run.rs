@@ -118,9 +118,12 @@ impl Runtime {
         let (model, fetcher, keys) = resolved.into_parts();
         let follower = Follower::new(self.registry(), opts.follow, fetcher, &keys);
         let target = Target::new(model, fetcher);
-        let jobs = keys
-            .into_keys()
-            .map(move |k| Job::new(target.clone(), k, 0));
+        let lister = keys.lister();
+        let jobs = {
+            let target = target.clone();
+            keys.into_keys()
+                .map(move |k| Job::new(target.clone(), k, 0))
+        };
         let skip = SkipPolicy {
             refresh: opts.refresh,
             max_age: opts.max_age,
@@ -154,6 +157,16 @@ impl Runtime {
             live.clone(),
         );
         let (hand_off, writer_task) = writer.spawn(span.clone());
+        // A bare model: the keys its list function finds, as it finds them.
+        let (listed_jobs, listing) = match lister {
+            Some(l) => {
+                let policy = inner.exec.policy(l.function).clone();
+                let (jobs, listing) =
+                    super::list::start(l, &inner.ctx, policy, target.clone(), live.clone());
+                (Some(jobs), Some(listing))
+            }
+            None => (None, None),
+        };
         let mut sink = KeySink {
             run,
             follower,
@@ -163,8 +176,9 @@ impl Runtime {
             kept: keep.then(Kept::default),
         };
         let executed = executor
-            .run(
+            .run_with_late(
                 jobs,
+                listed_jobs,
                 move |job: Arc<Job>, attempt| {
                     let processor = processor.clone();
                     async move { processor.process(job, attempt).await }
@@ -173,6 +187,12 @@ impl Runtime {
             )
             .instrument(span.clone())
             .await;
+        let stopping = inner.shutdown.is_triggered() || executed.is_err();
+        let (listed, list_error) = match listing {
+            Some(l) => l.finish(stopping).instrument(span.clone()).await,
+            None => (0, None),
+        };
+        let requested = requested + listed;
         if let Some(l) = listener {
             l.abort();
         }
@@ -194,7 +214,7 @@ impl Runtime {
         });
         let ending = Ending::decide(
             executed,
-            written.error.take(),
+            written.error.take().or(list_error),
             interrupted,
             requested + followed,
         );

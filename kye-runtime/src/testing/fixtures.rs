@@ -5,7 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::route::{Route, Routes};
+use super::route::{query_param, Route, Routes};
 use super::server::TestServer;
 
 /// Why a fixture directory could not be loaded.
@@ -80,6 +80,8 @@ struct Document {
 #[derive(Debug, Clone, Default)]
 pub struct Fixtures {
     routes: BTreeMap<String, Document>,
+    /// Generated lists: folder route → `(id, name)` of its documents, sorted by id.
+    lists: BTreeMap<String, Arc<Vec<(i64, String)>>>,
 }
 
 impl Fixtures {
@@ -148,6 +150,9 @@ impl Fixtures {
                 continue;
             }
             entries.sort();
+            fixtures
+                .lists
+                .insert(folder.clone(), Arc::new(entries.clone()));
             let results: Vec<serde_json::Value> = entries
                 .iter()
                 .map(|(id, name)| serde_json::json!({"name": name, "url": format!("{{base}}{folder}{id}/")}))
@@ -212,11 +217,25 @@ impl Fixtures {
 
     /// The routes, each a `200 application/json` [`Route`], to add faults or more routes to
     /// before starting a server.
+    ///
+    /// A generated list pages as PokeAPI's do when asked with `?limit=N` (and `&offset=M`):
+    /// `count` is the whole list's, `next` and `previous` link the neighbouring pages, `null`
+    /// at the ends. Without `limit` it is one page of everything.
     pub fn routes(&self) -> Routes {
-        self.routes
+        let mut routes: Routes = self
+            .routes
             .iter()
+            .filter(|(path, _)| !self.lists.contains_key(*path))
             .map(|(path, doc)| (path, Route::json(doc.body.as_bytes())))
-            .collect()
+            .collect();
+        for (folder, entries) in &self.lists {
+            let (folder, entries) = (folder.clone(), entries.clone());
+            routes = routes.generate_with_query(folder.clone(), move |rest, query| {
+                rest.is_empty()
+                    .then(|| Route::json(list_page(&folder, &entries, query).to_string()))
+            });
+        }
+        routes
     }
 
     /// Starts a [`TestServer`] serving these documents on the current tokio runtime.
@@ -229,6 +248,27 @@ impl From<Fixtures> for Routes {
     fn from(fixtures: Fixtures) -> Routes {
         fixtures.routes()
     }
+}
+
+/// One page of a generated list, as PokeAPI answers `?offset=M&limit=N`.
+fn list_page(folder: &str, entries: &[(i64, String)], query: &str) -> serde_json::Value {
+    let param = |name: &str| query_param(query, name).and_then(|v| v.parse::<usize>().ok());
+    let offset = param("offset").unwrap_or(0).min(entries.len());
+    let limit = param("limit").unwrap_or(entries.len()).max(1);
+    let end = offset.saturating_add(limit).min(entries.len());
+    let link = |offset: usize| format!("{{base}}{folder}?offset={offset}&limit={limit}");
+    let results: Vec<serde_json::Value> = entries[offset..end]
+        .iter()
+        .map(
+            |(id, name)| serde_json::json!({"name": name, "url": format!("{{base}}{folder}{id}/")}),
+        )
+        .collect();
+    serde_json::json!({
+        "count": entries.len(),
+        "next": (end < entries.len()).then(|| link(end)),
+        "previous": (offset > 0).then(|| link(offset.saturating_sub(limit))),
+        "results": results,
+    })
 }
 
 /// Characters allowed in a route segment: URL-safe without escaping.

@@ -51,7 +51,7 @@ mod route;
 mod server;
 
 pub use fixtures::{FixtureError, Fixtures};
-pub use route::{Chaos, Fault, Route, Routes, BASE_PLACEHOLDER};
+pub use route::{query_param, Chaos, Fault, Route, Routes, BASE_PLACEHOLDER};
 pub use server::{PathStats, Stats, TestServer};
 
 // Registrations for hand-written fetchers in tests.

@@ -516,6 +516,23 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The value of parameter `name` in a query string (`offset=20&limit=10`), as sent (not
+/// percent-decoded): what a route made by [`Routes::generate_with_query`] reads.
+///
+/// ```
+/// use kye_runtime::testing::query_param;
+///
+/// assert_eq!(query_param("offset=20&limit=10", "limit"), Some("10"));
+/// assert_eq!(query_param("offset=20", "limit"), None);
+/// ```
+pub fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

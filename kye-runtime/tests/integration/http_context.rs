@@ -472,10 +472,7 @@ mod pages {
     const CAP: u64 = 5;
 
     fn query(q: &str, name: &str) -> Option<u64> {
-        q.split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| *k == name)
-            .and_then(|(_, v)| v.parse().ok())
+        kye_runtime::testing::query_param(q, name)?.parse().ok()
     }
 
     /// Items `offset+1 ..= offset+limit` (at most CAP), as JSON.

@@ -80,7 +80,61 @@ fn files_become_routes_with_aliases_and_lists() {
     );
     // `root.json` has no id and name, so the top folder gets no list at `/`.
     assert!(f.get("/").is_none());
-    assert_eq!(f.routes().len(), f.len());
+    // The three lists (`/ability/`, `/pokemon/`, `/type/`) are served by generators that page
+    // (below), the rest as fixed routes.
+    assert_eq!(f.routes().len(), f.len() - 3);
+}
+
+#[tokio::test]
+async fn generated_lists_page_as_pokeapi_does() {
+    let dir = tempfile::tempdir().unwrap();
+    for (id, name) in [(1, "bulbasaur"), (4, "charmander"), (7, "squirtle")] {
+        write(
+            dir.path(),
+            &format!("pokemon/{name}.json"),
+            &format!(r#"{{"id": {id}, "name": "{name}"}}"#),
+        );
+    }
+    let server = Fixtures::from_dir(dir.path())
+        .unwrap()
+        .serve()
+        .await
+        .unwrap();
+    let ctx = kye_runtime::Context::new();
+    let get = |path: String| {
+        let ctx = ctx.clone();
+        async move {
+            ctx.get_json_value(&path)
+                .await
+                .unwrap_or_else(|e| panic!("{path}: {e}"))
+        }
+    };
+    let base = server.base_url();
+    let first = get(format!("{base}/pokemon/?limit=2")).await;
+    assert_eq!(first["count"], 3);
+    assert_eq!(first["previous"], serde_json::Value::Null);
+    assert_eq!(first["results"][1]["url"], format!("{base}/pokemon/4/"));
+    let next = first["next"].as_str().unwrap().to_string();
+    assert_eq!(next, format!("{base}/pokemon/?offset=2&limit=2"));
+    let second = get(next).await;
+    assert_eq!(second["results"].as_array().unwrap().len(), 1);
+    assert_eq!(second["results"][0]["name"], "squirtle");
+    assert_eq!(second["next"], serde_json::Value::Null);
+    assert_eq!(
+        second["previous"],
+        format!("{base}/pokemon/?offset=0&limit=2")
+    );
+    // Without `limit`: everything on one page, as before.
+    let all = get(format!("{base}/pokemon/")).await;
+    assert_eq!(all["results"].as_array().unwrap().len(), 3);
+    assert_eq!(all["next"], serde_json::Value::Null);
+    // A document under the folder is still its own route; an unknown one is 404.
+    assert_eq!(get(format!("{base}/pokemon/7/")).await["name"], "squirtle");
+    let missing = ctx.get_json_value(&format!("{base}/pokemon/999/")).await;
+    assert_eq!(
+        missing.unwrap_err().class(),
+        kye_runtime::ErrorClass::Missing
+    );
 }
 
 #[test]

@@ -89,6 +89,16 @@ fn context_surface(ctx: &kye::Context) {
     let _: &kye::http::Http = ctx.http();
     let _: kye::Result<kye::http::RequestBuilder> = ctx.request(kye::http::Method::GET, "/");
     let _: kye::ErrorClass = kye::Error::permanent("x").class();
+    let paging: kye::http::Paginator = kye::http::Paginator::next_url("next");
+    let pages: kye::Result<kye::Pages<'_>> = ctx.pages("http://127.0.0.1:9/list", &paging);
+    if let Ok(pages) = pages {
+        let _: u64 = pages.pages_read();
+    }
+}
+
+/// A page as `Pages::next` yields it.
+fn page_parts(page: &kye::http::Page) -> &[serde_json::Value] {
+    &page.items
 }
 
 fn auth_surface(table: &mut kye::AuthTable, auth: kye::Auth) {
@@ -164,6 +174,7 @@ fn public_types_are_reachable_through_kye_paths() {
     runtime_surface(&rt);
     store_surface(&spec).expect("the folder store reads");
     let _ = (summary_parts as fn(_) -> _, get_result_parts as fn(_) -> _);
+    let _ = page_parts as fn(_) -> _;
     std::fs::remove_dir_all(&dir).expect("the scratch folder is removed");
 }
 

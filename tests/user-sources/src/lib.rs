@@ -53,3 +53,22 @@ pub async fn opening(year: i64, month: u8, day: u8) -> kye::Result<Opening> {
         hours: "9-17".into(),
     })
 }
+
+/// Every author the catalog lists, page by page (`catalog.base_url`/authors?page=N).
+#[kye::list(Author.name)]
+pub async fn all_authors(ctx: &kye::Context, keys: kye::Keys<String>) -> kye::Result<()> {
+    let base = ctx
+        .config("catalog.base_url")
+        .ok_or_else(|| kye::Error::permanent("set catalog.base_url"))?;
+    let paging = kye::http::Paginator::page_number("page").items("authors");
+    let mut pages = ctx.pages(&format!("{base}/authors"), &paging)?;
+    while let Some(page) = pages.next().await? {
+        for a in &page.items {
+            let name = a["name"]
+                .as_str()
+                .ok_or_else(|| kye::Error::permanent(format!("an author without a name: {a}")))?;
+            keys.send(name.to_string()).await?;
+        }
+    }
+    Ok(())
+}
