@@ -576,7 +576,9 @@ impl<'r, 'a> Writes<'r, 'a> {
     /// child table. Models go in the order of their names and rows in the order of their
     /// keys, whatever order the batch had: every writer takes its row locks in one global
     /// order, so two writers of shared records (nested ones above all) wait for each other
-    /// instead of deadlocking.
+    /// instead of deadlocking. Rows of a model with secondary indexes keep the batch's order:
+    /// who may take a value another record gives up in the same batch is decided in record
+    /// order (as in SQLite); a deadlock there is retried.
     pub(crate) fn write(
         &self,
         tx: &mut Transaction<'_>,
@@ -586,7 +588,9 @@ impl<'r, 'a> Writes<'r, 'a> {
         models.sort_by(|a, b| a.0.model.cmp(&b.0.model));
         for (l, rows, _) in models {
             let mut rows = rows.clone();
-            rows.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+            if l.uniques.is_empty() {
+                rows.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+            }
             upsert(tx, cache, l, &rows)?;
         }
         Ok(())
