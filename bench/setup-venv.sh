@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates bench/.venv (gitignored) and installs the Python peers the benchmarks compare kye against:
 #   - kye==0.1.2 with pandas==2.2.3: the original Python implementation of the kye language;
-#   - dlt with its duckdb destination: the REST-to-database loader most people use today.
+#   - dlt with its duckdb and postgres destinations (psycopg2-binary): the REST-to-database
+#     loader most people use today.
 # Only PyPI is used (wheels only: nothing compiled). Safe to re-run: an existing venv is reused.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -14,4 +15,4 @@ fi
 "$venv/bin/python" -m pip install --quiet --only-binary=:all: -r "$here/requirements.txt"
 "$venv/bin/python" -m pip freeze > "$here/.venv/freeze.txt"
 echo "bench/.venv ready: $("$venv/bin/python" --version); peers:"
-grep -iE '^(kye|pandas|dlt|duckdb|requests)==' "$venv/freeze.txt" || true
+grep -iE '^(kye|pandas|dlt|duckdb|requests|psycopg2-binary)==' "$venv/freeze.txt" || true

@@ -36,6 +36,8 @@ use serde_json::{json, Value};
 #[allow(dead_code)]
 mod mapping;
 mod parse;
+mod pgrun;
+mod pgstore;
 mod run;
 /// PokeAPI-shaped documents at real size, made from the example's fixtures.
 #[path = "../../examples/pokemon/synthetic.rs"]
@@ -174,7 +176,7 @@ fn list_server(count: u64) -> AnyResult<TestServer> {
 }
 
 /// The record [`ready_by_id`] returns.
-fn ready_value(id: i64) -> Value {
+pub(crate) fn ready_value(id: i64) -> Value {
     json!({
         "id": id,
         "name": format!("pokemon-{id}"),
@@ -232,7 +234,7 @@ pub(crate) fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-type AnyResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+pub(crate) type AnyResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 fn tokio_rt() -> AnyResult<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
@@ -444,7 +446,7 @@ fn usage() -> String {
     "usage: kye-bench run [--smoke] [--reps R] [--counts N,N] [--real-counts N,N|none] \
      [--example-before PATH] [--scale N,N] [--rows N] [--doc-bytes B] [--concurrency C] \
      [--only validate,fetch,scale]\n\
-     \x20      kye-bench serve N real|BYTES | floor BASE N C [parse] | kye-fetch BASE N C DB | overhead N [listed]\n\
+     \x20      kye-bench serve N real|BYTES | floor BASE N C [parse] | kye-fetch BASE N C DB | overhead N [listed] | pgstore N [URL]\n\
      \x20      kye-bench parse [--docs M] [--rounds R] [--size real|BYTES] [--only WAY]"
         .to_string()
 }
@@ -475,6 +477,10 @@ fn main() -> ExitCode {
             }),
             Some("overhead") => arg(&args, 1, "N")
                 .and_then(|n| overhead(n, args.get(2).is_some_and(|a| a == "listed"))),
+            Some("pgstore") => arg(&args, 1, "N").and_then(|n| {
+                let url = args.get(2).cloned().unwrap_or_else(run::postgres_url);
+                pgstore::pgstore(n, &url)
+            }),
             Some("run") => run::run(&args[1..]),
             Some("parse") => parse::parse(&args[1..]),
             _ => Err(usage().into()),

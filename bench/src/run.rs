@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use super::{start_server, workspace_root, AnyResult};
 
-struct Options {
-    smoke: bool,
-    reps: usize,
+pub(crate) struct Options {
+    pub(crate) smoke: bool,
+    pub(crate) reps: usize,
     rows: u64,
     counts: Vec<u32>,
     /// Counts for the documents of PokeAPI's real sizes (empty: that set is skipped).
@@ -20,8 +20,14 @@ struct Options {
     example_before: Option<PathBuf>,
     scale: Vec<u64>,
     doc_bytes: usize,
-    concurrency: usize,
+    pub(crate) concurrency: usize,
     only: Vec<String>,
+    /// The PostgreSQL server of the PostgreSQL part (`--postgres URL`).
+    pub(crate) postgres: String,
+    /// Keys of the PostgreSQL fetch comparison (real-size documents).
+    pub(crate) pg_counts: Vec<u32>,
+    /// Records of the PostgreSQL store throughput benchmark.
+    pub(crate) pg_store: Vec<u64>,
 }
 
 impl Options {
@@ -39,6 +45,9 @@ impl Options {
                 doc_bytes: 30_000,
                 concurrency: 16,
                 only: Vec::new(),
+                postgres: postgres_url(),
+                pg_counts: vec![20],
+                pg_store: vec![300],
             }
         } else {
             Options {
@@ -52,6 +61,9 @@ impl Options {
                 doc_bytes: 30_000,
                 concurrency: 16,
                 only: Vec::new(),
+                postgres: postgres_url(),
+                pg_counts: vec![1_000, 10_000],
+                pg_store: vec![10_000, 100_000],
             }
         };
         let mut it = args.iter();
@@ -79,6 +91,9 @@ impl Options {
                     };
                 }
                 "--scale" => o.scale = list(value()?)?,
+                "--postgres" => o.postgres = value()?.to_string(),
+                "--pg-counts" => o.pg_counts = list(value()?)?,
+                "--pg-store" => o.pg_store = list(value()?)?,
                 "--only" => o.only = value()?.split(',').map(str::to_string).collect(),
                 other => return Err(format!("unknown option {other}").into()),
             }
@@ -86,7 +101,7 @@ impl Options {
         Ok(o)
     }
 
-    fn wants(&self, part: &str) -> bool {
+    pub(crate) fn wants(&self, part: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|p| p == part)
     }
 }
@@ -102,13 +117,13 @@ where
 
 /// One timed run of one side.
 #[derive(Clone, Copy, Default)]
-struct Sample {
+pub(crate) struct Sample {
     /// Wall time of the whole process (start-up and imports included), seconds.
-    wall: f64,
+    pub(crate) wall: f64,
     /// The time the program reports for the work itself (`RESULT secs=`), seconds.
-    work: Option<f64>,
+    pub(crate) work: Option<f64>,
     /// Peak RSS of the process, KiB (`/usr/bin/time -f %M`, else the program's own report).
-    rss_kib: Option<u64>,
+    pub(crate) rss_kib: Option<u64>,
     /// User + system CPU of the process, seconds (`/usr/bin/time -f "%U %S"`).
     cpu: Option<f64>,
     /// CPU the benchmark server spent meanwhile, seconds (from its `/proc/PID/stat`).
@@ -142,7 +157,7 @@ fn measure(cmd: Command, what: &str) -> AnyResult<Sample> {
 
 /// [`measure`] accepting the exit codes `ok` and returning stdout too; with `server`, the
 /// server process's CPU during the run is recorded.
-fn measure_with(
+pub(crate) fn measure_with(
     mut cmd: Command,
     what: &str,
     ok: &[i32],
@@ -213,6 +228,12 @@ fn measure_with(
     Ok((sample, stdout))
 }
 
+/// The PostgreSQL server of the PostgreSQL part: `KYE_TEST_POSTGRES`, else the local one.
+pub(crate) fn postgres_url() -> String {
+    std::env::var("KYE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
 pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
     if xs.is_empty() {
         return f64::NAN;
@@ -226,26 +247,26 @@ pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
     }
 }
 
-struct Side {
-    name: String,
-    samples: Vec<Sample>,
+pub(crate) struct Side {
+    pub(crate) name: String,
+    pub(crate) samples: Vec<Sample>,
 }
 
 impl Side {
-    fn new(name: impl Into<String>) -> Side {
+    pub(crate) fn new(name: impl Into<String>) -> Side {
         Side {
             name: name.into(),
             samples: Vec::new(),
         }
     }
-    fn wall(&self) -> f64 {
+    pub(crate) fn wall(&self) -> f64 {
         median(self.samples.iter().map(|s| s.wall).collect())
     }
-    fn work(&self) -> Option<f64> {
+    pub(crate) fn work(&self) -> Option<f64> {
         let w: Vec<f64> = self.samples.iter().filter_map(|s| s.work).collect();
         (!w.is_empty()).then(|| median(w))
     }
-    fn cpu(&self) -> Option<f64> {
+    pub(crate) fn cpu(&self) -> Option<f64> {
         let c: Vec<f64> = self.samples.iter().filter_map(|s| s.cpu).collect();
         (!c.is_empty()).then(|| median(c))
     }
@@ -253,7 +274,7 @@ impl Side {
         let c: Vec<f64> = self.samples.iter().filter_map(|s| s.server_cpu).collect();
         (!c.is_empty()).then(|| median(c))
     }
-    fn rss_mib(&self) -> Option<f64> {
+    pub(crate) fn rss_mib(&self) -> Option<f64> {
         let r: Vec<f64> = self
             .samples
             .iter()
@@ -262,7 +283,7 @@ impl Side {
             .collect();
         (!r.is_empty()).then(|| median(r))
     }
-    fn all_walls(&self) -> String {
+    pub(crate) fn all_walls(&self) -> String {
         let v: Vec<String> = self
             .samples
             .iter()
@@ -272,15 +293,15 @@ impl Side {
     }
 }
 
-fn opt(v: Option<f64>, digits: usize) -> String {
+pub(crate) fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("–".to_string(), |v| format!("{v:.digits$}"))
 }
 
-struct Paths {
+pub(crate) struct Paths {
     exe_dir: PathBuf,
-    root: PathBuf,
+    pub(crate) root: PathBuf,
     out: PathBuf,
-    venv_bin: Option<PathBuf>,
+    pub(crate) venv_bin: Option<PathBuf>,
 }
 
 impl Paths {
@@ -300,7 +321,7 @@ impl Paths {
         })
     }
 
-    fn tool(&self, rel: &str, build: &str) -> AnyResult<PathBuf> {
+    pub(crate) fn tool(&self, rel: &str, build: &str) -> AnyResult<PathBuf> {
         let p = self.exe_dir.join(rel);
         if p.exists() {
             Ok(p)
@@ -360,6 +381,11 @@ pub fn run(args: &[String]) -> AnyResult<()> {
     }
     if o.wants("scale") {
         let part = scale(&o, &p)?;
+        println!("{part}");
+        report.push_str(&part);
+    }
+    if o.wants("postgres") {
+        let part = super::pgrun::postgres(&o, &p)?;
         println!("{part}");
         report.push_str(&part);
     }
@@ -475,7 +501,7 @@ impl FetchSide {
 }
 
 /// The `duration` and counts of `fetch --format json`'s summary.
-fn example_summary(stdout: &str, n: u32) -> AnyResult<f64> {
+pub(crate) fn example_summary(stdout: &str, n: u32) -> AnyResult<f64> {
     let summary: serde_json::Value = serde_json::from_str(stdout)
         .map_err(|e| format!("the example's summary is not JSON ({e}): {stdout}"))?;
     let count = |k: &str| summary["counts"][k].as_u64().unwrap_or(0);

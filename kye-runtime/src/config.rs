@@ -196,6 +196,8 @@ impl Config {
                 .map(|spec| match spec {
                     StoreSpec::Sqlite(p) => StoreSpec::Sqlite(self.resolve("store", &p)),
                     StoreSpec::Dir(p) => StoreSpec::Dir(self.resolve("store", &p)),
+                    #[allow(unreachable_patterns)]
+                    other => other,
                 })
                 .map_err(|e| format!("{e} (the `store` setting)")),
         )

@@ -59,7 +59,7 @@ pub fn runtime_builder(g: &Global) -> crate::Result<RuntimeBuilder> {
     let spec = store_spec(g)?;
     Ok(crate::runtime::Runtime::builder()
         .config(load_config(g)?)
-        .store(spec.to_string()))
+        .store_spec(spec))
 }
 
 /// Opens the store of the global flags for reading (works while a fetch writes to it).

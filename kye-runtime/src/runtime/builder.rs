@@ -26,6 +26,7 @@ pub struct RuntimeBuilder {
     env: Option<Vec<(String, String)>>,
     secrets: Option<Secrets>,
     store_spec: Option<String>,
+    parsed_spec: Option<StoreSpec>,
     store: Option<Box<dyn StoreWrite>>,
     concurrency: Option<usize>,
     handle_ctrl_c: bool,
@@ -52,6 +53,7 @@ impl Default for RuntimeBuilder {
             env: None,
             secrets: None,
             store_spec: None,
+            parsed_spec: None,
             store: None,
             concurrency: None,
             handle_ctrl_c: true,
@@ -97,6 +99,13 @@ impl RuntimeBuilder {
     /// `sqlite:kye.db`).
     pub fn store(mut self, spec: impl Into<String>) -> Self {
         self.store_spec = Some(spec.into());
+        self
+    }
+
+    /// The store, already parsed (keeps a password given in a `postgres://` URL, which the
+    /// spec's text never shows).
+    pub fn store_spec(mut self, spec: StoreSpec) -> Self {
+        self.parsed_spec = Some(spec);
         self
     }
 
@@ -171,10 +180,12 @@ impl RuntimeBuilder {
         let mut store = match self.store {
             Some(s) => s,
             None => {
-                let spec: StoreSpec = match (self.store_spec, config.store_spec()) {
-                    (Some(spec), _) => spec.parse().map_err(Error::other)?,
-                    (None, Some(configured)) => configured.map_err(Error::permanent)?,
-                    (None, None) => DEFAULT_STORE.parse().map_err(Error::other)?,
+                let spec: StoreSpec = match (self.parsed_spec, self.store_spec, config.store_spec())
+                {
+                    (Some(spec), _, _) => spec,
+                    (None, Some(spec), _) => spec.parse().map_err(Error::other)?,
+                    (None, None, Some(configured)) => configured.map_err(Error::permanent)?,
+                    (None, None, None) => DEFAULT_STORE.parse().map_err(Error::other)?,
                 };
                 open_store(&spec).map_err(Error::other)?
             }

@@ -17,6 +17,30 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// PostgreSQL failed (the server's message; `code` is its SQLSTATE).
+    #[error("PostgreSQL error on {location}: {message}")]
+    Postgres {
+        /// The store, shown without its password.
+        location: String,
+        /// What the server or the client said.
+        message: String,
+        /// SQLSTATE, e.g. `40P01` for a deadlock.
+        code: Option<String>,
+    },
+    /// A PostgreSQL server that cannot be reached or refuses the login.
+    #[error(
+        "cannot connect to PostgreSQL at {host}, database {database:?} as user {user:?}: {message}"
+    )]
+    Connect {
+        /// `host:port`.
+        host: String,
+        /// Database name.
+        database: String,
+        /// Login role.
+        user: String,
+        /// Why (never the password).
+        message: String,
+    },
     /// A file operation failed.
     #[error("{action} {path}: {source}")]
     Io {

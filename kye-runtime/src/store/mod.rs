@@ -7,6 +7,8 @@
 //!   child tables for multi-valued edges, provenance on every row, WAL mode.
 //! - [`DirStore`] (`dir:PATH`): one JSON document per record under `PATH/<Model>/<key>.json`
 //!   plus JSON lines files for runs, rejects, drift and key outcomes.
+//! - `PgStore` (feature `postgres`, `postgres://USER@HOST:PORT/DB?schema=NAME`): SQLite's
+//!   layout in a PostgreSQL schema, any number of writers at once.
 //!
 //! Pick one with [`StoreSpec`] (`"sqlite:kye.db"`, `"data.db"`, `"dir:out"`) and [`open_store`].
 //! A store opened for writing holds an exclusive lock: a second writer on the same file or
@@ -16,9 +18,10 @@
 //!
 //! Inside: `types`, `query`, `traits`, `error` and `spec` are what a user sees; `layout` maps a
 //! model onto tables, `plan` decides what `prepare` does with a schema, `records` reads a
-//! record against its layout, and `rules` holds what every store writes alike. Those are shared
-//! by the stores, so that a store (`sqlite/`, `dir/`, and PostgreSQL next) only says how it
-//! keeps things: each has a `mod.rs` opening it, a `write` side and a `read` side.
+//! record against its layout, `values` says what a JSON value means in a column, and `rules`
+//! holds what every store writes alike. Those are shared by the stores, so that a store
+//! (`sqlite/`, `dir/`, `postgres/`) only says how it keeps things: each has a `mod.rs` opening
+//! it, a `write` side and a `read` side.
 //!
 //! ```
 //! use kye_runtime::store::{open_store, NewRun, Provenance, RecordWrite, StoreSpec, WriteItem};
@@ -45,6 +48,8 @@ mod key;
 mod layout;
 mod lock;
 mod plan;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod query;
 mod records;
 mod rules;
@@ -53,10 +58,13 @@ mod sqlite;
 mod time;
 mod traits;
 mod types;
+mod values;
 
 pub use dir::{decode_file_name, encode_file_name, DirReader, DirStore};
 pub use error::StoreError;
 pub use key::{canonical_json, content_hash, IndexKey};
+#[cfg(feature = "postgres")]
+pub use postgres::{PgReader, PgSpec, PgStore, SslMode};
 pub use query::{Filter, RecordQuery};
 pub use spec::StoreSpec;
 pub use sqlite::{SqliteReader, SqliteStore};
@@ -74,6 +82,8 @@ pub fn open_store(spec: &StoreSpec) -> Result<Box<dyn StoreWrite>, StoreError> {
     Ok(match spec {
         StoreSpec::Sqlite(p) => Box::new(SqliteStore::open(p)?),
         StoreSpec::Dir(p) => Box::new(DirStore::open(p)?),
+        #[cfg(feature = "postgres")]
+        StoreSpec::Postgres(s) => Box::new(PgStore::open(s)?),
     })
 }
 
@@ -82,5 +92,7 @@ pub fn open_store_read_only(spec: &StoreSpec) -> Result<Box<dyn StoreRead>, Stor
     Ok(match spec {
         StoreSpec::Sqlite(p) => Box::new(SqliteReader::open(p)?),
         StoreSpec::Dir(p) => Box::new(DirReader::open(p)?),
+        #[cfg(feature = "postgres")]
+        StoreSpec::Postgres(s) => Box::new(PgReader::open(s)?),
     })
 }

@@ -190,3 +190,44 @@ pub(crate) fn filter_edge<'l>(
     }
     Ok(e)
 }
+
+/// Builds a reference value `{"name": "grass"}` (nested for composite keys) from columns.
+pub(crate) fn ref_value(cols: &[Col], vals: &[Value]) -> Value {
+    if vals.iter().all(Value::is_null) {
+        return Value::Null;
+    }
+    let mut root = Map::new();
+    for (c, v) in cols.iter().zip(vals) {
+        let mut node = &mut root;
+        for (i, p) in c.path.iter().enumerate() {
+            if i + 1 == c.path.len() {
+                node.insert(p.clone(), v.clone());
+            } else {
+                let next = node
+                    .entry(p.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if !next.is_object() {
+                    *next = Value::Object(Map::new());
+                }
+                node = match next {
+                    Value::Object(m) => m,
+                    _ => unreachable!(),
+                };
+            }
+        }
+    }
+    Value::Object(root)
+}
+
+/// A value object read back from its child row: its edges with a value, by name (as the
+/// validator gives them: an edge without a value is left out).
+pub(crate) fn value_object_out(e: &EdgeLayout, vals: Vec<Value>) -> Value {
+    Value::Object(
+        e.cols
+            .iter()
+            .zip(vals)
+            .filter(|(_, v)| !v.is_null())
+            .map(|(c, v)| (c.name.clone(), v))
+            .collect(),
+    )
+}

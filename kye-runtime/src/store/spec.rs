@@ -13,6 +13,9 @@ pub enum StoreSpec {
     Sqlite(PathBuf),
     /// Directory of JSON documents.
     Dir(PathBuf),
+    /// A PostgreSQL database (and schema): `postgres://USER@HOST:PORT/DB?schema=NAME`.
+    #[cfg(feature = "postgres")]
+    Postgres(super::PgSpec),
 }
 
 impl Default for StoreSpec {
@@ -23,10 +26,12 @@ impl Default for StoreSpec {
 }
 
 impl StoreSpec {
-    /// The file or directory.
+    /// The file or directory (for PostgreSQL, the URL without its password).
     pub fn path(&self) -> &Path {
         match self {
             StoreSpec::Sqlite(p) | StoreSpec::Dir(p) => p,
+            #[cfg(feature = "postgres")]
+            StoreSpec::Postgres(_) => Path::new("postgres"),
         }
     }
 }
@@ -36,6 +41,8 @@ impl fmt::Display for StoreSpec {
         match self {
             StoreSpec::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
             StoreSpec::Dir(p) => write!(f, "dir:{}", p.display()),
+            #[cfg(feature = "postgres")]
+            StoreSpec::Postgres(s) => write!(f, "{s}"),
         }
     }
 }
@@ -61,9 +68,16 @@ impl FromStr for StoreSpec {
                 // `sqlite:///abs/kye.db` and `sqlite://kye.db`, as database URLs are written.
                 "sqlite" => Ok(StoreSpec::Sqlite(nonempty(rest)?)),
                 "dir" => Ok(StoreSpec::Dir(nonempty(rest)?)),
-                "postgres" | "postgresql" => Err(bad(&format!(
-                    "PostgreSQL is not supported yet; supported: {SUPPORTED_STORES}"
-                ))),
+                #[cfg(feature = "postgres")]
+                "postgres" | "postgresql" => Ok(StoreSpec::Postgres(super::PgSpec::parse(s)?)),
+                #[cfg(not(feature = "postgres"))]
+                "postgres" | "postgresql" => Err(StoreError::InvalidSpec {
+                    spec: crate::redact::redact_url(s),
+                    message: format!(
+                        "this kye was built without PostgreSQL (cargo feature `postgres` of \
+                         kye); supported: {SUPPORTED_STORES}"
+                    ),
+                }),
                 other => Err(bad(&format!(
                     "unknown store scheme `{other}://`; supported: {SUPPORTED_STORES}"
                 ))),
@@ -89,8 +103,13 @@ impl FromStr for StoreSpec {
 }
 
 /// The store forms [`StoreSpec`] accepts, for error messages.
+#[cfg(not(feature = "postgres"))]
 const SUPPORTED_STORES: &str = "a SQLite file (`PATH.db`, `PATH.sqlite`, `sqlite:PATH` or \
      `sqlite://PATH`) or a directory of JSON documents (`dir:PATH`)";
+#[cfg(feature = "postgres")]
+const SUPPORTED_STORES: &str = "a SQLite file (`PATH.db`, `PATH.sqlite`, `sqlite:PATH` or \
+     `sqlite://PATH`), a directory of JSON documents (`dir:PATH`) or a PostgreSQL database \
+     (`postgres://USER@HOST:PORT/DB?schema=NAME`)";
 
 /// `scheme://rest` when `s` starts with a URL scheme (letters, digits, `+`, `-`, `.`).
 fn url_scheme(s: &str) -> Option<(&str, &str)> {
@@ -155,15 +174,26 @@ mod tests {
             StoreSpec::from_path_or_spec("data/pokemon").unwrap(),
             StoreSpec::Sqlite("data/pokemon".into())
         );
-        for url in ["postgres://user@localhost/cats", "postgresql://h/db"] {
+        #[cfg(not(feature = "postgres"))]
+        for url in ["postgres://user:pw@localhost/cats", "postgresql://h/db"] {
             for e in [
                 url.parse::<StoreSpec>().unwrap_err(),
                 StoreSpec::from_path_or_spec(url).unwrap_err(),
             ] {
                 let e = e.to_string();
-                assert!(e.contains("PostgreSQL is not supported yet"), "{e}");
+                assert!(e.contains("built without PostgreSQL"), "{e}");
                 assert!(e.contains("sqlite:PATH") && e.contains("dir:PATH"), "{e}");
+                assert!(!e.contains(":pw@"), "{e}");
             }
+        }
+        #[cfg(feature = "postgres")]
+        for url in [
+            "postgres://user:pw@localhost/cats",
+            "postgresql://user@h/cats",
+        ] {
+            let spec = StoreSpec::from_path_or_spec(url).unwrap();
+            assert!(matches!(&spec, StoreSpec::Postgres(p) if p.database == "cats"));
+            assert!(!spec.to_string().contains("pw"), "{spec}");
         }
         let e = StoreSpec::from_path_or_spec("mysql://h/cats.db")
             .unwrap_err()

@@ -23,6 +23,13 @@ pub struct Harness {
     pub after_crash: fn(&StoreSpec),
     /// Where the store differs.
     pub differs: Differences,
+    /// Whether the store can be tested here: a server store with no server answering is
+    /// skipped (one printed reason) outside CI, and fails under `CI=true`.
+    pub available: fn() -> bool,
+}
+
+fn always() -> bool {
+    true
 }
 
 /// An empty store's spec, and what keeps it alive (a temporary directory, a throwaway
@@ -56,6 +63,29 @@ pub struct Differences {
     pub schema_changes: SchemaChanges,
     /// What a read handle sees of writes made after it was opened.
     pub readers: Readers,
+    /// How many writers a store takes at once.
+    pub writers: Writers,
+    /// Which texts a store keeps.
+    pub texts: Texts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writers {
+    /// One writing process at a time: a second writer is refused (`Locked`, naming the pid).
+    One,
+    /// Any number of writers at once (each batch one transaction).
+    Many,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Texts {
+    /// Any text, NUL characters included.
+    Any,
+    /// PostgreSQL's limits: no NUL (U+0000) in text, and index values (primary and secondary
+    /// keys) of at most 2,600 bytes. A record breaking either is refused for that record
+    /// (`InvalidValue` naming the edge); kye's own texts (fetcher, reason, drift path) show
+    /// a NUL as `␀`.
+    Limited,
 }
 
 /// How records are kept ([`Snapshot`]'s two forms).
@@ -189,7 +219,10 @@ pub fn sqlite() -> Harness {
             values: Values::Typed,
             schema_changes: SchemaChanges::Migrated,
             readers: Readers::Live,
+            writers: Writers::One,
+            texts: Texts::Any,
         },
+        available: always,
     }
 }
 
@@ -251,7 +284,39 @@ pub fn dir() -> Harness {
             values: Values::AsGiven,
             schema_changes: SchemaChanges::AnyShape,
             readers: Readers::Snapshot,
+            writers: Writers::One,
+            texts: Texts::Any,
         },
+        available: always,
+    }
+}
+
+/// The PostgreSQL store: a new schema (`kye_t_<pid>_<n>`) in the database of
+/// `KYE_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/postgres`), dropped when
+/// the case ends.
+pub fn postgres() -> Harness {
+    Harness {
+        kind: "postgres",
+        fresh: || {
+            let schema = crate::pg::ThrowawaySchema::new();
+            Fresh {
+                spec: schema.spec(),
+                _keep: Box::new(schema),
+            }
+        },
+        snapshot: |spec| crate::pg::snapshot(spec),
+        after_crash: |spec| crate::pg::after_crash(spec),
+        differs: Differences {
+            layout: Layout::Tables,
+            secondary_indexes: SecondaryIndexes::Enforced,
+            reads: Reads::Rebuilt,
+            values: Values::Typed,
+            schema_changes: SchemaChanges::Migrated,
+            readers: Readers::Live,
+            writers: Writers::Many,
+            texts: Texts::Limited,
+        },
+        available: crate::pg::available,
     }
 }
 

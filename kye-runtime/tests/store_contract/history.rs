@@ -6,7 +6,7 @@ use kye_runtime::store::*;
 use serde_json::json;
 
 use crate::fixtures::*;
-use crate::harness::{Harness, Readers};
+use crate::harness::{Harness, Readers, Writers};
 
 /// Rejects keep the payload and errors; drift folds array positions and counts sightings
 /// with the first and last time and the latest example; outcomes count per run and the
@@ -289,31 +289,47 @@ pub fn one_writer_many_readers(h: &Harness) {
         Err(StoreError::NotFound { .. })
     ));
     let mut first = st.prepared(POKEMON);
-    let err = open_store(&st.spec)
-        .err()
-        .expect("a second writer is refused");
-    match &err {
-        StoreError::Locked { holder, .. } => {
-            assert_eq!(holder, &format!(" (pid {})", std::process::id()))
+    let mut records = 1;
+    match st.differs.writers {
+        Writers::One => {
+            let err = open_store(&st.spec)
+                .err()
+                .expect("a second writer is refused");
+            match &err {
+                StoreError::Locked { holder, .. } => {
+                    assert_eq!(holder, &format!(" (pid {})", std::process::id()))
+                }
+                other => panic!("expected Locked, got {other:?}"),
+            }
+            assert!(
+                err.to_string()
+                    .contains("being written by another kye process"),
+                "{err}"
+            );
         }
-        other => panic!("expected Locked, got {other:?}"),
+        Writers::Many => {
+            // A second writer works alongside the first; each sees the other's records.
+            let mut second = st.prepared(POKEMON);
+            let run = second.begin_run(&NewRun::new("y")).unwrap();
+            let mut raichu = pikachu();
+            raichu["id"] = json!(26);
+            raichu["name"] = json!("raichu");
+            write_ok(second.as_mut(), &[record(run, "Pokemon", raichu)]);
+            assert_eq!(all(first.as_ref(), "Pokemon").len(), 1);
+            records = 2;
+        }
     }
-    assert!(
-        err.to_string()
-            .contains("being written by another kye process"),
-        "{err}"
-    );
     let run = first.begin_run(&NewRun::new("x")).unwrap();
     write_ok(first.as_mut(), &[record(run, "Pokemon", pikachu())]);
     let reader = st.reader();
-    assert_eq!(all(reader.as_ref(), "Pokemon").len(), 1);
+    assert_eq!(all(reader.as_ref(), "Pokemon").len(), records);
     // The writer's own read handle.
     let mine = first.reader().unwrap();
-    assert_eq!(all(mine.as_ref(), "Pokemon").len(), 1);
+    assert_eq!(all(mine.as_ref(), "Pokemon").len(), records);
     assert_eq!(mine.location(), first.location());
     drop(first);
     let again = st.writer();
-    assert_eq!(all(again.as_ref(), "Pokemon").len(), 1);
+    assert_eq!(all(again.as_ref(), "Pokemon").len(), records);
 }
 
 /// What a reader opened before a batch sees of it.

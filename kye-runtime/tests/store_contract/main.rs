@@ -25,6 +25,7 @@ mod harness;
 mod history;
 mod hostile;
 mod layout;
+mod pg;
 mod reads;
 mod runtime;
 mod schema;
@@ -77,7 +78,10 @@ macro_rules! store_contract {
         $(
             #[test]
             fn $case() {
-                crate::$module::$case(&$harness());
+                let h = $harness();
+                if (h.available)() {
+                    crate::$module::$case(&h);
+                }
             }
         )*
     };
@@ -85,7 +89,10 @@ macro_rules! store_contract {
         $(
             #[tokio::test]
             async fn $case() {
-                crate::$module::$case(&$harness()).await;
+                let h = $harness();
+                if (h.available)() {
+                    crate::$module::$case(&h).await;
+                }
             }
         )*
     };
@@ -111,3 +118,4 @@ fn crash_child() {
 
 store_contract!(sqlite, crate::harness::sqlite);
 store_contract!(dir, crate::harness::dir);
+store_contract!(postgres, crate::harness::postgres);

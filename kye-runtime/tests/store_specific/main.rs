@@ -1,9 +1,11 @@
 //! What is specific to one store, beyond the contract every store passes (`store_contract`):
 //! SQLite's typed columns, child row positions, foreign tables, locks through links, format
 //! versions and read-only directories; the directory store's file names, JSON lines and
-//! temporary files. Also how a spec picks a store.
+//! temporary files; PostgreSQL's names, password, foreign tables, concurrent writers and lost
+//! connections. Also how a spec picks a store.
 
 mod dir;
+mod pg;
 mod sqlite;
 
 use kye_runtime::store::*;

@@ -4,52 +4,27 @@
 use rusqlite::types::{ToSql, ToSqlOutput, Value as Sql, ValueRef};
 use serde_json::Value;
 
-use crate::store::key::{as_integral, canonical_json, cut};
 use crate::store::layout::{EdgeLayout, ModelLayout, Prim};
-use crate::store::records::col_values;
+use crate::store::values::{self, column_value, edge_values, ColValue};
 use crate::store::StoreError;
 
-/// A JSON value as an SQL value of the column's type, or why it does not fit.
+pub(super) use crate::store::values::with_key;
+
+/// A JSON value as an SQL value of the column's type, or why it does not fit (the shared
+/// [`column_value`] in SQLite's terms).
 pub(super) fn to_sql(v: &Value, prim: Prim) -> Result<Sql, String> {
-    Ok(match (v, prim) {
-        (Value::Null, _) => Sql::Null,
-        (_, Prim::Json) => Sql::Text(canonical_json(v)),
-        (Value::String(s), Prim::String) => Sql::Text(s.clone()),
-        (Value::Number(n), Prim::String) => Sql::Text(canonical_json(&Value::Number(n.clone()))),
-        (Value::Bool(b), Prim::String) => Sql::Text(b.to_string()),
-        (Value::Number(n), Prim::Number) => number_sql(n),
-        (Value::String(s), Prim::Number) => {
-            match serde_json::from_str::<serde_json::Number>(s.trim()) {
-                Ok(n) => number_sql(&n),
-                Err(_) => match s.trim().parse::<f64>() {
-                    Ok(f) if f.is_finite() => match serde_json::Number::from_f64(f) {
-                        Some(n) => number_sql(&n),
-                        None => {
-                            return Err(format!(
-                                "expected Number, got {}",
-                                cut(&canonical_json(v), 80)
-                            ))
-                        }
-                    },
-                    _ => {
-                        return Err(format!(
-                            "expected Number, got {}",
-                            cut(&canonical_json(v), 80)
-                        ))
-                    }
-                },
-            }
-        }
-        (Value::Bool(b), Prim::Boolean) => Sql::Integer(i64::from(*b)),
-        (Value::String(s), Prim::Boolean) if s.eq_ignore_ascii_case("true") => Sql::Integer(1),
-        (Value::String(s), Prim::Boolean) if s.eq_ignore_ascii_case("false") => Sql::Integer(0),
-        _ => {
-            return Err(format!(
-                "expected {}, got {}",
-                prim.name(),
-                cut(&canonical_json(v), 80)
-            ))
-        }
+    column_value(v, prim).map(|c| to_arg_value(c).to_sql_value())
+}
+
+/// A shared column value as an argument, strings still borrowed.
+fn to_arg_value(c: ColValue<'_>) -> Arg<'_> {
+    Arg::Value(match c {
+        ColValue::Str(s) => return Arg::Text(s),
+        ColValue::Null => Sql::Null,
+        ColValue::Text(t) => Sql::Text(t),
+        ColValue::Int(i) => Sql::Integer(i),
+        ColValue::Real(f) => Sql::Real(f),
+        ColValue::Bool(b) => Sql::Integer(i64::from(b)),
     })
 }
 
@@ -87,21 +62,6 @@ impl ToSql for Arg<'_> {
 /// Owned copies of `args`.
 pub(super) fn to_sql_values(args: &[Arg<'_>]) -> Vec<Sql> {
     args.iter().map(Arg::to_sql_value).collect()
-}
-
-/// [`to_sql`] borrowing strings stored as text instead of copying them.
-pub(super) fn to_arg(v: &Value, prim: Prim) -> Result<Arg<'_>, String> {
-    match (v, prim) {
-        (Value::String(s), Prim::String) => Ok(Arg::Text(s)),
-        _ => to_sql(v, prim).map(Arg::Value),
-    }
-}
-
-pub(super) fn number_sql(n: &serde_json::Number) -> Sql {
-    match as_integral(n) {
-        Some(i) => Sql::Integer(i),
-        None => Sql::Real(n.as_f64().unwrap_or(f64::NAN)),
-    }
 }
 
 /// An SQL value read back as JSON.
@@ -153,71 +113,15 @@ pub(super) fn edge_args<'a>(
     v: Option<&'a Value>,
     out: &mut Vec<Arg<'a>>,
 ) -> Result<(), StoreError> {
-    for (c, x) in col_values(e, v) {
-        let arg = match x {
-            None => Arg::Value(Sql::Null),
-            Some(Value::Object(_)) | Some(Value::Array(_)) if c.prim != Prim::Json => {
-                return Err(StoreError::InvalidValue {
-                    model: model.to_string(),
-                    key: String::new(),
-                    edge: e.name.clone(),
-                    message: format!(
-                        "expected {}, got {}",
-                        if c.path.is_empty() {
-                            c.prim.name().to_string()
-                        } else {
-                            format!("{} at {}", c.prim.name(), c.path.join("."))
-                        },
-                        cut(&canonical_json(x.unwrap_or(&Value::Null)), 80)
-                    ),
-                })
-            }
-            Some(x) => to_arg(x, c.prim).map_err(|message| StoreError::InvalidValue {
-                model: model.to_string(),
-                key: String::new(),
-                edge: e.name.clone(),
-                message,
-            })?,
-        };
-        out.push(arg);
-    }
+    let mut values = Vec::with_capacity(e.cols.len());
+    edge_values(model, e, v, &mut values)?;
+    out.extend(values.into_iter().map(to_arg_value));
     Ok(())
 }
 
 /// `id = 25` or `(year, month) = (2024, 1)`, values cut to 100 characters (for messages).
 pub(super) fn key_display(l: &ModelLayout, vals: &[Sql]) -> String {
-    let show = |v: &Sql| cut(&canonical_json(&sql_to_json(v)), 100);
-    if l.key.len() == 1 {
-        format!("{} = {}", l.key[0].name, show(&vals[0]))
-    } else {
-        format!(
-            "({}) = ({})",
-            l.key
-                .iter()
-                .map(|c| c.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            vals.iter().map(show).collect::<Vec<_>>().join(", ")
-        )
-    }
-}
-
-/// Sets the record key of a value error (computed only when there is an error).
-pub(super) fn with_key(e: StoreError, key: impl FnOnce() -> String) -> StoreError {
-    match e {
-        StoreError::InvalidValue {
-            model,
-            key: k,
-            edge,
-            message,
-        } if k.is_empty() => StoreError::InvalidValue {
-            model,
-            key: key(),
-            edge,
-            message,
-        },
-        other => other,
-    }
+    values::key_display(l, &vals.iter().map(sql_to_json).collect::<Vec<_>>())
 }
 
 pub(super) fn json_to_sql(v: &Value, prim: Prim) -> Sql {

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use crate::store::key::canonical_json;
 use crate::store::layout::{self, Col, EdgeLayout, ModelLayout, Prim, POSITION};
 use crate::store::lock::writer_alive;
-use crate::store::records::{filter_edge, index_of, key_object};
+use crate::store::records::{filter_edge, index_of, key_object, ref_value, value_object_out};
 use crate::store::{
     mark_dead, DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, RecordQuery, RejectInfo,
     RunCounts, RunId, RunInfo, RunStatus, StoreError, StoreRead, Timestamp,
@@ -20,34 +20,6 @@ use crate::store::{
 use super::convert::{edge_cols_sql, from_sql, json_to_sql, sql_to_json, to_sql};
 use super::ddl::{list, q, where_eq};
 use super::SqliteReader;
-
-/// Builds a reference value `{"name": "grass"}` (nested for composite keys) from columns.
-pub(super) fn ref_value(cols: &[Col], vals: &[Value]) -> Value {
-    if vals.iter().all(Value::is_null) {
-        return Value::Null;
-    }
-    let mut root = Map::new();
-    for (c, v) in cols.iter().zip(vals) {
-        let mut node = &mut root;
-        for (i, p) in c.path.iter().enumerate() {
-            if i + 1 == c.path.len() {
-                node.insert(p.clone(), v.clone());
-            } else {
-                let next = node
-                    .entry(p.clone())
-                    .or_insert_with(|| Value::Object(Map::new()));
-                if !next.is_object() {
-                    *next = Value::Object(Map::new());
-                }
-                node = match next {
-                    Value::Object(m) => m,
-                    _ => unreachable!(),
-                };
-            }
-        }
-    }
-    Value::Object(root)
-}
 
 /// What a query returns: how many rows, how deep, with or without provenance.
 #[derive(Clone, Copy)]
@@ -282,19 +254,6 @@ impl Reader<'_> {
         )?;
         Ok(found.pop().unwrap_or(reference))
     }
-}
-
-/// A value object read back from its child row: its edges with a value, by name (as the
-/// validator gives them: an edge without a value is left out).
-pub(super) fn value_object_out(e: &EdgeLayout, vals: Vec<Value>) -> Value {
-    Value::Object(
-        e.cols
-            .iter()
-            .zip(vals)
-            .filter(|(_, v)| !v.is_null())
-            .map(|(c, v)| (c.name.clone(), v))
-            .collect(),
-    )
 }
 
 /// The columns of a looked-up key and their values.

@@ -1,0 +1,719 @@
+//! Reading from PostgreSQL: records with nested references (streamed through a cursor),
+//! runs with live counts and dead writers told by their advisory locks, key outcomes,
+//! rejects and drift.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use postgres::types::ToSql;
+use postgres::{Row as PgRow, Transaction};
+use serde_json::{Map, Value};
+
+use crate::store::key::canonical_json;
+use crate::store::layout::{self, Col, EdgeLayout, ModelLayout, Prim, POSITION};
+use crate::store::records::{filter_edge, index_of, key_object, ref_value, value_object_out};
+use crate::store::values::edge_values;
+use crate::store::{
+    mark_dead, DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, RecordQuery, RejectInfo,
+    RunCounts, RunId, RunInfo, RunStatus, StoreError, StoreRead, Timestamp,
+};
+
+use super::convert::{col_text, from_text};
+use super::ddl::{inline_cols, q, qi, sql_type};
+use super::PgReader;
+
+/// Rows fetched per round trip when streaming records.
+const CHUNK: i32 = 500;
+
+/// `$i::text::type`: a text parameter cast to a column's type.
+fn param(i: usize, prim: Prim) -> String {
+    format!("${i}::text::{}", sql_type(prim))
+}
+
+/// What a query returns.
+#[derive(Clone, Copy)]
+struct Shape {
+    limit: Option<usize>,
+    depth: usize,
+    provenance: bool,
+}
+
+/// Reads records inside one transaction (one snapshot-per-statement connection).
+struct Reader<'a, 't> {
+    tx: &'a mut Transaction<'t>,
+    layouts: &'a HashMap<String, ModelLayout>,
+}
+
+/// The SELECT list of a model's rows: inline columns as text, then provenance.
+fn select_list(l: &ModelLayout) -> String {
+    let mut cols: Vec<String> = inline_cols(l)
+        .map(|(_, c)| format!("t.{}::text", qi(&c.name)))
+        .collect();
+    cols.push("t.\"_kye_run_id\"".into());
+    cols.push("t.\"_kye_fetcher\"".into());
+    cols.push("(extract(epoch from t.\"_kye_fetched_at\") * 1000)::bigint".into());
+    cols.push("t.\"_kye_hash\"".into());
+    cols.join(", ")
+}
+
+fn order_by(l: &ModelLayout) -> String {
+    l.key
+        .iter()
+        .map(|c| format!("t.{}", qi(&c.name)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A model row: inline values as JSON, then provenance.
+struct RowValues {
+    inline: Vec<Value>,
+    run: i64,
+    fetcher: String,
+    fetched_at: i64,
+    hash: String,
+}
+
+fn row_values(l: &ModelLayout, r: &PgRow) -> RowValues {
+    let cols: Vec<&Col> = inline_cols(l).map(|(_, c)| c).collect();
+    let n = cols.len();
+    RowValues {
+        inline: cols
+            .iter()
+            .enumerate()
+            .map(|(i, c)| from_text(r.get::<_, Option<&str>>(i), c.prim))
+            .collect(),
+        run: r.get(n),
+        fetcher: r.get(n + 1),
+        fetched_at: r.get(n + 2),
+        hash: r.get(n + 3),
+    }
+}
+
+impl Reader<'_, '_> {
+    fn query(
+        &mut self,
+        l: &ModelLayout,
+        where_sql: &str,
+        args: &[Option<String>],
+        shape: Shape,
+        visiting: &mut Vec<(String, String)>,
+    ) -> Result<Vec<Value>, postgres::Error> {
+        let mut sql = format!("SELECT {} FROM {} AS t", select_list(l), qi(&l.table));
+        if !where_sql.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(where_sql);
+        }
+        sql.push_str(&format!(" ORDER BY {}", order_by(l)));
+        if let Some(n) = shape.limit {
+            sql.push_str(&format!(" LIMIT {}", n.min(i64::MAX as usize)));
+        }
+        let params: Vec<&(dyn ToSql + Sync)> =
+            args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        let rows = self.tx.query(&sql, &params)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let v = row_values(l, &r);
+            out.push(self.build(l, v, shape, visiting)?);
+        }
+        Ok(out)
+    }
+
+    fn build(
+        &mut self,
+        l: &ModelLayout,
+        row: RowValues,
+        shape: Shape,
+        visiting: &mut Vec<(String, String)>,
+    ) -> Result<Value, postgres::Error> {
+        let cols: Vec<(&EdgeLayout, &Col)> = inline_cols(l).collect();
+        let key_vals: Vec<Value> = l
+            .key
+            .iter()
+            .map(|k| {
+                let i = cols.iter().position(|(_, c)| c.name == k.name).unwrap_or(0);
+                row.inline[i].clone()
+            })
+            .collect();
+        let key_texts: Vec<Option<String>> = key_vals.iter().map(key_text).collect();
+        visiting.push((
+            l.model.clone(),
+            canonical_json(&Value::Array(key_vals.clone())),
+        ));
+        let mut obj = Map::new();
+        for e in &l.edges {
+            if e.in_child_table() {
+                let table = e.table.as_deref().unwrap_or_default();
+                let wheres = l
+                    .parent_cols
+                    .iter()
+                    .zip(&l.key)
+                    .enumerate()
+                    .map(|(i, (p, k))| format!("{} = {}", qi(p), param(i + 1, k.prim)))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+                let sql = format!(
+                    "SELECT {} FROM {} WHERE {wheres} ORDER BY {}",
+                    e.cols
+                        .iter()
+                        .map(|c| format!("{}::text", qi(&c.name)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    qi(table),
+                    q(POSITION)
+                );
+                let params: Vec<&(dyn ToSql + Sync)> =
+                    key_texts.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+                let st = self.tx.prepare(&sql)?;
+                let rows = self.tx.query(&st, &params)?;
+                let mut arr = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let vals: Vec<Value> = e
+                        .cols
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| from_text(r.get::<_, Option<&str>>(i), c.prim))
+                        .collect();
+                    arr.push(if e.value_object {
+                        value_object_out(e, vals)
+                    } else {
+                        self.edge_out(e, &vals, shape.depth, visiting)?
+                    });
+                }
+                if e.multiple {
+                    obj.insert(e.name.clone(), Value::Array(arr));
+                } else {
+                    obj.insert(
+                        e.name.clone(),
+                        arr.into_iter().next().unwrap_or(Value::Null),
+                    );
+                }
+            } else {
+                let vals: Vec<Value> = cols
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (ce, _))| ce.name == e.name)
+                    .map(|(i, _)| row.inline[i].clone())
+                    .collect();
+                let v = self.edge_out(e, &vals, shape.depth, visiting)?;
+                obj.insert(e.name.clone(), v);
+            }
+        }
+        visiting.pop();
+        if shape.provenance {
+            let mut p = Map::new();
+            p.insert("run".into(), Value::from(row.run));
+            p.insert("fetcher".into(), Value::String(row.fetcher));
+            p.insert(
+                "fetched_at".into(),
+                Value::String(Timestamp::from_unix_millis(row.fetched_at).to_string()),
+            );
+            p.insert("hash".into(), Value::String(row.hash));
+            obj.insert("_kye".into(), Value::Object(p));
+        }
+        Ok(Value::Object(obj))
+    }
+
+    /// One value of an edge: a primitive, or a reference (embedded when stored and depth
+    /// allows).
+    fn edge_out(
+        &mut self,
+        e: &EdgeLayout,
+        vals: &[Value],
+        depth: usize,
+        visiting: &mut Vec<(String, String)>,
+    ) -> Result<Value, postgres::Error> {
+        let Some(target) = e.target.as_deref() else {
+            return Ok(vals.first().cloned().unwrap_or(Value::Null));
+        };
+        let reference = ref_value(&e.cols, vals);
+        if depth == 0 || reference.is_null() {
+            return Ok(reference);
+        }
+        let layouts = self.layouts;
+        let Some(tl) = layouts.get(target) else {
+            return Ok(reference);
+        };
+        let me = (
+            target.to_string(),
+            canonical_json(&Value::Array(vals.to_vec())),
+        );
+        if visiting.contains(&me) {
+            return Ok(reference);
+        }
+        let args: Vec<Option<String>> = vals.iter().map(key_text).collect();
+        let where_sql = tl
+            .key
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("t.{} = {}", qi(&c.name), param(i + 1, c.prim)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let shape = Shape {
+            limit: Some(1),
+            depth: depth - 1,
+            provenance: false,
+        };
+        let mut found = self.query(tl, &where_sql, &args, shape, visiting)?;
+        Ok(found.pop().unwrap_or(reference))
+    }
+}
+
+/// A value read back (a key column) as the text to bind when looking it up again.
+fn key_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(canonical_json(other)),
+    }
+}
+
+/// A `WHERE` text and its text arguments.
+type Lookup = (String, Vec<Option<String>>);
+
+/// The `WHERE` of a looked-up key (one of the model's indexes) and its arguments; `None`
+/// when no stored record can have it (a value that cannot be stored in the key's columns).
+fn index_lookup(l: &ModelLayout, key: &IndexKey) -> Result<Option<Lookup>, StoreError> {
+    index_of(l, key)?;
+    let obj = key_object(key);
+    let mut wheres = Vec::new();
+    let mut args = Vec::new();
+    for name in &key.edges {
+        let e = l.edge(name).ok_or_else(|| StoreError::UnknownModel {
+            model: l.model.clone(),
+        })?;
+        let mut vals = Vec::new();
+        match edge_values(&l.model, e, obj.get(name), &mut vals) {
+            Ok(()) => {}
+            Err(StoreError::InvalidValue { .. }) => return Ok(None),
+            Err(x) => return Err(x),
+        }
+        for (c, v) in e.cols.iter().zip(&vals) {
+            let Ok(Some(t)) = col_text(v) else {
+                return Ok(None);
+            };
+            args.push(Some(t.into_owned()));
+            wheres.push(format!("t.{} = {}", qi(&c.name), param(args.len(), c.prim)));
+        }
+    }
+    Ok(Some((wheres.join(" AND "), args)))
+}
+
+const RUN_COLS: &str = "id, request, (extract(epoch from started_at) * 1000)::bigint, \
+     (extract(epoch from ended_at) * 1000)::bigint, status, stored, rejected, missing, failed, \
+     skipped, error, resumed_from";
+
+fn run_from_row(r: &PgRow) -> RunInfo {
+    let status: String = r.get(4);
+    RunInfo {
+        id: RunId(r.get(0)),
+        request: r.get(1),
+        started_at: Timestamp::from_unix_millis(r.get(2)),
+        ended_at: r.get::<_, Option<i64>>(3).map(Timestamp::from_unix_millis),
+        status: RunStatus::parse(&status).unwrap_or(RunStatus::Failed),
+        counts: RunCounts {
+            stored: r.get::<_, i64>(5) as u64,
+            rejected: r.get::<_, i64>(6) as u64,
+            missing: r.get::<_, i64>(7) as u64,
+            failed: r.get::<_, i64>(8) as u64,
+            skipped: r.get::<_, i64>(9) as u64,
+        },
+        error: r.get(10),
+        resumed_from: r.get::<_, Option<i64>>(11).map(RunId),
+    }
+}
+
+fn outcome_row(r: &PgRow) -> KeyOutcomeInfo {
+    let status: String = r.get(1);
+    KeyOutcomeInfo {
+        run: RunId(r.get(0)),
+        status: KeyStatus::parse(&status).unwrap_or(KeyStatus::Failed),
+        reason: r.get(2),
+        at: Timestamp::from_unix_millis(r.get(3)),
+    }
+}
+
+impl PgReader {
+    /// Runs read from `sql`, with live counts while running; a run whose writer is gone (its
+    /// advisory lock free) is shown interrupted.
+    fn runs_where(&self, sql: String, args: Vec<i64>) -> Result<Vec<RunInfo>, StoreError> {
+        if !self.initialized {
+            return Ok(Vec::new());
+        }
+        let class = self.conn().lock_class;
+        let writer = self.writer;
+        let (mut runs, alive, counts) = self.conn().run(move |s| {
+            let params: Vec<&(dyn ToSql + Sync)> =
+                args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+            let runs: Vec<RunInfo> = s.client.query(&sql, &params)?.iter().map(run_from_row).collect();
+            let mut alive = Vec::new();
+            let mut counts = Vec::new();
+            for r in runs.iter().filter(|r| r.status == RunStatus::Running) {
+                let held: bool = writer
+                    || s.client
+                        .query_one(
+                            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+                             AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                             AND classid = $1::int::oid AND objid = $2::int::oid AND objsubid = 2 AND granted)",
+                            &[&class, &(r.id.0 as i32)],
+                        )?
+                        .get(0);
+                alive.push((r.id, held));
+                counts.push((r.id, outcome_counts_on(s.client, r.id)?));
+            }
+            Ok((runs, alive, counts))
+        })?;
+        for r in runs.iter_mut().filter(|r| r.status == RunStatus::Running) {
+            if let Some((_, c)) = counts.iter().find(|(id, _)| *id == r.id) {
+                r.counts = *c;
+            }
+            if alive.iter().any(|(id, held)| *id == r.id && !held) {
+                mark_dead(r);
+            }
+        }
+        Ok(runs)
+    }
+}
+
+fn outcome_counts_on(
+    client: &mut postgres::Client,
+    run: RunId,
+) -> Result<RunCounts, postgres::Error> {
+    let mut counts = RunCounts::default();
+    for r in client.query(
+        "SELECT status, count(*) FROM _kye_keys WHERE run_id = $1 GROUP BY status",
+        &[&run.0],
+    )? {
+        let status: String = r.get(0);
+        let n = r.get::<_, i64>(1) as u64;
+        match KeyStatus::parse(&status) {
+            Some(KeyStatus::Stored) => counts.stored += n,
+            Some(KeyStatus::Rejected) => counts.rejected += n,
+            Some(KeyStatus::Missing) => counts.missing += n,
+            Some(KeyStatus::Skipped) => counts.skipped += n,
+            Some(KeyStatus::Failed) | None => counts.failed += n,
+        }
+    }
+    Ok(counts)
+}
+
+impl StoreRead for PgReader {
+    fn edge_names(&self, model: &str) -> Option<Vec<String>> {
+        layout::edge_names(&self.layouts, model)
+    }
+
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn location(&self) -> &Path {
+        &self.location
+    }
+
+    fn last_stored(&self, model: &str, key: &IndexKey) -> Result<Option<Timestamp>, StoreError> {
+        let l = self.layout(model)?;
+        let Some((where_sql, args)) = index_lookup(l, key)? else {
+            return Ok(None);
+        };
+        let sql = format!(
+            "SELECT (extract(epoch from t.\"_kye_fetched_at\") * 1000)::bigint FROM {} AS t WHERE {where_sql}",
+            qi(&l.table)
+        );
+        self.conn().run(move |s| {
+            let st = s.prepare(&sql)?;
+            let params: Vec<&(dyn ToSql + Sync)> =
+                args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+            Ok(s.client
+                .query_opt(&st, &params)?
+                .map(|r| Timestamp::from_unix_millis(r.get(0))))
+        })
+    }
+
+    fn latest_outcome(
+        &self,
+        model: &str,
+        key: &IndexKey,
+    ) -> Result<Option<KeyOutcomeInfo>, StoreError> {
+        if !self.initialized {
+            return Ok(None);
+        }
+        let (model, key) = (model.to_string(), key.canonical());
+        self.conn().run(move |s| {
+            let st = s.prepare(
+                "SELECT run_id, status, reason, (extract(epoch from at) * 1000)::bigint FROM _kye_keys \
+                 WHERE model = $1 AND key_md5 = md5($2)::uuid AND key = $2 ORDER BY at DESC, run_id DESC LIMIT 1",
+            )?;
+            Ok(s.client.query_opt(&st, &[&model, &key])?.as_ref().map(outcome_row))
+        })
+    }
+
+    fn latest_done(
+        &self,
+        model: &str,
+        key: &IndexKey,
+    ) -> Result<Option<KeyOutcomeInfo>, StoreError> {
+        if !self.initialized {
+            return Ok(None);
+        }
+        let (model, key) = (model.to_string(), key.canonical());
+        self.conn().run(move |s| {
+            let st = s.prepare(
+                "SELECT run_id, status, reason, (extract(epoch from at) * 1000)::bigint FROM _kye_keys \
+                 WHERE model = $1 AND key_md5 = md5($2)::uuid AND key = $2 AND status IN ('stored', 'missing', 'rejected', 'skipped') \
+                 ORDER BY run_id DESC LIMIT 1",
+            )?;
+            Ok(s.client.query_opt(&st, &[&model, &key])?.as_ref().map(outcome_row))
+        })
+    }
+
+    fn record(&self, model: &str, key: &IndexKey) -> Result<Option<Value>, StoreError> {
+        let l = self.layout(model)?;
+        let Some((where_sql, args)) = index_lookup(l, key)? else {
+            return Ok(None);
+        };
+        let layouts = &self.layouts;
+        self.conn().run(move |s| {
+            let mut tx = s.client.transaction()?;
+            let mut r = Reader {
+                tx: &mut tx,
+                layouts,
+            };
+            let shape = Shape {
+                limit: Some(1),
+                depth: 0,
+                provenance: false,
+            };
+            let mut found = r.query(l, &where_sql, &args, shape, &mut Vec::new())?;
+            tx.commit()?;
+            Ok(found.pop())
+        })
+    }
+
+    fn outcome_counts(&self, run: RunId) -> Result<RunCounts, StoreError> {
+        if !self.initialized {
+            return Ok(RunCounts::default());
+        }
+        self.conn().run(move |s| outcome_counts_on(s.client, run))
+    }
+
+    fn for_each_record(
+        &self,
+        query: &RecordQuery,
+        each: &mut dyn FnMut(Value) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let l = self.layout(&query.model)?;
+        let (where_sql, args) = match &query.filter {
+            None => (String::new(), Vec::new()),
+            Some(f) => filter_sql(l, f)?,
+        };
+        let shape = Shape {
+            limit: query.limit,
+            depth: query.depth,
+            provenance: query.provenance,
+        };
+        let mut sql = format!("SELECT {} FROM {} AS t", select_list(l), qi(&l.table));
+        if !where_sql.is_empty() {
+            sql.push_str(&format!(" WHERE {where_sql}"));
+        }
+        sql.push_str(&format!(" ORDER BY {}", order_by(l)));
+        if let Some(n) = shape.limit {
+            sql.push_str(&format!(" LIMIT {}", n.min(i64::MAX as usize)));
+        }
+        let layouts = &self.layouts;
+        let mut guard = self.conn();
+        let conn: &mut super::Conn = &mut guard;
+        // A portal read in chunks on a thread of its own, each chunk's records built (child
+        // rows, references) before the next is fetched and handed over here: memory does
+        // not grow with the number of records, and `each` runs on the caller's thread.
+        let (send, receive) = std::sync::mpsc::sync_channel::<Vec<Value>>(1);
+        std::thread::scope(|scope| {
+            let producer = scope.spawn(move || {
+                conn.run(move |s| {
+                    let mut tx = s.client.build_transaction().read_only(true).start()?;
+                    let params: Vec<&(dyn ToSql + Sync)> =
+                        args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+                    let portal = tx.bind(sql.as_str(), &params)?;
+                    loop {
+                        let rows = tx.query_portal(&portal, CHUNK)?;
+                        let last = rows.len() < CHUNK as usize;
+                        let mut r = Reader {
+                            tx: &mut tx,
+                            layouts,
+                        };
+                        let mut chunk = Vec::with_capacity(rows.len());
+                        for row in &rows {
+                            let v = row_values(l, row);
+                            chunk.push(r.build(l, v, shape, &mut Vec::new())?);
+                        }
+                        // The reader stopped (its `each` failed): stop too.
+                        if send.send(chunk).is_err() || last {
+                            break;
+                        }
+                    }
+                    drop(portal);
+                    tx.commit()
+                })
+            });
+            let mut failed = None;
+            while let Ok(chunk) = receive.recv() {
+                for v in chunk {
+                    if let Err(e) = each(v) {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+                if failed.is_some() {
+                    break;
+                }
+            }
+            drop(receive);
+            let produced = match producer.join() {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            match failed {
+                Some(e) => Err(e),
+                None => produced,
+            }
+        })
+    }
+
+    fn runs(&self, limit: Option<usize>) -> Result<Vec<RunInfo>, StoreError> {
+        let limit = limit
+            .map(|n| n.min(i64::MAX as usize) as i64)
+            .unwrap_or(i64::MAX);
+        self.runs_where(
+            format!("SELECT {RUN_COLS} FROM _kye_runs ORDER BY id DESC LIMIT $1"),
+            vec![limit],
+        )
+    }
+
+    fn latest_run_of(&self, request: &str) -> Result<Option<RunInfo>, StoreError> {
+        if !self.initialized {
+            return Ok(None);
+        }
+        let request = super::convert::kye_text(request).into_owned();
+        let id: Option<i64> = self.conn().run(move |s| {
+            Ok(s.client
+                .query_opt(
+                    "SELECT id FROM _kye_runs WHERE request = $1 ORDER BY id DESC LIMIT 1",
+                    &[&request],
+                )?
+                .map(|r| r.get(0)))
+        })?;
+        match id {
+            Some(id) => self.run(RunId(id)),
+            None => Ok(None),
+        }
+    }
+
+    fn run(&self, id: RunId) -> Result<Option<RunInfo>, StoreError> {
+        Ok(self
+            .runs_where(
+                format!("SELECT {RUN_COLS} FROM _kye_runs WHERE id = $1"),
+                vec![id.0],
+            )?
+            .pop())
+    }
+
+    fn rejects(
+        &self,
+        run: Option<RunId>,
+        limit: Option<usize>,
+    ) -> Result<Vec<RejectInfo>, StoreError> {
+        if !self.initialized {
+            return Ok(Vec::new());
+        }
+        let limit = limit
+            .map(|n| n.min(i64::MAX as usize) as i64)
+            .unwrap_or(i64::MAX);
+        let run = run.map(|r| r.0);
+        self.conn().run(move |s| {
+            let rows = s.client.query(
+                "SELECT id, run_id, model, key::text, fetcher, reason, errors::text, payload::text, \
+                 (extract(epoch from at) * 1000)::bigint FROM _kye_rejects \
+                 WHERE ($1::bigint IS NULL OR run_id = $1) ORDER BY id DESC LIMIT $2",
+                &[&run, &limit],
+            )?;
+            let json = |s: Option<String>| s.and_then(|s| serde_json::from_str::<Value>(&s).ok());
+            Ok(rows
+                .iter()
+                .map(|r| RejectInfo {
+                    id: r.get(0),
+                    run: RunId(r.get(1)),
+                    model: r.get(2),
+                    key: json(r.get(3)),
+                    fetcher: r.get(4),
+                    reason: r.get(5),
+                    errors: json(r.get(6)).unwrap_or(Value::Null),
+                    payload: json(r.get(7)).unwrap_or(Value::Null),
+                    at: Timestamp::from_unix_millis(r.get(8)),
+                })
+                .collect())
+        })
+    }
+
+    fn drift(&self) -> Result<Vec<DriftInfo>, StoreError> {
+        if !self.initialized {
+            return Ok(Vec::new());
+        }
+        self.conn().run(|s| {
+            let rows = s.client.query(
+                "SELECT model, path, (extract(epoch from first_seen) * 1000)::bigint, \
+                 (extract(epoch from last_seen) * 1000)::bigint, first_run, last_run, example::text, count \
+                 FROM _kye_drift ORDER BY model COLLATE \"C\", path COLLATE \"C\"",
+                &[],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    let example: String = r.get(6);
+                    DriftInfo {
+                        model: r.get(0),
+                        path: r.get(1),
+                        first_seen: Timestamp::from_unix_millis(r.get(2)),
+                        last_seen: Timestamp::from_unix_millis(r.get(3)),
+                        first_run: RunId(r.get(4)),
+                        last_run: RunId(r.get(5)),
+                        example: serde_json::from_str(&example).unwrap_or(Value::String(example)),
+                        count: r.get::<_, i64>(7) as u64,
+                    }
+                })
+                .collect())
+        })
+    }
+}
+
+/// `WHERE` text and arguments for an `edge = value` filter.
+fn filter_sql(l: &ModelLayout, f: &Filter) -> Result<Lookup, StoreError> {
+    let e = filter_edge(l, f)?;
+    let c = &e.cols[0];
+    let bad = |message: String| StoreError::InvalidFilter {
+        model: l.model.clone(),
+        message: format!("edge {}: {message}", e.name),
+    };
+    let v = crate::store::values::column_value(&f.value, c.prim).map_err(bad)?;
+    let text = col_text(&v).map_err(bad)?.map(|t| t.into_owned());
+    if e.multiple {
+        let join = l
+            .parent_cols
+            .iter()
+            .zip(&l.key)
+            .map(|(p, k)| format!("c.{} = t.{}", qi(p), qi(&k.name)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        Ok((
+            format!(
+                "EXISTS (SELECT 1 FROM {} AS c WHERE {join} AND c.{} = {})",
+                qi(e.table.as_deref().unwrap_or_default()),
+                qi(&c.name),
+                param(1, c.prim)
+            ),
+            vec![text],
+        ))
+    } else {
+        Ok((
+            format!("t.{} = {}", qi(&c.name), param(1, c.prim)),
+            vec![text],
+        ))
+    }
+}

@@ -1,0 +1,542 @@
+//! Writing to PostgreSQL: `prepare` (the shared [`plan`](crate::store::plan) carried out in
+//! DDL under an advisory lock, so writers starting together take turns), runs (ids from an
+//! identity sequence, each holding an advisory lock while it runs), and each batch of
+//! records, rejects, drift and key outcomes in one transaction, retried a bounded number of
+//! times when PostgreSQL reports a serialization failure, a deadlock or a secondary-index
+//! value taken by a concurrent writer.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use kye_lang::Schema;
+use postgres::types::ToSql;
+
+use crate::store::key::canonical_json;
+use crate::store::layout::ModelLayout;
+use crate::store::plan::{self, Action};
+use crate::store::{
+    drift_example, fold_path, NewRun, RunEnd, RunId, StoreError, StoreRead, StoreWrite, WriteItem,
+    DEAD_RUN,
+};
+
+use super::batch::{cached, record_rows, Cache, Row, State, Writes};
+use super::convert::{json_text, kye_text};
+use super::ddl::{self, ident, INTERNAL_TABLES};
+use super::{PgReader, PgStore, FORMAT_VERSION};
+
+/// Attempts of one batch before its error is returned.
+const ATTEMPTS: u32 = 6;
+
+/// SQLSTATEs after which a batch is tried again: serialization failure, deadlock, and a
+/// unique value another writer committed meanwhile (the new attempt sees it).
+fn retryable(e: &StoreError) -> bool {
+    matches!(e, StoreError::Postgres { code: Some(c), .. } if c == "40001" || c == "40P01" || c == "23505")
+}
+
+impl PgStore {
+    /// Marks runs left `running` by writers that are gone (their advisory lock is free) as
+    /// interrupted, with counts from their key outcomes.
+    pub(super) fn recover_runs(&mut self) -> Result<(), StoreError> {
+        let class = self.db.conn().lock_class;
+        for attempt in 0..4 {
+            let held = self.db.conn().run(move |s| {
+                let mut tx = s.client.transaction()?;
+                let ids: Vec<i64> = tx
+                    .query("SELECT id FROM _kye_runs WHERE status = 'running'", &[])?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                let mut held = 0;
+                for id in ids {
+                    // Taking the run's lock proves its writer gone; released at commit.
+                    let free: bool = tx
+                        .query_one("SELECT pg_try_advisory_xact_lock($1, $2)", &[&class, &(id as i32)])?
+                        .get(0);
+                    if !free {
+                        held += 1;
+                        continue;
+                    }
+                    tx.execute(
+                        "UPDATE _kye_runs r SET status = 'interrupted', error = $2, \
+                         stored = c.stored, rejected = c.rejected, missing = c.missing, \
+                         failed = c.failed, skipped = c.skipped \
+                         FROM (SELECT count(*) FILTER (WHERE status = 'stored') AS stored, \
+                               count(*) FILTER (WHERE status = 'rejected') AS rejected, \
+                               count(*) FILTER (WHERE status = 'missing') AS missing, \
+                               count(*) FILTER (WHERE status NOT IN ('stored', 'rejected', 'missing', 'skipped')) AS failed, \
+                               count(*) FILTER (WHERE status = 'skipped') AS skipped \
+                               FROM _kye_keys WHERE run_id = $1) c \
+                         WHERE r.id = $1 AND r.status = 'running'",
+                        &[&id, &DEAD_RUN],
+                    )?;
+                }
+                tx.commit()?;
+                Ok(held)
+            })?;
+            // A writer killed a moment ago may still hold its lock until the server notices.
+            if held == 0 || attempt == 3 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Creates kye's own tables if they are not there yet (inside `prepare`'s transaction).
+    fn ensure_initialized(&mut self) -> Result<(), StoreError> {
+        if self.db.initialized {
+            return Ok(());
+        }
+        let schema = self.db.spec.schema.clone();
+        self.db.conn().run(move |s| {
+            let mut tx = s.client.transaction()?;
+            init_tables(&mut tx, &schema)?;
+            tx.commit()
+        })?;
+        self.db.initialized = true;
+        Ok(())
+    }
+}
+
+/// kye's schema and tables, and format 1 in a new store.
+fn init_tables(tx: &mut postgres::Transaction<'_>, schema: &str) -> Result<(), postgres::Error> {
+    tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", ddl::q(schema)))?;
+    tx.batch_execute(INTERNAL_TABLES)?;
+    tx.execute(
+        "INSERT INTO _kye_meta (key, value) VALUES ('format_version', '1') ON CONFLICT (key) DO NOTHING",
+        &[],
+    )?;
+    Ok(())
+}
+
+impl StoreWrite for PgStore {
+    fn reader(&self) -> Result<Box<dyn StoreRead>, StoreError> {
+        Ok(Box::new(PgReader::open(&self.db.spec)?))
+    }
+
+    fn prepare(&mut self, schema: &Schema) -> Result<(), StoreError> {
+        let class = self.db.conn().lock_class;
+        let schema_name = self.db.spec.schema.clone();
+        let shown = self.db.location.clone();
+        // One transaction under the prepare lock: writers starting together take turns, and
+        // each plans against the layouts the others recorded.
+        let outcome = self.db.conn().run(move |s| {
+            let mut tx = s.client.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&class])?;
+            let exists: bool = tx
+                .query_one(
+                    "SELECT to_regclass(format('%I.%I', $1::text, '_kye_models')) IS NOT NULL",
+                    &[&schema_name],
+                )?
+                .get(0);
+            let mut stored = HashMap::new();
+            if exists {
+                for r in tx.query("SELECT model, layout FROM _kye_models", &[])? {
+                    let (model, text): (String, String) = (r.get(0), r.get(1));
+                    match serde_json::from_str::<ModelLayout>(&text) {
+                        Ok(l) => stored.insert(model, l),
+                        Err(e) => {
+                            return Ok(Err(StoreError::Corrupt {
+                                path: shown.clone(),
+                                message: format!("stored layout of model {model} is unreadable: {e}"),
+                            }))
+                        }
+                    };
+                }
+            }
+            let preparation = match plan::prepare(schema, &stored) {
+                Ok(p) => p,
+                Err(e) => return Ok(Err(e)),
+            };
+            let mut all: Vec<&ModelLayout> = preparation.steps.iter().map(|s| &s.layout).collect();
+            all.extend(stored.values().filter(|l| schema.model(&l.model).is_none()));
+            if let Some((a, b, phys)) = ddl::name_clash(all) {
+                return Ok(Err(StoreError::InvalidName {
+                    what: "model",
+                    name: b.clone(),
+                    reason: format!(
+                        "{a:?} and {b:?} would both be named {phys:?} in PostgreSQL, which keeps \
+                         63 bytes of a name (longer names are cut and end in a hash); rename one"
+                    ),
+                }));
+            }
+            // Tables kye did not create are not ours: checked before anything is written.
+            for step in &preparation.steps {
+                for t in step.new_tables() {
+                    let found: bool = tx
+                        .query_one(
+                            "SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL",
+                            &[&schema_name, &ident(t).as_ref()],
+                        )?
+                        .get(0);
+                    if found {
+                        return Ok(Err(StoreError::SchemaChange {
+                            model: step.layout.model.clone(),
+                            edge: None,
+                            message: format!(
+                                "{} already has a table named {:?} (schema {schema_name}) that \
+                                 kye did not create; rename or drop it, or use another schema \
+                                 (?schema=NAME)",
+                                shown.display(),
+                                ident(t)
+                            ),
+                        }));
+                    }
+                }
+            }
+            init_tables(&mut tx, &schema_name)?;
+            for step in &preparation.steps {
+                if let Action::Refuse { edge, message } = &step.action {
+                    let old = step.old.as_ref().map(|o| o.tables()).unwrap_or_default();
+                    for t in old {
+                        let any: bool = tx
+                            .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {})", ddl::qi(t)), &[])?
+                            .get(0);
+                        if any {
+                            return Ok(Err(plan::refused(step, edge.clone(), message, &shown, "psql")));
+                        }
+                    }
+                }
+                if matches!(step.action, Action::Keep) {
+                    continue;
+                }
+                ddl::apply(&mut tx, step)?;
+                let l = &step.layout;
+                let text = serde_json::to_string(l).unwrap_or_default();
+                tx.execute(
+                    "INSERT INTO _kye_models (model, fingerprint, layout, created_at, updated_at) \
+                     VALUES ($1, $2, $3, now(), now()) \
+                     ON CONFLICT (model) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, \
+                     layout = EXCLUDED.layout, updated_at = EXCLUDED.updated_at",
+                    &[&l.model, &l.fingerprint(), &text],
+                )?;
+            }
+            if preparation.stores_value_objects() {
+                tx.execute(
+                    "UPDATE _kye_meta SET value = $1 WHERE key = 'format_version' AND value::int < $2",
+                    &[&FORMAT_VERSION.to_string(), &(FORMAT_VERSION as i32)],
+                )?;
+            }
+            tx.commit()?;
+            Ok(Ok(()))
+        })?;
+        outcome?;
+        self.db.initialized = true;
+        self.db.conn().forget_statements();
+        // Every layout of the store, also those other writers recorded.
+        self.db.load_layouts()?;
+        Ok(())
+    }
+
+    fn begin_run(&mut self, run: &NewRun) -> Result<RunId, StoreError> {
+        self.ensure_initialized()?;
+        let class = self.db.conn().lock_class;
+        let request = kye_text(&run.request).into_owned();
+        let started = run.started_at.to_string();
+        let resumed = run.resumed_from.map(|r| r.0);
+        let pid = i64::from(std::process::id());
+        let id = self.db.conn().run(move |s| {
+            let mut tx = s.client.transaction()?;
+            let id: i64 = tx
+                .query_one(
+                    "SELECT nextval(pg_get_serial_sequence('_kye_runs', 'id'))",
+                    &[],
+                )?
+                .get(0);
+            // Held by this connection while the run runs (session lock: kept after commit).
+            tx.execute("SELECT pg_advisory_lock($1, $2)", &[&class, &(id as i32)])?;
+            tx.execute(
+                "INSERT INTO _kye_runs (id, request, started_at, status, resumed_from, pid) \
+                 VALUES ($1, $2, $3::text::timestamptz, 'running', $4, $5)",
+                &[&id, &request, &started, &resumed, &pid],
+            )?;
+            tx.commit()?;
+            Ok(id)
+        })?;
+        self.db.conn().running.push(RunId(id));
+        Ok(RunId(id))
+    }
+
+    fn finish_run(&mut self, run: RunId, end: &RunEnd) -> Result<(), StoreError> {
+        self.ensure_initialized()?;
+        let class = self.db.conn().lock_class;
+        let ended = end.ended_at.to_string();
+        let status = end.status.as_str();
+        let c = end.counts;
+        let counts = [c.stored, c.rejected, c.missing, c.failed, c.skipped].map(|n| n as i64);
+        let error = end.error.as_deref().map(|e| kye_text(e).into_owned());
+        let n = self.db.conn().run(move |s| {
+            let n = s.client.execute(
+                "UPDATE _kye_runs SET ended_at = $2::text::timestamptz, status = $3, stored = $4, \
+                 rejected = $5, missing = $6, failed = $7, skipped = $8, error = $9 WHERE id = $1",
+                &[
+                    &run.0, &ended, &status, &counts[0], &counts[1], &counts[2], &counts[3],
+                    &counts[4], &error,
+                ],
+            )?;
+            s.client.execute(
+                "SELECT pg_advisory_unlock($1, $2)",
+                &[&class, &(run.0 as i32)],
+            )?;
+            Ok(n)
+        })?;
+        self.db.conn().running.retain(|r| *r != run);
+        if n == 0 {
+            return Err(StoreError::UnknownRun(run));
+        }
+        Ok(())
+    }
+
+    fn write_batch(
+        &mut self,
+        items: &[WriteItem],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        self.ensure_initialized()?;
+        let layouts = &self.db.layouts;
+        // Every record read into rows before anything is sent.
+        let mut units: Vec<Result<Vec<Row<'_>>, StoreError>> = Vec::new();
+        for item in items {
+            if let WriteItem::Record(r) = item {
+                let mut rows = Vec::new();
+                units.push(
+                    record_rows(layouts, &r.model, &r.value, &r.provenance, 0, &mut rows)
+                        .map(|()| rows),
+                );
+            }
+        }
+        let other = OtherItems::new(items);
+        let mut sequential = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let units_ref = &units;
+            let other = &other;
+            let result = self.db.conn().run(move |s| {
+                let cache = &mut *s.statements;
+                let mut tx = s.client.transaction()?;
+                let all: Vec<&Row<'_>> = units_ref.iter().flatten().flatten().collect();
+                let mut state = State::load(&mut tx, cache, &all, sequential)?;
+                let mut writes = Writes::default();
+                let mut results = Vec::with_capacity(units_ref.len());
+                for unit in units_ref {
+                    let r = match unit {
+                        Err(_) => Err(None),
+                        Ok(rows) => state.apply(rows).map_err(Some).map(|()| {
+                            if sequential {
+                                let mut one = Writes::default();
+                                rows.iter().for_each(|r| one.add(r));
+                                Some(one)
+                            } else {
+                                rows.iter().for_each(|r| writes.add(r));
+                                None
+                            }
+                        }),
+                    };
+                    match r {
+                        Ok(Some(one)) => {
+                            one.write(&mut tx, cache)?;
+                            results.push(Ok(()));
+                        }
+                        Ok(None) => results.push(Ok(())),
+                        Err(e) => results.push(Err(e)),
+                    }
+                }
+                writes.write(&mut tx, cache)?;
+                other.write(&mut tx, cache)?;
+                tx.commit()?;
+                Ok(results)
+            });
+            match result {
+                Ok(record_results) => {
+                    // Records that could not be read into rows fail with that error.
+                    let mut record_results =
+                        record_results
+                            .into_iter()
+                            .zip(units)
+                            .map(|(r, unit)| match (r, unit) {
+                                (Err(None), Err(e)) => Err(e),
+                                (Err(Some(e)), _) => Err(e),
+                                _ => Ok(()),
+                            });
+                    return Ok(items
+                        .iter()
+                        .map(|i| match i {
+                            WriteItem::Record(_) => record_results.next().unwrap_or(Ok(())),
+                            _ => Ok(()),
+                        })
+                        .collect());
+                }
+                Err(e) if retryable(&e) && attempt < ATTEMPTS => {
+                    // A unique value taken mid-statement: write record by record, as SQLite.
+                    if matches!(&e, StoreError::Postgres { code: Some(c), .. } if c == "23505") {
+                        sequential = true;
+                    }
+                    tracing::debug!(attempt, error = %e, "PostgreSQL batch retried");
+                    std::thread::sleep(Duration::from_millis(
+                        10 * u64::from(attempt) + fastrand::u64(0..20),
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// The rejects, drift and key outcomes of a batch, as columns for one statement each.
+struct OtherItems {
+    rejects: Vec<Vec<Option<String>>>,
+    drift: Vec<Vec<Option<String>>>,
+    keys: Vec<Vec<Option<String>>>,
+}
+
+impl OtherItems {
+    fn new(items: &[WriteItem]) -> OtherItems {
+        let mut rejects = vec![Vec::new(); 8];
+        let mut drift_rows: Vec<[String; 7]> = Vec::new();
+        let mut drift_index: HashMap<(String, String), usize> = HashMap::new();
+        let mut drift_counts: Vec<i64> = Vec::new();
+        let mut key_rows: Vec<[Option<String>; 6]> = Vec::new();
+        let mut key_index: HashMap<(i64, String, String), usize> = HashMap::new();
+        for item in items {
+            match item {
+                WriteItem::Record(_) => {}
+                WriteItem::Reject(r) => {
+                    let vals = [
+                        Some(r.run.0.to_string()),
+                        Some(kye_text(&r.model).into_owned()),
+                        r.key.as_ref().map(|k| k.canonical()),
+                        Some(kye_text(&r.fetcher).into_owned()),
+                        Some(kye_text(&r.reason).into_owned()),
+                        Some(json_text(&r.errors)),
+                        Some(json_text(&r.payload)),
+                        Some(r.at.to_string()),
+                    ];
+                    for (col, v) in rejects.iter_mut().zip(vals) {
+                        col.push(v);
+                    }
+                }
+                WriteItem::Drift(d) => {
+                    let model = kye_text(&d.model).into_owned();
+                    let path = kye_text(&fold_path(&d.path)).into_owned();
+                    let seen = d.seen_at;
+                    let example = canonical_json(&drift_example(&d.example));
+                    match drift_index.get(&(model.clone(), path.clone())) {
+                        Some(&i) => {
+                            let row = &mut drift_rows[i];
+                            if seen.to_string() > row[3] {
+                                row[3] = seen.to_string();
+                            }
+                            if d.run.0 > row[5].parse().unwrap_or(0) {
+                                row[5] = d.run.0.to_string();
+                            }
+                            row[6] = example;
+                            drift_counts[i] += 1;
+                        }
+                        None => {
+                            drift_index.insert((model.clone(), path.clone()), drift_rows.len());
+                            drift_rows.push([
+                                model,
+                                path,
+                                seen.to_string(),
+                                seen.to_string(),
+                                d.run.0.to_string(),
+                                d.run.0.to_string(),
+                                example,
+                            ]);
+                            drift_counts.push(1);
+                        }
+                    }
+                }
+                WriteItem::KeyOutcome(k) => {
+                    let row = [
+                        Some(k.run.0.to_string()),
+                        Some(kye_text(&k.model).into_owned()),
+                        Some(k.key.canonical()),
+                        Some(k.status.as_str().to_string()),
+                        k.reason.as_deref().map(|r| kye_text(r).into_owned()),
+                        Some(k.at.to_string()),
+                    ];
+                    let id = (k.run.0, k.model.clone(), row[2].clone().unwrap_or_default());
+                    match key_index.get(&id) {
+                        Some(&i) => key_rows[i] = row,
+                        None => {
+                            key_index.insert(id, key_rows.len());
+                            key_rows.push(row);
+                        }
+                    }
+                }
+            }
+        }
+        // Drift rows in (model, path) order: shared paths are locked in one order by every
+        // writer, as records are (see `Writes::write`).
+        let mut drift_rows: Vec<([String; 7], i64)> =
+            drift_rows.into_iter().zip(drift_counts).collect();
+        drift_rows.sort_by(|a, b| (&a.0[0], &a.0[1]).cmp(&(&b.0[0], &b.0[1])));
+        let mut drift = vec![Vec::new(); 8];
+        for (row, count) in drift_rows {
+            for (col, v) in drift.iter_mut().zip(row) {
+                col.push(Some(v));
+            }
+            drift[7].push(Some(count.to_string()));
+        }
+        let mut keys = vec![Vec::new(); 6];
+        for row in key_rows {
+            for (col, v) in keys.iter_mut().zip(row) {
+                col.push(v);
+            }
+        }
+        OtherItems {
+            rejects,
+            drift,
+            keys,
+        }
+    }
+
+    fn write(
+        &self,
+        tx: &mut postgres::Transaction<'_>,
+        cache: &mut Cache,
+    ) -> Result<(), postgres::Error> {
+        let mut run =
+            |tx: &mut postgres::Transaction<'_>, sql: &str, cols: &[Vec<Option<String>>]| {
+                if cols.first().is_none_or(Vec::is_empty) {
+                    return Ok(0);
+                }
+                let params: Vec<&(dyn ToSql + Sync)> =
+                    cols.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+                let st = cached(tx, cache, sql)?;
+                tx.execute(&st, &params)
+            };
+        run(
+            tx,
+            "INSERT INTO _kye_rejects (run_id, model, key, fetcher, reason, errors, payload, at) \
+             SELECT x.a::bigint, x.b, x.c::json, x.d, x.e, x.f::json, x.g::json, x.h::timestamptz \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+             $7::text[], $8::text[]) WITH ORDINALITY AS x(a, b, c, d, e, f, g, h, n) ORDER BY x.n",
+            &self.rejects,
+        )?;
+        run(
+            tx,
+            "INSERT INTO _kye_drift (model, path, first_seen, last_seen, first_run, last_run, example, count) \
+             SELECT x.a, x.b, x.c::timestamptz, x.d::timestamptz, x.e::bigint, x.f::bigint, x.g::json, x.h::bigint \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+             $7::text[], $8::text[]) AS x(a, b, c, d, e, f, g, h) \
+             ON CONFLICT (model, path_md5) DO UPDATE SET \
+             last_seen = greatest(_kye_drift.last_seen, EXCLUDED.last_seen), \
+             last_run = greatest(_kye_drift.last_run, EXCLUDED.last_run), \
+             example = EXCLUDED.example, count = _kye_drift.count + EXCLUDED.count",
+            &self.drift,
+        )?;
+        run(
+            tx,
+            "INSERT INTO _kye_keys (run_id, model, key, status, reason, at) \
+             SELECT x.a::bigint, x.b, x.c, x.d, x.e, x.f::timestamptz \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
+             AS x(a, b, c, d, e, f) \
+             ON CONFLICT (model, key_md5, run_id) DO UPDATE SET status = EXCLUDED.status, \
+             reason = EXCLUDED.reason, at = EXCLUDED.at",
+            &self.keys,
+        )?;
+        Ok(())
+    }
+}

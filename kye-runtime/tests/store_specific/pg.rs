@@ -1,0 +1,486 @@
+//! PostgreSQL specifics: long names shortened stably and listed in `_kye_names`, the password
+//! never shown, connection errors naming host and database, tables kye did not create left
+//! alone, writers in several threads on overlapping keys, and a connection the server ends
+//! between batches. Each test in a throwaway schema of `KYE_TEST_POSTGRES` (skipped with one
+//! printed reason when nothing answers, outside CI).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use kye_runtime::store::*;
+use serde_json::json;
+
+use crate::{record, schema, write_ok};
+
+fn url() -> String {
+    std::env::var("KYE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+fn client() -> Result<postgres::Client, String> {
+    let spec = PgSpec::parse(&url()).map_err(|e| e.to_string())?;
+    let mut c = postgres::Config::new();
+    c.host(&spec.host)
+        .port(spec.port)
+        .user(&spec.user)
+        .dbname(&spec.database)
+        .connect_timeout(std::time::Duration::from_secs(5));
+    if let Ok(pw) = std::env::var("PGPASSWORD") {
+        c.password(pw);
+    }
+    c.connect(postgres::NoTls).map_err(|e| e.to_string())
+}
+
+/// A throwaway schema and a client, or `None` when nothing answers (outside CI).
+struct Pg {
+    schema: String,
+    c: postgres::Client,
+}
+
+impl Pg {
+    fn new() -> Option<Pg> {
+        static N: AtomicU32 = AtomicU32::new(0);
+        match client() {
+            Ok(c) => Some(Pg {
+                schema: format!(
+                    "kye_s_{}_{}",
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::Relaxed)
+                ),
+                c,
+            }),
+            Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!("CI=true: PostgreSQL at {} does not answer: {e}", url())
+            }
+            Err(e) => {
+                eprintln!("skipping: nothing answers at {} ({e})", url());
+                None
+            }
+        }
+    }
+
+    fn spec(&self) -> StoreSpec {
+        let base = url();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}schema={}", self.schema)
+            .parse()
+            .unwrap()
+    }
+
+    fn strings(&mut self, sql: &str) -> Vec<String> {
+        let sql = sql.replace("S.", &format!("\"{}\".", self.schema));
+        self.c
+            .query(&sql, &[])
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    fn count(&mut self, sql: &str) -> i64 {
+        let sql = sql.replace("S.", &format!("\"{}\".", self.schema));
+        self.c.query_one(&sql, &[]).unwrap().get(0)
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let _ = self.c.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+            self.schema
+        ));
+    }
+}
+
+#[test]
+fn long_names_are_shortened_stably_and_listed_in_kye_names() {
+    let Some(mut pg) = Pg::new() else { return };
+    let model = format!("A{}", "VeryLongModelName".repeat(5));
+    let edge = format!("e{}", "very_long_edge_name_".repeat(4));
+    let text = format!("{model}(id) {{\n id: Number\n {edge}: String?\n tags: String*\n}}\n");
+    let mut s = open_store(&pg.spec()).unwrap();
+    s.prepare(&schema(&text)).unwrap();
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    write_ok(
+        s.as_mut(),
+        &[record(
+            run,
+            &model,
+            json!({"id": 1, edge.as_str(): "v", "tags": ["a"]}),
+        )],
+    );
+    let tables = pg.strings(&format!(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = '{}' \
+         AND table_name NOT LIKE '\\_kye%' ORDER BY 1",
+        pg.schema
+    ));
+    assert_eq!(tables.len(), 2, "{tables:?}");
+    assert!(
+        tables.iter().all(|t| t.len() <= 63 && t.contains('~')),
+        "{tables:?}"
+    );
+    let names = pg.strings("SELECT name FROM S._kye_names ORDER BY name");
+    assert!(names.contains(&model), "{names:?}");
+    assert!(names.contains(&edge), "{names:?}");
+    assert!(names.contains(&format!("{model}__tags")), "{names:?}");
+    // Opening again maps to the same tables; records read back under kye's names.
+    drop(s);
+    let mut s = open_store(&pg.spec()).unwrap();
+    s.prepare(&schema(&text)).unwrap();
+    assert_eq!(
+        s.records(&RecordQuery::new(&model)).unwrap(),
+        vec![json!({"id": 1, edge.as_str(): "v", "tags": ["a"]})]
+    );
+}
+
+#[test]
+fn the_password_is_never_shown_and_connection_errors_name_host_and_database() {
+    let Some(pg) = Pg::new() else { return };
+    let spec: StoreSpec = "postgres://kye:Sup3rSecret%21@127.0.0.1:1/warehouse?schema=raw"
+        .parse()
+        .unwrap();
+    assert_eq!(
+        spec.to_string(),
+        "postgres://kye@127.0.0.1:1/warehouse?schema=raw"
+    );
+    assert!(!format!("{spec:?}").contains("Sup3r"));
+    let err = open_store(&spec).err().expect("nothing listens on port 1");
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::Connect { .. }), "{err:?}");
+    assert!(
+        text.contains("127.0.0.1:1") && text.contains("warehouse"),
+        "{text}"
+    );
+    assert!(!text.contains("Sup3r"), "{text}");
+    // A password written without percent-encoding: the connect error names host and
+    // database, never the password or a piece of it.
+    for (url, pw) in [
+        ("postgres://kye:ab/cd@127.0.0.1:1/warehouse", "ab/cd"),
+        ("postgres://kye:12/34@127.0.0.1:1/warehouse", "12/34"),
+    ] {
+        let err = open_store(&url.parse().unwrap())
+            .err()
+            .expect("nothing listens");
+        let text = format!("{err} {err:?}");
+        assert!(
+            text.contains("127.0.0.1:1") && text.contains("warehouse"),
+            "{text}"
+        );
+        assert!(!text.contains(pw) && !text.contains("34@"), "{text}");
+    }
+    // A reader of a schema kye never wrote finds no store.
+    assert!(matches!(
+        open_store_read_only(&pg.spec()),
+        Err(StoreError::NotFound { .. })
+    ));
+    let shown = open_store(&pg.spec())
+        .unwrap()
+        .location()
+        .display()
+        .to_string();
+    assert!(
+        shown.starts_with("postgres://") && shown.contains(&pg.schema),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_table_kye_did_not_create_is_left_alone() {
+    let Some(mut pg) = Pg::new() else { return };
+    pg.c.batch_execute(&format!(
+        "CREATE SCHEMA \"{0}\"; CREATE TABLE \"{0}\".\"P\" (mine text); \
+             INSERT INTO \"{0}\".\"P\" VALUES ('keep me')",
+        pg.schema
+    ))
+    .unwrap();
+    let mut s = open_store(&pg.spec()).unwrap();
+    let err = s.prepare(&schema("P(id) {\n id: Number\n}\n")).unwrap_err();
+    assert!(err.to_string().contains("kye did not create"), "{err}");
+    assert_eq!(
+        pg.strings("SELECT mine FROM S.\"P\""),
+        vec!["keep me".to_string()]
+    );
+    // Nothing of kye's was created either.
+    let kye_tables = pg.count(&format!(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = '{}' \
+         AND table_name LIKE '\\_kye%'",
+        pg.schema
+    ));
+    assert_eq!(kye_tables, 0);
+}
+
+const ITEMS: &str = "Item(id)(code) {\n id: Number\n code: String\n v: Number\n tags: Number*\n}\n";
+
+#[test]
+fn writers_in_several_threads_on_overlapping_keys_lose_nothing() {
+    let Some(mut pg) = Pg::new() else { return };
+    let spec = pg.spec();
+    open_store(&spec).unwrap().prepare(&schema(ITEMS)).unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let spec = spec.clone();
+            std::thread::spawn(move || {
+                let mut s = open_store(&spec).unwrap();
+                s.prepare(&schema(ITEMS)).unwrap();
+                let run = s.begin_run(&NewRun::new(format!("writer {t}"))).unwrap();
+                for round in 0..20u64 {
+                    // Every writer writes ids 0..40, in a different order, tags by round.
+                    let batch: Vec<WriteItem> = (0..40u64)
+                        .map(|i| (i * (t + 3) + round) % 40)
+                        .map(|id| {
+                            let v = round * 10 + t;
+                            record(
+                                run,
+                                "Item",
+                                json!({"id": id, "code": format!("c{id}"), "v": v,
+                                       "tags": vec![v; (v % 4) as usize]}),
+                            )
+                        })
+                        .collect();
+                    let res = s.write_batch(&batch).expect("no error reaches the writer");
+                    assert!(res.iter().all(Result::is_ok), "{res:?}");
+                }
+                s.finish_run(
+                    run,
+                    &RunEnd::new(RunStatus::Completed, RunCounts::default()),
+                )
+                .unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(pg.count("SELECT count(*) FROM S.\"Item\""), 40);
+    // Each record whole: its child rows are those of the version its row holds.
+    let mismatched = pg.count(
+        "SELECT count(*) FROM S.\"Item\" i WHERE (SELECT count(*) FROM S.\"Item__tags\" t \
+         WHERE t.id = i.id AND t.value = i.v) <> (i.v % 4) \
+         OR EXISTS (SELECT 1 FROM S.\"Item__tags\" t WHERE t.id = i.id AND t.value <> i.v)",
+    );
+    assert_eq!(mismatched, 0);
+    assert_eq!(
+        pg.count("SELECT count(*) FROM S._kye_runs WHERE status = 'completed'"),
+        4
+    );
+}
+
+#[test]
+fn a_connection_ended_by_the_server_fails_one_batch_at_most_and_the_writer_goes_on() {
+    let Some(mut pg) = Pg::new() else { return };
+    let mut s = open_store(&pg.spec()).unwrap();
+    s.prepare(&schema(ITEMS)).unwrap();
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    let item = |id: u64| {
+        record(
+            run,
+            "Item",
+            json!({"id": id, "code": format!("c{id}"), "v": 1, "tags": [1]}),
+        )
+    };
+    write_ok(s.as_mut(), &[item(1)]);
+    let app = format!("kye {}", pg.schema);
+    let ended: i64 =
+        pg.c.query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = $1) x",
+            &[&app],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(ended, 1, "the writer's connection");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    // The batch on the ended connection fails whole, or the writer had already reconnected.
+    let first = s.write_batch(&[item(2)]);
+    if let Err(e) = &first {
+        assert!(!e.is_item_error(), "{e}");
+    }
+    write_ok(s.as_mut(), &[item(3)]);
+    let stored = pg.count("SELECT count(*) FROM S.\"Item\"");
+    assert_eq!(stored, if first.is_ok() { 3 } else { 2 });
+    assert_eq!(
+        pg.count("SELECT count(*) FROM S.\"Item__tags\""),
+        stored,
+        "child rows with their records only"
+    );
+    // The run is still alive (its lock taken again on the new connection).
+    let reader = open_store_read_only(&pg.spec()).unwrap();
+    assert_eq!(reader.run(run).unwrap().unwrap().status, RunStatus::Running);
+    s.finish_run(
+        run,
+        &RunEnd::new(RunStatus::Completed, RunCounts::default()),
+    )
+    .unwrap();
+}
+
+#[test]
+fn composite_keys_whose_parts_share_a_separator_are_two_records() {
+    let Some(mut pg) = Pg::new() else { return };
+    let text = "Pair(a, b) {\n a: String\n b: String\n tags: String*\n}\n\
+                Code(id)(c, d) {\n id: Number\n c: String\n d: String\n}\n";
+    let mut s = open_store(&pg.spec()).unwrap();
+    s.prepare(&schema(text)).unwrap();
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    let pair =
+        |a: &str, b: &str, t: &str| record(run, "Pair", json!({"a": a, "b": b, "tags": [t]}));
+    let code = |id: u64, c: &str, d: &str| record(run, "Code", json!({"id": id, "c": c, "d": d}));
+    // Two keys and two secondary-index values whose parts, joined, would read the same;
+    // Code 1 twice in the batch makes the writer look its index values up.
+    write_ok(
+        s.as_mut(),
+        &[
+            pair("x\u{1}y", "z", "first"),
+            pair("x", "y\u{1}z", "second"),
+            code(1, "x\u{1}y", "z"),
+            code(2, "x", "y\u{1}z"),
+            code(1, "x\u{1}y", "z"),
+        ],
+    );
+    assert_eq!(pg.count("SELECT count(*) FROM S.\"Pair\""), 2);
+    assert_eq!(
+        pg.strings("SELECT a || '|' || value FROM S.\"Pair__tags\" ORDER BY value"),
+        vec!["x\u{1}y|first".to_string(), "x|second".to_string()]
+    );
+    assert_eq!(pg.count("SELECT count(*) FROM S.\"Code\""), 2);
+}
+
+#[test]
+fn writers_sharing_nested_records_and_drift_take_locks_in_one_order() {
+    let Some(mut pg) = Pg::new() else { return };
+    // A database of its own, so its deadlock counter counts this test's writers only.
+    let db = format!("kye_dl_{}", pg.schema);
+    pg.c.batch_execute(&format!("CREATE DATABASE \"{db}\""))
+        .unwrap();
+    let base = PgSpec::parse(&url()).unwrap();
+    let spec: StoreSpec = format!("postgres://{}@{}:{}/{db}", base.user, base.host, base.port)
+        .parse()
+        .unwrap();
+    let text = "Mon(id) {\n id: Number\n v: Number\n kinds: Kind*\n}\n\
+                Kind(name) {\n name: String\n v: Number\n}\n\
+                Alt(id) {\n id: Number\n v: Number\n}\n";
+    open_store(&spec).unwrap().prepare(&schema(text)).unwrap();
+    let threads: Vec<_> = (0..2u64)
+        .map(|t| {
+            let spec = spec.clone();
+            std::thread::spawn(move || {
+                let mut s = open_store(&spec).unwrap();
+                s.prepare(&schema(text)).unwrap();
+                let run = s.begin_run(&NewRun::new(format!("writer {t}"))).unwrap();
+                for round in 0..30u64 {
+                    // Writer 0 meets records, nested records and drift paths in ascending
+                    // order, writer 1 in descending: without one lock order they deadlock.
+                    let order = |n: u64| if t == 0 { n } else { 29 - n };
+                    let mut batch: Vec<WriteItem> = (0..30u64)
+                        .map(|i| {
+                            let kinds: Vec<_> = (0..3)
+                                .map(|k| json!({"name": format!("k{}", order((i + k) % 30)), "v": t}))
+                                .collect();
+                            record(run, "Mon", json!({"id": order(i), "v": round, "kinds": kinds}))
+                        })
+                        .collect();
+                    // Models in another order too: writer 1 meets Alt first.
+                    let alt = (0..30u64).map(|i| record(run, "Alt", json!({"id": order(i), "v": round})));
+                    if t == 0 {
+                        batch.extend(alt);
+                    } else {
+                        batch.splice(0..0, alt);
+                    }
+                    batch.extend((0..30u64).map(|i| {
+                        WriteItem::Drift(DriftWrite {
+                            run,
+                            model: "Mon".to_string(),
+                            path: format!("extra{}", order(i)),
+                            example: json!(1),
+                            seen_at: Timestamp::now(),
+                        })
+                    }));
+                    let res = s.write_batch(&batch).expect("no error reaches the writer");
+                    assert!(res.iter().all(Result::is_ok), "{res:?}");
+                }
+                s.finish_run(run, &RunEnd::new(RunStatus::Completed, RunCounts::default()))
+                    .unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // The writers' connections are closed: their statistics reach the counter shortly.
+    let mut deadlocks = 0;
+    for _ in 0..20 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        pg.c.batch_execute("SELECT pg_stat_clear_snapshot()")
+            .unwrap();
+        deadlocks = pg.count(&format!(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = '{db}'"
+        ));
+        if deadlocks > 0 {
+            break;
+        }
+    }
+    let _ =
+        pg.c.batch_execute(&format!("DROP DATABASE \"{db}\" WITH (FORCE)"));
+    assert_eq!(deadlocks, 0, "deadlocks among two writers");
+}
+
+#[test]
+fn a_reconnect_whose_run_lock_is_still_held_fails_at_once() {
+    let Some(mut pg) = Pg::new() else { return };
+    let mut s = open_store(&pg.spec()).unwrap();
+    s.prepare(&schema(ITEMS)).unwrap();
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    let item = move |id: u64| {
+        record(
+            run,
+            "Item",
+            json!({"id": id, "code": format!("c{id}"), "v": 1, "tags": [1]}),
+        )
+    };
+    write_ok(s.as_mut(), &[item(1)]);
+    let app = format!("kye {}", pg.schema);
+    // The run's lock, as the writer's backend holds it.
+    let lock =
+        pg.c.query_one(
+            "SELECT l.classid::bigint, l.objid::bigint FROM pg_locks l \
+             JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND a.application_name = $1",
+            &[&app],
+        )
+        .unwrap();
+    let (class, obj): (i64, i64) = (lock.get(0), lock.get(1));
+    pg.c.query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+        &[&app],
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // Another session holds it now, as a half-open backend would.
+    pg.c.execute(
+        "SELECT pg_advisory_lock($1::bigint::int, $2::bigint::int)",
+        &[&class, &obj],
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let writer = std::thread::spawn(move || {
+        let mut results = Vec::new();
+        // The first may fail on the ended connection; the second reconnects.
+        for id in [2, 3] {
+            results.push(s.write_batch(&[item(id)]).map(|_| ()));
+        }
+        let _ = tx.send(results);
+        s
+    });
+    let results = rx.recv_timeout(std::time::Duration::from_secs(10));
+    pg.c.execute(
+        "SELECT pg_advisory_unlock($1::bigint::int, $2::bigint::int)",
+        &[&class, &obj],
+    )
+    .unwrap();
+    let results = results.expect("the reconnect waited for the run's lock");
+    let err = results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .find(|e| matches!(e, StoreError::Connect { .. }))
+        .unwrap_or_else(|| panic!("a reconnect without the run's lock fails: {results:?}"));
+    assert!(err.to_string().contains(&format!("run {}", run.0)), "{err}");
+    drop(writer.join().unwrap());
+}
