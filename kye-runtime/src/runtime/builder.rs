@@ -36,9 +36,22 @@ pub struct RuntimeBuilder {
 
 impl fmt::Debug for RuntimeBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The store as its spec shows it: a PostgreSQL URL without its password, never the
+        // text as given (which may carry one).
+        let store = self
+            .parsed_spec
+            .as_ref()
+            .map(ToString::to_string)
+            .or_else(|| {
+                self.store_spec.as_deref().map(|text| {
+                    text.parse::<StoreSpec>()
+                        .map(|spec| spec.to_string())
+                        .unwrap_or_else(|_| "(a store that does not parse)".to_string())
+                })
+            });
         f.debug_struct("RuntimeBuilder")
             .field("config_file", &self.config_file)
-            .field("store", &self.store_spec)
+            .field("store", &store)
             .field("concurrency", &self.concurrency)
             .finish_non_exhaustive()
     }
@@ -210,5 +223,22 @@ impl RuntimeBuilder {
                 shutdown: self.shutdown.unwrap_or_default(),
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_store_password() {
+        for url in [
+            "postgres://kye:s3cr3t-pw@db.example:5432/warehouse",
+            "postgres://kye:s3cr3t/pw@db.example/warehouse",
+        ] {
+            let shown = format!("{:?}", Runtime::builder().store(url));
+            assert!(!shown.contains("s3cr3t"), "{shown}");
+            assert!(shown.contains("RuntimeBuilder"), "{shown}");
+        }
     }
 }

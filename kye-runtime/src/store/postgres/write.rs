@@ -307,13 +307,31 @@ impl StoreWrite for PgStore {
         let other = OtherItems::new(items);
         let mut sequential = false;
         let mut attempt = 0;
+        // The models with secondary indexes this batch writes, in name order: each is locked
+        // for the transaction before the stored rows are read, so two writers of one such
+        // model take turns (their row locks cannot be put in one order, see `Writes::write`)
+        // instead of deadlocking; writers of other models go on at once.
+        let class = self.db.conn().lock_class.wrapping_add(1);
+        let mut unique_models: Vec<i32> = units
+            .iter()
+            .flatten()
+            .flatten()
+            .filter(|r| !r.layout.uniques.is_empty())
+            .map(|r| model_lock_id(&r.layout.model))
+            .collect();
+        unique_models.sort_unstable();
+        unique_models.dedup();
         loop {
             attempt += 1;
             let units_ref = &units;
             let other = &other;
+            let unique_models = &unique_models;
             let result = self.db.conn().run(move |s| {
                 let cache = &mut *s.statements;
                 let mut tx = s.client.transaction()?;
+                for id in unique_models {
+                    tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&class, id])?;
+                }
                 let all: Vec<&Row<'_>> = units_ref.iter().flatten().flatten().collect();
                 let mut state = State::load(&mut tx, cache, &all, sequential)?;
                 let mut writes = Writes::default();
@@ -539,4 +557,11 @@ impl OtherItems {
         )?;
         Ok(())
     }
+}
+
+/// The advisory lock id of a model's writers (a stable hash of its name).
+fn model_lock_id(model: &str) -> i32 {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(model.as_bytes());
+    i32::from_be_bytes([h[0], h[1], h[2], h[3]])
 }
