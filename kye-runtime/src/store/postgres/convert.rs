@@ -29,10 +29,25 @@ pub(crate) fn col_text<'a>(c: &ColValue<'a>) -> Result<Option<Cow<'a, str>>, Str
         ),
         ColValue::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
     };
-    if text.contains('\0') || (matches!(c, ColValue::Text(_)) && text.contains("\\u0000")) {
+    if text.contains('\0') || (matches!(c, ColValue::Text(_)) && has_nul_escape(&text)) {
         return Err(NUL_MESSAGE.to_string());
     }
     Ok(Some(text))
+}
+
+/// Whether JSON text holds the escape `\u0000` (a NUL PostgreSQL cannot store), not merely the
+/// characters `\u0000` after an escaped backslash (`"\\u0000"` is a backslash and `u0000`).
+fn has_nul_escape(json: &str) -> bool {
+    let bytes = json.as_bytes();
+    json.match_indices("\\u0000").any(|(i, _)| {
+        // The backslashes ending at `i`: an odd run makes the last one an escape.
+        let run = bytes[..=i]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count();
+        run % 2 == 1
+    })
 }
 
 /// Appends the texts of an edge's columns for one value of the edge to `out`.
@@ -127,5 +142,18 @@ mod tests {
         );
         assert!(col_text(&ColValue::Str("a\0b")).is_err());
         assert_eq!(kye_text("a\0b"), "a\u{2400}b");
+    }
+}
+
+#[cfg(test)]
+mod nul_tests {
+    use super::has_nul_escape;
+
+    #[test]
+    fn only_a_real_nul_escape_is_refused() {
+        assert!(has_nul_escape(r#"{"a":"x\u0000y"}"#));
+        assert!(has_nul_escape(r#"["\\\u0000"]"#)); // a backslash, then a NUL
+        assert!(!has_nul_escape(r#"{"a":"x\\u0000y"}"#)); // a backslash, then "u0000"
+        assert!(!has_nul_escape(r#"{"a":"plain"}"#));
     }
 }
