@@ -484,3 +484,27 @@ fn a_reconnect_whose_run_lock_is_still_held_fails_at_once() {
     assert!(err.to_string().contains(&format!("run {}", run.0)), "{err}");
     drop(writer.join().unwrap());
 }
+
+#[test]
+fn writers_preparing_a_new_schema_at_once_create_each_table_once() {
+    // Ten fresh schemas, four writers preparing each at the same moment: each table is
+    // created by one of them, the others see it (no "relation already exists").
+    for _ in 0..10 {
+        let Some(pg) = Pg::new() else { return };
+        let spec = pg.spec();
+        let start = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (spec, start) = (spec.clone(), start.clone());
+                std::thread::spawn(move || {
+                    let mut s = open_store(&spec).unwrap();
+                    start.wait();
+                    s.prepare(&schema(ITEMS)).map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().expect("every writer prepares");
+        }
+    }
+}

@@ -119,10 +119,15 @@ impl StoreWrite for PgStore {
         let schema_name = self.db.spec.schema.clone();
         let shown = self.db.location.clone();
         // One transaction under the prepare lock: writers starting together take turns, and
-        // each plans against the layouts the others recorded.
+        // each plans against the layouts the others recorded. The lock is a session lock taken
+        // before the transaction begins, so the transaction starts after the previous writer's
+        // commit and sees its tables and layouts (a transaction that began before, waiting on a
+        // lock inside it, could plan against what it saw then and create a table twice).
         let outcome = self.db.conn().run(move |s| {
-            let mut tx = s.client.transaction()?;
-            tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&class])?;
+            s.client
+                .execute("SELECT pg_advisory_lock($1, 0)", &[&class])?;
+            let body = |client: &mut postgres::Client| -> Result<Result<(), StoreError>, postgres::Error> {
+            let mut tx = client.transaction()?;
             let exists: bool = tx
                 .query_one(
                     "SELECT to_regclass(format('%I.%I', $1::text, '_kye_models')) IS NOT NULL",
@@ -219,6 +224,14 @@ impl StoreWrite for PgStore {
             }
             tx.commit()?;
             Ok(Ok(()))
+            };
+            let result = body(&mut s.client);
+            let unlocked = s
+                .client
+                .execute("SELECT pg_advisory_unlock($1, 0)", &[&class]);
+            let result = result?;
+            unlocked?;
+            Ok(result)
         })?;
         outcome?;
         self.db.initialized = true;
