@@ -225,7 +225,7 @@ impl StoreWrite for PgStore {
             tx.commit()?;
             Ok(Ok(()))
             };
-            let result = body(&mut s.client);
+            let result = body(s.client);
             let unlocked = s
                 .client
                 .execute("SELECT pg_advisory_unlock($1, 0)", &[&class]);
