@@ -508,3 +508,39 @@ fn writers_preparing_a_new_schema_at_once_create_each_table_once() {
         }
     }
 }
+
+#[test]
+fn a_writer_whose_schema_another_writer_migrated_writes_nothing_of_the_old_shape() {
+    let Some(mut pg) = Pg::new() else { return };
+    let spec = pg.spec();
+    let mut old = open_store(&spec).unwrap();
+    old.prepare(&schema(ITEMS)).unwrap();
+    let run = old.begin_run(&NewRun::new("old shape")).unwrap();
+    write_ok(
+        old.as_mut(),
+        &[record(run, "Item", json!({"id": 1, "code": "a", "v": 1}))],
+    );
+    // Another kye, whose `Item` has one more edge, migrates the table while `old` runs.
+    let newer = "Item(id)(code) {\n id: Number\n code: String\n v: Number\n tags: Number*\n note?: String\n}\n";
+    let mut new = open_store(&spec).unwrap();
+    new.prepare(&schema(newer)).unwrap();
+    let run2 = new.begin_run(&NewRun::new("new shape")).unwrap();
+    write_ok(
+        new.as_mut(),
+        &[record(
+            run2,
+            "Item",
+            json!({"id": 2, "code": "b", "v": 2, "note": "kept"}),
+        )],
+    );
+    // The old writer's next batch is refused whole, naming the model.
+    let err = old
+        .write_batch(&[record(run, "Item", json!({"id": 2, "code": "b", "v": 3}))])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Item") && err.contains("another kye"), "{err}");
+    // Record 2 keeps what the newer writer stored.
+    let notes =
+        pg.strings("SELECT coalesce(note, '') || '/' || v::text FROM S.\"Item\" WHERE id = 2");
+    assert_eq!(notes, ["kept/2"]);
+}

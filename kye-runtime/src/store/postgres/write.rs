@@ -334,16 +334,43 @@ impl StoreWrite for PgStore {
             .collect();
         unique_models.sort_unstable();
         unique_models.dedup();
+        // The layouts this writer plans its rows by, checked in the batch's transaction against
+        // what `_kye_models` records: another kye whose schema differs may have migrated a
+        // model since this one prepared, and rows of the old shape would mix with the new.
+        let mut planned: Vec<(String, String)> = units
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|r| (r.layout.model.clone(), r.layout.fingerprint()))
+            .collect();
+        planned.sort();
+        planned.dedup();
+        let (planned_models, planned_prints): (Vec<String>, Vec<String>) =
+            planned.into_iter().unzip();
+        let shown = self.db.location.clone();
         loop {
             attempt += 1;
             let units_ref = &units;
             let other = &other;
             let unique_models = &unique_models;
+            let (planned_models, planned_prints) = (&planned_models, &planned_prints);
             let result = self.db.conn().run(move |s| {
                 let cache = &mut *s.statements;
                 let mut tx = s.client.transaction()?;
                 for id in unique_models {
                     tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&class, id])?;
+                }
+                if !planned_models.is_empty() {
+                    let changed = tx.query(
+                        "SELECT m.model FROM _kye_models m \
+                         JOIN unnest($1::text[], $2::text[]) AS w(model, fingerprint) \
+                         ON m.model = w.model WHERE m.fingerprint <> w.fingerprint \
+                         ORDER BY m.model LIMIT 1",
+                        &[planned_models, planned_prints],
+                    )?;
+                    if let Some(row) = changed.first() {
+                        return Ok(Err(row.get::<_, String>(0)));
+                    }
                 }
                 let all: Vec<&Row<'_>> = units_ref.iter().flatten().flatten().collect();
                 let mut state = State::load(&mut tx, cache, &all, sequential)?;
@@ -375,10 +402,23 @@ impl StoreWrite for PgStore {
                 writes.write(&mut tx, cache)?;
                 other.write(&mut tx, cache)?;
                 tx.commit()?;
-                Ok(results)
+                Ok(Ok(results))
             });
             match result {
-                Ok(record_results) => {
+                Ok(Err(model)) => {
+                    return Err(StoreError::SchemaChange {
+                        model,
+                        edge: None,
+                        message: format!(
+                            "another kye, whose schema differs from this one's, changed the \
+                             model's tables in {} since this run prepared them; nothing of this \
+                             batch was written. Run again with the same schema as the other \
+                             writer (or let it finish first)",
+                            shown.display()
+                        ),
+                    });
+                }
+                Ok(Ok(record_results)) => {
                     // Records that could not be read into rows fail with that error.
                     let mut record_results =
                         record_results
