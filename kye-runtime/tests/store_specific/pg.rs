@@ -544,3 +544,31 @@ fn a_writer_whose_schema_another_writer_migrated_writes_nothing_of_the_old_shape
         pg.strings("SELECT coalesce(note, '') || '/' || v::text FROM S.\"Item\" WHERE id = 2");
     assert_eq!(notes, ["kept/2"]);
 }
+
+#[test]
+fn tables_take_no_name_postgresql_derives_and_text_sorts_by_bytes() {
+    let Some(mut pg) = Pg::new() else { return };
+    let spec = pg.spec();
+    // PostgreSQL would name `Foo`'s primary key `Foo_pkey`: a model may be called that.
+    let text = "Foo(id)(code) {\n id: Number\n code: String\n}\nFoo_pkey(id) {\n id: Number\n}\nFoo_code_key(id) {\n id: Number\n}\n";
+    let mut s = open_store(&spec).unwrap();
+    s.prepare(&schema(text))
+        .expect("no name clash with derived constraint names");
+    let run = s.begin_run(&NewRun::new("names")).unwrap();
+    write_ok(
+        s.as_mut(),
+        &[
+            record(run, "Foo", json!({"id": 1, "code": "b"})),
+            record(run, "Foo_pkey", json!({"id": 1})),
+            record(run, "Foo_code_key", json!({"id": 1})),
+        ],
+    );
+    // Text columns compare by bytes, as SQLite does.
+    let sql = format!(
+        "SELECT collation_name FROM information_schema.columns \
+         WHERE table_schema = '{}' AND table_name = 'Foo' AND column_name = 'code'",
+        pg.schema
+    );
+    let collations = pg.strings(&sql);
+    assert_eq!(collations, ["C"]);
+}

@@ -69,6 +69,24 @@ pub(crate) fn sql_type(prim: Prim) -> &'static str {
     }
 }
 
+/// The type of a column in a table kye creates: text compares by bytes (`COLLATE "C"`), so
+/// records sort as in SQLite whatever the database's collation.
+pub(crate) fn column_type(prim: Prim) -> &'static str {
+    match prim {
+        Prim::String => "text COLLATE \"C\"",
+        other => sql_type(other),
+    }
+}
+
+/// The name of a constraint kye gives a table (`pk`, `uq0`, ...): `_kye_` + the kind + 12 hex
+/// digits of the table's name, so it never takes the name PostgreSQL would derive
+/// (`<table>_pkey`), which another model's table may be called.
+fn constraint_name(kind: &str, table: &str) -> String {
+    let hash = Sha256::digest(table.as_bytes());
+    let hex: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("_kye_{kind}_{hex}")
+}
+
 /// kye's own tables. Keys and drift paths are indexed by their MD5 (a B-tree entry holds at
 /// most ~2.7 kB; a key or path can be longer).
 pub(crate) const INTERNAL_TABLES: &str = r#"
@@ -162,18 +180,23 @@ pub(crate) fn create_sql(l: &ModelLayout) -> Vec<String> {
         } else {
             ""
         };
-        cols.push(format!("{} {}{not_null}", qi(&c.name), sql_type(c.prim)));
+        cols.push(format!("{} {}{not_null}", qi(&c.name), column_type(c.prim)));
     }
     cols.push("\"_kye_run_id\" bigint NOT NULL".to_string());
     cols.push("\"_kye_fetcher\" text NOT NULL".to_string());
     cols.push("\"_kye_fetched_at\" timestamptz NOT NULL".to_string());
     cols.push("\"_kye_hash\" text NOT NULL".to_string());
     cols.push(format!(
-        "PRIMARY KEY ({})",
+        "CONSTRAINT {} PRIMARY KEY ({})",
+        q(&constraint_name("pk", &l.table)),
         list(l.key.iter().map(|c| &c.name))
     ));
-    for u in &l.uniques {
-        cols.push(format!("UNIQUE ({})", list(&u.cols)));
+    for (i, u) in l.uniques.iter().enumerate() {
+        cols.push(format!(
+            "CONSTRAINT {} UNIQUE ({})",
+            q(&constraint_name(&format!("uq{i}"), &l.table)),
+            list(&u.cols)
+        ));
     }
     let mut out = vec![format!(
         "CREATE TABLE {} (\n    {}\n)",
@@ -191,15 +214,19 @@ pub(crate) fn child_create_sql(l: &ModelLayout, e: &EdgeLayout) -> String {
     let table = e.table.as_deref().unwrap_or_default();
     let mut cols = Vec::new();
     for (p, k) in l.parent_cols.iter().zip(&l.key) {
-        cols.push(format!("{} {} NOT NULL", qi(p), sql_type(k.prim)));
+        cols.push(format!("{} {} NOT NULL", qi(p), column_type(k.prim)));
     }
     cols.push(format!("{} integer NOT NULL", q(POSITION)));
     for c in &e.cols {
-        cols.push(format!("{} {}", qi(&c.name), sql_type(c.prim)));
+        cols.push(format!("{} {}", qi(&c.name), column_type(c.prim)));
     }
     let mut pk: Vec<&str> = l.parent_cols.iter().map(String::as_str).collect();
     pk.push(POSITION);
-    cols.push(format!("PRIMARY KEY ({})", list(pk)));
+    cols.push(format!(
+        "CONSTRAINT {} PRIMARY KEY ({})",
+        q(&constraint_name("pk", table)),
+        list(pk)
+    ));
     format!(
         "CREATE TABLE {} (\n    {}\n)",
         qi(table),
@@ -295,7 +322,7 @@ pub(crate) fn apply(tx: &mut Transaction<'_>, step: &Step) -> Result<(), postgre
                                 "ALTER TABLE {} ADD COLUMN {} {}",
                                 qi(&new.table),
                                 qi(&col.name),
-                                sql_type(col.prim)
+                                column_type(col.prim)
                             ))?;
                         }
                     }
