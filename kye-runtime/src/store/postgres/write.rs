@@ -337,16 +337,15 @@ impl StoreWrite for PgStore {
         // The layouts this writer plans its rows by, checked in the batch's transaction against
         // what `_kye_models` records: another kye whose schema differs may have migrated a
         // model since this one prepared, and rows of the old shape would mix with the new.
-        let mut planned: Vec<(String, String)> = units
+        // One fingerprint per model (a hash of its serialized layout), not one per row.
+        let mut layouts: Vec<&ModelLayout> =
+            units.iter().flatten().flatten().map(|r| r.layout).collect();
+        layouts.sort_by(|a, b| a.model.cmp(&b.model));
+        layouts.dedup_by(|a, b| a.model == b.model);
+        let (planned_models, planned_prints): (Vec<String>, Vec<String>) = layouts
             .iter()
-            .flatten()
-            .flatten()
-            .map(|r| (r.layout.model.clone(), r.layout.fingerprint()))
-            .collect();
-        planned.sort();
-        planned.dedup();
-        let (planned_models, planned_prints): (Vec<String>, Vec<String>) =
-            planned.into_iter().unzip();
+            .map(|l| (l.model.clone(), l.fingerprint()))
+            .unzip();
         let shown = self.db.location.clone();
         loop {
             attempt += 1;
