@@ -104,10 +104,15 @@ async fn all_pokemon(ctx: &kye::Context, keys: kye::Keys<u32>) -> kye::Result<()
         .max(1);
     let paging = Paginator::next_url("next").items("results").total("count");
     let first = format!("{}/pokemon/?limit={limit}", base_url(ctx));
-    let mut pages = ctx.pages(&first, &paging)?;
+    // A run that stopped part-way continues after the last page whose Pokémon were all done.
+    let resume = keys.resume_cursor()?;
+    let mut pages = ctx.pages_from(&first, resume, &paging)?;
     while let Some(page) = pages.next().await? {
         for entry in &page.items {
             keys.send(id_in_url(entry)?).await?;
+        }
+        if let Some(at) = pages.position() {
+            keys.save_cursor(&at).await?;
         }
     }
     Ok(())

@@ -245,7 +245,7 @@ mod listed {
             .iter()
             .map(|l| format!("{} {}", l.identifier_text(), l.function))
             .collect();
-        assert_eq!(listers, ["Author.name all_authors"]);
+        assert_eq!(listers, ["Author.name all_authors", "Book.id new_books"]);
         assert_eq!(
             r.lister("Author").unwrap().doc,
             "Every author the catalog lists, page by page (`catalog.base_url`/authors?page=N)."
@@ -265,9 +265,9 @@ mod listed {
             .to_markdown()
             .contains("| `Author.name` | `all_authors` |"));
         // A bare model without a lister says what to do instead.
-        let err = r.resolve_str("Book").unwrap_err();
+        let err = r.resolve_str("Opening").unwrap_err();
         assert_eq!(err.kind(), kye::RequestErrorKind::NoLister);
-        assert!(err.to_string().contains("#[kye::list(Book.isbn)]"), "{err}");
+        assert!(err.to_string().contains("#[kye::list(Opening"), "{err}");
     }
 
     #[tokio::test]
@@ -296,7 +296,7 @@ mod listed {
     }
 
     #[tokio::test]
-    async fn a_lister_failing_midway_keeps_what_it_found_and_the_run_resumes() {
+    async fn a_lister_failing_midway_keeps_what_it_found_and_the_run_resumes_from_its_page() {
         let requests = Arc::new(AtomicU32::new(0));
         let server = TestServer::start(catalog(Some(3), requests.clone()))
             .await
@@ -311,15 +311,113 @@ mod listed {
         let runs = rt.with_store(|s| s.runs(None)).unwrap();
         assert_eq!(runs[0].status, kye::RunStatus::Failed);
         assert_eq!(runs[0].counts.stored, 20);
-
+        // The cursor saved after page 2, with its 20 authors' outcomes: page 3 comes next.
+        let cursor = rt
+            .with_store(|s| s.list_cursor("Author", "kye_user_sources::all_authors"))
+            .unwrap()
+            .expect("a saved cursor");
+        assert!(!cursor.finished);
+        assert_eq!(cursor.value["pages"], 2, "{}", cursor.value);
+        assert!(
+            cursor.value["next"].as_str().unwrap().ends_with("page=3"),
+            "{}",
+            cursor.value
+        );
         drop(rt);
 
-        // The catalog recovers; the same request again fetches only what is left.
-        let server = TestServer::start(catalog(None, requests)).await.unwrap();
+        // The catalog recovers; the same request again lists from page 3 on: pages 3, 4, 5
+        // and the empty sixth, and fetches only what they hold.
+        let server = TestServer::start(catalog(None, requests.clone()))
+            .await
+            .unwrap();
         let rt = runtime(server.base_url(), &db);
+        let before = requests.load(Ordering::SeqCst);
         let summary = rt.fetch("Author").await.unwrap();
+        assert_eq!(summary.status, kye::RunStatus::Completed, "{summary}");
         assert_eq!(summary.counts.stored, AUTHORS as u64 - 20, "{summary}");
-        assert_eq!(summary.counts.skipped, 20, "{summary}");
+        assert_eq!(summary.requested, AUTHORS as u64 - 20, "{summary}");
+        assert_eq!(requests.load(Ordering::SeqCst) - before, 4);
+        let cursor = rt
+            .with_store(|s| s.list_cursor("Author", "kye_user_sources::all_authors"))
+            .unwrap()
+            .unwrap();
+        assert!(cursor.finished, "{cursor:?}");
+
+        // Listed to the end: the next run lists every page again.
+        let before = requests.load(Ordering::SeqCst);
+        let summary = rt.fetch("Author").await.unwrap();
+        assert_eq!(summary.requested, AUTHORS as u64, "{summary}");
+        assert_eq!(requests.load(Ordering::SeqCst) - before, 6);
+    }
+
+    /// `/books?after=K`: the ids in (K, last] ten at a time, `last` naming the page's last id
+    /// (`null` on an empty page); each query is logged.
+    fn books(last: Arc<AtomicU32>, first: u32, log: Arc<std::sync::Mutex<Vec<String>>>) -> Routes {
+        Routes::new().generate_with_query("/books", move |_, q| {
+            log.lock().unwrap().push(q.to_string());
+            let after: u32 = q.strip_prefix("after=")?.parse().ok()?;
+            let top = last.load(Ordering::SeqCst);
+            let ids: Vec<u32> = ((after + 1).max(first)..=top).take(10).collect();
+            let body = json!({ "ids": ids, "last": ids.last() });
+            Some(Route::json(body.to_string()))
+        })
+    }
+
+    #[tokio::test]
+    async fn an_incremental_lister_starts_after_the_cursor_it_saved() {
+        let last = Arc::new(AtomicU32::new(35));
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let server = TestServer::start(books(last.clone(), 20, log.clone()))
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime(server.base_url(), &dir.path().join("kye.db"));
+        // (`book_by_id` answers books without authors: quarantined, which counts as done.)
+        let summary = rt.fetch("Book").await.unwrap();
+        assert_eq!(summary.counts.rejected, 16, "{summary}");
+        let cursor = rt
+            .with_store(|s| s.list_cursor("Book", "kye_user_sources::new_books"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(cursor.value, json!(35));
+        assert!(cursor.finished);
+
+        // Seven books later, the next run lists only those.
+        last.store(42, Ordering::SeqCst);
+        log.lock().unwrap().clear();
+        let summary = rt.fetch("Book").await.unwrap();
+        assert_eq!(summary.requested, 7, "{summary}");
+        assert_eq!(summary.counts.rejected, 7, "{summary}");
+        assert_eq!(log.lock().unwrap()[0], "after=35");
+        let rejects = rt.with_store(|s| s.rejects(None, None)).unwrap();
+        assert_eq!(rejects.len(), 23);
+    }
+
+    #[tokio::test]
+    async fn a_key_that_failed_holds_the_cursor_back_so_its_window_is_listed_again() {
+        // `book_by_id` fails for id 13 (retryable, every time).
+        let last = Arc::new(AtomicU32::new(25));
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let server = TestServer::start(books(last, 1, log.clone()))
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime(server.base_url(), &dir.path().join("kye.db"));
+        let summary = rt.fetch("Book").await.unwrap();
+        assert_eq!(summary.counts.rejected, 24, "{summary}");
+        assert_eq!(summary.counts.failed, 1, "{summary}");
+        // Page 1 (ids 1-10) is done; the cursors after 20 and 25 cover the failed 13.
+        let cursor = rt
+            .with_store(|s| s.list_cursor("Book", "kye_user_sources::new_books"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(cursor.value, json!(10));
+        assert!(!cursor.finished);
+
+        log.lock().unwrap().clear();
+        let summary = rt.fetch("Book").await.unwrap();
+        assert_eq!(log.lock().unwrap()[0], "after=10");
+        assert_eq!(summary.requested, 15, "{summary}");
     }
 
     #[tokio::test]

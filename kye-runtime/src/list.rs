@@ -15,6 +15,8 @@ use tokio::sync::mpsc;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::model::{identifier_text, Key, KeyError, KeyValue};
+use crate::redact::redact_text;
+use crate::store::ListCursorInfo;
 
 /// What a list function's call returns, type-erased.
 pub type ListFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
@@ -66,6 +68,18 @@ impl ListerRegistration {
         let edges: Vec<String> = self.identifier.iter().map(|e| e.to_string()).collect();
         identifier_text(self.model, &edges)
     }
+
+    /// `module::function`: the name its cursor is saved under.
+    pub fn path(&self) -> String {
+        format!("{}::{}", self.module_path, self.function)
+    }
+}
+
+/// What a list function hands the run: a key, or a cursor covering the keys sent before it.
+#[derive(Debug)]
+pub(crate) enum ListEvent {
+    Key(Listed),
+    Cursor(serde_json::Value),
 }
 
 /// One key a list function found, with the record when the list page carried it whole.
@@ -83,10 +97,12 @@ pub struct Listed {
 /// lister never runs ahead of the fetching by more than a few hundred keys.
 #[derive(Clone)]
 pub struct KeySender {
-    tx: mpsc::Sender<Listed>,
+    tx: mpsc::Sender<ListEvent>,
     lister: &'static ListerRegistration,
     check: fn(&Key) -> std::result::Result<(), KeyError>,
     sent: Arc<AtomicU64>,
+    /// The cursor the list function saved last, in an earlier run.
+    saved: Option<Arc<ListCursorInfo>>,
 }
 
 impl fmt::Debug for KeySender {
@@ -100,18 +116,44 @@ impl fmt::Debug for KeySender {
 
 impl KeySender {
     /// A sender of `lister`'s keys into `tx`, each checked by `check` (the fetcher's parameter
-    /// check) before it is sent. Used by the runtime (and by tests of a lister).
-    pub fn new(
-        tx: mpsc::Sender<Listed>,
+    /// check) before it is sent; `saved` is the cursor the lister saved in an earlier run.
+    pub(crate) fn new(
+        tx: mpsc::Sender<ListEvent>,
         lister: &'static ListerRegistration,
         check: fn(&Key) -> std::result::Result<(), KeyError>,
+        saved: Option<ListCursorInfo>,
     ) -> KeySender {
         KeySender {
             tx,
             lister,
             check,
             sent: Arc::new(AtomicU64::new(0)),
+            saved: saved.map(Arc::new),
         }
+    }
+
+    /// The cursor the list function saved last (in an earlier run), with whether that run
+    /// listed to the end; `None` when it never saved one.
+    pub fn saved_cursor(&self) -> Option<&ListCursorInfo> {
+        self.saved.as_deref()
+    }
+
+    /// Saves `cursor` for the next run: it is committed once every key sent before it is done
+    /// (see [`Keys::save_cursor`]).
+    pub async fn save_cursor(&self, cursor: serde_json::Value) -> Result<()> {
+        let lister = self.lister.path();
+        let text = cursor.to_string();
+        if redact_text(&text) != text {
+            return Err(Error::permanent(format!(
+                "the list function `{lister}` saved a cursor that contains a secret; kye never \
+                 stores one (save a position without credentials)"
+            )));
+        }
+        self.tx.send(ListEvent::Cursor(cursor)).await.map_err(|_| {
+            Error::permanent(format!(
+                "the run stopped: the cursor of `{lister}` was not saved"
+            ))
+        })
     }
 
     /// Sends one key to the run. A key the fetcher cannot take (a value of the wrong kind, an
@@ -150,7 +192,7 @@ impl KeySender {
                 model()
             ))
         })?;
-        self.tx.send(listed).await.map_err(|_| {
+        self.tx.send(ListEvent::Key(listed)).await.map_err(|_| {
             Error::permanent(format!(
                 "the run stopped: {} takes no more keys from {}",
                 model(),
@@ -269,6 +311,57 @@ impl<T: IntoKeyValue> Keys<T> {
     /// Keys sent so far.
     pub fn sent(&self) -> u64 {
         self.sender.sent()
+    }
+
+    /// The cursor this list function saved last ([`save_cursor`](Keys::save_cursor)), in any
+    /// earlier run, read as `C`: where an incremental lister starts (an `updated_since` time,
+    /// the last id seen). `None` when it never saved one.
+    pub fn cursor<C: serde::de::DeserializeOwned>(&self) -> Result<Option<C>> {
+        self.read_cursor(|_| true)
+    }
+
+    /// The cursor saved by an earlier run that did not list to the end (interrupted, or its
+    /// list function failed), read as `C`: where a resumed listing continues (the next page,
+    /// see [`Pages::position`](crate::Pages::position)). `None` when the last run that saved a
+    /// cursor listed everything, so a full listing starts from the first page.
+    pub fn resume_cursor<C: serde::de::DeserializeOwned>(&self) -> Result<Option<C>> {
+        self.read_cursor(|c| !c.finished)
+    }
+
+    fn read_cursor<C: serde::de::DeserializeOwned>(
+        &self,
+        wanted: impl Fn(&ListCursorInfo) -> bool,
+    ) -> Result<Option<C>> {
+        let Some(saved) = self.sender.saved_cursor().filter(|c| wanted(c)) else {
+            return Ok(None);
+        };
+        serde_json::from_value(saved.value.clone())
+            .map(Some)
+            .map_err(|e| {
+                Error::permanent(format!(
+                    "the cursor `{}` saved in run {} cannot be read back: {e} (saved: {})",
+                    self.sender.lister.path(),
+                    saved.run,
+                    redact_text(&saved.value.to_string())
+                ))
+            })
+    }
+
+    /// Saves a cursor for the next run of this list function. It is committed to the store
+    /// in the same transaction as the outcomes of the keys sent before it, once every one of
+    /// them is done (stored, missing, rejected or skipped): a crash never skips a key, and a
+    /// key that failed holds the cursor back, so the next run lists its window again. Keys
+    /// sent after the cursor are not covered by it.
+    ///
+    /// A cursor holding a configured secret's value is refused (kye never stores secrets).
+    pub async fn save_cursor<C: serde::Serialize>(&self, cursor: &C) -> Result<()> {
+        let value = serde_json::to_value(cursor).map_err(|e| {
+            Error::permanent(format!(
+                "the cursor of `{}` is not JSON: {e}",
+                self.sender.lister.path()
+            ))
+        })?;
+        self.sender.save_cursor(value).await
     }
 }
 

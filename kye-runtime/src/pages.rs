@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::context::Context;
 use crate::error::Result;
 use crate::exec::{CallPolicy, ExecSettings};
-use crate::http::{Page, PageEnd, PageWalk, Paginator};
+use crate::http::{Page, PageEnd, PagePosition, PageWalk, Paginator};
 
 /// The pages of a list endpoint, fetched one at a time as [`Pages::next`] is awaited: memory
 /// holds one page, however many the endpoint has.
@@ -50,6 +50,40 @@ impl Context {
             retries: 0,
         })
     }
+
+    /// [`Context::pages`] continuing from `position` (a [`Pages::position`] an earlier run
+    /// saved), or from the first page when `position` is `None`.
+    ///
+    /// ```no_run
+    /// # use kye_runtime::{Context, Keys, Result};
+    /// # use kye_runtime::http::{PagePosition, Paginator};
+    /// # async fn all_pokemon(ctx: &Context, keys: Keys<u32>) -> Result<()> {
+    /// let paging = Paginator::next_url("next").items("results");
+    /// let start = keys.resume_cursor::<PagePosition>()?;
+    /// let mut pages = ctx.pages_from("https://pokeapi.co/api/v2/pokemon/", start, &paging)?;
+    /// while let Some(page) = pages.next().await? {
+    ///     for p in &page.items {
+    ///         # let id = 1;
+    ///         keys.send(id).await?;
+    ///     }
+    ///     if let Some(at) = pages.position() {
+    ///         keys.save_cursor(&at).await?;
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn pages_from(
+        &self,
+        url: &str,
+        position: Option<PagePosition>,
+        paginator: &Paginator,
+    ) -> Result<Pages<'_>> {
+        let mut pages = self.pages(url, paginator)?;
+        if let Some(p) = position {
+            pages.walk = paginator.resume(url, &p)?;
+        }
+        Ok(pages)
+    }
 }
 
 impl Pages<'_> {
@@ -77,6 +111,12 @@ impl Pages<'_> {
             self.walk.abandon();
         }
         result.map(Some)
+    }
+
+    /// Where the walk stands (the next page), to save as a list function's cursor and continue
+    /// from with [`Context::pages_from`]; `None` once the walk is over.
+    pub fn position(&self) -> Option<PagePosition> {
+        self.walk.position()
     }
 
     /// Why the walk ended, once it has (`None` while pages remain, or after an error).

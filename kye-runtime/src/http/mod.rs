@@ -45,7 +45,7 @@ pub use client::{
     install_crypto_provider, parse_json, parse_retry_after, CrossOriginRedirect, Http,
     HttpResponse, MAX_REDIRECTS,
 };
-pub use paginate::{Page, PageEnd, PageWalk, Paginator, DEFAULT_MAX_PAGES};
+pub use paginate::{Page, PageEnd, PagePosition, PageWalk, Paginator, DEFAULT_MAX_PAGES};
 pub use url::{host_key, path_segment, same_origin};
 
 /// Default maximum response body: 32 MiB.

@@ -182,6 +182,32 @@ impl Paginator {
         self
     }
 
+    /// Continues a walk where `position` says it stood (saved by an earlier run). The next
+    /// URL must be on the origin of `url` (the list endpoint the function starts from): a
+    /// tampered cursor cannot send kye's credentials elsewhere.
+    pub fn resume(&self, url: &str, position: &PagePosition) -> Result<PageWalk> {
+        let mut walk = self.walk(url)?;
+        let next = walk.start.join(&position.next).map_err(|e| {
+            Error::permanent(format!(
+                "cannot resume paging at {}: {e}",
+                redact_url(&position.next)
+            ))
+        })?;
+        if !same_origin(&walk.start, &next) {
+            return Err(Error::permanent(format!(
+                "cannot resume paging at {}: it is not on the origin of {}",
+                redact_url(&position.next),
+                redact_url(url)
+            )));
+        }
+        walk.next = Some(next);
+        walk.pages = position.pages;
+        walk.items_seen = position.items;
+        walk.offset = position.offset;
+        walk.page_number = position.page_number;
+        Ok(walk)
+    }
+
     /// Starts a walk at `url`.
     pub fn walk(&self, url: &str) -> Result<PageWalk> {
         let start = Url::parse(url).map_err(|e| {
@@ -261,6 +287,25 @@ pub struct Page {
     pub body: Value,
 }
 
+/// Where a walk stands between two pages: enough to continue it in another run
+/// ([`Paginator::resume`]). A list function saves it as its cursor
+/// ([`Keys::save_cursor`](crate::Keys::save_cursor)) after handing over a page's keys, and
+/// a resumed run continues from the page after the last one whose keys were all done.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PagePosition {
+    /// The next page: its path and query on the list endpoint's origin (so a position saved
+    /// against one host continues on another, e.g. a moved base URL), or an absolute URL.
+    pub next: String,
+    /// Pages read before it.
+    pub pages: u64,
+    /// Items read before it.
+    pub items: u64,
+    /// The offset of the next page (offset paging).
+    pub offset: u64,
+    /// The number of the next page (page-number paging).
+    pub page_number: u64,
+}
+
 /// The state of one walk through a list endpoint: which URL comes next, what was seen.
 #[derive(Debug, Clone)]
 pub struct PageWalk {
@@ -280,6 +325,25 @@ impl PageWalk {
     /// The URL of the next page to fetch; `None` once the walk is over.
     pub fn next_url(&self) -> Option<&Url> {
         self.next.as_ref()
+    }
+
+    /// Where the walk stands, to continue it later ([`Paginator::resume`]); `None` once it
+    /// is over.
+    pub fn position(&self) -> Option<PagePosition> {
+        self.next.as_ref().map(|next| PagePosition {
+            next: if same_origin(&self.start, next) {
+                match next.query() {
+                    Some(q) => format!("{}?{q}", next.path()),
+                    None => next.path().to_string(),
+                }
+            } else {
+                next.to_string()
+            },
+            pages: self.pages,
+            items: self.items_seen,
+            offset: self.offset,
+            page_number: self.page_number,
+        })
     }
 
     /// Why the walk ended, once it has.

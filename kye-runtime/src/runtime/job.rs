@@ -42,6 +42,9 @@ pub(super) struct Job {
     /// The record a list page handed over for this key: taken by the first attempt instead of
     /// calling the fetcher.
     pub listed_record: Mutex<Option<Value>>,
+    /// The key's place in its list function's order (1, 2, …), or 0 when not listed: a
+    /// cursor the list function saved after n keys waits until keys 1..=n are done.
+    pub list_seq: u64,
 }
 
 impl Work for Job {
@@ -68,13 +71,16 @@ impl Job {
             index_key,
             depth,
             listed_record: Mutex::new(None),
+            list_seq: 0,
         }
     }
 
-    /// This job with the record a list page handed over for it.
-    pub fn with_record(self, record: Option<Value>) -> Job {
+    /// This job as the `seq`-th key of a list function, with the record a list page handed
+    /// over for it.
+    pub fn listed(self, seq: u64, record: Option<Value>) -> Job {
         Job {
             listed_record: Mutex::new(record),
+            list_seq: seq,
             ..self
         }
     }

@@ -2,10 +2,16 @@
 //! its own, and each key it sends becomes a job the executor takes as it arrives. Two bounded
 //! channels between them hold the list function back while the run is busy, so a list of a
 //! million keys costs the memory of a few hundred.
+//!
+//! The cursors the list function saves ([`crate::Keys::save_cursor`]) wait in a
+//! [`CursorTrack`] until every key listed before them is done; the writer then saves the
+//! newest such cursor with those keys' outcomes, in one store transaction.
 
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -14,7 +20,118 @@ use super::writer::Live;
 use crate::context::Context;
 use crate::error::{panic_message, Error, Result};
 use crate::exec::CallPolicy;
-use crate::list::{KeySender, Listed, ListerRegistration};
+use crate::list::{KeySender, ListEvent, Listed, ListerRegistration};
+use crate::store::{ListCursorInfo, ListCursorWrite, RunId, Timestamp};
+
+/// A run's cursors of one list function, shared by the task forwarding its keys (which
+/// numbers them and notes each cursor after the keys before it) and the writer (which settles
+/// keys as it writes their outcomes and takes the cursor they complete).
+pub(super) type SharedCursors = Arc<Mutex<CursorTrack>>;
+
+/// See [`SharedCursors`].
+#[derive(Debug)]
+pub(super) struct CursorTrack {
+    model: String,
+    lister: String,
+    /// Cursors saved in this run and not yet written: (keys listed before it, value).
+    pending: VecDeque<(u64, Value)>,
+    /// Keys 1..=done_through are done.
+    done_through: u64,
+    /// Done keys above `done_through` (keys finish out of order).
+    done_above: BTreeSet<u64>,
+    /// The first key that failed (or was not written): no cursor covering it is saved.
+    held_at: Option<u64>,
+    /// Keys listed so far.
+    listed: u64,
+    /// The newest cursor, saved in this run or (until then) in an earlier one.
+    latest: Option<Value>,
+    /// The list function returned after listing everything.
+    finished: bool,
+    /// The finished mark has been written.
+    closed: bool,
+}
+
+impl CursorTrack {
+    pub fn new(lister: &ListerRegistration, saved: Option<&ListCursorInfo>) -> SharedCursors {
+        Arc::new(Mutex::new(CursorTrack {
+            model: lister.model.to_string(),
+            lister: lister.path(),
+            pending: VecDeque::new(),
+            done_through: 0,
+            done_above: BTreeSet::new(),
+            held_at: None,
+            listed: 0,
+            latest: saved.map(|c| c.value.clone()),
+            finished: false,
+            closed: false,
+        }))
+    }
+
+    /// One more key listed: its number.
+    fn next_key(&mut self) -> u64 {
+        self.listed += 1;
+        self.listed
+    }
+
+    /// The list function saved `value` after the keys listed so far.
+    fn saved(&mut self, value: Value) {
+        self.pending.push_back((self.listed, value));
+    }
+
+    /// Key `seq` ended: `done` (stored, missing, rejected, skipped) or not (failed).
+    pub fn settle(&mut self, seq: u64, done: bool) {
+        if seq == 0 {
+            return;
+        }
+        if !done {
+            self.held_at = Some(self.held_at.map_or(seq, |h| h.min(seq)));
+            return;
+        }
+        if seq == self.done_through + 1 {
+            self.done_through = seq;
+            while self.done_above.remove(&(self.done_through + 1)) {
+                self.done_through += 1;
+            }
+        } else if seq > self.done_through {
+            self.done_above.insert(seq);
+        }
+    }
+
+    /// The cursor to write with the outcomes just settled: the newest one every key before it
+    /// is done for; at the end of a run whose list function finished (`last`), the last cursor
+    /// marked finished once every listed key is done.
+    pub fn take(&mut self, run: RunId, last: bool) -> Option<ListCursorWrite> {
+        let limit = match self.held_at {
+            Some(h) => self.done_through.min(h - 1),
+            None => self.done_through,
+        };
+        let mut ready = None;
+        while self.pending.front().is_some_and(|(n, _)| *n <= limit) {
+            ready = self.pending.pop_front().map(|(_, v)| v);
+        }
+        if let Some(v) = &ready {
+            self.latest = Some(v.clone());
+        }
+        let complete = last
+            && self.finished
+            && !self.closed
+            && self.held_at.is_none()
+            && self.pending.is_empty()
+            && self.done_through == self.listed;
+        if complete {
+            self.closed = true;
+        }
+        let value = if complete { self.latest.clone() } else { ready }?;
+        Some(ListCursorWrite {
+            model: self.model.clone(),
+            lister: self.lister.clone(),
+            value,
+            finished: complete,
+            run,
+            at: Timestamp::now(),
+        })
+    }
+}
 
 /// Keys the list function may run ahead of the executor, per channel.
 const LISTED_AHEAD: usize = 256;
@@ -22,6 +139,7 @@ const LISTED_AHEAD: usize = 256;
 /// A list function running for a run.
 pub(super) struct Listing {
     lister: &'static ListerRegistration,
+    cursors: SharedCursors,
     task: JoinHandle<Result<()>>,
     forward: JoinHandle<()>,
     listed: Arc<AtomicU64>,
@@ -35,23 +153,38 @@ pub(super) fn start(
     policy: CallPolicy,
     target: Arc<Target>,
     live: Arc<Live>,
+    saved: Option<ListCursorInfo>,
+    cursors: SharedCursors,
 ) -> (mpsc::Receiver<Job>, Listing) {
-    let (key_tx, mut key_rx) = mpsc::channel::<Listed>(LISTED_AHEAD);
+    let (key_tx, mut key_rx) = mpsc::channel::<ListEvent>(LISTED_AHEAD);
     let (job_tx, job_rx) = mpsc::channel::<Job>(LISTED_AHEAD);
-    let sender = KeySender::new(key_tx, lister, target.fetcher.check);
+    let sender = KeySender::new(key_tx, lister, target.fetcher.check, saved);
     let ctx = ctx.for_fetcher(lister.function).with_retries(policy);
     let task = tokio::spawn((lister.call)(ctx, sender));
     let listed = Arc::new(AtomicU64::new(0));
     let forward = {
         let listed = listed.clone();
+        let cursors = cursors.clone();
         tokio::spawn(async move {
             // Keys come in bursts (a page at a time): taken together, one wake-up a burst.
-            let mut keys = Vec::with_capacity(64);
-            while key_rx.recv_many(&mut keys, 64).await > 0 {
-                listed.fetch_add(keys.len() as u64, Ordering::Relaxed);
-                live.total.fetch_add(keys.len() as u64, Ordering::Relaxed);
-                for Listed { key, record } in keys.drain(..) {
-                    let job = Job::new(target.clone(), key, 0).with_record(record);
+            let mut events = Vec::with_capacity(64);
+            let mut jobs = Vec::with_capacity(64);
+            while key_rx.recv_many(&mut events, 64).await > 0 {
+                {
+                    let mut track = cursors.lock().unwrap_or_else(|p| p.into_inner());
+                    for event in events.drain(..) {
+                        match event {
+                            ListEvent::Key(Listed { key, record }) => {
+                                let seq = track.next_key();
+                                jobs.push(Job::new(target.clone(), key, 0).listed(seq, record));
+                            }
+                            ListEvent::Cursor(value) => track.saved(value),
+                        }
+                    }
+                }
+                listed.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+                live.total.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+                for job in jobs.drain(..) {
                     if job_tx.send(job).await.is_err() {
                         // The run stopped: dropping `key_rx` tells the list function.
                         return;
@@ -64,6 +197,7 @@ pub(super) fn start(
         job_rx,
         Listing {
             lister,
+            cursors,
             task,
             forward,
             listed,
@@ -84,6 +218,15 @@ impl Listing {
         let listed = self.listed.load(Ordering::Relaxed);
         let function = self.lister.function;
         let error = match result {
+            Ok(Ok(())) if !stopping => {
+                // Listed to the end: the writer marks the last cursor finished once every key
+                // is done.
+                self.cursors
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .finished = true;
+                None
+            }
             Ok(Ok(())) => None,
             Err(_) | Ok(Err(_)) if stopping => None,
             Ok(Err(e)) => Some(e.context(format!(
@@ -100,5 +243,98 @@ impl Listing {
             ))),
         };
         (listed, error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::list::ListFuture;
+
+    fn nothing(_: Context, _: KeySender) -> ListFuture {
+        Box::pin(async { Ok(()) })
+    }
+
+    static LISTER: ListerRegistration = ListerRegistration {
+        model: "Pokemon",
+        identifier: &["id"],
+        function: "all",
+        module_path: "src",
+        file: "src/lib.rs",
+        line: 1,
+        doc: "",
+        call: nothing,
+    };
+
+    fn track(keys: u64, saves: &[(u64, i64)]) -> CursorTrack {
+        let shared = CursorTrack::new(&LISTER, None);
+        let mut t = Arc::try_unwrap(shared).unwrap().into_inner().unwrap();
+        let mut saves = saves.iter().peekable();
+        for _ in 0..keys {
+            while let Some((_, v)) = saves.next_if(|(n, _)| *n == t.listed) {
+                t.saved(json!(v));
+            }
+            t.next_key();
+        }
+        for (_, v) in saves {
+            t.saved(json!(v));
+        }
+        t
+    }
+
+    fn value(w: Option<ListCursorWrite>) -> Option<(Value, bool)> {
+        w.map(|w| (w.value, w.finished))
+    }
+
+    #[test]
+    fn a_cursor_waits_for_every_key_before_it_whatever_order_they_finish_in() {
+        // Cursors after keys 3 and 6 (pages of three).
+        let mut t = track(6, &[(3, 30), (6, 60)]);
+        t.settle(2, true);
+        t.settle(3, true);
+        assert_eq!(value(t.take(RunId(1), false)), None);
+        t.settle(1, true);
+        assert_eq!(value(t.take(RunId(1), false)), Some((json!(30), false)));
+        assert_eq!(value(t.take(RunId(1), false)), None);
+        t.settle(6, true);
+        t.settle(5, true);
+        t.settle(4, true);
+        // The list function has not returned: nothing is marked finished.
+        assert_eq!(value(t.take(RunId(1), true)), Some((json!(60), false)));
+        t.finished = true;
+        assert_eq!(value(t.take(RunId(1), true)), Some((json!(60), true)));
+        assert_eq!(value(t.take(RunId(1), true)), None);
+    }
+
+    #[test]
+    fn a_failed_key_holds_back_every_cursor_after_it() {
+        let mut t = track(6, &[(3, 30), (6, 60)]);
+        for seq in [1, 2, 3, 4, 6] {
+            t.settle(seq, true);
+        }
+        t.settle(5, false);
+        t.finished = true;
+        assert_eq!(value(t.take(RunId(1), true)), Some((json!(30), false)));
+        assert_eq!(value(t.take(RunId(1), true)), None);
+    }
+
+    #[test]
+    fn a_finished_listing_marks_the_cursor_it_resumed_from() {
+        let shared = CursorTrack::new(
+            &LISTER,
+            Some(&ListCursorInfo {
+                value: json!(7),
+                finished: false,
+                run: RunId(1),
+                at: Timestamp::from_unix_millis(0),
+            }),
+        );
+        let mut t = shared.lock().unwrap();
+        let seq = t.next_key();
+        t.settle(seq, true);
+        t.finished = true;
+        assert_eq!(value(t.take(RunId(2), true)), Some((json!(7), true)));
     }
 }

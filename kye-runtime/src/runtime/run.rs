@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use super::follow::Follower;
 use super::job::{Job, Target};
+use super::list::CursorTrack;
 use super::options::FetchRequest;
 use super::process::{settle, KeyResult, Processor, SkipPolicy};
 use super::summary::{Ending, FetchSummary};
@@ -96,9 +97,16 @@ impl Runtime {
         inner.ctx.http().limiter().reset_reach();
         let requested = resolved.keys().len();
 
-        // Start: the chain this run resumes, and its row in the store.
-        let (run, resumed_from, resume_since) = {
+        // Start: the chain this run resumes, the cursor its list function saved last time (if
+        // it has one), and its row in the store.
+        let (run, resumed_from, resume_since, saved) = {
             let mut store = inner.store.lock().unwrap_or_else(|p| p.into_inner());
+            let saved = match resolved.keys().lister() {
+                Some(l) => store
+                    .list_cursor(l.model, &l.path())
+                    .map_err(Error::other)?,
+                None => None,
+            };
             let (resumed_from, resume_since) = if opts.resume {
                 resume_chain(store.as_ref(), &opts.request)?
             } else {
@@ -107,7 +115,7 @@ impl Runtime {
             let mut new = NewRun::new(opts.request.clone());
             new.resumed_from = resumed_from;
             let run = store.begin_run(&new).map_err(Error::other)?;
-            (run, resumed_from, resume_since)
+            (run, resumed_from, resume_since, saved)
         };
         let span = tracing::info_span!("run", run = %run, request = %opts.request);
         span.in_scope(|| {
@@ -156,16 +164,25 @@ impl Runtime {
             started,
             live.clone(),
         );
-        let (hand_off, writer_task) = writer.spawn(span.clone());
-        // A bare model: the keys its list function finds, as it finds them.
-        let (listed_jobs, listing) = match lister {
-            Some(l) => {
+        // A bare model: the keys its list function finds, as it finds them, and the cursor it
+        // saved last time.
+        let cursors = lister.map(|l| CursorTrack::new(l, saved.as_ref()));
+        let (hand_off, writer_task) = writer.with_cursors(cursors.clone()).spawn(span.clone());
+        let (listed_jobs, listing) = match (lister, cursors) {
+            (Some(l), Some(cursors)) => {
                 let policy = inner.exec.policy(l.function).clone();
-                let (jobs, listing) =
-                    super::list::start(l, &inner.ctx, policy, target.clone(), live.clone());
+                let (jobs, listing) = super::list::start(
+                    l,
+                    &inner.ctx,
+                    policy,
+                    target.clone(),
+                    live.clone(),
+                    saved,
+                    cursors,
+                );
                 (Some(jobs), Some(listing))
             }
-            None => (None, None),
+            _ => (None, None),
         };
         let mut sink = KeySink {
             run,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::job::Job;
+use super::list::SharedCursors;
 use super::summary::{KeyProblem, Progress, SUMMARY_EXAMPLES};
 use super::{ProgressFn, SharedStore};
 use crate::error::{Error, Result};
@@ -135,6 +136,8 @@ pub(super) struct Writer {
     live: Arc<Live>,
     buffer: Vec<PendingKey>,
     written: Written,
+    /// The cursors of the run's list function, saved with the outcomes they cover.
+    cursors: Option<SharedCursors>,
 }
 
 impl Writer {
@@ -153,7 +156,14 @@ impl Writer {
             live,
             buffer: Vec::new(),
             written: Written::default(),
+            cursors: None,
         }
+    }
+
+    /// This writer saving the cursors of the run's list function.
+    pub fn with_cursors(mut self, cursors: Option<SharedCursors>) -> Writer {
+        self.cursors = cursors;
+        self
     }
 
     /// Starts the writer on a blocking thread. Finished keys go in through the [`HandOff`];
@@ -181,7 +191,9 @@ impl Writer {
                     self.buffer.len() >= FLUSH_KEYS
                 }
                 Err(RecvTimeoutError::Timeout) => true,
-                Err(RecvTimeoutError::Disconnected) => break self.flush().err(),
+                Err(RecvTimeoutError::Disconnected) => {
+                    break self.flush().and_then(|()| self.close_cursors()).err()
+                }
             };
             if flush_now {
                 if let Err(e) = self.flush() {
@@ -203,6 +215,28 @@ impl Writer {
         let result = self.write(pending);
         self.written.busy += began.elapsed();
         result
+    }
+
+    /// At the end of the run: the list function's last cursor, marked finished when it listed
+    /// everything and every key it listed is done.
+    fn close_cursors(&mut self) -> Result<()> {
+        let Some(item) = self.take_cursor(true) else {
+            return Ok(());
+        };
+        let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let results = store
+            .write_batch(&[item])
+            .map_err(|e| Error::other(e).context("cannot save the list function's cursor"))?;
+        if let Some(Err(e)) = results.into_iter().next() {
+            tracing::warn!(error = %e, "list cursor not saved");
+        }
+        Ok(())
+    }
+
+    fn take_cursor(&self, last: bool) -> Option<WriteItem> {
+        let cursors = self.cursors.as_ref()?;
+        let mut track = cursors.lock().unwrap_or_else(|p| p.into_inner());
+        track.take(self.run, last).map(WriteItem::ListCursor)
     }
 
     /// Writes `pending` in two store batches: records, rejects and drift; then each key's
@@ -239,8 +273,15 @@ impl Writer {
                 }
             }
         }
-        // Phase 2: key outcomes, with the final status.
-        let outcomes: Vec<WriteItem> = pending
+        // Phase 2: key outcomes, with the final status, and the list cursor they complete (in
+        // the same transaction: a crash never leaves a cursor ahead of its keys' outcomes).
+        if let Some(cursors) = &self.cursors {
+            let mut track = cursors.lock().unwrap_or_else(|p| p.into_inner());
+            for p in &pending {
+                track.settle(p.job.list_seq, p.status.is_done());
+            }
+        }
+        let mut outcomes: Vec<WriteItem> = pending
             .iter()
             .map(|p| {
                 WriteItem::KeyOutcome(KeyOutcomeWrite {
@@ -253,6 +294,7 @@ impl Writer {
                 })
             })
             .collect();
+        outcomes.extend(self.take_cursor(false));
         let results = store.write_batch(&outcomes).map_err(stops)?;
         drop(store);
         for (i, p) in pending.into_iter().enumerate() {

@@ -8,8 +8,8 @@ use kye_lang::Schema;
 use serde_json::Value;
 
 use super::{
-    DriftInfo, IndexKey, KeyOutcomeInfo, NewRun, RecordQuery, RejectInfo, RunCounts, RunEnd, RunId,
-    RunInfo, StoreError, Timestamp, WriteItem,
+    DriftInfo, IndexKey, KeyOutcomeInfo, ListCursorInfo, NewRun, RecordQuery, RejectInfo,
+    RunCounts, RunEnd, RunId, RunInfo, StoreError, Timestamp, WriteItem,
 };
 
 /// The read side of a store: every query kye makes of stored records, runs, outcomes, rejects
@@ -96,6 +96,10 @@ pub trait StoreRead: Send {
 
     /// Unknown fields seen, by model and path.
     fn drift(&self) -> Result<Vec<DriftInfo>, StoreError>;
+
+    /// The cursor the list function `lister` (`module::function`) of `model` saved last, if
+    /// any ([`WriteItem::ListCursor`](super::WriteItem::ListCursor)).
+    fn list_cursor(&self, model: &str, lister: &str) -> Result<Option<ListCursorInfo>, StoreError>;
 
     /// The edges of a stored model in schema order (the order `show` prints them), or `None`
     /// when the store does not know the model.
@@ -238,6 +242,14 @@ macro_rules! read_through {
 
             fn drift(&self) -> Result<Vec<$crate::store::DriftInfo>, $crate::store::StoreError> {
                 self.$field.drift()
+            }
+
+            fn list_cursor(
+                &self,
+                model: &str,
+                lister: &str,
+            ) -> Result<Option<$crate::store::ListCursorInfo>, $crate::store::StoreError> {
+                self.$field.list_cursor(model, lister)
             }
 
             fn edge_names(&self, model: &str) -> Option<Vec<String>> {

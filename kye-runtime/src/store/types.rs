@@ -346,6 +346,40 @@ pub enum WriteItem {
     Drift(DriftWrite),
     /// Record what happened to a requested key.
     KeyOutcome(KeyOutcomeWrite),
+    /// Save a list function's cursor (replacing the one it saved before).
+    ListCursor(ListCursorWrite),
+}
+
+/// A list function's cursor, saved with the outcomes of the keys it listed before saving it
+/// (see `Keys::save_cursor`): the next run of the list function starts from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListCursorWrite {
+    /// The model listed.
+    pub model: String,
+    /// The list function, `module::function`.
+    pub lister: String,
+    /// The cursor, as the list function saved it.
+    pub value: Value,
+    /// True once the list function returned after listing everything (its last cursor):
+    /// a run that starts after it lists from the start, or from the cursor when incremental.
+    pub finished: bool,
+    /// The run that saved it.
+    pub run: RunId,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// A saved list cursor as stored (what [`ListCursorWrite`] wrote).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListCursorInfo {
+    /// The cursor, as the list function saved it.
+    pub value: Value,
+    /// True when the run that saved it listed to the end.
+    pub finished: bool,
+    /// The run that saved it.
+    pub run: RunId,
+    /// When.
+    pub at: Timestamp,
 }
 
 /// A quarantined payload as stored.

@@ -715,6 +715,13 @@ mod failing_store {
         fn drift(&self) -> Result<Vec<DriftInfo>, StoreError> {
             self.inner.drift()
         }
+        fn list_cursor(
+            &self,
+            model: &str,
+            lister: &str,
+        ) -> Result<Option<kye_runtime::store::ListCursorInfo>, StoreError> {
+            self.inner.list_cursor(model, lister)
+        }
     }
 
     impl StoreWrite for FailingStore {

@@ -408,3 +408,56 @@ pub fn dead_runs_are_seen_by_readers(h: &Harness) {
     let writer = st.writer();
     sees(writer.as_ref(), RunStatus::Interrupted);
 }
+
+/// List cursors: saved per (model, list function), replaced by the next save (the last of a
+/// batch wins), read back by the writer, its readers and a store opened again, with the run
+/// and whether that run listed to the end.
+pub fn list_cursors_are_kept_per_list_function(h: &Harness) {
+    use kye_runtime::store::ListCursorWrite;
+    let st = Store::new(h);
+    let mut s = st.prepared(POKEMON);
+    let r1 = s.begin_run(&NewRun::new("Pokemon")).unwrap();
+    let cursor = |lister: &str, value: serde_json::Value, finished: bool| {
+        WriteItem::ListCursor(ListCursorWrite {
+            model: "Pokemon".into(),
+            lister: lister.into(),
+            value,
+            finished,
+            run: r1,
+            at: Timestamp::now(),
+        })
+    };
+    assert_eq!(s.list_cursor("Pokemon", "src::all").unwrap(), None);
+    write_ok(
+        s.as_mut(),
+        &[
+            outcome(r1, "Pokemon", IndexKey::single("id", 1), KeyStatus::Stored),
+            cursor(
+                "src::all",
+                json!({"next": "/pokemon?offset=20", "pages": 1}),
+                false,
+            ),
+            cursor(
+                "src::all",
+                json!({"next": "/pokemon?offset=40", "pages": 2}),
+                false,
+            ),
+            cursor("src::since", json!("2026-12-07T00:00:00Z"), true),
+        ],
+    );
+    for r in [s.as_ref() as &dyn StoreRead, st.reader().as_ref()] {
+        let all = r.list_cursor("Pokemon", "src::all").unwrap().unwrap();
+        assert_eq!(all.value, json!({"next": "/pokemon?offset=40", "pages": 2}));
+        assert!(!all.finished);
+        assert_eq!(all.run, r1);
+        let since = r.list_cursor("Pokemon", "src::since").unwrap().unwrap();
+        assert_eq!(since.value, json!("2026-12-07T00:00:00Z"));
+        assert!(since.finished);
+        assert_eq!(r.list_cursor("PokemonType", "src::all").unwrap(), None);
+    }
+    write_ok(s.as_mut(), &[cursor("src::all", json!(null), true)]);
+    drop(s);
+    let again = st.reader();
+    let all = again.list_cursor("Pokemon", "src::all").unwrap().unwrap();
+    assert_eq!((all.value, all.finished), (json!(null), true));
+}

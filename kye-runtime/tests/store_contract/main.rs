@@ -55,6 +55,7 @@ macro_rules! store_contract {
                 history::one_writer_many_readers,
                 history::readers_and_later_writes,
                 history::dead_runs_are_seen_by_readers,
+                history::list_cursors_are_kept_per_list_function,
                 schema::new_optional_edges_are_added_in_place,
                 schema::making_an_edge_optional_is_accepted,
                 schema::incompatible_changes_lose_nothing,

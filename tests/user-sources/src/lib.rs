@@ -57,14 +57,16 @@ pub async fn opening(year: i64, month: u8, day: u8) -> kye::Result<Opening> {
 /// Every author the catalog lists, page by page (`catalog.base_url`/authors?page=N).
 ///
 /// An entry with more than a name is the whole record: handed over as it is, so `author` is
-/// not called for it.
+/// not called for it. After each page it saves where it stands, so a run that stopped
+/// part-way continues from the page after the last one whose authors were all done.
 #[kye::list(Author.name)]
 pub async fn all_authors(ctx: &kye::Context, keys: kye::Keys<String>) -> kye::Result<()> {
     let base = ctx
         .config("catalog.base_url")
         .ok_or_else(|| kye::Error::permanent("set catalog.base_url"))?;
     let paging = kye::http::Paginator::page_number("page").items("authors");
-    let mut pages = ctx.pages(&format!("{base}/authors"), &paging)?;
+    let start = keys.resume_cursor::<kye::http::PagePosition>()?;
+    let mut pages = ctx.pages_from(&format!("{base}/authors"), start, &paging)?;
     while let Some(page) = pages.next().await? {
         for a in &page.items {
             let name = a["name"]
@@ -75,6 +77,36 @@ pub async fn all_authors(ctx: &kye::Context, keys: kye::Keys<String>) -> kye::Re
             } else {
                 keys.send(name.to_string()).await?;
             }
+        }
+        if let Some(at) = pages.position() {
+            keys.save_cursor(&at).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Books added since the last run (`catalog.base_url`/books?after=ID): an incremental list
+/// function, which starts after the last id it saw.
+#[kye::list(Book.id)]
+pub async fn new_books(ctx: &kye::Context, keys: kye::Keys<u32>) -> kye::Result<()> {
+    let base = ctx
+        .config("catalog.base_url")
+        .ok_or_else(|| kye::Error::permanent("set catalog.base_url"))?;
+    let after: u32 = keys.cursor()?.unwrap_or(0);
+    let paging = kye::http::Paginator::body_cursor("last", "after").items("ids");
+    let mut pages = ctx.pages(&format!("{base}/books?after={after}"), &paging)?;
+    while let Some(page) = pages.next().await? {
+        let mut last = None;
+        for id in &page.items {
+            let id = id
+                .as_u64()
+                .and_then(|id| u32::try_from(id).ok())
+                .ok_or_else(|| kye::Error::permanent(format!("a book id that is not one: {id}")))?;
+            keys.send(id).await?;
+            last = Some(id);
+        }
+        if let Some(last) = last {
+            keys.save_cursor(&last).await?;
         }
     }
     Ok(())

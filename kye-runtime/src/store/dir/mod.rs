@@ -8,6 +8,7 @@
 //!   _kye/rejects.jsonl         one line per quarantined payload (appended)
 //!   _kye/keys.jsonl            one line per key outcome (appended; the latest line wins)
 //!   _kye/drift.jsonl           one line per (model, field) (rewritten atomically)
+//!   _kye/cursors.jsonl         one line per list function's cursor (rewritten atomically)
 //!   _kye/lock                  the writer lock
 //! ```
 //!
@@ -87,9 +88,22 @@ pub struct DirReader {
     /// [`StoreRead::latest_done`](crate::store::StoreRead::latest_done)).
     done: HashMap<(String, String), KeyOutcomeInfo>,
     drift: BTreeMap<(String, String), DriftInfo>,
+    /// List cursors by (model, lister).
+    cursors: BTreeMap<(String, String), CursorLine>,
     /// The writer lock to ask when a run reads `running`: readers tell a dead writer's run by
     /// it. `None` inside the writer, which holds the lock itself.
     writer_lock: Option<PathBuf>,
+}
+
+/// One line of `_kye/cursors.jsonl`: a list function's saved cursor.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct CursorLine {
+    model: String,
+    lister: String,
+    value: serde_json::Value,
+    finished: bool,
+    run: crate::store::RunId,
+    at: crate::store::Timestamp,
 }
 
 /// The directory store opened for writing. See the module docs and `docs/store.md`.
@@ -122,6 +136,7 @@ impl DirReader {
         let keys: Vec<KeyLine> = read_lines(&meta.join("keys.jsonl"))?;
         let drift: Vec<DriftInfo> = read_lines(&meta.join("drift.jsonl"))?;
         let layouts: Vec<ModelLayout> = read_lines(&meta.join("models.jsonl"))?;
+        let cursors: Vec<CursorLine> = read_lines(&meta.join("cursors.jsonl"))?;
         let mut reader = DirReader {
             root,
             meta,
@@ -132,6 +147,10 @@ impl DirReader {
             drift: drift
                 .into_iter()
                 .map(|d| ((d.model.clone(), d.path.clone()), d))
+                .collect(),
+            cursors: cursors
+                .into_iter()
+                .map(|c| ((c.model.clone(), c.lister.clone()), c))
                 .collect(),
             writer_lock,
         };

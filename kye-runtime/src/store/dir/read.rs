@@ -276,4 +276,20 @@ impl StoreRead for DirReader {
     fn drift(&self) -> Result<Vec<DriftInfo>, StoreError> {
         Ok(self.drift.values().cloned().collect())
     }
+
+    fn list_cursor(
+        &self,
+        model: &str,
+        lister: &str,
+    ) -> Result<Option<crate::store::ListCursorInfo>, StoreError> {
+        Ok(self
+            .cursors
+            .get(&(model.to_string(), lister.to_string()))
+            .map(|c| crate::store::ListCursorInfo {
+                value: c.value.clone(),
+                finished: c.finished,
+                run: c.run,
+                at: c.at,
+            }))
+    }
 }

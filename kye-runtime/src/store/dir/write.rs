@@ -17,7 +17,9 @@ use crate::store::{
 };
 
 use super::files::{append_lines, io_err, sync_dir, write_atomic};
-use super::{decode_file_name, encode_file_name, DirReader, DirStore, KeyLine, RejectLine};
+use super::{
+    decode_file_name, encode_file_name, CursorLine, DirReader, DirStore, KeyLine, RejectLine,
+};
 
 /// A document to write and the model directory it goes to.
 pub(super) struct Doc {
@@ -274,6 +276,8 @@ impl StoreWrite for DirStore {
         let mut drift_changed = false;
         let mut new_latest = Vec::new();
         let mut drift = self.db.drift.clone();
+        let mut cursors_changed = false;
+        let mut cursors = self.db.cursors.clone();
         let mut next_reject = self.next_reject;
         for item in items {
             match item {
@@ -360,6 +364,19 @@ impl StoreWrite for DirStore {
                     new_latest.push(line);
                     results.push(Ok(()));
                 }
+                WriteItem::ListCursor(c) => {
+                    let line = CursorLine {
+                        model: c.model.clone(),
+                        lister: c.lister.clone(),
+                        value: c.value.clone(),
+                        finished: c.finished,
+                        run: c.run,
+                        at: c.at,
+                    };
+                    cursors.insert((c.model.clone(), c.lister.clone()), line);
+                    cursors_changed = true;
+                    results.push(Ok(()));
+                }
             }
         }
         // Records first, so that an outcome line never names a record that is not there.
@@ -386,6 +403,12 @@ impl StoreWrite for DirStore {
         }
         for k in new_latest {
             self.db.note_outcome(k);
+        }
+        // After the outcomes of the keys the cursors cover (a crash in between lists those
+        // keys again, never skips them).
+        if cursors_changed {
+            self.db.cursors = cursors;
+            self.save_snapshot("cursors.jsonl", self.db.cursors.values())?;
         }
         Ok(results)
     }

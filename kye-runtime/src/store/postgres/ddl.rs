@@ -159,6 +159,15 @@ CREATE TABLE IF NOT EXISTS _kye_keys (
 );
 -- Runs write their outcomes in order: a BRIN index finds a run's rows at almost no cost.
 CREATE INDEX IF NOT EXISTS _kye_keys_run ON _kye_keys USING brin (run_id);
+CREATE TABLE IF NOT EXISTS _kye_list_cursors (
+    model    text NOT NULL,
+    lister   text NOT NULL,
+    cursor   jsonb NOT NULL,
+    finished boolean NOT NULL,
+    run_id   bigint NOT NULL,
+    at       timestamptz NOT NULL,
+    PRIMARY KEY (model, lister)
+);
 "#;
 
 /// The inline columns of a model table (single-valued edges, in edge order).

@@ -381,6 +381,7 @@ impl PgStore {
         store.db.initialized = store.db.has_table("_kye_meta")?;
         if store.db.initialized {
             store.db.check_format_version()?;
+            store.add_internal_tables()?;
             store.db.load_layouts()?;
             store.recover_runs()?;
         }

@@ -14,8 +14,8 @@ use crate::store::layout::{self, Col, EdgeLayout, ModelLayout, Prim, POSITION};
 use crate::store::records::{filter_edge, index_of, key_object, ref_value, value_object_out};
 use crate::store::values::edge_values;
 use crate::store::{
-    mark_dead, DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, RecordQuery, RejectInfo,
-    RunCounts, RunId, RunInfo, RunStatus, StoreError, StoreRead, Timestamp,
+    mark_dead, DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, ListCursorInfo, RecordQuery,
+    RejectInfo, RunCounts, RunId, RunInfo, RunStatus, StoreError, StoreRead, Timestamp,
 };
 
 use super::convert::{col_text, from_text};
@@ -679,6 +679,30 @@ impl StoreRead for PgReader {
                     }
                 })
                 .collect())
+        })
+    }
+
+    fn list_cursor(&self, model: &str, lister: &str) -> Result<Option<ListCursorInfo>, StoreError> {
+        // A store an earlier kye made has no cursor table until a writer opens it.
+        if !self.initialized || !self.has_table("_kye_list_cursors")? {
+            return Ok(None);
+        }
+        let (model, lister) = (model.to_string(), lister.to_string());
+        self.conn().run(move |s| {
+            let row = s.client.query_opt(
+                "SELECT cursor::text, finished, run_id, (extract(epoch from at) * 1000)::bigint \
+                 FROM _kye_list_cursors WHERE model = $1 AND lister = $2",
+                &[&model, &lister],
+            )?;
+            Ok(row.map(|r| {
+                let cursor: String = r.get(0);
+                ListCursorInfo {
+                    value: serde_json::from_str(&cursor).unwrap_or(Value::String(cursor)),
+                    finished: r.get(1),
+                    run: RunId(r.get(2)),
+                    at: Timestamp::from_unix_millis(r.get(3)),
+                }
+            }))
         })
     }
 }

@@ -82,6 +82,23 @@ impl PgStore {
         Ok(())
     }
 
+    /// Creates the internal tables a store made by an earlier kye lacks (`_kye_list_cursors`),
+    /// under a lock, so that writers opening it at once do not both create them.
+    pub(super) fn add_internal_tables(&mut self) -> Result<(), StoreError> {
+        if self.db.has_table("_kye_list_cursors")? {
+            return Ok(());
+        }
+        let class = self.db.conn().lock_class;
+        self.db.conn().run(move |s| {
+            let mut tx = s.client.transaction()?;
+            // The prepare lock (READ COMMITTED: the statements after it see what the writer
+            // before committed).
+            tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&class])?;
+            tx.batch_execute(INTERNAL_TABLES)?;
+            tx.commit()
+        })
+    }
+
     /// Creates kye's own tables if they are not there yet (inside `prepare`'s transaction).
     fn ensure_initialized(&mut self) -> Result<(), StoreError> {
         if self.db.initialized {
@@ -457,6 +474,7 @@ struct OtherItems {
     rejects: Vec<Vec<Option<String>>>,
     drift: Vec<Vec<Option<String>>>,
     keys: Vec<Vec<Option<String>>>,
+    cursors: Vec<Vec<Option<String>>>,
 }
 
 impl OtherItems {
@@ -467,6 +485,8 @@ impl OtherItems {
         let mut drift_counts: Vec<i64> = Vec::new();
         let mut key_rows: Vec<[Option<String>; 6]> = Vec::new();
         let mut key_index: HashMap<(i64, String, String), usize> = HashMap::new();
+        // The last cursor of each list function in the batch.
+        let mut cursor_rows: Vec<[Option<String>; 6]> = Vec::new();
         for item in items {
             match item {
                 WriteItem::Record(_) => {}
@@ -535,6 +555,18 @@ impl OtherItems {
                         }
                     }
                 }
+                WriteItem::ListCursor(c) => {
+                    let row = [
+                        Some(kye_text(&c.model).into_owned()),
+                        Some(kye_text(&c.lister).into_owned()),
+                        Some(json_text(&c.value)),
+                        Some(c.finished.to_string()),
+                        Some(c.run.0.to_string()),
+                        Some(c.at.to_string()),
+                    ];
+                    cursor_rows.retain(|r| (&r[0], &r[1]) != (&row[0], &row[1]));
+                    cursor_rows.push(row);
+                }
             }
         }
         // Drift rows in (model, path) order: shared paths are locked in one order by every
@@ -555,10 +587,17 @@ impl OtherItems {
                 col.push(v);
             }
         }
+        let mut cursors = vec![Vec::new(); 6];
+        for row in cursor_rows {
+            for (col, v) in cursors.iter_mut().zip(row) {
+                col.push(v);
+            }
+        }
         OtherItems {
             rejects,
             drift,
             keys,
+            cursors,
         }
     }
 
@@ -606,6 +645,17 @@ impl OtherItems {
              ON CONFLICT (model, key_md5, run_id) DO UPDATE SET status = EXCLUDED.status, \
              reason = EXCLUDED.reason, at = EXCLUDED.at",
             &self.keys,
+        )?;
+        // After the outcomes of the keys the cursors cover, in the same transaction.
+        run(
+            tx,
+            "INSERT INTO _kye_list_cursors (model, lister, cursor, finished, run_id, at) \
+             SELECT x.a, x.b, x.c::jsonb, x.d::boolean, x.e::bigint, x.f::timestamptz \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
+             AS x(a, b, c, d, e, f) \
+             ON CONFLICT (model, lister) DO UPDATE SET cursor = EXCLUDED.cursor, \
+             finished = EXCLUDED.finished, run_id = EXCLUDED.run_id, at = EXCLUDED.at",
+            &self.cursors,
         )?;
         Ok(())
     }

@@ -118,6 +118,15 @@ CREATE TABLE IF NOT EXISTS _kye_keys (
     PRIMARY KEY (run_id, model, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS _kye_keys_by_key ON _kye_keys (model, key, at);
+CREATE TABLE IF NOT EXISTS _kye_list_cursors (
+    model    TEXT NOT NULL,
+    lister   TEXT NOT NULL,
+    cursor   TEXT NOT NULL,
+    finished INTEGER NOT NULL,
+    run_id   INTEGER NOT NULL,
+    at       TEXT NOT NULL,
+    PRIMARY KEY (model, lister)
+) WITHOUT ROWID;
 "#;
 
 /// The tables of a model: its table, then its child tables.

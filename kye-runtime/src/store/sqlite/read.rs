@@ -13,8 +13,8 @@ use crate::store::layout::{self, Col, EdgeLayout, ModelLayout, Prim, POSITION};
 use crate::store::lock::writer_alive;
 use crate::store::records::{filter_edge, index_of, key_object, ref_value, value_object_out};
 use crate::store::{
-    mark_dead, DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, RecordQuery, RejectInfo,
-    RunCounts, RunId, RunInfo, RunStatus, StoreError, StoreRead, Timestamp,
+    mark_dead, DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, ListCursorInfo, RecordQuery,
+    RejectInfo, RunCounts, RunId, RunInfo, RunStatus, StoreError, StoreRead, Timestamp,
 };
 
 use super::convert::{edge_cols_sql, from_sql, json_to_sql, sql_to_json, to_sql};
@@ -581,6 +581,30 @@ impl StoreRead for SqliteReader {
                 })
             })?;
             rows.collect()
+        })
+    }
+
+    fn list_cursor(&self, model: &str, lister: &str) -> Result<Option<ListCursorInfo>, StoreError> {
+        // A store a writer of an older kye made has no cursor table until a writer opens it.
+        if !self.initialized || !self.has_table("_kye_list_cursors")? {
+            return Ok(None);
+        }
+        self.sql(|c| {
+            c.prepare_cached(
+                "SELECT cursor, finished, run_id, at FROM _kye_list_cursors \
+                 WHERE model = ?1 AND lister = ?2",
+            )?
+            .query_row(params![model, lister], |r| {
+                let cursor: String = r.get(0)?;
+                let at: String = r.get(3)?;
+                Ok(ListCursorInfo {
+                    value: serde_json::from_str(&cursor).unwrap_or(Value::String(cursor)),
+                    finished: r.get(1)?,
+                    run: RunId(r.get(2)?),
+                    at: at.parse().unwrap_or(Timestamp::from_unix_millis(0)),
+                })
+            })
+            .optional()
         })
     }
 }

@@ -298,6 +298,22 @@ impl StoreWrite for SqliteStore {
                     .map(|_| ())
                     .map_err(&fatal)
                 }
+                WriteItem::ListCursor(c) => w
+                    .st
+                    .execute(
+                        "INSERT OR REPLACE INTO _kye_list_cursors (model, lister, cursor, finished, run_id, at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![
+                            c.model,
+                            c.lister,
+                            canonical_json(&c.value),
+                            c.finished,
+                            c.run.0,
+                            c.at.to_string()
+                        ],
+                    )
+                    .map(|_| ())
+                    .map_err(&fatal),
             };
             match result {
                 Ok(()) => results.push(Ok(())),
