@@ -292,6 +292,11 @@ mod listed {
             .collect();
         assert_eq!(names.len(), AUTHORS);
         assert_eq!(names[0], "author 00");
+        // Keys without records on the page were fetched by the fetcher, and say so.
+        let mut query = kye::store::RecordQuery::new("Author");
+        query.provenance = true;
+        let authors = rt.with_store(|s| s.records(&query)).unwrap();
+        assert_eq!(authors[0]["_kye"]["fetcher"], "kye_user_sources::author");
         assert_eq!(names[AUTHORS - 1], "author 46");
     }
 
@@ -446,6 +451,17 @@ mod listed {
             .unwrap();
         assert_eq!(authors[0]["born"], 1900);
         assert_eq!(authors[45]["born"], 1946);
+        // Their provenance names the list function whose page carried them, not the fetcher.
+        let mut query = kye::store::RecordQuery::new("Author");
+        query.provenance = true;
+        let authors = rt.with_store(|s| s.records(&query)).unwrap();
+        assert_eq!(
+            authors[0]["_kye"]["fetcher"], "kye_user_sources::all_authors",
+            "{}",
+            authors[0]
+        );
+        let rejects = rt.with_store(|s| s.rejects(None, None)).unwrap();
+        assert_eq!(rejects[0].fetcher, "kye_user_sources::all_authors");
     }
 
     #[tokio::test]

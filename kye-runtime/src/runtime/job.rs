@@ -1,6 +1,7 @@
 //! The unit of work between request and fetch: one key of one fetcher ([`Job`]), and what every
 //! key of that fetcher shares ([`Target`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
@@ -45,6 +46,11 @@ pub(super) struct Job {
     /// The key's place in its list function's order (1, 2, …), or 0 when not listed: a
     /// cursor the list function saved after n keys waits until keys 1..=n are done.
     pub list_seq: u64,
+    /// The list function (`module::function`) that handed over `listed_record`.
+    pub listed_by: Option<Arc<str>>,
+    /// The record written came from the list page, not from the fetcher (set as the last
+    /// attempt takes it).
+    pub used_listed: AtomicBool,
 }
 
 impl Work for Job {
@@ -72,13 +78,16 @@ impl Job {
             depth,
             listed_record: Mutex::new(None),
             list_seq: 0,
+            listed_by: None,
+            used_listed: AtomicBool::new(false),
         }
     }
 
-    /// This job as the `seq`-th key of a list function, with the record a list page handed
-    /// over for it.
-    pub fn listed(self, seq: u64, record: Option<Value>) -> Job {
+    /// This job as the `seq`-th key of the list function `lister`, with the record a list page
+    /// handed over for it.
+    pub fn listed(self, seq: u64, lister: &Arc<str>, record: Option<Value>) -> Job {
         Job {
+            listed_by: record.is_some().then(|| lister.clone()),
             listed_record: Mutex::new(record),
             list_seq: seq,
             ..self
@@ -87,10 +96,22 @@ impl Job {
 
     /// The listed record, once (a retry calls the fetcher).
     pub fn take_listed_record(&self) -> Option<Value> {
-        self.listed_record
+        let record = self
+            .listed_record
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take()
+            .take();
+        self.used_listed.store(record.is_some(), Ordering::Relaxed);
+        record
+    }
+
+    /// Who produced the record this job writes: the list function whose page carried it, or
+    /// the fetcher (`module::function`).
+    pub fn provenance(&self) -> String {
+        match &self.listed_by {
+            Some(lister) if self.used_listed.load(Ordering::Relaxed) => lister.to_string(),
+            _ => self.target.provenance.clone(),
+        }
     }
 
     /// The model's name.

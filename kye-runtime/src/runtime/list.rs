@@ -165,6 +165,7 @@ pub(super) fn start(
     let forward = {
         let listed = listed.clone();
         let cursors = cursors.clone();
+        let path: Arc<str> = Arc::from(lister.path());
         tokio::spawn(async move {
             // Keys come in bursts (a page at a time): taken together, one wake-up a burst.
             let mut events = Vec::with_capacity(64);
@@ -176,7 +177,9 @@ pub(super) fn start(
                         match event {
                             ListEvent::Key(Listed { key, record }) => {
                                 let seq = track.next_key();
-                                jobs.push(Job::new(target.clone(), key, 0).listed(seq, record));
+                                jobs.push(
+                                    Job::new(target.clone(), key, 0).listed(seq, &path, record),
+                                );
                             }
                             ListEvent::Cursor(value) => track.saved(value),
                         }

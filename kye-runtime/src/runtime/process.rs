@@ -268,7 +268,7 @@ pub(super) fn settle(run: RunId, finished: Finished<Job, KeyResult>) -> Option<S
             let mut pending;
             if errors.is_empty() {
                 pending = PendingKey::new(job, KeyStatus::Stored, None);
-                let prov = Provenance::new(run, pending.job.target.provenance.clone());
+                let prov = Provenance::new(run, pending.job.provenance());
                 pending.record = Some(RecordWrite::new(pending.job.model(), value, prov));
             } else {
                 let reason = summarize(&errors);
@@ -277,7 +277,7 @@ pub(super) fn settle(run: RunId, finished: Finished<Job, KeyResult>) -> Option<S
                     run,
                     model: pending.job.model().to_string(),
                     key: Some(pending.job.index_key.clone()),
-                    fetcher: pending.job.target.provenance.clone(),
+                    fetcher: pending.job.provenance(),
                     payload: payload.unwrap_or(Value::Null),
                     errors: serde_json::to_value(&errors).unwrap_or(Value::Null),
                     reason,
