@@ -165,6 +165,18 @@ pub enum StoreError {
         /// The first edge that differs, with both values.
         differs: String,
     },
+    /// The database refused one record with a constraint kye's own checks did not foresee
+    /// (PostgreSQL: a unique violation that persisted when the batch was written record by
+    /// record); the rest of its batch is written.
+    #[error("{model} {key}: the database refused the record: {message}")]
+    Refused {
+        /// Model.
+        model: String,
+        /// Key of the record.
+        key: String,
+        /// The database's message.
+        message: String,
+    },
     /// A `show` filter that does not apply to the model.
     #[error("filter{}: {message}", if model.is_empty() { String::new() } else { format!(" on {model}") })]
     InvalidFilter {
@@ -204,6 +216,7 @@ impl StoreError {
                 | StoreError::InvalidValue { .. }
                 | StoreError::IndexConflict { .. }
                 | StoreError::NestedConflict { .. }
+                | StoreError::Refused { .. }
         )
     }
 }

@@ -572,3 +572,48 @@ fn tables_take_no_name_postgresql_derives_and_text_sorts_by_bytes() {
     let collations = pg.strings(&sql);
     assert_eq!(collations, ["C"]);
 }
+
+/// A unique index kye does not know of (a DBA added one on `v`): the batch is written again
+/// record by record, the record that violates it is refused alone, naming its model and key
+/// and the database's reason, and the rest of its batch is written (before, every attempt
+/// failed whole and the run stopped).
+#[test]
+fn a_constraint_kye_did_not_foresee_refuses_one_record_not_its_batch() {
+    let Some(mut pg) = Pg::new() else { return };
+    let mut s = open_store(&pg.spec()).unwrap();
+    s.prepare(&schema(ITEMS)).unwrap();
+    let run = s.begin_run(&NewRun::new("Item")).unwrap();
+    pg.c.batch_execute(&format!(
+        "CREATE UNIQUE INDEX dba_unique_v ON \"{}\".\"Item\" (v)",
+        pg.schema
+    ))
+    .unwrap();
+    let item = |id: i64, code: &str, v: i64| {
+        record(
+            run,
+            "Item",
+            json!({"id": id, "code": code, "v": v, "tags": [id]}),
+        )
+    };
+    let results = s
+        .write_batch(&[item(1, "a", 10), item(2, "b", 10), item(3, "c", 30)])
+        .expect("the batch is written");
+    assert!(results[0].is_ok(), "{results:?}");
+    assert!(results[2].is_ok(), "{results:?}");
+    let err = results[1].as_ref().unwrap_err();
+    assert!(err.is_item_error(), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("Item id = 2: the database refused the record"),
+        "{text}"
+    );
+    assert!(text.contains("dba_unique_v"), "{text}");
+    assert_eq!(pg.count("SELECT count(*) FROM S.\"Item\""), 2);
+    // Nothing of the refused record is left: neither its row nor its child rows.
+    assert_eq!(pg.count("SELECT count(*) FROM S.\"Item\" WHERE id = 2"), 0);
+    assert_eq!(
+        pg.count("SELECT count(*) FROM S.\"Item__tags\" WHERE id = 2"),
+        0
+    );
+    assert_eq!(pg.count("SELECT count(*) FROM S.\"Item__tags\""), 2);
+}

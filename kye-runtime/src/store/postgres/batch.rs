@@ -45,6 +45,20 @@ pub(crate) struct Row<'a> {
     hash: String,
 }
 
+impl Row<'_> {
+    /// `Model key` of the row, as errors show it.
+    pub(crate) fn describe(&self) -> (String, String) {
+        let l = self.layout;
+        let key: Vec<Value> = self
+            .key
+            .iter()
+            .zip(&l.key)
+            .map(|(t, c)| from_text(t.as_deref(), c.prim))
+            .collect();
+        (l.model.clone(), key_display(l, &key))
+    }
+}
+
 /// The normalized texts of an index's parts as one text, each part prefixed by its length in
 /// bytes (`3:abc1:d`): two different lists of parts never give the same text, whatever
 /// characters the parts hold. `None` when a part is null.

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use kye_lang::Schema;
+use postgres::error::SqlState;
 use postgres::types::ToSql;
 
 use crate::store::key::canonical_json;
@@ -408,8 +409,38 @@ impl StoreWrite for PgStore {
                     };
                     match r {
                         Ok(Some(one)) => {
-                            one.write(&mut tx, cache)?;
-                            results.push(Ok(()));
+                            // Record by record after a unique violation: one that still
+                            // violates a constraint (a clash kye's checks did not foresee) is
+                            // refused alone and the rest of the batch is written.
+                            tx.batch_execute("SAVEPOINT kye_item")?;
+                            match one.write(&mut tx, cache) {
+                                Ok(()) => {
+                                    tx.batch_execute("RELEASE SAVEPOINT kye_item")?;
+                                    results.push(Ok(()));
+                                }
+                                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                                    tx.batch_execute("ROLLBACK TO SAVEPOINT kye_item")?;
+                                    let (model, key) = unit
+                                        .as_ref()
+                                        .ok()
+                                        .and_then(|rows| rows.last())
+                                        .map(|r| r.describe())
+                                        .unwrap_or_default();
+                                    let message = e
+                                        .as_db_error()
+                                        .map(|d| match d.detail() {
+                                            Some(detail) => format!("{} ({detail})", d.message()),
+                                            None => d.message().to_string(),
+                                        })
+                                        .unwrap_or_else(|| e.to_string());
+                                    results.push(Err(Some(StoreError::Refused {
+                                        model,
+                                        key,
+                                        message: crate::redact::redact_text(&message),
+                                    })));
+                                }
+                                Err(e) => return Err(e),
+                            }
                         }
                         Ok(None) => results.push(Ok(())),
                         Err(e) => results.push(Err(e)),
