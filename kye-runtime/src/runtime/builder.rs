@@ -176,7 +176,7 @@ impl RuntimeBuilder {
         };
         let ctx = Context::builder()
             .config(config.clone())
-            .secrets(secrets)
+            .secrets(secrets.clone())
             .build()?;
         let mut exec = ExecSettings::from_config(&config)?;
         if let Some(n) = self.concurrency {
@@ -193,13 +193,15 @@ impl RuntimeBuilder {
         let mut store = match self.store {
             Some(s) => s,
             None => {
-                let spec: StoreSpec = match (self.parsed_spec, self.store_spec, config.store_spec())
-                {
-                    (Some(spec), _, _) => spec,
-                    (None, Some(spec), _) => spec.parse().map_err(Error::other)?,
-                    (None, None, Some(configured)) => configured.map_err(Error::permanent)?,
-                    (None, None, None) => DEFAULT_STORE.parse().map_err(Error::other)?,
-                };
+                let mut spec: StoreSpec =
+                    match (self.parsed_spec, self.store_spec, config.store_spec()) {
+                        (Some(spec), _, _) => spec,
+                        (None, Some(spec), _) => spec.parse().map_err(Error::other)?,
+                        (None, None, Some(configured)) => configured.map_err(Error::permanent)?,
+                        (None, None, None) => DEFAULT_STORE.parse().map_err(Error::other)?,
+                    };
+                // A password named as a kye secret comes from this runtime's secrets.
+                spec.resolve_secrets(&secrets);
                 open_store(&spec).map_err(Error::other)?
             }
         };

@@ -18,6 +18,20 @@ pub enum StoreSpec {
     Postgres(super::PgSpec),
 }
 
+impl StoreSpec {
+    /// Resolves credentials the spec names from `secrets` (a PostgreSQL URL's
+    /// `password_secret`, from the runtime's secrets: environment and secrets file).
+    pub fn resolve_secrets(&mut self, secrets: &crate::secrets::Secrets) {
+        match self {
+            #[cfg(feature = "postgres")]
+            StoreSpec::Postgres(pg) => pg.resolve_password(secrets),
+            _ => {
+                let _ = secrets;
+            }
+        }
+    }
+}
+
 impl Default for StoreSpec {
     /// `kye.db` in the working directory.
     fn default() -> Self {

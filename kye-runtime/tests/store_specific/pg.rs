@@ -617,3 +617,46 @@ fn a_constraint_kye_did_not_foresee_refuses_one_record_not_its_batch() {
     );
     assert_eq!(pg.count("SELECT count(*) FROM S.\"Item__tags\""), 2);
 }
+
+/// `password_secret=NAME` is looked up in the runtime's own secrets: the secrets file kye.toml
+/// names (`secrets.file`), not only the process environment and `KYE_SECRETS_FILE` (before,
+/// a runtime built with this file failed: "no secret ... in the environment"). The server
+/// here trusts loopback, so the test shows that the secret was found, not that it was checked.
+#[test]
+fn a_password_secret_comes_from_the_secrets_file_kye_toml_names() {
+    let Some(pg) = Pg::new() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("secrets.env"),
+        "KYE_TEST_PG_PW=only-in-the-file\n",
+    )
+    .unwrap();
+    let sep = if url().contains('?') { '&' } else { '?' };
+    let store = format!(
+        "{}{sep}schema={}&password_secret=KYE_TEST_PG_PW",
+        url(),
+        pg.schema
+    );
+    let toml = format!("store = \"{store}\"\n[secrets]\nfile = \"secrets.env\"\n");
+    std::fs::write(dir.path().join("kye.toml"), &toml).unwrap();
+    let config = kye_runtime::Config::from_file(&dir.path().join("kye.toml")).unwrap();
+    let rt = kye_runtime::Runtime::builder()
+        .config(config)
+        .env(Vec::new())
+        .handle_ctrl_c(false)
+        .build();
+    let rt = rt.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rt.with_store(|s| s.kind()), "postgres");
+    // Without the file the secret is found nowhere, and the error names it (not its value).
+    let config =
+        kye_runtime::Config::from_toml_str(&format!("store = \"{store}\"\n"), None).unwrap();
+    let err = kye_runtime::Runtime::builder()
+        .config(config)
+        .env(Vec::new())
+        .handle_ctrl_c(false)
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("password_secret=KYE_TEST_PG_PW"), "{err}");
+    assert!(!err.contains("only-in-the-file"), "{err}");
+}

@@ -305,8 +305,22 @@ impl PgSpec {
         format!("{}:{}/{}", self.host, self.port, self.database)
     }
 
-    /// The password: from the URL, else the kye secret `password_secret` names (its
-    /// environment variable, then the secrets file of `KYE_SECRETS_FILE`), else `PGPASSWORD`.
+    /// Takes the password from `secrets` (the runtime's: the environment and the secrets file
+    /// kye.toml or `KYE_SECRETS_FILE` names) when the URL names a `password_secret` and holds
+    /// no password itself. A secret found nowhere is left for [`PgSpec::password`] to report.
+    pub fn resolve_password(&mut self, secrets: &crate::secrets::Secrets) {
+        if self.url_password.is_some() {
+            return;
+        }
+        if let Some(secret) = self.password_secret.as_deref().and_then(|n| secrets.get(n)) {
+            crate::redact::register_sensitive_value(secret.expose());
+            self.url_password = Some(secret.expose().to_string());
+        }
+    }
+
+    /// The password: from the URL (or resolved by [`PgSpec::resolve_password`]), else the kye
+    /// secret `password_secret` names (its environment variable, then the secrets file of
+    /// `KYE_SECRETS_FILE`), else `PGPASSWORD`.
     /// Registered with the redactor so no message kye writes can show it.
     pub(crate) fn password(&self) -> Result<Option<String>, StoreError> {
         let pw = if let Some(pw) = &self.url_password {
