@@ -660,3 +660,72 @@ fn a_password_secret_comes_from_the_secrets_file_kye_toml_names() {
     assert!(err.contains("password_secret=KYE_TEST_PG_PW"), "{err}");
     assert!(!err.contains("only-in-the-file"), "{err}");
 }
+
+/// `sslrootcert=FILE` with `verify-full` and `verify-ca`, against the server's own certificate
+/// (Debian's self-signed `localhost` certificate, which the file trusts): by name `localhost`
+/// the connection is verified; by address, `verify-full` refuses the name and `verify-ca`
+/// accepts the chain; a file that did not sign it is refused; a missing file is named.
+#[test]
+fn sslrootcert_verifies_the_server_by_chain_and_by_name() {
+    let Some(mut pg) = Pg::new() else { return };
+    let ssl: String = pg.c.query_one("SHOW ssl", &[]).unwrap().get(0);
+    let cert: String = pg.c.query_one("SHOW ssl_cert_file", &[]).unwrap().get(0);
+    if ssl != "on" || !std::path::Path::new(&cert).is_file() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI=true: the server at {} has no TLS (ssl = {ssl}, {cert})",
+            url()
+        );
+        eprintln!(
+            "skipping: the server at {} has no TLS certificate to verify",
+            url()
+        );
+        return;
+    }
+    let base = PgSpec::parse(&url()).unwrap();
+    let spec = |host: &str, mode: &str, root: &str| -> StoreSpec {
+        format!(
+            "postgres://{}@{host}:{}/{}?schema={}&sslmode={mode}&sslrootcert={root}",
+            base.user, base.port, base.database, pg.schema
+        )
+        .parse()
+        .unwrap()
+    };
+    // By name: chain and name verified, and the session is encrypted.
+    let mut s = open_store(&spec("localhost", "verify-full", &cert)).unwrap();
+    s.prepare(&schema(ITEMS)).unwrap();
+    let encrypted: bool =
+        pg.c.query_one(
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = $1",
+            &[&format!("kye {}", pg.schema)],
+        )
+        .unwrap()
+        .get::<_, Option<bool>>(0)
+        .expect("kye's sessions are listed");
+    assert!(encrypted);
+    drop(s);
+    // By address: the certificate names `localhost` only.
+    let err = open_store(&spec("127.0.0.1", "verify-full", &cert))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    assert!(err.contains("127.0.0.1:"), "{err}");
+    open_store(&spec("127.0.0.1", "verify-ca", &cert)).expect("the chain is trusted");
+    // Roots that did not sign it.
+    let other = "/etc/ssl/certs/ca-certificates.crt";
+    if std::path::Path::new(other).is_file() {
+        let err = open_store(&spec("localhost", "verify-ca", other))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.to_lowercase().contains("certificate"), "{err}");
+    }
+    let err = open_store(&spec("localhost", "verify-full", "/nonexistent/root.pem"))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("/nonexistent/root.pem"), "{err}");
+}

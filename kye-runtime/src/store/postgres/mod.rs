@@ -110,7 +110,7 @@ impl Conn {
             message: crate::redact::redact_text(&message),
         };
         let config = spec.config()?;
-        let tls = tls::Tls::new(spec.sslmode).map_err(refused)?;
+        let tls = tls::Tls::new(spec.sslmode, spec.sslrootcert.as_deref()).map_err(refused)?;
         // Custom plans always: kye binds arrays of keys as text cast in SQL, which a generic
         // plan would cast again for every row it scans instead of probing the index.
         // `synchronous_commit` stays the server's: a batch kye saw committed (and the key
@@ -214,7 +214,20 @@ fn error_text(e: &postgres::Error) -> String {
             }
             s
         }
-        None => e.to_string(),
+        None => {
+            // The causes too: "error performing TLS handshake: invalid peer certificate: ...".
+            let mut s = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                let text = cause.to_string();
+                if !s.contains(&text) {
+                    s.push_str(": ");
+                    s.push_str(&text);
+                }
+                source = cause.source();
+            }
+            s
+        }
     }
 }
 

@@ -1,19 +1,23 @@
 //! Connecting to PostgreSQL: TLS through rustls (already kye's TLS for HTTP), as `sslmode`
 //! asks: not at all (`disable`), encrypted without verifying the certificate (`prefer`,
-//! `require`, as libpq does), or verified against the system's root certificates
-//! (`verify-full`).
+//! `require`, as libpq does), or verified against the root certificates of `sslrootcert` (a
+//! PEM file) or else the system's: the chain only (`verify-ca`), or the chain and the host
+//! name (`verify-full`).
 
 use std::future::Future;
 use std::io;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::url::SslMode;
@@ -25,8 +29,9 @@ pub(crate) struct Tls {
 }
 
 impl Tls {
-    /// The TLS settings of `mode` (`None` for `disable`).
-    pub(crate) fn new(mode: SslMode) -> Result<Option<Tls>, String> {
+    /// The TLS settings of `mode` (`None` for `disable`), trusting the certificates of the PEM
+    /// file `root_cert` (else the system's) when verifying.
+    pub(crate) fn new(mode: SslMode, root_cert: Option<&Path>) -> Result<Option<Tls>, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -37,25 +42,111 @@ impl Tls {
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
                 .with_no_client_auth(),
-            SslMode::VerifyFull => {
-                let mut roots = rustls::RootCertStore::empty();
-                let found = rustls_native_certs::load_native_certs();
-                for cert in found.certs {
-                    let _ = roots.add(cert);
-                }
-                if roots.is_empty() {
-                    return Err(
-                        "sslmode=verify-full: no root certificates found on this system \
-                                (install ca-certificates)"
-                            .to_string(),
-                    );
-                }
-                builder.with_root_certificates(roots).with_no_client_auth()
+            SslMode::VerifyCa => {
+                let roots = Arc::new(roots(mode, root_cert)?);
+                let chain = WebPkiServerVerifier::builder_with_provider(roots, provider)
+                    .build()
+                    .map_err(|e| format!("sslmode=verify-ca: {e}"))?;
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(ChainOnly(chain)))
+                    .with_no_client_auth()
             }
+            SslMode::VerifyFull => builder
+                .with_root_certificates(roots(mode, root_cert)?)
+                .with_no_client_auth(),
         };
         Ok(Some(Tls {
             config: Arc::new(config),
         }))
+    }
+}
+
+/// The certificates `verify-ca` and `verify-full` trust: those of the PEM file `root_cert`,
+/// else the system's.
+fn roots(mode: SslMode, root_cert: Option<&Path>) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let mode = mode.as_str();
+    match root_cert {
+        Some(path) => {
+            let shown = path.display();
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("sslmode={mode}: cannot read sslrootcert {shown}: {e}"))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| {
+                    format!(
+                        "sslmode={mode}: sslrootcert {shown} is not a PEM certificate file: {e}"
+                    )
+                })?;
+                roots.add(cert).map_err(|e| {
+                    format!("sslmode={mode}: sslrootcert {shown} holds a certificate rustls cannot use: {e}")
+                })?;
+            }
+            if roots.is_empty() {
+                return Err(format!(
+                    "sslmode={mode}: sslrootcert {shown} holds no certificate"
+                ));
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+            if roots.is_empty() {
+                return Err(format!(
+                    "sslmode={mode}: no root certificates found on this system (install \
+                     ca-certificates, or name a PEM file with sslrootcert=)"
+                ));
+            }
+        }
+    }
+    Ok(roots)
+}
+
+/// libpq's `verify-ca`: the chain must lead to a trusted root; the name is not checked.
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
     }
 }
 

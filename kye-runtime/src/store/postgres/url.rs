@@ -16,16 +16,22 @@ pub enum SslMode {
     /// TLS or no connection; the certificate is not verified (as libpq does without a root
     /// certificate).
     Require,
-    /// TLS, the certificate verified against the system's root certificates and the host name.
+    /// TLS, the certificate chain verified against the root certificates (`sslrootcert`, else
+    /// the system's), not the host name.
+    VerifyCa,
+    /// TLS, the certificate verified against the root certificates (`sslrootcert`, else the
+    /// system's) and the host name.
     VerifyFull,
 }
 
 impl SslMode {
-    fn as_str(self) -> &'static str {
+    /// As in the URL: `disable`, `prefer`, `require`, `verify-ca`, `verify-full`.
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SslMode::Disable => "disable",
             SslMode::Prefer => "prefer",
             SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
             SslMode::VerifyFull => "verify-full",
         }
     }
@@ -50,6 +56,9 @@ pub struct PgSpec {
     pub sslmode: SslMode,
     /// Name of the kye secret holding the password (`?password_secret=`).
     pub password_secret: Option<String>,
+    /// PEM file of the root certificates `verify-ca` and `verify-full` trust (`?sslrootcert=`;
+    /// default: the system's).
+    pub sslrootcert: Option<std::path::PathBuf>,
     /// Seconds to wait for the server (`?connect_timeout=`, default 10).
     pub connect_timeout: u64,
     /// The password written in the URL (never shown).
@@ -100,6 +109,9 @@ impl fmt::Display for PgSpec {
         }
         if let Some(s) = &self.password_secret {
             params.push(format!("password_secret={}", encode(s)));
+        }
+        if let Some(p) = &self.sslrootcert {
+            params.push(format!("sslrootcert={}", encode(&p.to_string_lossy())));
         }
         if self.connect_timeout != DEFAULT_CONNECT_TIMEOUT {
             params.push(format!("connect_timeout={}", self.connect_timeout));
@@ -234,6 +246,7 @@ impl PgSpec {
             schema: "public".to_string(),
             sslmode: SslMode::Prefer,
             password_secret: None,
+            sslrootcert: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             url_password: url_password.filter(|p| !p.is_empty()),
         };
@@ -251,15 +264,18 @@ impl PgSpec {
                         "disable" => SslMode::Disable,
                         "allow" | "prefer" => SslMode::Prefer,
                         "require" => SslMode::Require,
-                        "verify-ca" | "verify-full" => SslMode::VerifyFull,
+                        "verify-ca" => SslMode::VerifyCa,
+                        "verify-full" => SslMode::VerifyFull,
                         other => {
                             return Err(bad(format!(
-                                "sslmode={other:?}: use disable, prefer, require or verify-full"
+                                "sslmode={other:?}: use disable, prefer, require, verify-ca or \
+                                 verify-full"
                             )))
                         }
                     }
                 }
                 "password_secret" if !v.is_empty() => spec.password_secret = Some(v),
+                "sslrootcert" if !v.is_empty() => spec.sslrootcert = Some(v.into()),
                 "connect_timeout" => {
                     spec.connect_timeout = v
                         .parse()
@@ -269,7 +285,7 @@ impl PgSpec {
                 other => {
                     return Err(bad(format!(
                         "unknown parameter {other:?}; supported: schema, sslmode, \
-                         password_secret, connect_timeout"
+                         sslrootcert, password_secret, connect_timeout"
                     )))
                 }
             }
@@ -372,7 +388,9 @@ impl PgSpec {
             .ssl_mode(match self.sslmode {
                 SslMode::Disable => postgres::config::SslMode::Disable,
                 SslMode::Prefer => postgres::config::SslMode::Prefer,
-                SslMode::Require | SslMode::VerifyFull => postgres::config::SslMode::Require,
+                SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                    postgres::config::SslMode::Require
+                }
             });
         if let Some(pw) = self.password()? {
             c.password(pw);
