@@ -729,3 +729,29 @@ fn sslrootcert_verifies_the_server_by_chain_and_by_name() {
         .to_string();
     assert!(err.contains("/nonexistent/root.pem"), "{err}");
 }
+
+/// Several writers share a PostgreSQL store: a writer sees another writer's run as running
+/// only while that writer holds its lock. Before, a writer took every running run for alive,
+/// so a run whose process died after this writer started stayed `running` to it (and a
+/// request it should have resumed started afresh).
+#[test]
+fn a_writer_sees_another_writers_dead_run_as_interrupted() {
+    let Some(pg) = Pg::new() else { return };
+    let mut a = open_store(&pg.spec()).unwrap();
+    a.prepare(&schema(ITEMS)).unwrap();
+    let mut b = open_store(&pg.spec()).unwrap();
+    b.prepare(&schema(ITEMS)).unwrap();
+    let dead = a.begin_run(&NewRun::new("Item.id in 1..=9")).unwrap();
+    let mine = b.begin_run(&NewRun::new("Item.id = 1")).unwrap();
+    let status = |s: &dyn StoreWrite, run: RunId| s.run(run).unwrap().map(|r| r.status);
+    assert_eq!(status(b.as_ref(), dead), Some(RunStatus::Running));
+    drop(a);
+    assert_eq!(status(b.as_ref(), dead), Some(RunStatus::Interrupted));
+    assert_eq!(status(b.as_ref(), mine), Some(RunStatus::Running));
+    assert_eq!(
+        b.latest_run_of("Item.id in 1..=9")
+            .unwrap()
+            .map(|r| r.status),
+        Some(RunStatus::Interrupted)
+    );
+}

@@ -340,7 +340,13 @@ impl PgReader {
             return Ok(Vec::new());
         }
         let class = self.conn().lock_class;
-        let writer = self.writer;
+        // A writer knows its own runs are alive; any other run (another process's, which may
+        // have died since this writer started) is alive only while its lock is held.
+        let own: Vec<RunId> = if self.writer {
+            self.conn().running.clone()
+        } else {
+            Vec::new()
+        };
         let (mut runs, alive, counts) = self.conn().run(move |s| {
             let params: Vec<&(dyn ToSql + Sync)> =
                 args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
@@ -348,7 +354,7 @@ impl PgReader {
             let mut alive = Vec::new();
             let mut counts = Vec::new();
             for r in runs.iter().filter(|r| r.status == RunStatus::Running) {
-                let held: bool = writer
+                let held: bool = own.contains(&r.id)
                     || s.client
                         .query_one(
                             "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
