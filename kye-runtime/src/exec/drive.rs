@@ -350,19 +350,31 @@ impl Executor {
                 // Follow-ups and the stop conditions first.
                 continue;
             }
-            let nothing_left = {
+            let quiet = {
                 let s = shared.lock();
                 s.ready.is_empty() && s.done.is_empty() && s.in_flight.is_empty()
-            } && (aborted || stopping || (exhausted && pending.is_empty()));
+            };
+            let mut wake_in = None;
+            if sink_error.is_none() {
+                match sink.idle(&mut follow, quiet && pending.is_empty()) {
+                    Ok(w) => wake_in = w,
+                    Err(e) => {
+                        tracing::error!(error = %e, "writer failed: stopping the run");
+                        sink_error = Some(e);
+                        continue;
+                    }
+                }
+                if !follow.is_empty() {
+                    // Held-back follow-ups, now due: queued like any others.
+                    pending.extend(follow.drain(..));
+                    if !stopping {
+                        continue;
+                    }
+                }
+            }
+            let nothing_left = quiet && (aborted || stopping || (exhausted && pending.is_empty()));
             if nothing_left {
                 break;
-            }
-            if sink_error.is_none() {
-                if let Err(e) = sink.idle() {
-                    tracing::error!(error = %e, "writer failed: stopping the run");
-                    sink_error = Some(e);
-                    continue;
-                }
             }
             let deadline = grace_deadline;
             // Wait for a late item only while there is room for it (the sender waits meanwhile:
@@ -384,7 +396,7 @@ impl Executor {
                     }
                     None => exhausted = true,
                 },
-                _ = tokio::time::sleep(TICK) => {}
+                _ = tokio::time::sleep(wake_in.map_or(TICK, |w| w.min(TICK))) => {}
                 _ = self.shutdown.wait_level(1), if !stopping => {}
                 _ = self.shutdown.wait_level(2), if stopping && !aborted => {
                     aborted = self.interrupt_in_flight(&shared, &workers);

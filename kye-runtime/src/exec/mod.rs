@@ -138,10 +138,14 @@ pub trait Sink<T, V> {
     /// One finished item; may push follow-up items into `follow`. An error stops the run.
     fn finished(&mut self, finished: Finished<T, V>, follow: &mut Vec<T>) -> Result<()>;
 
-    /// Called when no finished item is ready and the executor is about to wait. An error
+    /// Called when no finished item is ready and the executor is about to wait. The sink may
+    /// push follow-up items it held back (keys waiting for company, say) into `follow`;
+    /// `quiet` says that nothing is queued or in flight, so no further item will finish
+    /// before those. The sink may ask to be called again within the returned time. An error
     /// stops the run, as from [`Sink::finished`].
-    fn idle(&mut self) -> Result<()> {
-        Ok(())
+    fn idle(&mut self, follow: &mut Vec<T>, quiet: bool) -> Result<Option<Duration>> {
+        let _ = (follow, quiet);
+        Ok(None)
     }
 }
 

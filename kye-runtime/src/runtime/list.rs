@@ -9,7 +9,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::job::{Job, Target};
+use super::batch::Grouper;
+use super::job::{Job, Target, Unit};
 use super::writer::Live;
 use crate::context::Context;
 use crate::error::{panic_message, Error, Result};
@@ -35,9 +36,9 @@ pub(super) fn start(
     policy: CallPolicy,
     target: Arc<Target>,
     live: Arc<Live>,
-) -> (mpsc::Receiver<Job>, Listing) {
+) -> (mpsc::Receiver<Unit>, Listing) {
     let (key_tx, mut key_rx) = mpsc::channel::<Listed>(LISTED_AHEAD);
-    let (job_tx, job_rx) = mpsc::channel::<Job>(LISTED_AHEAD);
+    let (job_tx, job_rx) = mpsc::channel::<Unit>(LISTED_AHEAD);
     let sender = KeySender::new(key_tx, lister, target.fetcher.check);
     let ctx = ctx.for_fetcher(lister.function).with_retries(policy);
     let task = tokio::spawn((lister.call)(ctx, sender));
@@ -46,16 +47,36 @@ pub(super) fn start(
         let listed = listed.clone();
         tokio::spawn(async move {
             // Keys come in bursts (a page at a time): taken together, one wake-up a burst.
+            // Keys of a batch fetcher wait for their group (at most `LINGER` for the next).
             let mut keys = Vec::with_capacity(64);
-            while key_rx.recv_many(&mut keys, 64).await > 0 {
+            let mut grouper = Grouper::default();
+            let mut units = Vec::new();
+            loop {
+                let wait = grouper.flush_due(false, &mut units);
+                let got = match wait {
+                    None => key_rx.recv_many(&mut keys, 64).await,
+                    Some(w) => tokio::time::timeout(w, key_rx.recv_many(&mut keys, 64))
+                        .await
+                        .unwrap_or(usize::MAX),
+                };
+                if got == 0 {
+                    // The list function is done: the last groups go as they are.
+                    grouper.flush_due(true, &mut units);
+                }
                 listed.fetch_add(keys.len() as u64, Ordering::Relaxed);
                 live.total.fetch_add(keys.len() as u64, Ordering::Relaxed);
                 for Listed { key, record } in keys.drain(..) {
                     let job = Job::new(target.clone(), key, 0).with_record(record);
-                    if job_tx.send(job).await.is_err() {
+                    grouper.push(job, &mut units);
+                }
+                for unit in units.drain(..) {
+                    if job_tx.send(unit).await.is_err() {
                         // The run stopped: dropping `key_rx` tells the list function.
                         return;
                     }
+                }
+                if got == 0 {
+                    return;
                 }
             }
         })
