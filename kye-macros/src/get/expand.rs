@@ -117,7 +117,7 @@ pub fn registration(f: &Fetcher<'_>) -> TokenStream {
     }
 }
 
-/// The registration of a batch fetcher (`batch = N`): one key's conversion (`__kye_key`, the
+/// The registration of a batch fetcher (`batch = N`): one key's conversion (`__kye_one_key`, the
 /// element of the `Vec` parameter), the call with a `Vec` of them, and `call` as a batch of one.
 fn batch_registration(f: &Fetcher<'_>, p: &TokenStream, size: usize) -> TokenStream {
     let sig = &f.func.sig;
@@ -183,19 +183,19 @@ fn batch_registration(f: &Fetcher<'_>, p: &TokenStream, size: usize) -> TokenStr
             #model_alias
             #index_ref
 
-            fn __kye_key(__kye_key: &#p::Key) -> ::core::result::Result<#elem, #p::KeyError> {
+            fn __kye_one_key(__kye_key: &#p::Key) -> ::core::result::Result<#elem, #p::KeyError> {
                 ::core::result::Result::Ok(#conversion)
             }
 
             fn __kye_check(__kye_key: &#p::Key) -> ::core::result::Result<(), #p::KeyError> {
-                __kye_key(__kye_key).map(|_| ())
+                __kye_one_key(__kye_key).map(|_| ())
             }
 
             fn __kye_batch(__kye_all: &[#p::Key], __kye_ctx: #p::Context) -> #p::BatchFuture {
                 #ctx_use
                 let __kye_keys: ::std::vec::Vec<#elem> = match __kye_all
                     .iter()
-                    .map(__kye_key)
+                    .map(__kye_one_key)
                     .collect::<::core::result::Result<_, _>>()
                 {
                     ::core::result::Result::Ok(__kye_k) => __kye_k,
