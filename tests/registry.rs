@@ -250,7 +250,10 @@ mod listed {
             .iter()
             .map(|l| format!("{} {}", l.identifier_text(), l.function))
             .collect();
-        assert_eq!(listers, ["Author.name all_authors", "Reader.id all_readers"]);
+        assert_eq!(
+            listers,
+            ["Author.name all_authors", "Reader.id all_readers"]
+        );
         assert_eq!(
             r.lister("Author").unwrap().doc,
             "Every author the catalog lists, page by page (`catalog.base_url`/authors?page=N)."

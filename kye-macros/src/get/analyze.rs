@@ -176,12 +176,19 @@ fn check_many_keys(
     params: &mut [Param],
 ) {
     let Some(lit) = &args.batch else {
+        let (ident, model) = match &args.target {
+            Some(t) => (
+                identifier_text(&t.model, &t.edges),
+                t.model.to_token_stream().to_string().replace(' ', ""),
+            ),
+            None => ("Cat.id".to_string(), "Cat".to_string()),
+        };
         for k in key_pats.iter() {
             if vec_elem(&k.ty).is_some() {
                 cx.error(
                     k.ty.span(),
                     format!(
-                        "`{}` takes many keys: a fetcher of many keys says how many one call takes, e.g. `#[kye::get(Cat.id, batch = 50)]`, and returns `kye::Result<Vec<Cat>>`",
+                        "`{}` takes many keys: a fetcher of many keys says how many one call takes, e.g. `#[kye::get({ident}, batch = 50)]`, and returns `kye::Result<Vec<{model}>>`",
                         k.ty.to_token_stream().to_string().replace(' ', "")
                     ),
                 );

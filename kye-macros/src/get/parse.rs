@@ -35,7 +35,7 @@ impl Parse for Args {
         while !input.is_empty() {
             if input.peek(Ident)
                 && input.peek2(Token![=])
-                && input.fork().parse::<Ident>()? == "batch"
+                && input.fork().parse::<Ident>().is_ok_and(|i| i == "batch")
             {
                 let name: Ident = input.parse()?;
                 input.parse::<Token![=]>()?;
