@@ -52,6 +52,8 @@ struct State<T, V> {
     ready: VecDeque<Arc<T>>,
     /// Finished items, for the driving task.
     done: Vec<Finished<T, V>>,
+    /// Their sizes ([`Work::size`]) together.
+    done_size: u64,
     /// Items being called, by worker.
     in_flight: HashMap<usize, Arc<T>>,
     /// Items started.
@@ -139,7 +141,7 @@ where
             match s.ready.pop_front().filter(|_| !stopping) {
                 Some(item) => {
                     s.in_flight.insert(id, item.clone());
-                    s.started += 1;
+                    s.started += item.size();
                     Some((item, s.ready.len() <= kit.low_water))
                 }
                 None => None,
@@ -180,8 +182,11 @@ where
                 return;
             }
             s.in_flight.remove(&id);
+            s.done_size += finished.item.size();
             s.done.push(finished);
-            s.done.len() >= kit.batch || s.in_flight.is_empty() || s.ready.len() <= kit.low_water
+            s.done_size >= kit.batch as u64
+                || s.in_flight.is_empty()
+                || s.ready.len() <= kit.low_water
         };
         if wake {
             shared.driver.notify_one();
@@ -234,6 +239,7 @@ impl Executor {
             state: Mutex::new(State {
                 ready: VecDeque::with_capacity(queued),
                 done: Vec::new(),
+                done_size: 0,
                 in_flight: HashMap::new(),
                 started: 0,
                 stop: false,
@@ -324,6 +330,7 @@ impl Executor {
                     }
                 }
                 let done = std::mem::take(&mut s.done);
+                s.done_size = 0;
                 stats.started = s.started;
                 (done, s.in_flight.len(), was_empty && !s.ready.is_empty())
             };
@@ -333,10 +340,11 @@ impl Executor {
             let handed = done.len();
             for finished in done {
                 stats.retries += u64::from(finished.attempts.saturating_sub(1));
+                let size = finished.item.size();
                 match &finished.outcome {
-                    Outcome::Done(_) => stats.done += 1,
-                    Outcome::Failed(_) => stats.failed += 1,
-                    Outcome::Interrupted => stats.interrupted += 1,
+                    Outcome::Done(_) => stats.done += size,
+                    Outcome::Failed(_) => stats.failed += size,
+                    Outcome::Interrupted => stats.interrupted += size,
                 }
                 if sink_error.is_none() {
                     if let Err(e) = sink.finished(finished, &mut follow) {

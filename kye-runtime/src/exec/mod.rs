@@ -103,6 +103,12 @@ pub trait Work: Send + Sync + 'static {
     fn model(&self) -> &str;
     /// The key, printed, for spans.
     fn key(&self) -> String;
+    /// How many keys the item stands for (several when one call fetches many): what
+    /// [`ExecStats`] counts, and what the executor weighs finished items by before handing
+    /// them on, so that a few large items are handed over as early as many small ones.
+    fn size(&self) -> u64 {
+        1
+    }
 }
 
 /// How an item ended.
@@ -161,13 +167,13 @@ where
 /// Counts of a run of the executor.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ExecStats {
-    /// Items started.
+    /// Items started, counted by [`Work::size`] (a group of 50 keys counts 50).
     pub started: u64,
-    /// Items done.
+    /// Items done, counted by [`Work::size`].
     pub done: u64,
-    /// Items failed (any class).
+    /// Items failed (any class), counted by [`Work::size`].
     pub failed: u64,
-    /// Items interrupted.
+    /// Items interrupted, counted by [`Work::size`].
     pub interrupted: u64,
     /// Retries made (attempts beyond the first).
     pub retries: u64,

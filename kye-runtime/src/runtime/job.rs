@@ -149,4 +149,10 @@ impl Work for Unit {
             Unit::Batch(b) => b.keys_text(),
         }
     }
+    fn size(&self) -> u64 {
+        match self {
+            Unit::One(_) => 1,
+            Unit::Batch(b) => b.jobs.len() as u64,
+        }
+    }
 }

@@ -269,7 +269,7 @@ fn stray(batch: &Batch, record: Value, twice: bool) -> Stray {
     let fetcher = batch.target.fetcher;
     let model = batch.target.model.name();
     let edges = fetcher.identifier;
-    let shown = super::batch::record_key_shown(&record, edges);
+    let shown = redact_text(&super::batch::record_key_shown(&record, edges));
     let edge_text = if edges.len() == 1 {
         edges[0].to_string()
     } else {
@@ -292,7 +292,7 @@ fn stray(batch: &Batch, record: Value, twice: bool) -> Stray {
     ));
     let mut e = ValidationError::new(ErrorKind::IndexConflict, model, reason.clone());
     e.edges = edges.iter().map(|s| s.to_string()).collect();
-    e.value = Some(redact_text(&shown));
+    e.value = Some(shown.clone());
     let key = edges
         .iter()
         .map(|edge| record.get(*edge).cloned())
