@@ -183,29 +183,38 @@ async fn in_batch(ids: Vec<i64>, ctx: &kye::Context) -> kye::Result<Vec<Value>> 
 }
 
 /// The loopback server of the batch benchmark: `/one/{id}` answers the overhead record of
-/// `id`, `/many?ids=1,2,...` an array of them.
-fn batch_server() -> AnyResult<TestServer> {
+/// `id`, `/many?ids=1,2,...` an array of them; each answer after `latency` (a remote API's
+/// round trip; zero for none).
+fn batch_server(latency: Duration) -> AnyResult<TestServer> {
+    let delayed = move |route: Route| {
+        if latency.is_zero() {
+            route
+        } else {
+            route.always(kye::testing::Fault::Stall(latency))
+        }
+    };
     let routes = kye::testing::Routes::new()
-        .generate("/one/", |rest| {
+        .generate("/one/", move |rest| {
             let id: i64 = rest.parse().ok()?;
-            Some(Route::json(ready_value(id).to_string()))
+            Some(delayed(Route::json(ready_value(id).to_string())))
         })
-        .generate_with_query("/many", |_, query| {
+        .generate_with_query("/many", move |_, query| {
             let ids = kye::testing::query_param(query, "ids")?;
             let records: Vec<Value> = ids
                 .split(',')
                 .filter_map(|i| i.parse().ok())
                 .map(ready_value)
                 .collect();
-            Some(Route::json(Value::Array(records).to_string()))
+            Some(delayed(Route::json(Value::Array(records).to_string())))
         });
     Ok(TestServer::start_on_thread(routes)?)
 }
 
-/// `batch N key|batch`: the same N records from one loopback server (on a thread of this
-/// process), one key a request (`PerKey.id in 1..=N`) or 50 keys a request
-/// (`InBatch.id in 1..=N`); prints the requests the server saw and the wall time.
-fn batch(count: u64, side: &str) -> AnyResult<()> {
+/// `batch N key|batch [LATENCY_MS]`: the same N records from one loopback server (on a
+/// thread of this process), one key a request (`PerKey.id in 1..=N`) or 50 keys a request
+/// (`InBatch.id in 1..=N`), each answer after LATENCY_MS (default 0); prints the requests the
+/// server saw and the wall time. Concurrency 16 (the default) on both sides.
+fn batch(count: u64, side: &str, latency: Duration) -> AnyResult<()> {
     let model = match side {
         "key" => "PerKey",
         "batch" => "InBatch",
@@ -213,7 +222,7 @@ fn batch(count: u64, side: &str) -> AnyResult<()> {
     };
     let dir = tempfile::tempdir()?;
     let rt = tokio_rt()?;
-    let server = batch_server()?;
+    let server = batch_server(latency)?;
     let mut config = kye::Config::empty();
     config.set("bench.base_url", server.base_url());
     let start = Instant::now();
@@ -228,7 +237,8 @@ fn batch(count: u64, side: &str) -> AnyResult<()> {
         return Err(format!("not everything was stored: {summary}").into());
     }
     println!(
-        "RESULT side={side} secs={secs:.4} keys={count} requests={} us_per_key={:.2} peak_rss_kib={}",
+        "RESULT side={side} latency_ms={} secs={secs:.4} keys={count} requests={} us_per_key={:.2} peak_rss_kib={}",
+        latency.as_millis(),
         server.stats().requests(),
         secs * 1e6 / count as f64,
         peak_rss_kib()
@@ -526,7 +536,7 @@ fn usage() -> String {
     "usage: kye-bench run [--smoke] [--reps R] [--counts N,N] [--real-counts N,N|none] \
      [--example-before PATH] [--scale N,N] [--rows N] [--doc-bytes B] [--concurrency C] \
      [--only validate,fetch,scale]\n\
-     \x20      kye-bench serve N real|BYTES | floor BASE N C [parse] | kye-fetch BASE N C DB | overhead N [listed] | batch N key|batch | pgstore N [URL]\n\
+     \x20      kye-bench serve N real|BYTES | floor BASE N C [parse] | kye-fetch BASE N C DB | overhead N [listed] | batch N key|batch [LATENCY_MS] | pgstore N [URL]\n\
      \x20      kye-bench parse [--docs M] [--rounds R] [--size real|BYTES] [--only WAY]"
         .to_string()
 }
@@ -557,9 +567,13 @@ fn main() -> ExitCode {
             }),
             Some("overhead") => arg(&args, 1, "N")
                 .and_then(|n| overhead(n, args.get(2).is_some_and(|a| a == "listed"))),
-            Some("batch") => {
-                arg(&args, 1, "N").and_then(|n| batch(n, &arg::<String>(&args, 2, "SIDE")?))
-            }
+            Some("batch") => arg(&args, 1, "N").and_then(|n| {
+                let latency = match args.get(3) {
+                    Some(_) => Duration::from_millis(arg(&args, 3, "LATENCY_MS")?),
+                    None => Duration::ZERO,
+                };
+                batch(n, &arg::<String>(&args, 2, "SIDE")?, latency)
+            }),
             Some("pgstore") => arg(&args, 1, "N").and_then(|n| {
                 let url = args.get(2).cloned().unwrap_or_else(run::postgres_url);
                 pgstore::pgstore(n, &url)

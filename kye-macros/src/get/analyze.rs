@@ -211,7 +211,7 @@ fn check_many_keys(
         let ty = key_types.next();
         match vec_elem(&k.ty).cloned() {
             Some(elem) => {
-                k.ty = Box::new(elem.clone());
+                *k.ty = elem.clone();
                 if let Some(ty) = ty {
                     **ty = elem;
                 }

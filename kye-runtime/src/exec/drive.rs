@@ -50,6 +50,9 @@ struct Shared<T, V> {
 struct State<T, V> {
     /// Items taken from the sources, for the workers (follow-ups at the front).
     ready: VecDeque<Arc<T>>,
+    /// Their sizes ([`Work::size`]) together: the queue is kept by keys, not items, so that
+    /// groups of many keys do not pile up (each holds its records once finished).
+    ready_size: u64,
     /// Finished items, for the driving task.
     done: Vec<Finished<T, V>>,
     /// Their sizes ([`Work::size`]) together.
@@ -138,11 +141,15 @@ where
                     .hosts
                     .as_ref()
                     .is_some_and(|h| h.unreachable().is_some());
-            match s.ready.pop_front().filter(|_| !stopping) {
+            let next = if stopping { None } else { s.ready.pop_front() };
+            if let Some(item) = &next {
+                s.ready_size -= item.size();
+            }
+            match next {
                 Some(item) => {
                     s.in_flight.insert(id, item.clone());
                     s.started += item.size();
-                    Some((item, s.ready.len() <= kit.low_water))
+                    Some((item, s.ready_size <= kit.low_water as u64))
                 }
                 None => None,
             }
@@ -186,7 +193,7 @@ where
             s.done.push(finished);
             s.done_size >= kit.batch as u64
                 || s.in_flight.is_empty()
-                || s.ready.len() <= kit.low_water
+                || s.ready_size <= kit.low_water as u64
         };
         if wake {
             shared.driver.notify_one();
@@ -238,6 +245,7 @@ impl Executor {
         let shared: Arc<Shared<T, V>> = Arc::new(Shared {
             state: Mutex::new(State {
                 ready: VecDeque::with_capacity(queued),
+                ready_size: 0,
                 done: Vec::new(),
                 done_size: 0,
                 in_flight: HashMap::new(),
@@ -290,6 +298,7 @@ impl Executor {
                     // Items taken but not started stay untaken.
                     let untaken = !s.ready.is_empty();
                     s.ready.clear();
+                    s.ready_size = 0;
                     s.stop = true;
                     stats.stopped = untaken || !(exhausted && pending.is_empty());
                     grace_deadline = Some(Instant::now() + self.settings.grace_period);
@@ -298,7 +307,7 @@ impl Executor {
                 if !s.stop {
                     // Follow-ups go first, ahead of items already queued.
                     let mut front = 0;
-                    while s.ready.len() < queued {
+                    while s.ready_size < queued as u64 {
                         let next = match pending.pop_front() {
                             Some(t) => {
                                 front += 1;
@@ -323,6 +332,7 @@ impl Executor {
                             None => None,
                         };
                         let Some(item) = next else { break };
+                        s.ready_size += item.size();
                         s.ready.push_back(Arc::new(item));
                     }
                     if front > 0 {
