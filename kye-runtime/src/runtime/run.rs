@@ -12,16 +12,16 @@ use tracing::Instrument;
 
 use super::batch::Grouper;
 use super::follow::Follower;
-use super::job::{Job, Target, Unit};
+use super::job::{Batch, Job, Target, Unit};
 use super::options::FetchRequest;
-use super::process::{settle, KeyResult, Processor, SkipPolicy, UnitResult};
+use super::process::{settle, KeyResult, Processor, SkipPolicy, Stray, UnitResult};
 use super::summary::{Ending, FetchSummary};
 use super::writer::{HandOff, Live, Writer, Written};
 use super::Runtime;
 use crate::error::{Error, Result};
 use crate::exec::{Executor, Finished, Outcome, Sink};
 use crate::request::ResolvedRequest;
-use crate::store::{IndexKey, NewRun, RejectWrite, RunEnd, RunId, RunStatus, StoreRead, Timestamp};
+use crate::store::{NewRun, RejectWrite, RunEnd, RunId, RunStatus, StoreRead, Timestamp};
 
 /// What `get` keeps of its one key beyond the counts: the record, or the rejected payload and
 /// its errors, or the reason it is missing.
@@ -147,10 +147,7 @@ impl Sink<Unit, UnitResult> for &mut KeySink<'_> {
         };
         let mut strays: Vec<(RejectWrite, String)> = strays
             .into_iter()
-            .map(|s| {
-                tracing::warn!(model = batch.target.model.name(), reason = %s.reason, "record rejected");
-                (stray_reject(self.run, &batch.target.provenance, batch.target.model.name(), s.key, s.payload, &s.error, &s.reason), s.shown)
-            })
+            .map(|stray| stray_reject(self.run, batch, stray))
             .collect();
         for (job, result) in batch.jobs.iter().zip(results.iter_mut()) {
             let outcome = match result.take() {
@@ -174,26 +171,22 @@ impl Sink<Unit, UnitResult> for &mut KeySink<'_> {
     }
 }
 
-/// The reject of a record a batch answer held that no key of the batch asked for.
-fn stray_reject(
-    run: RunId,
-    fetcher: &str,
-    model: &str,
-    key: Option<IndexKey>,
-    payload: Value,
-    error: &ValidationError,
-    reason: &str,
-) -> RejectWrite {
-    RejectWrite {
+/// The reject of a record a batch answer held that no key of the batch asked for, with the
+/// key it carries as shown in the summary.
+fn stray_reject(run: RunId, batch: &Batch, stray: Stray) -> (RejectWrite, String) {
+    let model = batch.target.model.name();
+    tracing::warn!(model, reason = %stray.reason, "record rejected");
+    let reject = RejectWrite {
         run,
         model: model.to_string(),
-        key,
-        fetcher: fetcher.to_string(),
-        payload,
-        errors: serde_json::to_value([error]).unwrap_or(Value::Null),
-        reason: reason.to_string(),
+        key: stray.key,
+        fetcher: batch.target.provenance.clone(),
+        payload: stray.payload,
+        errors: serde_json::to_value([&stray.error]).unwrap_or(Value::Null),
+        reason: stray.reason,
         at: Timestamp::now(),
-    }
+    };
+    (reject, stray.shown)
 }
 
 impl Runtime {
