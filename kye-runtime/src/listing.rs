@@ -21,7 +21,10 @@
 //! Models are sorted by name, fetchers by model then identifier. `doc` is the first paragraph
 //! of the doc comment, `""` when there is none (fetchers) or `null` (models). `output` is one of
 //! `record`, `optional`, `json`, `optional_json`. `cardinality` is the kye marker: `""`, `"?"`,
-//! `"*"` or `"+"`. New fields may be added; existing ones keep their meaning.
+//! `"*"` or `"+"`. A batch fetcher (`#[kye::get(Cat.id, batch = 50)]`) has `"batch": 50`,
+//! the most keys one call takes (left out for a fetcher of one key); the table's and the
+//! Markdown's KIND column says `async, batch 50`. New fields may be added; existing ones keep
+//! their meaning.
 
 use std::fmt::Write as _;
 
