@@ -4,7 +4,7 @@
 //! rate limits per call, skip-fresh and `--follow` through groups.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -107,6 +107,9 @@ fn ids(query: &str) -> Vec<u64> {
 
 /// The most ids one request to `/cats` asked for.
 static LARGEST: AtomicUsize = AtomicUsize::new(0);
+/// Whether `/slow` stalls, and the smallest id its last request asked for.
+static STALL: AtomicBool = AtomicBool::new(true);
+static SMALLEST_SLOW: AtomicUsize = AtomicUsize::new(0);
 
 fn routes() -> Routes {
     Routes::new()
@@ -148,6 +151,22 @@ fn routes() -> Routes {
             }
             let body: Vec<Value> = ids.into_iter().map(cat).collect();
             Some(Route::json(Value::Array(body).to_string()))
+        })
+        // Stalls a batch asking for a cat above 100 while `STALL` is set.
+        .generate_with_query("/slow", |_, query| {
+            let ids = ids(query);
+            SMALLEST_SLOW.store(
+                ids.iter().copied().min().unwrap_or(0) as usize,
+                Ordering::SeqCst,
+            );
+            let stall = STALL.load(Ordering::SeqCst) && ids.iter().any(|&i| i > 100);
+            let body: Vec<Value> = ids.into_iter().map(cat).collect();
+            let route = Route::json(Value::Array(body).to_string());
+            Some(if stall {
+                route.always(Fault::Stall(Duration::from_secs(10)))
+            } else {
+                route
+            })
         })
         .generate("/owners/", |rest| {
             let id: u64 = rest.parse().ok()?;
@@ -388,4 +407,50 @@ async fn followed_references_of_a_batch_model_are_batched_too() {
     let calls = server.requests("/cats");
     assert!((1..=4).contains(&calls), "{calls} calls for 40 cats");
     assert_eq!(status(&rt, 41), Some(KeyStatus::Stored));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_batch_run_resumes_with_the_keys_left() {
+    let server = TestServer::start(routes()).await.expect("server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("kye.db");
+    let rt = runtime(server.base_url(), "/slow", "grace_period = \"100ms\"", &db);
+    let stop = rt.shutdown().clone();
+    let probe = std::sync::Arc::new(server);
+    let watched = probe.clone();
+    tokio::spawn(async move {
+        // Two groups answered, the third stalled: stop.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline && watched.requests("/slow") < 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.trigger();
+    });
+    let request = FetchRequest::new("Cat.id in 1..=150");
+    let first = tokio::time::timeout(Duration::from_secs(30), rt.fetch(request.clone()))
+        .await
+        .expect("the first run ends")
+        .expect("run");
+    assert_eq!(first.status, RunStatus::Interrupted, "{first}");
+    assert_eq!(first.counts.stored, 100, "{first}");
+    assert_eq!(first.interrupted, 50, "the stalled group's keys: {first}");
+    drop(rt);
+
+    STALL.store(false, Ordering::SeqCst);
+    let rt = runtime(probe.base_url(), "/slow", "", &db);
+    let second = tokio::time::timeout(Duration::from_secs(30), rt.fetch(request))
+        .await
+        .expect("the resumed run ends")
+        .expect("run");
+    assert_eq!(second.status, RunStatus::Completed, "{second}");
+    assert_eq!(second.resumed_from, Some(first.run), "{second}");
+    assert_eq!(
+        (second.counts.skipped, second.counts.stored),
+        (100, 50),
+        "{second}"
+    );
+    // One more call, for the 50 keys left only.
+    assert_eq!(probe.requests("/slow"), 4);
+    assert_eq!(SMALLEST_SLOW.load(Ordering::SeqCst), 101);
 }
