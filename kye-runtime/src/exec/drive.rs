@@ -560,6 +560,60 @@ mod tests {
         assert!(max_ahead <= 16 + 64 + 8 + 64 + 8, "ahead by {max_ahead}");
     }
 
+    /// Holds every follow-up back until the executor idles (as the runtime does with keys of a
+    /// batch fetcher waiting for their group), asking to be called again within 20 ms.
+    struct HoldBack {
+        held: Vec<N>,
+        seen: Vec<u64>,
+        quiet_releases: u32,
+    }
+
+    impl Sink<N, u64> for &mut HoldBack {
+        fn finished(&mut self, f: Finished<N, u64>, _follow: &mut Vec<N>) -> Result<()> {
+            if let Outcome::Done(v) = f.outcome {
+                self.seen.push(v);
+                if v < 3 {
+                    self.held.push(N(v + 10));
+                }
+            }
+            Ok(())
+        }
+
+        fn idle(&mut self, follow: &mut Vec<N>, quiet: bool) -> Result<Option<Duration>> {
+            if self.held.is_empty() {
+                return Ok(None);
+            }
+            if quiet {
+                self.quiet_releases += 1;
+                follow.append(&mut self.held);
+                return Ok(None);
+            }
+            Ok(Some(Duration::from_millis(20)))
+        }
+    }
+
+    #[tokio::test]
+    async fn follow_ups_a_sink_holds_back_run_before_the_run_ends() {
+        let mut sink = HoldBack {
+            held: Vec::new(),
+            seen: Vec::new(),
+            quiet_releases: 0,
+        };
+        let stats = executor(4)
+            .run(
+                (1..=3).map(N),
+                |n: Arc<N>, _| async move { Ok(n.0) },
+                &mut sink,
+            )
+            .await
+            .unwrap();
+        sink.seen.sort_unstable();
+        // 1 and 2 led to 11 and 12, released once nothing else could finish.
+        assert_eq!(sink.seen, [1, 2, 3, 11, 12]);
+        assert_eq!(stats.done, 5);
+        assert!(sink.quiet_releases >= 1);
+    }
+
     #[tokio::test]
     async fn a_run_stopped_early_closes_the_late_channel() {
         let (tx, rx) = tokio::sync::mpsc::channel::<N>(4);
