@@ -143,6 +143,10 @@ fn routes() -> Routes {
             let body: Vec<Value> = ids(query).into_iter().map(cat).collect();
             Some(Route::json(Value::Array(body).to_string()).fail_first(1, Fault::Status(503)))
         })
+        // Always busy.
+        .generate_with_query("/down", |_, _| {
+            Some(Route::json("[]").always(Fault::Status(503)))
+        })
         // Refuses any batch with cat 7 in it.
         .generate_with_query("/picky", |_, query| {
             let ids = ids(query);
@@ -453,4 +457,30 @@ async fn an_interrupted_batch_run_resumes_with_the_keys_left() {
     // One more call, for the 50 keys left only.
     assert_eq!(probe.requests("/slow"), 4);
     assert_eq!(SMALLEST_SLOW.load(Ordering::SeqCst), 101);
+}
+
+#[tokio::test]
+async fn a_batch_still_busy_after_its_attempts_fails_each_key() {
+    let server = TestServer::start(routes()).await.expect("server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime(server.base_url(), "/down", "", &dir.path().join("kye.db"));
+
+    let summary = rt
+        .fetch(FetchRequest::new("Cat.id in 1..=10"))
+        .await
+        .expect("run");
+    assert_eq!(summary.counts.failed, 10, "{summary:?}");
+    // max_attempts = 3, for the group as a whole.
+    assert_eq!(server.requests("/down"), 3);
+    assert_eq!(summary.retries, 2, "{summary:?}");
+    for failure in &summary.failures {
+        assert!(
+            failure.reason.contains("gave up after 3 attempts") && failure.reason.contains("503"),
+            "{failure:?}"
+        );
+    }
+    assert!(!summary.failures.is_empty());
+    for id in 1..=10 {
+        assert_eq!(status(&rt, id), Some(KeyStatus::Failed), "id {id}");
+    }
 }
