@@ -15,7 +15,10 @@ fn registry() -> &'static kye::Registry {
 fn models_and_fetchers_from_another_crate_are_registered() {
     let r = registry();
     let models: Vec<&str> = r.models().map(|m| m.name()).collect();
-    assert_eq!(models, ["Author", "Book", "Opening", "Shelf"]);
+    assert_eq!(
+        models,
+        ["Author", "Book", "Opening", "Reader", "Shelf", "Visits"]
+    );
     let fetchers: Vec<String> = r
         .fetchers()
         .iter()
@@ -28,6 +31,8 @@ fn models_and_fetchers_from_another_crate_are_registered() {
             "Book.id book_by_id kye_user_sources",
             "Book.isbn book_by_isbn kye_user_sources",
             "Opening(year, month, day) opening kye_user_sources",
+            "Reader.id readers kye_user_sources",
+            "Visits(year, day) visits kye_user_sources",
         ]
     );
     let isbn = r.fetcher("Book", &["isbn"]).unwrap();
@@ -245,7 +250,14 @@ mod listed {
             .iter()
             .map(|l| format!("{} {}", l.identifier_text(), l.function))
             .collect();
-        assert_eq!(listers, ["Author.name all_authors", "Book.id new_books"]);
+        assert_eq!(
+            listers,
+            [
+                "Author.name all_authors",
+                "Book.id new_books",
+                "Reader.id all_readers"
+            ]
+        );
         assert_eq!(
             r.lister("Author").unwrap().doc,
             "Every author the catalog lists, page by page (`catalog.base_url`/authors?page=N)."
@@ -498,5 +510,167 @@ mod listed {
         let summary = rt.fetch("Author").await.unwrap();
         assert_eq!(summary.resumed_from, Some(kye::RunId(1)), "{summary}");
         assert_eq!(summary.counts.stored, AUTHORS as u64 - 20, "{summary}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batch fetchers from another crate (`readers`, `#[kye::get(Reader.id, batch = 50)]`; `visits`,
+// composite and sync): registered with their batch size, shown by `kye list`, and called once
+// per group of keys against a loopback batch endpoint.
+
+mod batched {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use kye::testing::{query_param, Route, Routes, TestServer};
+    use kye::{Config, Runtime};
+    use serde_json::json;
+
+    /// `/readers?ids=1,2,3` (reader 13 is unknown) and `/readers/all?page=N` (30 ids a page,
+    /// 120 in all); `largest` keeps the most ids one batch request asked for.
+    fn library(largest: Arc<AtomicUsize>) -> Routes {
+        Routes::new()
+            .generate_with_query("/readers", move |rest, q| {
+                if !rest.is_empty() {
+                    return None;
+                }
+                let ids: Vec<u64> = query_param(q, "ids")?
+                    .split(',')
+                    .filter_map(|s| s.parse().ok())
+                    .collect();
+                largest.fetch_max(ids.len(), Ordering::SeqCst);
+                let found: Vec<_> = ids
+                    .into_iter()
+                    .filter(|&id| id != 13)
+                    .map(|id| json!({"id": id, "name": format!("reader {id}")}))
+                    .collect();
+                Some(Route::json(json!(found).to_string()))
+            })
+            .generate_with_query("/readers/all", |_, q| {
+                let page: u64 = query_param(q, "page")?.parse().ok()?;
+                let ids: Vec<u64> = ((page - 1) * 30 + 1..=(page * 30).min(120)).collect();
+                Some(Route::json(json!({ "ids": ids }).to_string()))
+            })
+    }
+
+    fn runtime(base: &str, db: &std::path::Path) -> Runtime {
+        let config = Config::from_toml_str(
+            &format!("[catalog]\nbase_url = \"{base}\"\n[run]\nmax_attempts = 2\n"),
+            None,
+        )
+        .unwrap();
+        Runtime::builder()
+            .config(config)
+            .env(Vec::new())
+            .store(format!("sqlite:{}", db.display()))
+            .handle_ctrl_c(false)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_batch_fetcher_is_registered_and_listed_with_its_batch_size() {
+        let r = super::registry();
+        let readers = r.fetcher("Reader", &["id"]).unwrap();
+        assert_eq!(readers.batch_size(), Some(50));
+        assert_eq!(readers.output.as_str(), "record");
+        let visits = r.fetcher("Visits", &["year", "day"]).unwrap();
+        assert_eq!(visits.batch_size(), Some(7));
+        assert!(!visits.is_async);
+        assert_eq!(visits.output.as_str(), "json");
+        assert_eq!(r.fetcher("Book", &["id"]).unwrap().batch_size(), None);
+
+        let listing = kye::Listing::new(r);
+        let json: serde_json::Value = serde_json::from_str(&listing.to_json()).unwrap();
+        let row = |f: &str| {
+            json["fetchers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["function"] == f)
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(row("readers")["batch"], 50);
+        // A fetcher of one key has no `batch` in the JSON.
+        assert!(row("author").get("batch").is_none());
+        let text = listing.to_text();
+        assert!(text.contains("async, batch 50"), "{text}");
+        assert!(text.contains("sync, batch 7"), "{text}");
+        assert!(
+            listing
+                .to_markdown()
+                .contains("| `Reader.id` | `readers` | async, batch 50 | record |"),
+            "{}",
+            listing.to_markdown()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_fetcher_is_called_once_per_group_of_keys() {
+        let largest = Arc::new(AtomicUsize::new(0));
+        let server = TestServer::start(library(largest.clone())).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime(server.base_url(), &dir.path().join("kye.db"));
+        let summary = rt.fetch("Reader.id in 1..=120").await.unwrap();
+        assert_eq!(summary.counts.stored, 119, "{summary}");
+        assert_eq!(summary.counts.missing, 1, "{summary}");
+        assert_eq!(server.requests("/readers"), 3);
+        assert_eq!(largest.load(Ordering::SeqCst), 50);
+
+        // `get` of one key is a batch of one.
+        let one = rt.get("Reader.id = 7").await.unwrap();
+        assert_eq!(one.record().unwrap()["name"], "reader 7");
+        assert_eq!(server.requests("/readers"), 4);
+    }
+
+    #[tokio::test]
+    async fn listed_keys_of_a_batch_fetcher_are_grouped_as_they_arrive() {
+        let largest = Arc::new(AtomicUsize::new(0));
+        let server = TestServer::start(library(largest.clone())).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime(server.base_url(), &dir.path().join("kye.db"));
+        let summary = rt.fetch("Reader").await.unwrap();
+        assert_eq!(summary.requested, 120, "{summary}");
+        assert_eq!(
+            (summary.counts.stored, summary.counts.missing),
+            (119, 1),
+            "{summary}"
+        );
+        // Pages of 30 grouped into calls of up to 50 (a group waits 20 ms for the next page):
+        // a handful of calls, not 120.
+        let calls = server.requests("/readers");
+        assert!((3..=8).contains(&calls), "{calls} calls for 120 readers");
+        assert!(largest.load(Ordering::SeqCst) <= 50);
+    }
+
+    #[tokio::test]
+    async fn composite_keys_are_batched_as_tuples() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime("http://127.0.0.1:9", &dir.path().join("kye.db"));
+        let summary = rt
+            .fetch("Visits(year, day) in [(2024, 1), (2024, 2), (2024, 400), (2025, 1)]")
+            .await
+            .unwrap();
+        assert_eq!(
+            (summary.counts.stored, summary.counts.missing),
+            (3, 1),
+            "{summary}"
+        );
+        let stored = rt
+            .with_store(|s| s.records(&kye::store::RecordQuery::new("Visits")))
+            .unwrap();
+        let mut got: Vec<(i64, i64, i64)> = stored
+            .iter()
+            .map(|v| {
+                (
+                    v["year"].as_i64().unwrap(),
+                    v["day"].as_i64().unwrap(),
+                    v["count"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, [(2024, 1, 2), (2024, 2, 4), (2025, 1, 2)]);
     }
 }

@@ -17,6 +17,8 @@
 //!   discarding the bodies.
 //! - `overhead`: a fetcher returning a ready value (no network): registry lookup, validation
 //!   and the SQLite store per key.
+//! - `batch`: the same records from one loopback server one key a request or 50 a request
+//!   (a batch fetcher, `#[kye::get(InBatch.id, batch = 50)]`): requests and wall time.
 //! - `parse`: the ways of mapping one document, on the same documents in one process
 //!   (`parse.rs`).
 
@@ -45,7 +47,11 @@ mod synthetic;
 
 use synthetic::{Sizes, Synthetic};
 
-kye::models!("../examples/pokemon/pokemon.kye", "overhead.kye");
+kye::models!(
+    "../examples/pokemon/pokemon.kye",
+    "overhead.kye",
+    "batch.kye"
+);
 
 // ---------------------------------------------------------------------------------------------
 // Fetchers, written the way a user writes them.
@@ -153,6 +159,90 @@ async fn all_ready(ctx: &kye::Context, keys: kye::Keys<i64>) -> kye::Result<()> 
             keys.send(id).await?;
         }
     }
+    Ok(())
+}
+
+/// The batch benchmark's fetcher of one key: `GET {bench.base_url}/one/{id}`.
+#[kye::get(PerKey.id)]
+async fn per_key(id: i64, ctx: &kye::Context) -> kye::Result<Value> {
+    let base = ctx
+        .config("bench.base_url")
+        .ok_or_else(|| kye::Error::permanent("bench.base_url is not configured"))?;
+    ctx.get_json(&format!("{base}/one/{id}")).await
+}
+
+/// The batch benchmark's batch fetcher: `GET {bench.base_url}/many?ids=1,2,...`, 50 a call.
+#[kye::get(InBatch.id, batch = 50)]
+async fn in_batch(ids: Vec<i64>, ctx: &kye::Context) -> kye::Result<Vec<Value>> {
+    let base = ctx
+        .config("bench.base_url")
+        .ok_or_else(|| kye::Error::permanent("bench.base_url is not configured"))?;
+    let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+    ctx.get_json(&format!("{base}/many?ids={}", ids.join(",")))
+        .await
+}
+
+/// The loopback server of the batch benchmark: `/one/{id}` answers the overhead record of
+/// `id`, `/many?ids=1,2,...` an array of them; each answer after `latency` (a remote API's
+/// round trip; zero for none).
+fn batch_server(latency: Duration) -> AnyResult<TestServer> {
+    let delayed = move |route: Route| {
+        if latency.is_zero() {
+            route
+        } else {
+            route.always(kye::testing::Fault::Stall(latency))
+        }
+    };
+    let routes = kye::testing::Routes::new()
+        .generate("/one/", move |rest| {
+            let id: i64 = rest.parse().ok()?;
+            Some(delayed(Route::json(ready_value(id).to_string())))
+        })
+        .generate_with_query("/many", move |_, query| {
+            let ids = kye::testing::query_param(query, "ids")?;
+            let records: Vec<Value> = ids
+                .split(',')
+                .filter_map(|i| i.parse().ok())
+                .map(ready_value)
+                .collect();
+            Some(delayed(Route::json(Value::Array(records).to_string())))
+        });
+    Ok(TestServer::start_on_thread(routes)?)
+}
+
+/// `batch N key|batch [LATENCY_MS]`: the same N records from one loopback server (on a
+/// thread of this process), one key a request (`PerKey.id in 1..=N`) or 50 keys a request
+/// (`InBatch.id in 1..=N`), each answer after LATENCY_MS (default 0); prints the requests the
+/// server saw and the wall time. Concurrency 16 (the default) on both sides.
+fn batch(count: u64, side: &str, latency: Duration) -> AnyResult<()> {
+    let model = match side {
+        "key" => "PerKey",
+        "batch" => "InBatch",
+        other => return Err(format!("batch N key|batch, not {other}").into()),
+    };
+    let dir = tempfile::tempdir()?;
+    let rt = tokio_rt()?;
+    let server = batch_server(latency)?;
+    let mut config = kye::Config::empty();
+    config.set("bench.base_url", server.base_url());
+    let start = Instant::now();
+    let summary = rt.block_on(async {
+        runtime(&dir.path().join("kye.db"), config)?
+            .fetch(format!("{model}.id in 1..={count}"))
+            .await
+            .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })
+    })?;
+    let secs = start.elapsed().as_secs_f64();
+    if summary.counts.stored != count {
+        return Err(format!("not everything was stored: {summary}").into());
+    }
+    println!(
+        "RESULT side={side} latency_ms={} secs={secs:.4} keys={count} requests={} us_per_key={:.2} peak_rss_kib={}",
+        latency.as_millis(),
+        server.stats().requests(),
+        secs * 1e6 / count as f64,
+        peak_rss_kib()
+    );
     Ok(())
 }
 
@@ -446,7 +536,7 @@ fn usage() -> String {
     "usage: kye-bench run [--smoke] [--reps R] [--counts N,N] [--real-counts N,N|none] \
      [--example-before PATH] [--scale N,N] [--rows N] [--doc-bytes B] [--concurrency C] \
      [--only validate,fetch,scale]\n\
-     \x20      kye-bench serve N real|BYTES | floor BASE N C [parse] | kye-fetch BASE N C DB | overhead N [listed] | pgstore N [URL]\n\
+     \x20      kye-bench serve N real|BYTES | floor BASE N C [parse] | kye-fetch BASE N C DB | overhead N [listed] | batch N key|batch [LATENCY_MS] | pgstore N [URL]\n\
      \x20      kye-bench parse [--docs M] [--rounds R] [--size real|BYTES] [--only WAY]"
         .to_string()
 }
@@ -477,6 +567,13 @@ fn main() -> ExitCode {
             }),
             Some("overhead") => arg(&args, 1, "N")
                 .and_then(|n| overhead(n, args.get(2).is_some_and(|a| a == "listed"))),
+            Some("batch") => arg(&args, 1, "N").and_then(|n| {
+                let latency = match args.get(3) {
+                    Some(_) => Duration::from_millis(arg(&args, 3, "LATENCY_MS")?),
+                    None => Duration::ZERO,
+                };
+                batch(n, &arg::<String>(&args, 2, "SIDE")?, latency)
+            }),
             Some("pgstore") => arg(&args, 1, "N").and_then(|n| {
                 let url = args.get(2).cloned().unwrap_or_else(run::postgres_url);
                 pgstore::pgstore(n, &url)

@@ -66,7 +66,16 @@ fn analyze<'a>(cx: &Ctxt, args: Option<parse::Args>, func: &'a ItemFn) -> Option
         Some(parse::Args {
             target: Some(t),
             krate,
-        }) => Some((t, krate)),
+            batch,
+        }) => {
+            if let Some(b) = batch {
+                cx.error(
+                    b.span(),
+                    "`batch` belongs to `#[kye::get]`: a list function sends keys one by one, and the fetcher of the model groups them",
+                );
+            }
+            Some((t, krate))
+        }
         Some(parse::Args { target: None, .. }) => {
             cx.error(
                 Span::call_site(),

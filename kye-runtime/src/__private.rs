@@ -12,9 +12,10 @@ pub use serde_json;
 pub use crate::context::Context;
 pub use crate::list::{KeySender, Keys, ListFuture, ListerRegistration};
 pub use crate::model::{
-    catch_panics, compile_embedded, deserialize_index_int, failed_call, index_position, key_at,
-    kind, run_blocking, ConstMessage, FetchFuture, FetchOutput, FetchResult, FromKeyValue,
-    HasIndex, IndexAt, IndexKinds, Key, KeyError, KeyValue, KindAt, Model,
+    batch_of_one, catch_panics, compile_embedded, deserialize_index_int, failed_call,
+    index_position, key_at, kind, run_blocking, BatchFuture, BatchOutput, BatchResult,
+    ConstMessage, FetchFuture, FetchOutput, FetchResult, FromKeyValue, HasIndex, IndexAt,
+    IndexKinds, Key, KeyError, KeyValue, KindAt, Model,
 };
-pub use crate::registry::{FetcherRegistration, ModelRegistration};
+pub use crate::registry::{BatchRegistration, FetcherRegistration, ModelRegistration};
 pub use crate::request::Request;

@@ -126,6 +126,19 @@ impl Error {
         Self::with_class(ErrorClass::Permanent, message)
     }
 
+    /// The same error for another key of a batch: class, message, URL, status and
+    /// `Retry-After`; the source error is not copied (its text is in the message).
+    pub(crate) fn for_another_key(&self) -> Self {
+        Error {
+            class: self.class,
+            message: self.message.clone(),
+            url: self.url.clone(),
+            status: self.status,
+            retry_after: self.retry_after,
+            source: None,
+        }
+    }
+
     /// Wraps any error as a permanent failure.
     pub fn other<E>(error: E) -> Self
     where

@@ -70,12 +70,12 @@ pub use error::{Error, ErrorClass, Result};
 pub use exec::Shutdown;
 pub use list::{IntoKeyValue, KeySender, Keys, ListFuture, Listed, ListerRegistration};
 pub use listing::{EdgeListing, FetcherListing, ListerListing, Listing, ModelListing};
-pub use model::{FetchFuture, Key, KeyError, KeyValue, Model, OutputKind};
+pub use model::{BatchFuture, CallFuture, FetchFuture, Key, KeyError, KeyValue, Model, OutputKind};
 pub use output::Format;
 pub use pages::Pages;
 pub use registry::{
-    registry, FetcherRegistration, ModelRegistration, RegisteredModel, Registry, RegistryError,
-    RegistryWarning,
+    registry, BatchRegistration, FetcherRegistration, ModelRegistration, RegisteredModel, Registry,
+    RegistryError, RegistryWarning,
 };
 pub use request::{
     KeyIter, KeySet, KeySpec, Request, RequestError, RequestErrorKind, ResolvedRequest,

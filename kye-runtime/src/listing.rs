@@ -21,7 +21,10 @@
 //! Models are sorted by name, fetchers by model then identifier. `doc` is the first paragraph
 //! of the doc comment, `""` when there is none (fetchers) or `null` (models). `output` is one of
 //! `record`, `optional`, `json`, `optional_json`. `cardinality` is the kye marker: `""`, `"?"`,
-//! `"*"` or `"+"`. New fields may be added; existing ones keep their meaning.
+//! `"*"` or `"+"`. A batch fetcher (`#[kye::get(Cat.id, batch = 50)]`) has `"batch": 50`,
+//! the most keys one call takes (left out for a fetcher of one key); the table's and the
+//! Markdown's KIND column says `async, batch 50`. New fields may be added; existing ones keep
+//! their meaning.
 
 use std::fmt::Write as _;
 
@@ -92,6 +95,10 @@ pub struct FetcherListing {
     pub is_async: bool,
     /// `record`, `optional`, `json` or `optional_json`.
     pub output: String,
+    /// The most keys one call takes, for a batch fetcher (`batch = 50`); left out of the JSON
+    /// for a fetcher of one key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
     /// First paragraph of its doc comment (`""` when undocumented).
     pub doc: String,
 }
@@ -171,6 +178,7 @@ impl Listing {
                 location: f.location(),
                 is_async: f.is_async,
                 output: f.output.as_str().to_string(),
+                batch: f.batch_size(),
                 doc: first_paragraph(f.doc),
             })
             .collect();
@@ -339,7 +347,10 @@ fn fetcher_row(f: &FetcherListing) -> Vec<String> {
     vec![
         identifier_text(&f.model, &f.identifier),
         f.function.clone(),
-        if f.is_async { "async" } else { "sync" }.to_string(),
+        match f.batch {
+            Some(n) => format!("{}, batch {n}", if f.is_async { "async" } else { "sync" }),
+            None => if f.is_async { "async" } else { "sync" }.to_string(),
+        },
         f.output.clone(),
         f.location.clone(),
         f.doc.clone(),

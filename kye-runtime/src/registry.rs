@@ -25,7 +25,7 @@ use kye_lang::Schema;
 use crate::context::Context;
 use crate::list::ListerRegistration;
 pub(crate) use crate::model::identifier_text;
-use crate::model::{FetchFuture, Key, KeyError, OutputKind};
+use crate::model::{BatchFuture, FetchFuture, Key, KeyError, OutputKind};
 
 /// A model registered by `kye::models!` (generated code builds these; do not write them by hand).
 #[derive(Debug)]
@@ -66,6 +66,26 @@ pub struct FetcherRegistration {
     pub call: fn(&Key, Context) -> FetchFuture,
     /// Checks that a key fits the function's parameter types without calling it.
     pub check: fn(&Key) -> Result<(), KeyError>,
+    /// `Some` for a batch fetcher (`#[kye::get(Cat.id, batch = 50)]`): it takes many keys
+    /// in one call, and the runtime groups keys for it.
+    pub batch: Option<BatchRegistration>,
+}
+
+/// How a batch fetcher is called: up to `size` keys at once (generated code builds these).
+#[derive(Clone, Copy)]
+pub struct BatchRegistration {
+    /// The most keys one call takes (`batch = 50`), at least 1.
+    pub size: usize,
+    /// Type-erased entry point; use [`FetcherRegistration::call_batch`].
+    pub call: fn(&[Key], Context) -> BatchFuture,
+}
+
+impl fmt::Debug for BatchRegistration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatchRegistration")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
 }
 
 inventory::collect!(ModelRegistration);
@@ -78,6 +98,19 @@ impl FetcherRegistration {
     /// the parameters resolves to a permanent error without calling the function.
     pub fn call(&self, key: &Key, ctx: Context) -> FetchFuture {
         (self.call)(key, ctx)
+    }
+
+    /// The most keys one call of a batch fetcher takes; `None` for a fetcher of one key.
+    pub fn batch_size(&self) -> Option<usize> {
+        self.batch.map(|b| b.size.max(1))
+    }
+
+    /// Calls a batch fetcher for `keys` (`None` for a fetcher of one key). The future resolves
+    /// to the records the source answered, in any order, or the error of the whole call. A key
+    /// whose values do not fit the parameters fails the call without calling the function:
+    /// check keys with [`FetcherRegistration::check_key`] first.
+    pub fn call_batch(&self, keys: &[Key], ctx: Context) -> Option<BatchFuture> {
+        self.batch.map(|b| (b.call)(keys, ctx))
     }
 
     /// Checks that `key` fits the parameter types (e.g. `300` for a `u8` parameter does not).
@@ -113,6 +146,7 @@ impl fmt::Debug for FetcherRegistration {
             .field("location", &self.location())
             .field("is_async", &self.is_async)
             .field("output", &self.output)
+            .field("batch", &self.batch_size())
             .finish_non_exhaustive()
     }
 }
@@ -520,6 +554,7 @@ mod tests {
             output: OutputKind::Record,
             call,
             check,
+            batch: None,
         }
     }
 

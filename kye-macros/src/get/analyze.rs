@@ -29,6 +29,9 @@ pub struct Fetcher<'a> {
     /// The return type, `Result<...>`.
     pub output: Box<Type>,
     pub has_ctx: bool,
+    /// `batch = N`: the key parameter is a `Vec` of keys (its element type is in `params`)
+    /// and one call takes up to N keys.
+    pub batch: Option<usize>,
 }
 
 /// One key parameter of the function.
@@ -68,7 +71,23 @@ pub fn analyze<'a>(cx: &Ctxt, args: Option<Args>, func: &'a ItemFn) -> Option<Fe
         ReturnType::Default => None, // recorded by check_shape
     };
     let args = args?;
-    let krate = args.krate.unwrap_or_else(|| syn::parse_quote!(::kye));
+    let krate = args
+        .krate
+        .clone()
+        .unwrap_or_else(|| syn::parse_quote!(::kye));
+    let batch = batch_size(cx, args.batch.as_ref());
+    let mut key_pats = key_pats;
+    check_many_keys(
+        cx,
+        func,
+        &args,
+        output.as_deref(),
+        &mut key_pats,
+        &mut params,
+    );
+    if args.batch.is_some() && args.target.is_none() {
+        return None; // recorded: a batch fetcher names its model and index
+    }
 
     // The model and its identifier: written, or inferred from the return type and parameter names.
     let (model, edges) = match args.target {
@@ -87,7 +106,143 @@ pub fn analyze<'a>(cx: &Ctxt, args: Option<Args>, func: &'a ItemFn) -> Option<Fe
         params,
         output: output?,
         has_ctx,
+        batch,
     })
+}
+
+/// `batch = N` as a number of keys: at least 1.
+fn batch_size(cx: &Ctxt, lit: Option<&syn::LitInt>) -> Option<usize> {
+    let lit = lit?;
+    match lit.base10_parse::<usize>() {
+        Ok(0) => {
+            cx.error(
+                lit.span(),
+                "`batch = 0`: a batch fetcher takes at least one key per call; write the most keys the source answers at once, e.g. `batch = 50`",
+            );
+            None
+        }
+        Ok(n) => Some(n),
+        Err(_) => {
+            cx.error(
+                lit.span(),
+                "`batch` is the most keys one call takes, a positive integer such as `batch = 50`",
+            );
+            None
+        }
+    }
+}
+
+/// The element type of `Vec<T>` (any path ending in `Vec` with one type argument).
+fn vec_elem(ty: &Type) -> Option<&Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "Vec" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    let mut types = args.args.iter().filter_map(|a| match a {
+        GenericArgument::Type(t) => Some(t),
+        _ => None,
+    });
+    match (types.next(), types.next()) {
+        (Some(t), None) => Some(t),
+        _ => None,
+    }
+}
+
+/// The `Ok` type of a `Result<T, E>`-like return type, when it can be seen.
+fn ok_type(output: &Type) -> Option<&Type> {
+    let Type::Path(p) = output else { return None };
+    let PathArguments::AngleBracketed(args) = &p.path.segments.last()?.arguments else {
+        return None;
+    };
+    args.args.iter().find_map(|a| match a {
+        GenericArgument::Type(t) => Some(t),
+        _ => None,
+    })
+}
+
+/// A batch fetcher (`batch = N`) takes a `Vec` of keys and returns a `Vec` of records; a
+/// fetcher without `batch` takes no `Vec`. With `batch`, the key parameters' types become
+/// their element types, so [`match_keys`] matches them to the index edges as for one key.
+fn check_many_keys(
+    cx: &Ctxt,
+    func: &ItemFn,
+    args: &Args,
+    output: Option<&Type>,
+    key_pats: &mut [KeyPat],
+    params: &mut [Param],
+) {
+    let Some(lit) = &args.batch else {
+        let (ident, model) = match &args.target {
+            Some(t) => (
+                identifier_text(&t.model, &t.edges),
+                t.model.to_token_stream().to_string().replace(' ', ""),
+            ),
+            None => ("Cat.id".to_string(), "Cat".to_string()),
+        };
+        for k in key_pats.iter() {
+            if vec_elem(&k.ty).is_some() {
+                cx.error(
+                    k.ty.span(),
+                    format!(
+                        "`{}` takes many keys: a fetcher of many keys says how many one call takes, e.g. `#[kye::get({ident}, batch = 50)]`, and returns `kye::Result<Vec<{model}>>`",
+                        k.ty.to_token_stream().to_string().replace(' ', "")
+                    ),
+                );
+            }
+        }
+        return;
+    };
+    let n = lit.base10_digits();
+    if args.target.is_none() {
+        cx.error(
+            func.sig.ident.span(),
+            format!("a batch fetcher names its model and index: e.g. `#[kye::get(Cat.id, batch = {n})]`"),
+        );
+    }
+    let mut key_types = params.iter_mut().filter_map(|p| match p {
+        Param::Key(KeyParam::Scalar { ty }) => Some(ty),
+        _ => None,
+    });
+    for k in key_pats.iter_mut() {
+        let ty = key_types.next();
+        match vec_elem(&k.ty).cloned() {
+            Some(elem) => {
+                *k.ty = elem.clone();
+                if let Some(ty) = ty {
+                    **ty = elem;
+                }
+            }
+            None => cx.error(
+                k.ty.span(),
+                format!(
+                    "with `batch = {n}` the key parameter takes many keys: `Vec<{}>`, not `{}`",
+                    k.ty.to_token_stream().to_string().replace(' ', ""),
+                    k.ty.to_token_stream().to_string().replace(' ', "")
+                ),
+            ),
+        }
+    }
+    if key_pats.is_empty() {
+        cx.error(
+            func.sig.paren_token.span.join(),
+            format!("a batch fetcher takes its keys as one `Vec` parameter, e.g. `fn {}(ids: Vec<i64>, ctx: &kye::Context)`", func.sig.ident),
+        );
+    }
+    if let Some(ok) = output.and_then(ok_type) {
+        if vec_elem(ok).is_none() {
+            cx.error(
+                ok.span(),
+                format!(
+                    "a batch fetcher returns the records of many keys: `Vec<...>` of the model or of `serde_json::Value`, not `{}` (a key the answer lacks is missing)",
+                    ok.to_token_stream().to_string().replace(' ', "")
+                ),
+            );
+        }
+    }
 }
 
 /// `Pokemon.id` or `Date(year, month, day)`, as the user would write it.

@@ -25,6 +25,9 @@ pub fn registration(f: &Fetcher<'_>) -> TokenStream {
     let output = &f.output;
     let model = &f.model;
 
+    if let Some(size) = f.batch {
+        return batch_registration(f, &p, size);
+    }
     let (arg_tys, conversions, bindings, call_args) = arguments(f, &p);
 
     let is_async = sig.asyncness.is_some();
@@ -107,6 +110,124 @@ pub fn registration(f: &Fetcher<'_>) -> TokenStream {
                     output: #output_kind,
                     call: __kye_call,
                     check: __kye_check,
+                    batch: ::core::option::Option::None,
+                }
+            }
+        };
+    }
+}
+
+/// The registration of a batch fetcher (`batch = N`): one key's conversion (`__kye_one_key`, the
+/// element of the `Vec` parameter), the call with a `Vec` of them, and `call` as a batch of one.
+fn batch_registration(f: &Fetcher<'_>, p: &TokenStream, size: usize) -> TokenStream {
+    let sig = &f.func.sig;
+    let fn_name = &sig.ident;
+    let output = &f.output;
+    let model = &f.model;
+    let (arg_tys, conversions, _, _) = arguments(f, p);
+    let elem = &arg_tys[0];
+    let conversion = &conversions[0];
+    let call_args: Vec<TokenStream> = f
+        .params
+        .iter()
+        .map(|param| match param {
+            Param::Ctx(c) if c.by_ref => quote_spanned!(c.span=> &__kye_ctx),
+            Param::Ctx(c) => quote_spanned!(c.span=> ::core::clone::Clone::clone(&__kye_ctx)),
+            Param::Key(_) => quote!(__kye_keys),
+        })
+        .collect();
+    let is_async = sig.asyncness.is_some();
+    let fn_name_str = fn_name.to_string();
+    let edge_strs: Vec<String> = f.edges.iter().map(Ident::to_string).collect();
+    let doc = doc_of(f.func);
+    let line = quote_spanned!(fn_name.span()=> ::core::line!());
+    let model_alias = quote_spanned! {model.span()=> type __KyeModel = #model; };
+    let index_ref = respan(index_lookup(p, model, &f.edges), f.edges[0].span());
+    let finish = quote_spanned! {output.span()=>
+        <#output as #p::BatchResult<__KyeModel>>::into_batch_result(__kye_out)
+    };
+    let output_kind = quote_spanned! {output.span()=>
+        <#output as #p::BatchResult<__KyeModel>>::OUTPUT
+    };
+    let body = if is_async {
+        quote! {
+            #p::catch_panics(#fn_name_str, async move {
+                let __kye_out = #fn_name(#(#call_args),*).await;
+                #finish
+            })
+        }
+    } else {
+        quote! {
+            #p::run_blocking(#fn_name_str, move || {
+                let __kye_out = #fn_name(#(#call_args),*);
+                #finish
+            })
+        }
+    };
+    let ctx_use = if f.has_ctx {
+        quote!()
+    } else {
+        quote!(let _ = &__kye_ctx;)
+    };
+    quote! {
+        #[doc(hidden)]
+        #[allow(
+            non_upper_case_globals,
+            non_snake_case,
+            unused_qualifications,
+            clippy::all,
+            clippy::pedantic,
+            clippy::nursery
+        )]
+        const _: () = {
+            #model_alias
+            #index_ref
+
+            fn __kye_one_key(__kye_key: &#p::Key) -> ::core::result::Result<#elem, #p::KeyError> {
+                ::core::result::Result::Ok(#conversion)
+            }
+
+            fn __kye_check(__kye_key: &#p::Key) -> ::core::result::Result<(), #p::KeyError> {
+                __kye_one_key(__kye_key).map(|_| ())
+            }
+
+            fn __kye_batch(__kye_all: &[#p::Key], __kye_ctx: #p::Context) -> #p::BatchFuture {
+                #ctx_use
+                let __kye_keys: ::std::vec::Vec<#elem> = match __kye_all
+                    .iter()
+                    .map(__kye_one_key)
+                    .collect::<::core::result::Result<_, _>>()
+                {
+                    ::core::result::Result::Ok(__kye_k) => __kye_k,
+                    ::core::result::Result::Err(__kye_e) => return #p::failed_call(__kye_e),
+                };
+                #body
+            }
+
+            fn __kye_call(__kye_key: &#p::Key, __kye_ctx: #p::Context) -> #p::FetchFuture {
+                #p::batch_of_one(
+                    #fn_name_str,
+                    __kye_batch(::core::slice::from_ref(__kye_key), __kye_ctx),
+                )
+            }
+
+            #p::inventory::submit! {
+                #p::FetcherRegistration {
+                    model: <__KyeModel as #p::Model>::NAME,
+                    identifier: &[#(#edge_strs),*],
+                    function: #fn_name_str,
+                    module_path: ::core::module_path!(),
+                    file: ::core::file!(),
+                    line: #line,
+                    is_async: #is_async,
+                    doc: #doc,
+                    output: #output_kind,
+                    call: __kye_call,
+                    check: __kye_check,
+                    batch: ::core::option::Option::Some(#p::BatchRegistration {
+                        size: #size,
+                        call: __kye_batch,
+                    }),
                 }
             }
         };

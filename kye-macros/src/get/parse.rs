@@ -11,10 +11,13 @@ use syn::{Ident, ItemFn, Token};
 
 use crate::ctxt::Ctxt;
 
-/// `Model.edge`, `Model(a, b)`, optionally followed by `crate = path`; or just `crate = path`.
+/// `Model.edge`, `Model(a, b)`, optionally followed by `batch = N` and `crate = path`; or just
+/// `crate = path`.
 pub struct Args {
     pub target: Option<Target>,
     pub krate: Option<syn::Path>,
+    /// `batch = N` as written (checked by [`super::analyze`]).
+    pub batch: Option<syn::LitInt>,
 }
 
 pub struct Target {
@@ -27,9 +30,25 @@ impl Parse for Args {
         let mut args = Args {
             target: None,
             krate: None,
+            batch: None,
         };
         while !input.is_empty() {
-            if input.peek(Token![crate]) && input.peek2(Token![=]) {
+            if input.peek(Ident)
+                && input.peek2(Token![=])
+                && input.fork().parse::<Ident>().is_ok_and(|i| i == "batch")
+            {
+                let name: Ident = input.parse()?;
+                input.parse::<Token![=]>()?;
+                if args.batch.is_some() {
+                    return Err(syn::Error::new(name.span(), "`batch` given twice"));
+                }
+                args.batch = Some(input.parse().map_err(|e| {
+                    syn::Error::new(
+                        e.span(),
+                        "expected the most keys one call takes, e.g. `batch = 50`",
+                    )
+                })?);
+            } else if input.peek(Token![crate]) && input.peek2(Token![=]) {
                 input.parse::<Token![crate]>()?;
                 input.parse::<Token![=]>()?;
                 if args.krate.is_some() {
@@ -75,7 +94,7 @@ impl Parse for Args {
                 args.target = Some(Target { model, edges });
             } else {
                 return Err(input.error(
-                    "unexpected argument; `#[kye::get]` takes `Model.edge` or `Model(edge, ...)` and an optional `crate = path`",
+                    "unexpected argument; `#[kye::get]` takes `Model.edge` or `Model(edge, ...)`, an optional `batch = N` and an optional `crate = path`",
                 ));
             }
             if !input.is_empty() {

@@ -50,8 +50,13 @@ struct Shared<T, V> {
 struct State<T, V> {
     /// Items taken from the sources, for the workers (follow-ups at the front).
     ready: VecDeque<Arc<T>>,
+    /// Their sizes ([`Work::size`]) together: the queue is kept by keys, not items, so that
+    /// groups of many keys do not pile up (each holds its records once finished).
+    ready_size: u64,
     /// Finished items, for the driving task.
     done: Vec<Finished<T, V>>,
+    /// Their sizes ([`Work::size`]) together.
+    done_size: u64,
     /// Items being called, by worker.
     in_flight: HashMap<usize, Arc<T>>,
     /// Items started.
@@ -136,11 +141,15 @@ where
                     .hosts
                     .as_ref()
                     .is_some_and(|h| h.unreachable().is_some());
-            match s.ready.pop_front().filter(|_| !stopping) {
+            let next = if stopping { None } else { s.ready.pop_front() };
+            if let Some(item) = &next {
+                s.ready_size -= item.size();
+            }
+            match next {
                 Some(item) => {
                     s.in_flight.insert(id, item.clone());
-                    s.started += 1;
-                    Some((item, s.ready.len() <= kit.low_water))
+                    s.started += item.size();
+                    Some((item, s.ready_size <= kit.low_water as u64))
                 }
                 None => None,
             }
@@ -180,8 +189,11 @@ where
                 return;
             }
             s.in_flight.remove(&id);
+            s.done_size += finished.item.size();
             s.done.push(finished);
-            s.done.len() >= kit.batch || s.in_flight.is_empty() || s.ready.len() <= kit.low_water
+            s.done_size >= kit.batch as u64
+                || s.in_flight.is_empty()
+                || s.ready_size <= kit.low_water as u64
         };
         if wake {
             shared.driver.notify_one();
@@ -233,7 +245,9 @@ impl Executor {
         let shared: Arc<Shared<T, V>> = Arc::new(Shared {
             state: Mutex::new(State {
                 ready: VecDeque::with_capacity(queued),
+                ready_size: 0,
                 done: Vec::new(),
+                done_size: 0,
                 in_flight: HashMap::new(),
                 started: 0,
                 stop: false,
@@ -284,6 +298,7 @@ impl Executor {
                     // Items taken but not started stay untaken.
                     let untaken = !s.ready.is_empty();
                     s.ready.clear();
+                    s.ready_size = 0;
                     s.stop = true;
                     stats.stopped = untaken || !(exhausted && pending.is_empty());
                     grace_deadline = Some(Instant::now() + self.settings.grace_period);
@@ -292,7 +307,7 @@ impl Executor {
                 if !s.stop {
                     // Follow-ups go first, ahead of items already queued.
                     let mut front = 0;
-                    while s.ready.len() < queued {
+                    while s.ready_size < queued as u64 {
                         let next = match pending.pop_front() {
                             Some(t) => {
                                 front += 1;
@@ -317,6 +332,7 @@ impl Executor {
                             None => None,
                         };
                         let Some(item) = next else { break };
+                        s.ready_size += item.size();
                         s.ready.push_back(Arc::new(item));
                     }
                     if front > 0 {
@@ -324,6 +340,7 @@ impl Executor {
                     }
                 }
                 let done = std::mem::take(&mut s.done);
+                s.done_size = 0;
                 stats.started = s.started;
                 (done, s.in_flight.len(), was_empty && !s.ready.is_empty())
             };
@@ -333,10 +350,11 @@ impl Executor {
             let handed = done.len();
             for finished in done {
                 stats.retries += u64::from(finished.attempts.saturating_sub(1));
+                let size = finished.item.size();
                 match &finished.outcome {
-                    Outcome::Done(_) => stats.done += 1,
-                    Outcome::Failed(_) => stats.failed += 1,
-                    Outcome::Interrupted => stats.interrupted += 1,
+                    Outcome::Done(_) => stats.done += size,
+                    Outcome::Failed(_) => stats.failed += size,
+                    Outcome::Interrupted => stats.interrupted += size,
                 }
                 if sink_error.is_none() {
                     if let Err(e) = sink.finished(finished, &mut follow) {
@@ -350,19 +368,31 @@ impl Executor {
                 // Follow-ups and the stop conditions first.
                 continue;
             }
-            let nothing_left = {
+            let quiet = {
                 let s = shared.lock();
                 s.ready.is_empty() && s.done.is_empty() && s.in_flight.is_empty()
-            } && (aborted || stopping || (exhausted && pending.is_empty()));
+            };
+            let mut wake_in = None;
+            if sink_error.is_none() {
+                match sink.idle(&mut follow, quiet && pending.is_empty()) {
+                    Ok(w) => wake_in = w,
+                    Err(e) => {
+                        tracing::error!(error = %e, "writer failed: stopping the run");
+                        sink_error = Some(e);
+                        continue;
+                    }
+                }
+                if !follow.is_empty() {
+                    // Held-back follow-ups, now due: queued like any others.
+                    pending.extend(follow.drain(..));
+                    if !stopping {
+                        continue;
+                    }
+                }
+            }
+            let nothing_left = quiet && (aborted || stopping || (exhausted && pending.is_empty()));
             if nothing_left {
                 break;
-            }
-            if sink_error.is_none() {
-                if let Err(e) = sink.idle() {
-                    tracing::error!(error = %e, "writer failed: stopping the run");
-                    sink_error = Some(e);
-                    continue;
-                }
             }
             let deadline = grace_deadline;
             // Wait for a late item only while there is room for it (the sender waits meanwhile:
@@ -384,7 +414,7 @@ impl Executor {
                     }
                     None => exhausted = true,
                 },
-                _ = tokio::time::sleep(TICK) => {}
+                _ = tokio::time::sleep(wake_in.map_or(TICK, |w| w.min(TICK))) => {}
                 _ = self.shutdown.wait_level(1), if !stopping => {}
                 _ = self.shutdown.wait_level(2), if stopping && !aborted => {
                     aborted = self.interrupt_in_flight(&shared, &workers);
@@ -528,6 +558,60 @@ mod tests {
         // Bounded: the channel (16), the executor's queue (64) and window (8), a batch of
         // finished items (64) and what waits for a late slot (8).
         assert!(max_ahead <= 16 + 64 + 8 + 64 + 8, "ahead by {max_ahead}");
+    }
+
+    /// Holds every follow-up back until the executor idles (as the runtime does with keys of a
+    /// batch fetcher waiting for their group), asking to be called again within 20 ms.
+    struct HoldBack {
+        held: Vec<N>,
+        seen: Vec<u64>,
+        quiet_releases: u32,
+    }
+
+    impl Sink<N, u64> for &mut HoldBack {
+        fn finished(&mut self, f: Finished<N, u64>, _follow: &mut Vec<N>) -> Result<()> {
+            if let Outcome::Done(v) = f.outcome {
+                self.seen.push(v);
+                if v < 3 {
+                    self.held.push(N(v + 10));
+                }
+            }
+            Ok(())
+        }
+
+        fn idle(&mut self, follow: &mut Vec<N>, quiet: bool) -> Result<Option<Duration>> {
+            if self.held.is_empty() {
+                return Ok(None);
+            }
+            if quiet {
+                self.quiet_releases += 1;
+                follow.append(&mut self.held);
+                return Ok(None);
+            }
+            Ok(Some(Duration::from_millis(20)))
+        }
+    }
+
+    #[tokio::test]
+    async fn follow_ups_a_sink_holds_back_run_before_the_run_ends() {
+        let mut sink = HoldBack {
+            held: Vec::new(),
+            seen: Vec::new(),
+            quiet_releases: 0,
+        };
+        let stats = executor(4)
+            .run(
+                (1..=3).map(N),
+                |n: Arc<N>, _| async move { Ok(n.0) },
+                &mut sink,
+            )
+            .await
+            .unwrap();
+        sink.seen.sort_unstable();
+        // 1 and 2 led to 11 and 12, released once nothing else could finish.
+        assert_eq!(sink.seen, [1, 2, 3, 11, 12]);
+        assert_eq!(stats.done, 5);
+        assert!(sink.quiet_releases >= 1);
     }
 
     #[tokio::test]

@@ -103,6 +103,12 @@ pub trait Work: Send + Sync + 'static {
     fn model(&self) -> &str;
     /// The key, printed, for spans.
     fn key(&self) -> String;
+    /// How many keys the item stands for (several when one call fetches many): what
+    /// [`ExecStats`] counts, and what the executor weighs finished items by before handing
+    /// them on, so that a few large items are handed over as early as many small ones.
+    fn size(&self) -> u64 {
+        1
+    }
 }
 
 /// How an item ended.
@@ -138,10 +144,14 @@ pub trait Sink<T, V> {
     /// One finished item; may push follow-up items into `follow`. An error stops the run.
     fn finished(&mut self, finished: Finished<T, V>, follow: &mut Vec<T>) -> Result<()>;
 
-    /// Called when no finished item is ready and the executor is about to wait. An error
+    /// Called when no finished item is ready and the executor is about to wait. The sink may
+    /// push follow-up items it held back (keys waiting for company, say) into `follow`;
+    /// `quiet` says that nothing is queued or in flight, so no further item will finish
+    /// before those. The sink may ask to be called again within the returned time. An error
     /// stops the run, as from [`Sink::finished`].
-    fn idle(&mut self) -> Result<()> {
-        Ok(())
+    fn idle(&mut self, follow: &mut Vec<T>, quiet: bool) -> Result<Option<Duration>> {
+        let _ = (follow, quiet);
+        Ok(None)
     }
 }
 
@@ -157,13 +167,13 @@ where
 /// Counts of a run of the executor.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ExecStats {
-    /// Items started.
+    /// Items started, counted by [`Work::size`] (a group of 50 keys counts 50).
     pub started: u64,
-    /// Items done.
+    /// Items done, counted by [`Work::size`].
     pub done: u64,
-    /// Items failed (any class).
+    /// Items failed (any class), counted by [`Work::size`].
     pub failed: u64,
-    /// Items interrupted.
+    /// Items interrupted, counted by [`Work::size`].
     pub interrupted: u64,
     /// Retries made (attempts beyond the first).
     pub retries: u64,

@@ -6,7 +6,7 @@ use std::pin::Pin;
 
 use serde::Serialize;
 
-use super::{FetchOutput, FetchResult, KeyError, Model};
+use super::{BatchOutput, BatchResult, FetchOutput, FetchResult, KeyError, Model};
 use crate::error::{panic_message, Error};
 
 /// What a fetcher returns, as recorded in the registry listing.
@@ -84,14 +84,22 @@ where
 
 /// The future a type-erased fetcher call returns: `Ok(Some(json))` for a record, `Ok(None)` when
 /// the source has no such key, `Err` otherwise.
-pub type FetchFuture =
-    Pin<Box<dyn Future<Output = Result<Option<serde_json::Value>, Error>> + Send + 'static>>;
+pub type FetchFuture = CallFuture<Option<serde_json::Value>>;
+
+/// The future a type-erased call of a batch fetcher returns: the records the source answered
+/// for the keys it was given (in any order; kye matches them back to the keys by their index
+/// values), or the error of the whole call.
+pub type BatchFuture = CallFuture<Vec<serde_json::Value>>;
+
+/// A boxed, sendable future of a fetcher call resolving to `T` or an [`Error`].
+pub type CallFuture<T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'static>>;
 
 /// Runs a synchronous fetcher on tokio's blocking pool so it never stalls the executor; outside
 /// a tokio runtime it runs on the calling thread. A panic in the fetcher becomes a permanent error.
-pub fn run_blocking<F>(function: &'static str, f: F) -> FetchFuture
+pub fn run_blocking<F, T>(function: &'static str, f: F) -> CallFuture<T>
 where
-    F: FnOnce() -> Result<Option<serde_json::Value>, Error> + Send + 'static,
+    F: FnOnce() -> Result<T, Error> + Send + 'static,
+    T: Send + 'static,
 {
     match tokio::runtime::Handle::try_current() {
         Ok(handle) => {
@@ -124,9 +132,10 @@ where
 
 /// Boxes an async fetcher's future so that a panic while polling it becomes a permanent error
 /// naming the function, like [`run_blocking`] does for sync fetchers.
-pub fn catch_panics<F>(function: &'static str, future: F) -> FetchFuture
+pub fn catch_panics<F, T>(function: &'static str, future: F) -> CallFuture<T>
 where
-    F: Future<Output = Result<Option<serde_json::Value>, Error>> + Send + 'static,
+    F: Future<Output = Result<T, Error>> + Send + 'static,
+    T: Send + 'static,
 {
     Box::pin(CatchPanics {
         function,
@@ -134,13 +143,13 @@ where
     })
 }
 
-struct CatchPanics {
+struct CatchPanics<T> {
     function: &'static str,
-    future: FetchFuture,
+    future: CallFuture<T>,
 }
 
-impl Future for CatchPanics {
-    type Output = Result<Option<serde_json::Value>, Error>;
+impl<T> Future for CatchPanics<T> {
+    type Output = Result<T, Error>;
 
     fn poll(
         mut self: Pin<&mut Self>,
@@ -159,8 +168,54 @@ impl Future for CatchPanics {
 }
 
 /// An immediately failed call (the key did not fit the parameters).
-pub fn failed_call(error: KeyError) -> FetchFuture {
+pub fn failed_call<T: Send + 'static>(error: KeyError) -> CallFuture<T> {
     Box::pin(std::future::ready(Err(Error::from(error))))
+}
+
+impl<M: Model> BatchOutput<M> for Vec<M> {
+    const OUTPUT: OutputKind = OutputKind::Record;
+    fn into_records(self) -> Result<Vec<serde_json::Value>, Error> {
+        self.iter().map(to_json).collect()
+    }
+}
+
+impl<M: Model> BatchOutput<M> for Vec<serde_json::Value> {
+    const OUTPUT: OutputKind = OutputKind::Json;
+    fn into_records(self) -> Result<Vec<serde_json::Value>, Error> {
+        Ok(self)
+    }
+}
+
+impl<M, T, E> BatchResult<M> for Result<T, E>
+where
+    T: BatchOutput<M>,
+    E: Into<Error>,
+{
+    const OUTPUT: OutputKind = T::OUTPUT;
+    fn into_batch_result(self) -> Result<Vec<serde_json::Value>, Error> {
+        match self {
+            Ok(out) => out.into_records(),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// A batch fetcher called for one key (through [`FetcherRegistration::call`]): the batch of
+/// that one key, whose answer is its record (none: missing; more than one: an error naming
+/// the function). The runtime never calls a batch fetcher this way; it groups keys.
+///
+/// [`FetcherRegistration::call`]: crate::registry::FetcherRegistration::call
+pub fn batch_of_one(function: &'static str, batch: BatchFuture) -> FetchFuture {
+    Box::pin(async move {
+        let mut records = batch.await?;
+        match records.len() {
+            0 => Ok(None),
+            1 => Ok(records.pop()),
+            n => Err(Error::permanent(format!(
+                "batch fetcher `{function}` returned {n} records for one key"
+            ))),
+        }
+    })
 }
 
 #[cfg(test)]
@@ -176,9 +231,10 @@ mod tests {
 
     #[tokio::test]
     async fn async_fetcher_panics_become_errors() {
-        let out = catch_panics("boom", async { panic!("bad {}", 1) }).await;
+        let out: Result<Option<serde_json::Value>, _> =
+            catch_panics("boom", async { panic!("bad {}", 1) }).await;
         assert_eq!(out.unwrap_err().message(), "fetcher `boom` panicked: bad 1");
-        let out = catch_panics("ok", async { Ok(None) }).await;
+        let out = catch_panics("ok", async { Ok(None::<serde_json::Value>) }).await;
         assert_eq!(out.unwrap(), None);
     }
 
@@ -186,7 +242,8 @@ mod tests {
     async fn sync_fetchers_run_on_the_blocking_pool() {
         let out = run_blocking("ok", || Ok(Some(serde_json::json!({"id": 1})))).await;
         assert_eq!(out.unwrap(), Some(serde_json::json!({"id": 1})));
-        let out = run_blocking("boom", || panic!("bad")).await;
+        let out: Result<Option<serde_json::Value>, _> =
+            run_blocking("boom", || panic!("bad")).await;
         assert_eq!(out.unwrap_err().message(), "fetcher `boom` panicked: bad");
     }
 

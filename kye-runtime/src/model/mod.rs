@@ -30,7 +30,10 @@ use serde::Serialize;
 
 use crate::error::Error;
 
-pub use call::{catch_panics, failed_call, run_blocking, FetchFuture, OutputKind};
+pub use call::{
+    batch_of_one, catch_panics, failed_call, run_blocking, BatchFuture, CallFuture, FetchFuture,
+    OutputKind,
+};
 pub use index::{index_position, ConstMessage, HasIndex};
 pub(crate) use key::identifier_text;
 pub use key::{deserialize_index_int, Key, KeyError, KeyValue};
@@ -108,6 +111,34 @@ pub trait FetchResult<M> {
     const OUTPUT: OutputKind;
     /// Converts to the type-erased result the runtime works with.
     fn into_fetch_result(self) -> Result<Option<serde_json::Value>, Error>;
+}
+
+/// The `Ok` value of a batch fetcher for model `M`: `Vec<M>` or `Vec<serde_json::Value>`, the
+/// records the source answered for the keys asked (in any order).
+#[diagnostic::on_unimplemented(
+    message = "a batch fetcher of `{M}` cannot return `{Self}`",
+    label = "expected `Vec<{M}>` or `Vec<serde_json::Value>` here",
+    note = "a batch fetcher returns `Result<Vec<T>, E>` where T is the model type or `serde_json::Value`; a key the answer lacks is missing"
+)]
+pub trait BatchOutput<M> {
+    /// What kind of records these are.
+    const OUTPUT: OutputKind;
+    /// Converts to JSON records.
+    fn into_records(self) -> Result<Vec<serde_json::Value>, Error>;
+}
+
+/// The return type of a batch fetcher of model `M`: `Result<T, E>` with `T: BatchOutput<M>`
+/// and `E: Into<kye::Error>`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a valid return type for a batch fetcher of `{M}`",
+    label = "expected `Result<Vec<{M}>, E>` or `Result<Vec<serde_json::Value>, E>` with `E: Into<kye::Error>`",
+    note = "`kye::Result<Vec<{M}>>` is the usual choice"
+)]
+pub trait BatchResult<M> {
+    /// What kind of records the fetcher produces.
+    const OUTPUT: OutputKind;
+    /// Converts to the type-erased result the runtime works with.
+    fn into_batch_result(self) -> Result<Vec<serde_json::Value>, Error>;
 }
 
 /// Compiles the schema sources `kye::models!` embedded (they compiled at build time, so this

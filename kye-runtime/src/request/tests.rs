@@ -61,6 +61,7 @@ const fn fetcher(
         output: OutputKind::Record,
         call,
         check,
+        batch: None,
     }
 }
 

@@ -114,6 +114,14 @@ impl Job {
         }
     }
 
+    /// Whether a list page handed over this key's record (not yet taken).
+    pub fn listed_record_present(&self) -> bool {
+        self.listed_record
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
     /// The model's name.
     pub fn model(&self) -> &str {
         self.target.model.name()
@@ -122,5 +130,56 @@ impl Job {
     /// `Model:{"edge":value}`: one key of one model, whichever fetcher reaches it.
     pub fn seen_key(&self) -> String {
         format!("{}:{}", self.model(), self.index_key.canonical())
+    }
+}
+
+/// What the executor runs: one key, or a group of keys of one batch fetcher called at once
+/// (retried, rate limited and timed as one call).
+pub(super) enum Unit {
+    One(Arc<Job>),
+    Batch(Batch),
+}
+
+/// Keys of one batch fetcher, called together.
+pub(super) struct Batch {
+    pub target: Arc<Target>,
+    pub jobs: Vec<Arc<Job>>,
+}
+
+impl Batch {
+    /// The keys as a list, `[1, 2, 3]`, for messages.
+    pub fn keys_text(&self) -> String {
+        let keys: Vec<String> = self.jobs.iter().map(|j| j.key.to_string()).collect();
+        format!("[{}]", keys.join(", "))
+    }
+}
+
+impl Unit {
+    fn target(&self) -> &Target {
+        match self {
+            Unit::One(job) => &job.target,
+            Unit::Batch(b) => &b.target,
+        }
+    }
+}
+
+impl Work for Unit {
+    fn fetcher(&self) -> &str {
+        &self.target().name
+    }
+    fn model(&self) -> &str {
+        self.target().model.name()
+    }
+    fn key(&self) -> String {
+        match self {
+            Unit::One(job) => job.key.to_string(),
+            Unit::Batch(b) => b.keys_text(),
+        }
+    }
+    fn size(&self) -> u64 {
+        match self {
+            Unit::One(_) => 1,
+            Unit::Batch(b) => b.jobs.len() as u64,
+        }
     }
 }

@@ -15,7 +15,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::job::{Job, Target};
+use super::batch::Grouper;
+use super::job::{Job, Target, Unit};
 use super::writer::Live;
 use crate::context::Context;
 use crate::error::{panic_message, Error, Result};
@@ -155,9 +156,9 @@ pub(super) fn start(
     live: Arc<Live>,
     saved: Option<ListCursorInfo>,
     cursors: SharedCursors,
-) -> (mpsc::Receiver<Job>, Listing) {
+) -> (mpsc::Receiver<Unit>, Listing) {
     let (key_tx, mut key_rx) = mpsc::channel::<ListEvent>(LISTED_AHEAD);
-    let (job_tx, job_rx) = mpsc::channel::<Job>(LISTED_AHEAD);
+    let (job_tx, job_rx) = mpsc::channel::<Unit>(LISTED_AHEAD);
     let sender = KeySender::new(key_tx, lister, target.fetcher.check, saved);
     let ctx = ctx.for_fetcher(lister.function).with_retries(policy);
     let task = tokio::spawn((lister.call)(ctx, sender));
@@ -168,9 +169,23 @@ pub(super) fn start(
         let path: Arc<str> = Arc::from(lister.path());
         tokio::spawn(async move {
             // Keys come in bursts (a page at a time): taken together, one wake-up a burst.
+            // Keys of a batch fetcher wait for their group (at most `LINGER` for the next).
             let mut events = Vec::with_capacity(64);
-            let mut jobs = Vec::with_capacity(64);
-            while key_rx.recv_many(&mut events, 64).await > 0 {
+            let mut grouper = Grouper::default();
+            let mut units = Vec::new();
+            loop {
+                let wait = grouper.flush_due(false, &mut units);
+                let got = match wait {
+                    None => key_rx.recv_many(&mut events, 64).await,
+                    Some(w) => tokio::time::timeout(w, key_rx.recv_many(&mut events, 64))
+                        .await
+                        .unwrap_or(usize::MAX),
+                };
+                if got == 0 {
+                    // The list function is done: the last groups go as they are.
+                    grouper.flush_due(true, &mut units);
+                }
+                let mut jobs = Vec::with_capacity(events.len());
                 {
                     let mut track = cursors.lock().unwrap_or_else(|p| p.into_inner());
                     for event in events.drain(..) {
@@ -187,11 +202,17 @@ pub(super) fn start(
                 }
                 listed.fetch_add(jobs.len() as u64, Ordering::Relaxed);
                 live.total.fetch_add(jobs.len() as u64, Ordering::Relaxed);
-                for job in jobs.drain(..) {
-                    if job_tx.send(job).await.is_err() {
+                for job in jobs {
+                    grouper.push(job, &mut units);
+                }
+                for unit in units.drain(..) {
+                    if job_tx.send(unit).await.is_err() {
                         // The run stopped: dropping `key_rx` tells the list function.
                         return;
                     }
+                }
+                if got == 0 {
+                    return;
                 }
             }
         })

@@ -41,6 +41,7 @@
 //! request: keys it, or any run it resumed in turn, finished are not fetched again; the store
 //! replaces records by primary key, so there are never duplicate rows.
 
+mod batch;
 mod builder;
 mod follow;
 mod job;

@@ -9,7 +9,9 @@ use std::time::Duration;
 use kye_lang::validate::{validate_record, ErrorKind, RecordReport, ValidationError};
 use serde_json::Value;
 
-use super::job::Job;
+use std::collections::HashMap;
+
+use super::job::{Batch, Job, Unit};
 use super::writer::PendingKey;
 use crate::context::Context;
 use crate::error::{Error, ErrorClass, Result};
@@ -17,7 +19,8 @@ use crate::exec::{Finished, Outcome};
 use crate::model::KeyValue;
 use crate::redact::redact_text;
 use crate::store::{
-    DriftWrite, KeyStatus, Provenance, RecordWrite, RejectWrite, RunId, StoreRead, Timestamp,
+    DriftWrite, IndexKey, KeyStatus, Provenance, RecordWrite, RejectWrite, RunId, StoreRead,
+    Timestamp,
 };
 
 /// What one key's call produced (before writing).
@@ -118,19 +121,39 @@ impl Processor {
         Ok(None)
     }
 
+    /// One attempt at one unit: a key, or a group of keys of a batch fetcher.
+    pub async fn process_unit(&self, unit: Arc<Unit>, attempt: u32) -> Result<UnitResult> {
+        match &*unit {
+            Unit::One(job) => self
+                .process(job.clone(), attempt)
+                .await
+                .map(UnitResult::One),
+            Unit::Batch(batch) => self.process_batch(batch, attempt).await,
+        }
+    }
+
+    /// Why `job` is skipped, as a result, with its stored record when its references are to
+    /// be followed.
+    fn skipped(&self, job: &Job) -> Result<Option<KeyResult>> {
+        let Some(reason) = self.skip_reason(job)? else {
+            return Ok(None);
+        };
+        // Its references are followed as if it had been fetched (and are skipped in
+        // turn when they are fresh or done).
+        let record = if self.skip.follow_depth > job.depth {
+            self.read(|s| s.record(job.model(), &job.index_key))?
+                .flatten()
+        } else {
+            None
+        };
+        Ok(Some(KeyResult::Skipped { reason, record }))
+    }
+
     /// One attempt at one key: skipped, or fetched and validated.
     pub async fn process(&self, job: Arc<Job>, attempt: u32) -> Result<KeyResult> {
         if attempt == 1 {
-            if let Some(reason) = self.skip_reason(&job)? {
-                // Its references are followed as if it had been fetched (and are skipped in
-                // turn when they are fresh or done).
-                let record = if self.skip.follow_depth > job.depth {
-                    self.read(|s| s.record(job.model(), &job.index_key))?
-                        .flatten()
-                } else {
-                    None
-                };
-                return Ok(KeyResult::Skipped { reason, record });
+            if let Some(skipped) = self.skipped(&job)? {
+                return Ok(skipped);
             }
         }
         let duplicates = crate::json_dups::notes();
@@ -149,25 +172,201 @@ impl Processor {
                 job.target.fetcher.function, job.target.name, job.key
             )));
         };
-        let model = job.model();
-        let mut report = validate_record(job.target.model.schema(), model, &payload);
-        report.warnings.extend(crate::json_dups::warnings(
-            model,
-            &job.key.to_string(),
-            duplicates.take(),
-        ));
-        if report.is_valid() {
-            if let Some(e) = key_mismatch(&job, &report.value) {
-                report.errors.push(e);
+        Ok(check_record(&job, payload, duplicates.take()))
+    }
+
+    /// One attempt at a group of keys of a batch fetcher: each key skipped, refused (its
+    /// values do not fit the parameters) or asked in one call, whose records are matched back
+    /// to the keys by their index values and validated one by one. An error of the call is
+    /// the group's (retried as one); a key the answer lacks is missing; a record no key asked
+    /// for is a stray, rejected on its own.
+    async fn process_batch(&self, batch: &Batch, attempt: u32) -> Result<UnitResult> {
+        let target = &batch.target;
+        let fetcher = target.fetcher;
+        let mut results: Vec<Option<Result<KeyResult>>> = Vec::with_capacity(batch.jobs.len());
+        let mut asked: HashMap<String, Vec<usize>> = HashMap::with_capacity(batch.jobs.len());
+        let mut keys = Vec::with_capacity(batch.jobs.len());
+        for (i, job) in batch.jobs.iter().enumerate() {
+            // Every attempt: a retried group must not fetch what the first attempt skipped.
+            if let Some(skipped) = self.skipped(job)? {
+                results.push(Some(Ok(skipped)));
+                continue;
+            }
+            if let Err(e) = fetcher.check_key(&job.key) {
+                results.push(Some(Err(Error::from(e))));
+                continue;
+            }
+            results.push(None);
+            let text = super::batch::key_text(job.key.values());
+            let same = asked.entry(text).or_default();
+            if same.is_empty() {
+                keys.push(job.key.clone());
+            }
+            same.push(i);
+        }
+        let mut strays = Vec::new();
+        if !keys.is_empty() {
+            let duplicates = crate::json_dups::notes();
+            let ctx = self
+                .ctx
+                .for_fetcher_name(target.name.clone())
+                .with_attempt(attempt)
+                .with_duplicate_notes(duplicates.clone());
+            let call = fetcher.call_batch(&keys, ctx).ok_or_else(|| {
+                Error::permanent(format!(
+                    "{} is not a batch fetcher (bug: its keys were grouped)",
+                    fetcher.function
+                ))
+            })?;
+            let records = call.await?;
+            let mut notes = duplicates.take();
+            let mut answered: Vec<String> = Vec::new();
+            for record in records {
+                let text = super::batch::record_key_text(&record, fetcher.identifier);
+                let same = text.as_ref().and_then(|t| asked.remove(t));
+                match (same, text) {
+                    (Some(same), Some(text)) => {
+                        // The call's repeated-key notes go with the first record.
+                        let notes = std::mem::take(&mut notes);
+                        let result = check_record(&batch.jobs[same[0]], record, notes);
+                        // The same key twice in one group: asked once, one result each.
+                        for &j in &same[1..] {
+                            results[j] = Some(Ok(result.copy_for_same_key()));
+                        }
+                        results[same[0]] = Some(Ok(result));
+                        answered.push(text);
+                    }
+                    (_, text) => {
+                        let twice = text.is_some_and(|t| answered.contains(&t));
+                        strays.push(stray(batch, record, twice));
+                    }
+                }
             }
         }
-        // What validation says quotes the payload, which may echo a credential: reasons,
-        // rejects' errors, drift and warnings are kye's text and never carry one.
-        for e in report.errors.iter_mut().chain(report.warnings.iter_mut()) {
-            redact_finding(e);
+        let results = batch
+            .jobs
+            .iter()
+            .zip(results)
+            .map(|(job, r)| {
+                r.unwrap_or_else(|| {
+                    Err(Error::missing(format!(
+                        "{} returned no record for {} = {} (asked in a batch of {})",
+                        fetcher.function,
+                        target.name,
+                        job.key,
+                        keys.len()
+                    )))
+                })
+            })
+            .collect();
+        Ok(UnitResult::Batch { results, strays })
+    }
+}
+
+/// A record of a batch answer that no key of the group asked for: rejected on its own, with a
+/// reason naming the fetcher, the model, the key it carries and the keys asked.
+fn stray(batch: &Batch, record: Value, twice: bool) -> Stray {
+    let fetcher = batch.target.fetcher;
+    let model = batch.target.model.name();
+    let edges = fetcher.identifier;
+    let shown = redact_text(&super::batch::record_key_shown(&record, edges));
+    let edge_text = if edges.len() == 1 {
+        edges[0].to_string()
+    } else {
+        format!("({})", edges.join(", "))
+    };
+    let what = if twice {
+        "a second time in the answer to"
+    } else {
+        "that"
+    };
+    let reason = redact_text(&format!(
+        "{model} returned {edge_text} {shown} {what} the batch {} {} (fetcher `{}`)",
+        batch.keys_text(),
+        if twice {
+            "(the first was kept)"
+        } else {
+            "did not ask for"
+        },
+        fetcher.function
+    ));
+    let mut e = ValidationError::new(ErrorKind::IndexConflict, model, reason.clone());
+    e.edges = edges.iter().map(|s| s.to_string()).collect();
+    e.value = Some(shown.clone());
+    let key = edges
+        .iter()
+        .map(|edge| record.get(*edge).cloned())
+        .collect::<Option<Vec<Value>>>()
+        .map(|values| IndexKey::new(edges.iter().copied(), values));
+    Stray {
+        key,
+        shown,
+        payload: record,
+        error: e,
+        reason,
+    }
+}
+
+/// A record of a batch answer no key asked for (see [`Processor::process_batch`]).
+pub(super) struct Stray {
+    pub key: Option<IndexKey>,
+    pub shown: String,
+    pub payload: Value,
+    pub error: ValidationError,
+    pub reason: String,
+}
+
+/// What one attempt at a unit produced.
+pub(super) enum UnitResult {
+    One(KeyResult),
+    Batch {
+        /// One per key of the group, in its order.
+        results: Vec<Result<KeyResult>>,
+        /// Records no key asked for.
+        strays: Vec<Stray>,
+    },
+}
+
+/// Validates what the fetcher returned for `job` (and checks that it is `job`'s record).
+fn check_record(
+    job: &Job,
+    payload: Value,
+    duplicates: Vec<(String, crate::json_dups::Duplicates)>,
+) -> KeyResult {
+    let model = job.model();
+    let mut report = validate_record(job.target.model.schema(), model, &payload);
+    report.warnings.extend(crate::json_dups::warnings(
+        model,
+        &job.key.to_string(),
+        duplicates,
+    ));
+    if report.is_valid() {
+        if let Some(e) = key_mismatch(job, &report.value) {
+            report.errors.push(e);
         }
-        let payload = (!report.is_valid()).then_some(payload);
-        Ok(KeyResult::Fetched { payload, report })
+    }
+    // What validation says quotes the payload, which may echo a credential: reasons,
+    // rejects' errors, drift and warnings are kye's text and never carry one.
+    for e in report.errors.iter_mut().chain(report.warnings.iter_mut()) {
+        redact_finding(e);
+    }
+    let payload = (!report.is_valid()).then_some(payload);
+    KeyResult::Fetched { payload, report }
+}
+
+impl KeyResult {
+    /// The result of the same key asked twice in one group.
+    fn copy_for_same_key(&self) -> KeyResult {
+        match self {
+            KeyResult::Skipped { reason, record } => KeyResult::Skipped {
+                reason: reason.clone(),
+                record: record.clone(),
+            },
+            KeyResult::Fetched { payload, report } => KeyResult::Fetched {
+                payload: payload.clone(),
+                report: report.clone(),
+            },
+        }
     }
 }
 

@@ -4,24 +4,25 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kye_lang::validate::ValidationError;
 use serde_json::Value;
 use tracing::Instrument;
 
+use super::batch::Grouper;
 use super::follow::Follower;
-use super::job::{Job, Target};
+use super::job::{Batch, Job, Target, Unit};
 use super::list::CursorTrack;
 use super::options::FetchRequest;
-use super::process::{settle, KeyResult, Processor, SkipPolicy};
+use super::process::{settle, KeyResult, Processor, SkipPolicy, Stray, UnitResult};
 use super::summary::{Ending, FetchSummary};
 use super::writer::{HandOff, Live, Writer, Written};
 use super::Runtime;
 use crate::error::{Error, Result};
-use crate::exec::{Executor, Finished, Sink};
+use crate::exec::{Executor, Finished, Outcome, Sink};
 use crate::request::ResolvedRequest;
-use crate::store::{NewRun, RunEnd, RunId, RunStatus, StoreRead};
+use crate::store::{NewRun, RejectWrite, RunEnd, RunId, RunStatus, StoreRead, Timestamp};
 
 /// What `get` keeps of its one key beyond the counts: the record, or the rejected payload and
 /// its errors, or the reason it is missing.
@@ -44,23 +45,35 @@ struct KeySink<'r> {
     interrupted: u64,
     /// `Some` when the caller keeps what the key returned (`get`).
     kept: Option<Kept>,
+    /// Referenced keys of batch fetchers, waiting for their group.
+    grouper: Grouper,
+    /// Referenced keys of the key being settled (reused).
+    referenced: Vec<Job>,
 }
 
-impl Sink<Job, KeyResult> for &mut KeySink<'_> {
-    fn finished(
+impl KeySink<'_> {
+    /// One finished key; `strays` (records of its batch no key asked for) are written with it.
+    fn key(
         &mut self,
         finished: Finished<Job, KeyResult>,
-        follow: &mut Vec<Job>,
+        strays: Vec<(RejectWrite, String)>,
+        follow: &mut Vec<Unit>,
     ) -> Result<()> {
         self.follower.finished(&finished.item);
-        let Some(settled) = settle(self.run, finished) else {
+        let Some(mut settled) = settle(self.run, finished) else {
             self.interrupted += 1;
             self.live.interrupted.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         };
+        settled.pending.strays = strays;
         if let Some(record) = settled.record() {
-            let queued = self.follower.follow(&settled.pending.job, record, follow);
+            let queued = self
+                .follower
+                .follow(&settled.pending.job, record, &mut self.referenced);
             self.live.total.fetch_add(queued, Ordering::Relaxed);
+            for job in self.referenced.drain(..) {
+                self.grouper.push(job, follow);
+            }
         }
         if let Some(kept) = &mut self.kept {
             let p = &settled.pending;
@@ -74,10 +87,107 @@ impl Sink<Job, KeyResult> for &mut KeySink<'_> {
         }
         self.hand_off.push(settled.pending)
     }
+}
 
-    fn idle(&mut self) -> Result<()> {
-        self.hand_off.flush_waited()
+impl Sink<Unit, UnitResult> for &mut KeySink<'_> {
+    fn finished(
+        &mut self,
+        finished: Finished<Unit, UnitResult>,
+        follow: &mut Vec<Unit>,
+    ) -> Result<()> {
+        let Finished {
+            item,
+            outcome,
+            attempts,
+        } = finished;
+        let batch = match &*item {
+            Unit::One(job) => {
+                let outcome = match outcome {
+                    Outcome::Done(UnitResult::One(r)) => Outcome::Done(r),
+                    Outcome::Done(UnitResult::Batch { .. }) => Outcome::Failed(Error::permanent(
+                        "a key's call returned a batch's results (bug)",
+                    )),
+                    Outcome::Failed(e) => Outcome::Failed(e),
+                    Outcome::Interrupted => Outcome::Interrupted,
+                };
+                let item = job.clone();
+                return self.key(
+                    Finished {
+                        item,
+                        outcome,
+                        attempts,
+                    },
+                    Vec::new(),
+                    follow,
+                );
+            }
+            Unit::Batch(b) => b,
+        };
+        // A batch: each of its keys settles as if it had been fetched alone.
+        let n = batch.jobs.len();
+        let (mut results, strays): (Vec<Option<Result<KeyResult>>>, _) = match outcome {
+            Outcome::Done(UnitResult::Batch { results, strays }) => {
+                (results.into_iter().map(Some).collect(), strays)
+            }
+            Outcome::Done(UnitResult::One(_)) => (
+                (0..n)
+                    .map(|_| {
+                        Some(Err(Error::permanent(
+                            "a batch's call returned one key's result (bug)",
+                        )))
+                    })
+                    .collect(),
+                Vec::new(),
+            ),
+            Outcome::Failed(e) => {
+                let mut all: Vec<_> = (1..n).map(|_| Some(Err(e.for_another_key()))).collect();
+                all.insert(0, Some(Err(e)));
+                (all, Vec::new())
+            }
+            Outcome::Interrupted => ((0..n).map(|_| None).collect(), Vec::new()),
+        };
+        let mut strays: Vec<(RejectWrite, String)> = strays
+            .into_iter()
+            .map(|stray| stray_reject(self.run, batch, stray))
+            .collect();
+        for (job, result) in batch.jobs.iter().zip(results.iter_mut()) {
+            let outcome = match result.take() {
+                Some(Ok(r)) => Outcome::Done(r),
+                Some(Err(e)) => Outcome::Failed(e),
+                None => Outcome::Interrupted,
+            };
+            let finished = Finished {
+                item: job.clone(),
+                outcome,
+                attempts,
+            };
+            self.key(finished, std::mem::take(&mut strays), follow)?;
+        }
+        Ok(())
     }
+
+    fn idle(&mut self, follow: &mut Vec<Unit>, quiet: bool) -> Result<Option<Duration>> {
+        self.hand_off.flush_waited()?;
+        Ok(self.grouper.flush_due(quiet, follow))
+    }
+}
+
+/// The reject of a record a batch answer held that no key of the batch asked for, with the
+/// key it carries as shown in the summary.
+fn stray_reject(run: RunId, batch: &Batch, stray: Stray) -> (RejectWrite, String) {
+    let model = batch.target.model.name();
+    tracing::warn!(model, reason = %stray.reason, "record rejected");
+    let reject = RejectWrite {
+        run,
+        model: model.to_string(),
+        key: stray.key,
+        fetcher: batch.target.provenance.clone(),
+        payload: stray.payload,
+        errors: serde_json::to_value([&stray.error]).unwrap_or(Value::Null),
+        reason: stray.reason,
+        at: Timestamp::now(),
+    };
+    (reject, stray.shown)
 }
 
 impl Runtime {
@@ -128,9 +238,9 @@ impl Runtime {
         let target = Target::new(model, fetcher);
         let lister = keys.lister();
         let jobs = {
-            let target = target.clone();
-            keys.into_keys()
-                .map(move |k| Job::new(target.clone(), k, 0))
+            let t = target.clone();
+            let jobs = keys.into_keys().map(move |k| Job::new(t.clone(), k, 0));
+            super::batch::units(target.clone(), jobs)
         };
         let skip = SkipPolicy {
             refresh: opts.refresh,
@@ -191,14 +301,16 @@ impl Runtime {
             live,
             interrupted: 0,
             kept: keep.then(Kept::default),
+            grouper: Grouper::default(),
+            referenced: Vec::new(),
         };
         let executed = executor
             .run_with_late(
                 jobs,
                 listed_jobs,
-                move |job: Arc<Job>, attempt| {
+                move |unit: Arc<Unit>, attempt| {
                     let processor = processor.clone();
-                    async move { processor.process(job, attempt).await }
+                    async move { processor.process_unit(unit, attempt).await }
                 },
                 &mut sink,
             )

@@ -43,6 +43,9 @@ pub(super) struct PendingKey {
     pub record: Option<RecordWrite>,
     pub reject: Option<RejectWrite>,
     pub drift: Vec<DriftWrite>,
+    /// Records a batch answer held that no key of the batch asked for (rejected on their
+    /// own, carried by the first key of the batch), with the key each carries, printed.
+    pub strays: Vec<(RejectWrite, String)>,
 }
 
 impl PendingKey {
@@ -55,6 +58,7 @@ impl PendingKey {
             record: None,
             reject: None,
             drift: Vec::new(),
+            strays: Vec::new(),
         }
     }
 }
@@ -260,6 +264,10 @@ impl Writer {
                 items.push(WriteItem::Drift(d));
                 owners.push(None);
             }
+            for (r, _) in &p.strays {
+                items.push(WriteItem::Reject(r.clone()));
+                owners.push(None);
+            }
         }
         if !items.is_empty() {
             let results = store.write_batch(&items).map_err(stops)?;
@@ -310,6 +318,16 @@ impl Writer {
     /// Counts a written key, keeping the first failures and rejects as examples.
     fn count(&mut self, p: PendingKey) {
         let w = &mut self.written;
+        for (r, shown) in &p.strays {
+            if w.rejects.len() < SUMMARY_EXAMPLES {
+                w.rejects.push(KeyProblem {
+                    model: r.model.clone(),
+                    key: shown.clone(),
+                    status: KeyStatus::Rejected,
+                    reason: r.reason.clone(),
+                });
+            }
+        }
         w.counts.add(p.status);
         let examples = match p.status {
             KeyStatus::Failed => &mut w.failures,

@@ -11,8 +11,8 @@
 use std::panic::Location;
 
 use crate::context::Context;
-use crate::model::{FetchFuture, Key, KeyError, OutputKind};
-use crate::registry::FetcherRegistration;
+use crate::model::{BatchFuture, FetchFuture, Key, KeyError, OutputKind};
+use crate::registry::{BatchRegistration, FetcherRegistration};
 
 /// Builds a [`FetcherRegistration`] in a `static`: every method is `const`.
 ///
@@ -88,6 +88,7 @@ impl FetcherBuilder {
                 output: OutputKind::Json,
                 call,
                 check: any_key,
+                batch: None,
             },
         }
     }
@@ -113,6 +114,18 @@ impl FetcherBuilder {
     /// The check that a key fits the function's parameter types, run before any call.
     pub const fn check(mut self, check: fn(&Key) -> Result<(), KeyError>) -> FetcherBuilder {
         self.registration.check = check;
+        self
+    }
+
+    /// A batch fetcher: `call` takes up to `size` keys at once and the runtime groups keys
+    /// for it (the function given to [`FetcherBuilder::new`] serves [`FetcherRegistration::call`]
+    /// only, e.g. through [`batch_of_one`](crate::__private::batch_of_one)).
+    pub const fn batch(
+        mut self,
+        size: usize,
+        call: fn(&[Key], Context) -> BatchFuture,
+    ) -> FetcherBuilder {
+        self.registration.batch = Some(BatchRegistration { size, call });
         self
     }
 

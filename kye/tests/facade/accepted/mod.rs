@@ -3,6 +3,7 @@
 //! One module each, with its own models and fetchers; each test reads the registry of its
 //! own module ([`crate::registry_of`]).
 
+mod batch_forms;
 mod composite_params;
 mod composite_tuple;
 mod crate_override;
