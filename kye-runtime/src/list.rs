@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::model::{identifier_text, Key, KeyError, KeyValue};
-use crate::redact::redact_text;
+use crate::redact::{credential_param, redact_text};
 use crate::store::ListCursorInfo;
 
 /// What a list function's call returns, type-erased.
@@ -143,10 +143,24 @@ impl KeySender {
     pub async fn save_cursor(&self, cursor: serde_json::Value) -> Result<()> {
         let lister = self.lister.path();
         let text = cursor.to_string();
+        let refuse = |what: String| {
+            Err(Error::permanent(format!(
+                "the list function `{lister}` saved a cursor that {what}; kye never stores \
+                 credentials (save a position without them)"
+            )))
+        };
         if redact_text(&text) != text {
+            return refuse("contains a secret".into());
+        }
+        if let Some(param) = strings_of(&cursor).find_map(credential_param) {
+            return refuse(format!(
+                "holds a URL with the credential parameter `{param}`"
+            ));
+        }
+        if strings_of(&cursor).any(|s| s.contains('\0')) {
             return Err(Error::permanent(format!(
-                "the list function `{lister}` saved a cursor that contains a secret; kye never \
-                 stores one (save a position without credentials)"
+                "the list function `{lister}` saved a cursor with a NUL character, which \
+                 stores cannot keep"
             )));
         }
         self.tx.send(ListEvent::Cursor(cursor)).await.map_err(|_| {
@@ -206,6 +220,20 @@ impl KeySender {
     /// Keys sent so far.
     pub fn sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
+    }
+}
+
+/// Every string in `value` (object keys too), depth first.
+fn strings_of(value: &serde_json::Value) -> Box<dyn Iterator<Item = &str> + '_> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Box::new(std::iter::once(s.as_str())),
+        Value::Array(items) => Box::new(items.iter().flat_map(strings_of)),
+        Value::Object(map) => Box::new(
+            map.iter()
+                .flat_map(|(k, v)| std::iter::once(k.as_str()).chain(strings_of(v))),
+        ),
+        _ => Box::new(std::iter::empty()),
     }
 }
 
@@ -368,6 +396,46 @@ impl<T: IntoKeyValue> Keys<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn nothing(_: Context, _: KeySender) -> ListFuture {
+        Box::pin(async { Ok(()) })
+    }
+
+    static LISTER: ListerRegistration = ListerRegistration {
+        model: "Pokemon",
+        identifier: &["id"],
+        function: "all",
+        module_path: "src",
+        file: "src/lib.rs",
+        line: 1,
+        doc: "",
+        call: nothing,
+    };
+
+    #[tokio::test]
+    async fn a_cursor_with_credentials_or_nul_is_refused_and_a_position_is_kept() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let sender = KeySender::new(tx, &LISTER, |_| Ok(()), None);
+        for (cursor, says) in [
+            (
+                serde_json::json!({"next": "/list?page=3&access_token=abc123"}),
+                "credential parameter `access_token`",
+            ),
+            (
+                serde_json::json!(["https://api.test/v1?cursor=9&X-Amz-Signature=ff"]),
+                "credential parameter `X-Amz-Signature`",
+            ),
+            (serde_json::json!({"after": "a\0b"}), "NUL"),
+        ] {
+            let err = sender.save_cursor(cursor).await.unwrap_err().to_string();
+            assert!(err.contains(says), "{err}");
+            assert!(err.contains("src::all"), "{err}");
+        }
+        assert!(rx.try_recv().is_err(), "nothing refused reached the run");
+        let fine = serde_json::json!({"next": "/list?page=3&sort=id", "pages": 2});
+        sender.save_cursor(fine.clone()).await.unwrap();
+        assert!(matches!(rx.try_recv(), Ok(ListEvent::Cursor(v)) if v == fine));
+    }
 
     #[test]
     fn every_key_parameter_type_can_be_listed() {

@@ -190,6 +190,13 @@ const SENSITIVE_PARAMS: &[&str] = &[
     "client_secret",
     "signature",
     "sig",
+    "refresh_token",
+    "id_token",
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+    "x-goog-signature",
+    "x-goog-credential",
 ];
 
 fn is_sensitive_param(name: &str) -> bool {
@@ -199,6 +206,21 @@ fn is_sensitive_param(name: &str) -> bool {
             .read()
             .map(|p| p.contains(&lower))
             .unwrap_or(true)
+}
+
+/// The first credential-like query parameter (`access_token`, `signature`, a registered one)
+/// with a value in `text` read as a URL or a path with a query (`/list?page=2&sig=...`).
+pub(crate) fn credential_param(text: &str) -> Option<String> {
+    if !text.contains('=') {
+        return None;
+    }
+    let base = reqwest::Url::parse("http://kye.invalid/").ok()?;
+    let url = reqwest::Url::parse(text)
+        .or_else(|_| base.join(text))
+        .ok()?;
+    url.query_pairs()
+        .find(|(k, v)| !v.is_empty() && is_sensitive_param(k))
+        .map(|(k, _)| k.into_owned())
 }
 
 /// Replaces every known secret value in `text` by `[redacted]`.

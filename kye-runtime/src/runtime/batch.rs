@@ -119,8 +119,10 @@ pub(super) fn key_text(values: &[KeyValue]) -> String {
     let mut out = String::new();
     for v in values {
         match v {
-            KeyValue::Int(i) => push_number(&mut out, *i as f64),
-            KeyValue::Float(x) => push_number(&mut out, *x),
+            KeyValue::Int(i) => {
+                let _ = write!(out, "n{i}");
+            }
+            KeyValue::Float(x) => push_float(&mut out, *x),
             KeyValue::String(s) => {
                 let _ = write!(out, "s{}:{s}", s.len());
             }
@@ -139,7 +141,16 @@ pub(super) fn record_key_text(record: &Value, edges: &[&str]) -> Option<String> 
     let mut out = String::new();
     for edge in edges {
         match record.get(*edge)? {
-            Value::Number(n) => push_number(&mut out, n.as_f64()?),
+            Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+                // Integers exactly: two ids beyond 2^53 must not become one.
+                (Some(i), _) => {
+                    let _ = write!(out, "n{i}");
+                }
+                (None, Some(u)) => {
+                    let _ = write!(out, "n{u}");
+                }
+                _ => push_float(&mut out, n.as_f64()?),
+            },
             Value::String(s) => {
                 let _ = write!(out, "s{}:{s}", s.len());
             }
@@ -153,7 +164,9 @@ pub(super) fn record_key_text(record: &Value, edges: &[&str]) -> Option<String> 
     Some(out)
 }
 
-fn push_number(out: &mut String, x: f64) {
+/// A float key value: whole numbers exactly representable as integers are written as the
+/// integer (`25.0` matches `25`), others as the float.
+fn push_float(out: &mut String, x: f64) {
     if x.fract() == 0.0 && x.abs() < 9.007_199_254_740_992e15 {
         let _ = write!(out, "n{}", x as i64);
     } else {
@@ -208,6 +221,18 @@ mod tests {
         assert_ne!(
             key_text(&[KeyValue::String("a\u{1}b".into())]),
             key_text(&[KeyValue::String("a".into()), KeyValue::String("b".into())])
+        );
+        // Ids beyond 2^53 (snowflakes) stay apart: through f64 both were one key.
+        let a = key_text(&[KeyValue::Int(1_100_000_000_000_000_001)]);
+        let b = key_text(&[KeyValue::Int(1_100_000_000_000_000_002)]);
+        assert_ne!(a, b);
+        assert_eq!(
+            record_key_text(&json!({"id": 1_100_000_000_000_000_001_i64}), &["id"]),
+            Some(a)
+        );
+        assert_eq!(
+            record_key_text(&json!({"id": 18_000_000_000_000_000_000_u64}), &["id"]),
+            Some("n18000000000000000000\u{1}".to_string())
         );
     }
 }

@@ -36,9 +36,9 @@ pub(super) struct CursorTrack {
     lister: String,
     /// Cursors saved in this run and not yet written: (keys listed before it, value).
     pending: VecDeque<(u64, Value)>,
-    /// Keys 1..=done_through are done.
+    /// Keys 1..=done_through are settled (done, or failed: see `held_at`).
     done_through: u64,
-    /// Done keys above `done_through` (keys finish out of order).
+    /// Settled keys above `done_through` (keys finish out of order).
     done_above: BTreeSet<u64>,
     /// The first key that failed (or was not written): no cursor covering it is saved.
     held_at: Option<u64>,
@@ -74,8 +74,12 @@ impl CursorTrack {
         self.listed
     }
 
-    /// The list function saved `value` after the keys listed so far.
+    /// The list function saved `value` after the keys listed so far. A cursor covering a key
+    /// that failed can never be written in this run: it is not kept.
     fn saved(&mut self, value: Value) {
+        if self.held_at.is_some_and(|h| self.listed >= h) {
+            return;
+        }
         self.pending.push_back((self.listed, value));
     }
 
@@ -85,8 +89,11 @@ impl CursorTrack {
             return;
         }
         if !done {
-            self.held_at = Some(self.held_at.map_or(seq, |h| h.min(seq)));
-            return;
+            // No cursor at or after it is written in this run: those waiting are dropped, and
+            // the key counts as settled so that the keys after it do not pile up in memory.
+            let held = self.held_at.map_or(seq, |h| h.min(seq));
+            self.held_at = Some(held);
+            self.pending.retain(|(n, _)| *n < held);
         }
         if seq == self.done_through + 1 {
             self.done_through = seq;
@@ -174,7 +181,13 @@ pub(super) fn start(
             let mut grouper = Grouper::default();
             let mut units = Vec::new();
             loop {
+                // Groups whose linger is over go now, before waiting for the next page.
                 let wait = grouper.flush_due(false, &mut units);
+                for unit in units.drain(..) {
+                    if job_tx.send(unit).await.is_err() {
+                        return;
+                    }
+                }
                 let got = match wait {
                     None => key_rx.recv_many(&mut events, 64).await,
                     Some(w) => tokio::time::timeout(w, key_rx.recv_many(&mut events, 64))
@@ -342,6 +355,26 @@ mod tests {
         t.finished = true;
         assert_eq!(value(t.take(RunId(1), true)), Some((json!(30), false)));
         assert_eq!(value(t.take(RunId(1), true)), None);
+    }
+
+    #[test]
+    fn keys_after_a_failed_one_do_not_pile_up() {
+        let mut t = track(3, &[(3, 30)]);
+        t.settle(1, false);
+        // The cursor after key 3 covers the failed key 1: dropped at once.
+        assert!(t.pending.is_empty());
+        for _ in 0..10_000 {
+            let seq = t.next_key();
+            if seq.is_multiple_of(100) {
+                t.saved(json!(seq));
+            }
+            t.settle(seq, true);
+        }
+        t.settle(2, true);
+        t.settle(3, true);
+        assert_eq!(t.done_through, 10_003);
+        assert!(t.done_above.is_empty() && t.pending.is_empty());
+        assert_eq!(value(t.take(RunId(1), false)), None);
     }
 
     #[test]

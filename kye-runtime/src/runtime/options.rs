@@ -14,7 +14,7 @@ pub struct FetchRequest {
     pub follow: u32,
     /// Skip keys stored less than this long ago.
     pub max_age: Option<Duration>,
-    /// Fetch even fresh keys.
+    /// Fetch even fresh keys; a bare model's list function starts without its saved cursor.
     pub refresh: bool,
     /// Resume an interrupted run of the same request (default: yes).
     pub resume: bool,
@@ -59,7 +59,8 @@ impl FetchRequest {
         Ok(self.max_age(d))
     }
 
-    /// Fetches every key even when fresh.
+    /// Fetches every key even when fresh; a list function (`fetch 'Model'`) lists from the
+    /// start, its saved cursor ignored and replaced.
     pub fn refresh(mut self, yes: bool) -> Self {
         self.refresh = yes;
         self

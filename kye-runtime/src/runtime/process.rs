@@ -149,6 +149,20 @@ impl Processor {
         Ok(Some(KeyResult::Skipped { reason, record }))
     }
 
+    /// What a key of a group settles as without the group's call: skipped (done, or fresh),
+    /// or refused by the fetcher's key check; `None` when the call was for it. Asked again
+    /// after the group's call failed for good, so that only the keys it was for take its
+    /// error (a store that cannot be read counts as the call's: `None`).
+    pub(super) fn before_call(&self, job: &Job) -> Option<Result<KeyResult>> {
+        if let Ok(Some(skipped)) = self.skipped(job) {
+            return Some(Ok(skipped));
+        }
+        if let Err(e) = job.target.fetcher.check_key(&job.key) {
+            return Some(Err(Error::from(e)));
+        }
+        None
+    }
+
     /// One attempt at one key: skipped, or fetched and validated.
     pub async fn process(&self, job: Arc<Job>, attempt: u32) -> Result<KeyResult> {
         if attempt == 1 {
@@ -376,7 +390,14 @@ fn key_mismatch(job: &Job, record: &Value) -> Option<ValidationError> {
     for (edge, want) in job.target.fetcher.identifier.iter().zip(job.key.values()) {
         let got = record.get(*edge);
         let same = match (got, want) {
-            (Some(Value::Number(n)), KeyValue::Int(i)) => n.as_f64() == Some(*i as f64),
+            // Integers compare exactly (two ids beyond 2^53 differ); a whole float within
+            // f64's exact range matches its integer.
+            (Some(Value::Number(n)), KeyValue::Int(i)) => match n.as_i64() {
+                Some(got) => got == *i,
+                None => n.as_f64().is_some_and(|x| {
+                    x.fract() == 0.0 && x.abs() < 9.007_199_254_740_992e15 && x as i64 == *i
+                }),
+            },
             (Some(Value::Number(n)), KeyValue::Float(x)) => n.as_f64() == Some(*x),
             (Some(Value::String(s)), KeyValue::String(w)) => s == w,
             (Some(Value::Bool(b)), KeyValue::Bool(w)) => b == w,

@@ -49,6 +49,9 @@ struct KeySink<'r> {
     grouper: Grouper,
     /// Referenced keys of the key being settled (reused).
     referenced: Vec<Job>,
+    /// The run's processor: a group whose call failed settles the keys its last attempt
+    /// skipped (done, or fresh) as skipped, not with the group's error.
+    processor: Arc<Processor>,
 }
 
 impl KeySink<'_> {
@@ -140,8 +143,26 @@ impl Sink<Unit, UnitResult> for &mut KeySink<'_> {
                 Vec::new(),
             ),
             Outcome::Failed(e) => {
-                let mut all: Vec<_> = (1..n).map(|_| Some(Err(e.for_another_key()))).collect();
-                all.insert(0, Some(Err(e)));
+                // Only the keys the call was for take its error: a key skipped before it
+                // (done in the resumed runs, or fresh) or refused by the fetcher's key check
+                // settles as it did.
+                let mut all = Vec::with_capacity(n);
+                let mut error = Some(e);
+                for job in &batch.jobs {
+                    let own = match self.processor.before_call(job) {
+                        Some(r) => r,
+                        // The first key the call was for carries the error itself (with its
+                        // source), the others a copy.
+                        None => {
+                            let e = error
+                                .take()
+                                .unwrap_or_else(|| Error::permanent("the group's call failed"));
+                            error = Some(e.for_another_key());
+                            Err(e)
+                        }
+                    };
+                    all.push(Some(own));
+                }
                 (all, Vec::new())
             }
             Outcome::Interrupted => ((0..n).map(|_| None).collect(), Vec::new()),
@@ -211,11 +232,13 @@ impl Runtime {
         // it has one), and its row in the store.
         let (run, resumed_from, resume_since, saved) = {
             let mut store = inner.store.lock().unwrap_or_else(|p| p.into_inner());
+            // `--refresh` lists from the start: the saved cursor is ignored (and replaced by
+            // the cursors this run saves), which also clears one that keeps failing.
             let saved = match resolved.keys().lister() {
-                Some(l) => store
+                Some(l) if !opts.refresh => store
                     .list_cursor(l.model, &l.path())
                     .map_err(Error::other)?,
-                None => None,
+                _ => None,
             };
             let (resumed_from, resume_since) = if opts.resume {
                 resume_chain(store.as_ref(), &opts.request)?
@@ -303,6 +326,7 @@ impl Runtime {
             kept: keep.then(Kept::default),
             grouper: Grouper::default(),
             referenced: Vec::new(),
+            processor: processor.clone(),
         };
         let executed = executor
             .run_with_late(
@@ -316,7 +340,12 @@ impl Runtime {
             )
             .instrument(span.clone())
             .await;
-        let stopping = inner.shutdown.is_triggered() || executed.is_err();
+        // Stopped early (Ctrl-C, an error, or a host found unreachable): the list function is
+        // stopped too, and what it says about the run stopping is not a failure of its own.
+        let stopping = inner.shutdown.is_triggered()
+            || executed
+                .as_ref()
+                .map_or(true, |stats| stats.unreachable.is_some());
         let (listed, list_error) = match listing {
             Some(l) => l.finish(stopping).instrument(span.clone()).await,
             None => (0, None),

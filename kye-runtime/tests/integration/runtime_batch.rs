@@ -484,3 +484,35 @@ async fn a_batch_still_busy_after_its_attempts_fails_each_key() {
         assert_eq!(status(&rt, id), Some(KeyStatus::Failed), "id {id}");
     }
 }
+
+/// A group whose call fails for good settles only the keys it was for with the error: keys of
+/// the group skipped before the call (fresh here, `--max-age`) stay skipped. Before, every key
+/// of the group took the error, and a fresh stored key was recorded failed.
+#[tokio::test]
+async fn a_failed_group_fails_only_the_keys_it_asked_for() {
+    let server = TestServer::start(routes()).await.expect("server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("kye.db");
+    let rt = runtime(server.base_url(), "/cats", "", &db);
+    let summary = rt
+        .fetch(FetchRequest::new("Cat.id in 1..=5"))
+        .await
+        .expect("run");
+    assert_eq!(summary.counts.stored, 5, "{summary}");
+    drop(rt);
+
+    let rt = runtime(server.base_url(), "/down", "", &db);
+    let summary = rt
+        .fetch(FetchRequest::new("Cat.id in 1..=10").max_age(Duration::from_secs(3600)))
+        .await
+        .expect("run");
+    assert_eq!(
+        (summary.counts.skipped, summary.counts.failed),
+        (5, 5),
+        "{summary}"
+    );
+    assert_eq!(status(&rt, 3), Some(KeyStatus::Skipped));
+    assert_eq!(status(&rt, 8), Some(KeyStatus::Failed));
+    // The group asked only for the five stale keys, three times.
+    assert_eq!(server.requests("/down"), 3);
+}
