@@ -18,3 +18,4 @@ pub use crate::model::{
 };
 pub use crate::registry::{FetcherRegistration, ModelRegistration};
 pub use crate::request::Request;
+pub use crate::transform::{TransformContext, TransformInput, TransformerRegistration};

@@ -56,6 +56,7 @@ mod secrets;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod transform;
 
 #[doc(hidden)]
 pub mod __private;
@@ -82,7 +83,8 @@ pub use request::{
 };
 pub use runtime::{
     FetchRequest, FetchSummary, GetResult, KeyProblem, Progress, Runtime, RuntimeBuilder,
-    DEFAULT_STORE, SUMMARY_EXAMPLES,
+    TransformCounts, TransformSummary, DEFAULT_STORE, SUMMARY_EXAMPLES,
 };
 pub use secrets::{Secret, Secrets};
 pub use store::{KeyStatus, RunCounts, RunId, RunStatus};
+pub use transform::{TransformContext, TransformInput, TransformerRegistration};

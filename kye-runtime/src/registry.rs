@@ -26,6 +26,7 @@ use crate::context::Context;
 use crate::list::ListerRegistration;
 pub(crate) use crate::model::identifier_text;
 use crate::model::{FetchFuture, Key, KeyError, OutputKind};
+use crate::transform::TransformerRegistration;
 
 /// A model registered by `kye::models!` (generated code builds these; do not write them by hand).
 #[derive(Debug)]
@@ -226,6 +227,30 @@ pub enum RegistryError {
         /// `file:line` of the function.
         location: String,
     },
+    /// Two transformers share a function name (lineage and provenance are keyed by it).
+    #[error(
+        "two transformers are named `{function}`: at {first} and at {second}; lineage and provenance name a transformer by its function, so rename one"
+    )]
+    DuplicateTransformer {
+        /// The function name.
+        function: String,
+        /// `file:line` of the first.
+        first: String,
+        /// `file:line` of the second.
+        second: String,
+    },
+    /// A transformer reads or produces a model no schema in the binary declares.
+    #[error("transformer `{function}` at {location} {role} `{model}`, but no model of that name is registered")]
+    TransformerUnknownModel {
+        /// The model name.
+        model: String,
+        /// `produces` or `reads`.
+        role: &'static str,
+        /// The function.
+        function: String,
+        /// `file:line` of the function.
+        location: String,
+    },
 }
 
 /// A problem that does not stop the registry from working.
@@ -267,6 +292,8 @@ pub struct Registry {
     fetchers: Vec<&'static FetcherRegistration>,
     /// Sorted by model.
     listers: Vec<&'static ListerRegistration>,
+    /// Sorted by output model, then function.
+    transformers: Vec<&'static TransformerRegistration>,
     warnings: Vec<RegistryWarning>,
 }
 
@@ -302,7 +329,56 @@ impl Registry {
         let fetchers = inventory::iter::<FetcherRegistration>
             .into_iter()
             .collect::<Vec<_>>();
-        Registry::from_parts(models, fetchers)?.with_listers(inventory::iter::<ListerRegistration>)
+        Registry::from_parts(models, fetchers)?
+            .with_listers(inventory::iter::<ListerRegistration>)?
+            .with_transformers(inventory::iter::<TransformerRegistration>)
+    }
+
+    /// This registry with `transformers` (`#[kye::transform]`). Each must produce and read
+    /// registered models, and no two may share a function name (lineage and provenance name
+    /// a transformer by its function).
+    pub fn with_transformers(
+        mut self,
+        transformers: impl IntoIterator<Item = &'static TransformerRegistration>,
+    ) -> Result<Registry, RegistryError> {
+        self.transformers.extend(transformers);
+        self.transformers.sort_by(|a, b| {
+            (a.output, a.function, a.file, a.line).cmp(&(b.output, b.function, b.file, b.line))
+        });
+        let mut by_name: BTreeMap<&str, &TransformerRegistration> = BTreeMap::new();
+        for t in &self.transformers {
+            let location = format!("{}:{}", t.file, t.line);
+            if let Some(first) = by_name.insert(t.function, t) {
+                return Err(RegistryError::DuplicateTransformer {
+                    function: t.function.to_string(),
+                    first: format!("{}:{}", first.file, first.line),
+                    second: location,
+                });
+            }
+            let roles = std::iter::once(("produces", t.output))
+                .chain(t.inputs.iter().map(|m| ("reads", *m)));
+            for (role, model) in roles {
+                if !self.models.contains_key(model) {
+                    return Err(RegistryError::TransformerUnknownModel {
+                        model: model.to_string(),
+                        role,
+                        function: t.function.to_string(),
+                        location,
+                    });
+                }
+            }
+        }
+        // A model a transformer produces needs no fetcher.
+        let produced: Vec<&str> = self.transformers.iter().map(|t| t.output).collect();
+        self.warnings.retain(|w| {
+            !matches!(w, RegistryWarning::ModelWithoutFetcher { model, .. } if produced.contains(&model.as_str()))
+        });
+        Ok(self)
+    }
+
+    /// All transformers, sorted by output model.
+    pub fn transformers(&self) -> &[&'static TransformerRegistration] {
+        &self.transformers
     }
 
     /// This registry with `listers` (list functions, `#[kye::list]`). Each must list keys of a
@@ -439,6 +515,7 @@ impl Registry {
             models: by_name,
             fetchers,
             listers: Vec::new(),
+            transformers: Vec::new(),
             warnings,
         })
     }

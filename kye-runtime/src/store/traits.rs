@@ -8,8 +8,8 @@ use kye_lang::Schema;
 use serde_json::Value;
 
 use super::{
-    DriftInfo, IndexKey, KeyOutcomeInfo, NewRun, RecordQuery, RejectInfo, RunCounts, RunEnd, RunId,
-    RunInfo, StoreError, Timestamp, WriteItem,
+    DriftInfo, IndexKey, KeyOutcomeInfo, LineageRow, NewRun, RecordQuery, RejectInfo, RunCounts,
+    RunEnd, RunId, RunInfo, StoreError, Timestamp, WriteItem,
 };
 
 /// The read side of a store: every query kye makes of stored records, runs, outcomes, rejects
@@ -102,6 +102,44 @@ pub trait StoreRead: Send {
     fn edge_names(&self, model: &str) -> Option<Vec<String>> {
         let _ = model;
         None
+    }
+
+    /// The primary key and content hash of every stored record of `model`, handed to `each`
+    /// in primary key order. `key_edges` are the edges of the model's primary index. The
+    /// default reads whole records through [`StoreRead::for_each_record`]; a store may read
+    /// only the key and hash columns.
+    fn content_hashes(
+        &self,
+        model: &str,
+        key_edges: &[&str],
+        each: &mut dyn FnMut(IndexKey, String) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut query = RecordQuery::new(model);
+        query.depth = 0;
+        query.provenance = true;
+        self.for_each_record(&query, &mut |v| {
+            let values = key_edges
+                .iter()
+                .map(|e| v.get(*e).cloned().unwrap_or(Value::Null));
+            let key = IndexKey::new(key_edges.iter().copied(), values);
+            let hash = v
+                .pointer("/_kye/hash")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            each(key, hash)
+        })
+    }
+
+    /// Every lineage row of `transformer` (what each of its stored outputs was computed
+    /// from), ordered by output key. A store without a lineage table refuses with
+    /// [`StoreError::Unsupported`].
+    fn lineage(&self, transformer: &str) -> Result<Vec<LineageRow>, StoreError> {
+        let _ = transformer;
+        Err(StoreError::Unsupported {
+            store: self.kind(),
+            what: "keeps no lineage, so it cannot run transformers; use the SQLite or PostgreSQL store".into(),
+        })
     }
 }
 
@@ -242,6 +280,25 @@ macro_rules! read_through {
 
             fn edge_names(&self, model: &str) -> Option<Vec<String>> {
                 self.$field.edge_names(model)
+            }
+
+            fn content_hashes(
+                &self,
+                model: &str,
+                key_edges: &[&str],
+                each: &mut dyn FnMut(
+                    $crate::store::IndexKey,
+                    String,
+                ) -> Result<(), $crate::store::StoreError>,
+            ) -> Result<(), $crate::store::StoreError> {
+                self.$field.content_hashes(model, key_edges, each)
+            }
+
+            fn lineage(
+                &self,
+                transformer: &str,
+            ) -> Result<Vec<$crate::store::LineageRow>, $crate::store::StoreError> {
+                self.$field.lineage(transformer)
             }
         }
     };

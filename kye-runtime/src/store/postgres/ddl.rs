@@ -159,6 +159,15 @@ CREATE TABLE IF NOT EXISTS _kye_keys (
 );
 -- Runs write their outcomes in order: a BRIN index finds a run's rows at almost no cost.
 CREATE INDEX IF NOT EXISTS _kye_keys_run ON _kye_keys USING brin (run_id);
+CREATE TABLE IF NOT EXISTS _kye_lineage (
+    transformer  text NOT NULL COLLATE "C",
+    output_model text NOT NULL,
+    output_key   text NOT NULL COLLATE "C",
+    input_model  text NOT NULL COLLATE "C",
+    input_key    text NOT NULL COLLATE "C",
+    input_hash   text,
+    PRIMARY KEY (transformer, output_key, input_model, input_key)
+);
 "#;
 
 /// The inline columns of a model table (single-valued edges, in edge order).

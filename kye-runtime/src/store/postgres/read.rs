@@ -14,8 +14,9 @@ use crate::store::layout::{self, Col, EdgeLayout, ModelLayout, Prim, POSITION};
 use crate::store::records::{filter_edge, index_of, key_object, ref_value, value_object_out};
 use crate::store::values::edge_values;
 use crate::store::{
-    mark_dead, DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, RecordQuery, RejectInfo,
-    RunCounts, RunId, RunInfo, RunStatus, StoreError, StoreRead, Timestamp,
+    mark_dead, DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, LineageInput, LineageRow,
+    RecordQuery, RejectInfo, RunCounts, RunId, RunInfo, RunStatus, StoreError, StoreRead,
+    Timestamp,
 };
 
 use super::convert::{col_text, from_text};
@@ -650,6 +651,46 @@ impl StoreRead for PgReader {
                 })
                 .collect())
         })
+    }
+
+    fn lineage(&self, transformer: &str) -> Result<Vec<LineageRow>, StoreError> {
+        if !self.initialized {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(String, String, String, String, Option<String>)> = self.conn().run(|s| {
+            let rows = s.client.query(
+                "SELECT output_model, output_key, input_model, input_key, input_hash \
+                     FROM _kye_lineage WHERE transformer = $1 \
+                     ORDER BY output_key, input_model, input_key",
+                &[&transformer],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+                .collect())
+        })?;
+        let location = self.location().to_path_buf();
+        rows.into_iter()
+            .map(|(output_model, output_key, model, key, hash)| {
+                let parse = |text: &str| {
+                    IndexKey::from_canonical(text).ok_or_else(|| StoreError::Corrupt {
+                        path: location.clone(),
+                        message: format!(
+                            "lineage of transformer {transformer}: unreadable key {text:?}"
+                        ),
+                    })
+                };
+                Ok(LineageRow {
+                    output_model,
+                    output_key: parse(&output_key)?,
+                    input: LineageInput {
+                        model,
+                        key: parse(&key)?,
+                        hash,
+                    },
+                })
+            })
+            .collect()
     }
 
     fn drift(&self) -> Result<Vec<DriftInfo>, StoreError> {
