@@ -31,6 +31,8 @@ use clap::Parser;
 use kye::cli::{Command, FetchArgs, Global, GlobalArgs, Run, ShowArgs};
 use serde_json::Value;
 
+#[path = "pokemon/card.rs"]
+mod card;
 #[path = "pokemon/mapping.rs"]
 mod mapping;
 use kye::http::{path_segment, Paginator};

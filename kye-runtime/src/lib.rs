@@ -70,7 +70,9 @@ pub use context::{Context, ContextBuilder};
 pub use error::{Error, ErrorClass, Result};
 pub use exec::Shutdown;
 pub use list::{IntoKeyValue, KeySender, Keys, ListFuture, Listed, ListerRegistration};
-pub use listing::{EdgeListing, FetcherListing, ListerListing, Listing, ModelListing};
+pub use listing::{
+    EdgeListing, FetcherListing, ListerListing, Listing, ModelListing, TransformerListing,
+};
 pub use model::{FetchFuture, Key, KeyError, KeyValue, Model, OutputKind};
 pub use output::Format;
 pub use pages::Pages;

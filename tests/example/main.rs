@@ -9,6 +9,8 @@
 
 kye::models!("examples/pokemon/pokemon.kye");
 
+#[path = "../../examples/pokemon/card.rs"]
+mod card;
 #[path = "../../examples/pokemon/mapping.rs"]
 #[allow(dead_code)]
 mod mapping;
