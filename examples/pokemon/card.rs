@@ -13,14 +13,21 @@ use crate::{Pokemon, PokemonCard, PokemonType};
 #[kye::transform(PokemonCard.id, from(Pokemon, PokemonType))]
 async fn pokemon_card(pokemon: Value, ctx: &kye::TransformContext) -> kye::Result<PokemonCard> {
     let id = pokemon["id"].as_i64().ok_or_else(|| {
-        kye::Error::permanent(format!("a stored Pokémon without an integer id: {}", pokemon["id"]))
+        kye::Error::permanent(format!(
+            "a stored Pokémon without an integer id: {}",
+            pokemon["id"]
+        ))
     })?;
     let type_names: Vec<String> = pokemon["types"]
         .as_array()
         .into_iter()
         .flatten()
         // A stored reference is the type's key: `"grass"` or `{"name": "grass"}`.
-        .filter_map(|t| t.as_str().or_else(|| t["name"].as_str()).map(str::to_string))
+        .filter_map(|t| {
+            t.as_str()
+                .or_else(|| t["name"].as_str())
+                .map(str::to_string)
+        })
         .collect();
     let mut types = Vec::with_capacity(type_names.len());
     for name in &type_names {

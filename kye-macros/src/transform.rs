@@ -36,14 +36,20 @@ impl Parse for Args {
         let edges = if input.peek(Token![.]) {
             input.parse::<Token![.]>()?;
             vec![input.parse::<Ident>().map_err(|e| {
-                syn::Error::new(e.span(), "expected an edge name after `.`, e.g. `PokemonCard.id`")
+                syn::Error::new(
+                    e.span(),
+                    "expected an edge name after `.`, e.g. `PokemonCard.id`",
+                )
             })?]
         } else if input.peek(syn::token::Paren) {
             let content;
             syn::parenthesized!(content in input);
             let list = Punctuated::<Ident, Token![,]>::parse_terminated(&content)?;
             if list.is_empty() {
-                return Err(syn::Error::new(output.span(), "expected the output's index edges inside the parentheses"));
+                return Err(syn::Error::new(
+                    output.span(),
+                    "expected the output's index edges inside the parentheses",
+                ));
             }
             list.into_iter().collect()
         } else {
@@ -71,7 +77,9 @@ impl Parse for Args {
                 krate = Some(input.call(syn::Path::parse_mod_style)?);
                 continue;
             }
-            let word: Ident = input.parse().map_err(|e| syn::Error::new(e.span(), SHAPE))?;
+            let word: Ident = input
+                .parse()
+                .map_err(|e| syn::Error::new(e.span(), SHAPE))?;
             if word != "from" {
                 return Err(syn::Error::new(
                     word.span(),
@@ -266,9 +274,7 @@ fn registration(t: &Transformer<'_>) -> TokenStream {
     let in_aliases = a.inputs.iter().zip(&in_names).map(|(m, n)| {
         quote_spanned! {m.span()=> type #n = #m; }
     });
-    let in_model_names = in_names
-        .iter()
-        .map(|n| quote!(<#n as #p::Model>::NAME));
+    let in_model_names = in_names.iter().map(|n| quote!(<#n as #p::Model>::NAME));
     let primary = &in_names[0];
     let read_input = quote_spanned! {input_ty.span()=>
         <#input_ty as #p::TransformInput<#primary>>::from_stored(__kye_record)

@@ -19,6 +19,7 @@ mod synthetic;
 
 mod support;
 
+mod card_checks;
 mod fixtures;
 mod kill;
 mod mapping_checks;

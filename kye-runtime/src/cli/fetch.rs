@@ -206,7 +206,11 @@ impl Run for FetchArgs {
                         }
                         ExitCode::from(code.max(super::transform::exit_code(&t)))
                     }
-                    Some(Err(e)) => fail(g, &e.context("the transformers after the fetch failed"), EXIT_DATA),
+                    Some(Err(e)) => fail(
+                        g,
+                        &e.context("the transformers after the fetch failed"),
+                        EXIT_DATA,
+                    ),
                 }
             }
             Err(code) => code,
