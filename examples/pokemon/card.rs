@@ -10,8 +10,13 @@ use serde_json::Value;
 use crate::{Pokemon, PokemonCard, PokemonType};
 
 /// A Pokémon's card: its name, types and weaknesses (types dealing it more than 1x damage).
+/// No card while one of its types is not stored (fetched without `--follow`): the card is
+/// computed by the first run after the type is.
 #[kye::transform(PokemonCard.id, from(Pokemon, PokemonType))]
-async fn pokemon_card(pokemon: Value, ctx: &kye::TransformContext) -> kye::Result<PokemonCard> {
+async fn pokemon_card(
+    pokemon: Value,
+    ctx: &kye::TransformContext,
+) -> kye::Result<Option<PokemonCard>> {
     let id = pokemon["id"].as_i64().ok_or_else(|| {
         kye::Error::permanent(format!(
             "a stored Pokémon without an integer id: {}",
@@ -33,19 +38,15 @@ async fn pokemon_card(pokemon: Value, ctx: &kye::TransformContext) -> kye::Resul
     for name in &type_names {
         match ctx.get::<PokemonType>(name.as_str())? {
             Some(t) => types.push(t),
-            None => {
-                return Err(kye::Error::permanent(format!(
-                    "Pokemon {id}: its type `{name}` is not stored; fetch it (`fetch 'PokemonType.name = \"{name}\"'`, or fetch the Pokémon with --follow)"
-                )))
-            }
+            None => return Ok(None),
         }
     }
-    Ok(PokemonCard {
+    Ok(Some(PokemonCard {
         id,
         name: pokemon["name"].as_str().unwrap_or_default().to_string(),
         types: type_names,
         weaknesses: weaknesses(&types),
-    })
+    }))
 }
 
 /// The types whose moves hit a Pokémon of `types` for more than 1x: the product over its

@@ -128,9 +128,25 @@ fn demo_fetches_what_the_fixtures_have_and_explains_the_rest() {
         .json();
     assert_eq!(abilities.as_array().unwrap().len(), 26);
 
-    // The demo's run is in the history with its counts.
+    // The three steps: the list endpoint's keys counted, the fetch, the cards transformed.
+    assert!(
+        out.contains("14 Pokémon listed (ids 1, 4, 6, 7, 25, ...)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("transform pokemon_card -> PokemonCard (run 2): 13 transformed, 0 unchanged"),
+        "{out}"
+    );
+    assert!(
+        out.contains("fire, flying, ice, psychic"),
+        "bulbasaur's card: {out}"
+    );
+
+    // The demo's runs are in the history with their counts, the transform's newest.
     let runs = s.run(&["runs", "--format", "json"]).expect(0).json();
-    let run = &runs[0];
+    assert_eq!(runs[0]["request"], "transform pokemon_card");
+    assert_eq!(runs[0]["counts"]["stored"], 13);
+    let run = &runs[1];
     assert_eq!(run["request"], "Pokemon.id in 1..=151");
     assert_eq!(run["status"], "completed");
     assert_eq!(run["counts"]["stored"], 13 + 10 + 26);
