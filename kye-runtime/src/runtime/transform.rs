@@ -254,17 +254,18 @@ fn run_one(
     // What each output was computed from, grouped by the key of its primary input.
     let lineage = scan.lineage(t.function).map_err(store_err)?;
     let primary = t.primary();
-    let mut by_output: HashMap<String, Vec<LineageInput>> = HashMap::new();
+    // Each input with its canonical key, computed once.
+    let mut by_output: HashMap<String, Vec<(String, LineageInput)>> = HashMap::new();
     for row in lineage {
         by_output
             .entry(row.output_key.canonical())
             .or_default()
-            .push(row.input);
+            .push((row.input.key.canonical(), row.input));
     }
-    let mut computed_from: HashMap<String, Vec<LineageInput>> = HashMap::new();
+    let mut computed_from: HashMap<String, Vec<(String, LineageInput)>> = HashMap::new();
     for (_, inputs) in by_output {
-        if let Some(p) = inputs.iter().find(|i| i.model == primary) {
-            computed_from.insert(p.key.canonical(), inputs);
+        if let Some((key, _)) = inputs.iter().find(|(_, i)| i.model == primary) {
+            computed_from.insert(key.clone(), inputs);
         }
     }
     // The inputs as stored now.
@@ -272,26 +273,27 @@ fn run_one(
     for m in t.inputs {
         current.insert(m, hashes_of(scan.as_ref(), m, &edges[m])?);
     }
-    let unchanged_input = |i: &LineageInput| {
+    let unchanged_input = |(key, i): &(String, LineageInput)| {
         let now = current
             .get(i.model.as_str())
-            .and_then(|h| h.get(&i.key.canonical()))
+            .and_then(|h| h.get(key))
             .map(|(_, h)| h);
         now == i.hash.as_ref()
     };
-    let mut stale: Vec<(IndexKey, String)> = Vec::new();
+    let mut stale: Vec<(&String, &IndexKey, &String)> = Vec::new();
     let mut unchanged = 0u64;
     for (canonical, (key, hash)) in &current[primary] {
         match computed_from.get(canonical) {
             Some(inputs) if inputs.iter().all(unchanged_input) => unchanged += 1,
-            _ => stale.push((key.clone(), hash.clone())),
+            _ => stale.push((canonical, key, hash)),
         }
     }
     let orphaned = computed_from
         .keys()
         .filter(|k| !current[primary].contains_key(*k))
         .count() as u64;
-    stale.sort_by(|a, b| a.0.canonical().cmp(&b.0.canonical()));
+    // In key order, as the store reads them.
+    stale.sort_unstable_by(|a, b| a.0.cmp(b.0));
 
     let run = {
         let mut s = store.lock().unwrap_or_else(|p| p.into_inner());
@@ -352,16 +354,16 @@ fn run_one(
     };
     // A few stale keys are read one by one; many are read in one pass over the model.
     let result = if stale.len() * 10 < current[primary].len() {
-        stale.iter().try_for_each(|(key, hash)| {
+        stale.iter().try_for_each(|(_, key, hash)| {
             match scan.record(primary, key).map_err(store_err)? {
                 Some(record) => each(record, key, hash),
                 None => Ok(()),
             }
         })
     } else {
-        let wanted: HashMap<String, &str> = stale
+        let wanted: HashMap<&str, &str> = stale
             .iter()
-            .map(|(k, h)| (k.canonical(), h.as_str()))
+            .map(|(k, _, h)| (k.as_str(), h.as_str()))
             .collect();
         let mut query = RecordQuery::new(primary);
         query.depth = 0;
@@ -369,7 +371,7 @@ fn run_one(
         let primary_edges: Vec<&str> = edges[primary].iter().map(String::as_str).collect();
         let read = scan.for_each_record(&query, &mut |record| {
             let key = primary_key_of(&primary_edges, &record);
-            if let Some(hash) = wanted.get(&key.canonical()) {
+            if let Some(hash) = wanted.get(key.canonical().as_str()) {
                 if let Err(e) = each(record, &key, hash) {
                     failure = Some(e);
                     return Err(crate::store::StoreError::Unsupported {

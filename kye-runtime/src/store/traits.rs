@@ -114,21 +114,7 @@ pub trait StoreRead: Send {
         key_edges: &[&str],
         each: &mut dyn FnMut(IndexKey, String) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let mut query = RecordQuery::new(model);
-        query.depth = 0;
-        query.provenance = true;
-        self.for_each_record(&query, &mut |v| {
-            let values = key_edges
-                .iter()
-                .map(|e| v.get(*e).cloned().unwrap_or(Value::Null));
-            let key = IndexKey::new(key_edges.iter().copied(), values);
-            let hash = v
-                .pointer("/_kye/hash")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            each(key, hash)
-        })
+        hashes_of_records(self, model, key_edges, each)
     }
 
     /// Every lineage row of `transformer` (what each of its stored outputs was computed
@@ -175,6 +161,31 @@ pub trait StoreWrite: StoreRead {
     /// A read handle on this store that does not wait for this writer: it sees what the writer
     /// has committed. Open it after [`StoreWrite::prepare`], so it knows every model.
     fn reader(&self) -> Result<Box<dyn StoreRead>, StoreError>;
+}
+
+/// [`StoreRead::content_hashes`] read through whole records (the default, and what a store
+/// falls back to for keys it cannot read from columns alone).
+pub(crate) fn hashes_of_records<S: StoreRead + ?Sized>(
+    store: &S,
+    model: &str,
+    key_edges: &[&str],
+    each: &mut dyn FnMut(IndexKey, String) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut query = RecordQuery::new(model);
+    query.depth = 0;
+    query.provenance = true;
+    store.for_each_record(&query, &mut |v| {
+        let values = key_edges
+            .iter()
+            .map(|e| v.get(*e).cloned().unwrap_or(Value::Null));
+        let key = IndexKey::new(key_edges.iter().copied(), values);
+        let hash = v
+            .pointer("/_kye/hash")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        each(key, hash)
+    })
 }
 
 /// Implements [`StoreRead`] for a writer by reading through the read handle it holds in

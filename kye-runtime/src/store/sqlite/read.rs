@@ -558,6 +558,53 @@ impl StoreRead for SqliteReader {
         })
     }
 
+    fn content_hashes(
+        &self,
+        model: &str,
+        key_edges: &[&str],
+        each: &mut dyn FnMut(IndexKey, String) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let l = self.layout(model)?;
+        // Keys of plain values are read from their columns with the hash, nothing else;
+        // others (a reference as primary key) through whole records.
+        // (A key column's path is its edge, then the referenced model's key edges, if any.)
+        let plain = l.key.iter().all(|c| c.path.len() == 1)
+            && l.key_edges
+                .iter()
+                .map(String::as_str)
+                .eq(key_edges.iter().copied());
+        if !plain {
+            return crate::store::traits::hashes_of_records(self, model, key_edges, each);
+        }
+        let sql = format!(
+            "SELECT {}, \"_kye_hash\" FROM {} ORDER BY {}",
+            list(l.key.iter().map(|c| &c.name)),
+            q(&l.table),
+            list(l.key.iter().map(|c| &c.name)),
+        );
+        let n = l.key.len();
+        let mut failure = None;
+        self.sql(|c| {
+            let mut st = c.prepare_cached(&sql)?;
+            let mut rows = st.query([])?;
+            while let Some(row) = rows.next()? {
+                let values: Vec<Value> = l
+                    .key
+                    .iter()
+                    .enumerate()
+                    .map(|(i, col)| row.get_ref(i).map(|v| from_sql(v, col.prim)))
+                    .collect::<rusqlite::Result<_>>()?;
+                let hash: String = row.get(n)?;
+                if let Err(e) = each(IndexKey::new(key_edges.iter().copied(), values), hash) {
+                    failure = Some(e);
+                    break;
+                }
+            }
+            Ok(())
+        })?;
+        failure.map_or(Ok(()), Err)
+    }
+
     fn lineage(&self, transformer: &str) -> Result<Vec<LineageRow>, StoreError> {
         if !self.initialized {
             return Ok(Vec::new());
