@@ -653,6 +653,51 @@ impl StoreRead for PgReader {
         })
     }
 
+    fn content_hashes(
+        &self,
+        model: &str,
+        key_edges: &[&str],
+        each: &mut dyn FnMut(IndexKey, String) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let l = self.layout(model)?;
+        // Keys of plain values are read from their columns with the hash, nothing else;
+        // others (a reference as primary key) through whole records. (A key column's path is
+        // its edge, then the referenced model's key edges, if any.)
+        let plain = l.key.iter().all(|c| c.path.len() == 1)
+            && l.key_edges.iter().map(String::as_str).eq(key_edges.iter().copied());
+        if !plain {
+            return crate::store::traits::hashes_of_records(self, model, key_edges, each);
+        }
+        let cols: Vec<String> = l
+            .key
+            .iter()
+            .map(|c| format!("t.{}::text", qi(&c.name)))
+            .collect();
+        let sql = format!(
+            "SELECT {}, t.\"_kye_hash\" FROM {} AS t ORDER BY {}",
+            cols.join(", "),
+            qi(&l.table),
+            order_by(l)
+        );
+        let n = l.key.len();
+        let rows: Vec<(Vec<Option<String>>, String)> = self.conn().run(move |s| {
+            let rows = s.client.query(sql.as_str(), &[])?;
+            Ok(rows
+                .iter()
+                .map(|r| ((0..n).map(|i| r.get(i)).collect(), r.get(n)))
+                .collect())
+        })?;
+        for (texts, hash) in rows {
+            let values = l
+                .key
+                .iter()
+                .zip(&texts)
+                .map(|(c, t)| from_text(t.as_deref(), c.prim));
+            each(IndexKey::new(key_edges.iter().copied(), values), hash)?;
+        }
+        Ok(())
+    }
+
     fn lineage(&self, transformer: &str) -> Result<Vec<LineageRow>, StoreError> {
         if !self.initialized {
             return Ok(Vec::new());
