@@ -725,4 +725,64 @@ mod tests {
             "{md}"
         );
     }
+
+    fn transform_call(_: serde_json::Value, _: crate::TransformContext) -> FetchFuture {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    const fn transformer(
+        output: &'static str,
+        inputs: &'static [&'static str],
+        function: &'static str,
+        line: u32,
+    ) -> TransformerRegistration {
+        TransformerRegistration {
+            output,
+            identifier: &["name"],
+            inputs,
+            function,
+            module_path: "sources",
+            file: "src/t.rs",
+            line,
+            doc: "",
+            call: transform_call,
+        }
+    }
+
+    static TYPE_CARD: TransformerRegistration = transformer("Type", &["Pokemon"], "type_card", 1);
+    static TYPE_CARD_AGAIN: TransformerRegistration =
+        transformer("Type", &["Pokemon"], "type_card", 9);
+    static READS_NOTHING_KNOWN: TransformerRegistration =
+        transformer("Type", &["Pokemon", "Ghost"], "ghostly", 5);
+
+    #[test]
+    fn transformers_are_checked_and_their_outputs_need_no_fetcher() {
+        let s = schema(POKEMON);
+        let all = || ["Pokemon", "Type"].map(|n| RegisteredModel::new(s, n).unwrap());
+        let r = Registry::from_parts(all(), [&A])
+            .unwrap()
+            .with_transformers([&TYPE_CARD])
+            .unwrap();
+        assert_eq!(r.transformers().len(), 1);
+        assert_eq!(r.transformers()[0].signature(), "Type.name <- Pokemon");
+        // `Type` is produced by a transformer: no "model without fetcher" warning.
+        assert_eq!(r.warnings(), []);
+
+        let err = Registry::from_parts(all(), [&A])
+            .unwrap()
+            .with_transformers([&TYPE_CARD, &TYPE_CARD_AGAIN])
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "two transformers are named `type_card`: at src/t.rs:1 and at src/t.rs:9; lineage and provenance name a transformer by its function, so rename one"
+        );
+        let err = Registry::from_parts(all(), [&A])
+            .unwrap()
+            .with_transformers([&READS_NOTHING_KNOWN])
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "transformer `ghostly` at src/t.rs:5 reads `Ghost`, but no model of that name is registered"
+        );
+    }
 }

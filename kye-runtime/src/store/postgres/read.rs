@@ -664,7 +664,10 @@ impl StoreRead for PgReader {
         // others (a reference as primary key) through whole records. (A key column's path is
         // its edge, then the referenced model's key edges, if any.)
         let plain = l.key.iter().all(|c| c.path.len() == 1)
-            && l.key_edges.iter().map(String::as_str).eq(key_edges.iter().copied());
+            && l.key_edges
+                .iter()
+                .map(String::as_str)
+                .eq(key_edges.iter().copied());
         if !plain {
             return crate::store::traits::hashes_of_records(self, model, key_edges, each);
         }
