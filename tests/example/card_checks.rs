@@ -48,8 +48,7 @@ fn weaknesses_multiply_the_damage_relations_of_every_type() {
 /// The last line of a run's stdout that starts with `transform`.
 fn transform_line(out: &str) -> String {
     out.lines()
-        .filter(|l| l.starts_with("transform "))
-        .next_back()
+        .rfind(|l| l.starts_with("transform "))
         .unwrap_or_default()
         .to_string()
 }
