@@ -247,7 +247,7 @@ impl StoreWrite for SqliteStore {
                 WriteItem::Record(r) => {
                     // A failed record leaves nothing behind while the rest of the batch
                     // commits.
-                    if has_nested_records(w.layouts, &r.model, &r.value) || r.lineage.is_some() {
+                    if has_nested_records(w.layouts, &r.model, &r.value) {
                         w.st.execute("SAVEPOINT kye_item", []).map_err(&fatal)?;
                         let stored = w
                             .store_record(&r.model, &r.value, &r.provenance, 0)
@@ -270,8 +270,14 @@ impl StoreWrite for SqliteStore {
                     } else {
                         // Item errors of a record without nested records come before its
                         // first write or fail that write, which SQLite undoes: nothing to
-                        // roll back.
-                        w.store_record(&r.model, &r.value, &r.provenance, 0)
+                        // roll back. Its lineage follows a stored record only (a failure
+                        // there is the batch's).
+                        w.store_record(&r.model, &r.value, &r.provenance, 0).and_then(|()| {
+                            match &r.lineage {
+                                Some(l) => write_lineage(&mut w.st, &r.model, l).map_err(&fatal),
+                                None => Ok(()),
+                            }
+                        })
                     }
                 }
                 WriteItem::Reject(r) => w
