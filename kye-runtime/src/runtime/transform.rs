@@ -20,8 +20,8 @@ use crate::error::{Error, Result};
 use crate::redact::redact_text;
 use crate::registry::Registry;
 use crate::store::{
-    IndexKey, KeyStatus, Lineage, LineageInput, NewRun, Provenance, RecordQuery, RecordWrite,
-    RejectWrite, RunCounts, RunEnd, RunId, RunStatus, StoreRead, Timestamp, WriteItem,
+    IndexKey, KeyStatus, Lineage, LineageInput, LineageRow, NewRun, Provenance, RecordQuery,
+    RecordWrite, RejectWrite, RunCounts, RunEnd, RunId, RunStatus, StoreRead, Timestamp, WriteItem,
 };
 use crate::transform::{primary_key_of, Inputs, TransformContext, TransformerRegistration};
 
@@ -251,49 +251,55 @@ fn run_one(
             s.reader().map_err(store_err)?,
         )
     };
-    // What each output was computed from, grouped by the key of its primary input.
-    let lineage = scan.lineage(t.function).map_err(store_err)?;
+    // What each output was computed from (rows come ordered by output key), by the key of its
+    // primary input. Keys stay canonical text: compared, never parsed.
     let primary = t.primary();
-    // Each input with its canonical key, computed once.
-    let mut by_output: HashMap<String, Vec<(String, LineageInput)>> = HashMap::new();
-    for row in lineage {
-        by_output
-            .entry(row.output_key.canonical())
-            .or_default()
-            .push((row.input.key.canonical(), row.input));
-    }
-    let mut computed_from: HashMap<String, Vec<(String, LineageInput)>> = HashMap::new();
-    for (_, inputs) in by_output {
-        if let Some((key, _)) = inputs.iter().find(|(_, i)| i.model == primary) {
-            computed_from.insert(key.clone(), inputs);
+    let mut computed_from: HashMap<String, Vec<LineageRow>> = HashMap::new();
+    let mut group: Vec<LineageRow> = Vec::new();
+    let mut close = |group: &mut Vec<LineageRow>| {
+        let rows = std::mem::take(group);
+        if let Some(p) = rows.iter().find(|r| r.input_model == primary) {
+            computed_from.insert(p.input_key.clone(), rows);
         }
+    };
+    for row in scan.lineage(t.function).map_err(store_err)? {
+        if group
+            .first()
+            .is_some_and(|g| g.output_key != row.output_key)
+        {
+            close(&mut group);
+        }
+        group.push(row);
     }
+    close(&mut group);
     // The inputs as stored now.
     let mut current: HashMap<&'static str, HashMap<String, (IndexKey, String)>> = HashMap::new();
     for m in t.inputs {
         current.insert(m, hashes_of(scan.as_ref(), m, &edges[m])?);
     }
-    let unchanged_input = |(key, i): &(String, LineageInput)| {
+    let unchanged_input = |r: &LineageRow| {
         let now = current
-            .get(i.model.as_str())
-            .and_then(|h| h.get(key))
+            .get(r.input_model.as_str())
+            .and_then(|h| h.get(&r.input_key))
             .map(|(_, h)| h);
-        now == i.hash.as_ref()
+        now == r.input_hash.as_ref()
     };
-    let mut stale: Vec<(&String, &IndexKey, &String)> = Vec::new();
+    let mut stale: Vec<(String, IndexKey, String)> = Vec::new();
     let mut unchanged = 0u64;
     for (canonical, (key, hash)) in &current[primary] {
         match computed_from.get(canonical) {
-            Some(inputs) if inputs.iter().all(unchanged_input) => unchanged += 1,
-            _ => stale.push((canonical, key, hash)),
+            Some(rows) if rows.iter().all(unchanged_input) => unchanged += 1,
+            _ => stale.push((canonical.clone(), key.clone(), hash.clone())),
         }
     }
     let orphaned = computed_from
         .keys()
         .filter(|k| !current[primary].contains_key(*k))
         .count() as u64;
+    drop(computed_from);
     // In key order, as the store reads them.
-    stale.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    stale.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let primary_count = current[primary].len();
 
     let run = {
         let mut s = store.lock().unwrap_or_else(|p| p.into_inner());
@@ -303,15 +309,7 @@ fn run_one(
     let inputs = Arc::new(Inputs {
         transformer: t,
         reader: Mutex::new(lookups),
-        hashes: current
-            .iter()
-            .map(|(m, h)| {
-                (
-                    *m,
-                    h.iter().map(|(k, (_, v))| (k.clone(), v.clone())).collect(),
-                )
-            })
-            .collect(),
+        hashes: current,
     });
     let mut counts = TransformCounts {
         transformer: t.function.to_string(),
@@ -353,7 +351,7 @@ fn run_one(
         Ok(())
     };
     // A few stale keys are read one by one; many are read in one pass over the model.
-    let result = if stale.len() * 10 < current[primary].len() {
+    let result = if stale.len() * 10 < primary_count {
         stale.iter().try_for_each(|(_, key, hash)| {
             match scan.record(primary, key).map_err(store_err)? {
                 Some(record) => each(record, key, hash),

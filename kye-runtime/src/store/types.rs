@@ -248,14 +248,20 @@ pub struct Lineage {
 }
 
 /// One row of the lineage table, as read back by [`StoreRead::lineage`](super::StoreRead::lineage).
+/// Keys stay in their canonical text ([`IndexKey::canonical`], `{"id":25}`): the runtime
+/// compares them as text, and [`IndexKey::from_canonical`] reads one back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LineageRow {
     /// Model of the output record.
     pub output_model: String,
-    /// Primary key of the output record.
-    pub output_key: IndexKey,
-    /// The input.
-    pub input: LineageInput,
+    /// Primary key of the output record, canonical.
+    pub output_key: String,
+    /// Model of the input record.
+    pub input_model: String,
+    /// Primary key of the input record, canonical.
+    pub input_key: String,
+    /// The input's content hash when read (`None`: looked up and not stored).
+    pub input_hash: Option<String>,
 }
 
 /// A fetched value that failed validation: kept whole, with its errors.

@@ -45,12 +45,9 @@ fn rows(s: &dyn StoreRead, transformer: &str) -> Vec<(String, String, String, Op
         .into_iter()
         .map(|r| {
             assert_eq!(r.output_model, "Pokemon");
-            (
-                r.output_key.canonical(),
-                r.input.model,
-                r.input.key.canonical(),
-                r.input.hash,
-            )
+            // Keys come back in their canonical text, readable as keys again.
+            assert!(IndexKey::from_canonical(&r.input_key).is_some(), "{r:?}");
+            (r.output_key, r.input_model, r.input_key, r.input_hash)
         })
         .collect()
 }

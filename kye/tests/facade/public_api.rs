@@ -166,10 +166,14 @@ fn transform_context_surface(ctx: &kye::TransformContext) -> kye::Result<()> {
 fn lineage_surface(reader: &dyn kye::store::StoreRead) -> Result<(), kye::store::StoreError> {
     let rows: Vec<kye::store::LineageRow> = reader.lineage("card")?;
     for r in rows {
-        let input: kye::store::LineageInput = r.input;
+        let input = kye::store::LineageInput {
+            model: r.input_model,
+            key: kye::store::IndexKey::from_canonical(&r.input_key).expect("a key"),
+            hash: r.input_hash,
+        };
         let _: kye::store::Lineage = kye::store::Lineage {
             transformer: "card".into(),
-            output_key: r.output_key,
+            output_key: kye::store::IndexKey::single("id", 1),
             inputs: vec![input],
         };
     }

@@ -14,9 +14,8 @@ use crate::store::layout::{self, Col, EdgeLayout, ModelLayout, Prim, POSITION};
 use crate::store::records::{filter_edge, index_of, key_object, ref_value, value_object_out};
 use crate::store::values::edge_values;
 use crate::store::{
-    mark_dead, DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, LineageInput, LineageRow,
-    RecordQuery, RejectInfo, RunCounts, RunId, RunInfo, RunStatus, StoreError, StoreRead,
-    Timestamp,
+    mark_dead, DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, LineageRow, RecordQuery,
+    RejectInfo, RunCounts, RunId, RunInfo, RunStatus, StoreError, StoreRead, Timestamp,
 };
 
 use super::convert::{col_text, from_text};
@@ -717,28 +716,18 @@ impl StoreRead for PgReader {
                 .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
                 .collect())
         })?;
-        let location = self.location().to_path_buf();
-        rows.into_iter()
-            .map(|(output_model, output_key, model, key, hash)| {
-                let parse = |text: &str| {
-                    IndexKey::from_canonical(text).ok_or_else(|| StoreError::Corrupt {
-                        path: location.clone(),
-                        message: format!(
-                            "lineage of transformer {transformer}: unreadable key {text:?}"
-                        ),
-                    })
-                };
-                Ok(LineageRow {
+        Ok(rows
+            .into_iter()
+            .map(
+                |(output_model, output_key, input_model, input_key, input_hash)| LineageRow {
                     output_model,
-                    output_key: parse(&output_key)?,
-                    input: LineageInput {
-                        model,
-                        key: parse(&key)?,
-                        hash,
-                    },
-                })
-            })
-            .collect()
+                    output_key,
+                    input_model,
+                    input_key,
+                    input_hash,
+                },
+            )
+            .collect())
     }
 
     fn drift(&self) -> Result<Vec<DriftInfo>, StoreError> {

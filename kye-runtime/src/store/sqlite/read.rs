@@ -13,9 +13,8 @@ use crate::store::layout::{self, Col, EdgeLayout, ModelLayout, Prim, POSITION};
 use crate::store::lock::writer_alive;
 use crate::store::records::{filter_edge, index_of, key_object, ref_value, value_object_out};
 use crate::store::{
-    mark_dead, DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, LineageInput, LineageRow,
-    RecordQuery, RejectInfo, RunCounts, RunId, RunInfo, RunStatus, StoreError, StoreRead,
-    Timestamp,
+    mark_dead, DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, LineageRow, RecordQuery,
+    RejectInfo, RunCounts, RunId, RunInfo, RunStatus, StoreError, StoreRead, Timestamp,
 };
 
 use super::convert::{edge_cols_sql, from_sql, json_to_sql, sql_to_json, to_sql};
@@ -609,7 +608,6 @@ impl StoreRead for SqliteReader {
         if !self.initialized {
             return Ok(Vec::new());
         }
-        let path = self.path.clone();
         let rows: Vec<(String, String, String, String, Option<String>)> = self.sql(|c| {
             let mut st = c.prepare_cached(
                 "SELECT output_model, output_key, input_model, input_key, input_hash \
@@ -620,27 +618,18 @@ impl StoreRead for SqliteReader {
             })?;
             rows.collect()
         })?;
-        rows.into_iter()
-            .map(|(output_model, output_key, model, key, hash)| {
-                let parse = |text: &str| {
-                    IndexKey::from_canonical(text).ok_or_else(|| StoreError::Corrupt {
-                        path: path.clone(),
-                        message: format!(
-                            "lineage of transformer {transformer}: unreadable key {text:?}"
-                        ),
-                    })
-                };
-                Ok(LineageRow {
+        Ok(rows
+            .into_iter()
+            .map(
+                |(output_model, output_key, input_model, input_key, input_hash)| LineageRow {
                     output_model,
-                    output_key: parse(&output_key)?,
-                    input: LineageInput {
-                        model,
-                        key: parse(&key)?,
-                        hash,
-                    },
-                })
-            })
-            .collect()
+                    output_key,
+                    input_model,
+                    input_key,
+                    input_hash,
+                },
+            )
+            .collect())
     }
 
     fn drift(&self) -> Result<Vec<DriftInfo>, StoreError> {
