@@ -132,8 +132,8 @@ pub(crate) fn primary_key_of(edges: &[&str], record: &Value) -> IndexKey {
 pub(crate) struct Inputs {
     pub transformer: &'static TransformerRegistration,
     pub reader: Mutex<Box<dyn StoreRead>>,
-    /// Per input model: canonical primary key → (key, content hash).
-    pub hashes: HashMap<&'static str, HashMap<String, (IndexKey, String)>>,
+    /// Per input model: canonical primary key → content hash.
+    pub hashes: HashMap<&'static str, HashMap<String, String>>,
 }
 
 /// What a transformer gets besides its primary input: lookups of the other models it declared
@@ -221,7 +221,7 @@ impl TransformContext {
                 .hashes
                 .get(model)
                 .and_then(|h| h.get(&key.canonical()))
-                .map(|(_, hash)| hash.clone())
+                .cloned()
         });
         self.read
             .lock()

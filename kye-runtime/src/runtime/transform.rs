@@ -218,17 +218,17 @@ fn primary_edges(
     Ok(out)
 }
 
-/// The content hashes of every stored record of `model`: canonical key → (key, hash).
+/// The content hashes of every stored record of `model`: canonical key → hash.
 fn hashes_of(
     reader: &dyn StoreRead,
     model: &str,
     edges: &[String],
-) -> Result<HashMap<String, (IndexKey, String)>> {
+) -> Result<HashMap<String, String>> {
     let edges: Vec<&str> = edges.iter().map(String::as_str).collect();
     let mut out = HashMap::new();
     reader
         .content_hashes(model, &edges, &mut |key, hash| {
-            out.insert(key.canonical(), (key, hash));
+            out.insert(key.canonical(), hash);
             Ok(())
         })
         .map_err(|e| Error::other(e).context(format!("cannot read the {model} records")))?;
@@ -273,23 +273,27 @@ fn run_one(
     }
     close(&mut group);
     // The inputs as stored now.
-    let mut current: HashMap<&'static str, HashMap<String, (IndexKey, String)>> = HashMap::new();
+    let mut current: HashMap<&'static str, HashMap<String, String>> = HashMap::new();
     for m in t.inputs {
         current.insert(m, hashes_of(scan.as_ref(), m, &edges[m])?);
     }
     let unchanged_input = |r: &LineageRow| {
         let now = current
             .get(r.input_model.as_str())
-            .and_then(|h| h.get(&r.input_key))
-            .map(|(_, h)| h);
+            .and_then(|h| h.get(&r.input_key));
         now == r.input_hash.as_ref()
     };
     let mut stale: Vec<(String, IndexKey, String)> = Vec::new();
     let mut unchanged = 0u64;
-    for (canonical, (key, hash)) in &current[primary] {
+    for (canonical, hash) in &current[primary] {
         match computed_from.get(canonical) {
             Some(rows) if rows.iter().all(unchanged_input) => unchanged += 1,
-            _ => stale.push((canonical.clone(), key.clone(), hash.clone())),
+            _ => {
+                let key = IndexKey::from_canonical(canonical).ok_or_else(|| {
+                    Error::permanent(format!("{primary}: an unreadable key {canonical}"))
+                })?;
+                stale.push((canonical.clone(), key, hash.clone()));
+            }
         }
     }
     let orphaned = computed_from
