@@ -251,56 +251,57 @@ fn run_one(
             s.reader().map_err(store_err)?,
         )
     };
-    // What each output was computed from (rows come ordered by output key), by the key of its
-    // primary input. Keys stay canonical text: compared, never parsed.
     let primary = t.primary();
-    let mut computed_from: HashMap<String, Vec<LineageRow>> = HashMap::new();
-    let mut group: Vec<LineageRow> = Vec::new();
-    let mut close = |group: &mut Vec<LineageRow>| {
-        let rows = std::mem::take(group);
-        if let Some(p) = rows.iter().find(|r| r.input_model == primary) {
-            computed_from.insert(p.input_key.clone(), rows);
-        }
-    };
-    for row in scan.lineage(t.function).map_err(store_err)? {
-        if group
-            .first()
-            .is_some_and(|g| g.output_key != row.output_key)
-        {
-            close(&mut group);
-        }
-        group.push(row);
-    }
-    close(&mut group);
-    // The inputs as stored now.
+    // The inputs as stored now: canonical key → content hash.
     let mut current: HashMap<&'static str, HashMap<String, String>> = HashMap::new();
     for m in t.inputs {
         current.insert(m, hashes_of(scan.as_ref(), m, &edges[m])?);
     }
-    let unchanged_input = |r: &LineageRow| {
-        let now = current
-            .get(r.input_model.as_str())
-            .and_then(|h| h.get(&r.input_key));
-        now == r.input_hash.as_ref()
+    // What each output was computed from, streamed in output key order and judged one output
+    // at a time: the primary keys whose every input is unchanged. Keys stay canonical text.
+    let mut fresh: HashSet<String> = HashSet::new();
+    let mut orphaned = 0u64;
+    let mut group: Vec<LineageRow> = Vec::new();
+    let mut judge = |group: &mut Vec<LineageRow>| {
+        let unchanged_input = |r: &LineageRow| {
+            current
+                .get(r.input_model.as_str())
+                .and_then(|h| h.get(&r.input_key))
+                == r.input_hash.as_ref()
+        };
+        if let Some(i) = group.iter().position(|r| r.input_model == primary) {
+            if !current[primary].contains_key(&group[i].input_key) {
+                orphaned += 1;
+            } else if group.iter().all(unchanged_input) {
+                fresh.insert(group.swap_remove(i).input_key);
+            }
+        }
+        group.clear();
     };
+    scan.for_each_lineage(t.function, &mut |row| {
+        if group
+            .first()
+            .is_some_and(|g| g.output_key != row.output_key)
+        {
+            judge(&mut group);
+        }
+        group.push(row);
+        Ok(())
+    })
+    .map_err(store_err)?;
+    judge(&mut group);
     let mut stale: Vec<(String, IndexKey, String)> = Vec::new();
     let mut unchanged = 0u64;
     for (canonical, hash) in &current[primary] {
-        match computed_from.get(canonical) {
-            Some(rows) if rows.iter().all(unchanged_input) => unchanged += 1,
-            _ => {
-                let key = IndexKey::from_canonical(canonical).ok_or_else(|| {
-                    Error::permanent(format!("{primary}: an unreadable key {canonical}"))
-                })?;
-                stale.push((canonical.clone(), key, hash.clone()));
-            }
+        if fresh.contains(canonical) {
+            unchanged += 1;
+            continue;
         }
+        let key = IndexKey::from_canonical(canonical)
+            .ok_or_else(|| Error::permanent(format!("{primary}: an unreadable key {canonical}")))?;
+        stale.push((canonical.clone(), key, hash.clone()));
     }
-    let orphaned = computed_from
-        .keys()
-        .filter(|k| !current[primary].contains_key(*k))
-        .count() as u64;
-    drop(computed_from);
+    drop(fresh);
     // In key order, as the store reads them.
     stale.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let primary_count = current[primary].len();

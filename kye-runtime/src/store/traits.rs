@@ -121,7 +121,23 @@ pub trait StoreRead: Send {
     /// from), ordered by output key. A store without a lineage table refuses with
     /// [`StoreError::Unsupported`].
     fn lineage(&self, transformer: &str) -> Result<Vec<LineageRow>, StoreError> {
-        let _ = transformer;
+        let mut out = Vec::new();
+        self.for_each_lineage(transformer, &mut |r| {
+            out.push(r);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`StoreRead::lineage`] handing each row to `each` as it is read (ordered by output
+    /// key, then input model and key), so that a transformer's run compares a million rows
+    /// without holding them. An error from `each` stops the reading and is returned.
+    fn for_each_lineage(
+        &self,
+        transformer: &str,
+        each: &mut dyn FnMut(LineageRow) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let _ = (transformer, each);
         Err(StoreError::Unsupported {
             store: self.kind(),
             what: "keeps no lineage, so it cannot run transformers; use the SQLite or PostgreSQL store".into(),
@@ -310,6 +326,16 @@ macro_rules! read_through {
                 transformer: &str,
             ) -> Result<Vec<$crate::store::LineageRow>, $crate::store::StoreError> {
                 self.$field.lineage(transformer)
+            }
+
+            fn for_each_lineage(
+                &self,
+                transformer: &str,
+                each: &mut dyn FnMut(
+                    $crate::store::LineageRow,
+                ) -> Result<(), $crate::store::StoreError>,
+            ) -> Result<(), $crate::store::StoreError> {
+                self.$field.for_each_lineage(transformer, each)
             }
         }
     };

@@ -700,9 +700,13 @@ impl StoreRead for PgReader {
         Ok(())
     }
 
-    fn lineage(&self, transformer: &str) -> Result<Vec<LineageRow>, StoreError> {
+    fn for_each_lineage(
+        &self,
+        transformer: &str,
+        each: &mut dyn FnMut(LineageRow) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         if !self.initialized {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let rows: Vec<(String, String, String, String, Option<String>)> = self.conn().run(|s| {
             let rows = s.client.query(
@@ -716,18 +720,16 @@ impl StoreRead for PgReader {
                 .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
                 .collect())
         })?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(output_model, output_key, input_model, input_key, input_hash)| LineageRow {
-                    output_model,
-                    output_key,
-                    input_model,
-                    input_key,
-                    input_hash,
-                },
-            )
-            .collect())
+        for (output_model, output_key, input_model, input_key, input_hash) in rows {
+            each(LineageRow {
+                output_model,
+                output_key,
+                input_model,
+                input_key,
+                input_hash,
+            })?;
+        }
+        Ok(())
     }
 
     fn drift(&self) -> Result<Vec<DriftInfo>, StoreError> {

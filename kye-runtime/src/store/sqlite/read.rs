@@ -604,32 +604,37 @@ impl StoreRead for SqliteReader {
         failure.map_or(Ok(()), Err)
     }
 
-    fn lineage(&self, transformer: &str) -> Result<Vec<LineageRow>, StoreError> {
+    fn for_each_lineage(
+        &self,
+        transformer: &str,
+        each: &mut dyn FnMut(LineageRow) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         if !self.initialized {
-            return Ok(Vec::new());
+            return Ok(());
         }
-        let rows: Vec<(String, String, String, String, Option<String>)> = self.sql(|c| {
+        let mut failure = None;
+        self.sql(|c| {
             let mut st = c.prepare_cached(
                 "SELECT output_model, output_key, input_model, input_key, input_hash \
                  FROM _kye_lineage WHERE transformer = ?1 ORDER BY output_key, input_model, input_key",
             )?;
-            let rows = st.query_map([transformer], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?;
-            rows.collect()
+            let mut rows = st.query([transformer])?;
+            while let Some(r) = rows.next()? {
+                let row = LineageRow {
+                    output_model: r.get(0)?,
+                    output_key: r.get(1)?,
+                    input_model: r.get(2)?,
+                    input_key: r.get(3)?,
+                    input_hash: r.get(4)?,
+                };
+                if let Err(e) = each(row) {
+                    failure = Some(e);
+                    break;
+                }
+            }
+            Ok(())
         })?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(output_model, output_key, input_model, input_key, input_hash)| LineageRow {
-                    output_model,
-                    output_key,
-                    input_model,
-                    input_key,
-                    input_hash,
-                },
-            )
-            .collect())
+        failure.map_or(Ok(()), Err)
     }
 
     fn drift(&self) -> Result<Vec<DriftInfo>, StoreError> {
