@@ -69,9 +69,10 @@ impl FetchArgs {
         self.execute_and_transform(g).map(|(summary, _)| summary)
     }
 
-    /// [`FetchArgs::execute`], then (unless `--no-transform`, or nothing was stored) the
-    /// transformers reading the models the fetch may have stored: the requested model, and
-    /// with `--follow` every model. A transformer that fails is reported as `Some(Err)`.
+    /// [`FetchArgs::execute`], then (unless `--no-transform`, nothing was stored, the run was
+    /// interrupted or the store keeps no lineage) the transformers reading the models the
+    /// fetch may have stored: the requested model, and with `--follow` every model. A
+    /// transformer that fails is reported as `Some(Err)`.
     pub fn execute_and_transform(
         &self,
         g: &Global,
@@ -110,7 +111,15 @@ impl FetchArgs {
         let result = tokio.block_on(rt.fetch(request));
         reporter.finish();
         let summary = result.map_err(|e| fail(g, &e, EXIT_USAGE))?;
-        if self.no_transform || summary.counts.stored == 0 || registry.transformers().is_empty() {
+        // Not after Ctrl-C, and not on a store that keeps no lineage (`dir:`): `kye
+        // transform` says why there.
+        let lineage = || rt.with_store(|s| s.lineage("").is_ok());
+        if self.no_transform
+            || summary.counts.stored == 0
+            || summary.status == RunStatus::Interrupted
+            || registry.transformers().is_empty()
+            || !lineage()
+        {
             return Ok((summary, None));
         }
         let models: Vec<&str> = if self.follow.unwrap_or(0) > 0 {
