@@ -31,6 +31,8 @@ use clap::Parser;
 use kye::cli::{Command, FetchArgs, Global, GlobalArgs, Run, ShowArgs};
 use serde_json::Value;
 
+#[path = "pokemon/card.rs"]
+mod card;
 #[path = "pokemon/mapping.rs"]
 mod mapping;
 use kye::http::{path_segment, Paginator};
@@ -223,6 +225,46 @@ fn main() -> ExitCode {
 }
 
 /// The bundled fixtures on a loopback server (`/pokemon/25/`, `/type/electric/`, ...).
+/// The demo's list step: runs the `Pokemon` list function alone and counts the keys it finds
+/// (nothing is fetched or stored). The number of keys and the first few.
+fn list_keys(g: &Global) -> Result<(u64, Vec<String>), String> {
+    let registry = kye::registry().map_err(|e| e.to_string())?;
+    let lister = registry
+        .lister("Pokemon")
+        .ok_or("no list function for Pokemon")?;
+    let fetcher = registry
+        .fetcher("Pokemon", lister.identifier)
+        .ok_or("no fetcher for the listed keys")?;
+    let config = kye::cli::load_config(g).map_err(|e| e.to_string())?;
+    let ctx = kye::Context::builder()
+        .config(config)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    tokio.block_on(async move {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+        let listing = tokio::spawn((lister.call)(
+            ctx,
+            kye::KeySender::new(tx, lister, fetcher.check),
+        ));
+        let (mut n, mut first) = (0u64, Vec::new());
+        while let Some(listed) = rx.recv().await {
+            n += 1;
+            if first.len() < 5 {
+                first.push(listed.key.to_string());
+            }
+        }
+        match listing.await {
+            Ok(Ok(())) => Ok((n, first)),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+}
+
 fn offline_server() -> std::io::Result<kye::testing::TestServer> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pokemon/fixtures");
     let fixtures = kye::testing::Fixtures::from_dir(&dir)
@@ -270,28 +312,47 @@ fn reachable(base: &str) -> Result<(), String> {
     Err(last)
 }
 
-/// The demo: Pokémon 1..=151 with references followed, the summary, a few stored rows, where
-/// the data is and how to query it.
+/// The demo, in three steps: list (the keys PokeAPI's list endpoint pages through, counted),
+/// fetch (Pokémon 1..=151 with references followed), transform (a card per stored Pokémon,
+/// computed after the fetch); then a few stored rows, where the data is and how to query it.
 fn demo(g: &Global, offline: bool) -> ExitCode {
     let text = g.format == kye::cli::Format::Text && !g.quiet;
     if text {
         println!(
-            "kye Pokémon demo: fetching `{DEMO_REQUEST}` {}, following their types and abilities\n",
+            "kye Pokémon demo {}: list, fetch, transform\n",
             if offline {
-                "from the bundled fixtures (14 Pokémon; the other ids end `missing`)"
+                "on the bundled fixtures (14 Pokémon; the other ids end `missing`)"
             } else {
-                "from PokeAPI"
+                "on PokeAPI"
             }
         );
+        println!("1. list: the keys `all_pokemon` finds on the list endpoint's pages");
+        match list_keys(g) {
+            Ok((n, first)) => println!(
+                "   {n} Pokémon listed (ids {}{}); `fetch 'Pokemon'` fetches every one\n",
+                first.join(", "),
+                if n > first.len() as u64 { ", ..." } else { "" }
+            ),
+            Err(e) => println!("   the list endpoint failed: {e}\n"),
+        }
+        println!("2. fetch: `{DEMO_REQUEST}`, following their types and abilities");
     }
     let mut fetch = FetchArgs::new(DEMO_REQUEST);
     fetch.follow = Some(1);
-    let summary = match fetch.execute(g) {
+    let (summary, transformed) = match fetch.execute_and_transform(g) {
         Ok(s) => s,
         Err(code) => return code,
     };
     kye::cli::print_fetch_summary(&summary, g);
     if text {
+        println!("\n3. transform: a PokemonCard per stored Pokémon (`pokemon_card`), its weaknesses from its types");
+        match &transformed {
+            Some(Ok(t)) => kye::cli::print_transform_summary(t, g),
+            Some(Err(e)) => println!("   the transformer failed: {e}"),
+            None => println!("   nothing was stored, so nothing to transform"),
+        }
+        println!("\nThe first cards (`show PokemonCard --limit 5`):\n");
+        ShowArgs::new("PokemonCard", Some(5)).run(g);
         println!("\nThe first stored Pokémon (`show Pokemon --limit 5`):\n");
         ShowArgs::new("Pokemon", Some(5)).run(g);
         let location = kye::cli::store_spec(g)
@@ -306,7 +367,7 @@ fn demo(g: &Global, offline: bool) -> ExitCode {
             "  sqlite3 -header -column {location} \"SELECT p.id, p.name, group_concat(t.value, '/') AS types, p.base_experience FROM Pokemon p JOIN Pokemon__types t USING (id) GROUP BY p.id ORDER BY p.id LIMIT 10;\""
         );
         println!(
-            "\nMore: `cargo run --example pokemon -- {}rejects` (quarantined records), `drift`, `runs`, `show PokemonType`.",
+            "\nMore: `cargo run --example pokemon -- {}rejects` (quarantined records), `drift`, `runs`, `show PokemonType`, `transform` (cards of what changed).",
             if offline { "--offline " } else { "" }
         );
     }

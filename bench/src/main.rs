@@ -44,13 +44,15 @@ mod run;
 /// PokeAPI-shaped documents at real size, made from the example's fixtures.
 #[path = "../../examples/pokemon/synthetic.rs"]
 mod synthetic;
+mod transform;
 
 use synthetic::{Sizes, Synthetic};
 
 kye::models!(
     "../examples/pokemon/pokemon.kye",
     "overhead.kye",
-    "batch.kye"
+    "batch.kye",
+    "transform.kye"
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -536,7 +538,7 @@ fn usage() -> String {
     "usage: kye-bench run [--smoke] [--reps R] [--counts N,N] [--real-counts N,N|none] \
      [--example-before PATH] [--scale N,N] [--rows N] [--doc-bytes B] [--concurrency C] \
      [--only validate,fetch,scale]\n\
-     \x20      kye-bench serve N real|BYTES | floor BASE N C [parse] | kye-fetch BASE N C DB | overhead N [listed] | batch N key|batch [LATENCY_MS] | pgstore N [URL]\n\
+     \x20      kye-bench serve N real|BYTES | floor BASE N C [parse] | kye-fetch BASE N C DB | overhead N [listed] | batch N key|batch [LATENCY_MS] | pgstore N [URL] | transform N\n\
      \x20      kye-bench parse [--docs M] [--rounds R] [--size real|BYTES] [--only WAY]"
         .to_string()
 }
@@ -578,6 +580,7 @@ fn main() -> ExitCode {
                 let url = args.get(2).cloned().unwrap_or_else(run::postgres_url);
                 pgstore::pgstore(n, &url)
             }),
+            Some("transform") => arg(&args, 1, "N").and_then(transform::transform),
             Some("run") => run::run(&args[1..]),
             Some("parse") => parse::parse(&args[1..]),
             _ => Err(usage().into()),

@@ -384,6 +384,11 @@ pub fn run(args: &[String]) -> AnyResult<()> {
         println!("{part}");
         report.push_str(&part);
     }
+    if o.wants("transform") {
+        let part = transform(&o)?;
+        println!("{part}");
+        report.push_str(&part);
+    }
     if o.wants("postgres") {
         let part = super::pgrun::postgres(&o, &p)?;
         println!("{part}");
@@ -684,6 +689,74 @@ fn fetch(o: &Options, p: &Paths) -> AnyResult<String> {
         writeln!(ratios)?;
     }
     writeln!(s, "\nLoad after: {}.\n\n{ratios}", super::parse::load())?;
+    Ok(s)
+}
+
+/// A transformer over N stored records (`kye-bench transform N`): the first run, the second
+/// after 1% of the inputs changed, and the floor (the same cards by hand through the store API).
+fn transform(o: &Options) -> AnyResult<String> {
+    let n: u64 = if o.smoke { 2_000 } else { 100_000 };
+    let mut s = String::new();
+    writeln!(
+        s,
+        "\n### 6. A transformer over {n} stored records (`kye-bench transform {n}`)\n"
+    )?;
+    writeln!(
+        s,
+        "| side | median s | records/s | runs (s) |\n|---|---:|---:|---|"
+    )?;
+    let (mut first, mut second, mut floor, mut pct) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..o.reps {
+        let mut c = Command::new(std::env::current_exe()?);
+        c.args(["transform", &n.to_string()]).stdout(Stdio::piped());
+        let (_, out) = measure_with(c, "transform", &[0], None)?;
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("RESULT"))
+            .ok_or("kye-bench transform printed no RESULT")?;
+        let get = |name| field(line, name).ok_or(format!("no {name} in {line}"));
+        first.push(get("first_secs")?);
+        second.push(get("second_secs")?);
+        floor.push(get("floor_secs")?);
+        pct.push(get("second_pct_of_first")?);
+    }
+    let runs = |xs: &[f64]| {
+        xs.iter()
+            .map(|x| format!("{x:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for (side, xs, count) in [
+        (
+            "floor: the same cards by hand through the store API",
+            &floor,
+            n,
+        ),
+        (
+            "kye transform, first run (every card, with lineage)",
+            &first,
+            n,
+        ),
+        (
+            "kye transform, second run (1% of inputs changed)",
+            &second,
+            n / 100,
+        ),
+    ] {
+        let m = median(xs.clone());
+        writeln!(
+            s,
+            "| {side} | {m:.3} | {:.0} | {} |",
+            count as f64 / m,
+            runs(xs)
+        )?;
+    }
+    writeln!(
+        s,
+        "\nSecond run / first run: **{:.1}%** (median of the runs' own ratios; goal < 5%).",
+        median(pct)
+    )?;
     Ok(s)
 }
 

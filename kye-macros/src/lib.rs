@@ -1,5 +1,5 @@
 //! Procedural macros for kye. Use them through the `kye` facade crate: `#[kye::get]`,
-//! `#[kye::list]` and `kye::models!`. Their documentation lives there.
+//! `#[kye::list]`, `#[kye::transform]` and `kye::models!`. Their documentation lives there.
 //!
 //! Generated code names only `::kye::__private::...` (or `<crate>::__private::...` with a
 //! `crate = path` override), so user crates never depend on `inventory` or `serde` directly.
@@ -13,6 +13,7 @@ mod get;
 mod list;
 mod models;
 mod names;
+mod transform;
 
 /// Registers a fetch function for a model identifier. See `kye::get`.
 #[proc_macro_attribute]
@@ -24,6 +25,13 @@ pub fn get(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn list(attr: TokenStream, item: TokenStream) -> TokenStream {
     list::expand(attr.into(), item.into()).into()
+}
+
+/// Registers a transformer: records of one model computed from stored records of others.
+/// See `kye::transform`.
+#[proc_macro_attribute]
+pub fn transform(attr: TokenStream, item: TokenStream) -> TokenStream {
+    transform::expand(attr.into(), item.into()).into()
 }
 
 /// Generates Rust types from `.kye` schemas. See `kye::models!`.

@@ -19,3 +19,4 @@ pub use crate::model::{
 };
 pub use crate::registry::{BatchRegistration, FetcherRegistration, ModelRegistration};
 pub use crate::request::Request;
+pub use crate::transform::{TransformContext, TransformInput, TransformerRegistration};

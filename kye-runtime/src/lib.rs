@@ -56,6 +56,7 @@ mod secrets;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod transform;
 
 #[doc(hidden)]
 pub mod __private;
@@ -69,7 +70,9 @@ pub use context::{Context, ContextBuilder};
 pub use error::{Error, ErrorClass, Result};
 pub use exec::Shutdown;
 pub use list::{IntoKeyValue, KeySender, Keys, ListFuture, Listed, ListerRegistration};
-pub use listing::{EdgeListing, FetcherListing, ListerListing, Listing, ModelListing};
+pub use listing::{
+    EdgeListing, FetcherListing, ListerListing, Listing, ModelListing, TransformerListing,
+};
 pub use model::{BatchFuture, CallFuture, FetchFuture, Key, KeyError, KeyValue, Model, OutputKind};
 pub use output::Format;
 pub use pages::Pages;
@@ -82,7 +85,8 @@ pub use request::{
 };
 pub use runtime::{
     FetchRequest, FetchSummary, GetResult, KeyProblem, Progress, Runtime, RuntimeBuilder,
-    DEFAULT_STORE, SUMMARY_EXAMPLES,
+    TransformCounts, TransformSummary, DEFAULT_STORE, SUMMARY_EXAMPLES,
 };
 pub use secrets::{Secret, Secrets};
 pub use store::{KeyStatus, RunCounts, RunId, RunStatus};
+pub use transform::{TransformContext, TransformInput, TransformerRegistration};

@@ -75,6 +75,15 @@ impl ListerRegistration {
     }
 }
 
+/// Where a [`KeySender`]'s keys go.
+#[derive(Clone)]
+enum Out {
+    /// To a run: keys and cursors, in order.
+    Run(mpsc::Sender<ListEvent>),
+    /// To whoever looks at what a list function finds: keys only.
+    Keys(mpsc::Sender<Listed>),
+}
+
 /// What a list function hands the run: a key, or a cursor covering the keys sent before it.
 #[derive(Debug)]
 pub(crate) enum ListEvent {
@@ -97,7 +106,7 @@ pub struct Listed {
 /// lister never runs ahead of the fetching by more than a few hundred keys.
 #[derive(Clone)]
 pub struct KeySender {
-    tx: mpsc::Sender<ListEvent>,
+    tx: Out,
     lister: &'static ListerRegistration,
     check: fn(&Key) -> std::result::Result<(), KeyError>,
     sent: Arc<AtomicU64>,
@@ -116,15 +125,33 @@ impl fmt::Debug for KeySender {
 
 impl KeySender {
     /// A sender of `lister`'s keys into `tx`, each checked by `check` (the fetcher's parameter
-    /// check) before it is sent; `saved` is the cursor the lister saved in an earlier run.
-    pub(crate) fn new(
+    /// check) before it is sent, outside any run: to look at what a list function finds
+    /// (nothing is fetched). It starts without a saved cursor, and the cursors it saves are
+    /// dropped.
+    pub fn new(
+        tx: mpsc::Sender<Listed>,
+        lister: &'static ListerRegistration,
+        check: fn(&Key) -> std::result::Result<(), KeyError>,
+    ) -> KeySender {
+        KeySender {
+            tx: Out::Keys(tx),
+            lister,
+            check,
+            sent: Arc::new(AtomicU64::new(0)),
+            saved: None,
+        }
+    }
+
+    /// A sender of `lister`'s keys and cursors into a run's `tx`; `saved` is the cursor the
+    /// lister saved in an earlier run.
+    pub(crate) fn for_run(
         tx: mpsc::Sender<ListEvent>,
         lister: &'static ListerRegistration,
         check: fn(&Key) -> std::result::Result<(), KeyError>,
         saved: Option<ListCursorInfo>,
     ) -> KeySender {
         KeySender {
-            tx,
+            tx: Out::Run(tx),
             lister,
             check,
             sent: Arc::new(AtomicU64::new(0)),
@@ -163,11 +190,17 @@ impl KeySender {
                  stores cannot keep"
             )));
         }
-        self.tx.send(ListEvent::Cursor(cursor)).await.map_err(|_| {
-            Error::permanent(format!(
+        let sent = match &self.tx {
+            Out::Run(tx) => tx.send(ListEvent::Cursor(cursor)).await.is_ok(),
+            Out::Keys(tx) => !tx.is_closed(),
+        };
+        if sent {
+            Ok(())
+        } else {
+            Err(Error::permanent(format!(
                 "the run stopped: the cursor of `{lister}` was not saved"
-            ))
-        })
+            )))
+        }
     }
 
     /// Sends one key to the run. A key the fetcher cannot take (a value of the wrong kind, an
@@ -206,7 +239,11 @@ impl KeySender {
                 model()
             ))
         })?;
-        self.tx.send(ListEvent::Key(listed)).await.map_err(|_| {
+        let sent = match &self.tx {
+            Out::Run(tx) => tx.send(ListEvent::Key(listed)).await.is_ok(),
+            Out::Keys(tx) => tx.send(listed).await.is_ok(),
+        };
+        sent.then_some(()).ok_or_else(|| {
             Error::permanent(format!(
                 "the run stopped: {} takes no more keys from {}",
                 model(),
@@ -415,7 +452,7 @@ mod tests {
     #[tokio::test]
     async fn a_cursor_with_credentials_or_nul_is_refused_and_a_position_is_kept() {
         let (tx, mut rx) = mpsc::channel(8);
-        let sender = KeySender::new(tx, &LISTER, |_| Ok(()), None);
+        let sender = KeySender::for_run(tx, &LISTER, |_| Ok(()), None);
         for (cursor, says) in [
             (
                 serde_json::json!({"next": "/list?page=3&access_token=abc123"}),

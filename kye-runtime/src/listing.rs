@@ -43,6 +43,10 @@ pub struct Listing {
     /// Every list function (`#[kye::list]`), sorted by model; left out of the JSON when none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub listers: Vec<ListerListing>,
+    /// Every transformer (`#[kye::transform]`), sorted by output model; left out of the JSON
+    /// when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub transformers: Vec<TransformerListing>,
     /// Registry warnings (no fetchers, models without fetchers).
     pub warnings: Vec<String>,
 }
@@ -110,6 +114,26 @@ pub struct ListerListing {
     pub model: String,
     /// The index edges of the keys.
     pub identifier: Vec<String>,
+    /// The function's name.
+    pub function: String,
+    /// The crate it is defined in.
+    #[serde(rename = "crate")]
+    pub krate: String,
+    /// `file:line`.
+    pub location: String,
+    /// First paragraph of its doc comment (`""` when undocumented).
+    pub doc: String,
+}
+
+/// One transformer in a [`Listing`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TransformerListing {
+    /// The model it produces.
+    pub output: String,
+    /// The index edges of its output's key.
+    pub identifier: Vec<String>,
+    /// The models it reads, the primary one first.
+    pub inputs: Vec<String>,
     /// The function's name.
     pub function: String,
     /// The crate it is defined in.
@@ -194,10 +218,24 @@ impl Listing {
                 doc: first_paragraph(l.doc),
             })
             .collect();
+        let transformers = registry
+            .transformers()
+            .iter()
+            .map(|t| TransformerListing {
+                output: t.output.to_string(),
+                identifier: t.identifier.iter().map(|s| s.to_string()).collect(),
+                inputs: t.inputs.iter().map(|s| s.to_string()).collect(),
+                function: t.function.to_string(),
+                krate: t.module_path.split("::").next().unwrap_or("").to_string(),
+                location: format!("{}:{}", t.file, t.line),
+                doc: first_paragraph(t.doc),
+            })
+            .collect();
         Listing {
             models,
             fetchers,
             listers,
+            transformers,
             warnings: registry.warnings().iter().map(|w| w.to_string()).collect(),
         }
     }
@@ -259,6 +297,15 @@ impl Listing {
                 &listers,
             );
         }
+        if !self.transformers.is_empty() {
+            out.push_str("\nTransformers\n");
+            let rows: Vec<Vec<String>> = self.transformers.iter().map(transformer_row).collect();
+            table(
+                &mut out,
+                &["OUTPUT", "FROM", "FUNCTION", "LOCATION", "DOC"],
+                &rows,
+            );
+        }
         for w in &self.warnings {
             let _ = write!(out, "\nwarning: {w}");
         }
@@ -316,6 +363,23 @@ impl Listing {
                 );
             }
         }
+        if !self.transformers.is_empty() {
+            out.push_str(
+                "\n## Transformers\n\n| Output | From | Function | Location | Doc |\n|---|---|---|---|---|\n",
+            );
+            for t in &self.transformers {
+                let row = transformer_row(t);
+                let _ = writeln!(
+                    out,
+                    "| `{}` | {} | `{}` | `{}` | {} |",
+                    row[0],
+                    row[1],
+                    row[2],
+                    row[3],
+                    md_escape(&row[4])
+                );
+            }
+        }
         if !self.warnings.is_empty() {
             out.push_str("\n## Warnings\n\n");
             for w in &self.warnings {
@@ -332,6 +396,16 @@ fn indexes_text(m: &ModelListing) -> String {
         .map(|ix| format!("({})", ix.join(", ")))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+fn transformer_row(t: &TransformerListing) -> Vec<String> {
+    vec![
+        identifier_text(&t.output, &t.identifier),
+        t.inputs.join(", "),
+        t.function.clone(),
+        t.location.clone(),
+        t.doc.clone(),
+    ]
 }
 
 fn lister_row(l: &ListerListing) -> Vec<String> {

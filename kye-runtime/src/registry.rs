@@ -26,6 +26,7 @@ use crate::context::Context;
 use crate::list::ListerRegistration;
 pub(crate) use crate::model::identifier_text;
 use crate::model::{BatchFuture, FetchFuture, Key, KeyError, OutputKind};
+use crate::transform::TransformerRegistration;
 
 /// A model registered by `kye::models!` (generated code builds these; do not write them by hand).
 #[derive(Debug)]
@@ -260,6 +261,30 @@ pub enum RegistryError {
         /// `file:line` of the function.
         location: String,
     },
+    /// Two transformers share a function name (lineage and provenance are keyed by it).
+    #[error(
+        "two transformers are named `{function}`: at {first} and at {second}; lineage and provenance name a transformer by its function, so rename one"
+    )]
+    DuplicateTransformer {
+        /// The function name.
+        function: String,
+        /// `file:line` of the first.
+        first: String,
+        /// `file:line` of the second.
+        second: String,
+    },
+    /// A transformer reads or produces a model no schema in the binary declares.
+    #[error("transformer `{function}` at {location} {role} `{model}`, but no model of that name is registered")]
+    TransformerUnknownModel {
+        /// The model name.
+        model: String,
+        /// `produces` or `reads`.
+        role: &'static str,
+        /// The function.
+        function: String,
+        /// `file:line` of the function.
+        location: String,
+    },
 }
 
 /// A problem that does not stop the registry from working.
@@ -301,6 +326,8 @@ pub struct Registry {
     fetchers: Vec<&'static FetcherRegistration>,
     /// Sorted by model.
     listers: Vec<&'static ListerRegistration>,
+    /// Sorted by output model, then function.
+    transformers: Vec<&'static TransformerRegistration>,
     warnings: Vec<RegistryWarning>,
 }
 
@@ -336,7 +363,56 @@ impl Registry {
         let fetchers = inventory::iter::<FetcherRegistration>
             .into_iter()
             .collect::<Vec<_>>();
-        Registry::from_parts(models, fetchers)?.with_listers(inventory::iter::<ListerRegistration>)
+        Registry::from_parts(models, fetchers)?
+            .with_listers(inventory::iter::<ListerRegistration>)?
+            .with_transformers(inventory::iter::<TransformerRegistration>)
+    }
+
+    /// This registry with `transformers` (`#[kye::transform]`). Each must produce and read
+    /// registered models, and no two may share a function name (lineage and provenance name
+    /// a transformer by its function).
+    pub fn with_transformers(
+        mut self,
+        transformers: impl IntoIterator<Item = &'static TransformerRegistration>,
+    ) -> Result<Registry, RegistryError> {
+        self.transformers.extend(transformers);
+        self.transformers.sort_by(|a, b| {
+            (a.output, a.function, a.file, a.line).cmp(&(b.output, b.function, b.file, b.line))
+        });
+        let mut by_name: BTreeMap<&str, &TransformerRegistration> = BTreeMap::new();
+        for t in &self.transformers {
+            let location = format!("{}:{}", t.file, t.line);
+            if let Some(first) = by_name.insert(t.function, t) {
+                return Err(RegistryError::DuplicateTransformer {
+                    function: t.function.to_string(),
+                    first: format!("{}:{}", first.file, first.line),
+                    second: location,
+                });
+            }
+            let roles = std::iter::once(("produces", t.output))
+                .chain(t.inputs.iter().map(|m| ("reads", *m)));
+            for (role, model) in roles {
+                if !self.models.contains_key(model) {
+                    return Err(RegistryError::TransformerUnknownModel {
+                        model: model.to_string(),
+                        role,
+                        function: t.function.to_string(),
+                        location,
+                    });
+                }
+            }
+        }
+        // A model a transformer produces needs no fetcher.
+        let produced: Vec<&str> = self.transformers.iter().map(|t| t.output).collect();
+        self.warnings.retain(|w| {
+            !matches!(w, RegistryWarning::ModelWithoutFetcher { model, .. } if produced.contains(&model.as_str()))
+        });
+        Ok(self)
+    }
+
+    /// All transformers, sorted by output model.
+    pub fn transformers(&self) -> &[&'static TransformerRegistration] {
+        &self.transformers
     }
 
     /// This registry with `listers` (list functions, `#[kye::list]`). Each must list keys of a
@@ -473,6 +549,7 @@ impl Registry {
             models: by_name,
             fetchers,
             listers: Vec::new(),
+            transformers: Vec::new(),
             warnings,
         })
     }
@@ -681,6 +758,66 @@ mod tests {
         assert!(
             md.contains("| `Pokemon.id` | `get_pokemon` | sync | record | `src/a.rs:3` |  |"),
             "{md}"
+        );
+    }
+
+    fn transform_call(_: serde_json::Value, _: crate::TransformContext) -> FetchFuture {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    const fn transformer(
+        output: &'static str,
+        inputs: &'static [&'static str],
+        function: &'static str,
+        line: u32,
+    ) -> TransformerRegistration {
+        TransformerRegistration {
+            output,
+            identifier: &["name"],
+            inputs,
+            function,
+            module_path: "sources",
+            file: "src/t.rs",
+            line,
+            doc: "",
+            call: transform_call,
+        }
+    }
+
+    static TYPE_CARD: TransformerRegistration = transformer("Type", &["Pokemon"], "type_card", 1);
+    static TYPE_CARD_AGAIN: TransformerRegistration =
+        transformer("Type", &["Pokemon"], "type_card", 9);
+    static READS_NOTHING_KNOWN: TransformerRegistration =
+        transformer("Type", &["Pokemon", "Ghost"], "ghostly", 5);
+
+    #[test]
+    fn transformers_are_checked_and_their_outputs_need_no_fetcher() {
+        let s = schema(POKEMON);
+        let all = || ["Pokemon", "Type"].map(|n| RegisteredModel::new(s, n).unwrap());
+        let r = Registry::from_parts(all(), [&A])
+            .unwrap()
+            .with_transformers([&TYPE_CARD])
+            .unwrap();
+        assert_eq!(r.transformers().len(), 1);
+        assert_eq!(r.transformers()[0].signature(), "Type.name <- Pokemon");
+        // `Type` is produced by a transformer: no "model without fetcher" warning.
+        assert_eq!(r.warnings(), []);
+
+        let err = Registry::from_parts(all(), [&A])
+            .unwrap()
+            .with_transformers([&TYPE_CARD, &TYPE_CARD_AGAIN])
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "two transformers are named `type_card`: at src/t.rs:1 and at src/t.rs:9; lineage and provenance name a transformer by its function, so rename one"
+        );
+        let err = Registry::from_parts(all(), [&A])
+            .unwrap()
+            .with_transformers([&READS_NOTHING_KNOWN])
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "transformer `ghostly` at src/t.rs:5 reads `Ghost`, but no model of that name is registered"
         );
     }
 }

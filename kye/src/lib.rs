@@ -137,6 +137,44 @@ pub use kye_macros::get;
 /// parameters.
 pub use kye_macros::list;
 
+/// Registers a transformer: it computes records of one model (its output) from stored records
+/// of others (its inputs), and its output is validated and stored like a fetched record.
+///
+/// ```no_run
+/// kye::models!("tests/schemas/pokemon.kye", "tests/schemas/card.kye");
+///
+/// /// A card per stored Pokémon.
+/// #[kye::transform(Card.id, from(Pokemon, PokemonType))]
+/// async fn card(p: serde_json::Value, ctx: &kye::TransformContext) -> kye::Result<Card> {
+///     // Other inputs are looked up through the context; each lookup is lineage.
+///     let _normal: Option<PokemonType> = ctx.get::<PokemonType>("normal")?;
+///     Ok(Card {
+///         id: p["id"].as_i64().unwrap_or_default(),
+///         name: p["name"].as_str().unwrap_or_default().to_string(),
+///         heavy: p["weight"].as_f64().unwrap_or_default() > 1000.0,
+///     })
+/// }
+/// # fn main() {}
+/// ```
+///
+/// * `from(Primary, Other, ...)`: the function is called once per stored record of the
+///   primary input (its first parameter: the primary model's generated type, or
+///   `serde_json::Value` when the record holds references, which stay keys); other inputs
+///   are read with `ctx.get::<Model>(key)`, and only declared inputs can be.
+/// * It returns `kye::Result<Output>`, `kye::Result<Option<Output>>` (no output for this
+///   input) or `kye::Result<serde_json::Value>`. Output is validated against the output
+///   model: invalid output goes to rejects; valid output is stored with provenance
+///   `transform <function>` and its lineage (the input keys and their content hashes).
+/// * Incremental: an output is computed again only when one of the records it read changed,
+///   appeared or is new (`kye transform`, `Runtime::transform`); after `kye fetch` the
+///   transformers reading what it stored run unless `--no-transform`.
+///
+/// Mistakes are compile errors at your tokens: unknown model, an output identifier that is
+/// not an index of the output model, a missing `from(...)`, an input named twice or equal to
+/// the output, a first parameter that is not the primary input, a function that is not
+/// `async`, wrong parameters.
+pub use kye_macros::transform;
+
 /// Generates one Rust type per model of one or more `.kye` files (paths relative to the
 /// crate's `Cargo.toml`), implements [`Model`] for each and registers them with the runtime.
 ///

@@ -9,6 +9,8 @@
 
 kye::models!("examples/pokemon/pokemon.kye");
 
+#[path = "../../examples/pokemon/card.rs"]
+mod card;
 #[path = "../../examples/pokemon/mapping.rs"]
 #[allow(dead_code)]
 mod mapping;
@@ -17,6 +19,7 @@ mod synthetic;
 
 mod support;
 
+mod card_checks;
 mod fixtures;
 mod kill;
 mod mapping_checks;

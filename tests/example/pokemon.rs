@@ -14,24 +14,24 @@ use serde_json::Value;
 use crate::support;
 
 /// A temporary working directory with its own database.
-struct Sandbox {
+pub(crate) struct Sandbox {
     dir: tempfile::TempDir,
 }
 
 impl Sandbox {
-    fn new() -> Sandbox {
+    pub(crate) fn new() -> Sandbox {
         Sandbox {
             dir: tempfile::tempdir().unwrap(),
         }
     }
 
-    fn db(&self) -> PathBuf {
+    pub(crate) fn db(&self) -> PathBuf {
         self.dir.path().join("pokemon.db")
     }
 
     /// Runs the example with `args` in the sandbox; `--db` points at its database, the
     /// environment cannot point it at a public host.
-    fn run(&self, args: &[&str]) -> Run {
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
         self.run_env(args, &[])
     }
 
@@ -53,19 +53,19 @@ impl Sandbox {
     }
 }
 
-struct Run(Output);
+pub(crate) struct Run(Output);
 
 impl Run {
-    fn code(&self) -> i32 {
+    pub(crate) fn code(&self) -> i32 {
         self.0.status.code().expect("exited with a code")
     }
-    fn stdout(&self) -> String {
+    pub(crate) fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.0.stdout).into_owned()
     }
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.0.stderr).into_owned()
     }
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.stdout()).unwrap_or_else(|e| {
             panic!(
                 "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
@@ -75,7 +75,7 @@ impl Run {
         })
     }
     #[track_caller]
-    fn expect(self, code: i32) -> Run {
+    pub(crate) fn expect(self, code: i32) -> Run {
         assert_eq!(
             self.code(),
             code,
@@ -128,9 +128,25 @@ fn demo_fetches_what_the_fixtures_have_and_explains_the_rest() {
         .json();
     assert_eq!(abilities.as_array().unwrap().len(), 26);
 
-    // The demo's run is in the history with its counts.
+    // The three steps: the list endpoint's keys counted, the fetch, the cards transformed.
+    assert!(
+        out.contains("14 Pokémon listed (ids 1, 4, 6, 7, 25, ...)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("transform pokemon_card -> PokemonCard (run 2): 13 transformed, 0 unchanged"),
+        "{out}"
+    );
+    assert!(
+        out.contains("fire, flying, ice, psychic"),
+        "bulbasaur's card: {out}"
+    );
+
+    // The demo's runs are in the history with their counts, the transform's newest.
     let runs = s.run(&["runs", "--format", "json"]).expect(0).json();
-    let run = &runs[0];
+    assert_eq!(runs[0]["request"], "transform pokemon_card");
+    assert_eq!(runs[0]["counts"]["stored"], 13);
+    let run = &runs[1];
     assert_eq!(run["request"], "Pokemon.id in 1..=151");
     assert_eq!(run["status"], "completed");
     assert_eq!(run["counts"]["stored"], 13 + 10 + 26);

@@ -14,7 +14,7 @@ use clap::Args;
 use super::common::{fail, fail_msg, print_json, setup_failed, tokio_runtime};
 use super::progress::Reporter;
 use super::{Format, Global, Run, EXIT_DATA, EXIT_OK, EXIT_USAGE};
-use crate::runtime::{FetchRequest, FetchSummary};
+use crate::runtime::{FetchRequest, FetchSummary, TransformSummary};
 use crate::store::RunStatus;
 
 /// Exit code of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report Ctrl-C).
@@ -45,6 +45,9 @@ pub struct FetchArgs {
     /// Fetch every key, even fresh ones and ones an interrupted run already did.
     #[arg(long)]
     pub refresh: bool,
+    /// Do not run the transformers reading what this fetch stored.
+    #[arg(long)]
+    pub no_transform: bool,
 }
 
 impl FetchArgs {
@@ -56,12 +59,24 @@ impl FetchArgs {
             concurrency: None,
             max_age: None,
             refresh: false,
+            no_transform: false,
         }
     }
 
     /// Runs the fetch and returns its summary (`Err` holds the exit code, the error already
     /// printed). Progress and the text summary go to the terminal as for the subcommand.
     pub fn execute(&self, g: &Global) -> Result<FetchSummary, ExitCode> {
+        self.execute_and_transform(g).map(|(summary, _)| summary)
+    }
+
+    /// [`FetchArgs::execute`], then (unless `--no-transform`, nothing was stored, the run was
+    /// interrupted or the store keeps no lineage) the transformers reading the models the
+    /// fetch may have stored: the requested model, and with `--follow` every model. A
+    /// transformer that fails is reported as `Some(Err)`.
+    pub fn execute_and_transform(
+        &self,
+        g: &Global,
+    ) -> Result<(FetchSummary, Option<crate::Result<TransformSummary>>), ExitCode> {
         let registry = crate::registry::registry().map_err(|e| fail(g, &e, EXIT_USAGE))?;
         // Request mistakes are usage errors, found before anything is opened or fetched.
         let resolved = registry
@@ -95,7 +110,25 @@ impl FetchArgs {
         }
         let result = tokio.block_on(rt.fetch(request));
         reporter.finish();
-        result.map_err(|e| fail(g, &e, EXIT_USAGE))
+        let summary = result.map_err(|e| fail(g, &e, EXIT_USAGE))?;
+        // Not after Ctrl-C, and not on a store that keeps no lineage (`dir:`): `kye
+        // transform` says why there.
+        let lineage = || rt.with_store(|s| s.lineage("").is_ok());
+        if self.no_transform
+            || summary.counts.stored == 0
+            || summary.status == RunStatus::Interrupted
+            || registry.transformers().is_empty()
+            || !lineage()
+        {
+            return Ok((summary, None));
+        }
+        let models: Vec<&str> = if self.follow.unwrap_or(0) > 0 {
+            registry.models().map(|m| m.name()).collect()
+        } else {
+            vec![resolved.model().name()]
+        };
+        let transformed = tokio.block_on(rt.transform_after(&models));
+        Ok((summary, Some(transformed)))
     }
 }
 
@@ -169,10 +202,25 @@ pub fn print_summary(summary: &FetchSummary, g: &Global) {
 
 impl Run for FetchArgs {
     fn run(self, g: &Global) -> ExitCode {
-        match self.execute(g) {
-            Ok(summary) => {
+        match self.execute_and_transform(g) {
+            Ok((summary, transformed)) => {
                 print_summary(&summary, g);
-                ExitCode::from(exit_code(&summary))
+                let code = exit_code(&summary);
+                match transformed {
+                    None => ExitCode::from(code),
+                    Some(Ok(t)) => {
+                        // One JSON document on stdout: the fetch's (`kye runs` has the rest).
+                        if g.format != Format::Json {
+                            super::transform::print_summary(&t, g);
+                        }
+                        ExitCode::from(code.max(super::transform::exit_code(&t)))
+                    }
+                    Some(Err(e)) => fail(
+                        g,
+                        &e.context("the transformers after the fetch failed"),
+                        EXIT_DATA,
+                    ),
+                }
             }
             Err(code) => code,
         }

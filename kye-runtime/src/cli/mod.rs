@@ -111,6 +111,7 @@ mod rejects;
 mod report;
 mod runs;
 mod show;
+mod transform;
 mod validate;
 
 use std::ffi::OsString;
@@ -130,6 +131,9 @@ pub use list::ListArgs;
 pub use rejects::RejectsArgs;
 pub use runs::RunsArgs;
 pub use show::ShowArgs;
+pub use transform::{
+    exit_code as transform_exit_code, print_summary as print_transform_summary, TransformArgs,
+};
 pub use validate::ValidateArgs;
 
 /// Exit code: success.
@@ -219,6 +223,8 @@ pub enum Command {
     Rejects(RejectsArgs),
     /// Fields the sources send that the schema does not know.
     Drift(DriftArgs),
+    /// Run the transformers over stored records (only outputs whose inputs changed).
+    Transform(TransformArgs),
 }
 
 impl Command {
@@ -234,6 +240,7 @@ impl Command {
             Command::Runs(a) => a.run(g),
             Command::Rejects(a) => a.run(g),
             Command::Drift(a) => a.run(g),
+            Command::Transform(a) => a.run(g),
         }
     }
 }

@@ -166,7 +166,7 @@ pub(super) fn start(
 ) -> (mpsc::Receiver<Unit>, Listing) {
     let (key_tx, mut key_rx) = mpsc::channel::<ListEvent>(LISTED_AHEAD);
     let (job_tx, job_rx) = mpsc::channel::<Unit>(LISTED_AHEAD);
-    let sender = KeySender::new(key_tx, lister, target.fetcher.check, saved);
+    let sender = KeySender::for_run(key_tx, lister, target.fetcher.check, saved);
     let ctx = ctx.for_fetcher(lister.function).with_retries(policy);
     let task = tokio::spawn((lister.call)(ctx, sender));
     let listed = Arc::new(AtomicU64::new(0));

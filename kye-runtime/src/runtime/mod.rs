@@ -50,6 +50,7 @@ mod options;
 mod process;
 mod run;
 mod summary;
+mod transform;
 mod writer;
 
 use std::fmt;
@@ -58,6 +59,7 @@ use std::sync::{Arc, Mutex};
 pub use builder::{RuntimeBuilder, DEFAULT_STORE};
 pub use options::FetchRequest;
 pub use summary::{FetchSummary, GetResult, KeyProblem, Progress, SUMMARY_EXAMPLES};
+pub use transform::{TransformCounts, TransformSummary};
 
 use crate::context::Context;
 use crate::error::{Error, Result};

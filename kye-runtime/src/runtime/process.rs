@@ -557,7 +557,7 @@ fn redact_value(v: &mut Value) {
 }
 
 /// One line for the rejects table and the summary: the first errors, `path: message`.
-fn summarize(errors: &[ValidationError]) -> String {
+pub(super) fn summarize(errors: &[ValidationError]) -> String {
     let mut parts: Vec<String> = errors
         .iter()
         .take(3)

@@ -81,7 +81,10 @@ pub struct FetchSummary {
     pub unreachable: Option<String>,
 }
 
-fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+pub(super) fn ser_secs<S: serde::Serializer>(
+    d: &Duration,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
 

@@ -193,6 +193,15 @@ pub enum StoreError {
         /// Why.
         message: String,
     },
+    /// Something this kind of store does not do (e.g. the directory store keeps no lineage,
+    /// so it cannot run transformers).
+    #[error("the {store} store {what}")]
+    Unsupported {
+        /// `dir`, `sqlite` or `postgres`.
+        store: &'static str,
+        /// What it does not do and what to use instead.
+        what: String,
+    },
     /// A run id that is not in the store.
     #[error("no run {0} in this store")]
     UnknownRun(RunId),
@@ -217,6 +226,7 @@ impl StoreError {
                 | StoreError::IndexConflict { .. }
                 | StoreError::NestedConflict { .. }
                 | StoreError::Refused { .. }
+                | StoreError::Unsupported { .. }
         )
     }
 }

@@ -71,9 +71,9 @@ pub use sqlite::{SqliteReader, SqliteStore};
 pub use time::{ParseTimestampError, Timestamp};
 pub use traits::{StoreRead, StoreWrite};
 pub use types::{
-    DriftInfo, DriftWrite, KeyOutcomeInfo, KeyOutcomeWrite, KeyStatus, ListCursorInfo,
-    ListCursorWrite, NewRun, Provenance, RecordWrite, RejectInfo, RejectWrite, RunCounts, RunEnd,
-    RunId, RunInfo, RunStatus, WriteItem,
+    DriftInfo, DriftWrite, KeyOutcomeInfo, KeyOutcomeWrite, KeyStatus, Lineage, LineageInput,
+    LineageRow, ListCursorInfo, ListCursorWrite, NewRun, Provenance, RecordWrite, RejectInfo,
+    RejectWrite, RunCounts, RunEnd, RunId, RunInfo, RunStatus, WriteItem,
 };
 
 pub(crate) use rules::{drift_example, fold_path, mark_dead, record_object, DEAD_RUN};

@@ -8,8 +8,8 @@ use kye_lang::Schema;
 use serde_json::Value;
 
 use super::{
-    DriftInfo, IndexKey, KeyOutcomeInfo, ListCursorInfo, NewRun, RecordQuery, RejectInfo,
-    RunCounts, RunEnd, RunId, RunInfo, StoreError, Timestamp, WriteItem,
+    DriftInfo, IndexKey, KeyOutcomeInfo, LineageRow, ListCursorInfo, NewRun, RecordQuery,
+    RejectInfo, RunCounts, RunEnd, RunId, RunInfo, StoreError, Timestamp, WriteItem,
 };
 
 /// The read side of a store: every query kye makes of stored records, runs, outcomes, rejects
@@ -107,6 +107,46 @@ pub trait StoreRead: Send {
         let _ = model;
         None
     }
+
+    /// The primary key and content hash of every stored record of `model`, handed to `each`
+    /// in primary key order. `key_edges` are the edges of the model's primary index. The
+    /// default reads whole records through [`StoreRead::for_each_record`]; a store may read
+    /// only the key and hash columns.
+    fn content_hashes(
+        &self,
+        model: &str,
+        key_edges: &[&str],
+        each: &mut dyn FnMut(IndexKey, String) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        hashes_of_records(self, model, key_edges, each)
+    }
+
+    /// Every lineage row of `transformer` (what each of its stored outputs was computed
+    /// from), ordered by output key. A store without a lineage table refuses with
+    /// [`StoreError::Unsupported`].
+    fn lineage(&self, transformer: &str) -> Result<Vec<LineageRow>, StoreError> {
+        let mut out = Vec::new();
+        self.for_each_lineage(transformer, &mut |r| {
+            out.push(r);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`StoreRead::lineage`] handing each row to `each` as it is read (ordered by output
+    /// key, then input model and key), so that a transformer's run compares a million rows
+    /// without holding them. An error from `each` stops the reading and is returned.
+    fn for_each_lineage(
+        &self,
+        transformer: &str,
+        each: &mut dyn FnMut(LineageRow) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let _ = (transformer, each);
+        Err(StoreError::Unsupported {
+            store: self.kind(),
+            what: "keeps no lineage, so it cannot run transformers; use the SQLite or PostgreSQL store".into(),
+        })
+    }
 }
 
 /// The write side of a store: preparing tables, runs and batches of writes. One writer per
@@ -141,6 +181,31 @@ pub trait StoreWrite: StoreRead {
     /// A read handle on this store that does not wait for this writer: it sees what the writer
     /// has committed. Open it after [`StoreWrite::prepare`], so it knows every model.
     fn reader(&self) -> Result<Box<dyn StoreRead>, StoreError>;
+}
+
+/// [`StoreRead::content_hashes`] read through whole records (the default, and what a store
+/// falls back to for keys it cannot read from columns alone).
+pub(crate) fn hashes_of_records<S: StoreRead + ?Sized>(
+    store: &S,
+    model: &str,
+    key_edges: &[&str],
+    each: &mut dyn FnMut(IndexKey, String) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut query = RecordQuery::new(model);
+    query.depth = 0;
+    query.provenance = true;
+    store.for_each_record(&query, &mut |v| {
+        let values = key_edges
+            .iter()
+            .map(|e| v.get(*e).cloned().unwrap_or(Value::Null));
+        let key = IndexKey::new(key_edges.iter().copied(), values);
+        let hash = v
+            .pointer("/_kye/hash")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        each(key, hash)
+    })
 }
 
 /// Implements [`StoreRead`] for a writer by reading through the read handle it holds in
@@ -254,6 +319,35 @@ macro_rules! read_through {
 
             fn edge_names(&self, model: &str) -> Option<Vec<String>> {
                 self.$field.edge_names(model)
+            }
+
+            fn content_hashes(
+                &self,
+                model: &str,
+                key_edges: &[&str],
+                each: &mut dyn FnMut(
+                    $crate::store::IndexKey,
+                    String,
+                ) -> Result<(), $crate::store::StoreError>,
+            ) -> Result<(), $crate::store::StoreError> {
+                self.$field.content_hashes(model, key_edges, each)
+            }
+
+            fn lineage(
+                &self,
+                transformer: &str,
+            ) -> Result<Vec<$crate::store::LineageRow>, $crate::store::StoreError> {
+                self.$field.lineage(transformer)
+            }
+
+            fn for_each_lineage(
+                &self,
+                transformer: &str,
+                each: &mut dyn FnMut(
+                    $crate::store::LineageRow,
+                ) -> Result<(), $crate::store::StoreError>,
+            ) -> Result<(), $crate::store::StoreError> {
+                self.$field.for_each_lineage(transformer, each)
             }
         }
     };

@@ -200,6 +200,9 @@ pub struct RecordWrite {
     pub value: Value,
     /// Where it came from.
     pub provenance: Provenance,
+    /// For a transformer's output: the input records it was computed from, written in the
+    /// same transaction as the record (replacing the lineage of the same output key).
+    pub lineage: Option<Lineage>,
 }
 
 impl RecordWrite {
@@ -209,8 +212,56 @@ impl RecordWrite {
             model: model.into(),
             value,
             provenance,
+            lineage: None,
         }
     }
+
+    /// This write with the lineage of a transformer's output.
+    pub fn with_lineage(mut self, lineage: Lineage) -> Self {
+        self.lineage = Some(lineage);
+        self
+    }
+}
+
+/// One input record a transformer read to compute an output: its model, key and content hash
+/// as read (`None`: the record was not stored when the transformer looked it up).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineageInput {
+    /// Model of the input record.
+    pub model: String,
+    /// Primary key of the input record.
+    pub key: IndexKey,
+    /// Its content hash when read, or `None` when it was looked up and not stored.
+    pub hash: Option<String>,
+}
+
+/// What a transformer's output was computed from: the store keeps one row per input in its
+/// lineage table, keyed by (transformer, output key), replaced whole on each write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lineage {
+    /// The transformer's name (its function's name).
+    pub transformer: String,
+    /// Primary key of the output record.
+    pub output_key: IndexKey,
+    /// The inputs it read, the primary input first.
+    pub inputs: Vec<LineageInput>,
+}
+
+/// One row of the lineage table, as read back by [`StoreRead::lineage`](super::StoreRead::lineage).
+/// Keys stay in their canonical text ([`IndexKey::canonical`], `{"id":25}`): the runtime
+/// compares them as text, and [`IndexKey::from_canonical`] reads one back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineageRow {
+    /// Model of the output record.
+    pub output_model: String,
+    /// Primary key of the output record, canonical.
+    pub output_key: String,
+    /// Model of the input record.
+    pub input_model: String,
+    /// Primary key of the input record, canonical.
+    pub input_key: String,
+    /// The input's content hash when read (`None`: looked up and not stored).
+    pub input_hash: Option<String>,
 }
 
 /// A fetched value that failed validation: kept whole, with its errors.

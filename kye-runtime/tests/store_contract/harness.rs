@@ -67,6 +67,18 @@ pub struct Differences {
     pub writers: Writers,
     /// Which texts a store keeps.
     pub texts: Texts,
+    /// Whether the store keeps transformers' lineage.
+    pub lineage: Lineage,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lineage {
+    /// A lineage table, written in the transaction of its output record and replaced whole
+    /// per (transformer, output key).
+    Kept,
+    /// No lineage: reading it and writing a record with it are refused (`Unsupported`), so
+    /// transformers cannot run on the store.
+    Refused,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,6 +233,7 @@ pub fn sqlite() -> Harness {
             readers: Readers::Live,
             writers: Writers::One,
             texts: Texts::Any,
+            lineage: Lineage::Kept,
         },
         available: always,
     }
@@ -286,6 +299,7 @@ pub fn dir() -> Harness {
             readers: Readers::Snapshot,
             writers: Writers::One,
             texts: Texts::Any,
+            lineage: Lineage::Refused,
         },
         available: always,
     }
@@ -315,6 +329,7 @@ pub fn postgres() -> Harness {
             readers: Readers::Live,
             writers: Writers::Many,
             texts: Texts::Limited,
+            lineage: Lineage::Kept,
         },
         available: crate::pg::available,
     }

@@ -14,6 +14,7 @@
 //! - `schema`: schema changes between runs
 //! - `hostile`: hostile names and values
 //! - `crash`: writers killed mid-batch (child processes)
+//! - `lineage`: transformers' lineage with its output, and records' content hashes
 //! - `runtime`: the same seen through the runtime, fetching from a loopback API
 //!
 //! What is specific to one store (SQLite's typed columns, locks and foreign files; the
@@ -25,6 +26,7 @@ mod harness;
 mod history;
 mod hostile;
 mod layout;
+mod lineage;
 mod pg;
 mod reads;
 mod runtime;
@@ -66,12 +68,16 @@ macro_rules! store_contract {
                 hostile::nan_like_and_extreme_values,
                 hostile::reserved_and_clashing_names,
                 crash::survives_sigkill_mid_batch,
+                lineage::lineage_is_written_with_its_output_and_replaced_whole,
+                lineage::a_refused_output_leaves_no_lineage,
+                lineage::content_hashes_follow_the_records,
             );
             store_contract!(@async_cases $harness;
                 runtime::every_cat_keeps_its_own_vitals,
                 runtime::contradicting_nested_records_fail_their_key,
                 runtime::drift_examples_keep_their_json_type,
                 runtime::unknown_fields_of_one_record_are_capped,
+                runtime::transformers_recompute_only_what_changed,
             );
         }
     };

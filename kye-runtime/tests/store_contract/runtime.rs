@@ -16,6 +16,7 @@ use kye_runtime::{Context, Error};
 use kye_runtime::{FetchFuture, Key, KeyValue};
 use kye_runtime::{FetchRequest, Runtime};
 use kye_runtime::{FetcherRegistration, RegisteredModel, Registry};
+use kye_runtime::{TransformContext, TransformerRegistration};
 use serde_json::{json, Value};
 
 const CATS: i64 = 387;
@@ -425,4 +426,159 @@ async fn duplicate_keys_in_a_body_are_warned_about_naming_model_key_and_field() 
         "{messages:?}"
     );
     assert_eq!(warnings[0].edges, ["temperature_c"]);
+}
+
+/// Cats and a card per cat, computed by a transformer.
+pub const CARD_SCHEMA: &str = r#"
+Cat(id: Number) {
+  name: String
+  vitals: Vitals
+}
+Vitals {
+  heart_rate_bpm: Number
+  temperature_c: Number
+}
+CatCard(id: Number) {
+  name: String
+  fever: Boolean
+}
+"#;
+
+fn card_schema() -> &'static Schema {
+    static S: OnceLock<Schema> = OnceLock::new();
+    S.get_or_init(|| kye_lang::compile_str("cards.kye", CARD_SCHEMA).expect("schema compiles"))
+}
+
+/// A card per cat; cat 13's card has no name (invalid: rejected).
+fn cat_card(cat: Value, ctx: TransformContext) -> FetchFuture {
+    Box::pin(async move {
+        // The cat read again through the context is lineage too (the same input).
+        let id = cat["id"]
+            .as_i64()
+            .ok_or_else(|| Error::permanent("no id"))?;
+        let again = ctx.get_json("Cat", &IndexKey::single("id", id))?;
+        assert_eq!(again.as_ref(), Some(&cat));
+        let name = if id == 13 {
+            Value::Null
+        } else {
+            cat["name"].clone()
+        };
+        let fever = cat["vitals"]["temperature_c"].as_f64().unwrap_or_default() > 39.0;
+        Ok(Some(json!({"id": id, "name": name, "fever": fever})))
+    })
+}
+
+static CAT_CARD: TransformerRegistration = TransformerRegistration {
+    output: "CatCard",
+    identifier: &["id"],
+    inputs: &["Cat"],
+    function: "cat_card",
+    module_path: "store_contract::runtime",
+    file: file!(),
+    line: line!(),
+    doc: "A card per cat.",
+    call: cat_card,
+};
+
+/// A transformer over stored cats: every card computed once, validated (an invalid one
+/// quarantined), and computed again only for the cat that changed. A store without lineage
+/// refuses to run it.
+pub async fn transformers_recompute_only_what_changed(h: &Harness) {
+    let server = TestServer::start(routes()).await.expect("server");
+    let st = Store::new(h);
+    let schema = card_schema();
+    let registry = Registry::from_parts(
+        ["Cat", "CatCard"].map(|m| RegisteredModel::new(schema, m).expect("model registers")),
+        [&CAT_BY_ID],
+    )
+    .and_then(|r| r.with_transformers([&CAT_CARD]))
+    .expect("registry");
+    let config = Config::from_toml_str(
+        &format!("[test]\nbase_url = \"{}\"\n", server.base_url()),
+        None,
+    )
+    .expect("config");
+    let rt = Runtime::builder()
+        .registry(registry)
+        .config(config)
+        .env(Vec::new())
+        .store(st.spec.to_string())
+        .handle_ctrl_c(false)
+        .build()
+        .expect("runtime builds");
+    // The API's cats carry readings the card schema does not declare: drift, still stored.
+    let fetched = rt.fetch("Cat.id in 1..=40").await.expect("fetch runs");
+    assert_eq!(fetched.counts.stored, 40, "{fetched}");
+    if st.differs.lineage == crate::harness::Lineage::Refused {
+        let err = rt.transform(None).await.expect_err("refused");
+        assert!(err.to_string().contains("keeps no lineage"), "{err}");
+        return;
+    }
+    let first = rt.transform(Some("CatCard")).await.expect("transform runs");
+    let t = &first.transformers[0];
+    assert_eq!(
+        (t.transformed, t.unchanged, t.rejected, t.failed),
+        (39, 0, 1, 0),
+        "{first}"
+    );
+    let rejects = rt
+        .with_store(|s| s.rejects(Some(t.run), None))
+        .expect("rejects");
+    assert_eq!(rejects.len(), 1);
+    assert_eq!(rejects[0].fetcher, "transform cat_card");
+    assert_eq!(rejects[0].model, "CatCard");
+    assert!(
+        rejects[0].reason.contains("Cat id = 13"),
+        "{}",
+        rejects[0].reason
+    );
+    let mut q = RecordQuery::new("CatCard");
+    q.provenance = true;
+    let cards = rt.with_store(|s| s.records(&q)).expect("cards");
+    assert_eq!(cards.len(), 39);
+    assert_eq!(cards[0]["_kye"]["fetcher"], "transform cat_card");
+    let run = rt
+        .with_store(|s| s.run(t.run))
+        .expect("run")
+        .expect("recorded");
+    assert_eq!(run.request, "transform cat_card");
+    assert_eq!((run.counts.stored, run.counts.rejected), (39, 1));
+
+    // Nothing changed: only the rejected card (which has no lineage) is computed again.
+    let second = rt.transform(None).await.expect("transform runs");
+    let t = &second.transformers[0];
+    assert_eq!(
+        (t.transformed, t.unchanged, t.rejected),
+        (0, 39, 1),
+        "{second}"
+    );
+
+    // Cat 7 runs a fever: its card, and only its card, is computed again.
+    let mut cat = rt
+        .with_store(|s| s.record("Cat", &IndexKey::single("id", 7)))
+        .expect("read")
+        .expect("cat 7");
+    cat["vitals"]["temperature_c"] = json!(40.5);
+    let written = rt.with_store(|s| {
+        s.write_batch(&[kye_runtime::store::WriteItem::Record(
+            kye_runtime::store::RecordWrite::new(
+                "Cat",
+                cat,
+                kye_runtime::store::Provenance::new(t.run, "test"),
+            ),
+        )])
+    });
+    assert!(written.expect("batch")[0].is_ok());
+    let third = rt.transform(None).await.expect("transform runs");
+    let t = &third.transformers[0];
+    assert_eq!(
+        (t.transformed, t.unchanged, t.rejected),
+        (1, 38, 1),
+        "{third}"
+    );
+    let seven = rt
+        .with_store(|s| s.record("CatCard", &IndexKey::single("id", 7)))
+        .expect("read")
+        .expect("card 7");
+    assert_eq!(seven["fever"], json!(true));
 }

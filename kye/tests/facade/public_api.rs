@@ -143,8 +143,49 @@ fn registry_surface(registry: &kye::Registry) {
     let listing: kye::Listing = kye::Listing::new(registry);
     let _: Vec<kye::ModelListing> = listing.models.clone();
     let _: Vec<kye::FetcherListing> = listing.fetchers.clone();
+    let _: Vec<kye::TransformerListing> = listing.transformers.clone();
     let _: String = listing.render(kye::Format::Json);
+    let transformers: &[&'static kye::TransformerRegistration] = registry.transformers();
+    let _ = transformers;
     let _: Result<&'static kye::Registry, &'static kye::RegistryError> = kye::registry();
+}
+
+/// Running transformers and what they report.
+async fn transform_surface(rt: &kye::Runtime) -> kye::Result<()> {
+    let summary: kye::TransformSummary = rt.transform(None).await?;
+    let _: kye::TransformSummary = rt.transform_after(&["Pokemon"]).await?;
+    for t in &summary.transformers {
+        let t: &kye::TransformCounts = t;
+        let _: (kye::RunId, u64, u64, Duration) = (t.run, t.transformed, t.unchanged, t.elapsed);
+        let _: &Vec<kye::KeyProblem> = &t.problems;
+    }
+    Ok(())
+}
+
+/// What a transformer gets: typed and JSON lookups of its inputs.
+fn transform_context_surface(ctx: &kye::TransformContext) -> kye::Result<()> {
+    let _: Option<crate::generated::Maker> = ctx.get::<crate::generated::Maker>("acme")?;
+    let _: Option<serde_json::Value> =
+        ctx.get_json("Pokemon", &kye::store::IndexKey::single("id", 1))?;
+    Ok(())
+}
+
+/// What the lineage of a transformer's output is made of.
+fn lineage_surface(reader: &dyn kye::store::StoreRead) -> Result<(), kye::store::StoreError> {
+    let rows: Vec<kye::store::LineageRow> = reader.lineage("card")?;
+    for r in rows {
+        let input = kye::store::LineageInput {
+            model: r.input_model,
+            key: kye::store::IndexKey::from_canonical(&r.input_key).expect("a key"),
+            hash: r.input_hash,
+        };
+        let _: kye::store::Lineage = kye::store::Lineage {
+            transformer: "card".into(),
+            output_key: kye::store::IndexKey::single("id", 1),
+            inputs: vec![input],
+        };
+    }
+    Ok(())
 }
 
 /// Opening and reading a store.
@@ -183,6 +224,9 @@ fn public_types_are_reachable_through_kye_paths() {
     store_surface(&spec).expect("the folder store reads");
     let _ = (summary_parts as fn(_) -> _, get_result_parts as fn(_) -> _);
     let _ = page_parts as fn(_) -> _;
+    let _ = lineage_surface as fn(_) -> _;
+    let _ = transform_context_surface as fn(_) -> _;
+    let _ = transform_surface;
     std::fs::remove_dir_all(&dir).expect("the scratch folder is removed");
 }
 

@@ -281,6 +281,12 @@ impl StoreWrite for DirStore {
         let mut next_reject = self.next_reject;
         for item in items {
             match item {
+                WriteItem::Record(r) if r.lineage.is_some() => {
+                    results.push(Err(StoreError::Unsupported {
+                        store: "dir",
+                        what: "keeps no lineage, so it cannot store a transformer's output; use the SQLite or PostgreSQL store".into(),
+                    }));
+                }
                 WriteItem::Record(r) => {
                     let mut mine = Vec::new();
                     let mut result = self.docs_for(&r.model, &r.value, &r.provenance, 0, &mut mine);

@@ -168,6 +168,15 @@ CREATE TABLE IF NOT EXISTS _kye_list_cursors (
     at       timestamptz NOT NULL,
     PRIMARY KEY (model, lister)
 );
+CREATE TABLE IF NOT EXISTS _kye_lineage (
+    transformer  text NOT NULL COLLATE "C",
+    output_model text NOT NULL,
+    output_key   text NOT NULL COLLATE "C",
+    input_model  text NOT NULL COLLATE "C",
+    input_key    text NOT NULL COLLATE "C",
+    input_hash   text,
+    PRIMARY KEY (transformer, output_key, input_model, input_key)
+);
 "#;
 
 /// The inline columns of a model table (single-valued edges, in edge order).

@@ -14,8 +14,9 @@ use crate::store::layout::{self, Col, EdgeLayout, ModelLayout, Prim, POSITION};
 use crate::store::records::{filter_edge, index_of, key_object, ref_value, value_object_out};
 use crate::store::values::edge_values;
 use crate::store::{
-    mark_dead, DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, ListCursorInfo, RecordQuery,
-    RejectInfo, RunCounts, RunId, RunInfo, RunStatus, StoreError, StoreRead, Timestamp,
+    mark_dead, DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, LineageRow, ListCursorInfo,
+    RecordQuery, RejectInfo, RunCounts, RunId, RunInfo, RunStatus, StoreError, StoreRead,
+    Timestamp,
 };
 
 use super::convert::{col_text, from_text};
@@ -656,6 +657,86 @@ impl StoreRead for PgReader {
                 })
                 .collect())
         })
+    }
+
+    fn content_hashes(
+        &self,
+        model: &str,
+        key_edges: &[&str],
+        each: &mut dyn FnMut(IndexKey, String) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let l = self.layout(model)?;
+        // Keys of plain values are read from their columns with the hash, nothing else;
+        // others (a reference as primary key) through whole records. (A key column's path is
+        // its edge, then the referenced model's key edges, if any.)
+        let plain = l.key.iter().all(|c| c.path.len() == 1)
+            && l.key_edges
+                .iter()
+                .map(String::as_str)
+                .eq(key_edges.iter().copied());
+        if !plain {
+            return crate::store::traits::hashes_of_records(self, model, key_edges, each);
+        }
+        let cols: Vec<String> = l
+            .key
+            .iter()
+            .map(|c| format!("t.{}::text", qi(&c.name)))
+            .collect();
+        let sql = format!(
+            "SELECT {}, t.\"_kye_hash\" FROM {} AS t ORDER BY {}",
+            cols.join(", "),
+            qi(&l.table),
+            order_by(l)
+        );
+        let n = l.key.len();
+        let rows: Vec<(Vec<Option<String>>, String)> = self.conn().run(move |s| {
+            let rows = s.client.query(sql.as_str(), &[])?;
+            Ok(rows
+                .iter()
+                .map(|r| ((0..n).map(|i| r.get(i)).collect(), r.get(n)))
+                .collect())
+        })?;
+        for (texts, hash) in rows {
+            let values = l
+                .key
+                .iter()
+                .zip(&texts)
+                .map(|(c, t)| from_text(t.as_deref(), c.prim));
+            each(IndexKey::new(key_edges.iter().copied(), values), hash)?;
+        }
+        Ok(())
+    }
+
+    fn for_each_lineage(
+        &self,
+        transformer: &str,
+        each: &mut dyn FnMut(LineageRow) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        if !self.initialized {
+            return Ok(());
+        }
+        let rows: Vec<(String, String, String, String, Option<String>)> = self.conn().run(|s| {
+            let rows = s.client.query(
+                "SELECT output_model, output_key, input_model, input_key, input_hash \
+                     FROM _kye_lineage WHERE transformer = $1 \
+                     ORDER BY output_key, input_model, input_key",
+                &[&transformer],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+                .collect())
+        })?;
+        for (output_model, output_key, input_model, input_key, input_hash) in rows {
+            each(LineageRow {
+                output_model,
+                output_key,
+                input_model,
+                input_key,
+                input_hash,
+            })?;
+        }
+        Ok(())
     }
 
     fn drift(&self) -> Result<Vec<DriftInfo>, StoreError> {

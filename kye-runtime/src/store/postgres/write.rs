@@ -11,13 +11,14 @@ use std::time::Duration;
 use kye_lang::Schema;
 use postgres::error::SqlState;
 use postgres::types::ToSql;
+use postgres::Transaction;
 
 use crate::store::key::canonical_json;
 use crate::store::layout::ModelLayout;
 use crate::store::plan::{self, Action};
 use crate::store::{
-    drift_example, fold_path, NewRun, RunEnd, RunId, StoreError, StoreRead, StoreWrite, WriteItem,
-    DEAD_RUN,
+    drift_example, fold_path, Lineage, NewRun, RunEnd, RunId, StoreError, StoreRead, StoreWrite,
+    WriteItem, DEAD_RUN,
 };
 
 use super::batch::{cached, record_rows, Cache, Row, State, Writes};
@@ -83,10 +84,11 @@ impl PgStore {
         Ok(())
     }
 
-    /// Creates the internal tables a store made by an earlier kye lacks (`_kye_list_cursors`),
+    /// Creates the internal tables a store made by an earlier kye lacks (`_kye_list_cursors`,
+    /// `_kye_lineage`),
     /// under a lock, so that writers opening it at once do not both create them.
     pub(super) fn add_internal_tables(&mut self) -> Result<(), StoreError> {
-        if self.db.has_table("_kye_list_cursors")? {
+        if self.db.has_table("_kye_list_cursors")? && self.db.has_table("_kye_lineage")? {
             return Ok(());
         }
         let class = self.db.conn().lock_class;
@@ -336,6 +338,14 @@ impl StoreWrite for PgStore {
             }
         }
         let other = OtherItems::new(items);
+        // The lineage of each record item (a transformer's output), in record order.
+        let lineages: Vec<Option<(&str, &Lineage)>> = items
+            .iter()
+            .filter_map(|i| match i {
+                WriteItem::Record(r) => Some(r.lineage.as_ref().map(|l| (r.model.as_str(), l))),
+                _ => None,
+            })
+            .collect();
         let mut sequential = false;
         let mut attempt = 0;
         // The models with secondary indexes this batch writes, in name order: each is locked
@@ -370,6 +380,7 @@ impl StoreWrite for PgStore {
             let units_ref = &units;
             let other = &other;
             let unique_models = &unique_models;
+            let lineages = &lineages;
             let (planned_models, planned_prints) = (&planned_models, &planned_prints);
             let result = self.db.conn().run(move |s| {
                 let cache = &mut *s.statements;
@@ -448,6 +459,7 @@ impl StoreWrite for PgStore {
                 }
                 writes.write(&mut tx, cache)?;
                 other.write(&mut tx, cache)?;
+                write_lineage(&mut tx, lineages, &results)?;
                 tx.commit()?;
                 Ok(Ok(results))
             });
@@ -498,6 +510,72 @@ impl StoreWrite for PgStore {
             }
         }
     }
+}
+
+/// Replaces the lineage rows of every stored output with lineage, in the batch's transaction:
+/// one `DELETE` and one `INSERT` over arrays.
+fn write_lineage<E>(
+    tx: &mut Transaction<'_>,
+    lineages: &[Option<(&str, &Lineage)>],
+    results: &[Result<(), E>],
+) -> Result<(), postgres::Error> {
+    // The last write of an output wins (as SQLite's replacing rows in order).
+    let mut outputs: HashMap<(&str, String), (&str, &Lineage)> = HashMap::new();
+    for (l, r) in lineages.iter().zip(results) {
+        if let (Some((model, l)), Ok(())) = (l, r) {
+            outputs.insert(
+                (l.transformer.as_str(), l.output_key.canonical()),
+                (*model, *l),
+            );
+        }
+    }
+    if outputs.is_empty() {
+        return Ok(());
+    }
+    let mut cols: [Vec<Option<String>>; 6] = Default::default();
+    let mut rows: HashMap<(String, String, String, String), usize> = HashMap::new();
+    let (mut del_t, mut del_k) = (Vec::new(), Vec::new());
+    for ((transformer, output_key), (model, l)) in &outputs {
+        del_t.push(transformer.to_string());
+        del_k.push(output_key.clone());
+        for input in &l.inputs {
+            let row = [
+                Some(transformer.to_string()),
+                Some(model.to_string()),
+                Some(output_key.clone()),
+                Some(input.model.clone()),
+                Some(input.key.canonical()),
+                input.hash.clone(),
+            ];
+            let id = (
+                transformer.to_string(),
+                output_key.clone(),
+                input.model.clone(),
+                input.key.canonical(),
+            );
+            match rows.get(&id) {
+                // An input read twice keeps its last hash.
+                Some(&at) => cols[5][at] = row[5].clone(),
+                None => {
+                    rows.insert(id, cols[0].len());
+                    for (c, v) in cols.iter_mut().zip(row) {
+                        c.push(v);
+                    }
+                }
+            }
+        }
+    }
+    tx.execute(
+        "DELETE FROM _kye_lineage l USING unnest($1::text[], $2::text[]) AS d(transformer, output_key) \
+         WHERE l.transformer = d.transformer AND l.output_key = d.output_key",
+        &[&del_t, &del_k],
+    )?;
+    tx.execute(
+        "INSERT INTO _kye_lineage (transformer, output_model, output_key, input_model, input_key, input_hash) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])",
+        &[&cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5]],
+    )?;
+    Ok(())
 }
 
 /// The rejects, drift and key outcomes of a batch, as columns for one statement each.

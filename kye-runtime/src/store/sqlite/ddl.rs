@@ -127,7 +127,24 @@ CREATE TABLE IF NOT EXISTS _kye_list_cursors (
     at       TEXT NOT NULL,
     PRIMARY KEY (model, lister)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS _kye_lineage (
+    transformer  TEXT NOT NULL,
+    output_model TEXT NOT NULL,
+    output_key   TEXT NOT NULL,
+    input_model  TEXT NOT NULL,
+    input_key    TEXT NOT NULL,
+    input_hash   TEXT,
+    PRIMARY KEY (transformer, output_key, input_model, input_key)
+) WITHOUT ROWID;
 "#;
+
+/// Replaces the lineage of one output: its old rows go, then one row per input.
+pub(super) const LINEAGE_DELETE: &str =
+    "DELETE FROM _kye_lineage WHERE transformer = ?1 AND output_key = ?2";
+/// One lineage row (an input read twice keeps its last hash).
+pub(super) const LINEAGE_INSERT: &str =
+    "INSERT OR REPLACE INTO _kye_lineage (transformer, output_model, output_key, input_model, input_key, input_hash) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 /// The tables of a model: its table, then its child tables.
 pub(super) fn create_sql(l: &ModelLayout) -> Vec<String> {

@@ -13,8 +13,9 @@ use crate::store::layout::{self, Col, EdgeLayout, ModelLayout, Prim, POSITION};
 use crate::store::lock::writer_alive;
 use crate::store::records::{filter_edge, index_of, key_object, ref_value, value_object_out};
 use crate::store::{
-    mark_dead, DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, ListCursorInfo, RecordQuery,
-    RejectInfo, RunCounts, RunId, RunInfo, RunStatus, StoreError, StoreRead, Timestamp,
+    mark_dead, DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, LineageRow, ListCursorInfo,
+    RecordQuery, RejectInfo, RunCounts, RunId, RunInfo, RunStatus, StoreError, StoreRead,
+    Timestamp,
 };
 
 use super::convert::{edge_cols_sql, from_sql, json_to_sql, sql_to_json, to_sql};
@@ -555,6 +556,86 @@ impl StoreRead for SqliteReader {
             })?;
             rows.collect()
         })
+    }
+
+    fn content_hashes(
+        &self,
+        model: &str,
+        key_edges: &[&str],
+        each: &mut dyn FnMut(IndexKey, String) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let l = self.layout(model)?;
+        // Keys of plain values are read from their columns with the hash, nothing else;
+        // others (a reference as primary key) through whole records.
+        // (A key column's path is its edge, then the referenced model's key edges, if any.)
+        let plain = l.key.iter().all(|c| c.path.len() == 1)
+            && l.key_edges
+                .iter()
+                .map(String::as_str)
+                .eq(key_edges.iter().copied());
+        if !plain {
+            return crate::store::traits::hashes_of_records(self, model, key_edges, each);
+        }
+        let sql = format!(
+            "SELECT {}, \"_kye_hash\" FROM {} ORDER BY {}",
+            list(l.key.iter().map(|c| &c.name)),
+            q(&l.table),
+            list(l.key.iter().map(|c| &c.name)),
+        );
+        let n = l.key.len();
+        let mut failure = None;
+        self.sql(|c| {
+            let mut st = c.prepare_cached(&sql)?;
+            let mut rows = st.query([])?;
+            while let Some(row) = rows.next()? {
+                let values: Vec<Value> = l
+                    .key
+                    .iter()
+                    .enumerate()
+                    .map(|(i, col)| row.get_ref(i).map(|v| from_sql(v, col.prim)))
+                    .collect::<rusqlite::Result<_>>()?;
+                let hash: String = row.get(n)?;
+                if let Err(e) = each(IndexKey::new(key_edges.iter().copied(), values), hash) {
+                    failure = Some(e);
+                    break;
+                }
+            }
+            Ok(())
+        })?;
+        failure.map_or(Ok(()), Err)
+    }
+
+    fn for_each_lineage(
+        &self,
+        transformer: &str,
+        each: &mut dyn FnMut(LineageRow) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        if !self.initialized {
+            return Ok(());
+        }
+        let mut failure = None;
+        self.sql(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT output_model, output_key, input_model, input_key, input_hash \
+                 FROM _kye_lineage WHERE transformer = ?1 ORDER BY output_key, input_model, input_key",
+            )?;
+            let mut rows = st.query([transformer])?;
+            while let Some(r) = rows.next()? {
+                let row = LineageRow {
+                    output_model: r.get(0)?,
+                    output_key: r.get(1)?,
+                    input_model: r.get(2)?,
+                    input_key: r.get(3)?,
+                    input_hash: r.get(4)?,
+                };
+                if let Err(e) = each(row) {
+                    failure = Some(e);
+                    break;
+                }
+            }
+            Ok(())
+        })?;
+        failure.map_or(Ok(()), Err)
     }
 
     fn drift(&self) -> Result<Vec<DriftInfo>, StoreError> {

@@ -10,13 +10,37 @@ use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 use crate::store::key::canonical_json;
 use crate::store::plan::{self, Action};
 use crate::store::{
-    drift_example, fold_path, IndexKey, NewRun, RunEnd, RunId, StoreError, StoreRead, StoreWrite,
-    Timestamp, WriteItem, DEAD_RUN,
+    drift_example, fold_path, IndexKey, Lineage, NewRun, RunEnd, RunId, StoreError, StoreRead,
+    StoreWrite, Timestamp, WriteItem, DEAD_RUN,
 };
 
 use super::batch::{has_nested_records, sql_error, BatchWriter, Statements, TimeText};
 use super::ddl::{self, INTERNAL_TABLES};
 use super::{SqliteReader, SqliteStore, FORMAT_VERSION};
+
+/// Replaces the lineage rows of one output of a transformer (inside the record's savepoint).
+fn write_lineage(
+    st: &mut Statements<'_, '_>,
+    output_model: &str,
+    l: &Lineage,
+) -> rusqlite::Result<()> {
+    let output_key = l.output_key.canonical();
+    st.execute(ddl::LINEAGE_DELETE, params![l.transformer, output_key])?;
+    for input in &l.inputs {
+        st.execute(
+            ddl::LINEAGE_INSERT,
+            params![
+                l.transformer,
+                output_model,
+                output_key,
+                input.model,
+                input.key.canonical(),
+                input.hash
+            ],
+        )?;
+    }
+    Ok(())
+}
 
 /// Begins a write transaction on the database at `path`, taking SQLite's write lock at once.
 fn immediate<'c>(conn: &'c mut Connection, path: &Path) -> Result<Transaction<'c>, StoreError> {
@@ -225,7 +249,13 @@ impl StoreWrite for SqliteStore {
                     // commits.
                     if has_nested_records(w.layouts, &r.model, &r.value) {
                         w.st.execute("SAVEPOINT kye_item", []).map_err(&fatal)?;
-                        match w.store_record(&r.model, &r.value, &r.provenance, 0) {
+                        let stored = w
+                            .store_record(&r.model, &r.value, &r.provenance, 0)
+                            .and_then(|()| match &r.lineage {
+                                Some(l) => write_lineage(&mut w.st, &r.model, l).map_err(&fatal),
+                                None => Ok(()),
+                            });
+                        match stored {
                             Ok(()) => {
                                 w.st.execute("RELEASE kye_item", []).map_err(&fatal)?;
                                 Ok(())
@@ -240,8 +270,14 @@ impl StoreWrite for SqliteStore {
                     } else {
                         // Item errors of a record without nested records come before its
                         // first write or fail that write, which SQLite undoes: nothing to
-                        // roll back.
-                        w.store_record(&r.model, &r.value, &r.provenance, 0)
+                        // roll back. Its lineage follows a stored record only (a failure
+                        // there is the batch's).
+                        w.store_record(&r.model, &r.value, &r.provenance, 0).and_then(|()| {
+                            match &r.lineage {
+                                Some(l) => write_lineage(&mut w.st, &r.model, l).map_err(&fatal),
+                                None => Ok(()),
+                            }
+                        })
                     }
                 }
                 WriteItem::Reject(r) => w

@@ -1,0 +1,236 @@
+//! Transformers (`#[kye::transform]`), the registry's side: [`TransformerRegistration`] (what
+//! the registry collects) and [`TransformContext`] (what a transformer gets: lookups of its
+//! declared inputs, each recorded as lineage). Running them is `runtime/transform.rs`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::list::IntoKeyValue;
+use crate::model::{FetchFuture, Model};
+use crate::store::{IndexKey, LineageInput, StoreRead};
+
+/// A transformer registered by `#[kye::transform]` (generated code builds these).
+pub struct TransformerRegistration {
+    /// The model it produces, e.g. `"PokemonCard"`.
+    pub output: &'static str,
+    /// The index edges of its output's key, e.g. `["id"]`.
+    pub identifier: &'static [&'static str],
+    /// The models it reads, the primary input first: it is called once per stored record of
+    /// the primary input and looks the others up through its [`TransformContext`].
+    pub inputs: &'static [&'static str],
+    /// The function's name (also its name in provenance: `transform <function>`).
+    pub function: &'static str,
+    /// `module_path!()` of the function.
+    pub module_path: &'static str,
+    /// Rust source file of the function.
+    pub file: &'static str,
+    /// Line of the function.
+    pub line: u32,
+    /// The first paragraph of the function's doc comment (may be empty).
+    pub doc: &'static str,
+    /// Type-erased entry point: the primary input record (as stored, references as keys) and
+    /// the context; the output record as JSON, or `None` for no output.
+    pub call: fn(Value, TransformContext) -> FetchFuture,
+}
+
+inventory::collect!(TransformerRegistration);
+
+impl fmt::Debug for TransformerRegistration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransformerRegistration")
+            .field("output", &self.output)
+            .field("identifier", &self.identifier)
+            .field("inputs", &self.inputs)
+            .field("function", &self.function)
+            .field("file", &self.file)
+            .field("line", &self.line)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for TransformerRegistration {
+    /// The same registration (each function has one).
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl TransformerRegistration {
+    /// The primary input model (the first of `from(...)`).
+    pub fn primary(&self) -> &'static str {
+        self.inputs.first().copied().unwrap_or_default()
+    }
+
+    /// What provenance and rejects name it by: `transform <function>`.
+    pub fn provenance(&self) -> String {
+        format!("transform {}", self.function)
+    }
+
+    /// `Output.edge <- Input, Other` for listings.
+    pub fn signature(&self) -> String {
+        let edges: Vec<String> = self.identifier.iter().map(|e| e.to_string()).collect();
+        format!(
+            "{} <- {}",
+            crate::model::identifier_text(self.output, &edges),
+            self.inputs.join(", ")
+        )
+    }
+}
+
+/// A transformer's input record as its function takes it: the primary input's generated type
+/// (deserialized from the stored record), or the stored record as JSON (references to other
+/// models stay keys, e.g. `"types": ["grass", "poison"]`).
+#[diagnostic::on_unimplemented(
+    message = "a transformer's first parameter must be its primary input `{M}` or `serde_json::Value`",
+    label = "expected `{M}` (the first model of `from(...)`) or `serde_json::Value`"
+)]
+pub trait TransformInput<M>: Sized {
+    /// The input from the stored record.
+    fn from_stored(record: Value) -> Result<Self>;
+}
+
+impl<M: Model> TransformInput<M> for M {
+    fn from_stored(record: Value) -> Result<Self> {
+        typed::<M>(record)
+    }
+}
+
+impl<M: Model> TransformInput<M> for Value {
+    fn from_stored(record: Value) -> Result<Self> {
+        Ok(record)
+    }
+}
+
+fn typed<M: Model>(record: Value) -> Result<M> {
+    let key = primary_key_of(M::INDEXES.first().copied().unwrap_or_default(), &record);
+    serde_json::from_value(record).map_err(|e| {
+        Error::permanent(format!(
+            "the stored {} record {key} does not read as the Rust type {}: {e} (a record with \
+             references to other models reads as serde_json::Value: take that instead)",
+            M::NAME,
+            M::NAME
+        ))
+    })
+}
+
+/// The key of `record` over `edges` (missing edges read as `null`).
+pub(crate) fn primary_key_of(edges: &[&str], record: &Value) -> IndexKey {
+    IndexKey::new(
+        edges.iter().copied(),
+        edges
+            .iter()
+            .map(|e| record.get(*e).cloned().unwrap_or(Value::Null)),
+    )
+}
+
+/// What the runtime shares between the calls of one transformer: a read handle of the store
+/// and the content hashes of its inputs, read when the transformer's run began.
+pub(crate) struct Inputs {
+    pub transformer: &'static TransformerRegistration,
+    pub reader: Mutex<Box<dyn StoreRead>>,
+    /// Per input model: canonical primary key → content hash.
+    pub hashes: HashMap<&'static str, HashMap<String, String>>,
+}
+
+/// What a transformer gets besides its primary input: lookups of the other models it declared
+/// in `from(...)`, each recorded as lineage, so that its output is computed again when a
+/// record it read changes (or appears, when it was looked up and missing).
+///
+/// ```ignore
+/// #[kye::transform(PokemonCard.id, from(Pokemon, PokemonType))]
+/// async fn card(p: serde_json::Value, ctx: &kye::TransformContext) -> kye::Result<PokemonCard> {
+///     let grass: Option<PokemonType> = ctx.get::<PokemonType>("grass")?;
+///     // ...
+/// }
+/// ```
+#[derive(Clone)]
+pub struct TransformContext {
+    inputs: Arc<Inputs>,
+    read: Arc<Mutex<Vec<LineageInput>>>,
+}
+
+impl fmt::Debug for TransformContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransformContext")
+            .field("transformer", &self.inputs.transformer.function)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TransformContext {
+    pub(crate) fn new(inputs: Arc<Inputs>, primary: LineageInput) -> TransformContext {
+        TransformContext {
+            inputs,
+            read: Arc::new(Mutex::new(vec![primary])),
+        }
+    }
+
+    /// The inputs read so far (the primary first), handed back by the runtime after the call.
+    pub(crate) fn lineage(&self) -> Vec<LineageInput> {
+        self.read.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The stored record of `M` with this primary key value (`ctx.get::<PokemonType>("grass")`),
+    /// or `None` when it is not stored. `M` must be one of the transformer's declared inputs.
+    pub fn get<M: Model>(&self, key: impl IntoKeyValue) -> Result<Option<M>> {
+        let edges = M::INDEXES.first().copied().unwrap_or_default();
+        if edges.len() != 1 {
+            return Err(Error::permanent(format!(
+                "{}: {} has a composite primary key; look it up with get_json and an IndexKey",
+                self.inputs.transformer.function,
+                M::NAME
+            )));
+        }
+        let value = key.into_key_value().map_err(|e| {
+            Error::permanent(format!(
+                "{}: not a key of {}: {e}",
+                self.inputs.transformer.function,
+                M::NAME
+            ))
+        })?;
+        let key = IndexKey::single(edges[0], value.to_json());
+        self.get_json(M::NAME, &key)?.map(typed::<M>).transpose()
+    }
+
+    /// The stored record of `model` with this primary key as JSON (references as keys), or
+    /// `None` when it is not stored. `model` must be one of the transformer's declared inputs.
+    pub fn get_json(&self, model: &str, key: &IndexKey) -> Result<Option<Value>> {
+        let t = self.inputs.transformer;
+        let Some(model) = t.inputs.iter().copied().find(|m| *m == model) else {
+            return Err(Error::permanent(format!(
+                "transformer {} read {model} {key}, but {model} is not among its inputs ({}); add it to `from(...)`",
+                t.function,
+                t.inputs.join(", ")
+            )));
+        };
+        let record = {
+            let reader = self.inputs.reader.lock().unwrap_or_else(|p| p.into_inner());
+            reader.record(model, key).map_err(|e| {
+                Error::other(e).context(format!(
+                    "transformer {} could not read {model} {key}",
+                    t.function
+                ))
+            })?
+        };
+        let hash = record.as_ref().and_then(|_| {
+            self.inputs
+                .hashes
+                .get(model)
+                .and_then(|h| h.get(&key.canonical()))
+                .cloned()
+        });
+        self.read
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(LineageInput {
+                model: model.to_string(),
+                key: key.clone(),
+                hash,
+            });
+        Ok(record)
+    }
+}

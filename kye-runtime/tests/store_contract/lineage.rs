@@ -1,0 +1,240 @@
+//! Transformers' lineage: what each output was computed from, written in the transaction of
+//! the output record and replaced whole per (transformer, output key); and the content hashes
+//! of stored records the runtime compares it with.
+
+use kye_runtime::store::*;
+use serde_json::json;
+
+use crate::fixtures::*;
+use crate::harness::{Harness, Lineage as Kept, SecondaryIndexes};
+
+fn input(model: &str, key: IndexKey, hash: Option<&str>) -> LineageInput {
+    LineageInput {
+        model: model.into(),
+        key,
+        hash: hash.map(str::to_string),
+    }
+}
+
+fn output(
+    run: RunId,
+    transformer: &str,
+    id: i64,
+    name: &str,
+    inputs: Vec<LineageInput>,
+) -> WriteItem {
+    let value = json!({"id": id, "name": name, "weight": 1, "types": [{"name": "electric"}]});
+    WriteItem::Record(
+        RecordWrite::new(
+            "Pokemon",
+            value,
+            Provenance::new(run, format!("transform {transformer}")),
+        )
+        .with_lineage(Lineage {
+            transformer: transformer.into(),
+            output_key: IndexKey::single("id", id),
+            inputs,
+        }),
+    )
+}
+
+/// The lineage rows of `transformer` as (output key, input model, input key, hash) text.
+fn rows(s: &dyn StoreRead, transformer: &str) -> Vec<(String, String, String, Option<String>)> {
+    s.lineage(transformer)
+        .unwrap_or_else(|e| panic!("lineage of {transformer}: {e}"))
+        .into_iter()
+        .map(|r| {
+            assert_eq!(r.output_model, "Pokemon");
+            // Keys come back in their canonical text, readable as keys again.
+            assert!(IndexKey::from_canonical(&r.input_key).is_some(), "{r:?}");
+            (r.output_key, r.input_model, r.input_key, r.input_hash)
+        })
+        .collect()
+}
+
+fn text(k: &str, m: &str, ik: &str, h: Option<&str>) -> (String, String, String, Option<String>) {
+    (k.into(), m.into(), ik.into(), h.map(str::to_string))
+}
+
+/// Written with the record, read back by transformer, replaced whole when the output is
+/// written again; each transformer's rows are its own. A store without lineage refuses both.
+pub fn lineage_is_written_with_its_output_and_replaced_whole(h: &Harness) {
+    let st = Store::new(h);
+    let mut s = st.prepared(POKEMON);
+    let run = s.begin_run(&NewRun::new("transform a")).unwrap();
+    let electric = IndexKey::single("name", "electric");
+    let items = [
+        output(
+            run,
+            "a",
+            1,
+            "one",
+            vec![
+                input("PokemonType", electric.clone(), Some("sha256:1")),
+                input("PokemonType", IndexKey::single("name", "fire"), None),
+            ],
+        ),
+        output(
+            run,
+            "b",
+            1,
+            "one",
+            vec![input("PokemonType", electric.clone(), Some("sha256:1"))],
+        ),
+    ];
+    if st.differs.lineage == Kept::Refused {
+        let results = s.write_batch(&items).expect("batch");
+        for r in &results {
+            assert!(
+                matches!(r, Err(StoreError::Unsupported { .. })),
+                "{results:?}"
+            );
+        }
+        assert!(
+            all(s.as_ref(), "Pokemon").is_empty(),
+            "a refused output stores nothing"
+        );
+        let err = s.lineage("a").unwrap_err();
+        assert!(err.to_string().contains("keeps no lineage"), "{err}");
+        return;
+    }
+    write_ok(s.as_mut(), &items);
+    assert_eq!(
+        rows(s.as_ref(), "a"),
+        [
+            text(
+                r#"{"id":1}"#,
+                "PokemonType",
+                r#"{"name":"electric"}"#,
+                Some("sha256:1")
+            ),
+            text(r#"{"id":1}"#, "PokemonType", r#"{"name":"fire"}"#, None),
+        ]
+    );
+    assert_eq!(rows(st.reader().as_ref(), "b").len(), 1, "a reader sees it");
+    // Written again: the old rows go (fire is no longer read), an input read twice keeps
+    // its last hash.
+    write_ok(
+        s.as_mut(),
+        &[output(
+            run,
+            "a",
+            1,
+            "one",
+            vec![
+                input("PokemonType", electric.clone(), Some("sha256:1")),
+                input("PokemonType", electric.clone(), Some("sha256:2")),
+            ],
+        )],
+    );
+    assert_eq!(
+        rows(s.as_ref(), "a"),
+        [text(
+            r#"{"id":1}"#,
+            "PokemonType",
+            r#"{"name":"electric"}"#,
+            Some("sha256:2")
+        )]
+    );
+    assert_eq!(
+        rows(s.as_ref(), "b").len(),
+        1,
+        "another transformer's rows stay"
+    );
+    assert!(rows(s.as_ref(), "nobody").is_empty());
+}
+
+/// An output the store refuses leaves no lineage: the runtime computes it again next run.
+pub fn a_refused_output_leaves_no_lineage(h: &Harness) {
+    let st = Store::new(h);
+    if st.differs.lineage == Kept::Refused
+        || st.differs.secondary_indexes == SecondaryIndexes::NotChecked
+    {
+        return;
+    }
+    let mut s = st.prepared(POKEMON);
+    let run = s.begin_run(&NewRun::new("transform a")).unwrap();
+    let electric = IndexKey::single("name", "electric");
+    let results = s
+        .write_batch(&[
+            output(
+                run,
+                "a",
+                1,
+                "same",
+                vec![input("PokemonType", electric.clone(), Some("h1"))],
+            ),
+            // Another id with the same (secondary) name: refused, with its lineage.
+            output(
+                run,
+                "a",
+                2,
+                "same",
+                vec![input("PokemonType", electric.clone(), Some("h2"))],
+            ),
+        ])
+        .unwrap();
+    assert!(results[0].is_ok());
+    assert!(
+        matches!(results[1], Err(StoreError::IndexConflict { .. })),
+        "{results:?}"
+    );
+    assert_eq!(
+        rows(s.as_ref(), "a"),
+        [text(
+            r#"{"id":1}"#,
+            "PokemonType",
+            r#"{"name":"electric"}"#,
+            Some("h1")
+        )]
+    );
+}
+
+/// The content hash of every stored record, by primary key: what provenance shows, changed
+/// when the record changes and only then.
+pub fn content_hashes_follow_the_records(h: &Harness) {
+    let st = Store::new(h);
+    let mut s = st.prepared(POKEMON);
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    let mut raichu = pikachu();
+    raichu["id"] = json!(26);
+    raichu["name"] = json!("raichu");
+    write_ok(
+        s.as_mut(),
+        &[
+            record(run, "Pokemon", pikachu()),
+            record(run, "Pokemon", raichu.clone()),
+        ],
+    );
+    let hashes = |s: &dyn StoreRead| {
+        let mut out = Vec::new();
+        s.content_hashes("Pokemon", &["id"], &mut |k, h| {
+            out.push((k.canonical(), h));
+            Ok(())
+        })
+        .unwrap();
+        out.sort();
+        out
+    };
+    let before = hashes(s.as_ref());
+    assert_eq!(before.len(), 2);
+    assert_eq!(before[0].0, r#"{"id":25}"#);
+    let mut q = RecordQuery::new("Pokemon");
+    q.provenance = true;
+    let shown = s.records(&q).unwrap();
+    let of = |id: i64| shown.iter().find(|r| r["id"] == json!(id)).unwrap()["_kye"]["hash"].clone();
+    assert_eq!(json!(before[0].1), of(25));
+    assert!(!before[0].1.is_empty());
+    // The same record again: the same hash; a changed one: another.
+    raichu["weight"] = json!(300);
+    write_ok(
+        s.as_mut(),
+        &[
+            record(run, "Pokemon", pikachu()),
+            record(run, "Pokemon", raichu),
+        ],
+    );
+    let after = hashes(st.reader().as_ref());
+    assert_eq!(after[0], before[0]);
+    assert_ne!(after[1].1, before[1].1);
+}
