@@ -1,0 +1,278 @@
+//! `kye serve`: the company's data environment over HTTP (feature `server`).
+//!
+//! The server holds the sources' credentials (sealed secrets, opened at start with the master
+//! key) and the warehouse; a caller presents an API token, its role (kye.toml `[roles.NAME]`)
+//! says which models it may read, have fetched, backfill, and whether it may read the audit
+//! log. Records are read through the store: a fresh stored record is answered from it, else
+//! (for a caller allowed to fetch) the registered fetcher fetches it through the [`Runtime`]
+//! like any other key, and concurrent identical requests share one upstream fetch.
+//!
+//! One role a file: `mod.rs` (the router, its state, limits and shutdown), `auth.rs` (tokens,
+//! roles), `seal.rs` (sealed secrets), `cache.rs` (sharing fetches), `limit.rs` (rate
+//! limits), `api.rs` (the handlers), `audit.rs` (the audit middleware) and `openapi.rs` (the
+//! OpenAPI document, checked against the routes by a test). `docs/serving.md` is the guide.
+
+mod api;
+pub(crate) mod audit;
+pub(crate) mod auth;
+mod cache;
+mod limit;
+mod openapi;
+pub(crate) mod seal;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+
+use crate::error::{Error, Result};
+use crate::runtime::Runtime;
+use crate::store::{ServerStore, StoreRead};
+
+pub use seal::{MasterKey, SealError, MASTER_KEY_ENV};
+
+/// How a server listens and what it allows. Defaults: 600 requests a minute per token, a
+/// 120 s request timeout, 64 KiB request bodies, 8 KiB request targets (path and query),
+/// 30 s to finish in-flight requests at shutdown. `[serve]` in kye.toml sets them
+/// (`rate_limit`, `request_timeout`, `max_body`, `grace_period`).
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    listen: SocketAddr,
+    rate_limit: u32,
+    request_timeout: Duration,
+    max_body: usize,
+    max_target: usize,
+    grace_period: Duration,
+}
+
+impl ServeOptions {
+    /// Listening on `listen` (`127.0.0.1:0` picks a free port), with the defaults.
+    pub fn new(listen: SocketAddr) -> ServeOptions {
+        ServeOptions {
+            listen,
+            rate_limit: 600,
+            request_timeout: Duration::from_secs(120),
+            max_body: 64 * 1024,
+            max_target: 8 * 1024,
+            grace_period: Duration::from_secs(30),
+        }
+    }
+
+    /// Requests per minute per token.
+    pub fn rate_limit(mut self, per_minute: u32) -> ServeOptions {
+        self.rate_limit = per_minute.max(1);
+        self
+    }
+
+    /// The longest a request may take (a read-through fetch included): then 408.
+    pub fn request_timeout(mut self, timeout: Duration) -> ServeOptions {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The largest request body accepted: larger is 413.
+    pub fn max_body(mut self, bytes: usize) -> ServeOptions {
+        self.max_body = bytes;
+        self
+    }
+
+    /// How long in-flight requests get to finish after a stop was asked for.
+    pub fn grace_period(mut self, grace: Duration) -> ServeOptions {
+        self.grace_period = grace;
+        self
+    }
+
+    /// These options with `[serve]` of the configuration applied over them.
+    pub fn with_config(mut self, config: &crate::Config) -> Result<ServeOptions> {
+        if let Some(n) = config.get_u64("serve.rate_limit")? {
+            self.rate_limit = u32::try_from(n).unwrap_or(u32::MAX).max(1);
+        }
+        if let Some(d) = config.get_duration("serve.request_timeout")? {
+            self.request_timeout = d;
+        }
+        if let Some(n) = config.get_size("serve.max_body")? {
+            self.max_body = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(d) = config.get_duration("serve.grace_period")? {
+            self.grace_period = d;
+        }
+        Ok(self)
+    }
+}
+
+/// What every handler shares.
+pub(crate) struct AppState {
+    pub runtime: Runtime,
+    pub store: Mutex<Box<dyn ServerStore>>,
+    pub reader: Mutex<Box<dyn StoreRead>>,
+    pub roles: auth::Roles,
+    pub cache: cache::Coalescer,
+    pub limiter: limit::RateLimiter,
+    pub options: ServeOptions,
+    /// Backfills started through the API, stopped (resumable) at shutdown.
+    pub backfills: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl AppState {
+    /// Runs `f` with the server's store on a blocking thread.
+    pub(crate) async fn with_store<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut dyn ServerStore) -> std::result::Result<T, crate::store::StoreError>
+            + Send
+            + 'static,
+    ) -> std::result::Result<T, crate::store::StoreError> {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut store = state.store.lock().unwrap_or_else(|p| p.into_inner());
+            f(store.as_mut())
+        })
+        .await
+        .unwrap_or_else(|e| Err(crate::store::StoreError::Corrupt {
+            path: "server store".into(),
+            message: format!("a store task failed: {e}"),
+        }))
+    }
+
+    /// Runs `f` with the store's read handle on a blocking thread.
+    pub(crate) async fn with_reader<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&dyn StoreRead) -> std::result::Result<T, crate::store::StoreError>
+            + Send
+            + 'static,
+    ) -> std::result::Result<T, crate::store::StoreError> {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let reader = state.reader.lock().unwrap_or_else(|p| p.into_inner());
+            f(reader.as_ref())
+        })
+        .await
+        .unwrap_or_else(|e| Err(crate::store::StoreError::Corrupt {
+            path: "store reader".into(),
+            message: format!("a store task failed: {e}"),
+        }))
+    }
+}
+
+/// A bound `kye serve` server: [`Server::bind`], then [`Server::run_until`].
+pub struct Server {
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.listener.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Binds the listening socket. The roles come from the runtime's configuration
+    /// (`[roles.NAME]`); `store` holds the tokens and the audit log (see
+    /// [`open_server_store`](crate::store::open_server_store)).
+    pub async fn bind(
+        runtime: Runtime,
+        store: Box<dyn ServerStore>,
+        options: ServeOptions,
+    ) -> Result<Server> {
+        let roles = auth::Roles::from_config(runtime.context().settings())?;
+        let reader = runtime
+            .with_store(|s| s.reader())
+            .map_err(Error::other)?;
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .map_err(|e| Error::permanent(format!("cannot listen on {}: {e}", options.listen)))?;
+        let state = Arc::new(AppState {
+            runtime,
+            store: Mutex::new(store),
+            reader: Mutex::new(reader),
+            roles,
+            cache: cache::Coalescer::default(),
+            limiter: limit::RateLimiter::new(options.rate_limit),
+            options,
+            backfills: Mutex::new(Vec::new()),
+        });
+        Ok(Server { state, listener })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        self.listener
+            .local_addr()
+            .map_err(|e| Error::permanent(format!("no local address: {e}")))
+    }
+
+    /// Serves until `stop` completes, then stops taking connections, gives in-flight requests
+    /// the grace period and stops running backfills (they are left resumable: the next run
+    /// of the same request resumes them).
+    pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let state = self.state.clone();
+        let app = router(state.clone());
+        let addr = self.local_addr()?;
+        tracing::info!(%addr, "kye serve listening");
+        let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
+        let serve = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+            stop.await;
+            let _ = stopped_tx.send(true);
+        });
+        let mut stopped = stopped_rx.clone();
+        let grace = state.options.grace_period;
+        let served = tokio::select! {
+            r = serve => r,
+            _ = async {
+                let _ = stopped.wait_for(|s| *s).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!("grace period over: requests still in flight are cut");
+                Ok(())
+            }
+        };
+        // Backfills stop as on Ctrl-C: in-flight keys finish within the runtime's grace
+        // period, the run is recorded interrupted and resumes with the next run of it.
+        state.runtime.shutdown().trigger();
+        let handles: Vec<_> = std::mem::take(
+            &mut *state.backfills.lock().unwrap_or_else(|p| p.into_inner()),
+        );
+        for h in handles {
+            let _ = tokio::time::timeout(grace, h).await;
+        }
+        tracing::info!("kye serve stopped");
+        served.map_err(|e| Error::permanent(format!("the server failed: {e}")))
+    }
+}
+
+/// The routes, each with the handler in `api.rs`; `openapi::ROUTES` lists the same paths.
+fn router(state: Arc<AppState>) -> Router {
+    let timeout = state.options.request_timeout;
+    let max_body = state.options.max_body;
+    Router::new()
+        .route("/health", get(api::health))
+        .route("/openapi.json", get(api::openapi))
+        .route("/v1/models", get(api::models))
+        .route("/v1/models/{model}/records", get(api::records))
+        .route("/v1/runs", get(api::runs).post(api::start_run))
+        .route("/v1/runs/{id}", get(api::run))
+        .route("/v1/rejects", get(api::rejects))
+        .route("/v1/drift", get(api::drift))
+        .route("/v1/registry", get(api::registry))
+        .route("/v1/audit", get(api::audit))
+        .fallback(api::no_route)
+        .method_not_allowed_fallback(api::no_method)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(max_body))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::middleware,
+        ))
+        .with_state(state)
+}
