@@ -31,7 +31,9 @@ impl Run for AuditArgs {
             print_json(&rows);
             return ExitCode::from(EXIT_OK);
         }
-        let mut t = Table::new(["time", "token", "action", "model", "key", "source", "status"]);
+        let mut t = Table::new([
+            "time", "token", "action", "model", "key", "source", "status",
+        ]);
         let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
         for a in &rows {
             t.row(vec![

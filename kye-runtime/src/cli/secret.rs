@@ -80,7 +80,11 @@ impl Run for SecretArgs {
                 };
                 let mut value = String::new();
                 if let Err(e) = std::io::stdin().read_to_string(&mut value) {
-                    return fail_msg(g, &format!("cannot read the value from stdin: {e}"), EXIT_USAGE);
+                    return fail_msg(
+                        g,
+                        &format!("cannot read the value from stdin: {e}"),
+                        EXIT_USAGE,
+                    );
                 }
                 let value = value
                     .strip_suffix('\n')
@@ -93,7 +97,9 @@ impl Run for SecretArgs {
                 // opens: refused.
                 match store.secrets() {
                     Ok(all) => {
-                        if let Some(other) = all.iter().find(|s| s.key_id != key.id() && s.name != name) {
+                        if let Some(other) =
+                            all.iter().find(|s| s.key_id != key.id() && s.name != name)
+                        {
                             return fail_msg(
                                 g,
                                 &format!(
@@ -132,7 +138,11 @@ impl Run for SecretArgs {
                 } else {
                     let mut t = Table::new(["name", "master key", "updated"]);
                     for s in &all {
-                        t.row(vec![s.name.clone(), s.key_id.clone(), s.updated.to_string()]);
+                        t.row(vec![
+                            s.name.clone(),
+                            s.key_id.clone(),
+                            s.updated.to_string(),
+                        ]);
                     }
                     out_raw!("{}", t.render(g.format));
                 }

@@ -9,7 +9,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::common::{fail, fail_msg, load_config, runtime_builder, setup_failed, store_spec, tokio_runtime};
+use super::common::{
+    fail, fail_msg, load_config, runtime_builder, setup_failed, store_spec, tokio_runtime,
+};
 use super::{Global, Run, EXIT_OK, EXIT_USAGE};
 use crate::secrets::Secrets;
 use crate::server::seal::MasterKey;
@@ -79,7 +81,13 @@ impl Run for ServeArgs {
         };
         let rt = match tokio_runtime() {
             Ok(rt) => rt,
-            Err(e) => return fail_msg(g, &format!("cannot start the async runtime: {e}"), EXIT_USAGE),
+            Err(e) => {
+                return fail_msg(
+                    g,
+                    &format!("cannot start the async runtime: {e}"),
+                    EXIT_USAGE,
+                )
+            }
         };
         rt.block_on(async move {
             let runtime = match runtime_builder(g).map(|b| b.secrets(secrets).handle_ctrl_c(false).build()) {

@@ -8,7 +8,8 @@ use serde_json::json;
 
 use super::common::{fail, fail_msg, load_config, print_json, setup_failed, store_spec, Table};
 use super::{Format, Global, Run, EXIT_OK, EXIT_USAGE};
-use crate::server::auth::{hash_token, new_token, Roles};
+use crate::server::auth::Roles;
+use crate::server::Server;
 use crate::store::{open_server_store, ServerStore, Timestamp, TokenRecord};
 
 /// Arguments of `kye token`.
@@ -101,25 +102,14 @@ fn create(g: &Global, name: String, role: String, expires: Option<String>) -> Ex
         )),
         Some(Err(e)) => return fail_msg(g, &format!("--expires: {e}"), EXIT_USAGE),
     };
-    let token = match new_token() {
-        Ok(t) => t,
-        Err(e) => return fail(g, &e, EXIT_USAGE),
-    };
     let mut store = match open(g) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let record = TokenRecord {
-        name: name.clone(),
-        role: role.clone(),
-        hash: hash_token(&token),
-        created: now,
-        expires,
-        revoked: None,
+    let token = match Server::issue_token(store.as_mut(), &name, &role, expires) {
+        Ok(t) => t,
+        Err(e) => return fail(g, &e, EXIT_USAGE),
     };
-    if let Err(e) = store.create_token(&record) {
-        return fail(g, &e, EXIT_USAGE);
-    }
     if g.format == Format::Json {
         print_json(&json!({"name": name, "role": role, "token": token, "expires": expires}));
     } else {
@@ -172,7 +162,9 @@ fn list(g: &Global) -> ExitCode {
             t.name.clone(),
             t.role.clone(),
             t.created.to_string(),
-            t.expires.map(|e| e.to_string()).unwrap_or_else(|| "-".into()),
+            t.expires
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "-".into()),
             state(t).to_string(),
         ]);
     }

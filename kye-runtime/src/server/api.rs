@@ -37,7 +37,12 @@ fn answer(status: StatusCode, body: Value, note: Note) -> Response {
     resp
 }
 
-fn error(status: StatusCode, message: impl Into<String>, hint: Option<&str>, note: Note) -> Response {
+fn error(
+    status: StatusCode,
+    message: impl Into<String>,
+    hint: Option<&str>,
+    note: Note,
+) -> Response {
     let mut body = json!({ "error": message.into() });
     if let Some(h) = hint {
         body["hint"] = json!(h);
@@ -56,7 +61,11 @@ fn store_error(e: crate::store::StoreError, note: Note) -> Response {
 }
 
 /// Checks the bearer token and the rate limit. `Err` is the response to send.
-async fn authenticate(state: &Arc<AppState>, headers: &HeaderMap, note: &mut Note) -> Result<Caller, Response> {
+async fn authenticate(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    note: &mut Note,
+) -> Result<Caller, Response> {
     let unauthorized = |message: &str, note: &Note| {
         let mut r = error(
             StatusCode::UNAUTHORIZED,
@@ -91,15 +100,24 @@ async fn authenticate(state: &Arc<AppState>, headers: &HeaderMap, note: &mut Not
     note.token = Some(record.name.clone());
     let now = Timestamp::now();
     if let Some(at) = record.revoked {
-        return Err(unauthorized(&format!("token {} was revoked at {at}", record.name), note));
+        return Err(unauthorized(
+            &format!("token {} was revoked at {at}", record.name),
+            note,
+        ));
     }
     if let Some(at) = record.expires.filter(|e| *e <= now) {
-        return Err(unauthorized(&format!("token {} expired at {at}", record.name), note));
+        return Err(unauthorized(
+            &format!("token {} expired at {at}", record.name),
+            note,
+        ));
     }
     let Some(role) = state.roles.get(&record.role) else {
         return Err(error(
             StatusCode::FORBIDDEN,
-            format!("token {}'s role {:?} is not defined in kye.toml", record.name, record.role),
+            format!(
+                "token {}'s role {:?} is not defined in kye.toml",
+                record.name, record.role
+            ),
             Some("ask an admin to define the role ([roles.NAME]) or issue a token of another role"),
             note.clone(),
         ));
@@ -137,7 +155,11 @@ pub(crate) async fn health() -> Response {
 }
 
 pub(crate) async fn openapi() -> Response {
-    answer(StatusCode::OK, super::openapi::document(), Note::new("openapi"))
+    answer(
+        StatusCode::OK,
+        super::openapi::document(),
+        Note::new("openapi"),
+    )
 }
 
 pub(crate) async fn no_route() -> Response {
@@ -196,13 +218,15 @@ pub(crate) async fn registry(State(state): St, headers: HeaderMap) -> Response {
 }
 
 /// A key from query parameters: each value an integer when it reads as one and the index
-/// takes one, else a string. `Err` is a 4xx answer.
+/// takes one, else a string. Returns the request to fetch it by (`None` when no fetcher
+/// serves that index: the key can still be read from the store) and the store keys to look
+/// for, in order. `Err` is a 4xx answer.
 fn resolve_key(
     state: &AppState,
     model: &str,
     params: &[(String, String)],
     note: &Note,
-) -> Result<(Request, IndexKey), Response> {
+) -> Result<(Option<Request>, Vec<IndexKey>), Response> {
     if params.is_empty() {
         return Err(error(
             StatusCode::BAD_REQUEST,
@@ -219,9 +243,13 @@ fn resolve_key(
             Err(_) => KeyValue::String(v.clone()),
         })
         .collect();
-    let strings: Vec<KeyValue> = params.iter().map(|(_, v)| KeyValue::String(v.clone())).collect();
+    let strings: Vec<KeyValue> = params
+        .iter()
+        .map(|(_, v)| KeyValue::String(v.clone()))
+        .collect();
     let registry = state.runtime.registry();
-    let mut last = None;
+    let mut errors = Vec::new();
+    let mut unfetchable = Vec::new();
     for values in [typed, strings] {
         let request = Request::one(model, &edges, Key::new(values));
         match registry.resolve(&request) {
@@ -230,17 +258,38 @@ fn resolve_key(
                     resolved.fetcher().identifier.iter().copied(),
                     request_values(&request),
                 );
-                return Ok((request, index));
+                return Ok((Some(request), vec![index]));
             }
-            Err(e) => last = Some(e),
+            Err(e) if e.kind() == RequestErrorKind::NoFetcher => {
+                let index = IndexKey::new(edges.iter().copied(), request_values(&request));
+                if !unfetchable.contains(&index) {
+                    unfetchable.push(index);
+                }
+            }
+            Err(e) => errors.push(e),
         }
     }
-    let e = last.expect("two attempts");
+    if !unfetchable.is_empty() {
+        return Ok((None, unfetchable));
+    }
+    let Some(e) = errors.pop() else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "no such key",
+            None,
+            note.clone(),
+        ));
+    };
     let status = match e.kind() {
         RequestErrorKind::UnknownModel => StatusCode::NOT_FOUND,
         _ => StatusCode::BAD_REQUEST,
     };
-    Err(error(status, cut(&e.to_string(), 2000), e.help_text(), note.clone()))
+    Err(error(
+        status,
+        cut(&e.to_string(), 2000),
+        e.help_text(),
+        note.clone(),
+    ))
 }
 
 fn request_values(request: &Request) -> Vec<Value> {
@@ -263,11 +312,19 @@ pub(crate) async fn records(
         Err(r) => return r,
     };
     let (Ok(Path(model)), Ok(Query(params))) = (model, query) else {
-        return error(StatusCode::BAD_REQUEST, "the path or the query string does not decode", None, note);
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the path or the query string does not decode",
+            None,
+            note,
+        );
     };
     note.model = Some(model.clone());
     if !caller.role.read.allows(&model) {
-        return forbidden(&format!("token {} may not read {}", caller.name, cut(&model, 100)), note);
+        return forbidden(
+            &format!("token {} may not read {}", caller.name, cut(&model, 100)),
+            note,
+        );
     }
     let mut max_age = None;
     let mut key_params = Vec::new();
@@ -276,29 +333,46 @@ pub(crate) async fn records(
             match crate::duration::parse(&v) {
                 Ok(d) => max_age = Some(d),
                 Err(e) => {
-                    return error(StatusCode::BAD_REQUEST, format!("max_age: {e}"), Some("e.g. max_age=1d, 6h, 30m"), note)
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("max_age: {e}"),
+                        Some("e.g. max_age=1d, 6h, 30m"),
+                        note,
+                    )
                 }
             }
         } else {
             key_params.push((k, v));
         }
     }
-    let (request, index) = match resolve_key(&state, &model, &key_params, &note) {
+    let (request, candidates) = match resolve_key(&state, &model, &key_params, &note) {
         Ok(k) => k,
         Err(r) => return r,
     };
+    let mut index = candidates[0].clone();
     let key_text = index.canonical();
     note.key = Some(key_text.clone());
     // The store first.
-    let (m, k) = (model.clone(), index.clone());
+    let m = model.clone();
     let stored = state
         .with_reader(move |r| {
-            let Some(at) = r.last_stored(&m, &k)? else {
-                return Ok(None);
-            };
-            Ok(r.record(&m, &k)?.map(|rec| (at, rec)))
+            for k in candidates {
+                let Some(at) = r.last_stored(&m, &k)? else {
+                    continue;
+                };
+                if let Some(rec) = r.record(&m, &k)? {
+                    return Ok(Some((at, rec, k)));
+                }
+            }
+            Ok(None)
         })
         .await;
+    let stored = stored.map(|found| {
+        found.map(|(at, rec, k)| {
+            index = k;
+            (at, rec)
+        })
+    });
     let stored = match stored {
         Ok(s) => s,
         Err(e) => return store_error(e, note),
@@ -308,26 +382,44 @@ pub(crate) async fn records(
         let age = at.age(now);
         if max_age.is_none_or(|m| age <= m) {
             note.source = Some("store");
-            return answer(StatusCode::OK, found(&model, &index, "store", age, *at, record.clone(), false), note);
+            return answer(
+                StatusCode::OK,
+                found(&model, &index, "store", age, *at, record.clone(), false),
+                note,
+            );
         }
     }
-    if !caller.role.fetch.allows(&model) {
+    let fetchable = request
+        .as_ref()
+        .filter(|_| caller.role.fetch.allows(&model));
+    let Some(request) = fetchable else {
+        let why = if request.is_some() {
+            format!("token {} may not fetch {model}", caller.name)
+        } else {
+            format!("no fetcher of {model} serves this index")
+        };
         return match stored {
             Some((at, record)) => {
                 note.source = Some("store");
-                answer(StatusCode::OK, found(&model, &index, "store", at.age(now), at, record, true), note)
+                answer(
+                    StatusCode::OK,
+                    found(&model, &index, "store", at.age(now), at, record, true),
+                    note,
+                )
             }
             None => {
                 note.source = Some("none");
                 error(
                     StatusCode::NOT_FOUND,
-                    format!("{model} {key_text} is not stored, and token {} may not fetch {model}", caller.name),
-                    Some("ask someone whose role may fetch it, or an admin for the fetch permission"),
+                    format!("{model} {key_text} is not stored, and {why}"),
+                    Some(
+                        "ask someone whose role may fetch it, or an admin for the fetch permission",
+                    ),
                     note,
                 )
             }
         };
-    }
+    };
     // The source, once for every concurrent caller of this key.
     note.source = Some("fetched");
     let runtime = state.runtime.clone();
@@ -343,13 +435,23 @@ pub(crate) async fn records(
                     run: run.0,
                 },
                 Ok(GetResult::Missing { reason, run }) => Fetched::Missing { reason, run: run.0 },
-                Err(e) => Fetched::Failed { reason: e.to_string() },
+                Err(e) => Fetched::Failed {
+                    reason: e.to_string(),
+                },
             }
         })
         .await;
     match outcome {
         Fetched::Stored { record, run } => {
-            let mut body = found(&model, &index, "fetched", Duration::ZERO, Timestamp::now(), record, false);
+            let mut body = found(
+                &model,
+                &index,
+                "fetched",
+                Duration::ZERO,
+                Timestamp::now(),
+                record,
+                false,
+            );
             body["run"] = json!(run);
             answer(StatusCode::OK, body, note)
         }
@@ -379,7 +481,15 @@ pub(crate) async fn records(
     }
 }
 
-fn found(model: &str, key: &IndexKey, source: &str, age: Duration, at: Timestamp, record: Value, stale: bool) -> Value {
+fn found(
+    model: &str,
+    key: &IndexKey,
+    source: &str,
+    age: Duration,
+    at: Timestamp,
+    record: Value,
+    stale: bool,
+) -> Value {
     let mut body = json!({
         "model": model,
         "key": key.to_object(),
@@ -421,7 +531,10 @@ pub(crate) async fn runs(
     };
     let params = query.map(|q| q.0).unwrap_or_default();
     let limit = limit_param(&params, 50);
-    match state.with_reader(move |r| r.runs(Some(limit.saturating_mul(4)))).await {
+    match state
+        .with_reader(move |r| r.runs(Some(limit.saturating_mul(4))))
+        .await
+    {
         Ok(runs) => {
             let runs: Vec<_> = runs
                 .into_iter()
@@ -459,11 +572,22 @@ pub(crate) async fn run(
         })
         .await;
     match found {
-        Ok(Some((run, progress))) if model_of(&run.request).is_some_and(|m| caller.role.read.allows(&m)) => {
+        Ok(Some((run, progress)))
+            if model_of(&run.request).is_some_and(|m| caller.role.read.allows(&m)) =>
+        {
             note.model = model_of(&run.request);
-            answer(StatusCode::OK, json!({"run": run, "progress": progress}), note)
+            answer(
+                StatusCode::OK,
+                json!({"run": run, "progress": progress}),
+                note,
+            )
         }
-        Ok(_) => error(StatusCode::NOT_FOUND, format!("no run {id} that token {} may read", caller.name), None, note),
+        Ok(_) => error(
+            StatusCode::NOT_FOUND,
+            format!("no run {id} that token {} may read", caller.name),
+            None,
+            note,
+        ),
         Err(e) => store_error(e, note),
     }
 }
@@ -498,22 +622,37 @@ pub(crate) async fn start_run(State(state): St, headers: HeaderMap, body: Bytes)
     let follow = match &start.follow {
         None | Some(Value::Bool(false)) => 0,
         Some(Value::Bool(true)) => 1,
-        Some(Value::Number(n)) if n.as_u64().is_some_and(|d| d <= 16) => n.as_u64().unwrap_or(0) as u32,
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|d| d <= 16) => {
+            n.as_u64().unwrap_or(0) as u32
+        }
         Some(_) => {
-            return error(StatusCode::BAD_REQUEST, "follow is true, false or a depth from 0 to 16", None, note)
+            return error(
+                StatusCode::BAD_REQUEST,
+                "follow is true, false or a depth from 0 to 16",
+                None,
+                note,
+            )
         }
     };
     let resolved = match state.runtime.registry().resolve_str(&start.request) {
         Ok(r) => r,
         Err(e) => {
-            return error(StatusCode::BAD_REQUEST, cut(&e.to_string(), 2000), e.help_text(), note)
+            return error(
+                StatusCode::BAD_REQUEST,
+                cut(&e.to_string(), 2000),
+                e.help_text(),
+                note,
+            )
         }
     };
     let model = resolved.model().name().to_string();
     note.model = Some(model.clone());
     note.key = Some(cut(&start.request, 500));
     if !caller.role.backfill.allows(&model) {
-        return forbidden(&format!("token {} may not backfill {model}", caller.name), note);
+        return forbidden(
+            &format!("token {} may not backfill {model}", caller.name),
+            note,
+        );
     }
     let (tx, rx) = tokio::sync::oneshot::channel::<RunId>();
     let tx = Mutex::new(Some(tx));
@@ -535,7 +674,11 @@ pub(crate) async fn start_run(State(state): St, headers: HeaderMap, body: Bytes)
             }
         }
     });
-    state.backfills.lock().unwrap_or_else(|p| p.into_inner()).push(handle);
+    state
+        .backfills
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(handle);
     tokio::select! {
         Ok(id) = rx => answer(
             StatusCode::ACCEPTED,
@@ -559,7 +702,10 @@ pub(crate) async fn rejects(
         Err(r) => return r,
     };
     let limit = limit_param(&query.map(|q| q.0).unwrap_or_default(), 50);
-    match state.with_reader(move |r| r.rejects(None, Some(limit.saturating_mul(4)))).await {
+    match state
+        .with_reader(move |r| r.rejects(None, Some(limit.saturating_mul(4))))
+        .await
+    {
         Ok(rows) => {
             let rows: Vec<_> = rows
                 .into_iter()
@@ -581,7 +727,10 @@ pub(crate) async fn drift(State(state): St, headers: HeaderMap) -> Response {
     };
     match state.with_reader(|r| r.drift()).await {
         Ok(rows) => {
-            let rows: Vec<_> = rows.into_iter().filter(|d| caller.role.read.allows(&d.model)).collect();
+            let rows: Vec<_> = rows
+                .into_iter()
+                .filter(|d| caller.role.read.allows(&d.model))
+                .collect();
             answer(StatusCode::OK, json!({ "drift": rows }), note)
         }
         Err(e) => store_error(e, note),
@@ -600,7 +749,10 @@ pub(crate) async fn audit(
         Err(r) => return r,
     };
     if !caller.role.may_admin("audit") {
-        return forbidden(&format!("token {} may not read the audit log", caller.name), note);
+        return forbidden(
+            &format!("token {} may not read the audit log", caller.name),
+            note,
+        );
     }
     let limit = limit_param(&query.map(|q| q.0).unwrap_or_default(), 100);
     match state.with_store(move |s| s.audit(limit)).await {

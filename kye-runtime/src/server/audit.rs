@@ -116,11 +116,7 @@ pub(crate) async fn middleware(
 }
 
 fn refused(status: StatusCode, message: &str) -> Response {
-    let mut resp = (
-        status,
-        axum::Json(serde_json::json!({ "error": message })),
-    )
-        .into_response();
+    let mut resp = (status, axum::Json(serde_json::json!({ "error": message }))).into_response();
     resp.extensions_mut().insert(Note::new("refused"));
     resp
 }

@@ -40,7 +40,10 @@ pub(crate) fn new_token() -> Result<String> {
 /// Whether `text` has the shape of a token (a malformed one is refused before any lookup).
 pub(crate) fn well_formed(text: &str) -> bool {
     text.strip_prefix(TOKEN_PREFIX).is_some_and(|hex| {
-        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 
@@ -116,8 +119,7 @@ impl Roles {
             for (key, value) in entry {
                 match key.as_str() {
                     "read" | "fetch" | "backfill" => {
-                        let models = models(value)
-                            .map_err(|why| bad(key, &why))?;
+                        let models = models(value).map_err(|why| bad(key, &why))?;
                         match key.as_str() {
                             "read" => role.read = models,
                             "fetch" => role.fetch = models,
@@ -243,7 +245,10 @@ mod tests {
         assert!(roles.get("auditor").unwrap().may_admin("audit"));
         let bad = Config::from_toml_str("[roles.x]\nwrite = [\"A\"]\n", None).unwrap();
         let e = Roles::from_config(&bad).unwrap_err().to_string();
-        assert!(e.contains("[roles.x] write") && e.contains("unknown permission"), "{e}");
+        assert!(
+            e.contains("[roles.x] write") && e.contains("unknown permission"),
+            "{e}"
+        );
         let e = roles.unknown("intern").to_string();
         assert!(e.contains("analyst, auditor, ops"), "{e}");
     }

@@ -90,9 +90,7 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         let (_, ran) = c
             .fetch("Pokemon:{\"id\":1}", || async {
-                Fetched::Failed {
-                    reason: "x".into(),
-                }
+                Fetched::Failed { reason: "x".into() }
             })
             .await;
         assert!(ran);

@@ -58,7 +58,10 @@ mod tests {
             assert!(l.take("a").is_ok());
         }
         let wait = l.take("a").unwrap_err();
-        assert!(wait > Duration::from_secs(10) && wait <= Duration::from_secs(20), "{wait:?}");
+        assert!(
+            wait > Duration::from_secs(10) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
         assert!(l.take("b").is_ok());
     }
 }

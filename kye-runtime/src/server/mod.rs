@@ -132,10 +132,12 @@ impl AppState {
             f(store.as_mut())
         })
         .await
-        .unwrap_or_else(|e| Err(crate::store::StoreError::Corrupt {
-            path: "server store".into(),
-            message: format!("a store task failed: {e}"),
-        }))
+        .unwrap_or_else(|e| {
+            Err(crate::store::StoreError::Corrupt {
+                path: "server store".into(),
+                message: format!("a store task failed: {e}"),
+            })
+        })
     }
 
     /// Runs `f` with the store's read handle on a blocking thread.
@@ -151,10 +153,12 @@ impl AppState {
             f(reader.as_ref())
         })
         .await
-        .unwrap_or_else(|e| Err(crate::store::StoreError::Corrupt {
-            path: "store reader".into(),
-            message: format!("a store task failed: {e}"),
-        }))
+        .unwrap_or_else(|e| {
+            Err(crate::store::StoreError::Corrupt {
+                path: "store reader".into(),
+                message: format!("a store task failed: {e}"),
+            })
+        })
     }
 }
 
@@ -182,9 +186,7 @@ impl Server {
         options: ServeOptions,
     ) -> Result<Server> {
         let roles = auth::Roles::from_config(runtime.context().settings())?;
-        let reader = runtime
-            .with_store(|s| s.reader())
-            .map_err(Error::other)?;
+        let reader = runtime.with_store(|s| s.reader()).map_err(Error::other)?;
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
             .map_err(|e| Error::permanent(format!("cannot listen on {}: {e}", options.listen)))?;
@@ -199,6 +201,30 @@ impl Server {
             backfills: Mutex::new(Vec::new()),
         });
         Ok(Server { state, listener })
+    }
+
+    /// Creates a token called `name` for `role` (a `[roles.NAME]` the servers' kye.toml
+    /// defines; not checked here), expiring at `expires` if given, and returns the token text:
+    /// the only time it exists outside the caller, since the store keeps its SHA-256 only.
+    /// `kye token create` calls this.
+    pub fn issue_token(
+        store: &mut dyn ServerStore,
+        name: &str,
+        role: &str,
+        expires: Option<crate::store::Timestamp>,
+    ) -> Result<String> {
+        let token = auth::new_token()?;
+        store
+            .create_token(&crate::store::TokenRecord {
+                name: name.to_string(),
+                role: role.to_string(),
+                hash: auth::hash_token(&token),
+                created: crate::store::Timestamp::now(),
+                expires,
+                revoked: None,
+            })
+            .map_err(Error::other)?;
+        Ok(token)
     }
 
     /// The address it listens on.
@@ -236,9 +262,8 @@ impl Server {
         // Backfills stop as on Ctrl-C: in-flight keys finish within the runtime's grace
         // period, the run is recorded interrupted and resumes with the next run of it.
         state.runtime.shutdown().trigger();
-        let handles: Vec<_> = std::mem::take(
-            &mut *state.backfills.lock().unwrap_or_else(|p| p.into_inner()),
-        );
+        let handles: Vec<_> =
+            std::mem::take(&mut *state.backfills.lock().unwrap_or_else(|p| p.into_inner()));
         for h in handles {
             let _ = tokio::time::timeout(grace, h).await;
         }

@@ -53,9 +53,7 @@ pub(crate) fn document() -> Value {
                 }}}
             });
         }
-        let entry = paths
-            .entry(path.to_string())
-            .or_insert_with(|| json!({}));
+        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
         entry[*method] = op;
     }
     json!({

@@ -218,11 +218,17 @@ mod tests {
         assert_eq!(key.open(&sealed).unwrap(), "s3cr3t-value");
         let other = MasterKey::generate().unwrap();
         let e = other.open(&sealed).unwrap_err().to_string();
-        assert!(e.contains("sealed under master key") && e.contains(key.id()), "{e}");
+        assert!(
+            e.contains("sealed under master key") && e.contains(key.id()),
+            "{e}"
+        );
         // Same id forged onto another key: the tag check still refuses it.
         let mut forged = sealed.clone();
         forged.key_id = other.id().to_string();
-        assert!(matches!(other.open(&forged), Err(SealError::Damaged { .. })));
+        assert!(matches!(
+            other.open(&forged),
+            Err(SealError::Damaged { .. })
+        ));
         let mut moved = sealed.clone();
         moved.name = "DOG_TOKEN".into();
         assert!(matches!(key.open(&moved), Err(SealError::Damaged { .. })));

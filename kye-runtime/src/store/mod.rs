@@ -65,11 +65,11 @@ mod values;
 pub use dir::{decode_file_name, encode_file_name, DirReader, DirStore};
 pub use error::StoreError;
 pub use key::{canonical_json, content_hash, IndexKey};
+#[cfg(all(feature = "server", feature = "postgres"))]
+pub use postgres::PgServerStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgReader, PgSpec, PgStore, SslMode};
 pub use query::{Filter, RecordQuery};
-#[cfg(all(feature = "server", feature = "postgres"))]
-pub use postgres::PgServerStore;
 #[cfg(feature = "server")]
 pub use server::{open_server_store, AuditEntry, SealedSecret, ServerStore, TokenRecord};
 pub use spec::StoreSpec;

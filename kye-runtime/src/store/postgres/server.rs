@@ -59,7 +59,10 @@ impl PgServerStore {
         conn.run(move |s| {
             let mut tx = s.client.transaction()?;
             // Two servers starting at once must not both create a table.
-            tx.execute("SELECT pg_advisory_xact_lock(hashtext('kye_server_tables'))", &[])?;
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('kye_server_tables'))",
+                &[],
+            )?;
             tx.batch_execute(&schema)?;
             tx.batch_execute(TABLES)?;
             tx.commit()
