@@ -14,7 +14,7 @@ use super::common::{
 };
 use super::{Global, Run, EXIT_OK, EXIT_USAGE};
 use crate::secrets::Secrets;
-use crate::server::seal::MasterKey;
+use crate::server::seal::{MasterKey, SealError};
 use crate::server::{ServeOptions, Server};
 use crate::store::open_server_store;
 
@@ -55,26 +55,15 @@ impl Run for ServeArgs {
             Ok(s) => s,
             Err(e) => return setup_failed(g, &e),
         };
-        let sealed = match store.secrets() {
-            Ok(s) => s,
+        let key = match MasterKey::load(self.master_key_file.as_deref(), env.iter().cloned()) {
+            Ok(k) => Some(k),
+            Err(SealError::NoKey) => None,
             Err(e) => return fail(g, &e, EXIT_USAGE),
         };
-        if !sealed.is_empty() {
-            let key = match MasterKey::load(self.master_key_file.as_deref(), env.iter().cloned()) {
-                Ok(k) => k,
-                Err(e) => return fail(g, &e, EXIT_USAGE),
-            };
-            for s in &sealed {
-                match key.open(s) {
-                    Ok(value) => {
-                        // Registered with the redactor as any secret is.
-                        let _ = crate::secrets::Secret::new(value.clone());
-                        secrets.insert(s.name.clone(), value);
-                    }
-                    Err(e) => return fail(g, &e, EXIT_USAGE),
-                }
-            }
-        }
+        let opened = match Server::open_sealed_secrets(store.as_mut(), key.as_ref(), &mut secrets) {
+            Ok(n) => n,
+            Err(e) => return fail(g, &e, EXIT_USAGE),
+        };
         let options = match ServeOptions::new(self.listen).with_config(&config) {
             Ok(o) => o,
             Err(e) => return setup_failed(g, &e),
@@ -99,7 +88,7 @@ impl Run for ServeArgs {
                 Err(e) => return setup_failed(g, &e),
             };
             if let (Ok(addr), false) = (server.local_addr(), g.quiet) {
-                eprintln!("kye serve: listening on http://{addr} ({} sealed secret(s) opened); Ctrl-C or SIGTERM stops", sealed.len());
+                eprintln!("kye serve: listening on http://{addr} ({opened} sealed secret(s) opened); Ctrl-C or SIGTERM stops");
             }
             match server.run_until(stop_signal()).await {
                 Ok(()) => ExitCode::from(EXIT_OK),

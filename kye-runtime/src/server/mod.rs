@@ -227,6 +227,29 @@ impl Server {
         Ok(token)
     }
 
+    /// Opens every secret sealed in `store` with `key` and adds it to `secrets` (a secret of
+    /// the same name set in the environment still wins, as for the secrets file). Returns how
+    /// many were opened. No sealed secrets: nothing to open, and no key is needed. A wrong key
+    /// is an error naming both keys' ids. `kye serve` calls this before building its runtime.
+    pub fn open_sealed_secrets(
+        store: &mut dyn ServerStore,
+        key: Option<&MasterKey>,
+        secrets: &mut crate::Secrets,
+    ) -> Result<usize> {
+        let sealed = store.secrets().map_err(Error::other)?;
+        if sealed.is_empty() {
+            return Ok(0);
+        }
+        let key = key.ok_or_else(|| Error::other(SealError::NoKey))?;
+        for s in &sealed {
+            let value = key.open(s).map_err(Error::other)?;
+            // Registered with the redactor, as every secret kye holds.
+            let _ = crate::Secret::new(value.clone());
+            secrets.insert(s.name.clone(), value);
+        }
+        Ok(sealed.len())
+    }
+
     /// The address it listens on.
     pub fn local_addr(&self) -> Result<SocketAddr> {
         self.listener

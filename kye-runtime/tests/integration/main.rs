@@ -28,6 +28,7 @@ mod runtime_resume;
 mod runtime_scale;
 mod runtime_secrets;
 mod server_api;
+mod server_secrets;
 mod testing_fixtures;
 mod testing_reqwest;
 mod testing_server;

@@ -55,9 +55,27 @@ impl Fixture {
     /// Starts a server; `secrets` are handed to the runtime as sealed ones would be.
     pub async fn start(extra_config: &str, secrets: kye_runtime::Secrets) -> Fixture {
         let source = source().await;
-        let dir = tempfile::tempdir().unwrap();
+        let base = source.base_url().to_string();
+        Fixture::start_with(
+            source,
+            &base,
+            tempfile::tempdir().unwrap(),
+            extra_config,
+            secrets,
+        )
+        .await
+    }
+
+    /// [`Fixture::start`] with the fetcher pointed at `base_url`, the store in `dir`.
+    pub async fn start_with(
+        source: TestServer,
+        base_url: &str,
+        dir: tempfile::TempDir,
+        extra_config: &str,
+        secrets: kye_runtime::Secrets,
+    ) -> Fixture {
         let db = dir.path().join("kye.db");
-        let mut config = common::config(source.base_url(), 4);
+        let mut config = common::config(base_url, 4);
         let roles =
             kye_runtime::Config::from_toml_str(&format!("{ROLES}\n{extra_config}"), None).unwrap();
         for key in ["roles", "serve", "hosts"] {
