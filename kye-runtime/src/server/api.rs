@@ -65,6 +65,15 @@ async fn authenticate(
     state: &Arc<AppState>,
     headers: &HeaderMap,
     note: &mut Note,
+) -> Result<Caller, Box<Response>> {
+    check_token(state, headers, note).await.map_err(Box::new)
+}
+
+#[allow(clippy::result_large_err)] // boxed once, by `authenticate`
+async fn check_token(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    note: &mut Note,
 ) -> Result<Caller, Response> {
     let unauthorized = |message: &str, note: &Note| {
         let mut r = error(
@@ -185,7 +194,7 @@ pub(crate) async fn models(State(state): St, headers: HeaderMap) -> Response {
     let mut note = Note::new("models");
     let caller = match authenticate(&state, &headers, &mut note).await {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let models: Vec<Value> = state
         .runtime
@@ -208,7 +217,7 @@ pub(crate) async fn models(State(state): St, headers: HeaderMap) -> Response {
 pub(crate) async fn registry(State(state): St, headers: HeaderMap) -> Response {
     let mut note = Note::new("registry");
     if let Err(r) = authenticate(&state, &headers, &mut note).await {
-        return r;
+        return *r;
     }
     let listing = crate::listing::Listing::new(state.runtime.registry());
     match serde_json::from_str::<Value>(&listing.to_json()) {
@@ -222,6 +231,16 @@ pub(crate) async fn registry(State(state): St, headers: HeaderMap) -> Response {
 /// serves that index: the key can still be read from the store) and the store keys to look
 /// for, in order. `Err` is a 4xx answer.
 fn resolve_key(
+    state: &AppState,
+    model: &str,
+    params: &[(String, String)],
+    note: &Note,
+) -> Result<(Option<Request>, Vec<IndexKey>), Box<Response>> {
+    key_of(state, model, params, note).map_err(Box::new)
+}
+
+#[allow(clippy::result_large_err)] // boxed once, by `resolve_key`
+fn key_of(
     state: &AppState,
     model: &str,
     params: &[(String, String)],
@@ -309,7 +328,7 @@ pub(crate) async fn records(
     let mut note = Note::new("read");
     let caller = match authenticate(&state, &headers, &mut note).await {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let (Ok(Path(model)), Ok(Query(params))) = (model, query) else {
         return error(
@@ -347,7 +366,7 @@ pub(crate) async fn records(
     }
     let (request, candidates) = match resolve_key(&state, &model, &key_params, &note) {
         Ok(k) => k,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut index = candidates[0].clone();
     let key_text = index.canonical();
@@ -527,7 +546,7 @@ pub(crate) async fn runs(
     let mut note = Note::new("runs.list");
     let caller = match authenticate(&state, &headers, &mut note).await {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let params = query.map(|q| q.0).unwrap_or_default();
     let limit = limit_param(&params, 50);
@@ -556,7 +575,7 @@ pub(crate) async fn run(
     let mut note = Note::new("runs.get");
     let caller = match authenticate(&state, &headers, &mut note).await {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Ok(Path(id)) = id else {
         return error(StatusCode::BAD_REQUEST, "a run id is a number", None, note);
@@ -606,7 +625,7 @@ pub(crate) async fn start_run(State(state): St, headers: HeaderMap, body: Bytes)
     let mut note = Note::new("runs.start");
     let caller = match authenticate(&state, &headers, &mut note).await {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let start: StartRun = match serde_json::from_slice(&body) {
         Ok(s) => s,
@@ -699,7 +718,7 @@ pub(crate) async fn rejects(
     let mut note = Note::new("rejects");
     let caller = match authenticate(&state, &headers, &mut note).await {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let limit = limit_param(&query.map(|q| q.0).unwrap_or_default(), 50);
     match state
@@ -723,7 +742,7 @@ pub(crate) async fn drift(State(state): St, headers: HeaderMap) -> Response {
     let mut note = Note::new("drift");
     let caller = match authenticate(&state, &headers, &mut note).await {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match state.with_reader(|r| r.drift()).await {
         Ok(rows) => {
@@ -746,7 +765,7 @@ pub(crate) async fn audit(
     let mut note = Note::new("audit");
     let caller = match authenticate(&state, &headers, &mut note).await {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if !caller.role.may_admin("audit") {
         return forbidden(

@@ -163,15 +163,13 @@ fn server_surface(
 ) -> Result<(), kye::store::StoreError> {
     let mut store: Box<dyn kye::store::ServerStore> = kye::store::open_server_store(spec)?;
     let key: Result<kye::MasterKey, kye::SealError> = kye::MasterKey::generate();
-    let sealed: Result<kye::store::SealedSecret, kye::SealError> =
-        key.as_ref().map_err(|_| kye::SealError::NoKey).and_then(|k| k.seal("N", b"v"));
+    let sealed: Result<kye::store::SealedSecret, kye::SealError> = key
+        .as_ref()
+        .map_err(|_| kye::SealError::NoKey)
+        .and_then(|k| k.seal("N", b"v"));
     let _ = sealed;
-    let _: Result<String, kye::Error> = kye::Server::issue_token(
-        store.as_mut(),
-        "n",
-        "r",
-        Some(kye::store::Timestamp::now()),
-    );
+    let _: Result<String, kye::Error> =
+        kye::Server::issue_token(store.as_mut(), "n", "r", Some(kye::store::Timestamp::now()));
     let mut secrets = kye::Secrets::empty();
     let _: Result<usize, kye::Error> =
         kye::Server::open_sealed_secrets(store.as_mut(), key.as_ref().ok(), &mut secrets);
