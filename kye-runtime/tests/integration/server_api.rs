@@ -187,10 +187,16 @@ impl Fixture {
         self.source.stats().requests()
     }
 
-    pub async fn stop(mut self) {
+    /// Asks the server to stop (as SIGTERM does), without waiting.
+    pub fn signal_stop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
+    }
+
+    /// Stops the server and waits for it; the store's folder lives on in the returned value.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.signal_stop();
         if let Some(h) = self.served.take() {
             tokio::time::timeout(Duration::from_secs(20), h)
                 .await
@@ -198,6 +204,7 @@ impl Fixture {
                 .unwrap()
                 .unwrap();
         }
+        self._dir
     }
 }
 
@@ -312,7 +319,7 @@ async fn fifty_concurrent_reads_of_one_key_make_one_upstream_request_and_stale_k
     );
     assert_eq!(f.source.requests("/pokemon/7/"), 2);
     match std::sync::Arc::try_unwrap(f) {
-        Ok(f) => f.stop().await,
+        Ok(f) => drop(f.stop().await),
         Err(_) => panic!("fixture still shared"),
     }
 }
@@ -622,6 +629,56 @@ async fn tokens_are_stored_only_as_hashes_and_names_are_unique() {
         .expect("dir refused")
         .to_string();
     assert!(e.contains("directory store cannot"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_lets_requests_in_flight_finish_and_leaves_backfills_resumable() {
+    use kye_runtime::testing::{Fault, Routes};
+    // Every Pokémon after 100 ms.
+    let routes = Routes::new().generate("/pokemon/", |rest| {
+        let id: i64 = rest.trim_end_matches('/').parse().ok()?;
+        (1..=200).contains(&id).then(|| {
+            Route::json(common::doc(id).to_string())
+                .always(Fault::Stall(Duration::from_millis(100)))
+        })
+    });
+    let source = TestServer::start(routes).await.unwrap();
+    let base = source.base_url().to_string();
+    let mut f = Fixture::start_with(
+        source,
+        &base,
+        tempfile::tempdir().unwrap(),
+        "",
+        kye_runtime::Secrets::empty(),
+    )
+    .await;
+    let (s, _, body) = f
+        .post("ops", "/v1/runs", r#"{"request": "Pokemon.id in 1..=200"}"#)
+        .await;
+    assert_eq!(s, 202, "{body}");
+    let run = body["id"].as_i64().unwrap();
+    // A read in flight when the stop comes.
+    let url = format!("{}/v1/models/Pokemon/records?id=150", f.base);
+    let req = f.client.get(url).bearer_auth(f.token("fetcher")).send();
+    let in_flight = tokio::spawn(req);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    f.signal_stop();
+    let resp = in_flight
+        .await
+        .unwrap()
+        .expect("the request in flight is answered");
+    let (s, _, body) = Fixture::read(resp).await;
+    assert_eq!((s, &body["source"]), (200, &json!("fetched")), "{body}");
+    let db = f.db.clone();
+    let base = f.base.clone();
+    let _dir = f.stop().await;
+    // Stopped: no new connections; the backfill was stopped and is resumable.
+    assert!(reqwest::get(format!("{base}/health")).await.is_err());
+    let spec = format!("sqlite:{}", db.display()).parse().unwrap();
+    let reader = kye_runtime::store::open_store_read_only(&spec).unwrap();
+    let info = reader.run(kye_runtime::RunId(run)).unwrap().unwrap();
+    assert_eq!(info.status, kye_runtime::RunStatus::Interrupted, "{info:?}");
+    assert!(info.counts.stored < 200, "{info:?}");
 }
 
 #[allow(dead_code)]
