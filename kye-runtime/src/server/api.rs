@@ -779,3 +779,34 @@ pub(crate) async fn audit(
         Err(e) => store_error(e, note),
     }
 }
+
+/// `GET /v1/freshness`: per readable model with a `[freshness]` policy, keys fresh and stale,
+/// the oldest, the next background refresh and whether it is past its thresholds.
+pub(crate) async fn freshness(State(state): St, headers: HeaderMap) -> Response {
+    let mut note = Note::new("freshness");
+    let caller = match authenticate(&state, &headers, &mut note).await {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let next = *state.next_refresh.lock().unwrap_or_else(|p| p.into_inner());
+    let mut models = Vec::new();
+    for policy in state
+        .freshness
+        .iter()
+        .filter(|p| caller.role.read.allows(&p.model))
+    {
+        match super::fresh::scan(&state, policy).await {
+            Ok(scan) => models.push(super::fresh::report(policy, &scan, next)),
+            Err(e) => {
+                tracing::error!(error = %e, "freshness scan failed");
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the warehouse could not answer",
+                    Some("try again; the server's log has the cause"),
+                    note,
+                );
+            }
+        }
+    }
+    answer(StatusCode::OK, json!({ "models": models }), note)
+}

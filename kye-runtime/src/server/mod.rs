@@ -16,6 +16,7 @@ mod api;
 pub(crate) mod audit;
 pub(crate) mod auth;
 mod cache;
+mod fresh;
 mod limit;
 mod openapi;
 pub(crate) mod seal;
@@ -38,8 +39,9 @@ pub use seal::{MasterKey, SealError, MASTER_KEY_ENV};
 
 /// How a server listens and what it allows. Defaults: 600 requests a minute per token, a
 /// 120 s request timeout, 64 KiB request bodies, 8 KiB request targets (path and query),
-/// 30 s to finish in-flight requests at shutdown. `[serve]` in kye.toml sets them
-/// (`rate_limit`, `request_timeout`, `max_body`, `grace_period`).
+/// 30 s to finish in-flight requests at shutdown, a look for stale records every 60 s.
+/// `[serve]` in kye.toml sets them (`rate_limit`, `request_timeout`, `max_body`,
+/// `grace_period`, `refresh_every`).
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     listen: SocketAddr,
@@ -48,6 +50,7 @@ pub struct ServeOptions {
     max_body: usize,
     max_target: usize,
     grace_period: Duration,
+    refresh_every: Duration,
 }
 
 impl ServeOptions {
@@ -60,6 +63,7 @@ impl ServeOptions {
             max_body: 64 * 1024,
             max_target: 8 * 1024,
             grace_period: Duration::from_secs(30),
+            refresh_every: Duration::from_secs(60),
         }
     }
 
@@ -87,6 +91,13 @@ impl ServeOptions {
         self
     }
 
+    /// How often the background refresher looks for records older than their model's
+    /// `[freshness]` (default 60 s).
+    pub fn refresh_every(mut self, every: Duration) -> ServeOptions {
+        self.refresh_every = every.max(Duration::from_millis(10));
+        self
+    }
+
     /// These options with `[serve]` of the configuration applied over them.
     pub fn with_config(mut self, config: &crate::Config) -> Result<ServeOptions> {
         if let Some(n) = config.get_u64("serve.rate_limit")? {
@@ -100,6 +111,9 @@ impl ServeOptions {
         }
         if let Some(d) = config.get_duration("serve.grace_period")? {
             self.grace_period = d;
+        }
+        if let Some(d) = config.get_duration("serve.refresh_every")? {
+            self = self.refresh_every(d);
         }
         Ok(self)
     }
@@ -116,6 +130,13 @@ pub(crate) struct AppState {
     pub options: ServeOptions,
     /// Backfills started through the API, stopped (resumable) at shutdown.
     pub backfills: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// `[freshness]` of kye.toml.
+    pub freshness: Vec<fresh::Policy>,
+    /// When the background refresher looks next.
+    pub next_refresh: Mutex<Option<crate::store::Timestamp>>,
+    /// Set when the server stops; the refresher ends.
+    pub stopping: std::sync::atomic::AtomicBool,
+    pub stop_notify: tokio::sync::Notify,
 }
 
 impl AppState {
@@ -186,6 +207,15 @@ impl Server {
         options: ServeOptions,
     ) -> Result<Server> {
         let roles = auth::Roles::from_config(runtime.context().settings())?;
+        let freshness = fresh::policies(runtime.context().settings())?;
+        for p in &freshness {
+            if runtime.registry().model(&p.model).is_none() {
+                return Err(Error::permanent(format!(
+                    "kye.toml: [freshness] {}: no such model in this binary",
+                    p.model
+                )));
+            }
+        }
         let reader = runtime.with_store(|s| s.reader()).map_err(Error::other)?;
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
@@ -199,6 +229,10 @@ impl Server {
             limiter: limit::RateLimiter::new(options.rate_limit),
             options,
             backfills: Mutex::new(Vec::new()),
+            freshness,
+            next_refresh: Mutex::new(None),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            stop_notify: tokio::sync::Notify::new(),
         });
         Ok(Server { state, listener })
     }
@@ -270,6 +304,7 @@ impl Server {
             stop.await;
             let _ = stopped_tx.send(true);
         });
+        let refresher = tokio::spawn(fresh::refresher(state.clone(), state.options.refresh_every));
         let mut stopped = stopped_rx.clone();
         let grace = state.options.grace_period;
         let served = tokio::select! {
@@ -284,9 +319,14 @@ impl Server {
         };
         // Backfills stop as on Ctrl-C: in-flight keys finish within the runtime's grace
         // period, the run is recorded interrupted and resumes with the next run of it.
+        state
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        state.stop_notify.notify_one();
         state.runtime.shutdown().trigger();
-        let handles: Vec<_> =
+        let mut handles: Vec<_> =
             std::mem::take(&mut *state.backfills.lock().unwrap_or_else(|p| p.into_inner()));
+        handles.push(refresher);
         for h in handles {
             let _ = tokio::time::timeout(grace, h).await;
         }
@@ -310,6 +350,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/drift", get(api::drift))
         .route("/v1/registry", get(api::registry))
         .route("/v1/audit", get(api::audit))
+        .route("/v1/freshness", get(api::freshness))
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::no_method)
         .layer(DefaultBodyLimit::max(max_body))

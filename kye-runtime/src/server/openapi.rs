@@ -23,6 +23,7 @@ pub(crate) const ROUTES: &[(&str, &str, &str, bool)] = &[
     ("get", "/v1/drift", "Fields the sources send that the schema does not know.", true),
     ("get", "/v1/registry", "The models and fetchers linked into the server.", true),
     ("get", "/v1/audit", "The audit log, newest first (role `admin`; ?limit=N).", true),
+    ("get", "/v1/freshness", "Per readable model with [freshness]: keys fresh and stale, the oldest, the next refresh, past warn/error.", true),
 ];
 
 /// The document.

@@ -78,7 +78,7 @@ impl Fixture {
         let mut config = common::config(base_url, 4);
         let roles =
             kye_runtime::Config::from_toml_str(&format!("{ROLES}\n{extra_config}"), None).unwrap();
-        for key in ["roles", "serve", "hosts"] {
+        for key in ["roles", "serve", "hosts", "freshness"] {
             if let Some(v) = roles.get(key) {
                 config.set(key, v.clone());
             }
@@ -579,6 +579,7 @@ async fn the_openapi_document_lists_exactly_the_routes_the_server_has() {
         ("get", "/v1/drift"),
         ("get", "/v1/registry"),
         ("get", "/v1/audit"),
+        ("get", "/v1/freshness"),
     ];
     routes.sort();
     let mut listed: Vec<(&str, &str)> = listed
@@ -679,6 +680,46 @@ async fn a_stop_lets_requests_in_flight_finish_and_leaves_backfills_resumable() 
     let info = reader.run(kye_runtime::RunId(run)).unwrap().unwrap();
     assert_eq!(info.status, kye_runtime::RunStatus::Interrupted, "{info:?}");
     assert!(info.counts.stored < 200, "{info:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_records_are_refreshed_in_the_background_and_freshness_is_reported() {
+    let f = Fixture::start(
+        "[freshness]\nPokemon = { max_age = \"300ms\", error = \"1ms\" }\n[serve]\nrefresh_every = \"100ms\"\n",
+        kye_runtime::Secrets::empty(),
+    )
+    .await;
+    for id in 1..=3 {
+        let (s, _, body) = f
+            .get(
+                Some("fetcher"),
+                &format!("/v1/models/Pokemon/records?id={id}"),
+            )
+            .await;
+        assert_eq!(s, 200, "{body}");
+    }
+    let (s, _, body) = f.get(Some("reader"), "/v1/freshness").await;
+    assert_eq!(s, 200, "{body}");
+    let m = &body["models"][0];
+    assert_eq!(
+        (&m["model"], &m["fresh"], &m["stale"]),
+        (&json!("Pokemon"), &json!(3), &json!(0)),
+        "{body}"
+    );
+    assert_eq!(m["error"], true, "older than 1 ms: {body}");
+    // Older than 300 ms: fetched again by the server, without any request asking.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while (1..=3).any(|id| f.source.requests(&format!("/pokemon/{id}/")) < 2) {
+        assert!(Instant::now() < deadline, "no background refresh");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Keys never stored are not fetched by the refresher.
+    assert_eq!(f.source.requests("/pokemon/4/"), 0);
+    let (_, _, body) = f.get(Some("reader"), "/v1/freshness").await;
+    assert!(body["models"][0]["next_refresh"].is_string(), "{body}");
+    let (_, _, body) = f.get(Some("nobody"), "/v1/freshness").await;
+    assert_eq!(body, json!({"models": []}));
+    f.stop().await;
 }
 
 #[allow(dead_code)]
