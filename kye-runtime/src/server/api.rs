@@ -774,6 +774,9 @@ pub(crate) async fn audit(
         );
     }
     let limit = limit_param(&query.map(|q| q.0).unwrap_or_default(), 100);
+    if let Some(sink) = state.audit_sink() {
+        sink.flush().await;
+    }
     match state.with_store(move |s| s.audit(limit)).await {
         Ok(rows) => answer(StatusCode::OK, json!({ "audit": rows }), note),
         Err(e) => store_error(e, note),

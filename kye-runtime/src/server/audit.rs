@@ -1,9 +1,14 @@
 //! Every request answered is recorded in the audit log (`_kye_audit`): when, which token,
 //! what action, model, key, whether the record came from the store or the source, and the
 //! status. Handlers describe their request in a [`Note`] on the response; this middleware
-//! writes it (after the limits on the request target and headers), and logs one structured
-//! line per request through `tracing`. `GET /health` is not recorded (load balancers ask it
-//! every few seconds).
+//! hands it to the [`Sink`] (after the limits on the request target and headers), and logs one
+//! structured line per request through `tracing`. `GET /health` is not recorded (load
+//! balancers ask it every few seconds).
+//!
+//! The sink writes rows in batches on a task of its own (one transaction per batch, not one per
+//! request); reading the log (`GET /v1/audit`) flushes it first, and a stopping server writes
+//! what is queued before it exits. A process killed with `kill -9` loses the rows of the last
+//! moments, not more.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,8 +18,87 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use tokio::sync::{mpsc, oneshot};
+
 use super::AppState;
-use crate::store::{AuditEntry, Timestamp};
+use crate::store::{AuditEntry, ServerStore, Timestamp};
+
+/// Rows written per transaction, at most.
+const BATCH: usize = 256;
+
+enum Msg {
+    Row(AuditEntry),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Where audit rows go: a queue drained by a writer task.
+#[derive(Debug, Clone)]
+pub(crate) struct Sink {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("audit message")
+    }
+}
+
+impl Sink {
+    /// A sink and the writer task's future (spawn it; it ends when every sink is dropped,
+    /// after writing what was queued).
+    pub(crate) fn new(
+        store: std::sync::Arc<std::sync::Mutex<Box<dyn ServerStore>>>,
+    ) -> (Sink, impl std::future::Future<Output = ()>) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+        let writer = async move {
+            while let Some(first) = rx.recv().await {
+                let mut rows = Vec::new();
+                let mut flushes = Vec::new();
+                let mut next = Some(first);
+                while let Some(msg) = next.take() {
+                    match msg {
+                        Msg::Row(r) => rows.push(r),
+                        Msg::Flush(done) => flushes.push(done),
+                    }
+                    if rows.len() < BATCH {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                if !rows.is_empty() {
+                    let store = store.clone();
+                    let written = tokio::task::spawn_blocking(move || {
+                        let mut s = store.lock().unwrap_or_else(|p| p.into_inner());
+                        s.append_audit(&rows)
+                    })
+                    .await;
+                    match written {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::error!(error = %e, "cannot write the audit log"),
+                        Err(e) => tracing::error!(error = %e, "cannot write the audit log"),
+                    }
+                }
+                for done in flushes {
+                    let _ = done.send(());
+                }
+            }
+        };
+        (Sink { tx }, writer)
+    }
+
+    fn push(&self, row: AuditEntry) {
+        if self.tx.send(Msg::Row(row)).is_err() {
+            tracing::error!("the audit writer has stopped; a row is lost");
+        }
+    }
+
+    /// Waits until every row queued before this call is written.
+    pub(crate) async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
 
 /// The request-header bytes accepted (names and values together).
 const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -105,11 +189,8 @@ pub(crate) async fn middleware(
             source: note.source.map(str::to_string),
             status,
         };
-        if let Err(e) = state
-            .with_store(move |s| s.append_audit(std::slice::from_ref(&entry)))
-            .await
-        {
-            tracing::error!(error = %e, "cannot write the audit log");
+        if let Some(sink) = state.audit_sink() {
+            sink.push(entry);
         }
     }
     resp

@@ -122,7 +122,9 @@ impl ServeOptions {
 /// What every handler shares.
 pub(crate) struct AppState {
     pub runtime: Runtime,
-    pub store: Mutex<Box<dyn ServerStore>>,
+    pub store: Arc<Mutex<Box<dyn ServerStore>>>,
+    /// The audit log's queue; taken (closed) when the server stops.
+    pub audit: Mutex<Option<audit::Sink>>,
     pub reader: Mutex<Box<dyn StoreRead>>,
     pub roles: auth::Roles,
     pub cache: cache::Coalescer,
@@ -161,6 +163,11 @@ impl AppState {
         })
     }
 
+    /// The audit log's sink, while the server runs.
+    pub(crate) fn audit_sink(&self) -> Option<audit::Sink> {
+        self.audit.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Runs `f` with the store's read handle on a blocking thread.
     pub(crate) async fn with_reader<T: Send + 'static>(
         self: &Arc<Self>,
@@ -187,6 +194,7 @@ impl AppState {
 pub struct Server {
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
+    audit_writer: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -217,12 +225,15 @@ impl Server {
             }
         }
         let reader = runtime.with_store(|s| s.reader()).map_err(Error::other)?;
+        let store = Arc::new(Mutex::new(store));
+        let (sink, writer) = audit::Sink::new(store.clone());
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
             .map_err(|e| Error::permanent(format!("cannot listen on {}: {e}", options.listen)))?;
         let state = Arc::new(AppState {
             runtime,
-            store: Mutex::new(store),
+            store: store.clone(),
+            audit: Mutex::new(Some(sink)),
             reader: Mutex::new(reader),
             roles,
             cache: cache::Coalescer::default(),
@@ -234,7 +245,11 @@ impl Server {
             stopping: std::sync::atomic::AtomicBool::new(false),
             stop_notify: tokio::sync::Notify::new(),
         });
-        Ok(Server { state, listener })
+        Ok(Server {
+            state,
+            listener,
+            audit_writer: Some(tokio::spawn(writer)),
+        })
     }
 
     /// Creates a token called `name` for `role` (a `[roles.NAME]` the servers' kye.toml
@@ -298,6 +313,7 @@ impl Server {
         let state = self.state.clone();
         let app = router(state.clone());
         let addr = self.local_addr()?;
+        let audit_writer = self.audit_writer;
         tracing::info!(%addr, "kye serve listening");
         let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
         let serve = axum::serve(self.listener, app).with_graceful_shutdown(async move {
@@ -329,6 +345,11 @@ impl Server {
         handles.push(refresher);
         for h in handles {
             let _ = tokio::time::timeout(grace, h).await;
+        }
+        // The audit rows still queued are written before the server returns.
+        drop(state.audit.lock().unwrap_or_else(|p| p.into_inner()).take());
+        if let Some(w) = audit_writer {
+            let _ = tokio::time::timeout(grace, w).await;
         }
         tracing::info!("kye serve stopped");
         served.map_err(|e| Error::permanent(format!("the server failed: {e}")))
