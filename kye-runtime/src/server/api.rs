@@ -693,11 +693,11 @@ pub(crate) async fn start_run(State(state): St, headers: HeaderMap, body: Bytes)
             }
         }
     });
-    state
-        .backfills
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(handle);
+    {
+        let mut running = state.backfills.lock().unwrap_or_else(|p| p.into_inner());
+        running.retain(|h| !h.is_finished());
+        running.push(handle);
+    }
     tokio::select! {
         Ok(id) = rx => answer(
             StatusCode::ACCEPTED,

@@ -74,6 +74,19 @@ impl Fixture {
         extra_config: &str,
         secrets: kye_runtime::Secrets,
     ) -> Fixture {
+        let store = format!("sqlite:{}", dir.path().join("kye.db").display());
+        Fixture::start_on(source, base_url, dir, &store, extra_config, secrets).await
+    }
+
+    /// [`Fixture::start_with`] on the store `store_spec` (SQLite or PostgreSQL).
+    pub async fn start_on(
+        source: TestServer,
+        base_url: &str,
+        dir: tempfile::TempDir,
+        store_spec: &str,
+        extra_config: &str,
+        secrets: kye_runtime::Secrets,
+    ) -> Fixture {
         let db = dir.path().join("kye.db");
         let mut config = common::config(base_url, 4);
         let roles =
@@ -88,12 +101,11 @@ impl Fixture {
             .config(config)
             .env(Vec::new())
             .secrets(secrets)
-            .store(format!("sqlite:{}", db.display()))
+            .store(store_spec)
             .handle_ctrl_c(false)
             .build()
             .unwrap();
-        let mut store =
-            open_server_store(&format!("sqlite:{}", db.display()).parse().unwrap()).unwrap();
+        let mut store = open_server_store(&store_spec.parse().unwrap()).unwrap();
         let mut tokens = std::collections::HashMap::new();
         for (name, role) in [
             ("reader", "reader"),
@@ -720,6 +732,81 @@ async fn stale_records_are_refreshed_in_the_background_and_freshness_is_reported
     let (_, _, body) = f.get(Some("nobody"), "/v1/freshness").await;
     assert_eq!(body, json!({"models": []}));
     f.stop().await;
+}
+
+/// The same server on PostgreSQL: tokens, read-through and the audit log in the warehouse
+/// (skipped, saying so, when nothing answers at `KYE_TEST_POSTGRES`, outside CI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_runs_on_postgresql_too() {
+    let url = std::env::var("KYE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+    let schema = format!("kye_serve_{}", std::process::id());
+    // The blocking client runs its own runtime: only ever on a thread of its own.
+    let u = url.clone();
+    let reachable =
+        std::thread::spawn(move || postgres::Client::connect(&u, postgres::NoTls).map(drop))
+            .join()
+            .unwrap();
+    match reachable {
+        Ok(()) => {}
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true: PostgreSQL at {url} does not answer: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping: nothing answers at {url} ({e})");
+            return;
+        }
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let spec = format!("{url}{sep}schema={schema}");
+    let source = source().await;
+    let base = source.base_url().to_string();
+    let f = Fixture::start_on(
+        source,
+        &base,
+        tempfile::tempdir().unwrap(),
+        &spec,
+        "",
+        kye_runtime::Secrets::empty(),
+    )
+    .await;
+    assert_eq!(
+        f.get(Some("revoked"), "/v1/models/Pokemon/records?id=3")
+            .await
+            .0,
+        401
+    );
+    assert_eq!(f.upstream(), 0);
+    let (s, _, body) = f
+        .get(Some("fetcher"), "/v1/models/Pokemon/records?id=3")
+        .await;
+    assert_eq!((s, &body["source"]), (200, &json!("fetched")), "{body}");
+    let (s, _, body) = f
+        .get(Some("reader"), "/v1/models/Pokemon/records?id=3&max_age=1h")
+        .await;
+    assert_eq!((s, &body["source"]), (200, &json!("store")), "{body}");
+    assert_eq!(body["record"], common::expected_record(3), "{body}");
+    assert_eq!(f.upstream(), 1);
+    let (s, _, body) = f.get(Some("ops"), "/v1/audit").await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["audit"].as_array().unwrap().len(), 3, "{body}");
+    f.stop().await;
+    let tokens: i64 = std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let n = c
+            .query_one(
+                &format!("SELECT count(*) FROM \"{schema}\"._kye_tokens"),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .unwrap();
+        n
+    })
+    .join()
+    .unwrap();
+    assert_eq!(tokens, 6);
 }
 
 #[allow(dead_code)]
