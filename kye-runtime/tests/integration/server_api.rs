@@ -106,6 +106,15 @@ impl Fixture {
             .build()
             .unwrap();
         let mut store = open_server_store(&store_spec.parse().unwrap()).unwrap();
+        // A store served before (a restart) keeps its tokens: new ones get new names.
+        let earlier = store.tokens().unwrap().len();
+        let named = |name: &str| {
+            if earlier == 0 {
+                name.to_string()
+            } else {
+                format!("{name}-{earlier}")
+            }
+        };
         let mut tokens = std::collections::HashMap::new();
         for (name, role) in [
             ("reader", "reader"),
@@ -116,14 +125,16 @@ impl Fixture {
         ] {
             tokens.insert(
                 name,
-                Server::issue_token(store.as_mut(), name, role, None).unwrap(),
+                Server::issue_token(store.as_mut(), &named(name), role, None).unwrap(),
             );
         }
-        store.revoke_token("revoked", Timestamp::now()).unwrap();
+        store
+            .revoke_token(&named("revoked"), Timestamp::now())
+            .unwrap();
         let past = Timestamp::from_unix_millis(Timestamp::now().unix_millis() - 1000);
         tokens.insert(
             "expired",
-            Server::issue_token(store.as_mut(), "expired", "fetcher", Some(past)).unwrap(),
+            Server::issue_token(store.as_mut(), &named("expired"), "fetcher", Some(past)).unwrap(),
         );
         let options = ServeOptions::new("127.0.0.1:0".parse().unwrap())
             .with_config(runtime.context().settings())
@@ -807,6 +818,143 @@ async fn the_server_runs_on_postgresql_too() {
     .join()
     .unwrap();
     assert_eq!(tokens, 6);
+}
+
+/// 300 Pokémon, each after 10 ms: a backfill long enough to kill the server in.
+async fn slow_source() -> TestServer {
+    use kye_runtime::testing::{Fault, Routes};
+    let routes = Routes::new().generate("/pokemon/", |rest| {
+        let id: i64 = rest.trim_end_matches('/').parse().ok()?;
+        (1..=300).contains(&id).then(|| {
+            Route::json(common::doc(id).to_string()).always(Fault::Stall(Duration::from_millis(10)))
+        })
+    });
+    TestServer::start(routes).await.unwrap()
+}
+
+const KILL_REQUEST: &str = r#"{"request": "Pokemon.id in 1..=300"}"#;
+
+/// kill -9 of the server in the middle of a backfill started through the API; a new server on
+/// the same store is asked for the same backfill: it resumes the killed run, and every key is
+/// stored exactly once.
+#[test]
+fn a_backfill_of_a_server_killed_mid_run_resumes_on_restart_with_each_key_once() {
+    let rt = common::child_tokio();
+    let source = rt.block_on(slow_source());
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("kye.db");
+    let name = common::test_name(module_path!(), "child_serving_a_backfill");
+    let mut child = common::spawn_self(
+        &name,
+        &[
+            ("KYE_TEST_SERVE_DB", db.display().to_string()),
+            ("KYE_TEST_SERVE_BASE", source.base_url().to_string()),
+        ],
+    );
+    // Killed once it has stored some keys, well before all.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the child stored nothing in 60 s"
+        );
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the child ended before the kill: {status} {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let stored =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .and_then(|c| {
+                    c.query_row(r#"SELECT count(*) FROM "Pokemon""#, [], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                })
+                .unwrap_or(0);
+        if stored >= 20 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    let (killed_rows, _, _, _) = common::sqlite_facts(&db);
+    assert!(killed_rows < 300, "the backfill ended before the kill");
+
+    rt.block_on(async {
+        let base = source.base_url().to_string();
+        let store = format!("sqlite:{}", db.display());
+        let f = Fixture::start_on(
+            source,
+            &base,
+            dir,
+            &store,
+            "",
+            kye_runtime::Secrets::empty(),
+        )
+        .await;
+        let (s, _, body) = f.post("ops", "/v1/runs", KILL_REQUEST).await;
+        assert_eq!(s, 202, "{body}");
+        let id = body["id"].as_i64().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let run = loop {
+            let (_, _, body) = f.get(Some("ops"), &format!("/v1/runs/{id}")).await;
+            if body["run"]["status"] != "running" {
+                break body;
+            }
+            assert!(Instant::now() < deadline, "{body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(run["run"]["status"], "completed", "{run}");
+        assert!(
+            run["run"]["resumed_from"].is_i64(),
+            "the run did not resume the killed one: {run}"
+        );
+        let skipped = run["run"]["counts"]["skipped"].as_i64().unwrap();
+        assert!(skipped >= killed_rows, "{run}");
+        let db = f.db.clone();
+        let _dir = f.stop().await;
+        let (rows, distinct, children, check) = common::sqlite_facts(&db);
+        assert_eq!(check, "ok");
+        assert_eq!((rows, distinct), (300, 300), "each key exactly once");
+        assert_eq!(children, common::expected_children(1..=300));
+    });
+}
+
+#[test]
+#[ignore = "child process helper"]
+fn child_serving_a_backfill() {
+    let (Ok(db), Ok(base)) = (
+        std::env::var("KYE_TEST_SERVE_DB"),
+        std::env::var("KYE_TEST_SERVE_BASE"),
+    ) else {
+        return;
+    };
+    let rt = common::child_tokio();
+    rt.block_on(async {
+        let db = PathBuf::from(db);
+        let dir = tempfile::tempdir().unwrap();
+        // The fixture's source is unused: the fetcher reads from the parent's.
+        let unused = TestServer::start(kye_runtime::testing::Routes::new())
+            .await
+            .unwrap();
+        let store = format!("sqlite:{}", db.display());
+        let f = Fixture::start_on(
+            unused,
+            &base,
+            dir,
+            &store,
+            "",
+            kye_runtime::Secrets::empty(),
+        )
+        .await;
+        let (s, _, body) = f.post("ops", "/v1/runs", KILL_REQUEST).await;
+        assert_eq!(s, 202, "{body}");
+        // Serves until killed (bounded: the parent kills it within a minute).
+        tokio::time::sleep(Duration::from_secs(120)).await;
+    });
 }
 
 #[allow(dead_code)]
