@@ -326,6 +326,7 @@ pub(crate) async fn records(
     headers: HeaderMap,
 ) -> Response {
     let mut note = Note::new("read");
+    let asked = Timestamp::now();
     let caller = match authenticate(&state, &headers, &mut note).await {
         Ok(c) => c,
         Err(r) => return *r,
@@ -444,9 +445,26 @@ pub(crate) async fn records(
     let runtime = state.runtime.clone();
     let text = request.to_string();
     let cache_key = format!("{model}:{key_text}");
+    let (leader, m, k) = (state.clone(), model.clone(), index.clone());
     let (outcome, _ran) = state
         .cache
         .fetch(&cache_key, || async move {
+            // Stored by another request's fetch between this request's look at the store and
+            // now: when it answers this request (fresh within max_age, or stored since this
+            // request began), no second fetch.
+            let since = leader
+                .with_reader(move |r| match r.last_stored(&m, &k)? {
+                    Some(at)
+                        if at >= asked || max_age.is_none_or(|m| at.age(Timestamp::now()) <= m) =>
+                    {
+                        Ok(r.record(&m, &k)?.map(|rec| (at, rec)))
+                    }
+                    _ => Ok(None),
+                })
+                .await;
+            if let Ok(Some((at, record))) = since {
+                return Fetched::Recent { record, at };
+            }
             match runtime.get(&text).await {
                 Ok(GetResult::Stored { record, run, .. }) => Fetched::Stored { record, run: run.0 },
                 Ok(GetResult::Rejected { errors, run, .. }) => Fetched::Rejected {
@@ -461,6 +479,22 @@ pub(crate) async fn records(
         })
         .await;
     match outcome {
+        Fetched::Recent { record, at } => {
+            note.source = Some("store");
+            answer(
+                StatusCode::OK,
+                found(
+                    &model,
+                    &index,
+                    "store",
+                    at.age(Timestamp::now()),
+                    at,
+                    record,
+                    false,
+                ),
+                note,
+            )
+        }
         Fetched::Stored { record, run } => {
             let mut body = found(
                 &model,

@@ -14,6 +14,11 @@ use tokio::sync::OnceCell;
 pub(crate) enum Fetched {
     /// Fetched, valid, stored.
     Stored { record: Value, run: i64 },
+    /// Stored by another request's fetch since this one began: no fetch needed.
+    Recent {
+        record: Value,
+        at: crate::store::Timestamp,
+    },
     /// The payload failed validation (nothing stored).
     Rejected { errors: Vec<String>, run: i64 },
     /// The source has no such key.

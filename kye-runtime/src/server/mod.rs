@@ -119,13 +119,19 @@ impl ServeOptions {
     }
 }
 
+/// Read handles a server keeps on its store.
+const READERS: usize = 4;
+
 /// What every handler shares.
 pub(crate) struct AppState {
     pub runtime: Runtime,
+    /// Token lookups and the audit log's reads (the audit writer has a connection of its own).
     pub store: Arc<Mutex<Box<dyn ServerStore>>>,
     /// The audit log's queue; taken (closed) when the server stops.
     pub audit: Mutex<Option<audit::Sink>>,
-    pub reader: Mutex<Box<dyn StoreRead>>,
+    /// Read handles of the runtime's store, used in turn (a record read takes one).
+    pub readers: Vec<Mutex<Box<dyn StoreRead>>>,
+    pub next_reader: std::sync::atomic::AtomicUsize,
     pub roles: auth::Roles,
     pub cache: cache::Coalescer,
     pub limiter: limit::RateLimiter,
@@ -177,7 +183,18 @@ impl AppState {
     ) -> std::result::Result<T, crate::store::StoreError> {
         let state = self.clone();
         tokio::task::spawn_blocking(move || {
-            let reader = state.reader.lock().unwrap_or_else(|p| p.into_inner());
+            // The first free handle from a rotating start, else wait for that start's.
+            let n = state.readers.len();
+            let start = state
+                .next_reader
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let free = (0..n).find_map(|i| state.readers[(start + i) % n].try_lock().ok());
+            let reader = match free {
+                Some(r) => r,
+                None => state.readers[start % n]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()),
+            };
             f(reader.as_ref())
         })
         .await
@@ -224,9 +241,13 @@ impl Server {
                 )));
             }
         }
-        let reader = runtime.with_store(|s| s.reader()).map_err(Error::other)?;
+        let readers = (0..READERS)
+            .map(|_| runtime.with_store(|s| s.reader()).map(Mutex::new))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(Error::other)?;
+        let writer_store = store.another().map_err(Error::other)?;
         let store = Arc::new(Mutex::new(store));
-        let (sink, writer) = audit::Sink::new(store.clone());
+        let (sink, writer) = audit::Sink::new(Arc::new(Mutex::new(writer_store)));
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
             .map_err(|e| Error::permanent(format!("cannot listen on {}: {e}", options.listen)))?;
@@ -234,7 +255,8 @@ impl Server {
             runtime,
             store: store.clone(),
             audit: Mutex::new(Some(sink)),
-            reader: Mutex::new(reader),
+            readers,
+            next_reader: std::sync::atomic::AtomicUsize::new(0),
             roles,
             cache: cache::Coalescer::default(),
             limiter: limit::RateLimiter::new(options.rate_limit),

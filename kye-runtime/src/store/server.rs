@@ -100,6 +100,10 @@ pub trait ServerStore: Send {
 
     /// The newest `limit` audit rows, newest first.
     fn audit(&mut self, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Another connection to the same tables (a server looks tokens up on one while it
+    /// writes the audit log on another).
+    fn another(&self) -> Result<Box<dyn ServerStore>, StoreError>;
 }
 
 /// Opens the server's tables in the store of `spec`, creating them if needed. The directory

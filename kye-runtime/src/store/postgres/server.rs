@@ -230,6 +230,10 @@ impl ServerStore for PgServerStore {
         })
     }
 
+    fn another(&self) -> Result<Box<dyn ServerStore>, StoreError> {
+        Ok(Box::new(PgServerStore::open(&self.conn.spec)?))
+    }
+
     fn audit(&mut self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let limit = limit.min(i64::MAX as usize) as i64;
         let rows = self.conn.run(move |s| {

@@ -263,6 +263,10 @@ impl ServerStore for SqliteServerStore {
         tx.commit().map_err(err)
     }
 
+    fn another(&self) -> Result<Box<dyn ServerStore>, StoreError> {
+        Ok(Box::new(SqliteServerStore::open(&self.path)?))
+    }
+
     fn audit(&mut self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let err = self.err();
         let mut st = self
