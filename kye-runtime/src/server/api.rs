@@ -372,15 +372,22 @@ pub(crate) async fn records(
     let mut index = candidates[0].clone();
     let key_text = index.canonical();
     note.key = Some(key_text.clone());
-    // The store first.
+    // The store first. A record read before is reused while the store says it was stored at
+    // the same time (the memo never answers what the store would not).
     let m = model.clone();
+    let memo = state.clone();
     let stored = state
         .with_reader(move |r| {
             for k in candidates {
                 let Some(at) = r.last_stored(&m, &k)? else {
                     continue;
                 };
+                let memo_key = format!("{m}:{}", k.canonical());
+                if let Some(rec) = memo.memo.get(&memo_key, at) {
+                    return Ok(Some((at, rec, k)));
+                }
                 if let Some(rec) = r.record(&m, &k)? {
+                    memo.memo.put(memo_key, at, &rec);
                     return Ok(Some((at, rec, k)));
                 }
             }

@@ -1,6 +1,10 @@
 //! The read-through cache's one rule beyond "fresh in the store": concurrent identical
 //! requests share one upstream fetch. The first request for a key runs the fetch; those that
 //! arrive while it runs wait for its outcome instead of fetching again.
+//!
+//! And a [`Memo`] of records read from the store, keyed by model, key and the time the store
+//! says the record was stored: a cached read asks the store only that time (an indexed
+//! lookup) instead of assembling the record again from its tables.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,6 +32,35 @@ pub(crate) enum Fetched {
 }
 
 type Cell = Arc<OnceCell<Fetched>>;
+
+/// Records kept at most; past that the memo starts over (cheap, and bounded).
+const MEMO_MAX: usize = 10_000;
+
+/// Records read from the store, by `Model:{key}`, with the time they were stored.
+#[derive(Debug, Default)]
+pub(crate) struct Memo {
+    records: Mutex<HashMap<String, (crate::store::Timestamp, Arc<Value>)>>,
+}
+
+impl Memo {
+    /// The record of `key` if the memo holds the one stored at `at`.
+    pub(crate) fn get(&self, key: &str, at: crate::store::Timestamp) -> Option<Value> {
+        let map = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(key) {
+            Some((t, rec)) if *t == at => Some(Value::clone(rec)),
+            _ => None,
+        }
+    }
+
+    /// Remembers the record of `key` stored at `at`.
+    pub(crate) fn put(&self, key: String, at: crate::store::Timestamp, record: &Value) {
+        let mut map = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MEMO_MAX && !map.contains_key(&key) {
+            map.clear();
+        }
+        map.insert(key, (at, Arc::new(record.clone())));
+    }
+}
 
 /// Fetches in flight, by key (`Model:{"edge":value}`).
 #[derive(Debug, Default)]

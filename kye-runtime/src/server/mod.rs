@@ -134,6 +134,7 @@ pub(crate) struct AppState {
     pub next_reader: std::sync::atomic::AtomicUsize,
     pub roles: auth::Roles,
     pub cache: cache::Coalescer,
+    pub memo: cache::Memo,
     pub limiter: limit::RateLimiter,
     pub options: ServeOptions,
     /// Backfills started through the API, stopped (resumable) at shutdown.
@@ -145,10 +146,14 @@ pub(crate) struct AppState {
     /// Set when the server stops; the refresher ends.
     pub stopping: std::sync::atomic::AtomicBool,
     pub stop_notify: tokio::sync::Notify,
+    /// The store is a local SQLite file: its calls run on the request's own task.
+    pub local: bool,
 }
 
 impl AppState {
-    /// Runs `f` with the server's store on a blocking thread.
+    /// Runs `f` with the server's store: right here on SQLite (an indexed read of a local
+    /// file takes microseconds, less than a hop to a blocking thread), on a blocking thread
+    /// for a server store across the network.
     pub(crate) async fn with_store<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&mut dyn ServerStore) -> std::result::Result<T, crate::store::StoreError>
@@ -156,12 +161,14 @@ impl AppState {
             + 'static,
     ) -> std::result::Result<T, crate::store::StoreError> {
         let state = self.clone();
-        tokio::task::spawn_blocking(move || {
+        let run = move || {
             let mut store = state.store.lock().unwrap_or_else(|p| p.into_inner());
             f(store.as_mut())
-        })
-        .await
-        .unwrap_or_else(|e| {
+        };
+        if self.local {
+            return run();
+        }
+        tokio::task::spawn_blocking(run).await.unwrap_or_else(|e| {
             Err(crate::store::StoreError::Corrupt {
                 path: "server store".into(),
                 message: format!("a store task failed: {e}"),
@@ -174,7 +181,8 @@ impl AppState {
         self.audit.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Runs `f` with the store's read handle on a blocking thread.
+    /// Runs `f` with one of the store's read handles (here or on a blocking thread, as
+    /// [`AppState::with_store`]).
     pub(crate) async fn with_reader<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&dyn StoreRead) -> std::result::Result<T, crate::store::StoreError>
@@ -182,7 +190,7 @@ impl AppState {
             + 'static,
     ) -> std::result::Result<T, crate::store::StoreError> {
         let state = self.clone();
-        tokio::task::spawn_blocking(move || {
+        let run = move || {
             // The first free handle from a rotating start, else wait for that start's.
             let n = state.readers.len();
             let start = state
@@ -196,9 +204,11 @@ impl AppState {
                     .unwrap_or_else(|p| p.into_inner()),
             };
             f(reader.as_ref())
-        })
-        .await
-        .unwrap_or_else(|e| {
+        };
+        if self.local {
+            return run();
+        }
+        tokio::task::spawn_blocking(run).await.unwrap_or_else(|e| {
             Err(crate::store::StoreError::Corrupt {
                 path: "store reader".into(),
                 message: format!("a store task failed: {e}"),
@@ -245,6 +255,7 @@ impl Server {
             .map(|_| runtime.with_store(|s| s.reader()).map(Mutex::new))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(Error::other)?;
+        let local = runtime.with_store(|s| s.kind() == "sqlite");
         let writer_store = store.another().map_err(Error::other)?;
         let store = Arc::new(Mutex::new(store));
         let (sink, writer) = audit::Sink::new(Arc::new(Mutex::new(writer_store)));
@@ -259,6 +270,7 @@ impl Server {
             next_reader: std::sync::atomic::AtomicUsize::new(0),
             roles,
             cache: cache::Coalescer::default(),
+            memo: cache::Memo::default(),
             limiter: limit::RateLimiter::new(options.rate_limit),
             options,
             backfills: Mutex::new(Vec::new()),
@@ -266,6 +278,7 @@ impl Server {
             next_refresh: Mutex::new(None),
             stopping: std::sync::atomic::AtomicBool::new(false),
             stop_notify: tokio::sync::Notify::new(),
+            local,
         });
         Ok(Server {
             state,
