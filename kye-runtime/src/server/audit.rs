@@ -163,6 +163,15 @@ pub(crate) async fn middleware(
     } else {
         next.run(req).await
     };
+    let mut resp = resp;
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        // The body was not read: the connection cannot carry another request. Say so, or a
+        // client reusing it sends its next request into a closing socket.
+        resp.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
     let status = resp.status().as_u16();
     let note = resp
         .extensions()
