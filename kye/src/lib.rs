@@ -45,7 +45,7 @@
 //!   under `[dev-dependencies]`.
 //! * `server` (default): `serve`, `token`, `secret` and `audit` on the command line and
 //!   `kye::Server` (the HTTP API over the store, with tokens, roles, sealed secrets and an
-//!   audit log; `docs/serving.md`). Needs `cli`; builds axum and tower-http.
+//!   audit log; `docs/serving.md`); the subcommands with `cli`. Builds axum and tower-http.
 //! * `postgres`: the PostgreSQL store (`--db postgres://...`, `kye::store::PgStore`).
 
 #![warn(missing_docs)]

@@ -162,11 +162,13 @@ impl Roles {
         self.0.get(name)
     }
 
+    #[cfg(any(test, feature = "cli"))]
     pub(crate) fn names(&self) -> Vec<&str> {
         self.0.keys().map(String::as_str).collect()
     }
 
     /// An error for a role that kye.toml does not define.
+    #[cfg(any(test, feature = "cli"))]
     pub(crate) fn unknown(&self, name: &str) -> Error {
         let known = self.names();
         Error::permanent(format!(
