@@ -52,6 +52,9 @@ pub enum SealError {
     /// The operating system gave no random bytes.
     #[error("no random bytes from the operating system: {0}")]
     Random(String),
+    /// The cipher refused to seal the value (longer than XChaCha20-Poly1305 allows).
+    #[error("secret {0} cannot be sealed: the value is too long")]
+    TooLong(String),
 }
 
 /// A 256-bit master key. `Debug` shows its id only.
@@ -165,7 +168,7 @@ impl MasterKey {
                     aad: name.as_bytes(),
                 },
             )
-            .map_err(|_| SealError::Random("the cipher refused the value".into()))?;
+            .map_err(|_| SealError::TooLong(name.to_string()))?;
         Ok(SealedSecret {
             name: name.to_string(),
             nonce: nonce.to_vec(),
