@@ -21,6 +21,8 @@
 //!   (a batch fetcher, `#[kye::get(InBatch.id, batch = 50)]`): requests and wall time.
 //! - `parse`: the ways of mapping one document, on the same documents in one process
 //!   (`parse.rs`).
+//! - `api [SECONDS] [CONNECTIONS]`: cached reads through `kye serve` against a bare axum
+//!   handler, and the token lookup's cost (`api.rs`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -33,6 +35,7 @@ use kye::testing::{Fixtures, Route, TestServer};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+mod api;
 /// The Pokémon example's own mapping (for `kye-bench parse`).
 #[path = "../../examples/pokemon/mapping.rs"]
 #[allow(dead_code)]
@@ -539,6 +542,7 @@ fn usage() -> String {
      [--example-before PATH] [--scale N,N] [--rows N] [--doc-bytes B] [--concurrency C] \
      [--only validate,fetch,scale]\n\
      \x20      kye-bench serve N real|BYTES | floor BASE N C [parse] | kye-fetch BASE N C DB | overhead N [listed] | batch N key|batch [LATENCY_MS] | pgstore N [URL] | transform N\n\
+     \x20      kye-bench api [SECONDS] [CONNECTIONS]\n\
      \x20      kye-bench parse [--docs M] [--rounds R] [--size real|BYTES] [--only WAY]"
         .to_string()
 }
@@ -582,6 +586,7 @@ fn main() -> ExitCode {
             }),
             Some("transform") => arg(&args, 1, "N").and_then(transform::transform),
             Some("run") => run::run(&args[1..]),
+            Some("api") => api::api(&args[1..]),
             Some("parse") => parse::parse(&args[1..]),
             _ => Err(usage().into()),
         };

@@ -24,8 +24,9 @@
 //! `kye`; `kye/tests/facade/public_api.rs` names each one through `kye::` paths.
 //!
 //! Cargo features: `cli` (default) builds the command line ([`cli`]) and the data readers it
-//! uses; `testing` builds the loopback test server (`testing`). A crate of fetchers needs
-//! neither.
+//! uses; `testing` builds the loopback test server (`testing`); `server` builds `kye serve`
+//! (`Server`, `ServeOptions`, `MasterKey`, and the server's tables in the store). A crate of
+//! fetchers needs none of them.
 
 #![warn(missing_docs)]
 #![deny(unnameable_types)]
@@ -53,6 +54,8 @@ mod registry;
 mod request;
 mod runtime;
 mod secrets;
+#[cfg(feature = "server")]
+mod server;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -88,5 +91,7 @@ pub use runtime::{
     TransformCounts, TransformSummary, DEFAULT_STORE, SUMMARY_EXAMPLES,
 };
 pub use secrets::{Secret, Secrets};
+#[cfg(feature = "server")]
+pub use server::{MasterKey, SealError, ServeOptions, Server, MASTER_KEY_ENV};
 pub use store::{KeyStatus, RunCounts, RunId, RunStatus};
 pub use transform::{TransformContext, TransformInput, TransformerRegistration};

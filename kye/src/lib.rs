@@ -43,6 +43,10 @@
 //! * `testing`: a loopback HTTP server and fixtures for testing fetchers (`kye::testing`);
 //!   enable it where your tests are, e.g. `kye = { version = "...", features = ["testing"] }`
 //!   under `[dev-dependencies]`.
+//! * `server` (default): `serve`, `token`, `secret` and `audit` on the command line and
+//!   `kye::Server` (the HTTP API over the store, with tokens, roles, sealed secrets and an
+//!   audit log; `docs/serving.md`); the subcommands with `cli`. Builds axum and tower-http.
+//! * `postgres`: the PostgreSQL store (`--db postgres://...`, `kye::store::PgStore`).
 
 #![warn(missing_docs)]
 

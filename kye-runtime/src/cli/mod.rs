@@ -14,6 +14,10 @@
 //!                                              stored records (table, JSON with nested edges)
 //!   runs [--limit N] | rejects [--run ID] | drift
 //!                                              run history, quarantined payloads, unknown fields
+//!   serve [--listen ADDR] [--master-key-file F]  the HTTP API (feature `server`)
+//!   token create NAME --role R [--expires 30d] | token list | token revoke NAME
+//!   secret set NAME (stdin) | secret list | secret rotate
+//!   audit [--limit N]                          the server's audit log
 //! ```
 //!
 //! Exit codes are a contract: `0` success, `65` the data has errors (EX_DATAERR: a payload was
@@ -102,6 +106,8 @@
 mod check;
 #[macro_use]
 mod common;
+#[cfg(feature = "server")]
+mod audit;
 mod drift;
 mod fetch;
 mod get;
@@ -110,7 +116,13 @@ mod progress;
 mod rejects;
 mod report;
 mod runs;
+#[cfg(feature = "server")]
+mod secret;
+#[cfg(feature = "server")]
+mod serve;
 mod show;
+#[cfg(feature = "server")]
+mod token;
 mod transform;
 mod validate;
 
@@ -121,6 +133,8 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub use crate::output::Format;
+#[cfg(feature = "server")]
+pub use audit::AuditArgs;
 pub use check::CheckArgs;
 pub use common::{load_config, open_reader, runtime_builder, store_spec};
 pub use drift::DriftArgs;
@@ -130,7 +144,13 @@ pub use get::GetArgs;
 pub use list::ListArgs;
 pub use rejects::RejectsArgs;
 pub use runs::RunsArgs;
+#[cfg(feature = "server")]
+pub use secret::{SecretArgs, SecretCommand, NEW_MASTER_KEY_ENV};
+#[cfg(feature = "server")]
+pub use serve::ServeArgs;
 pub use show::ShowArgs;
+#[cfg(feature = "server")]
+pub use token::{TokenArgs, TokenCommand};
 pub use transform::{
     exit_code as transform_exit_code, print_summary as print_transform_summary, TransformArgs,
 };
@@ -225,6 +245,18 @@ pub enum Command {
     Drift(DriftArgs),
     /// Run the transformers over stored records (only outputs whose inputs changed).
     Transform(TransformArgs),
+    /// Serve the store over HTTP: tokens, roles, read-through fetches (docs/serving.md).
+    #[cfg(feature = "server")]
+    Serve(ServeArgs),
+    /// API tokens of `serve`: create (printed once), list, revoke.
+    #[cfg(feature = "server")]
+    Token(TokenArgs),
+    /// Sealed secrets of `serve`: set (value from stdin), list (names only), rotate.
+    #[cfg(feature = "server")]
+    Secret(SecretArgs),
+    /// The audit log of `serve`, newest first.
+    #[cfg(feature = "server")]
+    Audit(AuditArgs),
 }
 
 impl Command {
@@ -241,6 +273,14 @@ impl Command {
             Command::Rejects(a) => a.run(g),
             Command::Drift(a) => a.run(g),
             Command::Transform(a) => a.run(g),
+            #[cfg(feature = "server")]
+            Command::Serve(a) => a.run(g),
+            #[cfg(feature = "server")]
+            Command::Token(a) => a.run(g),
+            #[cfg(feature = "server")]
+            Command::Secret(a) => a.run(g),
+            #[cfg(feature = "server")]
+            Command::Audit(a) => a.run(g),
         }
     }
 }

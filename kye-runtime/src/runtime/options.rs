@@ -1,9 +1,12 @@
 //! What a run is asked to do: the request text and its options ([`FetchRequest`]).
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::duration::parse as parse_duration;
 use crate::error::{Error, Result};
+use crate::store::RunId;
 
 /// What to fetch and how: the request text plus follow depth, freshness and resume options.
 #[derive(Debug, Clone)]
@@ -20,6 +23,18 @@ pub struct FetchRequest {
     pub resume: bool,
     /// Overrides `run.concurrency` for this run.
     pub concurrency: Option<usize>,
+    /// Called with the run's id once the store has recorded its start.
+    on_start: Option<OnStart>,
+}
+
+/// [`FetchRequest::on_start`]'s callback.
+#[derive(Clone)]
+struct OnStart(Arc<dyn Fn(RunId) + Send + Sync>);
+
+impl fmt::Debug for OnStart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OnStart(..)")
+    }
 }
 
 impl FetchRequest {
@@ -32,6 +47,21 @@ impl FetchRequest {
             refresh: false,
             resume: true,
             concurrency: None,
+            on_start: None,
+        }
+    }
+
+    /// Calls `f` with the run's id as soon as the store has recorded the run's start, before
+    /// any key is fetched (a server answers a started backfill with its id this way).
+    pub fn on_start(mut self, f: impl Fn(RunId) + Send + Sync + 'static) -> Self {
+        self.on_start = Some(OnStart(Arc::new(f)));
+        self
+    }
+
+    /// Tells the [`FetchRequest::on_start`] callback, if any, that run `run` started.
+    pub(crate) fn started(&self, run: RunId) {
+        if let Some(OnStart(f)) = &self.on_start {
+            f(run);
         }
     }
 

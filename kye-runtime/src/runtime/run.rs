@@ -250,6 +250,7 @@ impl Runtime {
             let run = store.begin_run(&new).map_err(Error::other)?;
             (run, resumed_from, resume_since, saved)
         };
+        opts.started(run);
         let span = tracing::info_span!("run", run = %run, request = %opts.request);
         span.in_scope(|| {
             tracing::info!(keys = requested, resumed_from = ?resumed_from, follow = opts.follow, "run started");

@@ -53,6 +53,8 @@ mod postgres;
 mod query;
 mod records;
 mod rules;
+#[cfg(feature = "server")]
+mod server;
 mod spec;
 mod sqlite;
 mod time;
@@ -63,10 +65,16 @@ mod values;
 pub use dir::{decode_file_name, encode_file_name, DirReader, DirStore};
 pub use error::StoreError;
 pub use key::{canonical_json, content_hash, IndexKey};
+#[cfg(all(feature = "server", feature = "postgres"))]
+pub use postgres::PgServerStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgReader, PgSpec, PgStore, SslMode};
 pub use query::{Filter, RecordQuery};
+#[cfg(feature = "server")]
+pub use server::{open_server_store, AuditEntry, SealedSecret, ServerStore, TokenRecord};
 pub use spec::StoreSpec;
+#[cfg(feature = "server")]
+pub use sqlite::SqliteServerStore;
 pub use sqlite::{SqliteReader, SqliteStore};
 pub use time::{ParseTimestampError, Timestamp};
 pub use traits::{StoreRead, StoreWrite};

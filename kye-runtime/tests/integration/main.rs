@@ -6,7 +6,8 @@
 //!   logs and bodies, scale;
 //! - `reliability_*`: hostile servers, kills, concurrent writers, giving up, hostile input;
 //! - `http_context`: `Context`'s HTTP helpers against a real server;
-//! - `testing_*`: the loopback test server itself (raw TCP, reqwest, fixtures).
+//! - `testing_*`: the loopback test server itself (raw TCP, reqwest, fixtures);
+//! - `server_*`: `kye serve` over HTTP (access, read-through, hostile input, secrets).
 //!
 //! Tests that kill a fetch mid-run start this binary again as a child running one
 //! `#[ignore = "child process helper"]` test (`common::spawn_self`, `common::test_name`).
@@ -27,6 +28,8 @@ mod runtime_pipeline;
 mod runtime_resume;
 mod runtime_scale;
 mod runtime_secrets;
+mod server_api;
+mod server_secrets;
 mod testing_fixtures;
 mod testing_reqwest;
 mod testing_server;

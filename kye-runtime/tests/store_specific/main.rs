@@ -2,10 +2,11 @@
 //! SQLite's typed columns, child row positions, foreign tables, locks through links, format
 //! versions and read-only directories; the directory store's file names, JSON lines and
 //! temporary files; PostgreSQL's names, password, foreign tables, concurrent writers and lost
-//! connections. Also how a spec picks a store.
+//! connections; the tables of `kye serve` (`server.rs`). Also how a spec picks a store.
 
 mod dir;
 mod pg;
+mod server;
 mod sqlite;
 
 use kye_runtime::store::*;

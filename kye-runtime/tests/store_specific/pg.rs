@@ -755,3 +755,26 @@ fn a_writer_sees_another_writers_dead_run_as_interrupted() {
         Some(RunStatus::Interrupted)
     );
 }
+
+#[test]
+fn the_servers_tables_are_shared_by_every_server_of_the_warehouse() {
+    let Some(mut pg) = Pg::new() else { return };
+    let token = crate::server::exercise(&pg.spec());
+    assert_eq!(pg.count("SELECT count(*) FROM S._kye_tokens"), 2);
+    assert_eq!(pg.count("SELECT count(*) FROM S._kye_audit"), 3);
+    // Neither the token nor a secret's value is in any row of the server's tables.
+    for table in ["_kye_tokens", "_kye_secrets", "_kye_audit"] {
+        let rows = pg.strings(&format!("SELECT t::text FROM S.{table} t"));
+        for row in rows {
+            assert!(
+                !row.contains(&token) && !row.contains(crate::server::VALUE),
+                "{table}: {row}"
+            );
+            assert!(!row.contains(&hex(crate::server::VALUE)), "{table}: {row}");
+        }
+    }
+}
+
+fn hex(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}

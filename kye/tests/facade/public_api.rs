@@ -204,6 +204,36 @@ fn store_surface(spec: &kye::store::StoreSpec) -> Result<(), kye::store::StoreEr
     Ok(())
 }
 
+/// `kye serve` (feature `server`, on by default): the server, its options, the master key,
+/// and the server's tables in a store.
+fn server_surface(
+    rt: kye::Runtime,
+    spec: &kye::store::StoreSpec,
+) -> Result<(), kye::store::StoreError> {
+    let mut store: Box<dyn kye::store::ServerStore> = kye::store::open_server_store(spec)?;
+    let key: Result<kye::MasterKey, kye::SealError> = kye::MasterKey::generate();
+    let sealed: Result<kye::store::SealedSecret, kye::SealError> = key
+        .as_ref()
+        .map_err(|_| kye::SealError::NoKey)
+        .and_then(|k| k.seal("N", b"v"));
+    let _ = sealed;
+    let _: Result<String, kye::Error> =
+        kye::Server::issue_token(store.as_mut(), "n", "r", Some(kye::store::Timestamp::now()));
+    let mut secrets = kye::Secrets::empty();
+    let _: Result<usize, kye::Error> =
+        kye::Server::open_sealed_secrets(store.as_mut(), key.as_ref().ok(), &mut secrets);
+    let _: Result<Vec<kye::store::TokenRecord>, _> = store.tokens();
+    let _: Result<Vec<kye::store::AuditEntry>, _> = store.audit(1);
+    let options = kye::ServeOptions::new("127.0.0.1:0".parse().expect("addr"))
+        .rate_limit(10)
+        .request_timeout(Duration::from_secs(1))
+        .max_body(1024)
+        .grace_period(Duration::from_secs(1));
+    let _bind = kye::Server::bind(rt, store, options);
+    let _: &str = kye::MASTER_KEY_ENV;
+    Ok(())
+}
+
 #[test]
 fn public_types_are_reachable_through_kye_paths() {
     // The functions above are the check (they must compile); calling what can run without a
@@ -227,6 +257,7 @@ fn public_types_are_reachable_through_kye_paths() {
     let _ = lineage_surface as fn(_) -> _;
     let _ = transform_context_surface as fn(_) -> _;
     let _ = transform_surface;
+    let _ = server_surface as fn(_, _) -> _;
     std::fs::remove_dir_all(&dir).expect("the scratch folder is removed");
 }
 

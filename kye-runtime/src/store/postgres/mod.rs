@@ -14,6 +14,8 @@ mod batch;
 mod convert;
 mod ddl;
 mod read;
+#[cfg(feature = "server")]
+mod server;
 mod tls;
 mod url;
 mod write;
@@ -29,6 +31,8 @@ use crate::store::layout::ModelLayout;
 use crate::store::traits::read_through;
 use crate::store::{RunId, StoreError};
 
+#[cfg(feature = "server")]
+pub use server::PgServerStore;
 pub use url::{PgSpec, SslMode};
 
 /// Version of kye's own tables, as for SQLite (`_kye_meta.format_version`).

@@ -10,6 +10,8 @@ mod batch;
 mod convert;
 mod ddl;
 mod read;
+#[cfg(feature = "server")]
+mod server;
 mod write;
 
 use std::collections::HashMap;
@@ -24,6 +26,9 @@ use crate::store::traits::read_through;
 use crate::store::StoreError;
 
 use ddl::ModelSql;
+
+#[cfg(feature = "server")]
+pub use server::SqliteServerStore;
 
 /// Version of kye's own tables in a database file; bumped (with a migration) when they change.
 /// 2: layouts may store value objects in child tables (`value_object` edges), which a kye

@@ -1,0 +1,856 @@
+//! The handlers of the HTTP API. Each authenticates first (a refused request never reaches
+//! the store's records or a source), checks the caller's role, and describes itself in an
+//! audit [`Note`]. Errors are JSON: `{"error": "...", "hint": "..."}`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::audit::{cut, Note};
+use super::auth::{hash_token, well_formed, Role};
+use super::cache::Fetched;
+use super::AppState;
+use crate::model::{Key, KeyValue};
+use crate::request::{Request, RequestErrorKind};
+use crate::runtime::{FetchRequest, GetResult};
+use crate::store::{IndexKey, RunId, Timestamp};
+
+type St = State<Arc<AppState>>;
+
+/// The caller a valid token stands for.
+pub(crate) struct Caller {
+    pub name: String,
+    pub role: Role,
+}
+
+/// A JSON answer with its audit note.
+fn answer(status: StatusCode, body: Value, note: Note) -> Response {
+    let mut resp = (status, Json(body)).into_response();
+    resp.extensions_mut().insert(note);
+    resp
+}
+
+fn error(
+    status: StatusCode,
+    message: impl Into<String>,
+    hint: Option<&str>,
+    note: Note,
+) -> Response {
+    let mut body = json!({ "error": message.into() });
+    if let Some(h) = hint {
+        body["hint"] = json!(h);
+    }
+    answer(status, body, note)
+}
+
+fn store_error(e: crate::store::StoreError, note: Note) -> Response {
+    tracing::error!(error = %e, "store error");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the warehouse could not answer",
+        Some("try again; the server's log has the cause"),
+        note,
+    )
+}
+
+/// Checks the bearer token and the rate limit. `Err` is the response to send.
+async fn authenticate(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    note: &mut Note,
+) -> Result<Caller, Box<Response>> {
+    check_token(state, headers, note).await.map_err(Box::new)
+}
+
+#[allow(clippy::result_large_err)] // boxed once, by `authenticate`
+async fn check_token(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    note: &mut Note,
+) -> Result<Caller, Response> {
+    let unauthorized = |message: &str, note: &Note| {
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            message,
+            Some("send `Authorization: Bearer kye_...` with a token from `token create`"),
+            note.clone(),
+        );
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        r
+    };
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(unauthorized("no token", note));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| well_formed(t));
+    let Some(token) = token else {
+        return Err(unauthorized("malformed token", note));
+    };
+    let hash = hash_token(token);
+    let found = match state.with_store(move |s| s.token_by_hash(&hash)).await {
+        Ok(found) => found,
+        Err(e) => return Err(store_error(e, note.clone())),
+    };
+    let Some(record) = found else {
+        return Err(unauthorized("unknown token", note));
+    };
+    note.token = Some(record.name.clone());
+    let now = Timestamp::now();
+    if let Some(at) = record.revoked {
+        return Err(unauthorized(
+            &format!("token {} was revoked at {at}", record.name),
+            note,
+        ));
+    }
+    if let Some(at) = record.expires.filter(|e| *e <= now) {
+        return Err(unauthorized(
+            &format!("token {} expired at {at}", record.name),
+            note,
+        ));
+    }
+    let Some(role) = state.roles.get(&record.role) else {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "token {}'s role {:?} is not defined in kye.toml",
+                record.name, record.role
+            ),
+            Some("ask an admin to define the role ([roles.NAME]) or issue a token of another role"),
+            note.clone(),
+        ));
+    };
+    if let Err(wait) = state.limiter.take(&record.name) {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("token {} is over its rate limit", record.name),
+            Some("wait for Retry-After seconds"),
+            note.clone(),
+        );
+        if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Err(r);
+    }
+    Ok(Caller {
+        name: record.name,
+        role: role.clone(),
+    })
+}
+
+fn forbidden(what: &str, note: Note) -> Response {
+    error(
+        StatusCode::FORBIDDEN,
+        what,
+        Some("ask an admin for a role that allows it ([roles.NAME] in kye.toml)"),
+        note,
+    )
+}
+
+pub(crate) async fn health() -> Response {
+    answer(StatusCode::OK, json!({"status": "ok"}), Note::new("health"))
+}
+
+pub(crate) async fn openapi() -> Response {
+    answer(
+        StatusCode::OK,
+        super::openapi::document(),
+        Note::new("openapi"),
+    )
+}
+
+pub(crate) async fn no_route() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no such route",
+        Some("GET /openapi.json lists the API"),
+        Note::new("no_route"),
+    )
+}
+
+pub(crate) async fn no_method() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this route",
+        Some("GET /openapi.json lists the API"),
+        Note::new("no_route"),
+    )
+}
+
+/// `GET /v1/models`: the models the caller may read, with what else it may do with each.
+pub(crate) async fn models(State(state): St, headers: HeaderMap) -> Response {
+    let mut note = Note::new("models");
+    let caller = match authenticate(&state, &headers, &mut note).await {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let models: Vec<Value> = state
+        .runtime
+        .registry()
+        .models()
+        .filter(|m| caller.role.read.allows(m.name()))
+        .map(|m| {
+            json!({
+                "name": m.name(),
+                "read": true,
+                "fetch": caller.role.fetch.allows(m.name()),
+                "backfill": caller.role.backfill.allows(m.name()),
+            })
+        })
+        .collect();
+    answer(StatusCode::OK, json!({ "models": models }), note)
+}
+
+/// `GET /v1/registry`: models and fetchers linked into the server (for any valid token).
+pub(crate) async fn registry(State(state): St, headers: HeaderMap) -> Response {
+    let mut note = Note::new("registry");
+    if let Err(r) = authenticate(&state, &headers, &mut note).await {
+        return *r;
+    }
+    let listing = crate::listing::Listing::new(state.runtime.registry());
+    match serde_json::from_str::<Value>(&listing.to_json()) {
+        Ok(v) => answer(StatusCode::OK, v, note),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None, note),
+    }
+}
+
+/// A key from query parameters: each value an integer when it reads as one and the index
+/// takes one, else a string. Returns the request to fetch it by (`None` when no fetcher
+/// serves that index: the key can still be read from the store) and the store keys to look
+/// for, in order. `Err` is a 4xx answer.
+fn resolve_key(
+    state: &AppState,
+    model: &str,
+    params: &[(String, String)],
+    note: &Note,
+) -> Result<(Option<Request>, Vec<IndexKey>), Box<Response>> {
+    key_of(state, model, params, note).map_err(Box::new)
+}
+
+#[allow(clippy::result_large_err)] // boxed once, by `resolve_key`
+fn key_of(
+    state: &AppState,
+    model: &str,
+    params: &[(String, String)],
+    note: &Note,
+) -> Result<(Option<Request>, Vec<IndexKey>), Response> {
+    if params.is_empty() {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("name a key of {model}: ?EDGE=VALUE (e.g. ?id=25)"),
+            None,
+            note.clone(),
+        ));
+    }
+    let edges: Vec<&str> = params.iter().map(|(e, _)| e.as_str()).collect();
+    let typed: Vec<KeyValue> = params
+        .iter()
+        .map(|(_, v)| match v.parse::<i64>() {
+            Ok(i) => KeyValue::Int(i),
+            Err(_) => KeyValue::String(v.clone()),
+        })
+        .collect();
+    let strings: Vec<KeyValue> = params
+        .iter()
+        .map(|(_, v)| KeyValue::String(v.clone()))
+        .collect();
+    let registry = state.runtime.registry();
+    let mut errors = Vec::new();
+    let mut unfetchable = Vec::new();
+    for values in [typed, strings] {
+        let request = Request::one(model, &edges, Key::new(values));
+        match registry.resolve(&request) {
+            Ok(resolved) => {
+                let index = IndexKey::new(
+                    resolved.fetcher().identifier.iter().copied(),
+                    request_values(&request),
+                );
+                return Ok((Some(request), vec![index]));
+            }
+            Err(e) if e.kind() == RequestErrorKind::NoFetcher => {
+                let index = IndexKey::new(edges.iter().copied(), request_values(&request));
+                if !unfetchable.contains(&index) {
+                    unfetchable.push(index);
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if !unfetchable.is_empty() {
+        return Ok((None, unfetchable));
+    }
+    let Some(e) = errors.pop() else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "no such key",
+            None,
+            note.clone(),
+        ));
+    };
+    let status = match e.kind() {
+        RequestErrorKind::UnknownModel => StatusCode::NOT_FOUND,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    Err(error(
+        status,
+        cut(&e.to_string(), 2000),
+        e.help_text(),
+        note.clone(),
+    ))
+}
+
+fn request_values(request: &Request) -> Vec<Value> {
+    match request.keys() {
+        crate::request::KeySpec::One(k) => k.values().iter().map(KeyValue::to_json).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `GET /v1/models/{model}/records?EDGE=VALUE[&max_age=1d]`: read-through.
+pub(crate) async fn records(
+    State(state): St,
+    model: Result<Path<String>, PathRejection>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let mut note = Note::new("read");
+    let asked = Timestamp::now();
+    let caller = match authenticate(&state, &headers, &mut note).await {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let (Ok(Path(model)), Ok(Query(params))) = (model, query) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the path or the query string does not decode",
+            None,
+            note,
+        );
+    };
+    note.model = Some(model.clone());
+    if !caller.role.read.allows(&model) {
+        return forbidden(
+            &format!("token {} may not read {}", caller.name, cut(&model, 100)),
+            note,
+        );
+    }
+    let mut max_age = None;
+    let mut key_params = Vec::new();
+    for (k, v) in params {
+        if k == "max_age" {
+            match crate::duration::parse(&v) {
+                Ok(d) => max_age = Some(d),
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("max_age: {e}"),
+                        Some("e.g. max_age=1d, 6h, 30m"),
+                        note,
+                    )
+                }
+            }
+        } else {
+            key_params.push((k, v));
+        }
+    }
+    let (request, candidates) = match resolve_key(&state, &model, &key_params, &note) {
+        Ok(k) => k,
+        Err(r) => return *r,
+    };
+    let mut index = candidates[0].clone();
+    let key_text = index.canonical();
+    note.key = Some(key_text.clone());
+    // The store first. A record read before is reused while the store says it was stored at
+    // the same time (the memo never answers what the store would not).
+    let m = model.clone();
+    let memo = state.clone();
+    let stored = state
+        .with_reader(move |r| {
+            for k in candidates {
+                let Some(at) = r.last_stored(&m, &k)? else {
+                    continue;
+                };
+                let memo_key = format!("{m}:{}", k.canonical());
+                if let Some(rec) = memo.memo.get(&memo_key, at) {
+                    return Ok(Some((at, rec, k)));
+                }
+                if let Some(rec) = r.record(&m, &k)? {
+                    memo.memo.put(memo_key, at, &rec);
+                    return Ok(Some((at, rec, k)));
+                }
+            }
+            Ok(None)
+        })
+        .await;
+    let stored = stored.map(|found| {
+        found.map(|(at, rec, k)| {
+            index = k;
+            (at, rec)
+        })
+    });
+    let stored = match stored {
+        Ok(s) => s,
+        Err(e) => return store_error(e, note),
+    };
+    let now = Timestamp::now();
+    if let Some((at, record)) = &stored {
+        let age = at.age(now);
+        if max_age.is_none_or(|m| age <= m) {
+            note.source = Some("store");
+            return answer(
+                StatusCode::OK,
+                found(&model, &index, "store", age, *at, record.clone(), false),
+                note,
+            );
+        }
+    }
+    let fetchable = request
+        .as_ref()
+        .filter(|_| caller.role.fetch.allows(&model));
+    let Some(request) = fetchable else {
+        let why = if request.is_some() {
+            format!("token {} may not fetch {model}", caller.name)
+        } else {
+            format!("no fetcher of {model} serves this index")
+        };
+        return match stored {
+            Some((at, record)) => {
+                note.source = Some("store");
+                answer(
+                    StatusCode::OK,
+                    found(&model, &index, "store", at.age(now), at, record, true),
+                    note,
+                )
+            }
+            None => {
+                note.source = Some("none");
+                error(
+                    StatusCode::NOT_FOUND,
+                    format!("{model} {key_text} is not stored, and {why}"),
+                    Some(
+                        "ask someone whose role may fetch it, or an admin for the fetch permission",
+                    ),
+                    note,
+                )
+            }
+        };
+    };
+    // The source, once for every concurrent caller of this key.
+    note.source = Some("fetched");
+    let runtime = state.runtime.clone();
+    let text = request.to_string();
+    let cache_key = format!("{model}:{key_text}");
+    let (leader, m, k) = (state.clone(), model.clone(), index.clone());
+    let (outcome, _ran) = state
+        .cache
+        .fetch(&cache_key, || async move {
+            // Stored by another request's fetch between this request's look at the store and
+            // now: when it answers this request (fresh within max_age, or stored since this
+            // request began), no second fetch.
+            let since = leader
+                .with_reader(move |r| match r.last_stored(&m, &k)? {
+                    Some(at)
+                        if at >= asked || max_age.is_none_or(|m| at.age(Timestamp::now()) <= m) =>
+                    {
+                        Ok(r.record(&m, &k)?.map(|rec| (at, rec)))
+                    }
+                    _ => Ok(None),
+                })
+                .await;
+            if let Ok(Some((at, record))) = since {
+                return Fetched::Recent { record, at };
+            }
+            match runtime.get(&text).await {
+                Ok(GetResult::Stored { record, run, .. }) => Fetched::Stored { record, run: run.0 },
+                Ok(GetResult::Rejected { errors, run, .. }) => Fetched::Rejected {
+                    errors: errors.iter().map(ToString::to_string).collect(),
+                    run: run.0,
+                },
+                Ok(GetResult::Missing { reason, run }) => Fetched::Missing { reason, run: run.0 },
+                Err(e) => Fetched::Failed {
+                    reason: e.to_string(),
+                },
+            }
+        })
+        .await;
+    match outcome {
+        Fetched::Recent { record, at } => {
+            note.source = Some("store");
+            answer(
+                StatusCode::OK,
+                found(
+                    &model,
+                    &index,
+                    "store",
+                    at.age(Timestamp::now()),
+                    at,
+                    record,
+                    false,
+                ),
+                note,
+            )
+        }
+        Fetched::Stored { record, run } => {
+            let mut body = found(
+                &model,
+                &index,
+                "fetched",
+                Duration::ZERO,
+                Timestamp::now(),
+                record,
+                false,
+            );
+            body["run"] = json!(run);
+            answer(StatusCode::OK, body, note)
+        }
+        Fetched::Rejected { errors, run } => answer(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({
+                "error": format!("the source's record of {model} {key_text} is invalid; it was quarantined, not stored"),
+                "errors": errors,
+                "run": run,
+                "hint": "GET /v1/rejects shows the payload; the source or the schema needs fixing",
+            }),
+            note,
+        ),
+        Fetched::Missing { reason, run } => answer(
+            StatusCode::NOT_FOUND,
+            json!({"error": format!("the source has no {model} {key_text}"), "reason": reason, "run": run}),
+            note,
+        ),
+        Fetched::Failed { reason } => answer(
+            StatusCode::BAD_GATEWAY,
+            json!({
+                "error": format!("the source of {model} could not be fetched: {}", cut(&reason, 1000)),
+                "hint": "the source is unreachable or refused kye's credentials: try again later; if it persists, an admin checks the source's status and the server's secrets (`secret list`)",
+            }),
+            note,
+        ),
+    }
+}
+
+fn found(
+    model: &str,
+    key: &IndexKey,
+    source: &str,
+    age: Duration,
+    at: Timestamp,
+    record: Value,
+    stale: bool,
+) -> Value {
+    let mut body = json!({
+        "model": model,
+        "key": key.to_object(),
+        "source": source,
+        "age_seconds": age.as_secs(),
+        "stored_at": at,
+        "record": record,
+    });
+    if stale {
+        body["stale"] = json!(true);
+    }
+    body
+}
+
+/// The model a request text names, if it parses.
+fn model_of(request: &str) -> Option<String> {
+    Request::parse(request).ok().map(|r| r.model().to_string())
+}
+
+fn limit_param(params: &[(String, String)], default: usize) -> usize {
+    params
+        .iter()
+        .find(|(k, _)| k == "limit")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(default)
+        .clamp(1, 1000)
+}
+
+/// `GET /v1/runs?limit=N`: runs of models the caller may read, newest first.
+pub(crate) async fn runs(
+    State(state): St,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let mut note = Note::new("runs.list");
+    let caller = match authenticate(&state, &headers, &mut note).await {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let params = query.map(|q| q.0).unwrap_or_default();
+    let limit = limit_param(&params, 50);
+    match state
+        .with_reader(move |r| r.runs(Some(limit.saturating_mul(4))))
+        .await
+    {
+        Ok(runs) => {
+            let runs: Vec<_> = runs
+                .into_iter()
+                .filter(|r| model_of(&r.request).is_some_and(|m| caller.role.read.allows(&m)))
+                .take(limit)
+                .collect();
+            answer(StatusCode::OK, json!({ "runs": runs }), note)
+        }
+        Err(e) => store_error(e, note),
+    }
+}
+
+/// `GET /v1/runs/{id}`: one run with its progress (key outcomes counted so far).
+pub(crate) async fn run(
+    State(state): St,
+    id: Result<Path<i64>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let mut note = Note::new("runs.get");
+    let caller = match authenticate(&state, &headers, &mut note).await {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let Ok(Path(id)) = id else {
+        return error(StatusCode::BAD_REQUEST, "a run id is a number", None, note);
+    };
+    note.key = Some(id.to_string());
+    let found = state
+        .with_reader(move |r| {
+            let Some(run) = r.run(RunId(id))? else {
+                return Ok(None);
+            };
+            let progress = r.outcome_counts(RunId(id))?;
+            Ok(Some((run, progress)))
+        })
+        .await;
+    match found {
+        Ok(Some((run, progress)))
+            if model_of(&run.request).is_some_and(|m| caller.role.read.allows(&m)) =>
+        {
+            note.model = model_of(&run.request);
+            answer(
+                StatusCode::OK,
+                json!({"run": run, "progress": progress}),
+                note,
+            )
+        }
+        Ok(_) => error(
+            StatusCode::NOT_FOUND,
+            format!("no run {id} that token {} may read", caller.name),
+            None,
+            note,
+        ),
+        Err(e) => store_error(e, note),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartRun {
+    request: String,
+    #[serde(default)]
+    follow: Option<Value>,
+}
+
+/// `POST /v1/runs {"request": "Pokemon.id in 1..=151", "follow": true}`: a backfill in the
+/// background; 202 with its id.
+pub(crate) async fn start_run(State(state): St, headers: HeaderMap, body: Bytes) -> Response {
+    let mut note = Note::new("runs.start");
+    let caller = match authenticate(&state, &headers, &mut note).await {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let start: StartRun = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not a run: {e}"),
+                Some(r#"send {"request": "Model.edge in 1..=10", "follow": true}"#),
+                note,
+            )
+        }
+    };
+    let follow = match &start.follow {
+        None | Some(Value::Bool(false)) => 0,
+        Some(Value::Bool(true)) => 1,
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|d| d <= 16) => {
+            n.as_u64().unwrap_or(0) as u32
+        }
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "follow is true, false or a depth from 0 to 16",
+                None,
+                note,
+            )
+        }
+    };
+    let resolved = match state.runtime.registry().resolve_str(&start.request) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                cut(&e.to_string(), 2000),
+                e.help_text(),
+                note,
+            )
+        }
+    };
+    let model = resolved.model().name().to_string();
+    note.model = Some(model.clone());
+    note.key = Some(cut(&start.request, 500));
+    if !caller.role.backfill.allows(&model) {
+        return forbidden(
+            &format!("token {} may not backfill {model}", caller.name),
+            note,
+        );
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel::<RunId>();
+    let tx = Mutex::new(Some(tx));
+    let request = FetchRequest::new(start.request.clone())
+        .follow(follow)
+        .on_start(move |id| {
+            if let Some(tx) = tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                let _ = tx.send(id);
+            }
+        });
+    let runtime = state.runtime.clone();
+    let (err_tx, err_rx) = tokio::sync::oneshot::channel::<String>();
+    let handle = tokio::spawn(async move {
+        match runtime.fetch(request).await {
+            Ok(summary) => tracing::info!(run = %summary.run, "backfill ended"),
+            Err(e) => {
+                tracing::warn!(error = %e, "backfill failed");
+                let _ = err_tx.send(e.to_string());
+            }
+        }
+    });
+    {
+        let mut running = state.backfills.lock().unwrap_or_else(|p| p.into_inner());
+        running.retain(|h| !h.is_finished());
+        running.push(handle);
+    }
+    tokio::select! {
+        Ok(id) = rx => answer(
+            StatusCode::ACCEPTED,
+            json!({"id": id, "status": "running", "request": start.request, "follow": follow}),
+            note,
+        ),
+        Ok(e) = err_rx => error(StatusCode::INTERNAL_SERVER_ERROR, format!("the backfill did not start: {}", cut(&e, 1000)), None, note),
+        else => error(StatusCode::INTERNAL_SERVER_ERROR, "the backfill did not start", None, note),
+    }
+}
+
+/// `GET /v1/rejects?limit=N`: quarantined payloads of models the caller may read.
+pub(crate) async fn rejects(
+    State(state): St,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let mut note = Note::new("rejects");
+    let caller = match authenticate(&state, &headers, &mut note).await {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let limit = limit_param(&query.map(|q| q.0).unwrap_or_default(), 50);
+    match state
+        .with_reader(move |r| r.rejects(None, Some(limit.saturating_mul(4))))
+        .await
+    {
+        Ok(rows) => {
+            let rows: Vec<_> = rows
+                .into_iter()
+                .filter(|r| caller.role.read.allows(&r.model))
+                .take(limit)
+                .collect();
+            answer(StatusCode::OK, json!({ "rejects": rows }), note)
+        }
+        Err(e) => store_error(e, note),
+    }
+}
+
+/// `GET /v1/drift`: unknown fields of models the caller may read.
+pub(crate) async fn drift(State(state): St, headers: HeaderMap) -> Response {
+    let mut note = Note::new("drift");
+    let caller = match authenticate(&state, &headers, &mut note).await {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    match state.with_reader(|r| r.drift()).await {
+        Ok(rows) => {
+            let rows: Vec<_> = rows
+                .into_iter()
+                .filter(|d| caller.role.read.allows(&d.model))
+                .collect();
+            answer(StatusCode::OK, json!({ "drift": rows }), note)
+        }
+        Err(e) => store_error(e, note),
+    }
+}
+
+/// `GET /v1/audit?limit=N` (admin): the newest audit rows.
+pub(crate) async fn audit(
+    State(state): St,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let mut note = Note::new("audit");
+    let caller = match authenticate(&state, &headers, &mut note).await {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    if !caller.role.may_admin("audit") {
+        return forbidden(
+            &format!("token {} may not read the audit log", caller.name),
+            note,
+        );
+    }
+    let limit = limit_param(&query.map(|q| q.0).unwrap_or_default(), 100);
+    if let Some(sink) = state.audit_sink() {
+        sink.flush().await;
+    }
+    match state.with_store(move |s| s.audit(limit)).await {
+        Ok(rows) => answer(StatusCode::OK, json!({ "audit": rows }), note),
+        Err(e) => store_error(e, note),
+    }
+}
+
+/// `GET /v1/freshness`: per readable model with a `[freshness]` policy, keys fresh and stale,
+/// the oldest, the next background refresh and whether it is past its thresholds.
+pub(crate) async fn freshness(State(state): St, headers: HeaderMap) -> Response {
+    let mut note = Note::new("freshness");
+    let caller = match authenticate(&state, &headers, &mut note).await {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let next = *state.next_refresh.lock().unwrap_or_else(|p| p.into_inner());
+    let mut models = Vec::new();
+    for policy in state
+        .freshness
+        .iter()
+        .filter(|p| caller.role.read.allows(&p.model))
+    {
+        match super::fresh::scan(&state, policy).await {
+            Ok(scan) => models.push(super::fresh::report(policy, &scan, next)),
+            Err(e) => {
+                tracing::error!(error = %e, "freshness scan failed");
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the warehouse could not answer",
+                    Some("try again; the server's log has the cause"),
+                    note,
+                );
+            }
+        }
+    }
+    answer(StatusCode::OK, json!({ "models": models }), note)
+}

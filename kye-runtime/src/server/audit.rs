@@ -1,0 +1,212 @@
+//! Every request answered is recorded in the audit log (`_kye_audit`): when, which token,
+//! what action, model, key, whether the record came from the store or the source, and the
+//! status. Handlers describe their request in a [`Note`] on the response; this middleware
+//! hands it to the [`Sink`] (after the limits on the request target and headers), and logs one
+//! structured line per request through `tracing`. `GET /health` is not recorded (load
+//! balancers ask it every few seconds).
+//!
+//! The sink writes rows in batches on a task of its own (one transaction per batch, not one per
+//! request); reading the log (`GET /v1/audit`) flushes it first, and a stopping server writes
+//! what is queued before it exits. A process killed with `kill -9` loses the rows of the last
+//! moments, not more.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::AppState;
+use crate::store::{AuditEntry, ServerStore, Timestamp};
+
+/// Rows written per transaction, at most.
+const BATCH: usize = 256;
+
+enum Msg {
+    Row(AuditEntry),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Where audit rows go: a queue drained by a writer task.
+#[derive(Debug, Clone)]
+pub(crate) struct Sink {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("audit message")
+    }
+}
+
+impl Sink {
+    /// A sink and the writer task's future (spawn it; it ends when every sink is dropped,
+    /// after writing what was queued).
+    pub(crate) fn new(
+        store: std::sync::Arc<std::sync::Mutex<Box<dyn ServerStore>>>,
+    ) -> (Sink, impl std::future::Future<Output = ()>) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+        let writer = async move {
+            while let Some(first) = rx.recv().await {
+                let mut rows = Vec::new();
+                let mut flushes = Vec::new();
+                let mut next = Some(first);
+                while let Some(msg) = next.take() {
+                    match msg {
+                        Msg::Row(r) => rows.push(r),
+                        Msg::Flush(done) => flushes.push(done),
+                    }
+                    if rows.len() < BATCH {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                if !rows.is_empty() {
+                    let store = store.clone();
+                    let written = tokio::task::spawn_blocking(move || {
+                        let mut s = store.lock().unwrap_or_else(|p| p.into_inner());
+                        s.append_audit(&rows)
+                    })
+                    .await;
+                    match written {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::error!(error = %e, "cannot write the audit log"),
+                        Err(e) => tracing::error!(error = %e, "cannot write the audit log"),
+                    }
+                }
+                for done in flushes {
+                    let _ = done.send(());
+                }
+            }
+        };
+        (Sink { tx }, writer)
+    }
+
+    fn push(&self, row: AuditEntry) {
+        if self.tx.send(Msg::Row(row)).is_err() {
+            tracing::error!("the audit writer has stopped; a row is lost");
+        }
+    }
+
+    /// Waits until every row queued before this call is written.
+    pub(crate) async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// The request-header bytes accepted (names and values together).
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// What a handler says about its request, for the audit log.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Note {
+    pub token: Option<String>,
+    pub action: &'static str,
+    pub model: Option<String>,
+    pub key: Option<String>,
+    pub source: Option<&'static str>,
+}
+
+impl Note {
+    pub(crate) fn new(action: &'static str) -> Note {
+        Note {
+            action,
+            ..Note::default()
+        }
+    }
+}
+
+/// Text cut to `max` characters, for log lines and audit rows of hostile requests.
+pub(crate) fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let mut s: String = text.chars().take(max).collect();
+        s.push('…');
+        s
+    }
+}
+
+pub(crate) async fn middleware(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = cut(req.uri().path(), 200);
+    let target_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    let resp = if target_len > state.options.max_target {
+        refused(
+            StatusCode::URI_TOO_LONG,
+            &format!(
+                "the request target is {target_len} bytes; at most {} are accepted",
+                state.options.max_target
+            ),
+        )
+    } else if header_bytes > MAX_HEADER_BYTES {
+        refused(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            &format!("the request headers are {header_bytes} bytes; at most {MAX_HEADER_BYTES} are accepted"),
+        )
+    } else {
+        next.run(req).await
+    };
+    let mut resp = resp;
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        // The body was not read: the connection cannot carry another request. Say so, or a
+        // client reusing it sends its next request into a closing socket.
+        resp.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    let status = resp.status().as_u16();
+    let note = resp
+        .extensions()
+        .get::<Note>()
+        .cloned()
+        .unwrap_or_else(|| Note::new("refused"));
+    tracing::info!(
+        method = %method,
+        path = %path,
+        status,
+        token = note.token.as_deref().unwrap_or("-"),
+        action = note.action,
+        source = note.source.unwrap_or("-"),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    if note.action != "health" {
+        let entry = AuditEntry {
+            time: Timestamp::now(),
+            token: note.token,
+            action: note.action.to_string(),
+            model: note.model.map(|m| cut(&m, 200)),
+            key: note.key.map(|k| cut(&k, 500)),
+            source: note.source.map(str::to_string),
+            status,
+        };
+        if let Some(sink) = state.audit_sink() {
+            sink.push(entry);
+        }
+    }
+    resp
+}
+
+fn refused(status: StatusCode, message: &str) -> Response {
+    let mut resp = (status, axum::Json(serde_json::json!({ "error": message }))).into_response();
+    resp.extensions_mut().insert(Note::new("refused"));
+    resp
+}

@@ -1,0 +1,257 @@
+//! Who is asking and what they may do: API tokens (256 random bits, stored as SHA-256) and
+//! the roles of kye.toml.
+//!
+//! ```toml
+//! [roles.analyst]
+//! read = ["Pokemon", "PokemonType"]   # records from the warehouse
+//! fetch = ["Pokemon"]                 # have the server fetch on the caller's behalf
+//! backfill = []                       # start runs
+//! admin = false                       # the audit log (true, or a list: ["audit"])
+//! [roles.ops]
+//! read = ["*"]                        # every model
+//! backfill = ["*"]
+//! admin = true
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// Every token starts with this, so that a token found in a log or a repository is
+/// recognizable (and a scanner can look for it).
+pub(crate) const TOKEN_PREFIX: &str = "kye_";
+
+/// A new token: [`TOKEN_PREFIX`] and 64 hex digits (256 random bits).
+pub(crate) fn new_token() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::permanent(format!("no random bytes from the operating system: {e}")))?;
+    let mut token = String::with_capacity(TOKEN_PREFIX.len() + 64);
+    token.push_str(TOKEN_PREFIX);
+    for b in bytes {
+        token.push_str(&format!("{b:02x}"));
+    }
+    Ok(token)
+}
+
+/// Whether `text` has the shape of a token (a malformed one is refused before any lookup).
+pub(crate) fn well_formed(text: &str) -> bool {
+    text.strip_prefix(TOKEN_PREFIX).is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// What the store keeps of a token: lowercase hex SHA-256.
+pub(crate) fn hash_token(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Models a permission covers: all (`"*"`) or some.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum Models {
+    /// None.
+    #[default]
+    None,
+    /// Every model.
+    All,
+    /// These models.
+    Some(BTreeSet<String>),
+}
+
+impl Models {
+    pub(crate) fn allows(&self, model: &str) -> bool {
+        match self {
+            Models::None => false,
+            Models::All => true,
+            Models::Some(set) => set.contains(model),
+        }
+    }
+}
+
+/// One role of `[roles.NAME]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Role {
+    pub read: Models,
+    pub fetch: Models,
+    pub backfill: Models,
+    /// Admin areas: `audit` (the audit log). `admin = true` is every area.
+    pub admin: BTreeSet<String>,
+    pub admin_all: bool,
+}
+
+impl Role {
+    pub(crate) fn may_admin(&self, area: &str) -> bool {
+        self.admin_all || self.admin.contains(area)
+    }
+}
+
+/// Admin areas a role may name.
+const ADMIN_AREAS: &[&str] = &["audit"];
+
+/// The roles of kye.toml.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Roles(BTreeMap<String, Role>);
+
+impl Roles {
+    /// Reads `[roles.*]`. Unknown keys and wrong types are errors naming the role and key.
+    pub(crate) fn from_config(config: &Config) -> Result<Roles> {
+        let mut roles = BTreeMap::new();
+        let Some(table) = config.table("roles") else {
+            return Ok(Roles(roles));
+        };
+        for (name, entry) in table {
+            let bad = |key: &str, why: &str| {
+                Error::permanent(format!("kye.toml: [roles.{name}] {key}: {why}"))
+            };
+            let Some(entry) = entry.as_table() else {
+                return Err(bad("", "expected a table ([roles.NAME] read = [...])"));
+            };
+            let mut role = Role::default();
+            for (key, value) in entry {
+                match key.as_str() {
+                    "read" | "fetch" | "backfill" => {
+                        let models = models(value).map_err(|why| bad(key, &why))?;
+                        match key.as_str() {
+                            "read" => role.read = models,
+                            "fetch" => role.fetch = models,
+                            _ => role.backfill = models,
+                        }
+                    }
+                    "admin" => match value {
+                        toml::Value::Boolean(b) => role.admin_all = *b,
+                        toml::Value::Array(items) => {
+                            for item in items {
+                                let area = item.as_str().filter(|a| ADMIN_AREAS.contains(a));
+                                let Some(area) = area else {
+                                    return Err(bad(
+                                        key,
+                                        &format!(
+                                            "expected true, false or a list of {}",
+                                            ADMIN_AREAS.join(", ")
+                                        ),
+                                    ));
+                                };
+                                role.admin.insert(area.to_string());
+                            }
+                        }
+                        _ => return Err(bad(key, "expected true, false or a list of areas")),
+                    },
+                    other => {
+                        return Err(bad(
+                            other,
+                            "unknown permission (known: read, fetch, backfill, admin)",
+                        ))
+                    }
+                }
+            }
+            roles.insert(name.clone(), role);
+        }
+        Ok(Roles(roles))
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&Role> {
+        self.0.get(name)
+    }
+
+    #[cfg(any(test, feature = "cli"))]
+    pub(crate) fn names(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+
+    /// An error for a role that kye.toml does not define.
+    #[cfg(any(test, feature = "cli"))]
+    pub(crate) fn unknown(&self, name: &str) -> Error {
+        let known = self.names();
+        Error::permanent(format!(
+            "no role {name:?} in kye.toml ({}): add [roles.{name}] with read = [...], fetch, \
+             backfill, admin",
+            if known.is_empty() {
+                "it defines no roles".to_string()
+            } else {
+                format!("roles: {}", known.join(", "))
+            }
+        ))
+    }
+}
+
+fn models(value: &toml::Value) -> std::result::Result<Models, String> {
+    let items = value
+        .as_array()
+        .ok_or_else(|| "expected a list of model names, or [\"*\"]".to_string())?;
+    let mut set = BTreeSet::new();
+    for item in items {
+        let name = item
+            .as_str()
+            .ok_or_else(|| "expected a list of model names (strings)".to_string())?;
+        if name == "*" {
+            return Ok(Models::All);
+        }
+        set.insert(name.to_string());
+    }
+    Ok(if set.is_empty() {
+        Models::None
+    } else {
+        Models::Some(set)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_well_formed_and_hashed() {
+        let a = new_token().unwrap();
+        let b = new_token().unwrap();
+        assert_ne!(a, b);
+        assert!(well_formed(&a), "{a}");
+        assert!(!well_formed("kye_xyz"));
+        assert!(!well_formed(&a.to_uppercase()));
+        assert!(!well_formed(&format!("{a}0")));
+        assert_eq!(hash_token(&a).len(), 64);
+        assert_ne!(hash_token(&a), hash_token(&b));
+    }
+
+    #[test]
+    fn roles_read_from_kye_toml_and_bad_ones_name_the_key() {
+        let config = Config::from_toml_str(
+            r#"
+            [roles.analyst]
+            read = ["Pokemon", "PokemonType"]
+            fetch = ["Pokemon"]
+            [roles.ops]
+            read = ["*"]
+            backfill = ["*"]
+            admin = true
+            [roles.auditor]
+            admin = ["audit"]
+            "#,
+            None,
+        )
+        .unwrap();
+        let roles = Roles::from_config(&config).unwrap();
+        let analyst = roles.get("analyst").unwrap();
+        assert!(analyst.read.allows("PokemonType") && !analyst.fetch.allows("PokemonType"));
+        assert!(!analyst.may_admin("audit") && analyst.backfill == Models::None);
+        let ops = roles.get("ops").unwrap();
+        assert!(ops.read.allows("Anything") && ops.may_admin("audit"));
+        assert!(roles.get("auditor").unwrap().may_admin("audit"));
+        let bad = Config::from_toml_str("[roles.x]\nwrite = [\"A\"]\n", None).unwrap();
+        let e = Roles::from_config(&bad).unwrap_err().to_string();
+        assert!(
+            e.contains("[roles.x] write") && e.contains("unknown permission"),
+            "{e}"
+        );
+        let e = roles.unknown("intern").to_string();
+        assert!(e.contains("analyst, auditor, ops"), "{e}");
+    }
+}

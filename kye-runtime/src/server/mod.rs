@@ -1,0 +1,423 @@
+//! `kye serve`: the company's data environment over HTTP (feature `server`).
+//!
+//! The server holds the sources' credentials (sealed secrets, opened at start with the master
+//! key) and the warehouse; a caller presents an API token, its role (kye.toml `[roles.NAME]`)
+//! says which models it may read, have fetched, backfill, and whether it may read the audit
+//! log. Records are read through the store: a fresh stored record is answered from it, else
+//! (for a caller allowed to fetch) the registered fetcher fetches it through the [`Runtime`]
+//! like any other key, and concurrent identical requests share one upstream fetch.
+//!
+//! One role a file: `mod.rs` (the router, its state, limits and shutdown), `auth.rs` (tokens,
+//! roles), `seal.rs` (sealed secrets), `cache.rs` (sharing fetches), `limit.rs` (rate
+//! limits), `api.rs` (the handlers), `audit.rs` (the audit middleware) and `openapi.rs` (the
+//! OpenAPI document, checked against the routes by a test). `docs/serving.md` is the guide.
+
+mod api;
+pub(crate) mod audit;
+pub(crate) mod auth;
+mod cache;
+mod fresh;
+mod limit;
+mod openapi;
+pub(crate) mod seal;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+
+use crate::error::{Error, Result};
+use crate::runtime::Runtime;
+use crate::store::{ServerStore, StoreRead};
+
+pub use seal::{MasterKey, SealError, MASTER_KEY_ENV};
+
+/// How a server listens and what it allows. Defaults: 600 requests a minute per token, a
+/// 120 s request timeout, 64 KiB request bodies, 8 KiB request targets (path and query),
+/// 30 s to finish in-flight requests at shutdown, a look for stale records every 60 s.
+/// `[serve]` in kye.toml sets them (`rate_limit`, `request_timeout`, `max_body`,
+/// `grace_period`, `refresh_every`).
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    listen: SocketAddr,
+    rate_limit: u32,
+    request_timeout: Duration,
+    max_body: usize,
+    max_target: usize,
+    grace_period: Duration,
+    refresh_every: Duration,
+}
+
+impl ServeOptions {
+    /// Listening on `listen` (`127.0.0.1:0` picks a free port), with the defaults.
+    pub fn new(listen: SocketAddr) -> ServeOptions {
+        ServeOptions {
+            listen,
+            rate_limit: 600,
+            request_timeout: Duration::from_secs(120),
+            max_body: 64 * 1024,
+            max_target: 8 * 1024,
+            grace_period: Duration::from_secs(30),
+            refresh_every: Duration::from_secs(60),
+        }
+    }
+
+    /// Requests per minute per token.
+    pub fn rate_limit(mut self, per_minute: u32) -> ServeOptions {
+        self.rate_limit = per_minute.max(1);
+        self
+    }
+
+    /// The longest a request may take (a read-through fetch included): then 408.
+    pub fn request_timeout(mut self, timeout: Duration) -> ServeOptions {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The largest request body accepted: larger is 413.
+    pub fn max_body(mut self, bytes: usize) -> ServeOptions {
+        self.max_body = bytes;
+        self
+    }
+
+    /// How long in-flight requests get to finish after a stop was asked for.
+    pub fn grace_period(mut self, grace: Duration) -> ServeOptions {
+        self.grace_period = grace;
+        self
+    }
+
+    /// How often the background refresher looks for records older than their model's
+    /// `[freshness]` (default 60 s).
+    pub fn refresh_every(mut self, every: Duration) -> ServeOptions {
+        self.refresh_every = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// These options with `[serve]` of the configuration applied over them.
+    pub fn with_config(mut self, config: &crate::Config) -> Result<ServeOptions> {
+        if let Some(n) = config.get_u64("serve.rate_limit")? {
+            self.rate_limit = u32::try_from(n).unwrap_or(u32::MAX).max(1);
+        }
+        if let Some(d) = config.get_duration("serve.request_timeout")? {
+            self.request_timeout = d;
+        }
+        if let Some(n) = config.get_size("serve.max_body")? {
+            self.max_body = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(d) = config.get_duration("serve.grace_period")? {
+            self.grace_period = d;
+        }
+        if let Some(d) = config.get_duration("serve.refresh_every")? {
+            self = self.refresh_every(d);
+        }
+        Ok(self)
+    }
+}
+
+/// Read handles a server keeps on its store.
+const READERS: usize = 4;
+
+/// What every handler shares.
+pub(crate) struct AppState {
+    pub runtime: Runtime,
+    /// Token lookups and the audit log's reads (the audit writer has a connection of its own).
+    pub store: Arc<Mutex<Box<dyn ServerStore>>>,
+    /// The audit log's queue; taken (closed) when the server stops.
+    pub audit: Mutex<Option<audit::Sink>>,
+    /// Read handles of the runtime's store, used in turn (a record read takes one).
+    pub readers: Vec<Mutex<Box<dyn StoreRead>>>,
+    pub next_reader: std::sync::atomic::AtomicUsize,
+    pub roles: auth::Roles,
+    pub cache: cache::Coalescer,
+    pub memo: cache::Memo,
+    pub limiter: limit::RateLimiter,
+    pub options: ServeOptions,
+    /// Backfills started through the API, stopped (resumable) at shutdown.
+    pub backfills: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// `[freshness]` of kye.toml.
+    pub freshness: Vec<fresh::Policy>,
+    /// When the background refresher looks next.
+    pub next_refresh: Mutex<Option<crate::store::Timestamp>>,
+    /// Set when the server stops; the refresher ends.
+    pub stopping: std::sync::atomic::AtomicBool,
+    pub stop_notify: tokio::sync::Notify,
+    /// The store is a local SQLite file: its calls run on the request's own task.
+    pub local: bool,
+}
+
+impl AppState {
+    /// Runs `f` with the server's store: right here on SQLite (an indexed read of a local
+    /// file takes microseconds, less than a hop to a blocking thread), on a blocking thread
+    /// for a server store across the network.
+    pub(crate) async fn with_store<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut dyn ServerStore) -> std::result::Result<T, crate::store::StoreError>
+            + Send
+            + 'static,
+    ) -> std::result::Result<T, crate::store::StoreError> {
+        let state = self.clone();
+        let run = move || {
+            let mut store = state.store.lock().unwrap_or_else(|p| p.into_inner());
+            f(store.as_mut())
+        };
+        if self.local {
+            return run();
+        }
+        tokio::task::spawn_blocking(run).await.unwrap_or_else(|e| {
+            Err(crate::store::StoreError::Corrupt {
+                path: "server store".into(),
+                message: format!("a store task failed: {e}"),
+            })
+        })
+    }
+
+    /// The audit log's sink, while the server runs.
+    pub(crate) fn audit_sink(&self) -> Option<audit::Sink> {
+        self.audit.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Runs `f` with one of the store's read handles (here or on a blocking thread, as
+    /// [`AppState::with_store`]).
+    pub(crate) async fn with_reader<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&dyn StoreRead) -> std::result::Result<T, crate::store::StoreError>
+            + Send
+            + 'static,
+    ) -> std::result::Result<T, crate::store::StoreError> {
+        let state = self.clone();
+        let run = move || {
+            // The first free handle from a rotating start, else wait for that start's.
+            let n = state.readers.len();
+            let start = state
+                .next_reader
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let free = (0..n).find_map(|i| state.readers[(start + i) % n].try_lock().ok());
+            let reader = match free {
+                Some(r) => r,
+                None => state.readers[start % n]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()),
+            };
+            f(reader.as_ref())
+        };
+        if self.local {
+            return run();
+        }
+        tokio::task::spawn_blocking(run).await.unwrap_or_else(|e| {
+            Err(crate::store::StoreError::Corrupt {
+                path: "store reader".into(),
+                message: format!("a store task failed: {e}"),
+            })
+        })
+    }
+}
+
+/// A bound `kye serve` server: [`Server::bind`], then [`Server::run_until`].
+pub struct Server {
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    audit_writer: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.listener.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Binds the listening socket. The roles come from the runtime's configuration
+    /// (`[roles.NAME]`); `store` holds the tokens and the audit log (see
+    /// [`open_server_store`](crate::store::open_server_store)).
+    pub async fn bind(
+        runtime: Runtime,
+        store: Box<dyn ServerStore>,
+        options: ServeOptions,
+    ) -> Result<Server> {
+        let roles = auth::Roles::from_config(runtime.context().settings())?;
+        let freshness = fresh::policies(runtime.context().settings())?;
+        for p in &freshness {
+            if runtime.registry().model(&p.model).is_none() {
+                return Err(Error::permanent(format!(
+                    "kye.toml: [freshness] {}: no such model in this binary",
+                    p.model
+                )));
+            }
+        }
+        let readers = (0..READERS)
+            .map(|_| runtime.with_store(|s| s.reader()).map(Mutex::new))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(Error::other)?;
+        let local = runtime.with_store(|s| s.kind() == "sqlite");
+        let writer_store = store.another().map_err(Error::other)?;
+        let store = Arc::new(Mutex::new(store));
+        let (sink, writer) = audit::Sink::new(Arc::new(Mutex::new(writer_store)));
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .map_err(|e| Error::permanent(format!("cannot listen on {}: {e}", options.listen)))?;
+        let state = Arc::new(AppState {
+            runtime,
+            store: store.clone(),
+            audit: Mutex::new(Some(sink)),
+            readers,
+            next_reader: std::sync::atomic::AtomicUsize::new(0),
+            roles,
+            cache: cache::Coalescer::default(),
+            memo: cache::Memo::default(),
+            limiter: limit::RateLimiter::new(options.rate_limit),
+            options,
+            backfills: Mutex::new(Vec::new()),
+            freshness,
+            next_refresh: Mutex::new(None),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            stop_notify: tokio::sync::Notify::new(),
+            local,
+        });
+        Ok(Server {
+            state,
+            listener,
+            audit_writer: Some(tokio::spawn(writer)),
+        })
+    }
+
+    /// Creates a token called `name` for `role` (a `[roles.NAME]` the servers' kye.toml
+    /// defines; not checked here), expiring at `expires` if given, and returns the token text:
+    /// the only time it exists outside the caller, since the store keeps its SHA-256 only.
+    /// `kye token create` calls this.
+    pub fn issue_token(
+        store: &mut dyn ServerStore,
+        name: &str,
+        role: &str,
+        expires: Option<crate::store::Timestamp>,
+    ) -> Result<String> {
+        let token = auth::new_token()?;
+        store
+            .create_token(&crate::store::TokenRecord {
+                name: name.to_string(),
+                role: role.to_string(),
+                hash: auth::hash_token(&token),
+                created: crate::store::Timestamp::now(),
+                expires,
+                revoked: None,
+            })
+            .map_err(Error::other)?;
+        Ok(token)
+    }
+
+    /// Opens every secret sealed in `store` with `key` and adds it to `secrets` (a secret of
+    /// the same name set in the environment still wins, as for the secrets file). Returns how
+    /// many were opened. No sealed secrets: nothing to open, and no key is needed. A wrong key
+    /// is an error naming both keys' ids. `kye serve` calls this before building its runtime.
+    pub fn open_sealed_secrets(
+        store: &mut dyn ServerStore,
+        key: Option<&MasterKey>,
+        secrets: &mut crate::Secrets,
+    ) -> Result<usize> {
+        let sealed = store.secrets().map_err(Error::other)?;
+        if sealed.is_empty() {
+            return Ok(0);
+        }
+        let key = key.ok_or_else(|| Error::other(SealError::NoKey))?;
+        for s in &sealed {
+            let value = key.open(s).map_err(Error::other)?;
+            // Registered with the redactor, as every secret kye holds.
+            let _ = crate::Secret::new(value.clone());
+            secrets.insert(s.name.clone(), value);
+        }
+        Ok(sealed.len())
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        self.listener
+            .local_addr()
+            .map_err(|e| Error::permanent(format!("no local address: {e}")))
+    }
+
+    /// Serves until `stop` completes, then stops taking connections, gives in-flight requests
+    /// the grace period and stops running backfills (they are left resumable: the next run
+    /// of the same request resumes them).
+    pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let state = self.state.clone();
+        let app = router(state.clone());
+        let addr = self.local_addr()?;
+        let audit_writer = self.audit_writer;
+        tracing::info!(%addr, "kye serve listening");
+        let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
+        let serve = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+            stop.await;
+            let _ = stopped_tx.send(true);
+        });
+        let refresher = tokio::spawn(fresh::refresher(state.clone(), state.options.refresh_every));
+        let mut stopped = stopped_rx.clone();
+        let grace = state.options.grace_period;
+        let served = tokio::select! {
+            r = serve => r,
+            _ = async {
+                let _ = stopped.wait_for(|s| *s).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!("grace period over: requests still in flight are cut");
+                Ok(())
+            }
+        };
+        // Backfills stop as on Ctrl-C: in-flight keys finish within the runtime's grace
+        // period, the run is recorded interrupted and resumes with the next run of it.
+        state
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        state.stop_notify.notify_one();
+        state.runtime.shutdown().trigger();
+        let mut handles: Vec<_> =
+            std::mem::take(&mut *state.backfills.lock().unwrap_or_else(|p| p.into_inner()));
+        handles.push(refresher);
+        for h in handles {
+            let _ = tokio::time::timeout(grace, h).await;
+        }
+        // The audit rows still queued are written before the server returns.
+        drop(state.audit.lock().unwrap_or_else(|p| p.into_inner()).take());
+        if let Some(w) = audit_writer {
+            let _ = tokio::time::timeout(grace, w).await;
+        }
+        tracing::info!("kye serve stopped");
+        served.map_err(|e| Error::permanent(format!("the server failed: {e}")))
+    }
+}
+
+/// The routes, each with the handler in `api.rs`; `openapi::ROUTES` lists the same paths.
+fn router(state: Arc<AppState>) -> Router {
+    let timeout = state.options.request_timeout;
+    let max_body = state.options.max_body;
+    Router::new()
+        .route("/health", get(api::health))
+        .route("/openapi.json", get(api::openapi))
+        .route("/v1/models", get(api::models))
+        .route("/v1/models/{model}/records", get(api::records))
+        .route("/v1/runs", get(api::runs).post(api::start_run))
+        .route("/v1/runs/{id}", get(api::run))
+        .route("/v1/rejects", get(api::rejects))
+        .route("/v1/drift", get(api::drift))
+        .route("/v1/registry", get(api::registry))
+        .route("/v1/audit", get(api::audit))
+        .route("/v1/freshness", get(api::freshness))
+        .fallback(api::no_route)
+        .method_not_allowed_fallback(api::no_method)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(max_body))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::middleware,
+        ))
+        .with_state(state)
+}
