@@ -134,6 +134,8 @@ pub(crate) struct Inputs {
     pub reader: Mutex<Box<dyn StoreRead>>,
     /// Per input model: canonical primary key → content hash.
     pub hashes: HashMap<&'static str, HashMap<String, String>>,
+    /// Per input model: the edges of its primary index.
+    pub primary_edges: HashMap<&'static str, Vec<String>>,
 }
 
 /// What a transformer gets besides its primary input: lookups of the other models it declared
@@ -216,19 +218,38 @@ impl TransformContext {
                 ))
             })?
         };
-        let hash = record.as_ref().and_then(|_| {
-            self.inputs
-                .hashes
-                .get(model)
-                .and_then(|h| h.get(&key.canonical()))
-                .cloned()
-        });
+        // A record found is recorded under its primary key as stored (the lookup may have used
+        // another index, another edge order, or "25" for 25), so a change to it is seen.
+        let (key, hash) = match &record {
+            Some(found) => {
+                let primary = self
+                    .inputs
+                    .primary_edges
+                    .get(model)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                let stored = IndexKey::new(
+                    primary.iter().cloned(),
+                    primary
+                        .iter()
+                        .map(|e| found.get(e).cloned().unwrap_or(Value::Null)),
+                );
+                let hash = self
+                    .inputs
+                    .hashes
+                    .get(model)
+                    .and_then(|h| h.get(&stored.canonical()))
+                    .cloned();
+                (stored, hash)
+            }
+            None => (key.clone(), None),
+        };
         self.read
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(LineageInput {
                 model: model.to_string(),
-                key: key.clone(),
+                key,
                 hash,
             });
         Ok(record)

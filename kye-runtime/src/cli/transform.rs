@@ -19,6 +19,10 @@ pub struct TransformArgs {
     /// The output model whose transformers run (all transformers when omitted).
     #[arg(value_name = "MODEL")]
     pub model: Option<String>,
+    /// Compute every output again, whatever its lineage says (after the transformer's code
+    /// changed: lineage tracks the inputs, not the code).
+    #[arg(long)]
+    pub refresh: bool,
 }
 
 impl TransformArgs {
@@ -30,8 +34,15 @@ impl TransformArgs {
             .and_then(|b| b.build())
             .map_err(|e| setup_failed(g, &e))?;
         let tokio = tokio_runtime().map_err(|e| fail(g, &e, EXIT_USAGE))?;
+        let model = self.model.as_deref();
         tokio
-            .block_on(rt.transform(self.model.as_deref()))
+            .block_on(async {
+                if self.refresh {
+                    rt.retransform(model).await
+                } else {
+                    rt.transform(model).await
+                }
+            })
             .map_err(|e| fail(g, &e, EXIT_USAGE))
     }
 }

@@ -120,6 +120,17 @@ impl Runtime {
     /// it was computed from changed or is new. Transformers run in dependency order (one that
     /// reads another's output runs after it).
     pub async fn transform(&self, output: Option<&str>) -> Result<TransformSummary> {
+        self.transform_chosen(output, false).await
+    }
+
+    /// [`Runtime::transform`] computing every output again, whatever its lineage says: after
+    /// the transformer's code changed (lineage tracks the inputs, not the code), or to rebuild
+    /// every output (`kye transform --refresh`).
+    pub async fn retransform(&self, output: Option<&str>) -> Result<TransformSummary> {
+        self.transform_chosen(output, true).await
+    }
+
+    async fn transform_chosen(&self, output: Option<&str>, all: bool) -> Result<TransformSummary> {
         let registry = self.registry();
         if let Some(m) = output {
             if registry.model(m).is_none() {
@@ -135,7 +146,7 @@ impl Runtime {
             .into_iter()
             .filter(|t| output.is_none_or(|m| t.output == m))
             .collect();
-        self.run_transformers(chosen).await
+        self.run_transformers(chosen, all).await
     }
 
     /// Runs the transformers reading any of `models` (what a fetch stored), and those reading
@@ -150,12 +161,14 @@ impl Runtime {
                 chosen.push(t);
             }
         }
-        self.run_transformers(chosen).await
+        self.run_transformers(chosen, false).await
     }
 
+    /// Runs `chosen` in order; with `all`, every output is computed again.
     async fn run_transformers(
         &self,
         chosen: Vec<&'static TransformerRegistration>,
+        all: bool,
     ) -> Result<TransformSummary> {
         let mut summary = TransformSummary::default();
         for t in chosen {
@@ -169,12 +182,11 @@ impl Runtime {
                 })?;
             let edges = primary_edges(self.registry(), t)?;
             let handle = tokio::runtime::Handle::current();
-            let counts =
-                tokio::task::spawn_blocking(move || run_one(&handle, &store, t, schema, &edges))
-                    .await
-                    .map_err(|e| {
-                        Error::permanent(format!("transformer {} panicked: {e}", t.function))
-                    })??;
+            let counts = tokio::task::spawn_blocking(move || {
+                run_one(&handle, &store, t, schema, &edges, all)
+            })
+            .await
+            .map_err(|e| Error::permanent(format!("transformer {} panicked: {e}", t.function)))??;
             summary.transformers.push(counts);
         }
         Ok(summary)
@@ -241,6 +253,7 @@ fn run_one(
     t: &'static TransformerRegistration,
     schema: &'static kye_lang::Schema,
     edges: &HashMap<&'static str, Vec<String>>,
+    all: bool,
 ) -> Result<TransformCounts> {
     let started = Instant::now();
     let store_err = |e| Error::other(e).context(format!("transformer {}", t.function));
@@ -263,13 +276,20 @@ fn run_one(
     let mut orphaned = 0u64;
     let mut group: Vec<LineageRow> = Vec::new();
     let mut judge = |group: &mut Vec<LineageRow>| {
+        // An input read and stored then, with the same content now. One looked up and
+        // missing then never counts as unchanged: it may be stored now under the key the
+        // store normalized the lookup to ("25" for 25, another index), which the lineage
+        // cannot tell, so the output is computed again until the input is there.
         let unchanged_input = |r: &LineageRow| {
-            current
-                .get(r.input_model.as_str())
-                .and_then(|h| h.get(&r.input_key))
-                == r.input_hash.as_ref()
+            r.input_hash.is_some()
+                && current
+                    .get(r.input_model.as_str())
+                    .and_then(|h| h.get(&r.input_key))
+                    == r.input_hash.as_ref()
         };
-        if let Some(i) = group.iter().position(|r| r.input_model == primary) {
+        // The primary input as the lineage marks it (a transformer may also read other
+        // records of its primary model, under other keys).
+        if let Some(i) = group.iter().position(|r| r.input_primary) {
             if !current[primary].contains_key(&group[i].input_key) {
                 orphaned += 1;
             } else if group.iter().all(unchanged_input) {
@@ -278,18 +298,21 @@ fn run_one(
         }
         group.clear();
     };
-    scan.for_each_lineage(t.function, &mut |row| {
-        if group
-            .first()
-            .is_some_and(|g| g.output_key != row.output_key)
-        {
-            judge(&mut group);
-        }
-        group.push(row);
-        Ok(())
-    })
-    .map_err(store_err)?;
-    judge(&mut group);
+    // With `all`, no output is fresh: the lineage is not read.
+    if !all {
+        scan.for_each_lineage(t.function, &mut |row| {
+            if group
+                .first()
+                .is_some_and(|g| g.output_key != row.output_key)
+            {
+                judge(&mut group);
+            }
+            group.push(row);
+            Ok(())
+        })
+        .map_err(store_err)?;
+        judge(&mut group);
+    }
     let mut stale: Vec<(String, IndexKey, String)> = Vec::new();
     let mut unchanged = 0u64;
     for (canonical, hash) in &current[primary] {
@@ -315,6 +338,7 @@ fn run_one(
         transformer: t,
         reader: Mutex::new(lookups),
         hashes: current,
+        primary_edges: t.inputs.iter().map(|m| (*m, edges[m].clone())).collect(),
     });
     let mut counts = TransformCounts {
         transformer: t.function.to_string(),

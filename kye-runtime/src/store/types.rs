@@ -262,6 +262,8 @@ pub struct LineageRow {
     pub input_key: String,
     /// The input's content hash when read (`None`: looked up and not stored).
     pub input_hash: Option<String>,
+    /// The output's primary input (the record the transformer was called for).
+    pub input_primary: bool,
 }
 
 /// A fetched value that failed validation: kept whole, with its errors.

@@ -449,7 +449,9 @@ fn card_schema() -> &'static Schema {
     S.get_or_init(|| kye_lang::compile_str("cards.kye", CARD_SCHEMA).expect("schema compiles"))
 }
 
-/// A card per cat; cat 13's card has no name (invalid: rejected).
+/// A card per cat; cat 13's card has no name (invalid: rejected). A card also reads the cat
+/// before it (the same model as its primary input, under another key, and spelled `"7"` for
+/// the number 7): that cat changing computes the card again too.
 fn cat_card(cat: Value, ctx: TransformContext) -> FetchFuture {
     Box::pin(async move {
         // The cat read again through the context is lineage too (the same input).
@@ -458,6 +460,11 @@ fn cat_card(cat: Value, ctx: TransformContext) -> FetchFuture {
             .ok_or_else(|| Error::permanent("no id"))?;
         let again = ctx.get_json("Cat", &IndexKey::single("id", id))?;
         assert_eq!(again.as_ref(), Some(&cat));
+        if id > 1 {
+            let before = IndexKey::single("id", json!((id - 1).to_string()));
+            let before = ctx.get_json("Cat", &before)?;
+            assert!(before.is_some(), "cat {} is stored", id - 1);
+        }
         let name = if id == 13 {
             Value::Null
         } else {
@@ -553,7 +560,7 @@ pub async fn transformers_recompute_only_what_changed(h: &Harness) {
         "{second}"
     );
 
-    // Cat 7 runs a fever: its card, and only its card, is computed again.
+    // Cat 7 runs a fever: its card, and the card of cat 8 that read it, are computed again.
     let mut cat = rt
         .with_store(|s| s.record("Cat", &IndexKey::single("id", 7)))
         .expect("read")
@@ -573,8 +580,17 @@ pub async fn transformers_recompute_only_what_changed(h: &Harness) {
     let t = &third.transformers[0];
     assert_eq!(
         (t.transformed, t.unchanged, t.rejected),
-        (1, 38, 1),
+        (2, 37, 1),
         "{third}"
+    );
+
+    // `retransform` (kye transform --refresh) computes every card again, lineage or not.
+    let all = rt.retransform(None).await.expect("transform runs");
+    let t = &all.transformers[0];
+    assert_eq!(
+        (t.transformed, t.unchanged, t.rejected),
+        (39, 0, 1),
+        "{all}"
     );
     let seven = rt
         .with_store(|s| s.record("CatCard", &IndexKey::single("id", 7)))

@@ -175,6 +175,7 @@ CREATE TABLE IF NOT EXISTS _kye_lineage (
     input_model  text NOT NULL COLLATE "C",
     input_key    text NOT NULL COLLATE "C",
     input_hash   text,
+    input_primary boolean NOT NULL DEFAULT false,
     PRIMARY KEY (transformer, output_key, input_model, input_key)
 );
 "#;

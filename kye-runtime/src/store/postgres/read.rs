@@ -715,28 +715,66 @@ impl StoreRead for PgReader {
         if !self.initialized {
             return Ok(());
         }
-        let rows: Vec<(String, String, String, String, Option<String>)> = self.conn().run(|s| {
-            let rows = s.client.query(
-                "SELECT output_model, output_key, input_model, input_key, input_hash \
-                     FROM _kye_lineage WHERE transformer = $1 \
-                     ORDER BY output_key, input_model, input_key",
-                &[&transformer],
-            )?;
-            Ok(rows
-                .iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
-                .collect())
-        })?;
-        for (output_model, output_key, input_model, input_key, input_hash) in rows {
-            each(LineageRow {
-                output_model,
-                output_key,
-                input_model,
-                input_key,
-                input_hash,
-            })?;
-        }
-        Ok(())
+        // A portal read in chunks on a thread of its own, as `for_each_record` does: memory
+        // holds one chunk of rows, however many outputs the transformer has.
+        let transformer = transformer.to_string();
+        let mut guard = self.conn();
+        let conn: &mut super::Conn = &mut guard;
+        let (send, receive) = std::sync::mpsc::sync_channel::<Vec<LineageRow>>(1);
+        std::thread::scope(|scope| {
+            let producer = scope.spawn(move || {
+                conn.run(move |s| {
+                    let mut tx = s.client.build_transaction().read_only(true).start()?;
+                    let portal = tx.bind(
+                        "SELECT output_model, output_key, input_model, input_key, input_hash, \
+                         input_primary FROM _kye_lineage WHERE transformer = $1 \
+                         ORDER BY output_key, input_model, input_key",
+                        &[&transformer],
+                    )?;
+                    loop {
+                        let rows = tx.query_portal(&portal, CHUNK)?;
+                        let last = rows.len() < CHUNK as usize;
+                        let chunk: Vec<LineageRow> = rows
+                            .iter()
+                            .map(|r| LineageRow {
+                                output_model: r.get(0),
+                                output_key: r.get(1),
+                                input_model: r.get(2),
+                                input_key: r.get(3),
+                                input_hash: r.get(4),
+                                input_primary: r.get(5),
+                            })
+                            .collect();
+                        if send.send(chunk).is_err() || last {
+                            break;
+                        }
+                    }
+                    drop(portal);
+                    tx.commit()
+                })
+            });
+            let mut failed = None;
+            while let Ok(chunk) = receive.recv() {
+                for row in chunk {
+                    if let Err(e) = each(row) {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+                if failed.is_some() {
+                    break;
+                }
+            }
+            drop(receive);
+            let produced = match producer.join() {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            match failed {
+                Some(e) => Err(e),
+                None => produced,
+            }
+        })
     }
 
     fn drift(&self) -> Result<Vec<DriftInfo>, StoreError> {

@@ -532,13 +532,14 @@ fn write_lineage<E>(
     if outputs.is_empty() {
         return Ok(());
     }
-    let mut cols: [Vec<Option<String>>; 6] = Default::default();
+    let mut cols: [Vec<Option<String>>; 7] = Default::default();
     let mut rows: HashMap<(String, String, String, String), usize> = HashMap::new();
     let (mut del_t, mut del_k) = (Vec::new(), Vec::new());
     for ((transformer, output_key), (model, l)) in &outputs {
         del_t.push(transformer.to_string());
         del_k.push(output_key.clone());
-        for input in &l.inputs {
+        // The primary input comes first.
+        for (i, input) in l.inputs.iter().enumerate() {
             let row = [
                 Some(transformer.to_string()),
                 Some(model.to_string()),
@@ -546,6 +547,7 @@ fn write_lineage<E>(
                 Some(input.model.clone()),
                 Some(input.key.canonical()),
                 input.hash.clone(),
+                Some((i == 0).to_string()),
             ];
             let id = (
                 transformer.to_string(),
@@ -554,8 +556,13 @@ fn write_lineage<E>(
                 input.key.canonical(),
             );
             match rows.get(&id) {
-                // An input read twice keeps its last hash.
-                Some(&at) => cols[5][at] = row[5].clone(),
+                // An input read twice keeps its last hash, and is primary if either was.
+                Some(&at) => {
+                    cols[5][at] = row[5].clone();
+                    if i == 0 {
+                        cols[6][at] = row[6].clone();
+                    }
+                }
                 None => {
                     rows.insert(id, cols[0].len());
                     for (c, v) in cols.iter_mut().zip(row) {
@@ -571,9 +578,10 @@ fn write_lineage<E>(
         &[&del_t, &del_k],
     )?;
     tx.execute(
-        "INSERT INTO _kye_lineage (transformer, output_model, output_key, input_model, input_key, input_hash) \
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])",
-        &[&cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5]],
+        "INSERT INTO _kye_lineage (transformer, output_model, output_key, input_model, input_key, input_hash, input_primary) \
+         SELECT a, b, c, d, e, f, g::boolean FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) \
+         AS x(a, b, c, d, e, f, g)",
+        &[&cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5], &cols[6]],
     )?;
     Ok(())
 }

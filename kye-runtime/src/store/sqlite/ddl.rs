@@ -134,6 +134,7 @@ CREATE TABLE IF NOT EXISTS _kye_lineage (
     input_model  TEXT NOT NULL,
     input_key    TEXT NOT NULL,
     input_hash   TEXT,
+    input_primary INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (transformer, output_key, input_model, input_key)
 ) WITHOUT ROWID;
 "#;
@@ -141,10 +142,12 @@ CREATE TABLE IF NOT EXISTS _kye_lineage (
 /// Replaces the lineage of one output: its old rows go, then one row per input.
 pub(super) const LINEAGE_DELETE: &str =
     "DELETE FROM _kye_lineage WHERE transformer = ?1 AND output_key = ?2";
-/// One lineage row (an input read twice keeps its last hash).
+/// One lineage row (an input read twice keeps its last hash, and is primary if either was).
 pub(super) const LINEAGE_INSERT: &str =
-    "INSERT OR REPLACE INTO _kye_lineage (transformer, output_model, output_key, input_model, input_key, input_hash) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+    "INSERT INTO _kye_lineage (transformer, output_model, output_key, input_model, input_key, input_hash, input_primary) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+     ON CONFLICT (transformer, output_key, input_model, input_key) DO UPDATE SET \
+     input_hash = excluded.input_hash, input_primary = max(input_primary, excluded.input_primary)";
 
 /// The tables of a model: its table, then its child tables.
 pub(super) fn create_sql(l: &ModelLayout) -> Vec<String> {

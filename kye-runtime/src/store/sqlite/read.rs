@@ -616,7 +616,7 @@ impl StoreRead for SqliteReader {
         let mut failure = None;
         self.sql(|c| {
             let mut st = c.prepare_cached(
-                "SELECT output_model, output_key, input_model, input_key, input_hash \
+                "SELECT output_model, output_key, input_model, input_key, input_hash, input_primary \
                  FROM _kye_lineage WHERE transformer = ?1 ORDER BY output_key, input_model, input_key",
             )?;
             let mut rows = st.query([transformer])?;
@@ -627,6 +627,7 @@ impl StoreRead for SqliteReader {
                     input_model: r.get(2)?,
                     input_key: r.get(3)?,
                     input_hash: r.get(4)?,
+                    input_primary: r.get(5)?,
                 };
                 if let Err(e) = each(row) {
                     failure = Some(e);

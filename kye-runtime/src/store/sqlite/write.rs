@@ -26,7 +26,8 @@ fn write_lineage(
 ) -> rusqlite::Result<()> {
     let output_key = l.output_key.canonical();
     st.execute(ddl::LINEAGE_DELETE, params![l.transformer, output_key])?;
-    for input in &l.inputs {
+    // The primary input comes first.
+    for (i, input) in l.inputs.iter().enumerate() {
         st.execute(
             ddl::LINEAGE_INSERT,
             params![
@@ -35,7 +36,8 @@ fn write_lineage(
                 output_key,
                 input.model,
                 input.key.canonical(),
-                input.hash
+                input.hash,
+                i == 0
             ],
         )?;
     }
