@@ -51,7 +51,18 @@ impl Run for ServeArgs {
             .find(|(k, _)| k == "KYE_SECRETS_FILE")
             .map(|(_, v)| PathBuf::from(v))
             .or_else(|| config.get_path("secrets.file"));
-        let mut secrets = match Secrets::load(env.iter().cloned(), file.as_deref()) {
+        // The master keys are the server's, never a fetcher's secret; their text is redacted
+        // wherever kye writes.
+        for (k, v) in &env {
+            if k == "KYE_MASTER_KEY" || k == "KYE_NEW_MASTER_KEY" {
+                crate::redact::register_sensitive_value(v);
+            }
+        }
+        let fetcher_env = env
+            .iter()
+            .filter(|(k, _)| k != "KYE_MASTER_KEY" && k != "KYE_NEW_MASTER_KEY")
+            .cloned();
+        let mut secrets = match Secrets::load(fetcher_env, file.as_deref()) {
             Ok(s) => s,
             Err(e) => return setup_failed(g, &e),
         };

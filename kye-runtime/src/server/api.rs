@@ -714,6 +714,21 @@ pub(crate) async fn start_run(State(state): St, headers: HeaderMap, body: Bytes)
             note,
         );
     }
+    // Following references fetches and stores the models they lead to, with the server's
+    // credentials: each must be one the caller may backfill too.
+    if let Some(other) = followed_models(state.runtime.registry(), &model, follow)
+        .into_iter()
+        .find(|m| !caller.role.backfill.allows(m))
+    {
+        return forbidden(
+            &format!(
+                "token {} may not backfill {other}, which following {model}'s references \
+                 {follow} level(s) deep would fetch",
+                caller.name
+            ),
+            note,
+        );
+    }
     let (tx, rx) = tokio::sync::oneshot::channel::<RunId>();
     let tx = Mutex::new(Some(tx));
     let request = FetchRequest::new(start.request.clone())
@@ -853,4 +868,69 @@ pub(crate) async fn freshness(State(state): St, headers: HeaderMap) -> Response 
         }
     }
     answer(StatusCode::OK, json!({ "models": models }), note)
+}
+
+/// The registered models a run of `model` following references `depth` levels deep may fetch
+/// besides `model` itself (references of every edge, level by level).
+fn followed_models(registry: &crate::Registry, model: &str, depth: u32) -> Vec<String> {
+    let mut seen: Vec<String> = vec![model.to_string()];
+    let mut level: Vec<String> = vec![model.to_string()];
+    for _ in 0..depth {
+        let mut next = Vec::new();
+        for m in &level {
+            let Some(def) = registry.model(m).map(|r| r.definition()) else {
+                continue;
+            };
+            for edge in &def.edges {
+                if let kye_lang::Type::Model(target) = &edge.ty {
+                    if registry.model(target).is_some() && !seen.contains(target) {
+                        seen.push(target.clone());
+                        next.push(target.clone());
+                    }
+                }
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        level = next;
+    }
+    seen.remove(0);
+    seen
+}
+
+#[cfg(test)]
+mod follow_tests {
+    use super::followed_models;
+    use crate::{RegisteredModel, Registry};
+
+    #[test]
+    fn a_backfill_following_references_reaches_the_models_they_lead_to_level_by_level() {
+        let schema: &'static kye_lang::Schema = Box::leak(Box::new(
+            kye_lang::compile_str(
+                "follow.kye",
+                "Pokemon(id: Number) {\n  types: PokemonType+\n}\n\
+                 PokemonType(name) {\n  name: String\n  moves: Move*\n}\n\
+                 Move(name) {\n  name: String\n}\n",
+            )
+            .expect("schema compiles"),
+        ));
+        let registry = Registry::from_parts(
+            ["Pokemon", "PokemonType", "Move"]
+                .map(|m| RegisteredModel::new(schema, m).expect("model")),
+            [],
+        )
+        .expect("registry");
+        assert!(followed_models(&registry, "Pokemon", 0).is_empty());
+        assert_eq!(followed_models(&registry, "Pokemon", 1), ["PokemonType"]);
+        assert_eq!(
+            followed_models(&registry, "Pokemon", 2),
+            ["PokemonType", "Move"]
+        );
+        assert_eq!(
+            followed_models(&registry, "Pokemon", 16),
+            ["PokemonType", "Move"]
+        );
+        assert!(followed_models(&registry, "Move", 3).is_empty());
+    }
 }

@@ -80,6 +80,13 @@ impl Coalescer {
             let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             map.entry(key.to_string()).or_default().clone()
         };
+        // Whoever finishes first forgets the cell, and so does a caller whose request is
+        // dropped (a timeout, a client gone): the map never keeps a cell nobody waits on.
+        let _forget = Forget {
+            map: &self.inflight,
+            key,
+            cell: cell.clone(),
+        };
         let mut ran = false;
         let out = cell
             .get_or_init(|| {
@@ -88,13 +95,36 @@ impl Coalescer {
             })
             .await
             .clone();
-        // Whoever finishes first forgets the cell (only this very cell: a later fetch of the
-        // same key may already have put a new one).
-        let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-        if map.get(key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
-            map.remove(key);
-        }
         (out, ran)
+    }
+
+    /// Fetches in flight (for tests and diagnostics).
+    #[cfg(test)]
+    fn inflight(&self) -> usize {
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+}
+
+/// Removes `cell` from the in-flight map when dropped (only this very cell: a later fetch of
+/// the same key may already have put a new one).
+struct Forget<'a> {
+    map: &'a Mutex<HashMap<String, Cell>>,
+    key: &'a str,
+    cell: Cell,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map
+            .get(self.key)
+            .is_some_and(|c| Arc::ptr_eq(c, &self.cell))
+        {
+            map.remove(self.key);
+        }
     }
 }
 
@@ -102,6 +132,19 @@ impl Coalescer {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn a_caller_dropped_mid_fetch_leaves_no_entry_behind() {
+        let c = Coalescer::default();
+        let slow = c.fetch("Pokemon:{\"id\":1}", || async {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            unreachable!("cut off before")
+        });
+        // A request timing out: its future is dropped mid-fetch.
+        let cut = tokio::time::timeout(std::time::Duration::from_millis(20), slow).await;
+        assert!(cut.is_err());
+        assert_eq!(c.inflight(), 0);
+    }
 
     #[tokio::test]
     async fn concurrent_callers_share_one_fetch_and_a_later_one_fetches_again() {
