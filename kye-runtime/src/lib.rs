@@ -48,6 +48,8 @@ mod listing;
 mod model;
 mod output;
 mod pages;
+#[cfg(feature = "postgres")]
+mod queue;
 mod redact;
 mod registry;
 mod request;
@@ -73,6 +75,11 @@ pub use listing::{EdgeListing, FetcherListing, ListerListing, Listing, ModelList
 pub use model::{BatchFuture, CallFuture, FetchFuture, Key, KeyError, KeyValue, Model, OutputKind};
 pub use output::Format;
 pub use pages::Pages;
+#[cfg(feature = "postgres")]
+pub use queue::{
+    BatchEnd, ClaimedBatch, Queue, QueueProgress, WorkerLease, WorkerOptions, WorkerReport,
+    BATCH_ATTEMPTS, BATCH_KEYS,
+};
 pub use registry::{
     registry, BatchRegistration, FetcherRegistration, ModelRegistration, RegisteredModel, Registry,
     RegistryError, RegistryWarning,

@@ -196,6 +196,29 @@ pub enum StoreError {
     /// A run id that is not in the store.
     #[error("no run {0} in this store")]
     UnknownRun(RunId),
+    /// A write item this kind of store does not take (a queued batch's completion outside
+    /// PostgreSQL).
+    #[error(
+        "a {store} store cannot {what}; queued runs need a PostgreSQL store (--db postgres://...)"
+    )]
+    Unsupported {
+        /// `sqlite` or `dir`.
+        store: &'static str,
+        /// What was asked.
+        what: &'static str,
+    },
+    /// A queued batch's completion was refused: the worker's lease on it expired and the batch
+    /// was put back (or taken by another worker). Nothing of the write was committed.
+    #[error(
+        "lease lost: batch {batch} of run {run} is no longer held by this worker (its lease \
+         expired, or another worker took it); nothing of the batch was written"
+    )]
+    LeaseLost {
+        /// The batch.
+        batch: i64,
+        /// Its run.
+        run: RunId,
+    },
     /// Stored data that cannot be read back.
     #[error("{path}: {message}")]
     Corrupt {
@@ -217,6 +240,7 @@ impl StoreError {
                 | StoreError::IndexConflict { .. }
                 | StoreError::NestedConflict { .. }
                 | StoreError::Refused { .. }
+                | StoreError::Unsupported { .. }
         )
     }
 }

@@ -64,6 +64,8 @@ pub use dir::{decode_file_name, encode_file_name, DirReader, DirStore};
 pub use error::StoreError;
 pub use key::{canonical_json, content_hash, IndexKey};
 #[cfg(feature = "postgres")]
+pub(crate) use postgres::Conn;
+#[cfg(feature = "postgres")]
 pub use postgres::{PgReader, PgSpec, PgStore, SslMode};
 pub use query::{Filter, RecordQuery};
 pub use spec::StoreSpec;
@@ -72,8 +74,8 @@ pub use time::{ParseTimestampError, Timestamp};
 pub use traits::{StoreRead, StoreWrite};
 pub use types::{
     DriftInfo, DriftWrite, KeyOutcomeInfo, KeyOutcomeWrite, KeyStatus, ListCursorInfo,
-    ListCursorWrite, NewRun, Provenance, RecordWrite, RejectInfo, RejectWrite, RunCounts, RunEnd,
-    RunId, RunInfo, RunStatus, WriteItem,
+    ListCursorWrite, NewRun, Provenance, QueueBatchWrite, QueuedOutcome, RecordWrite, RejectInfo,
+    RejectWrite, RunCounts, RunEnd, RunId, RunInfo, RunStatus, WriteItem,
 };
 
 pub(crate) use rules::{drift_example, fold_path, mark_dead, record_object, DEAD_RUN};

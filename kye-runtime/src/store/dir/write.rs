@@ -377,6 +377,10 @@ impl StoreWrite for DirStore {
                     cursors_changed = true;
                     results.push(Ok(()));
                 }
+                WriteItem::QueueBatch(_) => results.push(Err(StoreError::Unsupported {
+                    store: "dir",
+                    what: "complete a queued batch",
+                })),
             }
         }
         // Records first, so that an outcome line never names a record that is not there.

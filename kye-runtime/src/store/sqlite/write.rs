@@ -314,6 +314,10 @@ impl StoreWrite for SqliteStore {
                     )
                     .map(|_| ())
                     .map_err(&fatal),
+                WriteItem::QueueBatch(_) => Err(StoreError::Unsupported {
+                    store: "sqlite",
+                    what: "complete a queued batch",
+                }),
             };
             match result {
                 Ok(()) => results.push(Ok(())),
