@@ -1,5 +1,6 @@
 //! `kye fetch REQUEST [--follow[=DEPTH]] [--concurrency N] [--max-age DUR] [--refresh]`: a
-//! backfill with progress and a summary.
+//! backfill with progress and a summary. With `--queue [--no-wait]` the run goes through the
+//! PostgreSQL store's queue instead (`worker.rs`).
 //!
 //! Exit codes: `0` every requested key ended stored, missing or skipped (fresh); `65` some
 //! were rejected (quarantined) or failed, or the run ended early because a host could not be
@@ -45,6 +46,13 @@ pub struct FetchArgs {
     /// Fetch every key, even fresh ones and ones an interrupted run already did.
     #[arg(long)]
     pub refresh: bool,
+    /// Record the run and its keys in the PostgreSQL store's queue, for `worker`s on any
+    /// machine to do; this process works on it too and waits for it (see --no-wait).
+    #[arg(long)]
+    pub queue: bool,
+    /// With --queue: print the run id and return, leaving the run to the workers.
+    #[arg(long, requires = "queue")]
+    pub no_wait: bool,
 }
 
 impl FetchArgs {
@@ -56,6 +64,8 @@ impl FetchArgs {
             concurrency: None,
             max_age: None,
             refresh: false,
+            queue: false,
+            no_wait: false,
         }
     }
 
@@ -169,6 +179,9 @@ pub fn print_summary(summary: &FetchSummary, g: &Global) {
 
 impl Run for FetchArgs {
     fn run(self, g: &Global) -> ExitCode {
+        if self.queue {
+            return super::worker::fetch_queued(&self, g, self.no_wait);
+        }
         match self.execute(g) {
             Ok(summary) => {
                 print_summary(&summary, g);

@@ -12,6 +12,9 @@
 //!                                              missing, 65 some rejected or failed
 //!   show MODEL [--where 'edge = value'] [--limit N]
 //!                                              stored records (table, JSON with nested edges)
+//!   fetch REQUEST --queue [--no-wait]          the run through the PostgreSQL store's queue
+//!   worker [--exit-when-idle] [--concurrency N] [--name NAME]
+//!                                              work on queued runs (any number, any machine)
 //!   runs [--limit N] | rejects [--run ID] | drift
 //!                                              run history, quarantined payloads, unknown fields
 //! ```
@@ -112,6 +115,7 @@ mod report;
 mod runs;
 mod show;
 mod validate;
+mod worker;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -131,6 +135,7 @@ pub use rejects::RejectsArgs;
 pub use runs::RunsArgs;
 pub use show::ShowArgs;
 pub use validate::ValidateArgs;
+pub use worker::WorkerArgs;
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
@@ -219,6 +224,9 @@ pub enum Command {
     Rejects(RejectsArgs),
     /// Fields the sources send that the schema does not know.
     Drift(DriftArgs),
+    /// Work on the runs queued in a PostgreSQL store (`fetch --queue`), with any number of
+    /// other workers on any number of machines.
+    Worker(WorkerArgs),
 }
 
 impl Command {
@@ -234,6 +242,7 @@ impl Command {
             Command::Runs(a) => a.run(g),
             Command::Rejects(a) => a.run(g),
             Command::Drift(a) => a.run(g),
+            Command::Worker(a) => a.run(g),
         }
     }
 }
