@@ -226,7 +226,7 @@ impl Queue {
                     .map(|r| r.get(0))
                     .collect();
                 let fresh: std::collections::HashSet<String> = fresh.into_iter().collect();
-                let mut groups: Vec<((String, String, u32), Vec<&Key>)> = Vec::new();
+                let mut groups: Vec<(Group, Vec<&Key>)> = Vec::new();
                 for k in &keys {
                     if dedupe && !fresh.contains(&k.seen) {
                         continue;
@@ -517,6 +517,9 @@ impl Queue {
             .map_err(store_err)
     }
 }
+
+/// The keys a batch shares: model, fetcher, depth.
+type Group = (String, String, u32);
 
 /// A key to record in a run's queue.
 struct NewKey {

@@ -572,7 +572,9 @@ fn complete_queued(
         return Ok(false);
     }
     let mut counts = RunCounts::default();
-    let mut cols: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(q.outcomes.len()); 6];
+    let mut cols: Vec<Vec<Option<String>>> = (0..6)
+        .map(|_| Vec::with_capacity(q.outcomes.len()))
+        .collect();
     for o in &q.outcomes {
         let k = &o.outcome;
         let (status, reason) = match o.record.and_then(not_stored) {
