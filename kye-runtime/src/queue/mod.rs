@@ -6,8 +6,10 @@
 //! exactly once. An entry point above the runtime: it calls the runtime's steps for a batch's
 //! keys (`runtime::queued`) and the store's writer for its writes; neither knows the queue.
 //!
-//! `worker.rs` is the loop a `kye worker` runs.
+//! `worker.rs` is the loop a `kye worker` runs; `budget.rs` shares each host's rate among the
+//! workers.
 
+mod budget;
 mod worker;
 
 use std::sync::Mutex;
@@ -135,6 +137,11 @@ impl Queue {
             conn: Mutex::new(conn),
             spec: spec.clone(),
         })
+    }
+
+    /// The fleet's rate budget of this store (a connection of its own).
+    fn budget(&self) -> Result<budget::PgBudget> {
+        budget::PgBudget::open(&self.spec).map_err(store_err)
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Conn> {

@@ -92,6 +92,9 @@ impl Runtime {
     /// [`WorkerOptions::exit_when_idle`], until no run has work): see the `queue` module.
     pub async fn work(&self, queue: &Queue, opts: &WorkerOptions) -> Result<WorkerReport> {
         let mut report = WorkerReport::default();
+        // Each host's rate holds for every worker together (see `budget.rs`).
+        let budget = Arc::new(queue.budget()?);
+        self.context().http().limiter().set_fleet(budget);
         let listener = opts.signals.then(|| on_signal(opts.stop.clone()));
         let stopping = || opts.stop.load(Ordering::Relaxed) || self.shutdown().is_triggered();
         tracing::info!(worker = %opts.name, "worker started");

@@ -78,7 +78,20 @@ type Hits = Arc<Mutex<HashMap<String, u32>>>;
 /// Owner n has cats n ..= n+9 (neighbours share cats: each cat is referenced up to ten
 /// times); every answer waits `latency`.
 fn routes(hits: &Hits, latency: Duration) -> Routes {
-    let count = |hits: &Hits, path: String| {
+    routes_timed(hits, latency, &Times::default(), false)
+}
+
+/// When each request arrived.
+type Times = Arc<Mutex<Vec<Instant>>>;
+
+/// With `limited`, the first request for owner 1 is answered `429` with `Retry-After: 3`.
+fn routes_timed(hits: &Hits, latency: Duration, times: &Times, limited: bool) -> Routes {
+    let limit_once = Arc::new(std::sync::atomic::AtomicBool::new(limited));
+    let count = |hits: &Hits, times: &Times, path: String| {
+        times
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Instant::now());
         *hits
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -94,18 +107,24 @@ fn routes(hits: &Hits, latency: Duration) -> Routes {
         }
     };
     let (h1, h2) = (hits.clone(), hits.clone());
+    let (t1, t2) = (times.clone(), times.clone());
     Routes::new()
         .generate("/owners/", move |rest| {
             let id: u64 = rest.parse().ok()?;
-            count(&h1, format!("/owners/{id}"));
+            count(&h1, &t1, format!("/owners/{id}"));
             let cats: Vec<Value> = (id..id + 10).map(|c| json!(c)).collect();
+            if id == 1 && limit_once.swap(false, Ordering::SeqCst) {
+                return Some(Route::json("{}").always(Fault::RateLimited {
+                    retry_after_secs: 3,
+                }));
+            }
             Some(route(
                 json!({"id": id, "name": format!("owner-{id}"), "cats": cats}),
             ))
         })
         .generate("/cats/", move |rest| {
             let id: u64 = rest.parse().ok()?;
-            count(&h2, format!("/cats/{id}"));
+            count(&h2, &t2, format!("/cats/{id}"));
             Some(route(
                 json!({"id": id, "name": format!("cat-{id}"), "toys": ["ball", format!("mouse-{id}")]}),
             ))
@@ -184,6 +203,10 @@ fn store_url(schema: &str) -> String {
 }
 
 fn runtime(base: &str, store: &str) -> Runtime {
+    runtime_with(base, store, "")
+}
+
+fn runtime_with(base: &str, store: &str, run: &str) -> Runtime {
     let config = Config::from_toml_str(
         &format!(
             r#"
@@ -195,6 +218,7 @@ fn runtime(base: &str, store: &str) -> Runtime {
             max_attempts = 3
             backoff_base = "10ms"
             backoff_max = "50ms"
+            {run}
             "#
         ),
         None,
@@ -228,6 +252,15 @@ fn options(name: &str) -> WorkerOptions {
 /// A worker on a thread of its own, with its own runtime and connections (as another process
 /// would have), until no run has work.
 fn worker_thread(base: String, store: String, name: &str) -> std::thread::JoinHandle<WorkerReport> {
+    worker_thread_with(base, store, name, "")
+}
+
+fn worker_thread_with(
+    base: String,
+    store: String,
+    name: &str,
+    run: &'static str,
+) -> std::thread::JoinHandle<WorkerReport> {
     let name = name.to_string();
     std::thread::spawn(move || {
         let tokio = tokio::runtime::Builder::new_multi_thread()
@@ -235,7 +268,7 @@ fn worker_thread(base: String, store: String, name: &str) -> std::thread::JoinHa
             .enable_all()
             .build()
             .expect("tokio");
-        let rt = runtime(&base, &store);
+        let rt = runtime_with(&base, &store, run);
         let q = queue(&store);
         tokio.block_on(async {
             tokio::time::timeout(Duration::from_secs(120), rt.work(&q, &options(&name)))
@@ -547,4 +580,131 @@ fn a_worker_killed_mid_batch_leaves_nothing_half_done_and_another_finishes_the_r
     let hits = hits.lock().unwrap();
     let twice = hits.values().filter(|&&n| n > 1).count() as i64;
     assert!(twice <= 100 * killed_mid, "{twice} keys fetched twice");
+}
+
+#[test]
+fn four_workers_together_keep_to_the_rate_of_the_host() {
+    let Some(mut pg) = Pg::new() else { return };
+    let hits = Hits::default();
+    let times = Times::default();
+    let server = TestServer::start_on_thread(routes_timed(&hits, Duration::ZERO, &times, false))
+        .expect("server");
+    let store = pg.store_url();
+    let base = server.base_url().to_string();
+    // 100 requests a second for the whole fleet; each worker alone could go much faster.
+    const RATE: &str = "rate_limit = 100\nburst = 5";
+    let run = {
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio");
+        let _guard = tokio.enter();
+        let rt = runtime_with(&base, &store, RATE);
+        queue(&store)
+            .enqueue(&rt, &FetchRequest::new("Owner.id in 1..=400"))
+            .expect("enqueue")
+    };
+    let workers: Vec<_> = ["r1", "r2", "r3", "r4"]
+        .iter()
+        .map(|n| worker_thread_with(base.clone(), store.clone(), n, RATE))
+        .collect();
+    let reports: Vec<WorkerReport> = workers
+        .into_iter()
+        .map(|w| w.join().expect("worker thread"))
+        .collect();
+    assert!(
+        reports.iter().filter(|r| r.batches > 0).count() >= 2,
+        "{reports:?}"
+    );
+    assert_eq!(
+        pg.count(&format!(
+            "SELECT count(*) FROM S._kye_runs WHERE id = {} AND status = 'completed' AND stored = 400",
+            run.0
+        )),
+        1
+    );
+    let mut times = times.lock().unwrap().clone();
+    times.sort();
+    assert_eq!(times.len(), 400);
+    // After the burst, the combined rate stays within 10% of the configured one.
+    let span = (times[399] - times[0]).as_secs_f64();
+    let rate = (400.0 - 5.0) / span;
+    assert!(rate <= 110.0, "{rate:.1} requests/s for 100/s configured");
+    assert!(
+        rate >= 60.0,
+        "{rate:.1} requests/s: the budget starves the workers"
+    );
+    // No second of the run saw much more than the rate (and the burst).
+    let most = times
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            times[i..]
+                .iter()
+                .take_while(|u| **u - *t < Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(most <= 115, "{most} requests in one second");
+}
+
+#[test]
+fn a_429_one_worker_sees_pauses_every_worker() {
+    let Some(mut pg) = Pg::new() else { return };
+    let hits = Hits::default();
+    let times = Times::default();
+    let server = TestServer::start_on_thread(routes_timed(
+        &hits,
+        Duration::from_millis(120),
+        &times,
+        true,
+    ))
+    .expect("server");
+    let store = pg.store_url();
+    let base = server.base_url().to_string();
+    let run = {
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio");
+        let _guard = tokio.enter();
+        let rt = runtime(&base, &store);
+        queue(&store)
+            .enqueue(&rt, &FetchRequest::new("Owner.id in 1..=800"))
+            .expect("enqueue")
+    };
+    let workers: Vec<_> = ["p1", "p2", "p3", "p4"]
+        .iter()
+        .map(|n| worker_thread(base.clone(), store.clone(), n))
+        .collect();
+    let reports: Vec<WorkerReport> = workers
+        .into_iter()
+        .map(|w| w.join().expect("worker thread"))
+        .collect();
+    assert!(
+        reports.iter().filter(|r| r.batches > 0).count() >= 2,
+        "{reports:?}"
+    );
+    assert_eq!(
+        pg.count(&format!(
+            "SELECT count(*) FROM S._kye_runs WHERE id = {} AND status = 'completed' AND stored = 800",
+            run.0
+        )),
+        1
+    );
+    // Owner 1 was asked twice (429, then after the pause); while the pause held, no worker
+    // sent anything once it had looked at the shared budget (within a second).
+    assert_eq!(hits.lock().unwrap().get("/owners/1"), Some(&2));
+    let mut times = times.lock().unwrap().clone();
+    times.sort();
+    let first = times[0];
+    let during = times
+        .iter()
+        .filter(|t| {
+            let at = **t - first;
+            at > Duration::from_millis(1300) && at < Duration::from_millis(2800)
+        })
+        .count();
+    assert_eq!(during, 0, "requests while the fleet was paused");
 }

@@ -209,6 +209,13 @@ CREATE TABLE IF NOT EXISTS _kye_queue_seen (
     key_md5 uuid GENERATED ALWAYS AS (md5(key)::uuid) STORED,
     PRIMARY KEY (run_id, key_md5)
 );
+-- The fleet's rate budget: a token bucket per host that every worker draws grants from.
+CREATE TABLE IF NOT EXISTS _kye_queue_rates (
+    host         text PRIMARY KEY,
+    tokens       float8 NOT NULL,
+    updated_at   timestamptz NOT NULL,
+    paused_until timestamptz
+);
 "#;
 
 /// The inline columns of a model table (single-valued edges, in edge order).

@@ -92,7 +92,7 @@ impl PgStore {
     /// the queue's `_kye_queue_*`),
     /// under a lock, so that writers opening it at once do not both create them.
     pub(super) fn add_internal_tables(&mut self) -> Result<(), StoreError> {
-        if self.db.has_table("_kye_queue_seen")? {
+        if self.db.has_table("_kye_queue_rates")? {
             return Ok(());
         }
         let class = self.db.conn().lock_class;
