@@ -174,14 +174,19 @@ impl Runtime {
         });
         tokio::pin!(work);
         let every = (opts.lease / 3).max(Duration::from_millis(10));
-        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut renewed = Instant::now();
+        // Looks at the lease and at a stop request a few times a second.
+        let mut tick = tokio::time::interval(every.min(Duration::from_millis(200)));
         let mut stop_seen: Option<Instant> = None;
         let processed = loop {
             tokio::select! {
                 r = &mut work => break r?,
-                _ = renew.tick() => {
-                    if !queue.renew(batch, opts.lease)? {
-                        tracing::warn!("lease lost while working; the commit will be refused");
+                _ = tick.tick() => {
+                    if renewed.elapsed() >= every {
+                        renewed = Instant::now();
+                        if !queue.renew(batch, opts.lease)? {
+                            tracing::warn!("lease lost while working; the commit will be refused");
+                        }
                     }
                     // A stop request: the batch may finish within the grace period, then the
                     // executor is stopped and the batch released.

@@ -508,8 +508,15 @@ fn queue_child_worker() {
     let rt = runtime(&base, &store);
     let q = queue(&store);
     println!("worker ready");
+    // With a grace period: stops on SIGTERM as `kye worker` does.
+    let grace = std::env::var("KYE_QUEUE_GRACE_MS")
+        .ok()
+        .and_then(|g| g.parse().ok())
+        .map(Duration::from_millis);
     let opts = WorkerOptions {
         lease: Duration::from_millis(800),
+        signals: grace.is_some(),
+        grace: grace.unwrap_or_default(),
         ..options("child")
     };
     let _ = tokio.block_on(async {
@@ -707,4 +714,117 @@ fn a_429_one_worker_sees_pauses_every_worker() {
         })
         .count();
     assert_eq!(during, 0, "requests while the fleet was paused");
+}
+
+/// A child worker given SIGTERM while it holds its first batch, with `grace`: returns the
+/// schema, the run and how long the child took to exit after the signal.
+#[cfg(unix)]
+fn sigterm_case(grace: Duration) -> Option<(Pg, i64, Duration)> {
+    let mut pg = Pg::new()?;
+    let hits = Hits::default();
+    let server =
+        TestServer::start_on_thread(routes(&hits, Duration::from_millis(60))).expect("server");
+    let store = pg.store_url();
+    let base = server.base_url().to_string();
+    let run = {
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio");
+        let _guard = tokio.enter();
+        let rt = runtime(&base, &store);
+        queue(&store)
+            .enqueue(&rt, &FetchRequest::new("Owner.id in 1..=300"))
+            .expect("enqueue")
+    };
+    let mut child = spawn_self(
+        &test_name(module_path!(), "queue_child_worker"),
+        &[
+            ("KYE_QUEUE_STORE", store),
+            ("KYE_QUEUE_BASE", base),
+            ("KYE_QUEUE_GRACE_MS", grace.as_millis().to_string()),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pg.count("SELECT count(*) FROM S._kye_queue_batches WHERE state = 'claimed'") == 0 {
+        assert!(Instant::now() < deadline, "the child never claimed a batch");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Some keys in flight, not the whole batch done.
+    std::thread::sleep(Duration::from_millis(150));
+    let signalled = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let exited = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(30),
+            "the child did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(exited.success(), "{exited:?}");
+    Some((pg, run.0, signalled.elapsed()))
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_lets_the_batch_in_hand_finish_and_claims_nothing_more() {
+    let Some((mut pg, run, _)) = sigterm_case(Duration::from_secs(20)) else {
+        return;
+    };
+    assert_eq!(
+        pg.count("SELECT count(*) FROM S._kye_queue_batches WHERE state = 'claimed'"),
+        0
+    );
+    assert_eq!(
+        pg.count("SELECT count(*) FROM S._kye_queue_batches WHERE state = 'done'"),
+        1,
+        "the batch in hand was committed"
+    );
+    assert_eq!(
+        pg.count("SELECT count(*) FROM S._kye_queue_batches WHERE state = 'queued'"),
+        2,
+        "nothing more was claimed"
+    );
+    assert_eq!(
+        pg.count(&format!(
+            "SELECT count(*) FROM S._kye_keys WHERE run_id = {run}"
+        )),
+        100
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_past_the_grace_period_puts_the_batch_back_unwritten() {
+    let Some((mut pg, run, took)) = sigterm_case(Duration::ZERO) else {
+        return;
+    };
+    // 100 keys at 60 ms, 8 at once, take about 750 ms: the batch was cut short.
+    assert!(took < Duration::from_millis(700), "{took:?}");
+    assert_eq!(
+        pg.count(
+            "SELECT count(*) FROM S._kye_queue_batches WHERE state = 'queued' AND attempts = 0 \
+             AND worker IS NULL AND reason = 'the worker stopped before finishing it'"
+        ),
+        1,
+        "the batch was put back, its claim not counted"
+    );
+    assert_eq!(
+        pg.count("SELECT count(*) FROM S._kye_queue_batches WHERE state <> 'queued'"),
+        0
+    );
+    assert_eq!(
+        pg.count(&format!(
+            "SELECT count(*) FROM S._kye_keys WHERE run_id = {run}"
+        )),
+        0
+    );
+    assert_eq!(pg.count(r#"SELECT count(*) FROM S."Owner""#), 0);
 }
