@@ -173,9 +173,18 @@ pub(crate) fn fetch_queued(args: &super::FetchArgs, g: &Global, no_wait: bool) -
         Err(e) => return setup_failed(g, &e),
     };
     let request = FetchRequest::new(args.request.clone()).follow(args.follow.unwrap_or(0));
-    let run = match queue.enqueue(&rt, &request) {
+    let tokio = match tokio_runtime() {
+        Ok(t) => t,
+        Err(e) => return fail(g, &e, EXIT_USAGE),
+    };
+    let run = match tokio.block_on(queue.enqueue(&rt, &request)) {
         Ok(r) => r,
         Err(e) => return fail(g, &e, EXIT_USAGE),
+    };
+    // A list function's keys are all recorded by now.
+    let total = match queue.progress(run) {
+        Ok(Some(p)) => p.keys,
+        _ => total,
     };
     if no_wait {
         if g.format == Format::Json {
@@ -187,10 +196,6 @@ pub(crate) fn fetch_queued(args: &super::FetchArgs, g: &Global, no_wait: bool) -
         }
         return ExitCode::from(EXIT_OK);
     }
-    let tokio = match tokio_runtime() {
-        Ok(t) => t,
-        Err(e) => return fail(g, &e, EXIT_USAGE),
-    };
     let opts = crate::WorkerOptions {
         concurrency: args.concurrency.map(|n| n as usize),
         signals: true,

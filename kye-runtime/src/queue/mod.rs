@@ -150,19 +150,13 @@ impl Queue {
 
     /// Records a run of `request` and its keys, in batches of [`BATCH_KEYS`], for workers to
     /// take; returns the run. Keys are recorded in transactions of a few thousand, so workers
-    /// start on the first while the rest are recorded; the run can end only once all are.
-    pub fn enqueue(&self, rt: &Runtime, request: &FetchRequest) -> Result<RunId> {
+    /// start on the first while the rest are recorded; the run can end only once all are. A
+    /// bare model's keys come from its list function, recorded as its pages arrive (its
+    /// cursors are not saved, and the records its pages carry are fetched again by the workers).
+    pub async fn enqueue(&self, rt: &Runtime, request: &FetchRequest) -> Result<RunId> {
         let resolved = rt.resolve(&request.request)?;
-        if let Some(l) = resolved.keys().lister() {
-            return Err(Error::permanent(format!(
-                "`{}` asks for every key `{}` lists: queued runs take listed keys in a later \
-                 version; name the keys (`{} in [...]` or a range), or run it without --queue",
-                request.request,
-                l.function,
-                l.identifier_text()
-            )));
-        }
         let (model, fetcher, keys) = resolved.into_parts();
+        let lister = keys.lister();
         let model = model.name().to_string();
         let edges: Vec<String> = fetcher.identifier.iter().map(|e| e.to_string()).collect();
         let text = request.request.replace('\0', "\u{2400}");
@@ -189,14 +183,24 @@ impl Queue {
             })
             .map_err(store_err)?;
         tracing::info!(run = %run, request = %request.request, "queued run started");
-        let mut keys = keys.into_keys().peekable();
-        while keys.peek().is_some() {
-            let chunk: Vec<Key> = keys.by_ref().take(ENQUEUE_CHUNK).collect();
+        let record = |chunk: Vec<Key>| {
             let new: Vec<NewKey> = chunk
                 .into_iter()
                 .map(|key| NewKey::new(&model, &edges, key, 0))
                 .collect();
-            self.insert_keys(run, new, false)?;
+            self.insert_keys(run, new, false).map(|_| ())
+        };
+        match lister {
+            // A list function's keys, as its pages arrive.
+            Some(l) => {
+                rt.list_queued(l, fetcher, BATCH_KEYS, record).await?;
+            }
+            None => {
+                let mut keys = keys.into_keys().peekable();
+                while keys.peek().is_some() {
+                    record(keys.by_ref().take(ENQUEUE_CHUNK).collect())?;
+                }
+            }
         }
         self.conn()
             .run(move |s| {

@@ -14,8 +14,13 @@ use super::writer::PendingKey;
 use super::Runtime;
 use crate::error::{Error, Result};
 use crate::exec::Executor;
+use crate::list::{KeySender, ListEvent, ListerRegistration};
 use crate::model::Key;
+use crate::registry::FetcherRegistration;
 use crate::store::{KeyOutcomeWrite, QueuedOutcome, RunId, WriteItem};
+
+/// Longest a listed key waits for the rest of its chunk.
+const LISTED_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What a worker asks of the runtime for one claimed batch.
 pub(crate) struct QueuedKeys<'a> {
@@ -52,6 +57,64 @@ pub(crate) struct QueuedResult {
 }
 
 impl Runtime {
+    /// Runs the list function `lister` (whose keys `fetcher` fetches) from its start, handing
+    /// its keys to `each` in chunks of `chunk` as its pages arrive (a smaller one when no key
+    /// came for a second, and at the end); returns how many it listed. Records a list page carries are not kept (the workers fetch each key), nor are
+    /// its cursors saved.
+    pub(crate) async fn list_queued(
+        &self,
+        lister: &'static ListerRegistration,
+        fetcher: &'static FetcherRegistration,
+        chunk: usize,
+        mut each: impl FnMut(Vec<Key>) -> Result<()>,
+    ) -> Result<u64> {
+        let inner = &self.inner;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<ListEvent>(chunk.max(1));
+        let sender = KeySender::new(tx, lister, fetcher.check, None);
+        let policy = inner.exec.policy(lister.function).clone();
+        let ctx = inner.ctx.for_fetcher(lister.function).with_retries(policy);
+        let task = tokio::spawn((lister.call)(ctx, sender));
+        let mut keys = Vec::with_capacity(chunk);
+        let mut events = Vec::with_capacity(64);
+        let mut listed = 0;
+        loop {
+            // Keys wait at most a second for company (a slow list function's page).
+            let got = match tokio::time::timeout(LISTED_WAIT, rx.recv_many(&mut events, 64)).await {
+                Ok(n) => Some(n),
+                Err(_) => None,
+            };
+            for event in events.drain(..) {
+                if let ListEvent::Key(l) = event {
+                    keys.push(l.key);
+                }
+            }
+            let ended = got == Some(0);
+            if keys.len() >= chunk || (ended || got.is_none()) && !keys.is_empty() {
+                listed += keys.len() as u64;
+                if let Err(e) = each(std::mem::replace(&mut keys, Vec::with_capacity(chunk))) {
+                    task.abort();
+                    return Err(e);
+                }
+            }
+            if ended {
+                break;
+            }
+        }
+        match task.await {
+            Ok(Ok(())) => Ok(listed),
+            Ok(Err(e)) => Err(e.context(format!(
+                "the list function `{}` of {} failed after listing {listed} keys (those are \
+                 queued)",
+                lister.function,
+                lister.identifier_text()
+            ))),
+            Err(join) => Err(Error::permanent(format!(
+                "the list function `{}` stopped after listing {listed} keys: {join}",
+                lister.function
+            ))),
+        }
+    }
+
     /// Fetches, validates and settles the keys of one claimed batch of a queued run.
     pub(crate) async fn process_queued(&self, q: QueuedKeys<'_>) -> Result<QueuedResult> {
         let inner = &self.inner;

@@ -15,6 +15,7 @@ use kye_runtime::store::{PgSpec, RunStatus};
 use kye_runtime::testing::{Fault, FetcherBuilder, Route, Routes, TestServer};
 use kye_runtime::{BatchEnd, Config, Context, Error, FetchFuture, Key, KeyValue, Queue};
 use kye_runtime::{FetchRequest, FetcherRegistration, RegisteredModel, Registry, Runtime};
+use kye_runtime::{KeySender, ListFuture, ListerRegistration};
 use kye_runtime::{WorkerOptions, WorkerReport};
 use serde_json::{json, Value};
 
@@ -62,6 +63,30 @@ fn owner(key: &Key, ctx: Context) -> FetchFuture {
 static CAT: FetcherRegistration = FetcherBuilder::new("Cat", &["id"], "cat", cat).build();
 static OWNER: FetcherRegistration = FetcherBuilder::new("Owner", &["id"], "owner", owner).build();
 
+/// Every owner 1..=250, in pages of 30 with a pause between pages.
+fn all_owners(_ctx: Context, keys: KeySender) -> ListFuture {
+    Box::pin(async move {
+        for page in (1..=250i64).collect::<Vec<_>>().chunks(30) {
+            for id in page {
+                keys.send(Key::single(*id)).await?;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    })
+}
+
+static OWNERS: ListerRegistration = ListerRegistration {
+    model: "Owner",
+    identifier: &["id"],
+    function: "all_owners",
+    module_path: "queue",
+    file: "queue.rs",
+    line: 1,
+    doc: "",
+    call: all_owners,
+};
+
 fn registry() -> Registry {
     Registry::from_parts(
         ["Cat", "Owner"]
@@ -70,6 +95,8 @@ fn registry() -> Registry {
         [&CAT, &OWNER],
     )
     .expect("registry")
+    .with_listers([&OWNERS])
+    .expect("listers")
 }
 
 /// Requests per path (`/cats/7`), as the source saw them.
@@ -364,8 +391,8 @@ fn one_worker_drains_a_run_with_references_followed_once() {
     let store = pg.store_url();
     let rt = runtime(server.base_url(), &store);
     let q = queue(&store);
-    let run = q
-        .enqueue(&rt, &FetchRequest::new("Owner.id in 1..=150").follow(1))
+    let run = tokio
+        .block_on(q.enqueue(&rt, &FetchRequest::new("Owner.id in 1..=150").follow(1)))
         .expect("enqueue");
     // Recorded, not fetched.
     assert_eq!(hits.lock().unwrap().len(), 0);
@@ -409,8 +436,10 @@ fn three_workers_share_a_run_and_no_key_is_fetched_twice() {
             .expect("tokio");
         let _guard = tokio.enter();
         let rt = runtime(&base, &store);
-        queue(&store)
-            .enqueue(&rt, &FetchRequest::new("Owner.id in 1..=400").follow(1))
+        tokio
+            .block_on(
+                queue(&store).enqueue(&rt, &FetchRequest::new("Owner.id in 1..=400").follow(1)),
+            )
             .expect("enqueue")
     };
     let workers: Vec<_> = ["a", "b", "c"]
@@ -440,8 +469,8 @@ fn a_worker_whose_lease_expired_is_refused_at_commit_and_another_does_its_batch(
     let store = pg.store_url();
     let slow = runtime(server.base_url(), &store);
     let q = queue(&store);
-    let run = q
-        .enqueue(&slow, &FetchRequest::new("Owner.id in 1..=20"))
+    let run = tokio
+        .block_on(q.enqueue(&slow, &FetchRequest::new("Owner.id in 1..=20")))
         .expect("enqueue");
     // The slow worker claims the batch under a short lease, then stalls past it.
     let lease = Duration::from_millis(300);
@@ -540,8 +569,10 @@ fn a_worker_killed_mid_batch_leaves_nothing_half_done_and_another_finishes_the_r
             .expect("tokio");
         let _guard = tokio.enter();
         let rt = runtime(&base, &store);
-        queue(&store)
-            .enqueue(&rt, &FetchRequest::new("Owner.id in 1..=250").follow(1))
+        tokio
+            .block_on(
+                queue(&store).enqueue(&rt, &FetchRequest::new("Owner.id in 1..=250").follow(1)),
+            )
             .expect("enqueue")
     };
     let mut child = spawn_self(
@@ -607,8 +638,8 @@ fn four_workers_together_keep_to_the_rate_of_the_host() {
             .expect("tokio");
         let _guard = tokio.enter();
         let rt = runtime_with(&base, &store, RATE);
-        queue(&store)
-            .enqueue(&rt, &FetchRequest::new("Owner.id in 1..=400"))
+        tokio
+            .block_on(queue(&store).enqueue(&rt, &FetchRequest::new("Owner.id in 1..=400")))
             .expect("enqueue")
     };
     let workers: Vec<_> = ["r1", "r2", "r3", "r4"]
@@ -677,8 +708,8 @@ fn a_429_one_worker_sees_pauses_every_worker() {
             .expect("tokio");
         let _guard = tokio.enter();
         let rt = runtime(&base, &store);
-        queue(&store)
-            .enqueue(&rt, &FetchRequest::new("Owner.id in 1..=800"))
+        tokio
+            .block_on(queue(&store).enqueue(&rt, &FetchRequest::new("Owner.id in 1..=800")))
             .expect("enqueue")
     };
     let workers: Vec<_> = ["p1", "p2", "p3", "p4"]
@@ -733,8 +764,8 @@ fn sigterm_case(grace: Duration) -> Option<(Pg, i64, Duration)> {
             .expect("tokio");
         let _guard = tokio.enter();
         let rt = runtime(&base, &store);
-        queue(&store)
-            .enqueue(&rt, &FetchRequest::new("Owner.id in 1..=300"))
+        tokio
+            .block_on(queue(&store).enqueue(&rt, &FetchRequest::new("Owner.id in 1..=300")))
             .expect("enqueue")
     };
     let mut child = spawn_self(
@@ -827,4 +858,37 @@ fn sigterm_past_the_grace_period_puts_the_batch_back_unwritten() {
         0
     );
     assert_eq!(pg.count(r#"SELECT count(*) FROM S."Owner""#), 0);
+}
+
+#[test]
+fn a_list_functions_keys_are_queued_as_its_pages_arrive() {
+    let Some(mut pg) = Pg::new() else { return };
+    let tokio = tokio();
+    let hits = Hits::default();
+    let server = TestServer::start_on_thread(routes(&hits, Duration::ZERO)).expect("server");
+    let store = pg.store_url();
+    let rt = runtime(server.base_url(), &store);
+    let q = queue(&store);
+    let run = tokio
+        .block_on(q.enqueue(&rt, &FetchRequest::new("Owner")))
+        .expect("enqueue");
+    let progress = q.progress(run).expect("progress").expect("a queued run");
+    assert_eq!(progress.keys, 250);
+    assert!(progress.queued >= 3, "{progress:?}");
+    let report = tokio
+        .block_on(async {
+            tokio::time::timeout(Duration::from_secs(60), rt.work(&q, &options("lister"))).await
+        })
+        .expect("worker finished within 60 s")
+        .expect("worker");
+    assert_eq!(report.keys, 250);
+    let hits = hits.lock().unwrap();
+    assert!((1..=250).all(|id| hits.get(&format!("/owners/{id}")) == Some(&1)));
+    assert_eq!(
+        pg.count(&format!(
+            "SELECT count(*) FROM S._kye_runs WHERE id = {} AND status = 'completed' AND stored = 250",
+            run.0
+        )),
+        1
+    );
 }

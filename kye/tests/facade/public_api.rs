@@ -169,7 +169,9 @@ fn store_surface(spec: &kye::store::StoreSpec) -> Result<(), kye::store::StoreEr
 #[allow(dead_code)]
 async fn queue_surface(rt: &kye::Runtime, spec: &kye::store::PgSpec) -> kye::Result<()> {
     let q: kye::Queue = kye::Queue::open(spec)?;
-    let run: kye::RunId = q.enqueue(rt, &kye::FetchRequest::new("Pokemon.id = 1"))?;
+    let run: kye::RunId = q
+        .enqueue(rt, &kye::FetchRequest::new("Pokemon.id = 1"))
+        .await?;
     let progress: Option<kye::QueueProgress> = q.progress(run)?;
     if let Some(p) = progress {
         let _: kye::RunCounts = p.counts;
