@@ -79,10 +79,9 @@ impl Runtime {
         let mut listed = 0;
         loop {
             // Keys wait at most a second for company (a slow list function's page).
-            let got = match tokio::time::timeout(LISTED_WAIT, rx.recv_many(&mut events, 64)).await {
-                Ok(n) => Some(n),
-                Err(_) => None,
-            };
+            let got = tokio::time::timeout(LISTED_WAIT, rx.recv_many(&mut events, 64))
+                .await
+                .ok();
             for event in events.drain(..) {
                 if let ListEvent::Key(l) = event {
                     keys.push(l.key);
