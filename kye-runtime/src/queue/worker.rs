@@ -126,10 +126,11 @@ impl Runtime {
                     Ok(BatchEnd::Released) => report.released += 1,
                     Err(e) => {
                         // Put back for another attempt (it counts: a batch that always fails
-                        // this way gives up after its attempts).
+                        // this way gives up after its attempts), and a pause before the next.
                         tracing::warn!(batch = batch.id, run = %batch.run, error = %e, "batch failed; put back");
                         report.released += 1;
                         let _ = queue.expire(&batch, &e.to_string());
+                        sleep_unless(opts.poll, &stopping).await;
                     }
                 }
             }
@@ -163,6 +164,8 @@ impl Runtime {
         if batch.attempts > batch.max_attempts {
             return self.give_up(queue, batch);
         }
+        // A host found unreachable by an earlier batch is tried again.
+        self.context().http().limiter().reset_reach();
         let work = self.process_queued(QueuedKeys {
             run: batch.run,
             model: &batch.model,
@@ -201,9 +204,20 @@ impl Runtime {
             }
         };
         if processed.interrupted > 0 {
-            queue.release(batch, "the worker stopped before finishing it")?;
-            tracing::info!("batch released");
-            return Ok(BatchEnd::Released);
+            if opts.stop.load(Ordering::Relaxed) || self.shutdown().is_triggered() {
+                queue.release(batch, "the worker stopped before finishing it")?;
+                tracing::info!("batch released");
+                return Ok(BatchEnd::Released);
+            }
+            // Stopped early without a stop request: a host could not be reached. The claim
+            // counts, so a source that stays down gives its batches up after their attempts.
+            let why = match self.context().http().limiter().unreachable() {
+                Some((host, failures)) => {
+                    format!("{host} could not be reached ({failures} connection failures in a row)")
+                }
+                None => "the batch stopped before its keys finished".to_string(),
+            };
+            return Err(Error::permanent(why));
         }
         let followed = queue.enqueue_references(batch.run, processed.references)?;
         let mut items = processed.items;

@@ -136,6 +136,7 @@ impl Runtime {
         })?;
         let target = Target::new(model, fetcher);
         let depth = q.depth;
+        let asked = q.keys.len() as u64;
         let jobs = {
             let t = target.clone();
             q.keys
@@ -197,6 +198,9 @@ impl Runtime {
                 sink,
             )
             .await?;
+        // Keys the executor never started (it stops taking keys when a host cannot be
+        // reached, or on a stop request) are interrupted too: the batch is not complete.
+        let interrupted = interrupted.max(asked.saturating_sub(pending.len() as u64));
         let (items, outcomes) = writes(run, pending);
         Ok(QueuedResult {
             items,

@@ -892,3 +892,54 @@ fn a_list_functions_keys_are_queued_as_its_pages_arrive() {
         1
     );
 }
+
+#[test]
+fn a_source_that_stays_unreachable_gives_its_batch_up_with_reasons() {
+    let Some(mut pg) = Pg::new() else { return };
+    let tokio = tokio();
+    let store = pg.store_url();
+    // A port nobody listens on: every connection is refused.
+    let refused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let rt = runtime_with(
+        &format!("http://{refused}"),
+        &store,
+        "unreachable_after = 5\nunreachable_pause = \"100ms\"",
+    );
+    let q = queue(&store);
+    let run = tokio
+        .block_on(q.enqueue(&rt, &FetchRequest::new("Owner.id in 1..=100")))
+        .expect("enqueue");
+    let report = tokio
+        .block_on(async {
+            tokio::time::timeout(Duration::from_secs(60), rt.work(&q, &options("cut-off"))).await
+        })
+        .expect("worker finished within 60 s")
+        .expect("worker");
+    // Three claims put back, the fourth gives the batch up.
+    assert_eq!((report.released, report.gave_up), (3, 1), "{report:?}");
+    assert_eq!(
+        pg.count(&format!(
+            "SELECT count(*) FROM S._kye_queue_batches WHERE state = 'failed' \
+             AND reason LIKE '{refused} could not be reached%'"
+        )),
+        1
+    );
+    assert_eq!(
+        pg.count(&format!(
+            "SELECT count(*) FROM S._kye_keys WHERE run_id = {} AND status = 'failed' \
+             AND reason LIKE 'gave up after 3 claims%'",
+            run.0
+        )),
+        100
+    );
+    assert_eq!(
+        pg.count(&format!(
+            "SELECT count(*) FROM S._kye_runs WHERE id = {} AND status = 'completed' AND failed = 100",
+            run.0
+        )),
+        1
+    );
+}
