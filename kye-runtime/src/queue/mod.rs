@@ -63,6 +63,8 @@ pub struct ClaimedBatch {
     /// Its keys.
     pub keys: Vec<Key>,
     lease: i64,
+    /// Why the batch was last put back, if it was.
+    reason: Option<String>,
     fetcher: Vec<String>,
     depth: u32,
     follow: u32,
@@ -286,7 +288,8 @@ impl Queue {
                      FROM c WHERE b.id = c.id \
                      RETURNING b.id, b.run_id, b.model, b.fetcher, b.depth, b.keys::text, b.attempts, \
                        (SELECT follow FROM _kye_queue_runs r WHERE r.run_id = b.run_id), \
-                       (SELECT max_attempts FROM _kye_queue_runs r WHERE r.run_id = b.run_id)",
+                       (SELECT max_attempts FROM _kye_queue_runs r WHERE r.run_id = b.run_id), \
+                       b.reason",
                     &[&token, &(ms as f64), &worker],
                 )
             })
@@ -307,6 +310,7 @@ impl Queue {
             attempts: r.get::<_, i32>(6).max(0) as u32,
             keys,
             lease: token,
+            reason: r.get(9),
             follow: r.get::<_, Option<i32>>(7).unwrap_or(0).max(0) as u32,
             max_attempts: r.get::<_, Option<i32>>(8).unwrap_or(BATCH_ATTEMPTS).max(1) as u32,
         }))

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tracing::Instrument;
 
 use super::{ClaimedBatch, Queue};
 use crate::error::{Error, Result};
@@ -89,7 +90,12 @@ pub enum BatchEnd {
 
 impl Runtime {
     /// Works on queued runs of `queue` until stopped (or, with
-    /// [`WorkerOptions::exit_when_idle`], until no run has work): see the `queue` module.
+    /// [`WorkerOptions::exit_when_idle`], until no run has work): claims a batch, works it
+    /// ([`Runtime::work_batch`]), again. From the first call on, this runtime's per-host rates
+    /// and `Retry-After` pauses are shared with every worker of the store (a budget in its
+    /// `_kye_queue_rates` table), for the rest of the runtime's life. Errors of the database
+    /// (a claim that cannot be made) end it; a batch that fails is put back and the worker
+    /// goes on.
     pub async fn work(&self, queue: &Queue, opts: &WorkerOptions) -> Result<WorkerReport> {
         let mut report = WorkerReport::default();
         // Each host's rate holds for every worker together (see `budget.rs`).
@@ -155,7 +161,15 @@ impl Runtime {
     ) -> Result<BatchEnd> {
         let span =
             tracing::info_span!("batch", batch = batch.id, run = %batch.run, worker = %opts.name);
-        let _enter = span.enter();
+        self.work_claimed(queue, batch, opts).instrument(span).await
+    }
+
+    async fn work_claimed(
+        &self,
+        queue: &Queue,
+        batch: &ClaimedBatch,
+        opts: &WorkerOptions,
+    ) -> Result<BatchEnd> {
         tracing::info!(
             keys = batch.keys.len(),
             attempt = batch.attempts,
@@ -262,11 +276,17 @@ impl Runtime {
     /// A batch claimed more often than its run allows (its workers died or lost it each
     /// time): its keys fail with the reason, as keys that fail every retry do.
     fn give_up(&self, queue: &Queue, batch: &ClaimedBatch) -> Result<BatchEnd> {
-        let reason = format!(
-            "gave up after {} claims of its batch (each worker died or lost its lease before \
-             committing it)",
-            batch.attempts - 1
-        );
+        let reason = match &batch.reason {
+            Some(last) => format!(
+                "gave up after {} claims of its batch, the last put back because: {last}",
+                batch.attempts - 1
+            ),
+            None => format!(
+                "gave up after {} claims of its batch (each worker died or lost its lease \
+                 before committing it)",
+                batch.attempts - 1
+            ),
+        };
         tracing::warn!(reason = %reason, "batch failed");
         let index = |key: &crate::model::Key| {
             crate::store::IndexKey::new(
