@@ -943,3 +943,81 @@ fn a_source_that_stays_unreachable_gives_its_batch_up_with_reasons() {
         1
     );
 }
+
+#[test]
+fn four_worker_processes_killed_at_random_with_faulty_source_store_every_key_once() {
+    use kye_runtime::testing::Chaos;
+
+    let Some(mut pg) = Pg::new() else { return };
+    let hits = Hits::default();
+    // 20% of requests fail (500, 503, a body cut short), at most twice per path: with three
+    // attempts every key gets through.
+    let chaos = Chaos::new(17, 0.2)
+        .fault(Fault::Status(500), 1)
+        .fault(Fault::Status(503), 1)
+        .fault(Fault::CloseMidBody, 1)
+        .max_faults_per_path(2);
+    let server = TestServer::start_on_thread(routes(&hits, Duration::from_millis(60)).chaos(chaos))
+        .expect("server");
+    let store = pg.store_url();
+    let base = server.base_url().to_string();
+    let run = {
+        let tokio = tokio();
+        let _guard = tokio.enter();
+        let rt = runtime(&base, &store);
+        tokio
+            .block_on(
+                queue(&store).enqueue(&rt, &FetchRequest::new("Owner.id in 1..=500").follow(1)),
+            )
+            .expect("enqueue")
+    };
+    let spawn = || {
+        spawn_self(
+            &test_name(module_path!(), "queue_child_worker"),
+            &[
+                ("KYE_QUEUE_STORE", store.clone()),
+                ("KYE_QUEUE_BASE", base.clone()),
+            ],
+        )
+    };
+    let mut seed = u64::from(std::process::id()) | 1;
+    eprintln!("kill schedule seed {seed}");
+    let mut random = |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    let mut children: Vec<std::process::Child> = (0..4).map(|_| spawn()).collect();
+    // Four kills, each of a random worker at a random moment, each replaced at once.
+    let mut kills = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while kills < 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300 + random(500)));
+        let i = random(children.len() as u64) as usize;
+        let mut victim = std::mem::replace(&mut children[i], spawn());
+        let _ = victim.kill();
+        let _ = victim.wait();
+        kills += 1;
+    }
+    assert_eq!(kills, 4);
+    // The workers still alive finish the run (each exits when no run has work).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for mut child in children {
+        loop {
+            if child.try_wait().expect("wait").is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("a worker still ran after 120 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    check_run(&mut pg, run.0, 500);
+    assert!(
+        pg.count("SELECT count(*) FROM S._kye_queue_batches WHERE attempts > 1") >= 1,
+        "some batch was taken again after its worker was killed"
+    );
+}
