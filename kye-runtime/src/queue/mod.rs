@@ -141,6 +141,14 @@ impl Queue {
         })
     }
 
+    /// The advisory lock class of this store's enqueuers (`pg_advisory_lock(class, run)`, held
+    /// while a run's keys are recorded; released by the server when the process dies).
+    fn enqueue_class(&self) -> i32 {
+        use sha2::Digest;
+        let h = sha2::Sha256::digest(format!("kye-queue:{}", self.spec.schema).as_bytes());
+        i32::from_be_bytes([h[0], h[1], h[2], h[3]]) & 0x7fff_ffff
+    }
+
     /// The fleet's rate budget of this store (a connection of its own).
     fn budget(&self) -> Result<budget::PgBudget> {
         budget::PgBudget::open(&self.spec).map_err(store_err)
@@ -164,6 +172,7 @@ impl Queue {
         let text = request.request.replace('\0', "\u{2400}");
         let follow = request.follow as i32;
         let pid = i64::from(std::process::id());
+        let class = self.enqueue_class();
         let run = self
             .conn()
             .run(move |s| {
@@ -175,6 +184,9 @@ impl Queue {
                         &[&text, &pid],
                     )?
                     .get(0);
+                // Held while the keys are recorded: workers waiting to exit when idle know a
+                // live enqueuer from a dead one (the server releases it with the connection).
+                tx.execute("SELECT pg_advisory_lock($1, $2)", &[&class, &(id as i32)])?;
                 tx.execute(
                     "INSERT INTO _kye_queue_runs (run_id, follow, max_attempts, state, created_at) \
                      VALUES ($1, $2, $3, 'enqueuing', now())",
@@ -192,26 +204,48 @@ impl Queue {
                 .collect();
             self.insert_keys(run, new, false).map(|_| ())
         };
-        match lister {
-            // A list function's keys, as its pages arrive.
-            Some(l) => {
-                rt.list_queued(l, fetcher, BATCH_KEYS, record).await?;
-            }
-            None => {
-                let mut keys = keys.into_keys().peekable();
-                while keys.peek().is_some() {
-                    record(keys.by_ref().take(ENQUEUE_CHUNK).collect())?;
+        let recorded: Result<()> = async {
+            match lister {
+                // A list function's keys, as its pages arrive.
+                Some(l) => rt
+                    .list_queued(l, fetcher, BATCH_KEYS, record)
+                    .await
+                    .map(|_| ()),
+                None => {
+                    let mut keys = keys.into_keys().peekable();
+                    while keys.peek().is_some() {
+                        record(keys.by_ref().take(ENQUEUE_CHUNK).collect())?;
+                    }
+                    Ok(())
                 }
             }
         }
+        .await;
+        // Open either way: the keys recorded are done and the run can end; when recording
+        // stopped on an error, the run keeps it as its error.
+        let error = recorded
+            .as_ref()
+            .err()
+            .map(|e| crate::redact::redact_text(&e.to_string()).replace('\0', "\u{2400}"));
         self.conn()
             .run(move |s| {
                 s.client.execute(
                     "UPDATE _kye_queue_runs SET state = 'open' WHERE run_id = $1",
                     &[&run.0],
+                )?;
+                if let Some(e) = &error {
+                    s.client.execute(
+                        "UPDATE _kye_runs SET error = $2 WHERE id = $1",
+                        &[&run.0, e],
+                    )?;
+                }
+                s.client.execute(
+                    "SELECT pg_advisory_unlock($1, $2)",
+                    &[&class, &(run.0 as i32)],
                 )
             })
             .map_err(store_err)?;
+        recorded?;
         // A run of no keys is drained at once.
         self.finish_if_drained(run)?;
         Ok(run)
@@ -384,8 +418,9 @@ impl Queue {
         self.insert_keys(run, keys, true)
     }
 
-    /// Ends `run` when its keys are all recorded and its batches all completed: `completed`,
-    /// with counts the sum of its batches'. Returns whether it ended now. Any worker (and the
+    /// Ends `run` when its keys are all recorded and its batches all completed: `completed`
+    /// (`failed` when recording its keys stopped on an error), with counts the sum of its
+    /// batches'. Returns whether it ended now. Any worker (and the
     /// process waiting for the run) may call it; the run ends once.
     pub fn finish_if_drained(&self, run: RunId) -> Result<bool> {
         self.conn()
@@ -411,7 +446,8 @@ impl Queue {
                     return Ok(false);
                 }
                 tx.execute(
-                    "UPDATE _kye_runs r SET status = 'completed', ended_at = now(), \
+                    "UPDATE _kye_runs r SET ended_at = now(), \
+                     status = CASE WHEN r.error IS NULL THEN 'completed' ELSE 'failed' END, \
                      stored = c.stored, rejected = c.rejected, missing = c.missing, \
                      failed = c.failed, skipped = c.skipped \
                      FROM (SELECT coalesce(sum(stored), 0)::bigint AS stored, \
@@ -438,15 +474,21 @@ impl Queue {
             })
     }
 
-    /// Whether any batch of any run waits for a worker or is held by one.
+    /// Whether any batch of any run waits for a worker or is held by one, or a run's keys are
+    /// still being recorded (by a process that is alive: it holds the run's enqueue lock).
     pub fn has_work(&self) -> Result<bool> {
+        let class = self.enqueue_class();
         self.conn()
             .run(|s| {
                 Ok(s.client
                     .query_one(
                         "SELECT EXISTS (SELECT 1 FROM _kye_queue_batches WHERE state IN ('queued', 'claimed')) \
-                         OR EXISTS (SELECT 1 FROM _kye_queue_runs WHERE state = 'enqueuing')",
-                        &[],
+                         OR EXISTS (SELECT 1 FROM _kye_queue_runs q WHERE q.state = 'enqueuing' \
+                           AND EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+                             AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                             AND classid = $1::int::oid AND objid = q.run_id::int::oid \
+                             AND objsubid = 2 AND granted))",
+                        &[&class],
                     )?
                     .get(0))
             })

@@ -76,6 +76,27 @@ fn all_owners(_ctx: Context, keys: KeySender) -> ListFuture {
     })
 }
 
+/// Cats 1..=150, then the listing fails.
+fn cats_then_fail(_ctx: Context, keys: KeySender) -> ListFuture {
+    Box::pin(async move {
+        for id in 1..=150i64 {
+            keys.send(Key::single(id)).await?;
+        }
+        Err(Error::permanent("the listing endpoint broke at page 2"))
+    })
+}
+
+static CATS: ListerRegistration = ListerRegistration {
+    model: "Cat",
+    identifier: &["id"],
+    function: "cats_then_fail",
+    module_path: "queue",
+    file: "queue.rs",
+    line: 1,
+    doc: "",
+    call: cats_then_fail,
+};
+
 static OWNERS: ListerRegistration = ListerRegistration {
     model: "Owner",
     identifier: &["id"],
@@ -95,7 +116,7 @@ fn registry() -> Registry {
         [&CAT, &OWNER],
     )
     .expect("registry")
-    .with_listers([&OWNERS])
+    .with_listers([&OWNERS, &CATS])
     .expect("listers")
 }
 
@@ -1019,5 +1040,34 @@ fn four_worker_processes_killed_at_random_with_faulty_source_store_every_key_onc
     assert!(
         pg.count("SELECT count(*) FROM S._kye_queue_batches WHERE attempts > 1") >= 1,
         "some batch was taken again after its worker was killed"
+    );
+}
+
+#[test]
+fn a_list_function_that_fails_leaves_its_keys_done_and_the_run_failed_with_its_error() {
+    let Some(mut pg) = Pg::new() else { return };
+    let tokio = tokio();
+    let hits = Hits::default();
+    let server = TestServer::start_on_thread(routes(&hits, Duration::ZERO)).expect("server");
+    let store = pg.store_url();
+    let rt = runtime(server.base_url(), &store);
+    let q = queue(&store);
+    let err = tokio
+        .block_on(q.enqueue(&rt, &FetchRequest::new("Cat")))
+        .expect_err("the listing fails");
+    assert!(err.to_string().contains("broke at page 2"), "{err}");
+    let report = tokio
+        .block_on(async {
+            tokio::time::timeout(Duration::from_secs(60), rt.work(&q, &options("after-list"))).await
+        })
+        .expect("worker finished within 60 s")
+        .expect("worker");
+    assert_eq!(report.keys, 150);
+    assert_eq!(
+        pg.count(
+            "SELECT count(*) FROM S._kye_runs WHERE status = 'failed' AND stored = 150 \
+             AND error LIKE '%broke at page 2%' AND ended_at IS NOT NULL"
+        ),
+        1
     );
 }
