@@ -44,6 +44,7 @@ mod parse;
 mod pgrun;
 mod pgstore;
 mod run;
+mod scaleout;
 /// PokeAPI-shaped documents at real size, made from the example's fixtures.
 #[path = "../../examples/pokemon/synthetic.rs"]
 mod synthetic;
@@ -190,7 +191,7 @@ async fn in_batch(ids: Vec<i64>, ctx: &kye::Context) -> kye::Result<Vec<Value>> 
 /// The loopback server of the batch benchmark: `/one/{id}` answers the overhead record of
 /// `id`, `/many?ids=1,2,...` an array of them; each answer after `latency` (a remote API's
 /// round trip; zero for none).
-fn batch_server(latency: Duration) -> AnyResult<TestServer> {
+pub(crate) fn batch_server(latency: Duration) -> AnyResult<TestServer> {
     let delayed = move |route: Route| {
         if latency.is_zero() {
             route
@@ -543,7 +544,8 @@ fn usage() -> String {
      [--only validate,fetch,scale]\n\
      \x20      kye-bench serve N real|BYTES | floor BASE N C [parse] | kye-fetch BASE N C DB | overhead N [listed] | batch N key|batch [LATENCY_MS] | pgstore N [URL] | transform N\n\
      \x20      kye-bench api [SECONDS] [CONNECTIONS]\n\
-     \x20      kye-bench parse [--docs M] [--rounds R] [--size real|BYTES] [--only WAY]"
+     \x20      kye-bench parse [--docs M] [--rounds R] [--size real|BYTES] [--only WAY]\n\
+     \x20      kye-bench scaleout N LATENCY_MS [ROUNDS] [POSTGRES_URL]"
         .to_string()
 }
 
@@ -585,6 +587,15 @@ fn main() -> ExitCode {
                 pgstore::pgstore(n, &url)
             }),
             Some("transform") => arg(&args, 1, "N").and_then(transform::transform),
+            Some("scaleout") => arg(&args, 1, "N").and_then(|n| {
+                let latency = Duration::from_millis(arg(&args, 2, "LATENCY_MS")?);
+                let rounds = match args.get(3) {
+                    Some(_) => arg(&args, 3, "ROUNDS")?,
+                    None => 1,
+                };
+                let url = args.get(4).cloned().unwrap_or_else(run::postgres_url);
+                scaleout::scaleout(n, latency, rounds, &url)
+            }),
             Some("run") => run::run(&args[1..]),
             Some("api") => api::api(&args[1..]),
             Some("parse") => parse::parse(&args[1..]),

@@ -49,6 +49,8 @@ mod listing;
 mod model;
 mod output;
 mod pages;
+#[cfg(feature = "postgres")]
+mod queue;
 mod redact;
 mod registry;
 mod request;
@@ -79,6 +81,11 @@ pub use listing::{
 pub use model::{BatchFuture, CallFuture, FetchFuture, Key, KeyError, KeyValue, Model, OutputKind};
 pub use output::Format;
 pub use pages::Pages;
+#[cfg(feature = "postgres")]
+pub use queue::{
+    BatchEnd, ClaimedBatch, Queue, QueueProgress, WorkerLease, WorkerOptions, WorkerReport,
+    BATCH_ATTEMPTS, BATCH_KEYS,
+};
 pub use registry::{
     registry, BatchRegistration, FetcherRegistration, ModelRegistration, RegisteredModel, Registry,
     RegistryError, RegistryWarning,

@@ -445,3 +445,99 @@ fn unreachable_or_refused_servers_exit_2_naming_host_and_database_never_the_pass
         assert!(String::from_utf8_lossy(&out.stdout).is_empty());
     }
 }
+
+#[test]
+fn fetch_queue_no_wait_then_two_worker_processes_complete_the_run() {
+    let Some(mut c) = server() else { return };
+    let s = Schema::new();
+    let request = "Pokemon.id in 1..=151";
+    // The store's tables, then the run recorded in the queue (nothing fetched yet).
+    let queued = output(s.example(
+        "http://127.0.0.1:9",
+        &[
+            "--offline",
+            "--format",
+            "json",
+            "fetch",
+            request,
+            "--queue",
+            "--no-wait",
+            "--follow",
+        ],
+    ));
+    assert_eq!(
+        queued.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&queued.stderr)
+    );
+    let v = json(&queued);
+    let run = v["run"].as_i64().expect("the run id");
+    assert_eq!(v["keys"], 151);
+    assert_eq!(s.count(&mut c, "SELECT count(*) FROM S.\"Pokemon\""), 0);
+    assert_eq!(
+        s.count(
+            &mut c,
+            &format!("SELECT count(*) FROM S._kye_runs WHERE id = {run} AND status = 'running'")
+        ),
+        1
+    );
+    // Two workers, as two machines would run them.
+    let workers: Vec<Child> = ["w1", "w2"]
+        .iter()
+        .map(|name| {
+            let mut cmd = s.example(
+                "http://127.0.0.1:9",
+                &[
+                    "--offline",
+                    "--format",
+                    "json",
+                    "worker",
+                    "--exit-when-idle",
+                    "--name",
+                    name,
+                ],
+            );
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            cmd.spawn().expect("worker")
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut keys = 0;
+    for mut w in workers {
+        loop {
+            if w.try_wait().expect("wait").is_some() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "a worker ran past 120 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = w.wait_with_output().expect("worker output");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        keys += json(&out)["keys"].as_i64().expect("keys committed");
+    }
+    let pokemon = s.assert_whole(&mut c);
+    assert!(pokemon > 0);
+    let outcomes = s.count(
+        &mut c,
+        &format!("SELECT count(*) FROM S._kye_keys WHERE run_id = {run}"),
+    );
+    assert_eq!(outcomes, keys, "one outcome per key the workers committed");
+    let runs = json(&output(s.example(
+        "http://127.0.0.1:9",
+        &["--offline", "--format", "json", "runs"],
+    )));
+    let r = &runs[0];
+    assert_eq!(r["id"], run);
+    assert_eq!(r["status"], "completed", "{r}");
+    let sum: i64 = ["stored", "rejected", "missing", "failed", "skipped"]
+        .iter()
+        .map(|k| r["counts"][k].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(sum, keys, "{r}");
+}

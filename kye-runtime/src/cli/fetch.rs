@@ -1,5 +1,6 @@
 //! `kye fetch REQUEST [--follow[=DEPTH]] [--concurrency N] [--max-age DUR] [--refresh]`: a
-//! backfill with progress and a summary.
+//! backfill with progress and a summary. With `--queue [--no-wait]` the run goes through the
+//! PostgreSQL store's queue instead (`worker.rs`).
 //!
 //! Exit codes: `0` every requested key ended stored, missing or skipped (fresh); `65` some
 //! were rejected (quarantined) or failed, or the run ended early because a host could not be
@@ -48,6 +49,13 @@ pub struct FetchArgs {
     /// Do not run the transformers reading what this fetch stored.
     #[arg(long)]
     pub no_transform: bool,
+    /// Record the run and its keys in the PostgreSQL store's queue, for `worker`s on any
+    /// machine to do; this process works on it too and waits for it (see --no-wait).
+    #[arg(long)]
+    pub queue: bool,
+    /// With --queue: print the run id and return, leaving the run to the workers.
+    #[arg(long, requires = "queue")]
+    pub no_wait: bool,
 }
 
 impl FetchArgs {
@@ -60,6 +68,8 @@ impl FetchArgs {
             max_age: None,
             refresh: false,
             no_transform: false,
+            queue: false,
+            no_wait: false,
         }
     }
 
@@ -202,6 +212,9 @@ pub fn print_summary(summary: &FetchSummary, g: &Global) {
 
 impl Run for FetchArgs {
     fn run(self, g: &Global) -> ExitCode {
+        if self.queue {
+            return super::worker::fetch_queued(&self, g, self.no_wait);
+        }
         match self.execute_and_transform(g) {
             Ok((summary, transformed)) => {
                 print_summary(&summary, g);

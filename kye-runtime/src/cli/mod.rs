@@ -12,6 +12,9 @@
 //!                                              missing, 65 some rejected or failed
 //!   show MODEL [--where 'edge = value'] [--limit N]
 //!                                              stored records (table, JSON with nested edges)
+//!   fetch REQUEST --queue [--no-wait]          the run through the PostgreSQL store's queue
+//!   worker [--exit-when-idle] [--concurrency N] [--name NAME]
+//!                                              work on queued runs (any number, any machine)
 //!   runs [--limit N] | rejects [--run ID] | drift
 //!                                              run history, quarantined payloads, unknown fields
 //!   serve [--listen ADDR] [--master-key-file F]  the HTTP API (feature `server`)
@@ -125,6 +128,7 @@ mod show;
 mod token;
 mod transform;
 mod validate;
+mod worker;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -155,6 +159,7 @@ pub use transform::{
     exit_code as transform_exit_code, print_summary as print_transform_summary, TransformArgs,
 };
 pub use validate::ValidateArgs;
+pub use worker::WorkerArgs;
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
@@ -257,6 +262,9 @@ pub enum Command {
     /// The audit log of `serve`, newest first.
     #[cfg(feature = "server")]
     Audit(AuditArgs),
+    /// Work on the runs queued in a PostgreSQL store (`fetch --queue`), with any number of
+    /// other workers on any number of machines.
+    Worker(WorkerArgs),
 }
 
 impl Command {
@@ -281,6 +289,7 @@ impl Command {
             Command::Secret(a) => a.run(g),
             #[cfg(feature = "server")]
             Command::Audit(a) => a.run(g),
+            Command::Worker(a) => a.run(g),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `kye runs [--limit N]`: run history, newest first, with counts and durations.
+//! `kye runs [--limit N]`: run history, newest first, with counts and durations; a queued run
+//! (PostgreSQL) with its batches and workers.
 
 use std::process::ExitCode;
 
@@ -30,6 +31,7 @@ impl Run for RunsArgs {
             print_json(&runs);
             return ExitCode::from(EXIT_OK);
         }
+        let queued = queued_progress(g, &runs);
         let mut table = Table::new([
             "run", "status", "started", "took", "stored", "rejected", "missing", "failed",
             "skipped", "request",
@@ -42,6 +44,9 @@ impl Run for RunsArgs {
             let mut status = r.status.to_string();
             if let Some(from) = r.resumed_from {
                 status.push_str(&format!(" (resumes {from})"));
+            }
+            if let Some(p) = queued.iter().find(|p| p.0 == r.id) {
+                status.push_str(&format!(" ({})", p.1));
             }
             let c = &r.counts;
             table.row(vec![
@@ -59,10 +64,71 @@ impl Run for RunsArgs {
         }
         out_raw!("{}", table.render(g.format));
         if g.verbose > 0 {
+            for (run, _, workers) in &queued {
+                for w in workers {
+                    out!("run {run}: worker {w}");
+                }
+            }
             for r in runs.iter().filter(|r| r.error.is_some()) {
                 out!("run {}: {}", r.id, r.error.as_deref().unwrap_or_default());
             }
         }
         ExitCode::from(EXIT_OK)
     }
+}
+
+/// For each running queued run (PostgreSQL store): its batches as `queued 3/10 batches,
+/// 2 workers`, and a line per worker (batches held, lease expiry). Empty for other stores.
+#[cfg(feature = "postgres")]
+fn queued_progress(
+    g: &Global,
+    runs: &[crate::store::RunInfo],
+) -> Vec<(crate::store::RunId, String, Vec<String>)> {
+    let Ok(crate::store::StoreSpec::Postgres(spec)) = super::common::store_spec(g) else {
+        return Vec::new();
+    };
+    let running: Vec<_> = runs
+        .iter()
+        .filter(|r| r.status == crate::store::RunStatus::Running)
+        .collect();
+    if running.is_empty() {
+        return Vec::new();
+    }
+    let Ok(queue) = crate::Queue::open(&spec) else {
+        return Vec::new();
+    };
+    running
+        .into_iter()
+        .filter_map(|r| {
+            let p = queue.progress(r.id).ok().flatten()?;
+            let total = p.queued + p.claimed + p.done + p.failed;
+            let mut text = format!(
+                "queued {}/{total} batches, {} workers",
+                p.done + p.failed,
+                p.workers.len()
+            );
+            if p.state == "enqueuing" {
+                text.push_str(", enqueuing");
+            }
+            let workers = p
+                .workers
+                .iter()
+                .map(|w| {
+                    format!(
+                        "{} holds {} batches, lease until {}",
+                        w.worker, w.batches, w.expires
+                    )
+                })
+                .collect();
+            Some((r.id, text, workers))
+        })
+        .collect()
+}
+
+#[cfg(not(feature = "postgres"))]
+fn queued_progress(
+    _g: &Global,
+    _runs: &[crate::store::RunInfo],
+) -> Vec<(crate::store::RunId, String, Vec<String>)> {
+    Vec::new()
 }

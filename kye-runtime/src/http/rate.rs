@@ -13,7 +13,7 @@
 //! the executor starts no new keys, ending the run early (see [`HostLimiter::unreachable`]).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -43,7 +43,40 @@ struct Bucket {
     tokens: f64,
     last: Instant,
     paused_until: Option<Instant>,
+    /// With a fleet budget: not before this is the fleet asked again about this host.
+    next_ask: Option<Instant>,
 }
+
+/// A budget several processes share (the workers of a queue, on any number of machines): a
+/// host's configured rate holds for all of them together, and a pause one of them is told
+/// (`429` with `Retry-After`) holds for all. Set with [`HostLimiter::set_fleet`].
+///
+/// Calls block (they may ask a database); the limiter makes them on a blocking thread.
+pub trait FleetBudget: std::fmt::Debug + Send + Sync {
+    /// Takes up to `want` tokens of `host`'s shared bucket (refilling at `rate`); with `rate`
+    /// `None` (a host without a limit) takes nothing and only reports a pause. Returns the
+    /// tokens granted and how long to wait before asking again when none were.
+    fn grant(&self, host: &str, rate: Option<Rate>, want: f64) -> FleetGrant;
+
+    /// Pauses `host` for every process sharing the budget, for `delay`.
+    fn pause(&self, host: &str, delay: Duration);
+}
+
+/// What [`FleetBudget::grant`] gives.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct FleetGrant {
+    /// Tokens granted (whole requests).
+    pub tokens: f64,
+    /// How long to wait before asking again (a pause, or the time the bucket needs to refill).
+    pub wait: Duration,
+}
+
+/// How much of a host's rate one grant takes: a fifth of a second's worth (at least one
+/// request), so grants stay small next to what all workers share.
+const GRANT_SECONDS: f64 = 0.2;
+
+/// How often a host without a rate is checked for a fleet-wide pause.
+const FLEET_PAUSE_CHECK: Duration = Duration::from_secs(1);
 
 /// Token buckets for all hosts seen so far.
 #[derive(Debug, Default)]
@@ -57,6 +90,10 @@ pub struct HostLimiter {
     any_down: std::sync::atomic::AtomicBool,
     unreachable_after: u32,
     unreachable_pause: Duration,
+    /// A budget shared with other processes, if any.
+    fleet: OnceLock<Arc<dyn FleetBudget>>,
+    /// One grant request in flight at a time.
+    asking: tokio::sync::Mutex<()>,
 }
 
 /// Default consecutive connection failures to one host before it is paused.
@@ -175,6 +212,13 @@ impl HostLimiter {
         self.hosts.insert(host.into(), rate);
     }
 
+    /// Shares this limiter's rates and pauses with other processes through `budget` (set once;
+    /// a later call is ignored and returns false). A host's tokens then come from the shared
+    /// budget in small grants.
+    pub fn set_fleet(&self, budget: Arc<dyn FleetBudget>) -> bool {
+        self.fleet.set(budget).is_ok()
+    }
+
     /// Caps how long a single `Retry-After` may pause a host (default: no cap).
     pub fn set_max_pause(&mut self, max: Duration) {
         self.max_pause = Some(max);
@@ -195,6 +239,99 @@ impl HostLimiter {
 
     /// Waits until a request to `host` may go out, and takes a token.
     pub async fn acquire(&self, host: &str) {
+        let Some(fleet) = self.fleet.get() else {
+            return self.acquire_local(host).await;
+        };
+        loop {
+            // Local first: tokens granted earlier, a pause known, a check not yet due.
+            let ask = {
+                let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+                let now = Instant::now();
+                let bucket = self.bucket(&mut buckets, host, now, 0.0);
+                let next = bucket.next_ask.filter(|t| *t > now);
+                match bucket.paused_until {
+                    Some(until) if until > now => Err(until - now),
+                    _ => match bucket.rate {
+                        None if next.is_some() => return,
+                        Some(_) if bucket.tokens >= 1.0 => {
+                            bucket.tokens -= 1.0;
+                            return;
+                        }
+                        Some(_) if next.is_some() => Err(next.map(|t| t - now).unwrap_or_default()),
+                        rate => Ok(rate),
+                    },
+                }
+            };
+            let rate = match ask {
+                Err(wait) => {
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                Ok(rate) => rate,
+            };
+            // One task asks the fleet; the others wait for its answer, then look again.
+            let _asking = self.asking.lock().await;
+            {
+                let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+                let now = Instant::now();
+                let bucket = self.bucket(&mut buckets, host, now, 0.0);
+                if bucket.tokens >= 1.0 || bucket.next_ask.is_some_and(|t| t > now) {
+                    continue;
+                }
+            }
+            let want = rate.map(|r| (r.per_second * GRANT_SECONDS).clamp(1.0, r.burst.max(1.0)));
+            let grant = {
+                let (fleet, host) = (fleet.clone(), host.to_string());
+                tokio::task::spawn_blocking(move || fleet.grant(&host, rate, want.unwrap_or(0.0)))
+                    .await
+                    .unwrap_or_default()
+            };
+            let wait = {
+                let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+                let now = Instant::now();
+                let bucket = self.bucket(&mut buckets, host, now, 0.0);
+                bucket.tokens += grant.tokens;
+                if rate.is_none() {
+                    bucket.next_ask = Some(now + FLEET_PAUSE_CHECK);
+                    if grant.wait.is_zero() {
+                        return;
+                    }
+                    bucket.paused_until = Some(now + grant.wait);
+                    grant.wait
+                } else if grant.tokens >= 1.0 {
+                    bucket.next_ask = None;
+                    Duration::ZERO
+                } else {
+                    let wait = grant.wait.max(Duration::from_millis(5));
+                    bucket.next_ask = Some(now + wait);
+                    wait
+                }
+            };
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+
+    /// The bucket of `host`, made with `tokens` when new.
+    fn bucket<'b>(
+        &self,
+        buckets: &'b mut HashMap<String, Bucket>,
+        host: &str,
+        now: Instant,
+        tokens: f64,
+    ) -> &'b mut Bucket {
+        buckets.entry(host.to_string()).or_insert_with(|| Bucket {
+            rate: self.rate_for(host),
+            tokens,
+            last: now,
+            paused_until: None,
+            next_ask: None,
+        })
+    }
+
+    /// [`HostLimiter::acquire`] from this process's own bucket.
+    async fn acquire_local(&self, host: &str) {
         loop {
             let wait = {
                 let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
@@ -206,6 +343,7 @@ impl HostLimiter {
                         tokens: rate.map(|r| r.burst.max(1.0)).unwrap_or(0.0),
                         last: now,
                         paused_until: None,
+                        next_ask: None,
                     }
                 });
                 match bucket.paused_until {
@@ -255,17 +393,28 @@ impl HostLimiter {
             tokens: rate.map(|r| r.burst.max(1.0)).unwrap_or(0.0),
             last: now,
             paused_until: None,
+            next_ask: None,
         });
         let until = now + delay;
         if bucket.paused_until.is_none_or(|p| p < until) {
             bucket.paused_until = Some(until);
         }
+        drop(buckets);
         if retry_after {
             tracing::info!(
                 host,
                 delay_ms = delay.as_millis() as u64,
                 "pausing host (Retry-After)"
             );
+            // Every process sharing the budget holds back too (told from a blocking thread
+            // when on a runtime: it may ask a database).
+            if let Some(fleet) = self.fleet.get() {
+                let (fleet, host) = (fleet.clone(), host.to_string());
+                match tokio::runtime::Handle::try_current() {
+                    Ok(h) => drop(h.spawn_blocking(move || fleet.pause(&host, delay))),
+                    Err(_) => fleet.pause(&host, delay),
+                }
+            }
         }
     }
 }

@@ -122,7 +122,7 @@ impl RequestedKeys {
 }
 
 /// Keys of other models referenced by a stored record, each with the fetcher that can get it.
-fn references(registry: &Registry, job: &Job, record: &Value) -> Vec<Job> {
+pub(super) fn references(registry: &Registry, job: &Job, record: &Value) -> Vec<Job> {
     let mut out = Vec::new();
     let def = job.target.model.definition();
     for edge in &def.edges {

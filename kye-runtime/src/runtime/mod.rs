@@ -48,6 +48,8 @@ mod job;
 mod list;
 mod options;
 mod process;
+#[cfg(feature = "postgres")]
+mod queued;
 mod run;
 mod summary;
 mod transform;
@@ -58,6 +60,8 @@ use std::sync::{Arc, Mutex};
 
 pub use builder::{RuntimeBuilder, DEFAULT_STORE};
 pub use options::FetchRequest;
+#[cfg(feature = "postgres")]
+pub(crate) use queued::{QueuedKeys, Reference};
 pub use summary::{FetchSummary, GetResult, KeyProblem, Progress, SUMMARY_EXAMPLES};
 pub use transform::{TransformCounts, TransformSummary};
 
@@ -153,7 +157,7 @@ impl Runtime {
         f(store.as_mut())
     }
 
-    fn resolve(&self, request: &str) -> Result<ResolvedRequest> {
+    pub(crate) fn resolve(&self, request: &str) -> Result<ResolvedRequest> {
         self.registry().resolve_str(request).map_err(|e| {
             let mut msg = e.to_string();
             if let Some(help) = e.help_text() {

@@ -98,99 +98,114 @@ impl Sink<Unit, UnitResult> for &mut KeySink<'_> {
         finished: Finished<Unit, UnitResult>,
         follow: &mut Vec<Unit>,
     ) -> Result<()> {
-        let Finished {
-            item,
-            outcome,
-            attempts,
-        } = finished;
-        let batch = match &*item {
-            Unit::One(job) => {
-                let outcome = match outcome {
-                    Outcome::Done(UnitResult::One(r)) => Outcome::Done(r),
-                    Outcome::Done(UnitResult::Batch { .. }) => Outcome::Failed(Error::permanent(
-                        "a key's call returned a batch's results (bug)",
-                    )),
-                    Outcome::Failed(e) => Outcome::Failed(e),
-                    Outcome::Interrupted => Outcome::Interrupted,
-                };
-                let item = job.clone();
-                return self.key(
-                    Finished {
-                        item,
-                        outcome,
-                        attempts,
-                    },
-                    Vec::new(),
-                    follow,
-                );
-            }
-            Unit::Batch(b) => b,
-        };
-        // A batch: each of its keys settles as if it had been fetched alone.
-        let n = batch.jobs.len();
-        let (mut results, strays): (Vec<Option<Result<KeyResult>>>, _) = match outcome {
-            Outcome::Done(UnitResult::Batch { results, strays }) => {
-                (results.into_iter().map(Some).collect(), strays)
-            }
-            Outcome::Done(UnitResult::One(_)) => (
-                (0..n)
-                    .map(|_| {
-                        Some(Err(Error::permanent(
-                            "a batch's call returned one key's result (bug)",
-                        )))
-                    })
-                    .collect(),
-                Vec::new(),
-            ),
-            Outcome::Failed(e) => {
-                // Only the keys the call was for take its error: a key skipped before it
-                // (done in the resumed runs, or fresh) or refused by the fetcher's key check
-                // settles as it did.
-                let mut all = Vec::with_capacity(n);
-                let mut error = Some(e);
-                for job in &batch.jobs {
-                    let own = match self.processor.before_call(job) {
-                        Some(r) => r,
-                        // The first key the call was for carries the error itself (with its
-                        // source), the others a copy.
-                        None => {
-                            let e = error
-                                .take()
-                                .unwrap_or_else(|| Error::permanent("the group's call failed"));
-                            error = Some(e.for_another_key());
-                            Err(e)
-                        }
-                    };
-                    all.push(Some(own));
-                }
-                (all, Vec::new())
-            }
-            Outcome::Interrupted => ((0..n).map(|_| None).collect(), Vec::new()),
-        };
-        let mut strays: Vec<(RejectWrite, String)> = strays
-            .into_iter()
-            .map(|stray| stray_reject(self.run, batch, stray))
-            .collect();
-        for (job, result) in batch.jobs.iter().zip(results.iter_mut()) {
-            let outcome = match result.take() {
-                Some(Ok(r)) => Outcome::Done(r),
-                Some(Err(e)) => Outcome::Failed(e),
-                None => Outcome::Interrupted,
-            };
-            let finished = Finished {
-                item: job.clone(),
-                outcome,
-                attempts,
-            };
-            self.key(finished, std::mem::take(&mut strays), follow)?;
-        }
-        Ok(())
+        let run = self.run;
+        let processor = self.processor.clone();
+        for_each_key(run, finished, &processor, |key, strays| {
+            self.key(key, strays, follow)
+        })
     }
 
     fn idle(&mut self, follow: &mut Vec<Unit>, quiet: bool) -> Result<Option<Duration>> {
         self.hand_off.flush_waited()?;
         Ok(self.grouper.flush_due(quiet, follow))
     }
+}
+
+/// Hands each key of a finished unit to `each` as if it had been fetched alone, with the
+/// records of its batch no key asked for (carried by the first key). A group whose call
+/// failed for good fails only the keys it was for: `processor` says how the others settle.
+pub(super) fn for_each_key(
+    run: RunId,
+    finished: Finished<Unit, UnitResult>,
+    processor: &Processor,
+    mut each: impl FnMut(Finished<Job, KeyResult>, Vec<(RejectWrite, String)>) -> Result<()>,
+) -> Result<()> {
+    let Finished {
+        item,
+        outcome,
+        attempts,
+    } = finished;
+    let batch = match &*item {
+        Unit::One(job) => {
+            let outcome = match outcome {
+                Outcome::Done(UnitResult::One(r)) => Outcome::Done(r),
+                Outcome::Done(UnitResult::Batch { .. }) => Outcome::Failed(Error::permanent(
+                    "a key's call returned a batch's results (bug)",
+                )),
+                Outcome::Failed(e) => Outcome::Failed(e),
+                Outcome::Interrupted => Outcome::Interrupted,
+            };
+            let item = job.clone();
+            return each(
+                Finished {
+                    item,
+                    outcome,
+                    attempts,
+                },
+                Vec::new(),
+            );
+        }
+        Unit::Batch(b) => b,
+    };
+    // A batch: each of its keys settles as if it had been fetched alone.
+    let n = batch.jobs.len();
+    let (mut results, strays): (Vec<Option<Result<KeyResult>>>, _) = match outcome {
+        Outcome::Done(UnitResult::Batch { results, strays }) => {
+            (results.into_iter().map(Some).collect(), strays)
+        }
+        Outcome::Done(UnitResult::One(_)) => (
+            (0..n)
+                .map(|_| {
+                    Some(Err(Error::permanent(
+                        "a batch's call returned one key's result (bug)",
+                    )))
+                })
+                .collect(),
+            Vec::new(),
+        ),
+        Outcome::Failed(e) => {
+            // Only the keys the call was for take its error: a key skipped before it (done in
+            // the resumed runs, or fresh) or refused by the fetcher's key check settles as it
+            // did.
+            let mut all = Vec::with_capacity(n);
+            let mut error = Some(e);
+            for job in &batch.jobs {
+                let own = match processor.before_call(job) {
+                    Some(r) => r,
+                    // The first key the call was for carries the error itself (with its
+                    // source), the others a copy.
+                    None => {
+                        let e = error
+                            .take()
+                            .unwrap_or_else(|| Error::permanent("the group's call failed"));
+                        error = Some(e.for_another_key());
+                        Err(e)
+                    }
+                };
+                all.push(Some(own));
+            }
+            (all, Vec::new())
+        }
+        Outcome::Interrupted => ((0..n).map(|_| None).collect(), Vec::new()),
+    };
+    let mut strays: Vec<(RejectWrite, String)> = strays
+        .into_iter()
+        .map(|stray| stray_reject(run, batch, stray))
+        .collect();
+    for (job, result) in batch.jobs.iter().zip(results.iter_mut()) {
+        let outcome = match result.take() {
+            Some(Ok(r)) => Outcome::Done(r),
+            Some(Err(e)) => Outcome::Failed(e),
+            None => Outcome::Interrupted,
+        };
+        let finished = Finished {
+            item: job.clone(),
+            outcome,
+            attempts,
+        };
+        each(finished, std::mem::take(&mut strays))?;
+    }
+    Ok(())
 }
 
 /// The reject of a record a batch answer held that no key of the batch asked for, with the

@@ -194,7 +194,7 @@ pub enum StoreError {
         message: String,
     },
     /// Something this kind of store does not do (e.g. the directory store keeps no lineage,
-    /// so it cannot run transformers).
+    /// so it cannot run transformers; only PostgreSQL completes queued batches).
     #[error("the {store} store {what}")]
     Unsupported {
         /// `dir`, `sqlite` or `postgres`.
@@ -205,6 +205,18 @@ pub enum StoreError {
     /// A run id that is not in the store.
     #[error("no run {0} in this store")]
     UnknownRun(RunId),
+    /// A queued batch's completion was refused: the worker's lease on it expired and the batch
+    /// was put back (or taken by another worker). Nothing of the write was committed.
+    #[error(
+        "lease lost: batch {batch} of run {run} is no longer held by this worker (its lease \
+         expired, or another worker took it); nothing of the batch was written"
+    )]
+    LeaseLost {
+        /// The batch.
+        batch: i64,
+        /// Its run.
+        run: RunId,
+    },
     /// Stored data that cannot be read back.
     #[error("{path}: {message}")]
     Corrupt {

@@ -65,6 +65,8 @@ mod values;
 pub use dir::{decode_file_name, encode_file_name, DirReader, DirStore};
 pub use error::StoreError;
 pub use key::{canonical_json, content_hash, IndexKey};
+#[cfg(feature = "postgres")]
+pub(crate) use postgres::Conn;
 #[cfg(all(feature = "server", feature = "postgres"))]
 pub use postgres::PgServerStore;
 #[cfg(feature = "postgres")]
@@ -80,8 +82,9 @@ pub use time::{ParseTimestampError, Timestamp};
 pub use traits::{StoreRead, StoreWrite};
 pub use types::{
     DriftInfo, DriftWrite, KeyOutcomeInfo, KeyOutcomeWrite, KeyStatus, Lineage, LineageInput,
-    LineageRow, ListCursorInfo, ListCursorWrite, NewRun, Provenance, RecordWrite, RejectInfo,
-    RejectWrite, RunCounts, RunEnd, RunId, RunInfo, RunStatus, WriteItem,
+    LineageRow, ListCursorInfo, ListCursorWrite, NewRun, Provenance, QueueBatchWrite,
+    QueuedOutcome, RecordWrite, RejectInfo, RejectWrite, RunCounts, RunEnd, RunId, RunInfo,
+    RunStatus, WriteItem,
 };
 
 pub(crate) use rules::{drift_example, fold_path, mark_dead, record_object, DEAD_RUN};

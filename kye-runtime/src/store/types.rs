@@ -401,6 +401,41 @@ pub enum WriteItem {
     KeyOutcome(KeyOutcomeWrite),
     /// Save a list function's cursor (replacing the one it saved before).
     ListCursor(ListCursorWrite),
+    /// Complete a batch of a queued run (PostgreSQL only; other stores refuse it): the
+    /// outcomes of its keys and its completion, in the transaction of the batch's records,
+    /// fenced by the batch's lease (see [`QueueBatchWrite`]).
+    QueueBatch(QueueBatchWrite),
+}
+
+/// The completion of one batch of a queued run (`fetch --queue`, `worker`), written with the
+/// batch's records, rejects and drift in one transaction: its keys' outcomes and its state.
+///
+/// The write is fenced by the lease the worker claimed the batch with: when the batch is no
+/// longer claimed under `lease` (the lease expired and another worker took it), the whole
+/// transaction rolls back and `write_batch` fails with [`StoreError::LeaseLost`](super::StoreError::LeaseLost), so a batch's effects are committed exactly once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueBatchWrite {
+    /// The batch (`_kye_queue_batches.id`).
+    pub batch: i64,
+    /// The lease token the worker claimed it with.
+    pub lease: i64,
+    /// The run the batch belongs to.
+    pub run: RunId,
+    /// `done`, or `failed` when the batch gave up (its keys then carry `failed` outcomes).
+    pub failed: bool,
+    /// Each key's outcome, with the batch item (an index into the same `write_batch` call)
+    /// holding its record: when that record is refused, the outcome is written `failed` with
+    /// `not stored: <why>` instead.
+    pub outcomes: Vec<QueuedOutcome>,
+}
+
+/// A key outcome of a queued batch, and the record item it depends on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedOutcome {
+    /// The outcome as settled (before the record was written).
+    pub outcome: KeyOutcomeWrite,
+    /// Index, in the same `write_batch` call, of the key's record item, if it has one.
+    pub record: Option<usize>,
 }
 
 /// A list function's cursor, saved with the outcomes of the keys it listed before saving it

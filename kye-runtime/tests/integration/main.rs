@@ -17,6 +17,7 @@
 mod common;
 
 mod http_context;
+mod queue;
 mod reliability_concurrent;
 mod reliability_faults;
 mod reliability_give_up;

@@ -234,6 +234,33 @@ fn server_surface(
     Ok(())
 }
 
+/// Queued runs through PostgreSQL (feature `postgres`): the queue, a worker, what they report
+/// and the write item that completes a batch. Compiled, not run (it needs a server).
+#[cfg(feature = "postgres")]
+#[allow(dead_code)]
+async fn queue_surface(rt: &kye::Runtime, spec: &kye::store::PgSpec) -> kye::Result<()> {
+    let q: kye::Queue = kye::Queue::open(spec)?;
+    let run: kye::RunId = q
+        .enqueue(rt, &kye::FetchRequest::new("Pokemon.id = 1"))
+        .await?;
+    let progress: Option<kye::QueueProgress> = q.progress(run)?;
+    if let Some(p) = progress {
+        let _: kye::RunCounts = p.counts;
+        let _: Vec<kye::WorkerLease> = p.workers;
+    }
+    let opts = kye::WorkerOptions::default();
+    if let Some(batch) = q.claim("w", Duration::from_secs(60))? {
+        let _: kye::ClaimedBatch = batch.clone();
+        let _: kye::BatchEnd = rt.work_batch(&q, &batch, &opts).await?;
+    }
+    let _: kye::WorkerReport = rt.work(&q, &opts).await?;
+    let _: (usize, i32) = (kye::BATCH_KEYS, kye::BATCH_ATTEMPTS);
+    let item = |w: kye::store::QueueBatchWrite| kye::store::WriteItem::QueueBatch(w);
+    let _ = item;
+    let _ = |o: kye::store::QueuedOutcome| -> kye::store::KeyOutcomeWrite { o.outcome };
+    Ok(())
+}
+
 #[test]
 fn public_types_are_reachable_through_kye_paths() {
     // The functions above are the check (they must compile); calling what can run without a

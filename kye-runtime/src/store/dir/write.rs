@@ -383,6 +383,10 @@ impl StoreWrite for DirStore {
                     cursors_changed = true;
                     results.push(Ok(()));
                 }
+                WriteItem::QueueBatch(_) => results.push(Err(StoreError::Unsupported {
+                    store: "dir",
+                    what: "cannot complete a queued batch; queued runs need a PostgreSQL store (--db postgres://...)".to_string(),
+                })),
             }
         }
         // Records first, so that an outcome line never names a record that is not there.

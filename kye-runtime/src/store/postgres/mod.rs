@@ -93,7 +93,7 @@ impl Drop for Conn {
 
 impl Conn {
     /// Connects; an error names the host and database (never the password).
-    fn open(spec: &PgSpec) -> Result<Conn, StoreError> {
+    pub(crate) fn open(spec: &PgSpec) -> Result<Conn, StoreError> {
         let mut conn = Conn {
             spec: spec.clone(),
             client: None,

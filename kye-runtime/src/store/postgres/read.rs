@@ -348,6 +348,8 @@ impl PgReader {
         } else {
             Vec::new()
         };
+        // Queued runs (`fetch --queue`) hold no lock: they are alive while their queue is open.
+        let queue = self.has_table("_kye_queue_runs")?;
         let (mut runs, alive, counts) = self.conn().run(move |s| {
             let params: Vec<&(dyn ToSql + Sync)> =
                 args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
@@ -355,7 +357,15 @@ impl PgReader {
             let mut alive = Vec::new();
             let mut counts = Vec::new();
             for r in runs.iter().filter(|r| r.status == RunStatus::Running) {
+                let queued = queue
+                    && s.client
+                        .query_one(
+                            "SELECT EXISTS (SELECT 1 FROM _kye_queue_runs WHERE run_id = $1 AND state <> 'done')",
+                            &[&r.id.0],
+                        )?
+                        .get::<_, bool>(0);
                 let held: bool = own.contains(&r.id)
+                    || queued
                     || s.client
                         .query_one(
                             "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \

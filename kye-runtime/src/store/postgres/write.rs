@@ -17,8 +17,8 @@ use crate::store::key::canonical_json;
 use crate::store::layout::ModelLayout;
 use crate::store::plan::{self, Action};
 use crate::store::{
-    drift_example, fold_path, Lineage, NewRun, RunEnd, RunId, StoreError, StoreRead, StoreWrite,
-    WriteItem, DEAD_RUN,
+    drift_example, fold_path, KeyStatus, Lineage, NewRun, QueueBatchWrite, RunCounts, RunEnd,
+    RunId, StoreError, StoreRead, StoreWrite, WriteItem, DEAD_RUN,
 };
 
 use super::batch::{cached, record_rows, Cache, Row, State, Writes};
@@ -44,7 +44,12 @@ impl PgStore {
             let held = self.db.conn().run(move |s| {
                 let mut tx = s.client.transaction()?;
                 let ids: Vec<i64> = tx
-                    .query("SELECT id FROM _kye_runs WHERE status = 'running'", &[])?
+                    // A queued run is alive while its queue is open, whoever holds no lock.
+                    .query(
+                        "SELECT id FROM _kye_runs WHERE status = 'running' AND id NOT IN \
+                         (SELECT run_id FROM _kye_queue_runs WHERE state <> 'done')",
+                        &[],
+                    )?
                     .iter()
                     .map(|r| r.get(0))
                     .collect();
@@ -85,10 +90,13 @@ impl PgStore {
     }
 
     /// Creates the internal tables a store made by an earlier kye lacks (`_kye_list_cursors`,
-    /// `_kye_lineage`),
+    /// `_kye_lineage`, the queue's `_kye_queue_*`),
     /// under a lock, so that writers opening it at once do not both create them.
     pub(super) fn add_internal_tables(&mut self) -> Result<(), StoreError> {
-        if self.db.has_table("_kye_list_cursors")? && self.db.has_table("_kye_lineage")? {
+        if self.db.has_table("_kye_list_cursors")?
+            && self.db.has_table("_kye_lineage")?
+            && self.db.has_table("_kye_queue_rates")?
+        {
             return Ok(());
         }
         let class = self.db.conn().lock_class;
@@ -346,6 +354,25 @@ impl StoreWrite for PgStore {
                 _ => None,
             })
             .collect();
+        // A queued batch's completion: the position of each record item among the records, so
+        // its outcomes can read whether their record was written.
+        let queued: Vec<&QueueBatchWrite> = items
+            .iter()
+            .filter_map(|i| match i {
+                WriteItem::QueueBatch(q) => Some(q),
+                _ => None,
+            })
+            .collect();
+        let mut record_slot: Vec<Option<usize>> = Vec::with_capacity(items.len());
+        let mut records_seen = 0;
+        for item in items {
+            if let WriteItem::Record(_) = item {
+                record_slot.push(Some(records_seen));
+                records_seen += 1;
+            } else {
+                record_slot.push(None);
+            }
+        }
         let mut sequential = false;
         let mut attempt = 0;
         // The models with secondary indexes this batch writes, in name order: each is locked
@@ -382,6 +409,7 @@ impl StoreWrite for PgStore {
             let unique_models = &unique_models;
             let lineages = &lineages;
             let (planned_models, planned_prints) = (&planned_models, &planned_prints);
+            let (queued, record_slot) = (&queued, &record_slot);
             let result = self.db.conn().run(move |s| {
                 let cache = &mut *s.statements;
                 let mut tx = s.client.transaction()?;
@@ -397,7 +425,7 @@ impl StoreWrite for PgStore {
                         &[planned_models, planned_prints],
                     )?;
                     if let Some(row) = changed.first() {
-                        return Ok(Err(row.get::<_, String>(0)));
+                        return Ok(Err(Refusal::Schema(row.get::<_, String>(0))));
                     }
                 }
                 let all: Vec<&Row<'_>> = units_ref.iter().flatten().flatten().collect();
@@ -460,11 +488,28 @@ impl StoreWrite for PgStore {
                 writes.write(&mut tx, cache)?;
                 other.write(&mut tx, cache)?;
                 write_lineage(&mut tx, lineages, &results)?;
+                for q in queued {
+                    // Why the record of item `i` was not written, if it was not.
+                    let not_stored = |i: usize| -> Option<String> {
+                        let k = record_slot.get(i).copied().flatten()?;
+                        match (results.get(k)?, units_ref.get(k)?) {
+                            (Err(Some(e)), _) | (Err(None), Err(e)) => Some(e.to_string()),
+                            _ => None,
+                        }
+                    };
+                    if !complete_queued(&mut tx, cache, q, &not_stored)? {
+                        // The lease is gone: nothing of this transaction is committed.
+                        return Ok(Err(Refusal::Lease(q.batch, q.run)));
+                    }
+                }
                 tx.commit()?;
                 Ok(Ok(results))
             });
             match result {
-                Ok(Err(model)) => {
+                Ok(Err(Refusal::Lease(batch, run))) => {
+                    return Err(StoreError::LeaseLost { batch, run });
+                }
+                Ok(Err(Refusal::Schema(model))) => {
                     return Err(StoreError::SchemaChange {
                         model,
                         edge: None,
@@ -586,6 +631,95 @@ fn write_lineage<E>(
     Ok(())
 }
 
+/// Why a batch's transaction was rolled back without a database error.
+enum Refusal {
+    /// Another writer changed this model's layout.
+    Schema(String),
+    /// A queued batch's lease was lost (batch, run).
+    Lease(i64, RunId),
+}
+
+/// Writes a queued batch's key outcomes (a key whose record was refused is `failed`, with
+/// why) and marks the batch `done` (or `failed`) with its counts, only while `q.lease` still
+/// holds it. Returns false when it does not: the caller rolls the transaction back.
+fn complete_queued(
+    tx: &mut postgres::Transaction<'_>,
+    cache: &mut Cache,
+    q: &QueueBatchWrite,
+    not_stored: &dyn Fn(usize) -> Option<String>,
+) -> Result<bool, postgres::Error> {
+    // The fence first: a worker that lost its lease writes nothing (and waits for no row
+    // lock of the batch's outcomes).
+    let st = cached(
+        tx,
+        cache,
+        "UPDATE _kye_queue_batches SET state = 'claimed' \
+         WHERE id = $1 AND lease = $2 AND state = 'claimed'",
+    )?;
+    if tx.execute(&st, &[&q.batch, &q.lease])? == 0 {
+        return Ok(false);
+    }
+    let mut counts = RunCounts::default();
+    let mut cols: Vec<Vec<Option<String>>> = (0..6)
+        .map(|_| Vec::with_capacity(q.outcomes.len()))
+        .collect();
+    for o in &q.outcomes {
+        let k = &o.outcome;
+        let (status, reason) = match o.record.and_then(not_stored) {
+            Some(why) => (KeyStatus::Failed, Some(format!("not stored: {why}"))),
+            None => (k.status, k.reason.clone()),
+        };
+        counts.add(status);
+        let row = [
+            Some(k.run.0.to_string()),
+            Some(kye_text(&k.model).into_owned()),
+            Some(k.key.canonical()),
+            Some(status.as_str().to_string()),
+            reason.as_deref().map(|r| kye_text(r).into_owned()),
+            Some(k.at.to_string()),
+        ];
+        for (col, v) in cols.iter_mut().zip(row) {
+            col.push(v);
+        }
+    }
+    if !q.outcomes.is_empty() {
+        let st = cached(tx, cache, KEYS_SQL)?;
+        let params: Vec<&(dyn ToSql + Sync)> =
+            cols.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+        tx.execute(&st, &params)?;
+    }
+    let c = [
+        counts.stored,
+        counts.rejected,
+        counts.missing,
+        counts.failed,
+        counts.skipped,
+    ]
+    .map(|n| n as i64);
+    let state = if q.failed { "failed" } else { "done" };
+    let st = cached(
+        tx,
+        cache,
+        "UPDATE _kye_queue_batches SET state = $3, stored = $4, rejected = $5, missing = $6, \
+         failed = $7, skipped = $8, finished_at = now(), lease_until = NULL WHERE id = $1 AND lease = $2",
+    )?;
+    tx.execute(
+        &st,
+        &[
+            &q.batch, &q.lease, &state, &c[0], &c[1], &c[2], &c[3], &c[4],
+        ],
+    )?;
+    Ok(true)
+}
+
+/// Key outcomes, as columns (run, model, key, status, reason, at).
+const KEYS_SQL: &str = "INSERT INTO _kye_keys (run_id, model, key, status, reason, at) \
+     SELECT x.a::bigint, x.b, x.c, x.d, x.e, x.f::timestamptz \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
+     AS x(a, b, c, d, e, f) \
+     ON CONFLICT (model, key_md5, run_id) DO UPDATE SET status = EXCLUDED.status, \
+     reason = EXCLUDED.reason, at = EXCLUDED.at";
+
 /// The rejects, drift and key outcomes of a batch, as columns for one statement each.
 struct OtherItems {
     rejects: Vec<Vec<Option<String>>>,
@@ -672,6 +806,7 @@ impl OtherItems {
                         }
                     }
                 }
+                WriteItem::QueueBatch(_) => {}
                 WriteItem::ListCursor(c) => {
                     let row = [
                         Some(kye_text(&c.model).into_owned()),
@@ -753,16 +888,7 @@ impl OtherItems {
              example = EXCLUDED.example, count = _kye_drift.count + EXCLUDED.count",
             &self.drift,
         )?;
-        run(
-            tx,
-            "INSERT INTO _kye_keys (run_id, model, key, status, reason, at) \
-             SELECT x.a::bigint, x.b, x.c, x.d, x.e, x.f::timestamptz \
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
-             AS x(a, b, c, d, e, f) \
-             ON CONFLICT (model, key_md5, run_id) DO UPDATE SET status = EXCLUDED.status, \
-             reason = EXCLUDED.reason, at = EXCLUDED.at",
-            &self.keys,
-        )?;
+        run(tx, KEYS_SQL, &self.keys)?;
         // After the outcomes of the keys the cursors cover, in the same transaction.
         run(
             tx,

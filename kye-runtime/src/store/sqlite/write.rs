@@ -352,6 +352,10 @@ impl StoreWrite for SqliteStore {
                     )
                     .map(|_| ())
                     .map_err(&fatal),
+                WriteItem::QueueBatch(_) => Err(StoreError::Unsupported {
+                    store: "sqlite",
+                    what: "cannot complete a queued batch; queued runs need a PostgreSQL store (--db postgres://...)".to_string(),
+                }),
             };
             match result {
                 Ok(()) => results.push(Ok(())),
