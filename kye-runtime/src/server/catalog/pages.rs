@@ -630,16 +630,23 @@ fn reference(v: &Viewer, state: &AppState, target: &str, value: &Value) -> Strin
         .map(|m| m.definition());
     match target_def.filter(|_| v.reads(target)) {
         Some(def) => {
+            // A reference is its key: the value itself for a one-edge key, else (or when
+            // the store nests it) an object of the key's edges.
             let key = primary(def);
-            match (key.as_slice(), value) {
-                ([edge], Value::String(_) | Value::Number(_)) => format!(
-                    r#"<a href="/models/{}/record?{}={}">{}</a>"#,
-                    url(target),
-                    url(edge),
-                    url(&text),
-                    esc(&text)
-                ),
-                _ => format!("<code>{}</code>", esc(&json_text(value, 300))),
+            let href = match (key.as_slice(), value) {
+                ([edge], Value::String(_) | Value::Number(_)) => {
+                    record_link(target, &key, &json!({ edge.as_str(): value }))
+                }
+                (_, Value::Object(_)) => record_link(target, &key, value),
+                _ => None,
+            };
+            let shown = match (key.as_slice(), value) {
+                ([edge], Value::Object(o)) => o.get(edge).map(value_text).unwrap_or(text),
+                _ => text,
+            };
+            match href {
+                Some(href) => format!(r#"<a href="{}">{}</a>"#, esc(&href), esc(&shown)),
+                None => format!("<code>{}</code>", esc(&json_text(value, 300))),
             }
         }
         None => format!("<code>{}</code>", esc(&json_text(value, 300))),
