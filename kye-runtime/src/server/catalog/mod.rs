@@ -279,9 +279,8 @@ fn login_page(message: Option<&str>) -> String {
     )
 }
 
-async fn login_form(headers: HeaderMap, uri: axum::http::Uri) -> Response {
+async fn login_form(uri: axum::http::Uri) -> Response {
     let note = Note::new("catalog.login");
-    let _ = headers;
     let ended = uri.query().is_some_and(|q| q.contains("ended=1"));
     let message =
         ended.then_some("your session ended (the token was revoked or expired); sign in again");
@@ -496,16 +495,9 @@ async fn backfill_action(
     }
 }
 
+/// A stylesheet or script compiled into the binary; browsers may keep it five minutes.
 fn asset(body: &'static str, kind: &'static str) -> Response {
-    let resp = (
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, kind),
-            (header::CACHE_CONTROL, "max-age=300"),
-        ],
-        body,
-    )
-        .into_response();
+    let resp = (StatusCode::OK, [(header::CONTENT_TYPE, kind)], body).into_response();
     let mut resp = secure(resp, Note::new("catalog.asset"));
     resp.headers_mut().insert(
         header::CACHE_CONTROL,
