@@ -8,6 +8,8 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 
+use kye_runtime::store::{open_server_store, ServerStore, Timestamp};
+
 use crate::server_api::Fixture;
 
 struct Browser {
@@ -342,6 +344,41 @@ async fn the_catalog_signs_in_with_a_token_and_shows_only_what_the_role_reads() 
             assert!(!page.contains(t.as_str()), "{path} shows a token");
         }
     }
+
+    // Page views are audit rows with the token's name; assets and polls are not.
+    let (s, _, audit) = f.get(Some("ops"), "/v1/audit?limit=1000").await;
+    assert_eq!(s, 200);
+    let rows = audit["audit"].as_array().unwrap();
+    let has = |action: &str, token: &str| {
+        rows.iter()
+            .any(|r| r["action"] == action && r["token"] == token)
+    };
+    assert!(
+        has("catalog.models", "reader") && has("catalog.record", "reader"),
+        "{audit}"
+    );
+    assert!(
+        has("catalog.fetch", "ops") && has("catalog.backfill", "ops"),
+        "{audit}"
+    );
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r["action"] == "catalog.asset" || r["action"] == "catalog.poll"),
+        "{audit}"
+    );
+
+    // Revoking a token ends its sessions at the next page.
+    let mut store =
+        open_server_store(&format!("sqlite:{}", f.db.display()).parse().unwrap()).unwrap();
+    store.revoke_token("reader", Timestamp::now()).unwrap();
+    let (s, h, _) = b.get(Some(&reader), "/").await;
+    assert_eq!(
+        (s, h.get(LOCATION).unwrap().to_str().unwrap()),
+        (303, "/login?ended=1")
+    );
+    let (s, _, _) = b.get(Some(&reader), "/runs.json").await;
+    assert_eq!(s, 303, "the session is gone, not only refused once");
 
     // Logout needs the CSRF token; then the session is gone.
     let (s, _, _) = b.post(Some(&ops), "/logout", &[], &[]).await;

@@ -851,7 +851,7 @@ pub(crate) async fn runs(State(state): St, headers: HeaderMap) -> Response {
 
 /// `GET /runs.json`: what `/runs` shows, for its script (the session's cookie signs it in).
 pub(crate) async fn runs_json(State(state): St, headers: HeaderMap) -> Response {
-    let mut note = Note::new("catalog.runs");
+    let mut note = Note::new("catalog.poll");
     let v = signed_in!(state, headers, note);
     match readable_runs(&state, &v, 100).await {
         Ok(runs) => super::json(json!({ "runs": runs }), note),
