@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 
-use kye_runtime::store::{open_server_store, ServerStore, Timestamp};
+use kye_runtime::store::{open_server_store, Timestamp};
 
 use crate::server_api::Fixture;
 
