@@ -2,7 +2,8 @@
 //! the whole dependency tree): its schema and fixtures (`fixtures`), its mapping with the
 //! mapping's own unit tests (`mapping_checks`, `mapping::tests`), the example binary end to end
 //! (`pokemon`) and killed mid-fetch (`kill`), and the example storing into PostgreSQL
-//! (`pg_store`), and the example serving its store over HTTP (`serve`). `cargo test -p kye-workspace --test example`.
+//! (`pg_store`), the example serving its store over HTTP (`serve`) and its catalog pages
+//! in chromium (`catalog`). `cargo test -p kye-workspace --test example`.
 //!
 //! The example's `mapping.rs` and `synthetic.rs` are compiled here as they are in the example,
 //! beside the models of its schema (the mapping's tests name them at the crate root).
@@ -20,6 +21,7 @@ mod synthetic;
 mod support;
 
 mod card_checks;
+mod catalog;
 mod fixtures;
 mod kill;
 mod mapping_checks;

@@ -33,7 +33,7 @@ fn example(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     cmd
 }
 
-fn run(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
+pub(crate) fn run(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
     let mut child = example(dir, args, env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -49,12 +49,12 @@ fn run(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
 /// One HTTP/1.1 request over a plain socket: (status, body as JSON).
-fn http(addr: &str, path: &str, token: Option<&str>) -> (u16, Value) {
+pub(crate) fn http(addr: &str, path: &str, token: Option<&str>) -> (u16, Value) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let auth = token
@@ -72,13 +72,13 @@ fn http(addr: &str, path: &str, token: Option<&str>) -> (u16, Value) {
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
-struct Serving {
+pub(crate) struct Serving {
     child: std::process::Child,
-    addr: String,
+    pub(crate) addr: String,
     stderr: std::sync::mpsc::Receiver<String>,
 }
 
-fn serve(dir: &Path, base: &str, env: &[(&str, &str)]) -> Serving {
+pub(crate) fn serve(dir: &Path, base: &str, env: &[(&str, &str)]) -> Serving {
     let mut all_env = vec![("POKEAPI_BASE_URL", base), ("KYE_LOG", "info")];
     all_env.extend_from_slice(env);
     let mut child = example(dir, &["serve", "--listen", "127.0.0.1:0"], &all_env)
@@ -114,7 +114,7 @@ fn serve(dir: &Path, base: &str, env: &[(&str, &str)]) -> Serving {
 
 impl Serving {
     /// SIGTERM; the exit status and every stderr line.
-    fn stop(mut self) -> (std::process::ExitStatus, String) {
+    pub(crate) fn stop(mut self) -> (std::process::ExitStatus, String) {
         let killed = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()

@@ -98,7 +98,29 @@ async fn check_token(
     let Some(token) = token else {
         return Err(unauthorized("malformed token", note));
     };
-    let hash = hash_token(token);
+    caller_of_hash(state, hash_token(token), note).await
+}
+
+/// The caller whose token has SHA-256 `hash` (the bearer token's, or a catalog session's):
+/// unknown, revoked and expired tokens are 401, a role kye.toml lacks 403, a token over its
+/// rate limit 429. `Err` is the JSON response to send.
+#[allow(clippy::result_large_err)] // boxed by `authenticate`; the catalog reads its status
+pub(crate) async fn caller_of_hash(
+    state: &Arc<AppState>,
+    hash: String,
+    note: &mut Note,
+) -> Result<Caller, Response> {
+    let unauthorized = |message: &str, note: &Note| {
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            message,
+            Some("send `Authorization: Bearer kye_...` with a token from `token create`"),
+            note.clone(),
+        );
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        r
+    };
     let found = match state.with_store(move |s| s.token_by_hash(&hash)).await {
         Ok(found) => found,
         Err(e) => return Err(store_error(e, note.clone())),
@@ -230,7 +252,7 @@ pub(crate) async fn registry(State(state): St, headers: HeaderMap) -> Response {
 /// takes one, else a string. Returns the request to fetch it by (`None` when no fetcher
 /// serves that index: the key can still be read from the store) and the store keys to look
 /// for, in order. `Err` is a 4xx answer.
-fn resolve_key(
+pub(crate) fn resolve_key(
     state: &AppState,
     model: &str,
     params: &[(String, String)],
@@ -565,7 +587,7 @@ fn found(
 }
 
 /// The model a request text names, if it parses.
-fn model_of(request: &str) -> Option<String> {
+pub(crate) fn model_of(request: &str) -> Option<String> {
     Request::parse(request).ok().map(|r| r.model().to_string())
 }
 
@@ -729,9 +751,27 @@ pub(crate) async fn start_run(State(state): St, headers: HeaderMap, body: Bytes)
             note,
         );
     }
+    match spawn_backfill(&state, start.request.clone(), follow).await {
+        Ok(id) => answer(
+            StatusCode::ACCEPTED,
+            json!({"id": id, "status": "running", "request": start.request, "follow": follow}),
+            note,
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e, None, note),
+    }
+}
+
+/// Starts the backfill `request` (resolved and allowed by the caller) in the background and
+/// returns its run id once the run is recorded; `Err` says why it did not start. The API's
+/// `POST /v1/runs` and the catalog's backfill form share it.
+pub(crate) async fn spawn_backfill(
+    state: &Arc<AppState>,
+    request: String,
+    follow: u32,
+) -> Result<RunId, String> {
     let (tx, rx) = tokio::sync::oneshot::channel::<RunId>();
     let tx = Mutex::new(Some(tx));
-    let request = FetchRequest::new(start.request.clone())
+    let request = FetchRequest::new(request)
         .follow(follow)
         .on_start(move |id| {
             if let Some(tx) = tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
@@ -755,13 +795,9 @@ pub(crate) async fn start_run(State(state): St, headers: HeaderMap, body: Bytes)
         running.push(handle);
     }
     tokio::select! {
-        Ok(id) = rx => answer(
-            StatusCode::ACCEPTED,
-            json!({"id": id, "status": "running", "request": start.request, "follow": follow}),
-            note,
-        ),
-        Ok(e) = err_rx => error(StatusCode::INTERNAL_SERVER_ERROR, format!("the backfill did not start: {}", cut(&e, 1000)), None, note),
-        else => error(StatusCode::INTERNAL_SERVER_ERROR, "the backfill did not start", None, note),
+        Ok(id) = rx => Ok(id),
+        Ok(e) = err_rx => Err(format!("the backfill did not start: {}", cut(&e, 1000))),
+        else => Err("the backfill did not start".to_string()),
     }
 }
 

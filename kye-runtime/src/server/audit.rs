@@ -3,7 +3,8 @@
 //! status. Handlers describe their request in a [`Note`] on the response; this middleware
 //! hands it to the [`Sink`] (after the limits on the request target and headers), and logs one
 //! structured line per request through `tracing`. `GET /health` is not recorded (load
-//! balancers ask it every few seconds).
+//! balancers ask it every few seconds), nor are the catalog's assets and the runs page's
+//! once-a-second poll of `/runs.json`.
 //!
 //! The sink writes rows in batches on a task of its own (one transaction per batch, not one per
 //! request); reading the log (`GET /v1/audit`) flushes it first, and a stopping server writes
@@ -188,7 +189,9 @@ pub(crate) async fn middleware(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "request"
     );
-    if note.action != "health" {
+    // Not rows: liveness probes, the catalog's stylesheet and script, and the runs page's
+    // poll every second (each still a log line above).
+    if !matches!(note.action, "health" | "catalog.asset" | "catalog.poll") {
         let entry = AuditEntry {
             time: Timestamp::now(),
             token: note.token,

@@ -10,12 +10,14 @@
 //! One role a file: `mod.rs` (the router, its state, limits and shutdown), `auth.rs` (tokens,
 //! roles), `seal.rs` (sealed secrets), `cache.rs` (sharing fetches), `limit.rs` (rate
 //! limits), `api.rs` (the handlers), `audit.rs` (the audit middleware) and `openapi.rs` (the
-//! OpenAPI document, checked against the routes by a test). `docs/serving.md` is the guide.
+//! OpenAPI document, checked against the routes by a test), and `catalog/` (the web pages at
+//! `/`, docs/catalog.md). `docs/serving.md` is the guide.
 
 mod api;
 pub(crate) mod audit;
 pub(crate) mod auth;
 mod cache;
+mod catalog;
 mod fresh;
 mod limit;
 mod openapi;
@@ -148,6 +150,8 @@ pub(crate) struct AppState {
     pub stop_notify: tokio::sync::Notify,
     /// The store is a local SQLite file: its calls run on the request's own task.
     pub local: bool,
+    /// The catalog's signed-in sessions.
+    pub sessions: catalog::Sessions,
 }
 
 impl AppState {
@@ -279,6 +283,7 @@ impl Server {
             stopping: std::sync::atomic::AtomicBool::new(false),
             stop_notify: tokio::sync::Notify::new(),
             local,
+            sessions: catalog::Sessions::default(),
         });
         Ok(Server {
             state,
@@ -391,7 +396,8 @@ impl Server {
     }
 }
 
-/// The routes, each with the handler in `api.rs`; `openapi::ROUTES` lists the same paths.
+/// The routes, each with the handler in `api.rs` (`openapi::ROUTES` lists the same paths),
+/// and the catalog's pages.
 fn router(state: Arc<AppState>) -> Router {
     let timeout = state.options.request_timeout;
     let max_body = state.options.max_body;
@@ -407,6 +413,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/registry", get(api::registry))
         .route("/v1/audit", get(api::audit))
         .route("/v1/freshness", get(api::freshness))
+        .merge(catalog::routes())
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::no_method)
         .layer(DefaultBodyLimit::max(max_body))

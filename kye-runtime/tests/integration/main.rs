@@ -30,6 +30,7 @@ mod runtime_resume;
 mod runtime_scale;
 mod runtime_secrets;
 mod server_api;
+mod server_catalog;
 mod server_secrets;
 mod testing_fixtures;
 mod testing_reqwest;
