@@ -333,7 +333,69 @@ fn outcome_row(r: &PgRow) -> KeyOutcomeInfo {
     }
 }
 
+/// Turns a chunk of rows into items, in the reading transaction (see [`PgReader::stream`]).
+type BuildChunk<'a, T> =
+    dyn Fn(&mut Transaction<'_>, &[postgres::Row]) -> Result<Vec<T>, postgres::Error> + Sync + 'a;
+
 impl PgReader {
+    /// Reads the rows of `sql` through a portal, in chunks, on a thread of its own: `build`
+    /// turns each chunk into items (it may query more in the same read-only transaction), and
+    /// `each` gets them on the caller's thread while the next chunk is read. Memory holds a
+    /// chunk or two, however many rows there are; an error from `each` stops the reading.
+    fn stream<T: Send>(
+        &self,
+        sql: String,
+        params: Vec<Box<dyn ToSql + Sync + Send>>,
+        each: &mut dyn FnMut(T) -> Result<(), StoreError>,
+        build: &BuildChunk<'_, T>,
+    ) -> Result<(), StoreError> {
+        let mut guard = self.conn();
+        let conn: &mut super::Conn = &mut guard;
+        let (send, receive) = std::sync::mpsc::sync_channel::<Vec<T>>(1);
+        std::thread::scope(|scope| {
+            let producer = scope.spawn(move || {
+                conn.run(move |s| {
+                    let mut tx = s.client.build_transaction().read_only(true).start()?;
+                    let refs: Vec<&(dyn ToSql + Sync)> =
+                        params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
+                    let portal = tx.bind(sql.as_str(), &refs)?;
+                    loop {
+                        let rows = tx.query_portal(&portal, CHUNK)?;
+                        let last = rows.len() < CHUNK as usize;
+                        let chunk = build(&mut tx, &rows)?;
+                        // The reader stopped (its `each` failed): stop too.
+                        if send.send(chunk).is_err() || last {
+                            break;
+                        }
+                    }
+                    drop(portal);
+                    tx.commit()
+                })
+            });
+            let mut failed = None;
+            while let Ok(chunk) = receive.recv() {
+                for item in chunk {
+                    if let Err(e) = each(item) {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+                if failed.is_some() {
+                    break;
+                }
+            }
+            drop(receive);
+            let produced = match producer.join() {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            match failed {
+                Some(e) => Err(e),
+                None => produced,
+            }
+        })
+    }
+
     /// Runs read from `sql`, with live counts while running; a run whose writer is gone (its
     /// advisory lock free) is shown interrupted.
     fn runs_where(&self, sql: String, args: Vec<i64>) -> Result<Vec<RunInfo>, StoreError> {
@@ -536,61 +598,19 @@ impl StoreRead for PgReader {
             sql.push_str(&format!(" LIMIT {}", n.min(i64::MAX as usize)));
         }
         let layouts = &self.layouts;
-        let mut guard = self.conn();
-        let conn: &mut super::Conn = &mut guard;
-        // A portal read in chunks on a thread of its own, each chunk's records built (child
-        // rows, references) before the next is fetched and handed over here: memory does
-        // not grow with the number of records, and `each` runs on the caller's thread.
-        let (send, receive) = std::sync::mpsc::sync_channel::<Vec<Value>>(1);
-        std::thread::scope(|scope| {
-            let producer = scope.spawn(move || {
-                conn.run(move |s| {
-                    let mut tx = s.client.build_transaction().read_only(true).start()?;
-                    let params: Vec<&(dyn ToSql + Sync)> =
-                        args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
-                    let portal = tx.bind(sql.as_str(), &params)?;
-                    loop {
-                        let rows = tx.query_portal(&portal, CHUNK)?;
-                        let last = rows.len() < CHUNK as usize;
-                        let mut r = Reader {
-                            tx: &mut tx,
-                            layouts,
-                        };
-                        let mut chunk = Vec::with_capacity(rows.len());
-                        for row in &rows {
-                            let v = row_values(l, row);
-                            chunk.push(r.build(l, v, shape, &mut Vec::new())?);
-                        }
-                        // The reader stopped (its `each` failed): stop too.
-                        if send.send(chunk).is_err() || last {
-                            break;
-                        }
-                    }
-                    drop(portal);
-                    tx.commit()
-                })
-            });
-            let mut failed = None;
-            while let Ok(chunk) = receive.recv() {
-                for v in chunk {
-                    if let Err(e) = each(v) {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-                if failed.is_some() {
-                    break;
-                }
+        let params: Vec<Box<dyn ToSql + Sync + Send>> = args
+            .into_iter()
+            .map(|a| Box::new(a) as Box<dyn ToSql + Sync + Send>)
+            .collect();
+        // Each chunk's records built (child rows, references) before the next is fetched.
+        self.stream(sql, params, each, &|tx, rows| {
+            let mut r = Reader { tx, layouts };
+            let mut chunk = Vec::with_capacity(rows.len());
+            for row in rows {
+                let v = row_values(l, row);
+                chunk.push(r.build(l, v, shape, &mut Vec::new())?);
             }
-            drop(receive);
-            let produced = match producer.join() {
-                Ok(r) => r,
-                Err(panic) => std::panic::resume_unwind(panic),
-            };
-            match failed {
-                Some(e) => Err(e),
-                None => produced,
-            }
+            Ok(chunk)
         })
     }
 
@@ -725,66 +745,28 @@ impl StoreRead for PgReader {
         if !self.initialized {
             return Ok(());
         }
-        // A portal read in chunks on a thread of its own, as `for_each_record` does: memory
-        // holds one chunk of rows, however many outputs the transformer has.
-        let transformer = transformer.to_string();
-        let mut guard = self.conn();
-        let conn: &mut super::Conn = &mut guard;
-        let (send, receive) = std::sync::mpsc::sync_channel::<Vec<LineageRow>>(1);
-        std::thread::scope(|scope| {
-            let producer = scope.spawn(move || {
-                conn.run(move |s| {
-                    let mut tx = s.client.build_transaction().read_only(true).start()?;
-                    let portal = tx.bind(
-                        "SELECT output_model, output_key, input_model, input_key, input_hash, \
-                         input_primary FROM _kye_lineage WHERE transformer = $1 \
-                         ORDER BY output_key, input_model, input_key",
-                        &[&transformer],
-                    )?;
-                    loop {
-                        let rows = tx.query_portal(&portal, CHUNK)?;
-                        let last = rows.len() < CHUNK as usize;
-                        let chunk: Vec<LineageRow> = rows
-                            .iter()
-                            .map(|r| LineageRow {
-                                output_model: r.get(0),
-                                output_key: r.get(1),
-                                input_model: r.get(2),
-                                input_key: r.get(3),
-                                input_hash: r.get(4),
-                                input_primary: r.get(5),
-                            })
-                            .collect();
-                        if send.send(chunk).is_err() || last {
-                            break;
-                        }
-                    }
-                    drop(portal);
-                    tx.commit()
-                })
-            });
-            let mut failed = None;
-            while let Ok(chunk) = receive.recv() {
-                for row in chunk {
-                    if let Err(e) = each(row) {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-                if failed.is_some() {
-                    break;
-                }
-            }
-            drop(receive);
-            let produced = match producer.join() {
-                Ok(r) => r,
-                Err(panic) => std::panic::resume_unwind(panic),
-            };
-            match failed {
-                Some(e) => Err(e),
-                None => produced,
-            }
-        })
+        // Memory holds one chunk of rows, however many outputs the transformer has.
+        let params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(transformer.to_string())];
+        self.stream(
+            "SELECT output_model, output_key, input_model, input_key, input_hash, input_primary \
+             FROM _kye_lineage WHERE transformer = $1 ORDER BY output_key, input_model, input_key"
+                .to_string(),
+            params,
+            each,
+            &|_, rows| {
+                Ok(rows
+                    .iter()
+                    .map(|r| LineageRow {
+                        output_model: r.get(0),
+                        output_key: r.get(1),
+                        input_model: r.get(2),
+                        input_key: r.get(3),
+                        input_hash: r.get(4),
+                        input_primary: r.get(5),
+                    })
+                    .collect())
+            },
+        )
     }
 
     fn drift(&self) -> Result<Vec<DriftInfo>, StoreError> {
