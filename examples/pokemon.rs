@@ -110,6 +110,10 @@ async fn all_pokemon(ctx: &kye::Context, keys: kye::Keys<u32>) -> kye::Result<()
     let resume = keys.resume_cursor()?;
     let mut pages = ctx.pages_from(&first, resume, &paging)?;
     while let Some(page) = pages.next().await? {
+        // PokeAPI's `count`: the progress bar shows the whole listing from the first page.
+        if let Some(total) = page.total {
+            keys.set_total(total).await?;
+        }
         for entry in &page.items {
             keys.send(id_in_url(entry)?).await?;
         }

@@ -89,6 +89,8 @@ enum Out {
 pub(crate) enum ListEvent {
     Key(Listed),
     Cursor(serde_json::Value),
+    /// How many keys the whole listing holds (a list endpoint's `count`), for progress.
+    Total(u64),
 }
 
 /// One key a list function found, with the record when the list page carried it whole.
@@ -258,6 +260,20 @@ impl KeySender {
     pub fn sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
     }
+
+    /// Tells the run how many keys the whole listing holds (see [`Keys::set_total`]).
+    pub async fn set_total(&self, total: u64) -> Result<()> {
+        match &self.tx {
+            Out::Run(tx) => tx.send(ListEvent::Total(total)).await.map_err(|_| {
+                Error::permanent(format!(
+                    "the run stopped: {} takes no more keys from {}",
+                    self.lister.identifier_text(),
+                    self.lister.function
+                ))
+            }),
+            Out::Keys(_) => Ok(()),
+        }
+    }
 }
 
 /// Every string in `value` (object keys too), depth first.
@@ -376,6 +392,14 @@ impl<T: IntoKeyValue> Keys<T> {
     /// Keys sent so far.
     pub fn sent(&self) -> u64 {
         self.sender.sent()
+    }
+
+    /// Tells the run how many keys the whole listing holds, when the list endpoint says so
+    /// (PokeAPI's `count`, [`Page::total`](crate::http::Page::total)): the progress bar shows the
+    /// whole run from the first page instead of growing page by page. A total that turns out
+    /// too high is taken back when the list function returns; one too low grows as keys come.
+    pub async fn set_total(&self, total: u64) -> Result<()> {
+        self.sender.set_total(total).await
     }
 
     /// The cursor this list function saved last ([`save_cursor`](Keys::save_cursor)), in any

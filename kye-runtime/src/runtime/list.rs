@@ -144,6 +144,45 @@ impl CursorTrack {
 /// Keys the list function may run ahead of the executor, per channel.
 const LISTED_AHEAD: usize = 256;
 
+/// The run's progress total while a list function announces how many keys it holds: keys
+/// announced and not listed yet are counted ahead, and taken back when the listing ends short.
+#[derive(Debug, Default)]
+struct Announced {
+    /// Keys listed so far.
+    listed: u64,
+    /// Keys counted in the total ahead of their listing.
+    ahead: u64,
+}
+
+impl Announced {
+    /// One more key listed: counted now, unless it was counted ahead.
+    fn key(&mut self, live: &Live) {
+        self.listed += 1;
+        if self.ahead > 0 {
+            self.ahead -= 1;
+        } else {
+            live.total.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The list function says the listing holds `n` keys.
+    fn announced(&mut self, n: u64, live: &Live) {
+        let ahead = n.saturating_sub(self.listed);
+        if ahead > self.ahead {
+            live.total.fetch_add(ahead - self.ahead, Ordering::Relaxed);
+        } else {
+            live.total.fetch_sub(self.ahead - ahead, Ordering::Relaxed);
+        }
+        self.ahead = ahead;
+    }
+
+    /// The listing ended: keys announced and never listed leave the total.
+    fn done(&mut self, live: &Live) {
+        live.total
+            .fetch_sub(std::mem::take(&mut self.ahead), Ordering::Relaxed);
+    }
+}
+
 /// A list function running for a run.
 pub(super) struct Listing {
     lister: &'static ListerRegistration,
@@ -174,6 +213,7 @@ pub(super) fn start(
         let listed = listed.clone();
         let cursors = cursors.clone();
         let path: Arc<str> = Arc::from(lister.path());
+        let mut total = Announced::default();
         tokio::spawn(async move {
             // Keys come in bursts (a page at a time): taken together, one wake-up a burst.
             // Keys of a batch fetcher wait for their group (at most `LINGER` for the next).
@@ -208,23 +248,26 @@ pub(super) fn start(
                                 jobs.push(
                                     Job::new(target.clone(), key, 0).listed(seq, &path, record),
                                 );
+                                total.key(&live);
                             }
                             ListEvent::Cursor(value) => track.saved(value),
+                            ListEvent::Total(n) => total.announced(n, &live),
                         }
                     }
                 }
                 listed.fetch_add(jobs.len() as u64, Ordering::Relaxed);
-                live.total.fetch_add(jobs.len() as u64, Ordering::Relaxed);
                 for job in jobs {
                     grouper.push(job, &mut units);
                 }
                 for unit in units.drain(..) {
                     if job_tx.send(unit).await.is_err() {
                         // The run stopped: dropping `key_rx` tells the list function.
+                        total.done(&live);
                         return;
                     }
                 }
                 if got == 0 {
+                    total.done(&live);
                     return;
                 }
             }
@@ -355,6 +398,38 @@ mod tests {
         t.finished = true;
         assert_eq!(value(t.take(RunId(1), true)), Some((json!(30), false)));
         assert_eq!(value(t.take(RunId(1), true)), None);
+    }
+
+    #[test]
+    fn an_announced_total_counts_keys_ahead_and_is_taken_back_when_the_listing_ends_short() {
+        let live = Live::default();
+        let total = || live.total.load(std::sync::atomic::Ordering::Relaxed);
+        let mut a = Announced::default();
+        a.key(&live);
+        a.key(&live);
+        assert_eq!(total(), 2);
+        // The first page says 10: the whole listing shows at once.
+        a.announced(10, &live);
+        assert_eq!(total(), 10);
+        for _ in 0..3 {
+            a.key(&live);
+        }
+        assert_eq!(total(), 10);
+        // A later page says 12; keys beyond it still count.
+        a.announced(12, &live);
+        assert_eq!(total(), 12);
+        // The listing ends after 6 keys: the 6 never listed leave the total.
+        a.key(&live);
+        a.done(&live);
+        assert_eq!(total(), 6);
+        // Announced too low: keys beyond it are counted as they come.
+        let live2 = Live::default();
+        let mut b = Announced::default();
+        b.announced(1, &live2);
+        b.key(&live2);
+        b.key(&live2);
+        b.done(&live2);
+        assert_eq!(live2.total.load(std::sync::atomic::Ordering::Relaxed), 2);
     }
 
     #[test]
