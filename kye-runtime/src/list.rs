@@ -455,14 +455,16 @@ impl<T: IntoKeyValue> Keys<T> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn nothing(_: Context, _: KeySender) -> ListFuture {
         Box::pin(async { Ok(()) })
     }
 
-    static LISTER: ListerRegistration = ListerRegistration {
+    /// A list function of `Pokemon.id` that lists nothing, `src::all` (for unit tests here
+    /// and in `runtime::list`).
+    pub(crate) static LISTER: ListerRegistration = ListerRegistration {
         model: "Pokemon",
         identifier: &["id"],
         function: "all",

@@ -331,22 +331,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::list::ListFuture;
-
-    fn nothing(_: Context, _: KeySender) -> ListFuture {
-        Box::pin(async { Ok(()) })
-    }
-
-    static LISTER: ListerRegistration = ListerRegistration {
-        model: "Pokemon",
-        identifier: &["id"],
-        function: "all",
-        module_path: "src",
-        file: "src/lib.rs",
-        line: 1,
-        doc: "",
-        call: nothing,
-    };
+    use crate::list::tests::LISTER;
 
     fn track(keys: u64, saves: &[(u64, i64)]) -> CursorTrack {
         let shared = CursorTrack::new(&LISTER, None);
