@@ -462,6 +462,8 @@ fn fetch_queue_no_wait_then_two_worker_processes_complete_the_run() {
             request,
             "--queue",
             "--no-wait",
+            "--batch-attempts",
+            "5",
             "--follow",
         ],
     ));
@@ -481,6 +483,14 @@ fn fetch_queue_no_wait_then_two_worker_processes_complete_the_run() {
             &format!("SELECT count(*) FROM S._kye_runs WHERE id = {run} AND status = 'running'")
         ),
         1
+    );
+    assert_eq!(
+        s.count(
+            &mut c,
+            &format!("SELECT max_attempts::bigint FROM S._kye_queue_runs WHERE run_id = {run}")
+        ),
+        5,
+        "--batch-attempts is the run's claims per batch"
     );
     // Two workers, as two machines would run them.
     let workers: Vec<Child> = ["w1", "w2"]

@@ -56,6 +56,10 @@ pub struct FetchArgs {
     /// With --queue: print the run id and return, leaving the run to the workers.
     #[arg(long, requires = "queue")]
     pub no_wait: bool,
+    /// With --queue: claims of one batch (workers that died or lost their lease count)
+    /// before its keys are failed [default: 3].
+    #[arg(long, value_name = "N", requires = "queue", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub batch_attempts: Option<u32>,
 }
 
 impl FetchArgs {
@@ -70,6 +74,7 @@ impl FetchArgs {
             no_transform: false,
             queue: false,
             no_wait: false,
+            batch_attempts: None,
         }
     }
 

@@ -169,7 +169,10 @@ pub(crate) fn fetch_queued(args: &super::FetchArgs, g: &Global, no_wait: bool) -
         Err(e) => return setup_failed(g, &e),
     };
     let queue = match crate::Queue::open(&spec) {
-        Ok(q) => q,
+        Ok(q) => match args.batch_attempts {
+            Some(n) => q.batch_attempts(n),
+            None => q,
+        },
         Err(e) => return setup_failed(g, &e),
     };
     let request = FetchRequest::new(args.request.clone()).follow(args.follow.unwrap_or(0));

@@ -41,6 +41,7 @@ const ENQUEUE_CHUNK: usize = 20 * BATCH_KEYS;
 pub struct Queue {
     conn: Mutex<Conn>,
     spec: PgSpec,
+    batch_attempts: i32,
 }
 
 impl std::fmt::Debug for Queue {
@@ -138,7 +139,17 @@ impl Queue {
         Ok(Queue {
             conn: Mutex::new(conn),
             spec: spec.clone(),
+            batch_attempts: BATCH_ATTEMPTS,
         })
+    }
+
+    /// How often a batch of the runs this queue enqueues may be claimed before its keys are
+    /// failed (default [`BATCH_ATTEMPTS`]; at least 1). Each claim whose worker died, lost
+    /// its lease or could not reach the source counts; a worker stopped by SIGTERM puts its
+    /// batch back without counting. Raise it where workers are often killed (spot machines).
+    pub fn batch_attempts(mut self, claims: u32) -> Queue {
+        self.batch_attempts = i32::try_from(claims.max(1)).unwrap_or(i32::MAX);
+        self
     }
 
     /// The advisory lock class of this store's enqueuers (`pg_advisory_lock(class, run)`, held
@@ -173,6 +184,7 @@ impl Queue {
         let follow = request.follow as i32;
         let pid = i64::from(std::process::id());
         let class = self.enqueue_class();
+        let attempts = self.batch_attempts;
         let run = self
             .conn()
             .run(move |s| {
@@ -190,7 +202,7 @@ impl Queue {
                 tx.execute(
                     "INSERT INTO _kye_queue_runs (run_id, follow, max_attempts, state, created_at) \
                      VALUES ($1, $2, $3, 'enqueuing', now())",
-                    &[&id, &follow, &BATCH_ATTEMPTS],
+                    &[&id, &follow, &attempts],
                 )?;
                 tx.commit()?;
                 Ok(RunId(id))
