@@ -20,6 +20,7 @@ mod cache;
 mod catalog;
 mod fresh;
 mod limit;
+mod listen;
 mod openapi;
 pub(crate) mod seal;
 
@@ -41,18 +42,24 @@ pub use seal::{MasterKey, SealError, MASTER_KEY_ENV};
 
 /// How a server listens and what it allows. Defaults: 600 requests a minute per token, a
 /// 120 s request timeout, 64 KiB request bodies, 8 KiB request targets (path and query),
-/// 30 s to finish in-flight requests at shutdown, a look for stale records every 60 s.
-/// `[serve]` in kye.toml sets them (`rate_limit`, `request_timeout`, `max_body`,
-/// `grace_period`, `refresh_every`).
+/// 30 refused sign-ins a minute per client address, 1,024 connections at once, 15 s to send a request's headers (also the idle time of a
+/// kept-alive connection), 30 s to finish in-flight requests at shutdown, a look for stale
+/// records every 60 s, audit rows kept 365 days. `[serve]` in kye.toml sets them
+/// (`rate_limit`, `failed_auth_limit`, `request_timeout`, `max_body`, `max_connections`,
+/// `header_timeout`, `grace_period`, `refresh_every`, `audit_retention`).
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     listen: SocketAddr,
     rate_limit: u32,
+    failed_auth_limit: u32,
     request_timeout: Duration,
     max_body: usize,
     max_target: usize,
+    max_connections: usize,
+    header_timeout: Duration,
     grace_period: Duration,
     refresh_every: Duration,
+    audit_retention: Option<Duration>,
 }
 
 impl ServeOptions {
@@ -61,17 +68,30 @@ impl ServeOptions {
         ServeOptions {
             listen,
             rate_limit: 600,
+            failed_auth_limit: 30,
             request_timeout: Duration::from_secs(120),
             max_body: 64 * 1024,
             max_target: 8 * 1024,
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(15),
             grace_period: Duration::from_secs(30),
             refresh_every: Duration::from_secs(60),
+            audit_retention: Some(Duration::from_secs(365 * 86_400)),
         }
     }
 
     /// Requests per minute per token.
     pub fn rate_limit(mut self, per_minute: u32) -> ServeOptions {
         self.rate_limit = per_minute.max(1);
+        self
+    }
+
+    /// Refused sign-ins (unknown, malformed, revoked or expired tokens) per minute per client
+    /// address (default 30); past it, that address's requests get 429 before any token is
+    /// looked at, until the minute's budget refills. Behind a reverse proxy every client has
+    /// the proxy's address: limit per client there.
+    pub fn failed_auth_limit(mut self, per_minute: u32) -> ServeOptions {
+        self.failed_auth_limit = per_minute.max(1);
         self
     }
 
@@ -84,6 +104,21 @@ impl ServeOptions {
     /// The largest request body accepted: larger is 413.
     pub fn max_body(mut self, bytes: usize) -> ServeOptions {
         self.max_body = bytes;
+        self
+    }
+
+    /// Connections served at once (default 1,024); at the cap the server stops accepting
+    /// until one closes, so new clients wait in the kernel's backlog.
+    pub fn max_connections(mut self, n: usize) -> ServeOptions {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// The longest a client may take to send a request's headers (default 15 s), counted
+    /// from when the connection waits for a request: a kept-alive connection idle that long
+    /// is closed, and so is one that trickles its headers.
+    pub fn header_timeout(mut self, timeout: Duration) -> ServeOptions {
+        self.header_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 
@@ -100,10 +135,20 @@ impl ServeOptions {
         self
     }
 
+    /// How long audit rows are kept (default 365 days; `None` keeps them all). Older rows are
+    /// deleted when the server starts and every hour.
+    pub fn audit_retention(mut self, keep: Option<Duration>) -> ServeOptions {
+        self.audit_retention = keep;
+        self
+    }
+
     /// These options with `[serve]` of the configuration applied over them.
     pub fn with_config(mut self, config: &crate::Config) -> Result<ServeOptions> {
         if let Some(n) = config.get_u64("serve.rate_limit")? {
             self.rate_limit = u32::try_from(n).unwrap_or(u32::MAX).max(1);
+        }
+        if let Some(n) = config.get_u64("serve.failed_auth_limit")? {
+            self = self.failed_auth_limit(u32::try_from(n).unwrap_or(u32::MAX));
         }
         if let Some(d) = config.get_duration("serve.request_timeout")? {
             self.request_timeout = d;
@@ -111,8 +156,20 @@ impl ServeOptions {
         if let Some(n) = config.get_size("serve.max_body")? {
             self.max_body = usize::try_from(n).unwrap_or(usize::MAX);
         }
+        if let Some(n) = config.get_u64("serve.max_connections")? {
+            self = self.max_connections(usize::try_from(n).unwrap_or(usize::MAX));
+        }
+        if let Some(d) = config.get_duration("serve.header_timeout")? {
+            self = self.header_timeout(d);
+        }
         if let Some(d) = config.get_duration("serve.grace_period")? {
             self.grace_period = d;
+        }
+        // `audit_retention = false` keeps every row.
+        if config.get("serve.audit_retention") == Some(&toml::Value::Boolean(false)) {
+            self.audit_retention = None;
+        } else if let Some(d) = config.get_duration("serve.audit_retention")? {
+            self.audit_retention = Some(d);
         }
         if let Some(d) = config.get_duration("serve.refresh_every")? {
             self = self.refresh_every(d);
@@ -138,6 +195,8 @@ pub(crate) struct AppState {
     pub cache: cache::Coalescer,
     pub memo: cache::Memo,
     pub limiter: limit::RateLimiter,
+    /// Refused sign-ins per client address.
+    pub failed_auth: limit::RateLimiter,
     pub options: ServeOptions,
     /// Backfills started through the API, stopped (resumable) at shutdown.
     pub backfills: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -276,6 +335,7 @@ impl Server {
             cache: cache::Coalescer::default(),
             memo: cache::Memo::default(),
             limiter: limit::RateLimiter::new(options.rate_limit),
+            failed_auth: limit::RateLimiter::new(options.failed_auth_limit),
             options,
             backfills: Mutex::new(Vec::new()),
             freshness,
@@ -356,23 +416,25 @@ impl Server {
         let audit_writer = self.audit_writer;
         tracing::info!(%addr, "kye serve listening");
         let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
-        let serve = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+        let stopper = tokio::spawn(async move {
             stop.await;
             let _ = stopped_tx.send(true);
         });
         let refresher = tokio::spawn(fresh::refresher(state.clone(), state.options.refresh_every));
-        let mut stopped = stopped_rx.clone();
+        let pruner = state
+            .options
+            .audit_retention
+            .map(|keep| tokio::spawn(audit::pruner(state.clone(), keep)));
         let grace = state.options.grace_period;
-        let served = tokio::select! {
-            r = serve => r,
-            _ = async {
-                let _ = stopped.wait_for(|s| *s).await;
-                tokio::time::sleep(grace).await;
-            } => {
-                tracing::warn!("grace period over: requests still in flight are cut");
-                Ok(())
-            }
+        let limits = listen::Limits {
+            max_connections: state.options.max_connections,
+            header_timeout: state.options.header_timeout,
         };
+        listen::serve(self.listener, app, limits, stopped_rx, grace).await;
+        stopper.abort();
+        if let Some(p) = pruner {
+            p.abort();
+        }
         // Backfills stop as on Ctrl-C: in-flight keys finish within the runtime's grace
         // period, the run is recorded interrupted and resumes with the next run of it.
         state
@@ -392,7 +454,7 @@ impl Server {
             let _ = tokio::time::timeout(grace, w).await;
         }
         tracing::info!("kye serve stopped");
-        served.map_err(|e| Error::permanent(format!("the server failed: {e}")))
+        Ok(())
     }
 }
 
