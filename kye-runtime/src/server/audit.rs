@@ -101,6 +101,33 @@ impl Sink {
     }
 }
 
+/// Deletes the audit rows older than `keep`: now, then every hour (`[serve] audit_retention`).
+pub(crate) async fn pruner(state: Arc<AppState>, keep: std::time::Duration) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+        let before =
+            Timestamp::from_unix_millis(Timestamp::now().unix_millis().saturating_sub(keep_ms));
+        let store = state.store.clone();
+        let pruned = tokio::task::spawn_blocking(move || {
+            store
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .prune_audit(before)
+        })
+        .await;
+        match pruned {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => {
+                tracing::info!(rows = n, before = %before, "audit rows past their retention deleted")
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot prune the audit log"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune the audit log"),
+        }
+    }
+}
+
 /// The request-header bytes accepted (names and values together).
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 
@@ -148,7 +175,25 @@ pub(crate) async fn middleware(
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len())
         .sum();
-    let resp = if target_len > state.options.max_target {
+    // An address that has had too many tokens refused is refused before any is looked at.
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let locked_out = peer
+        .as_deref()
+        .and_then(|p| state.failed_auth.check(p).err());
+    let resp = if let Some(wait) = locked_out {
+        let mut r = refused(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many refused tokens from this address; wait for Retry-After seconds",
+        );
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        if let Ok(v) = axum::http::HeaderValue::from_str(&secs.max(1).to_string()) {
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+        }
+        r
+    } else if target_len > state.options.max_target {
         refused(
             StatusCode::URI_TOO_LONG,
             &format!(
@@ -172,6 +217,11 @@ pub(crate) async fn middleware(
             axum::http::header::CONNECTION,
             axum::http::HeaderValue::from_static("close"),
         );
+    }
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        if let Some(p) = peer.as_deref() {
+            let _ = state.failed_auth.take(p);
+        }
     }
     let status = resp.status().as_u16();
     let note = resp

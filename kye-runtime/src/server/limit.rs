@@ -1,5 +1,6 @@
-//! Per-token request rate limits: a token bucket per token name (`[serve] rate_limit`
-//! requests per minute, bursts up to that many). Over the limit: 429 with `Retry-After`.
+//! Request rate limits: a token bucket per token name (`[serve] rate_limit` requests per
+//! minute, bursts up to that many), and one per client address for refused sign-ins
+//! (`[serve] failed_auth_limit`). Over a limit: 429 with `Retry-After`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -28,15 +29,47 @@ impl RateLimiter {
 
     /// Takes one request from `token`'s bucket: `Ok`, or how long until one is allowed.
     pub(crate) fn take(&self, token: &str) -> Result<(), Duration> {
+        self.bucket(token, true)
+    }
+
+    /// Whether `key`'s bucket has a request left, without taking it: `Ok`, or how long until
+    /// it has.
+    pub(crate) fn check(&self, key: &str) -> Result<(), Duration> {
+        self.bucket(key, false)
+    }
+
+    fn bucket(&self, key: &str, take: bool) -> Result<(), Duration> {
         let now = Instant::now();
         let cap = f64::from(self.per_minute);
         let per_sec = cap / 60.0;
+        let refill =
+            |b: &Bucket| (b.tokens + now.duration_since(b.at).as_secs_f64() * per_sec).min(cap);
         let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let b = map.entry(token.to_string()).or_insert(Bucket {
+        if !take {
+            // An unknown key has a full bucket; looking does not add one.
+            return match map.get(key) {
+                Some(b) if refill(b) < 1.0 => {
+                    Err(Duration::from_secs_f64((1.0 - refill(b)) / per_sec))
+                }
+                _ => Ok(()),
+            };
+        }
+        if map.len() >= MAX_BUCKETS && !map.contains_key(key) {
+            // Keys come from clients (addresses): buckets full again are forgotten, and if
+            // that is not enough the oldest go, so many addresses cannot grow the map.
+            map.retain(|_, b| refill(b) < cap);
+            if map.len() >= MAX_BUCKETS {
+                let mut ages: Vec<Instant> = map.values().map(|b| b.at).collect();
+                ages.sort_unstable();
+                let cutoff = ages[ages.len() / 2];
+                map.retain(|_, b| b.at > cutoff);
+            }
+        }
+        let b = map.entry(key.to_string()).or_insert(Bucket {
             tokens: cap,
             at: now,
         });
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * per_sec).min(cap);
+        b.tokens = refill(b);
         b.at = now;
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
@@ -46,6 +79,9 @@ impl RateLimiter {
         }
     }
 }
+
+/// Buckets kept at most (one per token, or per client address).
+const MAX_BUCKETS: usize = 16 * 1024;
 
 #[cfg(test)]
 mod tests {
@@ -63,5 +99,21 @@ mod tests {
             "{wait:?}"
         );
         assert!(l.take("b").is_ok());
+    }
+
+    #[test]
+    fn checking_takes_nothing_and_many_keys_do_not_grow_the_map_without_bound() {
+        let l = RateLimiter::new(2);
+        assert!(l.check("a").is_ok());
+        assert!(l.take("a").is_ok());
+        assert!(l.check("a").is_ok());
+        assert!(l.take("a").is_ok());
+        assert!(l.check("a").is_err(), "both taken");
+        assert!(l.take("a").is_err());
+        for i in 0..(MAX_BUCKETS * 2) {
+            let _ = l.take(&format!("10.0.{}.{}", i / 256, i % 256));
+        }
+        let n = l.buckets.lock().unwrap().len();
+        assert!(n <= MAX_BUCKETS, "{n} buckets");
     }
 }

@@ -101,6 +101,10 @@ pub trait ServerStore: Send {
     /// The newest `limit` audit rows, newest first.
     fn audit(&mut self, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
 
+    /// Deletes the audit rows older than `before` (oldest first, in chunks, so a large log
+    /// is never locked long); returns how many went.
+    fn prune_audit(&mut self, before: Timestamp) -> Result<u64, StoreError>;
+
     /// Another connection to the same tables (a server looks tokens up on one while it
     /// writes the audit log on another).
     fn another(&self) -> Result<Box<dyn ServerStore>, StoreError>;

@@ -802,6 +802,30 @@ async fn the_server_runs_on_postgresql_too() {
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["audit"].as_array().unwrap().len(), 3, "{body}");
     f.stop().await;
+    // Pruning the audit log deletes the rows past their retention only.
+    let spec2 = spec.clone();
+    let (pruned, left) = std::thread::spawn(move || {
+        let mut store = open_server_store(&spec2.parse().unwrap()).unwrap();
+        let now = Timestamp::now().unix_millis();
+        store
+            .append_audit(&[kye_runtime::store::AuditEntry {
+                time: Timestamp::from_unix_millis(now - 2 * 86_400_000),
+                token: None,
+                action: "refused".into(),
+                model: None,
+                key: None,
+                source: None,
+                status: 401,
+            }])
+            .unwrap();
+        let pruned = store
+            .prune_audit(Timestamp::from_unix_millis(now - 86_400_000))
+            .unwrap();
+        (pruned, store.audit(100).unwrap().len())
+    })
+    .join()
+    .unwrap();
+    assert_eq!((pruned, left), (1, 4));
     let tokens: i64 = std::thread::spawn(move || {
         let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
         let n = c
@@ -959,3 +983,213 @@ fn child_serving_a_backfill() {
 
 #[allow(dead_code)]
 fn _store_is_object_safe(_: &dyn ServerStore) {}
+
+/// Sends `request` on `conn` and reads one response's head and status (the body is short and
+/// its length given), or `None` when the server closed the connection.
+async fn exchange(conn: &mut tokio::net::TcpStream, request: &str) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    conn.write_all(request.as_bytes()).await.ok()?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some(head_end) = text.find("\r\n\r\n") {
+            let head = &text[..head_end];
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if got.len() >= head_end + 4 + len {
+                return head.split(' ').nth(1).and_then(|s| s.parse().ok());
+            }
+        }
+    }
+}
+
+/// Waits up to `within` for the server to close `conn`; how long that took.
+async fn closed_within(conn: &mut tokio::net::TcpStream, within: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(
+            within.saturating_sub(started.elapsed()),
+            conn.read(&mut buf),
+        )
+        .await
+        {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_connections_are_cut_and_the_cap_makes_new_ones_wait() {
+    const GET: &str = "GET /health HTTP/1.1\r\nhost: kye\r\n\r\n";
+    let f = Fixture::start(
+        "[serve]\nheader_timeout = \"600ms\"\nmax_connections = 2\n",
+        kye_runtime::Secrets::default(),
+    )
+    .await;
+    let addr = f.base.trim_start_matches("http://").to_string();
+    let connect = || tokio::net::TcpStream::connect(addr.clone());
+
+    // A kept-alive connection that goes on asking is served past the timeout: it is a limit
+    // on waiting for a request, not on a connection's life.
+    let mut busy = connect().await.unwrap();
+    let started = Instant::now();
+    for _ in 0..4 {
+        assert_eq!(exchange(&mut busy, GET).await, Some(200));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(started.elapsed() > Duration::from_millis(900));
+    assert_eq!(exchange(&mut busy, GET).await, Some(200));
+    drop(busy);
+
+    // Two clients take both connections: one trickles half a request, one idles after its
+    // answer. A third connects at once, but its request is answered only when the timeout
+    // frees a slot, not before and not refused.
+    let mut trickler = connect().await.unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        trickler
+            .write_all(b"GET /health HTTP/1.1\r\nhost: ky")
+            .await
+            .unwrap();
+    }
+    let mut idler = connect().await.unwrap();
+    assert_eq!(exchange(&mut idler, GET).await, Some(200));
+    let slots_taken = Instant::now();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = connect().await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), exchange(&mut third, GET))
+        .await
+        .expect("the third client is answered once a slot frees");
+    assert_eq!(answer, Some(200));
+    let waited = slots_taken.elapsed();
+    assert!(
+        waited >= Duration::from_millis(450),
+        "answered after {waited:?}: the cap of 2 connections did not hold"
+    );
+    // Both slow clients were cut by the server (reading gives end of stream), within a few
+    // timeouts even on a busy machine.
+    let cut = closed_within(&mut trickler, Duration::from_secs(10)).await;
+    assert!(cut.is_some(), "the trickling client is still connected");
+    let cut = closed_within(&mut idler, Duration::from_secs(10)).await;
+    assert!(cut.is_some(), "the idle client is still connected");
+    // And the server goes on answering.
+    let (status, _, _) = f.get(None, "/health").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_with_too_many_refused_tokens_is_refused_before_any_lookup() {
+    let f = Fixture::start(
+        "[serve]\nfailed_auth_limit = 3\n",
+        kye_runtime::Secrets::default(),
+    )
+    .await;
+    let wrong = format!("kye_{}", "0".repeat(64));
+    for _ in 0..3 {
+        let (status, _, _) = f.get(Some(&wrong), "/v1/models").await;
+        assert_eq!(status, 401);
+    }
+    // The fourth request from this address is refused whatever it carries, a good token too.
+    let (status, headers, body) = f
+        .get(Some("fetcher"), "/v1/models/Pokemon/records?id=1")
+        .await;
+    assert_eq!(status, 429, "{body}");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=20).contains(&retry), "Retry-After {retry}");
+    assert!(
+        body.to_string().contains("too many refused tokens"),
+        "{body}"
+    );
+    assert_eq!(
+        f.source.requests("/pokemon/1/"),
+        0,
+        "a refused request reached the source"
+    );
+    // Another address (127.0.0.2 is loopback too) is not affected.
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let resp = other
+        .get(format!("{}/v1/models/Pokemon/records?id=1", f.base))
+        .bearer_auth(f.token("fetcher"))
+        .send()
+        .await
+        .expect("server answers");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(f.source.requests("/pokemon/1/"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_rows_past_their_retention_are_deleted_at_start() {
+    use kye_runtime::store::AuditEntry;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("sqlite:{}", dir.path().join("kye.db").display());
+    let now = Timestamp::now().unix_millis();
+    let row = |age_ms: i64, key: &str| AuditEntry {
+        time: Timestamp::from_unix_millis(now - age_ms),
+        token: Some("alice".into()),
+        action: "read".into(),
+        model: Some("Pokemon".into()),
+        key: Some(key.into()),
+        source: Some("store".into()),
+        status: 200,
+    };
+    {
+        let mut store = open_server_store(&spec.parse().unwrap()).unwrap();
+        store
+            .append_audit(&[
+                row(3 * 86_400_000, "old"),
+                row(2 * 86_400_000, "older than a day"),
+                row(3_600_000, "an hour ago"),
+            ])
+            .unwrap();
+    }
+    let source = source().await;
+    let base = source.base_url().to_string();
+    let f = Fixture::start_on(
+        source,
+        &base,
+        dir,
+        &spec,
+        "[serve]\naudit_retention = \"1d\"\n",
+        kye_runtime::Secrets::default(),
+    )
+    .await;
+    let mut store = open_server_store(&spec.parse().unwrap()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let keys = loop {
+        let keys: Vec<String> = store
+            .audit(100)
+            .unwrap()
+            .into_iter()
+            .filter_map(|a| a.key)
+            .collect();
+        if !keys.iter().any(|k| k.starts_with("old")) || Instant::now() > deadline {
+            break keys;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(keys, vec!["an hour ago".to_string()], "rows kept");
+    // The server goes on recording.
+    let (status, _, _) = f.get(Some("ops"), "/v1/models").await;
+    assert_eq!(status, 200);
+}

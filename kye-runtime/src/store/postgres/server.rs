@@ -43,6 +43,9 @@ pub struct PgServerStore {
     conn: Conn,
 }
 
+/// Audit rows deleted per statement when the log is pruned.
+const PRUNE_CHUNK: i64 = 10_000;
+
 impl std::fmt::Debug for PgServerStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgServerStore")
@@ -232,6 +235,25 @@ impl ServerStore for PgServerStore {
 
     fn another(&self) -> Result<Box<dyn ServerStore>, StoreError> {
         Ok(Box::new(PgServerStore::open(&self.conn.spec)?))
+    }
+
+    fn prune_audit(&mut self, before: Timestamp) -> Result<u64, StoreError> {
+        let before = before.to_string();
+        let mut total = 0u64;
+        loop {
+            let before = before.clone();
+            let n = self.conn.run(move |s| {
+                s.client.execute(
+                    "DELETE FROM _kye_audit WHERE id IN (SELECT id FROM _kye_audit \
+                     WHERE time < $1 ORDER BY id LIMIT $2)",
+                    &[&before, &PRUNE_CHUNK],
+                )
+            })?;
+            total += n;
+            if n < PRUNE_CHUNK as u64 {
+                return Ok(total);
+            }
+        }
     }
 
     fn audit(&mut self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {

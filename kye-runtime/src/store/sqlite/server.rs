@@ -45,6 +45,9 @@ pub struct SqliteServerStore {
     path: PathBuf,
 }
 
+/// Audit rows deleted per statement when the log is pruned.
+const PRUNE_CHUNK: i64 = 10_000;
+
 impl SqliteServerStore {
     /// Opens (creating if needed) the file and the server's tables in it.
     pub fn open(path: &Path) -> Result<SqliteServerStore, StoreError> {
@@ -265,6 +268,26 @@ impl ServerStore for SqliteServerStore {
 
     fn another(&self) -> Result<Box<dyn ServerStore>, StoreError> {
         Ok(Box::new(SqliteServerStore::open(&self.path)?))
+    }
+
+    fn prune_audit(&mut self, before: Timestamp) -> Result<u64, StoreError> {
+        let err = self.err();
+        let before = before.to_string();
+        let mut total = 0u64;
+        loop {
+            let n = self
+                .conn
+                .execute(
+                    "DELETE FROM _kye_audit WHERE id IN (SELECT id FROM _kye_audit \
+                     WHERE time < ?1 ORDER BY id LIMIT ?2)",
+                    params![before, PRUNE_CHUNK],
+                )
+                .map_err(&err)?;
+            total += n as u64;
+            if n < PRUNE_CHUNK as usize {
+                return Ok(total);
+            }
+        }
     }
 
     fn audit(&mut self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
