@@ -105,7 +105,7 @@ fn queued_progress(
             let mut text = format!(
                 "queued {}/{total} batches, {} workers",
                 p.done + p.failed,
-                p.workers.len()
+                p.workers.iter().filter(|w| w.batches > 0).count()
             );
             if p.state == "enqueuing" {
                 text.push_str(", enqueuing");
@@ -114,10 +114,20 @@ fn queued_progress(
                 .workers
                 .iter()
                 .map(|w| {
-                    format!(
-                        "{} holds {} batches, lease until {}",
-                        w.worker, w.batches, w.expires
-                    )
+                    let mut line = format!(
+                        "{}: {} batches ({} keys) committed",
+                        w.worker, w.done, w.keys
+                    );
+                    if let Some(rate) = w.keys_per_second {
+                        line.push_str(&format!(", {rate:.1} keys/s"));
+                    }
+                    if w.batches > 0 {
+                        line.push_str(&format!(
+                            ", holds {} batches, lease until {}",
+                            w.batches, w.expires
+                        ));
+                    }
+                    line
                 })
                 .collect();
             Some((r.id, text, workers))

@@ -98,6 +98,14 @@ impl Run for ServeArgs {
                 Ok(s) => s,
                 Err(e) => return setup_failed(g, &e),
             };
+            // On PostgreSQL the runs page and `GET /v1/runs/{id}` show queued runs' workers.
+            #[cfg(feature = "postgres")]
+            if let crate::store::StoreSpec::Postgres(pg) = &spec {
+                match crate::Queue::open(pg) {
+                    Ok(q) => server.watch_queue(q),
+                    Err(e) => tracing::warn!(error = %e, "queued runs will show without their workers"),
+                }
+            }
             if let (Ok(addr), false) = (server.local_addr(), g.quiet) {
                 eprintln!("kye serve: listening on http://{addr} ({opened} sealed secret(s) opened); Ctrl-C or SIGTERM stops");
             }

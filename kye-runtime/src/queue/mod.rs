@@ -96,15 +96,22 @@ pub struct QueueProgress {
     pub workers: Vec<WorkerLease>,
 }
 
-/// A worker holding batches of a run.
+/// A worker of a run: the batches it holds now and what it has committed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WorkerLease {
     /// Its name (`--name`, default `host:pid`).
     pub worker: String,
-    /// Batches it holds.
+    /// Batches it holds now.
     pub batches: u64,
-    /// When its earliest lease expires (`2026-12-07T08:40:50.123Z`).
+    /// When its earliest lease expires (`2026-12-07T08:40:50.123Z`); empty when it holds none.
     pub expires: String,
+    /// Batches of the run it committed.
+    pub done: u64,
+    /// Keys of those batches (stored, rejected, missing, failed or skipped).
+    pub keys: u64,
+    /// Its rate over this run: keys committed a second, from its first claim of a batch it
+    /// committed to its last commit (`None` before its first commit).
+    pub keys_per_second: Option<f64>,
 }
 
 impl QueueProgress {
@@ -550,19 +557,38 @@ impl Queue {
                     &[&run.0],
                 )?;
                 let n = |i: usize| r.get::<_, i64>(i).max(0) as u64;
+                // Every worker that holds or committed a batch of the run; a worker's done
+                // batches keep its name (a batch put back loses it).
                 let workers = s
                     .client
                     .query(
-                        "SELECT worker, count(*), to_char(min(lease_until) AT TIME ZONE 'UTC', \
-                         'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') FROM _kye_queue_batches \
-                         WHERE run_id = $1 AND state = 'claimed' GROUP BY worker ORDER BY worker",
+                        "SELECT worker, count(*) FILTER (WHERE state = 'claimed'), \
+                         to_char(min(lease_until) FILTER (WHERE state = 'claimed') AT TIME ZONE 'UTC', \
+                           'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
+                         count(*) FILTER (WHERE state = 'done'), \
+                         coalesce(sum(stored + rejected + missing + failed + skipped) \
+                           FILTER (WHERE state = 'done'), 0)::bigint, \
+                         extract(epoch FROM max(finished_at) FILTER (WHERE state = 'done') \
+                           - min(claimed_at) FILTER (WHERE state = 'done'))::float8 \
+                         FROM _kye_queue_batches WHERE run_id = $1 AND worker IS NOT NULL \
+                           AND state IN ('claimed', 'done') \
+                         GROUP BY worker ORDER BY worker",
                         &[&run.0],
                     )?
                     .iter()
-                    .map(|w| WorkerLease {
-                        worker: w.get::<_, Option<String>>(0).unwrap_or_default(),
-                        batches: w.get::<_, i64>(1).max(0) as u64,
-                        expires: w.get::<_, Option<String>>(2).unwrap_or_default(),
+                    .map(|w| {
+                        let keys = w.get::<_, i64>(4).max(0) as u64;
+                        let secs = w.get::<_, Option<f64>>(5);
+                        WorkerLease {
+                            worker: w.get::<_, Option<String>>(0).unwrap_or_default(),
+                            batches: w.get::<_, i64>(1).max(0) as u64,
+                            expires: w.get::<_, Option<String>>(2).unwrap_or_default(),
+                            done: w.get::<_, i64>(3).max(0) as u64,
+                            keys,
+                            keys_per_second: secs
+                                .filter(|_| keys > 0)
+                                .map(|s| keys as f64 / s.max(0.001)),
+                        }
                     })
                     .collect();
                 Ok(Some(QueueProgress {

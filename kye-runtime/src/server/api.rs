@@ -658,11 +658,11 @@ pub(crate) async fn run(
             if model_of(&run.request).is_some_and(|m| caller.role.read.allows(&m)) =>
         {
             note.model = model_of(&run.request);
-            answer(
-                StatusCode::OK,
-                json!({"run": run, "progress": progress}),
-                note,
-            )
+            let mut body = json!({"run": run, "progress": progress});
+            if let Some(queued) = queued_progress(&state, RunId(id)).await {
+                body["queue"] = queued;
+            }
+            answer(StatusCode::OK, body, note)
         }
         Ok(_) => error(
             StatusCode::NOT_FOUND,
@@ -672,6 +672,27 @@ pub(crate) async fn run(
         ),
         Err(e) => store_error(e, note),
     }
+}
+
+/// A queued run's batches and workers (their rates and lease expiries), when the server
+/// watches the store's queue and `run` is queued there.
+#[cfg(feature = "postgres")]
+async fn queued_progress(state: &Arc<AppState>, run: RunId) -> Option<Value> {
+    let queue = state.queue.get()?.clone();
+    match tokio::task::spawn_blocking(move || queue.progress(run)).await {
+        Ok(Ok(Some(p))) => serde_json::to_value(p).ok(),
+        Ok(Ok(None)) => None,
+        Ok(Err(e)) => {
+            tracing::warn!(run = %run, error = %e, "cannot read the queue's progress");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn queued_progress(_state: &Arc<AppState>, _run: RunId) -> Option<Value> {
+    None
 }
 
 #[derive(serde::Deserialize)]

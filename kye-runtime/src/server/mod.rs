@@ -211,6 +211,11 @@ pub(crate) struct AppState {
     pub local: bool,
     /// The catalog's signed-in sessions.
     pub sessions: catalog::Sessions,
+    /// The PostgreSQL store's work queue, when the server was given it
+    /// ([`Server::watch_queue`]): `GET /v1/runs/{id}` then shows a queued run's batches and
+    /// workers.
+    #[cfg(feature = "postgres")]
+    pub queue: std::sync::OnceLock<Arc<crate::Queue>>,
 }
 
 impl AppState {
@@ -344,6 +349,8 @@ impl Server {
             stop_notify: tokio::sync::Notify::new(),
             local,
             sessions: catalog::Sessions::default(),
+            #[cfg(feature = "postgres")]
+            queue: std::sync::OnceLock::new(),
         });
         Ok(Server {
             state,
@@ -397,6 +404,14 @@ impl Server {
             secrets.insert(s.name.clone(), value);
         }
         Ok(sealed.len())
+    }
+
+    /// Shows the progress of runs queued in `queue` (the work queue of the same PostgreSQL
+    /// store) in `GET /v1/runs/{id}`: batches, workers, their rates and lease expiries.
+    /// `kye serve` calls this on a PostgreSQL store.
+    #[cfg(feature = "postgres")]
+    pub fn watch_queue(&self, queue: crate::Queue) {
+        let _ = self.state.queue.set(Arc::new(queue));
     }
 
     /// The address it listens on.
