@@ -209,8 +209,6 @@ pub(crate) struct AppState {
     pub stop_notify: tokio::sync::Notify,
     /// The store is a local SQLite file: its calls run on the request's own task.
     pub local: bool,
-    /// The catalog's signed-in sessions.
-    pub sessions: catalog::Sessions,
     /// The PostgreSQL store's work queue, when the server was given it
     /// ([`Server::watch_queue`]): `GET /v1/runs/{id}` then shows a queued run's batches and
     /// workers.
@@ -348,7 +346,6 @@ impl Server {
             stopping: std::sync::atomic::AtomicBool::new(false),
             stop_notify: tokio::sync::Notify::new(),
             local,
-            sessions: catalog::Sessions::default(),
             #[cfg(feature = "postgres")]
             queue: std::sync::OnceLock::new(),
         });

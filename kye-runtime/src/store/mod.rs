@@ -73,7 +73,10 @@ pub use postgres::PgServerStore;
 pub use postgres::{PgReader, PgSpec, PgStore, SslMode};
 pub use query::{Filter, RecordQuery};
 #[cfg(feature = "server")]
-pub use server::{open_server_store, AuditEntry, SealedSecret, ServerStore, TokenRecord};
+pub use server::{
+    open_server_store, AuditEntry, SealedSecret, ServerStore, SessionRecord, TokenRecord,
+    SESSIONS_PER_TOKEN,
+};
 pub use spec::StoreSpec;
 #[cfg(feature = "server")]
 pub use sqlite::SqliteServerStore;

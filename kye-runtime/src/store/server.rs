@@ -1,5 +1,6 @@
 //! What `kye serve` keeps in the store beside the records (feature `server`): API tokens (only
-//! their SHA-256 hashes), sealed secrets (ciphertext under a master key) and the audit log.
+//! their SHA-256 hashes), sealed secrets (ciphertext under a master key), the catalog's
+//! sessions (hashes of their cookies) and the audit log.
 //!
 //! [`ServerStore`] is the small trait the server and the `token`, `secret` and `audit`
 //! subcommands use; the SQLite store (`_kye_tokens`, `_kye_secrets`, `_kye_audit` in the same
@@ -53,6 +54,23 @@ pub struct SealedSecret {
     pub updated: Timestamp,
 }
 
+/// A signed-in session of the catalog as stored: what its cookie stands for. The cookie's
+/// value itself is never stored, only its SHA-256, so a copy of the warehouse opens no session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Lowercase hex SHA-256 of the session cookie's value.
+    pub id_hash: String,
+    /// The SHA-256 of the token it was opened with (looked up again on every page).
+    pub token_hash: String,
+    /// The token forms that change something must carry (not a credential without the cookie).
+    pub csrf: String,
+    /// When it ends, whatever happens to its token before.
+    pub expires: Timestamp,
+}
+
+/// Sessions one token may have open at once; its oldest end past that.
+pub const SESSIONS_PER_TOKEN: i64 = 100;
+
 /// One request as the audit log records it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditEntry {
@@ -104,6 +122,20 @@ pub trait ServerStore: Send {
     /// Deletes the audit rows older than `before` (oldest first, in chunks, so a large log
     /// is never locked long); returns how many went.
     fn prune_audit(&mut self, before: Timestamp) -> Result<u64, StoreError>;
+
+    /// Records a catalog session; ends the sessions past their time and, past
+    /// [`SESSIONS_PER_TOKEN`], the oldest of the same token.
+    fn open_session(&mut self, session: &SessionRecord, now: Timestamp) -> Result<(), StoreError>;
+
+    /// The session whose cookie hashes to `id_hash`, if it is still open at `now`.
+    fn session(
+        &mut self,
+        id_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Ends the session whose cookie hashes to `id_hash` (nothing when there is none).
+    fn close_session(&mut self, id_hash: &str) -> Result<(), StoreError>;
 
     /// Another connection to the same tables (a server looks tokens up on one while it
     /// writes the audit log on another).

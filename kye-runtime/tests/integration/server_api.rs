@@ -899,6 +899,24 @@ async fn the_server_runs_on_postgresql_too() {
         let pruned = store
             .prune_audit(Timestamp::from_unix_millis(now - 86_400_000))
             .unwrap();
+        // Catalog sessions: open, found while open, gone when ended or past their time.
+        let session = |id: &str, expires: i64| kye_runtime::store::SessionRecord {
+            id_hash: id.into(),
+            token_hash: "t".into(),
+            csrf: "c".into(),
+            expires: Timestamp::from_unix_millis(expires),
+        };
+        let at = Timestamp::now();
+        store.open_session(&session("a", now + 60_000), at).unwrap();
+        store.open_session(&session("b", now + 1_000), at).unwrap();
+        assert_eq!(
+            store.session("a", at).unwrap(),
+            Some(session("a", now + 60_000))
+        );
+        let later = Timestamp::from_unix_millis(now + 2_000);
+        assert_eq!(store.session("b", later).unwrap(), None, "past its time");
+        store.close_session("a").unwrap();
+        assert_eq!(store.session("a", at).unwrap(), None, "ended");
         (pruned, store.audit(100).unwrap().len())
     })
     .join()

@@ -392,3 +392,63 @@ async fn the_catalog_signs_in_with_a_token_and_shows_only_what_the_role_reads() 
     );
     f.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_outlives_a_restart_and_the_store_keeps_only_its_hash() {
+    use sha2::Digest;
+    let f = Fixture::start("", kye_runtime::Secrets::default()).await;
+    let b = Browser::new(&f);
+    let cookie = b.login(f.token("reader")).await;
+    let (s, _, page) = b.get(Some(&cookie), "/").await;
+    assert_eq!(s, 200, "{page}");
+    let db = f.db.clone();
+    let dir = f.stop().await;
+
+    // The store holds the SHA-256 of the cookie's value, never the value.
+    let value = cookie.split_once('=').unwrap().1.to_string();
+    let hash = hex(&sha2::Sha256::digest(value.as_bytes()));
+    let mut bytes = Vec::new();
+    for file in ["kye.db", "kye.db-wal"] {
+        if let Ok(b) = std::fs::read(dir.path().join(file)) {
+            bytes.extend(b);
+        }
+    }
+    let holds = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(!holds(&value), "the session cookie's value is in the store");
+    assert!(holds(&hash), "the session is not in the store");
+
+    // Another server on the same store (a restart, or a second one behind the balancer)
+    // knows the session; a logout there ends it everywhere.
+    let source = crate::server_api::source().await;
+    let base = source.base_url().to_string();
+    let store = format!("sqlite:{}", db.display());
+    let f = Fixture::start_on(
+        source,
+        &base,
+        dir,
+        &store,
+        "",
+        kye_runtime::Secrets::default(),
+    )
+    .await;
+    let b = Browser::new(&f);
+    let (s, _, page) = b.get(Some(&cookie), "/").await;
+    assert_eq!(s, 200, "signed out by a restart: {page}");
+    let csrf = csrf_of(&page);
+    let (s, h, _) = b
+        .post(Some(&cookie), "/logout", &[("csrf", &csrf)], &[])
+        .await;
+    assert_eq!(
+        (s, h.get(LOCATION).unwrap().to_str().unwrap()),
+        (303, "/login")
+    );
+    let (s, h, _) = b.get(Some(&cookie), "/").await;
+    assert_eq!(
+        (s, h.get(LOCATION).unwrap().to_str().unwrap()),
+        (303, "/login")
+    );
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -6,20 +6,21 @@
 //! rejects, drift) and `lineage.rs` (the SVG graph). Pages are HTML built with plain Rust
 //! and read without JavaScript; `catalog.js` only updates running runs in place.
 //!
-//! Sessions: the login form takes a token; the server keeps `session id → token hash` in
-//! memory and sets the id as an `HttpOnly; SameSite=Strict` cookie (`Secure` when the request
-//! came through an https proxy that says so with `X-Forwarded-Proto: https`). Every page
-//! looks the token up again, so a session ends when its token is revoked or expires, at
-//! logout, after [`SESSION_LIFETIME`], or when the server restarts. Forms that change
-//! something carry the session's CSRF token.
+//! Sessions: the login form takes a token; the server keeps `SHA-256(session id) → token
+//! hash` in the store (`_kye_sessions`, so sessions survive a restart and hold on every
+//! server of one warehouse) and sets the id as an `HttpOnly; SameSite=Strict` cookie
+//! (`Secure` when the request came through an https proxy that says so with
+//! `X-Forwarded-Proto: https`). Every page looks the token up again, so a session ends when
+//! its token is revoked or expires, at logout, or after [`SESSION_LIFETIME`]. Forms that
+//! change something carry the session's CSRF token.
 
 mod html;
 mod lineage;
 mod pages;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -32,12 +33,11 @@ use super::api::{caller_of_hash, Caller};
 use super::audit::Note;
 use super::auth::{hash_token, well_formed};
 use super::AppState;
+use crate::store::{SessionRecord, Timestamp};
 use html::{esc, layout};
 
 /// How long a session lasts at most (the token's own expiry ends it sooner).
 pub(crate) const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
-/// Sessions kept at most; the oldest is dropped past it.
-const MAX_SESSIONS: usize = 10_000;
 const COOKIE: &str = "kye_session";
 
 /// The strict policy every catalog answer carries: only kye's own stylesheet, script and
@@ -48,59 +48,52 @@ const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-
 const CSS: &str = include_str!("catalog.css");
 const JS: &str = include_str!("catalog.js");
 
-struct Session {
-    token_hash: String,
-    csrf: String,
-    created: Instant,
-}
-
-/// The signed-in sessions of the catalog (in memory: a restart signs everyone out).
-#[derive(Default)]
-pub(crate) struct Sessions(Mutex<HashMap<String, Session>>);
+/// The catalog's sessions, kept in the store beside the tokens (`_kye_sessions`, only the
+/// SHA-256 of each cookie): a restart signs no one out, and every server of one warehouse
+/// knows every session.
+pub(crate) struct Sessions;
 
 impl Sessions {
-    fn open(&self, token_hash: String) -> crate::error::Result<(String, String)> {
+    /// Opens a session for the token whose hash is `token_hash`: the cookie's value and the
+    /// session's CSRF token.
+    async fn open(
+        state: &Arc<AppState>,
+        token_hash: String,
+    ) -> crate::error::Result<(String, String)> {
         let id = super::auth::new_token()?;
         let csrf = super::auth::new_token()?;
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, s| s.created.elapsed() < SESSION_LIFETIME);
-        if map.len() >= MAX_SESSIONS {
-            if let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, s)| s.created)
-                .map(|(k, _)| k.clone())
-            {
-                map.remove(&oldest);
-            }
-        }
-        map.insert(
-            id.clone(),
-            Session {
-                token_hash,
-                csrf: csrf.clone(),
-                created: Instant::now(),
-            },
-        );
+        let now = Timestamp::now();
+        let lifetime = i64::try_from(SESSION_LIFETIME.as_millis()).unwrap_or(i64::MAX);
+        let record = SessionRecord {
+            id_hash: hash_token(&id),
+            token_hash,
+            csrf: csrf.clone(),
+            expires: Timestamp::from_unix_millis(now.unix_millis().saturating_add(lifetime)),
+        };
+        state
+            .with_store(move |s| s.open_session(&record, now))
+            .await
+            .map_err(crate::error::Error::other)?;
         Ok((id, csrf))
     }
 
-    /// The token hash and CSRF token of a live session.
-    fn get(&self, id: &str) -> Option<(String, String)> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        match map.get(id) {
-            Some(s) if s.created.elapsed() < SESSION_LIFETIME => {
-                Some((s.token_hash.clone(), s.csrf.clone()))
-            }
-            Some(_) => {
-                map.remove(id);
-                None
-            }
-            None => None,
-        }
+    /// The token hash and CSRF token of the open session whose cookie is `id`.
+    async fn get(
+        state: &Arc<AppState>,
+        id: &str,
+    ) -> Result<Option<(String, String)>, crate::store::StoreError> {
+        let id_hash = hash_token(id);
+        let found = state
+            .with_store(move |s| s.session(&id_hash, Timestamp::now()))
+            .await?;
+        Ok(found.map(|s| (s.token_hash, s.csrf)))
     }
 
-    fn close(&self, id: &str) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    async fn close(state: &Arc<AppState>, id: &str) {
+        let id_hash = hash_token(id);
+        if let Err(e) = state.with_store(move |s| s.close_session(&id_hash)).await {
+            tracing::warn!(error = %e, "cannot end a catalog session");
+        }
     }
 }
 
@@ -228,8 +221,18 @@ pub(crate) async fn viewer(
     let Some(id) = session_id(headers) else {
         return Err(Box::new(redirect("/login", note.clone())));
     };
-    let Some((hash, csrf)) = state.sessions.get(&id) else {
-        return Err(Box::new(redirect("/login", note.clone())));
+    let (hash, csrf) = match Sessions::get(state, &id).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return Err(Box::new(redirect("/login", note.clone()))),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the catalog's sessions");
+            return Err(Box::new(problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                None,
+                "the warehouse could not answer; the server's log has the cause",
+                note.clone(),
+            )));
+        }
     };
     match caller_of_hash(state, hash, note).await {
         Ok(caller) => Ok(Viewer {
@@ -238,7 +241,7 @@ pub(crate) async fn viewer(
             session: id,
         }),
         Err(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
-            state.sessions.close(&id);
+            Sessions::close(state, &id).await;
             Err(Box::new(redirect("/login?ended=1", note.clone())))
         }
         Err(resp) => {
@@ -308,7 +311,7 @@ async fn login(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byt
         };
         return html(resp.status(), login_page(Some(message)), note);
     }
-    let (id, _csrf) = match state.sessions.open(hash) {
+    let (id, _csrf) = match Sessions::open(&state, hash).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "no session");
@@ -362,7 +365,7 @@ async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
         Ok(v) => v,
         Err(r) => return *r,
     };
-    state.sessions.close(&v.session);
+    Sessions::close(&state, &v.session).await;
     let mut resp = redirect("/login", note);
     resp.headers_mut().insert(
         header::SET_COOKIE,

@@ -6,7 +6,8 @@ use postgres::Row;
 
 use super::{ddl, Conn, PgSpec};
 use crate::store::server::{
-    check_token_name, token_exists, AuditEntry, SealedSecret, ServerStore, TokenRecord,
+    check_token_name, token_exists, AuditEntry, SealedSecret, ServerStore, SessionRecord,
+    TokenRecord, SESSIONS_PER_TOKEN,
 };
 use crate::store::{StoreError, Timestamp};
 
@@ -36,6 +37,13 @@ CREATE TABLE IF NOT EXISTS _kye_audit (
     source TEXT,
     status INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS _kye_sessions (
+    id_hash TEXT COLLATE \"C\" PRIMARY KEY,
+    token_hash TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    expires TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS _kye_sessions_token ON _kye_sessions (token_hash, expires);
 ";
 
 /// The server's tables of a PostgreSQL store. See [`ServerStore`].
@@ -235,6 +243,63 @@ impl ServerStore for PgServerStore {
 
     fn another(&self) -> Result<Box<dyn ServerStore>, StoreError> {
         Ok(Box::new(PgServerStore::open(&self.conn.spec)?))
+    }
+
+    fn open_session(&mut self, session: &SessionRecord, now: Timestamp) -> Result<(), StoreError> {
+        let session = session.clone();
+        let now = now.to_string();
+        self.conn.run(move |s| {
+            let mut tx = s.client.transaction()?;
+            tx.execute("DELETE FROM _kye_sessions WHERE expires <= $1", &[&now])?;
+            tx.execute(
+                "DELETE FROM _kye_sessions WHERE token_hash = $1 AND id_hash NOT IN \
+                 (SELECT id_hash FROM _kye_sessions WHERE token_hash = $1 \
+                  ORDER BY expires DESC LIMIT $2)",
+                &[&session.token_hash, &(SESSIONS_PER_TOKEN - 1)],
+            )?;
+            tx.execute(
+                "INSERT INTO _kye_sessions (id_hash, token_hash, csrf, expires) \
+                 VALUES ($1, $2, $3, $4)",
+                &[
+                    &session.id_hash,
+                    &session.token_hash,
+                    &session.csrf,
+                    &session.expires.to_string(),
+                ],
+            )?;
+            tx.commit()
+        })
+    }
+
+    fn session(
+        &mut self,
+        id_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let (id_hash, now) = (id_hash.to_string(), now.to_string());
+        let row = self.conn.run(move |s| {
+            s.client.query_opt(
+                "SELECT id_hash, token_hash, csrf, expires FROM _kye_sessions \
+                 WHERE id_hash = $1 AND expires > $2",
+                &[&id_hash, &now],
+            )
+        })?;
+        Ok(row.map(|r| SessionRecord {
+            id_hash: r.get(0),
+            token_hash: r.get(1),
+            csrf: r.get(2),
+            expires: ts(r.get(3)),
+        }))
+    }
+
+    fn close_session(&mut self, id_hash: &str) -> Result<(), StoreError> {
+        let id_hash = id_hash.to_string();
+        self.conn
+            .run(move |s| {
+                s.client
+                    .execute("DELETE FROM _kye_sessions WHERE id_hash = $1", &[&id_hash])
+            })
+            .map(drop)
     }
 
     fn prune_audit(&mut self, before: Timestamp) -> Result<u64, StoreError> {

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use crate::store::server::{
-    check_token_name, token_exists, AuditEntry, SealedSecret, ServerStore, TokenRecord,
+    check_token_name, token_exists, AuditEntry, SealedSecret, ServerStore, SessionRecord,
+    TokenRecord, SESSIONS_PER_TOKEN,
 };
 use crate::store::{StoreError, Timestamp};
 
@@ -36,6 +37,13 @@ CREATE TABLE IF NOT EXISTS _kye_audit (
     source TEXT,
     status INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS _kye_sessions (
+    id_hash TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    expires TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS _kye_sessions_token ON _kye_sessions (token_hash, expires);
 ";
 
 /// The server's tables of a SQLite file. See [`ServerStore`].
@@ -268,6 +276,69 @@ impl ServerStore for SqliteServerStore {
 
     fn another(&self) -> Result<Box<dyn ServerStore>, StoreError> {
         Ok(Box::new(SqliteServerStore::open(&self.path)?))
+    }
+
+    fn open_session(&mut self, session: &SessionRecord, now: Timestamp) -> Result<(), StoreError> {
+        let err = self.err();
+        let tx = self.conn.unchecked_transaction().map_err(&err)?;
+        tx.execute(
+            "DELETE FROM _kye_sessions WHERE expires <= ?1",
+            params![now.to_string()],
+        )
+        .map_err(&err)?;
+        tx.execute(
+            "DELETE FROM _kye_sessions WHERE token_hash = ?1 AND id_hash NOT IN \
+             (SELECT id_hash FROM _kye_sessions WHERE token_hash = ?1 \
+              ORDER BY expires DESC LIMIT ?2)",
+            params![session.token_hash, SESSIONS_PER_TOKEN - 1],
+        )
+        .map_err(&err)?;
+        tx.execute(
+            "INSERT INTO _kye_sessions (id_hash, token_hash, csrf, expires) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                session.id_hash,
+                session.token_hash,
+                session.csrf,
+                session.expires.to_string()
+            ],
+        )
+        .map_err(&err)?;
+        tx.commit().map_err(&err)
+    }
+
+    fn session(
+        &mut self,
+        id_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let err = self.err();
+        self.conn
+            .query_row(
+                "SELECT id_hash, token_hash, csrf, expires FROM _kye_sessions \
+                 WHERE id_hash = ?1 AND expires > ?2",
+                params![id_hash, now.to_string()],
+                |r| {
+                    Ok(SessionRecord {
+                        id_hash: r.get(0)?,
+                        token_hash: r.get(1)?,
+                        csrf: r.get(2)?,
+                        expires: ts(r.get(3)?),
+                    })
+                },
+            )
+            .optional()
+            .map_err(err)
+    }
+
+    fn close_session(&mut self, id_hash: &str) -> Result<(), StoreError> {
+        let err = self.err();
+        self.conn
+            .execute(
+                "DELETE FROM _kye_sessions WHERE id_hash = ?1",
+                params![id_hash],
+            )
+            .map_err(err)
+            .map(drop)
     }
 
     fn prune_audit(&mut self, before: Timestamp) -> Result<u64, StoreError> {
