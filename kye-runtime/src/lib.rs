@@ -56,6 +56,7 @@ mod registry;
 mod request;
 mod runtime;
 mod secrets;
+mod source;
 #[cfg(feature = "server")]
 mod server;
 pub mod store;
@@ -98,6 +99,12 @@ pub use runtime::{
     TransformCounts, TransformSummary, DEFAULT_STORE, SUMMARY_EXAMPLES,
 };
 pub use secrets::{Secret, Secrets};
+pub use source::{
+    BasicUser, CheckOutcome, ConfigKey, ConfigKind, ConfigStatus, MemberKind, Probe, SecretKey,
+    SecretStatus, SendAs, SourceCheck, SourceEnv, SourceError, SourceId, SourceListing, ConfigListing, SecretListing,
+    SourceMember, SourceRegistration, Sources, SourcesListing, SourcesReport,
+    RESERVED_SOURCE_NAMES,
+};
 #[cfg(feature = "server")]
 pub use server::{MasterKey, SealError, ServeOptions, Server, MASTER_KEY_ENV};
 pub use store::{KeyStatus, RunCounts, RunId, RunStatus};

@@ -174,9 +174,16 @@ impl RuntimeBuilder {
                 Secrets::load(env.iter().cloned(), file.as_deref())?
             }
         };
+        let registry = match self.registry {
+            Some(r) => Reg::Owned(Box::new(r)),
+            None => Reg::Static(
+                crate::registry::registry().map_err(|e| Error::permanent(e.to_string()))?,
+            ),
+        };
         let ctx = Context::builder()
             .config(config.clone())
             .secrets(secrets.clone())
+            .sources(registry.get().sources().clone())
             .build()?;
         let mut exec = ExecSettings::from_config(&config)?;
         if let Some(n) = self.concurrency {
@@ -184,12 +191,6 @@ impl RuntimeBuilder {
         }
         // Calls through `Runtime::context()`, outside any fetcher, are retried as a call would be.
         let ctx = ctx.with_retries(exec.default_policy.clone());
-        let registry = match self.registry {
-            Some(r) => Reg::Owned(Box::new(r)),
-            None => Reg::Static(
-                crate::registry::registry().map_err(|e| Error::permanent(e.to_string()))?,
-            ),
-        };
         let mut store = match self.store {
             Some(s) => s,
             None => {
