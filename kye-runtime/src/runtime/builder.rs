@@ -165,14 +165,7 @@ impl RuntimeBuilder {
         };
         let secrets = match self.secrets {
             Some(s) => s,
-            None => {
-                let file = env
-                    .iter()
-                    .find(|(k, _)| k == "KYE_SECRETS_FILE")
-                    .map(|(_, v)| PathBuf::from(v))
-                    .or_else(|| config.get_path("secrets.file"));
-                Secrets::load(env.iter().cloned(), file.as_deref())?
-            }
+            None => load_secrets(&env, &config)?,
         };
         let registry = match self.registry {
             Some(r) => Reg::Owned(Box::new(r)),
@@ -227,6 +220,16 @@ impl RuntimeBuilder {
             }),
         })
     }
+}
+
+/// The secrets of `env` (its variables, then the secrets file it or `config` names: `KYE_SECRETS_FILE`, else `secrets.file`).
+pub(crate) fn load_secrets(env: &[(String, String)], config: &Config) -> Result<Secrets> {
+    let file = env
+        .iter()
+        .find(|(k, _)| k == "KYE_SECRETS_FILE")
+        .map(|(_, v)| PathBuf::from(v))
+        .or_else(|| config.get_path("secrets.file"));
+    Secrets::load(env.iter().cloned(), file.as_deref())
 }
 
 #[cfg(test)]

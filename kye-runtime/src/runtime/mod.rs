@@ -59,6 +59,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 pub use builder::{RuntimeBuilder, DEFAULT_STORE};
+pub(crate) use builder::load_secrets;
 pub use options::FetchRequest;
 #[cfg(feature = "postgres")]
 pub(crate) use queued::{QueuedKeys, Reference};

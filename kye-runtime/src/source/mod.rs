@@ -433,6 +433,32 @@ impl Sources {
     }
 }
 
+/// The sources a fetch of `model` uses: those of its fetchers and lister, and with `follow`
+/// every declared source (references may lead anywhere).
+pub(crate) fn sources_for(
+    registry: &crate::Registry,
+    model: &str,
+    follow: bool,
+) -> Vec<&'static SourceRegistration> {
+    let sources = registry.sources();
+    if follow {
+        return sources.iter().collect();
+    }
+    let mut out: Vec<&'static SourceRegistration> = Vec::new();
+    let scopes = registry
+        .fetchers_for(model)
+        .map(|f| f.identifier_text())
+        .chain(registry.lister(model).map(|l| l.function.to_string()));
+    for scope in scopes {
+        if let Some(s) = sources.source_of(&scope) {
+            if !out.iter().any(|o| std::ptr::eq(*o, s)) {
+                out.push(s);
+            }
+        }
+    }
+    out
+}
+
 /// The scope name a member's context carries: a fetcher's or lister's... see [`Sources::source_of`].
 fn member_scope(m: &SourceMember) -> String {
     match m.kind {
