@@ -26,9 +26,9 @@
 //! }
 //! ```
 //!
-//! The expansion defines a `const` of type `SourceId` named after the source (what
-//! `source = cats` in `#[kye::get]`, `#[kye::list]` and `#[kye::transform]` names, so an
-//! undeclared source is rustc's error at the attribute) and submits a `SourceRegistration`
+//! The expansion defines a hidden `const` of type `SourceId` named after the source
+//! (`__kye_source_cats`: what `source = cats` in `#[kye::get]`, `#[kye::list]` and
+//! `#[kye::transform]` names, so an undeclared source is rustc's error at the attribute) and submits a `SourceRegistration`
 //! with the crate's name and version from Cargo.
 
 use std::collections::BTreeMap;
@@ -314,7 +314,7 @@ pub fn expand(input: TokenStream) -> TokenStream {
     match cx.check() {
         Err(e) => {
             // The source's name is still defined, so fetchers naming it do not cascade.
-            let name = &parsed.name;
+            let name = mangled(&parsed.name);
             let vis = &parsed.vis;
             let krate = &checked.krate;
             let err = e.to_compile_error();
@@ -619,6 +619,7 @@ fn emit(input: &Input, c: &Checked) -> TokenStream {
     let vis = &input.vis;
     let ident = &input.name;
     let name = ident.to_string();
+    let constant = mangled(ident);
     let description = &c.description;
     let hosts = &c.hosts;
     let config = &c.config;
@@ -626,9 +627,9 @@ fn emit(input: &Input, c: &Checked) -> TokenStream {
     let probe = &c.probe;
     let line = quote_spanned!(ident.span()=> ::core::line!());
     quote! {
-        /// The source declared by `kye::source!` (what `source = ...` on a fetcher names).
+        #[doc(hidden)]
         #[allow(non_upper_case_globals, dead_code)]
-        #vis const #ident: #p::SourceId = #p::SourceId::new(#name);
+        #vis const #constant: #p::SourceId = #p::SourceId::new(#name);
 
         #[doc(hidden)]
         #[allow(non_upper_case_globals, unused_qualifications, clippy::all, clippy::pedantic)]
@@ -650,6 +651,22 @@ fn emit(input: &Input, c: &Checked) -> TokenStream {
             }
         };
     }
+}
+
+/// The name of the constant `kye::source!` defines for source `name`: `__kye_source_name`
+/// (a lowercase constant of the source's own name would turn every `let name = ...` in the
+/// module into a pattern against it). `source = name` names it (see [`member_path`]).
+pub(crate) fn mangled(name: &Ident) -> Ident {
+    Ident::new(&format!("__kye_source_{name}"), name.span())
+}
+
+/// The path `source = path` names: the last segment mangled as [`mangled`], spans kept.
+pub(crate) fn member_path(path: &syn::Path) -> syn::Path {
+    let mut out = path.clone();
+    if let Some(last) = out.segments.last_mut() {
+        last.ident = mangled(&last.ident);
+    }
+    out
 }
 
 /// Whether `s` is `[a-z][a-z0-9_]*`.
@@ -770,7 +787,7 @@ mod tests {
             );
         }
         // The name stays defined: fetchers naming the source do not cascade.
-        assert!(out.to_string().contains("const cats"), "{out}");
+        assert!(out.to_string().contains("const __kye_source_cats"), "{out}");
     }
 
     #[test]

@@ -374,6 +374,7 @@ pub(crate) fn source_member(
         return TokenStream::new();
     };
     let kind = Ident::new(kind, Span::call_site());
+    let path = crate::source::member_path(path);
     let name = quote_spanned! {path.span()=> #p::SourceId::name(&#path) };
     quote! {
         #p::inventory::submit! {
