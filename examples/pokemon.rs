@@ -94,7 +94,11 @@ async fn pokemon_by_name(name: String, ctx: &kye::Context) -> kye::Result<Value>
 #[kye::get(PokemonType.name, source = pokeapi)]
 async fn type_by_name(name: String, ctx: &kye::Context) -> kye::Result<Value> {
     let doc = ctx
-        .get_json_doc(&format!("{}/type/{}/", base_url(ctx)?, path_segment(&name)?))
+        .get_json_doc(&format!(
+            "{}/type/{}/",
+            base_url(ctx)?,
+            path_segment(&name)?
+        ))
         .await?;
     map_type(&doc)
 }

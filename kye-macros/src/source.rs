@@ -494,7 +494,9 @@ fn check(cx: &Ctxt, input: &Input) -> Checked {
                     if description.is_empty() {
                         cx.error(
                             s.name.span(),
-                            format!("secret `{secret}` needs a description: a `///` comment above it"),
+                            format!(
+                                "secret `{secret}` needs a description: a `///` comment above it"
+                            ),
                         );
                     }
                     let send = match (s.send.to_string().as_str(), &s.arg) {
@@ -503,7 +505,9 @@ fn check(cx: &Ctxt, input: &Input) -> Checked {
                         ("header", Some(SendArg::Name(h))) => {
                             let v = h.value();
                             if v.is_empty()
-                                || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b))
+                                || !v.bytes().all(|b| {
+                                    b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b)
+                                })
                             {
                                 cx.error(h.span(), format!("`{v}` is not a valid header name"));
                             }
@@ -537,7 +541,10 @@ fn check(cx: &Ctxt, input: &Input) -> Checked {
                         ("header" | "query", _) => {
                             cx.error(
                                 s.send.span(),
-                                format!("`{}` needs the name it is sent under: `{}(\"...\")`", s.send, s.send),
+                                format!(
+                                    "`{}` needs the name it is sent under: `{}(\"...\")`",
+                                    s.send, s.send
+                                ),
                             );
                             None
                         }
@@ -572,7 +579,10 @@ fn check(cx: &Ctxt, input: &Input) -> Checked {
             Section::Probe(ProbeEntry::Key(r)) => {
                 let v = r.value();
                 if v.trim().is_empty() {
-                    cx.error(r.span(), "the probe is a request for one key: `\"Cat.id = 1\"`");
+                    cx.error(
+                        r.span(),
+                        "the probe is a request for one key: `\"Cat.id = 1\"`",
+                    );
                 }
                 probe = quote!(::core::option::Option::Some(#p::Probe::Key(#v)));
             }
@@ -582,7 +592,9 @@ fn check(cx: &Ctxt, input: &Input) -> Checked {
                     if !config_names.contains_key(&placeholder) {
                         cx.error(
                             u.span(),
-                            format!("`{{{placeholder}}}` is not a configuration key of source `{name}`"),
+                            format!(
+                                "`{{{placeholder}}}` is not a configuration key of source `{name}`"
+                            ),
                         );
                     }
                 }
@@ -707,7 +719,9 @@ fn default_literal(lit: &syn::Lit, kind: &str) -> Result<String, String> {
         (syn::Lit::Int(i), "integer" | "number") if i.suffix().is_empty() => {
             Ok(i.base10_digits().to_string())
         }
-        (syn::Lit::Float(f), "number") if f.suffix().is_empty() => Ok(f.base10_digits().to_string()),
+        (syn::Lit::Float(f), "number") if f.suffix().is_empty() => {
+            Ok(f.base10_digits().to_string())
+        }
         (syn::Lit::Bool(b), "boolean") => Ok(b.value.to_string()),
         _ => Err(format!("the default is not a value of type {kind}")),
     }
@@ -825,7 +839,13 @@ mod tests {
             run { hosts: ["a.example"] }
         });
         let errors = errors_of(&out);
-        assert!(errors.iter().any(|e| e.contains("kye.toml's own sections")), "{errors:#?}");
-        assert!(errors.iter().any(|e| e.contains("one-line description")), "{errors:#?}");
+        assert!(
+            errors.iter().any(|e| e.contains("kye.toml's own sections")),
+            "{errors:#?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("one-line description")),
+            "{errors:#?}"
+        );
     }
 }

@@ -255,11 +255,12 @@ impl AuthTable {
             Some(h) => (h.to_string(), url.port_or_known_default()),
             None => return Ok(()),
         };
-        let own = self
-            .sources
-            .iter()
-            .find(|s| source.is_some_and(|o| std::ptr::eq(o, s.source)) && s.source.talks_to(&host, port));
-        let Some(found) = own.or_else(|| self.sources.iter().find(|s| s.source.talks_to(&host, port))) else {
+        let own = self.sources.iter().find(|s| {
+            source.is_some_and(|o| std::ptr::eq(o, s.source)) && s.source.talks_to(&host, port)
+        });
+        let Some(found) =
+            own.or_else(|| self.sources.iter().find(|s| s.source.talks_to(&host, port)))
+        else {
             return Ok(());
         };
         if let Some(name) = found.missing.first() {

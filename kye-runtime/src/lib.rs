@@ -56,9 +56,9 @@ mod registry;
 mod request;
 mod runtime;
 mod secrets;
-mod source;
 #[cfg(feature = "server")]
 mod server;
+mod source;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -99,13 +99,13 @@ pub use runtime::{
     TransformCounts, TransformSummary, DEFAULT_STORE, SUMMARY_EXAMPLES,
 };
 pub use secrets::{Secret, Secrets};
-pub use source::{
-    BasicUser, CheckOutcome, ConfigKey, ConfigKind, ConfigStatus, MemberKind, Probe, SecretKey,
-    SecretStatus, SendAs, SourceCheck, SourceEnv, SourceError, SourceId, SourceListing, ConfigListing, SecretListing,
-    SourceMember, SourceRegistration, Sources, SourcesListing, SourcesReport,
-    RESERVED_SOURCE_NAMES,
-};
 #[cfg(feature = "server")]
 pub use server::{MasterKey, SealError, ServeOptions, Server, MASTER_KEY_ENV};
+pub use source::{
+    BasicUser, CheckOutcome, ConfigKey, ConfigKind, ConfigListing, ConfigStatus, MemberKind, Probe,
+    SecretKey, SecretListing, SecretStatus, SendAs, SourceCheck, SourceEnv, SourceError, SourceId,
+    SourceListing, SourceMember, SourceRegistration, Sources, SourcesListing, SourcesReport,
+    RESERVED_SOURCE_NAMES,
+};
 pub use store::{KeyStatus, RunCounts, RunId, RunStatus};
 pub use transform::{TransformContext, TransformInput, TransformerRegistration};

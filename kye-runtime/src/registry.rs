@@ -25,8 +25,8 @@ use kye_lang::Schema;
 use crate::context::Context;
 use crate::list::ListerRegistration;
 pub(crate) use crate::model::identifier_text;
-use crate::source::{MemberKind, SourceError, Sources};
 use crate::model::{BatchFuture, FetchFuture, Key, KeyError, OutputKind};
+use crate::source::{MemberKind, SourceError, Sources};
 use crate::transform::TransformerRegistration;
 
 /// A model registered by `kye::models!` (generated code builds these; do not write them by hand).
@@ -382,7 +382,9 @@ impl Registry {
         for s in sources.iter() {
             for (kind, scope) in sources.members_of(s.name) {
                 let known = match kind {
-                    MemberKind::Fetcher => self.fetchers.iter().any(|f| f.identifier_text() == scope),
+                    MemberKind::Fetcher => {
+                        self.fetchers.iter().any(|f| f.identifier_text() == scope)
+                    }
                     MemberKind::Lister => self.listers.iter().any(|l| l.function == scope),
                     MemberKind::Transformer => {
                         self.transformers.iter().any(|t| t.function == scope)

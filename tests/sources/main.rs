@@ -72,12 +72,30 @@ fn main() -> ExitCode {
         .filter(|a| !a.starts_with('-'))
         .collect();
     let tests: [(&str, fn()); 6] = [
-        ("sources_lists_names_and_states_never_values", sources_lists_names_and_states_never_values),
-        ("check_reports_a_missing_secret_with_exit_2", check_reports_a_missing_secret_with_exit_2),
-        ("check_reports_a_wrong_token_as_refused_credentials", check_reports_a_wrong_token_as_refused_credentials),
-        ("check_reports_an_unreachable_host_with_exit_69", check_reports_an_unreachable_host_with_exit_69),
-        ("fetch_refuses_to_start_without_the_secret_and_sends_it_when_set", fetch_refuses_to_start_without_the_secret_and_sends_it_when_set),
-        ("an_undeclared_name_at_run_time_is_an_error_naming_the_source", an_undeclared_name_at_run_time_is_an_error_naming_the_source),
+        (
+            "sources_lists_names_and_states_never_values",
+            sources_lists_names_and_states_never_values,
+        ),
+        (
+            "check_reports_a_missing_secret_with_exit_2",
+            check_reports_a_missing_secret_with_exit_2,
+        ),
+        (
+            "check_reports_a_wrong_token_as_refused_credentials",
+            check_reports_a_wrong_token_as_refused_credentials,
+        ),
+        (
+            "check_reports_an_unreachable_host_with_exit_69",
+            check_reports_an_unreachable_host_with_exit_69,
+        ),
+        (
+            "fetch_refuses_to_start_without_the_secret_and_sends_it_when_set",
+            fetch_refuses_to_start_without_the_secret_and_sends_it_when_set,
+        ),
+        (
+            "an_undeclared_name_at_run_time_is_an_error_naming_the_source",
+            an_undeclared_name_at_run_time_is_an_error_naming_the_source,
+        ),
     ];
     let mut failed = 0;
     for (name, test) in tests {
@@ -85,7 +103,10 @@ fn main() -> ExitCode {
             continue;
         }
         let outcome = std::panic::catch_unwind(test);
-        println!("test {name} ... {}", if outcome.is_ok() { "ok" } else { "FAILED" });
+        println!(
+            "test {name} ... {}",
+            if outcome.is_ok() { "ok" } else { "FAILED" }
+        );
         failed += usize::from(outcome.is_err());
     }
     if failed > 0 {
@@ -142,7 +163,10 @@ fn text(out: &Output) -> (String, String) {
 fn never_shows_secrets(out: &Output) {
     let (o, e) = text(out);
     for secret in [TOKEN, WRONG] {
-        assert!(!o.contains(secret) && !e.contains(secret), "a secret was printed:\n{o}\n{e}");
+        assert!(
+            !o.contains(secret) && !e.contains(secret),
+            "a secret was printed:\n{o}\n{e}"
+        );
     }
 }
 
@@ -154,9 +178,15 @@ fn sources_lists_names_and_states_never_values() {
     never_shows_secrets(&out);
     let (o, e) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{o}\n{e}");
-    assert!(o.contains("cats 0.1.0 (kye-workspace): A loopback cat API behind a bearer token."), "{o}");
+    assert!(
+        o.contains("cats 0.1.0 (kye-workspace): A loopback cat API behind a bearer token."),
+        "{o}"
+    );
     assert!(o.contains("CATAPI_TOKEN (bearer) [set]"), "{o}");
-    assert!(o.contains("CAT_PARTNER_KEY (header X-Partner-Key, optional) [unset]"), "{o}");
+    assert!(
+        o.contains("CAT_PARTNER_KEY (header X-Partner-Key, optional) [unset]"),
+        "{o}"
+    );
     assert!(o.contains("cats.base_url (url, required) [set]"), "{o}");
     assert!(o.contains("fetchers:     Cat.id, Owner.id"), "{o}");
 
@@ -177,13 +207,19 @@ fn sources_lists_names_and_states_never_values() {
     let out = cli(dir.path(), &["sources", "--format", "markdown"], &env);
     never_shows_secrets(&out);
     let (o, _) = text(&out);
-    assert!(o.contains("| `cats` | 0.1.0 | `kye-workspace` | `127.0.0.1` |"), "{o}");
+    assert!(
+        o.contains("| `cats` | 0.1.0 | `kye-workspace` | `127.0.0.1` |"),
+        "{o}"
+    );
     assert!(o.contains("`CATAPI_TOKEN` (bearer) [set]"), "{o}");
 
     // The registry listing (REGISTRY.md) has the sources, without what is set here.
     let out = cli(dir.path(), &["list", "--format", "markdown"], &env);
     let (o, _) = text(&out);
-    assert!(o.contains("## Sources") && o.contains("`CATAPI_TOKEN` (bearer)"), "{o}");
+    assert!(
+        o.contains("## Sources") && o.contains("`CATAPI_TOKEN` (bearer)"),
+        "{o}"
+    );
     assert!(!o.contains("[set]"), "{o}");
 }
 
@@ -203,10 +239,17 @@ fn check_reports_a_missing_secret_with_exit_2() {
     assert_eq!(server.stats().requests(), 0);
 
     // A missing required key and a malformed one are configuration problems too.
-    let out = cli(dir.path(), &["sources", "check", "cats"], &[("CATAPI_TOKEN", TOKEN)]);
+    let out = cli(
+        dir.path(),
+        &["sources", "check", "cats"],
+        &[("CATAPI_TOKEN", TOKEN)],
+    );
     let (o, _) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{o}");
-    assert!(o.contains("missing config `base_url` (set cats.base_url in kye.toml)"), "{o}");
+    assert!(
+        o.contains("missing config `base_url` (set cats.base_url in kye.toml)"),
+        "{o}"
+    );
     let out = cli(
         dir.path(),
         &["sources", "check", "--format", "json"],
@@ -226,7 +269,9 @@ fn check_reports_a_missing_secret_with_exit_2() {
     // An unknown source is a usage error.
     let out = cli(dir.path(), &["sources", "check", "dogs"], &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).1.contains("no source is called `dogs` (declared: cats)"));
+    assert!(text(&out)
+        .1
+        .contains("no source is called `dogs` (declared: cats)"));
 }
 
 fn check_reports_a_wrong_token_as_refused_credentials() {
@@ -236,19 +281,28 @@ fn check_reports_a_wrong_token_as_refused_credentials() {
     let out = cli(
         dir.path(),
         &["sources", "check"],
-        &[("KYE_CATS__BASE_URL", server.base_url()), ("CATAPI_TOKEN", WRONG)],
+        &[
+            ("KYE_CATS__BASE_URL", server.base_url()),
+            ("CATAPI_TOKEN", WRONG),
+        ],
     );
     never_shows_secrets(&out);
     let (o, e) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{o}\n{e}");
-    assert_eq!(o, format!("cats 0.1.0: credentials refused by {host} (HTTP 401)\n"));
+    assert_eq!(
+        o,
+        format!("cats 0.1.0: credentials refused by {host} (HTTP 401)\n")
+    );
     assert_eq!(server.requests("/cats/1"), 1);
 
     // The right token: the probe answers, exit 0; from a secrets file as well.
     let out = cli(
         dir.path(),
         &["sources", "check", "--format", "json"],
-        &[("KYE_CATS__BASE_URL", server.base_url()), ("CATAPI_TOKEN", TOKEN)],
+        &[
+            ("KYE_CATS__BASE_URL", server.base_url()),
+            ("CATAPI_TOKEN", TOKEN),
+        ],
     );
     never_shows_secrets(&out);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
@@ -304,27 +358,47 @@ fn fetch_refuses_to_start_without_the_secret_and_sends_it_when_set() {
     never_shows_secrets(&out);
     let (o, e) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{o}\n{e}");
-    assert!(e.contains("source `cats`: missing secret `CATAPI_TOKEN`"), "{e}");
+    assert!(
+        e.contains("source `cats`: missing secret `CATAPI_TOKEN`"),
+        "{e}"
+    );
     assert_eq!(server.stats().requests(), 0);
-    assert!(!dir.path().join("kye.db").exists() || !o.contains("run 1"), "{o}");
+    assert!(
+        !dir.path().join("kye.db").exists() || !o.contains("run 1"),
+        "{o}"
+    );
 
     let out = cli(
         dir.path(),
         &["fetch", "Cat.id in 1..=2", "--format", "json"],
-        &[("KYE_CATS__BASE_URL", server.base_url()), ("CATAPI_TOKEN", TOKEN)],
+        &[
+            ("KYE_CATS__BASE_URL", server.base_url()),
+            ("CATAPI_TOKEN", TOKEN),
+        ],
     );
     never_shows_secrets(&out);
     let summary: Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
     assert_eq!(out.status.code(), Some(0), "{summary}\n{}", text(&out).1);
     assert_eq!(summary["counts"]["stored"], 2, "{summary}");
 
-    // Provenance: each record says which package version produced it, and `runs` shows it.
-    let out = cli(dir.path(), &["show", "Cat", "--format", "json"], &[]);
-    let shown = text(&out).0;
-    assert!(shown.contains("cats@0.1.0"), "{shown}");
-    let out = cli(dir.path(), &["runs"], &[]);
-    let runs = text(&out).0;
-    assert!(runs.contains("cats@0.1.0"), "{runs}");
+    // Provenance: each stored row says which package version produced it.
+    let store = kye::store::open_store_read_only(
+        &kye::store::StoreSpec::from_path_or_spec(&dir.path().join("kye.db").to_string_lossy())
+            .unwrap(),
+    )
+    .unwrap();
+    let mut query = kye::store::RecordQuery::new("Cat");
+    query.provenance = true;
+    let sources: Vec<Value> = store
+        .records(&query)
+        .unwrap()
+        .iter()
+        .map(|r| r["_kye"]["source"].clone())
+        .collect();
+    assert_eq!(
+        sources,
+        [Value::from("cats@0.1.0"), Value::from("cats@0.1.0")]
+    );
     // The store never holds the token.
     let bytes = std::fs::read(dir.path().join("kye.db")).unwrap_or_default();
     assert!(!bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()));
@@ -332,7 +406,10 @@ fn fetch_refuses_to_start_without_the_secret_and_sends_it_when_set() {
 
 fn an_undeclared_name_at_run_time_is_an_error_naming_the_source() {
     let dir = tempfile::tempdir().unwrap();
-    let env = [("KYE_CATS__BASE_URL", "http://127.0.0.1:9"), ("CATAPI_TOKEN", TOKEN)];
+    let env = [
+        ("KYE_CATS__BASE_URL", "http://127.0.0.1:9"),
+        ("CATAPI_TOKEN", TOKEN),
+    ];
     let out = cli(dir.path(), &["get", "Owner.id = 1"], &env);
     never_shows_secrets(&out);
     let (o, e) = text(&out);

@@ -78,7 +78,11 @@ fn known_secret(g: &Global, name: &str) -> Result<(), String> {
     let declared: Vec<String> = registry
         .sources()
         .iter()
-        .flat_map(|s| s.secrets.iter().map(move |k| format!("{} ({})", k.name, s.name)))
+        .flat_map(|s| {
+            s.secrets
+                .iter()
+                .map(move |k| format!("{} ({})", k.name, s.name))
+        })
         .collect();
     Err(format!(
         "no source declares a secret {name}, and kye.toml names it nowhere (declared: {}); check the name, or pass --force to seal it anyway",

@@ -58,8 +58,8 @@ mod writer;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-pub use builder::{RuntimeBuilder, DEFAULT_STORE};
 pub(crate) use builder::load_secrets;
+pub use builder::{RuntimeBuilder, DEFAULT_STORE};
 pub use options::FetchRequest;
 #[cfg(feature = "postgres")]
 pub(crate) use queued::{QueuedKeys, Reference};

@@ -159,7 +159,12 @@ impl SourcesReport {
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         for c in &self.sources {
-            out.push_str(&format!("{} {}: {}\n", c.source, c.version, c.outcome.describe()));
+            out.push_str(&format!(
+                "{} {}: {}\n",
+                c.source,
+                c.version,
+                c.outcome.describe()
+            ));
         }
         if self.sources.is_empty() {
             out.push_str("no sources are declared (kye::source!)\n");
@@ -183,7 +188,12 @@ async fn run_probe(
     source: &'static SourceRegistration,
     probe: Probe,
 ) -> CheckOutcome {
-    let mut host = source.hosts.first().copied().unwrap_or("the source").to_string();
+    let mut host = source
+        .hosts
+        .first()
+        .copied()
+        .unwrap_or("the source")
+        .to_string();
     let attempt = async {
         match probe {
             Probe::Key(request) => {
@@ -192,7 +202,9 @@ async fn run_probe(
                 })?;
                 let fetcher = resolved.fetcher();
                 let Some(key) = resolved.keys().iter().next() else {
-                    return Err(Error::permanent(format!("the probe `{request}` names no key")));
+                    return Err(Error::permanent(format!(
+                        "the probe `{request}` names no key"
+                    )));
                 };
                 let scoped = ctx.for_fetcher(&fetcher.identifier_text());
                 let scoped = match scoped.source() {
@@ -229,11 +241,10 @@ async fn run_probe(
         .url()
         .and_then(|u| reqwest::Url::parse(u).ok())
         .and_then(|u| {
-            u.host_str()
-                .map(|h| match u.port() {
-                    Some(p) => format!("{h}:{p}"),
-                    None => h.to_string(),
-                })
+            u.host_str().map(|h| match u.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_string(),
+            })
         })
     {
         host = h;
@@ -250,7 +261,11 @@ async fn run_probe(
 }
 
 /// A probe URL with `{key}` replaced by the source's configuration values.
-fn fill(ctx: &Context, source: &'static SourceRegistration, template: &str) -> crate::Result<String> {
+fn fill(
+    ctx: &Context,
+    source: &'static SourceRegistration,
+    template: &str,
+) -> crate::Result<String> {
     let env = ctx.source_env(source);
     let mut out = String::new();
     let mut rest = template;

@@ -51,7 +51,11 @@ pub enum SecretStatus {
 
 impl<'a> SourceEnv<'a> {
     /// `source` with this configuration and these secrets.
-    pub fn new(source: &'static SourceRegistration, config: &'a Config, secrets: &'a Secrets) -> Self {
+    pub fn new(
+        source: &'static SourceRegistration,
+        config: &'a Config,
+        secrets: &'a Secrets,
+    ) -> Self {
         SourceEnv {
             source,
             config,
@@ -102,7 +106,11 @@ impl<'a> SourceEnv<'a> {
                 .parse::<toml::Table>()
                 .ok()
                 .and_then(|mut t| t.remove("v"))
-                .ok_or_else(|| wrong(format!("the declared default {default} is not a TOML value")))?;
+                .ok_or_else(|| {
+                    wrong(format!(
+                        "the declared default {default} is not a TOML value"
+                    ))
+                })?;
             return value_as(&parsed).map_err(wrong);
         }
         T::deserialize(serde_json::Value::Null).map_err(|_| {

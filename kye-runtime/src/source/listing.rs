@@ -183,7 +183,11 @@ impl SourcesListing {
             if i > 0 {
                 out.push('\n');
             }
-            let _ = writeln!(out, "{} {} ({}): {}", s.name, s.version, s.krate, s.description);
+            let _ = writeln!(
+                out,
+                "{} {} ({}): {}",
+                s.name, s.version, s.krate, s.description
+            );
             let _ = writeln!(out, "  hosts:        {}", list_or_none(&s.hosts));
             if s.config.is_empty() {
                 out.push_str("  config:       none\n");
@@ -201,7 +205,10 @@ impl SourcesListing {
                         (None, true) => ", required".to_string(),
                         (None, false) => ", optional".to_string(),
                     },
-                    k.status.as_ref().map(config_status_text).unwrap_or_default(),
+                    k.status
+                        .as_ref()
+                        .map(config_status_text)
+                        .unwrap_or_default(),
                     k.description
                 );
             }
@@ -220,7 +227,11 @@ impl SourcesListing {
                     k.description
                 );
             }
-            let _ = writeln!(out, "  probe:        {}", s.probe.as_deref().unwrap_or("none"));
+            let _ = writeln!(
+                out,
+                "  probe:        {}",
+                s.probe.as_deref().unwrap_or("none")
+            );
             let _ = writeln!(out, "  fetchers:     {}", list_or_none(&s.fetchers));
             if !s.listers.is_empty() {
                 let _ = writeln!(out, "  listers:      {}", s.listers.join(", "));
@@ -280,10 +291,19 @@ impl SourcesListing {
                 s.name,
                 s.version,
                 s.krate,
-                md_escape(&s.hosts.iter().map(|h| format!("`{h}`")).collect::<Vec<_>>().join(", ")),
+                md_escape(
+                    &s.hosts
+                        .iter()
+                        .map(|h| format!("`{h}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
                 md_escape(&none_if_empty(config.join(", "))),
                 md_escape(&none_if_empty(secrets.join(", "))),
-                s.probe.as_deref().map(|p| format!("`{}`", md_escape(p))).unwrap_or_else(|| "none".into()),
+                s.probe
+                    .as_deref()
+                    .map(|p| format!("`{}`", md_escape(p)))
+                    .unwrap_or_else(|| "none".into()),
                 md_escape(&functions.join(", ")),
                 md_escape(&s.description)
             );

@@ -172,7 +172,8 @@ impl ConfigKind {
                 _ => false,
             },
             ConfigKind::Integer => {
-                value.as_integer().is_some() || text.is_some_and(|t| t.trim().parse::<i64>().is_ok())
+                value.as_integer().is_some()
+                    || text.is_some_and(|t| t.trim().parse::<i64>().is_ok())
             }
             ConfigKind::Number => {
                 value.as_integer().is_some()
@@ -410,9 +411,7 @@ impl Sources {
     /// The source a context scope belongs to: a fetcher's identifier text (`Pokemon.id`), or
     /// a list function's or transformer's function name.
     pub fn source_of(&self, scope: &str) -> Option<&'static SourceRegistration> {
-        self.members
-            .get(scope)
-            .and_then(|(name, _)| self.get(name))
+        self.members.get(scope).and_then(|(name, _)| self.get(name))
     }
 
     /// The functions of `source`: (kind, scope name), sorted.
@@ -457,6 +456,16 @@ pub(crate) fn sources_for(
         }
     }
     out
+}
+
+/// `name@version` of the declared source a scope (a fetcher's identifier text, a lister's or
+/// transformer's function) belongs to in this binary's registry: what provenance stores.
+pub(crate) fn source_version_of(scope: &str) -> Option<String> {
+    crate::registry::registry()
+        .ok()?
+        .sources()
+        .source_of(scope)
+        .map(SourceRegistration::name_version)
 }
 
 /// The scope name a member's context carries: a fetcher's or lister's... see [`Sources::source_of`].
