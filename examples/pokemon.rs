@@ -268,8 +268,9 @@ fn list_keys(g: &Global) -> Result<(u64, Vec<String>), String> {
         .map_err(|e| e.to_string())?;
     tokio.block_on(async move {
         let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+        // Scoped as the runtime scopes it: the lister reads its source's declared values.
         let listing = tokio::spawn((lister.call)(
-            ctx,
+            ctx.for_fetcher(lister.function),
             kye::KeySender::new(tx, lister, fetcher.check),
         ));
         let (mut n, mut first) = (0u64, Vec::new());
