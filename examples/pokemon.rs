@@ -13,8 +13,10 @@
 //! The example's own flag (`--offline`) comes before the subcommand; kye's global flags
 //! (`--db`, `--config`, `--format`, `-v`, `-q`) go anywhere.
 //!
-//! The base URL is `https://pokeapi.co/api/v2`, unless `pokeapi.base_url` is set in kye.toml
-//! (or `KYE_POKEAPI__BASE_URL`), or `POKEAPI_BASE_URL` is set. `--offline` serves
+//! The fetchers belong to the `pokeapi` source (`kye::source!` below): `sources` lists what it
+//! needs, `sources check` probes `Pokemon.id = 1`. Its base URL is `https://pokeapi.co/api/v2`,
+//! unless `base_url` is set in its table of kye.toml (`[pokeapi] base_url = ...`, or
+//! `KYE_POKEAPI__BASE_URL`), or `POKEAPI_BASE_URL` is set. `--offline` serves
 //! `examples/pokemon/fixtures/` on loopback and points the fetchers there.
 //!
 //! The models are in `examples/pokemon/pokemon.kye`. Mapping PokeAPI's documents onto them is
@@ -47,26 +49,41 @@ const DEMO_REQUEST: &str = "Pokemon.id in 1..=151";
 /// How long the network check waits for DNS and a TCP connect.
 const REACH_TIMEOUT: Duration = Duration::from_secs(3);
 
+kye::source! {
+    /// PokeAPI: Pokémon, their types and abilities (public, no credentials).
+    pokeapi {
+        hosts: ["pokeapi.co"],
+        config: {
+            /// Where PokeAPI lives, e.g. a mirror (`--offline` points it at the bundled
+            /// fixtures); unset, `POKEAPI_BASE_URL`, else https://pokeapi.co/api/v2.
+            base_url: url?,
+            /// Pokémon per page of the list (PokeAPI takes up to 100 000).
+            list_limit: integer = 100,
+        },
+        probe: "Pokemon.id = 1",
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Fetchers
 // ---------------------------------------------------------------------------------------
 
 /// Fetches a Pokémon by national Pokédex number: `GET {base}/pokemon/{id}/`.
-#[kye::get(Pokemon.id)]
+#[kye::get(Pokemon.id, source = pokeapi)]
 async fn pokemon_by_id(id: u32, ctx: &kye::Context) -> kye::Result<Value> {
     let doc = ctx
-        .get_json_doc(&format!("{}/pokemon/{id}/", base_url(ctx)))
+        .get_json_doc(&format!("{}/pokemon/{id}/", base_url(ctx)?))
         .await?;
     map_pokemon(&doc)
 }
 
 /// Fetches a Pokémon by name (`pikachu`, `mr-mime`): `GET {base}/pokemon/{name}/`.
-#[kye::get(Pokemon.name)]
+#[kye::get(Pokemon.name, source = pokeapi)]
 async fn pokemon_by_name(name: String, ctx: &kye::Context) -> kye::Result<Value> {
     let doc = ctx
         .get_json_doc(&format!(
             "{}/pokemon/{}/",
-            base_url(ctx),
+            base_url(ctx)?,
             path_segment(&name)?
         ))
         .await?;
@@ -74,21 +91,25 @@ async fn pokemon_by_name(name: String, ctx: &kye::Context) -> kye::Result<Value>
 }
 
 /// Fetches a type with its damage relations: `GET {base}/type/{name}/`.
-#[kye::get(PokemonType.name)]
+#[kye::get(PokemonType.name, source = pokeapi)]
 async fn type_by_name(name: String, ctx: &kye::Context) -> kye::Result<Value> {
     let doc = ctx
-        .get_json_doc(&format!("{}/type/{}/", base_url(ctx), path_segment(&name)?))
+        .get_json_doc(&format!(
+            "{}/type/{}/",
+            base_url(ctx)?,
+            path_segment(&name)?
+        ))
         .await?;
     map_type(&doc)
 }
 
 /// Fetches an ability with its English effect text: `GET {base}/ability/{name}/`.
-#[kye::get(PokemonAbility.name)]
+#[kye::get(PokemonAbility.name, source = pokeapi)]
 async fn ability_by_name(name: String, ctx: &kye::Context) -> kye::Result<Value> {
     let doc = ctx
         .get_json_doc(&format!(
             "{}/ability/{}/",
-            base_url(ctx),
+            base_url(ctx)?,
             path_segment(&name)?
         ))
         .await?;
@@ -97,15 +118,12 @@ async fn ability_by_name(name: String, ctx: &kye::Context) -> kye::Result<Value>
 
 /// Every Pokémon PokeAPI lists: `GET {base}/pokemon/?limit=100`, then each page's `next`.
 /// `fetch 'Pokemon'` fetches each as its page arrives.
-#[kye::list(Pokemon.id)]
+#[kye::list(Pokemon.id, source = pokeapi)]
 async fn all_pokemon(ctx: &kye::Context, keys: kye::Keys<u32>) -> kye::Result<()> {
-    // Page size: `pokeapi.list_limit` (PokeAPI takes up to 100 000; 100 keeps pages small).
-    let limit = ctx
-        .config_as::<u32>("pokeapi.list_limit")?
-        .unwrap_or(100)
-        .max(1);
+    // Page size: the source's `list_limit` (declared with a default of 100).
+    let limit = ctx.config::<u32>("list_limit")?.max(1);
     let paging = Paginator::next_url("next").items("results").total("count");
-    let first = format!("{}/pokemon/?limit={limit}", base_url(ctx));
+    let first = format!("{}/pokemon/?limit={limit}", base_url(ctx)?);
     // A run that stopped part-way continues after the last page whose Pokémon were all done.
     let resume = keys.resume_cursor()?;
     let mut pages = ctx.pages_from(&first, resume, &paging)?;
@@ -134,10 +152,10 @@ fn id_in_url(entry: &Value) -> kye::Result<u32> {
         .ok_or_else(|| kye::Error::permanent(format!("a list entry without a Pokémon id: {entry}")))
 }
 
-/// `pokeapi.base_url` from kye.toml / `KYE_POKEAPI__BASE_URL` (the `--offline` server sets
-/// it too), else `POKEAPI_BASE_URL`, else PokeAPI itself.
-fn base_url(ctx: &kye::Context) -> String {
-    choose_base_url(ctx.config("pokeapi.base_url"))
+/// The source's `base_url` (`[pokeapi] base_url` in kye.toml, `KYE_POKEAPI__BASE_URL`; the
+/// `--offline` server sets it too), else `POKEAPI_BASE_URL`, else PokeAPI itself.
+fn base_url(ctx: &kye::Context) -> kye::Result<String> {
+    Ok(choose_base_url(ctx.config::<Option<String>>("base_url")?))
 }
 
 fn choose_base_url(configured: Option<String>) -> String {
@@ -250,8 +268,9 @@ fn list_keys(g: &Global) -> Result<(u64, Vec<String>), String> {
         .map_err(|e| e.to_string())?;
     tokio.block_on(async move {
         let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+        // Scoped as the runtime scopes it: the lister reads its source's declared values.
         let listing = tokio::spawn((lister.call)(
-            ctx,
+            ctx.for_fetcher(lister.function),
             kye::KeySender::new(tx, lister, fetcher.check),
         ));
         let (mut n, mut first) = (0u64, Vec::new());

@@ -135,7 +135,7 @@ fn map_pokemon(p: ApiPokemon) -> Value {
 #[kye::get(Pokemon.id)]
 async fn pokemon_by_id(id: i64, ctx: &kye::Context) -> kye::Result<Value> {
     let base = ctx
-        .config("bench.base_url")
+        .config_str("bench.base_url")
         .ok_or_else(|| kye::Error::permanent("bench.base_url is not configured"))?;
     let doc: ApiPokemon = ctx.get_json(&format!("{base}/pokemon/{id}/")).await?;
     Ok(map_pokemon(doc))
@@ -151,7 +151,7 @@ async fn ready_by_id(id: i64) -> kye::Result<Value> {
 #[kye::list(Ready.id)]
 async fn all_ready(ctx: &kye::Context, keys: kye::Keys<i64>) -> kye::Result<()> {
     let url = ctx
-        .config("bench.list_url")
+        .config_str("bench.list_url")
         .ok_or_else(|| kye::Error::permanent("bench.list_url is not configured"))?;
     let paging = kye::http::Paginator::offset("offset", "limit", 100)
         .items("ids")
@@ -172,7 +172,7 @@ async fn all_ready(ctx: &kye::Context, keys: kye::Keys<i64>) -> kye::Result<()> 
 #[kye::get(PerKey.id)]
 async fn per_key(id: i64, ctx: &kye::Context) -> kye::Result<Value> {
     let base = ctx
-        .config("bench.base_url")
+        .config_str("bench.base_url")
         .ok_or_else(|| kye::Error::permanent("bench.base_url is not configured"))?;
     ctx.get_json(&format!("{base}/one/{id}")).await
 }
@@ -181,7 +181,7 @@ async fn per_key(id: i64, ctx: &kye::Context) -> kye::Result<Value> {
 #[kye::get(InBatch.id, batch = 50)]
 async fn in_batch(ids: Vec<i64>, ctx: &kye::Context) -> kye::Result<Vec<Value>> {
     let base = ctx
-        .config("bench.base_url")
+        .config_str("bench.base_url")
         .ok_or_else(|| kye::Error::permanent("bench.base_url is not configured"))?;
     let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
     ctx.get_json(&format!("{base}/many?ids={}", ids.join(",")))

@@ -13,6 +13,7 @@ mod get;
 mod list;
 mod models;
 mod names;
+mod source;
 mod transform;
 
 /// Registers a fetch function for a model identifier. See `kye::get`.
@@ -38,4 +39,10 @@ pub fn transform(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro]
 pub fn models(input: TokenStream) -> TokenStream {
     models::expand(input.into()).into()
+}
+
+/// Declares a source: its hosts, configuration keys, secrets and probe. See `kye::source!`.
+#[proc_macro]
+pub fn source(input: TokenStream) -> TokenStream {
+    source::expand(input.into()).into()
 }

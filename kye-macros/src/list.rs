@@ -12,7 +12,7 @@ use syn::spanned::Spanned;
 use syn::{FnArg, GenericArgument, Ident, ItemFn, PathArguments, Type};
 
 use crate::ctxt::Ctxt;
-use crate::get::expand::{doc_of, index_lookup, respan};
+use crate::get::expand::{doc_of, index_lookup, respan, source_member};
 use crate::get::parse;
 
 /// What the function is, once checked.
@@ -25,6 +25,8 @@ struct Lister<'a> {
     key_ty: Type,
     /// Whether the `Keys` parameter comes first.
     keys_first: bool,
+    /// `source = path`.
+    source: Option<syn::Path>,
 }
 
 pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -67,6 +69,7 @@ fn analyze<'a>(cx: &Ctxt, args: Option<parse::Args>, func: &'a ItemFn) -> Option
             target: Some(t),
             krate,
             batch,
+            source,
         }) => {
             if let Some(b) = batch {
                 cx.error(
@@ -74,7 +77,7 @@ fn analyze<'a>(cx: &Ctxt, args: Option<parse::Args>, func: &'a ItemFn) -> Option
                     "`batch` belongs to `#[kye::get]`: a list function sends keys one by one, and the fetcher of the model groups them",
                 );
             }
-            Some((t, krate))
+            Some((t, krate, source))
         }
         Some(parse::Args { target: None, .. }) => {
             cx.error(
@@ -127,7 +130,7 @@ fn analyze<'a>(cx: &Ctxt, args: Option<parse::Args>, func: &'a ItemFn) -> Option
             "a list function takes two parameters: `ctx: &kye::Context, keys: kye::Keys<T>`",
         );
     }
-    let ((target, krate), (key_ty, keys_at)) = (target?, keys?);
+    let ((target, krate, source), (key_ty, keys_at)) = (target?, keys?);
     if target.edges.len() != 1 {
         cx.error(
             target.model.span(),
@@ -142,6 +145,7 @@ fn analyze<'a>(cx: &Ctxt, args: Option<parse::Args>, func: &'a ItemFn) -> Option
         edges: target.edges,
         key_ty,
         keys_first: keys_at == 0,
+        source,
     })
 }
 
@@ -188,6 +192,14 @@ fn registration(l: &Lister<'_>) -> TokenStream {
             #p::key_at::<__KyeKinds, 0, #key_ty>(__kye_key)
         }
     };
+    let member = source_member(
+        &p,
+        l.source.as_ref(),
+        "Lister",
+        quote!(<__KyeModel as #p::Model>::NAME),
+        &edge_strs,
+        &fn_name_str,
+    );
     let call = if l.keys_first {
         quote!(#fn_name(__kye_keys, &__kye_ctx))
     } else {
@@ -228,6 +240,7 @@ fn registration(l: &Lister<'_>) -> TokenStream {
                     call: __kye_call,
                 }
             }
+            #member
         };
     }
 }

@@ -16,7 +16,7 @@ use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ItemFn, Token, Type};
 
 use crate::ctxt::Ctxt;
-use crate::get::expand::{doc_of, index_lookup, respan};
+use crate::get::expand::{doc_of, index_lookup, respan, source_member};
 
 /// `Output.edge, from(A, B), crate = path`.
 struct Args {
@@ -24,6 +24,8 @@ struct Args {
     edges: Vec<Ident>,
     inputs: Vec<syn::Path>,
     krate: Option<syn::Path>,
+    /// `source = path`.
+    source: Option<syn::Path>,
 }
 
 const SHAPE: &str = "expected `#[kye::transform(Output.edge, from(Input, ...))]`, e.g. `#[kye::transform(PokemonCard.id, from(Pokemon, PokemonType))]`";
@@ -63,6 +65,7 @@ impl Parse for Args {
         };
         let mut inputs = None;
         let mut krate = None;
+        let mut source = None;
         while !input.is_empty() {
             input.parse::<Token![,]>()?;
             if input.is_empty() {
@@ -80,6 +83,14 @@ impl Parse for Args {
             let word: Ident = input
                 .parse()
                 .map_err(|e| syn::Error::new(e.span(), SHAPE))?;
+            if word == "source" && input.peek(Token![=]) {
+                input.parse::<Token![=]>()?;
+                if source.is_some() {
+                    return Err(syn::Error::new(word.span(), "`source` given twice"));
+                }
+                source = Some(input.call(syn::Path::parse_mod_style)?);
+                continue;
+            }
             if word != "from" {
                 return Err(syn::Error::new(
                     word.span(),
@@ -121,6 +132,7 @@ impl Parse for Args {
             edges,
             inputs,
             krate,
+            source,
         })
     }
 }
@@ -282,6 +294,14 @@ fn registration(t: &Transformer<'_>) -> TokenStream {
     let finish = quote_spanned! {output_ty.span()=>
         <#output_ty as #p::FetchResult<__KyeModel>>::into_fetch_result(__kye_out)
     };
+    let member = source_member(
+        &p,
+        a.source.as_ref(),
+        "Transformer",
+        quote!(<__KyeModel as #p::Model>::NAME),
+        &[],
+        &fn_name_str,
+    );
     let call = if t.ctx_first {
         quote!(#fn_name(&__kye_ctx, __kye_input))
     } else {
@@ -327,6 +347,7 @@ fn registration(t: &Transformer<'_>) -> TokenStream {
                     call: __kye_call,
                 }
             }
+            #member
         };
     }
 }

@@ -19,4 +19,8 @@ pub use crate::model::{
 };
 pub use crate::registry::{BatchRegistration, FetcherRegistration, ModelRegistration};
 pub use crate::request::Request;
+pub use crate::source::{
+    BasicUser, ConfigKey, ConfigKind, MemberKind, Probe, SecretKey, SendAs, SourceId, SourceMember,
+    SourceRegistration,
+};
 pub use crate::transform::{TransformContext, TransformInput, TransformerRegistration};

@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redact::{base64, register_sensitive_param, register_sensitive_value};
 use crate::secrets::{Secret, Secrets};
+use crate::source::{auth_of, SourceEnv, SourceRegistration, Sources};
 
 /// One way of authenticating requests, with its secret values resolved.
 #[derive(Clone, Debug)]
@@ -154,6 +155,17 @@ impl Auth {
 pub struct AuthTable {
     hosts: HashMap<String, Auth>,
     fetchers: HashMap<String, Auth>,
+    /// What declared sources send to their hosts (`kye::source!`), after kye.toml's own.
+    sources: Vec<SourceAuth>,
+}
+
+/// The authentication of one declared source, for its hosts only.
+#[derive(Clone, Debug)]
+struct SourceAuth {
+    source: &'static SourceRegistration,
+    auths: Vec<Auth>,
+    /// Required secrets that are not set: a request to the source's hosts fails naming them.
+    missing: Vec<&'static str>,
 }
 
 impl AuthTable {
@@ -199,7 +211,69 @@ impl AuthTable {
 
     /// Whether nothing is configured.
     pub fn is_empty(&self) -> bool {
-        self.hosts.is_empty() && self.fetchers.is_empty()
+        self.hosts.is_empty() && self.fetchers.is_empty() && self.sources.is_empty()
+    }
+
+    /// Adds the authentication the declared `sources` send to their hosts, with the secrets
+    /// (and, for a basic user name, the configuration) in force. A required secret that is not
+    /// set is not an error here: `kye sources check` and `fetch` report it, and a request to
+    /// the source's hosts fails naming it.
+    pub(crate) fn add_sources(
+        &mut self,
+        sources: &Sources,
+        config: &Config,
+        secrets: &Secrets,
+    ) -> Result<()> {
+        for source in sources.iter() {
+            let (auths, missing) = auth_of(&SourceEnv::new(source, config, secrets))?;
+            if !auths.is_empty() || !missing.is_empty() {
+                self.sources.push(SourceAuth {
+                    source,
+                    auths,
+                    missing,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the authentication for a request of `fetcher` (a context's scope) to `url`:
+    /// kye.toml's for the fetcher or the host ([`AuthTable::lookup`]) when configured, else
+    /// that of the declared source the request goes to (the scope's own source first), sent to
+    /// that source's declared hosts only.
+    pub(crate) fn apply(
+        &self,
+        fetcher: Option<&str>,
+        source: Option<&'static SourceRegistration>,
+        url: &mut Url,
+        headers: &mut reqwest::header::HeaderMap,
+    ) -> Result<()> {
+        if let Some(auth) = self.lookup(fetcher, url) {
+            return auth.apply(url, headers);
+        }
+        let (host, port) = match url.host_str() {
+            Some(h) => (h.to_string(), url.port_or_known_default()),
+            None => return Ok(()),
+        };
+        let own = self.sources.iter().find(|s| {
+            source.is_some_and(|o| std::ptr::eq(o, s.source)) && s.source.talks_to(&host, port)
+        });
+        let Some(found) =
+            own.or_else(|| self.sources.iter().find(|s| s.source.talks_to(&host, port)))
+        else {
+            return Ok(());
+        };
+        if let Some(name) = found.missing.first() {
+            return Err(Error::permanent(format!(
+                "source `{}`: secret {name} is not set, so requests to {host} cannot authenticate: \
+                 export {name}=... or add it to the secrets file (`kye sources check` lists what is missing)",
+                found.source.name
+            )));
+        }
+        for auth in &found.auths {
+            auth.apply(url, headers)?;
+        }
+        Ok(())
     }
 
     /// The authentication for a request: the fetcher's if configured, else the host's

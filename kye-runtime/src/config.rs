@@ -342,7 +342,7 @@ fn lookup<'a>(table: &'a toml::Table, segs: &[&str]) -> Option<&'a toml::Value> 
     None
 }
 
-fn value_as<T: DeserializeOwned>(value: &toml::Value) -> std::result::Result<T, String> {
+pub(crate) fn value_as<T: DeserializeOwned>(value: &toml::Value) -> std::result::Result<T, String> {
     match T::deserialize(value.clone()) {
         Ok(v) => Ok(v),
         Err(first) => {

@@ -26,12 +26,15 @@ use crate::http::rate::{HostLimiter, Rate};
 use crate::http::{Http, HttpResponse, HttpSettings};
 use crate::json_dups::DuplicateNotes;
 use crate::secrets::{Secret, Secrets};
+use crate::source::{SourceEnv, SourceRegistration, Sources};
 
 /// Shared, cheaply clonable handle given to fetchers.
 #[derive(Clone, Default)]
 pub struct Context {
     inner: Arc<ContextInner>,
     fetcher: Option<Arc<str>>,
+    /// The declared source the fetcher belongs to (`source = name` on its attribute).
+    source: Option<&'static SourceRegistration>,
     attempt: u32,
     /// Where [`Context::get_json_value`] notes the keys a body repeated (set by the runtime).
     duplicates: Option<Arc<DuplicateNotes>>,
@@ -46,12 +49,14 @@ struct ContextInner {
     config: Config,
     secrets: Secrets,
     http: Http,
+    sources: Sources,
 }
 
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
             .field("fetcher", &self.fetcher)
+            .field("source", &self.source.map(|s| s.name))
             .field("attempt", &self.attempt)
             .field("config_file", &self.inner.config.origin())
             .finish_non_exhaustive()
@@ -74,6 +79,7 @@ impl Context {
         Context {
             inner: self.inner.clone(),
             fetcher: Some(Arc::from(fetcher)),
+            source: self.inner.sources.source_of(fetcher),
             attempt: self.attempt,
             duplicates: self.duplicates.clone(),
             retries: None,
@@ -84,6 +90,7 @@ impl Context {
     pub(crate) fn for_fetcher_name(&self, fetcher: Arc<str>) -> Context {
         Context {
             inner: self.inner.clone(),
+            source: self.inner.sources.source_of(&fetcher),
             fetcher: Some(fetcher),
             attempt: self.attempt,
             duplicates: self.duplicates.clone(),
@@ -96,6 +103,7 @@ impl Context {
         Context {
             inner: self.inner.clone(),
             fetcher: self.fetcher.clone(),
+            source: self.source,
             attempt,
             duplicates: self.duplicates.clone(),
             retries: self.retries.clone(),
@@ -107,6 +115,31 @@ impl Context {
         self.fetcher.as_deref()
     }
 
+    /// The declared source this context's fetcher belongs to, if any.
+    pub fn source(&self) -> Option<&'static SourceRegistration> {
+        self.source
+    }
+
+    /// This context scoped to the declared source `source` with no fetcher (a probe's
+    /// `GET`): the source's configuration, secrets and authentication apply.
+    pub(crate) fn for_source(&self, source: &'static SourceRegistration) -> Context {
+        Context {
+            fetcher: None,
+            source: Some(source),
+            ..self.clone()
+        }
+    }
+
+    /// The declared sources this context knows (the registry's).
+    pub fn sources(&self) -> &Sources {
+        &self.inner.sources
+    }
+
+    /// The declared source `source` with this context's configuration and secrets.
+    pub fn source_env(&self, source: &'static SourceRegistration) -> SourceEnv<'_> {
+        SourceEnv::new(source, &self.inner.config, &self.inner.secrets)
+    }
+
     /// Which attempt at the current key this is (1 = first try; 0 outside the executor).
     pub fn attempt(&self) -> u32 {
         self.attempt
@@ -114,15 +147,40 @@ impl Context {
 
     // ---- configuration ----
 
-    /// The configuration value at a dotted key (`"pokeapi.base_url"`) as text, from `kye.toml`
-    /// or its `KYE_*` environment override.
-    pub fn config(&self, key: &str) -> Option<String> {
+    /// The value of configuration key `name` as `T`.
+    ///
+    /// In a fetcher, lister or transformer of a declared source (`source = cats` on its
+    /// attribute), `name` is one of the keys the source declares (`ctx.config::<String>("base_url")`):
+    /// the value from the source's table in kye.toml (`[cats] base_url = ...`, or
+    /// `KYE_CATS__BASE_URL`), else the declared default; an optional key with neither is
+    /// `None` when `T` is an `Option`. A key the source does not declare is an error naming the
+    /// source. Anywhere else `name` is a dotted key of kye.toml (`"pokeapi.base_url"`); unset
+    /// is `None` for an `Option`, an error otherwise.
+    pub fn config<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
+        if let Some(source) = self.source {
+            return self.source_env(source).config(name);
+        }
+        match self.inner.config.get_as::<T>(name)? {
+            Some(v) => Ok(v),
+            None => T::deserialize(serde_json::Value::Null).map_err(|_| {
+                crate::error::Error::permanent(format!(
+                    "configuration key `{name}` is not set (kye.toml, or KYE_{} in the environment)",
+                    name.to_ascii_uppercase().replace('.', "__")
+                ))
+            }),
+        }
+    }
+
+    /// The configuration value at a dotted key of kye.toml (`"pokeapi.base_url"`) as text,
+    /// from `kye.toml` or its `KYE_*` environment override, whatever source the context
+    /// belongs to.
+    pub fn config_str(&self, key: &str) -> Option<String> {
         self.inner.config.get_str(key)
     }
 
-    /// [`Context::config`] with a default.
+    /// [`Context::config_str`] with a default.
     pub fn config_or(&self, key: &str, default: &str) -> String {
-        self.config(key).unwrap_or_else(|| default.to_string())
+        self.config_str(key).unwrap_or_else(|| default.to_string())
     }
 
     /// The configuration value at `key` deserialized as `T` (`Ok(None)` when absent; an error
@@ -138,10 +196,15 @@ impl Context {
 
     // ---- secrets ----
 
-    /// The secret called `name` (environment variable, then the secrets file). The error names
+    /// The secret called `name` (environment variable, then the secrets file, or a sealed
+    /// secret under `kye serve`). In a fetcher of a declared source, `name` must be one of the
+    /// secrets the source declares: another is an error naming the source. The error names
     /// the secret and where to set it; the value is never shown.
     pub fn secret(&self, name: &str) -> Result<Secret> {
-        self.inner.secrets.require(name)
+        match self.source {
+            Some(source) => self.source_env(source).secret(name),
+            None => self.inner.secrets.require(name),
+        }
     }
 
     // ---- HTTP ----
@@ -154,7 +217,17 @@ impl Context {
     /// A request builder with this fetcher's or host's authentication applied. Send it with
     /// [`Context::send`] to get rate limiting, status mapping and the body size limit.
     pub fn request(&self, method: Method, url: &str) -> Result<reqwest::RequestBuilder> {
-        self.inner.http.request(self.fetcher(), method, url)
+        self.inner
+            .http
+            .request_for(self.fetcher(), self.source, method, url)
+    }
+
+    /// `GET url` once, with this context's authentication (no retries of its own).
+    pub(crate) async fn get_response(&self, url: &str) -> Result<HttpResponse> {
+        self.inner
+            .http
+            .get_bytes_for(self.fetcher(), self.source, url)
+            .await
     }
 
     /// Sends a request built by [`Context::request`] (rate limit, status → error class, size limit).
@@ -246,20 +319,20 @@ impl Context {
 
     /// `GET url`, body as bytes.
     pub async fn get_bytes(&self, url: &str) -> Result<Vec<u8>> {
-        self.call(|| async { Ok(self.inner.http.get_bytes(self.fetcher(), url).await?.body) })
+        self.call(|| async { Ok(self.get_response(url).await?.body) })
             .await
     }
 
     /// `GET url`, body as text.
     pub async fn get_text(&self, url: &str) -> Result<String> {
-        self.call(|| async { Ok(self.inner.http.get_bytes(self.fetcher(), url).await?.text()) })
+        self.call(|| async { Ok(self.get_response(url).await?.text()) })
             .await
     }
 
     /// `GET url`, body parsed as JSON into `T`. 404 → `Missing`; 429/5xx/timeouts/cut or
     /// unparsable bodies → `Retryable`; 400/401/403 and a wrong JSON shape → `Permanent`.
     pub async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<T> {
-        self.call(|| async { self.inner.http.get_bytes(self.fetcher(), url).await?.json() })
+        self.call(|| async { self.get_response(url).await?.json() })
             .await
     }
 
@@ -271,7 +344,7 @@ impl Context {
     }
 
     async fn get_json_value_once(&self, url: &str) -> Result<serde_json::Value> {
-        let response = self.inner.http.get_bytes(self.fetcher(), url).await?;
+        let response = self.get_response(url).await?;
         match crate::json_dups::parse_value(&response.body) {
             Ok((value, duplicates)) => {
                 if let Some(notes) = &self.duplicates {
@@ -291,7 +364,7 @@ impl Context {
     /// is not an object is a permanent error.
     pub async fn get_json_doc(&self, url: &str) -> Result<crate::json::JsonDoc> {
         self.call(|| async {
-            let response = self.inner.http.get_bytes(self.fetcher(), url).await?;
+            let response = self.get_response(url).await?;
             crate::json::JsonDoc::from_response(
                 response.body,
                 response.url,
@@ -317,6 +390,7 @@ pub struct ContextBuilder {
     secrets: Option<Secrets>,
     auth: Option<AuthTable>,
     http: Option<HttpSettings>,
+    sources: Option<Sources>,
 }
 
 impl ContextBuilder {
@@ -338,6 +412,13 @@ impl ContextBuilder {
         self
     }
 
+    /// Uses these declared sources (default: the binary's registry's, none without one): their
+    /// authentication is sent to their hosts, and their fetchers read their declared values.
+    pub fn sources(mut self, sources: Sources) -> Self {
+        self.sources = Some(sources);
+        self
+    }
+
     /// Overrides the HTTP settings read from the configuration.
     pub fn http_settings(mut self, settings: HttpSettings) -> Self {
         self.http = Some(settings);
@@ -348,10 +429,17 @@ impl ContextBuilder {
     pub fn build(self) -> Result<Context> {
         let config = self.config.unwrap_or_default();
         let secrets = self.secrets.unwrap_or_default();
-        let auth = match self.auth {
+        let sources = match self.sources {
+            Some(s) => s,
+            None => crate::registry::registry()
+                .map(|r| r.sources().clone())
+                .unwrap_or_default(),
+        };
+        let mut auth = match self.auth {
             Some(a) => a,
             None => AuthTable::from_config(&config, &secrets)?,
         };
+        auth.add_sources(&sources, &config, &secrets)?;
         let http = match self.http {
             Some(h) => h,
             None => http_settings_from(&config)?,
@@ -362,8 +450,10 @@ impl ContextBuilder {
                 http: Http::new(http, auth, Arc::new(limiter)),
                 config,
                 secrets,
+                sources,
             }),
             fetcher: None,
+            source: None,
             attempt: 0,
             duplicates: None,
             retries: None,

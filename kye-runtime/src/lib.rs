@@ -58,6 +58,7 @@ mod runtime;
 mod secrets;
 #[cfg(feature = "server")]
 mod server;
+mod source;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -100,5 +101,11 @@ pub use runtime::{
 pub use secrets::{Secret, Secrets};
 #[cfg(feature = "server")]
 pub use server::{MasterKey, SealError, ServeOptions, Server, MASTER_KEY_ENV};
+pub use source::{
+    BasicUser, CheckOutcome, ConfigKey, ConfigKind, ConfigListing, ConfigStatus, MemberKind, Probe,
+    SecretKey, SecretListing, SecretStatus, SendAs, SourceCheck, SourceEnv, SourceError, SourceId,
+    SourceListing, SourceMember, SourceRegistration, Sources, SourcesListing, SourcesReport,
+    RESERVED_SOURCE_NAMES,
+};
 pub use store::{KeyStatus, RunCounts, RunId, RunStatus};
 pub use transform::{TransformContext, TransformInput, TransformerRegistration};

@@ -47,6 +47,10 @@ pub struct Listing {
     /// when none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub transformers: Vec<TransformerListing>,
+    /// The declared sources (`kye::source!`, see [`crate::SourcesListing`]), without whether
+    /// their keys and secrets are set; left out of the JSON when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<crate::source::SourceListing>,
     /// Registry warnings (no fetchers, models without fetchers).
     pub warnings: Vec<String>,
 }
@@ -155,7 +159,7 @@ fn type_name(ty: &kye_lang::Type) -> String {
     }
 }
 
-fn first_paragraph(doc: &str) -> String {
+pub(crate) fn first_paragraph(doc: &str) -> String {
     doc.trim()
         .split("\n\n")
         .next()
@@ -236,6 +240,7 @@ impl Listing {
             fetchers,
             listers,
             transformers,
+            sources: crate::source::SourcesListing::new(registry.sources(), None).sources,
             warnings: registry.warnings().iter().map(|w| w.to_string()).collect(),
         }
     }
@@ -305,6 +310,16 @@ impl Listing {
                 &["OUTPUT", "FROM", "FUNCTION", "LOCATION", "DOC"],
                 &rows,
             );
+        }
+        if !self.sources.is_empty() {
+            out.push_str("\nSources\n");
+            let text = crate::source::SourcesListing {
+                sources: self.sources.clone(),
+            }
+            .to_text();
+            for line in text.lines() {
+                let _ = writeln!(out, "  {line}");
+            }
         }
         for w in &self.warnings {
             let _ = write!(out, "\nwarning: {w}");
@@ -380,6 +395,12 @@ impl Listing {
                 );
             }
         }
+        if !self.sources.is_empty() {
+            crate::source::SourcesListing {
+                sources: self.sources.clone(),
+            }
+            .markdown_section(&mut out);
+        }
         if !self.warnings.is_empty() {
             out.push_str("\n## Warnings\n\n");
             for w in &self.warnings {
@@ -431,7 +452,7 @@ fn fetcher_row(f: &FetcherListing) -> Vec<String> {
     ]
 }
 
-fn md_escape(s: &str) -> String {
+pub(crate) fn md_escape(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 

@@ -98,7 +98,7 @@ impl Pages<'_> {
         let number = self.walk.pages() + 1;
         let response = ctx
             .retrying(&self.policy, &mut self.retries, || async {
-                ctx.http().get_bytes(ctx.fetcher(), url.as_str()).await
+                ctx.get_response(url.as_str()).await
             })
             .await
             .map_err(|e| e.context(format!("page {number} of the list")));

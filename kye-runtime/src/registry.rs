@@ -26,6 +26,7 @@ use crate::context::Context;
 use crate::list::ListerRegistration;
 pub(crate) use crate::model::identifier_text;
 use crate::model::{BatchFuture, FetchFuture, Key, KeyError, OutputKind};
+use crate::source::{MemberKind, SourceError, Sources};
 use crate::transform::TransformerRegistration;
 
 /// A model registered by `kye::models!` (generated code builds these; do not write them by hand).
@@ -199,6 +200,10 @@ impl RegisteredModel {
 /// Why the registry could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
+    /// The declared sources do not fit together (a name declared twice, a function naming an
+    /// undeclared source).
+    #[error(transparent)]
+    Source(#[from] SourceError),
     /// Two functions are registered for the same model identifier.
     #[error(
         "two fetchers are registered for `{identifier}`: `{first_function}` at {first} and `{second_function}` at {second}; remove one, or key one by another index"
@@ -328,6 +333,8 @@ pub struct Registry {
     listers: Vec<&'static ListerRegistration>,
     /// Sorted by output model, then function.
     transformers: Vec<&'static TransformerRegistration>,
+    /// The declared sources (`kye::source!`) and their members.
+    sources: Sources,
     warnings: Vec<RegistryWarning>,
 }
 
@@ -365,7 +372,39 @@ impl Registry {
             .collect::<Vec<_>>();
         Registry::from_parts(models, fetchers)?
             .with_listers(inventory::iter::<ListerRegistration>)?
-            .with_transformers(inventory::iter::<TransformerRegistration>)
+            .with_transformers(inventory::iter::<TransformerRegistration>)?
+            .with_sources(Sources::from_inventory()?)
+    }
+
+    /// This registry with the declared `sources` (`kye::source!`). A member must be a fetcher,
+    /// list function or transformer of this registry.
+    pub fn with_sources(mut self, sources: Sources) -> Result<Registry, RegistryError> {
+        for s in sources.iter() {
+            for (kind, scope) in sources.members_of(s.name) {
+                let known = match kind {
+                    MemberKind::Fetcher => {
+                        self.fetchers.iter().any(|f| f.identifier_text() == scope)
+                    }
+                    MemberKind::Lister => self.listers.iter().any(|l| l.function == scope),
+                    MemberKind::Transformer => {
+                        self.transformers.iter().any(|t| t.function == scope)
+                    }
+                };
+                if !known {
+                    return Err(RegistryError::Source(SourceError::Undeclared {
+                        function: scope.to_string(),
+                        source_name: s.name.to_string(),
+                    }));
+                }
+            }
+        }
+        self.sources = sources;
+        Ok(self)
+    }
+
+    /// The declared sources.
+    pub fn sources(&self) -> &Sources {
+        &self.sources
     }
 
     /// This registry with `transformers` (`#[kye::transform]`). Each must produce and read
@@ -550,6 +589,7 @@ impl Registry {
             fetchers,
             listers: Vec::new(),
             transformers: Vec::new(),
+            sources: Sources::default(),
             warnings,
         })
     }

@@ -179,6 +179,61 @@ pub use kye_macros::list;
 /// `async`, wrong parameters.
 pub use kye_macros::transform;
 
+/// Declares a source: a package of data that says what it needs from its environment, next
+/// to its fetchers. Its name, a one-line description (the doc comment), the crate's name and
+/// version (from Cargo), the hosts it talks to, its configuration keys (type, default,
+/// description) and secrets (how each is sent), and an optional probe for `sources check`.
+///
+/// ```no_run
+/// kye::models!("tests/schemas/pokemon.kye");
+///
+/// kye::source! {
+///     /// The Pokémon API behind a token.
+///     pub dex {
+///         hosts: ["api.dex.example"],
+///         config: {
+///             /// Where the API lives.
+///             base_url: url = "https://api.dex.example/v1",
+///             /// A region to restrict to.
+///             region: string?,
+///         },
+///         secrets: {
+///             /// The API token, sent as `Authorization: Bearer ...`.
+///             DEX_TOKEN: bearer,
+///         },
+///         probe: "Pokemon.id = 1",
+///     }
+/// }
+///
+/// /// Fetches a Pokémon; kye sends the token to `api.dex.example`.
+/// #[kye::get(Pokemon.id, source = dex)]
+/// async fn pokemon(id: i64, ctx: &kye::Context) -> kye::Result<serde_json::Value> {
+///     let base: String = ctx.config("base_url")?;          // declared keys only
+///     ctx.get_json_value(&format!("{base}/pokemon/{id}")).await
+/// }
+/// # fn main() {}
+/// ```
+///
+/// * Values come from the source's table in kye.toml (`[dex] base_url = "..."`, or
+///   `KYE_DEX__BASE_URL`); secrets from the environment, the secrets file or `kye serve`'s
+///   sealed secrets. A fetcher asking for a key or secret its source does not declare gets an
+///   error naming the source.
+/// * Types: `string`, `url`, `integer`, `number`, `boolean`; `?` marks an optional key
+///   (`Option<T>` to the fetcher) or secret; `= literal` a default.
+/// * Secrets are sent as `bearer`, `header("X-Api-Key")`, `query("appid")`,
+///   `basic(username = "user")` (or `username = config_key`), or `fetcher` (not sent: read
+///   with `ctx.secret`). kye sends them to the declared hosts only.
+/// * `probe: "Model.edge = key"` fetches one known key (never stored);
+///   `probe: get("{base_url}/health")` a URL. `kye sources check` runs it.
+/// * `source = name` on `#[kye::get]`, `#[kye::list]` and `#[kye::transform]` says which
+///   functions belong to it; an undeclared name is a compile error there. Records they store
+///   carry `name@version` in their provenance.
+///
+/// Mistakes are compile errors at your tokens: a key or secret declared twice, an unknown
+/// type or way of sending, a default of the wrong type, a host with a scheme, a probe naming
+/// an undeclared key, a missing description, a name kye.toml uses for itself.
+pub use kye_macros::source;
+
 /// Generates one Rust type per model of one or more `.kye` files (paths relative to the
 /// crate's `Cargo.toml`), implements [`Model`] for each and registers them with the runtime.
 ///

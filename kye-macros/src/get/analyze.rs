@@ -32,6 +32,8 @@ pub struct Fetcher<'a> {
     /// `batch = N`: the key parameter is a `Vec` of keys (its element type is in `params`)
     /// and one call takes up to N keys.
     pub batch: Option<usize>,
+    /// `source = path`: the declared source it belongs to.
+    pub source: Option<syn::Path>,
 }
 
 /// One key parameter of the function.
@@ -107,6 +109,7 @@ pub fn analyze<'a>(cx: &Ctxt, args: Option<Args>, func: &'a ItemFn) -> Option<Fe
         output: output?,
         has_ctx,
         batch,
+        source: args.source,
     })
 }
 

@@ -58,6 +58,14 @@ pub fn registration(f: &Fetcher<'_>) -> TokenStream {
             })
         }
     };
+    let member = source_member(
+        &p,
+        f.source.as_ref(),
+        "Fetcher",
+        quote!(<__KyeModel as #p::Model>::NAME),
+        &edge_strs,
+        &fn_name_str,
+    );
     let ctx_use = if f.has_ctx {
         quote!()
     } else {
@@ -113,6 +121,7 @@ pub fn registration(f: &Fetcher<'_>) -> TokenStream {
                     batch: ::core::option::Option::None,
                 }
             }
+            #member
         };
     }
 }
@@ -139,6 +148,14 @@ fn batch_registration(f: &Fetcher<'_>, p: &TokenStream, size: usize) -> TokenStr
     let is_async = sig.asyncness.is_some();
     let fn_name_str = fn_name.to_string();
     let edge_strs: Vec<String> = f.edges.iter().map(Ident::to_string).collect();
+    let member = source_member(
+        p,
+        f.source.as_ref(),
+        "Fetcher",
+        quote!(<__KyeModel as #p::Model>::NAME),
+        &edge_strs,
+        &fn_name_str,
+    );
     let doc = doc_of(f.func);
     let line = quote_spanned!(fn_name.span()=> ::core::line!());
     let model_alias = quote_spanned! {model.span()=> type __KyeModel = #model; };
@@ -230,6 +247,7 @@ fn batch_registration(f: &Fetcher<'_>, p: &TokenStream, size: usize) -> TokenStr
                     }),
                 }
             }
+            #member
         };
     }
 }
@@ -342,6 +360,35 @@ pub(crate) fn respan(ts: TokenStream, span: Span) -> TokenStream {
 }
 
 /// The first paragraph of the function's doc comment, on one line.
+/// The `SourceMember` registration of a function naming its source (`source = cats`): the
+/// path is named at the user's tokens, so an undeclared source is rustc's error there.
+pub(crate) fn source_member(
+    p: &TokenStream,
+    source: Option<&syn::Path>,
+    kind: &str,
+    model: TokenStream,
+    edges: &[String],
+    function: &str,
+) -> TokenStream {
+    let Some(path) = source else {
+        return TokenStream::new();
+    };
+    let kind = Ident::new(kind, Span::call_site());
+    let path = crate::source::member_path(path);
+    let name = quote_spanned! {path.span()=> #p::SourceId::name(&#path) };
+    quote! {
+        #p::inventory::submit! {
+            #p::SourceMember {
+                source: #name,
+                kind: #p::MemberKind::#kind,
+                model: #model,
+                identifier: &[#(#edges),*],
+                function: #function,
+            }
+        }
+    }
+}
+
 pub(crate) fn doc_of(func: &ItemFn) -> String {
     let mut lines = Vec::new();
     for attr in &func.attrs {

@@ -11,13 +11,15 @@ use syn::{Ident, ItemFn, Token};
 
 use crate::ctxt::Ctxt;
 
-/// `Model.edge`, `Model(a, b)`, optionally followed by `batch = N` and `crate = path`; or just
-/// `crate = path`.
+/// `Model.edge`, `Model(a, b)`, optionally followed by `batch = N`, `source = name` and
+/// `crate = path`; or just `crate = path`.
 pub struct Args {
     pub target: Option<Target>,
     pub krate: Option<syn::Path>,
     /// `batch = N` as written (checked by [`super::analyze`]).
     pub batch: Option<syn::LitInt>,
+    /// `source = path`: the declared source (`kye::source!`) the function belongs to.
+    pub source: Option<syn::Path>,
 }
 
 pub struct Target {
@@ -31,6 +33,7 @@ impl Parse for Args {
             target: None,
             krate: None,
             batch: None,
+            source: None,
         };
         while !input.is_empty() {
             if input.peek(Ident)
@@ -46,6 +49,21 @@ impl Parse for Args {
                     syn::Error::new(
                         e.span(),
                         "expected the most keys one call takes, e.g. `batch = 50`",
+                    )
+                })?);
+            } else if input.peek(Ident)
+                && input.peek2(Token![=])
+                && input.fork().parse::<Ident>().is_ok_and(|i| i == "source")
+            {
+                let name: Ident = input.parse()?;
+                input.parse::<Token![=]>()?;
+                if args.source.is_some() {
+                    return Err(syn::Error::new(name.span(), "`source` given twice"));
+                }
+                args.source = Some(input.call(syn::Path::parse_mod_style).map_err(|e| {
+                    syn::Error::new(
+                        e.span(),
+                        "expected the source the function belongs to, as `kye::source!` declares it: `source = cats`",
                     )
                 })?);
             } else if input.peek(Token![crate]) && input.peek2(Token![=]) {
@@ -94,7 +112,7 @@ impl Parse for Args {
                 args.target = Some(Target { model, edges });
             } else {
                 return Err(input.error(
-                    "unexpected argument; `#[kye::get]` takes `Model.edge` or `Model(edge, ...)`, an optional `batch = N` and an optional `crate = path`",
+                    "unexpected argument; `#[kye::get]` takes `Model.edge` or `Model(edge, ...)`, an optional `batch = N`, `source = name` and `crate = path`",
                 ));
             }
             if !input.is_empty() {

@@ -114,6 +114,26 @@ impl FetchArgs {
         let rt = super::common::runtime_builder(g)
             .and_then(|b| b.on_progress(move |p| on_progress.update(p)).build())
             .map_err(|e| setup_failed(g, &e))?;
+        // The configuration check of `sources check`, before anything runs: a missing secret
+        // or required key of a source this fetch uses refuses to start (exit 2, naming it).
+        let needed = crate::source::sources_for(
+            registry,
+            resolved.model().name(),
+            self.follow.unwrap_or(0) > 0,
+        );
+        let report = crate::source::SourcesReport::configuration(rt.context(), &needed);
+        if report.exit_code() != 0 {
+            for c in report.problems() {
+                eprintln!(
+                    "{}: source `{}`: {}",
+                    super::report::paint("error", super::report::RED, g.color_err),
+                    c.source,
+                    c.outcome.describe()
+                );
+            }
+            eprintln!("nothing was fetched: `sources` lists what each source needs");
+            return Err(ExitCode::from(EXIT_USAGE));
+        }
         let tokio = tokio_runtime().map_err(|e| fail(g, &e, EXIT_USAGE))?;
         if !g.quiet && g.format != Format::Json && g.verbose > 0 {
             eprintln!(

@@ -6,6 +6,8 @@
 //!   validate --schema F.kye [--schema ...] --model NAME --data FILE
 //!                                              exit 0 valid, 65 data errors, 2 usage/schema error
 //!   list                                       the registry listing (models, fetchers)
+//!   sources [check [NAME]]                     declared sources; check: exit 0 ok,
+//!                                              2 configuration/credentials, 69 unreachable
 //!   get REQUEST                                fetch, validate, store one key; print the record
 //!   fetch REQUEST [--follow[=DEPTH]] [--concurrency N] [--max-age DUR] [--refresh]
 //!                                              a backfill with progress; exit 0 all stored or
@@ -124,6 +126,7 @@ mod secret;
 #[cfg(feature = "server")]
 mod serve;
 mod show;
+mod sources;
 #[cfg(feature = "server")]
 mod token;
 mod transform;
@@ -153,6 +156,7 @@ pub use secret::{SecretArgs, SecretCommand, NEW_MASTER_KEY_ENV};
 #[cfg(feature = "server")]
 pub use serve::ServeArgs;
 pub use show::ShowArgs;
+pub use sources::{SourcesArgs, SourcesCommand};
 #[cfg(feature = "server")]
 pub use token::{TokenArgs, TokenCommand};
 pub use transform::{
@@ -236,6 +240,9 @@ pub enum Command {
     Validate(ValidateArgs),
     /// List the models and fetchers linked into this binary.
     List(ListArgs),
+    /// The declared sources (version, hosts, config keys, secrets set or not); `sources check
+    /// [NAME]` verifies the environment (exit 0 ok, 2 configuration, 69 unreachable).
+    Sources(SourcesArgs),
     /// Fetch, validate and store one key; print the record or the validation errors.
     Get(GetArgs),
     /// Fetch many keys (a backfill) with progress; follow references.
@@ -274,6 +281,7 @@ impl Command {
             Command::Check(a) => a.run(g),
             Command::Validate(a) => a.run(g),
             Command::List(a) => a.run(g),
+            Command::Sources(a) => a.run(g),
             Command::Get(a) => a.run(g),
             Command::Fetch(a) => a.run(g),
             Command::Show(a) => a.run(g),

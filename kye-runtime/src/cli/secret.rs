@@ -35,8 +35,12 @@ pub struct SecretArgs {
 pub enum SecretCommand {
     /// Seal a secret: its value is read from stdin (one trailing newline is dropped).
     Set {
-        /// The name fetchers ask for (`ctx.secret("NAME")`, `secret = "NAME"` in kye.toml).
+        /// The name fetchers ask for: a secret a source declares (`kye sources` lists them),
+        /// or one kye.toml's authentication names (`secret = "NAME"`).
         name: String,
+        /// Seal it even though no source declares it and kye.toml names it nowhere.
+        #[arg(long)]
+        force: bool,
     },
     /// List the sealed secrets: names, the master key that sealed them, when (never values).
     List,
@@ -47,6 +51,43 @@ pub enum SecretCommand {
         #[arg(long, value_name = "FILE")]
         new_master_key_file: Option<PathBuf>,
     },
+}
+
+/// Whether some source declares the secret `name`, or kye.toml's authentication names it
+/// (`secret` or `username_secret` under `[hosts."..".auth]` or `[fetchers."..".auth]`); else
+/// why it is refused (a typo would be sealed and never used).
+fn known_secret(g: &Global, name: &str) -> Result<(), String> {
+    let registry = crate::registry::registry().map_err(|e| e.to_string())?;
+    if registry.sources().declares_secret(name) {
+        return Ok(());
+    }
+    let config = super::common::load_config(g).map_err(|e| e.to_string())?;
+    for section in ["hosts", "fetchers"] {
+        for entry in config.table(section).into_iter().flat_map(|t| t.values()) {
+            let auth = entry.get("auth").and_then(|a| a.as_table());
+            let names = auth
+                .into_iter()
+                .flat_map(|a| ["secret", "username_secret"].map(|k| a.get(k)))
+                .flatten()
+                .filter_map(|v| v.as_str());
+            if names.into_iter().any(|n| n == name) {
+                return Ok(());
+            }
+        }
+    }
+    let declared: Vec<String> = registry
+        .sources()
+        .iter()
+        .flat_map(|s| {
+            s.secrets
+                .iter()
+                .map(move |k| format!("{} ({})", k.name, s.name))
+        })
+        .collect();
+    Err(format!(
+        "no source declares a secret {name}, and kye.toml names it nowhere (declared: {}); check the name, or pass --force to seal it anyway",
+        if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
+    ))
 }
 
 /// A secret name: letters, digits and `_`, not starting with a digit (as environment
@@ -66,13 +107,18 @@ impl Run for SecretArgs {
         };
         let key = || MasterKey::load(self.master_key_file.as_deref(), std::env::vars());
         match self.command {
-            SecretCommand::Set { name } => {
+            SecretCommand::Set { name, force } => {
                 if !check_name(&name) {
                     return fail_msg(
                         g,
                         &format!("secret name {name:?}: use letters, digits and `_`, not starting with a digit"),
                         EXIT_USAGE,
                     );
+                }
+                if !force {
+                    if let Err(why) = known_secret(g, &name) {
+                        return fail_msg(g, &why, EXIT_USAGE);
+                    }
                 }
                 let key = match key() {
                     Ok(k) => k,

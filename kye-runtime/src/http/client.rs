@@ -99,14 +99,25 @@ impl Http {
         method: Method,
         url: &str,
     ) -> Result<reqwest::RequestBuilder> {
+        self.request_for(fetcher, None, method, url)
+    }
+
+    /// [`Http::request`] for a context of `source`: its declared authentication goes first
+    /// to its own hosts.
+    pub(crate) fn request_for(
+        &self,
+        fetcher: Option<&str>,
+        source: Option<&'static crate::source::SourceRegistration>,
+        method: Method,
+        url: &str,
+    ) -> Result<reqwest::RequestBuilder> {
         let mut parsed = Url::parse(url)
             .map_err(|e| Error::permanent(format!("invalid URL: {e}")).with_url(url))?;
         // reqwest sends a password in the URL as Basic authentication: redact every form of it.
         crate::redact::register_url_credentials(&parsed);
         let mut headers = HeaderMap::new();
-        if let Some(auth) = self.auth.lookup(fetcher, &parsed) {
-            auth.apply(&mut parsed, &mut headers)?;
-        }
+        self.auth
+            .apply(fetcher, source, &mut parsed, &mut headers)?;
         Ok(self
             .client()?
             .request(method, parsed)
@@ -190,6 +201,17 @@ impl Http {
     /// `GET url` → raw body.
     pub async fn get_bytes(&self, fetcher: Option<&str>, url: &str) -> Result<HttpResponse> {
         let builder = self.request(fetcher, Method::GET, url)?;
+        self.execute(builder).await
+    }
+
+    /// [`Http::get_bytes`] for a context of `source` (see [`Http::request_for`]).
+    pub(crate) async fn get_bytes_for(
+        &self,
+        fetcher: Option<&str>,
+        source: Option<&'static crate::source::SourceRegistration>,
+        url: &str,
+    ) -> Result<HttpResponse> {
+        let builder = self.request_for(fetcher, source, Method::GET, url)?;
         self.execute(builder).await
     }
 }

@@ -165,18 +165,18 @@ impl RuntimeBuilder {
         };
         let secrets = match self.secrets {
             Some(s) => s,
-            None => {
-                let file = env
-                    .iter()
-                    .find(|(k, _)| k == "KYE_SECRETS_FILE")
-                    .map(|(_, v)| PathBuf::from(v))
-                    .or_else(|| config.get_path("secrets.file"));
-                Secrets::load(env.iter().cloned(), file.as_deref())?
-            }
+            None => load_secrets(&env, &config)?,
+        };
+        let registry = match self.registry {
+            Some(r) => Reg::Owned(Box::new(r)),
+            None => Reg::Static(
+                crate::registry::registry().map_err(|e| Error::permanent(e.to_string()))?,
+            ),
         };
         let ctx = Context::builder()
             .config(config.clone())
             .secrets(secrets.clone())
+            .sources(registry.get().sources().clone())
             .build()?;
         let mut exec = ExecSettings::from_config(&config)?;
         if let Some(n) = self.concurrency {
@@ -184,12 +184,6 @@ impl RuntimeBuilder {
         }
         // Calls through `Runtime::context()`, outside any fetcher, are retried as a call would be.
         let ctx = ctx.with_retries(exec.default_policy.clone());
-        let registry = match self.registry {
-            Some(r) => Reg::Owned(Box::new(r)),
-            None => Reg::Static(
-                crate::registry::registry().map_err(|e| Error::permanent(e.to_string()))?,
-            ),
-        };
         let mut store = match self.store {
             Some(s) => s,
             None => {
@@ -226,6 +220,16 @@ impl RuntimeBuilder {
             }),
         })
     }
+}
+
+/// The secrets of `env` (its variables, then the secrets file it or `config` names: `KYE_SECRETS_FILE`, else `secrets.file`).
+pub(crate) fn load_secrets(env: &[(String, String)], config: &Config) -> Result<Secrets> {
+    let file = env
+        .iter()
+        .find(|(k, _)| k == "KYE_SECRETS_FILE")
+        .map(|(_, v)| PathBuf::from(v))
+        .or_else(|| config.get_path("secrets.file"));
+    Secrets::load(env.iter().cloned(), file.as_deref())
 }
 
 #[cfg(test)]

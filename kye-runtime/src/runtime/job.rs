@@ -19,12 +19,16 @@ pub(super) struct Target {
     pub name: Arc<str>,
     /// `module::function`, the provenance of what it stores.
     pub provenance: String,
+    /// The declared source the fetcher belongs to, `name@version`, stored with its records.
+    pub source: Option<String>,
 }
 
 impl Target {
     pub fn new(model: RegisteredModel, fetcher: &'static FetcherRegistration) -> Arc<Target> {
+        let name = fetcher.identifier_text();
         Arc::new(Target {
-            name: Arc::from(fetcher.identifier_text()),
+            source: crate::source::source_version_of(&name),
+            name: Arc::from(name),
             provenance: format!("{}::{}", fetcher.module_path, fetcher.function),
             model,
             fetcher,

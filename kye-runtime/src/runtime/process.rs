@@ -488,7 +488,8 @@ pub(super) fn settle(run: RunId, finished: Finished<Job, KeyResult>) -> Option<S
             let mut pending;
             if errors.is_empty() {
                 pending = PendingKey::new(job, KeyStatus::Stored, None);
-                let prov = Provenance::new(run, pending.job.provenance());
+                let prov = Provenance::new(run, pending.job.provenance())
+                    .with_source(pending.job.target.source.clone());
                 pending.record = Some(RecordWrite::new(pending.job.model(), value, prov));
             } else {
                 let reason = summarize(&errors);

@@ -470,8 +470,9 @@ fn settle(
             output_key,
             inputs: ctx.lineage(),
         };
-        let record = RecordWrite::new(t.output, report.value, Provenance::new(run, t.provenance()))
-            .with_lineage(lineage);
+        let prov = Provenance::new(run, t.provenance())
+            .with_source(crate::source::source_version_of(t.function));
+        let record = RecordWrite::new(t.output, report.value, prov).with_lineage(lineage);
         Settled::Item(KeyStatus::Stored, WriteItem::Record(record))
     } else {
         let reason = redact_text(&format!(

@@ -118,13 +118,19 @@ pub(crate) struct ModelLayout {
 
 /// Column name of the position in child tables.
 pub(crate) const POSITION: &str = "_kye_position";
-/// Provenance columns of model tables.
-pub(crate) const PROVENANCE: [&str; 4] = [
+/// Provenance columns of model tables. `_kye_source` (the declared source and its version,
+/// `name@version`, NULL for a function of no declared source) came last, in issue 18: stores
+/// made before it get the column when opened.
+pub(crate) const PROVENANCE: [&str; 5] = [
     "_kye_run_id",
     "_kye_fetcher",
     "_kye_fetched_at",
     "_kye_hash",
+    SOURCE_COLUMN,
 ];
+
+/// The provenance column naming the source and its version.
+pub(crate) const SOURCE_COLUMN: &str = "_kye_source";
 
 /// The edges of a stored model in schema order, or `None` when `model` is not stored.
 pub(crate) fn edge_names(

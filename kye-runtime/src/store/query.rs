@@ -59,7 +59,8 @@ pub struct RecordQuery {
     pub limit: Option<usize>,
     /// How deep to embed referenced records that are stored (0: references stay keys).
     pub depth: usize,
-    /// Add a `_kye` object with run, fetcher, fetched_at and hash to each top-level record.
+    /// Add a `_kye` object with run, fetcher, fetched_at, hash and source (`name@version` of
+    /// the declared source, or null) to each top-level record.
     pub provenance: bool,
 }
 

@@ -173,6 +173,9 @@ pub struct Provenance {
     pub fetcher: String,
     /// When it was fetched.
     pub fetched_at: Timestamp,
+    /// The declared source (`kye::source!`) and version that produced it, `name@version`
+    /// (`None` for a function that belongs to no declared source).
+    pub source: Option<String>,
 }
 
 impl Provenance {
@@ -182,7 +185,14 @@ impl Provenance {
             run,
             fetcher: fetcher.into(),
             fetched_at: Timestamp::now(),
+            source: None,
         }
+    }
+
+    /// This provenance naming the source and version that produced the record (`name@version`).
+    pub fn with_source(mut self, source: Option<String>) -> Self {
+        self.source = source;
+        self
     }
 }
 

@@ -28,6 +28,8 @@ pub(crate) struct RequestHead {
     pub(crate) keep_alive: bool,
     /// Length of the request body that follows the head.
     pub(crate) content_length: u64,
+    /// The `Authorization` header, if sent (compared by [`super::Route::require_authorization`]).
+    pub(crate) authorization: Option<String>,
 }
 
 /// Why a request head was refused. Each maps to one response status.
@@ -82,6 +84,7 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<RequestHead, HeadError> {
 
     let mut content_length: Option<u64> = None;
     let mut close = false;
+    let mut authorization = None;
     for line in lines {
         if line.is_empty() {
             break;
@@ -98,6 +101,8 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<RequestHead, HeadError> {
                 return Err(HeadError::Malformed);
             }
             content_length = Some(n);
+        } else if name.eq_ignore_ascii_case("authorization") {
+            authorization = Some(value.to_string());
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(HeadError::TransferEncoding);
         } else if name.eq_ignore_ascii_case("connection") {
@@ -120,6 +125,7 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<RequestHead, HeadError> {
         // simply closes HTTP/1.0 connections, which every client handles.
         keep_alive: http11 && !close,
         content_length: content_length.unwrap_or(0),
+        authorization,
     })
 }
 

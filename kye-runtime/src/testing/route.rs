@@ -95,6 +95,8 @@ pub struct Route {
     pub(crate) sequence: Vec<Option<Fault>>,
     /// Fault for every request after the sequence.
     pub(crate) always: Option<Fault>,
+    /// The `Authorization` header a request must carry; others get 401.
+    pub(crate) authorization: Option<String>,
 }
 
 impl Route {
@@ -107,7 +109,16 @@ impl Route {
             body: body.into(),
             sequence: Vec::new(),
             always: None,
+            authorization: None,
         }
+    }
+
+    /// Answers only requests whose `Authorization` header is exactly `value` (`Bearer tok`);
+    /// any other gets `401 Unauthorized` (and counts as a request). For testing a source's
+    /// declared authentication end to end.
+    pub fn require_authorization(mut self, value: impl Into<String>) -> Route {
+        self.authorization = Some(value.into());
+        self
     }
 
     /// `200 OK` with `Content-Type: application/json` and this body. The body is not checked:

@@ -602,6 +602,14 @@ async fn respond(stream: &mut TcpStream, shared: &Shared, head: &RequestHead) ->
     let keep = head.keep_alive;
     let Decision { route, fault } = shared.decide(&head.path, &head.query);
     let text = Some("text/plain; charset=utf-8");
+    if let Some(required) = route.as_deref().and_then(|r| r.authorization.as_deref()) {
+        if head.authorization.as_deref() != Some(required) {
+            let body = http::reason(401).as_bytes();
+            let headers = [("WWW-Authenticate".to_owned(), "Bearer".to_owned())];
+            write_full(stream, 401, &headers, body, keep, send_body, text).await?;
+            return Ok(keep);
+        }
+    }
 
     match fault {
         None => {

@@ -303,7 +303,7 @@ async fn configuration_is_readable_by_fetchers_with_env_overrides() {
     )]);
     let ctx = Context::builder().config(config).build().unwrap();
     assert_eq!(
-        ctx.config("pokeapi.base_url").as_deref(),
+        ctx.config_str("pokeapi.base_url").as_deref(),
         Some("http://127.0.0.1:1/api")
     );
     assert_eq!(ctx.config_as::<u32>("pokeapi.page_size").unwrap(), Some(20));

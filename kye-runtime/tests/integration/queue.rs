@@ -44,7 +44,7 @@ fn fetch_json(key: &Key, ctx: Context, path: &'static str) -> FetchFuture {
             return Err(Error::permanent("bad key"));
         };
         let base = ctx
-            .config("test.base_url")
+            .config_str("test.base_url")
             .ok_or_else(|| Error::permanent("test.base_url is not configured"))?;
         Ok(Some(
             ctx.get_json_value(&format!("{base}{path}{id}")).await?,

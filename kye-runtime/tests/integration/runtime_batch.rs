@@ -32,7 +32,7 @@ fn schema() -> &'static Schema {
 }
 
 fn setting(ctx: &Context, name: &str) -> Result<String, Error> {
-    ctx.config(name)
+    ctx.config_str(name)
         .ok_or_else(|| Error::permanent(format!("{name} is not configured")))
 }
 

@@ -33,7 +33,7 @@ fn schema() -> &'static Schema {
 }
 
 fn base(ctx: &Context) -> Result<String, Error> {
-    ctx.config("test.base_url")
+    ctx.config_str("test.base_url")
         .ok_or_else(|| Error::permanent("test.base_url is not configured"))
 }
 
@@ -860,7 +860,10 @@ async fn builder_reads_kye_config_env_overrides_and_reports_progress() {
         .on_progress(move |p| seen2.lock().unwrap().push((p.counts.total(), p.total)))
         .build()
         .unwrap();
-    assert_eq!(rt.context().config("run.concurrency").as_deref(), Some("2"));
+    assert_eq!(
+        rt.context().config_str("run.concurrency").as_deref(),
+        Some("2")
+    );
     let summary = rt.fetch("Pokemon.id in 1..=3").await.unwrap();
     assert_eq!(summary.counts.stored, 3, "{summary}");
     let seen = seen.lock().unwrap();

@@ -38,7 +38,7 @@ fn schema() -> &'static Schema {
 }
 
 fn base(ctx: &Context) -> Result<String, Error> {
-    ctx.config("test.base_url")
+    ctx.config_str("test.base_url")
         .ok_or_else(|| Error::permanent("test.base_url is not configured"))
 }
 

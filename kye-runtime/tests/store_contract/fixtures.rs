@@ -164,12 +164,14 @@ pub fn documents(d: &[(&str, &[&str])]) -> Snapshot {
     )
 }
 
-/// The provenance columns of every model table.
-pub const PROVENANCE: [&str; 4] = [
+/// The provenance columns of every model table (`_kye_source`: the declared source and its
+/// version, issue 18).
+pub const PROVENANCE: [&str; 5] = [
     "_kye_run_id",
     "_kye_fetcher",
     "_kye_fetched_at",
     "_kye_hash",
+    "_kye_source",
 ];
 
 /// `cols` followed by the provenance columns.

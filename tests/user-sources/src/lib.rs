@@ -62,7 +62,7 @@ pub async fn opening(year: i64, month: u8, day: u8) -> kye::Result<Opening> {
 #[kye::list(Author.name)]
 pub async fn all_authors(ctx: &kye::Context, keys: kye::Keys<String>) -> kye::Result<()> {
     let base = ctx
-        .config("catalog.base_url")
+        .config_str("catalog.base_url")
         .ok_or_else(|| kye::Error::permanent("set catalog.base_url"))?;
     let paging = kye::http::Paginator::page_number("page").items("authors");
     let start = keys.resume_cursor::<kye::http::PagePosition>()?;
@@ -90,7 +90,7 @@ pub async fn all_authors(ctx: &kye::Context, keys: kye::Keys<String>) -> kye::Re
 #[kye::list(Book.id)]
 pub async fn new_books(ctx: &kye::Context, keys: kye::Keys<u32>) -> kye::Result<()> {
     let base = ctx
-        .config("catalog.base_url")
+        .config_str("catalog.base_url")
         .ok_or_else(|| kye::Error::permanent("set catalog.base_url"))?;
     let after: u32 = keys.cursor()?.unwrap_or(0);
     let paging = kye::http::Paginator::body_cursor("last", "after").items("ids");
@@ -116,7 +116,7 @@ pub async fn new_books(ctx: &kye::Context, keys: kye::Keys<u32>) -> kye::Result<
 #[kye::get(Reader.id, batch = 50)]
 pub async fn readers(ids: Vec<u32>, ctx: &kye::Context) -> kye::Result<Vec<Reader>> {
     let base = ctx
-        .config("catalog.base_url")
+        .config_str("catalog.base_url")
         .ok_or_else(|| kye::Error::permanent("set catalog.base_url"))?;
     let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
     ctx.get_json(&format!("{base}/readers?ids={}", ids.join(",")))
@@ -127,7 +127,7 @@ pub async fn readers(ids: Vec<u32>, ctx: &kye::Context) -> kye::Result<Vec<Reade
 #[kye::list(Reader.id)]
 pub async fn all_readers(ctx: &kye::Context, keys: kye::Keys<u32>) -> kye::Result<()> {
     let base = ctx
-        .config("catalog.base_url")
+        .config_str("catalog.base_url")
         .ok_or_else(|| kye::Error::permanent("set catalog.base_url"))?;
     let paging = kye::http::Paginator::page_number("page").items("ids");
     let mut pages = ctx.pages(&format!("{base}/readers/all"), &paging)?;

@@ -144,6 +144,7 @@ mod tests {
             fetchers: vec![],
             listers: vec![],
             transformers: vec![],
+            sources: vec![],
             warnings: vec![],
         };
         let all = svg(&listing, &|_| true);

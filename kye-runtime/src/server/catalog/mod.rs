@@ -17,6 +17,7 @@
 mod html;
 mod lineage;
 mod pages;
+mod sources;
 
 use std::collections::HashMap;
 use std::sync::Arc;

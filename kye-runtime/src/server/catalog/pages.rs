@@ -334,6 +334,7 @@ pub(crate) async fn models(State(state): St, headers: HeaderMap) -> Response {
         actions(&mut body, &v, m, registry);
         body.push_str("</section>");
     }
+    super::sources::section(&mut body, &listing.sources);
     html(StatusCode::OK, v.page("Models", "/", &body), note)
 }
 

@@ -198,6 +198,7 @@ impl DirStore {
             Value::from(prov.fetched_at.to_string()),
         );
         p.insert("hash".into(), Value::from(content_hash(value)));
+        p.insert("source".into(), Value::from(prov.source.clone()));
         p.insert("key".into(), key_obj);
         doc.insert("_kye".into(), Value::Object(p));
         let bytes = serde_json::to_vec_pretty(&Value::Object(doc)).unwrap_or_default();

@@ -43,6 +43,7 @@ pub(crate) struct Row<'a> {
     fetcher: Cow<'a, str>,
     fetched_at: String,
     hash: String,
+    source: Option<Cow<'a, str>>,
 }
 
 impl Row<'_> {
@@ -173,6 +174,7 @@ pub(crate) fn record_rows<'a>(
         fetcher: kye_text(&prov.fetcher),
         fetched_at: prov.fetched_at.to_string(),
         hash: content_hash(value),
+        source: prov.source.as_deref().map(kye_text),
     });
     Ok(())
 }
@@ -627,10 +629,11 @@ fn upsert(
             ("_kye_fetcher", "text"),
             ("_kye_fetched_at", "timestamptz"),
             ("_kye_hash", "text"),
+            (crate::store::layout::SOURCE_COLUMN, "text"),
         ])
         .collect();
     let types: Vec<&str> = cols.iter().map(|(_, t)| *t).collect();
-    let n_inline = cols.len() - 4;
+    let n_inline = cols.len() - 5;
     let mut arrays: Vec<Vec<Option<&str>>> = (0..n_inline)
         .map(|i| text_array(rows.iter().map(|r| &r.inline[i])))
         .collect();
@@ -639,6 +642,7 @@ fn upsert(
     arrays.push(rows.iter().map(|r| Some(r.fetcher.as_ref())).collect());
     arrays.push(rows.iter().map(|r| Some(r.fetched_at.as_str())).collect());
     arrays.push(rows.iter().map(|r| Some(r.hash.as_str())).collect());
+    arrays.push(rows.iter().map(|r| r.source.as_deref()).collect());
     let key_cols: Vec<&str> = l.key.iter().map(|c| c.name.as_str()).collect();
     let updates: Vec<String> = cols
         .iter()

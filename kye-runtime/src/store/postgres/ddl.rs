@@ -253,6 +253,7 @@ pub(crate) fn create_sql(l: &ModelLayout) -> Vec<String> {
     cols.push("\"_kye_fetcher\" text NOT NULL".to_string());
     cols.push("\"_kye_fetched_at\" timestamptz NOT NULL".to_string());
     cols.push("\"_kye_hash\" text NOT NULL".to_string());
+    cols.push(format!("{} text", qi(crate::store::layout::SOURCE_COLUMN)));
     cols.push(format!(
         "CONSTRAINT {} PRIMARY KEY ({})",
         q(&constraint_name("pk", &l.table)),
@@ -373,6 +374,14 @@ pub(crate) fn name_clash<'a>(
 /// when the old tables hold nothing (they are rebuilt).
 pub(crate) fn apply(tx: &mut Transaction<'_>, step: &Step) -> Result<(), postgres::Error> {
     let new = &step.layout;
+    if !matches!(step.action, Action::Create) {
+        // Tables made before issue 18 get the source column (old rows: NULL).
+        tx.batch_execute(&format!(
+            "ALTER TABLE IF EXISTS {} ADD COLUMN IF NOT EXISTS {} text",
+            qi(&new.table),
+            qi(crate::store::layout::SOURCE_COLUMN)
+        ))?;
+    }
     match &step.action {
         Action::Keep => {}
         Action::Create => {

@@ -54,6 +54,7 @@ fn select_list(l: &ModelLayout) -> String {
     cols.push("t.\"_kye_fetcher\"".into());
     cols.push("(extract(epoch from t.\"_kye_fetched_at\") * 1000)::bigint".into());
     cols.push("t.\"_kye_hash\"".into());
+    cols.push(format!("t.{}", qi(crate::store::layout::SOURCE_COLUMN)));
     cols.join(", ")
 }
 
@@ -72,6 +73,7 @@ struct RowValues {
     fetcher: String,
     fetched_at: i64,
     hash: String,
+    source: Option<String>,
 }
 
 fn row_values(l: &ModelLayout, r: &PgRow) -> RowValues {
@@ -87,6 +89,7 @@ fn row_values(l: &ModelLayout, r: &PgRow) -> RowValues {
         fetcher: r.get(n + 1),
         fetched_at: r.get(n + 2),
         hash: r.get(n + 3),
+        source: r.get(n + 4),
     }
 }
 
@@ -209,6 +212,7 @@ impl Reader<'_, '_> {
                 Value::String(Timestamp::from_unix_millis(row.fetched_at).to_string()),
             );
             p.insert("hash".into(), Value::String(row.hash));
+            p.insert("source".into(), Value::from(row.source));
             obj.insert("_kye".into(), Value::Object(p));
         }
         Ok(Value::Object(obj))

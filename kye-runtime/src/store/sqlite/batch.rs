@@ -212,6 +212,10 @@ impl<'c, 's> BatchWriter<'c, 's> {
             self.times.get(prov.fetched_at).to_string(),
         )));
         row.push(Arg::Value(Sql::Text(content_hash(value))));
+        row.push(match &prov.source {
+            Some(s) => Arg::Text(s),
+            None => Arg::Value(Sql::Null),
+        });
         // A new key takes one statement; a value of a secondary index held by another
         // record fails it (and SQLite undoes it).
         match self

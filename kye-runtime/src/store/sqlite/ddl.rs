@@ -167,6 +167,7 @@ pub(super) fn create_sql(l: &ModelLayout) -> Vec<String> {
     cols.push("\"_kye_fetcher\" TEXT NOT NULL".to_string());
     cols.push("\"_kye_fetched_at\" TEXT NOT NULL".to_string());
     cols.push("\"_kye_hash\" TEXT NOT NULL".to_string());
+    cols.push(format!("{} TEXT", q(layout::SOURCE_COLUMN)));
     cols.push(format!(
         "PRIMARY KEY ({})",
         list(l.key.iter().map(|c| &c.name))
@@ -336,6 +337,9 @@ pub(super) fn apply(tx: &Connection, step: &Step, path: &Path) -> Result<(), Sto
         source: e,
     };
     let new = &step.layout;
+    if !matches!(step.action, Action::Create) {
+        ensure_source_column(tx, &new.table).map_err(sql)?;
+    }
     match &step.action {
         Action::Keep => {}
         Action::Create => {
@@ -395,6 +399,40 @@ pub(super) fn apply(tx: &Connection, step: &Step, path: &Path) -> Result<(), Sto
         }
     }
     Ok(())
+}
+
+/// Adds `_kye_source` to a model table made before issue 18 (old stores stay readable and
+/// writable; their old rows have no source).
+fn ensure_source_column(tx: &Connection, table: &str) -> rusqlite::Result<()> {
+    let mut st = tx.prepare(&format!(
+        "SELECT name FROM pragma_table_info({})",
+        lit(table)
+    ))?;
+    let names = st.query_map([], |r| r.get::<_, String>(0))?;
+    let mut exists = None;
+    for n in names {
+        let n = n?;
+        if exists.is_none() {
+            exists = Some(false);
+        }
+        if n == layout::SOURCE_COLUMN {
+            exists = Some(true);
+        }
+    }
+    // No columns at all: the table does not exist (yet), nothing to add.
+    if exists == Some(false) {
+        tx.execute_batch(&format!(
+            "ALTER TABLE {} ADD COLUMN {} TEXT",
+            q(table),
+            q(layout::SOURCE_COLUMN)
+        ))?;
+    }
+    Ok(())
+}
+
+/// `s` as an SQL string literal.
+fn lit(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
 }
 
 #[cfg(test)]

@@ -116,7 +116,7 @@ impl Reader<'_> {
                 }
                 let n = cols.len();
                 out.push(from_sql(r.get_ref(n)?, Prim::Number));
-                for j in 1..4 {
+                for j in 1..layout::PROVENANCE.len() {
                     out.push(from_sql(r.get_ref(n + j)?, Prim::String));
                 }
                 Ok(out)
@@ -205,6 +205,7 @@ impl Reader<'_> {
             p.insert("fetcher".into(), row[n + 1].clone());
             p.insert("fetched_at".into(), row[n + 2].clone());
             p.insert("hash".into(), row[n + 3].clone());
+            p.insert("source".into(), row[n + 4].clone());
             obj.insert("_kye".into(), Value::Object(p));
         }
         Ok(Value::Object(obj))

@@ -85,7 +85,7 @@ pub fn expected_record(id: i64) -> Value {
 }
 
 fn base(ctx: &Context) -> Result<String, Error> {
-    ctx.config("rel.base_url")
+    ctx.config_str("rel.base_url")
         .ok_or_else(|| Error::permanent("rel.base_url is not configured"))
 }
 
