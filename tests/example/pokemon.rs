@@ -152,6 +152,11 @@ fn demo_fetches_what_the_fixtures_have_and_explains_the_rest() {
     assert_eq!(run["counts"]["stored"], 13 + 10 + 26);
     assert_eq!(run["counts"]["rejected"], 1);
     assert_eq!(run["counts"]["missing"], 137);
+    // Runs name the source package (and version) of what they were asked for.
+    let source = run["source"].as_str().expect("the run's source");
+    assert!(source.starts_with("pokeapi@"), "{run}");
+    let text = s.run(&["runs"]).expect(0).stdout();
+    assert!(text.contains("source") && text.contains(source), "{text}");
 }
 
 #[test]

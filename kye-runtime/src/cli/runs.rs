@@ -34,7 +34,7 @@ impl Run for RunsArgs {
         let queued = queued_progress(g, &runs);
         let mut table = Table::new([
             "run", "status", "started", "took", "stored", "rejected", "missing", "failed",
-            "skipped", "request",
+            "skipped", "source", "request",
         ]);
         for r in &runs {
             let took = r
@@ -59,6 +59,7 @@ impl Run for RunsArgs {
                 c.missing.to_string(),
                 c.failed.to_string(),
                 c.skipped.to_string(),
+                r.source.clone().unwrap_or_else(|| "-".into()),
                 r.request.clone(),
             ]);
         }

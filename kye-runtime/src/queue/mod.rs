@@ -185,6 +185,10 @@ impl Queue {
         let resolved = rt.resolve(&request.request)?;
         let (model, fetcher, keys) = resolved.into_parts();
         let lister = keys.lister();
+        // The run names the source of what it was asked for, as a run in one process does.
+        let source = lister
+            .and_then(|l| crate::source::source_version_of(l.function))
+            .or_else(|| crate::source::source_version_of(&fetcher.identifier_text()));
         let model = model.name().to_string();
         let edges: Vec<String> = fetcher.identifier.iter().map(|e| e.to_string()).collect();
         let text = request.request.replace('\0', "\u{2400}");
@@ -198,9 +202,9 @@ impl Queue {
                 let mut tx = s.client.transaction()?;
                 let id: i64 = tx
                     .query_one(
-                        "INSERT INTO _kye_runs (request, started_at, status, pid) \
-                         VALUES ($1, now(), 'running', $2) RETURNING id",
-                        &[&text, &pid],
+                        "INSERT INTO _kye_runs (request, started_at, status, pid, source) \
+                         VALUES ($1, now(), 'running', $2, $3) RETURNING id",
+                        &[&text, &pid, &source],
                     )?
                     .get(0);
                 // Held while the keys are recorded: workers waiting to exit when idle know a

@@ -262,6 +262,14 @@ impl Runtime {
             };
             let mut new = NewRun::new(opts.request.clone());
             new.resumed_from = resumed_from;
+            // The run names the source of what it was asked for: the lister's when a bare
+            // model is listed, else the fetcher's.
+            new.source = match resolved.keys().lister() {
+                Some(l) => crate::source::source_version_of(l.function).or_else(|| {
+                    crate::source::source_version_of(&resolved.fetcher().identifier_text())
+                }),
+                None => crate::source::source_version_of(&resolved.fetcher().identifier_text()),
+            };
             let run = store.begin_run(&new).map_err(Error::other)?;
             (run, resumed_from, resume_since, saved)
         };

@@ -331,8 +331,9 @@ fn run_one(
 
     let run = {
         let mut s = store.lock().unwrap_or_else(|p| p.into_inner());
-        s.begin_run(&NewRun::new(t.provenance()))
-            .map_err(store_err)?
+        let mut new = NewRun::new(t.provenance());
+        new.source = crate::source::source_version_of(t.function);
+        s.begin_run(&new).map_err(store_err)?
     };
     let inputs = Arc::new(Inputs {
         transformer: t,

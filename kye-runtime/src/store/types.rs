@@ -105,6 +105,9 @@ pub struct NewRun {
     pub started_at: Timestamp,
     /// The interrupted run this one resumes, if any.
     pub resumed_from: Option<RunId>,
+    /// The declared source (`name@version`) of the function the request resolved to, if it
+    /// belongs to one.
+    pub source: Option<String>,
 }
 
 impl NewRun {
@@ -114,6 +117,7 @@ impl NewRun {
             request: request.into(),
             started_at: Timestamp::now(),
             resumed_from: None,
+            source: None,
         }
     }
 }
@@ -162,6 +166,10 @@ pub struct RunInfo {
     pub error: Option<String>,
     /// The run this one resumed.
     pub resumed_from: Option<RunId>,
+    /// The declared source (`name@version`) of the function its request resolved to (`None`
+    /// for a function of no declared source, and for runs recorded before kye knew sources).
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 /// Where a stored record came from.

@@ -80,6 +80,13 @@ impl Pg {
         let sql = sql.replace("S.", &format!("\"{}\".", self.schema));
         self.c.query_one(&sql, &[]).unwrap().get(0)
     }
+
+    fn exec(&mut self, sql: &str) {
+        let sql = sql.replace("S.", &format!("\"{}\".", self.schema));
+        self.c
+            .batch_execute(&sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
 }
 
 impl Drop for Pg {
@@ -777,4 +784,49 @@ fn the_servers_tables_are_shared_by_every_server_of_the_warehouse() {
 
 fn hex(text: &str) -> String {
     text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A store made before sources were recorded (no `_kye_source`, no runs' `source`) is read
+/// as it is, and the first writer to prepare it adds both, also to unchanged tables.
+#[test]
+fn a_store_from_before_sources_is_read_and_then_upgraded() {
+    let Some(mut pg) = Pg::new() else { return };
+    let text = "Cat(id) {\n id: Number\n name: String\n}\n";
+    {
+        let mut s = open_store(&pg.spec()).unwrap();
+        s.prepare(&schema(text)).unwrap();
+        let run = s.begin_run(&NewRun::new("Cat.id = 1")).unwrap();
+        write_ok(
+            s.as_mut(),
+            &[record(run, "Cat", json!({"id": 1, "name": "tom"}))],
+        );
+    }
+    pg.exec("ALTER TABLE S.\"Cat\" DROP COLUMN _kye_source");
+    pg.exec("ALTER TABLE S._kye_runs DROP COLUMN source");
+
+    let r = open_store_read_only(&pg.spec()).unwrap();
+    let found = r.record("Cat", &IndexKey::single("id", 1)).unwrap();
+    assert_eq!(found, Some(json!({"id": 1, "name": "tom"})));
+    let runs = r.runs(None).unwrap();
+    assert_eq!((runs.len(), runs[0].source.clone()), (1, None));
+    drop(r);
+
+    let mut s = open_store(&pg.spec()).unwrap();
+    s.prepare(&schema(text)).unwrap();
+    let mut new = NewRun::new("Cat.id = 2");
+    new.source = Some("cats@0.1.0".into());
+    let run = s.begin_run(&new).unwrap();
+    let mut item = RecordWrite::new(
+        "Cat",
+        json!({"id": 2, "name": "felix"}),
+        Provenance::new(run, "test::fetch"),
+    );
+    item.provenance.source = Some("cats@0.1.0".into());
+    write_ok(s.as_mut(), &[WriteItem::Record(item)]);
+    assert_eq!(
+        pg.strings("SELECT coalesce(_kye_source, '-') FROM S.\"Cat\" ORDER BY id"),
+        vec!["-".to_string(), "cats@0.1.0".to_string()]
+    );
+    let runs = s.reader().unwrap().runs(None).unwrap();
+    assert_eq!(runs[0].source.as_deref(), Some("cats@0.1.0"));
 }

@@ -533,3 +533,60 @@ fn a_wal_store_is_read_without_write_access_to_its_directory() {
     assert_eq!(reader.runs(None).unwrap()[0].status, RunStatus::Completed);
     assert!(!dir.join("c.db-shm").exists());
 }
+
+/// A store made before sources were recorded (no `_kye_source` in model tables, no `source`
+/// in `_kye_runs`) is read as it is, and the first writer to prepare it adds both columns,
+/// also to tables whose layout did not change.
+#[test]
+fn a_store_from_before_sources_is_read_and_then_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kye.db");
+    {
+        let mut s = SqliteStore::open(&path).unwrap();
+        s.prepare(&schema(POKEMON)).unwrap();
+        let run = s.begin_run(&NewRun::new("Pokemon.id = 25")).unwrap();
+        write_ok(&mut s, &[record(run, "Pokemon", pikachu())]);
+    }
+    // As kye left it before issue 18.
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch(
+        "ALTER TABLE Pokemon DROP COLUMN _kye_source; \
+         ALTER TABLE PokemonType DROP COLUMN _kye_source; \
+         ALTER TABLE _kye_runs DROP COLUMN source;",
+    )
+    .unwrap();
+    drop(c);
+
+    let r = open_store_read_only(&format!("sqlite:{}", path.display()).parse().unwrap()).unwrap();
+    let key = IndexKey::single("id", 25);
+    let found = r.record("Pokemon", &key).unwrap().expect("pikachu");
+    assert_eq!(found["name"], "pikachu");
+    let runs = r.runs(None).unwrap();
+    assert_eq!((runs.len(), runs[0].source.clone()), (1, None));
+    drop(r);
+
+    let mut s = SqliteStore::open(&path).unwrap();
+    s.prepare(&schema(POKEMON)).unwrap();
+    let mut new = NewRun::new("Pokemon.id = 25");
+    new.source = Some("pokeapi@1.0.0".into());
+    let run = s.begin_run(&new).unwrap();
+    let mut item = RecordWrite::new("Pokemon", pikachu(), Provenance::new(run, "test::fetch"));
+    item.provenance.source = Some("pokeapi@1.0.0".into());
+    write_ok(&mut s, &[WriteItem::Record(item)]);
+    assert_eq!(
+        count(
+            &s,
+            "SELECT count(*) FROM Pokemon WHERE _kye_source = 'pokeapi@1.0.0'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &s,
+            "SELECT count(*) FROM PokemonType WHERE _kye_source = 'pokeapi@1.0.0'"
+        ),
+        1
+    );
+    let runs = s.reader().unwrap().runs(None).unwrap();
+    assert_eq!(runs[0].source.as_deref(), Some("pokeapi@1.0.0"));
+}

@@ -244,6 +244,7 @@ impl StoreWrite for DirStore {
                 counts: RunCounts::default(),
                 error: None,
                 resumed_from: run.resumed_from,
+                source: run.source.clone(),
             },
         );
         if let Err(e) = self.save_runs() {

@@ -253,6 +253,10 @@ pub struct PgReader {
     /// kye's own tables exist (always, for a reader).
     initialized: bool,
     layouts: HashMap<String, ModelLayout>,
+    /// Model tables from before issue 18 still without `_kye_source` (read with a NULL source).
+    no_source: std::collections::HashSet<String>,
+    /// `_kye_runs` has its `source` column.
+    runs_source: bool,
     /// True for the writer's own handle (its runs are alive: it holds their locks).
     writer: bool,
 }
@@ -294,6 +298,8 @@ impl PgReader {
             location: PathBuf::from(spec.to_string()),
             initialized: true,
             layouts: HashMap::new(),
+            no_source: Default::default(),
+            runs_source: true,
             writer,
         })
     }
@@ -321,6 +327,19 @@ impl PgReader {
                 &[&schema, &name],
             )?;
             Ok(row.get::<_, Option<bool>>(0).unwrap_or(false))
+        })
+    }
+
+    fn has_column(&self, table: &str, column: &str) -> Result<bool, StoreError> {
+        let (table, column) = (table.to_string(), column.to_string());
+        let schema = self.spec.schema.clone();
+        self.conn().run(move |s| {
+            let row = s.client.query_one(
+                "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
+                 WHERE table_schema = $1 AND table_name = $2 AND column_name = $3)",
+                &[&schema, &table, &column],
+            )?;
+            Ok(row.get::<_, bool>(0))
         })
     }
 
@@ -370,6 +389,37 @@ impl PgReader {
                 })?;
             self.layouts.insert(model, layout);
         }
+        // Tables of a store made before issue 18 that no writer has upgraded yet.
+        let tables: Vec<String> = self.layouts.values().map(|l| l.table.clone()).collect();
+        let schema = self.spec.schema.clone();
+        let (no_source, runs_source) = self.conn().run(move |s| {
+            let have: Vec<String> = s
+                .client
+                .query(
+                    "SELECT table_name::text FROM information_schema.columns \
+                     WHERE table_schema = $1 AND column_name = $2",
+                    &[&schema, &crate::store::layout::SOURCE_COLUMN],
+                )?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let runs: bool = s
+                .client
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
+                     WHERE table_schema = $1 AND table_name = '_kye_runs' \
+                     AND column_name = 'source')",
+                    &[&schema],
+                )?
+                .get(0);
+            let no_source = tables
+                .into_iter()
+                .filter(|t| !have.contains(&ddl::ident(t).into_owned()))
+                .collect();
+            Ok((no_source, runs))
+        })?;
+        self.no_source = no_source;
+        self.runs_source = runs_source;
         Ok(())
     }
 

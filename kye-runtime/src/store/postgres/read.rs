@@ -43,10 +43,12 @@ struct Shape {
 struct Reader<'a, 't> {
     tx: &'a mut Transaction<'t>,
     layouts: &'a HashMap<String, ModelLayout>,
+    no_source: &'a std::collections::HashSet<String>,
 }
 
-/// The SELECT list of a model's rows: inline columns as text, then provenance.
-fn select_list(l: &ModelLayout) -> String {
+/// The SELECT list of a model's rows: inline columns as text, then provenance (a NULL source
+/// for a table from before issue 18 that no writer has given the column yet).
+fn select_list(l: &ModelLayout, no_source: &std::collections::HashSet<String>) -> String {
     let mut cols: Vec<String> = inline_cols(l)
         .map(|(_, c)| format!("t.{}::text", qi(&c.name)))
         .collect();
@@ -54,7 +56,11 @@ fn select_list(l: &ModelLayout) -> String {
     cols.push("t.\"_kye_fetcher\"".into());
     cols.push("(extract(epoch from t.\"_kye_fetched_at\") * 1000)::bigint".into());
     cols.push("t.\"_kye_hash\"".into());
-    cols.push(format!("t.{}", qi(crate::store::layout::SOURCE_COLUMN)));
+    if no_source.contains(&l.table) {
+        cols.push("NULL::text".into());
+    } else {
+        cols.push(format!("t.{}", qi(crate::store::layout::SOURCE_COLUMN)));
+    }
     cols.join(", ")
 }
 
@@ -102,7 +108,11 @@ impl Reader<'_, '_> {
         shape: Shape,
         visiting: &mut Vec<(String, String)>,
     ) -> Result<Vec<Value>, postgres::Error> {
-        let mut sql = format!("SELECT {} FROM {} AS t", select_list(l), qi(&l.table));
+        let mut sql = format!(
+            "SELECT {} FROM {} AS t",
+            select_list(l, self.no_source),
+            qi(&l.table)
+        );
         if !where_sql.is_empty() {
             sql.push_str(" WHERE ");
             sql.push_str(where_sql);
@@ -305,7 +315,11 @@ fn index_lookup(l: &ModelLayout, key: &IndexKey) -> Result<Option<Lookup>, Store
 
 const RUN_COLS: &str = "id, request, (extract(epoch from started_at) * 1000)::bigint, \
      (extract(epoch from ended_at) * 1000)::bigint, status, stored, rejected, missing, failed, \
-     skipped, error, resumed_from";
+     skipped, error, resumed_from, source";
+/// [`RUN_COLS`] of a store whose `_kye_runs` predates the `source` column.
+const OLD_RUN_COLS: &str = "id, request, (extract(epoch from started_at) * 1000)::bigint, \
+     (extract(epoch from ended_at) * 1000)::bigint, status, stored, rejected, missing, failed, \
+     skipped, error, resumed_from, NULL::text";
 
 fn run_from_row(r: &PgRow) -> RunInfo {
     let status: String = r.get(4);
@@ -324,6 +338,7 @@ fn run_from_row(r: &PgRow) -> RunInfo {
         },
         error: r.get(10),
         resumed_from: r.get::<_, Option<i64>>(11).map(RunId),
+        source: r.get(12),
     }
 }
 
@@ -342,6 +357,15 @@ type BuildChunk<'a, T> =
     dyn Fn(&mut Transaction<'_>, &[postgres::Row]) -> Result<Vec<T>, postgres::Error> + Sync + 'a;
 
 impl PgReader {
+    /// The columns of a run row this store has (`source` came with issue 18).
+    fn run_cols(&self) -> &'static str {
+        if self.runs_source {
+            RUN_COLS
+        } else {
+            OLD_RUN_COLS
+        }
+    }
+
     /// Reads the rows of `sql` through a portal, in chunks, on a thread of its own: `build`
     /// turns each chunk into items (it may query more in the same read-only transaction), and
     /// `each` gets them on the caller's thread while the next chunk is read. Memory holds a
@@ -554,11 +578,13 @@ impl StoreRead for PgReader {
             return Ok(None);
         };
         let layouts = &self.layouts;
+        let no_source = &self.no_source;
         self.conn().run(move |s| {
             let mut tx = s.client.transaction()?;
             let mut r = Reader {
                 tx: &mut tx,
                 layouts,
+                no_source,
             };
             let shape = Shape {
                 limit: Some(1),
@@ -593,7 +619,11 @@ impl StoreRead for PgReader {
             depth: query.depth,
             provenance: query.provenance,
         };
-        let mut sql = format!("SELECT {} FROM {} AS t", select_list(l), qi(&l.table));
+        let mut sql = format!(
+            "SELECT {} FROM {} AS t",
+            select_list(l, &self.no_source),
+            qi(&l.table)
+        );
         if !where_sql.is_empty() {
             sql.push_str(&format!(" WHERE {where_sql}"));
         }
@@ -602,13 +632,18 @@ impl StoreRead for PgReader {
             sql.push_str(&format!(" LIMIT {}", n.min(i64::MAX as usize)));
         }
         let layouts = &self.layouts;
+        let no_source = &self.no_source;
         let params: Vec<Box<dyn ToSql + Sync + Send>> = args
             .into_iter()
             .map(|a| Box::new(a) as Box<dyn ToSql + Sync + Send>)
             .collect();
         // Each chunk's records built (child rows, references) before the next is fetched.
         self.stream(sql, params, each, &|tx, rows| {
-            let mut r = Reader { tx, layouts };
+            let mut r = Reader {
+                tx,
+                layouts,
+                no_source,
+            };
             let mut chunk = Vec::with_capacity(rows.len());
             for row in rows {
                 let v = row_values(l, row);
@@ -623,7 +658,10 @@ impl StoreRead for PgReader {
             .map(|n| n.min(i64::MAX as usize) as i64)
             .unwrap_or(i64::MAX);
         self.runs_where(
-            format!("SELECT {RUN_COLS} FROM _kye_runs ORDER BY id DESC LIMIT $1"),
+            format!(
+                "SELECT {} FROM _kye_runs ORDER BY id DESC LIMIT $1",
+                self.run_cols()
+            ),
             vec![limit],
         )
     }
@@ -650,7 +688,7 @@ impl StoreRead for PgReader {
     fn run(&self, id: RunId) -> Result<Option<RunInfo>, StoreError> {
         Ok(self
             .runs_where(
-                format!("SELECT {RUN_COLS} FROM _kye_runs WHERE id = $1"),
+                format!("SELECT {} FROM _kye_runs WHERE id = $1", self.run_cols()),
                 vec![id.0],
             )?
             .pop())

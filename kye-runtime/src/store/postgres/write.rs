@@ -96,6 +96,7 @@ impl PgStore {
         if self.db.has_table("_kye_list_cursors")?
             && self.db.has_table("_kye_lineage")?
             && self.db.has_table("_kye_queue_rates")?
+            && self.db.has_column("_kye_runs", "source")?
         {
             return Ok(());
         }
@@ -106,6 +107,8 @@ impl PgStore {
             // before committed).
             tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&class])?;
             tx.batch_execute(INTERNAL_TABLES)?;
+            // Runs name their source since issue 18 (old runs: NULL).
+            tx.batch_execute("ALTER TABLE _kye_runs ADD COLUMN IF NOT EXISTS source text")?;
             tx.commit()
         })
     }
@@ -231,6 +234,9 @@ impl StoreWrite for PgStore {
                     }
                 }
                 if matches!(step.action, Action::Keep) {
+                    // A table unchanged since before issue 18 still gets the source column
+                    // (the layout holds no provenance columns, so it compares equal).
+                    ddl::ensure_source_column(&mut tx, &step.layout.table)?;
                     continue;
                 }
                 ddl::apply(&mut tx, step)?;
@@ -276,6 +282,7 @@ impl StoreWrite for PgStore {
         let started = run.started_at.to_string();
         let resumed = run.resumed_from.map(|r| r.0);
         let pid = i64::from(std::process::id());
+        let source = run.source.clone();
         let id = self.db.conn().run(move |s| {
             let mut tx = s.client.transaction()?;
             let id: i64 = tx
@@ -287,9 +294,9 @@ impl StoreWrite for PgStore {
             // Held by this connection while the run runs (session lock: kept after commit).
             tx.execute("SELECT pg_advisory_lock($1, $2)", &[&class, &(id as i32)])?;
             tx.execute(
-                "INSERT INTO _kye_runs (id, request, started_at, status, resumed_from, pid) \
-                 VALUES ($1, $2, $3::text::timestamptz, 'running', $4, $5)",
-                &[&id, &request, &started, &resumed, &pid],
+                "INSERT INTO _kye_runs (id, request, started_at, status, resumed_from, pid, source) \
+                 VALUES ($1, $2, $3::text::timestamptz, 'running', $4, $5, $6)",
+                &[&id, &request, &started, &resumed, &pid, &source],
             )?;
             tx.commit()?;
             Ok(id)

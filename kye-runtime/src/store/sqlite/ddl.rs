@@ -83,7 +83,8 @@ CREATE TABLE IF NOT EXISTS _kye_runs (
     skipped      INTEGER NOT NULL DEFAULT 0,
     error        TEXT,
     resumed_from INTEGER,
-    pid          INTEGER
+    pid          INTEGER,
+    source       TEXT
 );
 CREATE TABLE IF NOT EXISTS _kye_rejects (
     id      INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -403,7 +404,7 @@ pub(super) fn apply(tx: &Connection, step: &Step, path: &Path) -> Result<(), Sto
 
 /// Adds `_kye_source` to a model table made before issue 18 (old stores stay readable and
 /// writable; their old rows have no source).
-fn ensure_source_column(tx: &Connection, table: &str) -> rusqlite::Result<()> {
+pub(super) fn ensure_source_column(tx: &Connection, table: &str) -> rusqlite::Result<()> {
     let mut st = tx.prepare(&format!(
         "SELECT name FROM pragma_table_info({})",
         lit(table)

@@ -51,6 +51,11 @@ pub struct SqliteReader {
     /// kye's own tables exist (always, for a reader; a writer's file may not have them yet).
     initialized: bool,
     layouts: HashMap<String, ModelLayout>,
+    /// Model tables made before issue 18, still without `_kye_source` (a store no writer of
+    /// this kye has prepared yet): read with a NULL source.
+    no_source: std::collections::HashSet<String>,
+    /// `_kye_runs` has its `source` column.
+    runs_source: bool,
     /// The writer lock to ask when a run reads `running`: readers tell a dead writer's run by
     /// it. `None` inside the writer, which holds the lock itself.
     writer_lock: Option<PathBuf>,
@@ -111,6 +116,8 @@ impl SqliteReader {
             path: path.to_path_buf(),
             initialized: true,
             layouts: HashMap::new(),
+            no_source: Default::default(),
+            runs_source: true,
             writer_lock: Some(lock_path(path)),
         };
         reader.sql(|c| c.busy_timeout(std::time::Duration::from_secs(5)))?;
@@ -213,6 +220,29 @@ impl SqliteReader {
                 })?;
             self.layouts.insert(model, layout);
         }
+        self.find_old_tables()
+    }
+
+    /// Notes the tables of a store made before issue 18 that lack its columns (`_kye_source`
+    /// in model tables, `source` in `_kye_runs`), so reading them selects NULL instead.
+    pub(super) fn find_old_tables(&mut self) -> Result<(), StoreError> {
+        let has = |c: &Connection, table: &str, column: &str| -> rusqlite::Result<bool> {
+            c.query_row(
+                "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+                [table, column],
+                |r| r.get(0),
+            )
+        };
+        let tables: Vec<String> = self.layouts.values().map(|l| l.table.clone()).collect();
+        let mut missing = std::collections::HashSet::new();
+        for t in tables {
+            if !self.sql(|c| has(c, &t, crate::store::layout::SOURCE_COLUMN))? {
+                missing.insert(t);
+            }
+        }
+        self.no_source = missing;
+        self.runs_source =
+            !self.has_table("_kye_runs")? || self.sql(|c| has(c, "_kye_runs", "source"))?;
         Ok(())
     }
 
@@ -256,6 +286,8 @@ impl SqliteStore {
                 path,
                 initialized: false,
                 layouts: HashMap::new(),
+                no_source: Default::default(),
+                runs_source: true,
                 writer_lock: None,
             },
             sql: HashMap::new(),

@@ -34,6 +34,7 @@ pub(super) struct Reader<'a> {
     conn: &'a Connection,
     path: &'a Path,
     layouts: &'a HashMap<String, ModelLayout>,
+    no_source: &'a std::collections::HashSet<String>,
 }
 
 impl Reader<'_> {
@@ -88,7 +89,12 @@ impl Reader<'_> {
         let cols = Self::select_cols(l);
         let mut names: Vec<&str> = cols.iter().map(|(_, c)| c.name.as_str()).collect();
         names.extend(layout::PROVENANCE);
-        let mut sql = format!("SELECT {} FROM {} AS t", list(&names), q(&l.table));
+        let mut select = list(&names);
+        if self.no_source.contains(&l.table) {
+            // A table from before issue 18 that no writer has given its source column yet.
+            select = list(&names[..names.len() - 1]) + ", NULL";
+        }
+        let mut sql = format!("SELECT {select} FROM {} AS t", q(&l.table));
         if !where_sql.is_empty() {
             sql.push_str(" WHERE ");
             sql.push_str(where_sql);
@@ -307,13 +313,26 @@ pub(super) fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunInfo> {
         },
         error: r.get(10)?,
         resumed_from: r.get::<_, Option<i64>>(11)?.map(RunId),
+        source: r.get(12)?,
     })
 }
 
 pub(super) const RUN_COLS: &str =
-    "id, request, started_at, ended_at, status, stored, rejected, missing, failed, skipped, error, resumed_from";
+    "id, request, started_at, ended_at, status, stored, rejected, missing, failed, skipped, error, resumed_from, source";
+/// [`RUN_COLS`] of a store whose `_kye_runs` predates the `source` column.
+const OLD_RUN_COLS: &str =
+    "id, request, started_at, ended_at, status, stored, rejected, missing, failed, skipped, error, resumed_from, NULL";
 
 impl SqliteReader {
+    /// The columns of a run row this store has (`source` came with issue 18).
+    fn run_cols(&self) -> &'static str {
+        if self.runs_source {
+            RUN_COLS
+        } else {
+            OLD_RUN_COLS
+        }
+    }
+
     fn live_counts(&self, mut runs: Vec<RunInfo>) -> Result<Vec<RunInfo>, StoreError> {
         for r in runs.iter_mut().filter(|r| r.status == RunStatus::Running) {
             r.counts = self.outcome_counts(r.id)?;
@@ -328,9 +347,12 @@ impl SqliteReader {
         {
             for r in runs.iter_mut().filter(|r| r.status == RunStatus::Running) {
                 let now = self.sql(|c| {
-                    c.prepare_cached(&format!("SELECT {RUN_COLS} FROM _kye_runs WHERE id = ?1"))?
-                        .query_row([r.id.0], run_from_row)
-                        .optional()
+                    c.prepare_cached(&format!(
+                        "SELECT {} FROM _kye_runs WHERE id = ?1",
+                        self.run_cols()
+                    ))?
+                    .query_row([r.id.0], run_from_row)
+                    .optional()
                 })?;
                 match now {
                     Some(now) if now.status == RunStatus::Running => {
@@ -419,6 +441,7 @@ impl StoreRead for SqliteReader {
             conn: &self.conn,
             path: &self.path,
             layouts: &self.layouts,
+            no_source: &self.no_source,
         };
         let mut found = reader.query(
             l,
@@ -437,7 +460,8 @@ impl StoreRead for SqliteReader {
     fn latest_run_of(&self, request: &str) -> Result<Option<RunInfo>, StoreError> {
         let run = self.sql(|c| {
             c.prepare_cached(&format!(
-                "SELECT {RUN_COLS} FROM _kye_runs WHERE request = ?1 ORDER BY id DESC LIMIT 1"
+                "SELECT {} FROM _kye_runs WHERE request = ?1 ORDER BY id DESC LIMIT 1",
+                self.run_cols()
             ))?
             .query_row([request], run_from_row)
             .optional()
@@ -480,6 +504,7 @@ impl StoreRead for SqliteReader {
             conn: &self.conn,
             path: &self.path,
             layouts: &self.layouts,
+            no_source: &self.no_source,
         };
         let (where_sql, args) = match &query.filter {
             None => (String::new(), Vec::new()),
@@ -506,7 +531,8 @@ impl StoreRead for SqliteReader {
         let limit = limit.map(|n| n.min(i64::MAX as usize) as i64).unwrap_or(-1);
         let runs = self.sql(|c| {
             let mut st = c.prepare_cached(&format!(
-                "SELECT {RUN_COLS} FROM _kye_runs ORDER BY id DESC LIMIT ?1"
+                "SELECT {} FROM _kye_runs ORDER BY id DESC LIMIT ?1",
+                self.run_cols()
             ))?;
             let rows = st.query_map([limit], run_from_row)?;
             rows.collect::<Result<Vec<_>, _>>()
@@ -519,9 +545,12 @@ impl StoreRead for SqliteReader {
             return Ok(None);
         }
         let run = self.sql(|c| {
-            c.prepare_cached(&format!("SELECT {RUN_COLS} FROM _kye_runs WHERE id = ?1"))?
-                .query_row([id.0], run_from_row)
-                .optional()
+            c.prepare_cached(&format!(
+                "SELECT {} FROM _kye_runs WHERE id = ?1",
+                self.run_cols()
+            ))?
+            .query_row([id.0], run_from_row)
+            .optional()
         })?;
         Ok(self.live_counts(run.into_iter().collect())?.pop())
     }

@@ -76,8 +76,19 @@ impl SqliteStore {
         }
         db.sql(|c| {
             c.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;")?;
-            c.execute_batch(&format!("BEGIN IMMEDIATE; {INTERNAL_TABLES} COMMIT;"))
+            c.execute_batch(&format!("BEGIN IMMEDIATE; {INTERNAL_TABLES} COMMIT;"))?;
+            // Stores made before runs named their source get the column (old runs: NULL).
+            let has_source: bool = c.query_row(
+                "SELECT count(*) > 0 FROM pragma_table_info('_kye_runs') WHERE name = 'source'",
+                [],
+                |r| r.get(0),
+            )?;
+            if !has_source {
+                c.execute_batch("ALTER TABLE _kye_runs ADD COLUMN source TEXT")?;
+            }
+            Ok(())
         })?;
+        db.runs_source = true;
         if db.format_version()?.is_none() {
             db.sql(|c| {
                 c.execute(
@@ -156,6 +167,9 @@ impl StoreWrite for SqliteStore {
         let tx = immediate(&mut self.db.conn, &path)?;
         for step in &preparation.steps {
             if matches!(step.action, Action::Keep) {
+                // A table unchanged since before issue 18 still gets the source column (the
+                // layout does not hold provenance columns, so it compares equal).
+                ddl::ensure_source_column(&tx, &step.layout.table).map_err(&sql)?;
                 continue;
             }
             ddl::apply(&tx, step, &path)?;
@@ -183,19 +197,20 @@ impl StoreWrite for SqliteStore {
             self.sql.insert(l.model.clone(), ddl::model_sql(&l));
             self.db.layouts.insert(l.model.clone(), l);
         }
-        Ok(())
+        self.db.find_old_tables()
     }
 
     fn begin_run(&mut self, run: &NewRun) -> Result<RunId, StoreError> {
         self.ensure_initialized()?;
         self.db.sql(|c| {
             c.execute(
-                "INSERT INTO _kye_runs (request, started_at, status, resumed_from, pid) VALUES (?1, ?2, 'running', ?3, ?4)",
+                "INSERT INTO _kye_runs (request, started_at, status, resumed_from, pid, source) VALUES (?1, ?2, 'running', ?3, ?4, ?5)",
                 params![
                     run.request,
                     run.started_at.to_string(),
                     run.resumed_from.map(|r| r.0),
-                    i64::from(std::process::id())
+                    i64::from(std::process::id()),
+                    run.source
                 ],
             )?;
             Ok(RunId(c.last_insert_rowid()))
