@@ -57,6 +57,9 @@ const RESERVED: &[&str] = &[
     "transformers",
     "log",
     "kye",
+    "roles",
+    "freshness",
+    "auth",
 ];
 
 const SHAPE: &str = "expected a source: `kye::source! { /// What it is.\n name { hosts: [\"api.example.com\"], config: { ... }, secrets: { ... }, probe: \"Model.id = 1\" } }`";

@@ -130,13 +130,10 @@ impl Context {
         }
     }
 
-    /// The declared sources this context knows (the registry's).
-    pub fn sources(&self) -> &Sources {
-        &self.inner.sources
-    }
-
-    /// The declared source `source` with this context's configuration and secrets.
-    pub fn source_env(&self, source: &'static SourceRegistration) -> SourceEnv<'_> {
+    /// The declared source `source` with this context's configuration and secrets
+    /// (crate-private: a fetcher reads its own source's values through [`Context::config`]
+    /// and [`Context::secret`] only).
+    pub(crate) fn source_env(&self, source: &'static SourceRegistration) -> SourceEnv<'_> {
         SourceEnv::new(source, &self.inner.config, &self.inner.secrets)
     }
 

@@ -101,6 +101,10 @@ impl Sink {
     }
 }
 
+/// Audit rows deleted per chunk when the log is pruned: the store's lock (which token checks
+/// also take) is held for one chunk at a time.
+const PRUNE_CHUNK: usize = 2_000;
+
 /// Deletes the audit rows older than `keep`: now, then every hour (`[serve] audit_retention`).
 pub(crate) async fn pruner(state: Arc<AppState>, keep: std::time::Duration) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
@@ -109,21 +113,37 @@ pub(crate) async fn pruner(state: Arc<AppState>, keep: std::time::Duration) {
         let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
         let before =
             Timestamp::from_unix_millis(Timestamp::now().unix_millis().saturating_sub(keep_ms));
-        let store = state.store.clone();
-        let pruned = tokio::task::spawn_blocking(move || {
-            store
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .prune_audit(before)
-        })
-        .await;
-        match pruned {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => {
-                tracing::info!(rows = n, before = %before, "audit rows past their retention deleted")
+        let mut total = 0u64;
+        loop {
+            let store = state.store.clone();
+            let pruned = tokio::task::spawn_blocking(move || {
+                store
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .prune_audit(before, PRUNE_CHUNK)
+            })
+            .await;
+            match pruned {
+                Ok(Ok(n)) => {
+                    total += n;
+                    if n < PRUNE_CHUNK as u64 {
+                        break;
+                    }
+                    // Requests waiting for the store go first.
+                    tokio::task::yield_now().await;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot prune the audit log");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot prune the audit log");
+                    break;
+                }
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot prune the audit log"),
-            Err(e) => tracing::warn!(error = %e, "cannot prune the audit log"),
+        }
+        if total > 0 {
+            tracing::info!(rows = total, before = %before, "audit rows past their retention deleted");
         }
     }
 }
@@ -179,7 +199,13 @@ pub(crate) async fn middleware(
     let peer = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+        .map(|c| client_of(c.0.ip()));
+    // Only a token that was presented and refused counts (a request without one, e.g. a
+    // poller behind the same NAT, does not lock its neighbours out).
+    let presents_token = req
+        .headers()
+        .contains_key(axum::http::header::AUTHORIZATION)
+        || (req.method() == axum::http::Method::POST && req.uri().path() == "/login");
     let locked_out = peer
         .as_deref()
         .and_then(|p| state.failed_auth.check(p).err());
@@ -218,7 +244,7 @@ pub(crate) async fn middleware(
             axum::http::HeaderValue::from_static("close"),
         );
     }
-    if resp.status() == StatusCode::UNAUTHORIZED {
+    if resp.status() == StatusCode::UNAUTHORIZED && presents_token {
         if let Some(p) = peer.as_deref() {
             let _ = state.failed_auth.take(p);
         }
@@ -258,8 +284,43 @@ pub(crate) async fn middleware(
     resp
 }
 
+/// The client a refused token is counted against: its IPv4 address, or the /64 network of
+/// its IPv6 address (one host usually has a whole /64 to pick addresses from).
+fn client_of(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
 fn refused(status: StatusCode, message: &str) -> Response {
     let mut resp = (status, axum::Json(serde_json::json!({ "error": message }))).into_response();
     resp.extensions_mut().insert(Note::new("refused"));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_of;
+
+    #[test]
+    fn refused_tokens_count_per_ipv4_address_and_per_ipv6_network() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(client_of(ip("10.1.2.3")), "10.1.2.3");
+        assert_eq!(client_of(ip("::ffff:10.1.2.3")), "10.1.2.3");
+        assert_eq!(
+            client_of(ip("2001:db8:1:2:aaaa::1")),
+            client_of(ip("2001:db8:1:2:bbbb::9"))
+        );
+        assert_ne!(
+            client_of(ip("2001:db8:1:2::1")),
+            client_of(ip("2001:db8:1:3::1"))
+        );
+    }
 }

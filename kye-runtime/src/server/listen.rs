@@ -1,20 +1,25 @@
 //! The listening socket: connections accepted up to a cap, each served by hyper's HTTP/1.1
-//! with a timer, so a client that trickles its request headers, or holds a kept-alive
-//! connection open without asking anything, is cut off after `[serve] header_timeout`.
+//! with a timer, so a client that trickles its request headers, holds a kept-alive
+//! connection open without asking anything, or stops reading its answers, is cut off after
+//! `[serve] header_timeout`.
 //!
 //! `axum::serve` gives hyper no timer (no header-read timeout, no idle timeout) and accepts
 //! without limit; this loop is the small part of it kye needs, with both. At the cap the loop
 //! stops accepting until a connection ends: new clients wait in the kernel's backlog rather
 //! than being refused, and a client that trickles holds its slot for one timeout at most.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
@@ -24,7 +29,8 @@ pub(crate) struct Limits {
     /// Connections served at once; more wait in the backlog.
     pub max_connections: usize,
     /// The longest a client may take to send a request's headers, counted from the moment the
-    /// connection waits for a request (so also the idle time of a kept-alive connection).
+    /// connection waits for a request (so also the idle time of a kept-alive connection), and
+    /// the longest an answer may wait for the client to read it.
     pub header_timeout: Duration,
 }
 
@@ -46,7 +52,10 @@ pub(crate) async fn serve(
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
     let mut full_logged = false;
+    let mut open = tokio::task::JoinSet::new();
     loop {
+        // Connections that ended are reaped as the loop goes.
+        while open.try_join_next().is_some() {}
         let permit = match permits.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
@@ -86,11 +95,12 @@ pub(crate) async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        tokio::spawn(connection(
+        open.spawn(connection(
             tcp,
             peer,
             app.clone(),
             http.clone(),
+            limits.header_timeout,
             closing.clone(),
             permit,
         ));
@@ -108,6 +118,8 @@ pub(crate) async fn serve(
             "grace period over: connections still open are dropped"
         );
     }
+    open.abort_all();
+    while open.join_next().await.is_some() {}
 }
 
 /// One connection: requests served in turn (the peer's address handed to handlers as
@@ -117,6 +129,7 @@ async fn connection(
     peer: SocketAddr,
     app: Router,
     http: hyper::server::conn::http1::Builder,
+    write_limit: Duration,
     mut closing: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 ) {
@@ -125,7 +138,7 @@ async fn connection(
         let mut app = app.clone();
         async move { tower_service::Service::call(&mut app, req).await }
     });
-    let conn = http.serve_connection(TokioIo::new(tcp), service);
+    let conn = http.serve_connection(TokioIo::new(WriteDeadline::new(tcp, write_limit)), service);
     tokio::pin!(conn);
     let ended = tokio::select! {
         r = conn.as_mut() => r,
@@ -141,6 +154,97 @@ async fn connection(
         } else {
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
+    }
+}
+
+/// A connection whose writes fail once one has waited `limit` for the client to take bytes
+/// (a client that asks and never reads would otherwise hold its connection, and its slot
+/// under the cap, forever).
+struct WriteDeadline<T> {
+    inner: T,
+    limit: Duration,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> WriteDeadline<T> {
+    fn new(inner: T, limit: Duration) -> Self {
+        WriteDeadline {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// After the inner write answered `Pending`: still waiting, or past the limit.
+    fn waiting<R>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<R>> {
+        let limit = self.limit;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client has not read its answer in time",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn progressed<R>(&mut self, r: std::io::Result<R>) -> Poll<std::io::Result<R>> {
+        self.stalled = None;
+        Poll::Ready(r)
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for WriteDeadline<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Ready(r) => this.progressed(r),
+            Poll::Pending => this.waiting(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(r) => this.progressed(r),
+            Poll::Pending => this.waiting(cx),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_flush(cx) {
+            Poll::Ready(r) => this.progressed(r),
+            Poll::Pending => this.waiting(cx),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -36,6 +36,9 @@ pub const RESERVED_SOURCE_NAMES: &[&str] = &[
     "transformers",
     "log",
     "kye",
+    "roles",
+    "freshness",
+    "auth",
 ];
 
 /// A source declared by `kye::source!` (generated code builds these).
@@ -342,6 +345,20 @@ pub enum SourceError {
         /// The source it names.
         source_name: String,
     },
+    /// Two functions of one name (in different modules) belong to different sources: a
+    /// context is scoped by the name, so neither could tell whose values it may read.
+    #[error(
+        "two functions named `{function}` belong to different sources (`{first}` and `{second}`); \
+         rename one (listers and transformers are told apart by their function's name)"
+    )]
+    Ambiguous {
+        /// The function name.
+        function: String,
+        /// One source.
+        first: String,
+        /// The other.
+        second: String,
+    },
 }
 
 /// The sources of a registry: declarations by name and which functions belong to each.
@@ -388,7 +405,15 @@ impl Sources {
                     source_name: m.source.to_string(),
                 });
             }
-            out.members.insert(scope, (m.source, m.kind));
+            if let Some((other, _)) = out.members.insert(scope, (m.source, m.kind)) {
+                if other != m.source {
+                    return Err(SourceError::Ambiguous {
+                        function: m.function.to_string(),
+                        first: other.to_string(),
+                        second: m.source.to_string(),
+                    });
+                }
+            }
         }
         Ok(out)
     }

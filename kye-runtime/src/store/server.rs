@@ -119,9 +119,10 @@ pub trait ServerStore: Send {
     /// The newest `limit` audit rows, newest first.
     fn audit(&mut self, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
 
-    /// Deletes the audit rows older than `before` (oldest first, in chunks, so a large log
-    /// is never locked long); returns how many went.
-    fn prune_audit(&mut self, before: Timestamp) -> Result<u64, StoreError>;
+    /// Deletes at most `limit` of the audit rows older than `before`, oldest first; returns
+    /// how many went (fewer than `limit`: none older is left). Callers prune a large log in
+    /// such chunks, so no transaction or lock is held long.
+    fn prune_audit(&mut self, before: Timestamp, limit: usize) -> Result<u64, StoreError>;
 
     /// Records a catalog session; ends the sessions past their time and, past
     /// [`SESSIONS_PER_TOKEN`], the oldest of the same token.

@@ -897,7 +897,7 @@ async fn the_server_runs_on_postgresql_too() {
             }])
             .unwrap();
         let pruned = store
-            .prune_audit(Timestamp::from_unix_millis(now - 86_400_000))
+            .prune_audit(Timestamp::from_unix_millis(now - 86_400_000), 100)
             .unwrap();
         // Catalog sessions: open, found while open, gone when ended or past their time.
         let session = |id: &str, expires: i64| kye_runtime::store::SessionRecord {
@@ -1210,6 +1210,13 @@ async fn an_address_with_too_many_refused_tokens_is_refused_before_any_lookup() 
         kye_runtime::Secrets::default(),
     )
     .await;
+    // Requests that present no token do not count against the address.
+    for _ in 0..5 {
+        let (status, _, _) = f.get(None, "/v1/models").await;
+        assert_eq!(status, 401);
+    }
+    let (status, _, body) = f.get(Some("reader"), "/v1/models").await;
+    assert_eq!(status, 200, "{body}");
     let wrong = format!("kye_{}", "0".repeat(64));
     for _ in 0..3 {
         let (status, _, _) = f.get(Some(&wrong), "/v1/models").await;
@@ -1302,4 +1309,38 @@ async fn audit_rows_past_their_retention_are_deleted_at_start() {
     // The server goes on recording.
     let (status, _, _) = f.get(Some("ops"), "/v1/models").await;
     assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_answers_is_cut_and_frees_its_slot() {
+    use tokio::io::AsyncWriteExt;
+    const GET: &str = "GET /health HTTP/1.1\r\nhost: kye\r\n\r\n";
+    let f = Fixture::start(
+        "[serve]\nheader_timeout = \"500ms\"\nmax_connections = 1\n",
+        kye_runtime::Secrets::default(),
+    )
+    .await;
+    let addr: std::net::SocketAddr = f.base.trim_start_matches("http://").parse().unwrap();
+    // A client with a small receive buffer that pipelines requests and never reads.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stuck = socket.connect(addr).await.unwrap();
+    let (unread, mut w) = stuck.into_split();
+    let writer = tokio::spawn(async move {
+        let burst = "GET /openapi.json HTTP/1.1\r\nhost: kye\r\n\r\n".repeat(200);
+        for _ in 0..50 {
+            if w.write_all(burst.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // It holds the only slot; another client is answered once the server has cut it.
+    let mut other = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(20), exchange(&mut other, GET))
+        .await
+        .expect("answered once the client that does not read was cut");
+    assert_eq!(answer, Some(200));
+    writer.abort();
+    drop(unread);
 }

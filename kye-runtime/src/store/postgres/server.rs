@@ -51,9 +51,6 @@ pub struct PgServerStore {
     conn: Conn,
 }
 
-/// Audit rows deleted per statement when the log is pruned.
-const PRUNE_CHUNK: i64 = 10_000;
-
 impl std::fmt::Debug for PgServerStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgServerStore")
@@ -302,23 +299,16 @@ impl ServerStore for PgServerStore {
             .map(drop)
     }
 
-    fn prune_audit(&mut self, before: Timestamp) -> Result<u64, StoreError> {
+    fn prune_audit(&mut self, before: Timestamp, limit: usize) -> Result<u64, StoreError> {
         let before = before.to_string();
-        let mut total = 0u64;
-        loop {
-            let before = before.clone();
-            let n = self.conn.run(move |s| {
-                s.client.execute(
-                    "DELETE FROM _kye_audit WHERE id IN (SELECT id FROM _kye_audit \
-                     WHERE time < $1 ORDER BY id LIMIT $2)",
-                    &[&before, &PRUNE_CHUNK],
-                )
-            })?;
-            total += n;
-            if n < PRUNE_CHUNK as u64 {
-                return Ok(total);
-            }
-        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.conn.run(move |s| {
+            s.client.execute(
+                "DELETE FROM _kye_audit WHERE id IN (SELECT id FROM _kye_audit \
+                 WHERE time < $1 ORDER BY id LIMIT $2)",
+                &[&before, &limit],
+            )
+        })
     }
 
     fn audit(&mut self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {

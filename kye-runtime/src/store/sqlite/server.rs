@@ -53,9 +53,6 @@ pub struct SqliteServerStore {
     path: PathBuf,
 }
 
-/// Audit rows deleted per statement when the log is pruned.
-const PRUNE_CHUNK: i64 = 10_000;
-
 impl SqliteServerStore {
     /// Opens (creating if needed) the file and the server's tables in it.
     pub fn open(path: &Path) -> Result<SqliteServerStore, StoreError> {
@@ -341,24 +338,18 @@ impl ServerStore for SqliteServerStore {
             .map(drop)
     }
 
-    fn prune_audit(&mut self, before: Timestamp) -> Result<u64, StoreError> {
+    fn prune_audit(&mut self, before: Timestamp, limit: usize) -> Result<u64, StoreError> {
         let err = self.err();
-        let before = before.to_string();
-        let mut total = 0u64;
-        loop {
-            let n = self
-                .conn
-                .execute(
-                    "DELETE FROM _kye_audit WHERE id IN (SELECT id FROM _kye_audit \
-                     WHERE time < ?1 ORDER BY id LIMIT ?2)",
-                    params![before, PRUNE_CHUNK],
-                )
-                .map_err(&err)?;
-            total += n as u64;
-            if n < PRUNE_CHUNK as usize {
-                return Ok(total);
-            }
-        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM _kye_audit WHERE id IN (SELECT id FROM _kye_audit \
+                 WHERE time < ?1 ORDER BY id LIMIT ?2)",
+                params![before.to_string(), limit],
+            )
+            .map_err(err)?;
+        Ok(n as u64)
     }
 
     fn audit(&mut self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
