@@ -263,6 +263,20 @@ impl AuthTable {
         else {
             return Ok(());
         };
+        // A source's credentials travel over https; over plain http only to this machine or
+        // to a host its declaration names with the port (a deliberate choice of its author),
+        // never because an `http://` link (a next page, a redirect) named a declared host.
+        if url.scheme() != "https"
+            && !is_loopback(&host)
+            && !found.source.declares_port(&host, port)
+        {
+            return Err(Error::permanent(format!(
+                "source `{}`: refusing to send its credentials to {host} over plain {}: use https, \
+                 or declare the host with its port in the source's hosts",
+                found.source.name,
+                url.scheme()
+            )));
+        }
         if let Some(name) = found.missing.first() {
             return Err(Error::permanent(format!(
                 "source `{}`: secret {name} is not set, so requests to {host} cannot authenticate: \
@@ -292,9 +306,72 @@ impl AuthTable {
     }
 }
 
+/// `localhost`, `127.x.x.x` or `::1`.
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sources_credentials_go_over_https_or_to_a_host_declared_with_its_port() {
+        use crate::source::{SecretKey, SendAs, SourceMember, SourceRegistration, Sources};
+        static SECRETS: [SecretKey; 1] = [SecretKey {
+            name: "CAT_TOKEN",
+            send: SendAs::Bearer,
+            optional: false,
+            description: "the API token",
+        }];
+        static CATS: SourceRegistration = SourceRegistration {
+            name: "cats",
+            description: "cats",
+            crate_name: "tests",
+            version: "0.1.0",
+            hosts: &["api.cats.example", "intranet.example:8080"],
+            config: &[],
+            secrets: &SECRETS,
+            probe: None,
+            module_path: "tests",
+            file: "auth.rs",
+            line: 1,
+        };
+        let sources = Sources::from_parts([&CATS], std::iter::empty::<&'static SourceMember>())
+            .unwrap();
+        let mut secrets = Secrets::empty();
+        secrets.insert("CAT_TOKEN", "t0ken-value");
+        let config = Config::from_toml_str("", None).unwrap();
+        let mut table = AuthTable::default();
+        table.add_sources(&sources, &config, &secrets).unwrap();
+        let send = |u: &str| {
+            let mut url = Url::parse(u).unwrap();
+            let mut headers = reqwest::header::HeaderMap::new();
+            table
+                .apply(None, None, &mut url, &mut headers)
+                .map(|()| headers.contains_key(reqwest::header::AUTHORIZATION))
+        };
+        assert!(send("https://api.cats.example/cats/1").unwrap());
+        let refused = send("http://api.cats.example/cats/1").unwrap_err().to_string();
+        assert!(refused.contains("plain http") && !refused.contains("t0ken"), "{refused}");
+        assert!(send("http://intranet.example:8080/cats/1").unwrap());
+        assert!(send("http://intranet.example:9090/cats/1").is_ok_and(|sent| !sent));
+        assert!(send("https://other.example/").is_ok_and(|sent| !sent));
+    }
+
+    #[test]
+    fn loopback_hosts_are_told_apart_from_others() {
+        for h in ["localhost", "127.0.0.1", "127.8.9.1", "[::1]", "::1"] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in ["example.com", "10.0.0.1", "127.0.0.1.example.com", "[::2]"] {
+            assert!(!is_loopback(h), "{h}");
+        }
+    }
 
     #[test]
     fn base64_matches_rfc4648_vectors() {

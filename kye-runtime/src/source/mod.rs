@@ -104,6 +104,18 @@ impl SourceRegistration {
         self.secrets.iter().find(|s| s.name == name)
     }
 
+    /// Whether `host` is declared with `port` written out (`api.example:8080`), rather than
+    /// by name alone.
+    pub fn declares_port(&self, host: &str, port: Option<u16>) -> bool {
+        self.hosts.iter().any(|h| match h.rsplit_once(':') {
+            Some((name, p)) => {
+                name.eq_ignore_ascii_case(host)
+                    && p.parse::<u16>().ok().is_some_and(|p| Some(p) == port)
+            }
+            None => false,
+        })
+    }
+
     /// Whether a request to `host` (and `port`) goes to one of the declared hosts.
     pub fn talks_to(&self, host: &str, port: Option<u16>) -> bool {
         self.hosts.iter().any(|h| match h.rsplit_once(':') {
