@@ -341,8 +341,8 @@ mod tests {
             file: "auth.rs",
             line: 1,
         };
-        let sources = Sources::from_parts([&CATS], std::iter::empty::<&'static SourceMember>())
-            .unwrap();
+        let sources =
+            Sources::from_parts([&CATS], std::iter::empty::<&'static SourceMember>()).unwrap();
         let mut secrets = Secrets::empty();
         secrets.insert("CAT_TOKEN", "t0ken-value");
         let config = Config::from_toml_str("", None).unwrap();
@@ -356,8 +356,13 @@ mod tests {
                 .map(|()| headers.contains_key(reqwest::header::AUTHORIZATION))
         };
         assert!(send("https://api.cats.example/cats/1").unwrap());
-        let refused = send("http://api.cats.example/cats/1").unwrap_err().to_string();
-        assert!(refused.contains("plain http") && !refused.contains("t0ken"), "{refused}");
+        let refused = send("http://api.cats.example/cats/1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("plain http") && !refused.contains("t0ken"),
+            "{refused}"
+        );
         assert!(send("http://intranet.example:8080/cats/1").unwrap());
         assert!(send("http://intranet.example:9090/cats/1").is_ok_and(|sent| !sent));
         assert!(send("https://other.example/").is_ok_and(|sent| !sent));

@@ -228,10 +228,39 @@ fn server_surface(
         .rate_limit(10)
         .request_timeout(Duration::from_secs(1))
         .max_body(1024)
-        .grace_period(Duration::from_secs(1));
+        .grace_period(Duration::from_secs(1))
+        .failed_auth_limit(30)
+        .max_connections(64)
+        .header_timeout(Duration::from_secs(5))
+        .audit_retention(Some(Duration::from_secs(86_400)));
+    let session: Result<Option<kye::store::SessionRecord>, _> =
+        store.session("hash", kye::store::Timestamp::now());
+    let _ = session;
+    let _: i64 = kye::store::SESSIONS_PER_TOKEN;
     let _bind = kye::Server::bind(rt, store, options);
     let _: &str = kye::MASTER_KEY_ENV;
     Ok(())
+}
+
+/// Declared sources (issue 18): the registry's sources, one declaration's parts, the listing,
+/// a run's and a record's source.
+#[allow(dead_code)]
+fn sources_surface(registry: &kye::Registry, run: &kye::store::RunInfo) {
+    let sources: &kye::Sources = registry.sources();
+    for s in sources.iter() {
+        let _: &'static kye::SourceRegistration = s;
+        let _: &[kye::ConfigKey] = s.config;
+        let _: &[kye::SecretKey] = s.secrets;
+        let _: Option<kye::Probe> = s.probe;
+        for secret in s.secrets {
+            let _: kye::SendAs = secret.send;
+        }
+    }
+    let _: Option<&'static kye::SourceRegistration> = sources.get("pokeapi");
+    let _: Option<String> = run.source.clone();
+    let _: Option<String> = kye::store::NewRun::new("x").source;
+    let _: &[&str] = kye::RESERVED_SOURCE_NAMES;
+    let _ = |e: kye::SourceError| e.to_string();
 }
 
 /// Queued runs through PostgreSQL (feature `postgres`): the queue, a worker, what they report
@@ -239,14 +268,17 @@ fn server_surface(
 #[cfg(feature = "postgres")]
 #[allow(dead_code)]
 async fn queue_surface(rt: &kye::Runtime, spec: &kye::store::PgSpec) -> kye::Result<()> {
-    let q: kye::Queue = kye::Queue::open(spec)?;
+    let q: kye::Queue = kye::Queue::open(spec)?.batch_attempts(5);
     let run: kye::RunId = q
         .enqueue(rt, &kye::FetchRequest::new("Pokemon.id = 1"))
         .await?;
     let progress: Option<kye::QueueProgress> = q.progress(run)?;
     if let Some(p) = progress {
         let _: kye::RunCounts = p.counts;
-        let _: Vec<kye::WorkerLease> = p.workers;
+        let workers: Vec<kye::WorkerLease> = p.workers;
+        for w in &workers {
+            let _: (u64, u64, Option<f64>) = (w.done, w.keys, w.keys_per_second);
+        }
     }
     let opts = kye::WorkerOptions::default();
     if let Some(batch) = q.claim("w", Duration::from_secs(60))? {
