@@ -322,6 +322,53 @@ fn check_reports_a_wrong_token_as_refused_credentials() {
     never_shows_secrets(&out);
     assert_eq!(text(&out).0, "cats 0.1.0: ok (probe answered)\n");
     assert_eq!(out.status.code(), Some(0));
+
+    // Sealed in the store (as `kye serve` holds it): seen by the check given the master key.
+    let master = "ab".repeat(32);
+    let db = dir.path().join("kye.db");
+    let db = db.to_str().unwrap();
+    let mut set = Command::new(std::env::current_exe().expect("test binary"));
+    set.current_dir(dir.path())
+        .env(
+            ENV_ARGS,
+            serde_json::to_string(&["--db", db, "secret", "set", "CATAPI_TOKEN"]).unwrap(),
+        )
+        .env("KYE_MASTER_KEY", &master)
+        .env_remove("CATAPI_TOKEN")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = set.spawn().expect("secret set");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(TOKEN.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    never_shows_secrets(&out);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let out = cli(
+        dir.path(),
+        &["--db", db, "sources", "check"],
+        &[
+            ("KYE_CATS__BASE_URL", server.base_url()),
+            ("KYE_MASTER_KEY", &master),
+        ],
+    );
+    never_shows_secrets(&out);
+    assert_eq!(
+        text(&out).0,
+        "cats 0.1.0: ok (probe answered)\n",
+        "{:?}",
+        text(&out)
+    );
+    // Without the key the sealed value stays closed: the secret is missing.
+    let out = cli(
+        dir.path(),
+        &["--db", db, "sources", "check"],
+        &[("KYE_CATS__BASE_URL", server.base_url())],
+    );
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
 }
 
 fn check_reports_an_unreachable_host_with_exit_69() {

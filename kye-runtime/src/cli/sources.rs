@@ -101,10 +101,49 @@ impl Run for SourcesArgs {
 fn context(g: &Global, registry: &Registry) -> crate::Result<Context> {
     let config = load_config(g)?;
     let env: Vec<(String, String)> = std::env::vars().collect();
-    let secrets = crate::runtime::load_secrets(&env, &config)?;
+    // The master keys are the server's, never a source's secret (as for `kye serve`).
+    for (k, v) in &env {
+        if k == "KYE_MASTER_KEY" || k == "KYE_NEW_MASTER_KEY" {
+            crate::redact::register_sensitive_value(v);
+        }
+    }
+    let fetcher_env: Vec<(String, String)> = env
+        .iter()
+        .filter(|(k, _)| k != "KYE_MASTER_KEY" && k != "KYE_NEW_MASTER_KEY")
+        .cloned()
+        .collect();
+    #[allow(unused_mut)]
+    let mut secrets = crate::runtime::load_secrets(&fetcher_env, &config)?;
+    // With a master key, the store's sealed secrets count too: the check sees what `kye
+    // serve` on the same store would hand its sources.
+    #[cfg(feature = "server")]
+    sealed_secrets(g, &env, &mut secrets)?;
     Context::builder()
         .config(config)
         .secrets(secrets)
         .sources(registry.sources().clone())
         .build()
+}
+
+/// Adds the sealed secrets of the store the global flags name, when a master key is given
+/// (`KYE_MASTER_KEY`); nothing without one.
+#[cfg(feature = "server")]
+fn sealed_secrets(
+    g: &Global,
+    env: &[(String, String)],
+    secrets: &mut crate::Secrets,
+) -> crate::Result<()> {
+    use crate::server::seal::{MasterKey, SealError};
+    let key = match MasterKey::load(None, env.iter().cloned()) {
+        Ok(k) => k,
+        Err(SealError::NoKey) => return Ok(()),
+        Err(e) => return Err(crate::Error::other(e)),
+    };
+    let spec = super::common::store_spec(g)?;
+    if matches!(spec, crate::store::StoreSpec::Dir(_)) {
+        return Ok(());
+    }
+    let mut store = crate::store::open_server_store(&spec).map_err(crate::Error::other)?;
+    crate::Server::open_sealed_secrets(store.as_mut(), Some(&key), secrets)?;
+    Ok(())
 }
