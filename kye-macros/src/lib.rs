@@ -14,6 +14,8 @@ mod list;
 mod models;
 mod names;
 mod source;
+#[cfg(test)]
+mod test_util;
 mod transform;
 
 /// Registers a fetch function for a model identifier. See `kye::get`.

@@ -750,18 +750,7 @@ fn toml_string(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn errors_of(out: &TokenStream) -> Vec<String> {
-        let text = out.to_string();
-        text.match_indices("compile_error")
-            .map(|(i, _)| {
-                let rest = &text[i..];
-                let start = rest.find('"').map_or(0, |s| s + 1);
-                let end = rest[start..].find('"').map_or(rest.len(), |e| start + e);
-                rest[start..end].to_string()
-            })
-            .collect()
-    }
+    use crate::test_util::errors_of;
 
     #[test]
     fn every_mistake_of_a_declaration_is_reported() {

@@ -49,3 +49,21 @@ fn functions_of_one_name_in_two_sources_are_refused_and_in_one_source_accepted()
         Err(SourceError::Undeclared { .. })
     ));
 }
+
+/// kye-macros cannot link the runtime, so it keeps its own copy of the reserved names: the
+/// two lists must not drift apart.
+#[test]
+fn the_macros_refuse_the_same_reserved_names() {
+    let macros = include_str!("../../../kye-macros/src/source.rs");
+    let start = macros
+        .find("const RESERVED: &[&str] = &[")
+        .expect("the macros' list");
+    let end = start + macros[start..].find("];").expect("its end");
+    let listed: Vec<&str> = macros[start..end]
+        .lines()
+        .skip(1)
+        .map(|l| l.trim().trim_end_matches(',').trim_matches('"'))
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(listed, RESERVED_SOURCE_NAMES);
+}
