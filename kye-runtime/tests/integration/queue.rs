@@ -1112,3 +1112,75 @@ fn a_list_function_that_fails_leaves_its_keys_done_and_the_run_failed_with_its_e
         1
     );
 }
+
+#[test]
+fn a_worker_whose_database_connections_are_terminated_mid_batch_loses_no_key_and_doubles_none() {
+    let Some(mut pg) = Pg::new() else { return };
+    let hits = Hits::default();
+    let server =
+        TestServer::start_on_thread(routes(&hits, Duration::from_millis(30))).expect("server");
+    let store = pg.store_url();
+    let base = server.base_url().to_string();
+    let run = {
+        let tokio = tokio();
+        let _guard = tokio.enter();
+        let rt = runtime(&base, &store);
+        tokio
+            .block_on(queue(&store).enqueue(&rt, &FetchRequest::new("Owner.id in 1..=200")))
+            .expect("enqueue")
+    };
+    let first = {
+        let (base, store) = (base.clone(), store.clone());
+        std::thread::spawn(move || {
+            let tokio = tokio();
+            let rt = runtime_with(&base, &store, "");
+            let q = queue(&store);
+            tokio.block_on(async {
+                tokio::time::timeout(Duration::from_secs(120), rt.work(&q, &options("first"))).await
+            })
+        })
+    };
+    // Once it holds a batch, the server ends every connection kye has to this schema (its
+    // store, queue and budget connections alike), as a restarted or failed-over server would.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pg.count("SELECT count(*) FROM S._kye_queue_batches WHERE state = 'claimed'") == 0 {
+        assert!(Instant::now() < deadline, "no batch was claimed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let app = format!("kye {}", pg.schema);
+    let ended = pg.count(&format!(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = '{app}') t"
+    ));
+    assert!(ended >= 1, "no connection of the worker was found");
+    // The first worker reconnects and goes on, or stops with an error; a second one finishes
+    // whatever is left. Every key ends stored exactly once.
+    let first = first.join().expect("the first worker's thread");
+    let second = worker_thread(base, store, "second")
+        .join()
+        .expect("second worker");
+    assert_eq!(
+        pg.count(r#"SELECT count(*) FROM S."Owner""#),
+        200,
+        "first: {first:?}, second: {second:?}"
+    );
+    assert_eq!(pg.count(r#"SELECT count(DISTINCT id) FROM S."Owner""#), 200);
+    assert_eq!(
+        pg.count(&format!(
+            "SELECT count(*) FROM S._kye_keys WHERE run_id = {} AND status = 'stored'",
+            run.0
+        )),
+        200
+    );
+    assert_eq!(
+        pg.count("SELECT count(*) FROM S._kye_queue_batches WHERE state <> 'done'"),
+        0
+    );
+    assert_eq!(
+        pg.count(&format!(
+            "SELECT count(*) FROM S._kye_runs WHERE id = {} AND status = 'completed' AND stored = 200",
+            run.0
+        )),
+        1
+    );
+}

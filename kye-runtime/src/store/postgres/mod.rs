@@ -179,7 +179,11 @@ impl Conn {
         });
         result.map_err(|e| {
             if e.is_closed() || self.client.as_ref().is_none_or(Client::is_closed) {
-                self.client = None;
+                // Dropped off any tokio thread, as in `Drop`: the client closes by blocking on
+                // its own runtime (a worker whose connection the server ended panicked here).
+                if let Some(dead) = self.client.take() {
+                    off_runtime(move || drop(dead));
+                }
             }
             self.error(e)
         })
