@@ -134,14 +134,14 @@ impl ServerStore for SqliteServerStore {
     }
 
     fn token_by_hash(&mut self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        // Every request asks this: the statement is parsed once per connection.
+        let err = self.err();
         self.conn
-            .query_row(
-                &format!("SELECT {TOKEN_COLUMNS} FROM _kye_tokens WHERE hash = ?1"),
-                [hash],
-                token_row,
-            )
-            .optional()
-            .map_err(self.err())
+            .prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM _kye_tokens WHERE hash = ?1"
+            ))
+            .and_then(|mut st| st.query_row([hash], token_row).optional())
+            .map_err(err)
     }
 
     fn tokens(&mut self) -> Result<Vec<TokenRecord>, StoreError> {
@@ -253,10 +253,13 @@ impl ServerStore for SqliteServerStore {
         };
         let tx = self.conn.transaction().map_err(err)?;
         for a in rows {
-            tx.execute(
+            // Parsed once per connection, not once per row.
+            tx.prepare_cached(
                 "INSERT INTO _kye_audit (time, token, action, model, key, source, status) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
+            )
+            .and_then(|mut st| {
+                st.execute(params![
                     a.time.to_string(),
                     a.token,
                     a.action,
@@ -264,8 +267,8 @@ impl ServerStore for SqliteServerStore {
                     a.key,
                     a.source,
                     a.status
-                ],
-            )
+                ])
+            })
             .map_err(err)?;
         }
         tx.commit().map_err(err)
