@@ -69,23 +69,25 @@ async fn authenticate(
     check_token(state, headers, note).await.map_err(Box::new)
 }
 
+/// 401 with what to send, and `WWW-Authenticate: Bearer`.
+fn unauthorized(message: &str, note: &Note) -> Response {
+    let mut r = error(
+        StatusCode::UNAUTHORIZED,
+        message,
+        Some("send `Authorization: Bearer kye_...` with a token from `token create`"),
+        note.clone(),
+    );
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    r
+}
+
 #[allow(clippy::result_large_err)] // boxed once, by `authenticate`
 async fn check_token(
     state: &Arc<AppState>,
     headers: &HeaderMap,
     note: &mut Note,
 ) -> Result<Caller, Response> {
-    let unauthorized = |message: &str, note: &Note| {
-        let mut r = error(
-            StatusCode::UNAUTHORIZED,
-            message,
-            Some("send `Authorization: Bearer kye_...` with a token from `token create`"),
-            note.clone(),
-        );
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        r
-    };
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(unauthorized("no token", note));
     };
@@ -110,17 +112,6 @@ pub(crate) async fn caller_of_hash(
     hash: String,
     note: &mut Note,
 ) -> Result<Caller, Response> {
-    let unauthorized = |message: &str, note: &Note| {
-        let mut r = error(
-            StatusCode::UNAUTHORIZED,
-            message,
-            Some("send `Authorization: Bearer kye_...` with a token from `token create`"),
-            note.clone(),
-        );
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        r
-    };
     let found = match state.with_store(move |s| s.token_by_hash(&hash)).await {
         Ok(found) => found,
         Err(e) => return Err(store_error(e, note.clone())),

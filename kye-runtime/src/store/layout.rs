@@ -143,6 +143,19 @@ pub(crate) fn edge_names(
 }
 
 impl ModelLayout {
+    /// Whether keys by `key_edges` are plain values in their own columns (so a store reads
+    /// them with the content hash alone): the primary key is `key_edges` and none of its
+    /// columns is a reference's (a key column's path is its edge, then the referenced model's
+    /// key edges, if any).
+    pub(crate) fn keys_are_columns(&self, key_edges: &[&str]) -> bool {
+        self.key.iter().all(|c| c.path.len() == 1)
+            && self
+                .key_edges
+                .iter()
+                .map(String::as_str)
+                .eq(key_edges.iter().copied())
+    }
+
     pub(crate) fn edge(&self, name: &str) -> Option<&EdgeLayout> {
         self.edges.iter().find(|e| e.name == name)
     }

@@ -597,13 +597,7 @@ impl StoreRead for SqliteReader {
         let l = self.layout(model)?;
         // Keys of plain values are read from their columns with the hash, nothing else;
         // others (a reference as primary key) through whole records.
-        // (A key column's path is its edge, then the referenced model's key edges, if any.)
-        let plain = l.key.iter().all(|c| c.path.len() == 1)
-            && l.key_edges
-                .iter()
-                .map(String::as_str)
-                .eq(key_edges.iter().copied());
-        if !plain {
+        if !l.keys_are_columns(key_edges) {
             return crate::store::traits::hashes_of_records(self, model, key_edges, each);
         }
         let sql = format!(
