@@ -65,7 +65,7 @@ impl ToSql for Numeric {
 }
 
 /// CPU seconds (user + system) this process has used, from `/proc/self/stat` (0 elsewhere).
-fn cpu_secs() -> f64 {
+pub(crate) fn cpu_secs() -> f64 {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return 0.0;
     };
