@@ -49,10 +49,14 @@ pub(crate) fn well_formed(text: &str) -> bool {
 
 /// What the store keeps of a token: lowercase hex SHA-256.
 pub(crate) fn hash_token(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(token.as_bytes());
+    let mut hex = String::with_capacity(64);
+    for b in digest {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    hex
 }
 
 /// Models a permission covers: all (`"*"`) or some.
@@ -218,6 +222,11 @@ mod tests {
         assert!(!well_formed(&a.to_uppercase()));
         assert!(!well_formed(&format!("{a}0")));
         assert_eq!(hash_token(&a).len(), 64);
+        // SHA-256 of "abc", as published (FIPS 180-2, appendix B.1).
+        assert_eq!(
+            hash_token("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_ne!(hash_token(&a), hash_token(&b));
     }
 

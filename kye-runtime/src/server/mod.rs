@@ -9,7 +9,8 @@
 //!
 //! One role a file: `mod.rs` (the router, its state, limits and shutdown), `auth.rs` (tokens,
 //! roles), `seal.rs` (sealed secrets), `cache.rs` (sharing fetches), `limit.rs` (rate
-//! limits), `api.rs` (the handlers), `audit.rs` (the audit middleware) and `openapi.rs` (the
+//! limits), `api.rs` (the handlers), `records.rs` (the read-through
+//! handler), `audit.rs` (the audit middleware) and `openapi.rs` (the
 //! OpenAPI document, checked against the routes by a test), and `catalog/` (the web pages at
 //! `/`, docs/catalog.md). `docs/serving.md` is the guide.
 
@@ -22,6 +23,7 @@ mod fresh;
 mod limit;
 mod listen;
 mod openapi;
+mod records;
 pub(crate) mod seal;
 
 use std::future::Future;
@@ -479,7 +481,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(api::health))
         .route("/openapi.json", get(api::openapi))
         .route("/v1/models", get(api::models))
-        .route("/v1/models/{model}/records", get(api::records))
+        .route("/v1/models/{model}/records", get(records::records))
         .route("/v1/runs", get(api::runs).post(api::start_run))
         .route("/v1/runs/{id}", get(api::run))
         .route("/v1/rejects", get(api::rejects))
