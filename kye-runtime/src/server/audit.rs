@@ -77,7 +77,10 @@ impl Sink {
                         // Nothing queued: wait for more until the linger is over, unless a
                         // flush is waiting or the sinks are gone.
                         Err(mpsc::error::TryRecvError::Empty) if flushes.is_empty() => {
-                            tokio::time::timeout_at(until, rx.recv()).await.ok().flatten()
+                            tokio::time::timeout_at(until, rx.recv())
+                                .await
+                                .ok()
+                                .flatten()
                         }
                         Err(_) => None,
                     };

@@ -1,7 +1,8 @@
 //! `GET /v1/models/{model}/records`: the read-through cache. The store first (a record read
 //! before is answered from the memo while the store says it was stored at the same time, its
-//! JSON written once and copied into each answer); else, for a caller who may fetch, the
-//! source, once for every concurrent caller of the same key.
+//! JSON written once and copied into each answer), and so is a key the source said it lacks
+//! (its outcome is in the store too); else, for a caller who may fetch, the source, once for
+//! every concurrent caller of the same key.
 
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use super::api::{answer, authenticate, error, forbidden, resolve_key, store_erro
 use super::audit::{cut, Note};
 use super::cache::{raw_record, Fetched};
 use crate::runtime::GetResult;
-use crate::store::{IndexKey, Timestamp};
+use crate::store::{IndexKey, KeyStatus, Timestamp};
 
 /// `GET /v1/models/{model}/records?EDGE=VALUE[&max_age=1d]`: read-through.
 pub(crate) async fn records(
@@ -145,6 +146,34 @@ pub(crate) async fn records(
             }
         };
     };
+    // A key the source said it lacks is answered from the store as well, while that answer
+    // is as fresh as the caller asks (without max_age, as a stored record is).
+    if stored.is_none() {
+        let (m, k) = (model.clone(), index.clone());
+        match state.with_reader(move |r| r.latest_outcome(&m, &k)).await {
+            Ok(Some(o)) if o.status == KeyStatus::Missing => {
+                let age = o.at.age(now);
+                if max_age.is_none_or(|m| age <= m) {
+                    note.source = Some("store");
+                    return answer(
+                        StatusCode::NOT_FOUND,
+                        json!({
+                            "error": format!("the source has no {model} {key_text}"),
+                            "reason": o.reason,
+                            "run": o.run.0,
+                            "source": "store",
+                            "checked_at": o.at,
+                            "age_seconds": age.as_secs(),
+                            "hint": "the source said so when last asked; add max_age (e.g. max_age=1h) to have it asked again when that answer is older",
+                        }),
+                        note,
+                    );
+                }
+            }
+            Ok(_) => {}
+            Err(e) => return store_error(e, note),
+        }
+    }
     // The source, once for every concurrent caller of this key.
     note.source = Some("fetched");
     let runtime = state.runtime.clone();

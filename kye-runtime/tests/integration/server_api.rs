@@ -357,6 +357,44 @@ async fn fifty_concurrent_reads_of_one_key_make_one_upstream_request_and_stale_k
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_the_source_lacks_is_answered_from_the_store_until_max_age_says_ask_again() {
+    let f = Fixture::start("", kye_runtime::Secrets::empty()).await;
+    let path = "/v1/models/Pokemon/records?id=555";
+    let (s, _, body) = f.get(Some("fetcher"), path).await;
+    assert_eq!(s, 404, "{body}");
+    assert_eq!(f.source.requests("/pokemon/555/"), 1);
+    // Asked again: the store knows the source lacks it; the source is not asked.
+    for _ in 0..3 {
+        let (s, _, body) = f.get(Some("fetcher"), path).await;
+        assert_eq!(s, 404, "{body}");
+        assert_eq!(body["source"], "store", "{body}");
+        assert!(body["checked_at"].is_string(), "{body}");
+        assert!(body["hint"].as_str().unwrap().contains("max_age"), "{body}");
+    }
+    assert_eq!(
+        f.source.requests("/pokemon/555/"),
+        1,
+        "a known-missing key reached the source"
+    );
+    // Within max_age: still the store's answer.
+    let (s, _, _) = f.get(Some("fetcher"), &format!("{path}&max_age=1h")).await;
+    assert_eq!(s, 404);
+    assert_eq!(f.source.requests("/pokemon/555/"), 1);
+    // Older than max_age: the source is asked again.
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let (s, _, body) = f
+        .get(Some("fetcher"), &format!("{path}&max_age=10ms"))
+        .await;
+    assert_eq!(s, 404, "{body}");
+    assert_ne!(body["source"], "store", "{body}");
+    assert_eq!(f.source.requests("/pokemon/555/"), 2);
+    // A caller who may only read gets the same 404 without the source being asked.
+    let (s, _, _) = f.get(Some("reader"), path).await;
+    assert_eq!(s, 404);
+    assert_eq!(f.source.requests("/pokemon/555/"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_missing_and_unreachable_records_answer_422_404_502_with_what_to_do() {
     let f = Fixture::start("", kye_runtime::Secrets::empty()).await;
     let (s, _, body) = f
