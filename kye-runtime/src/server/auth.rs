@@ -11,6 +11,8 @@
 //! read = ["*"]                        # every model
 //! backfill = ["*"]
 //! admin = true
+//! [roles.cats]
+//! read = ["source:cats"]              # every model the `cats` source's functions provide
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::source::Sources;
 
 /// Every token starts with this, so that a token found in a log or a repository is
 /// recognizable (and a scanner can look for it).
@@ -98,6 +101,9 @@ impl Role {
     }
 }
 
+/// A role entry naming a source rather than a model: `"source:cats"`.
+pub(crate) const SOURCE_PREFIX: &str = "source:";
+
 /// Admin areas a role may name.
 const ADMIN_AREAS: &[&str] = &["audit"];
 
@@ -160,6 +166,48 @@ impl Roles {
             roles.insert(name.clone(), role);
         }
         Ok(Roles(roles))
+    }
+
+    /// Entries naming a source (`"source:NAME"`) replaced by the models that source's
+    /// fetchers, list functions and transformers provide. A source the binary does not
+    /// declare is an error naming the role and the permission.
+    pub(crate) fn with_sources(mut self, sources: &Sources) -> Result<Roles> {
+        for (name, role) in &mut self.0 {
+            for (key, models) in [
+                ("read", &mut role.read),
+                ("fetch", &mut role.fetch),
+                ("backfill", &mut role.backfill),
+            ] {
+                let Models::Some(set) = models else {
+                    continue;
+                };
+                let named: Vec<String> = set
+                    .iter()
+                    .filter(|m| m.starts_with(SOURCE_PREFIX))
+                    .cloned()
+                    .collect();
+                for entry in named {
+                    set.remove(&entry);
+                    let source = &entry[SOURCE_PREFIX.len()..];
+                    if sources.get(source).is_none() {
+                        let declared: Vec<&str> = sources.iter().map(|s| s.name).collect();
+                        return Err(Error::permanent(format!(
+                            "kye.toml: [roles.{name}] {key}: no source {source:?} is declared ({})",
+                            if declared.is_empty() {
+                                "this binary declares none".to_string()
+                            } else {
+                                format!("sources: {}", declared.join(", "))
+                            }
+                        )));
+                    }
+                    set.extend(sources.models_of(source).map(str::to_string));
+                }
+                if set.is_empty() {
+                    *models = Models::None;
+                }
+            }
+        }
+        Ok(self)
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&Role> {
@@ -228,6 +276,73 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_ne!(hash_token(&a), hash_token(&b));
+    }
+
+    #[test]
+    fn a_role_naming_a_source_covers_the_models_its_functions_provide() {
+        use crate::source::{MemberKind, SourceMember, SourceRegistration};
+        fn source(name: &'static str) -> &'static SourceRegistration {
+            Box::leak(Box::new(SourceRegistration {
+                name,
+                description: "a test source",
+                crate_name: "tests",
+                version: "0.1.0",
+                hosts: &["api.example"],
+                config: &[],
+                secrets: &[],
+                probe: None,
+                module_path: "tests",
+                file: "auth.rs",
+                line: 1,
+            }))
+        }
+        fn member(source: &'static str, kind: MemberKind, model: &'static str) -> SourceMember {
+            SourceMember {
+                source,
+                kind,
+                model,
+                identifier: &[],
+                function: model,
+            }
+        }
+        let members: &'static [SourceMember] = Box::leak(Box::new([
+            member("cats", MemberKind::Fetcher, "Cat"),
+            member("cats", MemberKind::Lister, "Owner"),
+            member("cats", MemberKind::Transformer, "CatCard"),
+            member("dogs", MemberKind::Fetcher, "Dog"),
+        ]));
+        let sources =
+            Sources::from_parts([source("cats"), source("dogs")], members.iter()).unwrap();
+        let config = Config::from_toml_str(
+            "[roles.cats]\nread = [\"source:cats\", \"Dog\"]\nfetch = [\"source:cats\"]\n\
+             [roles.none]\nread = [\"source:dogs\"]\n",
+            None,
+        )
+        .unwrap();
+        let roles = Roles::from_config(&config)
+            .unwrap()
+            .with_sources(&sources)
+            .unwrap();
+        let cats = roles.get("cats").unwrap();
+        for model in ["Cat", "Owner", "CatCard", "Dog"] {
+            assert!(cats.read.allows(model), "{model}");
+        }
+        assert!(cats.fetch.allows("CatCard") && !cats.fetch.allows("Dog"));
+        assert!(
+            !cats.read.allows("source:cats"),
+            "the entry itself is no model"
+        );
+        assert!(roles.get("none").unwrap().read.allows("Dog"));
+        let bad = Config::from_toml_str("[roles.x]\nfetch = [\"source:birds\"]\n", None).unwrap();
+        let e = Roles::from_config(&bad)
+            .unwrap()
+            .with_sources(&sources)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("[roles.x] fetch") && e.contains("\"birds\"") && e.contains("cats, dogs"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -309,7 +309,8 @@ impl Server {
         store: Box<dyn ServerStore>,
         options: ServeOptions,
     ) -> Result<Server> {
-        let roles = auth::Roles::from_config(runtime.context().settings())?;
+        let roles = auth::Roles::from_config(runtime.context().settings())?
+            .with_sources(runtime.registry().sources())?;
         let freshness = fresh::policies(runtime.context().settings())?;
         for p in &freshness {
             if runtime.registry().model(&p.model).is_none() {
