@@ -6,6 +6,7 @@
 
 mod dir;
 mod pg;
+mod pg_unique;
 mod server;
 mod sqlite;
 

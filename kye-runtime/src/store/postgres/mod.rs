@@ -11,8 +11,10 @@
 //! the process.
 
 mod batch;
+mod clash;
 mod convert;
 mod ddl;
+mod items;
 mod read;
 #[cfg(feature = "server")]
 mod server;
