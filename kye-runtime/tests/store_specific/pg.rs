@@ -655,6 +655,10 @@ fn a_password_secret_comes_from_the_secrets_file_kye_toml_names() {
         .build();
     let rt = rt.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(rt.with_store(|s| s.kind()), "postgres");
+    // Where the store is shown, the password is not.
+    let shown = rt.with_store(|s| s.location().display().to_string());
+    assert!(shown.contains("password_secret=KYE_TEST_PG_PW"), "{shown}");
+    assert!(!shown.contains("only-in-the-file"), "{shown}");
     // Without the file the secret is found nowhere, and the error names it (not its value).
     let config =
         kye_runtime::Config::from_toml_str(&format!("store = \"{store}\"\n"), None).unwrap();

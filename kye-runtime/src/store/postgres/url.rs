@@ -321,22 +321,40 @@ impl PgSpec {
         format!("{}:{}/{}", self.host, self.port, self.database)
     }
 
-    /// Takes the password from `secrets` (the runtime's: the environment and the secrets file
-    /// kye.toml or `KYE_SECRETS_FILE` names) when the URL names a `password_secret` and holds
-    /// no password itself. A secret found nowhere is left for [`PgSpec::password`] to report.
-    pub fn resolve_password(&mut self, secrets: &crate::secrets::Secrets) {
+    /// Takes the password from `secrets` when the URL names a `password_secret` and holds no
+    /// password itself: the secrets every other secret of a runtime comes from (the ones given
+    /// to its builder; else the environment, then the secrets file `KYE_SECRETS_FILE` or
+    /// kye.toml's `secrets.file` names). A secret found there nowhere is an error naming it
+    /// (never its value); nothing else is looked at.
+    pub fn resolve_password(
+        &mut self,
+        secrets: &crate::secrets::Secrets,
+    ) -> Result<(), StoreError> {
         if self.url_password.is_some() {
-            return;
+            return Ok(());
         }
-        if let Some(secret) = self.password_secret.as_deref().and_then(|n| secrets.get(n)) {
-            crate::redact::register_sensitive_value(secret.expose());
-            self.url_password = Some(secret.expose().to_string());
+        let Some(name) = self.password_secret.clone() else {
+            return Ok(());
+        };
+        let secret = secrets
+            .require(&name)
+            .map_err(|e| self.secret_error(&name, &e.to_string()))?;
+        crate::redact::register_sensitive_value(secret.expose());
+        self.url_password = Some(secret.expose().to_string());
+        Ok(())
+    }
+
+    fn secret_error(&self, name: &str, why: &str) -> StoreError {
+        StoreError::InvalidSpec {
+            spec: self.to_string(),
+            message: format!("password_secret={name}: {why}"),
         }
     }
 
-    /// The password: from the URL (or resolved by [`PgSpec::resolve_password`]), else the kye
-    /// secret `password_secret` names (its environment variable, then the secrets file of
-    /// `KYE_SECRETS_FILE`), else `PGPASSWORD`.
+    /// The password: from the URL (or resolved by [`PgSpec::resolve_password`]), else, for a
+    /// spec no runtime resolved (a store opened with [`open_store`](crate::store::open_store)
+    /// alone), the kye secret `password_secret` names from the process environment, then the
+    /// secrets file of `KYE_SECRETS_FILE`, else `PGPASSWORD`.
     /// Registered with the redactor so no message kye writes can show it.
     pub(crate) fn password(&self) -> Result<Option<String>, StoreError> {
         let pw = if let Some(pw) = &self.url_password {
@@ -344,22 +362,11 @@ impl PgSpec {
         } else if let Some(name) = &self.password_secret {
             let file = std::env::var_os("KYE_SECRETS_FILE").map(std::path::PathBuf::from);
             let secrets = crate::secrets::Secrets::load(std::env::vars(), file.as_deref())
-                .map_err(|e| StoreError::InvalidSpec {
-                    spec: self.to_string(),
-                    message: e.to_string(),
-                })?;
-            match secrets.get(name) {
-                Some(s) => Some(s.expose().to_string()),
-                None => {
-                    return Err(StoreError::InvalidSpec {
-                        spec: self.to_string(),
-                        message: format!(
-                            "password_secret={name}: no secret {name} in the environment or \
-                             the secrets file (KYE_SECRETS_FILE)"
-                        ),
-                    })
-                }
-            }
+                .map_err(|e| self.secret_error(name, &e.to_string()))?;
+            let secret = secrets
+                .require(name)
+                .map_err(|e| self.secret_error(name, &e.to_string()))?;
+            Some(secret.expose().to_string())
         } else {
             std::env::var("PGPASSWORD").ok().filter(|p| !p.is_empty())
         };
