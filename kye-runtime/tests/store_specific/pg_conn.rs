@@ -121,3 +121,107 @@ fn a_runtime_takes_a_password_secret_from_the_secrets_it_was_given_alone() {
     assert!(!shown.contains("pw-given-to-the-builder"), "{shown}");
     assert!(shown.contains("password_secret=KYE_PGFIX_GIVEN"), "{shown}");
 }
+
+/// `sslrootcert=FILE` against a loopback endpoint whose certificate the test CA signed for the
+/// name `localhost` only: `verify-full` passes by that name and refuses the address;
+/// `verify-ca` checks the chain alone; a file of another CA is refused, and a bundle holding
+/// both passes. As in libpq, a root certificate file makes `require` (and `prefer`) verify the
+/// chain; without one they encrypt without verifying. `sslrootcert=system` trusts the
+/// system's roots, which do not know the test CA. Before, `require` and `prefer` ignored the
+/// file and took any certificate.
+#[test]
+fn sslrootcert_verifies_a_private_ca_as_libpq_does() {
+    let fake = FakePg::start(Tls::TestCa);
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle.pem");
+    let text = std::fs::read_to_string(fixture("other-ca.pem")).unwrap()
+        + &std::fs::read_to_string(fixture("ca.pem")).unwrap();
+    std::fs::write(&bundle, text).unwrap();
+    let ca = fixture("ca.pem");
+    let other = fixture("other-ca.pem");
+    let open = |host: &str, mode: &str, root: Option<&std::path::Path>| -> String {
+        let root = root
+            .map(|r| format!("&sslrootcert={}", r.display()))
+            .unwrap_or_default();
+        let spec: StoreSpec = format!(
+            "postgres://kye:pw-over-tls@{host}:{}/wh?sslmode={mode}{root}",
+            fake.port
+        )
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+        let err = open_store(&spec)
+            .err()
+            .expect("the fake server refuses every login")
+            .to_string();
+        assert!(!err.contains("pw-over-tls"), "{err}");
+        err
+    };
+    let logins = || *fake.logins.lock().unwrap();
+    let reached = |err: &str| err.contains("login refused after the password");
+    let mut n = 0;
+    for (host, mode, root) in [
+        ("localhost", "verify-full", Some(ca.as_path())),
+        ("localhost", "verify-full", Some(bundle.as_path())),
+        ("127.0.0.1", "verify-ca", Some(ca.as_path())),
+        ("127.0.0.1", "require", Some(ca.as_path())),
+        ("127.0.0.1", "prefer", Some(ca.as_path())),
+        // No file: encrypted, nothing verified.
+        ("127.0.0.1", "require", None),
+        ("127.0.0.1", "prefer", None),
+    ] {
+        let err = open(host, mode, root);
+        assert!(reached(&err), "{host} {mode} {root:?}: {err}");
+        n += 1;
+        assert_eq!(logins(), n, "{host} {mode}: over TLS");
+    }
+    for (host, mode, root, why) in [
+        (
+            "127.0.0.1",
+            "verify-full",
+            Some(ca.as_path()),
+            "not valid for name",
+        ),
+        (
+            "localhost",
+            "verify-full",
+            Some(other.as_path()),
+            "UnknownIssuer",
+        ),
+        (
+            "localhost",
+            "verify-ca",
+            Some(other.as_path()),
+            "UnknownIssuer",
+        ),
+        (
+            "localhost",
+            "require",
+            Some(other.as_path()),
+            "UnknownIssuer",
+        ),
+        (
+            "localhost",
+            "prefer",
+            Some(other.as_path()),
+            "UnknownIssuer",
+        ),
+        (
+            "localhost",
+            "verify-full",
+            Some(std::path::Path::new("system")),
+            "UnknownIssuer",
+        ),
+    ] {
+        let err = open(host, mode, root);
+        assert!(!reached(&err), "{host} {mode} {root:?}: {err}");
+        assert!(err.contains("certificate") && err.contains(why), "{err}");
+        assert!(err.contains(&format!("{host}:{}", fake.port)), "{err}");
+    }
+    // Files that cannot be read or hold no certificate: named, nothing connects.
+    std::fs::write(dir.path().join("notes.txt"), "not a certificate\n").unwrap();
+    for file in [dir.path().join("missing.pem"), dir.path().join("notes.txt")] {
+        let err = open("localhost", "verify-full", Some(&file));
+        assert!(err.contains(&file.display().to_string()), "{err}");
+    }
+    assert_eq!(logins(), n, "no refused handshake reached the login");
+}
