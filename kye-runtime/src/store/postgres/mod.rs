@@ -16,7 +16,9 @@ mod clash;
 mod convert;
 mod ddl;
 mod items;
+pub(crate) mod queued;
 mod read;
+mod runs;
 #[cfg(feature = "server")]
 mod server;
 mod tls;

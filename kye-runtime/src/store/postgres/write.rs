@@ -23,7 +23,7 @@ use super::clash::{self, Clash, Violation};
 use super::convert::kye_text;
 use super::ddl::{self, ident, INTERNAL_TABLES};
 use super::items::{complete_queued, write_lineage, OtherItems};
-use super::{PgReader, PgStore, FORMAT_VERSION};
+use super::{queued, PgReader, PgStore, FORMAT_VERSION};
 
 /// Attempts of one batch before its error is returned.
 const ATTEMPTS: u32 = 6;
@@ -37,8 +37,28 @@ fn retryable(e: &StoreError) -> bool {
 
 impl PgStore {
     /// Marks runs left `running` by writers that are gone (their advisory lock is free) as
-    /// interrupted, with counts from their key outcomes.
+    /// interrupted, with counts from their key outcomes; ends queued runs whose recording
+    /// process is gone once the batches it recorded are done (see `queued`).
     pub(super) fn recover_runs(&mut self) -> Result<(), StoreError> {
+        let enqueue_class = queued::enqueue_lock_class(&self.db.spec.schema);
+        self.db.conn().run(move |s| {
+            for run in queued::adopt_dead_enqueuers(s.client, enqueue_class)? {
+                tracing::warn!(run, "{}", queued::ENQUEUER_GONE);
+            }
+            let open: Vec<i64> = s
+                .client
+                .query(
+                    "SELECT run_id FROM _kye_queue_runs WHERE state = 'open'",
+                    &[],
+                )?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            for run in open {
+                queued::finish_if_drained(s.client, run)?;
+            }
+            Ok(())
+        })?;
         let class = self.db.conn().lock_class;
         for attempt in 0..4 {
             let held = self.db.conn().run(move |s| {
