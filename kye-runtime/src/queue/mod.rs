@@ -22,7 +22,7 @@ pub use worker::{BatchEnd, WorkerOptions, WorkerReport};
 use crate::error::{Error, Result};
 use crate::model::Key;
 use crate::runtime::{FetchRequest, Runtime};
-use crate::store::{Conn, PgSpec, RunCounts, RunId, StoreError};
+use crate::store::{queued, Conn, PgSpec, RunCounts, RunId, StoreError};
 
 /// Keys per batch: small enough that a lost batch costs little, large enough that claiming
 /// and committing cost little per key.
@@ -162,9 +162,7 @@ impl Queue {
     /// The advisory lock class of this store's enqueuers (`pg_advisory_lock(class, run)`, held
     /// while a run's keys are recorded; released by the server when the process dies).
     fn enqueue_class(&self) -> i32 {
-        use sha2::Digest;
-        let h = sha2::Sha256::digest(format!("kye-queue:{}", self.spec.schema).as_bytes());
-        i32::from_be_bytes([h[0], h[1], h[2], h[3]]) & 0x7fff_ffff
+        queued::enqueue_lock_class(&self.spec.schema)
     }
 
     /// The fleet's rate budget of this store (a connection of its own).
@@ -442,53 +440,12 @@ impl Queue {
     }
 
     /// Ends `run` when its keys are all recorded and its batches all completed: `completed`
-    /// (`failed` when recording its keys stopped on an error), with counts the sum of its
-    /// batches'. Returns whether it ended now. Any worker (and the
-    /// process waiting for the run) may call it; the run ends once.
+    /// (`failed` when recording its keys stopped on an error, or the process recording them
+    /// died), with counts the sum of its batches'. Returns whether it ended now. Any worker
+    /// (and the process waiting for the run) may call it; the run ends once.
     pub fn finish_if_drained(&self, run: RunId) -> Result<bool> {
         self.conn()
-            .run(move |s| {
-                let mut tx = s.client.transaction()?;
-                let state: Option<String> = tx
-                    .query_opt(
-                        "SELECT state FROM _kye_queue_runs WHERE run_id = $1 FOR UPDATE",
-                        &[&run.0],
-                    )?
-                    .map(|r| r.get(0));
-                if state.as_deref() != Some("open") {
-                    return Ok(false);
-                }
-                let busy: bool = tx
-                    .query_one(
-                        "SELECT EXISTS (SELECT 1 FROM _kye_queue_batches \
-                         WHERE run_id = $1 AND state IN ('queued', 'claimed'))",
-                        &[&run.0],
-                    )?
-                    .get(0);
-                if busy {
-                    return Ok(false);
-                }
-                tx.execute(
-                    "UPDATE _kye_runs r SET ended_at = now(), \
-                     status = CASE WHEN r.error IS NULL THEN 'completed' ELSE 'failed' END, \
-                     stored = c.stored, rejected = c.rejected, missing = c.missing, \
-                     failed = c.failed, skipped = c.skipped \
-                     FROM (SELECT coalesce(sum(stored), 0)::bigint AS stored, \
-                           coalesce(sum(rejected), 0)::bigint AS rejected, \
-                           coalesce(sum(missing), 0)::bigint AS missing, \
-                           coalesce(sum(failed), 0)::bigint AS failed, \
-                           coalesce(sum(skipped), 0)::bigint AS skipped \
-                           FROM _kye_queue_batches WHERE run_id = $1) c \
-                     WHERE r.id = $1",
-                    &[&run.0],
-                )?;
-                tx.execute(
-                    "UPDATE _kye_queue_runs SET state = 'done', finished_at = now() WHERE run_id = $1",
-                    &[&run.0],
-                )?;
-                tx.commit()?;
-                Ok(true)
-            })
+            .run(move |s| queued::finish_if_drained(s.client, run.0))
             .map_err(store_err)
             .inspect(|ended| {
                 if *ended {
@@ -518,10 +475,15 @@ impl Queue {
             .map_err(store_err)
     }
 
-    /// Runs whose queue is open (ends them when drained, see [`Queue::finish_if_drained`]).
+    /// Runs whose queue is open (ends them when drained, see [`Queue::finish_if_drained`]),
+    /// after opening those whose recording process died (see `store::queued`).
     fn open_runs(&self) -> Result<Vec<RunId>> {
+        let class = self.enqueue_class();
         self.conn()
-            .run(|s| {
+            .run(move |s| {
+                for run in queued::adopt_dead_enqueuers(s.client, class)? {
+                    tracing::warn!(run, "{}", queued::ENQUEUER_GONE);
+                }
                 Ok(s.client
                     .query(
                         "SELECT run_id FROM _kye_queue_runs WHERE state = 'open' ORDER BY run_id",

@@ -1184,3 +1184,86 @@ fn a_worker_whose_database_connections_are_terminated_mid_batch_loses_no_key_and
         1
     );
 }
+
+/// A process killed while it records a queued run's keys leaves the run `enqueuing`, its
+/// enqueue lock gone with it. Readers and writers alike take such a run for alive only while
+/// batches it recorded wait for a worker; with none left it is shown interrupted, and the next
+/// writer (or idle worker) ends it `failed`, saying why, with the counts of its batches; one
+/// with batches left is ended so by the worker that does them. Before, it stayed `running` for
+/// ever: no worker ended it, `runs` showed it running, and a fetch of its request could not
+/// resume it.
+#[test]
+fn a_queued_run_whose_recording_process_died_ends_once_its_batches_are_done() {
+    let Some(mut pg) = Pg::new() else { return };
+    let tokio = tokio();
+    let hits = Hits::default();
+    let server = TestServer::start_on_thread(routes(&hits, Duration::ZERO)).expect("server");
+    let store = pg.store_url();
+    let rt = runtime(server.base_url(), &store);
+    let q = queue(&store);
+    let enqueue = |request: &str| {
+        tokio
+            .block_on(q.enqueue(&rt, &FetchRequest::new(request)))
+            .expect("enqueue")
+    };
+    let waiting = enqueue("Owner.id in 1..=5");
+    let drained = enqueue("Owner.id in 6..=8");
+    // What a kill -9 in the middle of recording leaves: the run still `enqueuing`, its lock
+    // released by the server; `drained`'s batch was done by a worker before the kill.
+    let sql = format!(
+        "UPDATE \"{s}\"._kye_queue_runs SET state = 'enqueuing' WHERE run_id IN ({w}, {d}); \
+         UPDATE \"{s}\"._kye_queue_batches SET state = 'done', \
+         stored = jsonb_array_length(keys), finished_at = now() WHERE run_id = {d}",
+        s = pg.schema,
+        w = waiting.0,
+        d = drained.0
+    );
+    pg.c.batch_execute(&sql)
+        .expect("state of a killed recorder");
+    let spec: kye_runtime::store::StoreSpec = store.parse().expect("spec");
+    let reader = kye_runtime::store::open_store_read_only(&spec).expect("reader");
+    let status = |s: &dyn kye_runtime::store::StoreRead, run| s.run(run).unwrap().unwrap().status;
+    for handle in [reader.as_ref(), &*rt.with_store(|s| s.reader().unwrap())] {
+        assert_eq!(
+            status(handle, waiting),
+            RunStatus::Running,
+            "its batch waits"
+        );
+        assert_eq!(
+            status(handle, drained),
+            RunStatus::Interrupted,
+            "nothing waits"
+        );
+    }
+    assert_eq!(
+        rt.with_store(|s| s.run(drained).unwrap().unwrap().status),
+        RunStatus::Interrupted,
+        "the writer's own handle agrees"
+    );
+    // The next writer ends the run with nothing left; the other goes on.
+    drop(runtime(server.base_url(), &store));
+    let ended =
+        "SELECT count(*) FROM S._kye_runs WHERE status = 'failed' AND ended_at IS NOT NULL \
+                 AND error LIKE '%recording the run''s keys stopped%'";
+    assert_eq!(
+        pg.count(&format!("{ended} AND id = {} AND stored = 3", drained.0)),
+        1
+    );
+    assert_eq!(status(reader.as_ref(), waiting), RunStatus::Running);
+    // A worker does the batch left and ends that run too.
+    let report = tokio
+        .block_on(async {
+            tokio::time::timeout(Duration::from_secs(60), rt.work(&q, &options("after-kill"))).await
+        })
+        .expect("worker finished within 60 s")
+        .expect("worker");
+    assert_eq!(report.keys, 5);
+    assert_eq!(
+        pg.count(&format!("{ended} AND id = {} AND stored = 5", waiting.0)),
+        1
+    );
+    assert_eq!(
+        pg.count("SELECT count(*) FROM S._kye_queue_runs WHERE state <> 'done'"),
+        0
+    );
+}

@@ -58,6 +58,15 @@ impl Row<'_> {
             .collect();
         (l.model.clone(), key_display(l, &key))
     }
+
+    /// The texts of secondary index `index`'s columns, `None` when one is null.
+    pub(crate) fn index_texts(&self, index: usize) -> Option<Vec<&str>> {
+        let positions = unique_positions(self.layout).into_iter().nth(index)?;
+        positions
+            .iter()
+            .map(|&i| self.inline[i].as_deref())
+            .collect()
+    }
 }
 
 /// The normalized texts of an index's parts as one text, each part prefixed by its length in
@@ -298,8 +307,9 @@ impl State {
     /// Loads, for each model of `rows` that needs it (nested records in this batch, or
     /// secondary indexes when `uniques` asks), the stored rows holding one of the batch's keys
     /// or index values. Without `uniques` a value held by a stored record is found by the
-    /// table's own `UNIQUE` constraint, which fails the batch (23505), and the batch is tried
-    /// again with it: clashes are rare, the lookup would be paid by every batch.
+    /// table's own `UNIQUE` constraint, which fails the batch (23505), and the batch is
+    /// written again with `uniques` (see `clash`): clashes are rare, the lookup would be paid
+    /// by every batch.
     pub(crate) fn load(
         tx: &mut Transaction<'_>,
         cache: &mut Cache,
