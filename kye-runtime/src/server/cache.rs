@@ -31,7 +31,13 @@ pub(crate) enum Fetched {
     Missing { reason: String, run: i64 },
     /// The source could not be reached or answered with an error (after retries).
     Failed { reason: String },
+    /// Every read-through slot (`[serve] max_fetches`) stayed busy for [`FETCH_WAIT`].
+    Busy,
 }
+
+/// How long a read that needs the source waits for a free read-through slot before it is
+/// answered 503.
+pub(crate) const FETCH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 type Cell = Arc<OnceCell<Fetched>>;
 

@@ -44,11 +44,12 @@ pub use seal::{MasterKey, SealError, MASTER_KEY_ENV};
 
 /// How a server listens and what it allows. Defaults: 600 requests a minute per token, a
 /// 120 s request timeout, 64 KiB request bodies, 8 KiB request targets (path and query),
-/// 30 refused sign-ins a minute per client address, 1,024 connections at once, 15 s to send a request's headers (also the idle time of a
+/// 30 refused sign-ins a minute per client address, 1,024 connections at once, 32
+/// read-through fetches at once, 15 s to send a request's headers (also the idle time of a
 /// kept-alive connection), 30 s to finish in-flight requests at shutdown, a look for stale
 /// records every 60 s, audit rows kept 365 days. `[serve]` in kye.toml sets them
 /// (`rate_limit`, `failed_auth_limit`, `request_timeout`, `max_body`, `max_connections`,
-/// `header_timeout`, `grace_period`, `refresh_every`, `audit_retention`).
+/// `max_fetches`, `header_timeout`, `grace_period`, `refresh_every`, `audit_retention`).
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     listen: SocketAddr,
@@ -58,6 +59,7 @@ pub struct ServeOptions {
     max_body: usize,
     max_target: usize,
     max_connections: usize,
+    max_fetches: usize,
     header_timeout: Duration,
     grace_period: Duration,
     refresh_every: Duration,
@@ -75,6 +77,7 @@ impl ServeOptions {
             max_body: 64 * 1024,
             max_target: 8 * 1024,
             max_connections: 1024,
+            max_fetches: 32,
             header_timeout: Duration::from_secs(15),
             grace_period: Duration::from_secs(30),
             refresh_every: Duration::from_secs(60),
@@ -113,6 +116,14 @@ impl ServeOptions {
     /// until one closes, so new clients wait in the kernel's backlog.
     pub fn max_connections(mut self, n: usize) -> ServeOptions {
         self.max_connections = n.max(1);
+        self
+    }
+
+    /// Read-through fetches (reads of keys not stored or too old) running at once, over
+    /// every caller (default 32). A read that finds them all busy waits up to 5 s for one,
+    /// then gets 503 with `Retry-After`; reads the store answers never wait.
+    pub fn max_fetches(mut self, n: usize) -> ServeOptions {
+        self.max_fetches = n.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         self
     }
 
@@ -161,6 +172,9 @@ impl ServeOptions {
         if let Some(n) = config.get_u64("serve.max_connections")? {
             self = self.max_connections(usize::try_from(n).unwrap_or(usize::MAX));
         }
+        if let Some(n) = config.get_u64("serve.max_fetches")? {
+            self = self.max_fetches(usize::try_from(n).unwrap_or(usize::MAX));
+        }
         if let Some(d) = config.get_duration("serve.header_timeout")? {
             self = self.header_timeout(d);
         }
@@ -195,6 +209,8 @@ pub(crate) struct AppState {
     pub next_reader: std::sync::atomic::AtomicUsize,
     pub roles: auth::Roles,
     pub cache: cache::Coalescer,
+    /// Slots of read-through fetches (`max_fetches`).
+    pub fetch_slots: Arc<tokio::sync::Semaphore>,
     pub memo: cache::Memo,
     pub limiter: limit::RateLimiter,
     /// Refused sign-ins per client address.
@@ -339,6 +355,7 @@ impl Server {
             next_reader: std::sync::atomic::AtomicUsize::new(0),
             roles,
             cache: cache::Coalescer::default(),
+            fetch_slots: Arc::new(tokio::sync::Semaphore::new(options.max_fetches)),
             memo: cache::Memo::default(),
             limiter: limit::RateLimiter::new(options.rate_limit),
             failed_auth: limit::RateLimiter::new(options.failed_auth_limit),

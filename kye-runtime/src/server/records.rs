@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::api::{answer, authenticate, error, forbidden, resolve_key, store_error, St};
 use super::audit::{cut, Note};
-use super::cache::{raw_record, Fetched};
+use super::cache::{raw_record, Fetched, FETCH_WAIT};
 use crate::runtime::GetResult;
 use crate::store::{IndexKey, KeyStatus, Timestamp};
 
@@ -199,6 +199,11 @@ pub(crate) async fn records(
             if let Ok(Some((at, record))) = since {
                 return Fetched::Recent { record, at };
             }
+            // A slot of the server's read-through fetches, shared by every caller.
+            let slot = tokio::time::timeout(FETCH_WAIT, leader.fetch_slots.clone().acquire_owned());
+            let Ok(Ok(_slot)) = slot.await else {
+                return Fetched::Busy;
+            };
             match runtime.get(&text).await {
                 Ok(GetResult::Stored { record, run, .. }) => Fetched::Stored { record, run: run.0 },
                 Ok(GetResult::Rejected { errors, run, .. }) => Fetched::Rejected {
@@ -244,6 +249,20 @@ pub(crate) async fn records(
             json!({"error": format!("the source has no {model} {key_text}"), "reason": reason, "run": run}),
             note,
         ),
+        Fetched::Busy => {
+            note.source = Some("none");
+            let mut r = answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({
+                    "error": format!("{model} {key_text} is not stored and every read-through fetch of the server is busy"),
+                    "hint": "try again after Retry-After seconds; an admin may raise [serve] max_fetches",
+                }),
+                note,
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
         Fetched::Failed { reason } => answer(
             StatusCode::BAD_GATEWAY,
             json!({

@@ -96,6 +96,12 @@ impl Fixture {
                 config.set(key, v.clone());
             }
         }
+        // `[run]` keys one by one, over the test configuration's.
+        if let Some(run) = roles.get("run").and_then(|v| v.as_table()) {
+            for (k, v) in run {
+                config.set(&format!("run.{k}"), v.clone());
+            }
+        }
         let runtime = Runtime::builder()
             .registry(common::registry())
             .config(config)
@@ -392,6 +398,117 @@ async fn a_key_the_source_lacks_is_answered_from_the_store_until_max_age_says_as
     let (s, _, _) = f.get(Some("reader"), path).await;
     assert_eq!(s, 404);
     assert_eq!(f.source.requests("/pokemon/555/"), 2);
+}
+
+/// A source whose answers take `slow` (key 1: `slow_first`), counting requests in flight.
+async fn counting_source(
+    slow: Duration,
+    slow_first: Duration,
+) -> (TestServer, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let (now, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (n, p) = (now.clone(), peak.clone());
+    let routes = kye_runtime::testing::Routes::new().generate("/pokemon/", move |rest| {
+        let id: i64 = rest.trim_end_matches('/').parse().ok()?;
+        let cur = n.fetch_add(1, Ordering::SeqCst) + 1;
+        p.fetch_max(cur, Ordering::SeqCst);
+        std::thread::sleep(if id == 1 { slow_first } else { slow });
+        n.fetch_sub(1, Ordering::SeqCst);
+        Some(Route::json(common::doc(id).to_string()))
+    });
+    (
+        TestServer::start(routes).await.expect("source starts"),
+        peak,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_through_fetches_share_max_fetches_slots_and_a_wait_too_long_is_503() {
+    use std::sync::atomic::Ordering;
+    let (source, peak) =
+        counting_source(Duration::from_millis(100), Duration::from_millis(100)).await;
+    let base = source.base_url().to_string();
+    let f = Fixture::start_with(
+        source,
+        &base,
+        tempfile::tempdir().unwrap(),
+        "[serve]\nmax_fetches = 2\n",
+        kye_runtime::Secrets::empty(),
+    )
+    .await;
+    let f = std::sync::Arc::new(f);
+    let mut tasks = Vec::new();
+    for id in 1..=8 {
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            f.get(
+                Some("fetcher"),
+                &format!("/v1/models/Pokemon/records?id={id}"),
+            )
+            .await
+        }));
+    }
+    for t in tasks {
+        let (s, _, body) = t.await.unwrap();
+        assert_eq!(s, 200, "{body}");
+        assert_eq!(body["source"], "fetched", "{body}");
+    }
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        2,
+        "fetches at once, with max_fetches = 2"
+    );
+
+    // One slot, held for longer than a read waits for one: the next read of another key is
+    // 503 with Retry-After, and a read the store answers does not wait at all.
+    let (source, _) = counting_source(Duration::from_millis(1), Duration::from_secs(7)).await;
+    let base = source.base_url().to_string();
+    let f = Fixture::start_with(
+        source,
+        &base,
+        tempfile::tempdir().unwrap(),
+        "[serve]\nmax_fetches = 1\n[run]\ntimeout = \"20s\"\n",
+        kye_runtime::Secrets::empty(),
+    )
+    .await;
+    let (s, _, _) = f
+        .get(Some("fetcher"), "/v1/models/Pokemon/records?id=2")
+        .await;
+    assert_eq!(s, 200);
+    let f = std::sync::Arc::new(f);
+    let holder = {
+        let f = f.clone();
+        tokio::spawn(async move {
+            f.get(Some("fetcher"), "/v1/models/Pokemon/records?id=1")
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let (s, _, _) = f
+        .get(Some("fetcher"), "/v1/models/Pokemon/records?id=2")
+        .await;
+    assert_eq!(s, 200, "a stored record waits for no slot");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let (s, headers, body) = f
+        .get(Some("fetcher"), "/v1/models/Pokemon/records?id=3")
+        .await;
+    assert_eq!(s, 503, "{body}");
+    assert_eq!(
+        headers.get("retry-after").map(|v| v.to_str().unwrap()),
+        Some("1")
+    );
+    assert!(
+        body["hint"].as_str().unwrap().contains("max_fetches"),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "answered 503 without waiting"
+    );
+    let (s, _, body) = holder.await.unwrap();
+    assert_eq!(s, 200, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
