@@ -104,6 +104,31 @@ impl Role {
 /// A role entry naming a source rather than a model: `"source:cats"`.
 pub(crate) const SOURCE_PREFIX: &str = "source:";
 
+/// Per model, the sources whose functions provide it (`None`: a function of no source).
+pub(crate) type Providers = BTreeMap<String, BTreeSet<Option<&'static str>>>;
+
+/// Which sources provide each model of `registry`: its fetchers, list functions and
+/// transformers, each through the source it names.
+pub(crate) fn providers(registry: &crate::Registry) -> Providers {
+    let sources = registry.sources();
+    let mut out = Providers::new();
+    let mut add = |model: &str, scope: &str| {
+        out.entry(model.to_string())
+            .or_default()
+            .insert(sources.source_of(scope).map(|s| s.name));
+    };
+    for f in registry.fetchers() {
+        add(f.model, &f.identifier_text());
+    }
+    for l in registry.listers() {
+        add(l.model, l.function);
+    }
+    for t in registry.transformers() {
+        add(t.output, t.function);
+    }
+    out
+}
+
 /// Admin areas a role may name.
 const ADMIN_AREAS: &[&str] = &["audit"];
 
@@ -171,7 +196,16 @@ impl Roles {
     /// Entries naming a source (`"source:NAME"`) replaced by the models that source's
     /// fetchers, list functions and transformers provide. A source the binary does not
     /// declare is an error naming the role and the permission.
-    pub(crate) fn with_sources(mut self, sources: &Sources) -> Result<Roles> {
+    ///
+    /// `providers` says which sources provide each model (`None`: a function of no source): a
+    /// source entry is refused when one of its models is provided by anything else too, since
+    /// roles are checked per model and the entry would grant the other provider's records and
+    /// fetches (and credentials) as well.
+    pub(crate) fn with_sources(
+        mut self,
+        sources: &Sources,
+        providers: &Providers,
+    ) -> Result<Roles> {
         for (name, role) in &mut self.0 {
             for (key, models) in [
                 ("read", &mut role.read),
@@ -200,7 +234,26 @@ impl Roles {
                             }
                         )));
                     }
-                    set.extend(sources.models_of(source).map(str::to_string));
+                    for model in sources.models_of(source) {
+                        let others: Vec<String> = providers
+                            .get(model)
+                            .into_iter()
+                            .flatten()
+                            .filter(|p| **p != Some(source))
+                            .map(|p| match p {
+                                Some(other) => format!("source {other:?}"),
+                                None => "a function of no source".to_string(),
+                            })
+                            .collect();
+                        if !others.is_empty() {
+                            return Err(Error::permanent(format!(
+                                "kye.toml: [roles.{name}] {key}: {entry:?} would also grant {model}, \
+                                 which {} provides too; name the models instead",
+                                others.join(" and ")
+                            )));
+                        }
+                        set.insert(model.to_string());
+                    }
                 }
                 if set.is_empty() {
                     *models = Models::None;
@@ -244,10 +297,15 @@ fn models(value: &toml::Value) -> std::result::Result<Models, String> {
         let name = item
             .as_str()
             .ok_or_else(|| "expected a list of model names (strings)".to_string())?;
-        if name == "*" {
-            return Ok(Models::All);
-        }
         set.insert(name.to_string());
+    }
+    if set.contains("*") {
+        if let Some(entry) = set.iter().find(|m| m.starts_with(SOURCE_PREFIX)) {
+            return Err(format!(
+                "\"*\" already covers every model: drop {entry:?} (or the \"*\")"
+            ));
+        }
+        return Ok(Models::All);
     }
     Ok(if set.is_empty() {
         Models::None
@@ -313,6 +371,13 @@ mod tests {
         ]));
         let sources =
             Sources::from_parts([source("cats"), source("dogs")], members.iter()).unwrap();
+        let mut providers = Providers::new();
+        for m in members.iter() {
+            providers
+                .entry(m.model.to_string())
+                .or_default()
+                .insert(Some(m.source));
+        }
         let config = Config::from_toml_str(
             "[roles.cats]\nread = [\"source:cats\", \"Dog\"]\nfetch = [\"source:cats\"]\n\
              [roles.none]\nread = [\"source:dogs\"]\n",
@@ -321,7 +386,7 @@ mod tests {
         .unwrap();
         let roles = Roles::from_config(&config)
             .unwrap()
-            .with_sources(&sources)
+            .with_sources(&sources, &providers)
             .unwrap();
         let cats = roles.get("cats").unwrap();
         for model in ["Cat", "Owner", "CatCard", "Dog"] {
@@ -336,13 +401,38 @@ mod tests {
         let bad = Config::from_toml_str("[roles.x]\nfetch = [\"source:birds\"]\n", None).unwrap();
         let e = Roles::from_config(&bad)
             .unwrap()
-            .with_sources(&sources)
+            .with_sources(&sources, &providers)
             .unwrap_err()
             .to_string();
         assert!(
             e.contains("[roles.x] fetch") && e.contains("\"birds\"") && e.contains("cats, dogs"),
             "{e}"
         );
+        // A model another provider offers too: granting the source would grant that one.
+        let config = Config::from_toml_str("[roles.x]\nread = [\"source:cats\"]\n", None).unwrap();
+        for other in [Some("dogs"), None] {
+            let mut shared = providers.clone();
+            shared.get_mut("Cat").unwrap().insert(other);
+            let e = Roles::from_config(&config)
+                .unwrap()
+                .with_sources(&sources, &shared)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("would also grant Cat"), "{e}");
+            assert!(
+                e.contains(if other.is_some() {
+                    "source \"dogs\""
+                } else {
+                    "no source"
+                }),
+                "{e}"
+            );
+        }
+        // Beside "*" a source entry is a mistake, not silently ignored.
+        let star =
+            Config::from_toml_str("[roles.x]\nread = [\"*\", \"source:typo\"]\n", None).unwrap();
+        let e = Roles::from_config(&star).unwrap_err().to_string();
+        assert!(e.contains("already covers every model"), "{e}");
     }
 
     #[test]

@@ -45,11 +45,12 @@ pub use seal::{MasterKey, SealError, MASTER_KEY_ENV};
 /// How a server listens and what it allows. Defaults: 600 requests a minute per token, a
 /// 120 s request timeout, 64 KiB request bodies, 8 KiB request targets (path and query),
 /// 30 refused sign-ins a minute per client address, 1,024 connections at once, 32
-/// read-through fetches at once, 15 s to send a request's headers (also the idle time of a
+/// read-through fetches at once, a source's "no such key" answering reads for 10 minutes,
+/// 15 s to send a request's headers (also the idle time of a
 /// kept-alive connection), 30 s to finish in-flight requests at shutdown, a look for stale
 /// records every 60 s, audit rows kept 365 days. `[serve]` in kye.toml sets them
 /// (`rate_limit`, `failed_auth_limit`, `request_timeout`, `max_body`, `max_connections`,
-/// `max_fetches`, `header_timeout`, `grace_period`, `refresh_every`, `audit_retention`).
+/// `max_fetches`, `missing_ttl`, `header_timeout`, `grace_period`, `refresh_every`, `audit_retention`).
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     listen: SocketAddr,
@@ -60,6 +61,7 @@ pub struct ServeOptions {
     max_target: usize,
     max_connections: usize,
     max_fetches: usize,
+    missing_ttl: Duration,
     header_timeout: Duration,
     grace_period: Duration,
     refresh_every: Duration,
@@ -78,6 +80,7 @@ impl ServeOptions {
             max_target: 8 * 1024,
             max_connections: 1024,
             max_fetches: 32,
+            missing_ttl: Duration::from_secs(600),
             header_timeout: Duration::from_secs(15),
             grace_period: Duration::from_secs(30),
             refresh_every: Duration::from_secs(60),
@@ -124,6 +127,14 @@ impl ServeOptions {
     /// then gets 503 with `Retry-After`; reads the store answers never wait.
     pub fn max_fetches(mut self, n: usize) -> ServeOptions {
         self.max_fetches = n.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        self
+    }
+
+    /// How long the source's "no such key" answers the reads that give no `max_age` (default
+    /// 10 minutes): within it such a read is 404 from the store, past it the source is asked
+    /// again. A read with `max_age` uses that instead.
+    pub fn missing_ttl(mut self, ttl: Duration) -> ServeOptions {
+        self.missing_ttl = ttl;
         self
     }
 
@@ -174,6 +185,9 @@ impl ServeOptions {
         }
         if let Some(n) = config.get_u64("serve.max_fetches")? {
             self = self.max_fetches(usize::try_from(n).unwrap_or(usize::MAX));
+        }
+        if let Some(d) = config.get_duration("serve.missing_ttl")? {
+            self.missing_ttl = d;
         }
         if let Some(d) = config.get_duration("serve.header_timeout")? {
             self = self.header_timeout(d);
@@ -325,8 +339,10 @@ impl Server {
         store: Box<dyn ServerStore>,
         options: ServeOptions,
     ) -> Result<Server> {
-        let roles = auth::Roles::from_config(runtime.context().settings())?
-            .with_sources(runtime.registry().sources())?;
+        let roles = auth::Roles::from_config(runtime.context().settings())?.with_sources(
+            runtime.registry().sources(),
+            &auth::providers(runtime.registry()),
+        )?;
         let freshness = fresh::policies(runtime.context().settings())?;
         for p in &freshness {
             if runtime.registry().model(&p.model).is_none() {

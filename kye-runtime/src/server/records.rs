@@ -147,13 +147,14 @@ pub(crate) async fn records(
         };
     };
     // A key the source said it lacks is answered from the store as well, while that answer
-    // is as fresh as the caller asks (without max_age, as a stored record is).
+    // is as fresh as the caller asks (without max_age: `[serve] missing_ttl`, since a key
+    // missing once may exist later).
     if stored.is_none() {
         let (m, k) = (model.clone(), index.clone());
         match state.with_reader(move |r| r.latest_outcome(&m, &k)).await {
             Ok(Some(o)) if o.status == KeyStatus::Missing => {
                 let age = o.at.age(now);
-                if max_age.is_none_or(|m| age <= m) {
+                if age <= max_age.unwrap_or(state.options.missing_ttl) {
                     note.source = Some("store");
                     return answer(
                         StatusCode::NOT_FOUND,
@@ -164,7 +165,7 @@ pub(crate) async fn records(
                             "source": "store",
                             "checked_at": o.at,
                             "age_seconds": age.as_secs(),
-                            "hint": "the source said so when last asked; add max_age (e.g. max_age=1h) to have it asked again when that answer is older",
+                            "hint": "the source said so when last asked; add max_age (e.g. max_age=1m) to have it asked again when that answer is older",
                         }),
                         note,
                     );

@@ -364,7 +364,11 @@ async fn fifty_concurrent_reads_of_one_key_make_one_upstream_request_and_stale_k
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_the_source_lacks_is_answered_from_the_store_until_max_age_says_ask_again() {
-    let f = Fixture::start("", kye_runtime::Secrets::empty()).await;
+    let f = Fixture::start(
+        "[serve]\nmissing_ttl = \"1s\"\n",
+        kye_runtime::Secrets::empty(),
+    )
+    .await;
     let path = "/v1/models/Pokemon/records?id=555";
     let (s, _, body) = f.get(Some("fetcher"), path).await;
     assert_eq!(s, 404, "{body}");
@@ -398,6 +402,12 @@ async fn a_key_the_source_lacks_is_answered_from_the_store_until_max_age_says_as
     let (s, _, _) = f.get(Some("reader"), path).await;
     assert_eq!(s, 404);
     assert_eq!(f.source.requests("/pokemon/555/"), 2);
+    // Without max_age the answer holds for missing_ttl (1 s here), then the source is asked.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (s, _, body) = f.get(Some("fetcher"), path).await;
+    assert_eq!(s, 404, "{body}");
+    assert_ne!(body["source"], "store", "{body}");
+    assert_eq!(f.source.requests("/pokemon/555/"), 3);
 }
 
 /// A source whose answers take `slow` (key 1: `slow_first`), counting requests in flight.
