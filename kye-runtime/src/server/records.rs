@@ -151,7 +151,15 @@ pub(crate) async fn records(
     // missing once may exist later).
     if stored.is_none() {
         let (m, k) = (model.clone(), index.clone());
-        match state.with_reader(move |r| r.latest_outcome(&m, &k)).await {
+        // The record is looked for again after the outcome: a fetch that stored it between
+        // this request's first look and now wins over the older "missing".
+        let known = state
+            .with_reader(move |r| {
+                let outcome = r.latest_outcome(&m, &k)?;
+                Ok(outcome.filter(|_| matches!(r.last_stored(&m, &k), Ok(None))))
+            })
+            .await;
+        match known {
             Ok(Some(o)) if o.status == KeyStatus::Missing => {
                 let age = o.at.age(now);
                 if age <= max_age.unwrap_or(state.options.missing_ttl) {
