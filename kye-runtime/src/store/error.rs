@@ -181,6 +181,14 @@ pub enum StoreError {
         /// Why (the database's message, or what kye found).
         message: String,
     },
+    /// A change of the sealed secrets refused because another one happened meanwhile (a
+    /// `secret set` under another master key than the stored secrets', a rotation whose
+    /// secrets changed while it re-sealed them). Nothing was written.
+    #[error("sealed secrets: {message}")]
+    Secrets {
+        /// What happened and what to do.
+        message: String,
+    },
     /// A `show` filter that does not apply to the model.
     #[error("filter{}: {message}", if model.is_empty() { String::new() } else { format!(" on {model}") })]
     InvalidFilter {
