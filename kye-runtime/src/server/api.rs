@@ -110,7 +110,7 @@ pub(crate) async fn caller_of_hash(
     hash: String,
     note: &mut Note,
 ) -> Result<Caller, Response> {
-    let found = match state.with_store(move |s| s.token_by_hash(&hash)).await {
+    let found = match state.token_by_hash(hash).await {
         Ok(found) => found,
         Err(e) => return Err(store_error(e, note.clone())),
     };

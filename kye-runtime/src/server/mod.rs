@@ -211,11 +211,18 @@ impl ServeOptions {
 /// Read handles a server keeps on its store.
 const READERS: usize = 4;
 
+/// Connections for token lookups.
+const TOKEN_STORES: usize = 2;
+
 /// What every handler shares.
 pub(crate) struct AppState {
     pub runtime: Runtime,
     /// Token lookups and the audit log's reads (the audit writer has a connection of its own).
     pub store: Arc<Mutex<Box<dyn ServerStore>>>,
+    /// Connections of their own for the token lookup every request makes, used in turn (two
+    /// requests on two threads do not wait for one connection).
+    pub token_stores: Vec<Mutex<Box<dyn ServerStore>>>,
+    pub next_token_store: std::sync::atomic::AtomicUsize,
     /// The audit log's queue; taken (closed) when the server stops.
     pub audit: Mutex<Option<audit::Sink>>,
     /// Read handles of the runtime's store, used in turn (a record read takes one).
@@ -262,6 +269,38 @@ impl AppState {
         let run = move || {
             let mut store = state.store.lock().unwrap_or_else(|p| p.into_inner());
             f(store.as_mut())
+        };
+        if self.local {
+            return run();
+        }
+        tokio::task::spawn_blocking(run).await.unwrap_or_else(|e| {
+            Err(crate::store::StoreError::Corrupt {
+                path: "server store".into(),
+                message: format!("a store task failed: {e}"),
+            })
+        })
+    }
+
+    /// Looks up the token whose SHA-256 is `hash` on one of the token connections (the first
+    /// free one from a rotating start, else that start's).
+    pub(crate) async fn token_by_hash(
+        self: &Arc<Self>,
+        hash: String,
+    ) -> std::result::Result<Option<crate::store::TokenRecord>, crate::store::StoreError> {
+        let state = self.clone();
+        let run = move || {
+            let n = state.token_stores.len();
+            let start = state
+                .next_token_store
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let free = (0..n).find_map(|i| state.token_stores[(start + i) % n].try_lock().ok());
+            let mut store = match free {
+                Some(s) => s,
+                None => state.token_stores[start % n]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()),
+            };
+            store.token_by_hash(&hash)
         };
         if self.local {
             return run();
@@ -358,6 +397,10 @@ impl Server {
             .map_err(Error::other)?;
         let local = runtime.with_store(|s| s.kind() == "sqlite");
         let writer_store = store.another().map_err(Error::other)?;
+        let token_stores = (0..TOKEN_STORES)
+            .map(|_| store.another().map(Mutex::new))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(Error::other)?;
         let store = Arc::new(Mutex::new(store));
         let (sink, writer) = audit::Sink::new(Arc::new(Mutex::new(writer_store)));
         let listener = tokio::net::TcpListener::bind(options.listen)
@@ -366,6 +409,8 @@ impl Server {
         let state = Arc::new(AppState {
             runtime,
             store: store.clone(),
+            token_stores,
+            next_token_store: std::sync::atomic::AtomicUsize::new(0),
             audit: Mutex::new(Some(sink)),
             readers,
             next_reader: std::sync::atomic::AtomicUsize::new(0),
