@@ -67,6 +67,10 @@ pub(crate) struct Conn {
     /// Runs whose advisory lock this connection must hold (taken again after a reconnect).
     running: Vec<RunId>,
     lock_class: i32,
+    /// Queued runs whose keys this connection records, with the class of their enqueue lock
+    /// (`store::queued`): taken again after a reconnect, as the run locks are, or a process
+    /// seeing the lock free would end the run while its keys are still being recorded.
+    enqueuing: Vec<(i32, RunId)>,
 }
 
 /// What a closure running on the connection gets: the client and its statement cache.
@@ -105,6 +109,7 @@ impl Conn {
             statements: HashMap::new(),
             running: Vec::new(),
             lock_class: lock_class(&spec.schema),
+            enqueuing: Vec::new(),
         };
         conn.connect()?;
         Ok(conn)
@@ -128,37 +133,55 @@ impl Conn {
             "SET search_path TO {}; SET plan_cache_mode = force_custom_plan",
             ddl::q(&spec.schema)
         );
-        let running = self.running.clone();
-        let class = self.lock_class;
-        let client = off_runtime(move || -> Result<Result<Client, RunId>, postgres::Error> {
-            let mut client = match tls {
-                Some(tls) => config.connect(tls)?,
-                None => config.connect(postgres::NoTls)?,
-            };
-            client.batch_execute(&search_path)?;
-            // Never waits: the lost connection's backend may still hold a run's lock (the
-            // server has not noticed it ended), and waiting could last hours.
-            for run in running {
-                let taken: bool = client
-                    .query_one(
-                        "SELECT pg_try_advisory_lock($1, $2)",
-                        &[&class, &(run.0 as i32)],
-                    )?
-                    .get(0);
-                if !taken {
-                    return Ok(Err(run));
+        let locks: Vec<(i32, RunId, bool)> = (self.running.iter())
+            .map(|run| (self.lock_class, *run, false))
+            .chain(
+                self.enqueuing
+                    .iter()
+                    .map(|(class, run)| (*class, *run, true)),
+            )
+            .collect();
+        let client = off_runtime(
+            move || -> Result<Result<Client, (RunId, bool)>, postgres::Error> {
+                let mut client = match tls {
+                    Some(tls) => config.connect(tls)?,
+                    None => config.connect(postgres::NoTls)?,
+                };
+                client.batch_execute(&search_path)?;
+                // Never waits: the lost connection's backend may still hold a run's lock (the
+                // server has not noticed it ended), and waiting could last hours.
+                for (class, run, enqueue) in locks {
+                    let taken: bool = client
+                        .query_one(
+                            "SELECT pg_try_advisory_lock($1, $2)",
+                            &[&class, &(run.0 as i32)],
+                        )?
+                        .get(0);
+                    if !taken {
+                        return Ok(Err((run, enqueue)));
+                    }
                 }
-            }
-            Ok(Ok(client))
-        })
+                Ok(Ok(client))
+            },
+        )
         .map_err(|e| refused(error_text(&e)))?;
-        let client = client.map_err(|run| {
-            refused(format!(
-                "the connection was lost and run {} is still held by the server's end of it \
-                 (the server has not noticed the connection ended); the run cannot go on: \
-                 run the request again to resume it",
-                run.0
-            ))
+        let client = client.map_err(|(run, enqueue)| {
+            refused(if enqueue {
+                format!(
+                    "the connection was lost and the enqueue lock of queued run {} is still \
+                     held by the server's end of it (the server has not noticed the \
+                     connection ended); recording the run's keys cannot go on: the keys \
+                     recorded are done, record the request again for the rest",
+                    run.0
+                )
+            } else {
+                format!(
+                    "the connection was lost and run {} is still held by the server's end of \
+                     it (the server has not noticed the connection ended); the run cannot go \
+                     on: run the request again to resume it",
+                    run.0
+                )
+            })
         })?;
         self.client = Some(client);
         self.statements.clear();
@@ -209,6 +232,17 @@ impl Conn {
             message: crate::redact::redact_text(&error_text(&source)),
             code: source.code().map(|c| c.code().to_string()),
         }
+    }
+
+    /// Holds the enqueue lock (`class`, `run`) from now on: taken again after a reconnect
+    /// (the caller took it on this connection).
+    pub(crate) fn hold_enqueue_lock(&mut self, class: i32, run: RunId) {
+        self.enqueuing.push((class, run));
+    }
+
+    /// Stops taking the enqueue lock of `run` again after a reconnect.
+    pub(crate) fn forget_enqueue_lock(&mut self, run: RunId) {
+        self.enqueuing.retain(|(_, r)| *r != run);
     }
 
     /// Forgets prepared statements (after DDL changed the tables they read).
