@@ -537,6 +537,66 @@ mod tests {
         }
     }
 
+    /// An enqueue lock the lost connection's backend still holds (here another session took
+    /// it meanwhile) fails the reconnect at once, naming the run; once free, it is taken again.
+    #[test]
+    fn a_reconnect_takes_the_enqueue_lock_again_or_fails_naming_the_run() {
+        let Some(spec) = test_spec() else { return };
+        let class = super::queued::enqueue_lock_class(&format!("reconnect-{}", std::process::id()));
+        let run = RunId(7);
+        let mut conn = Conn::open(&spec).unwrap();
+        let pid: i32 = conn
+            .run(move |s| {
+                s.client
+                    .execute("SELECT pg_advisory_lock($1, 7)", &[&class])?;
+                Ok(s.client.query_one("SELECT pg_backend_pid()", &[])?.get(0))
+            })
+            .unwrap();
+        conn.hold_enqueue_lock(class, run);
+        let mut other = spec.config().unwrap().connect(postgres::NoTls).unwrap();
+        other
+            .execute("SELECT pg_terminate_backend($1)", &[&pid])
+            .unwrap();
+        let holders = |c: &mut Client| -> Vec<i32> {
+            c.query(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::int::oid \
+                 AND objid = 7 AND objsubid = 2 AND granted",
+                &[&class],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while holders(&mut other).contains(&pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the backend did not end"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        other
+            .execute("SELECT pg_advisory_lock($1, 7)", &[&class])
+            .unwrap();
+        let ping = |conn: &mut Conn| conn.run(|s| s.client.batch_execute("SELECT 1"));
+        assert!(ping(&mut conn).is_err(), "the connection was not lost");
+        let e = ping(&mut conn).unwrap_err().to_string();
+        assert!(
+            e.contains("the enqueue lock of queued run 7 is still held"),
+            "{e}"
+        );
+        other
+            .execute("SELECT pg_advisory_unlock($1, 7)", &[&class])
+            .unwrap();
+        ping(&mut conn).unwrap();
+        let mine: i32 = conn
+            .run(|s| Ok(s.client.query_one("SELECT pg_backend_pid()", &[])?.get(0)))
+            .unwrap();
+        assert_eq!(holders(&mut other), [mine]);
+        conn.forget_enqueue_lock(run);
+    }
+
     #[test]
     fn sessions_keep_the_servers_durability() {
         let Some(spec) = test_spec() else { return };
