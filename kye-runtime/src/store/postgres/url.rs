@@ -17,8 +17,9 @@ pub enum SslMode {
     /// TLS or no connection; the certificate is not verified, unless `sslrootcert` names a
     /// file: then the chain is verified as `verify-ca` (libpq's rule for a root certificate).
     Require,
-    /// TLS, the certificate chain verified against the root certificates (`sslrootcert`, else
-    /// the system's), not the host name.
+    /// TLS, the certificate chain verified against the root certificates of the file
+    /// `sslrootcert` names (required: the system's would pass any certificate they trust for
+    /// some name), not the host name.
     VerifyCa,
     /// TLS, the certificate verified against the root certificates (`sslrootcert`, else the
     /// system's) and the host name.
@@ -310,6 +311,16 @@ impl PgSpec {
                 }
             }
         }
+        // libpq fails without a root certificate file too (it looks for root.crt).
+        if spec.sslmode == SslMode::VerifyCa && spec.sslrootcert.is_none() {
+            return Err(bad(
+                "sslmode=verify-ca needs sslrootcert=FILE, the PEM file of the root \
+                 certificates that signed the server's certificate: the host name is not \
+                 checked, so the system's roots would pass any certificate they trust for some \
+                 name (use sslmode=verify-full to verify against the system's roots)"
+                    .into(),
+            ));
+        }
         if spec.database.contains('\0') || spec.schema.contains('\0') {
             return Err(bad("names cannot contain NUL".into()));
         }
@@ -526,6 +537,24 @@ mod tests {
         let file =
             PgSpec::parse("postgres://u@h/db?sslmode=require&sslrootcert=.%2Fsystem").unwrap();
         assert_eq!(file.sslmode, SslMode::Require);
+    }
+
+    /// `verify-ca` checks no name, so the system's roots would pass anyone's certificate: it
+    /// needs a root certificate file, as in libpq (which looks for root.crt).
+    #[test]
+    fn verify_ca_needs_a_root_certificate_file() {
+        for url in [
+            "postgres://u@h/db?sslmode=verify-ca",
+            "postgres://u@h/db?sslmode=verify-ca&sslrootcert=",
+        ] {
+            let e = PgSpec::parse(url).unwrap_err().to_string();
+            assert!(
+                e.contains("sslmode=verify-ca needs sslrootcert=FILE"),
+                "{url}: {e}"
+            );
+        }
+        assert!(PgSpec::parse("postgres://u@h/db?sslmode=verify-full").is_ok());
+        assert!(PgSpec::parse("postgres://u@h/db?sslmode=verify-ca&sslrootcert=ca.pem").is_ok());
     }
 
     #[test]
