@@ -280,8 +280,21 @@ impl PgSpec {
                 }
                 "password_secret" if !v.is_empty() => spec.password_secret = Some(v),
                 "sslrootcert" if !v.is_empty() => spec.sslrootcert = Some(v.into()),
-                // Empty: not given (it was "unknown parameter", naming a supported one).
-                "schema" | "search_path" | "password_secret" | "sslrootcert" => {}
+                // Empty: not given (libpq's reading of an empty sslrootcert).
+                "sslrootcert" => {}
+                // Empty: a mistake, not a default (an empty schema is not `public`, an empty
+                // secret name not `PGPASSWORD`).
+                "schema" | "search_path" | "password_secret" => {
+                    return Err(bad(format!(
+                        "{k}= is empty: name one, or leave the parameter out{}",
+                        match k {
+                            "password_secret" =>
+                                " (the password then comes from the URL or \
+                                                  PGPASSWORD)",
+                            _ => " (for the schema public)",
+                        }
+                    )))
+                }
                 "connect_timeout" => {
                     spec.connect_timeout = v
                         .parse()
@@ -555,6 +568,21 @@ mod tests {
         }
         assert!(PgSpec::parse("postgres://u@h/db?sslmode=verify-full").is_ok());
         assert!(PgSpec::parse("postgres://u@h/db?sslmode=verify-ca&sslrootcert=ca.pem").is_ok());
+    }
+
+    /// An empty schema, search_path or password_secret is a mistake, not `public` or
+    /// `PGPASSWORD`; only an empty sslrootcert means "not given".
+    #[test]
+    fn empty_names_are_refused_naming_the_parameter() {
+        for k in ["schema", "search_path", "password_secret"] {
+            let e = PgSpec::parse(&format!("postgres://u:hunter2@h/db?{k}="))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("{k}= is empty")), "{e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        let s = PgSpec::parse("postgres://u@h/db?sslrootcert=&schema=s").unwrap();
+        assert_eq!((s.sslrootcert, s.schema.as_str()), (None, "s"));
     }
 
     #[test]
