@@ -217,13 +217,15 @@ impl Queue {
                 Ok(RunId(id))
             })
             .map_err(store_err)?;
+        // Taken again if the connection is lost and comes back while the keys are recorded.
+        self.conn().hold_enqueue_lock(class, run);
         tracing::info!(run = %run, request = %request.request, "queued run started");
         let record = |chunk: Vec<Key>| {
             let new: Vec<NewKey> = chunk
                 .into_iter()
                 .map(|key| NewKey::new(&model, &edges, key, 0))
                 .collect();
-            self.insert_keys(run, new, false).map(|_| ())
+            self.insert_keys(run, new, RecordedBy::Enqueuer).map(|_| ())
         };
         let recorded: Result<()> = async {
             match lister {
@@ -243,45 +245,74 @@ impl Queue {
         }
         .await;
         // Open either way: the keys recorded are done and the run can end; when recording
-        // stopped on an error, the run keeps it as its error.
+        // stopped on an error, the run keeps it as its error. Only a run still `enqueuing`:
+        // one another process ended (taking this one for dead) stays ended.
         let error = recorded
             .as_ref()
             .err()
             .map(|e| crate::redact::redact_text(&e.to_string()).replace('\0', "\u{2400}"));
-        self.conn()
+        let mut conn = self.conn();
+        conn.forget_enqueue_lock(run);
+        let opened = conn
             .run(move |s| {
-                s.client.execute(
-                    "UPDATE _kye_queue_runs SET state = 'open' WHERE run_id = $1",
+                let mut tx = s.client.transaction()?;
+                let opened = tx.execute(
+                    "UPDATE _kye_queue_runs SET state = 'open' \
+                     WHERE run_id = $1 AND state = 'enqueuing'",
                     &[&run.0],
-                )?;
-                if let Some(e) = &error {
-                    s.client.execute(
+                )? == 1;
+                if let (true, Some(e)) = (opened, &error) {
+                    tx.execute(
                         "UPDATE _kye_runs SET error = $2 WHERE id = $1",
                         &[&run.0, e],
                     )?;
                 }
+                tx.commit()?;
                 s.client.execute(
                     "SELECT pg_advisory_unlock($1, $2)",
                     &[&class, &(run.0 as i32)],
-                )
+                )?;
+                Ok(opened)
             })
             .map_err(store_err)?;
+        drop(conn);
+        if !opened {
+            tracing::warn!(run = %run, "{}", ended_elsewhere(run));
+            recorded?;
+            return Err(Error::permanent(ended_elsewhere(run)));
+        }
         recorded?;
         // A run of no keys is drained at once.
         self.finish_if_drained(run)?;
         Ok(run)
     }
 
-    /// Records `keys` as batches of `run` (grouped by model, fetcher and depth). With `dedupe`
-    /// (followed references), a key the run has seen is left out; requested keys are always
-    /// recorded (and marked seen, so a reference to one is not queued again).
-    fn insert_keys(&self, run: RunId, keys: Vec<NewKey>, dedupe: bool) -> Result<u64> {
+    /// Records `keys` as batches of `run` (grouped by model, fetcher and depth). For followed
+    /// references, a key the run has seen is left out; requested keys are always recorded (and
+    /// marked seen, so a reference to one is not queued again), while the run is `enqueuing`.
+    fn insert_keys(&self, run: RunId, keys: Vec<NewKey>, by: RecordedBy) -> Result<u64> {
         if keys.is_empty() {
             return Ok(0);
         }
-        self.conn()
+        let dedupe = by == RecordedBy::References;
+        let recorded = self
+            .conn()
             .run(move |s| {
                 let mut tx = s.client.transaction()?;
+                // The enqueuer records keys only while the run is `enqueuing`: a process that
+                // found its enqueue lock free (the connection was lost a while) may have opened
+                // or ended it. The row stays locked until the batches are in.
+                if by == RecordedBy::Enqueuer {
+                    let state: Option<String> = tx
+                        .query_opt(
+                            "SELECT state FROM _kye_queue_runs WHERE run_id = $1 FOR SHARE",
+                            &[&run.0],
+                        )?
+                        .map(|r| r.get(0));
+                    if state.as_deref() != Some("enqueuing") {
+                        return Ok(None);
+                    }
+                }
                 let seen: Vec<String> = keys.iter().map(|k| k.seen.clone()).collect();
                 let fresh: Vec<String> = tx
                     .query(
@@ -319,9 +350,10 @@ impl Queue {
                     tx.execute(&st, &[&run.0, &model, &fetcher, &(depth as i32), &batches])?;
                 }
                 tx.commit()?;
-                Ok(n)
+                Ok(Some(n))
             })
-            .map_err(store_err)
+            .map_err(store_err)?;
+        recorded.ok_or_else(|| Error::permanent(ended_elsewhere(run)))
     }
 
     /// Takes the oldest batch waiting (or whose lease expired) for `worker`, under a lease of
@@ -436,7 +468,7 @@ impl Queue {
                 seen: r.seen,
             })
             .collect();
-        self.insert_keys(run, keys, true)
+        self.insert_keys(run, keys, RecordedBy::References)
     }
 
     /// Ends `run` when its keys are all recorded and its batches all completed: `completed`
@@ -577,6 +609,24 @@ impl Queue {
             })
             .map_err(store_err)
     }
+}
+
+/// Why a run's enqueuer stopped: another process ended the run while its keys were recorded.
+fn ended_elsewhere(run: RunId) -> String {
+    format!(
+        "queued run {run}: another process ended the run while its keys were being recorded \
+         (this process's connection to the server was lost a while, and its enqueue lock with \
+         it); the keys recorded before are done: record the request again for the rest"
+    )
+}
+
+/// Who records keys into a run ([`Queue::insert_keys`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecordedBy {
+    /// The process recording the run's keys: only while the run is `enqueuing`.
+    Enqueuer,
+    /// A worker following references: each key once per run.
+    References,
 }
 
 /// The keys a batch shares: model, fetcher, depth.

@@ -178,3 +178,36 @@ fn a_clash_in_kyes_own_tables_fails_the_batch_at_once() {
     // The first batch's statement, then the second's once.
     assert_eq!(pg.count("SELECT last_value FROM S.tries"), 2);
 }
+
+/// A record refused in the record-by-record pass (here by rows of an edge kye did not write)
+/// holds none of its secondary-index values for the records after it: a later record of the
+/// batch with the same `code` is written. Before, it was refused with an `IndexConflict`
+/// naming the refused record, which was never stored.
+#[test]
+fn a_record_refused_record_by_record_leaves_its_index_values_to_the_next() {
+    let Some(mut pg) = Pg::new() else { return };
+    let mut s = open_store(&pg.spec()).unwrap();
+    s.prepare(&schema(ITEMS)).unwrap();
+    pg.exec("INSERT INTO S.\"Item__tags\" (id, _kye_position, value) VALUES (2, 0, 5)");
+    let run = s.begin_run(&NewRun::new("Item")).unwrap();
+    let item = |id: i64, code: &str| {
+        record(
+            run,
+            "Item",
+            json!({"id": id, "code": code, "v": 1, "tags": [id]}),
+        )
+    };
+    let results = s
+        .write_batch(&[item(1, "c1"), item(2, "shared"), item(3, "shared")])
+        .unwrap();
+    assert!(results[0].is_ok(), "{results:?}");
+    assert!(
+        matches!(&results[1], Err(StoreError::Refused { key, .. }) if key == "id = 2"),
+        "{results:?}"
+    );
+    assert!(results[2].is_ok(), "{results:?}");
+    assert_eq!(
+        pg.strings("SELECT id || ':' || code FROM S.\"Item\" ORDER BY id"),
+        ["1:c1", "3:shared"]
+    );
+}

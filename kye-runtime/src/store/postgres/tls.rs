@@ -2,9 +2,11 @@
 //! asks, with libpq's meanings: not at all (`disable`); encrypted without verifying the
 //! certificate (`prefer`, `require`); or verified against root certificates: the chain only
 //! (`verify-ca`), or the chain and the host name (`verify-full`). The roots are those of the
-//! PEM file `sslrootcert` names, else the system's (`sslrootcert=system` says so, and as in
-//! libpq then needs `verify-full`). As in libpq, a root certificate file makes `require`
-//! (and `prefer`, when the server offers TLS) verify the chain as `verify-ca` does.
+//! PEM file `sslrootcert` names; `verify-full` alone may use the system's (without
+//! `sslrootcert`, or with `sslrootcert=system`): any certificate the system trusts for some
+//! name would pass a check of the chain alone, so `verify-ca` needs a file (libpq fails
+//! without one too). As in libpq, a root certificate file makes `require` (and `prefer`, when
+//! the server offers TLS) verify the chain as `verify-ca` does.
 
 use std::future::Future;
 use std::io;
@@ -36,7 +38,8 @@ pub(crate) struct Tls {
 
 impl Tls {
     /// The TLS settings of `mode` (`None` for `disable`), trusting the certificates of the PEM
-    /// file `root_cert` (else, or with `system`, the system's) when verifying.
+    /// file `root_cert` when verifying (for `verify-full` without it, or with `system`, the
+    /// system's).
     pub(crate) fn new(mode: SslMode, root_cert: Option<&Path>) -> Result<Option<Tls>, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
@@ -69,10 +72,21 @@ impl Tls {
     }
 }
 
-/// The certificates verifying modes trust: those of the PEM file `root_cert`, else (or with
-/// `system`) the system's.
+/// The certificates verifying modes trust: those of the PEM file `root_cert`; for
+/// `verify-full` without it (or with `system`), the system's. Checking the chain alone
+/// against the system's roots would pass anyone's certificate for any name: refused.
 fn roots(mode: SslMode, root_cert: Option<&Path>) -> Result<rustls::RootCertStore, String> {
     let mut roots = rustls::RootCertStore::empty();
+    let system = root_cert.is_none_or(|p| p == Path::new(SYSTEM_ROOTS));
+    if system && mode != SslMode::VerifyFull {
+        return Err(format!(
+            "sslmode={} needs sslrootcert=FILE, the PEM file of the root certificates that \
+             signed the server's certificate: the host name is not checked, so the system's \
+             roots would pass any certificate they trust for some name (use \
+             sslmode=verify-full to verify against the system's roots)",
+            mode.as_str()
+        ));
+    }
     let mode = mode.as_str();
     match root_cert.filter(|p| *p != Path::new(SYSTEM_ROOTS)) {
         Some(path) => {
@@ -350,5 +364,34 @@ mod tests {
         assert!(Tls::new(SslMode::Disable, Some(&missing))
             .unwrap()
             .is_none());
+    }
+
+    /// The system's roots vouch for anyone who controls some name: they verify only with the
+    /// host name checked (`verify-full`). `verify-ca` without a root certificate file took any
+    /// certificate they trust, for any name.
+    #[test]
+    fn the_systems_roots_verify_only_with_the_host_name() {
+        let system = Some(Path::new(SYSTEM_ROOTS));
+        for (mode, root) in [
+            (SslMode::VerifyCa, None),
+            (SslMode::VerifyCa, system),
+            (SslMode::Require, system),
+            (SslMode::Prefer, system),
+        ] {
+            let shown = mode.as_str();
+            let e = Tls::new(mode, root)
+                .err()
+                .unwrap_or_else(|| panic!("sslmode={shown} with {root:?} was taken"));
+            assert!(
+                e.contains(&format!("sslmode={shown} needs sslrootcert=FILE")),
+                "{e}"
+            );
+        }
+        if !rustls_native_certs::load_native_certs().certs.is_empty() {
+            assert!(Tls::new(SslMode::VerifyFull, None).unwrap().is_some());
+            assert!(Tls::new(SslMode::VerifyFull, Some(Path::new(SYSTEM_ROOTS)))
+                .unwrap()
+                .is_some());
+        }
     }
 }

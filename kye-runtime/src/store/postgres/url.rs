@@ -17,8 +17,9 @@ pub enum SslMode {
     /// TLS or no connection; the certificate is not verified, unless `sslrootcert` names a
     /// file: then the chain is verified as `verify-ca` (libpq's rule for a root certificate).
     Require,
-    /// TLS, the certificate chain verified against the root certificates (`sslrootcert`, else
-    /// the system's), not the host name.
+    /// TLS, the certificate chain verified against the root certificates of the file
+    /// `sslrootcert` names (required: the system's would pass any certificate they trust for
+    /// some name), not the host name.
     VerifyCa,
     /// TLS, the certificate verified against the root certificates (`sslrootcert`, else the
     /// system's) and the host name.
@@ -279,8 +280,21 @@ impl PgSpec {
                 }
                 "password_secret" if !v.is_empty() => spec.password_secret = Some(v),
                 "sslrootcert" if !v.is_empty() => spec.sslrootcert = Some(v.into()),
-                // Empty: not given (it was "unknown parameter", naming a supported one).
-                "schema" | "search_path" | "password_secret" | "sslrootcert" => {}
+                // Empty: not given (libpq's reading of an empty sslrootcert).
+                "sslrootcert" => {}
+                // Empty: a mistake, not a default (an empty schema is not `public`, an empty
+                // secret name not `PGPASSWORD`).
+                "schema" | "search_path" | "password_secret" => {
+                    return Err(bad(format!(
+                        "{k}= is empty: name one, or leave the parameter out{}",
+                        match k {
+                            "password_secret" =>
+                                " (the password then comes from the URL or \
+                                                  PGPASSWORD)",
+                            _ => " (for the schema public)",
+                        }
+                    )))
+                }
                 "connect_timeout" => {
                     spec.connect_timeout = v
                         .parse()
@@ -309,6 +323,16 @@ impl PgSpec {
                     )))
                 }
             }
+        }
+        // libpq fails without a root certificate file too (it looks for root.crt).
+        if spec.sslmode == SslMode::VerifyCa && spec.sslrootcert.is_none() {
+            return Err(bad(
+                "sslmode=verify-ca needs sslrootcert=FILE, the PEM file of the root \
+                 certificates that signed the server's certificate: the host name is not \
+                 checked, so the system's roots would pass any certificate they trust for some \
+                 name (use sslmode=verify-full to verify against the system's roots)"
+                    .into(),
+            ));
         }
         if spec.database.contains('\0') || spec.schema.contains('\0') {
             return Err(bad("names cannot contain NUL".into()));
@@ -526,6 +550,39 @@ mod tests {
         let file =
             PgSpec::parse("postgres://u@h/db?sslmode=require&sslrootcert=.%2Fsystem").unwrap();
         assert_eq!(file.sslmode, SslMode::Require);
+    }
+
+    /// `verify-ca` checks no name, so the system's roots would pass anyone's certificate: it
+    /// needs a root certificate file, as in libpq (which looks for root.crt).
+    #[test]
+    fn verify_ca_needs_a_root_certificate_file() {
+        for url in [
+            "postgres://u@h/db?sslmode=verify-ca",
+            "postgres://u@h/db?sslmode=verify-ca&sslrootcert=",
+        ] {
+            let e = PgSpec::parse(url).unwrap_err().to_string();
+            assert!(
+                e.contains("sslmode=verify-ca needs sslrootcert=FILE"),
+                "{url}: {e}"
+            );
+        }
+        assert!(PgSpec::parse("postgres://u@h/db?sslmode=verify-full").is_ok());
+        assert!(PgSpec::parse("postgres://u@h/db?sslmode=verify-ca&sslrootcert=ca.pem").is_ok());
+    }
+
+    /// An empty schema, search_path or password_secret is a mistake, not `public` or
+    /// `PGPASSWORD`; only an empty sslrootcert means "not given".
+    #[test]
+    fn empty_names_are_refused_naming_the_parameter() {
+        for k in ["schema", "search_path", "password_secret"] {
+            let e = PgSpec::parse(&format!("postgres://u:hunter2@h/db?{k}="))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("{k}= is empty")), "{e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        let s = PgSpec::parse("postgres://u@h/db?sslrootcert=&schema=s").unwrap();
+        assert_eq!((s.sslrootcert, s.schema.as_str()), (None, "s"));
     }
 
     #[test]

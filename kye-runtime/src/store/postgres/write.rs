@@ -585,10 +585,13 @@ impl Batch<'_, '_> {
                 }
                 Ok(rows) => rows,
             };
-            if let Err(e) = state.apply(rows) {
-                results.push(Err(Some(e)));
-                continue;
-            }
+            let applied = match state.apply(rows) {
+                Ok(applied) => applied,
+                Err(e) => {
+                    results.push(Err(Some(e)));
+                    continue;
+                }
+            };
             if !one_by_one {
                 rows.iter().for_each(|r| writes.add(r));
                 results.push(Ok(()));
@@ -607,6 +610,8 @@ impl Batch<'_, '_> {
                         return Err(e);
                     };
                     tx.batch_execute("ROLLBACK TO SAVEPOINT kye_item")?;
+                    // Not written: its keys and index values are free for the records after.
+                    state.undo(applied);
                     match clash::record_error(tx, self.layouts, rows, &v)? {
                         Some(refused) => results.push(Err(Some(refused))),
                         // Not about the record's tables: the batch's error.
