@@ -143,16 +143,13 @@ pub(crate) async fn caller_of_hash(
         ));
     };
     if let Err(wait) = state.limiter.take(&record.name) {
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         let mut r = error(
             StatusCode::TOO_MANY_REQUESTS,
             format!("token {} is over its rate limit", record.name),
             Some("wait for Retry-After seconds"),
             note.clone(),
         );
-        if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
-            r.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+        super::limit::retry_after(&mut r, wait);
         return Err(r);
     }
     Ok(Caller {

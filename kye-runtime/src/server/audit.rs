@@ -234,10 +234,7 @@ pub(crate) async fn middleware(
             StatusCode::TOO_MANY_REQUESTS,
             "too many refused tokens from this address; wait for Retry-After seconds",
         );
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        if let Ok(v) = axum::http::HeaderValue::from_str(&secs.max(1).to_string()) {
-            r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
-        }
+        super::limit::retry_after(&mut r, wait);
         r
     } else if target_len > state.options.max_target {
         refused(

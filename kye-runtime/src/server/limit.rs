@@ -6,6 +6,16 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// Says in `response`'s `Retry-After` to wait `wait` (whole seconds, rounded up, at least 1).
+pub(crate) fn retry_after(response: &mut axum::response::Response, wait: Duration) {
+    let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+    if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, v);
+    }
+}
+
 #[derive(Debug)]
 struct Bucket {
     tokens: f64,

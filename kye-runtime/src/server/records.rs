@@ -268,8 +268,7 @@ pub(crate) async fn records(
                 }),
                 note,
             );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            super::limit::retry_after(&mut r, std::time::Duration::from_secs(1));
             r
         }
         Fetched::Failed { reason } => answer(
