@@ -4,7 +4,7 @@
 //! Two handles, as for SQLite: [`PgStore`], the writer, and [`PgReader`], a connection that
 //! reads and has no write methods. This file opens them and holds the connection (`Conn`);
 //! `url` parses the store spec, `tls` connects, `ddl` holds the tables and names, `convert`
-//! the values, `write` and `batch` the writer's side and `read` every query.
+//! the values, `write`, `batch`, `upsert` and `items` the writer's side and `read` every query.
 //!
 //! Runs are told apart from dead ones by a session advisory lock each running run holds on
 //! its writer's connection: PostgreSQL releases it when the connection ends, whatever ended
@@ -13,10 +13,12 @@
 mod batch;
 mod convert;
 mod ddl;
+mod items;
 mod read;
 #[cfg(feature = "server")]
 mod server;
 mod tls;
+mod upsert;
 mod url;
 mod write;
 
