@@ -8,14 +8,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use kye_lang::Schema;
+use postgres::error::SqlState;
+
 use crate::store::layout::ModelLayout;
 use crate::store::plan::{self, Action};
 use crate::store::{
     Lineage, NewRun, QueueBatchWrite, RunEnd, RunId, StoreError, StoreRead, StoreWrite, WriteItem,
     DEAD_RUN,
 };
-use kye_lang::Schema;
-use postgres::error::SqlState;
 
 use super::batch::{cached, record_rows, Row, State, Writes};
 use super::convert::kye_text;
