@@ -21,6 +21,9 @@ struct Load {
     per_sec: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// CPU (user + system) of the whole process per request, µs: server and load generator
+    /// together, so the difference between the sides is the servers' difference.
+    cpu_us: f64,
 }
 
 /// `CONNECTIONS` clients GETting `url` for `secs`; every answer must be 200 with `expect`.
@@ -41,6 +44,7 @@ fn load(
             .no_proxy()
             .build()?;
         let stop = Arc::new(AtomicBool::new(false));
+        let cpu_before = crate::pgstore::cpu_secs();
         let started = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..connections {
@@ -75,6 +79,7 @@ fn load(
             all.extend(t.await??);
         }
         let elapsed = started.elapsed().as_secs_f64();
+        let cpu = crate::pgstore::cpu_secs() - cpu_before;
         all.sort();
         let pct = |p: f64| {
             all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
@@ -85,6 +90,7 @@ fn load(
             per_sec: all.len() as f64 / elapsed,
             p50_ms: pct(0.50),
             p99_ms: pct(0.99),
+            cpu_us: cpu * 1e6 / (all.len().max(1) as f64),
         })
     })
 }
@@ -175,31 +181,33 @@ pub fn api(args: &[String]) -> AnyResult<()> {
     let read_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
 
     println!("## Cached reads: kye serve vs a bare axum handler ({connections} connections, {secs} s a side)\n");
-    println!("| side | requests | requests/s | p50 ms | p99 ms |");
-    println!("| --- | --- | --- | --- | --- |");
+    println!("| side | requests | requests/s | p50 ms | p99 ms | CPU µs/request |");
+    println!("| --- | --- | --- | --- | --- | --- |");
     let mut floor_rates = Vec::new();
     let mut kye_rates = Vec::new();
     for round in 0..2 {
         let f = load(&floor_url, None, secs, connections, &body)?;
         println!(
-            "| floor (bare axum), run {} | {} | {:.0} | {:.2} | {:.2} |",
+            "| floor (bare axum), run {} | {} | {:.0} | {:.2} | {:.2} | {:.0} |",
             round + 1,
             f.requests,
             f.per_sec,
             f.p50_ms,
-            f.p99_ms
+            f.p99_ms,
+            f.cpu_us
         );
         floor_rates.push(f.per_sec);
         // kye's body carries the record's age: a new second changes it, so kye's side checks
         // the status and reads the body without comparing it.
         let k = load_kye(&kye_url, &token, secs, connections)?;
         println!(
-            "| kye serve, run {} | {} | {:.0} | {:.2} | {:.2} |",
+            "| kye serve, run {} | {} | {:.0} | {:.2} | {:.2} | {:.0} |",
             round + 1,
             k.requests,
             k.per_sec,
             k.p50_ms,
-            k.p99_ms
+            k.p99_ms,
+            k.cpu_us
         );
         kye_rates.push(k.per_sec);
     }

@@ -78,7 +78,7 @@ fn proc_cpu(pid: &str) -> Option<f64> {
 }
 
 /// CPU seconds (user + system) this process has used (0 where unknown).
-fn cpu_secs() -> f64 {
+pub(crate) fn cpu_secs() -> f64 {
     proc_cpu("self").unwrap_or(0.0)
 }
 

@@ -40,18 +40,32 @@ pub fn load_config(g: &Global) -> crate::Result<Config> {
 }
 
 /// The store the global flags select: `--db` (a SQLite file, `sqlite:PATH` or `dir:PATH`),
-/// else `store` in the configuration, else `kye.db`.
+/// else `store` in the configuration, else `kye.db`. A password the spec names as a kye
+/// secret (`password_secret=`) is taken from where every other secret comes from: the
+/// environment, then the secrets file (`KYE_SECRETS_FILE`, else kye.toml's `secrets.file`).
 pub fn store_spec(g: &Global) -> crate::Result<StoreSpec> {
-    if let Some(p) = &g.db {
-        return StoreSpec::from_path_or_spec(&p.to_string_lossy())
-            .map_err(|e| crate::Error::permanent(format!("{e} (the --db flag)")));
+    let mut config = None;
+    let mut spec = match &g.db {
+        Some(p) => StoreSpec::from_path_or_spec(&p.to_string_lossy())
+            .map_err(|e| crate::Error::permanent(format!("{e} (the --db flag)")))?,
+        None => match config.insert(load_config(g)?).store_spec() {
+            Some(spec) => spec.map_err(crate::Error::permanent)?,
+            None => DEFAULT_STORE
+                .parse()
+                .map_err(|e| crate::Error::permanent(format!("{e}")))?,
+        },
+    };
+    if spec.wants_secrets() {
+        let config = match config {
+            Some(c) => c,
+            None => load_config(g)?,
+        };
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let secrets = crate::runtime::load_secrets(&env, &config)?;
+        spec.resolve_secrets(&secrets)
+            .map_err(|e| crate::Error::permanent(e.to_string()))?;
     }
-    match load_config(g)?.store_spec() {
-        Some(spec) => spec.map_err(crate::Error::permanent),
-        None => DEFAULT_STORE
-            .parse()
-            .map_err(|e| crate::Error::permanent(format!("{e}"))),
-    }
+    Ok(spec)
 }
 
 /// A [`RuntimeBuilder`] with the store and configuration of the global flags.

@@ -233,7 +233,7 @@ impl Run for SecretArgs {
                         Err(e) => return fail(g, &e, EXIT_USAGE),
                     }
                 }
-                if let Err(e) = store.replace_secrets(&resealed) {
+                if let Err(e) = store.replace_secrets(&all, &resealed) {
                     return fail(g, &e, EXIT_USAGE);
                 }
                 if !g.quiet {

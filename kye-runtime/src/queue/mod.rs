@@ -22,7 +22,7 @@ pub use worker::{BatchEnd, WorkerOptions, WorkerReport};
 use crate::error::{Error, Result};
 use crate::model::Key;
 use crate::runtime::{FetchRequest, Runtime};
-use crate::store::{Conn, PgSpec, RunCounts, RunId, StoreError};
+use crate::store::{queued, Conn, PgSpec, RunCounts, RunId, StoreError};
 
 /// Keys per batch: small enough that a lost batch costs little, large enough that claiming
 /// and committing cost little per key.
@@ -162,9 +162,7 @@ impl Queue {
     /// The advisory lock class of this store's enqueuers (`pg_advisory_lock(class, run)`, held
     /// while a run's keys are recorded; released by the server when the process dies).
     fn enqueue_class(&self) -> i32 {
-        use sha2::Digest;
-        let h = sha2::Sha256::digest(format!("kye-queue:{}", self.spec.schema).as_bytes());
-        i32::from_be_bytes([h[0], h[1], h[2], h[3]]) & 0x7fff_ffff
+        queued::enqueue_lock_class(&self.spec.schema)
     }
 
     /// The fleet's rate budget of this store (a connection of its own).
@@ -219,13 +217,15 @@ impl Queue {
                 Ok(RunId(id))
             })
             .map_err(store_err)?;
+        // Taken again if the connection is lost and comes back while the keys are recorded.
+        self.conn().hold_enqueue_lock(class, run);
         tracing::info!(run = %run, request = %request.request, "queued run started");
         let record = |chunk: Vec<Key>| {
             let new: Vec<NewKey> = chunk
                 .into_iter()
                 .map(|key| NewKey::new(&model, &edges, key, 0))
                 .collect();
-            self.insert_keys(run, new, false).map(|_| ())
+            self.insert_keys(run, new, RecordedBy::Enqueuer).map(|_| ())
         };
         let recorded: Result<()> = async {
             match lister {
@@ -245,45 +245,74 @@ impl Queue {
         }
         .await;
         // Open either way: the keys recorded are done and the run can end; when recording
-        // stopped on an error, the run keeps it as its error.
+        // stopped on an error, the run keeps it as its error. Only a run still `enqueuing`:
+        // one another process ended (taking this one for dead) stays ended.
         let error = recorded
             .as_ref()
             .err()
             .map(|e| crate::redact::redact_text(&e.to_string()).replace('\0', "\u{2400}"));
-        self.conn()
+        let mut conn = self.conn();
+        conn.forget_enqueue_lock(run);
+        let opened = conn
             .run(move |s| {
-                s.client.execute(
-                    "UPDATE _kye_queue_runs SET state = 'open' WHERE run_id = $1",
+                let mut tx = s.client.transaction()?;
+                let opened = tx.execute(
+                    "UPDATE _kye_queue_runs SET state = 'open' \
+                     WHERE run_id = $1 AND state = 'enqueuing'",
                     &[&run.0],
-                )?;
-                if let Some(e) = &error {
-                    s.client.execute(
+                )? == 1;
+                if let (true, Some(e)) = (opened, &error) {
+                    tx.execute(
                         "UPDATE _kye_runs SET error = $2 WHERE id = $1",
                         &[&run.0, e],
                     )?;
                 }
+                tx.commit()?;
                 s.client.execute(
                     "SELECT pg_advisory_unlock($1, $2)",
                     &[&class, &(run.0 as i32)],
-                )
+                )?;
+                Ok(opened)
             })
             .map_err(store_err)?;
+        drop(conn);
+        if !opened {
+            tracing::warn!(run = %run, "{}", ended_elsewhere(run));
+            recorded?;
+            return Err(Error::permanent(ended_elsewhere(run)));
+        }
         recorded?;
         // A run of no keys is drained at once.
         self.finish_if_drained(run)?;
         Ok(run)
     }
 
-    /// Records `keys` as batches of `run` (grouped by model, fetcher and depth). With `dedupe`
-    /// (followed references), a key the run has seen is left out; requested keys are always
-    /// recorded (and marked seen, so a reference to one is not queued again).
-    fn insert_keys(&self, run: RunId, keys: Vec<NewKey>, dedupe: bool) -> Result<u64> {
+    /// Records `keys` as batches of `run` (grouped by model, fetcher and depth). For followed
+    /// references, a key the run has seen is left out; requested keys are always recorded (and
+    /// marked seen, so a reference to one is not queued again), while the run is `enqueuing`.
+    fn insert_keys(&self, run: RunId, keys: Vec<NewKey>, by: RecordedBy) -> Result<u64> {
         if keys.is_empty() {
             return Ok(0);
         }
-        self.conn()
+        let dedupe = by == RecordedBy::References;
+        let recorded = self
+            .conn()
             .run(move |s| {
                 let mut tx = s.client.transaction()?;
+                // The enqueuer records keys only while the run is `enqueuing`: a process that
+                // found its enqueue lock free (the connection was lost a while) may have opened
+                // or ended it. The row stays locked until the batches are in.
+                if by == RecordedBy::Enqueuer {
+                    let state: Option<String> = tx
+                        .query_opt(
+                            "SELECT state FROM _kye_queue_runs WHERE run_id = $1 FOR SHARE",
+                            &[&run.0],
+                        )?
+                        .map(|r| r.get(0));
+                    if state.as_deref() != Some("enqueuing") {
+                        return Ok(None);
+                    }
+                }
                 let seen: Vec<String> = keys.iter().map(|k| k.seen.clone()).collect();
                 let fresh: Vec<String> = tx
                     .query(
@@ -321,9 +350,10 @@ impl Queue {
                     tx.execute(&st, &[&run.0, &model, &fetcher, &(depth as i32), &batches])?;
                 }
                 tx.commit()?;
-                Ok(n)
+                Ok(Some(n))
             })
-            .map_err(store_err)
+            .map_err(store_err)?;
+        recorded.ok_or_else(|| Error::permanent(ended_elsewhere(run)))
     }
 
     /// Takes the oldest batch waiting (or whose lease expired) for `worker`, under a lease of
@@ -438,57 +468,16 @@ impl Queue {
                 seen: r.seen,
             })
             .collect();
-        self.insert_keys(run, keys, true)
+        self.insert_keys(run, keys, RecordedBy::References)
     }
 
     /// Ends `run` when its keys are all recorded and its batches all completed: `completed`
-    /// (`failed` when recording its keys stopped on an error), with counts the sum of its
-    /// batches'. Returns whether it ended now. Any worker (and the
-    /// process waiting for the run) may call it; the run ends once.
+    /// (`failed` when recording its keys stopped on an error, or the process recording them
+    /// died), with counts the sum of its batches'. Returns whether it ended now. Any worker
+    /// (and the process waiting for the run) may call it; the run ends once.
     pub fn finish_if_drained(&self, run: RunId) -> Result<bool> {
         self.conn()
-            .run(move |s| {
-                let mut tx = s.client.transaction()?;
-                let state: Option<String> = tx
-                    .query_opt(
-                        "SELECT state FROM _kye_queue_runs WHERE run_id = $1 FOR UPDATE",
-                        &[&run.0],
-                    )?
-                    .map(|r| r.get(0));
-                if state.as_deref() != Some("open") {
-                    return Ok(false);
-                }
-                let busy: bool = tx
-                    .query_one(
-                        "SELECT EXISTS (SELECT 1 FROM _kye_queue_batches \
-                         WHERE run_id = $1 AND state IN ('queued', 'claimed'))",
-                        &[&run.0],
-                    )?
-                    .get(0);
-                if busy {
-                    return Ok(false);
-                }
-                tx.execute(
-                    "UPDATE _kye_runs r SET ended_at = now(), \
-                     status = CASE WHEN r.error IS NULL THEN 'completed' ELSE 'failed' END, \
-                     stored = c.stored, rejected = c.rejected, missing = c.missing, \
-                     failed = c.failed, skipped = c.skipped \
-                     FROM (SELECT coalesce(sum(stored), 0)::bigint AS stored, \
-                           coalesce(sum(rejected), 0)::bigint AS rejected, \
-                           coalesce(sum(missing), 0)::bigint AS missing, \
-                           coalesce(sum(failed), 0)::bigint AS failed, \
-                           coalesce(sum(skipped), 0)::bigint AS skipped \
-                           FROM _kye_queue_batches WHERE run_id = $1) c \
-                     WHERE r.id = $1",
-                    &[&run.0],
-                )?;
-                tx.execute(
-                    "UPDATE _kye_queue_runs SET state = 'done', finished_at = now() WHERE run_id = $1",
-                    &[&run.0],
-                )?;
-                tx.commit()?;
-                Ok(true)
-            })
+            .run(move |s| queued::finish_if_drained(s.client, run.0))
             .map_err(store_err)
             .inspect(|ended| {
                 if *ended {
@@ -518,10 +507,15 @@ impl Queue {
             .map_err(store_err)
     }
 
-    /// Runs whose queue is open (ends them when drained, see [`Queue::finish_if_drained`]).
+    /// Runs whose queue is open (ends them when drained, see [`Queue::finish_if_drained`]),
+    /// after opening those whose recording process died (see `store::queued`).
     fn open_runs(&self) -> Result<Vec<RunId>> {
+        let class = self.enqueue_class();
         self.conn()
-            .run(|s| {
+            .run(move |s| {
+                for run in queued::adopt_dead_enqueuers(s.client, class)? {
+                    tracing::warn!(run, "{}", queued::ENQUEUER_GONE);
+                }
                 Ok(s.client
                     .query(
                         "SELECT run_id FROM _kye_queue_runs WHERE state = 'open' ORDER BY run_id",
@@ -615,6 +609,24 @@ impl Queue {
             })
             .map_err(store_err)
     }
+}
+
+/// Why a run's enqueuer stopped: another process ended the run while its keys were recorded.
+fn ended_elsewhere(run: RunId) -> String {
+    format!(
+        "queued run {run}: another process ended the run while its keys were being recorded \
+         (this process's connection to the server was lost a while, and its enqueue lock with \
+         it); the keys recorded before are done: record the request again for the rest"
+    )
+}
+
+/// Who records keys into a run ([`Queue::insert_keys`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecordedBy {
+    /// The process recording the run's keys: only while the run is `enqueuing`.
+    Enqueuer,
+    /// A worker following references: each key once per run.
+    References,
 }
 
 /// The keys a batch shares: model, fetcher, depth.

@@ -195,7 +195,7 @@ impl RuntimeBuilder {
                         (None, None, None) => DEFAULT_STORE.parse().map_err(Error::other)?,
                     };
                 // A password named as a kye secret comes from this runtime's secrets.
-                spec.resolve_secrets(&secrets);
+                spec.resolve_secrets(&secrets).map_err(Error::other)?;
                 open_store(&spec).map_err(Error::other)?
             }
         };

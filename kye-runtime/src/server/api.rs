@@ -3,7 +3,6 @@
 //! audit [`Note`]. Errors are JSON: `{"error": "...", "hint": "..."}`.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -15,14 +14,13 @@ use serde_json::{json, Value};
 
 use super::audit::{cut, Note};
 use super::auth::{hash_token, well_formed, Role};
-use super::cache::Fetched;
 use super::AppState;
 use crate::model::{Key, KeyValue};
 use crate::request::{Request, RequestErrorKind};
-use crate::runtime::{FetchRequest, GetResult};
+use crate::runtime::FetchRequest;
 use crate::store::{IndexKey, RunId, Timestamp};
 
-type St = State<Arc<AppState>>;
+pub(super) type St = State<Arc<AppState>>;
 
 /// The caller a valid token stands for.
 pub(crate) struct Caller {
@@ -31,13 +29,13 @@ pub(crate) struct Caller {
 }
 
 /// A JSON answer with its audit note.
-fn answer(status: StatusCode, body: Value, note: Note) -> Response {
+pub(super) fn answer(status: StatusCode, body: Value, note: Note) -> Response {
     let mut resp = (status, Json(body)).into_response();
     resp.extensions_mut().insert(note);
     resp
 }
 
-fn error(
+pub(super) fn error(
     status: StatusCode,
     message: impl Into<String>,
     hint: Option<&str>,
@@ -50,7 +48,7 @@ fn error(
     answer(status, body, note)
 }
 
-fn store_error(e: crate::store::StoreError, note: Note) -> Response {
+pub(super) fn store_error(e: crate::store::StoreError, note: Note) -> Response {
     tracing::error!(error = %e, "store error");
     error(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -61,7 +59,7 @@ fn store_error(e: crate::store::StoreError, note: Note) -> Response {
 }
 
 /// Checks the bearer token and the rate limit. `Err` is the response to send.
-async fn authenticate(
+pub(super) async fn authenticate(
     state: &Arc<AppState>,
     headers: &HeaderMap,
     note: &mut Note,
@@ -112,7 +110,7 @@ pub(crate) async fn caller_of_hash(
     hash: String,
     note: &mut Note,
 ) -> Result<Caller, Response> {
-    let found = match state.with_store(move |s| s.token_by_hash(&hash)).await {
+    let found = match state.token_by_hash(hash).await {
         Ok(found) => found,
         Err(e) => return Err(store_error(e, note.clone())),
     };
@@ -163,7 +161,7 @@ pub(crate) async fn caller_of_hash(
     })
 }
 
-fn forbidden(what: &str, note: Note) -> Response {
+pub(super) fn forbidden(what: &str, note: Note) -> Response {
     error(
         StatusCode::FORBIDDEN,
         what,
@@ -329,252 +327,6 @@ fn request_values(request: &Request) -> Vec<Value> {
         crate::request::KeySpec::One(k) => k.values().iter().map(KeyValue::to_json).collect(),
         _ => Vec::new(),
     }
-}
-
-/// `GET /v1/models/{model}/records?EDGE=VALUE[&max_age=1d]`: read-through.
-pub(crate) async fn records(
-    State(state): St,
-    model: Result<Path<String>, PathRejection>,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-    headers: HeaderMap,
-) -> Response {
-    let mut note = Note::new("read");
-    let asked = Timestamp::now();
-    let caller = match authenticate(&state, &headers, &mut note).await {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
-    let (Ok(Path(model)), Ok(Query(params))) = (model, query) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "the path or the query string does not decode",
-            None,
-            note,
-        );
-    };
-    note.model = Some(model.clone());
-    if !caller.role.read.allows(&model) {
-        return forbidden(
-            &format!("token {} may not read {}", caller.name, cut(&model, 100)),
-            note,
-        );
-    }
-    let mut max_age = None;
-    let mut key_params = Vec::new();
-    for (k, v) in params {
-        if k == "max_age" {
-            match crate::duration::parse(&v) {
-                Ok(d) => max_age = Some(d),
-                Err(e) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        format!("max_age: {e}"),
-                        Some("e.g. max_age=1d, 6h, 30m"),
-                        note,
-                    )
-                }
-            }
-        } else {
-            key_params.push((k, v));
-        }
-    }
-    let (request, candidates) = match resolve_key(&state, &model, &key_params, &note) {
-        Ok(k) => k,
-        Err(r) => return *r,
-    };
-    let mut index = candidates[0].clone();
-    let key_text = index.canonical();
-    note.key = Some(key_text.clone());
-    // The store first. A record read before is reused while the store says it was stored at
-    // the same time (the memo never answers what the store would not).
-    let m = model.clone();
-    let memo = state.clone();
-    let stored = state
-        .with_reader(move |r| {
-            for k in candidates {
-                let Some(at) = r.last_stored(&m, &k)? else {
-                    continue;
-                };
-                let memo_key = format!("{m}:{}", k.canonical());
-                if let Some(rec) = memo.memo.get(&memo_key, at) {
-                    return Ok(Some((at, rec, k)));
-                }
-                if let Some(rec) = r.record(&m, &k)? {
-                    memo.memo.put(memo_key, at, &rec);
-                    return Ok(Some((at, rec, k)));
-                }
-            }
-            Ok(None)
-        })
-        .await;
-    let stored = stored.map(|found| {
-        found.map(|(at, rec, k)| {
-            index = k;
-            (at, rec)
-        })
-    });
-    let stored = match stored {
-        Ok(s) => s,
-        Err(e) => return store_error(e, note),
-    };
-    let now = Timestamp::now();
-    if let Some((at, record)) = &stored {
-        let age = at.age(now);
-        if max_age.is_none_or(|m| age <= m) {
-            note.source = Some("store");
-            return answer(
-                StatusCode::OK,
-                found(&model, &index, "store", age, *at, record.clone(), false),
-                note,
-            );
-        }
-    }
-    let fetchable = request
-        .as_ref()
-        .filter(|_| caller.role.fetch.allows(&model));
-    let Some(request) = fetchable else {
-        let why = if request.is_some() {
-            format!("token {} may not fetch {model}", caller.name)
-        } else {
-            format!("no fetcher of {model} serves this index")
-        };
-        return match stored {
-            Some((at, record)) => {
-                note.source = Some("store");
-                answer(
-                    StatusCode::OK,
-                    found(&model, &index, "store", at.age(now), at, record, true),
-                    note,
-                )
-            }
-            None => {
-                note.source = Some("none");
-                error(
-                    StatusCode::NOT_FOUND,
-                    format!("{model} {key_text} is not stored, and {why}"),
-                    Some(
-                        "ask someone whose role may fetch it, or an admin for the fetch permission",
-                    ),
-                    note,
-                )
-            }
-        };
-    };
-    // The source, once for every concurrent caller of this key.
-    note.source = Some("fetched");
-    let runtime = state.runtime.clone();
-    let text = request.to_string();
-    let cache_key = format!("{model}:{key_text}");
-    let (leader, m, k) = (state.clone(), model.clone(), index.clone());
-    let (outcome, _ran) = state
-        .cache
-        .fetch(&cache_key, || async move {
-            // Stored by another request's fetch between this request's look at the store and
-            // now: when it answers this request (fresh within max_age, or stored since this
-            // request began), no second fetch.
-            let since = leader
-                .with_reader(move |r| match r.last_stored(&m, &k)? {
-                    Some(at)
-                        if at >= asked || max_age.is_none_or(|m| at.age(Timestamp::now()) <= m) =>
-                    {
-                        Ok(r.record(&m, &k)?.map(|rec| (at, rec)))
-                    }
-                    _ => Ok(None),
-                })
-                .await;
-            if let Ok(Some((at, record))) = since {
-                return Fetched::Recent { record, at };
-            }
-            match runtime.get(&text).await {
-                Ok(GetResult::Stored { record, run, .. }) => Fetched::Stored { record, run: run.0 },
-                Ok(GetResult::Rejected { errors, run, .. }) => Fetched::Rejected {
-                    errors: errors.iter().map(ToString::to_string).collect(),
-                    run: run.0,
-                },
-                Ok(GetResult::Missing { reason, run }) => Fetched::Missing { reason, run: run.0 },
-                Err(e) => Fetched::Failed {
-                    reason: e.to_string(),
-                },
-            }
-        })
-        .await;
-    match outcome {
-        Fetched::Recent { record, at } => {
-            note.source = Some("store");
-            answer(
-                StatusCode::OK,
-                found(
-                    &model,
-                    &index,
-                    "store",
-                    at.age(Timestamp::now()),
-                    at,
-                    record,
-                    false,
-                ),
-                note,
-            )
-        }
-        Fetched::Stored { record, run } => {
-            let mut body = found(
-                &model,
-                &index,
-                "fetched",
-                Duration::ZERO,
-                Timestamp::now(),
-                record,
-                false,
-            );
-            body["run"] = json!(run);
-            answer(StatusCode::OK, body, note)
-        }
-        Fetched::Rejected { errors, run } => answer(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            json!({
-                "error": format!("the source's record of {model} {key_text} is invalid; it was quarantined, not stored"),
-                "errors": errors,
-                "run": run,
-                "hint": "GET /v1/rejects shows the payload; the source or the schema needs fixing",
-            }),
-            note,
-        ),
-        Fetched::Missing { reason, run } => answer(
-            StatusCode::NOT_FOUND,
-            json!({"error": format!("the source has no {model} {key_text}"), "reason": reason, "run": run}),
-            note,
-        ),
-        Fetched::Failed { reason } => answer(
-            StatusCode::BAD_GATEWAY,
-            json!({
-                "error": format!("the source of {model} could not be fetched: {}", cut(&reason, 1000)),
-                "hint": "the source is unreachable or refused kye's credentials: try again later; if it persists, an admin checks the source's status and the server's secrets (`secret list`)",
-            }),
-            note,
-        ),
-    }
-}
-
-fn found(
-    model: &str,
-    key: &IndexKey,
-    source: &str,
-    age: Duration,
-    at: Timestamp,
-    record: Value,
-    stale: bool,
-) -> Value {
-    let mut body = json!({
-        "model": model,
-        "key": key.to_object(),
-        "source": source,
-        "age_seconds": age.as_secs(),
-        "stored_at": at,
-        "record": record,
-    });
-    if stale {
-        body["stale"] = json!(true);
-    }
-    body
 }
 
 /// The model a request text names, if it parses.

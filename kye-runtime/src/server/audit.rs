@@ -6,10 +6,10 @@
 //! balancers ask it every few seconds), nor are the catalog's assets and the runs page's
 //! once-a-second poll of `/runs.json`.
 //!
-//! The sink writes rows in batches on a task of its own (one transaction per batch, not one per
-//! request); reading the log (`GET /v1/audit`) flushes it first, and a stopping server writes
-//! what is queued before it exits. A process killed with `kill -9` loses the rows of the last
-//! moments, not more.
+//! The sink writes rows in batches on a task of its own (one transaction per batch of up to
+//! 256 rows or 50 ms, not one per request); reading the log (`GET /v1/audit`) flushes it
+//! first, and a stopping server writes what is queued before it exits. A process killed with
+//! `kill -9` loses the rows of the last 50 ms or so, not more.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,6 +26,13 @@ use crate::store::{AuditEntry, ServerStore, Timestamp};
 
 /// Rows written per transaction, at most.
 const BATCH: usize = 256;
+
+/// How long the writer waits for more rows after the first of a batch. Each commit makes the
+/// store's other connections (token lookups, record reads) drop their page caches, so a busy
+/// server committing at every request's row would read its indexes from the file again on
+/// every request; a short wait turns thousands of commits a second into a few dozen. It is
+/// also the most a `kill -9` can lose (a flush, e.g. `GET /v1/audit`, does not wait).
+const LINGER: std::time::Duration = std::time::Duration::from_millis(50);
 
 enum Msg {
     Row(AuditEntry),
@@ -55,15 +62,28 @@ impl Sink {
             while let Some(first) = rx.recv().await {
                 let mut rows = Vec::new();
                 let mut flushes = Vec::new();
+                let until = tokio::time::Instant::now() + LINGER;
                 let mut next = Some(first);
                 while let Some(msg) = next.take() {
                     match msg {
                         Msg::Row(r) => rows.push(r),
                         Msg::Flush(done) => flushes.push(done),
                     }
-                    if rows.len() < BATCH {
-                        next = rx.try_recv().ok();
+                    if rows.len() >= BATCH {
+                        break;
                     }
+                    next = match rx.try_recv() {
+                        Ok(m) => Some(m),
+                        // Nothing queued: wait for more until the linger is over, unless a
+                        // flush is waiting or the sinks are gone.
+                        Err(mpsc::error::TryRecvError::Empty) if flushes.is_empty() => {
+                            tokio::time::timeout_at(until, rx.recv())
+                                .await
+                                .ok()
+                                .flatten()
+                        }
+                        Err(_) => None,
+                    };
                 }
                 if !rows.is_empty() {
                     let store = store.clone();

@@ -11,6 +11,8 @@
 //! read = ["*"]                        # every model
 //! backfill = ["*"]
 //! admin = true
+//! [roles.cats]
+//! read = ["source:cats"]              # every model the `cats` source's functions provide
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::source::Sources;
 
 /// Every token starts with this, so that a token found in a log or a repository is
 /// recognizable (and a scanner can look for it).
@@ -49,10 +52,14 @@ pub(crate) fn well_formed(text: &str) -> bool {
 
 /// What the store keeps of a token: lowercase hex SHA-256.
 pub(crate) fn hash_token(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(token.as_bytes());
+    let mut hex = String::with_capacity(64);
+    for b in digest {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    hex
 }
 
 /// Models a permission covers: all (`"*"`) or some.
@@ -92,6 +99,34 @@ impl Role {
     pub(crate) fn may_admin(&self, area: &str) -> bool {
         self.admin_all || self.admin.contains(area)
     }
+}
+
+/// A role entry naming a source rather than a model: `"source:cats"`.
+pub(crate) const SOURCE_PREFIX: &str = "source:";
+
+/// Per model, the sources whose functions provide it (`None`: a function of no source).
+pub(crate) type Providers = BTreeMap<String, BTreeSet<Option<&'static str>>>;
+
+/// Which sources provide each model of `registry`: its fetchers, list functions and
+/// transformers, each through the source it names.
+pub(crate) fn providers(registry: &crate::Registry) -> Providers {
+    let sources = registry.sources();
+    let mut out = Providers::new();
+    let mut add = |model: &str, scope: &str| {
+        out.entry(model.to_string())
+            .or_default()
+            .insert(sources.source_of(scope).map(|s| s.name));
+    };
+    for f in registry.fetchers() {
+        add(f.model, &f.identifier_text());
+    }
+    for l in registry.listers() {
+        add(l.model, l.function);
+    }
+    for t in registry.transformers() {
+        add(t.output, t.function);
+    }
+    out
 }
 
 /// Admin areas a role may name.
@@ -158,6 +193,76 @@ impl Roles {
         Ok(Roles(roles))
     }
 
+    /// Entries naming a source (`"source:NAME"`) replaced by the models that source's
+    /// fetchers, list functions and transformers provide. A source the binary does not
+    /// declare is an error naming the role and the permission.
+    ///
+    /// `providers` says which sources provide each model (`None`: a function of no source): a
+    /// source entry is refused when one of its models is provided by anything else too, since
+    /// roles are checked per model and the entry would grant the other provider's records and
+    /// fetches (and credentials) as well.
+    pub(crate) fn with_sources(
+        mut self,
+        sources: &Sources,
+        providers: &Providers,
+    ) -> Result<Roles> {
+        for (name, role) in &mut self.0 {
+            for (key, models) in [
+                ("read", &mut role.read),
+                ("fetch", &mut role.fetch),
+                ("backfill", &mut role.backfill),
+            ] {
+                let Models::Some(set) = models else {
+                    continue;
+                };
+                let named: Vec<String> = set
+                    .iter()
+                    .filter(|m| m.starts_with(SOURCE_PREFIX))
+                    .cloned()
+                    .collect();
+                for entry in named {
+                    set.remove(&entry);
+                    let source = &entry[SOURCE_PREFIX.len()..];
+                    if sources.get(source).is_none() {
+                        let declared: Vec<&str> = sources.iter().map(|s| s.name).collect();
+                        return Err(Error::permanent(format!(
+                            "kye.toml: [roles.{name}] {key}: no source {source:?} is declared ({})",
+                            if declared.is_empty() {
+                                "this binary declares none".to_string()
+                            } else {
+                                format!("sources: {}", declared.join(", "))
+                            }
+                        )));
+                    }
+                    for model in sources.models_of(source) {
+                        let others: Vec<String> = providers
+                            .get(model)
+                            .into_iter()
+                            .flatten()
+                            .filter(|p| **p != Some(source))
+                            .map(|p| match p {
+                                Some(other) => format!("source {other:?}"),
+                                None => "a function of no source".to_string(),
+                            })
+                            .collect();
+                        if !others.is_empty() {
+                            return Err(Error::permanent(format!(
+                                "kye.toml: [roles.{name}] {key}: {entry:?} would also grant {model}, \
+                                 which {} provides too; name the models instead",
+                                others.join(" and ")
+                            )));
+                        }
+                        set.insert(model.to_string());
+                    }
+                }
+                if set.is_empty() {
+                    *models = Models::None;
+                }
+            }
+        }
+        Ok(self)
+    }
+
     pub(crate) fn get(&self, name: &str) -> Option<&Role> {
         self.0.get(name)
     }
@@ -192,10 +297,15 @@ fn models(value: &toml::Value) -> std::result::Result<Models, String> {
         let name = item
             .as_str()
             .ok_or_else(|| "expected a list of model names (strings)".to_string())?;
-        if name == "*" {
-            return Ok(Models::All);
-        }
         set.insert(name.to_string());
+    }
+    if set.contains("*") {
+        if let Some(entry) = set.iter().find(|m| m.starts_with(SOURCE_PREFIX)) {
+            return Err(format!(
+                "\"*\" already covers every model: drop {entry:?} (or the \"*\")"
+            ));
+        }
+        return Ok(Models::All);
     }
     Ok(if set.is_empty() {
         Models::None
@@ -218,7 +328,111 @@ mod tests {
         assert!(!well_formed(&a.to_uppercase()));
         assert!(!well_formed(&format!("{a}0")));
         assert_eq!(hash_token(&a).len(), 64);
+        // SHA-256 of "abc", as published (FIPS 180-2, appendix B.1).
+        assert_eq!(
+            hash_token("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_ne!(hash_token(&a), hash_token(&b));
+    }
+
+    #[test]
+    fn a_role_naming_a_source_covers_the_models_its_functions_provide() {
+        use crate::source::{MemberKind, SourceMember, SourceRegistration};
+        fn source(name: &'static str) -> &'static SourceRegistration {
+            Box::leak(Box::new(SourceRegistration {
+                name,
+                description: "a test source",
+                crate_name: "tests",
+                version: "0.1.0",
+                hosts: &["api.example"],
+                config: &[],
+                secrets: &[],
+                probe: None,
+                module_path: "tests",
+                file: "auth.rs",
+                line: 1,
+            }))
+        }
+        fn member(source: &'static str, kind: MemberKind, model: &'static str) -> SourceMember {
+            SourceMember {
+                source,
+                kind,
+                model,
+                identifier: &[],
+                function: model,
+            }
+        }
+        let members: &'static [SourceMember] = Box::leak(Box::new([
+            member("cats", MemberKind::Fetcher, "Cat"),
+            member("cats", MemberKind::Lister, "Owner"),
+            member("cats", MemberKind::Transformer, "CatCard"),
+            member("dogs", MemberKind::Fetcher, "Dog"),
+        ]));
+        let sources =
+            Sources::from_parts([source("cats"), source("dogs")], members.iter()).unwrap();
+        let mut providers = Providers::new();
+        for m in members.iter() {
+            providers
+                .entry(m.model.to_string())
+                .or_default()
+                .insert(Some(m.source));
+        }
+        let config = Config::from_toml_str(
+            "[roles.cats]\nread = [\"source:cats\", \"Dog\"]\nfetch = [\"source:cats\"]\n\
+             [roles.none]\nread = [\"source:dogs\"]\n",
+            None,
+        )
+        .unwrap();
+        let roles = Roles::from_config(&config)
+            .unwrap()
+            .with_sources(&sources, &providers)
+            .unwrap();
+        let cats = roles.get("cats").unwrap();
+        for model in ["Cat", "Owner", "CatCard", "Dog"] {
+            assert!(cats.read.allows(model), "{model}");
+        }
+        assert!(cats.fetch.allows("CatCard") && !cats.fetch.allows("Dog"));
+        assert!(
+            !cats.read.allows("source:cats"),
+            "the entry itself is no model"
+        );
+        assert!(roles.get("none").unwrap().read.allows("Dog"));
+        let bad = Config::from_toml_str("[roles.x]\nfetch = [\"source:birds\"]\n", None).unwrap();
+        let e = Roles::from_config(&bad)
+            .unwrap()
+            .with_sources(&sources, &providers)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("[roles.x] fetch") && e.contains("\"birds\"") && e.contains("cats, dogs"),
+            "{e}"
+        );
+        // A model another provider offers too: granting the source would grant that one.
+        let config = Config::from_toml_str("[roles.x]\nread = [\"source:cats\"]\n", None).unwrap();
+        for other in [Some("dogs"), None] {
+            let mut shared = providers.clone();
+            shared.get_mut("Cat").unwrap().insert(other);
+            let e = Roles::from_config(&config)
+                .unwrap()
+                .with_sources(&sources, &shared)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("would also grant Cat"), "{e}");
+            assert!(
+                e.contains(if other.is_some() {
+                    "source \"dogs\""
+                } else {
+                    "no source"
+                }),
+                "{e}"
+            );
+        }
+        // Beside "*" a source entry is a mistake, not silently ignored.
+        let star =
+            Config::from_toml_str("[roles.x]\nread = [\"*\", \"source:typo\"]\n", None).unwrap();
+        let e = Roles::from_config(&star).unwrap_err().to_string();
+        assert!(e.contains("already covers every model"), "{e}");
     }
 
     #[test]

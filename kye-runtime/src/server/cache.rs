@@ -4,12 +4,14 @@
 //!
 //! And a [`Memo`] of records read from the store, keyed by model, key and the time the store
 //! says the record was stored: a cached read asks the store only that time (an indexed
-//! lookup) instead of assembling the record again from its tables.
+//! lookup) instead of assembling the record again from its tables, and copies the record's
+//! JSON, written once, into its answer.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
@@ -29,36 +31,61 @@ pub(crate) enum Fetched {
     Missing { reason: String, run: i64 },
     /// The source could not be reached or answered with an error (after retries).
     Failed { reason: String },
+    /// Every read-through slot (`[serve] max_fetches`) stayed busy for [`FETCH_WAIT`].
+    Busy,
 }
+
+/// How long a read that needs the source waits for a free read-through slot before it is
+/// answered 503.
+pub(crate) const FETCH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 type Cell = Arc<OnceCell<Fetched>>;
 
 /// Records kept at most; past that the memo starts over (cheap, and bounded).
 const MEMO_MAX: usize = 10_000;
 
+/// A record's JSON, written once.
+pub(crate) type RawRecord = Arc<RawValue>;
+
+/// `record` as JSON text.
+pub(crate) fn raw_record(record: &Value) -> RawRecord {
+    // A `Value`'s text is JSON by construction (its map keys are strings).
+    match serde_json::value::to_raw_value(record) {
+        Ok(raw) => Arc::from(raw),
+        Err(_) => Arc::from(RawValue::NULL.to_owned()),
+    }
+}
+
 /// Records read from the store, by `Model:{key}`, with the time they were stored.
 #[derive(Debug, Default)]
 pub(crate) struct Memo {
-    records: Mutex<HashMap<String, (crate::store::Timestamp, Arc<Value>)>>,
+    records: Mutex<HashMap<String, (crate::store::Timestamp, RawRecord)>>,
 }
 
 impl Memo {
     /// The record of `key` if the memo holds the one stored at `at`.
-    pub(crate) fn get(&self, key: &str, at: crate::store::Timestamp) -> Option<Value> {
+    pub(crate) fn get(&self, key: &str, at: crate::store::Timestamp) -> Option<RawRecord> {
         let map = self.records.lock().unwrap_or_else(|p| p.into_inner());
         match map.get(key) {
-            Some((t, rec)) if *t == at => Some(Value::clone(rec)),
+            Some((t, rec)) if *t == at => Some(rec.clone()),
             _ => None,
         }
     }
 
-    /// Remembers the record of `key` stored at `at`.
-    pub(crate) fn put(&self, key: String, at: crate::store::Timestamp, record: &Value) {
+    /// Remembers the record of `key` stored at `at`; returns its JSON.
+    pub(crate) fn put(
+        &self,
+        key: String,
+        at: crate::store::Timestamp,
+        record: &Value,
+    ) -> RawRecord {
+        let raw = raw_record(record);
         let mut map = self.records.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MEMO_MAX && !map.contains_key(&key) {
             map.clear();
         }
-        map.insert(key, (at, Arc::new(record.clone())));
+        map.insert(key, (at, raw.clone()));
+        raw
     }
 }
 

@@ -9,7 +9,8 @@
 //!
 //! One role a file: `mod.rs` (the router, its state, limits and shutdown), `auth.rs` (tokens,
 //! roles), `seal.rs` (sealed secrets), `cache.rs` (sharing fetches), `limit.rs` (rate
-//! limits), `api.rs` (the handlers), `audit.rs` (the audit middleware) and `openapi.rs` (the
+//! limits), `api.rs` (the handlers), `records.rs` (the read-through
+//! handler), `audit.rs` (the audit middleware) and `openapi.rs` (the
 //! OpenAPI document, checked against the routes by a test), and `catalog/` (the web pages at
 //! `/`, docs/catalog.md). `docs/serving.md` is the guide.
 
@@ -22,6 +23,7 @@ mod fresh;
 mod limit;
 mod listen;
 mod openapi;
+mod records;
 pub(crate) mod seal;
 
 use std::future::Future;
@@ -42,11 +44,13 @@ pub use seal::{MasterKey, SealError, MASTER_KEY_ENV};
 
 /// How a server listens and what it allows. Defaults: 600 requests a minute per token, a
 /// 120 s request timeout, 64 KiB request bodies, 8 KiB request targets (path and query),
-/// 30 refused sign-ins a minute per client address, 1,024 connections at once, 15 s to send a request's headers (also the idle time of a
+/// 30 refused sign-ins a minute per client address, 1,024 connections at once, 32
+/// read-through fetches at once, a source's "no such key" answering reads for 10 minutes,
+/// 15 s to send a request's headers (also the idle time of a
 /// kept-alive connection), 30 s to finish in-flight requests at shutdown, a look for stale
 /// records every 60 s, audit rows kept 365 days. `[serve]` in kye.toml sets them
 /// (`rate_limit`, `failed_auth_limit`, `request_timeout`, `max_body`, `max_connections`,
-/// `header_timeout`, `grace_period`, `refresh_every`, `audit_retention`).
+/// `max_fetches`, `missing_ttl`, `header_timeout`, `grace_period`, `refresh_every`, `audit_retention`).
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     listen: SocketAddr,
@@ -56,6 +60,8 @@ pub struct ServeOptions {
     max_body: usize,
     max_target: usize,
     max_connections: usize,
+    max_fetches: usize,
+    missing_ttl: Duration,
     header_timeout: Duration,
     grace_period: Duration,
     refresh_every: Duration,
@@ -73,6 +79,8 @@ impl ServeOptions {
             max_body: 64 * 1024,
             max_target: 8 * 1024,
             max_connections: 1024,
+            max_fetches: 32,
+            missing_ttl: Duration::from_secs(600),
             header_timeout: Duration::from_secs(15),
             grace_period: Duration::from_secs(30),
             refresh_every: Duration::from_secs(60),
@@ -111,6 +119,22 @@ impl ServeOptions {
     /// until one closes, so new clients wait in the kernel's backlog.
     pub fn max_connections(mut self, n: usize) -> ServeOptions {
         self.max_connections = n.max(1);
+        self
+    }
+
+    /// Read-through fetches (reads of keys not stored or too old) running at once, over
+    /// every caller (default 32). A read that finds them all busy waits up to 5 s for one,
+    /// then gets 503 with `Retry-After`; reads the store answers never wait.
+    pub fn max_fetches(mut self, n: usize) -> ServeOptions {
+        self.max_fetches = n.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        self
+    }
+
+    /// How long the source's "no such key" answers the reads that give no `max_age` (default
+    /// 10 minutes): within it such a read is 404 from the store, past it the source is asked
+    /// again. A read with `max_age` uses that instead.
+    pub fn missing_ttl(mut self, ttl: Duration) -> ServeOptions {
+        self.missing_ttl = ttl;
         self
     }
 
@@ -159,6 +183,12 @@ impl ServeOptions {
         if let Some(n) = config.get_u64("serve.max_connections")? {
             self = self.max_connections(usize::try_from(n).unwrap_or(usize::MAX));
         }
+        if let Some(n) = config.get_u64("serve.max_fetches")? {
+            self = self.max_fetches(usize::try_from(n).unwrap_or(usize::MAX));
+        }
+        if let Some(d) = config.get_duration("serve.missing_ttl")? {
+            self.missing_ttl = d;
+        }
         if let Some(d) = config.get_duration("serve.header_timeout")? {
             self = self.header_timeout(d);
         }
@@ -181,11 +211,18 @@ impl ServeOptions {
 /// Read handles a server keeps on its store.
 const READERS: usize = 4;
 
+/// Connections for token lookups.
+const TOKEN_STORES: usize = 2;
+
 /// What every handler shares.
 pub(crate) struct AppState {
     pub runtime: Runtime,
     /// Token lookups and the audit log's reads (the audit writer has a connection of its own).
     pub store: Arc<Mutex<Box<dyn ServerStore>>>,
+    /// Connections of their own for the token lookup every request makes, used in turn (two
+    /// requests on two threads do not wait for one connection).
+    pub token_stores: Vec<Mutex<Box<dyn ServerStore>>>,
+    pub next_token_store: std::sync::atomic::AtomicUsize,
     /// The audit log's queue; taken (closed) when the server stops.
     pub audit: Mutex<Option<audit::Sink>>,
     /// Read handles of the runtime's store, used in turn (a record read takes one).
@@ -193,6 +230,8 @@ pub(crate) struct AppState {
     pub next_reader: std::sync::atomic::AtomicUsize,
     pub roles: auth::Roles,
     pub cache: cache::Coalescer,
+    /// Slots of read-through fetches (`max_fetches`).
+    pub fetch_slots: Arc<tokio::sync::Semaphore>,
     pub memo: cache::Memo,
     pub limiter: limit::RateLimiter,
     /// Refused sign-ins per client address.
@@ -230,6 +269,38 @@ impl AppState {
         let run = move || {
             let mut store = state.store.lock().unwrap_or_else(|p| p.into_inner());
             f(store.as_mut())
+        };
+        if self.local {
+            return run();
+        }
+        tokio::task::spawn_blocking(run).await.unwrap_or_else(|e| {
+            Err(crate::store::StoreError::Corrupt {
+                path: "server store".into(),
+                message: format!("a store task failed: {e}"),
+            })
+        })
+    }
+
+    /// Looks up the token whose SHA-256 is `hash` on one of the token connections (the first
+    /// free one from a rotating start, else that start's).
+    pub(crate) async fn token_by_hash(
+        self: &Arc<Self>,
+        hash: String,
+    ) -> std::result::Result<Option<crate::store::TokenRecord>, crate::store::StoreError> {
+        let state = self.clone();
+        let run = move || {
+            let n = state.token_stores.len();
+            let start = state
+                .next_token_store
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let free = (0..n).find_map(|i| state.token_stores[(start + i) % n].try_lock().ok());
+            let mut store = match free {
+                Some(s) => s,
+                None => state.token_stores[start % n]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()),
+            };
+            store.token_by_hash(&hash)
         };
         if self.local {
             return run();
@@ -307,7 +378,10 @@ impl Server {
         store: Box<dyn ServerStore>,
         options: ServeOptions,
     ) -> Result<Server> {
-        let roles = auth::Roles::from_config(runtime.context().settings())?;
+        let roles = auth::Roles::from_config(runtime.context().settings())?.with_sources(
+            runtime.registry().sources(),
+            &auth::providers(runtime.registry()),
+        )?;
         let freshness = fresh::policies(runtime.context().settings())?;
         for p in &freshness {
             if runtime.registry().model(&p.model).is_none() {
@@ -323,6 +397,10 @@ impl Server {
             .map_err(Error::other)?;
         let local = runtime.with_store(|s| s.kind() == "sqlite");
         let writer_store = store.another().map_err(Error::other)?;
+        let token_stores = (0..TOKEN_STORES)
+            .map(|_| store.another().map(Mutex::new))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(Error::other)?;
         let store = Arc::new(Mutex::new(store));
         let (sink, writer) = audit::Sink::new(Arc::new(Mutex::new(writer_store)));
         let listener = tokio::net::TcpListener::bind(options.listen)
@@ -331,11 +409,14 @@ impl Server {
         let state = Arc::new(AppState {
             runtime,
             store: store.clone(),
+            token_stores,
+            next_token_store: std::sync::atomic::AtomicUsize::new(0),
             audit: Mutex::new(Some(sink)),
             readers,
             next_reader: std::sync::atomic::AtomicUsize::new(0),
             roles,
             cache: cache::Coalescer::default(),
+            fetch_slots: Arc::new(tokio::sync::Semaphore::new(options.max_fetches)),
             memo: cache::Memo::default(),
             limiter: limit::RateLimiter::new(options.rate_limit),
             failed_auth: limit::RateLimiter::new(options.failed_auth_limit),
@@ -479,7 +560,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(api::health))
         .route("/openapi.json", get(api::openapi))
         .route("/v1/models", get(api::models))
-        .route("/v1/models/{model}/records", get(api::records))
+        .route("/v1/models/{model}/records", get(records::records))
         .route("/v1/runs", get(api::runs).post(api::start_run))
         .route("/v1/runs/{id}", get(api::run))
         .route("/v1/rejects", get(api::rejects))

@@ -11,7 +11,7 @@ mod check;
 mod env;
 mod listing;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 pub use check::{CheckOutcome, SourceCheck, SourcesReport};
@@ -380,6 +380,8 @@ pub struct Sources {
     /// The fetcher's identifier text (`Pokemon.id`), the lister's or transformer's function →
     /// its source. The same names [`crate::Context::for_fetcher`] scopes a context by.
     members: BTreeMap<String, (&'static str, MemberKind)>,
+    /// Per source, the models its functions fetch, list or produce.
+    models: BTreeMap<&'static str, BTreeSet<&'static str>>,
 }
 
 impl Sources {
@@ -417,6 +419,7 @@ impl Sources {
                     source_name: m.source.to_string(),
                 });
             }
+            out.models.entry(m.source).or_default().insert(m.model);
             if let Some((other, _)) = out.members.insert(scope, (m.source, m.kind)) {
                 if other != m.source {
                     return Err(SourceError::Ambiguous {
@@ -461,6 +464,11 @@ impl Sources {
             .collect();
         out.sort();
         out
+    }
+
+    /// The models the functions of `source` fetch, list or produce, sorted.
+    pub fn models_of(&self, source: &str) -> impl Iterator<Item = &'static str> + '_ {
+        self.models.get(source).into_iter().flatten().copied()
     }
 
     /// Whether any source declares the secret `name`.

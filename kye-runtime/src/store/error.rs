@@ -166,15 +166,27 @@ pub enum StoreError {
         differs: String,
     },
     /// The database refused one record with a constraint kye's own checks did not foresee
-    /// (PostgreSQL: a unique violation that persisted when the batch was written record by
-    /// record); the rest of its batch is written.
-    #[error("{model} {key}: the database refused the record: {message}")]
+    /// (PostgreSQL: a unique violation found when the batch was written record by record:
+    /// rows of an edge kye did not write, or a constraint kye did not make); the rest of its
+    /// batch is written.
+    #[error("{model} {key}: the database refused the record: {index}: {message}")]
     Refused {
         /// Model.
         model: String,
         /// Key of the record.
         key: String,
-        /// The database's message.
+        /// What it clashed on: `edge tags (table "Item__tags")`, or the database's
+        /// constraint, `constraint "dba_unique_v" on "Item"`.
+        index: String,
+        /// Why (the database's message, or what kye found).
+        message: String,
+    },
+    /// A change of the sealed secrets refused because another one happened meanwhile (a
+    /// `secret set` under another master key than the stored secrets', a rotation whose
+    /// secrets changed while it re-sealed them). Nothing was written.
+    #[error("sealed secrets: {message}")]
+    Secrets {
+        /// What happened and what to do.
         message: String,
     },
     /// A `show` filter that does not apply to the model.

@@ -65,10 +65,10 @@ mod values;
 pub use dir::{decode_file_name, encode_file_name, DirReader, DirStore};
 pub use error::StoreError;
 pub use key::{canonical_json, content_hash, IndexKey};
-#[cfg(feature = "postgres")]
-pub(crate) use postgres::Conn;
 #[cfg(all(feature = "server", feature = "postgres"))]
 pub use postgres::PgServerStore;
+#[cfg(feature = "postgres")]
+pub(crate) use postgres::{queued, Conn};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgReader, PgSpec, PgStore, SslMode};
 pub use query::{Filter, RecordQuery};

@@ -104,14 +104,24 @@ pub trait ServerStore: Send {
     /// Revokes the token called `name` at `at`; `false` when there is no such token.
     fn revoke_token(&mut self, name: &str, at: Timestamp) -> Result<bool, StoreError>;
 
-    /// Stores a sealed secret, replacing one of the same name.
+    /// Stores a sealed secret, replacing one of the same name. Refused with
+    /// [`StoreError::Secrets`] when another secret is sealed under a different master key
+    /// (checked in the write's transaction, so a rotation running at the same time cannot
+    /// leave secrets under two keys).
     fn put_secret(&mut self, secret: &SealedSecret) -> Result<(), StoreError>;
 
     /// Every sealed secret, by name.
     fn secrets(&mut self) -> Result<Vec<SealedSecret>, StoreError>;
 
     /// Replaces every sealed secret in one transaction (a master-key rotation): all or none.
-    fn replace_secrets(&mut self, secrets: &[SealedSecret]) -> Result<(), StoreError>;
+    /// `from` is what the rotation read and re-sealed: when the stored secrets differ from it
+    /// (a `secret set` meanwhile), nothing is written and the answer is
+    /// [`StoreError::Secrets`], so no secret set during a rotation is lost.
+    fn replace_secrets(
+        &mut self,
+        from: &[SealedSecret],
+        secrets: &[SealedSecret],
+    ) -> Result<(), StoreError>;
 
     /// Appends audit rows.
     fn append_audit(&mut self, rows: &[AuditEntry]) -> Result<(), StoreError>;
@@ -186,5 +196,44 @@ pub(crate) fn token_exists(name: &str) -> StoreError {
         reason: "a token of that name exists (revoked tokens keep their name, so the audit \
                  log stays unambiguous): choose another name"
             .to_string(),
+    }
+}
+
+/// Why `put_secret` of `secret` is refused: `other` is sealed under another master key.
+pub(crate) fn mixed_keys(secret: &SealedSecret, other: &str, other_key: &str) -> StoreError {
+    StoreError::Secrets {
+        message: format!(
+            "secret {other} is sealed under master key {other_key}, and {} would be under {}: \
+             give that key, or re-seal every secret under the new one with `secret rotate`",
+            secret.name, secret.key_id
+        ),
+    }
+}
+
+/// Whether the stored secrets are still those a rotation read (`from`), else the refusal.
+pub(crate) fn unchanged_since(
+    stored: &[SealedSecret],
+    from: &[SealedSecret],
+) -> Result<(), StoreError> {
+    let key = |s: &SealedSecret| {
+        (
+            s.name.clone(),
+            s.key_id.clone(),
+            s.nonce.clone(),
+            s.ciphertext.clone(),
+        )
+    };
+    let mut a: Vec<_> = stored.iter().map(key).collect();
+    let mut b: Vec<_> = from.iter().map(key).collect();
+    a.sort();
+    b.sort();
+    if a == b {
+        Ok(())
+    } else {
+        Err(StoreError::Secrets {
+            message: "the sealed secrets changed while they were re-sealed (a `secret set` at \
+                      the same time?): nothing was changed; run `secret rotate` again"
+                .into(),
+        })
     }
 }

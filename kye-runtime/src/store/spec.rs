@@ -20,14 +20,25 @@ pub enum StoreSpec {
 
 impl StoreSpec {
     /// Resolves credentials the spec names from `secrets` (a PostgreSQL URL's
-    /// `password_secret`, from the runtime's secrets: environment and secrets file).
-    pub fn resolve_secrets(&mut self, secrets: &crate::secrets::Secrets) {
+    /// `password_secret`, from the runtime's secrets: those given to its builder, else the
+    /// environment and the secrets file); a secret found nowhere there is an error naming it.
+    pub fn resolve_secrets(&mut self, secrets: &crate::secrets::Secrets) -> Result<(), StoreError> {
         match self {
             #[cfg(feature = "postgres")]
             StoreSpec::Postgres(pg) => pg.resolve_password(secrets),
             _ => {
                 let _ = secrets;
+                Ok(())
             }
+        }
+    }
+
+    /// True when the spec names a credential that [`StoreSpec::resolve_secrets`] looks up.
+    pub fn wants_secrets(&self) -> bool {
+        match self {
+            #[cfg(feature = "postgres")]
+            StoreSpec::Postgres(pg) => pg.password_secret.is_some(),
+            _ => false,
         }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use kye_lang::Schema;
-use kye_runtime::store::{PgSpec, RunStatus};
+use kye_runtime::store::{PgSpec, RunId, RunStatus};
 use kye_runtime::testing::{Fault, FetcherBuilder, Route, Routes, TestServer};
 use kye_runtime::{BatchEnd, Config, Context, Error, FetchFuture, Key, KeyValue, Queue};
 use kye_runtime::{FetchRequest, FetcherRegistration, RegisteredModel, Registry, Runtime};
@@ -270,6 +270,10 @@ fn runtime(base: &str, store: &str) -> Runtime {
 }
 
 fn runtime_with(base: &str, store: &str, run: &str) -> Runtime {
+    runtime_of(registry(), base, store, run)
+}
+
+fn runtime_of(registry: Registry, base: &str, store: &str, run: &str) -> Runtime {
     let config = Config::from_toml_str(
         &format!(
             r#"
@@ -288,7 +292,7 @@ fn runtime_with(base: &str, store: &str, run: &str) -> Runtime {
     )
     .expect("config");
     Runtime::builder()
-        .registry(registry())
+        .registry(registry)
         .config(config)
         .env(Vec::new())
         .store(store)
@@ -1183,4 +1187,310 @@ fn a_worker_whose_database_connections_are_terminated_mid_batch_loses_no_key_and
         )),
         1
     );
+}
+
+/// A process killed while it records a queued run's keys leaves the run `enqueuing`, its
+/// enqueue lock gone with it. Readers and writers alike take such a run for alive only while
+/// batches it recorded wait for a worker; with none left it is shown interrupted, and the next
+/// writer (or idle worker) ends it `failed`, saying why, with the counts of its batches; one
+/// with batches left is ended so by the worker that does them. Before, it stayed `running` for
+/// ever: no worker ended it, `runs` showed it running, and a fetch of its request could not
+/// resume it.
+#[test]
+fn a_queued_run_whose_recording_process_died_ends_once_its_batches_are_done() {
+    let Some(mut pg) = Pg::new() else { return };
+    let tokio = tokio();
+    let hits = Hits::default();
+    let server = TestServer::start_on_thread(routes(&hits, Duration::ZERO)).expect("server");
+    let store = pg.store_url();
+    let rt = runtime(server.base_url(), &store);
+    let q = queue(&store);
+    let enqueue = |request: &str| {
+        tokio
+            .block_on(q.enqueue(&rt, &FetchRequest::new(request)))
+            .expect("enqueue")
+    };
+    let waiting = enqueue("Owner.id in 1..=5");
+    let drained = enqueue("Owner.id in 6..=8");
+    // What a kill -9 in the middle of recording leaves: the run still `enqueuing`, its lock
+    // released by the server; `drained`'s batch was done by a worker before the kill.
+    let sql = format!(
+        "UPDATE \"{s}\"._kye_queue_runs SET state = 'enqueuing' WHERE run_id IN ({w}, {d}); \
+         UPDATE \"{s}\"._kye_queue_batches SET state = 'done', \
+         stored = jsonb_array_length(keys), finished_at = now() WHERE run_id = {d}",
+        s = pg.schema,
+        w = waiting.0,
+        d = drained.0
+    );
+    pg.c.batch_execute(&sql)
+        .expect("state of a killed recorder");
+    let spec: kye_runtime::store::StoreSpec = store.parse().expect("spec");
+    let reader = kye_runtime::store::open_store_read_only(&spec).expect("reader");
+    let status = |s: &dyn kye_runtime::store::StoreRead, run| s.run(run).unwrap().unwrap().status;
+    for handle in [reader.as_ref(), &*rt.with_store(|s| s.reader().unwrap())] {
+        assert_eq!(
+            status(handle, waiting),
+            RunStatus::Running,
+            "its batch waits"
+        );
+        assert_eq!(
+            status(handle, drained),
+            RunStatus::Interrupted,
+            "nothing waits"
+        );
+    }
+    assert_eq!(
+        rt.with_store(|s| s.run(drained).unwrap().unwrap().status),
+        RunStatus::Interrupted,
+        "the writer's own handle agrees"
+    );
+    // The next writer ends the run with nothing left; the other goes on.
+    drop(runtime(server.base_url(), &store));
+    let ended =
+        "SELECT count(*) FROM S._kye_runs WHERE status = 'failed' AND ended_at IS NOT NULL \
+                 AND error LIKE '%recording the run''s keys stopped%'";
+    assert_eq!(
+        pg.count(&format!("{ended} AND id = {} AND stored = 3", drained.0)),
+        1
+    );
+    assert_eq!(status(reader.as_ref(), waiting), RunStatus::Running);
+    // A worker does the batch left and ends that run too.
+    let report = tokio
+        .block_on(async {
+            tokio::time::timeout(Duration::from_secs(60), rt.work(&q, &options("after-kill"))).await
+        })
+        .expect("worker finished within 60 s")
+        .expect("worker");
+    assert_eq!(report.keys, 5);
+    assert_eq!(
+        pg.count(&format!("{ended} AND id = {} AND stored = 5", waiting.0)),
+        1
+    );
+    assert_eq!(
+        pg.count("SELECT count(*) FROM S._kye_queue_runs WHERE state <> 'done'"),
+        0
+    );
+}
+
+/// The gates of the gated list functions, one per test: each lists owners 1..=100, waits for
+/// its gate to reach 1, lists 101..=200, waits for 2, lists 201..=300.
+static GATES: [AtomicU32; 3] = [AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)];
+
+fn gated<const G: usize>(_ctx: Context, keys: KeySender) -> ListFuture {
+    Box::pin(async move {
+        for step in 0..3u32 {
+            while GATES[G].load(Ordering::SeqCst) < step {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            for id in step * 100 + 1..=step * 100 + 100 {
+                keys.send(Key::single(i64::from(id))).await?;
+            }
+        }
+        Ok(())
+    })
+}
+
+const fn gated_lister(call: fn(Context, KeySender) -> ListFuture) -> ListerRegistration {
+    ListerRegistration {
+        model: "Owner",
+        identifier: &["id"],
+        function: "gated_owners",
+        module_path: "queue",
+        file: "queue.rs",
+        line: 1,
+        doc: "",
+        call,
+    }
+}
+
+static GATED: [ListerRegistration; 3] = [
+    gated_lister(gated::<0>),
+    gated_lister(gated::<1>),
+    gated_lister(gated::<2>),
+];
+
+/// A queued run of `Owner` (listed by gated lister `g`) recorded on a thread of its own
+/// through the returned queue; returns once its first 100 keys are recorded and the server
+/// has ended the recorder's connections (its enqueue lock released with them).
+fn enqueue_then_lose_the_connection(
+    pg: &mut Pg,
+    base: &str,
+    g: usize,
+) -> (
+    RunId,
+    Arc<Queue>,
+    std::thread::JoinHandle<Result<RunId, Error>>,
+) {
+    let (base, store) = (base.to_string(), pg.store_url());
+    let q = Arc::new(queue(&store));
+    let enqueuer = {
+        let q = q.clone();
+        std::thread::spawn(move || {
+            let tokio = tokio();
+            let registry = Registry::from_parts(
+                ["Cat", "Owner"]
+                    .into_iter()
+                    .map(|m| RegisteredModel::new(schema(), m).expect("model in schema")),
+                [&CAT, &OWNER],
+            )
+            .expect("registry")
+            .with_listers([&GATED[g]])
+            .expect("listers");
+            let rt = runtime_of(registry, &base, &store, "");
+            tokio.block_on(q.enqueue(&rt, &FetchRequest::new("Owner")))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pg.count(RECORDED) < 100 {
+        assert!(
+            Instant::now() < deadline,
+            "the first keys were not recorded"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let run = RunId(pg.count("SELECT run_id FROM S._kye_queue_runs"));
+    let app = format!("kye {}", pg.schema);
+    let pids = pg.lines(&format!(
+        "SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE application_name = '{app}'"
+    ));
+    assert!(!pids.is_empty(), "no connection of the recorder was found");
+    pg.count(&format!(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE pid IN ({pids})) t"
+    ));
+    let gone = format!(
+        "SELECT (SELECT count(*) FROM pg_locks WHERE pid IN ({pids})) \
+         + (SELECT count(*) FROM pg_stat_activity WHERE pid IN ({pids}))"
+    );
+    while pg.count(&gone) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the recorder's connections did not end"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (run, q, enqueuer)
+}
+
+/// Keys recorded in the queue so far.
+const RECORDED: &str =
+    "SELECT coalesce(sum(jsonb_array_length(keys)), 0)::bigint FROM S._kye_queue_batches";
+
+/// Another call on the recorder's queue (`kye serve` and `fetch --queue` show its progress)
+/// finds the connection lost, and the next reconnects: the recording goes on on the new one.
+fn reconnect(q: &Queue, run: RunId) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    assert!(q.progress(run).is_err(), "the connection was not lost");
+    while q.progress(run).is_err() {
+        assert!(Instant::now() < deadline, "the queue did not reconnect");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The connection of a process recording a queued run's keys is lost and comes back: it takes
+/// the run's enqueue lock again, so a writer opened meanwhile leaves the run alone, and every
+/// key is recorded and done. Before, the lock stayed free after the reconnect and the writer
+/// ended the run `failed` while its keys were still being recorded.
+#[test]
+fn a_recorder_whose_connection_comes_back_keeps_its_run() {
+    let Some(mut pg) = Pg::new() else { return };
+    let hits = Hits::default();
+    let server = TestServer::start_on_thread(routes(&hits, Duration::ZERO)).expect("server");
+    let (base, store) = (server.base_url().to_string(), pg.store_url());
+    drop(runtime(&base, &store));
+    let (run, q, enqueuer) = enqueue_then_lose_the_connection(&mut pg, &base, 0);
+    reconnect(&q, run);
+    // A writer opened now sees the enqueue lock held and leaves the run recording.
+    drop(runtime(&base, &store));
+    let state = format!("SELECT state FROM S._kye_queue_runs WHERE run_id = {run}");
+    assert_eq!(pg.lines(&state), "enqueuing");
+    GATES[0].store(2, Ordering::SeqCst);
+    let got = enqueuer
+        .join()
+        .expect("enqueuer's thread")
+        .expect("enqueue");
+    assert_eq!(got, run);
+    assert_eq!(pg.count(RECORDED), 300);
+    let report = worker_thread(base, store, "after-reconnect")
+        .join()
+        .expect("worker");
+    assert_eq!(report.keys, 300);
+    assert_eq!(
+        pg.count(&format!(
+            "SELECT count(*) FROM S._kye_runs WHERE id = {run} AND status = 'completed' \
+             AND stored = 300 AND error IS NULL"
+        )),
+        1
+    );
+}
+
+/// A run whose recorder's connection was lost long enough for a worker to end it (its enqueue
+/// lock free) stays ended: the recorder, back on a new connection, records no more keys into
+/// it, does not reopen it, and fails saying why. Before, it added batches to the ended run and
+/// set it `open` again.
+#[test]
+fn a_recorder_whose_run_was_ended_meanwhile_stops_and_leaves_it_ended() {
+    let Some(mut pg) = Pg::new() else { return };
+    let hits = Hits::default();
+    let server = TestServer::start_on_thread(routes(&hits, Duration::ZERO)).expect("server");
+    let (base, store) = (server.base_url().to_string(), pg.store_url());
+    drop(runtime(&base, &store));
+    let (run, q, enqueuer) = enqueue_then_lose_the_connection(&mut pg, &base, 1);
+    // A worker takes the recorder for dead, does the batch recorded and ends the run.
+    let report = worker_thread(base, store, "meanwhile")
+        .join()
+        .expect("worker");
+    assert_eq!(report.keys, 100);
+    let ended = format!(
+        "SELECT count(*) FROM S._kye_runs WHERE id = {run} AND status = 'failed' \
+         AND stored = 100 AND error LIKE '%recording the run''s keys stopped%'"
+    );
+    assert_eq!(pg.count(&ended), 1);
+    reconnect(&q, run);
+    GATES[1].store(2, Ordering::SeqCst);
+    let err = enqueuer
+        .join()
+        .expect("enqueuer's thread")
+        .expect_err("the recorder stops");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("queued run {run}: another process ended the run")),
+        "{text}"
+    );
+    assert_eq!(pg.count(RECORDED), 100);
+    let state = format!("SELECT state FROM S._kye_queue_runs WHERE run_id = {run}");
+    assert_eq!(pg.lines(&state), "done");
+    assert_eq!(pg.count(&ended), 1);
+}
+
+/// The same, when the recorder's own next chunk is what finds the connection lost: recording
+/// stops on that error, and the run another process ended stays ended, its state and error
+/// untouched. Before, the recorder's last step set it `open` again over its `done` and
+/// replaced its error with the recorder's.
+#[test]
+fn a_recorder_that_stops_on_the_lost_connection_leaves_an_ended_run_ended() {
+    let Some(mut pg) = Pg::new() else { return };
+    let hits = Hits::default();
+    let server = TestServer::start_on_thread(routes(&hits, Duration::ZERO)).expect("server");
+    let (base, store) = (server.base_url().to_string(), pg.store_url());
+    drop(runtime(&base, &store));
+    let (run, _q, enqueuer) = enqueue_then_lose_the_connection(&mut pg, &base, 2);
+    let report = worker_thread(base, store, "meanwhile")
+        .join()
+        .expect("worker");
+    assert_eq!(report.keys, 100);
+    let ended = format!(
+        "SELECT count(*) FROM S._kye_runs WHERE id = {run} AND status = 'failed' \
+         AND stored = 100 AND error LIKE '%recording the run''s keys stopped%'"
+    );
+    assert_eq!(pg.count(&ended), 1);
+    GATES[2].store(2, Ordering::SeqCst);
+    enqueuer
+        .join()
+        .expect("enqueuer's thread")
+        .expect_err("the recorder stops");
+    assert_eq!(pg.count(RECORDED), 100);
+    let state = format!("SELECT state FROM S._kye_queue_runs WHERE run_id = {run}");
+    assert_eq!(pg.lines(&state), "done");
+    assert_eq!(pg.count(&ended), 1);
 }

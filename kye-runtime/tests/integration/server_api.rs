@@ -96,6 +96,12 @@ impl Fixture {
                 config.set(key, v.clone());
             }
         }
+        // `[run]` keys one by one, over the test configuration's.
+        if let Some(run) = roles.get("run").and_then(|v| v.as_table()) {
+            for (k, v) in run {
+                config.set(&format!("run.{k}"), v.clone());
+            }
+        }
         let runtime = Runtime::builder()
             .registry(common::registry())
             .config(config)
@@ -354,6 +360,165 @@ async fn fifty_concurrent_reads_of_one_key_make_one_upstream_request_and_stale_k
         Ok(f) => drop(f.stop().await),
         Err(_) => panic!("fixture still shared"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_the_source_lacks_is_answered_from_the_store_until_max_age_says_ask_again() {
+    let f = Fixture::start(
+        "[serve]\nmissing_ttl = \"1s\"\n",
+        kye_runtime::Secrets::empty(),
+    )
+    .await;
+    let path = "/v1/models/Pokemon/records?id=555";
+    let (s, _, body) = f.get(Some("fetcher"), path).await;
+    assert_eq!(s, 404, "{body}");
+    assert_eq!(f.source.requests("/pokemon/555/"), 1);
+    // Asked again: the store knows the source lacks it; the source is not asked.
+    for _ in 0..3 {
+        let (s, _, body) = f.get(Some("fetcher"), path).await;
+        assert_eq!(s, 404, "{body}");
+        assert_eq!(body["source"], "store", "{body}");
+        assert!(body["checked_at"].is_string(), "{body}");
+        assert!(body["hint"].as_str().unwrap().contains("max_age"), "{body}");
+    }
+    assert_eq!(
+        f.source.requests("/pokemon/555/"),
+        1,
+        "a known-missing key reached the source"
+    );
+    // Within max_age: still the store's answer.
+    let (s, _, _) = f.get(Some("fetcher"), &format!("{path}&max_age=1h")).await;
+    assert_eq!(s, 404);
+    assert_eq!(f.source.requests("/pokemon/555/"), 1);
+    // Older than max_age: the source is asked again.
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let (s, _, body) = f
+        .get(Some("fetcher"), &format!("{path}&max_age=10ms"))
+        .await;
+    assert_eq!(s, 404, "{body}");
+    assert_ne!(body["source"], "store", "{body}");
+    assert_eq!(f.source.requests("/pokemon/555/"), 2);
+    // A caller who may only read gets the same 404 without the source being asked.
+    let (s, _, _) = f.get(Some("reader"), path).await;
+    assert_eq!(s, 404);
+    assert_eq!(f.source.requests("/pokemon/555/"), 2);
+    // Without max_age the answer holds for missing_ttl (1 s here), then the source is asked.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (s, _, body) = f.get(Some("fetcher"), path).await;
+    assert_eq!(s, 404, "{body}");
+    assert_ne!(body["source"], "store", "{body}");
+    assert_eq!(f.source.requests("/pokemon/555/"), 3);
+}
+
+/// A source whose answers take `slow` (key 1: `slow_first`), counting requests in flight.
+async fn counting_source(
+    slow: Duration,
+    slow_first: Duration,
+) -> (TestServer, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let (now, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (n, p) = (now.clone(), peak.clone());
+    let routes = kye_runtime::testing::Routes::new().generate("/pokemon/", move |rest| {
+        let id: i64 = rest.trim_end_matches('/').parse().ok()?;
+        let cur = n.fetch_add(1, Ordering::SeqCst) + 1;
+        p.fetch_max(cur, Ordering::SeqCst);
+        std::thread::sleep(if id == 1 { slow_first } else { slow });
+        n.fetch_sub(1, Ordering::SeqCst);
+        Some(Route::json(common::doc(id).to_string()))
+    });
+    (
+        TestServer::start(routes).await.expect("source starts"),
+        peak,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_through_fetches_share_max_fetches_slots_and_a_wait_too_long_is_503() {
+    use std::sync::atomic::Ordering;
+    let (source, peak) =
+        counting_source(Duration::from_millis(100), Duration::from_millis(100)).await;
+    let base = source.base_url().to_string();
+    let f = Fixture::start_with(
+        source,
+        &base,
+        tempfile::tempdir().unwrap(),
+        "[serve]\nmax_fetches = 2\n",
+        kye_runtime::Secrets::empty(),
+    )
+    .await;
+    let f = std::sync::Arc::new(f);
+    let mut tasks = Vec::new();
+    for id in 1..=8 {
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            f.get(
+                Some("fetcher"),
+                &format!("/v1/models/Pokemon/records?id={id}"),
+            )
+            .await
+        }));
+    }
+    for t in tasks {
+        let (s, _, body) = t.await.unwrap();
+        assert_eq!(s, 200, "{body}");
+        assert_eq!(body["source"], "fetched", "{body}");
+    }
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        2,
+        "fetches at once, with max_fetches = 2"
+    );
+
+    // One slot, held for longer than a read waits for one: the next read of another key is
+    // 503 with Retry-After, and a read the store answers does not wait at all.
+    let (source, _) = counting_source(Duration::from_millis(1), Duration::from_secs(7)).await;
+    let base = source.base_url().to_string();
+    let f = Fixture::start_with(
+        source,
+        &base,
+        tempfile::tempdir().unwrap(),
+        "[serve]\nmax_fetches = 1\n[run]\ntimeout = \"20s\"\n",
+        kye_runtime::Secrets::empty(),
+    )
+    .await;
+    let (s, _, _) = f
+        .get(Some("fetcher"), "/v1/models/Pokemon/records?id=2")
+        .await;
+    assert_eq!(s, 200);
+    let f = std::sync::Arc::new(f);
+    let holder = {
+        let f = f.clone();
+        tokio::spawn(async move {
+            f.get(Some("fetcher"), "/v1/models/Pokemon/records?id=1")
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let (s, _, _) = f
+        .get(Some("fetcher"), "/v1/models/Pokemon/records?id=2")
+        .await;
+    assert_eq!(s, 200, "a stored record waits for no slot");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let (s, headers, body) = f
+        .get(Some("fetcher"), "/v1/models/Pokemon/records?id=3")
+        .await;
+    assert_eq!(s, 503, "{body}");
+    assert_eq!(
+        headers.get("retry-after").map(|v| v.to_str().unwrap()),
+        Some("1")
+    );
+    assert!(
+        body["hint"].as_str().unwrap().contains("max_fetches"),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "answered 503 without waiting"
+    );
+    let (s, _, body) = holder.await.unwrap();
+    assert_eq!(s, 200, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

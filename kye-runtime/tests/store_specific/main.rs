@@ -5,7 +5,10 @@
 //! connections; the tables of `kye serve` (`server.rs`). Also how a spec picks a store.
 
 mod dir;
+mod fake_pg;
 mod pg;
+mod pg_conn;
+mod pg_unique;
 mod server;
 mod sqlite;
 

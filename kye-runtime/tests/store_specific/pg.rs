@@ -11,12 +11,12 @@ use serde_json::json;
 
 use crate::{record, schema, write_ok};
 
-fn url() -> String {
+pub(crate) fn url() -> String {
     std::env::var("KYE_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
 
-fn client() -> Result<postgres::Client, String> {
+pub(crate) fn client() -> Result<postgres::Client, String> {
     let spec = PgSpec::parse(&url()).map_err(|e| e.to_string())?;
     let mut c = postgres::Config::new();
     c.host(&spec.host)
@@ -31,13 +31,13 @@ fn client() -> Result<postgres::Client, String> {
 }
 
 /// A throwaway schema and a client, or `None` when nothing answers (outside CI).
-struct Pg {
-    schema: String,
-    c: postgres::Client,
+pub(crate) struct Pg {
+    pub(crate) schema: String,
+    pub(crate) c: postgres::Client,
 }
 
 impl Pg {
-    fn new() -> Option<Pg> {
+    pub(crate) fn new() -> Option<Pg> {
         static N: AtomicU32 = AtomicU32::new(0);
         match client() {
             Ok(c) => Some(Pg {
@@ -58,7 +58,7 @@ impl Pg {
         }
     }
 
-    fn spec(&self) -> StoreSpec {
+    pub(crate) fn spec(&self) -> StoreSpec {
         let base = url();
         let sep = if base.contains('?') { '&' } else { '?' };
         format!("{base}{sep}schema={}", self.schema)
@@ -66,7 +66,7 @@ impl Pg {
             .unwrap()
     }
 
-    fn strings(&mut self, sql: &str) -> Vec<String> {
+    pub(crate) fn strings(&mut self, sql: &str) -> Vec<String> {
         let sql = sql.replace("S.", &format!("\"{}\".", self.schema));
         self.c
             .query(&sql, &[])
@@ -76,12 +76,12 @@ impl Pg {
             .collect()
     }
 
-    fn count(&mut self, sql: &str) -> i64 {
+    pub(crate) fn count(&mut self, sql: &str) -> i64 {
         let sql = sql.replace("S.", &format!("\"{}\".", self.schema));
         self.c.query_one(&sql, &[]).unwrap().get(0)
     }
 
-    fn exec(&mut self, sql: &str) {
+    pub(crate) fn exec(&mut self, sql: &str) {
         let sql = sql.replace("S.", &format!("\"{}\".", self.schema));
         self.c
             .batch_execute(&sql)
@@ -215,7 +215,8 @@ fn a_table_kye_did_not_create_is_left_alone() {
     assert_eq!(kye_tables, 0);
 }
 
-const ITEMS: &str = "Item(id)(code) {\n id: Number\n code: String\n v: Number\n tags: Number*\n}\n";
+pub(crate) const ITEMS: &str =
+    "Item(id)(code) {\n id: Number\n code: String\n v: Number\n tags: Number*\n}\n";
 
 #[test]
 fn writers_in_several_threads_on_overlapping_keys_lose_nothing() {
@@ -714,6 +715,10 @@ fn a_password_secret_comes_from_the_secrets_file_kye_toml_names() {
         .build();
     let rt = rt.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(rt.with_store(|s| s.kind()), "postgres");
+    // Where the store is shown, the password is not.
+    let shown = rt.with_store(|s| s.location().display().to_string());
+    assert!(shown.contains("password_secret=KYE_TEST_PG_PW"), "{shown}");
+    assert!(!shown.contains("only-in-the-file"), "{shown}");
     // Without the file the secret is found nowhere, and the error names it (not its value).
     let config =
         kye_runtime::Config::from_toml_str(&format!("store = \"{store}\"\n"), None).unwrap();

@@ -54,13 +54,45 @@ pub fn exercise(spec: &StoreSpec) -> String {
         .iter()
         .map(|s| new.seal(&s.name, key.open(s).unwrap().as_bytes()).unwrap())
         .collect();
-    b.replace_secrets(&resealed).unwrap();
+    // A secret set while the rotation re-sealed: the rotation writes nothing.
+    a.put_secret(&key.seal("API_KEY", b"set-meanwhile").unwrap())
+        .unwrap();
+    let e = b
+        .replace_secrets(&sealed, &resealed)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("changed while they were re-sealed"), "{e}");
+    let kept = a.secrets().unwrap();
+    assert!(
+        kept.iter().all(|s| s.key_id == key.id()),
+        "nothing re-sealed"
+    );
+    assert_eq!(key.open(&kept[0]).unwrap(), "set-meanwhile");
+    a.put_secret(&key.seal("API_KEY", b"replaced-value").unwrap())
+        .unwrap();
+    let sealed = b.secrets().unwrap();
+    let resealed: Vec<SealedSecret> = sealed
+        .iter()
+        .map(|s| new.seal(&s.name, key.open(s).unwrap().as_bytes()).unwrap())
+        .collect();
+    b.replace_secrets(&sealed, &resealed).unwrap();
     let after = a.secrets().unwrap();
     assert_eq!(after.len(), 2);
     assert!(after.iter().all(|s| s.key_id == new.id()));
     assert_eq!(new.open(&after[1]).unwrap(), VALUE);
     let e = key.open(&after[1]).unwrap_err().to_string();
     assert!(e.contains("sealed under master key"), "{e}");
+    // A `secret set` that checked the keys before the rotation committed, sealing under the
+    // old key: refused by the store, so no secret is left under another key.
+    let e = a
+        .put_secret(&key.seal("LATE", VALUE.as_bytes()).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("sealed under master key") && e.contains("LATE"),
+        "{e}"
+    );
+    assert_eq!(a.secrets().unwrap().len(), 2);
 
     // Audit: appended by both, newest first, hostile text kept as text.
     let row = |action: &str, status: u16| AuditEntry {

@@ -429,6 +429,20 @@ async fn fetch_action(
         }
     };
     note.key = Some(format!("{edge}={value}"));
+    // The same slots as the API's read-through fetches (`[serve] max_fetches`).
+    let slot = tokio::time::timeout(
+        super::cache::FETCH_WAIT,
+        state.fetch_slots.clone().acquire_owned(),
+    )
+    .await;
+    let Ok(Ok(_slot)) = slot else {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(&v),
+            "every fetch slot of the server is busy: try again in a moment",
+            note,
+        );
+    };
     match state.runtime.get(&request.to_string()).await {
         Ok(crate::runtime::GetResult::Stored { .. }) => redirect(
             &format!(

@@ -59,6 +59,15 @@ impl Row<'_> {
             .collect();
         (l.model.clone(), key_display(l, &key))
     }
+
+    /// The texts of secondary index `index`'s columns, `None` when one is null.
+    pub(crate) fn index_texts(&self, index: usize) -> Option<Vec<&str>> {
+        let positions = unique_positions(self.layout).into_iter().nth(index)?;
+        positions
+            .iter()
+            .map(|&i| self.inline[i].as_deref())
+            .collect()
+    }
 }
 
 /// The normalized texts of an index's parts as one text, each part prefixed by its length in
@@ -224,6 +233,9 @@ struct ModelState {
     by_unique: Vec<HashMap<String, String>>,
 }
 
+/// What [`State::apply`] changed for one record, newest last.
+pub(crate) struct Applied(Vec<Undo>);
+
 enum Undo {
     Holder(String, String, Option<Holder>),
     Unique(String, usize, String, Option<String>),
@@ -255,8 +267,9 @@ impl State {
     /// Loads, for each model of `rows` that needs it (nested records in this batch, or
     /// secondary indexes when `uniques` asks), the stored rows holding one of the batch's keys
     /// or index values. Without `uniques` a value held by a stored record is found by the
-    /// table's own `UNIQUE` constraint, which fails the batch (23505), and the batch is tried
-    /// again with it: clashes are rare, the lookup would be paid by every batch.
+    /// table's own `UNIQUE` constraint, which fails the batch (23505), and the batch is
+    /// written again with `uniques` (see `clash`): clashes are rare, the lookup would be paid
+    /// by every batch.
     pub(crate) fn load(
         tx: &mut Transaction<'_>,
         cache: &mut Cache,
@@ -383,33 +396,39 @@ impl State {
 
     /// Applies the rows of one record in order: a secondary-index value held by another
     /// record, or a nested record contradicting one nested earlier in the same run, fails
-    /// the whole record and leaves the state as it was.
-    pub(crate) fn apply(&mut self, unit: &[Row<'_>]) -> Result<(), StoreError> {
+    /// the whole record and leaves the state as it was. What it changed can be taken back
+    /// ([`State::undo`]) when the record is refused later.
+    pub(crate) fn apply(&mut self, unit: &[Row<'_>]) -> Result<Applied, StoreError> {
         let mut undo = Vec::new();
         for row in unit {
             if let Err(e) = self.apply_row(row, &mut undo) {
-                for u in undo.into_iter().rev() {
-                    match u {
-                        Undo::Holder(m, k, old) => {
-                            let holders = &mut self.model(&m).holders;
-                            match old {
-                                Some(h) => holders.insert(k, h),
-                                None => holders.remove(&k),
-                            };
-                        }
-                        Undo::Unique(m, i, v, old) => {
-                            let map = &mut self.model(&m).by_unique[i];
-                            match old {
-                                Some(h) => map.insert(v, h),
-                                None => map.remove(&v),
-                            };
-                        }
-                    }
-                }
+                self.undo(Applied(undo));
                 return Err(e);
             }
         }
-        Ok(())
+        Ok(Applied(undo))
+    }
+
+    /// Takes back what [`State::apply`] did for a record (refused after all).
+    pub(crate) fn undo(&mut self, applied: Applied) {
+        for u in applied.0.into_iter().rev() {
+            match u {
+                Undo::Holder(m, k, old) => {
+                    let holders = &mut self.model(&m).holders;
+                    match old {
+                        Some(h) => holders.insert(k, h),
+                        None => holders.remove(&k),
+                    };
+                }
+                Undo::Unique(m, i, v, old) => {
+                    let map = &mut self.model(&m).by_unique[i];
+                    match old {
+                        Some(h) => map.insert(v, h),
+                        None => map.remove(&v),
+                    };
+                }
+            }
+        }
     }
 
     fn model(&mut self, model: &str) -> &mut ModelState {

@@ -81,7 +81,7 @@ pub(crate) fn column_type(prim: Prim) -> &'static str {
 /// The name of a constraint kye gives a table (`pk`, `uq0`, ...): `_kye_` + the kind + 12 hex
 /// digits of the table's name, so it never takes the name PostgreSQL would derive
 /// (`<table>_pkey`), which another model's table may be called.
-fn constraint_name(kind: &str, table: &str) -> String {
+pub(crate) fn constraint_name(kind: &str, table: &str) -> String {
     let hash = Sha256::digest(table.as_bytes());
     let hex: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
     format!("_kye_{kind}_{hex}")

@@ -4,17 +4,21 @@
 //! Two handles, as for SQLite: [`PgStore`], the writer, and [`PgReader`], a connection that
 //! reads and has no write methods. This file opens them and holds the connection (`Conn`);
 //! `url` parses the store spec, `tls` connects, `ddl` holds the tables and names, `convert`
-//! the values, `write`, `batch`, `upsert` and `items` the writer's side and `read` every query.
+//! the values, `write`, `batch`, `upsert`, `items` and `clash` (unique violations) the writer's
+//! side and `read` every query.
 //!
 //! Runs are told apart from dead ones by a session advisory lock each running run holds on
 //! its writer's connection: PostgreSQL releases it when the connection ends, whatever ended
 //! the process.
 
 mod batch;
+mod clash;
 mod convert;
 mod ddl;
 mod items;
+pub(crate) mod queued;
 mod read;
+mod runs;
 #[cfg(feature = "server")]
 mod server;
 mod tls;
@@ -64,6 +68,10 @@ pub(crate) struct Conn {
     /// Runs whose advisory lock this connection must hold (taken again after a reconnect).
     running: Vec<RunId>,
     lock_class: i32,
+    /// Queued runs whose keys this connection records, with the class of their enqueue lock
+    /// (`store::queued`): taken again after a reconnect, as the run locks are, or a process
+    /// seeing the lock free would end the run while its keys are still being recorded.
+    enqueuing: Vec<(i32, RunId)>,
 }
 
 /// What a closure running on the connection gets: the client and its statement cache.
@@ -102,6 +110,7 @@ impl Conn {
             statements: HashMap::new(),
             running: Vec::new(),
             lock_class: lock_class(&spec.schema),
+            enqueuing: Vec::new(),
         };
         conn.connect()?;
         Ok(conn)
@@ -125,37 +134,55 @@ impl Conn {
             "SET search_path TO {}; SET plan_cache_mode = force_custom_plan",
             ddl::q(&spec.schema)
         );
-        let running = self.running.clone();
-        let class = self.lock_class;
-        let client = off_runtime(move || -> Result<Result<Client, RunId>, postgres::Error> {
-            let mut client = match tls {
-                Some(tls) => config.connect(tls)?,
-                None => config.connect(postgres::NoTls)?,
-            };
-            client.batch_execute(&search_path)?;
-            // Never waits: the lost connection's backend may still hold a run's lock (the
-            // server has not noticed it ended), and waiting could last hours.
-            for run in running {
-                let taken: bool = client
-                    .query_one(
-                        "SELECT pg_try_advisory_lock($1, $2)",
-                        &[&class, &(run.0 as i32)],
-                    )?
-                    .get(0);
-                if !taken {
-                    return Ok(Err(run));
+        let locks: Vec<(i32, RunId, bool)> = (self.running.iter())
+            .map(|run| (self.lock_class, *run, false))
+            .chain(
+                self.enqueuing
+                    .iter()
+                    .map(|(class, run)| (*class, *run, true)),
+            )
+            .collect();
+        let client = off_runtime(
+            move || -> Result<Result<Client, (RunId, bool)>, postgres::Error> {
+                let mut client = match tls {
+                    Some(tls) => config.connect(tls)?,
+                    None => config.connect(postgres::NoTls)?,
+                };
+                client.batch_execute(&search_path)?;
+                // Never waits: the lost connection's backend may still hold a run's lock (the
+                // server has not noticed it ended), and waiting could last hours.
+                for (class, run, enqueue) in locks {
+                    let taken: bool = client
+                        .query_one(
+                            "SELECT pg_try_advisory_lock($1, $2)",
+                            &[&class, &(run.0 as i32)],
+                        )?
+                        .get(0);
+                    if !taken {
+                        return Ok(Err((run, enqueue)));
+                    }
                 }
-            }
-            Ok(Ok(client))
-        })
+                Ok(Ok(client))
+            },
+        )
         .map_err(|e| refused(error_text(&e)))?;
-        let client = client.map_err(|run| {
-            refused(format!(
-                "the connection was lost and run {} is still held by the server's end of it \
-                 (the server has not noticed the connection ended); the run cannot go on: \
-                 run the request again to resume it",
-                run.0
-            ))
+        let client = client.map_err(|(run, enqueue)| {
+            refused(if enqueue {
+                format!(
+                    "the connection was lost and the enqueue lock of queued run {} is still \
+                     held by the server's end of it (the server has not noticed the \
+                     connection ended); recording the run's keys cannot go on: the keys \
+                     recorded are done, record the request again for the rest",
+                    run.0
+                )
+            } else {
+                format!(
+                    "the connection was lost and run {} is still held by the server's end of \
+                     it (the server has not noticed the connection ended); the run cannot go \
+                     on: run the request again to resume it",
+                    run.0
+                )
+            })
         })?;
         self.client = Some(client);
         self.statements.clear();
@@ -206,6 +233,17 @@ impl Conn {
             message: crate::redact::redact_text(&error_text(&source)),
             code: source.code().map(|c| c.code().to_string()),
         }
+    }
+
+    /// Holds the enqueue lock (`class`, `run`) from now on: taken again after a reconnect
+    /// (the caller took it on this connection).
+    pub(crate) fn hold_enqueue_lock(&mut self, class: i32, run: RunId) {
+        self.enqueuing.push((class, run));
+    }
+
+    /// Stops taking the enqueue lock of `run` again after a reconnect.
+    pub(crate) fn forget_enqueue_lock(&mut self, run: RunId) {
+        self.enqueuing.retain(|(_, r)| *r != run);
     }
 
     /// Forgets prepared statements (after DDL changed the tables they read).
@@ -498,6 +536,66 @@ mod tests {
                 None
             }
         }
+    }
+
+    /// An enqueue lock the lost connection's backend still holds (here another session took
+    /// it meanwhile) fails the reconnect at once, naming the run; once free, it is taken again.
+    #[test]
+    fn a_reconnect_takes_the_enqueue_lock_again_or_fails_naming_the_run() {
+        let Some(spec) = test_spec() else { return };
+        let class = super::queued::enqueue_lock_class(&format!("reconnect-{}", std::process::id()));
+        let run = RunId(7);
+        let mut conn = Conn::open(&spec).unwrap();
+        let pid: i32 = conn
+            .run(move |s| {
+                s.client
+                    .execute("SELECT pg_advisory_lock($1, 7)", &[&class])?;
+                Ok(s.client.query_one("SELECT pg_backend_pid()", &[])?.get(0))
+            })
+            .unwrap();
+        conn.hold_enqueue_lock(class, run);
+        let mut other = spec.config().unwrap().connect(postgres::NoTls).unwrap();
+        other
+            .execute("SELECT pg_terminate_backend($1)", &[&pid])
+            .unwrap();
+        let holders = |c: &mut Client| -> Vec<i32> {
+            c.query(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::int::oid \
+                 AND objid = 7 AND objsubid = 2 AND granted",
+                &[&class],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while holders(&mut other).contains(&pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the backend did not end"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        other
+            .execute("SELECT pg_advisory_lock($1, 7)", &[&class])
+            .unwrap();
+        let ping = |conn: &mut Conn| conn.run(|s| s.client.batch_execute("SELECT 1"));
+        assert!(ping(&mut conn).is_err(), "the connection was not lost");
+        let e = ping(&mut conn).unwrap_err().to_string();
+        assert!(
+            e.contains("the enqueue lock of queued run 7 is still held"),
+            "{e}"
+        );
+        other
+            .execute("SELECT pg_advisory_unlock($1, 7)", &[&class])
+            .unwrap();
+        ping(&mut conn).unwrap();
+        let mine: i32 = conn
+            .run(|s| Ok(s.client.query_one("SELECT pg_backend_pid()", &[])?.get(0)))
+            .unwrap();
+        assert_eq!(holders(&mut other), [mine]);
+        conn.forget_enqueue_lock(run);
     }
 
     #[test]

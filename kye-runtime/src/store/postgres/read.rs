@@ -1,6 +1,5 @@
-//! Reading from PostgreSQL: records with nested references (streamed through a cursor),
-//! runs with live counts and dead writers told by their advisory locks, key outcomes,
-//! rejects and drift.
+//! Reading from PostgreSQL: records with nested references (streamed through a cursor), runs
+//! (as `runs` shows them), key outcomes, rejects and drift.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,13 +13,13 @@ use crate::store::layout::{self, Col, EdgeLayout, ModelLayout, Prim, POSITION};
 use crate::store::records::{filter_edge, index_of, key_object, ref_value, value_object_out};
 use crate::store::values::edge_values;
 use crate::store::{
-    mark_dead, DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, LineageRow, ListCursorInfo,
-    RecordQuery, RejectInfo, RunCounts, RunId, RunInfo, RunStatus, StoreError, StoreRead,
-    Timestamp,
+    DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, LineageRow, ListCursorInfo,
+    RecordQuery, RejectInfo, RunCounts, RunId, RunInfo, StoreError, StoreRead, Timestamp,
 };
 
 use super::convert::{col_text, from_text};
 use super::ddl::{inline_cols, q, qi, sql_type};
+use super::runs::outcome_counts_on;
 use super::PgReader;
 
 /// Rows fetched per round trip when streaming records.
@@ -313,35 +312,6 @@ fn index_lookup(l: &ModelLayout, key: &IndexKey) -> Result<Option<Lookup>, Store
     Ok(Some((wheres.join(" AND "), args)))
 }
 
-const RUN_COLS: &str = "id, request, (extract(epoch from started_at) * 1000)::bigint, \
-     (extract(epoch from ended_at) * 1000)::bigint, status, stored, rejected, missing, failed, \
-     skipped, error, resumed_from, source";
-/// [`RUN_COLS`] of a store whose `_kye_runs` predates the `source` column.
-const OLD_RUN_COLS: &str = "id, request, (extract(epoch from started_at) * 1000)::bigint, \
-     (extract(epoch from ended_at) * 1000)::bigint, status, stored, rejected, missing, failed, \
-     skipped, error, resumed_from, NULL::text";
-
-fn run_from_row(r: &PgRow) -> RunInfo {
-    let status: String = r.get(4);
-    RunInfo {
-        id: RunId(r.get(0)),
-        request: r.get(1),
-        started_at: Timestamp::from_unix_millis(r.get(2)),
-        ended_at: r.get::<_, Option<i64>>(3).map(Timestamp::from_unix_millis),
-        status: RunStatus::parse(&status).unwrap_or(RunStatus::Failed),
-        counts: RunCounts {
-            stored: r.get::<_, i64>(5) as u64,
-            rejected: r.get::<_, i64>(6) as u64,
-            missing: r.get::<_, i64>(7) as u64,
-            failed: r.get::<_, i64>(8) as u64,
-            skipped: r.get::<_, i64>(9) as u64,
-        },
-        error: r.get(10),
-        resumed_from: r.get::<_, Option<i64>>(11).map(RunId),
-        source: r.get(12),
-    }
-}
-
 fn outcome_row(r: &PgRow) -> KeyOutcomeInfo {
     let status: String = r.get(1);
     KeyOutcomeInfo {
@@ -357,15 +327,6 @@ type BuildChunk<'a, T> =
     dyn Fn(&mut Transaction<'_>, &[postgres::Row]) -> Result<Vec<T>, postgres::Error> + Sync + 'a;
 
 impl PgReader {
-    /// The columns of a run row this store has (`source` came with issue 18).
-    fn run_cols(&self) -> &'static str {
-        if self.runs_source {
-            RUN_COLS
-        } else {
-            OLD_RUN_COLS
-        }
-    }
-
     /// Reads the rows of `sql` through a portal, in chunks, on a thread of its own: `build`
     /// turns each chunk into items (it may query more in the same read-only transaction), and
     /// `each` gets them on the caller's thread while the next chunk is read. Memory holds a
@@ -423,84 +384,6 @@ impl PgReader {
             }
         })
     }
-
-    /// Runs read from `sql`, with live counts while running; a run whose writer is gone (its
-    /// advisory lock free) is shown interrupted.
-    fn runs_where(&self, sql: String, args: Vec<i64>) -> Result<Vec<RunInfo>, StoreError> {
-        if !self.initialized {
-            return Ok(Vec::new());
-        }
-        let class = self.conn().lock_class;
-        // A writer knows its own runs are alive; any other run (another process's, which may
-        // have died since this writer started) is alive only while its lock is held.
-        let own: Vec<RunId> = if self.writer {
-            self.conn().running.clone()
-        } else {
-            Vec::new()
-        };
-        // Queued runs (`fetch --queue`) hold no lock: they are alive while their queue is open.
-        let queue = self.has_table("_kye_queue_runs")?;
-        let (mut runs, alive, counts) = self.conn().run(move |s| {
-            let params: Vec<&(dyn ToSql + Sync)> =
-                args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
-            let runs: Vec<RunInfo> = s.client.query(&sql, &params)?.iter().map(run_from_row).collect();
-            let mut alive = Vec::new();
-            let mut counts = Vec::new();
-            for r in runs.iter().filter(|r| r.status == RunStatus::Running) {
-                let queued = queue
-                    && s.client
-                        .query_one(
-                            "SELECT EXISTS (SELECT 1 FROM _kye_queue_runs WHERE run_id = $1 AND state <> 'done')",
-                            &[&r.id.0],
-                        )?
-                        .get::<_, bool>(0);
-                let held: bool = own.contains(&r.id)
-                    || queued
-                    || s.client
-                        .query_one(
-                            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
-                             AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                             AND classid = $1::int::oid AND objid = $2::int::oid AND objsubid = 2 AND granted)",
-                            &[&class, &(r.id.0 as i32)],
-                        )?
-                        .get(0);
-                alive.push((r.id, held));
-                counts.push((r.id, outcome_counts_on(s.client, r.id)?));
-            }
-            Ok((runs, alive, counts))
-        })?;
-        for r in runs.iter_mut().filter(|r| r.status == RunStatus::Running) {
-            if let Some((_, c)) = counts.iter().find(|(id, _)| *id == r.id) {
-                r.counts = *c;
-            }
-            if alive.iter().any(|(id, held)| *id == r.id && !held) {
-                mark_dead(r);
-            }
-        }
-        Ok(runs)
-    }
-}
-
-fn outcome_counts_on(
-    client: &mut postgres::Client,
-    run: RunId,
-) -> Result<RunCounts, postgres::Error> {
-    let mut counts = RunCounts::default();
-    for r in client.query(
-        "SELECT status, count(*) FROM _kye_keys WHERE run_id = $1 GROUP BY status",
-        &[&run.0],
-    )? {
-        let status: String = r.get(0);
-        let n = r.get::<_, i64>(1) as u64;
-        match KeyStatus::parse(&status) {
-            Some(KeyStatus::Stored) => counts.stored += n,
-            Some(KeyStatus::Rejected) => counts.rejected += n,
-            Some(KeyStatus::Missing) => counts.missing += n,
-            Some(KeyStatus::Skipped) => counts.skipped += n,
-            Some(KeyStatus::Failed) | None => counts.failed += n,
-        }
-    }
-    Ok(counts)
 }
 
 impl StoreRead for PgReader {

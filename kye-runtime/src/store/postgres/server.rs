@@ -6,8 +6,8 @@ use postgres::Row;
 
 use super::{ddl, Conn, PgSpec};
 use crate::store::server::{
-    check_token_name, token_exists, AuditEntry, SealedSecret, ServerStore, SessionRecord,
-    TokenRecord, SESSIONS_PER_TOKEN,
+    check_token_name, mixed_keys, token_exists, unchanged_since, AuditEntry, SealedSecret,
+    ServerStore, SessionRecord, TokenRecord, SESSIONS_PER_TOKEN,
 };
 use crate::store::{StoreError, Timestamp};
 
@@ -156,8 +156,20 @@ impl ServerStore for PgServerStore {
 
     fn put_secret(&mut self, sec: &SealedSecret) -> Result<(), StoreError> {
         let sec = sec.clone();
-        self.conn.run(move |s| {
-            s.client.execute(
+        let (name, key_id) = (sec.name.clone(), sec.key_id.clone());
+        let other = self.conn.run(move |s| {
+            let mut tx = s.client.transaction()?;
+            // Writers of secrets take turns (readers do not wait): the check below and the
+            // write are one, so a rotation committing in between cannot leave two keys.
+            tx.execute("LOCK TABLE _kye_secrets IN SHARE ROW EXCLUSIVE MODE", &[])?;
+            let other = tx.query_opt(
+                "SELECT name, key_id FROM _kye_secrets WHERE key_id <> $1 AND name <> $2 LIMIT 1",
+                &[&sec.key_id, &sec.name],
+            )?;
+            if let Some(row) = other {
+                return Ok(Some((row.get::<_, String>(0), row.get::<_, String>(1))));
+            }
+            tx.execute(
                 "INSERT INTO _kye_secrets (name, nonce, ciphertext, key_id, updated) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET \
                  nonce = excluded.nonce, ciphertext = excluded.ciphertext, \
@@ -169,9 +181,23 @@ impl ServerStore for PgServerStore {
                     &sec.key_id,
                     &sec.updated.to_string(),
                 ],
-            )
+            )?;
+            tx.commit()?;
+            Ok(None)
         })?;
-        Ok(())
+        match other {
+            Some((other, other_key)) => {
+                let probe = SealedSecret {
+                    name,
+                    nonce: Vec::new(),
+                    ciphertext: Vec::new(),
+                    key_id,
+                    updated: Timestamp::now(),
+                };
+                Err(mixed_keys(&probe, &other, &other_key))
+            }
+            None => Ok(()),
+        }
     }
 
     fn secrets(&mut self) -> Result<Vec<SealedSecret>, StoreError> {
@@ -181,22 +207,29 @@ impl ServerStore for PgServerStore {
                 &[],
             )
         })?;
-        Ok(rows
-            .iter()
-            .map(|r| SealedSecret {
-                name: r.get(0),
-                nonce: r.get(1),
-                ciphertext: r.get(2),
-                key_id: r.get(3),
-                updated: ts(r.get(4)),
-            })
-            .collect())
+        Ok(rows.iter().map(sealed_row).collect())
     }
 
-    fn replace_secrets(&mut self, secrets: &[SealedSecret]) -> Result<(), StoreError> {
-        let secrets = secrets.to_vec();
-        self.conn.run(move |s| {
+    fn replace_secrets(
+        &mut self,
+        from: &[SealedSecret],
+        secrets: &[SealedSecret],
+    ) -> Result<(), StoreError> {
+        let (from, secrets) = (from.to_vec(), secrets.to_vec());
+        let changed = self.conn.run(move |s| {
             let mut tx = s.client.transaction()?;
+            tx.execute("LOCK TABLE _kye_secrets IN SHARE ROW EXCLUSIVE MODE", &[])?;
+            let stored: Vec<SealedSecret> = tx
+                .query(
+                    "SELECT name, nonce, ciphertext, key_id, updated FROM _kye_secrets",
+                    &[],
+                )?
+                .iter()
+                .map(sealed_row)
+                .collect();
+            if let Err(e) = unchanged_since(&stored, &from) {
+                return Ok(Some(e));
+            }
             tx.execute("DELETE FROM _kye_secrets", &[])?;
             for sec in &secrets {
                 tx.execute(
@@ -211,8 +244,13 @@ impl ServerStore for PgServerStore {
                     ],
                 )?;
             }
-            tx.commit()
-        })
+            tx.commit()?;
+            Ok(None)
+        })?;
+        match changed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     fn append_audit(&mut self, rows: &[AuditEntry]) -> Result<(), StoreError> {
@@ -332,5 +370,16 @@ impl ServerStore for PgServerStore {
                 status: u16::try_from(r.get::<_, i32>(6)).unwrap_or(0),
             })
             .collect())
+    }
+}
+
+/// A row of `name, nonce, ciphertext, key_id, updated` of `_kye_secrets`.
+fn sealed_row(r: &Row) -> SealedSecret {
+    SealedSecret {
+        name: r.get(0),
+        nonce: r.get(1),
+        ciphertext: r.get(2),
+        key_id: r.get(3),
+        updated: ts(r.get(4)),
     }
 }

@@ -11,13 +11,15 @@ use crate::store::StoreError;
 pub enum SslMode {
     /// Never TLS.
     Disable,
-    /// TLS when the server offers it, certificate not verified (libpq's default).
+    /// TLS when the server offers it, certificate not verified (libpq's default); with
+    /// `sslrootcert`, the chain is verified as `verify-ca` when TLS is used (as in libpq).
     Prefer,
-    /// TLS or no connection; the certificate is not verified (as libpq does without a root
-    /// certificate).
+    /// TLS or no connection; the certificate is not verified, unless `sslrootcert` names a
+    /// file: then the chain is verified as `verify-ca` (libpq's rule for a root certificate).
     Require,
-    /// TLS, the certificate chain verified against the root certificates (`sslrootcert`, else
-    /// the system's), not the host name.
+    /// TLS, the certificate chain verified against the root certificates of the file
+    /// `sslrootcert` names (required: the system's would pass any certificate they trust for
+    /// some name), not the host name.
     VerifyCa,
     /// TLS, the certificate verified against the root certificates (`sslrootcert`, else the
     /// system's) and the host name.
@@ -56,8 +58,8 @@ pub struct PgSpec {
     pub sslmode: SslMode,
     /// Name of the kye secret holding the password (`?password_secret=`).
     pub password_secret: Option<String>,
-    /// PEM file of the root certificates `verify-ca` and `verify-full` trust (`?sslrootcert=`;
-    /// default: the system's).
+    /// PEM file of the root certificates verifying modes trust (`?sslrootcert=`; default, or
+    /// `system`: the system's). A file makes `require` verify the chain, as in libpq.
     pub sslrootcert: Option<std::path::PathBuf>,
     /// Seconds to wait for the server (`?connect_timeout=`, default 10).
     pub connect_timeout: u64,
@@ -250,6 +252,7 @@ impl PgSpec {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             url_password: url_password.filter(|p| !p.is_empty()),
         };
+        let mut sslmode_given = false;
         for pair in query
             .unwrap_or_default()
             .split('&')
@@ -260,6 +263,7 @@ impl PgSpec {
             match k {
                 "schema" | "search_path" if !v.is_empty() => spec.schema = v,
                 "sslmode" => {
+                    sslmode_given = true;
                     spec.sslmode = match v.as_str() {
                         "disable" => SslMode::Disable,
                         "allow" | "prefer" => SslMode::Prefer,
@@ -276,6 +280,21 @@ impl PgSpec {
                 }
                 "password_secret" if !v.is_empty() => spec.password_secret = Some(v),
                 "sslrootcert" if !v.is_empty() => spec.sslrootcert = Some(v.into()),
+                // Empty: not given (libpq's reading of an empty sslrootcert).
+                "sslrootcert" => {}
+                // Empty: a mistake, not a default (an empty schema is not `public`, an empty
+                // secret name not `PGPASSWORD`).
+                "schema" | "search_path" | "password_secret" => {
+                    return Err(bad(format!(
+                        "{k}= is empty: name one, or leave the parameter out{}",
+                        match k {
+                            "password_secret" =>
+                                " (the password then comes from the URL or \
+                                                  PGPASSWORD)",
+                            _ => " (for the schema public)",
+                        }
+                    )))
+                }
                 "connect_timeout" => {
                     spec.connect_timeout = v
                         .parse()
@@ -289,6 +308,31 @@ impl PgSpec {
                     )))
                 }
             }
+        }
+        // libpq: the system's roots vouch for anyone who controls a name, so they mean
+        // something only with the name checked.
+        if spec.sslrootcert.as_deref() == Some(std::path::Path::new(super::tls::SYSTEM_ROOTS)) {
+            match (sslmode_given, spec.sslmode) {
+                (false, _) => spec.sslmode = SslMode::VerifyFull,
+                (true, SslMode::VerifyFull) => {}
+                (true, weaker) => {
+                    return Err(bad(format!(
+                        "sslrootcert=system needs sslmode=verify-full (any certificate the \
+                         system trusts for some name would pass sslmode={}), as in libpq",
+                        weaker.as_str()
+                    )))
+                }
+            }
+        }
+        // libpq fails without a root certificate file too (it looks for root.crt).
+        if spec.sslmode == SslMode::VerifyCa && spec.sslrootcert.is_none() {
+            return Err(bad(
+                "sslmode=verify-ca needs sslrootcert=FILE, the PEM file of the root \
+                 certificates that signed the server's certificate: the host name is not \
+                 checked, so the system's roots would pass any certificate they trust for some \
+                 name (use sslmode=verify-full to verify against the system's roots)"
+                    .into(),
+            ));
         }
         if spec.database.contains('\0') || spec.schema.contains('\0') {
             return Err(bad("names cannot contain NUL".into()));
@@ -321,22 +365,40 @@ impl PgSpec {
         format!("{}:{}/{}", self.host, self.port, self.database)
     }
 
-    /// Takes the password from `secrets` (the runtime's: the environment and the secrets file
-    /// kye.toml or `KYE_SECRETS_FILE` names) when the URL names a `password_secret` and holds
-    /// no password itself. A secret found nowhere is left for [`PgSpec::password`] to report.
-    pub fn resolve_password(&mut self, secrets: &crate::secrets::Secrets) {
+    /// Takes the password from `secrets` when the URL names a `password_secret` and holds no
+    /// password itself: the secrets every other secret of a runtime comes from (the ones given
+    /// to its builder; else the environment, then the secrets file `KYE_SECRETS_FILE` or
+    /// kye.toml's `secrets.file` names). A secret found there nowhere is an error naming it
+    /// (never its value); nothing else is looked at.
+    pub fn resolve_password(
+        &mut self,
+        secrets: &crate::secrets::Secrets,
+    ) -> Result<(), StoreError> {
         if self.url_password.is_some() {
-            return;
+            return Ok(());
         }
-        if let Some(secret) = self.password_secret.as_deref().and_then(|n| secrets.get(n)) {
-            crate::redact::register_sensitive_value(secret.expose());
-            self.url_password = Some(secret.expose().to_string());
+        let Some(name) = self.password_secret.clone() else {
+            return Ok(());
+        };
+        let secret = secrets
+            .require(&name)
+            .map_err(|e| self.secret_error(&name, &e.to_string()))?;
+        crate::redact::register_sensitive_value(secret.expose());
+        self.url_password = Some(secret.expose().to_string());
+        Ok(())
+    }
+
+    fn secret_error(&self, name: &str, why: &str) -> StoreError {
+        StoreError::InvalidSpec {
+            spec: self.to_string(),
+            message: format!("password_secret={name}: {why}"),
         }
     }
 
-    /// The password: from the URL (or resolved by [`PgSpec::resolve_password`]), else the kye
-    /// secret `password_secret` names (its environment variable, then the secrets file of
-    /// `KYE_SECRETS_FILE`), else `PGPASSWORD`.
+    /// The password: from the URL (or resolved by [`PgSpec::resolve_password`]), else, for a
+    /// spec no runtime resolved (a store opened with [`open_store`](crate::store::open_store)
+    /// alone), the kye secret `password_secret` names from the process environment, then the
+    /// secrets file of `KYE_SECRETS_FILE`, else `PGPASSWORD`.
     /// Registered with the redactor so no message kye writes can show it.
     pub(crate) fn password(&self) -> Result<Option<String>, StoreError> {
         let pw = if let Some(pw) = &self.url_password {
@@ -344,22 +406,11 @@ impl PgSpec {
         } else if let Some(name) = &self.password_secret {
             let file = std::env::var_os("KYE_SECRETS_FILE").map(std::path::PathBuf::from);
             let secrets = crate::secrets::Secrets::load(std::env::vars(), file.as_deref())
-                .map_err(|e| StoreError::InvalidSpec {
-                    spec: self.to_string(),
-                    message: e.to_string(),
-                })?;
-            match secrets.get(name) {
-                Some(s) => Some(s.expose().to_string()),
-                None => {
-                    return Err(StoreError::InvalidSpec {
-                        spec: self.to_string(),
-                        message: format!(
-                            "password_secret={name}: no secret {name} in the environment or \
-                             the secrets file (KYE_SECRETS_FILE)"
-                        ),
-                    })
-                }
-            }
+                .map_err(|e| self.secret_error(name, &e.to_string()))?;
+            let secret = secrets
+                .require(name)
+                .map_err(|e| self.secret_error(name, &e.to_string()))?;
+            Some(secret.expose().to_string())
         } else {
             std::env::var("PGPASSWORD").ok().filter(|p| !p.is_empty())
         };
@@ -457,6 +508,81 @@ mod tests {
         let v6 = PgSpec::parse("postgres://u@[::1]:5433/db").unwrap();
         assert_eq!((v6.host.as_str(), v6.port), ("::1", 5433));
         assert_eq!(v6.to_string(), "postgres://u@[::1]:5433/db");
+    }
+
+    #[test]
+    fn sslrootcert_parses_and_shows_and_system_needs_verify_full() {
+        let s = PgSpec::parse(
+            "postgres://u@h/db?sslmode=verify-ca&sslrootcert=%2Fetc%2Fkye%2Fca%20roots.pem",
+        )
+        .unwrap();
+        assert_eq!(
+            s.sslrootcert.as_deref(),
+            Some(std::path::Path::new("/etc/kye/ca roots.pem"))
+        );
+        assert_eq!(s.sslmode, SslMode::VerifyCa);
+        let shown = s.to_string();
+        assert!(
+            shown.ends_with("&sslrootcert=%2Fetc%2Fkye%2Fca%20roots.pem"),
+            "{shown}"
+        );
+        assert_eq!(PgSpec::parse(&shown).unwrap(), s);
+        // An empty value names nothing.
+        assert_eq!(
+            PgSpec::parse("postgres://u@h/db?sslrootcert=")
+                .unwrap()
+                .sslrootcert,
+            None
+        );
+        // `system`: the system's roots, which mean something only with the name checked.
+        let system = PgSpec::parse("postgres://u@h/db?sslrootcert=system").unwrap();
+        assert_eq!(system.sslmode, SslMode::VerifyFull);
+        assert!(PgSpec::parse("postgres://u@h/db?sslrootcert=system&sslmode=verify-full").is_ok());
+        for weaker in ["disable", "prefer", "require", "verify-ca"] {
+            let e = PgSpec::parse(&format!(
+                "postgres://u@h/db?sslmode={weaker}&sslrootcert=system"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("needs sslmode=verify-full"), "{e}");
+        }
+        // A file called `system` is `./system`.
+        let file =
+            PgSpec::parse("postgres://u@h/db?sslmode=require&sslrootcert=.%2Fsystem").unwrap();
+        assert_eq!(file.sslmode, SslMode::Require);
+    }
+
+    /// `verify-ca` checks no name, so the system's roots would pass anyone's certificate: it
+    /// needs a root certificate file, as in libpq (which looks for root.crt).
+    #[test]
+    fn verify_ca_needs_a_root_certificate_file() {
+        for url in [
+            "postgres://u@h/db?sslmode=verify-ca",
+            "postgres://u@h/db?sslmode=verify-ca&sslrootcert=",
+        ] {
+            let e = PgSpec::parse(url).unwrap_err().to_string();
+            assert!(
+                e.contains("sslmode=verify-ca needs sslrootcert=FILE"),
+                "{url}: {e}"
+            );
+        }
+        assert!(PgSpec::parse("postgres://u@h/db?sslmode=verify-full").is_ok());
+        assert!(PgSpec::parse("postgres://u@h/db?sslmode=verify-ca&sslrootcert=ca.pem").is_ok());
+    }
+
+    /// An empty schema, search_path or password_secret is a mistake, not `public` or
+    /// `PGPASSWORD`; only an empty sslrootcert means "not given".
+    #[test]
+    fn empty_names_are_refused_naming_the_parameter() {
+        for k in ["schema", "search_path", "password_secret"] {
+            let e = PgSpec::parse(&format!("postgres://u:hunter2@h/db?{k}="))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("{k}= is empty")), "{e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        let s = PgSpec::parse("postgres://u@h/db?sslrootcert=&schema=s").unwrap();
+        assert_eq!((s.sslrootcert, s.schema.as_str()), (None, "s"));
     }
 
     #[test]

@@ -2,14 +2,14 @@
 //! DDL under an advisory lock, so writers starting together take turns), runs (ids from an
 //! identity sequence, each holding an advisory lock while it runs), and each batch of
 //! records, rejects, drift and key outcomes in one transaction, retried a bounded number of
-//! times when PostgreSQL reports a serialization failure, a deadlock or a secondary-index
-//! value taken by a concurrent writer.
+//! times when PostgreSQL reports a serialization failure or a deadlock, and written again
+//! knowing more after a unique violation (`clash`).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use kye_lang::Schema;
-use postgres::error::SqlState;
+use postgres::Transaction;
 
 use crate::store::layout::ModelLayout;
 use crate::store::plan::{self, Action};
@@ -18,11 +18,12 @@ use crate::store::{
     DEAD_RUN,
 };
 
-use super::batch::{cached, record_rows, Row, State, Writes};
+use super::batch::{cached, record_rows, Cache, Row, State, Writes};
+use super::clash::{self, Clash, Violation};
 use super::convert::kye_text;
 use super::ddl::{self, ident, INTERNAL_TABLES};
 use super::items::{complete_queued, write_lineage, OtherItems};
-use super::{PgReader, PgStore, FORMAT_VERSION};
+use super::{queued, PgReader, PgStore, FORMAT_VERSION};
 
 /// The models with secondary indexes a batch writes locked in order (`$1` the class, `$2` their
 /// ids, sorted), then the first model (of `$3`) whose layout differs from the one this writer
@@ -37,16 +38,37 @@ const LOCK_AND_CHECK: &str = "SELECT \
 /// Attempts of one batch before its error is returned.
 const ATTEMPTS: u32 = 6;
 
-/// SQLSTATEs after which a batch is tried again: serialization failure, deadlock, and a
-/// unique value another writer committed meanwhile (the new attempt sees it).
+/// SQLSTATEs after which a batch is tried again as it was: serialization failure and
+/// deadlock, which a concurrent writer causes and the next attempt may not meet. A unique
+/// violation never is (see `clash`).
 fn retryable(e: &StoreError) -> bool {
-    matches!(e, StoreError::Postgres { code: Some(c), .. } if c == "40001" || c == "40P01" || c == "23505")
+    matches!(e, StoreError::Postgres { code: Some(c), .. } if c == "40001" || c == "40P01")
 }
 
 impl PgStore {
     /// Marks runs left `running` by writers that are gone (their advisory lock is free) as
-    /// interrupted, with counts from their key outcomes.
+    /// interrupted, with counts from their key outcomes; ends queued runs whose recording
+    /// process is gone once the batches it recorded are done (see `queued`).
     pub(super) fn recover_runs(&mut self) -> Result<(), StoreError> {
+        let enqueue_class = queued::enqueue_lock_class(&self.db.spec.schema);
+        self.db.conn().run(move |s| {
+            for run in queued::adopt_dead_enqueuers(s.client, enqueue_class)? {
+                tracing::warn!(run, "{}", queued::ENQUEUER_GONE);
+            }
+            let open: Vec<i64> = s
+                .client
+                .query(
+                    "SELECT run_id FROM _kye_queue_runs WHERE state = 'open'",
+                    &[],
+                )?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            for run in open {
+                queued::finish_if_drained(s.client, run)?;
+            }
+            Ok(())
+        })?;
         let class = self.db.conn().lock_class;
         for attempt in 0..4 {
             let held = self.db.conn().run(move |s| {
@@ -388,8 +410,6 @@ impl StoreWrite for PgStore {
                 record_slot.push(None);
             }
         }
-        let mut sequential = false;
-        let mut attempt = 0;
         // The models with secondary indexes this batch writes, in name order: each is locked
         // for the transaction before the stored rows are read, so two writers of one such
         // model take turns (their row locks cannot be put in one order, see `Writes::write`)
@@ -408,113 +428,50 @@ impl StoreWrite for PgStore {
         // what `_kye_models` records: another kye whose schema differs may have migrated a
         // model since this one prepared, and rows of the old shape would mix with the new.
         // One fingerprint per model (a hash of its serialized layout), not one per row.
-        let mut layouts: Vec<&ModelLayout> =
+        let mut planned: Vec<&ModelLayout> =
             units.iter().flatten().flatten().map(|r| r.layout).collect();
-        layouts.sort_by(|a, b| a.model.cmp(&b.model));
-        layouts.dedup_by(|a, b| a.model == b.model);
-        let (planned_models, planned_prints): (Vec<String>, Vec<String>) = layouts
+        planned.sort_by(|a, b| a.model.cmp(&b.model));
+        planned.dedup_by(|a, b| a.model == b.model);
+        let (planned_models, planned_prints): (Vec<String>, Vec<String>) = planned
             .iter()
             .map(|l| (l.model.clone(), l.fingerprint()))
             .unzip();
+        let batch = Batch {
+            units: &units,
+            other: &other,
+            lineages: &lineages,
+            queued: &queued,
+            record_slot: &record_slot,
+            class,
+            unique_models: &unique_models,
+            planned_models: &planned_models,
+            planned_prints: &planned_prints,
+            layouts,
+        };
         let shown = self.db.location.clone();
+        // How much is checked before writing (see `clash`): first nothing more; after a unique
+        // violation on a secondary index, the stored holders of the batch's index values; after
+        // any other (or a second) one on a model's tables, record by record.
+        let (mut holders, mut one_by_one) = (false, false);
+        let mut attempt = 0;
         loop {
             attempt += 1;
-            let units_ref = &units;
-            let other = &other;
-            let unique_models = &unique_models;
-            let lineages = &lineages;
-            let (planned_models, planned_prints) = (&planned_models, &planned_prints);
-            let (queued, record_slot) = (&queued, &record_slot);
+            let batch = &batch;
             let result = self.db.conn().run(move |s| {
                 let cache = &mut *s.statements;
                 let mut tx = s.client.transaction()?;
-                if !(unique_models.is_empty() && planned_models.is_empty()) {
-                    // One statement: the locks, in order, then the layouts compared.
-                    let st = cached(&mut tx, cache, LOCK_AND_CHECK)?;
-                    let row = tx.query_one(
-                        &st,
-                        &[&class, unique_models, planned_models, planned_prints],
-                    )?;
-                    if let Some(model) = row.get::<_, Option<String>>(1) {
-                        return Ok(Err(Refusal::Schema(model)));
+                match batch.write(&mut tx, cache, holders, one_by_one) {
+                    Ok(Ok(results)) => {
+                        tx.commit()?;
+                        Ok(Ok(results))
                     }
+                    // Dropping the transaction rolls it back.
+                    Ok(Err(refusal)) => Ok(Err(refusal)),
+                    Err(e) => match Violation::of(&e) {
+                        Some(v) => Ok(Err(Refusal::Unique(v))),
+                        None => Err(e),
+                    },
                 }
-                let all: Vec<&Row<'_>> = units_ref.iter().flatten().flatten().collect();
-                let mut state = State::load(&mut tx, cache, &all, sequential)?;
-                let mut writes = Writes::default();
-                let mut results = Vec::with_capacity(units_ref.len());
-                for unit in units_ref {
-                    let r = match unit {
-                        Err(_) => Err(None),
-                        Ok(rows) => state.apply(rows).map_err(Some).map(|()| {
-                            if sequential {
-                                let mut one = Writes::default();
-                                rows.iter().for_each(|r| one.add(r));
-                                Some(one)
-                            } else {
-                                rows.iter().for_each(|r| writes.add(r));
-                                None
-                            }
-                        }),
-                    };
-                    match r {
-                        Ok(Some(one)) => {
-                            // Record by record after a unique violation: one that still
-                            // violates a constraint (a clash kye's checks did not foresee) is
-                            // refused alone and the rest of the batch is written.
-                            tx.batch_execute("SAVEPOINT kye_item")?;
-                            match one.write(&mut tx, cache, Vec::new()) {
-                                Ok(()) => {
-                                    tx.batch_execute("RELEASE SAVEPOINT kye_item")?;
-                                    results.push(Ok(()));
-                                }
-                                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                                    tx.batch_execute("ROLLBACK TO SAVEPOINT kye_item")?;
-                                    let (model, key) = unit
-                                        .as_ref()
-                                        .ok()
-                                        .and_then(|rows| rows.last())
-                                        .map(|r| r.describe())
-                                        .unwrap_or_default();
-                                    let message = e
-                                        .as_db_error()
-                                        .map(|d| match d.detail() {
-                                            Some(detail) => format!("{} ({detail})", d.message()),
-                                            None => d.message().to_string(),
-                                        })
-                                        .unwrap_or_else(|| e.to_string());
-                                    results.push(Err(Some(StoreError::Refused {
-                                        model,
-                                        key,
-                                        message: crate::redact::redact_text(&message),
-                                    })));
-                                }
-                                Err(e) => return Err(e),
-                            }
-                        }
-                        Ok(None) => results.push(Ok(())),
-                        Err(e) => results.push(Err(e)),
-                    }
-                }
-                // The other items go into the last upsert's statement.
-                writes.write(&mut tx, cache, other.parts())?;
-                write_lineage(&mut tx, lineages, &results)?;
-                for q in queued {
-                    // Why the record of item `i` was not written, if it was not.
-                    let not_stored = |i: usize| -> Option<String> {
-                        let k = record_slot.get(i).copied().flatten()?;
-                        match (results.get(k)?, units_ref.get(k)?) {
-                            (Err(Some(e)), _) | (Err(None), Err(e)) => Some(e.to_string()),
-                            _ => None,
-                        }
-                    };
-                    if !complete_queued(&mut tx, cache, q, &not_stored)? {
-                        // The lease is gone: nothing of this transaction is committed.
-                        return Ok(Err(Refusal::Lease(q.batch, q.run)));
-                    }
-                }
-                tx.commit()?;
-                Ok(Ok(results))
             });
             match result {
                 Ok(Err(Refusal::Lease(batch, run))) => {
@@ -532,6 +489,22 @@ impl StoreWrite for PgStore {
                             shown.display()
                         ),
                     });
+                }
+                // Never tried again as it was: written again knowing more, at most twice.
+                Ok(Err(Refusal::Unique(v))) => {
+                    let clash = clash::classify(layouts, &v);
+                    tracing::debug!(
+                        constraint = %v.constraint,
+                        table = %v.table,
+                        "PostgreSQL batch met a unique violation; written again knowing more"
+                    );
+                    match clash {
+                        Clash::Index { .. } if !holders => holders = true,
+                        Clash::Index { .. } | Clash::Edge { .. } | Clash::Model if !one_by_one => {
+                            (holders, one_by_one) = (true, true)
+                        }
+                        _ => return Err(v.batch_error(self.db.spec.to_string())),
+                    }
                 }
                 Ok(Ok(record_results)) => {
                     // Records that could not be read into rows fail with that error.
@@ -553,10 +526,6 @@ impl StoreWrite for PgStore {
                         .collect());
                 }
                 Err(e) if retryable(&e) && attempt < ATTEMPTS => {
-                    // A unique value taken mid-statement: write record by record, as SQLite.
-                    if matches!(&e, StoreError::Postgres { code: Some(c), .. } if c == "23505") {
-                        sequential = true;
-                    }
                     tracing::debug!(attempt, error = %e, "PostgreSQL batch retried");
                     std::thread::sleep(Duration::from_millis(
                         10 * u64::from(attempt) + fastrand::u64(0..20),
@@ -568,12 +537,129 @@ impl StoreWrite for PgStore {
     }
 }
 
-/// Why a batch's transaction was rolled back without a database error.
+/// One batch, read into rows and columns once, written in as many transactions as it takes.
+struct Batch<'b, 'a> {
+    /// Per record item: its rows (nested records first), or why it cannot be stored.
+    units: &'b [Result<Vec<Row<'a>>, StoreError>],
+    other: &'b OtherItems,
+    lineages: &'b [Option<(&'a str, &'a Lineage)>],
+    queued: &'b [&'a QueueBatchWrite],
+    /// Per item: its position among the record items, if it is one.
+    record_slot: &'b [Option<usize>],
+    /// The advisory lock class of writers of models with secondary indexes.
+    class: i32,
+    unique_models: &'b [i32],
+    planned_models: &'b [String],
+    planned_prints: &'b [String],
+    layouts: &'a HashMap<String, ModelLayout>,
+}
+
+/// Per record item: written, or refused (`Some`: here; `None`: its rows could not be read).
+type RecordResults = Vec<Result<(), Option<StoreError>>>;
+
+impl Batch<'_, '_> {
+    /// Writes the batch in `tx` (not committed). With `holders`, the stored holders of the
+    /// batch's secondary-index values are read first; with `one_by_one`, each record is
+    /// written in a savepoint, and one that violates a unique constraint is refused alone.
+    fn write(
+        &self,
+        tx: &mut Transaction<'_>,
+        cache: &mut Cache,
+        holders: bool,
+        one_by_one: bool,
+    ) -> Result<Result<RecordResults, Refusal>, postgres::Error> {
+        if !(self.unique_models.is_empty() && self.planned_models.is_empty()) {
+            // One statement: the locks, in order, then the layouts compared.
+            let st = cached(tx, cache, LOCK_AND_CHECK)?;
+            let row = tx.query_one(
+                &st,
+                &[
+                    &self.class,
+                    &self.unique_models,
+                    &self.planned_models,
+                    &self.planned_prints,
+                ],
+            )?;
+            if let Some(model) = row.get::<_, Option<String>>(1) {
+                return Ok(Err(Refusal::Schema(model)));
+            }
+        }
+        let all: Vec<&Row<'_>> = self.units.iter().flatten().flatten().collect();
+        let mut state = State::load(tx, cache, &all, holders || one_by_one)?;
+        let mut writes = Writes::default();
+        let mut results = Vec::with_capacity(self.units.len());
+        for unit in self.units {
+            let rows = match unit {
+                Err(_) => {
+                    results.push(Err(None));
+                    continue;
+                }
+                Ok(rows) => rows,
+            };
+            let applied = match state.apply(rows) {
+                Ok(applied) => applied,
+                Err(e) => {
+                    results.push(Err(Some(e)));
+                    continue;
+                }
+            };
+            if !one_by_one {
+                rows.iter().for_each(|r| writes.add(r));
+                results.push(Ok(()));
+                continue;
+            }
+            let mut one = Writes::default();
+            rows.iter().for_each(|r| one.add(r));
+            tx.batch_execute("SAVEPOINT kye_item")?;
+            match one.write(tx, cache, Vec::new()) {
+                Ok(()) => {
+                    tx.batch_execute("RELEASE SAVEPOINT kye_item")?;
+                    results.push(Ok(()));
+                }
+                Err(e) => {
+                    let Some(v) = Violation::of(&e) else {
+                        return Err(e);
+                    };
+                    tx.batch_execute("ROLLBACK TO SAVEPOINT kye_item")?;
+                    // Not written: its keys and index values are free for the records after.
+                    state.undo(applied);
+                    match clash::record_error(tx, self.layouts, rows, &v)? {
+                        Some(refused) => results.push(Err(Some(refused))),
+                        // Not about the record's tables: the batch's error.
+                        None => return Err(e),
+                    }
+                }
+            }
+        }
+        // The other items go into the last upsert's statement (alone when one by one).
+        writes.write(tx, cache, self.other.parts())?;
+        write_lineage(tx, self.lineages, &results)?;
+        for q in self.queued {
+            // Why the record of item `i` was not written, if it was not.
+            let not_stored = |i: usize| -> Option<String> {
+                let k = self.record_slot.get(i).copied().flatten()?;
+                match (results.get(k)?, self.units.get(k)?) {
+                    (Err(Some(e)), _) | (Err(None), Err(e)) => Some(e.to_string()),
+                    _ => None,
+                }
+            };
+            if !complete_queued(tx, cache, q, &not_stored)? {
+                // The lease is gone: nothing of this transaction is committed.
+                return Ok(Err(Refusal::Lease(q.batch, q.run)));
+            }
+        }
+        Ok(Ok(results))
+    }
+}
+
+/// Why a batch's transaction was rolled back.
 enum Refusal {
     /// Another writer changed this model's layout.
     Schema(String),
     /// A queued batch's lease was lost (batch, run).
     Lease(i64, RunId),
+    /// A unique violation (see `clash`).
+    Unique(Violation),
 }
 
 /// The advisory lock id of a model's writers (a stable hash of its name).

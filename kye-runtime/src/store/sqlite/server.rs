@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use crate::store::server::{
-    check_token_name, token_exists, AuditEntry, SealedSecret, ServerStore, SessionRecord,
-    TokenRecord, SESSIONS_PER_TOKEN,
+    check_token_name, mixed_keys, token_exists, unchanged_since, AuditEntry, SealedSecret,
+    ServerStore, SessionRecord, TokenRecord, SESSIONS_PER_TOKEN,
 };
 use crate::store::{StoreError, Timestamp};
 
@@ -177,22 +177,43 @@ impl ServerStore for SqliteServerStore {
     }
 
     fn put_secret(&mut self, s: &SealedSecret) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT INTO _kye_secrets (name, nonce, ciphertext, key_id, updated) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO UPDATE SET \
-                 nonce = excluded.nonce, ciphertext = excluded.ciphertext, \
-                 key_id = excluded.key_id, updated = excluded.updated",
-                params![
-                    s.name,
-                    s.nonce,
-                    s.ciphertext,
-                    s.key_id,
-                    s.updated.to_string()
-                ],
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        // Immediate: the check and the write are one writer's, so a rotation committing in
+        // between cannot leave two master keys.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let other: Option<(String, String)> = tx
+            .query_row(
+                "SELECT name, key_id FROM _kye_secrets WHERE key_id <> ?1 AND name <> ?2 LIMIT 1",
+                params![s.key_id, s.name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .map_err(self.err())?;
-        Ok(())
+            .optional()
+            .map_err(err)?;
+        if let Some((name, key)) = other {
+            return Err(mixed_keys(s, &name, &key));
+        }
+        tx.execute(
+            "INSERT INTO _kye_secrets (name, nonce, ciphertext, key_id, updated) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO UPDATE SET \
+             nonce = excluded.nonce, ciphertext = excluded.ciphertext, \
+             key_id = excluded.key_id, updated = excluded.updated",
+            params![
+                s.name,
+                s.nonce,
+                s.ciphertext,
+                s.key_id,
+                s.updated.to_string()
+            ],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)
     }
 
     fn secrets(&mut self) -> Result<Vec<SealedSecret>, StoreError> {
@@ -203,21 +224,15 @@ impl ServerStore for SqliteServerStore {
                 "SELECT name, nonce, ciphertext, key_id, updated FROM _kye_secrets ORDER BY name",
             )
             .map_err(&err)?;
-        let rows = st
-            .query_map([], |r| {
-                Ok(SealedSecret {
-                    name: r.get(0)?,
-                    nonce: r.get(1)?,
-                    ciphertext: r.get(2)?,
-                    key_id: r.get(3)?,
-                    updated: ts(r.get(4)?),
-                })
-            })
-            .map_err(&err)?;
+        let rows = st.query_map([], sealed_row).map_err(&err)?;
         rows.collect::<rusqlite::Result<_>>().map_err(err)
     }
 
-    fn replace_secrets(&mut self, secrets: &[SealedSecret]) -> Result<(), StoreError> {
+    fn replace_secrets(
+        &mut self,
+        from: &[SealedSecret],
+        secrets: &[SealedSecret],
+    ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let err = |source| StoreError::Sqlite {
             path: path.clone(),
@@ -227,6 +242,14 @@ impl ServerStore for SqliteServerStore {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err)?;
+        let stored = {
+            let mut st = tx
+                .prepare("SELECT name, nonce, ciphertext, key_id, updated FROM _kye_secrets")
+                .map_err(err)?;
+            let rows = st.query_map([], sealed_row).map_err(err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(err)?
+        };
+        unchanged_since(&stored, from)?;
         tx.execute("DELETE FROM _kye_secrets", []).map_err(err)?;
         for s in secrets {
             tx.execute(
@@ -379,4 +402,15 @@ impl ServerStore for SqliteServerStore {
             .map_err(&err)?;
         rows.collect::<rusqlite::Result<_>>().map_err(err)
     }
+}
+
+/// A row of `name, nonce, ciphertext, key_id, updated` of `_kye_secrets`.
+fn sealed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SealedSecret> {
+    Ok(SealedSecret {
+        name: r.get(0)?,
+        nonce: r.get(1)?,
+        ciphertext: r.get(2)?,
+        key_id: r.get(3)?,
+        updated: ts(r.get(4)?),
+    })
 }
