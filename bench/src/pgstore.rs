@@ -13,7 +13,9 @@
 //! All three sessions keep the server's `synchronous_commit` (`on` by default), as kye's store does.
 //!
 //! Each side writes into a schema of its own (dropped at the end). Prints one `RESULT` line
-//! per side: seconds, records/s, rows/s, and peak RSS of the process.
+//! per side: seconds, the client's and the server's CPU seconds (the server's read from
+//! `/proc` when it runs on this machine, `-` otherwise), records/s, rows/s, and peak RSS of
+//! the process.
 
 use std::error::Error;
 use std::time::{Instant, SystemTime};
@@ -64,17 +66,45 @@ impl ToSql for Numeric {
     to_sql_checked!();
 }
 
-/// CPU seconds (user + system) this process has used, from `/proc/self/stat` (0 elsewhere).
-pub(crate) fn cpu_secs() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
+/// CPU seconds (user + system) a process has used, from `/proc/PID/stat`; `None` where
+/// there is none (another machine's server).
+fn proc_cpu(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
     // Fields 14 and 15 of the whole line (utime, stime) are 12 and 13 after the `)`.
-    (ticks(11) + ticks(12)) / 100.0
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
+
+/// CPU seconds (user + system) this process has used (0 where unknown).
+pub(crate) fn cpu_secs() -> f64 {
+    proc_cpu("self").unwrap_or(0.0)
+}
+
+/// The server processes (backends) of `pids`, whose CPU time is read from `/proc` when the
+/// server runs on this machine: what a side costs the server, whatever else runs meanwhile.
+struct Backends(Vec<i32>);
+
+impl Backends {
+    /// The backends of the connections whose `application_name` is `name` (kye names its
+    /// connections `kye SCHEMA`).
+    fn named(c: &mut postgres::Client, name: &str) -> AnyResult<Backends> {
+        let rows = c.query(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+            &[&name],
+        )?;
+        Ok(Backends(rows.iter().map(|r| r.get(0)).collect()))
+    }
+
+    /// CPU seconds of the backends so far; `None` when one cannot be read.
+    fn cpu(&self) -> Option<f64> {
+        self.0.iter().map(|p| proc_cpu(&p.to_string())).sum()
+    }
+}
+
+/// What one side took: seconds writing, rows, client CPU, server CPU (when known).
+type Measured = (f64, u64, f64, Option<f64>);
 
 fn schema_name(side: &str) -> String {
     format!("kye_bench_{side}_{}", std::process::id())
@@ -99,7 +129,7 @@ fn rows_of(v: &serde_json::Value) -> u64 {
     1 + list("types") + list("abilities") + list("hidden_abilities") + 1
 }
 
-fn kye_side(url: &str, n: u64) -> AnyResult<(f64, u64, f64)> {
+fn kye_side(url: &str, n: u64) -> AnyResult<Measured> {
     let schema = kye::lang::compile_str("overhead.kye", include_str!("../overhead.kye"))
         .map_err(|e| e.to_string())?;
     let sep = if url.contains('?') { '&' } else { '?' };
@@ -107,6 +137,8 @@ fn kye_side(url: &str, n: u64) -> AnyResult<(f64, u64, f64)> {
     let mut store = open_store(&spec)?;
     store.prepare(&schema)?;
     let run = store.begin_run(&NewRun::new("bench"))?;
+    let backends = Backends::named(&mut connect(url)?, &format!("kye {}", schema_name("kye")))?;
+    let server0 = backends.cpu();
     let mut secs = 0.0;
     let mut cpu = 0.0;
     let mut rows = 0;
@@ -139,7 +171,8 @@ fn kye_side(url: &str, n: u64) -> AnyResult<(f64, u64, f64)> {
             return Err(e.into());
         }
     }
-    Ok((secs, rows, cpu))
+    let server = backends.cpu().zip(server0).map(|(b, a)| b - a);
+    Ok((secs, rows, cpu, server))
 }
 
 const FLOOR_TABLES: &str = r#"
@@ -163,7 +196,7 @@ ALTER TABLE ready_hidden ADD PRIMARY KEY (id, _kye_position);
 ALTER TABLE keys ADD UNIQUE (model, key, run_id);
 "#;
 
-fn floor_side(url: &str, n: u64, indexed: bool) -> AnyResult<(f64, u64, f64)> {
+fn floor_side(url: &str, n: u64, indexed: bool) -> AnyResult<Measured> {
     let mut c = connect(url)?;
     let schema = schema_name(if indexed { "indexed" } else { "floor" });
     c.batch_execute(&format!(
@@ -172,6 +205,9 @@ fn floor_side(url: &str, n: u64, indexed: bool) -> AnyResult<(f64, u64, f64)> {
         if indexed { KYE_INDEXES } else { "" }
     ))?;
     let num = |v: &serde_json::Value| Numeric(v.as_i64().unwrap_or(0));
+    let backend: i32 = c.query_one("SELECT pg_backend_pid()", &[])?.get(0);
+    let backends = Backends(vec![backend]);
+    let server0 = backends.cpu();
     let mut secs = 0.0;
     let mut cpu = 0.0;
     let mut rows = 0;
@@ -284,32 +320,37 @@ fn floor_side(url: &str, n: u64, indexed: bool) -> AnyResult<(f64, u64, f64)> {
         secs += start.elapsed().as_secs_f64();
         cpu += cpu_secs() - cpu0;
     }
-    Ok((secs, rows, cpu))
+    let server = backends.cpu().zip(server0).map(|(b, a)| b - a);
+    Ok((secs, rows, cpu, server))
 }
 
 /// `pgstore N [URL]`.
 pub fn pgstore(n: u64, url: &str) -> AnyResult<()> {
     let result = (|| -> AnyResult<()> {
-        let (ks, krows, kcpu) = kye_side(url, n)?;
-        let (fs, frows, fcpu) = floor_side(url, n, false)?;
-        let (is, irows, icpu) = floor_side(url, n, true)?;
+        let (ks, krows, kcpu, kserver) = kye_side(url, n)?;
+        let (fs, frows, fcpu, fserver) = floor_side(url, n, false)?;
+        let (is, irows, icpu, iserver) = floor_side(url, n, true)?;
+        let server = |s: Option<f64>| s.map_or("-".to_string(), |s| format!("{s:.2}"));
         if krows != frows {
             return Err(
                 format!("the sides wrote different rows: kye {krows}, floor {frows}").into(),
             );
         }
         println!(
-            "RESULT side=kye secs={ks:.4} client_cpu={kcpu:.2} records={n} rows={krows} records_per_sec={:.0} rows_per_sec={:.0}",
+            "RESULT side=kye secs={ks:.4} client_cpu={kcpu:.2} server_cpu={} records={n} rows={krows} records_per_sec={:.0} rows_per_sec={:.0}",
+            server(kserver),
             n as f64 / ks,
             krows as f64 / ks
         );
         println!(
-            "RESULT side=copy-floor secs={fs:.4} client_cpu={fcpu:.2} records={n} rows={frows} records_per_sec={:.0} rows_per_sec={:.0}",
+            "RESULT side=copy-floor secs={fs:.4} client_cpu={fcpu:.2} server_cpu={} records={n} rows={frows} records_per_sec={:.0} rows_per_sec={:.0}",
+            server(fserver),
             n as f64 / fs,
             frows as f64 / fs
         );
         println!(
-            "RESULT side=copy-indexed secs={is:.4} client_cpu={icpu:.2} records={n} rows={irows} records_per_sec={:.0} rows_per_sec={:.0}",
+            "RESULT side=copy-indexed secs={is:.4} client_cpu={icpu:.2} server_cpu={} records={n} rows={irows} records_per_sec={:.0} rows_per_sec={:.0}",
+            server(iserver),
             n as f64 / is,
             irows as f64 / is
         );

@@ -585,6 +585,66 @@ fn tables_take_no_name_postgresql_derives_and_text_sorts_by_bytes() {
 /// record by record, the record that violates it is refused alone, naming its model and key
 /// and the database's reason, and the rest of its batch is written (before, every attempt
 /// failed whole and the run stopped).
+/// A batch of new records writes each model's rows and their child rows in one statement,
+/// joined to what the upsert inserted; records that were there get theirs replaced by a
+/// delete and an insert after it. A batch mixing both (composite keys, two child tables, one
+/// record without child rows) leaves exactly the rows of the last write of each key.
+#[test]
+fn a_batch_of_stored_and_new_records_replaces_only_the_stored_ones_child_rows() {
+    let Some(mut pg) = Pg::new() else { return };
+    let text = "Pair(a, b) {\n a: String\n b: String\n tags: String*\n ns: Number*\n}\n";
+    let mut s = open_store(&pg.spec()).unwrap();
+    s.prepare(&schema(text)).unwrap();
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    let pair = |a: &str, b: &str, tags: &[&str], ns: &[i64]| {
+        record(run, "Pair", json!({"a": a, "b": b, "tags": tags, "ns": ns}))
+    };
+    write_ok(
+        s.as_mut(),
+        &[
+            pair("x", "y", &["t1", "t2", "t3"], &[1, 2]),
+            pair("x", "z", &["kept"], &[7]),
+        ],
+    );
+    write_ok(
+        s.as_mut(),
+        &[
+            pair("x", "y", &["t4"], &[]),
+            pair("p", "q", &["u1", "u2"], &[5]),
+            pair("r", "s", &[], &[]),
+            pair("p", "w", &["v"], &[6, 8]),
+            // Written in the same statement as the last model's rows.
+            WriteItem::KeyOutcome(KeyOutcomeWrite {
+                run,
+                model: "Pair".into(),
+                key: IndexKey::single("a", "p"),
+                status: KeyStatus::Stored,
+                reason: None,
+                at: Timestamp::now(),
+            }),
+        ],
+    );
+    let rows = |pg: &mut Pg, table: &str, value: &str| {
+        pg.strings(&format!(
+            "SELECT a || b || ':' || _kye_position || ':' || {value} FROM S.\"{table}\" \
+             ORDER BY a, b, _kye_position"
+        ))
+    };
+    assert_eq!(
+        rows(&mut pg, "Pair__tags", "value"),
+        ["pq:0:u1", "pq:1:u2", "pw:0:v", "xy:0:t4", "xz:0:kept"]
+    );
+    assert_eq!(
+        rows(&mut pg, "Pair__ns", "value::text"),
+        ["pq:0:5", "pw:0:6", "pw:1:8", "xz:0:7"]
+    );
+    assert_eq!(pg.count("SELECT count(*) FROM S.\"Pair\""), 5);
+    assert_eq!(
+        pg.strings("SELECT model || ' ' || key || ' ' || status FROM S._kye_keys"),
+        [r#"Pair {"a":"p"} stored"#]
+    );
+}
+
 #[test]
 fn a_constraint_kye_did_not_foresee_refuses_one_record_not_its_batch() {
     let Some(mut pg) = Pg::new() else { return };

@@ -2,9 +2,8 @@
 //! records', every value checked) before anything is sent; the stored holders of the batch's
 //! keys and secondary-index values loaded in one query per model; the records applied in
 //! order against them (secondary-index clashes and contradicting nested records fail their
-//! item, as in SQLite); then one multi-row upsert per model table (`INSERT ... SELECT FROM
-//! unnest(...) ON CONFLICT ... DO UPDATE`) and, per child table, one delete of the batch's
-//! parents' rows and one multi-row insert.
+//! item, as in SQLite); then the rows written per model, in as few statements as `upsert`
+//! can (one for a batch of new records).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -14,36 +13,38 @@ use postgres::{Statement, Transaction};
 use serde_json::Value;
 
 use crate::store::key::{canonical_json, content_hash, cut};
-use crate::store::layout::{ModelLayout, Prim, POSITION};
+use crate::store::layout::{ModelLayout, Prim};
 use crate::store::records::{edge_value, items, nested_records};
 use crate::store::values::{key_display, with_key};
 use crate::store::{record_object, Provenance, StoreError};
 
 use super::convert::{edge_texts, from_text, kye_text, normal_text};
-use super::ddl::{inline_cols, q, qi, sql_type};
+use super::ddl::{inline_cols, qi, sql_type};
+use super::upsert::{matching, run_parts, text_array, upsert, Part};
 use super::MAX_NESTING;
 
-type Text<'a> = Option<Cow<'a, str>>;
+/// A column's value as bound text; `None` for NULL.
+pub(crate) type Text<'a> = Option<Cow<'a, str>>;
 
 /// One row of a model table with its child rows, read from a record.
 pub(crate) struct Row<'a> {
     pub layout: &'a ModelLayout,
     /// Primary key texts, as bound.
-    key: Vec<Text<'a>>,
+    pub(crate) key: Vec<Text<'a>>,
     /// The key's normalized texts joined (see `joined`): the same for the same key, stored
     /// or not, and different for different keys.
     key_id: String,
-    inline: Vec<Text<'a>>,
+    pub(crate) inline: Vec<Text<'a>>,
     /// Per child-table edge (in edge order): its rows, each the edge's columns.
-    children: Vec<Vec<Vec<Text<'a>>>>,
+    pub(crate) children: Vec<Vec<Vec<Text<'a>>>>,
     /// Per secondary index: its normalized values joined, `None` when one is null.
     uniques: Vec<Option<String>>,
     depth: usize,
-    run: i64,
-    fetcher: Cow<'a, str>,
-    fetched_at: String,
-    hash: String,
-    source: Option<Cow<'a, str>>,
+    pub(crate) run: i64,
+    pub(crate) fetcher: Cow<'a, str>,
+    pub(crate) fetched_at: String,
+    pub(crate) hash: String,
+    pub(crate) source: Option<Cow<'a, str>>,
 }
 
 impl Row<'_> {
@@ -260,50 +261,6 @@ pub(crate) fn cached(
 /// The holders of a batch's keys and secondary-index values, as the transaction sees them.
 pub(crate) struct State {
     models: HashMap<String, ModelState>,
-}
-
-fn text_array<'a>(rows: impl Iterator<Item = &'a Text<'a>>) -> Vec<Option<&'a str>> {
-    rows.map(|t| t.as_deref()).collect()
-}
-
-/// `SELECT x.a1::numeric, x.a2::text FROM unnest($1::text[], $2::text[]) AS x(a1, a2)`
-/// over `prims`, parameters numbered from `first`.
-fn unnest_select(prims: &[&str], first: usize) -> String {
-    let casts: Vec<String> = prims
-        .iter()
-        .enumerate()
-        .map(|(i, t)| format!("x.a{i}::{t}"))
-        .collect();
-    let args: Vec<String> = (0..prims.len())
-        .map(|i| format!("${}::text[]", first + i))
-        .collect();
-    let names: Vec<String> = (0..prims.len()).map(|i| format!("a{i}")).collect();
-    format!(
-        "SELECT {} FROM unnest({}) AS x({})",
-        casts.join(", "),
-        args.join(", "),
-        names.join(", ")
-    )
-}
-
-/// `WHERE` text matching rows whose `cols` (quoted, with their types) equal one of the rows of
-/// text arrays bound from parameter `first` on: `= ANY(array)` for one column (an index scan
-/// whatever the table's size), a row comparison with `unnest` for several.
-fn matching(cols: &[(String, &str)], first: usize) -> String {
-    match cols {
-        [(c, t)] => format!("{c} = ANY(${first}::text[]::{t}[])"),
-        _ => {
-            let types: Vec<&str> = cols.iter().map(|(_, t)| *t).collect();
-            format!(
-                "({}) IN ({})",
-                cols.iter()
-                    .map(|(c, _)| c.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                unnest_select(&types, first)
-            )
-        }
-    }
 }
 
 impl State {
@@ -614,165 +571,30 @@ impl<'r, 'a> Writes<'r, 'a> {
     /// instead of deadlocking. Rows of a model with secondary indexes keep the batch's order:
     /// who may take a value another record gives up in the same batch is decided in record
     /// order (as in SQLite); a deadlock there is retried.
+    ///
+    /// `extra` (statements on kye's own tables: key outcomes, rejects, ...) goes into the last
+    /// model's upsert statement, or runs alone when there are no rows.
     pub(crate) fn write(
         &self,
         tx: &mut Transaction<'_>,
         cache: &mut Cache,
+        extra: Vec<Part<'_>>,
     ) -> Result<(), postgres::Error> {
         let mut models: Vec<_> = self.models.iter().collect();
         models.sort_by(|a, b| a.0.model.cmp(&b.0.model));
-        for (l, rows, _) in models {
+        let mut extra = Some(extra);
+        let last = models.len().saturating_sub(1);
+        for (i, (l, rows, _)) in models.into_iter().enumerate() {
             let mut rows = rows.clone();
             if l.uniques.is_empty() {
                 rows.sort_by(|a, b| a.key_id.cmp(&b.key_id));
             }
-            upsert(tx, cache, l, &rows)?;
+            let extra = if i == last { extra.take() } else { None };
+            upsert(tx, cache, l, &rows, extra.unwrap_or_default())?;
         }
-        Ok(())
-    }
-}
-
-fn upsert(
-    tx: &mut Transaction<'_>,
-    cache: &mut Cache,
-    l: &ModelLayout,
-    rows: &[&Row<'_>],
-) -> Result<(), postgres::Error> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let cols: Vec<(&str, &str)> = inline_cols(l)
-        .map(|(_, c)| (c.name.as_str(), sql_type(c.prim)))
-        .chain([
-            ("_kye_run_id", "bigint"),
-            ("_kye_fetcher", "text"),
-            ("_kye_fetched_at", "timestamptz"),
-            ("_kye_hash", "text"),
-            (crate::store::layout::SOURCE_COLUMN, "text"),
-        ])
-        .collect();
-    let types: Vec<&str> = cols.iter().map(|(_, t)| *t).collect();
-    let n_inline = cols.len() - 5;
-    let mut arrays: Vec<Vec<Option<&str>>> = (0..n_inline)
-        .map(|i| text_array(rows.iter().map(|r| &r.inline[i])))
-        .collect();
-    let runs: Vec<String> = rows.iter().map(|r| r.run.to_string()).collect();
-    arrays.push(runs.iter().map(|s| Some(s.as_str())).collect());
-    arrays.push(rows.iter().map(|r| Some(r.fetcher.as_ref())).collect());
-    arrays.push(rows.iter().map(|r| Some(r.fetched_at.as_str())).collect());
-    arrays.push(rows.iter().map(|r| Some(r.hash.as_str())).collect());
-    arrays.push(rows.iter().map(|r| r.source.as_deref()).collect());
-    let key_cols: Vec<&str> = l.key.iter().map(|c| c.name.as_str()).collect();
-    let updates: Vec<String> = cols
-        .iter()
-        .filter(|(n, _)| !key_cols.contains(n))
-        .map(|(n, _)| format!("{0} = EXCLUDED.{0}", qi(n)))
-        .collect();
-    // `xmax <> 0`: the row was there and is updated (a new row has none), so only those
-    // parents can have child rows to replace.
-    let returning: Vec<String> = key_cols
-        .iter()
-        .map(|n| format!("{}::text", qi(n)))
-        .collect();
-    let sql = format!(
-        "INSERT INTO {} ({}) {} ON CONFLICT ({}) DO UPDATE SET {} RETURNING {}, xmax <> 0",
-        qi(&l.table),
-        cols.iter()
-            .map(|(n, _)| qi(n))
-            .collect::<Vec<_>>()
-            .join(", "),
-        unnest_select(&types, 1),
-        key_cols
-            .iter()
-            .map(|n| qi(n))
-            .collect::<Vec<_>>()
-            .join(", "),
-        updates.join(", "),
-        returning.join(", ")
-    );
-    let params: Vec<&(dyn ToSql + Sync)> =
-        arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
-    let st = cached(tx, cache, &sql)?;
-    let mut existed: Vec<Vec<Option<String>>> = vec![Vec::new(); l.key.len()];
-    for r in tx.query(&st, &params)? {
-        if r.get::<_, bool>(l.key.len()) {
-            for (i, col) in existed.iter_mut().enumerate() {
-                col.push(r.get(i));
-            }
+        match extra {
+            Some(extra) => run_parts(tx, cache, extra),
+            None => Ok(()),
         }
     }
-    // Child rows: replaced as a set for every written parent (new parents have none).
-    let key_types: Vec<&str> = l.key.iter().map(|c| sql_type(c.prim)).collect();
-    let keys: Vec<Vec<Option<&str>>> = existed
-        .iter()
-        .map(|col| col.iter().map(|t| t.as_deref()).collect())
-        .collect();
-    let parent_cols: Vec<(String, &str)> = l
-        .parent_cols
-        .iter()
-        .zip(&key_types)
-        .map(|(p, t)| (qi(p), *t))
-        .collect();
-    for (ci, e) in l.edges.iter().filter(|e| e.in_child_table()).enumerate() {
-        let table = qi(e.table.as_deref().unwrap_or_default());
-        if keys.first().is_some_and(|k| !k.is_empty()) {
-            exec_arrays(
-                tx,
-                cache,
-                &format!("DELETE FROM {table} WHERE {}", matching(&parent_cols, 1)),
-                &keys,
-            )?;
-        }
-        let width = e.cols.len();
-        let mut child: Vec<Vec<Option<&str>>> = vec![Vec::new(); l.key.len() + 1 + width];
-        let mut positions: Vec<String> = Vec::new();
-        for r in rows {
-            for (pos, item) in r.children[ci].iter().enumerate() {
-                for (i, k) in r.key.iter().enumerate() {
-                    child[i].push(k.as_deref());
-                }
-                positions.push(pos.to_string());
-                for (j, v) in item.iter().enumerate() {
-                    child[l.key.len() + 1 + j].push(v.as_deref());
-                }
-            }
-        }
-        if positions.is_empty() {
-            continue;
-        }
-        child[l.key.len()] = positions.iter().map(|p| Some(p.as_str())).collect();
-        let mut types = key_types.clone();
-        types.push("integer");
-        types.extend(e.cols.iter().map(|c| sql_type(c.prim)));
-        let mut names: Vec<&str> = l.parent_cols.iter().map(String::as_str).collect();
-        names.push(POSITION);
-        names.extend(e.cols.iter().map(|c| c.name.as_str()));
-        exec_arrays(
-            tx,
-            cache,
-            &format!(
-                "INSERT INTO {table} ({}) {}",
-                names
-                    .iter()
-                    .map(|n| if *n == POSITION { q(n) } else { qi(n) })
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                unnest_select(&types, 1)
-            ),
-            &child,
-        )?;
-    }
-    Ok(())
-}
-
-fn exec_arrays(
-    tx: &mut Transaction<'_>,
-    cache: &mut Cache,
-    sql: &str,
-    arrays: &[Vec<Option<&str>>],
-) -> Result<u64, postgres::Error> {
-    let params: Vec<&(dyn ToSql + Sync)> =
-        arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
-    let st = cached(tx, cache, sql)?;
-    tx.execute(&st, &params)
 }

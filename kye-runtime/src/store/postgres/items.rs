@@ -1,6 +1,6 @@
-//! The items of a batch besides its records, written in the batch's transaction: rejects,
-//! drift, key outcomes and list cursors (one statement each, over arrays), the lineage of
-//! transformers' outputs, and a queued batch's completion fenced by its worker's lease.
+//! The items of a batch besides records, written in the batch's transaction: key outcomes,
+//! rejects, drift and list cursors (as parts of one statement, see `upsert`), a transformer's
+//! lineage, and a queued batch's completion behind its lease.
 
 use std::collections::HashMap;
 
@@ -14,6 +14,7 @@ use crate::store::{
 
 use super::batch::{cached, Cache};
 use super::convert::{json_text, kye_text};
+use super::upsert::{Param, Part};
 
 /// Replaces the lineage rows of every stored output with lineage, in the batch's transaction:
 /// one `DELETE` and one `INSERT` over arrays.
@@ -163,7 +164,7 @@ pub(super) fn complete_queued(
 }
 
 /// Key outcomes, as columns (run, model, key, status, reason, at).
-const KEYS_SQL: &str = "INSERT INTO _kye_keys (run_id, model, key, status, reason, at) \
+pub(super) const KEYS_SQL: &str = "INSERT INTO _kye_keys (run_id, model, key, status, reason, at) \
      SELECT x.a::bigint, x.b, x.c, x.d, x.e, x.f::timestamptz \
      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
      AS x(a, b, c, d, e, f) \
@@ -179,6 +180,7 @@ pub(super) struct OtherItems {
 }
 
 impl OtherItems {
+    /// The items' rows, as columns.
     pub(super) fn new(items: &[WriteItem]) -> OtherItems {
         let mut rejects = vec![Vec::new(); 8];
         let mut drift_rows: Vec<[String; 7]> = Vec::new();
@@ -303,53 +305,52 @@ impl OtherItems {
         }
     }
 
-    pub(super) fn write(
-        &self,
-        tx: &mut postgres::Transaction<'_>,
-        cache: &mut Cache,
-    ) -> Result<(), postgres::Error> {
-        let mut run =
-            |tx: &mut postgres::Transaction<'_>, sql: &str, cols: &[Vec<Option<String>>]| {
-                if cols.first().is_none_or(Vec::is_empty) {
-                    return Ok(0);
-                }
-                let params: Vec<&(dyn ToSql + Sync)> =
-                    cols.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
-                let st = cached(tx, cache, sql)?;
-                tx.execute(&st, &params)
-            };
-        run(
-            tx,
-            "INSERT INTO _kye_rejects (run_id, model, key, fetcher, reason, errors, payload, at) \
-             SELECT x.a::bigint, x.b, x.c::json, x.d, x.e, x.f::json, x.g::json, x.h::timestamptz \
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-             $7::text[], $8::text[]) WITH ORDINALITY AS x(a, b, c, d, e, f, g, h, n) ORDER BY x.n",
-            &self.rejects,
-        )?;
-        run(
-            tx,
-            "INSERT INTO _kye_drift (model, path, first_seen, last_seen, first_run, last_run, example, count) \
-             SELECT x.a, x.b, x.c::timestamptz, x.d::timestamptz, x.e::bigint, x.f::bigint, x.g::json, x.h::bigint \
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-             $7::text[], $8::text[]) AS x(a, b, c, d, e, f, g, h) \
-             ON CONFLICT (model, path_md5) DO UPDATE SET \
-             last_seen = greatest(_kye_drift.last_seen, EXCLUDED.last_seen), \
-             last_run = greatest(_kye_drift.last_run, EXCLUDED.last_run), \
-             example = EXCLUDED.example, count = _kye_drift.count + EXCLUDED.count",
-            &self.drift,
-        )?;
-        run(tx, KEYS_SQL, &self.keys)?;
-        // After the outcomes of the keys the cursors cover, in the same transaction.
-        run(
-            tx,
-            "INSERT INTO _kye_list_cursors (model, lister, cursor, finished, run_id, at) \
-             SELECT x.a, x.b, x.c::jsonb, x.d::boolean, x.e::bigint, x.f::timestamptz \
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
-             AS x(a, b, c, d, e, f) \
-             ON CONFLICT (model, lister) DO UPDATE SET cursor = EXCLUDED.cursor, \
-             finished = EXCLUDED.finished, run_id = EXCLUDED.run_id, at = EXCLUDED.at",
-            &self.cursors,
-        )?;
-        Ok(())
+    /// The statements writing these items, on kye's own tables (none for an empty kind).
+    pub(super) fn parts(&self) -> Vec<Part<'_>> {
+        fn part<'p>(sql: &str, cols: &'p [Vec<Option<String>>]) -> Option<Part<'p>> {
+            if cols.first().is_none_or(Vec::is_empty) {
+                return None;
+            }
+            Some(Part {
+                sql: sql.to_string(),
+                params: cols.iter().map(|c| c as Param<'p>).collect(),
+            })
+        }
+        [
+            part(REJECTS_SQL, &self.rejects),
+            part(DRIFT_SQL, &self.drift),
+            part(KEYS_SQL, &self.keys),
+            // In the same statement (one transaction) as the outcomes of the keys they cover.
+            part(CURSORS_SQL, &self.cursors),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 }
+
+/// Rejects, as columns (run, model, key, fetcher, reason, errors, payload, at), kept in order.
+const REJECTS_SQL: &str =
+    "INSERT INTO _kye_rejects (run_id, model, key, fetcher, reason, errors, payload, at) \
+     SELECT x.a::bigint, x.b, x.c::json, x.d, x.e, x.f::json, x.g::json, x.h::timestamptz \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+     $7::text[], $8::text[]) WITH ORDINALITY AS x(a, b, c, d, e, f, g, h, n) ORDER BY x.n";
+
+/// Drift, as columns (model, path, first and last seen, first and last run, example, count).
+const DRIFT_SQL: &str = "INSERT INTO _kye_drift (model, path, first_seen, last_seen, first_run, last_run, example, count) \
+     SELECT x.a, x.b, x.c::timestamptz, x.d::timestamptz, x.e::bigint, x.f::bigint, x.g::json, x.h::bigint \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+     $7::text[], $8::text[]) AS x(a, b, c, d, e, f, g, h) \
+     ON CONFLICT (model, path_md5) DO UPDATE SET \
+     last_seen = greatest(_kye_drift.last_seen, EXCLUDED.last_seen), \
+     last_run = greatest(_kye_drift.last_run, EXCLUDED.last_run), \
+     example = EXCLUDED.example, count = _kye_drift.count + EXCLUDED.count";
+
+/// List cursors, as columns (model, lister, cursor, finished, run, at).
+const CURSORS_SQL: &str =
+    "INSERT INTO _kye_list_cursors (model, lister, cursor, finished, run_id, at) \
+     SELECT x.a, x.b, x.c::jsonb, x.d::boolean, x.e::bigint, x.f::timestamptz \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
+     AS x(a, b, c, d, e, f) \
+     ON CONFLICT (model, lister) DO UPDATE SET cursor = EXCLUDED.cursor, \
+     finished = EXCLUDED.finished, run_id = EXCLUDED.run_id, at = EXCLUDED.at";

@@ -4,8 +4,8 @@
 //! Two handles, as for SQLite: [`PgStore`], the writer, and [`PgReader`], a connection that
 //! reads and has no write methods. This file opens them and holds the connection (`Conn`);
 //! `url` parses the store spec, `tls` connects, `ddl` holds the tables and names, `convert`
-//! the values, `write`, `batch`, `items` and `clash` (unique violations) the writer's side and
-//! `read` every query.
+//! the values, `write`, `batch`, `upsert`, `items` and `clash` (unique violations) the writer's
+//! side and `read` every query.
 //!
 //! Runs are told apart from dead ones by a session advisory lock each running run holds on
 //! its writer's connection: PostgreSQL releases it when the connection ends, whatever ended
@@ -22,6 +22,7 @@ mod runs;
 #[cfg(feature = "server")]
 mod server;
 mod tls;
+mod upsert;
 mod url;
 mod write;
 

@@ -18,12 +18,22 @@ use crate::store::{
     DEAD_RUN,
 };
 
-use super::batch::{record_rows, Cache, Row, State, Writes};
+use super::batch::{cached, record_rows, Cache, Row, State, Writes};
 use super::clash::{self, Clash, Violation};
 use super::convert::kye_text;
 use super::ddl::{self, ident, INTERNAL_TABLES};
 use super::items::{complete_queued, write_lineage, OtherItems};
 use super::{queued, PgReader, PgStore, FORMAT_VERSION};
+
+/// The models with secondary indexes a batch writes locked in order (`$1` the class, `$2` their
+/// ids, sorted), then the first model (of `$3`) whose layout differs from the one this writer
+/// planned by (`$4`, fingerprints), if any.
+const LOCK_AND_CHECK: &str = "SELECT \
+     (SELECT count(*) FROM (SELECT pg_advisory_xact_lock($1, l) FROM unnest($2::int4[]) AS l) s), \
+     (SELECT m.model FROM _kye_models m \
+      JOIN unnest($3::text[], $4::text[]) AS w(model, fingerprint) \
+      ON m.model = w.model WHERE m.fingerprint <> w.fingerprint \
+      ORDER BY m.model LIMIT 1)";
 
 /// Attempts of one batch before its error is returned.
 const ATTEMPTS: u32 = 6;
@@ -558,19 +568,20 @@ impl Batch<'_, '_> {
         holders: bool,
         one_by_one: bool,
     ) -> Result<Result<RecordResults, Refusal>, postgres::Error> {
-        for id in self.unique_models {
-            tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&self.class, id])?;
-        }
-        if !self.planned_models.is_empty() {
-            let changed = tx.query(
-                "SELECT m.model FROM _kye_models m \
-                 JOIN unnest($1::text[], $2::text[]) AS w(model, fingerprint) \
-                 ON m.model = w.model WHERE m.fingerprint <> w.fingerprint \
-                 ORDER BY m.model LIMIT 1",
-                &[&self.planned_models, &self.planned_prints],
+        if !(self.unique_models.is_empty() && self.planned_models.is_empty()) {
+            // One statement: the locks, in order, then the layouts compared.
+            let st = cached(tx, cache, LOCK_AND_CHECK)?;
+            let row = tx.query_one(
+                &st,
+                &[
+                    &self.class,
+                    &self.unique_models,
+                    &self.planned_models,
+                    &self.planned_prints,
+                ],
             )?;
-            if let Some(row) = changed.first() {
-                return Ok(Err(Refusal::Schema(row.get::<_, String>(0))));
+            if let Some(model) = row.get::<_, Option<String>>(1) {
+                return Ok(Err(Refusal::Schema(model)));
             }
         }
         let all: Vec<&Row<'_>> = self.units.iter().flatten().flatten().collect();
@@ -600,7 +611,7 @@ impl Batch<'_, '_> {
             let mut one = Writes::default();
             rows.iter().for_each(|r| one.add(r));
             tx.batch_execute("SAVEPOINT kye_item")?;
-            match one.write(tx, cache) {
+            match one.write(tx, cache, Vec::new()) {
                 Ok(()) => {
                     tx.batch_execute("RELEASE SAVEPOINT kye_item")?;
                     results.push(Ok(()));
@@ -620,8 +631,8 @@ impl Batch<'_, '_> {
                 }
             }
         }
-        writes.write(tx, cache)?;
-        self.other.write(tx, cache)?;
+        // The other items go into the last upsert's statement (alone when one by one).
+        writes.write(tx, cache, self.other.parts())?;
         write_lineage(tx, self.lineages, &results)?;
         for q in self.queued {
             // Why the record of item `i` was not written, if it was not.
