@@ -340,19 +340,7 @@ mod tests {
     fn a_role_naming_a_source_covers_the_models_its_functions_provide() {
         use crate::source::{MemberKind, SourceMember, SourceRegistration};
         fn source(name: &'static str) -> &'static SourceRegistration {
-            Box::leak(Box::new(SourceRegistration {
-                name,
-                description: "a test source",
-                crate_name: "tests",
-                version: "0.1.0",
-                hosts: &["api.example"],
-                config: &[],
-                secrets: &[],
-                probe: None,
-                module_path: "tests",
-                file: "auth.rs",
-                line: 1,
-            }))
+            Box::leak(Box::new(crate::source::tests::source(name)))
         }
         fn member(source: &'static str, kind: MemberKind, model: &'static str) -> SourceMember {
             SourceMember {

@@ -281,25 +281,15 @@ impl AppState {
         })
     }
 
-    /// Looks up the token whose SHA-256 is `hash` on one of the token connections (the first
-    /// free one from a rotating start, else that start's).
+    /// Looks up the token whose SHA-256 is `hash` on one of the token connections (here or on
+    /// a blocking thread, as [`AppState::with_store`]).
     pub(crate) async fn token_by_hash(
         self: &Arc<Self>,
         hash: String,
     ) -> std::result::Result<Option<crate::store::TokenRecord>, crate::store::StoreError> {
         let state = self.clone();
         let run = move || {
-            let n = state.token_stores.len();
-            let start = state
-                .next_token_store
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let free = (0..n).find_map(|i| state.token_stores[(start + i) % n].try_lock().ok());
-            let mut store = match free {
-                Some(s) => s,
-                None => state.token_stores[start % n]
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()),
-            };
+            let mut store = take_one(&state.token_stores, &state.next_token_store);
             store.token_by_hash(&hash)
         };
         if self.local {
@@ -328,18 +318,7 @@ impl AppState {
     ) -> std::result::Result<T, crate::store::StoreError> {
         let state = self.clone();
         let run = move || {
-            // The first free handle from a rotating start, else wait for that start's.
-            let n = state.readers.len();
-            let start = state
-                .next_reader
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let free = (0..n).find_map(|i| state.readers[(start + i) % n].try_lock().ok());
-            let reader = match free {
-                Some(r) => r,
-                None => state.readers[start % n]
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()),
-            };
+            let reader = take_one(&state.readers, &state.next_reader);
             f(reader.as_ref())
         };
         if self.local {
@@ -351,6 +330,21 @@ impl AppState {
                 message: format!("a store task failed: {e}"),
             })
         })
+    }
+}
+
+/// One of `pool`'s handles: the first free one from a rotating start (`next`), else that
+/// start's, waited for.
+fn take_one<'a, T: ?Sized>(
+    pool: &'a [Mutex<Box<T>>],
+    next: &std::sync::atomic::AtomicUsize,
+) -> std::sync::MutexGuard<'a, Box<T>> {
+    let n = pool.len();
+    let start = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let free = (0..n).find_map(|i| pool[(start + i) % n].try_lock().ok());
+    match free {
+        Some(h) => h,
+        None => pool[start % n].lock().unwrap_or_else(|p| p.into_inner()),
     }
 }
 

@@ -522,4 +522,4 @@ fn member_scope(m: &SourceMember) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -2,7 +2,8 @@
 
 use super::*;
 
-fn source(name: &'static str) -> SourceRegistration {
+/// A source of `name` with nothing declared but a host (also for other modules' tests).
+pub(crate) fn source(name: &'static str) -> SourceRegistration {
     SourceRegistration {
         name,
         description: "a test source",
