@@ -266,16 +266,26 @@ impl AppState {
             + 'static,
     ) -> std::result::Result<T, crate::store::StoreError> {
         let state = self.clone();
-        let run = move || {
+        self.on_store_thread("server store", move || {
             let mut store = state.store.lock().unwrap_or_else(|p| p.into_inner());
             f(store.as_mut())
-        };
+        })
+        .await
+    }
+
+    /// Runs `run` right here on SQLite, on a blocking thread for a store across the network;
+    /// `what` names the store in the error of a task that failed.
+    async fn on_store_thread<T: Send + 'static>(
+        &self,
+        what: &str,
+        run: impl FnOnce() -> std::result::Result<T, crate::store::StoreError> + Send + 'static,
+    ) -> std::result::Result<T, crate::store::StoreError> {
         if self.local {
             return run();
         }
         tokio::task::spawn_blocking(run).await.unwrap_or_else(|e| {
             Err(crate::store::StoreError::Corrupt {
-                path: "server store".into(),
+                path: what.into(),
                 message: format!("a store task failed: {e}"),
             })
         })
@@ -288,19 +298,21 @@ impl AppState {
         hash: String,
     ) -> std::result::Result<Option<crate::store::TokenRecord>, crate::store::StoreError> {
         let state = self.clone();
-        let run = move || {
+        self.on_store_thread("server store", move || {
             let mut store = take_one(&state.token_stores, &state.next_token_store);
             store.token_by_hash(&hash)
-        };
-        if self.local {
-            return run();
-        }
-        tokio::task::spawn_blocking(run).await.unwrap_or_else(|e| {
-            Err(crate::store::StoreError::Corrupt {
-                path: "server store".into(),
-                message: format!("a store task failed: {e}"),
-            })
         })
+        .await
+    }
+
+    /// A slot of the server's read-through fetches (`[serve] max_fetches`), shared by every
+    /// caller; `None` when none came free within [`cache::FETCH_WAIT`].
+    pub(crate) async fn fetch_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let slot = self.fetch_slots.clone().acquire_owned();
+        tokio::time::timeout(cache::FETCH_WAIT, slot)
+            .await
+            .ok()?
+            .ok()
     }
 
     /// The audit log's sink, while the server runs.
@@ -317,19 +329,11 @@ impl AppState {
             + 'static,
     ) -> std::result::Result<T, crate::store::StoreError> {
         let state = self.clone();
-        let run = move || {
+        self.on_store_thread("store reader", move || {
             let reader = take_one(&state.readers, &state.next_reader);
             f(reader.as_ref())
-        };
-        if self.local {
-            return run();
-        }
-        tokio::task::spawn_blocking(run).await.unwrap_or_else(|e| {
-            Err(crate::store::StoreError::Corrupt {
-                path: "store reader".into(),
-                message: format!("a store task failed: {e}"),
-            })
         })
+        .await
     }
 }
 

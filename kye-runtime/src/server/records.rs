@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::api::{answer, authenticate, error, forbidden, resolve_key, store_error, St};
 use super::audit::{cut, Note};
-use super::cache::{raw_record, Fetched, FETCH_WAIT};
+use super::cache::{raw_record, Fetched};
 use crate::runtime::GetResult;
 use crate::store::{IndexKey, KeyStatus, Timestamp};
 
@@ -208,9 +208,7 @@ pub(crate) async fn records(
             if let Ok(Some((at, record))) = since {
                 return Fetched::Recent { record, at };
             }
-            // A slot of the server's read-through fetches, shared by every caller.
-            let slot = tokio::time::timeout(FETCH_WAIT, leader.fetch_slots.clone().acquire_owned());
-            let Ok(Ok(_slot)) = slot.await else {
+            let Some(_slot) = leader.fetch_slot().await else {
                 return Fetched::Busy;
             };
             match runtime.get(&text).await {

@@ -430,12 +430,7 @@ async fn fetch_action(
     };
     note.key = Some(format!("{edge}={value}"));
     // The same slots as the API's read-through fetches (`[serve] max_fetches`).
-    let slot = tokio::time::timeout(
-        super::cache::FETCH_WAIT,
-        state.fetch_slots.clone().acquire_owned(),
-    )
-    .await;
-    let Ok(Ok(_slot)) = slot else {
+    let Some(_slot) = state.fetch_slot().await else {
         return problem(
             StatusCode::SERVICE_UNAVAILABLE,
             Some(&v),

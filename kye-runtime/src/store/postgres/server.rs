@@ -154,9 +154,8 @@ impl ServerStore for PgServerStore {
         })
     }
 
-    fn put_secret(&mut self, sec: &SealedSecret) -> Result<(), StoreError> {
-        let sec = sec.clone();
-        let (name, key_id) = (sec.name.clone(), sec.key_id.clone());
+    fn put_secret(&mut self, secret: &SealedSecret) -> Result<(), StoreError> {
+        let sec = secret.clone();
         let other = self.conn.run(move |s| {
             let mut tx = s.client.transaction()?;
             // Writers of secrets take turns (readers do not wait): the check below and the
@@ -186,16 +185,7 @@ impl ServerStore for PgServerStore {
             Ok(None)
         })?;
         match other {
-            Some((other, other_key)) => {
-                let probe = SealedSecret {
-                    name,
-                    nonce: Vec::new(),
-                    ciphertext: Vec::new(),
-                    key_id,
-                    updated: Timestamp::now(),
-                };
-                Err(mixed_keys(&probe, &other, &other_key))
-            }
+            Some((other, other_key)) => Err(mixed_keys(secret, &other, &other_key)),
             None => Ok(()),
         }
     }

@@ -67,23 +67,26 @@ impl SqliteServerStore {
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(err)?;
+        .map_err(&err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(err)?;
+            .map_err(&err)?;
         let _mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(err)?;
+            .map_err(&err)?;
         // As the writer: WAL with `synchronous = NORMAL` (a commit is not synced to disk one by
         // one; a power cut may lose the last moments of the audit log, never corrupt it).
         conn.execute_batch("PRAGMA synchronous = NORMAL;")
-            .map_err(err)?;
-        conn.execute_batch(TABLES).map_err(err)?;
+            .map_err(&err)?;
+        conn.execute_batch(TABLES).map_err(&err)?;
         Ok(SqliteServerStore { conn, path })
     }
 
-    fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        |source| StoreError::Sqlite {
-            path: self.path.clone(),
+    /// SQLite's errors as the store's, naming the file (owning its path, so it can be taken
+    /// before a transaction borrows the connection).
+    fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + 'static {
+        let path = self.path.clone();
+        move |source| StoreError::Sqlite {
+            path: path.clone(),
             source,
         }
     }
@@ -141,7 +144,7 @@ impl ServerStore for SqliteServerStore {
                 "SELECT {TOKEN_COLUMNS} FROM _kye_tokens WHERE hash = ?1"
             ))
             .and_then(|mut st| st.query_row([hash], token_row).optional())
-            .map_err(err)
+            .map_err(&err)
     }
 
     fn tokens(&mut self) -> Result<Vec<TokenRecord>, StoreError> {
@@ -153,7 +156,7 @@ impl ServerStore for SqliteServerStore {
             ))
             .map_err(&err)?;
         let rows = st.query_map([], token_row).map_err(&err)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(err)
+        rows.collect::<rusqlite::Result<_>>().map_err(&err)
     }
 
     fn revoke_token(&mut self, name: &str, at: Timestamp) -> Result<bool, StoreError> {
@@ -177,17 +180,13 @@ impl ServerStore for SqliteServerStore {
     }
 
     fn put_secret(&mut self, s: &SealedSecret) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = self.err();
         // Immediate: the check and the write are one writer's, so a rotation committing in
         // between cannot leave two master keys.
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(err)?;
+            .map_err(&err)?;
         let other: Option<(String, String)> = tx
             .query_row(
                 "SELECT name, key_id FROM _kye_secrets WHERE key_id <> ?1 AND name <> ?2 LIMIT 1",
@@ -195,7 +194,7 @@ impl ServerStore for SqliteServerStore {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
-            .map_err(err)?;
+            .map_err(&err)?;
         if let Some((name, key)) = other {
             return Err(mixed_keys(s, &name, &key));
         }
@@ -212,8 +211,8 @@ impl ServerStore for SqliteServerStore {
                 s.updated.to_string()
             ],
         )
-        .map_err(err)?;
-        tx.commit().map_err(err)
+        .map_err(&err)?;
+        tx.commit().map_err(&err)
     }
 
     fn secrets(&mut self) -> Result<Vec<SealedSecret>, StoreError> {
@@ -225,7 +224,7 @@ impl ServerStore for SqliteServerStore {
             )
             .map_err(&err)?;
         let rows = st.query_map([], sealed_row).map_err(&err)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(err)
+        rows.collect::<rusqlite::Result<_>>().map_err(&err)
     }
 
     fn replace_secrets(
@@ -233,24 +232,20 @@ impl ServerStore for SqliteServerStore {
         from: &[SealedSecret],
         secrets: &[SealedSecret],
     ) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = self.err();
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(err)?;
+            .map_err(&err)?;
         let stored = {
             let mut st = tx
                 .prepare("SELECT name, nonce, ciphertext, key_id, updated FROM _kye_secrets")
-                .map_err(err)?;
-            let rows = st.query_map([], sealed_row).map_err(err)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(err)?
+                .map_err(&err)?;
+            let rows = st.query_map([], sealed_row).map_err(&err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)?
         };
         unchanged_since(&stored, from)?;
-        tx.execute("DELETE FROM _kye_secrets", []).map_err(err)?;
+        tx.execute("DELETE FROM _kye_secrets", []).map_err(&err)?;
         for s in secrets {
             tx.execute(
                 "INSERT INTO _kye_secrets (name, nonce, ciphertext, key_id, updated) \
@@ -263,18 +258,14 @@ impl ServerStore for SqliteServerStore {
                     s.updated.to_string()
                 ],
             )
-            .map_err(err)?;
+            .map_err(&err)?;
         }
-        tx.commit().map_err(err)
+        tx.commit().map_err(&err)
     }
 
     fn append_audit(&mut self, rows: &[AuditEntry]) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
+        let err = self.err();
+        let tx = self.conn.transaction().map_err(&err)?;
         for a in rows {
             // Parsed once per connection, not once per row.
             tx.prepare_cached(
@@ -292,9 +283,9 @@ impl ServerStore for SqliteServerStore {
                     a.status
                 ])
             })
-            .map_err(err)?;
+            .map_err(&err)?;
         }
-        tx.commit().map_err(err)
+        tx.commit().map_err(&err)
     }
 
     fn another(&self) -> Result<Box<dyn ServerStore>, StoreError> {
@@ -350,7 +341,7 @@ impl ServerStore for SqliteServerStore {
                 },
             )
             .optional()
-            .map_err(err)
+            .map_err(&err)
     }
 
     fn close_session(&mut self, id_hash: &str) -> Result<(), StoreError> {
@@ -360,7 +351,7 @@ impl ServerStore for SqliteServerStore {
                 "DELETE FROM _kye_sessions WHERE id_hash = ?1",
                 params![id_hash],
             )
-            .map_err(err)
+            .map_err(&err)
             .map(drop)
     }
 
@@ -374,7 +365,7 @@ impl ServerStore for SqliteServerStore {
                  WHERE time < ?1 ORDER BY id LIMIT ?2)",
                 params![before.to_string(), limit],
             )
-            .map_err(err)?;
+            .map_err(&err)?;
         Ok(n as u64)
     }
 
@@ -400,7 +391,7 @@ impl ServerStore for SqliteServerStore {
                 })
             })
             .map_err(&err)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(err)
+        rows.collect::<rusqlite::Result<_>>().map_err(&err)
     }
 }
 
