@@ -231,12 +231,14 @@ impl<'c, 's> BatchWriter<'c, 's> {
                 }
                 self.check_uniques(l, &row, &key_vals)?;
                 let keys = || rusqlite::params_from_iter(&key_vals);
-                self.st.execute(&sql.delete, keys()).map_err(&sqlerr)?;
                 for delete in &sql.child_deletes {
                     self.st.execute(delete, keys()).map_err(&sqlerr)?;
                 }
                 self.st
-                    .execute(&sql.insert, rusqlite::params_from_iter(&row))
+                    .execute(
+                        &sql.update,
+                        rusqlite::params_from_iter(row.iter().chain(&key_vals)),
+                    )
                     .map_err(&sqlerr)?;
             }
             Ok(_) => {}

@@ -215,20 +215,21 @@ pub(super) struct ModelSql {
     /// Per secondary index: select the primary key of the row holding a value.
     pub unique_selects: Vec<String>,
     /// Per secondary index: where each of its columns is among the inline columns of
-    /// [`ModelSql::insert`] (`None`: not an inline column).
+    /// [`ModelSql::insert_new`] (`None`: not an inline column).
     pub unique_positions: Vec<Vec<Option<usize>>>,
-    /// Delete the row by primary key.
-    pub delete: String,
+    /// Replace the stored row's columns, found by primary key: the arguments of
+    /// [`ModelSql::insert_new`], then the key. The row keeps its place (and rowid), so the primary
+    /// key's index is not touched.
+    pub update: String,
     /// Per multi-valued edge (in edge order): delete its child rows by parent key.
     pub child_deletes: Vec<String>,
-    /// Insert a row: inline columns in edge order, then the provenance columns.
-    pub insert: String,
-    /// The same, doing nothing when the key is already stored (0 rows changed). A value of
-    /// a secondary index held by another row fails it with `SQLITE_CONSTRAINT_UNIQUE`.
+    /// Insert a row (inline columns in edge order, then the provenance columns), doing
+    /// nothing when the key is already stored (0 rows changed). A value of a secondary index
+    /// held by another row fails it with `SQLITE_CONSTRAINT_UNIQUE`.
     pub insert_new: String,
     /// Per multi-valued edge (in edge order): insert one child row.
     pub child_inserts: Vec<String>,
-    /// Select the stored row by primary key: inline columns as in [`ModelSql::insert`],
+    /// Select the stored row by primary key: inline columns as in [`ModelSql::insert_new`],
     /// then the provenance columns.
     pub stored_row: String,
 }
@@ -257,11 +258,6 @@ pub(super) fn model_sql(l: &ModelLayout) -> ModelSql {
                 )
             })
             .collect();
-        let delete = format!(
-            "DELETE FROM {} WHERE {}",
-            q(&l.table),
-            where_eq("", &key_cols)
-        );
         let multi: Vec<&EdgeLayout> = l.edges.iter().filter(|e| e.in_child_table()).collect();
         let child_deletes = multi
             .iter()
@@ -285,6 +281,24 @@ pub(super) fn model_sql(l: &ModelLayout) -> ModelSql {
             q(&l.table),
             list(&names),
             placeholders(names.len())
+        );
+        // Key columns are not set (they are the same): their index stays as it is.
+        let sets: Vec<String> = names
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| !key_cols.contains(n))
+            .map(|(i, n)| format!("{} = ?{}", q(n), i + 1))
+            .collect();
+        let update = format!(
+            "UPDATE {} SET {} WHERE {}",
+            q(&l.table),
+            sets.join(", "),
+            key_cols
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("{} = ?{}", q(c), names.len() + i + 1))
+                .collect::<Vec<_>>()
+                .join(" AND ")
         );
         let stored_row = format!(
             "SELECT {} FROM {} WHERE {}",
@@ -319,11 +333,10 @@ pub(super) fn model_sql(l: &ModelLayout) -> ModelSql {
         ModelSql {
             unique_selects,
             unique_positions,
-            delete,
+            update,
             child_deletes,
             // Only a stored key is "nothing to do": a clash on a secondary index is an error.
             insert_new: format!("{insert} ON CONFLICT ({}) DO NOTHING", list(&key_cols)),
-            insert,
             child_inserts,
             stored_row,
         }
