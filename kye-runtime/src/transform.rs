@@ -132,8 +132,9 @@ pub(crate) fn primary_key_of(edges: &[&str], record: &Value) -> IndexKey {
 pub(crate) struct Inputs {
     pub transformer: &'static TransformerRegistration,
     pub reader: Mutex<Box<dyn StoreRead>>,
-    /// Per input model: canonical primary key → content hash.
-    pub hashes: HashMap<&'static str, HashMap<String, String>>,
+    /// Per input model looked up so far: canonical primary key → content hash, read whole
+    /// at the model's first lookup.
+    pub hashes: Mutex<HashMap<&'static str, HashMap<String, String>>>,
     /// Per input model: the edges of its primary index.
     pub primary_edges: HashMap<&'static str, Vec<String>>,
 }
@@ -209,40 +210,51 @@ impl TransformContext {
                 t.inputs.join(", ")
             )));
         };
-        let record = {
-            let reader = self.inputs.reader.lock().unwrap_or_else(|p| p.into_inner());
-            reader.record(model, key).map_err(|e| {
-                Error::other(e).context(format!(
-                    "transformer {} could not read {model} {key}",
-                    t.function
-                ))
-            })?
+        let cannot_read = |e| {
+            Error::other(e).context(format!(
+                "transformer {} could not read {model} {key}",
+                t.function
+            ))
         };
-        // A record found is recorded under its primary key as stored (the lookup may have used
-        // another index, another edge order, or "25" for 25), so a change to it is seen.
-        let (key, hash) = match &record {
-            Some(found) => {
-                let primary = self
-                    .inputs
-                    .primary_edges
-                    .get(model)
-                    .map(Vec::as_slice)
-                    .unwrap_or_default();
-                let stored = IndexKey::new(
-                    primary.iter().cloned(),
-                    primary
-                        .iter()
-                        .map(|e| found.get(e).cloned().unwrap_or(Value::Null)),
-                );
-                let hash = self
-                    .inputs
-                    .hashes
-                    .get(model)
-                    .and_then(|h| h.get(&stored.canonical()))
-                    .cloned();
-                (stored, hash)
+        let primary = self
+            .inputs
+            .primary_edges
+            .get(model)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let (record, key, hash) = {
+            let reader = self.inputs.reader.lock().unwrap_or_else(|p| p.into_inner());
+            let record = reader.record(model, key).map_err(cannot_read)?;
+            // A record found is recorded under its primary key as stored (the lookup may have
+            // used another index, another edge order, or "25" for 25), so a change to it is seen.
+            match record {
+                Some(found) => {
+                    let stored = IndexKey::new(
+                        primary.iter().cloned(),
+                        primary
+                            .iter()
+                            .map(|e| found.get(e).cloned().unwrap_or(Value::Null)),
+                    );
+                    let mut hashes = self.inputs.hashes.lock().unwrap_or_else(|p| p.into_inner());
+                    if !hashes.contains_key(model) {
+                        let edges: Vec<&str> = primary.iter().map(String::as_str).collect();
+                        let mut read = HashMap::new();
+                        reader
+                            .content_hashes(model, &edges, &mut |k, h| {
+                                read.insert(k.canonical(), h);
+                                Ok(())
+                            })
+                            .map_err(cannot_read)?;
+                        hashes.insert(model, read);
+                    }
+                    let hash = hashes
+                        .get(model)
+                        .and_then(|h| h.get(&stored.canonical()))
+                        .cloned();
+                    (Some(found), stored, hash)
+                }
+                None => (None, key.clone(), None),
             }
-            None => (key.clone(), None),
         };
         self.read
             .lock()

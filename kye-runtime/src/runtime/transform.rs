@@ -20,13 +20,13 @@ use crate::error::{Error, Result};
 use crate::redact::redact_text;
 use crate::registry::Registry;
 use crate::store::{
-    IndexKey, KeyStatus, Lineage, LineageInput, LineageRow, NewRun, Provenance, RecordQuery,
-    RecordWrite, RejectWrite, RunCounts, RunEnd, RunId, RunStatus, StoreRead, Timestamp, WriteItem,
+    IndexKey, KeyStatus, Lineage, LineageInput, NewRun, Provenance, RecordQuery, RecordWrite,
+    RejectWrite, RunCounts, RunEnd, RunId, RunStatus, StaleCounts, Timestamp, WriteItem,
 };
 use crate::transform::{primary_key_of, Inputs, TransformContext, TransformerRegistration};
 
 /// Outputs written per store transaction.
-const BATCH: usize = 256;
+const BATCH: usize = 1024;
 
 /// What one transformer did in a run.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -230,23 +230,6 @@ fn primary_edges(
     Ok(out)
 }
 
-/// The content hashes of every stored record of `model`: canonical key → hash.
-fn hashes_of(
-    reader: &dyn StoreRead,
-    model: &str,
-    edges: &[String],
-) -> Result<HashMap<String, String>> {
-    let edges: Vec<&str> = edges.iter().map(String::as_str).collect();
-    let mut out = HashMap::new();
-    reader
-        .content_hashes(model, &edges, &mut |key, hash| {
-            out.insert(key.canonical(), hash);
-            Ok(())
-        })
-        .map_err(|e| Error::other(e).context(format!("cannot read the {model} records")))?;
-    Ok(out)
-}
-
 fn run_one(
     handle: &tokio::runtime::Handle,
     store: &SharedStore,
@@ -265,69 +248,41 @@ fn run_one(
         )
     };
     let primary = t.primary();
-    // The inputs as stored now: canonical key → content hash.
-    let mut current: HashMap<&'static str, HashMap<String, String>> = HashMap::new();
-    for m in t.inputs {
-        current.insert(m, hashes_of(scan.as_ref(), m, &edges[m])?);
-    }
-    // What each output was computed from, streamed in output key order and judged one output
-    // at a time: the primary keys whose every input is unchanged. Keys stay canonical text.
-    let mut fresh: HashSet<String> = HashSet::new();
-    let mut orphaned = 0u64;
-    let mut group: Vec<LineageRow> = Vec::new();
-    let mut judge = |group: &mut Vec<LineageRow>| {
-        // An input read and stored then, with the same content now. One looked up and
-        // missing then never counts as unchanged: it may be stored now under the key the
-        // store normalized the lookup to ("25" for 25, another index), which the lineage
-        // cannot tell, so the output is computed again until the input is there.
-        let unchanged_input = |r: &LineageRow| {
-            r.input_hash.is_some()
-                && current
-                    .get(r.input_model.as_str())
-                    .and_then(|h| h.get(&r.input_key))
-                    == r.input_hash.as_ref()
-        };
-        // The primary input as the lineage marks it (a transformer may also read other
-        // records of its primary model, under other keys).
-        if let Some(i) = group.iter().position(|r| r.input_primary) {
-            if !current[primary].contains_key(&group[i].input_key) {
-                orphaned += 1;
-            } else if group.iter().all(unchanged_input) {
-                fresh.insert(group.swap_remove(i).input_key);
-            }
-        }
-        group.clear();
-    };
-    // With `all`, no output is fresh: the lineage is not read.
-    if !all {
-        scan.for_each_lineage(t.function, &mut |row| {
-            if group
-                .first()
-                .is_some_and(|g| g.output_key != row.output_key)
-            {
-                judge(&mut group);
-            }
-            group.push(row);
-            Ok(())
-        })
-        .map_err(store_err)?;
-        judge(&mut group);
-    }
+    // The primary keys to compute again, with their content hashes: the store judges the
+    // lineage against the inputs as stored now (with `all`, every stored primary input).
     let mut stale: Vec<(String, IndexKey, String)> = Vec::new();
-    let mut unchanged = 0u64;
-    for (canonical, hash) in &current[primary] {
-        if fresh.contains(canonical) {
-            unchanged += 1;
-            continue;
-        }
-        let key = IndexKey::from_canonical(canonical)
-            .ok_or_else(|| Error::permanent(format!("{primary}: an unreadable key {canonical}")))?;
-        stale.push((canonical.clone(), key, hash.clone()));
-    }
-    drop(fresh);
+    let mut keep = |key: IndexKey, hash: String| {
+        stale.push((key.canonical(), key, hash));
+        Ok(())
+    };
+    let judged = if all {
+        let primary_edges: Vec<&str> = edges[primary].iter().map(String::as_str).collect();
+        scan.content_hashes(primary, &primary_edges, &mut keep)
+            .map(|()| StaleCounts::default())
+    } else {
+        let input_edges: Vec<(&str, Vec<&str>)> = t
+            .inputs
+            .iter()
+            .map(|m| (*m, edges[m].iter().map(String::as_str).collect()))
+            .collect();
+        let inputs: Vec<(&str, &[&str])> = input_edges
+            .iter()
+            .map(|(m, e)| (*m, e.as_slice()))
+            .collect();
+        scan.stale_inputs(t.function, &inputs, &mut keep)
+    };
+    let StaleCounts {
+        unchanged,
+        orphaned,
+    } = judged.map_err(|e| {
+        Error::other(e).context(format!(
+            "transformer {}: cannot judge which outputs are stale",
+            t.function
+        ))
+    })?;
     // In key order, as the store reads them.
     stale.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let primary_count = current[primary].len();
+    let primary_count = stale.len() as u64 + unchanged;
 
     let run = {
         let mut s = store.lock().unwrap_or_else(|p| p.into_inner());
@@ -338,7 +293,7 @@ fn run_one(
     let inputs = Arc::new(Inputs {
         transformer: t,
         reader: Mutex::new(lookups),
-        hashes: current,
+        hashes: Mutex::new(HashMap::new()),
         primary_edges: t.inputs.iter().map(|m| (*m, edges[m].clone())).collect(),
     });
     let mut counts = TransformCounts {
@@ -381,7 +336,7 @@ fn run_one(
         Ok(())
     };
     // A few stale keys are read one by one; many are read in one pass over the model.
-    let result = if stale.len() * 10 < primary_count {
+    let result = if (stale.len() as u64) * 10 < primary_count {
         stale.iter().try_for_each(|(_, key, hash)| {
             match scan.record(primary, key).map_err(store_err)? {
                 Some(record) => each(record, key, hash),

@@ -57,6 +57,7 @@ mod rules;
 mod server;
 mod spec;
 mod sqlite;
+mod stale;
 mod time;
 mod traits;
 mod types;
@@ -87,7 +88,7 @@ pub use types::{
     DriftInfo, DriftWrite, KeyOutcomeInfo, KeyOutcomeWrite, KeyStatus, Lineage, LineageInput,
     LineageRow, ListCursorInfo, ListCursorWrite, NewRun, Provenance, QueueBatchWrite,
     QueuedOutcome, RecordWrite, RejectInfo, RejectWrite, RunCounts, RunEnd, RunId, RunInfo,
-    RunStatus, WriteItem,
+    RunStatus, StaleCounts, WriteItem,
 };
 
 pub(crate) use rules::{drift_example, fold_path, mark_dead, record_object, DEAD_RUN};

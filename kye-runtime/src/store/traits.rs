@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{
     DriftInfo, IndexKey, KeyOutcomeInfo, LineageRow, ListCursorInfo, NewRun, RecordQuery,
-    RejectInfo, RunCounts, RunEnd, RunId, RunInfo, StoreError, Timestamp, WriteItem,
+    RejectInfo, RunCounts, RunEnd, RunId, RunInfo, StaleCounts, StoreError, Timestamp, WriteItem,
 };
 
 /// The read side of a store: every query kye makes of stored records, runs, outcomes, rejects
@@ -131,6 +131,26 @@ pub trait StoreRead: Send {
             Ok(())
         })?;
         Ok(out)
+    }
+
+    /// The records of a transformer's primary input whose output must be computed again,
+    /// judged by the store itself from the lineage table and the inputs' content hashes, so
+    /// that only those leave the database: a record without a stored output, and one whose
+    /// output was computed from an input that changed since (its content hash differs, it is
+    /// no longer stored, or it was looked up and missing then). Each is handed to `each` with
+    /// its primary key and content hash, in no particular order.
+    ///
+    /// `inputs` are the transformer's input models with their primary index edges, the
+    /// primary input first. The default compares [`StoreRead::for_each_lineage`] with
+    /// [`StoreRead::content_hashes`] (so a store without lineage refuses as that does); a
+    /// store may judge closer to its data.
+    fn stale_inputs(
+        &self,
+        transformer: &str,
+        inputs: &[(&str, &[&str])],
+        each: &mut dyn FnMut(IndexKey, String) -> Result<(), StoreError>,
+    ) -> Result<StaleCounts, StoreError> {
+        super::stale::stale_inputs_by_reads(self, transformer, inputs, each)
     }
 
     /// [`StoreRead::lineage`] handing each row to `each` as it is read (ordered by output
@@ -338,6 +358,18 @@ macro_rules! read_through {
                 transformer: &str,
             ) -> Result<Vec<$crate::store::LineageRow>, $crate::store::StoreError> {
                 self.$field.lineage(transformer)
+            }
+
+            fn stale_inputs(
+                &self,
+                transformer: &str,
+                inputs: &[(&str, &[&str])],
+                each: &mut dyn FnMut(
+                    $crate::store::IndexKey,
+                    String,
+                ) -> Result<(), $crate::store::StoreError>,
+            ) -> Result<$crate::store::StaleCounts, $crate::store::StoreError> {
+                self.$field.stale_inputs(transformer, inputs, each)
             }
 
             fn for_each_lineage(

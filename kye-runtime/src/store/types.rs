@@ -284,6 +284,17 @@ pub struct LineageRow {
     pub input_primary: bool,
 }
 
+/// What [`StoreRead::stale_inputs`](super::StoreRead::stale_inputs) counted besides the stale
+/// keys it handed over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StaleCounts {
+    /// Records of the primary input whose output was computed from inputs that are all
+    /// stored now with the content they had then.
+    pub unchanged: u64,
+    /// Stored outputs whose primary input is no longer stored.
+    pub orphaned: u64,
+}
+
 /// A fetched value that failed validation: kept whole, with its errors.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RejectWrite {

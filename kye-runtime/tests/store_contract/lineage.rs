@@ -3,7 +3,7 @@
 //! of stored records the runtime compares it with.
 
 use kye_runtime::store::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::fixtures::*;
 use crate::harness::{Harness, Lineage as Kept, SecondaryIndexes};
@@ -237,4 +237,190 @@ pub fn content_hashes_follow_the_records(h: &Harness) {
     let after = hashes(st.reader().as_ref());
     assert_eq!(after[0], before[0]);
     assert_ne!(after[1].1, before[1].1);
+}
+
+/// The store's judgement of which outputs are stale ([`StoreRead::stale_inputs`]) against the
+/// lineage and the inputs as stored now: an output is fresh only when every input it read
+/// (its primary input, another model's record, another record of the primary model) is
+/// stored with the hash it had; a record without an output is stale; an output whose primary
+/// input is gone is counted as orphaned. Read on the writer and on a reader alike.
+pub fn stale_inputs_judge_the_lineage(h: &Harness) {
+    let st = Store::new(h);
+    let mut s = st.prepared(POKEMON);
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    let mon = |id: i64, weight: i64| {
+        json!({"id": id, "name": format!("mon-{id}"), "weight": weight,
+               "types": [{"name": "electric"}]})
+    };
+    let water = json!({"name": "water", "generation": "generation-i"});
+    let mut items: Vec<WriteItem> = (25..=31)
+        .filter(|id| *id != 30)
+        .map(|id| record(run, "Pokemon", mon(id, 10)))
+        .collect();
+    items.push(record(run, "PokemonType", water.clone()));
+    items.push(record(run, "PokemonType", json!({"name": "electric"})));
+    write_ok(s.as_mut(), &items);
+    let hash_of = |s: &dyn StoreRead, model: &str, edge: &str, key: Value| {
+        let mut found = None;
+        s.content_hashes(model, &[edge], &mut |k, h| {
+            if k == IndexKey::single(edge, key.clone()) {
+                found = Some(h);
+            }
+            Ok(())
+        })
+        .unwrap();
+        found.unwrap_or_else(|| panic!("{model} {key} is stored"))
+    };
+    let now = |s: &dyn StoreRead, id: i64| Some(hash_of(s, "Pokemon", "id", json!(id)));
+    let water_then = hash_of(s.as_ref(), "PokemonType", "name", json!("water"));
+    let electric = hash_of(s.as_ref(), "PokemonType", "name", json!("electric"));
+    let mon_key = |id: i64| IndexKey::single("id", id);
+    // An output per primary Pokémon, stored as a PokemonType named after it.
+    let card = |id: i64, inputs: Vec<LineageInput>| {
+        WriteItem::Record(
+            RecordWrite::new(
+                "PokemonType",
+                json!({"name": format!("card-{id}")}),
+                Provenance::new(run, "transform t"),
+            )
+            .with_lineage(Lineage {
+                transformer: "t".into(),
+                output_key: IndexKey::single("name", format!("card-{id}")),
+                inputs,
+            }),
+        )
+    };
+    let r = s.as_ref();
+    let items = [
+        // 25: its Pokémon and the electric type as stored: fresh.
+        card(
+            25,
+            vec![
+                input("Pokemon", mon_key(25), now(r, 25).as_deref()),
+                input(
+                    "PokemonType",
+                    IndexKey::single("name", "electric"),
+                    Some(&electric),
+                ),
+            ],
+        ),
+        // 26: computed from a Pokémon that changed since (below).
+        card(
+            26,
+            vec![input("Pokemon", mon_key(26), now(r, 26).as_deref())],
+        ),
+        // 27: read the water type, which changes (below).
+        card(
+            27,
+            vec![
+                input("Pokemon", mon_key(27), now(r, 27).as_deref()),
+                input(
+                    "PokemonType",
+                    IndexKey::single("name", "water"),
+                    Some(&water_then),
+                ),
+            ],
+        ),
+        // 28: looked up a fire type that was missing then (and still is).
+        card(
+            28,
+            vec![
+                input("Pokemon", mon_key(28), now(r, 28).as_deref()),
+                input("PokemonType", IndexKey::single("name", "fire"), None),
+            ],
+        ),
+        // 29: read another Pokémon (25) as stored: fresh.
+        card(
+            29,
+            vec![
+                input("Pokemon", mon_key(29), now(r, 29).as_deref()),
+                input("Pokemon", mon_key(25), now(r, 25).as_deref()),
+            ],
+        ),
+        // 30: its Pokémon is not stored (gone): orphaned.
+        card(30, vec![input("Pokemon", mon_key(30), Some("sha256:gone"))]),
+        // 31 has no output: stale.
+    ];
+    if st.differs.lineage == Kept::Refused {
+        let err = s
+            .stale_inputs(
+                "t",
+                &[("Pokemon", &["id"]), ("PokemonType", &["name"])],
+                &mut |_, _| Ok(()),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("keeps no lineage"), "{err}");
+        return;
+    }
+    write_ok(s.as_mut(), &items);
+    let mut water_now = water;
+    water_now["generation"] = json!("generation-ii");
+    write_ok(
+        s.as_mut(),
+        &[
+            record(run, "Pokemon", mon(26, 11)),
+            record(run, "PokemonType", water_now),
+        ],
+    );
+    let judge = |s: &dyn StoreRead| {
+        let mut stale = Vec::new();
+        let counts = s
+            .stale_inputs(
+                "t",
+                &[("Pokemon", &["id"]), ("PokemonType", &["name"])],
+                &mut |k, h| {
+                    stale.push((k.canonical(), h));
+                    Ok(())
+                },
+            )
+            .expect("judged");
+        stale.sort();
+        (stale, counts)
+    };
+    let expected: Vec<(String, String)> = [26, 27, 28, 31]
+        .into_iter()
+        .map(|id| (format!("{{\"id\":{id}}}"), now(s.as_ref(), id).unwrap()))
+        .collect();
+    for reader in [judge(s.as_ref()), judge(st.reader().as_ref())] {
+        let (stale, counts) = reader;
+        assert_eq!(stale, expected);
+        assert_eq!(
+            counts,
+            StaleCounts {
+                unchanged: 2,
+                orphaned: 1
+            }
+        );
+    }
+    // Another transformer has no lineage: every stored Pokémon is stale.
+    let mut none = 0;
+    let counts = s
+        .stale_inputs("nobody", &[("Pokemon", &["id"])], &mut |_, _| {
+            none += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!((none, counts), (6, StaleCounts::default()));
+    // Pokémon 25 changes: card 25 and card 29 (which read it) become stale.
+    write_ok(s.as_mut(), &[record(run, "Pokemon", mon(25, 12))]);
+    let (stale, counts) = judge(st.reader().as_ref());
+    let ids: Vec<&str> = stale.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            r#"{"id":25}"#,
+            r#"{"id":26}"#,
+            r#"{"id":27}"#,
+            r#"{"id":28}"#,
+            r#"{"id":29}"#,
+            r#"{"id":31}"#
+        ]
+    );
+    assert_eq!(
+        counts,
+        StaleCounts {
+            unchanged: 0,
+            orphaned: 1
+        }
+    );
 }

@@ -71,6 +71,7 @@ macro_rules! store_contract {
                 lineage::lineage_is_written_with_its_output_and_replaced_whole,
                 lineage::a_refused_output_leaves_no_lineage,
                 lineage::content_hashes_follow_the_records,
+                lineage::stale_inputs_judge_the_lineage,
             );
             store_contract!(@async_cases $harness;
                 runtime::every_cat_keeps_its_own_vitals,

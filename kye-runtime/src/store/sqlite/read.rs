@@ -12,10 +12,11 @@ use crate::store::key::canonical_json;
 use crate::store::layout::{self, Col, EdgeLayout, ModelLayout, Prim, POSITION};
 use crate::store::lock::writer_alive;
 use crate::store::records::{filter_edge, index_of, key_object, ref_value, value_object_out};
+use crate::store::stale;
 use crate::store::{
     mark_dead, DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, LineageRow, ListCursorInfo,
-    RecordQuery, RejectInfo, RunCounts, RunId, RunInfo, RunStatus, StoreError, StoreRead,
-    Timestamp,
+    RecordQuery, RejectInfo, RunCounts, RunId, RunInfo, RunStatus, StaleCounts, StoreError,
+    StoreRead, Timestamp,
 };
 
 use super::convert::{edge_cols_sql, from_sql, json_to_sql, sql_to_json, to_sql};
@@ -663,6 +664,111 @@ impl StoreRead for SqliteReader {
         failure.map_or(Ok(()), Err)
     }
 
+    fn stale_inputs(
+        &self,
+        transformer: &str,
+        inputs: &[(&str, &[&str])],
+        each: &mut dyn FnMut(IndexKey, String) -> Result<(), StoreError>,
+    ) -> Result<StaleCounts, StoreError> {
+        let Some((primary, primary_edges)) = inputs.first() else {
+            return Ok(StaleCounts::default());
+        };
+        let l = self.layout(primary)?;
+        if !self.initialized || !l.keys_are_columns(primary_edges) {
+            return stale::stale_inputs_by_reads(self, transformer, inputs, each);
+        }
+        // The default's judgement, reading borrowed column values: no key, record or lineage
+        // row is built for a row that is not stale. While this connection reads the lineage,
+        // a second one reads the primary input's hashes (the two scans take about as long).
+        let table = q(&l.table);
+        let side_scan = self.sql(|c| {
+            c.prepare_cached("SELECT EXISTS (SELECT 1 FROM _kye_lineage WHERE transformer = ?1)")?
+                .query_row([transformer], |r| r.get::<_, bool>(0))
+        })?;
+        let (mut verdict, side) = std::thread::scope(|scope| {
+            let (path, side_table) = (self.path.clone(), table.clone());
+            let side = side_scan.then(|| scope.spawn(move || hashes_by_rowid(&path, &side_table)));
+            let verdict = self.judge_lineage(transformer, inputs)?;
+            let side = side.and_then(|h| h.join().ok()).and_then(Result::ok);
+            Ok::<_, StoreError>((verdict, side))
+        })?;
+        let read_key = |row: &rusqlite::Row<'_>| -> rusqlite::Result<(String, IndexKey)> {
+            let values: Vec<Value> = l
+                .key
+                .iter()
+                .enumerate()
+                .map(|(i, col)| row.get_ref(i + 1).map(|v| from_sql(v, col.prim)))
+                .collect::<rusqlite::Result<_>>()?;
+            let hash: String = row.get(0)?;
+            Ok((hash, IndexKey::new(primary_edges.iter().copied(), values)))
+        };
+        let select = format!(
+            "SELECT \"_kye_hash\", {} FROM {table}",
+            list(l.key.iter().map(|c| &c.name)),
+        );
+        let mut unchanged = 0u64;
+        let mut failure = None;
+        // Few stale records (the usual second run): their keys read by rowid.
+        if let Some(rows) = side {
+            let stale: Vec<i64> = rows
+                .iter()
+                .filter_map(|(hash, rowid)| {
+                    let fresh = verdict.unchanged_digest(*hash);
+                    unchanged += u64::from(fresh);
+                    (!fresh).then_some(*rowid)
+                })
+                .collect();
+            if stale.len() * 10 <= rows.len() {
+                let sql = format!("{select} WHERE rowid = ?1");
+                self.sql(|c| {
+                    let mut st = c.prepare(&sql)?;
+                    for rowid in stale {
+                        let Some((hash, key)) = st.query_row([rowid], read_key).optional()? else {
+                            continue;
+                        };
+                        if let Err(e) = each(key, hash) {
+                            failure = Some(e);
+                            break;
+                        }
+                    }
+                    Ok(())
+                })?;
+                return match failure {
+                    Some(e) => Err(e),
+                    None => Ok(StaleCounts {
+                        unchanged,
+                        orphaned: verdict.orphaned(self, primary)?,
+                    }),
+                };
+            }
+            unchanged = 0;
+        }
+        // Many stale records (a first run): every key read in one pass.
+        self.sql(|c| {
+            let mut st = c.prepare(&select)?;
+            let mut rows = st.query([])?;
+            while let Some(row) = rows.next()? {
+                if verdict.unchanged(row.get_ref(0)?.as_str()?) {
+                    unchanged += 1;
+                    continue;
+                }
+                let (hash, key) = read_key(row)?;
+                if let Err(e) = each(key, hash) {
+                    failure = Some(e);
+                    break;
+                }
+            }
+            Ok(())
+        })?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(StaleCounts {
+                unchanged,
+                orphaned: verdict.orphaned(self, primary)?,
+            }),
+        }
+    }
+
     fn drift(&self) -> Result<Vec<DriftInfo>, StoreError> {
         if !self.initialized {
             return Ok(Vec::new());
@@ -756,4 +862,79 @@ pub(super) fn outcome_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyOutcomeI
         reason: r.get(2)?,
         at: at.parse().unwrap_or(Timestamp::from_unix_millis(0)),
     })
+}
+
+impl SqliteReader {
+    /// The lineage of `transformer` judged against the current hashes of its inputs other
+    /// than the primary one ([`stale::Judge`]).
+    fn judge_lineage(
+        &self,
+        transformer: &str,
+        inputs: &[(&str, &[&str])],
+    ) -> Result<stale::Verdict, StoreError> {
+        let hashes = |model: &str, set: &mut stale::Digests| {
+            let sql = format!(
+                "SELECT \"_kye_hash\" FROM {}",
+                q(&self.layout(model)?.table)
+            );
+            self.sql(|c| {
+                let mut st = c.prepare(&sql)?;
+                let mut rows = st.query([])?;
+                while let Some(row) = rows.next()? {
+                    set.insert(stale::Digest::of(row.get_ref(0)?.as_str()?));
+                }
+                Ok(())
+            })
+        };
+        let lineage = |judge: &mut stale::Judge| {
+            self.sql(|c| {
+                let mut st = c.prepare_cached(
+                    "SELECT output_key, input_model, input_key, input_hash, input_primary \
+                     FROM _kye_lineage WHERE transformer = ?1 \
+                     ORDER BY output_key, input_model, input_key",
+                )?;
+                let mut rows = st.query([transformer])?;
+                while let Some(r) = rows.next()? {
+                    judge.row(
+                        r.get_ref(0)?.as_str()?,
+                        r.get_ref(1)?.as_str()?,
+                        r.get_ref(2)?.as_str()?,
+                        r.get_ref(3)?.as_str_or_null()?,
+                        r.get::<_, bool>(4)?,
+                    );
+                }
+                Ok(())
+            })
+        };
+        let mut judge = stale::Judge::new(inputs.iter().map(|(m, _)| *m));
+        for model in judge.to_read() {
+            if let Some(set) = judge.current(&model) {
+                hashes(&model, set)?;
+            }
+        }
+        lineage(&mut judge)?;
+        if judge.wants_primary_hashes() {
+            let primary = inputs.first().map(|(m, _)| *m).unwrap_or_default();
+            judge = judge.with_primary_hashes(|set| hashes(primary, set))?;
+            lineage(&mut judge)?;
+        }
+        Ok(judge.finish())
+    }
+}
+
+/// Every row's content hash and rowid of `table`, read on a connection of its own (beside
+/// the reader's scan of the lineage).
+fn hashes_by_rowid(path: &Path, table: &str) -> rusqlite::Result<Vec<(stale::Digest, i64)>> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let mut st = conn.prepare(&format!("SELECT \"_kye_hash\", rowid FROM {table}"))?;
+    let mut rows = st.query([])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push((stale::Digest::of(row.get_ref(0)?.as_str()?), row.get(1)?));
+    }
+    Ok(out)
 }
