@@ -87,6 +87,29 @@ impl Fixture {
         extra_config: &str,
         secrets: kye_runtime::Secrets,
     ) -> Fixture {
+        Fixture::start_registry(
+            common::registry(),
+            source,
+            base_url,
+            dir,
+            store_spec,
+            extra_config,
+            secrets,
+        )
+        .await
+    }
+
+    /// [`Fixture::start_on`] serving the models and fetchers of `registry` (whose fetchers
+    /// read the source's address from `rel.base_url`, as [`common::registry`]'s do).
+    pub async fn start_registry(
+        registry: kye_runtime::Registry,
+        source: TestServer,
+        base_url: &str,
+        dir: tempfile::TempDir,
+        store_spec: &str,
+        extra_config: &str,
+        secrets: kye_runtime::Secrets,
+    ) -> Fixture {
         let db = dir.path().join("kye.db");
         let mut config = common::config(base_url, 4);
         let roles =
@@ -103,7 +126,7 @@ impl Fixture {
             }
         }
         let runtime = Runtime::builder()
-            .registry(common::registry())
+            .registry(registry)
             .config(config)
             .env(Vec::new())
             .secrets(secrets)
