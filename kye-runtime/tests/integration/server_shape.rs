@@ -13,7 +13,7 @@ use kye_runtime::{
 };
 use serde_json::json;
 
-use crate::server_api::Fixture;
+use crate::server_api::{drop_postgres_schema, postgres_spec, Fixture};
 
 const SCHEMA: &str = r#"
 Pokemon(id: Number)(name) {
@@ -150,32 +150,9 @@ async fn a_fetched_record_has_the_shape_of_the_stored_one() {
 /// outside CI).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fetched_record_has_the_shape_of_the_stored_one_on_postgresql() {
-    let url = std::env::var("KYE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
-    let schema = format!("kye_shape_{}", std::process::id());
-    let u = url.clone();
-    // The blocking client runs its own runtime: only ever on a thread of its own.
-    let reachable =
-        std::thread::spawn(move || postgres::Client::connect(&u, postgres::NoTls).map(drop))
-            .join()
-            .unwrap();
-    match reachable {
-        Ok(()) => {}
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true: PostgreSQL at {url} does not answer: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping: nothing answers at {url} ({e})");
-            return;
-        }
-    }
-    let sep = if url.contains('?') { '&' } else { '?' };
-    fetched_and_stored_answers_agree(Some(&format!("{url}{sep}schema={schema}"))).await;
-    std::thread::spawn(move || {
-        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-        c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-            .unwrap();
-    })
-    .join()
-    .unwrap();
+    let Some((url, spec)) = postgres_spec("kye_shape") else {
+        return;
+    };
+    fetched_and_stored_answers_agree(Some(&spec)).await;
+    drop_postgres_schema(&url, "kye_shape");
 }
