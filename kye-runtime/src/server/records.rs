@@ -317,15 +317,16 @@ async fn stored_as_read(
                     continue;
                 };
                 if let Some(rec) = r.record(&m, &k)? {
-                    return Ok(Some((at, rec)));
+                    return Ok(Some((at, rec, k)));
                 }
             }
             Ok(None)
         })
         .await;
     match back {
-        Ok(Some((at, record))) => Fetched::Stored {
-            record: state.memo.put(memo_key(model, key), at, &record),
+        Ok(Some((at, record, found_by))) => Fetched::Stored {
+            // Remembered under the key that found it, as the store path does.
+            record: state.memo.put(memo_key(model, &found_by), at, &record),
             at,
             run,
         },
