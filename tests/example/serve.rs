@@ -230,6 +230,7 @@ fn a_team_serves_the_example_with_tokens_sealed_secrets_and_an_audit_log() {
         "{body}"
     );
     assert_eq!(body["record"]["id"], 25, "{body}");
+    let fetched_record = body["record"].clone();
     let fetched = source.stats().requests();
     assert!(fetched > before);
     let (s, body) = http(
@@ -239,6 +240,9 @@ fn a_team_serves_the_example_with_tokens_sealed_secrets_and_an_audit_log() {
     );
     assert_eq!((s, &body["source"]), (200, &Value::from("store")), "{body}");
     assert_eq!(source.stats().requests(), fetched);
+    // One record, one shape: references are objects by key, fetched or stored.
+    assert_eq!(body["record"], fetched_record, "{body}");
+    assert!(body["record"]["abilities"][0]["name"].is_string(), "{body}");
     let (s, body) = http(&server.addr, "/v1/audit", Some(&olga));
     assert_eq!(s, 200, "{body}");
     let (status, logs) = server.stop();

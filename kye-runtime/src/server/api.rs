@@ -651,7 +651,7 @@ pub(crate) async fn freshness(State(state): St, headers: HeaderMap) -> Response 
         .iter()
         .filter(|p| caller.role.read.allows(&p.model))
     {
-        match super::fresh::scan(&state, policy).await {
+        match super::fresh::scan(&state, policy, false).await {
             Ok(scan) => models.push(super::fresh::report(policy, &scan, next)),
             Err(e) => {
                 tracing::error!(error = %e, "freshness scan failed");

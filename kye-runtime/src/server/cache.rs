@@ -18,11 +18,16 @@ use tokio::sync::OnceCell;
 /// What one upstream fetch of a key ended with.
 #[derive(Debug, Clone)]
 pub(crate) enum Fetched {
-    /// Fetched, valid, stored.
-    Stored { record: Value, run: i64 },
+    /// Fetched, valid, stored: the record as the store renders it (read back after the
+    /// write, so that a fetched answer has the shape of a stored one), stored at `at`.
+    Stored {
+        record: RawRecord,
+        at: crate::store::Timestamp,
+        run: i64,
+    },
     /// Stored by another request's fetch since this one began: no fetch needed.
     Recent {
-        record: Value,
+        record: RawRecord,
         at: crate::store::Timestamp,
     },
     /// The payload failed validation (nothing stored).
@@ -31,6 +36,8 @@ pub(crate) enum Fetched {
     Missing { reason: String, run: i64 },
     /// The source could not be reached or answered with an error (after retries).
     Failed { reason: String },
+    /// Fetched and stored, but the store failed to read the record back (logged).
+    Unreadable,
     /// Every read-through slot (`[serve] max_fetches`) stayed busy for [`FETCH_WAIT`].
     Busy,
 }

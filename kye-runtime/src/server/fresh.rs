@@ -10,8 +10,16 @@
 //! PokemonType = { max_age = "7d", warn = "8d", error = "14d" }
 //! ```
 //!
-//! A first landing: each scan reads the model's stored records (keys and fetch times), so it
-//! costs a pass over the model's table; a store query of ages alone is the next step.
+//! A scan asks the store, not the records: the SQL stores count the records fetched since
+//! the cut-off and before it and find the oldest fetch time in one aggregate query over the
+//! model table's fetch-time column ([`StoreRead::fetched_ages`]), and the refresher reads the
+//! keys of the stale rows only, oldest first, at most a batch ([`StoreRead::fetched_before`]).
+//! No record is built and no child table read; the queries still pass over the model table's
+//! rows (the fetch time has no index). The directory store (which cannot serve) answers both
+//! by reading records.
+//!
+//! [`StoreRead::fetched_ages`]: crate::store::StoreRead::fetched_ages
+//! [`StoreRead::fetched_before`]: crate::store::StoreRead::fetched_before
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -25,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::model::{Key, KeyValue};
 use crate::request::{KeySpec, Request};
 use crate::runtime::FetchRequest;
-use crate::store::{RecordQuery, Timestamp};
+use crate::store::{IndexKey, Timestamp};
 
 /// Keys refreshed by one background run, at most.
 const BATCH: usize = 100;
@@ -102,52 +110,54 @@ pub(crate) struct Scan {
     pub stale_keys: Vec<Key>,
 }
 
-/// Reads the model's stored keys and fetch times.
-pub(crate) async fn scan(state: &Arc<AppState>, policy: &Policy) -> Result<Scan> {
+/// Asks the store how old the model's records are, and for the keys of the stale ones
+/// (oldest first, at most [`BATCH`]) when `with_keys` (the refresher needs them, a report
+/// does not).
+pub(crate) async fn scan(state: &Arc<AppState>, policy: &Policy, with_keys: bool) -> Result<Scan> {
     let Some(fetcher) = state.runtime.registry().fetchers_for(&policy.model).next() else {
         return Ok(Scan::default());
     };
     let edges: Vec<&'static str> = fetcher.identifier.to_vec();
-    let mut query = RecordQuery::new(policy.model.clone());
-    query.depth = 0;
-    query.provenance = true;
+    let model = policy.model.clone();
     let max_age = policy.max_age;
     let found = state
         .with_reader(move |r| {
             let now = Timestamp::now();
-            let mut scan = Scan::default();
-            let mut stale: Vec<(Timestamp, Key)> = Vec::new();
-            r.for_each_record(&query, &mut |rec| {
-                let at = rec["_kye"]["fetched_at"]
-                    .as_str()
-                    .and_then(|t| t.parse::<Timestamp>().ok());
-                let Some(at) = at else { return Ok(()) };
-                scan.oldest = Some(scan.oldest.map_or(at, |o| o.min(at)));
-                if at.age(now) <= max_age {
-                    scan.fresh += 1;
-                    return Ok(());
-                }
-                scan.stale += 1;
-                let values: Option<Vec<KeyValue>> = edges
-                    .iter()
-                    .map(|e| match &rec[*e] {
-                        Value::Number(n) => n.as_i64().map(KeyValue::Int),
-                        Value::String(s) => Some(KeyValue::String(s.clone())),
-                        _ => None,
-                    })
-                    .collect();
-                if let Some(values) = values {
-                    stale.push((at, Key::new(values)));
-                }
-                Ok(())
-            })?;
-            stale.sort_by_key(|(at, _)| *at);
-            scan.stale_keys = stale.into_iter().take(BATCH).map(|(_, k)| k).collect();
-            Ok(scan)
+            let cutoff = Timestamp::from_unix_millis(
+                now.unix_millis()
+                    .saturating_sub(i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX)),
+            );
+            let ages = r.fetched_ages(&model, cutoff)?;
+            let stale = if with_keys && ages.before > 0 {
+                r.fetched_before(&model, &edges, cutoff, BATCH)?
+            } else {
+                Vec::new()
+            };
+            Ok(Scan {
+                fresh: ages.since,
+                stale: ages.before,
+                oldest: ages.oldest,
+                stale_keys: stale.iter().filter_map(|(_, k)| key_of(k)).collect(),
+            })
         })
         .await
         .map_err(Error::other)?;
     Ok(found)
+}
+
+/// A stored key as the runtime's [`Key`] (integers and strings; `None` for other values,
+/// which no fetcher is keyed by).
+fn key_of(key: &IndexKey) -> Option<Key> {
+    let values: Option<Vec<KeyValue>> = key
+        .values
+        .iter()
+        .map(|v| match v {
+            Value::Number(n) => n.as_i64().map(KeyValue::Int),
+            Value::String(s) => Some(KeyValue::String(s.clone())),
+            _ => None,
+        })
+        .collect();
+    values.map(Key::new)
 }
 
 /// The report of `GET /v1/freshness` for one model.
@@ -180,7 +190,7 @@ pub(crate) async fn refresher(state: Arc<AppState>, every: Duration) {
             if state.stopping.load(Ordering::SeqCst) {
                 return;
             }
-            let scan = match scan(&state, policy).await {
+            let scan = match scan(&state, policy, true).await {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(model = %policy.model, error = %e, "freshness scan failed");

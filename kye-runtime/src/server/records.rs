@@ -4,6 +4,7 @@
 //! (its outcome is in the store too); else, for a caller who may fetch, the source, once for
 //! every concurrent caller of the same key.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -16,6 +17,7 @@ use serde_json::{json, Value};
 use super::api::{answer, authenticate, error, forbidden, resolve_key, store_error, St};
 use super::audit::{cut, Note};
 use super::cache::{raw_record, Fetched};
+use super::AppState;
 use crate::runtime::GetResult;
 use crate::store::{IndexKey, KeyStatus, Timestamp};
 
@@ -83,7 +85,7 @@ pub(crate) async fn records(
                 let Some(at) = r.last_stored(&m, &k)? else {
                     continue;
                 };
-                let memo_key = format!("{m}:{}", k.canonical());
+                let memo_key = memo_key(&m, &k);
                 if let Some(rec) = memo.memo.get(&memo_key, at) {
                     return Ok(Some((at, rec, k)));
                 }
@@ -195,24 +197,28 @@ pub(crate) async fn records(
             // Stored by another request's fetch between this request's look at the store and
             // now: when it answers this request (fresh within max_age, or stored since this
             // request began), no second fetch.
+            let (m2, k2) = (m.clone(), k.clone());
             let since = leader
-                .with_reader(move |r| match r.last_stored(&m, &k)? {
+                .with_reader(move |r| match r.last_stored(&m2, &k2)? {
                     Some(at)
                         if at >= asked || max_age.is_none_or(|m| at.age(Timestamp::now()) <= m) =>
                     {
-                        Ok(r.record(&m, &k)?.map(|rec| (at, rec)))
+                        Ok(r.record(&m2, &k2)?.map(|rec| (at, rec)))
                     }
                     _ => Ok(None),
                 })
                 .await;
             if let Ok(Some((at, record))) = since {
+                let record = leader.memo.put(memo_key(&m, &k), at, &record);
                 return Fetched::Recent { record, at };
             }
             let Some(_slot) = leader.fetch_slot().await else {
                 return Fetched::Busy;
             };
             match runtime.get(&text).await {
-                Ok(GetResult::Stored { record, run, .. }) => Fetched::Stored { record, run: run.0 },
+                Ok(GetResult::Stored { record, run, .. }) => {
+                    stored_as_read(&leader, &m, &k, &record, run.0).await
+                }
                 Ok(GetResult::Rejected { errors, run, .. }) => Fetched::Rejected {
                     errors: errors.iter().map(ToString::to_string).collect(),
                     run: run.0,
@@ -227,16 +233,14 @@ pub(crate) async fn records(
     match outcome {
         Fetched::Recent { record, at } => {
             note.source = Some("store");
-            let record = raw_record(&record);
             found(
                 StatusCode::OK,
                 Found::stored(&model, &index, at.age(Timestamp::now()), at, &record),
                 note,
             )
         }
-        Fetched::Stored { record, run } => {
-            let record = raw_record(&record);
-            let mut body = Found::stored(&model, &index, Duration::ZERO, Timestamp::now(), &record);
+        Fetched::Stored { record, at, run } => {
+            let mut body = Found::stored(&model, &index, at.age(Timestamp::now()), at, &record);
             body.source = "fetched";
             body.run = Some(run);
             found(StatusCode::OK, body, note)
@@ -269,6 +273,12 @@ pub(crate) async fn records(
             super::limit::retry_after(&mut r, std::time::Duration::from_secs(1));
             r
         }
+        Fetched::Unreadable => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{model} {key_text} was fetched and stored, but the warehouse could not read it back"),
+            Some("read it again without max_age: it is stored; the server's log has the cause"),
+            note,
+        ),
         Fetched::Failed { reason } => answer(
             StatusCode::BAD_GATEWAY,
             json!({
@@ -278,6 +288,76 @@ pub(crate) async fn records(
             note,
         ),
     }
+}
+
+/// The memo's key of a record: `Model:{"edge":value}`.
+fn memo_key(model: &str, key: &IndexKey) -> String {
+    format!("{model}:{}", key.canonical())
+}
+
+/// A record the runtime just fetched, validated and stored, as the store renders it: read
+/// back by the key asked for (else by the record's primary key), so that a `"fetched"`
+/// answer has the shape of a `"store"` one (references as objects such as
+/// `{"name": "static"}`, not as the fetcher returned them) on every store. The read also
+/// fills the memo, so the next read of the key copies it. Only when the stored record is
+/// gone again (deleted since) is the runtime's record answered as it came.
+async fn stored_as_read(
+    state: &Arc<AppState>,
+    model: &str,
+    key: &IndexKey,
+    fetched: &Value,
+    run: i64,
+) -> Fetched {
+    let primary = primary_key(state, model, fetched).filter(|p| p != key);
+    let (m, k) = (model.to_string(), key.clone());
+    let back = state
+        .with_reader(move |r| {
+            for k in std::iter::once(k).chain(primary) {
+                let Some(at) = r.last_stored(&m, &k)? else {
+                    continue;
+                };
+                if let Some(rec) = r.record(&m, &k)? {
+                    return Ok(Some((at, rec, k)));
+                }
+            }
+            Ok(None)
+        })
+        .await;
+    match back {
+        Ok(Some((at, record, found_by))) => Fetched::Stored {
+            // Remembered under the key that found it, as the store path does.
+            record: state.memo.put(memo_key(model, &found_by), at, &record),
+            at,
+            run,
+        },
+        Ok(None) => {
+            tracing::warn!(
+                model,
+                "a record stored by a read-through fetch was not found again"
+            );
+            Fetched::Stored {
+                record: raw_record(fetched),
+                at: Timestamp::now(),
+                run,
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "store error reading back a fetched record");
+            Fetched::Unreadable
+        }
+    }
+}
+
+/// The primary key of `record` of `model` (its values of the primary index's edges), if the
+/// registry knows the model and the record has them.
+fn primary_key(state: &AppState, model: &str, record: &Value) -> Option<IndexKey> {
+    let def = state.runtime.registry().model(model)?.definition();
+    let edges = &def.primary_index()?.edges;
+    let values: Option<Vec<Value>> = edges
+        .iter()
+        .map(|e| record.get(e).filter(|v| !v.is_null()).cloned())
+        .collect();
+    Some(IndexKey::new(edges.iter().map(String::as_str), values?))
 }
 
 /// The answer of a record found: the keys in the order the API's other answers have them

@@ -156,6 +156,20 @@ impl ModelLayout {
                 .eq(key_edges.iter().copied())
     }
 
+    /// The column of each of `edges` when every one is a plain value (no reference, not
+    /// multi-valued, not a value object) held in one column of the model's table, so that a
+    /// key by these edges is read from those columns alone; `None` otherwise.
+    pub(crate) fn plain_columns(&self, edges: &[&str]) -> Option<Vec<&Col>> {
+        edges
+            .iter()
+            .map(|name| {
+                let e = self.edge(name)?;
+                let plain = e.target.is_none() && !e.in_child_table() && e.cols.len() == 1;
+                plain.then(|| &e.cols[0])
+            })
+            .collect()
+    }
+
     pub(crate) fn edge(&self, name: &str) -> Option<&EdgeLayout> {
         self.edges.iter().find(|e| e.name == name)
     }

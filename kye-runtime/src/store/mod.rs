@@ -85,8 +85,8 @@ pub use sqlite::{SqliteReader, SqliteStore};
 pub use time::{ParseTimestampError, Timestamp};
 pub use traits::{StoreRead, StoreWrite};
 pub use types::{
-    DriftInfo, DriftWrite, KeyOutcomeInfo, KeyOutcomeWrite, KeyStatus, Lineage, LineageInput,
-    LineageRow, ListCursorInfo, ListCursorWrite, NewRun, Provenance, QueueBatchWrite,
+    DriftInfo, DriftWrite, FetchedAges, KeyOutcomeInfo, KeyOutcomeWrite, KeyStatus, Lineage,
+    LineageInput, LineageRow, ListCursorInfo, ListCursorWrite, NewRun, Provenance, QueueBatchWrite,
     QueuedOutcome, RecordWrite, RejectInfo, RejectWrite, RunCounts, RunEnd, RunId, RunInfo,
     RunStatus, StaleCounts, WriteItem,
 };

@@ -8,8 +8,9 @@ use kye_lang::Schema;
 use serde_json::Value;
 
 use super::{
-    DriftInfo, IndexKey, KeyOutcomeInfo, LineageRow, ListCursorInfo, NewRun, RecordQuery,
-    RejectInfo, RunCounts, RunEnd, RunId, RunInfo, StaleCounts, StoreError, Timestamp, WriteItem,
+    DriftInfo, FetchedAges, IndexKey, KeyOutcomeInfo, LineageRow, ListCursorInfo, NewRun,
+    RecordQuery, RejectInfo, RunCounts, RunEnd, RunId, RunInfo, StaleCounts, StoreError, Timestamp,
+    WriteItem,
 };
 
 /// The read side of a store: every query kye makes of stored records, runs, outcomes, rejects
@@ -121,6 +122,30 @@ pub trait StoreRead: Send {
         hashes_of_records(self, model, key_edges, each)
     }
 
+    /// How many stored records of `model` were fetched at or after `cutoff` and how many
+    /// before it, and when the oldest was fetched: a freshness report's numbers. The default
+    /// reads every record's provenance through [`StoreRead::for_each_record`]; the SQL stores
+    /// answer with one aggregate query over the fetch-time column.
+    fn fetched_ages(&self, model: &str, cutoff: Timestamp) -> Result<FetchedAges, StoreError> {
+        ages_of_records(self, model, cutoff)
+    }
+
+    /// The stored records of `model` fetched before `cutoff`, oldest first (equal times in
+    /// primary key order), at most `limit`: when each was fetched and its key by `key_edges`
+    /// (an index of the model, such as the edges a fetcher is keyed by). A record without a
+    /// value for one of `key_edges` is passed over. The default reads every record through
+    /// [`StoreRead::for_each_record`]; the SQL stores read only the stale rows' key and
+    /// fetch-time columns when `key_edges` are plain columns of the model's table.
+    fn fetched_before(
+        &self,
+        model: &str,
+        key_edges: &[&str],
+        cutoff: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(Timestamp, IndexKey)>, StoreError> {
+        keys_fetched_before(self, model, key_edges, cutoff, limit)
+    }
+
     /// Every lineage row of `transformer` (what each of its stored outputs was computed
     /// from), ordered by output key. A store without a lineage table refuses with
     /// [`StoreError::Unsupported`].
@@ -226,6 +251,87 @@ pub(crate) fn hashes_of_records<S: StoreRead + ?Sized>(
             .to_string();
         each(key, hash)
     })
+}
+
+/// When a record read with provenance was fetched.
+fn fetched_at(record: &Value) -> Option<Timestamp> {
+    record
+        .pointer("/_kye/fetched_at")
+        .and_then(Value::as_str)
+        .and_then(|t| t.parse().ok())
+}
+
+/// Every stored record of `model` with its provenance, handed to `each`.
+fn each_with_provenance<S: StoreRead + ?Sized>(
+    store: &S,
+    model: &str,
+    each: &mut dyn FnMut(Value) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut query = RecordQuery::new(model);
+    query.depth = 0;
+    query.provenance = true;
+    store.for_each_record(&query, each)
+}
+
+/// [`StoreRead::fetched_ages`] read through whole records (the default).
+pub(crate) fn ages_of_records<S: StoreRead + ?Sized>(
+    store: &S,
+    model: &str,
+    cutoff: Timestamp,
+) -> Result<FetchedAges, StoreError> {
+    let mut ages = FetchedAges::default();
+    each_with_provenance(store, model, &mut |v| {
+        let Some(at) = fetched_at(&v) else {
+            return Ok(());
+        };
+        ages.oldest = Some(ages.oldest.map_or(at, |o| o.min(at)));
+        if at >= cutoff {
+            ages.since += 1;
+        } else {
+            ages.before += 1;
+        }
+        Ok(())
+    })?;
+    Ok(ages)
+}
+
+/// [`StoreRead::fetched_before`] read through whole records (the default, and what a store
+/// falls back to for keys it cannot read from columns alone). Holds at most `limit` keys.
+pub(crate) fn keys_fetched_before<S: StoreRead + ?Sized>(
+    store: &S,
+    model: &str,
+    key_edges: &[&str],
+    cutoff: Timestamp,
+    limit: usize,
+) -> Result<Vec<(Timestamp, IndexKey)>, StoreError> {
+    // The records come in primary key order: a stable sort by time keeps it for equal times.
+    let mut oldest: Vec<(Timestamp, IndexKey)> = Vec::new();
+    if limit == 0 {
+        return Ok(oldest);
+    }
+    each_with_provenance(store, model, &mut |v| {
+        let Some(at) = fetched_at(&v).filter(|at| *at < cutoff) else {
+            return Ok(());
+        };
+        if oldest.len() == limit && oldest.last().is_some_and(|(last, _)| *last <= at) {
+            return Ok(());
+        }
+        let values: Option<Vec<Value>> = key_edges
+            .iter()
+            .map(|e| v.get(*e).filter(|x| !x.is_null()).cloned())
+            .collect();
+        let Some(values) = values else {
+            return Ok(());
+        };
+        let at_pos = oldest.partition_point(|(t, _)| *t <= at);
+        oldest.insert(
+            at_pos,
+            (at, IndexKey::new(key_edges.iter().copied(), values)),
+        );
+        oldest.truncate(limit);
+        Ok(())
+    })?;
+    Ok(oldest)
 }
 
 /// Implements [`StoreRead`] for a writer by reading through the read handle it holds in
@@ -351,6 +457,27 @@ macro_rules! read_through {
                 ) -> Result<(), $crate::store::StoreError>,
             ) -> Result<(), $crate::store::StoreError> {
                 self.$field.content_hashes(model, key_edges, each)
+            }
+
+            fn fetched_ages(
+                &self,
+                model: &str,
+                cutoff: $crate::store::Timestamp,
+            ) -> Result<$crate::store::FetchedAges, $crate::store::StoreError> {
+                self.$field.fetched_ages(model, cutoff)
+            }
+
+            fn fetched_before(
+                &self,
+                model: &str,
+                key_edges: &[&str],
+                cutoff: $crate::store::Timestamp,
+                limit: usize,
+            ) -> Result<
+                Vec<($crate::store::Timestamp, $crate::store::IndexKey)>,
+                $crate::store::StoreError,
+            > {
+                self.$field.fetched_before(model, key_edges, cutoff, limit)
             }
 
             fn lineage(

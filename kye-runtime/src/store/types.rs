@@ -63,6 +63,19 @@ impl fmt::Display for RunStatus {
     }
 }
 
+/// How old a model's stored records are, relative to a cut-off time: what a freshness report
+/// needs ([`StoreRead::fetched_ages`](super::StoreRead::fetched_ages)), counted without
+/// reading the records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FetchedAges {
+    /// Records fetched at or after the cut-off.
+    pub since: u64,
+    /// Records fetched before the cut-off.
+    pub before: u64,
+    /// When the oldest stored record was fetched (`None` when none is stored).
+    pub oldest: Option<Timestamp>,
+}
+
 /// Per-run counts of key outcomes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunCounts {

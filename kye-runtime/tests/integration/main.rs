@@ -32,6 +32,7 @@ mod runtime_secrets;
 mod server_api;
 mod server_catalog;
 mod server_secrets;
+mod server_shape;
 mod testing_fixtures;
 mod testing_reqwest;
 mod testing_server;

@@ -87,6 +87,29 @@ impl Fixture {
         extra_config: &str,
         secrets: kye_runtime::Secrets,
     ) -> Fixture {
+        Fixture::start_registry(
+            common::registry(),
+            source,
+            base_url,
+            dir,
+            store_spec,
+            extra_config,
+            secrets,
+        )
+        .await
+    }
+
+    /// [`Fixture::start_on`] serving the models and fetchers of `registry` (whose fetchers
+    /// read the source's address from `rel.base_url`, as [`common::registry`]'s do).
+    pub async fn start_registry(
+        registry: kye_runtime::Registry,
+        source: TestServer,
+        base_url: &str,
+        dir: tempfile::TempDir,
+        store_spec: &str,
+        extra_config: &str,
+        secrets: kye_runtime::Secrets,
+    ) -> Fixture {
         let db = dir.path().join("kye.db");
         let mut config = common::config(base_url, 4);
         let roles =
@@ -103,7 +126,7 @@ impl Fixture {
             }
         }
         let runtime = Runtime::builder()
-            .registry(common::registry())
+            .registry(registry)
             .config(config)
             .env(Vec::new())
             .secrets(secrets)
@@ -879,13 +902,74 @@ async fn a_stop_lets_requests_in_flight_finish_and_leaves_backfills_resumable() 
     assert!(info.counts.stored < 200, "{info:?}");
 }
 
+/// The PostgreSQL store spec of a schema of its own named `name_PID` at `KYE_TEST_POSTGRES`,
+/// with the server's URL; `None` (saying so) when nothing answers there, outside CI.
+pub fn postgres_spec(name: &str) -> Option<(String, String)> {
+    let url = std::env::var("KYE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+    // The blocking client runs its own runtime: only ever on a thread of its own.
+    let u = url.clone();
+    let reachable =
+        std::thread::spawn(move || postgres::Client::connect(&u, postgres::NoTls).map(drop))
+            .join()
+            .unwrap();
+    match reachable {
+        Ok(()) => {}
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true: PostgreSQL at {url} does not answer: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping: nothing answers at {url} ({e})");
+            return None;
+        }
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let spec = format!("{url}{sep}schema={name}_{}", std::process::id());
+    Some((url, spec))
+}
+
+/// Drops the schema `name_PID` that [`postgres_spec`] named.
+pub fn drop_postgres_schema(url: &str, name: &str) {
+    let (url, schema) = (url.to_string(), format!("{name}_{}", std::process::id()));
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_records_are_refreshed_in_the_background_and_freshness_is_reported() {
-    let f = Fixture::start(
-        "[freshness]\nPokemon = { max_age = \"300ms\", error = \"1ms\" }\n[serve]\nrefresh_every = \"100ms\"\n",
-        kye_runtime::Secrets::empty(),
-    )
-    .await;
+    refreshed_and_reported(None).await;
+}
+
+/// The same on PostgreSQL (skipped, saying so, when nothing answers at `KYE_TEST_POSTGRES`,
+/// outside CI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_records_are_refreshed_and_freshness_is_reported_on_postgresql() {
+    let Some((url, spec)) = postgres_spec("kye_fresh") else {
+        return;
+    };
+    refreshed_and_reported(Some(&spec)).await;
+    drop_postgres_schema(&url, "kye_fresh");
+}
+
+/// Three keys read through, reported fresh, then refreshed by the server once older than
+/// `max_age`; on SQLite, or on the store `store_spec`.
+async fn refreshed_and_reported(store_spec: Option<&str>) {
+    let config = "[freshness]\nPokemon = { max_age = \"300ms\", error = \"1ms\" }\n[serve]\nrefresh_every = \"100ms\"\n";
+    let f = match store_spec {
+        None => Fixture::start(config, kye_runtime::Secrets::empty()).await,
+        Some(spec) => {
+            let source = source().await;
+            let base = source.base_url().to_string();
+            let dir = tempfile::tempdir().unwrap();
+            let secrets = kye_runtime::Secrets::empty();
+            Fixture::start_on(source, &base, dir, spec, config, secrets).await
+        }
+    };
     for id in 1..=3 {
         let (s, _, body) = f
             .get(

@@ -51,6 +51,7 @@ macro_rules! store_contract {
                 writes::contradicting_nested_records_in_one_run,
                 reads::lookups_by_any_index,
                 reads::filters_and_limits,
+                reads::fetched_ages_agree_with_a_record_scan,
                 history::rejects_drift_and_key_outcomes_are_kept,
                 history::runs_start_finish_and_interruption,
                 history::resume_state,

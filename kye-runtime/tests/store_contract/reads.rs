@@ -145,3 +145,106 @@ pub fn filters_and_limits(h: &Harness) {
          its own edges instead"
     );
 }
+
+/// What a freshness report asks the store (`fetched_ages`, `fetched_before`) is what a scan
+/// of the records says: records on each side of a cut-off, the oldest fetch time, and the
+/// stale keys oldest first (by the primary or a secondary index), from the writer and a
+/// reader alike; an empty model has no ages.
+pub fn fetched_ages_agree_with_a_record_scan(h: &Harness) {
+    let st = Store::new(h);
+    let mut s = st.prepared(POKEMON);
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    let hour = 3_600_000;
+    let now = Timestamp::now().unix_millis();
+    // Written in id order, fetched in another: 4 the oldest, then 2, 6, 1, 5, 3.
+    let order = [4, 2, 6, 1, 5, 3];
+    let at = |id: i64| {
+        let rank = order.iter().position(|x| *x == id).unwrap() as i64;
+        Timestamp::from_unix_millis(now - (6 - rank) * hour)
+    };
+    let items: Vec<WriteItem> = (1..=6)
+        .map(|id| {
+            let mut p = Provenance::new(run, "f");
+            p.fetched_at = at(id);
+            let v = json!({"id": id, "name": format!("mon-{id}"), "weight": id,
+                           "types": [{"name": "grass"}]});
+            WriteItem::Record(RecordWrite::new("Pokemon", v, p))
+        })
+        .collect();
+    write_ok(s.as_mut(), &items);
+    // 3.5 hours ago: 4, 2 and 6 (6, 5 and 4 hours old) are stale, 1, 5 and 3 fresh.
+    let cutoff = Timestamp::from_unix_millis(now - 7 * hour / 2);
+    let reader = st.reader();
+    for r in [s.as_ref() as &dyn StoreRead, reader.as_ref()] {
+        // The record scan a freshness report made before the store could count.
+        let mut q = RecordQuery::new("Pokemon");
+        q.provenance = true;
+        let mut scanned = FetchedAges::default();
+        let mut stale = Vec::new();
+        for rec in r.records(&q).unwrap() {
+            let fetched: Timestamp = rec["_kye"]["fetched_at"].as_str().unwrap().parse().unwrap();
+            scanned.oldest = Some(scanned.oldest.map_or(fetched, |o| o.min(fetched)));
+            if fetched >= cutoff {
+                scanned.since += 1;
+            } else {
+                scanned.before += 1;
+                stale.push((fetched, rec["id"].as_i64().unwrap()));
+            }
+        }
+        stale.sort();
+        let ages = r.fetched_ages("Pokemon", cutoff).unwrap();
+        assert_eq!(ages, scanned);
+        assert_eq!(
+            ages,
+            FetchedAges {
+                since: 3,
+                before: 3,
+                oldest: Some(at(4)),
+            }
+        );
+        let by_id = r.fetched_before("Pokemon", &["id"], cutoff, 100).unwrap();
+        let want: Vec<(Timestamp, IndexKey)> = stale
+            .iter()
+            .map(|(t, id)| (*t, IndexKey::single("id", *id)))
+            .collect();
+        assert_eq!(by_id, want);
+        assert_eq!(
+            by_id.iter().map(|(_, k)| k.canonical()).collect::<Vec<_>>(),
+            [r#"{"id":4}"#, r#"{"id":2}"#, r#"{"id":6}"#]
+        );
+        // At most `limit`, the oldest; by the secondary index too.
+        let by_name = r.fetched_before("Pokemon", &["name"], cutoff, 2).unwrap();
+        assert_eq!(
+            by_name,
+            [
+                (at(4), IndexKey::single("name", "mon-4")),
+                (at(2), IndexKey::single("name", "mon-2")),
+            ]
+        );
+        assert_eq!(r.fetched_before("Pokemon", &["id"], cutoff, 0).unwrap(), []);
+        // A record fetched at the cut-off itself is fresh.
+        assert_eq!(
+            r.fetched_ages("Pokemon", at(1)).unwrap(),
+            FetchedAges {
+                since: 3,
+                before: 3,
+                oldest: Some(at(4)),
+            }
+        );
+        assert_eq!(
+            r.fetched_before("Pokemon", &["id"], at(1), 100)
+                .unwrap()
+                .len(),
+            3
+        );
+        // Nothing is stale before the oldest fetch; a model without records has no ages.
+        assert_eq!(
+            r.fetched_before("Pokemon", &["id"], at(4), 100).unwrap(),
+            []
+        );
+        assert_eq!(
+            r.fetched_ages("PokemonType", cutoff).unwrap(),
+            FetchedAges::default()
+        );
+    }
+}

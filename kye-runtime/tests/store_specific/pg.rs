@@ -895,3 +895,32 @@ fn a_store_from_before_sources_is_read_and_then_upgraded() {
     let runs = s.reader().unwrap().runs(None).unwrap();
     assert_eq!(runs[0].source.as_deref(), Some("cats@0.1.0"));
 }
+
+/// Freshness asks the model's table alone: with its child table gone (so that reading a
+/// record fails), the fetch-time counts and the stale keys still come from its own columns.
+#[test]
+fn fetched_ages_and_stale_keys_read_only_the_model_table() {
+    let Some(mut pg) = Pg::new() else { return };
+    let mut s = open_store(&pg.spec()).unwrap();
+    s.prepare(&schema(ITEMS)).unwrap();
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    write_ok(
+        s.as_mut(),
+        &[record(
+            run,
+            "Item",
+            json!({"id": 1, "code": "a", "v": 1, "tags": [1, 2]}),
+        )],
+    );
+    pg.exec("DROP TABLE S.\"Item__tags\"");
+    assert!(s.records(&RecordQuery::new("Item")).is_err());
+    let later = Timestamp::from_unix_millis(Timestamp::now().unix_millis() + 60_000);
+    let ages = s.fetched_ages("Item", later).unwrap();
+    assert_eq!((ages.since, ages.before), (0, 1));
+    assert!(ages.oldest.is_some());
+    let stale = s.fetched_before("Item", &["code"], later, 10).unwrap();
+    assert_eq!(
+        stale,
+        [(ages.oldest.unwrap(), IndexKey::single("code", "a"))]
+    );
+}

@@ -590,3 +590,25 @@ fn a_store_from_before_sources_is_read_and_then_upgraded() {
     let runs = s.reader().unwrap().runs(None).unwrap();
     assert_eq!(runs[0].source.as_deref(), Some("pokeapi@1.0.0"));
 }
+
+/// Freshness asks the model's table alone: with its child tables gone (so that reading a
+/// record fails), the fetch-time counts and the stale keys still come from its own columns.
+#[test]
+fn fetched_ages_and_stale_keys_read_only_the_model_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SqliteStore::open(dir.path().join("kye.db")).unwrap();
+    s.prepare(&schema(POKEMON)).unwrap();
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    write_ok(&mut s, &[record(run, "Pokemon", pikachu())]);
+    s.connection()
+        .execute_batch("DROP TABLE Pokemon__types; DROP TABLE Pokemon__tags;")
+        .unwrap();
+    assert!(s.records(&RecordQuery::new("Pokemon")).is_err());
+    let later = Timestamp::from_unix_millis(Timestamp::now().unix_millis() + 60_000);
+    let ages = s.fetched_ages("Pokemon", later).unwrap();
+    assert_eq!((ages.since, ages.before), (0, 1));
+    assert!(ages.oldest.is_some());
+    let stale = s.fetched_before("Pokemon", &["name"], later, 10).unwrap();
+    assert_eq!(stale.len(), 1);
+    assert_eq!(stale[0].1, IndexKey::single("name", "pikachu"));
+}

@@ -139,7 +139,7 @@ pub(crate) async fn models(State(state): St, headers: HeaderMap) -> Response {
     let next = *state.next_refresh.lock().unwrap_or_else(|p| p.into_inner());
     let mut freshness = BTreeMap::new();
     for policy in state.freshness.iter().filter(|p| v.reads(&p.model)) {
-        match crate::server::fresh::scan(&state, policy).await {
+        match crate::server::fresh::scan(&state, policy, false).await {
             Ok(scan) => {
                 freshness.insert(
                     policy.model.clone(),

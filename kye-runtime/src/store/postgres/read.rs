@@ -13,8 +13,9 @@ use crate::store::layout::{self, Col, EdgeLayout, ModelLayout, Prim, POSITION};
 use crate::store::records::{filter_edge, index_of, key_object, ref_value, value_object_out};
 use crate::store::values::edge_values;
 use crate::store::{
-    DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, LineageRow, ListCursorInfo,
-    RecordQuery, RejectInfo, RunCounts, RunId, RunInfo, StoreError, StoreRead, Timestamp,
+    DriftInfo, FetchedAges, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, LineageRow,
+    ListCursorInfo, RecordQuery, RejectInfo, RunCounts, RunId, RunInfo, StoreError, StoreRead,
+    Timestamp,
 };
 
 use super::convert::{col_text, from_text};
@@ -654,6 +655,83 @@ impl StoreRead for PgReader {
             each(IndexKey::new(key_edges.iter().copied(), values), hash)?;
         }
         Ok(())
+    }
+
+    fn fetched_ages(&self, model: &str, cutoff: Timestamp) -> Result<FetchedAges, StoreError> {
+        let l = self.layout(model)?;
+        let sql = format!(
+            "SELECT count(*) FILTER (WHERE t.\"_kye_fetched_at\" >= $1::text::timestamptz), \
+             count(*) FILTER (WHERE t.\"_kye_fetched_at\" < $1::text::timestamptz), \
+             (extract(epoch from min(t.\"_kye_fetched_at\")) * 1000)::bigint FROM {} AS t",
+            qi(&l.table)
+        );
+        let cutoff = cutoff.to_string();
+        let (since, before, oldest): (i64, i64, Option<i64>) = self.conn().run(move |s| {
+            let st = s.prepare(&sql)?;
+            let r = s.client.query_one(&st, &[&cutoff])?;
+            Ok((r.get(0), r.get(1), r.get(2)))
+        })?;
+        Ok(FetchedAges {
+            since: u64::try_from(since).unwrap_or(0),
+            before: u64::try_from(before).unwrap_or(0),
+            oldest: oldest.map(Timestamp::from_unix_millis),
+        })
+    }
+
+    fn fetched_before(
+        &self,
+        model: &str,
+        key_edges: &[&str],
+        cutoff: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(Timestamp, IndexKey)>, StoreError> {
+        let l = self.layout(model)?;
+        let Some(cols) = l.plain_columns(key_edges) else {
+            return crate::store::traits::keys_fetched_before(
+                self, model, key_edges, cutoff, limit,
+            );
+        };
+        let texts: Vec<String> = cols
+            .iter()
+            .map(|c| format!("t.{}::text", qi(&c.name)))
+            .collect();
+        // A record without a value for a key edge (a secondary index's optional edge) has
+        // no key by these edges: passed over, as the default does.
+        let not_null: String = cols
+            .iter()
+            .map(|c| format!(" AND t.{} IS NOT NULL", qi(&c.name)))
+            .collect();
+        let sql = format!(
+            "SELECT (extract(epoch from t.\"_kye_fetched_at\") * 1000)::bigint, {} FROM {} AS t \
+             WHERE t.\"_kye_fetched_at\" < $1::text::timestamptz{not_null} \
+             ORDER BY t.\"_kye_fetched_at\", {} LIMIT $2",
+            texts.join(", "),
+            qi(&l.table),
+            order_by(l)
+        );
+        let (cutoff, n) = (cutoff.to_string(), cols.len());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<(i64, Vec<Option<String>>)> = self.conn().run(move |s| {
+            let st = s.prepare(&sql)?;
+            let rows = s.client.query(&st, &[&cutoff, &limit])?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get(0), (1..=n).map(|i| r.get(i)).collect()))
+                .collect())
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(at, texts)| {
+                let values = cols
+                    .iter()
+                    .zip(&texts)
+                    .map(|(c, t)| from_text(t.as_deref(), c.prim));
+                (
+                    Timestamp::from_unix_millis(at),
+                    IndexKey::new(key_edges.iter().copied(), values),
+                )
+            })
+            .collect())
     }
 
     fn for_each_lineage(

@@ -14,9 +14,9 @@ use crate::store::lock::writer_alive;
 use crate::store::records::{filter_edge, index_of, key_object, ref_value, value_object_out};
 use crate::store::stale;
 use crate::store::{
-    mark_dead, DriftInfo, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, LineageRow, ListCursorInfo,
-    RecordQuery, RejectInfo, RunCounts, RunId, RunInfo, RunStatus, StaleCounts, StoreError,
-    StoreRead, Timestamp,
+    mark_dead, DriftInfo, FetchedAges, Filter, IndexKey, KeyOutcomeInfo, KeyStatus, LineageRow,
+    ListCursorInfo, RecordQuery, RejectInfo, RunCounts, RunId, RunInfo, RunStatus, StaleCounts,
+    StoreError, StoreRead, Timestamp,
 };
 
 use super::convert::{edge_cols_sql, from_sql, json_to_sql, sql_to_json, to_sql};
@@ -628,6 +628,80 @@ impl StoreRead for SqliteReader {
             Ok(())
         })?;
         failure.map_or(Ok(()), Err)
+    }
+
+    fn fetched_ages(&self, model: &str, cutoff: Timestamp) -> Result<FetchedAges, StoreError> {
+        let l = self.layout(model)?;
+        // Fetch times are fixed-width UTC text: they compare and sort as text.
+        let sql = format!(
+            "SELECT COALESCE(SUM(\"_kye_fetched_at\" >= ?1), 0), \
+             COALESCE(SUM(\"_kye_fetched_at\" < ?1), 0), MIN(\"_kye_fetched_at\") FROM {}",
+            q(&l.table)
+        );
+        let (since, before, oldest): (i64, i64, Option<String>) = self.sql(|c| {
+            c.prepare_cached(&sql)?
+                .query_row([cutoff.to_string()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+        })?;
+        Ok(FetchedAges {
+            since: u64::try_from(since).unwrap_or(0),
+            before: u64::try_from(before).unwrap_or(0),
+            oldest: oldest.and_then(|t| t.parse().ok()),
+        })
+    }
+
+    fn fetched_before(
+        &self,
+        model: &str,
+        key_edges: &[&str],
+        cutoff: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(Timestamp, IndexKey)>, StoreError> {
+        let l = self.layout(model)?;
+        let Some(cols) = l.plain_columns(key_edges) else {
+            return crate::store::traits::keys_fetched_before(
+                self, model, key_edges, cutoff, limit,
+            );
+        };
+        // A record without a value for a key edge (a secondary index's optional edge) has
+        // no key by these edges: passed over, as the default does.
+        let not_null: String = cols
+            .iter()
+            .map(|c| format!(" AND {} IS NOT NULL", q(&c.name)))
+            .collect();
+        let sql = format!(
+            "SELECT \"_kye_fetched_at\", {} FROM {} WHERE \"_kye_fetched_at\" < ?1{not_null} \
+             ORDER BY \"_kye_fetched_at\", {} LIMIT ?2",
+            list(cols.iter().map(|c| &c.name)),
+            q(&l.table),
+            list(l.key.iter().map(|c| &c.name)),
+        );
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.sql(|c| {
+            let mut st = c.prepare_cached(&sql)?;
+            let mut rows = st.query(params![cutoff.to_string(), limit])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let at: String = row.get(0)?;
+                let values: Vec<Value> = cols
+                    .iter()
+                    .enumerate()
+                    .map(|(i, col)| row.get_ref(i + 1).map(|v| from_sql(v, col.prim)))
+                    .collect::<rusqlite::Result<_>>()?;
+                out.push((at, values));
+            }
+            Ok(out)
+        })?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(at, values)| {
+                Some((
+                    at.parse().ok()?,
+                    IndexKey::new(key_edges.iter().copied(), values),
+                ))
+            })
+            .collect())
     }
 
     fn for_each_lineage(
