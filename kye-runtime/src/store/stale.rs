@@ -105,6 +105,10 @@ pub(crate) struct Verdict {
     outputs: std::collections::HashMap<Digest, Outputs, BuildHasherDefault<FirstBytes>>,
     /// The primary keys (canonical text) of the entries, end to end.
     keys: String,
+    /// The canonical keys of the stale primary records handed over (kept only when the
+    /// lineage has outputs): a changed record's key, which needs no lookup to tell it from a
+    /// gone one.
+    stale: HashSet<String>,
 }
 
 /// The outputs computed from one primary input record.
@@ -278,7 +282,16 @@ impl Verdict {
             .map(|o| (&self.keys[o.key.clone()], o.count))
     }
 
-    /// How many outputs have a primary input that is no longer stored in `store`.
+    /// Notes a stale primary record handed over (its key is stored).
+    pub(crate) fn note_stale(&mut self, key: &IndexKey) {
+        if !self.outputs.is_empty() {
+            self.stale.insert(key.canonical());
+        }
+    }
+
+    /// How many outputs have a primary input that is no longer stored in `store`: of those
+    /// whose primary record is not stored with the hash they read, the ones whose key was not
+    /// handed over as stale are looked up.
     pub(crate) fn orphaned<S: StoreRead + ?Sized>(
         &self,
         store: &S,
@@ -286,6 +299,9 @@ impl Verdict {
     ) -> Result<u64, StoreError> {
         let mut gone = 0;
         for (text, count) in self.changed_or_gone() {
+            if self.stale.contains(text) {
+                continue;
+            }
             let stored = match IndexKey::from_canonical(text) {
                 Some(key) => store.last_stored(model, &key)?.is_some(),
                 None => false,
@@ -352,6 +368,7 @@ pub(crate) fn stale_inputs_by_reads<S: StoreRead + ?Sized>(
             unchanged += 1;
             return Ok(());
         }
+        verdict.note_stale(&key);
         each(key, hash)
     })?;
     Ok(StaleCounts {

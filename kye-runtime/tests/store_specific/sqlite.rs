@@ -168,6 +168,67 @@ const CATS: &str = "Cat(id: Number) {\n name: String\n vitals: Vitals\n}\n\
 const KEYED_CATS: &str = "Cat(id: Number) {\n name: String\n vitals: Vitals\n}\n\
                           Vitals(heart_rate_bpm) {\n heart_rate_bpm: Number\n temperature_c: Number\n}\n";
 
+/// A stored record written again is updated where it is: its row keeps its rowid (so the
+/// primary key's index is not rewritten), its child rows stay untouched when the list is the
+/// same (a refresh, or a changed scalar), and are replaced when the list changed; what is
+/// read back is the new record each time.
+#[test]
+fn a_record_written_again_is_updated_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SqliteStore::open(dir.path().join("kye.db")).unwrap();
+    s.prepare(&schema(POKEMON)).unwrap();
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    write_ok(&mut s, &[record(run, "Pokemon", pikachu())]);
+    let rowid = |s: &SqliteStore| count(s, "SELECT rowid FROM Pokemon WHERE id = 25");
+    let first = rowid(&s);
+    // Rows changed by writing `v` (SQLite's count: inserted, updated and deleted rows).
+    let changes = |s: &mut SqliteStore, v: serde_json::Value| {
+        let before = s.connection().total_changes();
+        write_ok(s, &[record(run, "Pokemon", v)]);
+        s.connection().total_changes() - before
+    };
+    // A changed scalar: the Pokémon's row and its nested type's row are updated, nothing
+    // else (deleting and inserting its two tags and one type reference again would be six).
+    let mut heavier = pikachu();
+    heavier["weight"] = json!(61);
+    assert_eq!(changes(&mut s, heavier.clone()), 2);
+    assert_eq!(rowid(&s), first);
+    let got = s
+        .record("Pokemon", &IndexKey::single("id", 25))
+        .unwrap()
+        .unwrap();
+    assert_eq!(got["weight"], json!(61));
+    assert_eq!(got["tags"], json!(["mouse", "yellow"]));
+    // A changed list (reordered): its child rows are replaced, the others stay.
+    heavier["tags"] = json!(["yellow", "mouse"]);
+    assert_eq!(changes(&mut s, heavier.clone()), 2 + 4);
+    assert_eq!(rowid(&s), first);
+    let got = s
+        .record("Pokemon", &IndexKey::single("id", 25))
+        .unwrap()
+        .unwrap();
+    assert_eq!(got["tags"], json!(["yellow", "mouse"]));
+    // Shorter, then longer from the same start: replaced, read back as written.
+    heavier["tags"] = json!(["yellow"]);
+    write_ok(&mut s, &[record(run, "Pokemon", heavier)]);
+    let got = s
+        .record("Pokemon", &IndexKey::single("id", 25))
+        .unwrap()
+        .unwrap();
+    assert_eq!(got["tags"], json!(["yellow"]));
+    assert_eq!(count(&s, "SELECT count(*) FROM Pokemon__tags"), 1);
+    let mut more = pikachu();
+    more["tags"] = json!(["yellow", "mouse", "electric"]);
+    write_ok(&mut s, &[record(run, "Pokemon", more)]);
+    let got = s
+        .record("Pokemon", &IndexKey::single("id", 25))
+        .unwrap()
+        .unwrap();
+    assert_eq!(got["tags"], json!(["yellow", "mouse", "electric"]));
+    assert_eq!(count(&s, "SELECT count(*) FROM Pokemon__tags"), 3);
+    assert_eq!(count(&s, "SELECT count(*) FROM Pokemon WHERE id = 25"), 1);
+}
+
 fn format_version(path: &Path) -> String {
     rusqlite::Connection::open(path)
         .unwrap()

@@ -5,12 +5,12 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use rusqlite::types::Value as Sql;
+use rusqlite::types::{Value as Sql, ValueRef};
 use rusqlite::{CachedStatement, Connection, OptionalExtension};
 use serde_json::Value;
 
 use crate::store::key::{canonical_json, content_hash, cut};
-use crate::store::layout::{self, ModelLayout};
+use crate::store::layout::{self, EdgeLayout, ModelLayout};
 use crate::store::records::{edge_value, items, nested_records};
 use crate::store::{record_object, Provenance, RunId, StoreError, Timestamp};
 
@@ -216,6 +216,9 @@ impl<'c, 's> BatchWriter<'c, 's> {
             Some(s) => Arg::Text(s),
             None => Arg::Value(Sql::Null),
         });
+        let child_edges: Vec<&EdgeLayout> = l.edges.iter().filter(|e| e.in_child_table()).collect();
+        // Per multi-valued edge: its stored child rows are already these.
+        let mut kept = vec![false; child_rows.len()];
         // A new key takes one statement; a value of a secondary index held by another
         // record fails it (and SQLite undoes it).
         match self
@@ -231,7 +234,19 @@ impl<'c, 's> BatchWriter<'c, 's> {
                 }
                 self.check_uniques(l, &row, &key_vals)?;
                 let keys = || rusqlite::params_from_iter(&key_vals);
-                for delete in &sql.child_deletes {
+                // Child rows that are what the record says already stay as they are (a
+                // refresh or a changed scalar rewrites no list): read, not rewritten.
+                for (i, (delete, select)) in
+                    sql.child_deletes.iter().zip(&sql.child_selects).enumerate()
+                {
+                    let width = child_edges.get(i).map_or(0, |e| e.cols.len());
+                    if self
+                        .children_are(select, &key_vals, &child_rows[i], width)
+                        .map_err(&sqlerr)?
+                    {
+                        kept[i] = true;
+                        continue;
+                    }
                     self.st.execute(delete, keys()).map_err(&sqlerr)?;
                 }
                 self.st
@@ -250,11 +265,15 @@ impl<'c, 's> BatchWriter<'c, 's> {
             Err(e) => return Err(sqlerr(e)),
         }
         let position = |pos: usize| Arg::Value(Sql::Integer(pos as i64));
-        for ((rows, insert), e) in child_rows
+        for (((rows, insert), e), kept) in child_rows
             .iter()
             .zip(&sql.child_inserts)
-            .zip(l.edges.iter().filter(|e| e.in_child_table()))
+            .zip(child_edges)
+            .zip(kept)
         {
+            if kept {
+                continue;
+            }
             let width = e.cols.len();
             for pos in 0..rows.items {
                 let pos_arg = position(pos);
@@ -266,6 +285,37 @@ impl<'c, 's> BatchWriter<'c, 's> {
             }
         }
         Ok(())
+    }
+
+    /// True when the stored child rows of the record with `key_vals` (read by `select`)
+    /// are exactly `rows`, `width` columns each, in order.
+    fn children_are(
+        &mut self,
+        select: &'s str,
+        key_vals: &[Arg<'_>],
+        rows: &ChildRows<'_>,
+        width: usize,
+    ) -> rusqlite::Result<bool> {
+        let st = self.st.get(select)?;
+        let mut stored = st.query(rusqlite::params_from_iter(key_vals.iter()))?;
+        let mut n = 0;
+        while let Some(r) = stored.next()? {
+            let Some(item) = rows.args.get(n * width..(n + 1) * width) else {
+                return Ok(false);
+            };
+            for (j, arg) in item.iter().enumerate() {
+                let same = match (arg, r.get_ref(j)?) {
+                    (Arg::Text(a), ValueRef::Text(b)) => a.as_bytes() == b,
+                    (Arg::Value(a), b) => ValueRef::from(a) == b,
+                    _ => false,
+                };
+                if !same {
+                    return Ok(false);
+                }
+            }
+            n += 1;
+        }
+        Ok(n == rows.items)
     }
 
     /// A nested record whose key this run already stored with other content: two parents

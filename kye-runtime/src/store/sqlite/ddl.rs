@@ -223,6 +223,9 @@ pub(super) struct ModelSql {
     pub update: String,
     /// Per multi-valued edge (in edge order): delete its child rows by parent key.
     pub child_deletes: Vec<String>,
+    /// Per multi-valued edge (in edge order): its child rows' item columns by parent key, in
+    /// position order.
+    pub child_selects: Vec<String>,
     /// Insert a row (inline columns in edge order, then the provenance columns), doing
     /// nothing when the key is already stored (0 rows changed). A value of a secondary index
     /// held by another row fails it with `SQLITE_CONSTRAINT_UNIQUE`.
@@ -266,6 +269,18 @@ pub(super) fn model_sql(l: &ModelLayout) -> ModelSql {
                     "DELETE FROM {} WHERE {}",
                     q(e.table.as_deref().unwrap_or_default()),
                     where_eq("", &l.parent_cols)
+                )
+            })
+            .collect();
+        let child_selects = multi
+            .iter()
+            .map(|e| {
+                format!(
+                    "SELECT {} FROM {} WHERE {} ORDER BY {}",
+                    list(e.cols.iter().map(|c| &c.name)),
+                    q(e.table.as_deref().unwrap_or_default()),
+                    where_eq("", &l.parent_cols),
+                    q(POSITION)
                 )
             })
             .collect();
@@ -335,6 +350,7 @@ pub(super) fn model_sql(l: &ModelLayout) -> ModelSql {
             unique_positions,
             update,
             child_deletes,
+            child_selects,
             // Only a stored key is "nothing to do": a clash on a secondary index is an error.
             insert_new: format!("{insert} ON CONFLICT ({}) DO NOTHING", list(&key_cols)),
             child_inserts,

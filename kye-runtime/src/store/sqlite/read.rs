@@ -800,6 +800,7 @@ impl StoreRead for SqliteReader {
                         let Some((hash, key)) = st.query_row([rowid], read_key).optional()? else {
                             continue;
                         };
+                        verdict.note_stale(&key);
                         if let Err(e) = each(key, hash) {
                             failure = Some(e);
                             break;
@@ -827,6 +828,7 @@ impl StoreRead for SqliteReader {
                     continue;
                 }
                 let (hash, key) = read_key(row)?;
+                verdict.note_stale(&key);
                 if let Err(e) = each(key, hash) {
                     failure = Some(e);
                     break;
