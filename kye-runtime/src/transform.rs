@@ -137,7 +137,18 @@ pub(crate) struct Inputs {
     pub hashes: Mutex<HashMap<&'static str, HashMap<String, String>>>,
     /// Per input model: the edges of its primary index.
     pub primary_edges: HashMap<&'static str, Vec<String>>,
+    /// Lookups made so far in this run (model and the key asked for, canonical): the record
+    /// found, under its stored primary key, with its hash. Many outputs read the same few
+    /// records (every Pokémon's card reads its types): one read each per run, up to
+    /// [`LOOKUPS_KEPT`] of them.
+    pub looked_up: Mutex<HashMap<(&'static str, String), Lookup>>,
 }
+
+/// A lookup's result: the record (if stored), its primary key as stored, its content hash.
+pub(crate) type Lookup = (Option<Value>, IndexKey, Option<String>);
+
+/// How many lookups a run keeps (beyond, records are read each time).
+pub(crate) const LOOKUPS_KEPT: usize = 1024;
 
 /// What a transformer gets besides its primary input: lookups of the other models it declared
 /// in `from(...)`, each recorded as lineage, so that its output is computed again when a
@@ -222,7 +233,17 @@ impl TransformContext {
             .get(model)
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let (record, key, hash) = {
+        let asked = (model, key.canonical());
+        let kept = self
+            .inputs
+            .looked_up
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&asked)
+            .cloned();
+        let (record, key, hash) = if let Some(kept) = kept {
+            kept
+        } else {
             let reader = self.inputs.reader.lock().unwrap_or_else(|p| p.into_inner());
             let record = reader.record(model, key).map_err(cannot_read)?;
             // A record found is recorded under its primary key as stored (the lookup may have
@@ -256,6 +277,16 @@ impl TransformContext {
                 None => (None, key.clone(), None),
             }
         };
+        {
+            let mut kept = self
+                .inputs
+                .looked_up
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if kept.len() < LOOKUPS_KEPT && !kept.contains_key(&asked) {
+                kept.insert(asked, (record.clone(), key.clone(), hash.clone()));
+            }
+        }
         self.read
             .lock()
             .unwrap_or_else(|p| p.into_inner())

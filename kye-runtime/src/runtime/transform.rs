@@ -294,6 +294,7 @@ fn run_one(
         transformer: t,
         reader: Mutex::new(lookups),
         hashes: Mutex::new(HashMap::new()),
+        looked_up: Mutex::new(HashMap::new()),
         primary_edges: t.inputs.iter().map(|m| (*m, edges[m].clone())).collect(),
     });
     let mut counts = TransformCounts {
