@@ -44,6 +44,21 @@ struct Reader<'a, 't> {
     tx: &'a mut Transaction<'t>,
     layouts: &'a HashMap<String, ModelLayout>,
     no_source: &'a std::collections::HashSet<String>,
+    /// Statements prepared in this transaction, by text: a child table's rows are read for
+    /// every record, and preparing is a round trip of its own.
+    prepared: HashMap<String, postgres::Statement>,
+}
+
+impl Reader<'_, '_> {
+    /// The statement of `sql`, prepared once per reading.
+    fn statement(&mut self, sql: String) -> Result<postgres::Statement, postgres::Error> {
+        if let Some(st) = self.prepared.get(&sql) {
+            return Ok(st.clone());
+        }
+        let st = self.tx.prepare(&sql)?;
+        self.prepared.insert(sql, st.clone());
+        Ok(st)
+    }
 }
 
 /// The SELECT list of a model's rows: inline columns as text, then provenance (a NULL source
@@ -123,7 +138,8 @@ impl Reader<'_, '_> {
         }
         let params: Vec<&(dyn ToSql + Sync)> =
             args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
-        let rows = self.tx.query(&sql, &params)?;
+        let st = self.statement(sql)?;
+        let rows = self.tx.query(&st, &params)?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let v = row_values(l, &r);
@@ -177,7 +193,7 @@ impl Reader<'_, '_> {
                 );
                 let params: Vec<&(dyn ToSql + Sync)> =
                     key_texts.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
-                let st = self.tx.prepare(&sql)?;
+                let st = self.statement(sql)?;
                 let rows = self.tx.query(&st, &params)?;
                 let mut arr = Vec::with_capacity(rows.len());
                 for r in rows {
@@ -469,6 +485,7 @@ impl StoreRead for PgReader {
                 tx: &mut tx,
                 layouts,
                 no_source,
+                prepared: HashMap::new(),
             };
             let shape = Shape {
                 limit: Some(1),
@@ -527,6 +544,7 @@ impl StoreRead for PgReader {
                 tx,
                 layouts,
                 no_source,
+                prepared: HashMap::new(),
             };
             let mut chunk = Vec::with_capacity(rows.len());
             for row in rows {
