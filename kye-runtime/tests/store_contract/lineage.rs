@@ -505,3 +505,48 @@ pub fn stale_inputs_judge_models_with_an_edge_called_rowid(h: &Harness) {
     assert_eq!(stale_items(s.as_ref()), want);
     assert_eq!(stale_items(st.reader().as_ref()), want);
 }
+
+/// Outputs whose primary input has no hash in their lineage (it was not stored when read)
+/// are judged per primary key: one whose record is stored now is stale (computed again),
+/// one whose record is not stored is orphaned, however many such outputs there are.
+pub fn stale_inputs_count_each_primary_read_without_a_hash(h: &Harness) {
+    let st = Store::new(h);
+    let mut s =
+        st.prepared("Item(id) {\n id: Number\n name: String\n}\nCard(id) {\n id: Number\n}\n");
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    let items: Vec<Value> = (1..=3).map(|id| json!({"id": id, "name": "a"})).collect();
+    if items_with_cards(s.as_mut(), run, &items).is_none() {
+        assert_eq!(st.differs.lineage, Kept::Refused);
+        return;
+    }
+    // Cards 10 and 11 were computed from items 4 and 99 read without a hash: item 4 is
+    // stored now (stale), item 99 is not (orphaned).
+    let card = |id: i64, from: i64| {
+        WriteItem::Record(
+            RecordWrite::new("Card", json!({"id": id}), Provenance::new(run, "t")).with_lineage(
+                Lineage {
+                    transformer: "t".into(),
+                    output_key: IndexKey::single("id", id),
+                    inputs: vec![input("Item", IndexKey::single("id", from), None)],
+                },
+            ),
+        )
+    };
+    write_ok(
+        s.as_mut(),
+        &[
+            record(run, "Item", json!({"id": 4, "name": "a"})),
+            card(10, 4),
+            card(11, 99),
+        ],
+    );
+    let want = (
+        vec![r#"{"id":4}"#.to_string()],
+        StaleCounts {
+            unchanged: 3,
+            orphaned: 1,
+        },
+    );
+    assert_eq!(stale_items(s.as_ref()), want);
+    assert_eq!(stale_items(st.reader().as_ref()), want);
+}
