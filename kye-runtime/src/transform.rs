@@ -245,6 +245,21 @@ impl TransformContext {
             kept
         } else {
             let reader = self.inputs.reader.lock().unwrap_or_else(|p| p.into_inner());
+            // The model's hashes are read before its record, never after: a record changed
+            // between the two reads is then recorded with a hash older than what was read
+            // (computed again next run), not with the newer one (never computed again).
+            let mut hashes = self.inputs.hashes.lock().unwrap_or_else(|p| p.into_inner());
+            if !hashes.contains_key(model) {
+                let edges: Vec<&str> = primary.iter().map(String::as_str).collect();
+                let mut read = HashMap::new();
+                reader
+                    .content_hashes(model, &edges, &mut |k, h| {
+                        read.insert(k.canonical(), h);
+                        Ok(())
+                    })
+                    .map_err(cannot_read)?;
+                hashes.insert(model, read);
+            }
             let record = reader.record(model, key).map_err(cannot_read)?;
             // A record found is recorded under its primary key as stored (the lookup may have
             // used another index, another edge order, or "25" for 25), so a change to it is seen.
@@ -256,18 +271,6 @@ impl TransformContext {
                             .iter()
                             .map(|e| found.get(e).cloned().unwrap_or(Value::Null)),
                     );
-                    let mut hashes = self.inputs.hashes.lock().unwrap_or_else(|p| p.into_inner());
-                    if !hashes.contains_key(model) {
-                        let edges: Vec<&str> = primary.iter().map(String::as_str).collect();
-                        let mut read = HashMap::new();
-                        reader
-                            .content_hashes(model, &edges, &mut |k, h| {
-                                read.insert(k.canonical(), h);
-                                Ok(())
-                            })
-                            .map_err(cannot_read)?;
-                        hashes.insert(model, read);
-                    }
                     let hash = hashes
                         .get(model)
                         .and_then(|h| h.get(&stored.canonical()))
@@ -296,5 +299,170 @@ impl TransformContext {
                 hash,
             });
         Ok(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::{
+        content_hash, DriftInfo, KeyOutcomeInfo, ListCursorInfo, NewRun, Provenance, RecordQuery,
+        RecordWrite, RejectInfo, RunCounts, RunId, RunInfo, SqliteReader, SqliteStore, StoreError,
+        StoreWrite, Timestamp, WriteItem,
+    };
+
+    fn no_call(_: Value, _: TransformContext) -> crate::model::FetchFuture {
+        Box::pin(async { Ok(None) })
+    }
+
+    static CARDS: TransformerRegistration = TransformerRegistration {
+        output: "Card",
+        identifier: &["id"],
+        inputs: &["Cat", "Toy"],
+        function: "cards",
+        module_path: "tests",
+        file: "transform.rs",
+        line: 0,
+        doc: "",
+        call: no_call,
+    };
+
+    /// A reader whose first record read is followed by a writer storing `then` (another
+    /// writer committing between the transformer's reads).
+    struct Racing {
+        inner: SqliteReader,
+        writer: Mutex<Option<(SqliteStore, RunId, Value)>>,
+    }
+
+    impl StoreRead for Racing {
+        fn kind(&self) -> &'static str {
+            self.inner.kind()
+        }
+        fn location(&self) -> &Path {
+            self.inner.location()
+        }
+        fn last_stored(&self, m: &str, k: &IndexKey) -> Result<Option<Timestamp>, StoreError> {
+            self.inner.last_stored(m, k)
+        }
+        fn latest_outcome(
+            &self,
+            m: &str,
+            k: &IndexKey,
+        ) -> Result<Option<KeyOutcomeInfo>, StoreError> {
+            self.inner.latest_outcome(m, k)
+        }
+        fn latest_done(&self, m: &str, k: &IndexKey) -> Result<Option<KeyOutcomeInfo>, StoreError> {
+            self.inner.latest_done(m, k)
+        }
+        fn record(&self, m: &str, k: &IndexKey) -> Result<Option<Value>, StoreError> {
+            let found = self.inner.record(m, k)?;
+            let next = self.writer.lock().unwrap().take();
+            if let Some((mut w, run, then)) = next {
+                let item = WriteItem::Record(RecordWrite::new(m, then, Provenance::new(run, "f")));
+                assert!(w.write_batch(&[item])?.iter().all(Result::is_ok));
+            }
+            Ok(found)
+        }
+        fn outcome_counts(&self, run: RunId) -> Result<RunCounts, StoreError> {
+            self.inner.outcome_counts(run)
+        }
+        fn for_each_record(
+            &self,
+            q: &RecordQuery,
+            each: &mut dyn FnMut(Value) -> Result<(), StoreError>,
+        ) -> Result<(), StoreError> {
+            self.inner.for_each_record(q, each)
+        }
+        fn runs(&self, limit: Option<usize>) -> Result<Vec<RunInfo>, StoreError> {
+            self.inner.runs(limit)
+        }
+        fn run(&self, id: RunId) -> Result<Option<RunInfo>, StoreError> {
+            self.inner.run(id)
+        }
+        fn rejects(
+            &self,
+            run: Option<RunId>,
+            limit: Option<usize>,
+        ) -> Result<Vec<RejectInfo>, StoreError> {
+            self.inner.rejects(run, limit)
+        }
+        fn drift(&self) -> Result<Vec<DriftInfo>, StoreError> {
+            self.inner.drift()
+        }
+        fn list_cursor(&self, m: &str, l: &str) -> Result<Option<ListCursorInfo>, StoreError> {
+            self.inner.list_cursor(m, l)
+        }
+        fn content_hashes(
+            &self,
+            m: &str,
+            edges: &[&str],
+            each: &mut dyn FnMut(IndexKey, String) -> Result<(), StoreError>,
+        ) -> Result<(), StoreError> {
+            self.inner.content_hashes(m, edges, each)
+        }
+    }
+
+    /// A record looked up is recorded with the hash of what was read or an older one, never
+    /// a newer: the Toy changes right after it is read, so the lineage must not hold the
+    /// changed Toy's hash (that would call the output fresh while it was computed from the
+    /// old Toy).
+    #[test]
+    fn a_record_changed_after_its_lookup_is_not_recorded_with_its_new_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kye.db");
+        let mut w = SqliteStore::open(&path).unwrap();
+        let schema = kye_lang::compile_str(
+            "t.kye",
+            "Cat(id) {\n id: Number\n}\nToy(id) {\n id: Number\n name: String\n}\n",
+        )
+        .unwrap();
+        w.prepare(&schema).unwrap();
+        let run = w.begin_run(&NewRun::new("x")).unwrap();
+        let (old, new) = (
+            json!({"id": 1, "name": "ball"}),
+            json!({"id": 1, "name": "bone"}),
+        );
+        let item = WriteItem::Record(RecordWrite::new(
+            "Toy",
+            old.clone(),
+            Provenance::new(run, "f"),
+        ));
+        assert!(w.write_batch(&[item]).unwrap().iter().all(Result::is_ok));
+        let reader = Racing {
+            inner: SqliteReader::open(&path).unwrap(),
+            writer: Mutex::new(Some((w, run, new.clone()))),
+        };
+        let inputs = Arc::new(Inputs {
+            transformer: &CARDS,
+            reader: Mutex::new(Box::new(reader)),
+            hashes: Mutex::new(HashMap::new()),
+            primary_edges: [
+                ("Cat", vec!["id".to_string()]),
+                ("Toy", vec!["id".to_string()]),
+            ]
+            .into_iter()
+            .collect(),
+        });
+        let ctx = TransformContext::new(
+            inputs,
+            LineageInput {
+                model: "Cat".into(),
+                key: IndexKey::single("id", 1),
+                hash: Some("sha256:cat".into()),
+            },
+        );
+        let toy = ctx.get_json("Toy", &IndexKey::single("id", 1)).unwrap();
+        assert_eq!(
+            toy.as_ref().and_then(|t| t.get("name")),
+            Some(&json!("ball"))
+        );
+        let read = ctx.lineage();
+        assert_eq!(read[1].key, IndexKey::single("id", 1));
+        assert_ne!(read[1].hash, Some(content_hash(&new)));
+        assert_eq!(read[1].hash, Some(content_hash(&old)));
     }
 }

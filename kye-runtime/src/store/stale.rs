@@ -201,8 +201,11 @@ impl Judge {
         // normalized the lookup to, which the lineage cannot tell.
         let digest = input_hash.map(Digest::of);
         if input_primary && self.group.primary.is_none() {
-            // Judged when the primary input's records are read.
-            let d = digest.unwrap_or_else(|| Digest::of(""));
+            // Judged when the primary input's records are read. Read without a hash, it is
+            // entered under a digest of its key that no stored hash has: such outputs are
+            // never fresh, and are counted per key (stale when stored, orphaned when not),
+            // not merged with other keys read without a hash.
+            let d = digest.unwrap_or_else(|| Digest::of(&format!("\u{0}{input_key}")));
             let keys = &mut self.verdict.keys;
             let start = keys.len();
             keys.push_str(input_key);

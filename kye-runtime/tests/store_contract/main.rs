@@ -73,6 +73,8 @@ macro_rules! store_contract {
                 lineage::a_refused_output_leaves_no_lineage,
                 lineage::content_hashes_follow_the_records,
                 lineage::stale_inputs_judge_the_lineage,
+                lineage::stale_inputs_judge_models_with_an_edge_called_rowid,
+                lineage::stale_inputs_count_each_primary_read_without_a_hash,
             );
             store_contract!(@async_cases $harness;
                 runtime::every_cat_keeps_its_own_vitals,

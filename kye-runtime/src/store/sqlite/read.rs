@@ -755,13 +755,21 @@ impl StoreRead for SqliteReader {
         // row is built for a row that is not stale. While this connection reads the lineage,
         // a second one reads the primary input's hashes (the two scans take about as long).
         let table = q(&l.table);
-        let side_scan = self.sql(|c| {
-            c.prepare_cached("SELECT EXISTS (SELECT 1 FROM _kye_lineage WHERE transformer = ?1)")?
+        // A row is found again by its rowid under a name none of the table's columns hides
+        // (an edge may be called `rowid`); when every name is taken, no side scan.
+        let rowid = self.rowid_name(&l.table)?;
+        let side_scan = rowid.is_some()
+            && self.sql(|c| {
+                c.prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM _kye_lineage WHERE transformer = ?1)",
+                )?
                 .query_row([transformer], |r| r.get::<_, bool>(0))
-        })?;
+            })?;
+        let rowid = rowid.unwrap_or("rowid");
         let (mut verdict, side) = std::thread::scope(|scope| {
             let (path, side_table) = (self.path.clone(), table.clone());
-            let side = side_scan.then(|| scope.spawn(move || hashes_by_rowid(&path, &side_table)));
+            let side =
+                side_scan.then(|| scope.spawn(move || hashes_by_rowid(&path, &side_table, rowid)));
             let verdict = self.judge_lineage(transformer, inputs)?;
             let side = side.and_then(|h| h.join().ok()).and_then(Result::ok);
             Ok::<_, StoreError>((verdict, side))
@@ -793,7 +801,7 @@ impl StoreRead for SqliteReader {
                 })
                 .collect();
             if stale.len() * 10 <= rows.len() {
-                let sql = format!("{select} WHERE rowid = ?1");
+                let sql = format!("{select} WHERE {rowid} = ?1");
                 self.sql(|c| {
                     let mut st = c.prepare(&sql)?;
                     for rowid in stale {
@@ -943,6 +951,20 @@ pub(super) fn outcome_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyOutcomeI
 impl SqliteReader {
     /// The lineage of `transformer` judged against the current hashes of its inputs other
     /// than the primary one ([`stale::Judge`]).
+    /// The first of SQLite's names for a row's rowid (`rowid`, `_rowid_`, `oid`) that no
+    /// column of `table` hides, as the table is (not as its layout says: a column may have
+    /// been added by hand); `None` when every one is a column's name.
+    fn rowid_name(&self, table: &str) -> Result<Option<&'static str>, StoreError> {
+        let columns: Vec<String> = self.sql(|c| {
+            let mut st = c.prepare("SELECT name FROM pragma_table_info(?1)")?;
+            let names = st.query_map([table], |r| r.get::<_, String>(0))?;
+            names.collect()
+        })?;
+        Ok(["rowid", "_rowid_", "oid"]
+            .into_iter()
+            .find(|n| !columns.iter().any(|c| c.eq_ignore_ascii_case(n))))
+    }
+
     fn judge_lineage(
         &self,
         transformer: &str,
@@ -998,15 +1020,19 @@ impl SqliteReader {
     }
 }
 
-/// Every row's content hash and rowid of `table`, read on a connection of its own (beside
-/// the reader's scan of the lineage).
-fn hashes_by_rowid(path: &Path, table: &str) -> rusqlite::Result<Vec<(stale::Digest, i64)>> {
+/// Every row's content hash and rowid (read as `rowid`, a name no column of `table` hides) of
+/// `table`, read on a connection of its own (beside the reader's scan of the lineage).
+fn hashes_by_rowid(
+    path: &Path,
+    table: &str,
+    rowid: &str,
+) -> rusqlite::Result<Vec<(stale::Digest, i64)>> {
     let conn = Connection::open_with_flags(
         path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    let mut st = conn.prepare(&format!("SELECT \"_kye_hash\", rowid FROM {table}"))?;
+    let mut st = conn.prepare(&format!("SELECT \"_kye_hash\", {rowid} FROM {table}"))?;
     let mut rows = st.query([])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
