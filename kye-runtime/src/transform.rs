@@ -446,6 +446,7 @@ mod tests {
             ]
             .into_iter()
             .collect(),
+            looked_up: Mutex::new(HashMap::new()),
         });
         let ctx = TransformContext::new(
             inputs,
