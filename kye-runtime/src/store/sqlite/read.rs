@@ -790,6 +790,12 @@ impl StoreRead for SqliteReader {
         );
         let mut unchanged = 0u64;
         let mut failure = None;
+        // Hands a stale record over; false once `each` failed (kept in `failure`).
+        let mut hand = |verdict: &mut stale::Verdict, key: IndexKey, hash: String| {
+            verdict.note_stale(&key);
+            each(key, hash).map_err(|e| failure = Some(e)).is_ok()
+        };
+        let mut handed = false;
         // Few stale records (the usual second run): their keys read by rowid.
         if let Some(rows) = side {
             let stale: Vec<i64> = rows
@@ -805,45 +811,37 @@ impl StoreRead for SqliteReader {
                 self.sql(|c| {
                     let mut st = c.prepare(&sql)?;
                     for rowid in stale {
-                        let Some((hash, key)) = st.query_row([rowid], read_key).optional()? else {
-                            continue;
-                        };
-                        verdict.note_stale(&key);
-                        if let Err(e) = each(key, hash) {
-                            failure = Some(e);
-                            break;
+                        if let Some((hash, key)) = st.query_row([rowid], read_key).optional()? {
+                            if !hand(&mut verdict, key, hash) {
+                                break;
+                            }
                         }
                     }
                     Ok(())
                 })?;
-                return match failure {
-                    Some(e) => Err(e),
-                    None => Ok(StaleCounts {
-                        unchanged,
-                        orphaned: verdict.orphaned(self, primary)?,
-                    }),
-                };
+                handed = true;
+            } else {
+                unchanged = 0;
             }
-            unchanged = 0;
         }
         // Many stale records (a first run): every key read in one pass.
-        self.sql(|c| {
-            let mut st = c.prepare(&select)?;
-            let mut rows = st.query([])?;
-            while let Some(row) = rows.next()? {
-                if verdict.unchanged(row.get_ref(0)?.as_str()?) {
-                    unchanged += 1;
-                    continue;
+        if !handed {
+            self.sql(|c| {
+                let mut st = c.prepare(&select)?;
+                let mut rows = st.query([])?;
+                while let Some(row) = rows.next()? {
+                    if verdict.unchanged(row.get_ref(0)?.as_str()?) {
+                        unchanged += 1;
+                        continue;
+                    }
+                    let (hash, key) = read_key(row)?;
+                    if !hand(&mut verdict, key, hash) {
+                        break;
+                    }
                 }
-                let (hash, key) = read_key(row)?;
-                verdict.note_stale(&key);
-                if let Err(e) = each(key, hash) {
-                    failure = Some(e);
-                    break;
-                }
-            }
-            Ok(())
-        })?;
+                Ok(())
+            })?;
+        }
         match failure {
             Some(e) => Err(e),
             None => Ok(StaleCounts {
