@@ -185,6 +185,18 @@ fn lineage_surface(reader: &dyn kye::store::StoreRead) -> Result<(), kye::store:
             inputs: vec![input],
         };
     }
+    let mut stale: Vec<(kye::store::IndexKey, String)> = Vec::new();
+    let counts: kye::store::StaleCounts =
+        reader.stale_inputs("card", &[("Pokemon", &["id"])], &mut |k, h| {
+            stale.push((k, h));
+            Ok(())
+        })?;
+    let _ = (counts.unchanged, counts.orphaned);
+    let at = kye::store::Timestamp::now();
+    let ages: kye::store::FetchedAges = reader.fetched_ages("Pokemon", at)?;
+    let _ = (ages.since, ages.before, ages.oldest);
+    let _: Vec<(kye::store::Timestamp, kye::store::IndexKey)> =
+        reader.fetched_before("Pokemon", &["id"], at, 10)?;
     Ok(())
 }
 
