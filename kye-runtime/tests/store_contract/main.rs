@@ -52,6 +52,7 @@ macro_rules! store_contract {
                 reads::lookups_by_any_index,
                 reads::filters_and_limits,
                 reads::fetched_ages_agree_with_a_record_scan,
+                reads::a_scan_reads_every_record_as_one_read_does,
                 history::rejects_drift_and_key_outcomes_are_kept,
                 history::runs_start_finish_and_interruption,
                 history::resume_state,

@@ -31,6 +31,17 @@ fn param(i: usize, prim: Prim) -> String {
     format!("${i}::text::{}", sql_type(prim))
 }
 
+/// The values of a row's primary key columns, in key order.
+fn key_values(l: &ModelLayout, cols: &[(&EdgeLayout, &Col)], row: &RowValues) -> Vec<Value> {
+    l.key
+        .iter()
+        .map(|k| {
+            let i = cols.iter().position(|(_, c)| c.name == k.name).unwrap_or(0);
+            row.inline[i].clone()
+        })
+        .collect()
+}
+
 /// What a query returns.
 #[derive(Clone, Copy)]
 struct Shape {
@@ -143,28 +154,94 @@ impl Reader<'_, '_> {
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let v = row_values(l, &r);
-            out.push(self.build(l, v, shape, visiting)?);
+            out.push(self.build(l, v, shape, visiting, None)?);
         }
         Ok(out)
     }
 
+    /// The child rows of every row of a chunk, one query per child table: per row (in chunk
+    /// order), per multi-valued edge of `l` (in edge order), its items' column values in
+    /// position order. The rows' keys are matched in SQL, cast to the key's type, as reading
+    /// one record's child rows matches them.
+    fn children_of(
+        &mut self,
+        l: &ModelLayout,
+        rows: &[RowValues],
+    ) -> Result<Vec<Vec<Vec<Vec<Value>>>>, postgres::Error> {
+        let multi: Vec<&EdgeLayout> = l.edges.iter().filter(|e| e.in_child_table()).collect();
+        let mut out = vec![vec![Vec::new(); multi.len()]; rows.len()];
+        if multi.is_empty() || rows.is_empty() {
+            return Ok(out);
+        }
+        let cols: Vec<(&EdgeLayout, &Col)> = inline_cols(l).collect();
+        let keys: Vec<Vec<Option<String>>> = rows
+            .iter()
+            .map(|row| key_values(l, &cols, row).iter().map(key_text).collect())
+            .collect();
+        // One text array per key column.
+        let arrays: Vec<Vec<Option<String>>> = (0..l.key.len())
+            .map(|i| keys.iter().map(|k| k[i].clone()).collect())
+            .collect();
+        let unnest = (1..=arrays.len())
+            .map(|i| format!("${i}::text[]"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let names = (0..arrays.len())
+            .map(|i| format!("k{i}, "))
+            .collect::<String>();
+        let on = l
+            .parent_cols
+            .iter()
+            .zip(&l.key)
+            .enumerate()
+            .map(|(i, (p, k))| format!("c.{} = p.k{i}::{}", qi(p), sql_type(k.prim)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        for (n, e) in multi.iter().enumerate() {
+            let sql = format!(
+                "SELECT p.ord, {} FROM unnest({unnest}) WITH ORDINALITY AS p({names}ord) \
+                 JOIN {} AS c ON {on} ORDER BY p.ord, c.{}",
+                e.cols
+                    .iter()
+                    .map(|c| format!("c.{}::text", qi(&c.name)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                qi(e.table.as_deref().unwrap_or_default()),
+                q(POSITION)
+            );
+            let params: Vec<&(dyn ToSql + Sync)> =
+                arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+            let st = self.statement(sql)?;
+            for r in self.tx.query(&st, &params)? {
+                let ord: i64 = r.get(0);
+                let vals: Vec<Value> = e
+                    .cols
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| from_text(r.get::<_, Option<&str>>(i + 1), c.prim))
+                    .collect();
+                if let Some(row) = usize::try_from(ord - 1).ok().and_then(|i| out.get_mut(i)) {
+                    row[n].push(vals);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The record of a row. `children`: its child rows per multi-valued edge (in edge order),
+    /// read beforehand for a whole chunk ([`Reader::children_of`]); `None` reads them here.
     fn build(
         &mut self,
         l: &ModelLayout,
         row: RowValues,
         shape: Shape,
         visiting: &mut Vec<(String, String)>,
+        mut children: Option<Vec<Vec<Vec<Value>>>>,
     ) -> Result<Value, postgres::Error> {
         let cols: Vec<(&EdgeLayout, &Col)> = inline_cols(l).collect();
-        let key_vals: Vec<Value> = l
-            .key
-            .iter()
-            .map(|k| {
-                let i = cols.iter().position(|(_, c)| c.name == k.name).unwrap_or(0);
-                row.inline[i].clone()
-            })
-            .collect();
+        let key_vals = key_values(l, &cols, &row);
         let key_texts: Vec<Option<String>> = key_vals.iter().map(key_text).collect();
+        let mut child_edge = 0;
         visiting.push((
             l.model.clone(),
             canonical_json(&Value::Array(key_vals.clone())),
@@ -191,18 +268,31 @@ impl Reader<'_, '_> {
                     qi(table),
                     q(POSITION)
                 );
-                let params: Vec<&(dyn ToSql + Sync)> =
-                    key_texts.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
-                let st = self.statement(sql)?;
-                let rows = self.tx.query(&st, &params)?;
-                let mut arr = Vec::with_capacity(rows.len());
-                for r in rows {
-                    let vals: Vec<Value> = e
-                        .cols
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| from_text(r.get::<_, Option<&str>>(i), c.prim))
-                        .collect();
+                let item_rows: Vec<Vec<Value>> = match children.as_mut() {
+                    Some(read) => read
+                        .get_mut(child_edge)
+                        .map(std::mem::take)
+                        .unwrap_or_default(),
+                    None => {
+                        let params: Vec<&(dyn ToSql + Sync)> =
+                            key_texts.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+                        let st = self.statement(sql)?;
+                        self.tx
+                            .query(&st, &params)?
+                            .iter()
+                            .map(|r| {
+                                e.cols
+                                    .iter()
+                                    .enumerate()
+                                    .map(|(i, c)| from_text(r.get::<_, Option<&str>>(i), c.prim))
+                                    .collect()
+                            })
+                            .collect()
+                    }
+                };
+                child_edge += 1;
+                let mut arr = Vec::with_capacity(item_rows.len());
+                for vals in item_rows {
                     arr.push(if e.value_object {
                         value_object_out(e, vals)
                     } else {
@@ -546,10 +636,11 @@ impl StoreRead for PgReader {
                 no_source,
                 prepared: HashMap::new(),
             };
+            let values: Vec<RowValues> = rows.iter().map(|row| row_values(l, row)).collect();
+            let children = r.children_of(l, &values)?;
             let mut chunk = Vec::with_capacity(rows.len());
-            for row in rows {
-                let v = row_values(l, row);
-                chunk.push(r.build(l, v, shape, &mut Vec::new())?);
+            for (v, children) in values.into_iter().zip(children) {
+                chunk.push(r.build(l, v, shape, &mut Vec::new(), Some(children))?);
             }
             Ok(chunk)
         })
