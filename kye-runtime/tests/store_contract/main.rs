@@ -53,6 +53,7 @@ macro_rules! store_contract {
                 reads::filters_and_limits,
                 reads::fetched_ages_agree_with_a_record_scan,
                 reads::a_scan_reads_every_record_as_one_read_does,
+                reads::a_scan_matches_one_read_for_every_kind_of_key,
                 history::rejects_drift_and_key_outcomes_are_kept,
                 history::runs_start_finish_and_interruption,
                 history::resume_state,

@@ -4,7 +4,7 @@ use kye_runtime::store::*;
 use serde_json::json;
 
 use crate::fixtures::*;
-use crate::harness::{Harness, Values};
+use crate::harness::{Harness, Reads, Values};
 
 /// `last_stored` and `record` find a record by its primary or secondary index, with numbers
 /// given as numbers or text; a key that is no index, or a model the store does not know, is
@@ -315,4 +315,264 @@ Reading(station, day) {
         .unwrap()
         .unwrap();
     assert_eq!(mon["tags"], json!(["t7-0", "t7-1", "t7-2"]));
+}
+
+/// A scan gives every record as reading it alone does, whatever its key: numbers written as
+/// `25.0` or `1e2`, negative, fractional, beyond 64 bits or near `f64`'s limits; texts with
+/// quotes, backslashes, array and NULL syntax, unicode, the empty text; booleans; a composite
+/// key of a number and a text; value objects and references in lists; across chunks (1,100 number keys), with
+/// filters and limits. At depth 1 every embedded record is the record read alone (or, inside
+/// itself, its reference) where records are rebuilt from columns.
+pub fn a_scan_matches_one_read_for_every_kind_of_key(h: &Harness) {
+    const SCHEMA: &str = r#"
+Num(id) {
+  id: Number
+  tags: String*
+}
+Txt(id) {
+  id: String
+  tags: String*
+  vitals: Vitals*
+}
+Flag(on) {
+  on: Boolean
+  tags: String*
+}
+Owned(owner_id, slot) {
+  owner_id: Number
+  slot: String
+  owner: Num
+  notes: String*
+  friends: Num*
+  days: Day*
+  vitals: Vitals*
+  vital: Vitals?
+}
+Day(year, month) {
+  year: Number
+  month: Number
+}
+Node(id) {
+  id: Number
+  next: Node?
+  kids: Node*
+}
+Vitals {
+  bpm: Number
+  temp: Number?
+}
+"#;
+    let st = Store::new(h);
+    let mut s = st.prepared(SCHEMA);
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    // Lists of 0-3 items; the second is one text many records share (a filter across chunks).
+    let tags = |i: usize, n: &str| -> Vec<String> {
+        (0..i % 4)
+            .map(|t| match t {
+                1 => "shared".to_string(),
+                _ => format!("{n}-{t}"),
+            })
+            .collect()
+    };
+    let mut nums: Vec<serde_json::Value> = [
+        "25",
+        "25.0",
+        "1e2",
+        "100.0",
+        "-3",
+        "-0.125",
+        "2.5",
+        "0",
+        "-0.0",
+        "9007199254740993",
+        "18446744073709551615",
+        "-9223372036854775808",
+        "1e20",
+        "100000000000000000001",
+        "123456789012345678901234567890",
+        "1e308",
+        "-1e308",
+        "5e-324",
+        "0.1",
+        "0.30000000000000004",
+    ]
+    .iter()
+    .map(|t| serde_json::from_str(t).unwrap())
+    .collect();
+    nums.extend((0..1100).map(|i| json!(f64::from(i) * 0.75 - 400.0)));
+    let texts = [
+        "",
+        " ",
+        "a'b",
+        "'",
+        "\"q\"",
+        "back\\slash",
+        "\\",
+        "NULL",
+        "null",
+        "{a,b}",
+        "a,b",
+        "ünï©ødé 🎉",
+        "日本",
+        "\t\n",
+        "25",
+        "25.0",
+    ];
+    let mut items = Vec::new();
+    for (i, n) in nums.iter().enumerate() {
+        items.push(record(
+            run,
+            "Num",
+            json!({"id": n, "tags": tags(i, &format!("n{i}"))}),
+        ));
+    }
+    for (i, t) in texts.iter().enumerate() {
+        let vitals: Vec<_> = (0..i % 3)
+            .map(|v| json!({"bpm": v * 10 + i, "temp": null}))
+            .collect();
+        items.push(record(
+            run,
+            "Txt",
+            json!({"id": t, "tags": tags(i + 1, t), "vitals": vitals}),
+        ));
+    }
+    for (i, b) in [true, false].iter().enumerate() {
+        items.push(record(
+            run,
+            "Flag",
+            json!({"on": b, "tags": tags(i + 2, "f")}),
+        ));
+    }
+    for (i, n) in nums.iter().take(40).enumerate() {
+        let friends: Vec<_> = nums
+            .iter()
+            .skip(i)
+            .take(i % 4)
+            .map(|f| json!({"id": f}))
+            .collect();
+        let days: Vec<_> = (0..i % 3)
+            .map(|d| json!({"year": 2000 + d, "month": i}))
+            .collect();
+        items.push(record(
+            run,
+            "Owned",
+            json!({"owner_id": n, "slot": texts[i % texts.len()], "owner": {"id": n},
+                   "notes": tags(i + 1, "o"), "friends": friends, "days": days,
+                   "vitals": [{"bpm": i, "temp": 36.6}], "vital": {"bpm": -1.5, "temp": i}}),
+        ));
+    }
+    for i in 1..=5 {
+        items.push(record(
+            run,
+            "Node",
+            json!({"id": i, "next": {"id": i % 5 + 1}, "kids": [{"id": i}, {"id": 1}, {"id": 9}]}),
+        ));
+    }
+    for chunk in items.chunks(400) {
+        write_ok(s.as_mut(), chunk);
+    }
+    let counts = [
+        // 25 = 25.0, 1e2 = 100.0, 0 = -0.0, and 1e20 = 100000000000000000001 as JSON reads it.
+        ("Num", nums.len() - 4, &["id"][..]),
+        ("Txt", texts.len(), &["id"][..]),
+        ("Flag", 2, &["on"][..]),
+        ("Owned", 40, &["owner_id", "slot"][..]),
+        ("Node", 5, &["id"][..]),
+    ];
+    for (model, n, key_edges) in counts {
+        let mut q = RecordQuery::new(model);
+        q.depth = 0;
+        let scanned = s.records(&q).unwrap();
+        assert_eq!(scanned.len(), n, "{model}");
+        let lists = |r: &serde_json::Value| {
+            ["tags", "notes", "kids"]
+                .iter()
+                .filter_map(|e| r.get(*e)?.as_array().map(Vec::len))
+                .sum::<usize>()
+        };
+        assert!(
+            scanned.iter().filter(|r| lists(r) > 1).count() * 3 > n,
+            "{model}"
+        );
+        for r in &scanned {
+            let key = IndexKey::new(
+                key_edges.iter().copied(),
+                key_edges.iter().map(|e| r[*e].clone()),
+            );
+            let alone = s.record(model, &key).unwrap();
+            assert_eq!(alone.as_ref(), Some(r), "{model} {key}");
+        }
+        // A limit, and a filter on a list's item, give the same records as the whole scan.
+        q.limit = Some(n / 2 + 1);
+        assert_eq!(
+            s.records(&q).unwrap(),
+            scanned[..n / 2 + 1],
+            "{model} limit"
+        );
+        q.limit = None;
+        if let Some((edge, item)) = scanned.iter().find_map(|r| {
+            ["tags", "notes"]
+                .iter()
+                .find_map(|e| Some((*e, r.get(*e)?.as_array()?.get(1)?.clone())))
+        }) {
+            q.filter = Some(Filter {
+                edge: edge.to_string(),
+                value: item.clone(),
+            });
+            let filtered = s.records(&q).unwrap();
+            let expected: Vec<_> = scanned
+                .iter()
+                .filter(|r| r[edge].as_array().is_some_and(|a| a.contains(&item)))
+                .cloned()
+                .collect();
+            assert!(!expected.is_empty(), "{model}");
+            assert_eq!(filtered, expected, "{model} filter {edge} = {item}");
+        }
+        // At depth 1 each reference is the record read alone, or its reference inside itself.
+        q.filter = None;
+        q.depth = 1;
+        let mut embedded = 0;
+        for (deep, flat) in s.records(&q).unwrap().iter().zip(&scanned) {
+            // A store of documents gives them as written, at any depth.
+            if st.differs.reads == Reads::AsWritten {
+                assert_eq!(deep, flat, "{model}");
+                continue;
+            }
+            let me = &flat[key_edges[0]];
+            for (edge, target) in [
+                ("owner", "Num"),
+                ("friends", "Num"),
+                ("next", "Node"),
+                ("kids", "Node"),
+            ] {
+                let (Some(d), Some(f)) = (deep.get(edge), flat.get(edge)) else {
+                    continue;
+                };
+                let pairs: Vec<(&serde_json::Value, &serde_json::Value)> =
+                    match (d.as_array(), f.as_array()) {
+                        (Some(d), Some(f)) => {
+                            assert_eq!(d.len(), f.len(), "{model} {me} {edge}");
+                            d.iter().zip(f).collect()
+                        }
+                        _ => vec![(d, f)],
+                    };
+                for (d, f) in pairs {
+                    let alone = s
+                        .record(target, &IndexKey::single("id", f["id"].clone()))
+                        .unwrap();
+                    let inside_itself = model == target && &f["id"] == me;
+                    let want = if inside_itself {
+                        Some(f)
+                    } else {
+                        alone.as_ref().or(Some(f))
+                    };
+                    assert_eq!(Some(d), want, "{model} {me} {edge}");
+                    embedded += usize::from(d != f);
+                }
+            }
+        }
+        if st.differs.reads == Reads::Rebuilt && ["Owned", "Node"].contains(&model) {
+            assert!(embedded >= 9, "{model}: {embedded} records embedded");
+        }
+    }
 }
