@@ -434,10 +434,16 @@ async fn a_key_the_source_lacks_is_answered_from_the_store_until_max_age_says_as
 }
 
 /// A source whose answers take `slow` (key 1: `slow_first`), counting requests in flight.
+/// A source of Pokémon that sleeps `slow` per request (`slow_first` for id 1), with the most
+/// requests it served at once and how many it is serving now.
 async fn counting_source(
     slow: Duration,
     slow_first: Duration,
-) -> (TestServer, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+) -> (
+    TestServer,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     let (now, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -453,13 +459,14 @@ async fn counting_source(
     (
         TestServer::start(routes).await.expect("source starts"),
         peak,
+        now,
     )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_through_fetches_share_max_fetches_slots_and_a_wait_too_long_is_503() {
     use std::sync::atomic::Ordering;
-    let (source, peak) =
+    let (source, peak, _) =
         counting_source(Duration::from_millis(100), Duration::from_millis(100)).await;
     let base = source.base_url().to_string();
     let f = Fixture::start_with(
@@ -495,7 +502,8 @@ async fn read_through_fetches_share_max_fetches_slots_and_a_wait_too_long_is_503
 
     // One slot, held for longer than a read waits for one: the next read of another key is
     // 503 with Retry-After, and a read the store answers does not wait at all.
-    let (source, _) = counting_source(Duration::from_millis(1), Duration::from_secs(7)).await;
+    let (source, _, serving) =
+        counting_source(Duration::from_millis(1), Duration::from_secs(7)).await;
     let base = source.base_url().to_string();
     let f = Fixture::start_with(
         source,
@@ -517,7 +525,16 @@ async fn read_through_fetches_share_max_fetches_slots_and_a_wait_too_long_is_503
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Until the holder's fetch is at the source (it holds the one slot), at most 5 s.
+    let waited = Instant::now();
+    while serving.load(Ordering::SeqCst) == 0 && waited.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        serving.load(Ordering::SeqCst),
+        1,
+        "the holder's fetch reached the source"
+    );
     let started = Instant::now();
     let (s, _, _) = f
         .get(Some("fetcher"), "/v1/models/Pokemon/records?id=2")
@@ -1007,27 +1024,10 @@ async fn refreshed_and_reported(store_spec: Option<&str>) {
 /// (skipped, saying so, when nothing answers at `KYE_TEST_POSTGRES`, outside CI).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_runs_on_postgresql_too() {
-    let url = std::env::var("KYE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+    let Some((url, spec)) = postgres_spec("kye_serve") else {
+        return;
+    };
     let schema = format!("kye_serve_{}", std::process::id());
-    // The blocking client runs its own runtime: only ever on a thread of its own.
-    let u = url.clone();
-    let reachable =
-        std::thread::spawn(move || postgres::Client::connect(&u, postgres::NoTls).map(drop))
-            .join()
-            .unwrap();
-    match reachable {
-        Ok(()) => {}
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true: PostgreSQL at {url} does not answer: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping: nothing answers at {url} ({e})");
-            return;
-        }
-    }
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let spec = format!("{url}{sep}schema={schema}");
     let source = source().await;
     let base = source.base_url().to_string();
     let f = Fixture::start_on(
