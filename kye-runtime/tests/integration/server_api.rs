@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kye_runtime::store::{open_server_store, ServerStore, Timestamp, TokenRecord};
-use kye_runtime::testing::{Route, TestServer};
+use kye_runtime::testing::{Fault, Route, TestServer};
 use kye_runtime::{Runtime, ServeOptions, Server};
 use serde_json::{json, Value};
 
@@ -433,33 +433,46 @@ async fn a_key_the_source_lacks_is_answered_from_the_store_until_max_age_says_as
     assert_eq!(f.source.requests("/pokemon/555/"), 3);
 }
 
-/// A source whose answers take `slow` (key 1: `slow_first`), counting requests in flight.
-async fn counting_source(
-    slow: Duration,
-    slow_first: Duration,
-) -> (TestServer, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    let (now, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let (n, p) = (now.clone(), peak.clone());
+/// A source whose answers take `slow` (key 1: `slow_first`), noting when each request came.
+///
+/// Answers wait with the test server's stall, not by sleeping in the route: a sleep there would
+/// block one of the test runtime's two workers, and the server's tasks queued on it with it (the
+/// case this test once failed on about one run in three), which no real source can do.
+async fn counting_source(slow: Duration, slow_first: Duration) -> (TestServer, Arrivals) {
+    let arrivals = Arrivals::default();
+    let seen = arrivals.clone();
     let routes = kye_runtime::testing::Routes::new().generate("/pokemon/", move |rest| {
         let id: i64 = rest.trim_end_matches('/').parse().ok()?;
-        let cur = n.fetch_add(1, Ordering::SeqCst) + 1;
-        p.fetch_max(cur, Ordering::SeqCst);
-        std::thread::sleep(if id == 1 { slow_first } else { slow });
-        n.fetch_sub(1, Ordering::SeqCst);
-        Some(Route::json(common::doc(id).to_string()))
+        seen.0.lock().unwrap().push(Instant::now());
+        let wait = if id == 1 { slow_first } else { slow };
+        Some(Route::json(common::doc(id).to_string()).always(Fault::Stall(wait)))
     });
     (
         TestServer::start(routes).await.expect("source starts"),
-        peak,
+        arrivals,
     )
+}
+
+/// When each request reached a [`counting_source`].
+#[derive(Clone, Default)]
+struct Arrivals(std::sync::Arc<std::sync::Mutex<Vec<Instant>>>);
+
+impl Arrivals {
+    /// The most requests in flight at once, when each takes at least `each`: a request that
+    /// came less than `each` after another came while that one was still being answered.
+    fn peak(&self, each: Duration) -> usize {
+        let mut at = self.0.lock().unwrap().clone();
+        at.sort();
+        (0..at.len())
+            .map(|i| at[..=i].iter().filter(|t| at[i] - **t < each).count())
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_through_fetches_share_max_fetches_slots_and_a_wait_too_long_is_503() {
-    use std::sync::atomic::Ordering;
-    let (source, peak) =
+    let (source, arrivals) =
         counting_source(Duration::from_millis(100), Duration::from_millis(100)).await;
     let base = source.base_url().to_string();
     let f = Fixture::start_with(
@@ -488,7 +501,7 @@ async fn read_through_fetches_share_max_fetches_slots_and_a_wait_too_long_is_503
         assert_eq!(body["source"], "fetched", "{body}");
     }
     assert_eq!(
-        peak.load(Ordering::SeqCst),
+        arrivals.peak(Duration::from_millis(100)),
         2,
         "fetches at once, with max_fetches = 2"
     );
