@@ -7,6 +7,7 @@
 //! the values, `write` and `batch` the writer's side and `read` every query.
 
 mod batch;
+mod checkpoint;
 mod convert;
 mod ddl;
 mod read;
@@ -67,6 +68,9 @@ pub struct SqliteReader {
 /// own writes through the same code as a [`SqliteReader`].
 #[derive(Debug)]
 pub struct SqliteStore {
+    /// Runs the log's checkpoints off the writer's path (stopped before the connection
+    /// closes: fields drop in order).
+    checkpointer: Option<checkpoint::Checkpointer>,
     /// The writer's connection, read through as by a reader. Until [`StoreWrite::prepare`]
     /// (crate::store::StoreWrite::prepare) has checked a file without kye's tables (new, or a
     /// database kye did not create), it is not `initialized` and nothing is written to it.
@@ -281,6 +285,7 @@ impl SqliteStore {
             source,
         })?;
         let mut store = SqliteStore {
+            checkpointer: None,
             db: SqliteReader {
                 conn,
                 path,

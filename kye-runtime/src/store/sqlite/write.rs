@@ -74,6 +74,9 @@ impl SqliteStore {
                 message: format!("could not switch to WAL journal mode (got {mode})"),
             });
         }
+        if self.checkpointer.is_none() {
+            self.checkpointer = super::checkpoint::Checkpointer::start(&mut db.conn, &db.path);
+        }
         db.sql(|c| {
             c.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;")?;
             c.execute_batch(&format!("BEGIN IMMEDIATE; {INTERNAL_TABLES} COMMIT;"))?;

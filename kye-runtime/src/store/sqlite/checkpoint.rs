@@ -1,0 +1,235 @@
+//! Checkpoints of the write-ahead log, off the writer's path.
+//!
+//! SQLite's own auto-checkpoint runs in the connection that commits: the commit that takes the
+//! log past 1,000 pages then copies every page of the log into the database file and syncs
+//! both, before the writer may go on. A short run (a transformer's second pass writing a
+//! thousand scattered outputs) spent about half of its write time there. The writer instead
+//! tells a thread of its own that a checkpoint is due, and that thread runs it (passive, as
+//! SQLite's: it never blocks a reader or the writer) on a connection of its own while the
+//! writer goes on. Should that thread fall far behind, the writer checkpoints itself, as
+//! SQLite would, so the log stays bounded.
+
+use std::ffi::c_int;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use rusqlite::wal::CheckpointMode;
+use rusqlite::{Connection, OpenFlags};
+
+/// Pages in the log from which a checkpoint is due (SQLite's default auto-checkpoint).
+pub(super) const DUE_PAGES: c_int = 1000;
+
+/// Pages in the log from which the writer checkpoints itself (about 200 MiB of 4 KiB pages):
+/// the checkpointer thread cannot keep up, or could not start.
+pub(super) const INLINE_PAGES: c_int = 50_000;
+
+/// The thread that checkpoints a store's log. Dropping it stops the thread (after the
+/// checkpoint it may be running) and waits for it.
+#[derive(Debug)]
+pub(super) struct Checkpointer {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    due: bool,
+    stop: bool,
+    /// Checkpoints the thread has run (for tests).
+    done: u64,
+}
+
+impl Shared {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Checkpointer {
+    /// Starts the thread for the database at `path` and has `conn` (the writer's connection)
+    /// hand checkpoints to it. When no thread can be started, `conn` keeps SQLite's own
+    /// auto-checkpoint and `None` is returned.
+    pub(super) fn start(conn: &mut Connection, path: &Path) -> Option<Checkpointer> {
+        let shared = Arc::new(Shared::default());
+        let thread = {
+            let shared = shared.clone();
+            let path = path.to_path_buf();
+            std::thread::Builder::new()
+                .name("kye-sqlite-checkpoint".into())
+                .spawn(move || run(&shared, &path))
+                .ok()?
+        };
+        let hook = shared.clone();
+        let installed = conn.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages: c_int| {
+            if pages >= INLINE_PAGES {
+                // As SQLite's own hook: a checkpoint that cannot finish now is tried later.
+                let _ = wal.checkpoint_v2(CheckpointMode::PASSIVE);
+            } else if pages >= DUE_PAGES {
+                let mut s = hook.state();
+                if !s.due {
+                    s.due = true;
+                    hook.wake.notify_one();
+                }
+            }
+            Ok(())
+        }));
+        let checkpointer = Checkpointer {
+            shared,
+            thread: Some(thread),
+        };
+        match installed {
+            Ok(()) => Some(checkpointer),
+            Err(e) => {
+                tracing::debug!(error = %e, "SQLite keeps its own checkpoints");
+                None
+            }
+        }
+    }
+
+    /// Checkpoints the thread has run.
+    #[cfg(test)]
+    pub(super) fn done(&self) -> u64 {
+        self.shared.state().done
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        {
+            let mut s = self.shared.state();
+            s.stop = true;
+            self.shared.wake.notify_one();
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The thread: waits until a checkpoint is due, runs it, until told to stop.
+fn run(shared: &Shared, path: &PathBuf) {
+    let mut conn: Option<Connection> = None;
+    loop {
+        {
+            let mut s = shared.state();
+            while !s.due && !s.stop {
+                s = shared.wake.wait(s).unwrap_or_else(|p| p.into_inner());
+            }
+            if s.stop {
+                return;
+            }
+            s.due = false;
+        }
+        if conn.is_none() {
+            conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            // A connection learns that the file is in WAL mode when it first reads it; until
+            // then a checkpoint does nothing.
+            .and_then(|c| {
+                c.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+                Ok(c)
+            })
+            .map_err(|e| tracing::debug!(error = %e, "the checkpointer cannot open the store"))
+            .ok();
+        }
+        let Some(c) = &conn else { continue };
+        match c.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
+            Ok((log, _)) if log >= 0 => shared.state().done += 1,
+            Ok(_) => tracing::debug!("checkpoint not run: the store is not in WAL mode"),
+            // Busy (another checkpoint runs), or an I/O error the writer will meet too: the
+            // next commit past the mark asks again.
+            Err(e) => tracing::debug!(error = %e, "checkpoint not run"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn wal_db(path: &Path) -> Connection {
+        let c = Connection::open(path).unwrap();
+        let mode: String = c
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        c.execute_batch("PRAGMA synchronous = NORMAL; CREATE TABLE t (v BLOB);")
+            .unwrap();
+        c
+    }
+
+    /// Writes `pages` pages' worth of rows (4 KiB each) in one transaction.
+    fn write_pages(c: &Connection, pages: usize) {
+        c.execute_batch("BEGIN").unwrap();
+        for _ in 0..pages {
+            c.execute("INSERT INTO t VALUES (zeroblob(4000))", [])
+                .unwrap();
+        }
+        c.execute_batch("COMMIT").unwrap();
+    }
+
+    fn db_bytes(path: &Path) -> u64 {
+        std::fs::metadata(path).unwrap().len()
+    }
+
+    #[test]
+    fn a_commit_past_the_mark_is_checkpointed_by_the_thread_not_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let mut c = wal_db(&path);
+        let cp = Checkpointer::start(&mut c, &path).expect("the thread starts");
+        // Below the mark: nothing is due, the pages stay in the log.
+        write_pages(&c, 100);
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(cp.done(), 0);
+        let before = db_bytes(&path);
+        // Past it: the commit returns with the pages still only in the log (the writer did
+        // not checkpoint), and the thread copies them into the database file.
+        write_pages(&c, DUE_PAGES as usize + 100);
+        assert!(
+            db_bytes(&path) < before + 1_000_000,
+            "the writer checkpointed"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while cp.done() == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(cp.done() >= 1, "no checkpoint within 10 s");
+        assert!(
+            db_bytes(&path) > before + 4_000_000,
+            "the pages reached the database file"
+        );
+        let rows: i64 = c
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, DUE_PAGES as i64 + 200);
+    }
+
+    #[test]
+    fn dropping_it_stops_the_thread_and_the_writer_keeps_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let mut c = wal_db(&path);
+        let cp = Checkpointer::start(&mut c, &path).expect("the thread starts");
+        let started = Instant::now();
+        drop(cp);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // The hook outlives the thread: a due checkpoint then only marks it, nothing hangs.
+        write_pages(&c, DUE_PAGES as usize + 10);
+        drop(c);
+        assert!(
+            !dir.path().join("c.db-wal").exists(),
+            "the last connection checkpoints and removes the log"
+        );
+    }
+}
