@@ -215,6 +215,31 @@ mod tests {
         assert_eq!(rows, DUE_PAGES as i64 + 200);
     }
 
+    /// A writer that commits without pause: the thread checkpoints while the writer goes on
+    /// appending, so the log is never fully copied when the next write begins and SQLite never
+    /// starts it over. The log must still stay near the mark, not grow to `INLINE_PAGES`.
+    #[test]
+    fn the_log_stays_bounded_under_a_writer_that_never_pauses() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let mut c = wal_db(&path);
+        let _cp = Checkpointer::start(&mut c, &path).expect("the thread starts");
+        let wal = dir.path().join("c.db-wal");
+        let mut largest = 0;
+        for _ in 0..1_000 {
+            write_pages(&c, 20);
+            largest = largest.max(db_bytes(&wal));
+        }
+        let rows: i64 = c
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 20_000);
+        assert!(
+            largest < 50_000_000,
+            "the log reached {largest} bytes for 20,000 pages written"
+        );
+    }
+
     #[test]
     fn dropping_it_stops_the_thread_and_the_writer_keeps_working() {
         let dir = tempfile::tempdir().unwrap();
