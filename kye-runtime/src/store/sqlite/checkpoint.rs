@@ -248,6 +248,26 @@ mod tests {
         );
     }
 
+    /// The thread's connection reaches the file the writer has open, whatever happens later to
+    /// the name it was opened by (a relative path after the process changed directory, a
+    /// renamed directory): it is not opened by name when the first checkpoint is due.
+    #[test]
+    fn the_thread_checkpoints_after_the_store_s_directory_is_renamed() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = dir.path().join("a");
+        std::fs::create_dir(&before).unwrap();
+        let path = before.join("c.db");
+        let mut c = wal_db(&path);
+        let cp = Checkpointer::start(&mut c, &path).expect("the thread starts");
+        std::fs::rename(&before, dir.path().join("b")).unwrap();
+        write_pages(&c, DUE_PAGES as usize + 100);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while cp.done() == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(cp.done() >= 1, "no checkpoint within 10 s");
+    }
+
     #[test]
     fn dropping_it_stops_the_thread_and_the_writer_keeps_working() {
         let dir = tempfile::tempdir().unwrap();
