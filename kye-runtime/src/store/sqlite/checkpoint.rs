@@ -61,16 +61,30 @@ impl Shared {
 
 impl Checkpointer {
     /// Starts the thread for the database at `path` and has `conn` (the writer's connection)
-    /// hand checkpoints to it. When no thread can be started, `conn` keeps SQLite's own
-    /// auto-checkpoint and `None` is returned.
+    /// hand checkpoints to it. When the thread or its connection cannot be started, `conn`
+    /// keeps SQLite's own auto-checkpoint and `None` is returned.
     pub(super) fn start(conn: &mut Connection, path: &Path) -> Option<Checkpointer> {
+        // Opened now, by the absolute name SQLite has for the writer's file, not by `path` when
+        // the first checkpoint is due: by then a relative `path` may name another file (the
+        // process changed directory) or none (a directory renamed), and the hook below has
+        // taken over from SQLite's own auto-checkpoint.
+        let file = conn
+            .path()
+            .filter(|p| !p.is_empty())
+            .map_or_else(|| path.to_path_buf(), PathBuf::from);
+        let own = match open(&file) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "the checkpointer cannot open the store; SQLite keeps its own checkpoints");
+                return None;
+            }
+        };
         let shared = Arc::new(Shared::default());
         let thread = {
             let shared = shared.clone();
-            let path = path.to_path_buf();
             std::thread::Builder::new()
                 .name("kye-sqlite-checkpoint".into())
-                .spawn(move || run(&shared, &path))
+                .spawn(move || run(&shared, &own))
                 .ok()?
         };
         let hook = shared.clone();
@@ -120,9 +134,20 @@ impl Drop for Checkpointer {
     }
 }
 
-/// The thread: waits until a checkpoint is due, runs it, until told to stop.
-fn run(shared: &Shared, path: &PathBuf) {
-    let mut conn: Option<Connection> = None;
+/// The checkpointer's connection to the database at `path`.
+fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let c = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // A connection learns that the file is in WAL mode when it first reads it; until then a
+    // checkpoint does nothing.
+    c.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+    Ok(c)
+}
+
+/// The thread: waits until a checkpoint is due, runs it on `conn`, until told to stop.
+fn run(shared: &Shared, conn: &Connection) {
     loop {
         {
             let mut s = shared.state();
@@ -134,22 +159,7 @@ fn run(shared: &Shared, path: &PathBuf) {
             }
             s.due = false;
         }
-        if conn.is_none() {
-            conn = Connection::open_with_flags(
-                path,
-                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            // A connection learns that the file is in WAL mode when it first reads it; until
-            // then a checkpoint does nothing.
-            .and_then(|c| {
-                c.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
-                Ok(c)
-            })
-            .map_err(|e| tracing::debug!(error = %e, "the checkpointer cannot open the store"))
-            .ok();
-        }
-        let Some(c) = &conn else { continue };
-        match c.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
+        match conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
             Ok((log, _)) if log >= 0 => shared.state().done += 1,
             Ok(_) => tracing::debug!("checkpoint not run: the store is not in WAL mode"),
             // Busy (another checkpoint runs), or an I/O error the writer will meet too: the
