@@ -25,11 +25,14 @@ pub(super) const DUE_PAGES: c_int = 1000;
 /// SQLite starts the log over only when a write begins with every page of it copied into the
 /// database file. The thread's checkpoint copies while the writer goes on appending, so under
 /// a writer that never pauses the log is never wholly copied at that moment and only grows,
-/// however well the thread keeps up. The writer's own (passive) checkpoint here copies what
-/// the thread has not yet (little, when it keeps up; nothing is waited for: a checkpoint the
-/// thread is running makes it return at once), after which the next write starts the log
-/// over. It also bounds the log when the thread cannot keep up or has no connection.
+/// however well the thread keeps up. The writer here waits for the thread's checkpoint to
+/// end, if one runs (at most [`IDLE_WAIT`]), then copies what is left itself (little, when the
+/// thread keeps up), after which the next write starts the log over. It also bounds the log
+/// when the thread cannot keep up.
 pub(super) const INLINE_PAGES: c_int = 4 * DUE_PAGES;
+
+/// How long the writer waits, past [`INLINE_PAGES`], for the thread's checkpoint to end.
+const IDLE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The thread that checkpoints a store's log. Dropping it stops the thread (after the
 /// checkpoint it may be running) and waits for it.
@@ -42,15 +45,22 @@ pub(super) struct Checkpointer {
 #[derive(Debug, Default)]
 struct Shared {
     state: Mutex<State>,
+    /// The thread waits on it for a due checkpoint (or the stop).
     wake: Condvar,
+    /// The writer waits on it, past [`INLINE_PAGES`], for the thread's checkpoint to end.
+    idle: Condvar,
 }
 
 #[derive(Debug, Default)]
 struct State {
     due: bool,
     stop: bool,
+    /// The thread is running a checkpoint.
+    running: bool,
     /// Checkpoints the thread has run (for tests).
     done: u64,
+    /// Tests hold the thread back, to look at the log before it runs.
+    held: bool,
 }
 
 impl Shared {
@@ -90,6 +100,25 @@ impl Checkpointer {
         let hook = shared.clone();
         let installed = conn.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages: c_int| {
             if pages >= INLINE_PAGES {
+                // The thread's checkpoint, if one runs, ends first (a passive checkpoint
+                // beside it would return at once and the log would grow on); no new one
+                // starts, since nothing is due until this one is done.
+                {
+                    let mut s = hook.state();
+                    s.due = false;
+                    let deadline = std::time::Instant::now() + IDLE_WAIT;
+                    while s.running {
+                        let left = deadline.saturating_duration_since(std::time::Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
+                        s = hook
+                            .idle
+                            .wait_timeout(s, left)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0;
+                    }
+                }
                 // As SQLite's own hook: a checkpoint that cannot finish now is tried later.
                 let _ = wal.checkpoint_v2(CheckpointMode::PASSIVE);
             } else if pages >= DUE_PAGES {
@@ -118,6 +147,23 @@ impl Checkpointer {
     #[cfg(test)]
     pub(super) fn done(&self) -> u64 {
         self.shared.state().done
+    }
+
+    /// Holds the thread back from checkpoints (`true`) or lets it go on.
+    #[cfg(test)]
+    fn hold(&self, held: bool) {
+        self.shared.state().held = held;
+        self.shared.wake.notify_one();
+    }
+
+    /// Waits up to 10 s for the thread's first checkpoint; whether it ran.
+    #[cfg(test)]
+    fn wait_for_one(&self) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.done() == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        self.done() >= 1
     }
 }
 
@@ -151,16 +197,21 @@ fn run(shared: &Shared, conn: &Connection) {
     loop {
         {
             let mut s = shared.state();
-            while !s.due && !s.stop {
+            while (!s.due || s.held) && !s.stop {
                 s = shared.wake.wait(s).unwrap_or_else(|p| p.into_inner());
             }
             if s.stop {
                 return;
             }
             s.due = false;
+            s.running = true;
         }
-        match conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
-            Ok((log, _)) if log >= 0 => shared.state().done += 1,
+        let ran = conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE);
+        let mut s = shared.state();
+        s.running = false;
+        shared.idle.notify_all();
+        match ran {
+            Ok((log, _)) if log >= 0 => s.done += 1,
             Ok(_) => tracing::debug!("checkpoint not run: the store is not in WAL mode"),
             // Busy (another checkpoint runs), or an I/O error the writer will meet too: the
             // next commit past the mark asks again.
@@ -210,18 +261,18 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!(cp.done(), 0);
         let before = db_bytes(&path);
-        // Past it: the commit returns with the pages still only in the log (the writer did
-        // not checkpoint), and the thread copies them into the database file.
+        // Past it, with the thread held back: the commit returns with the pages still only in
+        // the log (the writer did not checkpoint).
+        cp.hold(true);
         write_pages(&c, DUE_PAGES as usize + 100);
         assert!(
             db_bytes(&path) < before + 1_000_000,
             "the writer checkpointed"
         );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while cp.done() == 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(cp.done() >= 1, "no checkpoint within 10 s");
+        assert_eq!(cp.done(), 0);
+        // Let go, the thread copies them into the database file.
+        cp.hold(false);
+        assert!(cp.wait_for_one(), "no checkpoint within 10 s");
         assert!(
             db_bytes(&path) > before + 4_000_000,
             "the pages reached the database file"
@@ -271,11 +322,7 @@ mod tests {
         let cp = Checkpointer::start(&mut c, &path).expect("the thread starts");
         std::fs::rename(&before, dir.path().join("b")).unwrap();
         write_pages(&c, DUE_PAGES as usize + 100);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while cp.done() == 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(cp.done() >= 1, "no checkpoint within 10 s");
+        assert!(cp.wait_for_one(), "no checkpoint within 10 s");
     }
 
     #[test]
