@@ -250,12 +250,18 @@ mod tests {
         std::fs::metadata(path).unwrap().len()
     }
 
+    /// A database `c.db` in WAL mode in `dir`, its writer's connection and checkpointer.
+    fn started(dir: &Path) -> (PathBuf, Connection, Checkpointer) {
+        let path = dir.join("c.db");
+        let mut c = wal_db(&path);
+        let cp = Checkpointer::start(&mut c, &path).expect("the thread starts");
+        (path, c, cp)
+    }
+
     #[test]
     fn a_commit_past_the_mark_is_checkpointed_by_the_thread_not_the_writer() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.db");
-        let mut c = wal_db(&path);
-        let cp = Checkpointer::start(&mut c, &path).expect("the thread starts");
+        let (path, c, cp) = started(dir.path());
         // Below the mark: nothing is due, the pages stay in the log.
         write_pages(&c, 100);
         std::thread::sleep(Duration::from_millis(100));
@@ -289,9 +295,7 @@ mod tests {
     #[test]
     fn the_log_stays_bounded_under_a_writer_that_never_pauses() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.db");
-        let mut c = wal_db(&path);
-        let _cp = Checkpointer::start(&mut c, &path).expect("the thread starts");
+        let (_path, c, _cp) = started(dir.path());
         let wal = dir.path().join("c.db-wal");
         let mut largest = 0;
         for _ in 0..1_000 {
@@ -317,9 +321,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let before = dir.path().join("a");
         std::fs::create_dir(&before).unwrap();
-        let path = before.join("c.db");
-        let mut c = wal_db(&path);
-        let cp = Checkpointer::start(&mut c, &path).expect("the thread starts");
+        let (_path, c, cp) = started(&before);
         std::fs::rename(&before, dir.path().join("b")).unwrap();
         write_pages(&c, DUE_PAGES as usize + 100);
         assert!(cp.wait_for_one(), "no checkpoint within 10 s");
@@ -328,17 +330,15 @@ mod tests {
     #[test]
     fn dropping_it_stops_the_thread_and_the_writer_keeps_working() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.db");
-        let mut c = wal_db(&path);
-        let cp = Checkpointer::start(&mut c, &path).expect("the thread starts");
-        let started = Instant::now();
+        let (path, c, cp) = started(dir.path());
+        let dropping = Instant::now();
         drop(cp);
-        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(dropping.elapsed() < Duration::from_secs(5));
         // The hook outlives the thread: a due checkpoint then only marks it, nothing hangs.
         write_pages(&c, DUE_PAGES as usize + 10);
         drop(c);
         assert!(
-            !dir.path().join("c.db-wal").exists(),
+            !path.with_extension("db-wal").exists(),
             "the last connection checkpoints and removes the log"
         );
     }
