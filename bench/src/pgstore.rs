@@ -133,7 +133,13 @@ fn kye_side(url: &str, n: u64) -> AnyResult<Measured> {
     let schema = kye::lang::compile_str("overhead.kye", include_str!("../overhead.kye"))
         .map_err(|e| e.to_string())?;
     let sep = if url.contains('?') { '&' } else { '?' };
-    let spec: StoreSpec = format!("{url}{sep}schema={}", schema_name("kye")).parse()?;
+    // The floor's connections are plain TCP (`NoTls`): so is kye's, unless the URL says.
+    let tls = if url.contains("sslmode=") {
+        ""
+    } else {
+        "&sslmode=disable"
+    };
+    let spec: StoreSpec = format!("{url}{sep}schema={}{tls}", schema_name("kye")).parse()?;
     let mut store = open_store(&spec)?;
     store.prepare(&schema)?;
     let run = store.begin_run(&NewRun::new("bench"))?;
@@ -327,8 +333,21 @@ fn floor_side(url: &str, n: u64, indexed: bool) -> AnyResult<Measured> {
 /// `pgstore N [URL]`.
 pub fn pgstore(n: u64, url: &str) -> AnyResult<()> {
     let result = (|| -> AnyResult<()> {
+        // Each side starts from a server at rest: the side before's dirty pages written out
+        // (a checkpoint) and its new tables' statistics taken (an analyze, which autovacuum
+        // would otherwise run during the next side).
+        let settle = || -> AnyResult<()> {
+            let mut c = connect(url)?;
+            c.batch_execute("ANALYZE")?;
+            // Needs a superuser (or pg_checkpoint): without, the side starts as it is.
+            let _ = c.batch_execute("CHECKPOINT");
+            Ok(())
+        };
+        settle()?;
         let (ks, krows, kcpu, kserver) = kye_side(url, n)?;
+        settle()?;
         let (fs, frows, fcpu, fserver) = floor_side(url, n, false)?;
+        settle()?;
         let (is, irows, icpu, iserver) = floor_side(url, n, true)?;
         let server = |s: Option<f64>| s.map_or("-".to_string(), |s| format!("{s:.2}"));
         if krows != frows {

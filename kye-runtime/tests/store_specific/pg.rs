@@ -924,3 +924,95 @@ fn fetched_ages_and_stale_keys_read_only_the_model_table() {
         [(ages.oldest.unwrap(), IndexKey::single("code", "a"))]
     );
 }
+
+/// A writer inserts the keys of a model whose last batch found none stored (no upsert), and a
+/// batch that meets a stored key after all is written again as upserts, whole: the same rows
+/// as an upsert would leave. Whether an upsert ran is seen by a statement-level `UPDATE`
+/// trigger, which PostgreSQL fires for `INSERT ... ON CONFLICT DO UPDATE` and not for a plain
+/// `INSERT`.
+#[test]
+fn new_keys_are_inserted_and_a_stored_key_makes_the_batch_an_upsert() {
+    let Some(mut pg) = Pg::new() else { return };
+    let text = "Pair(a, b) {\n a: String\n b: String\n tags: String*\n}\n";
+    let mut s = open_store(&pg.spec()).unwrap();
+    s.prepare(&schema(text)).unwrap();
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    pg.exec(
+        "CREATE TABLE S.upserts (tab text NOT NULL); \
+         CREATE FUNCTION S.note_upsert() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN EXECUTE format('INSERT INTO %I.upserts VALUES (%L)', TG_TABLE_SCHEMA, TG_TABLE_NAME); \
+         RETURN NULL; END $$; \
+         CREATE TRIGGER note BEFORE UPDATE ON S.\"Pair\" FOR EACH STATEMENT EXECUTE FUNCTION S.note_upsert(); \
+         CREATE TRIGGER note BEFORE UPDATE ON S._kye_keys FOR EACH STATEMENT EXECUTE FUNCTION S.note_upsert();",
+    );
+    let pair = |a: &str, b: &str, tags: &[&str]| {
+        record(run, "Pair", json!({"a": a, "b": b, "tags": tags}))
+    };
+    let outcome = |a: &str, status: KeyStatus| {
+        WriteItem::KeyOutcome(KeyOutcomeWrite {
+            run,
+            model: "Pair".into(),
+            key: IndexKey::single("a", a),
+            status,
+            reason: None,
+            at: Timestamp::now(),
+        })
+    };
+    let upserts = |pg: &mut Pg| pg.strings("SELECT tab FROM S.upserts ORDER BY tab");
+    // New keys: inserted.
+    write_ok(
+        s.as_mut(),
+        &[
+            pair("x", "y", &["t1", "t2"]),
+            pair("x", "z", &["kept"]),
+            outcome("x", KeyStatus::Failed),
+        ],
+    );
+    assert_eq!(upserts(&mut pg), Vec::<String>::new());
+    // A stored key: the insert fails, and the whole batch is written as upserts.
+    write_ok(
+        s.as_mut(),
+        &[pair("p", "q", &["u1"]), pair("x", "y", &["t3"])],
+    );
+    assert_eq!(upserts(&mut pg), ["Pair"]);
+    // The model's last batch found a stored key: upserts, finding none stored this time...
+    write_ok(s.as_mut(), &[pair("r", "s", &["v1", "v2"])]);
+    assert_eq!(upserts(&mut pg), ["Pair", "Pair"]);
+    // ...so inserts again.
+    write_ok(s.as_mut(), &[pair("m", "n", &[])]);
+    assert_eq!(upserts(&mut pg), ["Pair", "Pair"]);
+    // The run's second outcome of a key replaces its first (after a failed plain insert).
+    write_ok(s.as_mut(), &[outcome("x", KeyStatus::Stored)]);
+    assert_eq!(upserts(&mut pg), ["Pair", "Pair", "_kye_keys"]);
+    assert_eq!(
+        pg.strings("SELECT key || ' ' || status FROM S._kye_keys ORDER BY key"),
+        [r#"{"a":"x"} stored"#]
+    );
+    assert_eq!(
+        pg.strings(
+            "SELECT a || b || ':' || string_agg(value, ',' ORDER BY _kye_position) \
+             FROM S.\"Pair__tags\" GROUP BY a, b ORDER BY a, b"
+        ),
+        ["pq:u1", "rs:v1,v2", "xy:t3", "xz:kept"]
+    );
+    assert_eq!(pg.count("SELECT count(*) FROM S.\"Pair\""), 5);
+    // A second writer knows nothing of the first's batches: its insert of a stored key (and
+    // of a key whose other writer's row is there) goes the same way.
+    let mut other = open_store(&pg.spec()).unwrap();
+    other.prepare(&schema(text)).unwrap();
+    let run2 = other.begin_run(&NewRun::new("y")).unwrap();
+    write_ok(
+        other.as_mut(),
+        &[record(
+            run2,
+            "Pair",
+            json!({"a": "m", "b": "n", "tags": ["w"]}),
+        )],
+    );
+    assert_eq!(upserts(&mut pg), ["Pair", "Pair", "Pair", "_kye_keys"]);
+    assert_eq!(
+        pg.strings("SELECT string_agg(value, ',') FROM S.\"Pair__tags\" WHERE a = 'm'"),
+        ["w"]
+    );
+    assert_eq!(pg.count("SELECT count(*) FROM S.\"Pair\""), 5);
+}

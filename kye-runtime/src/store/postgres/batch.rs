@@ -6,7 +6,8 @@
 //! can (one for a batch of new records).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
 use postgres::types::ToSql;
 use postgres::{Statement, Transaction};
@@ -48,6 +49,24 @@ pub(crate) struct Row<'a> {
 }
 
 impl Row<'_> {
+    /// The key's values as JSON.
+    fn key_values(&self) -> Vec<Value> {
+        self.key
+            .iter()
+            .zip(&self.layout.key)
+            .map(|(t, c)| from_text(t.as_deref(), c.prim))
+            .collect()
+    }
+
+    /// The inline columns' values as JSON.
+    fn inline_values(&self) -> Vec<Value> {
+        self.inline
+            .iter()
+            .zip(inline_prims(self.layout))
+            .map(|(t, p)| from_text(t.as_deref(), p))
+            .collect()
+    }
+
     /// `Model key` of the row, as errors show it.
     pub(crate) fn describe(&self) -> (String, String) {
         let l = self.layout;
@@ -86,6 +105,9 @@ fn joined(texts: &[Text<'_>], prims: impl Iterator<Item = Prim>) -> Option<Strin
 
 /// Where each secondary index's columns are among the inline columns.
 fn unique_positions(l: &ModelLayout) -> Vec<Vec<usize>> {
+    if l.uniques.is_empty() {
+        return Vec::new();
+    }
     let names: Vec<&str> = inline_cols(l).map(|(_, c)| c.name.as_str()).collect();
     l.uniques
         .iter()
@@ -154,7 +176,8 @@ pub(crate) fn record_rows<'a>(
             edge_texts(model, e, v, &mut inline).map_err(|x| with_key(x, key_text))?;
         }
     }
-    for (u, pos) in l.uniques.iter().zip(unique_positions(l)) {
+    let positions = unique_positions(l);
+    for (u, pos) in l.uniques.iter().zip(&positions) {
         let texts: Vec<Text<'_>> = pos.iter().map(|&i| inline[i].clone()).collect();
         check_index_size(l, &texts, &u.edges, key_text)?;
     }
@@ -163,8 +186,12 @@ pub(crate) fn record_rows<'a>(
             record_rows(layouts, &target.model, n, prov, depth + 1, out)?;
         }
     }
-    let prims = inline_prims(l);
-    let uniques = unique_positions(l)
+    let prims = if positions.is_empty() {
+        Vec::new()
+    } else {
+        inline_prims(l)
+    };
+    let uniques = positions
         .iter()
         .map(|pos| {
             let texts: Vec<Text<'_>> = pos.iter().map(|&i| inline[i].clone()).collect();
@@ -216,9 +243,8 @@ fn check_index_size(
     })
 }
 
-/// A stored (or, earlier in this batch, written) row of a key.
-#[derive(Clone)]
-struct Holder {
+/// A stored row of a key, as loaded.
+struct Stored {
     key: Vec<Value>,
     uniques: Vec<Option<String>>,
     run: i64,
@@ -227,18 +253,72 @@ struct Holder {
     inline: Option<Vec<Value>>,
 }
 
-#[derive(Default)]
-struct ModelState {
-    holders: HashMap<String, Holder>,
-    by_unique: Vec<HashMap<String, String>>,
+/// The row holding a key: one written earlier in this batch (its values are made JSON only
+/// for an error's message), or a stored one.
+#[derive(Clone)]
+enum Holder<'r, 'a> {
+    Row(&'r Row<'a>),
+    Stored(Rc<Stored>),
+}
+
+impl Holder<'_, '_> {
+    fn uniques(&self) -> &[Option<String>] {
+        match self {
+            Holder::Row(r) => &r.uniques,
+            Holder::Stored(s) => &s.uniques,
+        }
+    }
+
+    fn run(&self) -> i64 {
+        match self {
+            Holder::Row(r) => r.run,
+            Holder::Stored(s) => s.run,
+        }
+    }
+
+    fn hash(&self) -> &str {
+        match self {
+            Holder::Row(r) => &r.hash,
+            Holder::Stored(s) => &s.hash,
+        }
+    }
+
+    fn key(&self) -> Vec<Value> {
+        match self {
+            Holder::Row(r) => r.key_values(),
+            Holder::Stored(s) => s.key.clone(),
+        }
+    }
+
+    fn inline(&self) -> Option<Vec<Value>> {
+        match self {
+            Holder::Row(r) => Some(r.inline_values()),
+            Holder::Stored(s) => s.inline.clone(),
+        }
+    }
+}
+
+struct ModelState<'r, 'a> {
+    holders: HashMap<Cow<'r, str>, Holder<'r, 'a>>,
+    /// Per secondary index: the key (`key_id`) holding each value.
+    by_unique: Vec<HashMap<Cow<'r, str>, Cow<'r, str>>>,
+}
+
+impl Default for ModelState<'_, '_> {
+    fn default() -> Self {
+        ModelState {
+            holders: HashMap::new(),
+            by_unique: Vec::new(),
+        }
+    }
 }
 
 /// What [`State::apply`] changed for one record, newest last.
-pub(crate) struct Applied(Vec<Undo>);
+pub(crate) struct Applied<'r, 'a>(Vec<Undo<'r, 'a>>);
 
-enum Undo {
-    Holder(String, String, Option<Holder>),
-    Unique(String, usize, String, Option<String>),
+enum Undo<'r, 'a> {
+    Holder(&'a str, Cow<'r, str>, Option<Holder<'r, 'a>>),
+    Unique(&'a str, usize, Cow<'r, str>, Option<Cow<'r, str>>),
 }
 
 /// Statements prepared on the connection, by SQL text (they outlive transactions).
@@ -258,12 +338,40 @@ pub(crate) fn cached(
     Ok(st)
 }
 
-/// The holders of a batch's keys and secondary-index values, as the transaction sees them.
-pub(crate) struct State {
-    models: HashMap<String, ModelState>,
+/// `rows` per model, in the order the models first come.
+fn by_model<'r, 'a>(rows: &[&'r Row<'a>]) -> Vec<(&'a ModelLayout, Vec<&'r Row<'a>>)> {
+    let mut by_model: Vec<(&ModelLayout, Vec<&Row<'_>>)> = Vec::new();
+    for r in rows {
+        match by_model.iter_mut().find(|(l, _)| l.model == r.layout.model) {
+            Some((_, v)) => v.push(r),
+            None => by_model.push((r.layout, vec![r])),
+        }
+    }
+    by_model
 }
 
-impl State {
+/// Whether [`State::load`] reads the stored holders of `rs` (one model's rows): for nested
+/// records, and for secondary indexes when `uniques` asks or a key comes twice (the first
+/// write of a key written twice in the batch is hidden from the table's constraint: only the
+/// last is sent).
+fn reads_holders(rs: &[&Row<'_>], uniques: bool) -> bool {
+    let Some(l) = rs.first().map(|r| r.layout) else {
+        return false;
+    };
+    let nested = rs.iter().any(|r| r.depth > 0);
+    let twice = {
+        let mut seen = HashSet::new();
+        !rs.iter().all(|r| seen.insert(r.key_id.as_str()))
+    };
+    nested || (!l.uniques.is_empty() && (uniques || twice))
+}
+
+/// The holders of a batch's keys and secondary-index values, as the transaction sees them.
+pub(crate) struct State<'r, 'a> {
+    models: HashMap<&'a str, ModelState<'r, 'a>>,
+}
+
+impl<'r, 'a> State<'r, 'a> {
     /// Loads, for each model of `rows` that needs it (nested records in this batch, or
     /// secondary indexes when `uniques` asks), the stored rows holding one of the batch's keys
     /// or index values. Without `uniques` a value held by a stored record is found by the
@@ -273,31 +381,18 @@ impl State {
     pub(crate) fn load(
         tx: &mut Transaction<'_>,
         cache: &mut Cache,
-        rows: &[&Row<'_>],
+        rows: &[&'r Row<'a>],
         uniques: bool,
-    ) -> Result<State, postgres::Error> {
-        let mut by_model: Vec<(&ModelLayout, Vec<&Row<'_>>)> = Vec::new();
-        for r in rows {
-            match by_model.iter_mut().find(|(l, _)| l.model == r.layout.model) {
-                Some((_, v)) => v.push(r),
-                None => by_model.push((r.layout, vec![r])),
-            }
-        }
+    ) -> Result<State<'r, 'a>, postgres::Error> {
         let mut models = HashMap::new();
-        for (l, rs) in by_model {
+        for (l, rs) in by_model(rows) {
             let nested = rs.iter().any(|r| r.depth > 0);
             let mut st = ModelState {
                 holders: HashMap::new(),
                 by_unique: vec![HashMap::new(); l.uniques.len()],
             };
-            // A key written twice in the batch hides the first write from the table's
-            // constraint (only the last is sent): then the holders are looked up too.
-            let twice = {
-                let mut seen = std::collections::HashSet::new();
-                !rs.iter().all(|r| seen.insert(r.key_id.as_str()))
-            };
-            if (l.uniques.is_empty() || !(uniques || twice)) && !nested {
-                models.insert(l.model.clone(), st);
+            if !reads_holders(&rs, uniques) {
+                models.insert(l.model.as_str(), st);
                 continue;
             }
             let prims = inline_prims(l);
@@ -370,7 +465,7 @@ impl State {
                 });
                 for (i, u) in uniques.iter().enumerate() {
                     if let Some(u) = u {
-                        st.by_unique[i].insert(u.clone(), key_id.clone());
+                        st.by_unique[i].insert(Cow::Owned(u.clone()), Cow::Owned(key_id.clone()));
                     }
                 }
                 let key = key
@@ -379,26 +474,33 @@ impl State {
                     .map(|(t, c)| from_text(t.as_deref(), c.prim))
                     .collect();
                 st.holders.insert(
-                    key_id,
-                    Holder {
+                    Cow::Owned(key_id),
+                    Holder::Stored(Rc::new(Stored {
                         key,
                         uniques,
                         run,
                         hash,
                         inline,
-                    },
+                    })),
                 );
             }
-            models.insert(l.model.clone(), st);
+            models.insert(l.model.as_str(), st);
         }
         Ok(State { models })
+    }
+
+    /// Whether [`State::load`] of `rows` reads anything from the database.
+    pub(crate) fn reads(rows: &[&Row<'_>], uniques: bool) -> bool {
+        by_model(rows)
+            .iter()
+            .any(|(_, rs)| reads_holders(rs, uniques))
     }
 
     /// Applies the rows of one record in order: a secondary-index value held by another
     /// record, or a nested record contradicting one nested earlier in the same run, fails
     /// the whole record and leaves the state as it was. What it changed can be taken back
     /// ([`State::undo`]) when the record is refused later.
-    pub(crate) fn apply(&mut self, unit: &[Row<'_>]) -> Result<Applied, StoreError> {
+    pub(crate) fn apply(&mut self, unit: &'r [Row<'a>]) -> Result<Applied<'r, 'a>, StoreError> {
         let mut undo = Vec::new();
         for row in unit {
             if let Err(e) = self.apply_row(row, &mut undo) {
@@ -410,18 +512,18 @@ impl State {
     }
 
     /// Takes back what [`State::apply`] did for a record (refused after all).
-    pub(crate) fn undo(&mut self, applied: Applied) {
+    pub(crate) fn undo(&mut self, applied: Applied<'r, 'a>) {
         for u in applied.0.into_iter().rev() {
             match u {
                 Undo::Holder(m, k, old) => {
-                    let holders = &mut self.model(&m).holders;
+                    let holders = &mut self.model(m).holders;
                     match old {
                         Some(h) => holders.insert(k, h),
                         None => holders.remove(&k),
                     };
                 }
                 Undo::Unique(m, i, v, old) => {
-                    let map = &mut self.model(&m).by_unique[i];
+                    let map = &mut self.model(m).by_unique[i];
                     match old {
                         Some(h) => map.insert(v, h),
                         None => map.remove(&v),
@@ -431,39 +533,31 @@ impl State {
         }
     }
 
-    fn model(&mut self, model: &str) -> &mut ModelState {
-        self.models.entry(model.to_string()).or_default()
+    fn model(&mut self, model: &'a str) -> &mut ModelState<'r, 'a> {
+        self.models.entry(model).or_default()
     }
 
-    fn apply_row(&mut self, row: &Row<'_>, undo: &mut Vec<Undo>) -> Result<(), StoreError> {
-        let l = row.layout;
-        let prims = inline_prims(l);
-        let inline: Vec<Value> = row
-            .inline
-            .iter()
-            .zip(&prims)
-            .map(|(t, p)| from_text(t.as_deref(), *p))
-            .collect();
-        let key: Vec<Value> = row
-            .key
-            .iter()
-            .zip(&l.key)
-            .map(|(t, c)| from_text(t.as_deref(), c.prim))
-            .collect();
-        let st = self.model(&l.model);
+    fn apply_row(
+        &mut self,
+        row: &'r Row<'a>,
+        undo: &mut Vec<Undo<'r, 'a>>,
+    ) -> Result<(), StoreError> {
+        let l: &'a ModelLayout = row.layout;
+        let model = l.model.as_str();
+        let st = self.model(model);
         if st.by_unique.len() < l.uniques.len() {
             st.by_unique.resize_with(l.uniques.len(), HashMap::new);
         }
-        let old = st.holders.get(&row.key_id).cloned();
+        let old = st.holders.get(row.key_id.as_str()).cloned();
         if let (true, Some(h)) = (row.depth > 0, &old) {
-            if h.run == row.run && h.hash != row.hash {
+            if h.run() == row.run && h.hash() != row.hash {
                 let show = |v: &Value| cut(&canonical_json(v), 100);
+                let inline = row.inline_values();
                 let differs = h
-                    .inline
-                    .as_ref()
+                    .inline()
                     .and_then(|before| {
                         inline_cols(l)
-                            .zip(inline.iter().zip(before))
+                            .zip(inline.iter().zip(&before))
                             .find(|(_, (new, old))| canonical_json(new) != canonical_json(old))
                             .map(|((e, _), (new, old))| {
                                 format!("edge {}: {} here, {} before", e.name, show(new), show(old))
@@ -472,22 +566,23 @@ impl State {
                     .unwrap_or_else(|| "the values of its multi-valued edges differ".to_string());
                 return Err(StoreError::NestedConflict {
                     model: l.model.clone(),
-                    key: key_display(l, &key),
+                    key: key_display(l, &row.key_values()),
                     differs,
                 });
             }
         }
         for (i, (u, value)) in l.uniques.iter().zip(&row.uniques).enumerate() {
             let Some(value) = value else { continue };
-            let Some(holder) = st.by_unique[i].get(value) else {
+            let Some(holder) = st.by_unique[i].get(value.as_str()) else {
                 continue;
             };
             if *holder != row.key_id {
                 let existing = st
                     .holders
-                    .get(holder)
-                    .map(|h| key_display(l, &h.key))
+                    .get(holder.as_ref())
+                    .map(|h| key_display(l, &h.key()))
                     .unwrap_or_default();
+                let inline = row.inline_values();
                 let positions = &unique_positions(l)[i];
                 return Err(StoreError::IndexConflict {
                     model: l.model.clone(),
@@ -498,38 +593,39 @@ impl State {
                         .collect::<Vec<_>>()
                         .join(", "),
                     existing,
-                    incoming: key_display(l, &key),
+                    incoming: key_display(l, &row.key_values()),
                 });
             }
         }
-        let model = l.model.clone();
         if let Some(old) = &old {
-            for (i, v) in old.uniques.iter().enumerate() {
+            for (i, v) in old.uniques().iter().enumerate() {
                 if let Some(v) = v {
-                    if st.by_unique[i].get(v) == Some(&row.key_id) {
-                        let prev = st.by_unique[i].remove(v);
-                        undo.push(Undo::Unique(model.clone(), i, v.clone(), prev));
+                    let map = &mut st.by_unique[i];
+                    if map.get(v.as_str()).is_some_and(|h| *h == row.key_id) {
+                        if let Some((k, prev)) = map.remove_entry(v.as_str()) {
+                            undo.push(Undo::Unique(model, i, k, Some(prev)));
+                        }
                     }
                 }
             }
         }
         for (i, v) in row.uniques.iter().enumerate() {
             if let Some(v) = v {
-                let prev = st.by_unique[i].insert(v.clone(), row.key_id.clone());
-                undo.push(Undo::Unique(model.clone(), i, v.clone(), prev));
+                let prev = st.by_unique[i].insert(
+                    Cow::Borrowed(v.as_str()),
+                    Cow::Borrowed(row.key_id.as_str()),
+                );
+                undo.push(Undo::Unique(model, i, Cow::Borrowed(v.as_str()), prev));
             }
         }
-        let prev = st.holders.insert(
-            row.key_id.clone(),
-            Holder {
-                key,
-                uniques: row.uniques.clone(),
-                run: row.run,
-                hash: row.hash.clone(),
-                inline: Some(inline),
-            },
-        );
-        undo.push(Undo::Holder(model, row.key_id.clone(), prev));
+        let prev = st
+            .holders
+            .insert(Cow::Borrowed(row.key_id.as_str()), Holder::Row(row));
+        undo.push(Undo::Holder(
+            model,
+            Cow::Borrowed(row.key_id.as_str()),
+            prev,
+        ));
         Ok(())
     }
 }
@@ -573,28 +669,35 @@ impl<'r, 'a> Writes<'r, 'a> {
     /// order (as in SQLite); a deadlock there is retried.
     ///
     /// `extra` (statements on kye's own tables: key outcomes, rejects, ...) goes into the last
-    /// model's upsert statement, or runs alone when there are no rows.
+    /// model's upsert statement, or runs alone when there are no rows. The models in `fresh`
+    /// are written by plain inserts (see [`upsert`]). Returns the models some of whose
+    /// records were stored already.
     pub(crate) fn write(
         &self,
         tx: &mut Transaction<'_>,
         cache: &mut Cache,
         extra: Vec<Part<'_>>,
-    ) -> Result<(), postgres::Error> {
+        fresh: &HashSet<String>,
+    ) -> Result<Vec<String>, postgres::Error> {
         let mut models: Vec<_> = self.models.iter().collect();
         models.sort_by(|a, b| a.0.model.cmp(&b.0.model));
         let mut extra = Some(extra);
         let last = models.len().saturating_sub(1);
+        let mut stored = Vec::new();
         for (i, (l, rows, _)) in models.into_iter().enumerate() {
             let mut rows = rows.clone();
             if l.uniques.is_empty() {
                 rows.sort_by(|a, b| a.key_id.cmp(&b.key_id));
             }
             let extra = if i == last { extra.take() } else { None };
-            upsert(tx, cache, l, &rows, extra.unwrap_or_default())?;
+            let insert = fresh.contains(&l.model);
+            if upsert(tx, cache, l, &rows, extra.unwrap_or_default(), insert)? {
+                stored.push(l.model.clone());
+            }
         }
-        match extra {
-            Some(extra) => run_parts(tx, cache, extra),
-            None => Ok(()),
+        if let Some(extra) = extra {
+            run_parts(tx, cache, extra)?;
         }
+        Ok(stored)
     }
 }

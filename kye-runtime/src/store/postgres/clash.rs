@@ -112,6 +112,23 @@ pub(crate) fn classify<'a>(layouts: &'a HashMap<String, ModelLayout>, v: &Violat
     Clash::Internal
 }
 
+/// The model whose table (or child table) `v` is on, if it is one of `layouts`'.
+pub(crate) fn model_of<'a>(
+    layouts: &'a HashMap<String, ModelLayout>,
+    v: &Violation,
+) -> Option<&'a str> {
+    layouts
+        .values()
+        .find(|l| {
+            v.table == ident(&l.table)
+                || l.edges
+                    .iter()
+                    .filter_map(|e| e.table.as_deref())
+                    .any(|t| v.table == ident(t))
+        })
+        .map(|l| l.model.as_str())
+}
+
 /// The error of the record whose rows (`rows`, the record's last) violated `v`, written alone
 /// in a savepoint that was rolled back: for a secondary index kye made, the `IndexConflict`
 /// naming the record that holds the value now (read in `tx`); `Ok(None)` when the violation

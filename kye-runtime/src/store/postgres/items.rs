@@ -163,7 +163,16 @@ pub(super) fn complete_queued(
     Ok(true)
 }
 
-/// Key outcomes, as columns (run, model, key, status, reason, at).
+/// Key outcomes, as columns (run, model, key, status, reason, at): a plain insert, for a run
+/// that has not written these keys' outcomes before.
+pub(super) const KEYS_INSERT_SQL: &str =
+    "INSERT INTO _kye_keys (run_id, model, key, status, reason, at) \
+     SELECT x.a::bigint, x.b, x.c, x.d, x.e, x.f::timestamptz \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
+     AS x(a, b, c, d, e, f)";
+
+/// Key outcomes, as columns (run, model, key, status, reason, at), replacing the run's earlier
+/// outcome of a key.
 pub(super) const KEYS_SQL: &str = "INSERT INTO _kye_keys (run_id, model, key, status, reason, at) \
      SELECT x.a::bigint, x.b, x.c, x.d, x.e, x.f::timestamptz \
      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
@@ -305,8 +314,10 @@ impl OtherItems {
         }
     }
 
-    /// The statements writing these items, on kye's own tables (none for an empty kind).
-    pub(super) fn parts(&self) -> Vec<Part<'_>> {
+    /// The statements writing these items, on kye's own tables (none for an empty kind); key
+    /// outcomes by a plain insert when `fresh_outcomes` (a repeated one then fails the
+    /// statement with a unique violation).
+    pub(super) fn parts(&self, fresh_outcomes: bool) -> Vec<Part<'_>> {
         fn part<'p>(sql: &str, cols: &'p [Vec<Option<String>>]) -> Option<Part<'p>> {
             if cols.first().is_none_or(Vec::is_empty) {
                 return None;
@@ -319,7 +330,14 @@ impl OtherItems {
         [
             part(REJECTS_SQL, &self.rejects),
             part(DRIFT_SQL, &self.drift),
-            part(KEYS_SQL, &self.keys),
+            part(
+                if fresh_outcomes {
+                    KEYS_INSERT_SQL
+                } else {
+                    KEYS_SQL
+                },
+                &self.keys,
+            ),
             // In the same statement (one transaction) as the outcomes of the keys they cover.
             part(CURSORS_SQL, &self.cursors),
         ]

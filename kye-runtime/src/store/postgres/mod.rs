@@ -318,6 +318,8 @@ impl std::fmt::Debug for PgReader {
 #[derive(Debug)]
 pub struct PgStore {
     db: PgReader,
+    /// What this writer's last batches found stored (how the next batch is written).
+    expect: write::Expect,
 }
 
 impl PgReader {
@@ -488,6 +490,7 @@ impl PgStore {
     pub fn open(spec: &PgSpec) -> Result<PgStore, StoreError> {
         let mut store = PgStore {
             db: PgReader::connect(spec, true)?,
+            expect: write::Expect::default(),
         };
         store.db.initialized = store.db.has_table("_kye_meta")?;
         if store.db.initialized {

@@ -8,6 +8,7 @@
 //! deleting them from every child table, one inserting the child rows of every record.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
 use postgres::types::ToSql;
 use postgres::Transaction;
@@ -180,16 +181,23 @@ struct Child<'a> {
 
 /// Writes `rows` (one model's, at most one per key, in the order their locks are taken): the
 /// upsert, with the child rows (when every record is new) and `extra` in the same statement;
-/// then, when some records were there, the child rows replaced as a set.
+/// then, when some records were there, the child rows replaced as a set. Returns whether some
+/// records were there.
+///
+/// `fresh`: the writer expects none of the keys to be stored, so the rows go in by a plain
+/// `INSERT` with their child rows, which costs the server about a third less than the upsert
+/// (no speculative insertion, no `RETURNING`); a key that was stored after all fails the
+/// statement with a unique violation and the batch is written again without `fresh`.
 pub(crate) fn upsert(
     tx: &mut Transaction<'_>,
     cache: &mut Cache,
     l: &ModelLayout,
     rows: &[&Row<'_>],
     extra: Vec<Part<'_>>,
-) -> Result<(), postgres::Error> {
+    fresh: bool,
+) -> Result<bool, postgres::Error> {
     if rows.is_empty() {
-        return run_parts(tx, cache, extra);
+        return run_parts(tx, cache, extra).map(|()| false);
     }
     let cols: Vec<(&str, &str)> = inline_cols(l)
         .map(|(_, c)| (c.name.as_str(), sql_type(c.prim)))
@@ -226,23 +234,30 @@ pub(crate) fn upsert(
         .enumerate()
         .map(|(i, n)| format!("{} AS k{i}", qi(n)))
         .collect();
+    let insert_rows = format!(
+        "INSERT INTO {} ({}) {}",
+        qi(&l.table),
+        cols.iter()
+            .map(|(n, _)| qi(n))
+            .collect::<Vec<_>>()
+            .join(", "),
+        unnest_select(&types, 1),
+    );
     let up = Part {
-        sql: format!(
-            "INSERT INTO {} ({}) {} ON CONFLICT ({}) DO UPDATE SET {} RETURNING {}, xmax <> 0 AS existed",
-            qi(&l.table),
-            cols.iter()
-                .map(|(n, _)| qi(n))
-                .collect::<Vec<_>>()
-                .join(", "),
-            unnest_select(&types, 1),
-            key_cols
-                .iter()
-                .map(|n| qi(n))
-                .collect::<Vec<_>>()
-                .join(", "),
-            updates.join(", "),
-            returning.join(", ")
-        ),
+        sql: if fresh {
+            insert_rows
+        } else {
+            format!(
+                "{insert_rows} ON CONFLICT ({}) DO UPDATE SET {} RETURNING {}, xmax <> 0 AS existed",
+                key_cols
+                    .iter()
+                    .map(|n| qi(n))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                updates.join(", "),
+                returning.join(", ")
+            )
+        },
         params: params(&arrays),
     };
     let children = child_rows(l, rows, &key_types);
@@ -258,15 +273,26 @@ pub(crate) fn upsert(
     for (i, c) in children.iter().enumerate() {
         // Only when every record was new (one look at `up`, not a join per child row): a
         // record that was there has child rows to delete first, in a statement of its own.
-        let sql = format!(
-            "{} WHERE NOT EXISTS (SELECT FROM up WHERE up.existed)",
+        let sql = if fresh {
             insert(c)
-        );
+        } else {
+            format!(
+                "{} WHERE NOT EXISTS (SELECT FROM up WHERE up.existed)",
+                insert(c)
+            )
+        };
         let params = params(&c.cols);
         parts.push((format!("c{i}"), Part { sql, params }));
     }
     for (i, p) in extra.into_iter().enumerate() {
         parts.push((format!("o{i}"), p));
+    }
+    if fresh {
+        let main = Part {
+            sql: "SELECT 1".into(),
+            params: Vec::new(),
+        };
+        return with_parts(parts, main).query(tx, cache).map(|_| false);
     }
     let existed_keys: Vec<String> = (0..key_cols.len()).map(|i| format!("k{i}::text")).collect();
     let main = Part {
@@ -280,7 +306,7 @@ pub(crate) fn upsert(
         }
     }
     if existed.first().is_none_or(Vec::is_empty) {
-        return Ok(());
+        return Ok(false);
     }
     // Some records were there: their child rows are deleted, by a statement after the
     // upsert's (which waited for any writer holding the parent), so it sees what that
@@ -313,7 +339,18 @@ pub(crate) fn upsert(
             params: params(&c.cols),
         })
         .collect();
-    run_parts(tx, cache, inserts)
+    run_parts(tx, cache, inserts).map(|()| true)
+}
+
+/// A child row's position as bound text: the first positions made once per process, not once
+/// per row.
+fn position_text(pos: usize) -> Cow<'static, str> {
+    static FIRST: LazyLock<Vec<String>> =
+        LazyLock::new(|| (0..256).map(|p| p.to_string()).collect());
+    match FIRST.get(pos) {
+        Some(text) => Cow::Borrowed(text.as_str()),
+        None => Cow::Owned(pos.to_string()),
+    }
 }
 
 /// The child rows of `rows`, per child table that has any.
@@ -332,7 +369,7 @@ fn child_rows<'a>(
                 for (i, k) in r.key.iter().enumerate() {
                     cols[i].push(k.as_deref().map(Cow::Borrowed));
                 }
-                cols[nk].push(Some(Cow::Owned(pos.to_string())));
+                cols[nk].push(Some(position_text(pos)));
                 for (j, v) in item.iter().enumerate() {
                     cols[nk + 1 + j].push(v.as_deref().map(Cow::Borrowed));
                 }

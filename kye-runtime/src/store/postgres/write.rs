@@ -5,7 +5,7 @@
 //! times when PostgreSQL reports a serialization failure or a deadlock, and written again
 //! knowing more after a unique violation (`clash`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use kye_lang::Schema;
@@ -27,13 +27,54 @@ use super::{queued, PgReader, PgStore, FORMAT_VERSION};
 
 /// The models with secondary indexes a batch writes locked in order (`$1` the class, `$2` their
 /// ids, sorted), then the first model (of `$3`) whose layout differs from the one this writer
-/// planned by (`$4`, fingerprints), if any.
+/// planned by (`$4`, fingerprints), if any; and the plan cache mode of the rest of the
+/// transaction (`$5`, see [`Mode`]).
 const LOCK_AND_CHECK: &str = "SELECT \
      (SELECT count(*) FROM (SELECT pg_advisory_xact_lock($1, l) FROM unnest($2::int4[]) AS l) s), \
      (SELECT m.model FROM _kye_models m \
       JOIN unnest($3::text[], $4::text[]) AS w(model, fingerprint) \
       ON m.model = w.model WHERE m.fingerprint <> w.fingerprint \
-      ORDER BY m.model LIMIT 1)";
+      ORDER BY m.model LIMIT 1), \
+     set_config('plan_cache_mode', $5, true)";
+
+/// What a writer's last batches found stored, which decides how its next batch is written:
+/// most batches of a first load store only new keys, and plain inserts cost the server less
+/// than upserts (see [`upsert`](super::upsert::upsert)). Learned per store handle; a guess
+/// that is wrong costs one statement that fails and the batch written again as an upsert.
+#[derive(Debug, Default)]
+pub(super) struct Expect {
+    /// Models whose last batch found some of its keys stored (or whose plain insert failed).
+    stored: HashSet<String>,
+    /// A key's outcome was written twice in one run (its plain insert failed): outcomes are
+    /// upserted from then on.
+    repeated_outcomes: bool,
+}
+
+/// How one attempt of a batch is written.
+struct Mode {
+    /// Models written by plain inserts.
+    fresh: HashSet<String>,
+    /// Key outcomes written by a plain insert.
+    fresh_outcomes: bool,
+}
+
+impl Mode {
+    fn upserts() -> Mode {
+        Mode {
+            fresh: HashSet::new(),
+            fresh_outcomes: false,
+        }
+    }
+
+    /// Whether unique violation `v` may be one of this mode's plain inserts meeting a stored
+    /// key (or outcome): on a table of a model it inserts, or on the key outcomes.
+    fn explains(&self, layouts: &HashMap<String, ModelLayout>, v: &Violation) -> bool {
+        match clash::model_of(layouts, v) {
+            Some(model) => self.fresh.contains(model),
+            None => self.fresh_outcomes && v.table == "_kye_keys",
+        }
+    }
+}
 
 /// Attempts of one batch before its error is returned.
 const ATTEMPTS: u32 = 6;
@@ -453,14 +494,25 @@ impl StoreWrite for PgStore {
         // violation on a secondary index, the stored holders of the batch's index values; after
         // any other (or a second) one on a model's tables, record by record.
         let (mut holders, mut one_by_one) = (false, false);
+        // First as the last batches suggest (plain inserts where nothing was stored); after a
+        // unique violation, as upserts, and from there as before.
+        let mut mode = Mode {
+            fresh: planned_models
+                .iter()
+                .filter(|m| !self.expect.stored.contains(*m))
+                .cloned()
+                .collect(),
+            fresh_outcomes: !self.expect.repeated_outcomes
+                && items.iter().any(|i| matches!(i, WriteItem::KeyOutcome(_))),
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let batch = &batch;
+            let (batch, attempt_mode) = (&batch, &mode);
             let result = self.db.conn().run(move |s| {
                 let cache = &mut *s.statements;
                 let mut tx = s.client.transaction()?;
-                match batch.write(&mut tx, cache, holders, one_by_one) {
+                match batch.write(&mut tx, cache, holders, one_by_one, attempt_mode) {
                     Ok(Ok(results)) => {
                         tx.commit()?;
                         Ok(Ok(results))
@@ -490,6 +542,22 @@ impl StoreWrite for PgStore {
                         ),
                     });
                 }
+                // A plain insert met a stored key (or outcome): upserts from here on.
+                Ok(Err(Refusal::Unique(v))) if mode.explains(layouts, &v) => {
+                    tracing::debug!(
+                        constraint = %v.constraint,
+                        table = %v.table,
+                        "PostgreSQL batch met a stored key; written again as upserts"
+                    );
+                    match clash::model_of(layouts, &v) {
+                        Some(model) => {
+                            self.expect.stored.insert(model.to_string());
+                        }
+                        None if v.table == "_kye_keys" => self.expect.repeated_outcomes = true,
+                        None => {}
+                    }
+                    mode = Mode::upserts();
+                }
                 // Never tried again as it was: written again knowing more, at most twice.
                 Ok(Err(Refusal::Unique(v))) => {
                     let clash = clash::classify(layouts, &v);
@@ -506,7 +574,14 @@ impl StoreWrite for PgStore {
                         _ => return Err(v.batch_error(self.db.spec.to_string())),
                     }
                 }
-                Ok(Ok(record_results)) => {
+                Ok(Ok((record_results, stored))) => {
+                    for model in planned_models.iter().filter(|m| !mode.fresh.contains(*m)) {
+                        if stored.contains(model) {
+                            self.expect.stored.insert(model.clone());
+                        } else {
+                            self.expect.stored.remove(model);
+                        }
+                    }
                     // Records that could not be read into rows fail with that error.
                     let mut record_results =
                         record_results
@@ -561,14 +636,32 @@ impl Batch<'_, '_> {
     /// Writes the batch in `tx` (not committed). With `holders`, the stored holders of the
     /// batch's secondary-index values are read first; with `one_by_one`, each record is
     /// written in a savepoint, and one that violates a unique constraint is refused alone.
+    ///
+    /// Returns, besides each record's result, the models some of whose records were stored
+    /// already.
     fn write(
         &self,
         tx: &mut Transaction<'_>,
         cache: &mut Cache,
         holders: bool,
         one_by_one: bool,
-    ) -> Result<Result<RecordResults, Refusal>, postgres::Error> {
+        mode: &Mode,
+    ) -> Result<Result<(RecordResults, Vec<String>), Refusal>, postgres::Error> {
+        let all: Vec<&Row<'_>> = self.units.iter().flatten().flatten().collect();
         if !(self.unique_models.is_empty() && self.planned_models.is_empty()) {
+            // Generic plans (planned once per connection) when every statement of the
+            // transaction is a plain insert: custom plans otherwise, since a generic plan
+            // would cast bound key arrays for every row it scans instead of probing an index
+            // (see `Conn::connect`).
+            let generic = !one_by_one
+                && self.planned_models.iter().all(|m| mode.fresh.contains(m))
+                && self.lineages.iter().all(Option::is_none)
+                && !State::reads(&all, holders);
+            let plans = if generic {
+                "force_generic_plan"
+            } else {
+                "force_custom_plan"
+            };
             // One statement: the locks, in order, then the layouts compared.
             let st = cached(tx, cache, LOCK_AND_CHECK)?;
             let row = tx.query_one(
@@ -578,13 +671,14 @@ impl Batch<'_, '_> {
                     &self.unique_models,
                     &self.planned_models,
                     &self.planned_prints,
+                    &plans,
                 ],
             )?;
             if let Some(model) = row.get::<_, Option<String>>(1) {
                 return Ok(Err(Refusal::Schema(model)));
             }
         }
-        let all: Vec<&Row<'_>> = self.units.iter().flatten().flatten().collect();
+        let mut stored = Vec::new();
         let mut state = State::load(tx, cache, &all, holders || one_by_one)?;
         let mut writes = Writes::default();
         let mut results = Vec::with_capacity(self.units.len());
@@ -611,8 +705,9 @@ impl Batch<'_, '_> {
             let mut one = Writes::default();
             rows.iter().for_each(|r| one.add(r));
             tx.batch_execute("SAVEPOINT kye_item")?;
-            match one.write(tx, cache, Vec::new()) {
-                Ok(()) => {
+            match one.write(tx, cache, Vec::new(), &HashSet::new()) {
+                Ok(models) => {
+                    stored.extend(models);
                     tx.batch_execute("RELEASE SAVEPOINT kye_item")?;
                     results.push(Ok(()));
                 }
@@ -632,7 +727,12 @@ impl Batch<'_, '_> {
             }
         }
         // The other items go into the last upsert's statement (alone when one by one).
-        writes.write(tx, cache, self.other.parts())?;
+        stored.extend(writes.write(
+            tx,
+            cache,
+            self.other.parts(mode.fresh_outcomes),
+            &mode.fresh,
+        )?);
         write_lineage(tx, self.lineages, &results)?;
         for q in self.queued {
             // Why the record of item `i` was not written, if it was not.
@@ -648,7 +748,7 @@ impl Batch<'_, '_> {
                 return Ok(Err(Refusal::Lease(q.batch, q.run)));
             }
         }
-        Ok(Ok(results))
+        Ok(Ok((results, stored)))
     }
 }
 
