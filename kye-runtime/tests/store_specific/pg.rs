@@ -1016,3 +1016,55 @@ fn new_keys_are_inserted_and_a_stored_key_makes_the_batch_an_upsert() {
     );
     assert_eq!(pg.count("SELECT count(*) FROM S.\"Pair\""), 5);
 }
+
+/// Nested records are shared (a kind nested in many records): their stored holders are read
+/// before writing, so a batch whose nested kind is stored upserts that model at once instead
+/// of trying a plain insert bound to fail. Attempts on `Kind` are counted by a statement
+/// trigger calling a sequence (a sequence is not rolled back with a failed attempt; `Kind`'s
+/// rows are a statement of their own).
+#[test]
+fn a_nested_record_known_stored_is_upserted_without_a_failed_insert() {
+    let Some(mut pg) = Pg::new() else { return };
+    let text =
+        "Mon(id) {\n id: Number\n kinds: Kind*\n}\nKind(name) {\n name: String\n v: Number\n}\n";
+    let mut s = open_store(&pg.spec()).unwrap();
+    s.prepare(&schema(text)).unwrap();
+    let run = s.begin_run(&NewRun::new("x")).unwrap();
+    let schema_name = pg.schema.clone();
+    pg.exec(&format!(
+        "CREATE SEQUENCE S.tries; \
+         CREATE FUNCTION S.count_try() RETURNS trigger LANGUAGE plpgsql AS \
+         $$BEGIN PERFORM nextval('\"{schema_name}\".tries'); RETURN NULL; END$$; \
+         CREATE TRIGGER count_try BEFORE INSERT ON S.\"Kind\" \
+         FOR EACH STATEMENT EXECUTE FUNCTION S.count_try()"
+    ));
+    let mon = |id: i64, kinds: &[(&str, i64)]| {
+        let kinds: Vec<_> = kinds
+            .iter()
+            .map(|(name, v)| json!({"name": name, "v": v}))
+            .collect();
+        record(run, "Mon", json!({"id": id, "kinds": kinds}))
+    };
+    let tries = |pg: &mut Pg| pg.count("SELECT last_value FROM S.tries");
+    write_ok(
+        s.as_mut(),
+        &[mon(1, &[("fire", 1)]), mon(2, &[("water", 2)])],
+    );
+    assert_eq!(tries(&mut pg), 1);
+    // Mon 3 is new, its kind `fire` is stored: `Kind` is written once, by an upsert.
+    write_ok(s.as_mut(), &[mon(3, &[("fire", 1), ("grass", 3)])]);
+    assert_eq!(tries(&mut pg), 2);
+    // A stored Mon nothing tells about: its plain insert fails and the batch is written again
+    // as upserts, whole.
+    write_ok(s.as_mut(), &[mon(2, &[("water", 2), ("ice", 4)])]);
+    write_ok(s.as_mut(), &[mon(4, &[("water", 2)])]);
+    assert_eq!(pg.count("SELECT count(*) FROM S.\"Kind\""), 4);
+    assert_eq!(pg.count("SELECT count(*) FROM S.\"Mon\""), 4);
+    assert_eq!(
+        pg.strings(
+            "SELECT id || ':' || string_agg(value, ',' ORDER BY _kye_position) \
+             FROM S.\"Mon__kinds\" GROUP BY id ORDER BY id"
+        ),
+        ["1:fire", "2:water,ice", "3:fire,grass", "4:water"]
+    );
+}

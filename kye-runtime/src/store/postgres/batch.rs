@@ -489,6 +489,14 @@ impl<'r, 'a> State<'r, 'a> {
         Ok(State { models })
     }
 
+    /// Whether a stored row of `model` holds one of the batch's keys or index values, as
+    /// loaded (nothing is known of a model whose holders were not loaded).
+    pub(crate) fn finds_stored(&self, model: &str) -> bool {
+        self.models
+            .get(model)
+            .is_some_and(|st| st.holders.values().any(|h| matches!(h, Holder::Stored(_))))
+    }
+
     /// Whether [`State::load`] of `rows` reads anything from the database.
     pub(crate) fn reads(rows: &[&Row<'_>], uniques: bool) -> bool {
         by_model(rows)
@@ -670,20 +678,20 @@ impl<'r, 'a> Writes<'r, 'a> {
     ///
     /// `extra` (statements on kye's own tables: key outcomes, rejects, ...) goes into the last
     /// model's upsert statement, or runs alone when there are no rows. The models in `fresh`
-    /// are written by plain inserts (see [`upsert`]). Returns the models some of whose
-    /// records were stored already.
+    /// are written by plain inserts (see [`upsert`]). Returns each model written, with
+    /// whether some of its records were stored already.
     pub(crate) fn write(
         &self,
         tx: &mut Transaction<'_>,
         cache: &mut Cache,
         extra: Vec<Part<'_>>,
         fresh: &HashSet<String>,
-    ) -> Result<Vec<String>, postgres::Error> {
+    ) -> Result<Vec<(String, bool)>, postgres::Error> {
         let mut models: Vec<_> = self.models.iter().collect();
         models.sort_by(|a, b| a.0.model.cmp(&b.0.model));
         let mut extra = Some(extra);
         let last = models.len().saturating_sub(1);
-        let mut stored = Vec::new();
+        let mut written = Vec::new();
         for (i, (l, rows, _)) in models.into_iter().enumerate() {
             let mut rows = rows.clone();
             if l.uniques.is_empty() {
@@ -691,13 +699,12 @@ impl<'r, 'a> Writes<'r, 'a> {
             }
             let extra = if i == last { extra.take() } else { None };
             let insert = fresh.contains(&l.model);
-            if upsert(tx, cache, l, &rows, extra.unwrap_or_default(), insert)? {
-                stored.push(l.model.clone());
-            }
+            let stored = upsert(tx, cache, l, &rows, extra.unwrap_or_default(), insert)?;
+            written.push((l.model.clone(), stored));
         }
         if let Some(extra) = extra {
             run_parts(tx, cache, extra)?;
         }
-        Ok(stored)
+        Ok(written)
     }
 }

@@ -557,6 +557,8 @@ impl StoreWrite for PgStore {
                         None => {}
                     }
                     mode = Mode::upserts();
+                    // Not a failure of the batch: its attempts are for what may go away.
+                    attempt -= 1;
                 }
                 // Never tried again as it was: written again knowing more, at most twice.
                 Ok(Err(Refusal::Unique(v))) => {
@@ -566,6 +568,8 @@ impl StoreWrite for PgStore {
                         table = %v.table,
                         "PostgreSQL batch met a unique violation; written again knowing more"
                     );
+                    // From here as before this writer guessed: upserts only.
+                    mode = Mode::upserts();
                     match clash {
                         Clash::Index { .. } if !holders => holders = true,
                         Clash::Index { .. } | Clash::Edge { .. } | Clash::Model if !one_by_one => {
@@ -574,12 +578,14 @@ impl StoreWrite for PgStore {
                         _ => return Err(v.batch_error(self.db.spec.to_string())),
                     }
                 }
-                Ok(Ok((record_results, stored))) => {
-                    for model in planned_models.iter().filter(|m| !mode.fresh.contains(*m)) {
-                        if stored.contains(model) {
-                            self.expect.stored.insert(model.clone());
+                Ok(Ok((record_results, written))) => {
+                    // What the models written found (a plain insert that succeeded found
+                    // nothing); models none of whose records were written tell nothing.
+                    for (model, stored) in written {
+                        if stored {
+                            self.expect.stored.insert(model);
                         } else {
-                            self.expect.stored.remove(model);
+                            self.expect.stored.remove(&model);
                         }
                     }
                     // Records that could not be read into rows fail with that error.
@@ -637,8 +643,8 @@ impl Batch<'_, '_> {
     /// batch's secondary-index values are read first; with `one_by_one`, each record is
     /// written in a savepoint, and one that violates a unique constraint is refused alone.
     ///
-    /// Returns, besides each record's result, the models some of whose records were stored
-    /// already.
+    /// Returns, besides each record's result, each model written with whether some of its
+    /// records were stored already.
     fn write(
         &self,
         tx: &mut Transaction<'_>,
@@ -646,7 +652,7 @@ impl Batch<'_, '_> {
         holders: bool,
         one_by_one: bool,
         mode: &Mode,
-    ) -> Result<Result<(RecordResults, Vec<String>), Refusal>, postgres::Error> {
+    ) -> Result<Result<(RecordResults, Vec<(String, bool)>), Refusal>, postgres::Error> {
         let all: Vec<&Row<'_>> = self.units.iter().flatten().flatten().collect();
         if !(self.unique_models.is_empty() && self.planned_models.is_empty()) {
             // Generic plans (planned once per connection) when every statement of the
@@ -678,8 +684,14 @@ impl Batch<'_, '_> {
                 return Ok(Err(Refusal::Schema(model)));
             }
         }
-        let mut stored = Vec::new();
+        let mut written = Vec::new();
         let mut state = State::load(tx, cache, &all, holders || one_by_one)?;
+        // A model some of whose batch keys (or index values) the holders just read show stored
+        // is upserted at once, rather than by a plain insert bound to fail.
+        let fresh: HashSet<String> = (mode.fresh.iter())
+            .filter(|m| !state.finds_stored(m))
+            .cloned()
+            .collect();
         let mut writes = Writes::default();
         let mut results = Vec::with_capacity(self.units.len());
         for unit in self.units {
@@ -707,7 +719,7 @@ impl Batch<'_, '_> {
             tx.batch_execute("SAVEPOINT kye_item")?;
             match one.write(tx, cache, Vec::new(), &HashSet::new()) {
                 Ok(models) => {
-                    stored.extend(models);
+                    written.extend(models);
                     tx.batch_execute("RELEASE SAVEPOINT kye_item")?;
                     results.push(Ok(()));
                 }
@@ -727,12 +739,7 @@ impl Batch<'_, '_> {
             }
         }
         // The other items go into the last upsert's statement (alone when one by one).
-        stored.extend(writes.write(
-            tx,
-            cache,
-            self.other.parts(mode.fresh_outcomes),
-            &mode.fresh,
-        )?);
+        written.extend(writes.write(tx, cache, self.other.parts(mode.fresh_outcomes), &fresh)?);
         write_lineage(tx, self.lineages, &results)?;
         for q in self.queued {
             // Why the record of item `i` was not written, if it was not.
@@ -748,7 +755,7 @@ impl Batch<'_, '_> {
                 return Ok(Err(Refusal::Lease(q.batch, q.run)));
             }
         }
-        Ok(Ok((results, stored)))
+        Ok(Ok((results, written)))
     }
 }
 
