@@ -58,6 +58,7 @@ mod writer;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+#[cfg(feature = "cli")]
 pub(crate) use builder::load_secrets;
 pub use builder::{RuntimeBuilder, DEFAULT_STORE};
 pub use options::FetchRequest;

@@ -479,6 +479,7 @@ impl Sources {
 
 /// The sources a fetch of `model` uses: those of its fetchers and lister, and with `follow`
 /// every declared source (references may lead anywhere).
+#[cfg(feature = "cli")]
 pub(crate) fn sources_for(
     registry: &crate::Registry,
     model: &str,
