@@ -298,19 +298,11 @@ impl Holder<'_, '_> {
     }
 }
 
+#[derive(Default)]
 struct ModelState<'r, 'a> {
     holders: HashMap<Cow<'r, str>, Holder<'r, 'a>>,
     /// Per secondary index: the key (`key_id`) holding each value.
     by_unique: Vec<HashMap<Cow<'r, str>, Cow<'r, str>>>,
-}
-
-impl Default for ModelState<'_, '_> {
-    fn default() -> Self {
-        ModelState {
-            holders: HashMap::new(),
-            by_unique: Vec::new(),
-        }
-    }
 }
 
 /// What [`State::apply`] changed for one record, newest last.
@@ -638,6 +630,9 @@ impl<'r, 'a> State<'r, 'a> {
     }
 }
 
+/// Each model written, with whether some of its records were stored already.
+pub(crate) type Written = Vec<(String, bool)>;
+
 /// The rows to write, the last of each key per model (written in one lock order, see
 /// [`Writes::write`]).
 #[derive(Default)]
@@ -686,7 +681,7 @@ impl<'r, 'a> Writes<'r, 'a> {
         cache: &mut Cache,
         extra: Vec<Part<'_>>,
         fresh: &HashSet<String>,
-    ) -> Result<Vec<(String, bool)>, postgres::Error> {
+    ) -> Result<Written, postgres::Error> {
         let mut models: Vec<_> = self.models.iter().collect();
         models.sort_by(|a, b| a.0.model.cmp(&b.0.model));
         let mut extra = Some(extra);

@@ -18,7 +18,7 @@ use crate::store::{
     DEAD_RUN,
 };
 
-use super::batch::{cached, record_rows, Cache, Row, State, Writes};
+use super::batch::{cached, record_rows, Cache, Row, State, Writes, Written};
 use super::clash::{self, Clash, Violation};
 use super::convert::kye_text;
 use super::ddl::{self, ident, INTERNAL_TABLES};
@@ -652,7 +652,7 @@ impl Batch<'_, '_> {
         holders: bool,
         one_by_one: bool,
         mode: &Mode,
-    ) -> Result<Result<(RecordResults, Vec<(String, bool)>), Refusal>, postgres::Error> {
+    ) -> Result<Result<(RecordResults, Written), Refusal>, postgres::Error> {
         let all: Vec<&Row<'_>> = self.units.iter().flatten().flatten().collect();
         if !(self.unique_models.is_empty() && self.planned_models.is_empty()) {
             // Generic plans (planned once per connection) when every statement of the
