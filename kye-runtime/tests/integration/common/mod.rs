@@ -21,7 +21,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use kye_lang::Schema;
-use kye_runtime::testing::{Fault, FetcherBuilder, Route, Routes};
+use kye_runtime::testing::{FetcherBuilder, Route, Routes};
 use kye_runtime::Config;
 use kye_runtime::Runtime;
 use kye_runtime::{Context, Error};
@@ -62,14 +62,13 @@ pub fn doc(id: i64) -> Value {
 }
 
 /// The server for ids `1..=keys`: [`doc`]s made on request, each after 1.5 ms, so a fetch
-/// takes long enough for a kill or a second process to land mid-run. The wait is the test
-/// server's asynchronous stall: a blocking sleep here would hold one of the runtime's workers,
-/// and with them whatever else the test runs there (a kye server, say).
+/// takes long enough for a kill or a second process to land mid-run.
 pub fn slow_pokemon_routes(keys: i64) -> Routes {
     Routes::new().generate("/pokemon/", move |rest| {
         let id: i64 = rest.trim_end_matches('/').parse().ok()?;
         (1..=keys).contains(&id).then(|| {
-            Route::json(doc(id).to_string()).always(Fault::Stall(Duration::from_micros(1500)))
+            std::thread::sleep(Duration::from_micros(1500));
+            Route::json(doc(id).to_string())
         })
     })
 }
