@@ -5,7 +5,9 @@
 //! child rows when every record was new and, for the last model, the batch's other items
 //! (key outcomes, rejects, drift, list cursors) as parts of one `WITH`. When some records
 //! were there already, their child rows are replaced as a set afterwards: one statement
-//! deleting them from every child table, one inserting the child rows of every record.
+//! deleting them from every child table, one inserting the child rows of every record. When
+//! the writer expects no record to be there (`fresh`, see `write::Expect`), the rows go in by
+//! a plain `INSERT` with all their child rows instead, and a stored key fails the statement.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
