@@ -163,22 +163,25 @@ pub(super) fn complete_queued(
     Ok(true)
 }
 
-/// Key outcomes, as columns (run, model, key, status, reason, at): a plain insert, for a run
-/// that has not written these keys' outcomes before.
-pub(super) const KEYS_INSERT_SQL: &str =
-    "INSERT INTO _kye_keys (run_id, model, key, status, reason, at) \
-     SELECT x.a::bigint, x.b, x.c, x.d, x.e, x.f::timestamptz \
-     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
-     AS x(a, b, c, d, e, f)";
+/// The insert of key outcomes, as columns (run, model, key, status, reason, at).
+macro_rules! insert_keys {
+    () => {
+        "INSERT INTO _kye_keys (run_id, model, key, status, reason, at) \
+         SELECT x.a::bigint, x.b, x.c, x.d, x.e, x.f::timestamptz \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
+         AS x(a, b, c, d, e, f)"
+    };
+}
 
-/// Key outcomes, as columns (run, model, key, status, reason, at), replacing the run's earlier
-/// outcome of a key.
-pub(super) const KEYS_SQL: &str = "INSERT INTO _kye_keys (run_id, model, key, status, reason, at) \
-     SELECT x.a::bigint, x.b, x.c, x.d, x.e, x.f::timestamptz \
-     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
-     AS x(a, b, c, d, e, f) \
-     ON CONFLICT (model, key_md5, run_id) DO UPDATE SET status = EXCLUDED.status, \
-     reason = EXCLUDED.reason, at = EXCLUDED.at";
+/// Key outcomes by a plain insert, for a run that has not written these keys' outcomes before.
+pub(super) const KEYS_INSERT_SQL: &str = insert_keys!();
+
+/// Key outcomes, replacing the run's earlier outcome of a key.
+pub(super) const KEYS_SQL: &str = concat!(
+    insert_keys!(),
+    " ON CONFLICT (model, key_md5, run_id) DO UPDATE SET status = EXCLUDED.status, \
+     reason = EXCLUDED.reason, at = EXCLUDED.at"
+);
 
 /// The rejects, drift and key outcomes of a batch, as columns for one statement each.
 pub(super) struct OtherItems {

@@ -224,18 +224,6 @@ pub(crate) fn upsert(
     arrays.push(rows.iter().map(|r| r.source.as_deref()).collect());
     let key_cols: Vec<&str> = l.key.iter().map(|c| c.name.as_str()).collect();
     let key_types: Vec<&str> = l.key.iter().map(|c| sql_type(c.prim)).collect();
-    let updates: Vec<String> = cols
-        .iter()
-        .filter(|(n, _)| !key_cols.contains(n))
-        .map(|(n, _)| format!("{0} = EXCLUDED.{0}", qi(n)))
-        .collect();
-    // `xmax <> 0`: the row was there and is updated (a new row has none), so only those
-    // parents can have child rows to replace.
-    let returning: Vec<String> = key_cols
-        .iter()
-        .enumerate()
-        .map(|(i, n)| format!("{} AS k{i}", qi(n)))
-        .collect();
     let insert_rows = format!(
         "INSERT INTO {} ({}) {}",
         qi(&l.table),
@@ -249,6 +237,18 @@ pub(crate) fn upsert(
         sql: if fresh {
             insert_rows
         } else {
+            let updates: Vec<String> = cols
+                .iter()
+                .filter(|(n, _)| !key_cols.contains(n))
+                .map(|(n, _)| format!("{0} = EXCLUDED.{0}", qi(n)))
+                .collect();
+            // `xmax <> 0`: the row was there and is updated (a new row has none), so only
+            // those parents can have child rows to replace.
+            let returning: Vec<String> = key_cols
+                .iter()
+                .enumerate()
+                .map(|(i, n)| format!("{} AS k{i}", qi(n)))
+                .collect();
             format!(
                 "{insert_rows} ON CONFLICT ({}) DO UPDATE SET {} RETURNING {}, xmax <> 0 AS existed",
                 key_cols

@@ -66,14 +66,24 @@ impl Mode {
         }
     }
 
-    /// Whether unique violation `v` may be one of this mode's plain inserts meeting a stored
-    /// key (or outcome): on a table of a model it inserts, or on the key outcomes.
-    fn explains(&self, layouts: &HashMap<String, ModelLayout>, v: &Violation) -> bool {
+    /// What unique violation `v` teaches when it may be one of this mode's plain inserts
+    /// meeting a stored key (on a table of a model it inserts) or outcome (on the key
+    /// outcomes); `None` when this mode does not explain it.
+    fn explains(&self, layouts: &HashMap<String, ModelLayout>, v: &Violation) -> Option<Lesson> {
         match clash::model_of(layouts, v) {
-            Some(model) => self.fresh.contains(model),
-            None => self.fresh_outcomes && v.table == "_kye_keys",
+            Some(model) if self.fresh.contains(model) => Some(Lesson::Stored(model.to_string())),
+            None if self.fresh_outcomes && v.table == "_kye_keys" => Some(Lesson::Outcomes),
+            _ => None,
         }
     }
+}
+
+/// What a plain insert that failed teaches the writer.
+enum Lesson {
+    /// The model has stored keys.
+    Stored(String),
+    /// The run writes some key's outcome twice.
+    Outcomes,
 }
 
 /// Attempts of one batch before its error is returned.
@@ -542,26 +552,26 @@ impl StoreWrite for PgStore {
                         ),
                     });
                 }
-                // A plain insert met a stored key (or outcome): upserts from here on.
-                Ok(Err(Refusal::Unique(v))) if mode.explains(layouts, &v) => {
-                    tracing::debug!(
-                        constraint = %v.constraint,
-                        table = %v.table,
-                        "PostgreSQL batch met a stored key; written again as upserts"
-                    );
-                    match clash::model_of(layouts, &v) {
-                        Some(model) => {
-                            self.expect.stored.insert(model.to_string());
-                        }
-                        None if v.table == "_kye_keys" => self.expect.repeated_outcomes = true,
-                        None => {}
-                    }
-                    mode = Mode::upserts();
-                    // Not a failure of the batch: its attempts are for what may go away.
-                    attempt -= 1;
-                }
-                // Never tried again as it was: written again knowing more, at most twice.
                 Ok(Err(Refusal::Unique(v))) => {
+                    // A plain insert met a stored key (or outcome): upserts from here on.
+                    if let Some(lesson) = mode.explains(layouts, &v) {
+                        tracing::debug!(
+                            constraint = %v.constraint,
+                            table = %v.table,
+                            "PostgreSQL batch met a stored key; written again as upserts"
+                        );
+                        match lesson {
+                            Lesson::Stored(model) => {
+                                self.expect.stored.insert(model);
+                            }
+                            Lesson::Outcomes => self.expect.repeated_outcomes = true,
+                        }
+                        mode = Mode::upserts();
+                        // Not a failure of the batch: its attempts are for what may go away.
+                        attempt -= 1;
+                        continue;
+                    }
+                    // Never tried again as it was: written again knowing more, at most twice.
                     let clash = clash::classify(layouts, &v);
                     tracing::debug!(
                         constraint = %v.constraint,
