@@ -1068,3 +1068,139 @@ fn a_nested_record_known_stored_is_upserted_without_a_failed_insert() {
         ["1:fire", "2:water,ice", "3:fire,grass", "4:water"]
     );
 }
+
+/// Store format 3: key outcomes are indexed by the key's own text up to 512 bytes and by its
+/// MD5 beyond. A format 2 store (`_kye_keys` indexed by a generated `key_md5`) is read as it
+/// is, and the first writer to open it reindexes it, keeping every outcome; keys longer than
+/// 512 bytes that share their first 600 stay apart; a store of a newer format is refused.
+#[test]
+fn key_outcomes_of_a_format_2_store_are_read_then_reindexed_by_the_first_writer() {
+    let Some(mut pg) = Pg::new() else { return };
+    let text = "Page(url) {\n url: String\n}\n";
+    let head = "h".repeat(600);
+    let (long_a, long_b) = (format!("{head}/a"), format!("{head}/b"));
+    let outcome = |run: RunId, url: &str, status: KeyStatus, reason: Option<&str>| {
+        WriteItem::KeyOutcome(KeyOutcomeWrite {
+            run,
+            model: "Page".into(),
+            key: IndexKey::single("url", url),
+            status,
+            reason: reason.map(str::to_string),
+            at: Timestamp::now(),
+        })
+    };
+    let run1 = {
+        let mut s = open_store(&pg.spec()).unwrap();
+        s.prepare(&schema(text)).unwrap();
+        let run = s.begin_run(&NewRun::new("Page")).unwrap();
+        write_ok(
+            s.as_mut(),
+            &[
+                record(run, "Page", json!({"url": "short"})),
+                outcome(run, "short", KeyStatus::Stored, None),
+                outcome(run, &long_a, KeyStatus::Missing, None),
+                outcome(run, &long_b, KeyStatus::Failed, Some("b failed")),
+            ],
+        );
+        run
+    };
+    assert_eq!(
+        pg.strings("SELECT value FROM S._kye_meta WHERE key = 'format_version'"),
+        ["3"]
+    );
+    // The store as kye wrote it before format 3.
+    pg.exec(
+        "DROP INDEX S._kye_keys_key; \
+         ALTER TABLE S._kye_keys ALTER COLUMN model TYPE text COLLATE \"default\", \
+             ALTER COLUMN key TYPE text COLLATE \"default\"; \
+         ALTER TABLE S._kye_keys ADD COLUMN key_md5 uuid GENERATED ALWAYS AS (md5(key)::uuid) STORED; \
+         ALTER TABLE S._kye_keys ADD UNIQUE (model, key_md5, run_id); \
+         UPDATE S._kye_meta SET value = '2' WHERE key = 'format_version';",
+    );
+    let status = |r: &dyn StoreRead, url: &str| {
+        r.latest_outcome("Page", &IndexKey::single("url", url))
+            .unwrap()
+            .map(|o| (o.run, o.status, o.reason))
+    };
+    {
+        let r = open_store_read_only(&pg.spec()).unwrap();
+        assert_eq!(
+            status(r.as_ref(), &long_b),
+            Some((run1, KeyStatus::Failed, Some("b failed".into())))
+        );
+        assert_eq!(
+            status(r.as_ref(), &long_a),
+            Some((run1, KeyStatus::Missing, None))
+        );
+    }
+    assert_eq!(
+        pg.strings("SELECT value FROM S._kye_meta WHERE key = 'format_version'"),
+        ["2"]
+    );
+
+    let mut s = open_store(&pg.spec()).unwrap();
+    assert_eq!(
+        pg.strings("SELECT value FROM S._kye_meta WHERE key = 'format_version'"),
+        ["3"]
+    );
+    assert_eq!(
+        pg.count(&format!(
+            "SELECT count(*) FROM information_schema.columns WHERE table_schema = '{}' \
+             AND table_name = '_kye_keys' AND column_name = 'key_md5'",
+            pg.schema
+        )),
+        0
+    );
+    assert_eq!(
+        pg.strings(&format!(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = '{}' AND indexname = '_kye_keys_key'",
+            pg.schema
+        ))
+        .len(),
+        1
+    );
+    assert_eq!(pg.count("SELECT count(*) FROM S._kye_keys"), 3);
+    s.prepare(&schema(text)).unwrap();
+    // The same run's outcome again replaces the first (the upsert finds it by the new
+    // index), for a long key as for a short one; a later run adds its own.
+    write_ok(
+        s.as_mut(),
+        &[outcome(run1, &long_b, KeyStatus::Stored, None)],
+    );
+    write_ok(
+        s.as_mut(),
+        &[outcome(run1, "short", KeyStatus::Missing, None)],
+    );
+    let run2 = s.begin_run(&NewRun::new("Page again")).unwrap();
+    write_ok(
+        s.as_mut(),
+        &[outcome(run2, &long_a, KeyStatus::Stored, None)],
+    );
+    assert_eq!(pg.count("SELECT count(*) FROM S._kye_keys"), 4);
+    let r = s.reader().unwrap();
+    assert_eq!(
+        status(r.as_ref(), &long_b),
+        Some((run1, KeyStatus::Stored, None))
+    );
+    assert_eq!(
+        status(r.as_ref(), "short"),
+        Some((run1, KeyStatus::Missing, None))
+    );
+    assert_eq!(
+        status(r.as_ref(), &long_a),
+        Some((run2, KeyStatus::Stored, None))
+    );
+    assert_eq!(status(r.as_ref(), &format!("{head}/c")), None);
+    drop((r, s));
+
+    // A kye that reads up to format 3 refuses a newer store, naming both formats.
+    pg.exec("UPDATE S._kye_meta SET value = '4' WHERE key = 'format_version'");
+    let err = open_store(&pg.spec())
+        .err()
+        .expect("a newer format is refused");
+    assert!(
+        err.to_string()
+            .contains("store format 4, this kye reads up to 3"),
+        "{err}"
+    );
+}

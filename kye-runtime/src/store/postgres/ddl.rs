@@ -87,9 +87,29 @@ pub(crate) fn constraint_name(kind: &str, table: &str) -> String {
     format!("_kye_{kind}_{hex}")
 }
 
-/// kye's own tables. Keys and drift paths are indexed by their MD5 (a B-tree entry holds at
-/// most ~2.7 kB; a key or path can be longer).
-pub(crate) const INTERNAL_TABLES: &str = r#"
+/// The text `_kye_keys` indexes a key by, as SQL over `$k` (a text column or parameter): the
+/// key itself up to 512 bytes, its MD5 in hex beyond (a B-tree entry holds at most ~2.7 kB).
+/// A key is canonical JSON, which starts with `{`, so no short key is ever another key's MD5.
+/// Unlike an index on the MD5 alone, keys written in order go into the index in order.
+macro_rules! key_id {
+    ($k:literal) => {
+        concat!(
+            "(CASE WHEN octet_length(",
+            $k,
+            ") <= 512 THEN ",
+            $k,
+            " ELSE md5(",
+            $k,
+            ") END)"
+        )
+    };
+}
+pub(crate) use key_id;
+
+/// kye's own tables. Key outcomes are indexed by [`key_id`] and drift paths by their MD5 (a
+/// B-tree entry holds at most ~2.7 kB; a key or path can be longer).
+pub(crate) const INTERNAL_TABLES: &str = concat!(
+    r#"
 CREATE TABLE IF NOT EXISTS _kye_meta (
     key   text PRIMARY KEY,
     value text NOT NULL
@@ -148,16 +168,19 @@ CREATE TABLE IF NOT EXISTS _kye_drift (
     count      bigint NOT NULL,
     PRIMARY KEY (model, path_md5)
 );
+-- Model and key compare by bytes (`COLLATE "C"`): cheaper than a locale's rules, and the
+-- same whatever the database's collation.
 CREATE TABLE IF NOT EXISTS _kye_keys (
     run_id  bigint NOT NULL,
-    model   text NOT NULL,
-    key     text NOT NULL,
-    key_md5 uuid GENERATED ALWAYS AS (md5(key)::uuid) STORED,
+    model   text COLLATE "C" NOT NULL,
+    key     text COLLATE "C" NOT NULL,
     status  text NOT NULL,
     reason  text,
-    at      timestamptz NOT NULL,
-    UNIQUE (model, key_md5, run_id)
+    at      timestamptz NOT NULL
 );
+CREATE UNIQUE INDEX IF NOT EXISTS _kye_keys_key ON _kye_keys (model, "#,
+    key_id!("key"),
+    r#", run_id);
 -- Runs write their outcomes in order: a BRIN index finds a run's rows at almost no cost.
 CREATE INDEX IF NOT EXISTS _kye_keys_run ON _kye_keys USING brin (run_id);
 CREATE TABLE IF NOT EXISTS _kye_list_cursors (
@@ -227,6 +250,16 @@ CREATE TABLE IF NOT EXISTS _kye_queue_rates (
     updated_at   timestamptz NOT NULL,
     paused_until timestamptz
 );
+"#
+);
+
+/// Format 2 and older `_kye_keys` (indexed by a generated `key_md5`) made format 3: the column
+/// and its unique index dropped, model and key compared by bytes (no rewrite of the table:
+/// only the collation changes). [`INTERNAL_TABLES`] then builds the index by [`key_id`].
+pub(crate) const KEYS_TO_FORMAT_3: &str = r#"
+ALTER TABLE _kye_keys DROP COLUMN key_md5;
+ALTER TABLE _kye_keys ALTER COLUMN model TYPE text COLLATE "C",
+    ALTER COLUMN key TYPE text COLLATE "C";
 "#;
 
 /// The inline columns of a model table (single-valued edges, in edge order).

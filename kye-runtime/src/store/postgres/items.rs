@@ -14,6 +14,7 @@ use crate::store::{
 
 use super::batch::{cached, Cache};
 use super::convert::{json_text, kye_text};
+use super::ddl::key_id;
 use super::upsert::{Param, Part};
 
 /// Replaces the lineage rows of every stored output with lineage, in the batch's transaction:
@@ -179,8 +180,9 @@ pub(super) const KEYS_INSERT_SQL: &str = insert_keys!();
 /// Key outcomes, replacing the run's earlier outcome of a key.
 pub(super) const KEYS_SQL: &str = concat!(
     insert_keys!(),
-    " ON CONFLICT (model, key_md5, run_id) DO UPDATE SET status = EXCLUDED.status, \
-     reason = EXCLUDED.reason, at = EXCLUDED.at"
+    " ON CONFLICT (model, ",
+    key_id!("key"),
+    ", run_id) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason, at = EXCLUDED.at"
 );
 
 /// The rejects, drift and key outcomes of a batch, as columns for one statement each.

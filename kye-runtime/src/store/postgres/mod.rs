@@ -41,8 +41,12 @@ use crate::store::{RunId, StoreError};
 pub use server::PgServerStore;
 pub use url::{PgSpec, SslMode};
 
-/// Version of kye's own tables, as for SQLite (`_kye_meta.format_version`).
-const FORMAT_VERSION: i64 = 2;
+/// Version of kye's own tables, as for SQLite (`_kye_meta.format_version`): 1 at first; 2 once a
+/// value object was stored (a `jsonb` column); 3 since `_kye_keys` is indexed by the key's own
+/// text (`ddl::key_id`, no `key_md5` column), which a kye reading up to 2 would look up and
+/// upsert by a column that is gone. A writer of this kye makes an older store format 3 when it
+/// opens it (`PgStore::add_internal_tables`); readers read either.
+const FORMAT_VERSION: i64 = 3;
 
 /// Nested records deeper than this are not followed when storing (guards against cycles).
 const MAX_NESTING: usize = 32;

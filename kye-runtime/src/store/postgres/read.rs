@@ -19,7 +19,7 @@ use crate::store::{
 };
 
 use super::convert::{col_text, from_text};
-use super::ddl::{inline_cols, q, qi, sql_type};
+use super::ddl::{inline_cols, key_id, q, qi, sql_type};
 use super::runs::outcome_counts_on;
 use super::PgReader;
 
@@ -535,10 +535,14 @@ impl StoreRead for PgReader {
         }
         let (model, key) = (model.to_string(), key.canonical());
         self.conn().run(move |s| {
-            let st = s.prepare(
+            let st = s.prepare(concat!(
                 "SELECT run_id, status, reason, (extract(epoch from at) * 1000)::bigint FROM _kye_keys \
-                 WHERE model = $1 AND key_md5 = md5($2)::uuid AND key = $2 ORDER BY at DESC, run_id DESC LIMIT 1",
-            )?;
+                 WHERE model = $1 AND ",
+                key_id!("key"),
+                " = ",
+                key_id!("$2::text"),
+                " AND key = $2 ORDER BY at DESC, run_id DESC LIMIT 1"
+            ))?;
             Ok(s.client.query_opt(&st, &[&model, &key])?.as_ref().map(outcome_row))
         })
     }
@@ -553,11 +557,15 @@ impl StoreRead for PgReader {
         }
         let (model, key) = (model.to_string(), key.canonical());
         self.conn().run(move |s| {
-            let st = s.prepare(
+            let st = s.prepare(concat!(
                 "SELECT run_id, status, reason, (extract(epoch from at) * 1000)::bigint FROM _kye_keys \
-                 WHERE model = $1 AND key_md5 = md5($2)::uuid AND key = $2 AND status IN ('stored', 'missing', 'rejected', 'skipped') \
-                 ORDER BY run_id DESC LIMIT 1",
-            )?;
+                 WHERE model = $1 AND ",
+                key_id!("key"),
+                " = ",
+                key_id!("$2::text"),
+                " AND key = $2 AND status IN ('stored', 'missing', 'rejected', 'skipped') \
+                 ORDER BY run_id DESC LIMIT 1"
+            ))?;
             Ok(s.client.query_opt(&st, &[&model, &key])?.as_ref().map(outcome_row))
         })
     }

@@ -21,7 +21,7 @@ use crate::store::{
 use super::batch::{cached, record_rows, Cache, Row, State, Writes, Written};
 use super::clash::{self, Clash, Violation};
 use super::convert::kye_text;
-use super::ddl::{self, ident, INTERNAL_TABLES};
+use super::ddl::{self, ident, INTERNAL_TABLES, KEYS_TO_FORMAT_3};
 use super::items::{complete_queued, write_lineage, OtherItems};
 use super::{queued, PgReader, PgStore, FORMAT_VERSION};
 
@@ -171,22 +171,40 @@ impl PgStore {
     }
 
     /// Creates the internal tables a store made by an earlier kye lacks (`_kye_list_cursors`,
-    /// `_kye_lineage`, the queue's `_kye_queue_*`),
-    /// under a lock, so that writers opening it at once do not both create them.
+    /// `_kye_lineage`, the queue's `_kye_queue_*`) and brings `_kye_keys` of a format 2 store to
+    /// format 3 (see [`FORMAT_VERSION`]), under a lock, so that writers opening it at once do
+    /// not both do it.
     pub(super) fn add_internal_tables(&mut self) -> Result<(), StoreError> {
         if self.db.has_table("_kye_list_cursors")?
             && self.db.has_table("_kye_lineage")?
             && self.db.has_table("_kye_queue_rates")?
             && self.db.has_column("_kye_runs", "source")?
+            && !self.db.has_column("_kye_keys", "key_md5")?
         {
             return Ok(());
         }
         let class = self.db.conn().lock_class;
+        let schema = self.db.spec.schema.clone();
         self.db.conn().run(move |s| {
             let mut tx = s.client.transaction()?;
             // The prepare lock (READ COMMITTED: the statements after it see what the writer
             // before committed).
             tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&class])?;
+            let md5_keys: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
+                     WHERE table_schema = $1 AND table_name = '_kye_keys' AND column_name = 'key_md5')",
+                    &[&schema],
+                )?
+                .get(0);
+            if md5_keys {
+                tracing::info!(schema = %schema, "store format 3: indexing _kye_keys by the key's text");
+                tx.batch_execute(KEYS_TO_FORMAT_3)?;
+                tx.execute(
+                    "UPDATE _kye_meta SET value = $1 WHERE key = 'format_version' AND value::int < $2",
+                    &[&FORMAT_VERSION.to_string(), &(FORMAT_VERSION as i32)],
+                )?;
+            }
             tx.batch_execute(INTERNAL_TABLES)?;
             // Runs name their source since issue 18 (old runs: NULL).
             tx.batch_execute("ALTER TABLE _kye_runs ADD COLUMN IF NOT EXISTS source text")?;
@@ -210,13 +228,13 @@ impl PgStore {
     }
 }
 
-/// kye's schema and tables, and format 1 in a new store.
+/// kye's schema and tables, and this kye's format in a new store.
 fn init_tables(tx: &mut postgres::Transaction<'_>, schema: &str) -> Result<(), postgres::Error> {
     tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", ddl::q(schema)))?;
     tx.batch_execute(INTERNAL_TABLES)?;
     tx.execute(
-        "INSERT INTO _kye_meta (key, value) VALUES ('format_version', '1') ON CONFLICT (key) DO NOTHING",
-        &[],
+        "INSERT INTO _kye_meta (key, value) VALUES ('format_version', $1) ON CONFLICT (key) DO NOTHING",
+        &[&FORMAT_VERSION.to_string()],
     )?;
     Ok(())
 }
@@ -238,108 +256,117 @@ impl StoreWrite for PgStore {
         let outcome = self.db.conn().run(move |s| {
             s.client
                 .execute("SELECT pg_advisory_lock($1, 0)", &[&class])?;
-            let body = |client: &mut postgres::Client| -> Result<Result<(), StoreError>, postgres::Error> {
-            let mut tx = client.transaction()?;
-            let exists: bool = tx
+            let body =
+                |client: &mut postgres::Client| -> Result<Result<(), StoreError>, postgres::Error> {
+                    let mut tx = client.transaction()?;
+                    let exists: bool = tx
                 .query_one(
                     "SELECT to_regclass(format('%I.%I', $1::text, '_kye_models')) IS NOT NULL",
                     &[&schema_name],
                 )?
                 .get(0);
-            let mut stored = HashMap::new();
-            if exists {
-                for r in tx.query("SELECT model, layout FROM _kye_models", &[])? {
-                    let (model, text): (String, String) = (r.get(0), r.get(1));
-                    match serde_json::from_str::<ModelLayout>(&text) {
-                        Ok(l) => stored.insert(model, l),
-                        Err(e) => {
-                            return Ok(Err(StoreError::Corrupt {
-                                path: shown.clone(),
-                                message: format!("stored layout of model {model} is unreadable: {e}"),
-                            }))
+                    let mut stored = HashMap::new();
+                    if exists {
+                        for r in tx.query("SELECT model, layout FROM _kye_models", &[])? {
+                            let (model, text): (String, String) = (r.get(0), r.get(1));
+                            match serde_json::from_str::<ModelLayout>(&text) {
+                                Ok(l) => stored.insert(model, l),
+                                Err(e) => {
+                                    return Ok(Err(StoreError::Corrupt {
+                                        path: shown.clone(),
+                                        message: format!(
+                                            "stored layout of model {model} is unreadable: {e}"
+                                        ),
+                                    }))
+                                }
+                            };
                         }
+                    }
+                    let preparation = match plan::prepare(schema, &stored) {
+                        Ok(p) => p,
+                        Err(e) => return Ok(Err(e)),
                     };
-                }
-            }
-            let preparation = match plan::prepare(schema, &stored) {
-                Ok(p) => p,
-                Err(e) => return Ok(Err(e)),
-            };
-            let mut all: Vec<&ModelLayout> = preparation.steps.iter().map(|s| &s.layout).collect();
-            all.extend(stored.values().filter(|l| schema.model(&l.model).is_none()));
-            if let Some((a, b, phys)) = ddl::name_clash(all) {
-                return Ok(Err(StoreError::InvalidName {
-                    what: "model",
-                    name: b.clone(),
-                    reason: format!(
+                    let mut all: Vec<&ModelLayout> =
+                        preparation.steps.iter().map(|s| &s.layout).collect();
+                    all.extend(stored.values().filter(|l| schema.model(&l.model).is_none()));
+                    if let Some((a, b, phys)) = ddl::name_clash(all) {
+                        return Ok(Err(StoreError::InvalidName {
+                            what: "model",
+                            name: b.clone(),
+                            reason: format!(
                         "{a:?} and {b:?} would both be named {phys:?} in PostgreSQL, which keeps \
                          63 bytes of a name (longer names are cut and end in a hash); rename one"
                     ),
-                }));
-            }
-            // Tables kye did not create are not ours: checked before anything is written.
-            for step in &preparation.steps {
-                for t in step.new_tables() {
-                    let found: bool = tx
+                        }));
+                    }
+                    // Tables kye did not create are not ours: checked before anything is written.
+                    for step in &preparation.steps {
+                        for t in step.new_tables() {
+                            let found: bool = tx
                         .query_one(
                             "SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL",
                             &[&schema_name, &ident(t).as_ref()],
                         )?
                         .get(0);
-                    if found {
-                        return Ok(Err(StoreError::SchemaChange {
-                            model: step.layout.model.clone(),
-                            edge: None,
-                            message: format!(
+                            if found {
+                                return Ok(Err(StoreError::SchemaChange {
+                                    model: step.layout.model.clone(),
+                                    edge: None,
+                                    message: format!(
                                 "{} already has a table named {:?} (schema {schema_name}) that \
                                  kye did not create; rename or drop it, or use another schema \
                                  (?schema=NAME)",
                                 shown.display(),
                                 ident(t)
                             ),
-                        }));
-                    }
-                }
-            }
-            init_tables(&mut tx, &schema_name)?;
-            for step in &preparation.steps {
-                if let Action::Refuse { edge, message } = &step.action {
-                    let old = step.old.as_ref().map(|o| o.tables()).unwrap_or_default();
-                    for t in old {
-                        let any: bool = tx
-                            .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {})", ddl::qi(t)), &[])?
-                            .get(0);
-                        if any {
-                            return Ok(Err(plan::refused(step, edge.clone(), message, &shown, "psql")));
+                                }));
+                            }
                         }
                     }
-                }
-                if matches!(step.action, Action::Keep) {
-                    // A table unchanged since before issue 18 still gets the source column
-                    // (the layout holds no provenance columns, so it compares equal).
-                    ddl::ensure_source_column(&mut tx, &step.layout.table)?;
-                    continue;
-                }
-                ddl::apply(&mut tx, step)?;
-                let l = &step.layout;
-                let text = serde_json::to_string(l).unwrap_or_default();
-                tx.execute(
+                    init_tables(&mut tx, &schema_name)?;
+                    for step in &preparation.steps {
+                        if let Action::Refuse { edge, message } = &step.action {
+                            let old = step.old.as_ref().map(|o| o.tables()).unwrap_or_default();
+                            for t in old {
+                                let any: bool = tx
+                                    .query_one(
+                                        &format!("SELECT EXISTS (SELECT 1 FROM {})", ddl::qi(t)),
+                                        &[],
+                                    )?
+                                    .get(0);
+                                if any {
+                                    return Ok(Err(plan::refused(
+                                        step,
+                                        edge.clone(),
+                                        message,
+                                        &shown,
+                                        "psql",
+                                    )));
+                                }
+                            }
+                        }
+                        if matches!(step.action, Action::Keep) {
+                            // A table unchanged since before issue 18 still gets the source column
+                            // (the layout holds no provenance columns, so it compares equal).
+                            ddl::ensure_source_column(&mut tx, &step.layout.table)?;
+                            continue;
+                        }
+                        ddl::apply(&mut tx, step)?;
+                        let l = &step.layout;
+                        let text = serde_json::to_string(l).unwrap_or_default();
+                        tx.execute(
                     "INSERT INTO _kye_models (model, fingerprint, layout, created_at, updated_at) \
                      VALUES ($1, $2, $3, now(), now()) \
                      ON CONFLICT (model) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, \
                      layout = EXCLUDED.layout, updated_at = EXCLUDED.updated_at",
                     &[&l.model, &l.fingerprint(), &text],
                 )?;
-            }
-            if preparation.stores_value_objects() {
-                tx.execute(
-                    "UPDATE _kye_meta SET value = $1 WHERE key = 'format_version' AND value::int < $2",
-                    &[&FORMAT_VERSION.to_string(), &(FORMAT_VERSION as i32)],
-                )?;
-            }
-            tx.commit()?;
-            Ok(Ok(()))
-            };
+                    }
+                    // No format change here: value objects (format 2) need no more than format 3,
+                    // which every store is once a writer of this kye has opened it.
+                    tx.commit()?;
+                    Ok(Ok(()))
+                };
             let result = body(s.client);
             let unlocked = s
                 .client
