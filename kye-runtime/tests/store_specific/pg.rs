@@ -1069,10 +1069,11 @@ fn a_nested_record_known_stored_is_upserted_without_a_failed_insert() {
     );
 }
 
-/// Store format 3: key outcomes are indexed by the key's own text up to 512 bytes and by its
-/// MD5 beyond. A format 2 store (`_kye_keys` indexed by a generated `key_md5`) is read as it
-/// is, and the first writer to open it reindexes it, keeping every outcome; keys longer than
-/// 512 bytes that share their first 600 stay apart; a store of a newer format is refused.
+/// Store format 3: key outcomes (and a queued run's seen keys) are indexed by the key's own
+/// text up to 512 bytes and by its MD5 beyond. A format 2 store (indexed by a generated
+/// `key_md5`) is read as it is, and the first writer to open it reindexes it, keeping every
+/// row; keys longer than 512 bytes that share their first 600 stay apart; a store of a newer
+/// format is refused.
 #[test]
 fn key_outcomes_of_a_format_2_store_are_read_then_reindexed_by_the_first_writer() {
     let Some(mut pg) = Pg::new() else { return };
@@ -1115,6 +1116,11 @@ fn key_outcomes_of_a_format_2_store_are_read_then_reindexed_by_the_first_writer(
              ALTER COLUMN key TYPE text COLLATE \"default\"; \
          ALTER TABLE S._kye_keys ADD COLUMN key_md5 uuid GENERATED ALWAYS AS (md5(key)::uuid) STORED; \
          ALTER TABLE S._kye_keys ADD UNIQUE (model, key_md5, run_id); \
+         DROP INDEX S._kye_queue_seen_key; \
+         ALTER TABLE S._kye_queue_seen ALTER COLUMN key TYPE text COLLATE \"default\"; \
+         ALTER TABLE S._kye_queue_seen ADD COLUMN key_md5 uuid GENERATED ALWAYS AS (md5(key)::uuid) STORED; \
+         ALTER TABLE S._kye_queue_seen ADD PRIMARY KEY (run_id, key_md5); \
+         INSERT INTO S._kye_queue_seen (run_id, key) VALUES (1, 'seen'); \
          UPDATE S._kye_meta SET value = '2' WHERE key = 'format_version';",
     );
     let status = |r: &dyn StoreRead, url: &str| {
@@ -1146,18 +1152,27 @@ fn key_outcomes_of_a_format_2_store_are_read_then_reindexed_by_the_first_writer(
     assert_eq!(
         pg.count(&format!(
             "SELECT count(*) FROM information_schema.columns WHERE table_schema = '{}' \
-             AND table_name = '_kye_keys' AND column_name = 'key_md5'",
+             AND column_name = 'key_md5' AND table_name IN ('_kye_keys', '_kye_queue_seen')",
             pg.schema
         )),
         0
     );
     assert_eq!(
         pg.strings(&format!(
-            "SELECT indexdef FROM pg_indexes WHERE schemaname = '{}' AND indexname = '_kye_keys_key'",
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = '{}' \
+             AND indexname IN ('_kye_keys_key', '_kye_queue_seen_key') ORDER BY 1",
             pg.schema
-        ))
-        .len(),
-        1
+        )),
+        ["_kye_keys_key", "_kye_queue_seen_key"]
+    );
+    // A queued run's seen keys: kept, and still one row per key.
+    pg.exec(
+        "INSERT INTO S._kye_queue_seen (run_id, key) VALUES (1, 'seen'), (1, 'new') \
+         ON CONFLICT DO NOTHING",
+    );
+    assert_eq!(
+        pg.strings("SELECT key FROM S._kye_queue_seen ORDER BY key"),
+        ["new", "seen"]
     );
     assert_eq!(pg.count("SELECT count(*) FROM S._kye_keys"), 3);
     s.prepare(&schema(text)).unwrap();

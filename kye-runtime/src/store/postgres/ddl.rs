@@ -239,10 +239,11 @@ CREATE INDEX IF NOT EXISTS _kye_queue_batches_open ON _kye_queue_batches (id)
 CREATE INDEX IF NOT EXISTS _kye_queue_batches_run ON _kye_queue_batches (run_id, state);
 CREATE TABLE IF NOT EXISTS _kye_queue_seen (
     run_id  bigint NOT NULL,
-    key     text NOT NULL,
-    key_md5 uuid GENERATED ALWAYS AS (md5(key)::uuid) STORED,
-    PRIMARY KEY (run_id, key_md5)
+    key     text COLLATE "C" NOT NULL
 );
+CREATE UNIQUE INDEX IF NOT EXISTS _kye_queue_seen_key ON _kye_queue_seen (run_id, "#,
+    key_id!("key"),
+    r#");
 -- The fleet's rate budget: a token bucket per host that every worker draws grants from.
 CREATE TABLE IF NOT EXISTS _kye_queue_rates (
     host         text PRIMARY KEY,
@@ -253,14 +254,23 @@ CREATE TABLE IF NOT EXISTS _kye_queue_rates (
 "#
 );
 
-/// Format 2 and older `_kye_keys` (indexed by a generated `key_md5`) made format 3: the column
-/// and its unique index dropped, model and key compared by bytes (no rewrite of the table:
-/// only the collation changes). [`INTERNAL_TABLES`] then builds the index by [`key_id`].
-pub(crate) const KEYS_TO_FORMAT_3: &str = r#"
-ALTER TABLE _kye_keys DROP COLUMN key_md5;
+/// The tables a format 2 (or older) store indexes by a generated `key_md5`, and what makes
+/// each format 3: the column and its unique index dropped, the key (and model) compared by
+/// bytes (no rewrite of the table: only the collation changes). [`INTERNAL_TABLES`] then
+/// builds the index by [`key_id`].
+pub(crate) const TO_FORMAT_3: [(&str, &str); 2] = [
+    (
+        "_kye_keys",
+        r#"ALTER TABLE _kye_keys DROP COLUMN key_md5;
 ALTER TABLE _kye_keys ALTER COLUMN model TYPE text COLLATE "C",
-    ALTER COLUMN key TYPE text COLLATE "C";
-"#;
+    ALTER COLUMN key TYPE text COLLATE "C";"#,
+    ),
+    (
+        "_kye_queue_seen",
+        r#"ALTER TABLE _kye_queue_seen DROP COLUMN key_md5;
+ALTER TABLE _kye_queue_seen ALTER COLUMN key TYPE text COLLATE "C";"#,
+    ),
+];
 
 /// The inline columns of a model table (single-valued edges, in edge order).
 pub(crate) fn inline_cols(

@@ -21,7 +21,7 @@ use crate::store::{
 use super::batch::{cached, record_rows, Cache, Row, State, Writes, Written};
 use super::clash::{self, Clash, Violation};
 use super::convert::kye_text;
-use super::ddl::{self, ident, INTERNAL_TABLES, KEYS_TO_FORMAT_3};
+use super::ddl::{self, ident, INTERNAL_TABLES, TO_FORMAT_3};
 use super::items::{complete_queued, write_lineage, OtherItems};
 use super::{queued, PgReader, PgStore, FORMAT_VERSION};
 
@@ -171,15 +171,16 @@ impl PgStore {
     }
 
     /// Creates the internal tables a store made by an earlier kye lacks (`_kye_list_cursors`,
-    /// `_kye_lineage`, the queue's `_kye_queue_*`) and brings `_kye_keys` of a format 2 store to
-    /// format 3 (see [`FORMAT_VERSION`]), under a lock, so that writers opening it at once do
-    /// not both do it.
+    /// `_kye_lineage`, the queue's `_kye_queue_*`) and brings `_kye_keys` and `_kye_queue_seen`
+    /// of a format 2 store to format 3 (see [`FORMAT_VERSION`]), under a lock, so that writers
+    /// opening it at once do not both do it.
     pub(super) fn add_internal_tables(&mut self) -> Result<(), StoreError> {
         if self.db.has_table("_kye_list_cursors")?
             && self.db.has_table("_kye_lineage")?
             && self.db.has_table("_kye_queue_rates")?
             && self.db.has_column("_kye_runs", "source")?
             && !self.db.has_column("_kye_keys", "key_md5")?
+            && !self.db.has_column("_kye_queue_seen", "key_md5")?
         {
             return Ok(());
         }
@@ -190,16 +191,23 @@ impl PgStore {
             // The prepare lock (READ COMMITTED: the statements after it see what the writer
             // before committed).
             tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&class])?;
-            let md5_keys: bool = tx
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
-                     WHERE table_schema = $1 AND table_name = '_kye_keys' AND column_name = 'key_md5')",
+            let md5_tables: Vec<String> = tx
+                .query(
+                    "SELECT table_name::text FROM information_schema.columns \
+                     WHERE table_schema = $1 AND column_name = 'key_md5' \
+                     AND table_name IN ('_kye_keys', '_kye_queue_seen')",
                     &[&schema],
                 )?
-                .get(0);
-            if md5_keys {
-                tracing::info!(schema = %schema, "store format 3: indexing _kye_keys by the key's text");
-                tx.batch_execute(KEYS_TO_FORMAT_3)?;
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            for (table, sql) in TO_FORMAT_3 {
+                if md5_tables.iter().any(|t| t == table) {
+                    tracing::info!(schema = %schema, table, "store format 3: indexing by the key's text");
+                    tx.batch_execute(sql)?;
+                }
+            }
+            if !md5_tables.is_empty() {
                 tx.execute(
                     "UPDATE _kye_meta SET value = $1 WHERE key = 'format_version' AND value::int < $2",
                     &[&FORMAT_VERSION.to_string(), &(FORMAT_VERSION as i32)],
