@@ -174,7 +174,8 @@ impl Error {
         self.retry_after
     }
 
-    /// Attaches the request URL, with credentials redacted (see [`crate::redact::redact_url`]).
+    /// Attaches the request URL, with credentials redacted: credential query parameters, a
+    /// password in the authority, and every registered secret.
     pub fn with_url(mut self, url: impl Into<String>) -> Self {
         self.url = Some(crate::redact::redact_url(&url.into()));
         self

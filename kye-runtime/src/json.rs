@@ -7,7 +7,7 @@
 //! anything, and remembers where each top-level field starts and ends; the fetcher then
 //! parses only the fields it maps, into typed structs ([`JsonDoc::get`]) or small values
 //! ([`JsonDoc::value`]). A field that is never read costs what serde's
-//! [`IgnoredAny`](serde::de::IgnoredAny) costs: one pass over its bytes.
+//! [`serde::de::IgnoredAny`] costs: one pass over its bytes.
 //!
 //! Fields the fetcher neither reads nor skips on purpose are the source's news:
 //! [`JsonDoc::pass_through`] adds them to the record with a small example (their first

@@ -26,7 +26,7 @@ pub struct DuplicateKey {
     pub kept: Value,
 }
 
-/// The duplicate keys of one body: the first [`MAX_LISTED`], and how many in all.
+/// The duplicate keys of one body: the first ten (`MAX_LISTED`), and how many in all.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Duplicates {
     /// The first ones, in body order.

@@ -26,7 +26,8 @@ use crate::redact::{register_sensitive_value, REDACTED};
 pub struct Secret(Arc<str>);
 
 impl Secret {
-    /// Wraps a value (and registers it with the redactor, see [`crate::redact::redact_text`]).
+    /// Wraps a value and registers it with the redactor: from then on every text kye writes
+    /// (errors, logs, stored reasons) shows it as `[redacted]`.
     pub fn new(value: impl Into<String>) -> Self {
         let value: String = value.into();
         register_sensitive_value(&value);

@@ -18,7 +18,7 @@ pub struct ValidateArgs {
     /// The model the rows belong to.
     #[arg(long, short = 'm', value_name = "NAME")]
     pub model: String,
-    /// The data file: .json (array, or {Model: [rows]}), .jsonl, .csv (header row), .yaml/.yml.
+    /// The data file: .json (array, or `{Model: [rows]}`), .jsonl, .csv (header row), .yaml/.yml.
     #[arg(long, short = 'd', value_name = "FILE")]
     pub data: PathBuf,
 }
