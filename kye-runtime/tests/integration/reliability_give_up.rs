@@ -62,9 +62,8 @@ async fn a_dead_host_ends_the_run_early_and_the_next_run_resumes() {
     drop(rt);
 
     // The source is back: the same request resumes the run and fetches every key.
-    let server = TestServer::start(common::slow_pokemon_routes(200))
-        .await
-        .unwrap();
+    // On a thread of its own: the routes wait by sleeping, which would stall the runtime.
+    let server = TestServer::start_on_thread(common::slow_pokemon_routes(200)).unwrap();
     let rt = runtime(server.base_url(), &db);
     let second = rt.fetch("Pokemon.id in 1..=200").await.unwrap();
     assert_eq!(second.resumed_from, Some(first.run), "{second}");

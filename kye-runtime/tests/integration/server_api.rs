@@ -41,14 +41,15 @@ pub struct Fixture {
 }
 
 /// The source: Pokémon 1..=100 (each after 1.5 ms), 900 invalid (weight -5), 901 failing
-/// with 500 every time; anything else 404.
+/// with 500 every time; anything else 404. On a thread of its own: its routes wait by
+/// sleeping, which would stall a worker of the test's runtime (and the server under test).
 pub async fn source() -> TestServer {
     let mut bad = common::doc(900);
     bad["weight"] = json!(-5);
     let routes = common::slow_pokemon_routes(100)
         .route("/pokemon/900/", Route::json(bad.to_string()))
         .route("/pokemon/901/", Route::text(500, "upstream is down"));
-    TestServer::start(routes).await.expect("source starts")
+    TestServer::start_on_thread(routes).expect("source starts")
 }
 
 impl Fixture {

@@ -62,7 +62,9 @@ pub fn doc(id: i64) -> Value {
 }
 
 /// The server for ids `1..=keys`: [`doc`]s made on request, each after 1.5 ms, so a fetch
-/// takes long enough for a kill or a second process to land mid-run.
+/// takes long enough for a kill or a second process to land mid-run. The wait is a blocking
+/// sleep (the server answers one request at a time, as the kill tests need), so serve these
+/// routes with `TestServer::start_on_thread`, never on a test's own runtime.
 pub fn slow_pokemon_routes(keys: i64) -> Routes {
     Routes::new().generate("/pokemon/", move |rest| {
         let id: i64 = rest.trim_end_matches('/').parse().ok()?;
