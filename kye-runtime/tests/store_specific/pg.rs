@@ -1143,6 +1143,23 @@ fn key_outcomes_of_a_format_2_store_are_read_then_reindexed_by_the_first_writer(
         pg.strings("SELECT value FROM S._kye_meta WHERE key = 'format_version'"),
         ["2"]
     );
+    // A view on the old column (what the docs used to show) keeps the writer from changing the
+    // table: the open fails naming the view and what to do, and changes nothing.
+    pg.exec("CREATE VIEW S.md5s AS SELECT model, key_md5 FROM S._kye_keys");
+    let err = open_store(&pg.spec())
+        .err()
+        .expect("a view blocks format 3");
+    let shown = err.to_string();
+    assert!(
+        shown.contains("cannot make the store format 3") && shown.contains("md5s"),
+        "{shown}"
+    );
+    assert_eq!(
+        pg.strings("SELECT value FROM S._kye_meta WHERE key = 'format_version'"),
+        ["2"]
+    );
+    assert_eq!(pg.count("SELECT count(*) FROM S.md5s"), 3);
+    pg.exec("DROP VIEW S.md5s");
 
     let mut s = open_store(&pg.spec()).unwrap();
     assert_eq!(

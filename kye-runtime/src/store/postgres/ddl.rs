@@ -89,7 +89,8 @@ pub(crate) fn constraint_name(kind: &str, table: &str) -> String {
 
 /// The text `_kye_keys` indexes a key by, as SQL over `$k` (a text column or parameter): the
 /// key itself up to 512 bytes, its MD5 in hex beyond (a B-tree entry holds at most ~2.7 kB).
-/// A key is canonical JSON, which starts with `{`, so no short key is ever another key's MD5.
+/// An outcome's key is canonical JSON (`{"id":25}`) and a queued run's seen key is
+/// `Model:{...}`: neither is ever 32 hex digits, so no short key equals another key's MD5.
 /// Unlike an index on the MD5 alone, keys written in order go into the index in order.
 macro_rules! key_id {
     ($k:literal) => {

@@ -380,19 +380,6 @@ impl PgReader {
         })
     }
 
-    fn has_column(&self, table: &str, column: &str) -> Result<bool, StoreError> {
-        let (table, column) = (table.to_string(), column.to_string());
-        let schema = self.spec.schema.clone();
-        self.conn().run(move |s| {
-            let row = s.client.query_one(
-                "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
-                 WHERE table_schema = $1 AND table_name = $2 AND column_name = $3)",
-                &[&schema, &table, &column],
-            )?;
-            Ok(row.get::<_, bool>(0))
-        })
-    }
-
     fn format_version(&self) -> Result<Option<String>, StoreError> {
         if !self.has_table("_kye_meta")? {
             return Ok(None);

@@ -175,17 +175,60 @@ impl PgStore {
     /// of a format 2 store to format 3 (see [`FORMAT_VERSION`]), under a lock, so that writers
     /// opening it at once do not both do it.
     pub(super) fn add_internal_tables(&mut self) -> Result<(), StoreError> {
-        if self.db.has_table("_kye_list_cursors")?
-            && self.db.has_table("_kye_lineage")?
-            && self.db.has_table("_kye_queue_rates")?
-            && self.db.has_column("_kye_runs", "source")?
-            && !self.db.has_column("_kye_keys", "key_md5")?
-            && !self.db.has_column("_kye_queue_seen", "key_md5")?
-        {
+        let schema = self.db.spec.schema.clone();
+        let (asked, class) = (schema.clone(), self.db.conn().lock_class);
+        // One round trip for the common case, a store this kye made (a remote warehouse's
+        // round trips are what opening it costs).
+        let current: bool = self.db.conn().run(move |s| {
+            let row = s.client.query_one(
+                "SELECT to_regclass(format('%I._kye_list_cursors', $1::text)) IS NOT NULL \
+                 AND to_regclass(format('%I._kye_lineage', $1::text)) IS NOT NULL \
+                 AND to_regclass(format('%I._kye_queue_rates', $1::text)) IS NOT NULL \
+                 AND EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = $1::text \
+                     AND table_name = '_kye_runs' AND column_name = 'source') \
+                 AND NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = $1::text \
+                     AND column_name = 'key_md5' AND table_name IN ('_kye_keys', '_kye_queue_seen'))",
+                &[&asked],
+            )?;
+            Ok(row.get::<_, Option<bool>>(0).unwrap_or(false))
+        })?;
+        if current {
             return Ok(());
         }
-        let class = self.db.conn().lock_class;
-        let schema = self.db.spec.schema.clone();
+        // A writer of an older kye mid-batch holds its tables in another order than this
+        // transaction takes them: a deadlock, one side of which PostgreSQL ends. When it ends
+        // this one, it runs again once that batch is in.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let schema = schema.clone();
+            match self.upgrade_internal_tables(class, schema) {
+                Err(e) if retryable(&e) && attempt < 6 => {
+                    std::thread::sleep(Duration::from_millis(20 * attempt));
+                }
+                Err(StoreError::Postgres {
+                    message,
+                    code: Some(code),
+                    ..
+                }) if code == "2BP01" || code == "0A000" => {
+                    return Err(StoreError::Corrupt {
+                        path: self.db.location.clone(),
+                        message: format!(
+                            "cannot make the store format 3 (kye's key outcomes indexed by the \
+                             key's text): {message}. Drop the views or rules that use \
+                             _kye_keys or _kye_queue_seen, open the store once with this kye's \
+                             writer (fetch, worker), then create them again; see docs/store.md, \
+                             \"Format 3\""
+                        ),
+                    });
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// [`PgStore::add_internal_tables`]' transaction, once.
+    fn upgrade_internal_tables(&mut self, class: i32, schema: String) -> Result<(), StoreError> {
         self.db.conn().run(move |s| {
             let mut tx = s.client.transaction()?;
             // The prepare lock (READ COMMITTED: the statements after it see what the writer
