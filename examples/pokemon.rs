@@ -378,17 +378,7 @@ fn demo(g: &Global, offline: bool) -> ExitCode {
         ShowArgs::new("PokemonCard", Some(5)).run(g);
         println!("\nThe first stored Pokémon (`show Pokemon --limit 5`):\n");
         ShowArgs::new("Pokemon", Some(5)).run(g);
-        let location = kye::cli::store_spec(g)
-            .map(|s| {
-                let p = s.path();
-                std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
-            })
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "kye.db".into());
-        println!("\nThe data is in {location}. Query it with sqlite3:\n");
-        println!(
-            "  sqlite3 -header -column {location} \"SELECT p.id, p.name, group_concat(t.value, '/') AS types, p.base_experience FROM Pokemon p JOIN Pokemon__types t USING (id) GROUP BY p.id ORDER BY p.id LIMIT 10;\""
-        );
+        print_query_hint(kye::cli::store_spec(g).ok());
         println!(
             "\nMore: `cargo run --example pokemon -- {}rejects` (quarantined records), `drift`, `runs`, `show PokemonType`, `transform` (cards of what changed).",
             if offline { "--offline " } else { "" }
@@ -398,5 +388,46 @@ fn demo(g: &Global, offline: bool) -> ExitCode {
     match kye::cli::fetch_exit_code(&summary) {
         kye::cli::EXIT_DATA => ExitCode::from(kye::cli::EXIT_OK),
         code => ExitCode::from(code),
+    }
+}
+
+/// How to look at the stored Pokémon with the store's own client: `sqlite3` for a file,
+/// `psql` for PostgreSQL (connection without the password, then the store's schema).
+fn print_query_hint(spec: Option<kye::store::StoreSpec>) {
+    match spec {
+        Some(kye::store::StoreSpec::Postgres(pg)) => {
+            // For a double-quoted shell word.
+            let sh = |s: &str| {
+                s.chars().fold(String::new(), |mut out, c| {
+                    if matches!(c, '"' | '\\' | '$' | '`') {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                    out
+                })
+            };
+            let schema = sh(&format!("\"{}\"", pg.schema.replace('"', "\"\"")));
+            println!("\nThe data is in {pg}. Query it with psql:\n");
+            println!(
+                "  psql -h \"{}\" -p {} -U \"{}\" -d \"{}\" -c \"SET search_path TO {schema}\" -c \"SELECT p.id, p.name, string_agg(t.value, '/' ORDER BY t._kye_position) AS types, p.base_experience FROM \\\"Pokemon\\\" p JOIN \\\"Pokemon__types\\\" t USING (id) GROUP BY p.id, p.name, p.base_experience ORDER BY p.id LIMIT 10\"",
+                sh(&pg.host),
+                pg.port,
+                sh(&pg.user),
+                sh(&pg.database)
+            );
+        }
+        spec => {
+            let location = spec
+                .map(|s| {
+                    let p = s.path();
+                    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+                })
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "kye.db".into());
+            println!("\nThe data is in {location}. Query it with sqlite3:\n");
+            println!(
+                "  sqlite3 -header -column {location} \"SELECT p.id, p.name, group_concat(t.value, '/') AS types, p.base_experience FROM Pokemon p JOIN Pokemon__types t USING (id) GROUP BY p.id ORDER BY p.id LIMIT 10;\""
+            );
+        }
     }
 }

@@ -551,3 +551,44 @@ fn fetch_queue_no_wait_then_two_worker_processes_complete_the_run() {
         .sum();
     assert_eq!(sum, keys, "{r}");
 }
+
+/// The demo on a PostgreSQL store ends by pointing to `psql` (not `sqlite3`), with a command
+/// that runs as printed: it connects, selects the store's schema and lists the Pokémon.
+#[test]
+fn the_demo_on_postgresql_points_to_psql_with_a_command_that_runs() {
+    let Some(_c) = server() else { return };
+    let s = Schema::new();
+    let out = output(s.example("http://127.0.0.1:9", &["--offline"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Query it with psql"), "{stdout}");
+    assert!(!stdout.contains("sqlite3"), "{stdout}");
+    let command = stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("psql "))
+        .unwrap_or_else(|| panic!("no psql command in: {stdout}"));
+    let has_psql = Command::new("psql").arg("--version").output().is_ok();
+    if !has_psql {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("CI=true: psql is not installed");
+        }
+        eprintln!("skipping the psql part: psql is not installed");
+        return;
+    }
+    let ran = Command::new("sh")
+        .args(["-c", command])
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .expect("run sh");
+    let listed = String::from_utf8_lossy(&ran.stdout);
+    assert!(
+        ran.status.success() && listed.contains("bulbasaur") && listed.contains("grass/poison"),
+        "{command}\n{listed}\n{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+}
